@@ -1,0 +1,116 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "jumpgate",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "jumpgate", targets: ["Jumpgate"]),
+        .executable(name: "session-manager-plugin", targets: ["SessionManagerPlugin"]),
+        .library(name: "JumpgateWire", targets: ["JumpgateWire"]),
+        .library(name: "JumpgateGateway", targets: ["JumpgateGateway"]),
+        .library(name: "JumpgateAgent", targets: ["JumpgateAgent"]),
+        .library(name: "JumpgateClient", targets: ["JumpgateClient"]),
+        .library(name: "JumpgateTestUtilities", targets: ["JumpgateTestUtilities"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+    ],
+    targets: [
+        // The pure protocol library: codecs and state machines, no sockets, no Foundation.
+        .target(
+            name: "JumpgateWire",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "JumpgateGateway",
+            dependencies: [
+                "JumpgateWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "JumpgateAgent",
+            dependencies: [
+                "JumpgateWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "JumpgateClient",
+            dependencies: [
+                "JumpgateWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "Jumpgate",
+            dependencies: [
+                "JumpgateWire",
+                "JumpgateGateway",
+                "JumpgateAgent",
+                "JumpgateClient",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "SessionManagerPlugin",
+            dependencies: [
+                "JumpgateClient",
+                "JumpgateWire",
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "JumpgateTestUtilities",
+            dependencies: [
+                "JumpgateWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "JumpgateWireTests",
+            dependencies: [
+                "JumpgateWire",
+                "JumpgateTestUtilities",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "JumpgateCLITests",
+            dependencies: [
+                "JumpgateWire",
+                "JumpgateTestUtilities",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

@@ -1,0 +1,42 @@
+/// How a port session moves bytes, decided separately on each side from the other's version (spec §7.3).
+public enum PortSessionMode: Hashable, Sendable {
+    /// One TCP connection at a time, raw bytes in Output payloads.
+    case basic
+    /// smux over Output payloads, any number of connections.
+    case mux(smuxVersion: UInt8, keepAlive: Bool)
+}
+
+/// What both ends agreed in the handshake.
+public struct NegotiatedSession: Hashable, Sendable {
+    public var sessionType: String
+    /// The resolved session document properties (portNumber, host, type, localPortNumber...).
+    public var properties: [String: String]
+    public var agentVersion: String
+    public var clientVersion: String
+    public var mode: PortSessionMode
+    public var extensions: JumpgateExtensions
+
+    public init(
+        sessionType: String,
+        properties: [String: String],
+        agentVersion: String,
+        clientVersion: String,
+        mode: PortSessionMode,
+        extensions: JumpgateExtensions
+    ) {
+        self.sessionType = sessionType
+        self.properties = properties
+        self.agentVersion = agentVersion
+        self.clientVersion = clientVersion
+        self.mode = mode
+        self.extensions = extensions
+    }
+
+    /// The largest stream payload either side may send.
+    public var maximumPayloadSize: Int {
+        self.extensions.contains(.largePayloads) ? JumpgateExtensions.largePayloadSize : JumpgateExtensions.officialPayloadSize
+    }
+
+    /// Whether `type` selects TCP listening (basic or mux) rather than standard-stream forwarding.
+    public var isLocalPortForwarding: Bool { self.properties["type"] == "LocalPortForwarding" }
+}

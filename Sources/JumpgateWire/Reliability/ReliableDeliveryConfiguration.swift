@@ -1,0 +1,56 @@
+import NIOCore
+
+/// Limits on a buffer of messages, by count and by bytes: 10 000 messages of 64 KiB would otherwise
+/// be 640 MiB.
+public struct MessageBufferLimit: Hashable, Sendable {
+    public var messages: Int
+    public var bytes: Int
+
+    public init(messages: Int, bytes: Int) {
+        self.messages = messages
+        self.bytes = bytes
+    }
+}
+
+/// How a receiver acknowledges stream messages.
+public enum AcknowledgementMode: Hashable, Sendable {
+    /// One JSON `acknowledge` per message, as the official peers do.
+    case perMessage
+    /// Jumpgate fast path: the highest contiguous sequence number, after `everyMessages` new messages
+    /// or `interval`, whichever comes first.
+    case cumulative(everyMessages: Int, interval: TimeAmount)
+}
+
+/// Settings of ``ReliableDeliveryStateMachine``; defaults are the official constants (spec §5.3).
+public struct ReliableDeliveryConfiguration: Hashable, Sendable {
+    public var initialRoundTripTime: TimeAmount = .milliseconds(100)
+    public var initialRoundTripTimeVariation: TimeAmount = .zero
+    public var initialRetransmissionTimeout: TimeAmount = .milliseconds(200)
+    public var clockGranularity: TimeAmount = .milliseconds(10)
+    public var maximumRetransmissionTimeout: TimeAmount = .seconds(1)
+    /// How often the retransmission scheduler looks at the head of the outgoing buffer.
+    public var resendInterval: TimeAmount = .milliseconds(100)
+    /// Give up after this many resends of one message; nil never gives up.
+    public var maximumResendAttempts: Int? = 3000
+    public var outgoingLimit = MessageBufferLimit(messages: 10_000, bytes: 32 << 20)
+    public var incomingLimit = MessageBufferLimit(messages: 10_000, bytes: 32 << 20)
+    public var acknowledgementMode: AcknowledgementMode = .perMessage
+    /// False on the fast path: while the WebSocket is up nothing is resent on a timer, only after a reconnect.
+    public var retransmitWhileConnected = true
+    /// Acknowledge duplicates again (the official agent does, the official plugin does not).
+    public var reacknowledgeDuplicates = true
+
+    public init() {}
+
+    /// The settings for a negotiated session.
+    public static func negotiated(_ extensions: JumpgateExtensions) -> ReliableDeliveryConfiguration {
+        var configuration = ReliableDeliveryConfiguration()
+        if extensions.contains(.cumulativeAck) {
+            configuration.acknowledgementMode = .cumulative(everyMessages: 32, interval: .milliseconds(20))
+        }
+        if extensions.contains(.noTimerRetransmit) {
+            configuration.retransmitWhileConnected = false
+        }
+        return configuration
+    }
+}

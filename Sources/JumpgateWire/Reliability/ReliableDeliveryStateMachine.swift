@@ -1,0 +1,334 @@
+import NIOCore
+
+/// Sequencing, acknowledgement and retransmission of stream messages for one endpoint of a session
+/// (spec §5), in both directions. Pure: time is passed in, frames are opaque encoded buffers, and every
+/// decision comes back as an action for the channel handler to carry out.
+///
+/// Outgoing: the caller checks ``canSend``, encodes a message with ``nextSequenceNumber`` and hands the
+/// frame to ``send(_:now:)``. The frame is kept until acknowledged; while the WebSocket is down or the
+/// peer paused publication it is held and sent on ``connectionRestored(now:)`` / ``publicationResumed(now:)``.
+///
+/// Incoming: ``streamMessageReceived(_:isReady:)`` decides whether to deliver, buffer out of order,
+/// re-acknowledge or drop; after a delivery, ``nextBufferedMessage()`` drains what became in order.
+public struct ReliableDeliveryStateMachine: Sendable {
+    public let configuration: ReliableDeliveryConfiguration
+
+    // MARK: outgoing state
+
+    private struct OutgoingEntry: Sendable {
+        var frame: ByteBuffer
+        var lastSentTime: NIODeadline
+        var resendCount: Int
+        var isSent: Bool
+        var isAcknowledged: Bool
+    }
+
+    /// Unacknowledged frames; entry i has sequence number `outgoingHeadSequence + i`.
+    private var outgoing = CircularBuffer<OutgoingEntry>(initialCapacity: 64)
+    private var outgoingHeadSequence: Int64 = 0
+    private var outgoingUnackedCount = 0
+    private var outgoingUnackedBytes = 0
+    public private(set) var nextSequenceNumber: Int64 = 0
+
+    private var isConnected = true
+    private var isPaused = false
+
+    /// Smoothed round-trip time, its variation and the retransmission timeout, in nanoseconds.
+    public private(set) var smoothedRoundTripTime: TimeAmount
+    public private(set) var roundTripTimeVariation: TimeAmount
+    public private(set) var retransmissionTimeout: TimeAmount
+
+    // MARK: incoming state
+
+    public private(set) var expectedSequenceNumber: Int64 = 0
+    private var outOfOrder: [Int64: SSMMessage] = [:]
+    private var outOfOrderBytes = 0
+    private var unacknowledgedDeliveries = 0
+    private var lastCumulativeAcknowledgement: NIODeadline?
+
+    public init(configuration: ReliableDeliveryConfiguration = .init()) {
+        self.configuration = configuration
+        self.smoothedRoundTripTime = configuration.initialRoundTripTime
+        self.roundTripTimeVariation = configuration.initialRoundTripTimeVariation
+        self.retransmissionTimeout = configuration.initialRetransmissionTimeout
+    }
+
+    // MARK: - Outgoing
+
+    /// Whether another message fits in the outgoing buffer. When false, stop reading the local source
+    /// until an acknowledgement opens the window (``AcknowledgementResult/windowOpened``).
+    public var canSend: Bool {
+        self.outgoingUnackedCount < self.configuration.outgoingLimit.messages
+            && self.outgoingUnackedBytes < self.configuration.outgoingLimit.bytes
+    }
+
+    /// Messages sent (or held) and not yet acknowledged.
+    public var unacknowledgedCount: Int { self.outgoingUnackedCount }
+    public var unacknowledgedBytes: Int { self.outgoingUnackedBytes }
+
+    public enum SendAction: Sendable, Equatable {
+        /// Write this frame now.
+        case write(ByteBuffer)
+        /// Kept, but not sent: the channel is down or the peer paused publication.
+        case hold
+    }
+
+    /// Records a frame encoded with ``nextSequenceNumber``. Throws if ``canSend`` was false.
+    public mutating func send(_ frame: ByteBuffer, now: NIODeadline) throws(WireError) -> SendAction {
+        guard self.canSend else {
+            throw WireError(.bufferFull, "outgoing buffer is full (\(self.outgoingUnackedCount) messages, \(self.outgoingUnackedBytes) bytes)")
+        }
+        let live = self.isConnected && !self.isPaused
+        if self.outgoing.isEmpty { self.outgoingHeadSequence = self.nextSequenceNumber }
+        self.outgoing.append(
+            OutgoingEntry(frame: frame, lastSentTime: now, resendCount: 0, isSent: live, isAcknowledged: false)
+        )
+        self.outgoingUnackedCount += 1
+        self.outgoingUnackedBytes += frame.readableBytes
+        self.nextSequenceNumber += 1
+        return live ? .write(frame) : .hold
+    }
+
+    public enum AcknowledgementResult: Sendable, Equatable {
+        /// Removed; `windowOpened` is true if ``canSend`` went from false to true.
+        case acknowledged(windowOpened: Bool)
+        /// Not outstanding: a duplicate or stale acknowledgement. Ignore it.
+        case unknown
+    }
+
+    /// A per-message `acknowledge` arrived (matched by sequence number only, as the official peers do).
+    public mutating func acknowledgementReceived(sequenceNumber: Int64, now: NIODeadline) -> AcknowledgementResult {
+        let index = sequenceNumber - self.outgoingHeadSequence
+        guard index >= 0, index < Int64(self.outgoing.count), !self.outgoing[self.outgoing.index(self.outgoing.startIndex, offsetBy: Int(index))].isAcknowledged
+        else { return .unknown }
+        let wasBlocked = !self.canSend
+        let position = self.outgoing.index(self.outgoing.startIndex, offsetBy: Int(index))
+        self.sampleRoundTrip(self.outgoing[position], now: now)
+        self.markAcknowledged(at: position)
+        self.popAcknowledgedHead()
+        return .acknowledged(windowOpened: wasBlocked && self.canSend)
+    }
+
+    /// A cumulative acknowledgement: everything up to and including `sequenceNumber` arrived.
+    public mutating func cumulativeAcknowledgementReceived(upTo sequenceNumber: Int64, now: NIODeadline) -> AcknowledgementResult {
+        let last = min(sequenceNumber - self.outgoingHeadSequence, Int64(self.outgoing.count) - 1)
+        guard last >= 0 else { return .unknown }
+        let wasBlocked = !self.canSend
+        var newest: OutgoingEntry?
+        var position = self.outgoing.startIndex
+        for _ in 0...Int(last) {
+            if !self.outgoing[position].isAcknowledged {
+                newest = self.outgoing[position]
+                self.markAcknowledged(at: position)
+            }
+            position = self.outgoing.index(after: position)
+        }
+        guard let newest else { return .unknown }
+        self.sampleRoundTrip(newest, now: now)
+        self.popAcknowledgedHead()
+        return .acknowledged(windowOpened: wasBlocked && self.canSend)
+    }
+
+    private mutating func markAcknowledged(at position: CircularBuffer<OutgoingEntry>.Index) {
+        self.outgoing[position].isAcknowledged = true
+        self.outgoingUnackedCount -= 1
+        self.outgoingUnackedBytes -= self.outgoing[position].frame.readableBytes
+    }
+
+    private mutating func popAcknowledgedHead() {
+        while let head = self.outgoing.first, head.isAcknowledged {
+            self.outgoing.removeFirst()
+            self.outgoingHeadSequence += 1
+        }
+    }
+
+    /// RTO estimation (spec §5.3), sampled from the last time the message was sent.
+    private mutating func sampleRoundTrip(_ entry: OutgoingEntry, now: NIODeadline) {
+        guard entry.isSent else { return }
+        let sample = max(.zero, now - entry.lastSentTime).nanoseconds
+        let srtt = self.smoothedRoundTripTime.nanoseconds
+        let rttvar = self.roundTripTimeVariation.nanoseconds
+        let newVariation = (3 * rttvar + abs(srtt - sample)) / 4
+        let newSmoothed = (7 * srtt + sample) / 8
+        self.roundTripTimeVariation = .nanoseconds(newVariation)
+        self.smoothedRoundTripTime = .nanoseconds(newSmoothed)
+        let candidate = newSmoothed + max(self.configuration.clockGranularity.nanoseconds, 4 * newVariation)
+        self.retransmissionTimeout = .nanoseconds(min(self.configuration.maximumRetransmissionTimeout.nanoseconds, candidate))
+    }
+
+    public enum RetransmitAction: Sendable, Equatable {
+        case none
+        /// Resend these identical bytes (the oldest unacknowledged message).
+        case resend(ByteBuffer, sequenceNumber: Int64)
+        /// The oldest message was resent ``ReliableDeliveryConfiguration/maximumResendAttempts`` times
+        /// without an acknowledgement: end the session.
+        case giveUp(sequenceNumber: Int64)
+    }
+
+    /// The retransmission scheduler's tick: looks only at the head, as the official peers do, but keeps
+    /// LastSentTime correct so a resend waits a full RTO.
+    public mutating func retransmitTimerFired(now: NIODeadline) -> RetransmitAction {
+        guard self.isConnected, !self.isPaused, self.configuration.retransmitWhileConnected,
+            let headIndex = self.outgoing.indices.first(where: { !self.outgoing[$0].isAcknowledged })
+        else { return .none }
+        let head = self.outgoing[headIndex]
+        let sequenceNumber = self.outgoingHeadSequence + Int64(self.outgoing.distance(from: self.outgoing.startIndex, to: headIndex))
+        guard head.isSent, now - head.lastSentTime > self.retransmissionTimeout else { return .none }
+        if let limit = self.configuration.maximumResendAttempts, head.resendCount >= limit {
+            return .giveUp(sequenceNumber: sequenceNumber)
+        }
+        self.outgoing[headIndex].resendCount += 1
+        self.outgoing[headIndex].lastSentTime = now
+        return .resend(head.frame, sequenceNumber: sequenceNumber)
+    }
+
+    /// The WebSocket dropped: hold everything until ``connectionRestored(now:)``.
+    public mutating func connectionLost() {
+        self.isConnected = false
+    }
+
+    /// A new WebSocket is up: every unacknowledged frame, oldest first, must be written again.
+    /// Sequence numbers continue where they were.
+    public mutating func connectionRestored(now: NIODeadline) -> [ByteBuffer] {
+        self.isConnected = true
+        return self.pendingFrames(now: now, includeSent: true)
+    }
+
+    /// `pause_publication`: stop sending and retransmitting; new messages are held.
+    public mutating func publicationPaused() {
+        self.isPaused = true
+    }
+
+    /// `start_publication` (or any stream data or acknowledgement from the peer): send what was held.
+    public mutating func publicationResumed(now: NIODeadline) -> [ByteBuffer] {
+        guard self.isPaused else { return [] }
+        self.isPaused = false
+        return self.pendingFrames(now: now, includeSent: false)
+    }
+
+    private mutating func pendingFrames(now: NIODeadline, includeSent: Bool) -> [ByteBuffer] {
+        guard self.isConnected, !self.isPaused else { return [] }
+        var frames: [ByteBuffer] = []
+        var position = self.outgoing.startIndex
+        while position != self.outgoing.endIndex {
+            if !self.outgoing[position].isAcknowledged, includeSent || !self.outgoing[position].isSent {
+                self.outgoing[position].isSent = true
+                self.outgoing[position].lastSentTime = now
+                frames.append(self.outgoing[position].frame)
+            }
+            position = self.outgoing.index(after: position)
+        }
+        return frames
+    }
+
+    // MARK: - Incoming
+
+    /// How to acknowledge what was just received.
+    public enum Acknowledgement: Sendable, Equatable {
+        case none
+        /// A per-message `acknowledge` for this message.
+        case acknowledge(MessageType, MessageID, sequenceNumber: Int64)
+        /// A cumulative acknowledgement up to and including this sequence number.
+        case cumulative(upTo: Int64)
+    }
+
+    public enum IncomingAction: Sendable, Equatable {
+        /// Process this message now (it is the next in order), send `acknowledgement`, then call
+        /// ``nextBufferedMessage()`` until it returns nil.
+        case deliver(acknowledgement: Acknowledgement)
+        /// Ahead of order: stored until the gap is filled.
+        case buffered(acknowledgement: Acknowledgement)
+        /// Already delivered: do not process again.
+        case duplicate(acknowledgement: Acknowledgement)
+        /// Not acknowledged, so the sender retries: the receiver is not ready (backpressure) or the
+        /// out-of-order buffer is full.
+        case dropped
+    }
+
+    /// A stream message arrived. `isReady` false means the local side cannot take data now; then only
+    /// handshake messages are accepted, everything else is left unacknowledged so the sender retries.
+    public mutating func streamMessageReceived(_ message: SSMMessage, isReady: Bool) -> IncomingAction {
+        let sequenceNumber = message.sequenceNumber
+        if sequenceNumber == self.expectedSequenceNumber {
+            guard isReady || message.payloadType.isHandshake else { return .dropped }
+            self.expectedSequenceNumber += 1
+            return .deliver(acknowledgement: self.acknowledgementForNewMessage(message))
+        }
+        if sequenceNumber > self.expectedSequenceNumber {
+            if self.outOfOrder[sequenceNumber] != nil {
+                return .buffered(acknowledgement: self.reacknowledgement(message))
+            }
+            guard self.outOfOrder.count < self.configuration.incomingLimit.messages,
+                self.outOfOrderBytes + message.payload.readableBytes <= self.configuration.incomingLimit.bytes
+            else { return .dropped }
+            self.outOfOrder[sequenceNumber] = message
+            self.outOfOrderBytes += message.payload.readableBytes
+            switch self.configuration.acknowledgementMode {
+            case .perMessage:
+                return .buffered(acknowledgement: .acknowledge(message.messageType, message.messageID, sequenceNumber: sequenceNumber))
+            case .cumulative:
+                return .buffered(acknowledgement: .none)
+            }
+        }
+        return .duplicate(acknowledgement: self.reacknowledgement(message))
+    }
+
+    /// The next message that became in order after a delivery, already acknowledged when it was stored
+    /// (per-message mode) or counted towards the next cumulative acknowledgement.
+    public mutating func nextBufferedMessage() -> (SSMMessage, Acknowledgement)? {
+        guard !self.outOfOrder.isEmpty, let message = self.outOfOrder.removeValue(forKey: self.expectedSequenceNumber) else {
+            return nil
+        }
+        self.outOfOrderBytes -= message.payload.readableBytes
+        self.expectedSequenceNumber += 1
+        switch self.configuration.acknowledgementMode {
+        case .perMessage:
+            return (message, .none)
+        case .cumulative:
+            return (message, self.countCumulative())
+        }
+    }
+
+    private mutating func acknowledgementForNewMessage(_ message: SSMMessage) -> Acknowledgement {
+        switch self.configuration.acknowledgementMode {
+        case .perMessage:
+            return .acknowledge(message.messageType, message.messageID, sequenceNumber: message.sequenceNumber)
+        case .cumulative:
+            return self.countCumulative()
+        }
+    }
+
+    private mutating func countCumulative() -> Acknowledgement {
+        guard case .cumulative(let every, _) = self.configuration.acknowledgementMode else { return .none }
+        self.unacknowledgedDeliveries += 1
+        if self.unacknowledgedDeliveries >= every {
+            self.unacknowledgedDeliveries = 0
+            return .cumulative(upTo: self.expectedSequenceNumber - 1)
+        }
+        return .none
+    }
+
+    private func reacknowledgement(_ message: SSMMessage) -> Acknowledgement {
+        guard self.configuration.reacknowledgeDuplicates else { return .none }
+        switch self.configuration.acknowledgementMode {
+        case .perMessage:
+            return .acknowledge(message.messageType, message.messageID, sequenceNumber: message.sequenceNumber)
+        case .cumulative:
+            return self.expectedSequenceNumber > 0 ? .cumulative(upTo: self.expectedSequenceNumber - 1) : .none
+        }
+    }
+
+    /// The cumulative-acknowledgement timer: returns an acknowledgement if deliveries are waiting for one
+    /// and the interval has passed since the last.
+    public mutating func acknowledgementTimerFired(now: NIODeadline) -> Acknowledgement {
+        guard case .cumulative(_, let interval) = self.configuration.acknowledgementMode, self.unacknowledgedDeliveries > 0
+        else { return .none }
+        if let last = self.lastCumulativeAcknowledgement, now - last < interval { return .none }
+        self.lastCumulativeAcknowledgement = now
+        self.unacknowledgedDeliveries = 0
+        return .cumulative(upTo: self.expectedSequenceNumber - 1)
+    }
+
+    /// Messages waiting in the out-of-order buffer.
+    public var bufferedIncomingCount: Int { self.outOfOrder.count }
+}

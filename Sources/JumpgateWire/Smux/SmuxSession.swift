@@ -1,0 +1,213 @@
+import NIOCore
+
+/// The smux session of one side of a port session, as a pure state machine: stream ids, open and
+/// half-closed states, and in version 2 the per-stream windows that keep one slow stream from
+/// stalling the others.
+///
+/// Version 1 (the official peers) has no per-stream flow control: a receiver can only stop reading the
+/// whole session. Version 2 follows xtaci/smux: the sender may have at most `peerWindow` bytes in flight
+/// per stream (written minus what the peer reported consumed), and the receiver reports consumption
+/// with UPD frames once half a window has been consumed.
+public struct SmuxSession: Sendable {
+    public enum Role: Sendable, Hashable {
+        /// Opens streams (3, 5, 7, ...): the laptop side.
+        case client
+        /// Accepts streams: the agent side.
+        case server
+    }
+
+    public struct Configuration: Sendable, Hashable {
+        public var version: UInt8
+        public var role: Role
+        /// The receive window advertised per stream (version 2).
+        public var streamReceiveWindow: UInt32
+        /// The window assumed for the peer until its first UPD (smux's initialPeerWindow).
+        public var initialPeerWindow: UInt32
+        public var maximumFrameSize: Int
+        /// At most this many streams at once; a SYN beyond it is refused with a FIN.
+        public var maximumStreams: Int
+
+        public init(
+            version: UInt8,
+            role: Role,
+            streamReceiveWindow: UInt32 = 1 << 20,
+            initialPeerWindow: UInt32 = 262_144,
+            maximumFrameSize: Int = SmuxFrame.maximumDataSize,
+            maximumStreams: Int = 4096
+        ) {
+            self.version = version
+            self.role = role
+            self.streamReceiveWindow = streamReceiveWindow
+            self.initialPeerWindow = initialPeerWindow
+            self.maximumFrameSize = maximumFrameSize
+            self.maximumStreams = maximumStreams
+        }
+    }
+
+    struct Stream: Sendable {
+        var localClosed = false
+        var remoteClosed = false
+        // Version 2 accounting; counters wrap as smux's uint32 counters do.
+        var written: UInt32 = 0
+        var peerConsumed: UInt32 = 0
+        var peerWindow: UInt32
+        var received: UInt32 = 0
+        var consumed: UInt32 = 0
+        var consumedSinceUpdate: UInt32 = 0
+    }
+
+    public let configuration: Configuration
+    private var streams: [SmuxStreamID: Stream] = [:]
+    private var lastOpenedID: UInt32
+
+    public init(configuration: Configuration) {
+        self.configuration = configuration
+        self.lastOpenedID = configuration.role == .client ? 1 : 0
+    }
+
+    public var openStreamCount: Int { self.streams.count }
+
+    public func isOpen(_ id: SmuxStreamID) -> Bool { self.streams[id] != nil }
+
+    private func frame(_ command: SmuxCommand, _ id: SmuxStreamID) -> SmuxFrame {
+        SmuxFrame(version: self.configuration.version, command: command, streamID: id)
+    }
+
+    // MARK: - Local operations
+
+    /// Opens a stream (client role): returns its id and the SYN to send.
+    public mutating func openStream() throws(WireError) -> (SmuxStreamID, SmuxFrame) {
+        guard self.streams.count < self.configuration.maximumStreams else {
+            throw WireError(.smuxProtocolViolation, "too many smux streams open (\(self.streams.count))")
+        }
+        self.lastOpenedID &+= 2
+        let id = SmuxStreamID(self.lastOpenedID)
+        self.streams[id] = Stream(peerWindow: self.configuration.initialPeerWindow)
+        return (id, self.frame(.syn, id))
+    }
+
+    /// How many bytes may be sent on `id` now: 0 when the stream is closed for writing or (version 2)
+    /// its window is full; then wait for ``Event/writable(_:)``.
+    public func sendableBytes(on id: SmuxStreamID) -> Int {
+        guard let stream = self.streams[id], !stream.localClosed else { return 0 }
+        guard self.configuration.version == 2 else { return self.configuration.maximumFrameSize }
+        let inFlight = stream.written &- stream.peerConsumed
+        guard inFlight < stream.peerWindow else { return 0 }
+        return min(Int(stream.peerWindow - inFlight), self.configuration.maximumFrameSize)
+    }
+
+    /// Records data about to be sent on `id` and returns the PSH header fields; `count` must not exceed
+    /// ``sendableBytes(on:)``.
+    public mutating func dataWillBeSent(on id: SmuxStreamID, count: Int) throws(WireError) {
+        let allowed = self.sendableBytes(on: id)
+        guard count <= allowed else {
+            throw WireError(.smuxProtocolViolation, "stream \(id): \(count) bytes exceed the \(allowed) that may be sent")
+        }
+        self.streams[id]!.written &+= UInt32(count)
+    }
+
+    /// The local side consumed `count` bytes of `id` (written them to the TCP connection). In version 2
+    /// returns a UPD to send once half a window has been consumed.
+    public mutating func dataConsumed(on id: SmuxStreamID, count: Int) -> SmuxFrame? {
+        guard self.configuration.version == 2, var stream = self.streams[id] else { return nil }
+        stream.consumed &+= UInt32(count)
+        stream.consumedSinceUpdate &+= UInt32(count)
+        var update: SmuxFrame?
+        if stream.consumedSinceUpdate >= self.configuration.streamReceiveWindow / 2 {
+            stream.consumedSinceUpdate = 0
+            update = .windowUpdate(
+                version: 2,
+                streamID: id,
+                .init(consumed: stream.consumed, window: self.configuration.streamReceiveWindow)
+            )
+        }
+        self.streams[id] = stream
+        return update
+    }
+
+    /// The local side closed its half of `id` (TCP EOF): returns the FIN to send, or nil if already sent.
+    public mutating func closeStream(_ id: SmuxStreamID) -> SmuxFrame? {
+        guard var stream = self.streams[id], !stream.localClosed else { return nil }
+        stream.localClosed = true
+        if stream.remoteClosed {
+            self.streams[id] = nil
+        } else {
+            self.streams[id] = stream
+        }
+        return self.frame(.fin, id)
+    }
+
+    /// Forget a stream entirely (its TCP connection was reset or the dial failed), returning the FIN to
+    /// send if one was not sent yet.
+    public mutating func abortStream(_ id: SmuxStreamID) -> SmuxFrame? {
+        guard let stream = self.streams.removeValue(forKey: id) else { return nil }
+        return stream.localClosed ? nil : self.frame(.fin, id)
+    }
+
+    // MARK: - Peer frames
+
+    public enum Event: Sendable, Equatable {
+        case none
+        /// The peer opened a stream (server role): dial the target for it.
+        case streamOpened(SmuxStreamID)
+        /// The peer refused or exceeded the stream limit: send this FIN.
+        case refuse(SmuxFrame)
+        /// Data for the stream's local TCP connection.
+        case data(SmuxStreamID, ByteBuffer)
+        /// The peer will send no more on this stream (half-close); `fullyClosed` when both halves are done.
+        case remoteClosed(SmuxStreamID, fullyClosed: Bool)
+        /// Version 2: the peer consumed data, the stream may send again.
+        case writable(SmuxStreamID)
+    }
+
+    public mutating func frameReceived(_ frame: SmuxFrame) throws(WireError) -> Event {
+        guard frame.version == self.configuration.version else {
+            throw WireError(.smuxProtocolViolation, "smux frame version \(frame.version) in a version \(self.configuration.version) session")
+        }
+        let id = frame.streamID
+        switch frame.command {
+        case .nop:
+            return .none
+        case .syn:
+            if self.streams[id] != nil { return .none }
+            guard self.streams.count < self.configuration.maximumStreams else {
+                return .refuse(self.frame(.fin, id))
+            }
+            self.streams[id] = Stream(peerWindow: self.configuration.initialPeerWindow)
+            return .streamOpened(id)
+        case .fin:
+            guard var stream = self.streams[id] else { return .none }
+            stream.remoteClosed = true
+            if stream.localClosed {
+                self.streams[id] = nil
+                return .remoteClosed(id, fullyClosed: true)
+            }
+            self.streams[id] = stream
+            return .remoteClosed(id, fullyClosed: false)
+        case .psh:
+            // smux drops data for streams it does not know (already closed locally).
+            guard var stream = self.streams[id], !stream.remoteClosed else { return .none }
+            if self.configuration.version == 2 {
+                let buffered = (stream.received &+ UInt32(frame.data.readableBytes)) &- stream.consumed
+                guard buffered <= self.configuration.streamReceiveWindow else {
+                    throw WireError(.smuxProtocolViolation, "stream \(id): peer sent past the \(self.configuration.streamReceiveWindow)-byte window")
+                }
+                stream.received &+= UInt32(frame.data.readableBytes)
+                self.streams[id] = stream
+            }
+            return .data(id, frame.data)
+        case .upd:
+            guard self.configuration.version == 2 else {
+                throw WireError(.smuxProtocolViolation, "UPD frame in a version 1 session")
+            }
+            guard var stream = self.streams[id], let update = frame.windowUpdate else { return .none }
+            let wasBlocked = self.sendableBytes(on: id) == 0
+            stream.peerConsumed = update.consumed
+            stream.peerWindow = update.window
+            self.streams[id] = stream
+            return wasBlocked && self.sendableBytes(on: id) > 0 ? .writable(id) : .none
+        default:
+            throw WireError(.smuxProtocolViolation, "unknown smux command \(frame.command.rawValue)")
+        }
+    }
+}

@@ -1,0 +1,67 @@
+import JumpgateWire
+import PropertyBased
+import Testing
+
+@Suite("JSON")
+struct JSONValueTests {
+    @Test("serialises compactly, in order, with Go's HTML-safe escapes")
+    func serialisation() {
+        let value: JSONValue = ["b": 1, "a": [true, nil, "x<y>&z"], "c": .double(1.5), "d": "\u{2028}\n\"\\\u{01}é"]
+        #expect(value.serialized() == #"{"b":1,"a":[true,null,"x\u003cy\u003e\u0026z"],"c":1.5,"d":"\u2028\n\"\\\u0001é"}"#)
+    }
+
+    @Test("parses strings, escapes, surrogate pairs and numbers")
+    func parsing() throws {
+        let value = try JSONValue(parsing: #" {"s":"a\u00e9\ud83d\ude00\/","i":-12,"big":9223372036854775807,"f":1e3,"n":null,"t":true,"arr":[]} "#)
+        #expect(value["s"]?.stringValue == "aé😀/")
+        #expect(value["i"]?.int64Value == -12)
+        #expect(value["big"]?.int64Value == Int64.max)
+        #expect(value["f"]?.int64Value == 1000)
+        #expect(value["n"]?.isNull == true)
+        #expect(value["t"]?.boolValue == true)
+        #expect(value["arr"]?.arrayValue?.isEmpty == true)
+    }
+
+    @Test("keys match case-insensitively after an exact match, as Go does")
+    func caseInsensitiveKeys() throws {
+        let value = try JSONValue(parsing: #"{"sessionid":"lower","SessionId":"exact"}"#)
+        #expect(value["SessionId"]?.stringValue == "exact")
+        #expect(value["SESSIONID"]?.stringValue == "lower")
+        #expect(value["missing"] == nil)
+    }
+
+    @Test("rejects malformed JSON with a position", arguments: [
+        "", "{", "[1,]", "{\"a\" 1}", "tru", "01", "1.", "\"\\x\"", "\"a", "{\"a\":1} x", "[\"\u{01}\"]", "-", "1e",
+    ])
+    func malformed(text: String) {
+        #expect(throws: JSONParseError.self) { try JSONValue(parsing: text) }
+    }
+
+    @Test("nesting is bounded so hostile input cannot exhaust the stack")
+    func depthLimit() {
+        let deep = String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)
+        #expect(throws: JSONParseError.self) { try JSONValue(parsing: deep) }
+        let fine = String(repeating: "[", count: 60) + String(repeating: "]", count: 60)
+        #expect((try? JSONValue(parsing: fine)) != nil)
+    }
+
+    @Test("property: strings round-trip through serialise and parse")
+    func stringRoundTrip() async {
+        await propertyCheck(count: 300, input: Gen.uint32(in: 0...0x10FFFF).array(of: 0...40)) { scalars in
+            let text = String(String.UnicodeScalarView(scalars.compactMap(Unicode.Scalar.init)))
+            let value: JSONValue = ["k": .string(text), "n": .integer(Int64(scalars.count))]
+            let parsed = try JSONValue(parsing: value.serialized())
+            #expect(parsed == value)
+        }
+    }
+
+    @Test("random bytes never crash the parser")
+    func garbage() {
+        var rng = SystemRandomNumberGenerator()
+        let alphabet = Array(#"{}[]",:0123456789-+.eEtruefalsn\u "#.utf8)
+        for _ in 0..<3000 {
+            let bytes = (0..<Int.random(in: 0..<60, using: &rng)).map { _ in alphabet.randomElement(using: &rng)! }
+            _ = try? JSONValue(parsing: bytes)
+        }
+    }
+}
