@@ -6,32 +6,59 @@ import Testing
 @Suite("Handshake")
 struct HandshakeStateMachineTests {
     let properties: [(key: String, value: String)] = [
-        ("portNumber", "3306"), ("type", "LocalPortForwarding"), ("localPortNumber", "1213"), ("host", "db.vpc.internal"),
+        ("portNumber", "3306"), ("type", "LocalPortForwarding"), ("localPortNumber", "1213"),
+        ("host", "db.vpc.internal"),
     ]
 
-    func agent(offering extensions: JumpgateExtensions = .all, version: String = JumpgateVersion.agentProtocolVersion) -> AgentHandshakeStateMachine {
-        AgentHandshakeStateMachine(configuration: .init(agentVersion: version, properties: self.properties, offeredExtensions: extensions))
+    func agent(
+        offering extensions: JumpgateExtensions = .all,
+        version: String = JumpgateVersion.agentProtocolVersion
+    ) -> AgentHandshakeStateMachine {
+        AgentHandshakeStateMachine(
+            configuration: .init(agentVersion: version, properties: self.properties, offeredExtensions: extensions)
+        )
     }
 
     @Test("Jumpgate agent and Jumpgate client negotiate every extension and smux v2")
     func jumpgateToJumpgate() throws {
         var clock = ManualClock()
         var agent = self.agent()
-        var client = ClientHandshakeStateMachine(configuration: .init(clientVersion: JumpgateVersion.clientProtocolVersion))
-        guard case .sendHandshakeRequest(let request) = agent.start(now: clock.now) else { Issue.record("no request"); return }
+        var client = ClientHandshakeStateMachine(
+            configuration: .init(clientVersion: JumpgateVersion.clientProtocolVersion)
+        )
+        guard case .sendHandshakeRequest(let request) = agent.start(now: clock.now) else {
+            Issue.record("no request")
+            return
+        }
         #expect(agent.deadline == clock.now + .seconds(15))
         // The request travels as JSON; parse it as the client would.
         let onWire = try HandshakeRequestPayload(payload: request.encoded())
-        #expect(onWire.requestedClientActions[0].actionParameters["Properties"]?[JumpgateExtensions.propertiesKey]?.stringValue == JumpgateExtensions.all.wireValue)
-        guard case .sendHandshakeResponse(let response) = client.requestReceived(onWire) else { Issue.record("no response"); return }
+        #expect(
+            onWire.requestedClientActions[0].actionParameters["Properties"]?[JumpgateExtensions.propertiesKey]?
+                .stringValue == JumpgateExtensions.all.wireValue
+        )
+        guard case .sendHandshakeResponse(let response) = client.requestReceived(onWire) else {
+            Issue.record("no response")
+            return
+        }
         clock.advance(by: .milliseconds(52))
-        guard case .sendHandshakeComplete(let complete, let agentView) = agent.responseReceived(try HandshakeResponsePayload(payload: response.encoded()), now: clock.now)
-        else { Issue.record("no complete"); return }
+        guard
+            case .sendHandshakeComplete(let complete, let agentView) = agent.responseReceived(
+                try HandshakeResponsePayload(payload: response.encoded()),
+                now: clock.now
+            )
+        else {
+            Issue.record("no complete")
+            return
+        }
         #expect(complete.handshakeTimeToComplete == 52_000_000)
         #expect(agentView.extensions == .all)
         #expect(agentView.mode == .mux(smuxVersion: 2, keepAlive: false))
         #expect(agentView.maximumPayloadSize == 65536)
-        guard case .established(let clientView, let message) = client.completeReceived(complete) else { Issue.record("not established"); return }
+        guard case .established(let clientView, let message) = client.completeReceived(complete) else {
+            Issue.record("not established")
+            return
+        }
         #expect(message == "")
         #expect(clientView.extensions == .all)
         #expect(clientView.mode == .mux(smuxVersion: 2, keepAlive: false))
@@ -44,8 +71,18 @@ struct HandshakeStateMachineTests {
     func officialPluginResponse() throws {
         var agent = self.agent()
         _ = agent.start(now: .uptimeNanoseconds(0))
-        let official = try HandshakeResponsePayload(payload: ByteBuffer(string: #"{"ClientVersion":"1.2.650.0","ProcessedClientActions":[{"ActionType":"SessionType","ActionStatus":1,"ActionResult":null,"Error":""}],"Errors":null}"#))
-        guard case .sendHandshakeComplete(_, let negotiated) = agent.responseReceived(official, now: .uptimeNanoseconds(1)) else {
+        let official = try HandshakeResponsePayload(
+            payload: ByteBuffer(
+                string:
+                    #"{"ClientVersion":"1.2.650.0","ProcessedClientActions":[{"ActionType":"SessionType","ActionStatus":1,"ActionResult":null,"Error":""}],"Errors":null}"#
+            )
+        )
+        guard
+            case .sendHandshakeComplete(_, let negotiated) = agent.responseReceived(
+                official,
+                now: .uptimeNanoseconds(1)
+            )
+        else {
             Issue.record("expected complete")
             return
         }
@@ -61,7 +98,11 @@ struct HandshakeStateMachineTests {
             var agent = self.agent(offering: offered, version: agentVersion)
             guard case .sendHandshakeRequest(let request) = agent.start(now: .uptimeNanoseconds(0)) else { return nil }
             _ = client.requestReceived(request)
-            guard case .established(let negotiated, _) = client.completeReceived(HandshakeCompletePayload(handshakeTimeToComplete: 1)) else { return nil }
+            guard
+                case .established(let negotiated, _) = client.completeReceived(
+                    HandshakeCompletePayload(handshakeTimeToComplete: 1)
+                )
+            else { return nil }
             return negotiated.mode
         }
         #expect(mode(agentVersion: "3.3.1802.0") == .mux(smuxVersion: 1, keepAlive: false))
@@ -77,8 +118,16 @@ struct HandshakeStateMachineTests {
         func mode(clientVersion: String) -> PortSessionMode? {
             var agent = self.agent(offering: [])
             _ = agent.start(now: .uptimeNanoseconds(0))
-            let response = HandshakeResponsePayload(clientVersion: clientVersion, processedClientActions: [ProcessedClientAction(actionType: "SessionType", actionStatus: .success)])
-            guard case .sendHandshakeComplete(_, let negotiated) = agent.responseReceived(response, now: .uptimeNanoseconds(1)) else { return nil }
+            let response = HandshakeResponsePayload(
+                clientVersion: clientVersion,
+                processedClientActions: [ProcessedClientAction(actionType: "SessionType", actionStatus: .success)]
+            )
+            guard
+                case .sendHandshakeComplete(_, let negotiated) = agent.responseReceived(
+                    response,
+                    now: .uptimeNanoseconds(1)
+                )
+            else { return nil }
             return negotiated.mode
         }
         #expect(mode(clientVersion: "1.1.69.0") == .basic)
@@ -107,43 +156,85 @@ struct HandshakeStateMachineTests {
         _ = agent.start(now: .uptimeNanoseconds(0))
         let response = HandshakeResponsePayload(
             clientVersion: "1.2.707.0",
-            processedClientActions: [ProcessedClientAction(actionType: "SessionType", actionStatus: .failed, error: "Unsupported session type Foo")]
+            processedClientActions: [
+                ProcessedClientAction(
+                    actionType: "SessionType",
+                    actionStatus: .failed,
+                    error: "Unsupported session type Foo"
+                )
+            ]
         )
-        #expect(agent.responseReceived(response, now: .uptimeNanoseconds(1)) == .fail(reason: "The client failed the SessionType action: Unsupported session type Foo"))
+        #expect(
+            agent.responseReceived(response, now: .uptimeNanoseconds(1))
+                == .fail(reason: "The client failed the SessionType action: Unsupported session type Foo")
+        )
         var other = self.agent()
         _ = other.start(now: .uptimeNanoseconds(0))
-        #expect(other.responseReceived(HandshakeResponsePayload(clientVersion: "1.2.707.0", processedClientActions: []), now: .uptimeNanoseconds(1)) == .fail(reason: "The client did not process the SessionType action."))
+        #expect(
+            other.responseReceived(
+                HandshakeResponsePayload(clientVersion: "1.2.707.0", processedClientActions: []),
+                now: .uptimeNanoseconds(1)
+            ) == .fail(reason: "The client did not process the SessionType action.")
+        )
     }
 
     @Test("the client refuses unknown session types and KMS, and reports why")
     func clientRefusals() {
         var client = ClientHandshakeStateMachine(configuration: .init(clientVersion: "1.2.707.0"))
-        let request = HandshakeRequestPayload(agentVersion: "3.3.1802.0", requestedClientActions: [
-            RequestedClientAction(actionType: "SessionType", actionParameters: ["SessionType": "Nope", "Properties": [:]]),
-            RequestedClientAction(actionType: "KMSEncryption", actionParameters: ["KMSKeyId": "arn"]),
-            RequestedClientAction(actionType: "Telepathy", actionParameters: nil),
-        ])
-        guard case .sendHandshakeResponse(let response) = client.requestReceived(request) else { Issue.record("no response"); return }
+        let request = HandshakeRequestPayload(
+            agentVersion: "3.3.1802.0",
+            requestedClientActions: [
+                RequestedClientAction(
+                    actionType: "SessionType",
+                    actionParameters: ["SessionType": "Nope", "Properties": [:]]
+                ),
+                RequestedClientAction(actionType: "KMSEncryption", actionParameters: ["KMSKeyId": "arn"]),
+                RequestedClientAction(actionType: "Telepathy", actionParameters: nil),
+            ]
+        )
+        guard case .sendHandshakeResponse(let response) = client.requestReceived(request) else {
+            Issue.record("no response")
+            return
+        }
         #expect(response.processedClientActions.map(\.actionStatus) == [.failed, .failed, .unsupported])
         #expect(response.errors?.count == 3)
-        guard case .fail = client.completeReceived(HandshakeCompletePayload(handshakeTimeToComplete: 0)) else { Issue.record("should fail"); return }
+        guard case .fail = client.completeReceived(HandshakeCompletePayload(handshakeTimeToComplete: 0)) else {
+            Issue.record("should fail")
+            return
+        }
         var early = ClientHandshakeStateMachine(configuration: .init(clientVersion: "1.2.707.0"))
-        guard case .fail = early.completeReceived(HandshakeCompletePayload(handshakeTimeToComplete: 0)) else { Issue.record("should fail"); return }
+        guard case .fail = early.completeReceived(HandshakeCompletePayload(handshakeTimeToComplete: 0)) else {
+            Issue.record("should fail")
+            return
+        }
     }
 
     @Test("--no-extensions agents and official clients keep the fast path off")
     func noExtensions() {
-        var client = ClientHandshakeStateMachine(configuration: .init(clientVersion: "1.2.707.0", supportedExtensions: []))
+        var client = ClientHandshakeStateMachine(
+            configuration: .init(clientVersion: "1.2.707.0", supportedExtensions: [])
+        )
         var agent = self.agent()
         guard case .sendHandshakeRequest(let request) = agent.start(now: .uptimeNanoseconds(0)),
             case .sendHandshakeResponse(let response) = client.requestReceived(request)
-        else { Issue.record("handshake broke"); return }
+        else {
+            Issue.record("handshake broke")
+            return
+        }
         #expect(response.processedClientActions[0].actionResult == .null)
-        guard case .sendHandshakeComplete(_, let negotiated) = agent.responseReceived(response, now: .uptimeNanoseconds(1)) else { return }
+        guard
+            case .sendHandshakeComplete(_, let negotiated) = agent.responseReceived(
+                response,
+                now: .uptimeNanoseconds(1)
+            )
+        else { return }
         #expect(negotiated.extensions.isEmpty)
         var plain = self.agent(offering: [])
         guard case .sendHandshakeRequest(let plainRequest) = plain.start(now: .uptimeNanoseconds(0)) else { return }
-        #expect(plainRequest.requestedClientActions[0].actionParameters["Properties"]?[JumpgateExtensions.propertiesKey] == nil)
+        #expect(
+            plainRequest.requestedClientActions[0].actionParameters["Properties"]?[JumpgateExtensions.propertiesKey]
+                == nil
+        )
     }
 
     @Test("version comparison rules of each official peer")
@@ -158,7 +249,12 @@ struct HandshakeStateMachineTests {
         #expect(SSMVersion.agentCompare("1.1", "1.1.70") == -1)
         #expect(SSMVersion.agentCompare("junk", "1.0") == -1)
         #expect(SSMVersion.pluginIsGreater(JumpgateVersion.clientProtocolVersion, than: "1.2.650.0"))
-        #expect(SSMVersion.pluginIsGreater(JumpgateVersion.agentProtocolVersion, than: SSMVersion.keepAliveDisabledAfterAgentVersion))
+        #expect(
+            SSMVersion.pluginIsGreater(
+                JumpgateVersion.agentProtocolVersion,
+                than: SSMVersion.keepAliveDisabledAfterAgentVersion
+            )
+        )
     }
 
     @Test("extension wire form round-trips and ignores unknown names")

@@ -7,12 +7,17 @@ struct JSONValueTests {
     @Test("serialises compactly, in order, with Go's HTML-safe escapes")
     func serialisation() {
         let value: JSONValue = ["b": 1, "a": [true, nil, "x<y>&z"], "c": .double(1.5), "d": "\u{2028}\n\"\\\u{01}é"]
-        #expect(value.serialized() == #"{"b":1,"a":[true,null,"x\u003cy\u003e\u0026z"],"c":1.5,"d":"\u2028\n\"\\\u0001é"}"#)
+        #expect(
+            value.serialized() == #"{"b":1,"a":[true,null,"x\u003cy\u003e\u0026z"],"c":1.5,"d":"\u2028\n\"\\\u0001é"}"#
+        )
     }
 
     @Test("parses strings, escapes, surrogate pairs and numbers")
     func parsing() throws {
-        let value = try JSONValue(parsing: #" {"s":"a\u00e9\ud83d\ude00\/","i":-12,"big":9223372036854775807,"f":1e3,"n":null,"t":true,"arr":[]} "#)
+        let value = try JSONValue(
+            parsing:
+                #" {"s":"a\u00e9\ud83d\ude00\/","i":-12,"big":9223372036854775807,"f":1e3,"n":null,"t":true,"arr":[]} "#
+        )
         #expect(value["s"]?.stringValue == "aé😀/")
         #expect(value["i"]?.int64Value == -12)
         #expect(value["big"]?.int64Value == Int64.max)
@@ -30,9 +35,12 @@ struct JSONValueTests {
         #expect(value["missing"] == nil)
     }
 
-    @Test("rejects malformed JSON with a position", arguments: [
-        "", "{", "[1,]", "{\"a\" 1}", "tru", "01", "1.", "\"\\x\"", "\"a", "{\"a\":1} x", "[\"\u{01}\"]", "-", "1e",
-    ])
+    @Test(
+        "rejects malformed JSON with a position",
+        arguments: [
+            "", "{", "[1,]", "{\"a\" 1}", "tru", "01", "1.", "\"\\x\"", "\"a", "{\"a\":1} x", "[\"\u{01}\"]", "-", "1e",
+        ]
+    )
     func malformed(text: String) {
         #expect(throws: JSONParseError.self) { try JSONValue(parsing: text) }
     }

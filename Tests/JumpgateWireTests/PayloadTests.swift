@@ -7,7 +7,8 @@ import Testing
 struct PayloadTests {
     @Test("the spec's HandshakeRequest parses and re-serialises in Go's field order")
     func handshakeRequest() throws {
-        let text = #"{"AgentVersion":"3.3.987.0","RequestedClientActions":[{"ActionType":"SessionType","ActionParameters":{"SessionType":"Port","Properties":{"localPortNumber":"1213","portNumber":"80","type":"LocalPortForwarding"}}}]}"#
+        let text =
+            #"{"AgentVersion":"3.3.987.0","RequestedClientActions":[{"ActionType":"SessionType","ActionParameters":{"SessionType":"Port","Properties":{"localPortNumber":"1213","portNumber":"80","type":"LocalPortForwarding"}}}]}"#
         let request = try HandshakeRequestPayload(payload: ByteBuffer(string: text))
         #expect(request.agentVersion == "3.3.987.0")
         #expect(request.requestedClientActions.first?.actionParameters["SessionType"]?.stringValue == "Port")
@@ -16,9 +17,14 @@ struct PayloadTests {
 
     @Test("the official plugin's HandshakeResponse round-trips, with Errors and ActionResult null")
     func handshakeResponse() throws {
-        let text = #"{"ClientVersion":"1.2.650.0","ProcessedClientActions":[{"ActionType":"SessionType","ActionStatus":1,"ActionResult":null,"Error":""}],"Errors":null}"#
+        let text =
+            #"{"ClientVersion":"1.2.650.0","ProcessedClientActions":[{"ActionType":"SessionType","ActionStatus":1,"ActionResult":null,"Error":""}],"Errors":null}"#
         let response = try HandshakeResponsePayload(payload: ByteBuffer(string: text))
-        #expect(response.processedClientActions == [ProcessedClientAction(actionType: "SessionType", actionStatus: .success)])
+        #expect(
+            response.processedClientActions == [
+                ProcessedClientAction(actionType: "SessionType", actionStatus: .success)
+            ]
+        )
         #expect(response.errors == nil)
         #expect(response.json.serialized() == text)
     }
@@ -42,7 +48,12 @@ struct PayloadTests {
 
     @Test("channel_closed, agent_session_state and control-channel shapes round-trip")
     func otherShapes() throws {
-        let closed = ChannelClosedPayload(createdDate: "2026-11-29T00:00:00Z", destinationID: "mi-0123", sessionID: "s-1", output: "Idle timeout")
+        let closed = ChannelClosedPayload(
+            createdDate: "2026-11-29T00:00:00Z",
+            destinationID: "mi-0123",
+            sessionID: "s-1",
+            output: "Idle timeout"
+        )
         #expect(try ChannelClosedPayload(payload: closed.encoded()) == closed)
         #expect(closed.json.serialized().hasPrefix(#"{"MessageId":""#))
         let state = AgentSessionStatePayload(sessionState: "Connected", sessionID: "s-1")
@@ -54,14 +65,25 @@ struct PayloadTests {
             parameters: [("portNumber", "80")],
             sessionOwner: "arn:aws:iam::000000000000:user/dev"
         )
-        let shell = MGSPayload(content: task.json.serialized(), taskID: "aws.ssm.s-1.mi-1", topic: "aws.ssm.sendCommand")
+        let shell = MGSPayload(
+            content: task.json.serialized(),
+            taskID: "aws.ssm.s-1.mi-1",
+            topic: "aws.ssm.sendCommand"
+        )
         let parsed = try MGSPayload(payload: shell.encoded())
         #expect(try AgentTaskPayload(json: JSONValue(parsing: parsed.content)) == task)
         // Go decodes keys case-insensitively; the agent's own tests send lowercase ones.
-        let lower = try AgentTaskPayload(json: JSONValue(parsing: #"{"sessionId":"s-2","parameters":{"portNumber":["22"]}}"#))
+        let lower = try AgentTaskPayload(
+            json: JSONValue(parsing: #"{"sessionId":"s-2","parameters":{"portNumber":["22"]}}"#)
+        )
         #expect(lower.sessionID == "s-2")
         #expect(lower.parameters.first?.value == "22")
-        let complete = AgentTaskCompletePayload(taskID: "s-1", finalTaskStatus: "Success", instanceID: "mi-1", output: "")
+        let complete = AgentTaskCompletePayload(
+            taskID: "s-1",
+            finalTaskStatus: "Success",
+            instanceID: "mi-1",
+            output: ""
+        )
         #expect(try AgentTaskCompletePayload(payload: complete.encoded()) == complete)
         let ack = AgentTaskAcknowledgePayload(messageID: .random(), taskID: "s-1")
         #expect(try AgentTaskAcknowledgePayload(payload: ack.encoded()) == ack)
@@ -75,8 +97,15 @@ struct PayloadTests {
             clientID: "c",
             clientVersion: "1.2.707.0"
         )
-        #expect(input.json.serialized() == #"{"MessageSchemaVersion":"1.0","RequestId":"01234567-89ab-4cde-8f01-23456789abcd","TokenValue":"tok","ClientId":"c","ClientVersion":"1.2.707.0"}"#)
-        let old = try OpenDataChannelInput(payload: ByteBuffer(string: #"{"MessageSchemaVersion":"1.0","RequestId":"r","TokenValue":"t","ClientId":"c"}"#))
+        #expect(
+            input.json.serialized()
+                == #"{"MessageSchemaVersion":"1.0","RequestId":"01234567-89ab-4cde-8f01-23456789abcd","TokenValue":"tok","ClientId":"c","ClientVersion":"1.2.707.0"}"#
+        )
+        let old = try OpenDataChannelInput(
+            payload: ByteBuffer(
+                string: #"{"MessageSchemaVersion":"1.0","RequestId":"r","TokenValue":"t","ClientId":"c"}"#
+            )
+        )
         #expect(old.clientVersion == nil)
         #expect(throws: WireError.self) { try OpenDataChannelInput(payload: ByteBuffer(string: #"{"RequestId":"r"}"#)) }
         #expect(throws: WireError.self) { try OpenDataChannelInput(payload: ByteBuffer(string: #"{"TokenValue":5}"#)) }
@@ -84,9 +113,13 @@ struct PayloadTests {
 
     @Test("mistyped fields are errors, never crashes")
     func mistyped() {
-        #expect(throws: WireError.self) { try AcknowledgeContent(payload: ByteBuffer(string: #"{"AcknowledgedMessageSequenceNumber":"1"}"#)) }
+        #expect(throws: WireError.self) {
+            try AcknowledgeContent(payload: ByteBuffer(string: #"{"AcknowledgedMessageSequenceNumber":"1"}"#))
+        }
         #expect(throws: WireError.self) { try AcknowledgeContent(payload: ByteBuffer(string: "[]")) }
-        #expect(throws: WireError.self) { try HandshakeRequestPayload(payload: ByteBuffer(string: #"{"RequestedClientActions":{}}"#)) }
+        #expect(throws: WireError.self) {
+            try HandshakeRequestPayload(payload: ByteBuffer(string: #"{"RequestedClientActions":{}}"#))
+        }
         #expect(throws: WireError.self) { try HandshakeResponsePayload(payload: ByteBuffer(string: "not json")) }
         #expect(throws: WireError.self) { try CumulativeAckPayload(payload: ByteBuffer(bytes: [1, 2, 3])) }
     }

@@ -112,10 +112,12 @@ struct ReliableDeliveryStateMachineTests {
             clock.advance(by: .seconds(2))
             actions.append(sm.retransmitTimerFired(now: clock.now))
         }
-        #expect(actions == [
-            .resend(frame(0), sequenceNumber: 0), .resend(frame(0), sequenceNumber: 0),
-            .resend(frame(0), sequenceNumber: 0), .giveUp(sequenceNumber: 0), .giveUp(sequenceNumber: 0),
-        ])
+        #expect(
+            actions == [
+                .resend(frame(0), sequenceNumber: 0), .resend(frame(0), sequenceNumber: 0),
+                .resend(frame(0), sequenceNumber: 0), .giveUp(sequenceNumber: 0), .giveUp(sequenceNumber: 0),
+            ]
+        )
     }
 
     @Test("the outgoing buffer is bounded by count and by bytes, and an ack reopens it")
@@ -183,7 +185,10 @@ struct ReliableDeliveryStateMachineTests {
     @Test("receiver: in order delivers and acks, ahead of order buffers and acks, duplicates are re-acked")
     func receiverOrdering() {
         var sm = ReliableDeliveryStateMachine()
-        let m0 = streamMessage(0), m1 = streamMessage(1), m2 = streamMessage(2), m3 = streamMessage(3)
+        let m0 = streamMessage(0)
+        let m1 = streamMessage(1)
+        let m2 = streamMessage(2)
+        let m3 = streamMessage(3)
         func ack(_ m: SSMMessage) -> ReliableDeliveryStateMachine.Acknowledgement {
             .acknowledge(m.messageType, m.messageID, sequenceNumber: m.sequenceNumber)
         }
@@ -214,7 +219,12 @@ struct ReliableDeliveryStateMachineTests {
     func notReady() {
         var sm = ReliableDeliveryStateMachine()
         let handshake = streamMessage(0, payloadType: .handshakeRequest)
-        #expect(sm.streamMessageReceived(handshake, isReady: false) == .deliver(acknowledgement: .acknowledge(handshake.messageType, handshake.messageID, sequenceNumber: 0)))
+        #expect(
+            sm.streamMessageReceived(handshake, isReady: false)
+                == .deliver(
+                    acknowledgement: .acknowledge(handshake.messageType, handshake.messageID, sequenceNumber: 0)
+                )
+        )
         #expect(sm.streamMessageReceived(streamMessage(1), isReady: false) == .dropped)
         #expect(sm.expectedSequenceNumber == 1)
     }
@@ -240,21 +250,29 @@ struct ReliableDeliveryStateMachineTests {
         var sm = ReliableDeliveryStateMachine(configuration: configuration)
         #expect(sm.streamMessageReceived(streamMessage(0), isReady: true) == .deliver(acknowledgement: .none))
         #expect(sm.streamMessageReceived(streamMessage(1), isReady: true) == .deliver(acknowledgement: .none))
-        #expect(sm.streamMessageReceived(streamMessage(2), isReady: true) == .deliver(acknowledgement: .cumulative(upTo: 2)))
+        #expect(
+            sm.streamMessageReceived(streamMessage(2), isReady: true) == .deliver(acknowledgement: .cumulative(upTo: 2))
+        )
         #expect(sm.streamMessageReceived(streamMessage(3), isReady: true) == .deliver(acknowledgement: .none))
         #expect(sm.acknowledgementTimerFired(now: clock.now) == .cumulative(upTo: 3))
         #expect(sm.acknowledgementTimerFired(now: clock.now) == .none)
         #expect(sm.streamMessageReceived(streamMessage(5), isReady: true) == .buffered(acknowledgement: .none))
         #expect(sm.streamMessageReceived(streamMessage(4), isReady: true) == .deliver(acknowledgement: .none))
-        #expect(sm.nextBufferedMessage()?.1 == ReliableDeliveryStateMachine.Acknowledgement.none)  // 4 and 5 since the timer's acknowledgement
-        #expect(sm.streamMessageReceived(streamMessage(6), isReady: true) == .deliver(acknowledgement: .cumulative(upTo: 6)))
+        // Only 4 and 5 were delivered since the timer's acknowledgement.
+        #expect(sm.nextBufferedMessage()?.1 == ReliableDeliveryStateMachine.Acknowledgement.none)
+        #expect(
+            sm.streamMessageReceived(streamMessage(6), isReady: true) == .deliver(acknowledgement: .cumulative(upTo: 6))
+        )
         clock.advance(by: .milliseconds(5))
         #expect(sm.streamMessageReceived(streamMessage(7), isReady: true) == .deliver(acknowledgement: .none))
         #expect(sm.acknowledgementTimerFired(now: clock.now) == .none)  // less than the interval since the last
         clock.advance(by: .milliseconds(20))
         #expect(sm.acknowledgementTimerFired(now: clock.now) == .cumulative(upTo: 7))
         // A duplicate after a reconnect is answered with the current cumulative position.
-        #expect(sm.streamMessageReceived(streamMessage(2), isReady: true) == .duplicate(acknowledgement: .cumulative(upTo: 7)))
+        #expect(
+            sm.streamMessageReceived(streamMessage(2), isReady: true)
+                == .duplicate(acknowledgement: .cumulative(upTo: 7))
+        )
     }
 
     @Test("cumulative acknowledgement on the sender removes everything up to it")
@@ -272,7 +290,9 @@ struct ReliableDeliveryStateMachineTests {
         #expect(sm.connectionRestored(now: clock.now).isEmpty)
     }
 
-    @Test("loss and reordering end to end: two machines over a lossy, reordering link deliver everything once, in order")
+    @Test(
+        "loss and reordering end to end: two machines over a lossy, reordering link deliver everything once, in order"
+    )
     func lossyLinkSimulation() throws {
         var rng = SplitMix64(seed: 42)
         var clock = ManualClock()
@@ -286,7 +306,9 @@ struct ReliableDeliveryStateMachineTests {
         while delivered.count < total, iterations < 200_000 {
             iterations += 1
             while sender.canSend, sender.nextSequenceNumber < total {
-                if case .write(let f) = try sender.send(frame(sender.nextSequenceNumber), now: clock.now), rng.next() % 10 != 0 {
+                if case .write(let f) = try sender.send(frame(sender.nextSequenceNumber), now: clock.now),
+                    rng.next() % 10 != 0
+                {
                     inFlight.append((clock.now + .milliseconds(Int64(rng.next() % 30)), f))
                 }
             }

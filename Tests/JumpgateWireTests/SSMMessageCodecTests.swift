@@ -1,3 +1,4 @@
+import Foundation
 import JumpgateTestUtilities
 import JumpgateWire
 import NIOCore
@@ -73,7 +74,9 @@ struct SSMMessageCodecTests {
     func messageIDSwap() {
         let id = MessageID("dd01e56b-ff48-483e-a508-b5f073f31b16")!
         var buffer = ByteBuffer()
-        buffer.writeSSMMessage(SSMMessage(messageType: .acknowledge, createdDate: 1, messageID: id, payload: ByteBuffer()))
+        buffer.writeSSMMessage(
+            SSMMessage(messageType: .acknowledge, createdDate: 1, messageID: id, payload: ByteBuffer())
+        )
         #expect(Hex.encode(buffer.getBytes(at: 64, length: 16)!) == "a508b5f073f31b16dd01e56bff48483e")
         #expect(MessageID("DD01E56B-FF48-483E-A508-B5F073F31B16") == id)
         #expect(MessageID("dd01e56b-ff48-483e-a508-b5f073f31b1") == nil)
@@ -105,7 +108,9 @@ struct SSMMessageCodecTests {
         for i in 4..<36 { emptyType[i] = 0x20 }
         #expect(self.code { try SSMMessage(decoding: ByteBuffer(bytes: emptyType)) } == .invalidMessageType)
         #expect(self.code { try SSMMessage(decoding: ByteBuffer(bytes: bytes + [0x21])) } == .inconsistentPayloadLength)
-        #expect(self.code { try SSMMessage(decoding: ByteBuffer(bytes: bytes.dropLast())) } == .inconsistentPayloadLength)
+        #expect(
+            self.code { try SSMMessage(decoding: ByteBuffer(bytes: bytes.dropLast())) } == .inconsistentPayloadLength
+        )
         #expect(self.code { try SSMMessage(decoding: ByteBuffer(bytes: Array(bytes.prefix(60)))) } == .truncatedMessage)
     }
 
@@ -229,5 +234,54 @@ enum MessageTypeCatalog {
 enum FrameInspectorProbe {
     static func describe(_ buffer: ByteBuffer) -> JSONValue? {
         try? FrameInspector.describe(buffer)
+    }
+}
+
+/// The shared spec folder sits beside the repository in a developer checkout and in CI.
+let sharedGoldenVectorsScript = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent("shared/protocol/golden_vectors.py")
+
+@Suite("Golden vectors match shared/protocol/golden_vectors.py")
+struct GoldenVectorScriptTests {
+    @Test(
+        "the embedded vectors are exactly the ones the script prints, and its own --check passes",
+        .enabled(if: FileManager.default.fileExists(atPath: sharedGoldenVectorsScript.path))
+    )
+    func matchesScript() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", sharedGoldenVectorsScript.path, "--check"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        #expect(output.contains("all checks passed"))
+        // Join each hexdump block ("0000  00 00 ...") into one hex string per vector.
+        var blocks: [String] = []
+        var current = ""
+        for line in output.split(separator: "\n", omittingEmptySubsequences: false) {
+            let parts = line.split(separator: " ", maxSplits: 1)
+            if parts.count == 2, parts[0].count == 4, parts[0].allSatisfy(\.isHexDigit) {
+                if parts[0] == "0000", !current.isEmpty {
+                    blocks.append(current)
+                    current = ""
+                }
+                current += parts[1].replacingOccurrences(of: " ", with: "")
+            } else if !current.isEmpty {
+                blocks.append(current)
+                current = ""
+            }
+        }
+        if !current.isEmpty { blocks.append(current) }
+        let messageBlocks = Set(blocks.filter { $0.count >= 240 })
+        #expect(messageBlocks == Set(GoldenVectors.all.map(\.hex)))
+        let smuxBlocks = Set(blocks.filter { $0.count < 240 })
+        #expect(
+            smuxBlocks
+                == [GoldenVectors.smuxSYN, GoldenVectors.smuxPSHHello, GoldenVectors.smuxFIN, GoldenVectors.smuxNOP]
+        )
     }
 }

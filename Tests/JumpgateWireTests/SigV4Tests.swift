@@ -25,7 +25,10 @@ struct BotocoreCase: Sendable, CustomStringConvertible {
         let output = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            throw WireError(.invalidPayload, "botocore_sigv4_vectors.py failed (is botocore installed? ./scripts/test installs it)")
+            throw WireError(
+                .invalidPayload,
+                "botocore_sigv4_vectors.py failed (is botocore installed? ./scripts/test installs it)"
+            )
         }
         let json = try JSONValue(parsing: [UInt8](output))
         return try (json.arrayValue ?? []).map { item in
@@ -36,10 +39,20 @@ struct BotocoreCase: Sendable, CustomStringConvertible {
             guard let name = item["name"]?.stringValue else { throw WireError(.invalidPayload, "case without name") }
             return BotocoreCase(
                 name: name,
-                request: SigV4Request(method: item["method"]!.stringValue!, path: item["path"]!.stringValue!, query: item["query"]!.stringValue!, headers: headers, body: body),
+                request: SigV4Request(
+                    method: item["method"]!.stringValue!,
+                    path: item["path"]!.stringValue!,
+                    query: item["query"]!.stringValue!,
+                    headers: headers,
+                    body: body
+                ),
                 service: item["service"]!.stringValue!,
                 region: item["region"]!.stringValue!,
-                credentials: AWSCredentials(accessKeyID: item["accessKey"]!.stringValue!, secretAccessKey: item["secret"]!.stringValue!, sessionToken: item["sessionToken"]?.stringValue),
+                credentials: AWSCredentials(
+                    accessKeyID: item["accessKey"]!.stringValue!,
+                    secretAccessKey: item["secret"]!.stringValue!,
+                    sessionToken: item["sessionToken"]?.stringValue
+                ),
                 epoch: item["epoch"]!.int64Value!
             )
         }
@@ -62,21 +75,32 @@ struct SigV4Tests {
 
     @Test("the verifier accepts every botocore-signed request", arguments: SigV4Tests.cases)
     func verifierAccepts(c: BotocoreCase) throws {
-        let identity = try SigV4Verifier(service: c.service).verify(c.request, nowEpochSeconds: c.epoch + 30, secretForAccessKey: self.secret(c))
+        let identity = try SigV4Verifier(service: c.service).verify(
+            c.request,
+            nowEpochSeconds: c.epoch + 30,
+            secretForAccessKey: self.secret(c)
+        )
         #expect(identity.accessKeyID == c.credentials.accessKeyID)
         #expect(identity.region == c.region)
     }
 
-    @Test("the signer reproduces botocore's Authorization header exactly", arguments: SigV4Tests.cases.filter { $0.request.headerValues("authorization").count == 1 })
+    @Test(
+        "the signer reproduces botocore's Authorization header exactly",
+        arguments: SigV4Tests.cases.filter { $0.request.headerValues("authorization").count == 1 }
+    )
     func signerMatches(c: BotocoreCase) throws {
         let authorization = c.request.headerValues("authorization")[0]
-        let signedNames = authorization.components(separatedBy: "SignedHeaders=")[1].components(separatedBy: ",")[0].split(separator: ";").map(String.init)
+        let signedNames = authorization.components(separatedBy: "SignedHeaders=")[1].components(separatedBy: ",")[0]
+            .split(separator: ";").map(String.init)
         var unsigned = c.request
         unsigned.headers = c.request.headers.filter {
             let name = $0.name.lowercased()
             return signedNames.contains(name) && !["x-amz-date", "x-amz-security-token"].contains(name)
         }
-        let added = SigV4Signer(credentials: c.credentials, region: c.region, service: c.service).signatureHeaders(for: unsigned, epochSeconds: c.epoch)
+        let added = SigV4Signer(credentials: c.credentials, region: c.region, service: c.service).signatureHeaders(
+            for: unsigned,
+            epochSeconds: c.epoch
+        )
         #expect(added.first { $0.name == "Authorization" }?.value == authorization)
         #expect(added.first { $0.name == "X-Amz-Date" }?.value == "20231114T221320Z")
     }
@@ -86,12 +110,36 @@ struct SigV4Tests {
         let c = try #require(Self.cases.first { $0.name.contains("presigned") })
         let theirs = SigV4.queryItems(c.request.query).first { $0.name == "X-Amz-Signature" }?.value
         let ours = SigV4Signer(credentials: c.credentials, region: c.region, service: c.service)
-            .presignedQuery(method: "GET", host: "gw.example:8443", path: c.request.path, query: "role=publish_subscribe", epochSeconds: c.epoch, expires: 60)
+            .presignedQuery(
+                method: "GET",
+                host: "gw.example:8443",
+                path: c.request.path,
+                query: "role=publish_subscribe",
+                epochSeconds: c.epoch,
+                expires: 60
+            )
         #expect(SigV4.queryItems(ours).first { $0.name == "X-Amz-Signature" }?.value == theirs)
         // And the verifier accepts ours.
-        let request = SigV4Request(method: "GET", path: c.request.path, query: ours, headers: [("Host", "gw.example:8443")])
-        _ = try SigV4Verifier(service: "ssmmessages").verify(request, nowEpochSeconds: c.epoch + 59, secretForAccessKey: self.secret(c))
-        #expect(self.code { try SigV4Verifier(service: "ssmmessages").verify(request, nowEpochSeconds: c.epoch + 61, secretForAccessKey: self.secret(c)) } == .signatureExpired)
+        let request = SigV4Request(
+            method: "GET",
+            path: c.request.path,
+            query: ours,
+            headers: [("Host", "gw.example:8443")]
+        )
+        _ = try SigV4Verifier(service: "ssmmessages").verify(
+            request,
+            nowEpochSeconds: c.epoch + 59,
+            secretForAccessKey: self.secret(c)
+        )
+        #expect(
+            self.code {
+                try SigV4Verifier(service: "ssmmessages").verify(
+                    request,
+                    nowEpochSeconds: c.epoch + 61,
+                    secretForAccessKey: self.secret(c)
+                )
+            } == .signatureExpired
+        )
     }
 
     func code<T>(_ body: () throws -> T) -> WireError.Code? {
@@ -109,23 +157,65 @@ struct SigV4Tests {
         let verifier = SigV4Verifier(service: "ssm")
         var tampered = c.request
         tampered.payloadHash = SigV4.hexSHA256(Array("{}".utf8))
-        #expect(self.code { try verifier.verify(tampered, nowEpochSeconds: c.epoch, secretForAccessKey: self.secret(c)) } == .invalidSignature)
+        #expect(
+            self.code { try verifier.verify(tampered, nowEpochSeconds: c.epoch, secretForAccessKey: self.secret(c)) }
+                == .invalidSignature
+        )
         var otherHeader = c.request
-        otherHeader.headers = otherHeader.headers.map { $0.name == "X-Amz-Target" ? ($0.name, "AmazonSSM.TerminateSession") : $0 }
-        #expect(self.code { try verifier.verify(otherHeader, nowEpochSeconds: c.epoch, secretForAccessKey: self.secret(c)) } == .invalidSignature)
-        #expect(self.code { try verifier.verify(c.request, nowEpochSeconds: c.epoch, secretForAccessKey: { _ in "wrong" }) } == .invalidSignature)
-        #expect(self.code { try verifier.verify(c.request, nowEpochSeconds: c.epoch, secretForAccessKey: { _ in nil }) } == .unknownAccessKey)
-        #expect(self.code { try verifier.verify(c.request, nowEpochSeconds: c.epoch + 301, secretForAccessKey: self.secret(c)) } == .signatureExpired)
-        #expect(self.code { try verifier.verify(c.request, nowEpochSeconds: c.epoch - 301, secretForAccessKey: self.secret(c)) } == .signatureExpired)
-        #expect(self.code { try verifier.verify(c.request, nowEpochSeconds: c.epoch + 300, secretForAccessKey: self.secret(c)) } == nil)
-        #expect(self.code { try SigV4Verifier(service: "ssmmessages").verify(c.request, nowEpochSeconds: c.epoch, secretForAccessKey: self.secret(c)) } == .invalidSignature)
+        otherHeader.headers = otherHeader.headers.map {
+            $0.name == "X-Amz-Target" ? ($0.name, "AmazonSSM.TerminateSession") : $0
+        }
+        #expect(
+            self.code { try verifier.verify(otherHeader, nowEpochSeconds: c.epoch, secretForAccessKey: self.secret(c)) }
+                == .invalidSignature
+        )
+        #expect(
+            self.code { try verifier.verify(c.request, nowEpochSeconds: c.epoch, secretForAccessKey: { _ in "wrong" }) }
+                == .invalidSignature
+        )
+        #expect(
+            self.code { try verifier.verify(c.request, nowEpochSeconds: c.epoch, secretForAccessKey: { _ in nil }) }
+                == .unknownAccessKey
+        )
+        #expect(
+            self.code {
+                try verifier.verify(c.request, nowEpochSeconds: c.epoch + 301, secretForAccessKey: self.secret(c))
+            } == .signatureExpired
+        )
+        #expect(
+            self.code {
+                try verifier.verify(c.request, nowEpochSeconds: c.epoch - 301, secretForAccessKey: self.secret(c))
+            } == .signatureExpired
+        )
+        #expect(
+            self.code {
+                try verifier.verify(c.request, nowEpochSeconds: c.epoch + 300, secretForAccessKey: self.secret(c))
+            } == nil
+        )
+        #expect(
+            self.code {
+                try SigV4Verifier(service: "ssmmessages").verify(
+                    c.request,
+                    nowEpochSeconds: c.epoch,
+                    secretForAccessKey: self.secret(c)
+                )
+            } == .invalidSignature
+        )
         var noAuth = c.request
         noAuth.headers.removeAll { $0.name == "Authorization" }
-        #expect(self.code { try verifier.verify(noAuth, nowEpochSeconds: c.epoch, secretForAccessKey: self.secret(c)) } == .malformedAuthorization)
-        for garbage in ["AWS4-HMAC-SHA256 junk", "Basic abc", "AWS4-HMAC-SHA256 Credential=a/b/c, SignedHeaders=host, Signature=00"] {
+        #expect(
+            self.code { try verifier.verify(noAuth, nowEpochSeconds: c.epoch, secretForAccessKey: self.secret(c)) }
+                == .malformedAuthorization
+        )
+        for garbage in [
+            "AWS4-HMAC-SHA256 junk", "Basic abc", "AWS4-HMAC-SHA256 Credential=a/b/c, SignedHeaders=host, Signature=00",
+        ] {
             var bad = c.request
             bad.headers = bad.headers.map { $0.name == "Authorization" ? ($0.name, garbage) : $0 }
-            #expect(self.code { try verifier.verify(bad, nowEpochSeconds: c.epoch, secretForAccessKey: self.secret(c)) } == .malformedAuthorization)
+            #expect(
+                self.code { try verifier.verify(bad, nowEpochSeconds: c.epoch, secretForAccessKey: self.secret(c)) }
+                    == .malformedAuthorization
+            )
         }
     }
 

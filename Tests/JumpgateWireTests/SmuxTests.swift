@@ -17,7 +17,10 @@ struct SmuxTests {
             return Hex.encode(b.readableBytesView)
         }
         #expect(encode(SmuxFrame(version: 1, command: .syn, streamID: SmuxStreamID(3))) == GoldenVectors.smuxSYN)
-        #expect(encode(SmuxFrame(version: 1, command: .psh, streamID: SmuxStreamID(3), data: ByteBuffer(string: "hello"))) == GoldenVectors.smuxPSHHello)
+        #expect(
+            encode(SmuxFrame(version: 1, command: .psh, streamID: SmuxStreamID(3), data: ByteBuffer(string: "hello")))
+                == GoldenVectors.smuxPSHHello
+        )
         #expect(encode(SmuxFrame(version: 1, command: .fin, streamID: SmuxStreamID(3))) == GoldenVectors.smuxFIN)
         #expect(encode(SmuxFrame(version: 1, command: .nop, streamID: SmuxStreamID(0))) == GoldenVectors.smuxNOP)
     }
@@ -26,24 +29,35 @@ struct SmuxTests {
     func decoderVerifier() throws {
         let frames: [(String, SmuxFrame)] = [
             (GoldenVectors.smuxSYN, SmuxFrame(version: 1, command: .syn, streamID: SmuxStreamID(3))),
-            (GoldenVectors.smuxPSHHello, SmuxFrame(version: 1, command: .psh, streamID: SmuxStreamID(3), data: ByteBuffer(string: "hello"))),
+            (
+                GoldenVectors.smuxPSHHello,
+                SmuxFrame(version: 1, command: .psh, streamID: SmuxStreamID(3), data: ByteBuffer(string: "hello"))
+            ),
             (GoldenVectors.smuxFIN, SmuxFrame(version: 1, command: .fin, streamID: SmuxStreamID(3))),
             (GoldenVectors.smuxNOP, SmuxFrame(version: 1, command: .nop, streamID: SmuxStreamID(0))),
         ]
         try ByteToMessageDecoderVerifier.verifyDecoder(
-            inputOutputPairs: frames.map { (self.buffer($0.0), [$0.1]) } + [(self.buffer(frames.map(\.0).joined()), frames.map(\.1))],
+            inputOutputPairs: frames.map { (self.buffer($0.0), [$0.1]) } + [
+                (self.buffer(frames.map(\.0).joined()), frames.map(\.1))
+            ],
             decoderFactory: { SmuxFrameDecoder(version: 1) }
         )
         let update = SmuxFrame.windowUpdate(streamID: SmuxStreamID(5), .init(consumed: 1000, window: 65536))
         var encoded = ByteBuffer()
         encoded.writeSmuxFrame(update)
-        try ByteToMessageDecoderVerifier.verifyDecoder(inputOutputPairs: [(encoded, [update])], decoderFactory: { SmuxFrameDecoder(version: 2) })
+        try ByteToMessageDecoderVerifier.verifyDecoder(
+            inputOutputPairs: [(encoded, [update])],
+            decoderFactory: { SmuxFrameDecoder(version: 2) }
+        )
         #expect(update.windowUpdate == .init(consumed: 1000, window: 65536))
     }
 
-    @Test("wrong version, unknown command and UPD in v1 are protocol errors", arguments: [
-        "0200000003000000", "0105000003000000", "0104080003000000" + "0000000000000000",
-    ])
+    @Test(
+        "wrong version, unknown command and UPD in v1 are protocol errors",
+        arguments: [
+            "0200000003000000", "0105000003000000", "0104080003000000" + "0000000000000000",
+        ]
+    )
     func invalidFrames(hex: String) {
         var decoder = SmuxFrameDecoder(version: 1)
         var input = self.buffer(hex)
@@ -55,7 +69,9 @@ struct SmuxTests {
         var rng = SystemRandomNumberGenerator()
         for _ in 0..<3000 {
             var decoder = SmuxFrameDecoder(version: UInt8.random(in: 1...2, using: &rng))
-            var input = ByteBuffer(bytes: (0..<Int.random(in: 0..<64, using: &rng)).map { _ in UInt8.random(in: 0...5, using: &rng) })
+            var input = ByteBuffer(
+                bytes: (0..<Int.random(in: 0..<64, using: &rng)).map { _ in UInt8.random(in: 0...5, using: &rng) }
+            )
             while (try? decoder.decode(buffer: &input)) != nil {}
         }
     }
@@ -77,15 +93,21 @@ struct SmuxTests {
     func v1Lifecycle() throws {
         var client = SmuxSession(configuration: .init(version: 1, role: .client))
         var server = SmuxSession(configuration: .init(version: 1, role: .server))
-        let (a, synA) = try client.openStream()
+        let (a, framesA) = try client.openStream()
         let (b, _) = try client.openStream()
         let (c, _) = try client.openStream()
         #expect([a, b, c].map(\.rawValue) == [3, 5, 7])
-        #expect(try server.frameReceived(synA) == .streamOpened(a))
+        #expect(framesA == [SmuxFrame(version: 1, command: .syn, streamID: a)])  // v1: no window update
+        let synA = framesA[0]
+        #expect(try server.frameReceived(synA) == .streamOpened(a, windowUpdate: nil))
         #expect(try server.frameReceived(synA) == .none)  // duplicate SYN ignored
         #expect(client.sendableBytes(on: a) == 32768)  // v1: no per-stream window
         try client.dataWillBeSent(on: a, count: 5)
-        #expect(try server.frameReceived(SmuxFrame(version: 1, command: .psh, streamID: a, data: ByteBuffer(string: "hello"))) == .data(a, ByteBuffer(string: "hello")))
+        #expect(
+            try server.frameReceived(
+                SmuxFrame(version: 1, command: .psh, streamID: a, data: ByteBuffer(string: "hello"))
+            ) == .data(a, ByteBuffer(string: "hello"))
+        )
         #expect(server.dataConsumed(on: a, count: 5) == nil)  // v1 never sends UPD
         let finFrame = client.closeStream(a)
         let fin = try #require(finFrame)
@@ -93,33 +115,51 @@ struct SmuxTests {
         #expect(client.sendableBytes(on: a) == 0)
         #expect(try server.frameReceived(fin) == .remoteClosed(a, fullyClosed: false))
         // Data after the peer's FIN is dropped, as smux does.
-        #expect(try server.frameReceived(SmuxFrame(version: 1, command: .psh, streamID: a, data: ByteBuffer(string: "x"))) == .none)
+        #expect(
+            try server.frameReceived(SmuxFrame(version: 1, command: .psh, streamID: a, data: ByteBuffer(string: "x")))
+                == .none
+        )
         let serverFinFrame = server.closeStream(a)
         let serverFin = try #require(serverFinFrame)
         #expect(!server.isOpen(a))
         #expect(try client.frameReceived(serverFin) == .remoteClosed(a, fullyClosed: true))
         #expect(!client.isOpen(a))
         #expect(try client.frameReceived(SmuxFrame(version: 1, command: .nop, streamID: SmuxStreamID(0))) == .none)
-        #expect(throws: WireError.self) { try client.frameReceived(SmuxFrame.windowUpdate(version: 1, streamID: b, .init(consumed: 0, window: 1))) }
+        #expect(throws: WireError.self) {
+            try client.frameReceived(SmuxFrame.windowUpdate(version: 1, streamID: b, .init(consumed: 0, window: 1)))
+        }
     }
 
     @Test("the stream limit refuses extra SYNs with a FIN")
     func streamLimit() throws {
         var server = SmuxSession(configuration: .init(version: 1, role: .server, maximumStreams: 1))
-        #expect(try server.frameReceived(SmuxFrame(version: 1, command: .syn, streamID: SmuxStreamID(3))) == .streamOpened(SmuxStreamID(3)))
-        #expect(try server.frameReceived(SmuxFrame(version: 1, command: .syn, streamID: SmuxStreamID(5))) == .refuse(SmuxFrame(version: 1, command: .fin, streamID: SmuxStreamID(5))))
+        #expect(
+            try server.frameReceived(SmuxFrame(version: 1, command: .syn, streamID: SmuxStreamID(3)))
+                == .streamOpened(SmuxStreamID(3), windowUpdate: nil)
+        )
+        #expect(
+            try server.frameReceived(SmuxFrame(version: 1, command: .syn, streamID: SmuxStreamID(5)))
+                == .refuse(SmuxFrame(version: 1, command: .fin, streamID: SmuxStreamID(5)))
+        )
         #expect(server.abortStream(SmuxStreamID(3)) == SmuxFrame(version: 1, command: .fin, streamID: SmuxStreamID(3)))
     }
 
     @Test("v2: a stalled stream fills its own window while another moves 64 MiB")
     func v2StalledStream() throws {
         let window: UInt32 = 256 * 1024
-        var client = SmuxSession(configuration: .init(version: 2, role: .client, streamReceiveWindow: window, initialPeerWindow: window))
-        var server = SmuxSession(configuration: .init(version: 2, role: .server, streamReceiveWindow: window, initialPeerWindow: window))
-        let (a, synA) = try client.openStream()
-        let (b, synB) = try client.openStream()
-        _ = try server.frameReceived(synA)
-        _ = try server.frameReceived(synB)
+        var client = SmuxSession(
+            configuration: .init(version: 2, role: .client, streamReceiveWindow: window, initialPeerWindow: window)
+        )
+        var server = SmuxSession(
+            configuration: .init(version: 2, role: .server, streamReceiveWindow: window, initialPeerWindow: window)
+        )
+        let (a, framesA) = try client.openStream()
+        let (b, framesB) = try client.openStream()
+        for frame in framesA + framesB {
+            if case .streamOpened(_, let update?) = try server.frameReceived(frame) {
+                _ = try client.frameReceived(update)
+            }
+        }
         let chunk = ByteBuffer(repeating: 0xAB, count: 32768)
 
         // Stream A: the server's reader never consumes, so A's window fills and A stops.
@@ -127,7 +167,11 @@ struct SmuxTests {
         while client.sendableBytes(on: a) > 0 {
             let n = client.sendableBytes(on: a)
             try client.dataWillBeSent(on: a, count: n)
-            #expect(try server.frameReceived(SmuxFrame(version: 2, command: .psh, streamID: a, data: chunk.getSlice(at: 0, length: n)!)) == .data(a, chunk.getSlice(at: 0, length: n)!))
+            #expect(
+                try server.frameReceived(
+                    SmuxFrame(version: 2, command: .psh, streamID: a, data: chunk.getSlice(at: 0, length: n)!)
+                ) == .data(a, chunk.getSlice(at: 0, length: n)!)
+            )
             sentOnA += n
         }
         #expect(sentOnA == Int(window))
@@ -142,7 +186,11 @@ struct SmuxTests {
             #expect(n > 0, "stream B must never be blocked by stream A")
             if n == 0 { break }
             try client.dataWillBeSent(on: b, count: n)
-            guard case .data(_, let payload) = try server.frameReceived(SmuxFrame(version: 2, command: .psh, streamID: b, data: chunk.getSlice(at: 0, length: n)!)) else {
+            guard
+                case .data(_, let payload) = try server.frameReceived(
+                    SmuxFrame(version: 2, command: .psh, streamID: b, data: chunk.getSlice(at: 0, length: n)!)
+                )
+            else {
                 Issue.record("no data")
                 break
             }
@@ -166,7 +214,14 @@ struct SmuxTests {
         var server = SmuxSession(configuration: .init(version: 2, role: .server, streamReceiveWindow: 10))
         _ = try server.frameReceived(SmuxFrame(version: 2, command: .syn, streamID: SmuxStreamID(3)))
         #expect(throws: WireError.self) {
-            try server.frameReceived(SmuxFrame(version: 2, command: .psh, streamID: SmuxStreamID(3), data: ByteBuffer(repeating: 0, count: 11)))
+            try server.frameReceived(
+                SmuxFrame(
+                    version: 2,
+                    command: .psh,
+                    streamID: SmuxStreamID(3),
+                    data: ByteBuffer(repeating: 0, count: 11)
+                )
+            )
         }
     }
 
@@ -176,5 +231,84 @@ struct SmuxTests {
         let (a, _) = try client.openStream()
         #expect(client.sendableBytes(on: a) == 100)
         #expect(throws: WireError.self) { try client.dataWillBeSent(on: a, count: 101) }
+    }
+}
+
+@Suite("smux inside SSM payloads")
+struct SmuxInPayloadTests {
+    @Test("the SYN+PSH golden message's payload parses as smux, however it is split")
+    func synPshPayload() throws {
+        let message = try SSMMessage(decoding: GoldenVectors.inputSmuxSYNPSH.buffer)
+        #expect(message.payloadLength == 0x15)
+        for split in 0...message.payload.readableBytes {
+            let processor = NIOSingleStepByteToMessageProcessor(SmuxFrameDecoder(version: 1))
+            var frames: [SmuxFrame] = []
+            try processor.process(buffer: message.payload.getSlice(at: message.payload.readerIndex, length: split)!) {
+                frames.append($0)
+            }
+            try processor.process(
+                buffer: message.payload.getSlice(
+                    at: message.payload.readerIndex + split,
+                    length: message.payload.readableBytes - split
+                )!
+            ) {
+                frames.append($0)
+            }
+            #expect(frames.map(\.command) == [.syn, .psh])
+            #expect(frames.map(\.streamID) == [SmuxStreamID(3), SmuxStreamID(3)])
+            #expect(frames.last?.data == ByteBuffer(string: "hello"))
+        }
+    }
+}
+
+@Suite("smux v2 with default settings")
+struct SmuxV2DefaultsTests {
+    /// Moves `total` bytes on one stream between two sessions with default configurations, the
+    /// receiver consuming everything it gets. Returns the bytes moved before a stall (bounded loop).
+    static func transfer(total: Int) throws -> Int {
+        var client = SmuxSession(configuration: .init(version: 2, role: .client))
+        var server = SmuxSession(configuration: .init(version: 2, role: .server))
+        let (id, opening) = try client.openStream()
+        for frame in opening {
+            switch try server.frameReceived(frame) {
+            case .streamOpened(_, let update?): _ = try client.frameReceived(update)
+            default: break
+            }
+        }
+        let chunk = ByteBuffer(repeating: 7, count: SmuxFrame.maximumDataSize)
+        var moved = 0
+        for _ in 0..<100_000 where moved < total {
+            let n = client.sendableBytes(on: id)
+            guard n > 0 else { break }
+            try client.dataWillBeSent(on: id, count: n)
+            let frame = SmuxFrame(version: 2, command: .psh, streamID: id, data: chunk.getSlice(at: 0, length: n)!)
+            guard case .data(_, let data) = try server.frameReceived(frame) else { break }
+            moved += data.readableBytes
+            if let update = server.dataConsumed(on: id, count: data.readableBytes) {
+                _ = try client.frameReceived(update)
+            }
+        }
+        return moved
+    }
+
+    @Test("a consuming receiver never lets the sender's window run dry (regression: 256 KiB vs 1 MiB)")
+    func noDeadlock() throws {
+        #expect(try Self.transfer(total: 64 << 20) == 64 << 20)
+    }
+
+    @Test("each side advertises its receive window as soon as a stream opens")
+    func initialAdvertisement() throws {
+        var client = SmuxSession(configuration: .init(version: 2, role: .client, streamReceiveWindow: 4 << 20))
+        let (id, frames) = try client.openStream()
+        #expect(frames.count == 2)
+        #expect(frames[1].windowUpdate == .init(consumed: 0, window: 4 << 20))
+        var server = SmuxSession(configuration: .init(version: 2, role: .server, streamReceiveWindow: 3 << 20))
+        guard case .streamOpened(id, let update?) = try server.frameReceived(frames[0]) else {
+            Issue.record("the server must answer a SYN with its window")
+            return
+        }
+        #expect(update.windowUpdate == .init(consumed: 0, window: 3 << 20))
+        _ = try client.frameReceived(update)
+        #expect(client.sendableBytes(on: id) == SmuxFrame.maximumDataSize)
     }
 }

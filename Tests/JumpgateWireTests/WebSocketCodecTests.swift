@@ -48,7 +48,9 @@ struct WebSocketCodecTests {
             for key in [nil, WebSocketMaskingKey.random()] {
                 var wire = ByteBuffer()
                 wire.writeWebSocketFrame(opcode: .binary, payload: payload, maskingKey: key)
-                #expect(wire.readableBytes == WebSocketFrame.headerSize(payloadLength: length, masked: key != nil) + length)
+                #expect(
+                    wire.readableBytes == WebSocketFrame.headerSize(payloadLength: length, masked: key != nil) + length
+                )
                 var decoder = WebSocketFrameDecoder(role: key == nil ? .client : .server)
                 let frame = try #require(try decoder.decode(buffer: &wire))
                 #expect(frame.unmaskedPayload() == payload)
@@ -63,11 +65,18 @@ struct WebSocketCodecTests {
             var wire = ByteBuffer()
             wire.writeWebSocketFrame(opcode: op, payload: ByteBuffer(string: text), maskingKey: key)
             var masked = ByteBuffer()
-            if let key { masked.writeMaskedBytes(ByteBuffer(string: text), maskingKey: key) } else { masked = ByteBuffer(string: text) }
+            if let key {
+                masked.writeMaskedBytes(ByteBuffer(string: text), maskingKey: key)
+            } else {
+                masked = ByteBuffer(string: text)
+            }
             return (wire, [WebSocketFrame(opcode: op, maskingKey: key, payload: masked)])
         }
         let key = WebSocketMaskingKey(1, 2, 3, 4)
-        let pairs = [frame(.binary, "hello", key: key), frame(.text, String(repeating: "x", count: 300), key: key), frame(.ping, "p", key: key)]
+        let pairs = [
+            frame(.binary, "hello", key: key), frame(.text, String(repeating: "x", count: 300), key: key),
+            frame(.ping, "p", key: key),
+        ]
         var all = ByteBuffer()
         for (b, _) in pairs { all.writeImmutableBuffer(b) }
         try ByteToMessageDecoderVerifier.verifyDecoder(
@@ -76,16 +85,19 @@ struct WebSocketCodecTests {
         )
     }
 
-    @Test("invalid frames are typed errors", arguments: [
-        ([0x82, 0x05] + Array("hello".utf8), WebSocketFrameDecoder.Role.server),  // unmasked from a client
-        ([0x82, 0x80, 1, 2, 3, 4], .client),  // masked from a server
-        ([0xC2, 0x00], .client),  // RSV1
-        ([0x83, 0x00], .client),  // opcode 3
-        ([0x09, 0x00], .client),  // fragmented ping
-        ([0x89, 0x7E, 0x00, 0x7E] + Array(repeating: 0, count: 126), .client),  // 126-byte control frame
-        ([0x82, 0x7E, 0x00, 0x05] + Array(repeating: 0, count: 5), .client),  // non-minimal 16-bit length
-        ([0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 0], .client),  // 64-bit length with the top bit set
-    ] as [([UInt8], WebSocketFrameDecoder.Role)])
+    @Test(
+        "invalid frames are typed errors",
+        arguments: [
+            ([0x82, 0x05] + Array("hello".utf8), WebSocketFrameDecoder.Role.server),  // unmasked from a client
+            ([0x82, 0x80, 1, 2, 3, 4], .client),  // masked from a server
+            ([0xC2, 0x00], .client),  // RSV1
+            ([0x83, 0x00], .client),  // opcode 3
+            ([0x09, 0x00], .client),  // fragmented ping
+            ([0x89, 0x7E, 0x00, 0x7E] + Array(repeating: 0, count: 126), .client),  // 126-byte control frame
+            ([0x82, 0x7E, 0x00, 0x05] + Array(repeating: 0, count: 5), .client),  // non-minimal 16-bit length
+            ([0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 0], .client),  // 64-bit length with the top bit set
+        ] as [([UInt8], WebSocketFrameDecoder.Role)]
+    )
     func invalid(bytes: [UInt8], role: WebSocketFrameDecoder.Role) {
         var decoder = WebSocketFrameDecoder(role: role)
         var input = ByteBuffer(bytes: bytes)
@@ -107,7 +119,9 @@ struct WebSocketCodecTests {
         var rng = SystemRandomNumberGenerator()
         for _ in 0..<5000 {
             var decoder = WebSocketFrameDecoder(role: .any, maximumFrameSize: 4096)
-            var input = ByteBuffer(bytes: (0..<Int.random(in: 0..<40, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) })
+            var input = ByteBuffer(
+                bytes: (0..<Int.random(in: 0..<40, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            )
             while (try? decoder.decode(buffer: &input)) != nil {}
         }
     }
@@ -118,32 +132,58 @@ struct WebSocketCodecTests {
         var masked = ByteBuffer()
         let key = WebSocketMaskingKey(9, 8, 7, 6)
         masked.writeMaskedBytes(ByteBuffer(string: "keepalive"), maskingKey: key)
-        #expect(sm.frameReceived(WebSocketFrame(opcode: .ping, maskingKey: key, payload: masked)) == .sendPong(ByteBuffer(string: "keepalive")))
+        #expect(
+            sm.frameReceived(WebSocketFrame(opcode: .ping, maskingKey: key, payload: masked))
+                == .sendPong(ByteBuffer(string: "keepalive"))
+        )
         #expect(sm.frameReceived(WebSocketFrame(opcode: .pong, payload: ByteBuffer())) == .none)
     }
 
     @Test("fragmented messages are reassembled within the size limit")
     func fragments() {
         var sm = WebSocketConnectionStateMachine(maximumMessageSize: 10)
-        #expect(sm.frameReceived(WebSocketFrame(fin: false, opcode: .binary, payload: ByteBuffer(string: "abc"))) == .none)
-        #expect(sm.frameReceived(WebSocketFrame(opcode: .ping, payload: ByteBuffer())) == .sendPong(ByteBuffer()))  // control frames may interleave
-        #expect(sm.frameReceived(WebSocketFrame(fin: true, opcode: .continuation, payload: ByteBuffer(string: "def"))) == .deliver(opcode: .binary, payload: ByteBuffer(string: "abcdef")))
-        #expect(sm.frameReceived(WebSocketFrame(fin: false, opcode: .binary, payload: ByteBuffer(string: "123456"))) == .none)
-        #expect(sm.frameReceived(WebSocketFrame(fin: true, opcode: .continuation, payload: ByteBuffer(string: "78901"))) == .sendCloseAndClose(code: 1009, reason: "message exceeds 10 bytes"))
+        #expect(
+            sm.frameReceived(WebSocketFrame(fin: false, opcode: .binary, payload: ByteBuffer(string: "abc"))) == .none
+        )
+        // Control frames may interleave with a fragmented message.
+        #expect(sm.frameReceived(WebSocketFrame(opcode: .ping, payload: ByteBuffer())) == .sendPong(ByteBuffer()))
+        #expect(
+            sm.frameReceived(WebSocketFrame(fin: true, opcode: .continuation, payload: ByteBuffer(string: "def")))
+                == .deliver(opcode: .binary, payload: ByteBuffer(string: "abcdef"))
+        )
+        #expect(
+            sm.frameReceived(WebSocketFrame(fin: false, opcode: .binary, payload: ByteBuffer(string: "123456")))
+                == .none
+        )
+        #expect(
+            sm.frameReceived(WebSocketFrame(fin: true, opcode: .continuation, payload: ByteBuffer(string: "78901")))
+                == .sendCloseAndClose(code: 1009, reason: "message exceeds 10 bytes")
+        )
         var orphan = WebSocketConnectionStateMachine()
-        guard case .sendCloseAndClose(1002, _) = orphan.frameReceived(WebSocketFrame(opcode: .continuation, payload: ByteBuffer())) else {
+        guard
+            case .sendCloseAndClose(1002, _) = orphan.frameReceived(
+                WebSocketFrame(opcode: .continuation, payload: ByteBuffer())
+            )
+        else {
             Issue.record("orphan continuation must be a protocol error")
             return
         }
     }
 
-    @Test("close frames are validated and answered", arguments: [
-        ([], UInt16(1000)), ([0x03, 0xE8], 1000), ([0x0B, 0xB8, 0x6F, 0x6B], 3000), ([0x03], 1002),
-        ([0x03, 0xED], 1002), ([0x03, 0xEE], 1002), ([0x13, 0x88], 1002), ([0x03, 0xE8, 0xC3, 0x28], 1007),
-    ] as [([UInt8], UInt16)])
+    @Test(
+        "close frames are validated and answered",
+        arguments: [
+            ([], UInt16(1000)), ([0x03, 0xE8], 1000), ([0x0B, 0xB8, 0x6F, 0x6B], 3000), ([0x03], 1002),
+            ([0x03, 0xED], 1002), ([0x03, 0xEE], 1002), ([0x13, 0x88], 1002), ([0x03, 0xE8, 0xC3, 0x28], 1007),
+        ] as [([UInt8], UInt16)]
+    )
     func closeFrames(body: [UInt8], answer: UInt16) {
         var sm = WebSocketConnectionStateMachine()
-        guard case .sendCloseAndClose(let code, _) = sm.frameReceived(WebSocketFrame(opcode: .close, payload: ByteBuffer(bytes: body))) else {
+        guard
+            case .sendCloseAndClose(let code, _) = sm.frameReceived(
+                WebSocketFrame(opcode: .close, payload: ByteBuffer(bytes: body))
+            )
+        else {
             Issue.record("close must be answered")
             return
         }

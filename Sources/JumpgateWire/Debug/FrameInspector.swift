@@ -79,7 +79,9 @@ public enum FrameInspector {
     /// `PayloadDigest` and `PayloadLength` are computed when absent (given, they are written as given,
     /// so deliberately broken frames can be made).
     public static func build(from json: JSONValue) throws(WireError) -> ByteBuffer {
-        guard case .object = json else { throw WireError(.invalidPayload, "the frame description must be a JSON object") }
+        guard case .object = json else {
+            throw WireError(.invalidPayload, "the frame description must be a JSON object")
+        }
         func integer(_ key: String, default value: Int64?) throws(WireError) -> Int64 {
             guard let field = json[key], !field.isNull else {
                 guard let value else { throw WireError(.invalidPayload, "\(key) is required") }
@@ -98,15 +100,23 @@ public enum FrameInspector {
         guard let typeName = json["MessageType"]?.stringValue, let messageType = MessageType(typeName) else {
             throw WireError(.invalidPayload, "MessageType must be 1 to 32 printable ASCII characters")
         }
-        let headerLength: UInt32 = try unsigned("HeaderLength", default: Int64(SSMMessage.headerLength), as: UInt32.self)
+        let headerLength: UInt32 = try unsigned(
+            "HeaderLength",
+            default: Int64(SSMMessage.headerLength),
+            as: UInt32.self
+        )
         var payload = ByteBuffer()
         if let text = json["Payload"]?.stringValue {
-            guard let bytes = Base64.decode(text) else { throw WireError(.invalidPayload, "Payload is not valid base64") }
+            guard let bytes = Base64.decode(text) else {
+                throw WireError(.invalidPayload, "Payload is not valid base64")
+            }
             payload.writeBytes(bytes)
         }
         let messageID: MessageID
         if let text = json["MessageId"]?.stringValue {
-            guard let id = MessageID(text) else { throw WireError(.invalidPayload, "MessageId '\(text)' is not a UUID") }
+            guard let id = MessageID(text) else {
+                throw WireError(.invalidPayload, "MessageId '\(text)' is not a UUID")
+            }
             messageID = id
         } else {
             messageID = .random()

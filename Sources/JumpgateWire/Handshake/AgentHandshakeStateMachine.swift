@@ -63,11 +63,15 @@ public struct AgentHandshakeStateMachine: Sendable {
         self.state = .awaitingResponse(sentAt: now)
         var properties = self.configuration.properties.map { (key: $0.key, value: JSONValue.string($0.value)) }
         if !self.configuration.offeredExtensions.isEmpty {
-            properties.append((JumpgateExtensions.propertiesKey, .string(self.configuration.offeredExtensions.wireValue)))
+            properties.append(
+                (JumpgateExtensions.propertiesKey, .string(self.configuration.offeredExtensions.wireValue))
+            )
         }
         let action = RequestedClientAction(
             actionType: RequestedClientAction.sessionTypeAction,
-            actionParameters: ["SessionType": .string(self.configuration.sessionType), "Properties": .object(properties)]
+            actionParameters: [
+                "SessionType": .string(self.configuration.sessionType), "Properties": .object(properties),
+            ]
         )
         return .sendHandshakeRequest(
             HandshakeRequestPayload(agentVersion: self.configuration.agentVersion, requestedClientActions: [action])
@@ -76,7 +80,10 @@ public struct AgentHandshakeStateMachine: Sendable {
 
     public mutating func responseReceived(_ response: HandshakeResponsePayload, now: NIODeadline) -> Action {
         guard case .awaitingResponse(let sentAt) = self.state else { return .none }
-        guard let sessionType = response.processedClientActions.first(where: { $0.actionType == RequestedClientAction.sessionTypeAction })
+        guard
+            let sessionType = response.processedClientActions.first(where: {
+                $0.actionType == RequestedClientAction.sessionTypeAction
+            })
         else {
             self.state = .failed
             return .fail(reason: "The client did not process the SessionType action.")
@@ -90,7 +97,10 @@ public struct AgentHandshakeStateMachine: Sendable {
         if let value = sessionType.actionResult[JumpgateExtensions.actionResultKey]?.stringValue {
             accepted = JumpgateExtensions(wireValue: value).intersection(self.configuration.offeredExtensions)
         }
-        let properties = Dictionary(self.configuration.properties.map { ($0.key, $0.value) }, uniquingKeysWith: { _, last in last })
+        let properties = Dictionary(
+            self.configuration.properties.map { ($0.key, $0.value) },
+            uniquingKeysWith: { _, last in last }
+        )
         let clientVersion = response.clientVersion
         let mode: PortSessionMode
         if properties["type"] == "LocalPortForwarding",

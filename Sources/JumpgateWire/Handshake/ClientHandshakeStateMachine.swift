@@ -58,7 +58,9 @@ public struct ClientHandshakeStateMachine: Sendable {
                 let sessionType = action.actionParameters["SessionType"]?.stringValue ?? ""
                 guard Self.acceptedSessionTypes.contains(sessionType) else {
                     let error = "Unsupported session type \(sessionType)"
-                    processed.append(ProcessedClientAction(actionType: action.actionType, actionStatus: .failed, error: error))
+                    processed.append(
+                        ProcessedClientAction(actionType: action.actionType, actionStatus: .failed, error: error)
+                    )
                     errors.append(error)
                     continue
                 }
@@ -88,7 +90,9 @@ public struct ClientHandshakeStateMachine: Sendable {
                 }
                 let result: JSONValue =
                     accepted.isEmpty ? .null : [JumpgateExtensions.actionResultKey: .string(accepted.wireValue)]
-                processed.append(ProcessedClientAction(actionType: action.actionType, actionStatus: .success, actionResult: result))
+                processed.append(
+                    ProcessedClientAction(actionType: action.actionType, actionStatus: .success, actionResult: result)
+                )
                 var finalExtensions = accepted
                 if mode == .basic { finalExtensions.remove(.smuxV2) }
                 negotiated = NegotiatedSession(
@@ -101,11 +105,15 @@ public struct ClientHandshakeStateMachine: Sendable {
                 )
             case RequestedClientAction.kmsEncryptionAction:
                 let error = "KMS encryption is not supported by this client"
-                processed.append(ProcessedClientAction(actionType: action.actionType, actionStatus: .failed, error: error))
+                processed.append(
+                    ProcessedClientAction(actionType: action.actionType, actionStatus: .failed, error: error)
+                )
                 errors.append(error)
             default:
                 let error = "Unsupported action \(action.actionType)"
-                processed.append(ProcessedClientAction(actionType: action.actionType, actionStatus: .unsupported, error: error))
+                processed.append(
+                    ProcessedClientAction(actionType: action.actionType, actionStatus: .unsupported, error: error)
+                )
                 errors.append(error)
             }
         }

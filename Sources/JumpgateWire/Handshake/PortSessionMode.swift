@@ -34,7 +34,8 @@ public struct NegotiatedSession: Hashable, Sendable {
 
     /// The largest stream payload either side may send.
     public var maximumPayloadSize: Int {
-        self.extensions.contains(.largePayloads) ? JumpgateExtensions.largePayloadSize : JumpgateExtensions.officialPayloadSize
+        self.extensions.contains(.largePayloads)
+            ? JumpgateExtensions.largePayloadSize : JumpgateExtensions.officialPayloadSize
     }
 
     /// Whether `type` selects TCP listening (basic or mux) rather than standard-stream forwarding.

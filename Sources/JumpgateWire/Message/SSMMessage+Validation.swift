@@ -32,7 +32,10 @@ extension SSMMessage {
             if self.payloadDigest == .zero { return }
         }
         if self.payload.readableBytes != 0, !self.isDigestValid {
-            throw WireError(.digestMismatch, "\(self.messageType) seq \(self.sequenceNumber): PayloadDigest does not match the payload")
+            throw WireError(
+                .digestMismatch,
+                "\(self.messageType) seq \(self.sequenceNumber): PayloadDigest does not match the payload"
+            )
         }
     }
 }

@@ -16,11 +16,17 @@ public struct SSMMessageDecoder: NIOSingleStepByteToMessageDecoder {
         guard buffer.readableBytes >= SSMMessage.headerSize else { return nil }
         let headerLength = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self)!
         guard headerLength == SSMMessage.headerLength else {
-            throw WireError(.invalidHeaderLength, "HeaderLength is \(headerLength), expected \(SSMMessage.headerLength)")
+            throw WireError(
+                .invalidHeaderLength,
+                "HeaderLength is \(headerLength), expected \(SSMMessage.headerLength)"
+            )
         }
         let payloadLength = Int(buffer.getInteger(at: buffer.readerIndex + 116, as: UInt32.self)!)
         guard payloadLength <= self.maximumPayloadLength else {
-            throw WireError(.payloadTooLarge, "PayloadLength \(payloadLength) exceeds the \(self.maximumPayloadLength)-byte limit")
+            throw WireError(
+                .payloadTooLarge,
+                "PayloadLength \(payloadLength) exceeds the \(self.maximumPayloadLength)-byte limit"
+            )
         }
         guard buffer.readableBytes >= SSMMessage.headerSize + payloadLength else { return nil }
         return try SSMMessage(consuming: &buffer, payloadLengthFraming: true)

@@ -76,7 +76,10 @@ public struct ReliableDeliveryStateMachine: Sendable {
     /// Records a frame encoded with ``nextSequenceNumber``. Throws if ``canSend`` was false.
     public mutating func send(_ frame: ByteBuffer, now: NIODeadline) throws(WireError) -> SendAction {
         guard self.canSend else {
-            throw WireError(.bufferFull, "outgoing buffer is full (\(self.outgoingUnackedCount) messages, \(self.outgoingUnackedBytes) bytes)")
+            throw WireError(
+                .bufferFull,
+                "outgoing buffer is full (\(self.outgoingUnackedCount) messages, \(self.outgoingUnackedBytes) bytes)"
+            )
         }
         let live = self.isConnected && !self.isPaused
         if self.outgoing.isEmpty { self.outgoingHeadSequence = self.nextSequenceNumber }
@@ -99,7 +102,8 @@ public struct ReliableDeliveryStateMachine: Sendable {
     /// A per-message `acknowledge` arrived (matched by sequence number only, as the official peers do).
     public mutating func acknowledgementReceived(sequenceNumber: Int64, now: NIODeadline) -> AcknowledgementResult {
         let index = sequenceNumber - self.outgoingHeadSequence
-        guard index >= 0, index < Int64(self.outgoing.count), !self.outgoing[self.outgoing.index(self.outgoing.startIndex, offsetBy: Int(index))].isAcknowledged
+        guard index >= 0, index < Int64(self.outgoing.count),
+            !self.outgoing[self.outgoing.index(self.outgoing.startIndex, offsetBy: Int(index))].isAcknowledged
         else { return .unknown }
         let wasBlocked = !self.canSend
         let position = self.outgoing.index(self.outgoing.startIndex, offsetBy: Int(index))
@@ -110,7 +114,10 @@ public struct ReliableDeliveryStateMachine: Sendable {
     }
 
     /// A cumulative acknowledgement: everything up to and including `sequenceNumber` arrived.
-    public mutating func cumulativeAcknowledgementReceived(upTo sequenceNumber: Int64, now: NIODeadline) -> AcknowledgementResult {
+    public mutating func cumulativeAcknowledgementReceived(
+        upTo sequenceNumber: Int64,
+        now: NIODeadline
+    ) -> AcknowledgementResult {
         let last = min(sequenceNumber - self.outgoingHeadSequence, Int64(self.outgoing.count) - 1)
         guard last >= 0 else { return .unknown }
         let wasBlocked = !self.canSend
@@ -153,7 +160,9 @@ public struct ReliableDeliveryStateMachine: Sendable {
         self.roundTripTimeVariation = .nanoseconds(newVariation)
         self.smoothedRoundTripTime = .nanoseconds(newSmoothed)
         let candidate = newSmoothed + max(self.configuration.clockGranularity.nanoseconds, 4 * newVariation)
-        self.retransmissionTimeout = .nanoseconds(min(self.configuration.maximumRetransmissionTimeout.nanoseconds, candidate))
+        self.retransmissionTimeout = .nanoseconds(
+            min(self.configuration.maximumRetransmissionTimeout.nanoseconds, candidate)
+        )
     }
 
     public enum RetransmitAction: Sendable, Equatable {
@@ -172,7 +181,8 @@ public struct ReliableDeliveryStateMachine: Sendable {
             let headIndex = self.outgoing.indices.first(where: { !self.outgoing[$0].isAcknowledged })
         else { return .none }
         let head = self.outgoing[headIndex]
-        let sequenceNumber = self.outgoingHeadSequence + Int64(self.outgoing.distance(from: self.outgoing.startIndex, to: headIndex))
+        let sequenceNumber =
+            self.outgoingHeadSequence + Int64(self.outgoing.distance(from: self.outgoing.startIndex, to: headIndex))
         guard head.isSent, now - head.lastSentTime > self.retransmissionTimeout else { return .none }
         if let limit = self.configuration.maximumResendAttempts, head.resendCount >= limit {
             return .giveUp(sequenceNumber: sequenceNumber)
@@ -265,7 +275,13 @@ public struct ReliableDeliveryStateMachine: Sendable {
             self.outOfOrderBytes += message.payload.readableBytes
             switch self.configuration.acknowledgementMode {
             case .perMessage:
-                return .buffered(acknowledgement: .acknowledge(message.messageType, message.messageID, sequenceNumber: sequenceNumber))
+                return .buffered(
+                    acknowledgement: .acknowledge(
+                        message.messageType,
+                        message.messageID,
+                        sequenceNumber: sequenceNumber
+                    )
+                )
             case .cumulative:
                 return .buffered(acknowledgement: .none)
             }
@@ -276,7 +292,8 @@ public struct ReliableDeliveryStateMachine: Sendable {
     /// The next message that became in order after a delivery, already acknowledged when it was stored
     /// (per-message mode) or counted towards the next cumulative acknowledgement.
     public mutating func nextBufferedMessage() -> (SSMMessage, Acknowledgement)? {
-        guard !self.outOfOrder.isEmpty, let message = self.outOfOrder.removeValue(forKey: self.expectedSequenceNumber) else {
+        guard !self.outOfOrder.isEmpty, let message = self.outOfOrder.removeValue(forKey: self.expectedSequenceNumber)
+        else {
             return nil
         }
         self.outOfOrderBytes -= message.payload.readableBytes
@@ -321,7 +338,8 @@ public struct ReliableDeliveryStateMachine: Sendable {
     /// The cumulative-acknowledgement timer: returns an acknowledgement if deliveries are waiting for one
     /// and the interval has passed since the last.
     public mutating func acknowledgementTimerFired(now: NIODeadline) -> Acknowledgement {
-        guard case .cumulative(_, let interval) = self.configuration.acknowledgementMode, self.unacknowledgedDeliveries > 0
+        guard case .cumulative(_, let interval) = self.configuration.acknowledgementMode,
+            self.unacknowledgedDeliveries > 0
         else { return .none }
         if let last = self.lastCumulativeAcknowledgement, now - last < interval { return .none }
         self.lastCumulativeAcknowledgement = now

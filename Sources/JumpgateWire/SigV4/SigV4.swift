@@ -28,7 +28,13 @@ public struct SigV4Request: Sendable {
     /// Lowercase hex SHA-256 of the body.
     public var payloadHash: String
 
-    public init(method: String, path: String, query: String = "", headers: [(name: String, value: String)], body: [UInt8] = []) {
+    public init(
+        method: String,
+        path: String,
+        query: String = "",
+        headers: [(name: String, value: String)],
+        body: [UInt8] = []
+    ) {
         self.method = method
         self.path = path
         self.query = query
@@ -36,7 +42,13 @@ public struct SigV4Request: Sendable {
         self.payloadHash = SigV4.hexSHA256(body)
     }
 
-    public init(method: String, path: String, query: String = "", headers: [(name: String, value: String)], payloadHash: String) {
+    public init(
+        method: String,
+        path: String,
+        query: String = "",
+        headers: [(name: String, value: String)],
+        payloadHash: String
+    ) {
         self.method = method
         self.path = path
         self.query = query
@@ -175,7 +187,12 @@ public enum SigV4 {
         }.joined(separator: "\n")
     }
 
-    static func canonicalRequest(_ request: SigV4Request, queryItems: [(name: String, value: String)], signedHeaders: [String], payloadHash: String) -> String {
+    static func canonicalRequest(
+        _ request: SigV4Request,
+        queryItems: [(name: String, value: String)],
+        signedHeaders: [String],
+        payloadHash: String
+    ) -> String {
         [
             request.method.uppercased(),
             canonicalURI(request.path),

@@ -39,7 +39,14 @@ public struct SigV4Signer: Sendable {
 
     /// A presigned query string (signed headers: host) valid for `expires` seconds, to append to the URL
     /// after any existing query.
-    public func presignedQuery(method: String, host: String, path: String, query: String = "", epochSeconds: Int64, expires: Int) -> String {
+    public func presignedQuery(
+        method: String,
+        host: String,
+        path: String,
+        query: String = "",
+        epochSeconds: Int64,
+        expires: Int
+    ) -> String {
         let timestamp = SigV4.timestamp(epochSeconds: epochSeconds)
         let scope = "\(timestamp.prefix(8))/\(self.region)/\(self.service)/aws4_request"
         var items = SigV4.queryItems(query)
@@ -50,14 +57,26 @@ public struct SigV4Signer: Sendable {
         items.append(("X-Amz-SignedHeaders", "host"))
         if let token = self.credentials.sessionToken { items.append(("X-Amz-Security-Token", token)) }
         let request = SigV4Request(method: method, path: path, headers: [("host", host)], body: [])
-        let canonical = SigV4.canonicalRequest(request, queryItems: items, signedHeaders: ["host"], payloadHash: request.payloadHash)
+        let canonical = SigV4.canonicalRequest(
+            request,
+            queryItems: items,
+            signedHeaders: ["host"],
+            payloadHash: request.payloadHash
+        )
         let signature = self.signature(timestamp: timestamp, scope: scope, canonicalRequest: canonical)
         items.append(("X-Amz-Signature", signature))
         return SigV4.canonicalQuery(items)
     }
 
     func signature(timestamp: String, scope: String, canonicalRequest: String) -> String {
-        let key = SigV4.signingKey(secret: self.credentials.secretAccessKey, date: String(timestamp.prefix(8)), region: self.region, service: self.service)
-        return SigV4.hex(SigV4.hmac(key, SigV4.stringToSign(timestamp: timestamp, scope: scope, canonicalRequest: canonicalRequest)))
+        let key = SigV4.signingKey(
+            secret: self.credentials.secretAccessKey,
+            date: String(timestamp.prefix(8)),
+            region: self.region,
+            service: self.service
+        )
+        return SigV4.hex(
+            SigV4.hmac(key, SigV4.stringToSign(timestamp: timestamp, scope: scope, canonicalRequest: canonicalRequest))
+        )
     }
 }

@@ -39,13 +39,19 @@ public struct SigV4Verifier: Sendable {
         let isPresigned = queryItems.contains { $0.name == "X-Amz-Signature" }
         let parsed = isPresigned ? try Self.parsePresigned(queryItems) : try Self.parseAuthorization(request)
         guard parsed.service == self.service else {
-            throw WireError(.invalidSignature, "credential scope names service '\(parsed.service)', expected '\(self.service)'")
+            throw WireError(
+                .invalidSignature,
+                "credential scope names service '\(parsed.service)', expected '\(self.service)'"
+            )
         }
         guard let signedAt = SigV4.epochSeconds(timestamp: parsed.timestamp) else {
             throw WireError(.malformedAuthorization, "X-Amz-Date '\(parsed.timestamp)' is not YYYYMMDDTHHMMSSZ")
         }
         guard parsed.timestamp.hasPrefix(parsed.date) else {
-            throw WireError(.invalidSignature, "credential scope date \(parsed.date) does not match X-Amz-Date \(parsed.timestamp)")
+            throw WireError(
+                .invalidSignature,
+                "credential scope date \(parsed.date) does not match X-Amz-Date \(parsed.timestamp)"
+            )
         }
         if let expires = parsed.expires {
             guard (1...604_800).contains(expires) else {
@@ -85,7 +91,12 @@ public struct SigV4Verifier: Sendable {
             }
             payloadHash = declared
         }
-        let canonical = SigV4.canonicalRequest(request, queryItems: items, signedHeaders: parsed.signedHeaders, payloadHash: payloadHash)
+        let canonical = SigV4.canonicalRequest(
+            request,
+            queryItems: items,
+            signedHeaders: parsed.signedHeaders,
+            payloadHash: payloadHash
+        )
         let expected = signer.signature(timestamp: parsed.timestamp, scope: scope, canonicalRequest: canonical)
         guard SigV4.constantTimeEquals(expected, parsed.signature) else {
             throw WireError(
@@ -93,13 +104,21 @@ public struct SigV4Verifier: Sendable {
                 "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method."
             )
         }
-        return SigV4Identity(accessKeyID: parsed.accessKeyID, region: parsed.region, service: parsed.service, epochSeconds: signedAt)
+        return SigV4Identity(
+            accessKeyID: parsed.accessKeyID,
+            region: parsed.region,
+            service: parsed.service,
+            epochSeconds: signedAt
+        )
     }
 
     static func parseScope(_ credential: String) throws(WireError) -> (String, String, String, String) {
         let parts = credential.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         guard parts.count == 5, parts[4] == "aws4_request", !parts[0].isEmpty, parts[1].utf8.count == 8 else {
-            throw WireError(.malformedAuthorization, "Credential must be ACCESSKEY/YYYYMMDD/REGION/SERVICE/aws4_request")
+            throw WireError(
+                .malformedAuthorization,
+                "Credential must be ACCESSKEY/YYYYMMDD/REGION/SERVICE/aws4_request"
+            )
         }
         return (parts[0], parts[1], parts[2], parts[3])
     }
@@ -119,7 +138,9 @@ public struct SigV4Verifier: Sendable {
             }
             fields[String(trimmed[..<eq])] = String(trimmed[trimmed.index(after: eq)...])
         }
-        guard let credential = fields["Credential"], let signedHeaders = fields["SignedHeaders"], let signature = fields["Signature"] else {
+        guard let credential = fields["Credential"], let signedHeaders = fields["SignedHeaders"],
+            let signature = fields["Signature"]
+        else {
             throw WireError(.malformedAuthorization, "Authorization needs Credential, SignedHeaders and Signature")
         }
         guard let timestamp = request.headerValues("x-amz-date").first else {
@@ -127,9 +148,14 @@ public struct SigV4Verifier: Sendable {
         }
         let (key, date, region, service) = try parseScope(credential)
         return Parsed(
-            accessKeyID: key, date: date, region: region, service: service,
+            accessKeyID: key,
+            date: date,
+            region: region,
+            service: service,
             signedHeaders: signedHeaders.split(separator: ";").map { $0.lowercased() },
-            signature: signature, timestamp: timestamp, expires: nil
+            signature: signature,
+            timestamp: timestamp,
+            expires: nil
         )
     }
 
@@ -148,9 +174,14 @@ public struct SigV4Verifier: Sendable {
             throw WireError(.malformedAuthorization, "X-Amz-Expires is not a number")
         }
         return Parsed(
-            accessKeyID: key, date: date, region: region, service: service,
+            accessKeyID: key,
+            date: date,
+            region: region,
+            service: service,
             signedHeaders: try value("X-Amz-SignedHeaders").split(separator: ";").map { $0.lowercased() },
-            signature: try value("X-Amz-Signature"), timestamp: try value("X-Amz-Date"), expires: expires
+            signature: try value("X-Amz-Signature"),
+            timestamp: try value("X-Amz-Date"),
+            expires: expires
         )
     }
 }

@@ -82,12 +82,22 @@ public struct SmuxFrame: Hashable, Sendable {
 extension ByteBuffer {
     @discardableResult
     public mutating func writeSmuxFrame(_ frame: SmuxFrame) -> Int {
-        self.writeSmuxHeader(version: frame.version, command: frame.command, length: UInt16(truncatingIfNeeded: frame.data.readableBytes), streamID: frame.streamID)
+        self.writeSmuxHeader(
+            version: frame.version,
+            command: frame.command,
+            length: UInt16(truncatingIfNeeded: frame.data.readableBytes),
+            streamID: frame.streamID
+        )
             + self.writeImmutableBuffer(frame.data)
     }
 
     @discardableResult
-    public mutating func writeSmuxHeader(version: UInt8, command: SmuxCommand, length: UInt16, streamID: SmuxStreamID) -> Int {
+    public mutating func writeSmuxHeader(
+        version: UInt8,
+        command: SmuxCommand,
+        length: UInt16,
+        streamID: SmuxStreamID
+    ) -> Int {
         self.writeMultipleIntegers(version, command.rawValue, length, streamID.rawValue, endianness: .little)
     }
 }

@@ -75,15 +75,27 @@ public struct SmuxSession: Sendable {
 
     // MARK: - Local operations
 
-    /// Opens a stream (client role): returns its id and the SYN to send.
-    public mutating func openStream() throws(WireError) -> (SmuxStreamID, SmuxFrame) {
+    /// Opens a stream (client role): returns its id and the frames to send: the SYN and, in version 2,
+    /// a UPD advertising this side's receive window at once (the peer otherwise assumes
+    /// ``Configuration/initialPeerWindow`` until its first update).
+    public mutating func openStream() throws(WireError) -> (SmuxStreamID, [SmuxFrame]) {
         guard self.streams.count < self.configuration.maximumStreams else {
             throw WireError(.smuxProtocolViolation, "too many smux streams open (\(self.streams.count))")
         }
         self.lastOpenedID &+= 2
         let id = SmuxStreamID(self.lastOpenedID)
         self.streams[id] = Stream(peerWindow: self.configuration.initialPeerWindow)
-        return (id, self.frame(.syn, id))
+        return (id, [self.frame(.syn, id)] + [self.initialWindowUpdate(id)].compactMap { $0 })
+    }
+
+    /// Version 2: the window this side advertises for a new stream.
+    private func initialWindowUpdate(_ id: SmuxStreamID) -> SmuxFrame? {
+        guard self.configuration.version == 2 else { return nil }
+        return .windowUpdate(
+            version: 2,
+            streamID: id,
+            .init(consumed: 0, window: self.configuration.streamReceiveWindow)
+        )
     }
 
     /// How many bytes may be sent on `id` now: 0 when the stream is closed for writing or (version 2)
@@ -101,7 +113,10 @@ public struct SmuxSession: Sendable {
     public mutating func dataWillBeSent(on id: SmuxStreamID, count: Int) throws(WireError) {
         let allowed = self.sendableBytes(on: id)
         guard count <= allowed else {
-            throw WireError(.smuxProtocolViolation, "stream \(id): \(count) bytes exceed the \(allowed) that may be sent")
+            throw WireError(
+                .smuxProtocolViolation,
+                "stream \(id): \(count) bytes exceed the \(allowed) that may be sent"
+            )
         }
         self.streams[id]!.written &+= UInt32(count)
     }
@@ -148,8 +163,9 @@ public struct SmuxSession: Sendable {
 
     public enum Event: Sendable, Equatable {
         case none
-        /// The peer opened a stream (server role): dial the target for it.
-        case streamOpened(SmuxStreamID)
+        /// The peer opened a stream (server role): dial the target for it, and send `windowUpdate`
+        /// (version 2) so the peer knows this side's receive window.
+        case streamOpened(SmuxStreamID, windowUpdate: SmuxFrame?)
         /// The peer refused or exceeded the stream limit: send this FIN.
         case refuse(SmuxFrame)
         /// Data for the stream's local TCP connection.
@@ -162,7 +178,10 @@ public struct SmuxSession: Sendable {
 
     public mutating func frameReceived(_ frame: SmuxFrame) throws(WireError) -> Event {
         guard frame.version == self.configuration.version else {
-            throw WireError(.smuxProtocolViolation, "smux frame version \(frame.version) in a version \(self.configuration.version) session")
+            throw WireError(
+                .smuxProtocolViolation,
+                "smux frame version \(frame.version) in a version \(self.configuration.version) session"
+            )
         }
         let id = frame.streamID
         switch frame.command {
@@ -174,7 +193,7 @@ public struct SmuxSession: Sendable {
                 return .refuse(self.frame(.fin, id))
             }
             self.streams[id] = Stream(peerWindow: self.configuration.initialPeerWindow)
-            return .streamOpened(id)
+            return .streamOpened(id, windowUpdate: self.initialWindowUpdate(id))
         case .fin:
             guard var stream = self.streams[id] else { return .none }
             stream.remoteClosed = true
@@ -190,7 +209,10 @@ public struct SmuxSession: Sendable {
             if self.configuration.version == 2 {
                 let buffered = (stream.received &+ UInt32(frame.data.readableBytes)) &- stream.consumed
                 guard buffered <= self.configuration.streamReceiveWindow else {
-                    throw WireError(.smuxProtocolViolation, "stream \(id): peer sent past the \(self.configuration.streamReceiveWindow)-byte window")
+                    throw WireError(
+                        .smuxProtocolViolation,
+                        "stream \(id): peer sent past the \(self.configuration.streamReceiveWindow)-byte window"
+                    )
                 }
                 stream.received &+= UInt32(frame.data.readableBytes)
                 self.streams[id] = stream

@@ -38,7 +38,12 @@ public struct WebSocketMaskingKey: Hashable, Sendable {
 
     /// The key from a big-endian word as read off the wire.
     public init(networkWord: UInt32) {
-        self.init(UInt8(networkWord >> 24), UInt8(truncatingIfNeeded: networkWord >> 16), UInt8(truncatingIfNeeded: networkWord >> 8), UInt8(truncatingIfNeeded: networkWord))
+        self.init(
+            UInt8(networkWord >> 24),
+            UInt8(truncatingIfNeeded: networkWord >> 16),
+            UInt8(truncatingIfNeeded: networkWord >> 8),
+            UInt8(truncatingIfNeeded: networkWord)
+        )
     }
 
     public var networkWord: UInt32 { UInt32(b0) << 24 | UInt32(b1) << 16 | UInt32(b2) << 8 | UInt32(b3) }
@@ -62,7 +67,8 @@ public struct WebSocketMaskingKey: Hashable, Sendable {
     /// with `UInt64(littleEndian:)` of 8 payload bytes.
     @inline(__always)
     func littleEndianWord(startingAt offset: Int) -> UInt64 {
-        let k = UInt64(byte(offset)) | UInt64(byte(offset + 1)) << 8 | UInt64(byte(offset + 2)) << 16
+        let k =
+            UInt64(byte(offset)) | UInt64(byte(offset + 1)) << 8 | UInt64(byte(offset + 2)) << 16
             | UInt64(byte(offset + 3)) << 24
         return k | k << 32
     }
@@ -77,7 +83,8 @@ public struct WebSocketFrame: Hashable, Sendable {
     public var maskingKey: WebSocketMaskingKey?
     public var payload: ByteBuffer
 
-    public init(fin: Bool = true, opcode: WebSocketOpcode, maskingKey: WebSocketMaskingKey? = nil, payload: ByteBuffer) {
+    public init(fin: Bool = true, opcode: WebSocketOpcode, maskingKey: WebSocketMaskingKey? = nil, payload: ByteBuffer)
+    {
         self.fin = fin
         self.opcode = opcode
         self.maskingKey = maskingKey
@@ -106,7 +113,11 @@ extension ByteBuffer {
     /// Copies `source`'s readable bytes, XORed with the key, 8 bytes at a time: the copy each hop makes
     /// anyway, with the masking fused in. `keyOffset` continues a mask across calls.
     @discardableResult
-    public mutating func writeMaskedBytes(_ source: ByteBuffer, maskingKey: WebSocketMaskingKey, keyOffset: Int = 0) -> Int {
+    public mutating func writeMaskedBytes(
+        _ source: ByteBuffer,
+        maskingKey: WebSocketMaskingKey,
+        keyOffset: Int = 0
+    ) -> Int {
         let count = source.readableBytes
         guard count > 0 else { return 0 }
         return self.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { destination in
@@ -118,7 +129,12 @@ extension ByteBuffer {
     }
 
     @inline(__always)
-    static func mask(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, key: WebSocketMaskingKey, keyOffset: Int) {
+    static func mask(
+        _ input: UnsafeRawBufferPointer,
+        into output: UnsafeMutableRawBufferPointer,
+        key: WebSocketMaskingKey,
+        keyOffset: Int
+    ) {
         let count = input.count
         guard count > 0, let source = input.baseAddress, let destination = output.baseAddress else { return }
         let keyWord = key.littleEndianWord(startingAt: keyOffset)
@@ -129,7 +145,11 @@ extension ByteBuffer {
             i += 8
         }
         while i < count {
-            destination.storeBytes(of: source.load(fromByteOffset: i, as: UInt8.self) ^ key.byte(keyOffset + i), toByteOffset: i, as: UInt8.self)
+            destination.storeBytes(
+                of: source.load(fromByteOffset: i, as: UInt8.self) ^ key.byte(keyOffset + i),
+                toByteOffset: i,
+                as: UInt8.self
+            )
             i += 1
         }
     }
@@ -167,8 +187,15 @@ extension ByteBuffer {
         maskingKey: WebSocketMaskingKey?
     ) -> Int {
         let length = payload.readableBytes
-        self.reserveCapacity(minimumWritableBytes: WebSocketFrame.headerSize(payloadLength: length, masked: maskingKey != nil) + length)
-        var written = self.writeWebSocketFrameHeader(fin: fin, opcode: opcode, payloadLength: length, maskingKey: maskingKey)
+        self.reserveCapacity(
+            minimumWritableBytes: WebSocketFrame.headerSize(payloadLength: length, masked: maskingKey != nil) + length
+        )
+        var written = self.writeWebSocketFrameHeader(
+            fin: fin,
+            opcode: opcode,
+            payloadLength: length,
+            maskingKey: maskingKey
+        )
         if let key = maskingKey {
             written += self.writeMaskedBytes(payload, maskingKey: key)
         } else {

@@ -31,7 +31,10 @@ public struct WebSocketFrameDecoder: NIOSingleStepByteToMessageDecoder {
         guard let (first, second) = buffer.getMultipleIntegers(at: start, as: (UInt8, UInt8).self) else { return nil }
         let fin = first & 0x80 != 0
         guard first & 0x70 == 0 else {
-            throw WireError(.invalidWebSocketFrame, "WebSocket frame has reserved bits set and no extension was negotiated")
+            throw WireError(
+                .invalidWebSocketFrame,
+                "WebSocket frame has reserved bits set and no extension was negotiated"
+            )
         }
         let opcode = WebSocketOpcode(rawValue: first & 0x0F)
         guard opcode.isKnown else {
@@ -47,7 +50,9 @@ public struct WebSocketFrameDecoder: NIOSingleStepByteToMessageDecoder {
         var length = Int(second & 0x7F)
         if length == 126 {
             guard let extended = buffer.getInteger(at: offset, as: UInt16.self) else { return nil }
-            guard extended >= 126 else { throw WireError(.invalidWebSocketFrame, "WebSocket length is not minimally encoded") }
+            guard extended >= 126 else {
+                throw WireError(.invalidWebSocketFrame, "WebSocket length is not minimally encoded")
+            }
             length = Int(extended)
             offset += 2
         } else if length == 127 {
@@ -56,18 +61,27 @@ public struct WebSocketFrameDecoder: NIOSingleStepByteToMessageDecoder {
                 throw WireError(.invalidWebSocketFrame, "WebSocket 64-bit length is invalid or not minimally encoded")
             }
             guard extended <= UInt64(self.maximumFrameSize) else {
-                throw WireError(.webSocketFrameTooLarge, "WebSocket frame of \(extended) bytes exceeds the \(self.maximumFrameSize)-byte limit")
+                throw WireError(
+                    .webSocketFrameTooLarge,
+                    "WebSocket frame of \(extended) bytes exceeds the \(self.maximumFrameSize)-byte limit"
+                )
             }
             length = Int(extended)
             offset += 8
         }
         if opcode.isControl {
             guard fin, length <= 125 else {
-                throw WireError(.invalidWebSocketFrame, "WebSocket control frames must be unfragmented and at most 125 bytes")
+                throw WireError(
+                    .invalidWebSocketFrame,
+                    "WebSocket control frames must be unfragmented and at most 125 bytes"
+                )
             }
         }
         guard length <= self.maximumFrameSize else {
-            throw WireError(.webSocketFrameTooLarge, "WebSocket frame of \(length) bytes exceeds the \(self.maximumFrameSize)-byte limit")
+            throw WireError(
+                .webSocketFrameTooLarge,
+                "WebSocket frame of \(length) bytes exceeds the \(self.maximumFrameSize)-byte limit"
+            )
         }
         var key: WebSocketMaskingKey?
         if masked {

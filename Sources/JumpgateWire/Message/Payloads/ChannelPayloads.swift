@@ -67,7 +67,10 @@ public struct AgentSessionStatePayload: SSMJSONPayload, Hashable {
     }
 
     public var json: JSONValue {
-        ["SchemaVersion": .integer(self.schemaVersion), "SessionState": .string(self.sessionState), "SessionId": .string(self.sessionID)]
+        [
+            "SchemaVersion": .integer(self.schemaVersion), "SessionState": .string(self.sessionState),
+            "SessionId": .string(self.sessionID),
+        ]
     }
 }
 
@@ -81,7 +84,8 @@ public struct FlagPayload: RawRepresentable, Hashable, Sendable, CustomStringCon
     public static let connectToPortError = FlagPayload(rawValue: 3)
 
     public init(payload: ByteBuffer) throws(WireError) {
-        guard payload.readableBytes == 4, let value = payload.getInteger(at: payload.readerIndex, as: UInt32.self) else {
+        guard payload.readableBytes == 4, let value = payload.getInteger(at: payload.readerIndex, as: UInt32.self)
+        else {
             throw WireError(.invalidPayload, "Flag payload is \(payload.readableBytes) bytes, expected 4")
         }
         self.rawValue = value

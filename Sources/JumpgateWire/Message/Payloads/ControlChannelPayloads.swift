@@ -22,7 +22,10 @@ public struct MGSPayload: SSMJSONPayload, Hashable {
     }
 
     public var json: JSONValue {
-        ["Content": .string(self.content), "TaskId": .string(self.taskID), "Topic": .string(self.topic), "SchemaVersion": .integer(self.schemaVersion)]
+        [
+            "Content": .string(self.content), "TaskId": .string(self.taskID), "Topic": .string(self.topic),
+            "SchemaVersion": .integer(self.schemaVersion),
+        ]
     }
 }
 
@@ -140,7 +143,10 @@ public struct AgentTaskAcknowledgePayload: SSMJSONPayload, Hashable {
     }
 
     public var json: JSONValue {
-        ["SchemaVersion": 1, "MessageId": .string(self.messageID), "TaskId": .string(self.taskID), "Topic": "agent_task_complete"]
+        [
+            "SchemaVersion": 1, "MessageId": .string(self.messageID), "TaskId": .string(self.taskID),
+            "Topic": "agent_task_complete",
+        ]
     }
 }
 

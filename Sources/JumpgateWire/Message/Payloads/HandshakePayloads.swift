@@ -29,7 +29,10 @@ public struct HandshakeRequestPayload: SSMJSONPayload, Hashable {
         for element in try f.optionalArray("RequestedClientActions") {
             let a = try JSONFields(element, owner: "RequestedClientAction")
             actions.append(
-                RequestedClientAction(actionType: try a.string("ActionType"), actionParameters: a.raw("ActionParameters"))
+                RequestedClientAction(
+                    actionType: try a.string("ActionType"),
+                    actionParameters: a.raw("ActionParameters")
+                )
             )
         }
         self.requestedClientActions = actions
@@ -102,7 +105,9 @@ public struct HandshakeResponsePayload: SSMJSONPayload, Hashable {
         }
         self.processedClientActions = actions
         if let errors = f.value["Errors"], !errors.isNull {
-            guard let list = errors.arrayValue else { throw WireError(.invalidPayload, "HandshakeResponse: Errors is not an array") }
+            guard let list = errors.arrayValue else {
+                throw WireError(.invalidPayload, "HandshakeResponse: Errors is not an array")
+            }
             self.errors = list.compactMap(\.stringValue)
         } else {
             self.errors = nil
@@ -145,6 +150,9 @@ public struct HandshakeCompletePayload: SSMJSONPayload, Hashable {
     }
 
     public var json: JSONValue {
-        ["HandshakeTimeToComplete": .integer(self.handshakeTimeToComplete), "CustomerMessage": .string(self.customerMessage)]
+        [
+            "HandshakeTimeToComplete": .integer(self.handshakeTimeToComplete),
+            "CustomerMessage": .string(self.customerMessage),
+        ]
     }
 }
