@@ -5,14 +5,18 @@ import JumpgateWire
 struct JumpgateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "jumpgate",
-        abstract: "A self-hostable Session Manager: reach private databases, queues and services through an agent that only dials out.",
+        abstract:
+            "A self-hostable Session Manager: reach private databases, queues and services through an agent that only dials out.",
         version: JumpgateVersion.product,
         subcommands: [DebugCommand.self, VersionCommand.self]
     )
 }
 
 struct VersionCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "version", abstract: "Print the versions Jumpgate reports.")
+    static let configuration = CommandConfiguration(
+        commandName: "version",
+        abstract: "Print the versions Jumpgate reports."
+    )
 
     func run() {
         print("jumpgate \(JumpgateVersion.product)")

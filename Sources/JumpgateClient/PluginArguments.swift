@@ -11,14 +11,29 @@ public enum PluginInvocation: Equatable, Sendable {
     case unknownOperation(String)
     /// A session request: response JSON (or the name of the variable holding it), region, operation,
     /// profile, request parameters JSON and, from newer CLIs, the endpoint URL.
-    case startSession(response: String, region: String, operation: String, profile: String, parameters: String, endpoint: String?)
+    case startSession(
+        response: String,
+        region: String,
+        operation: String,
+        profile: String,
+        parameters: String,
+        endpoint: String?
+    )
 
     public init(arguments: [String]) {
         switch arguments.count {
         case 0: self = .banner
         case 1 where arguments[0] == "--version": self = .version
         case 1, 2: self = .unknownOperation(arguments[0])
-        case 3: self = .startSession(response: arguments[0], region: arguments[1], operation: arguments[2], profile: "", parameters: "{}", endpoint: nil)
+        case 3:
+            self = .startSession(
+                response: arguments[0],
+                region: arguments[1],
+                operation: arguments[2],
+                profile: "",
+                parameters: "{}",
+                endpoint: nil
+            )
         default:
             self = .startSession(
                 response: arguments[0],

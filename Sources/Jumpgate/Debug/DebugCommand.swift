@@ -40,7 +40,9 @@ struct DecodeFrameCommand: ParsableCommand {
         let bytes: [UInt8]
         if self.hex {
             guard let decoded = Hex.decode(String(decoding: input, as: UTF8.self)) else {
-                writeStandardError("error: standard input is not hex text (expected pairs of 0-9a-f, whitespace allowed)")
+                writeStandardError(
+                    "error: standard input is not hex text (expected pairs of 0-9a-f, whitespace allowed)"
+                )
                 throw ExitCode(1)
             }
             bytes = decoded
