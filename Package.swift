@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "jumpgate", targets: ["Jumpgate"]),
         .executable(name: "session-manager-plugin", targets: ["SessionManagerPlugin"]),
         .library(name: "JumpgateWire", targets: ["JumpgateWire"]),
+        .library(name: "JumpgateNIO", targets: ["JumpgateNIO"]),
         .library(name: "JumpgateGateway", targets: ["JumpgateGateway"]),
         .library(name: "JumpgateAgent", targets: ["JumpgateAgent"]),
         .library(name: "JumpgateClient", targets: ["JumpgateClient"]),
@@ -24,6 +25,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
     ],
     targets: [
         // The pure protocol library: codecs and state machines, no sockets, no Foundation.
@@ -35,11 +39,32 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // NIO channel handlers that carry out the wire library's actions, shared by gateway, agent, client.
+        .target(
+            name: "JumpgateNIO",
+            dependencies: [
+                "JumpgateWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "JumpgateGateway",
             dependencies: [
                 "JumpgateWire",
+                "JumpgateNIO",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -48,7 +73,11 @@ let package = Package(
             name: "JumpgateAgent",
             dependencies: [
                 "JumpgateWire",
+                "JumpgateNIO",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -57,7 +86,11 @@ let package = Package(
             name: "JumpgateClient",
             dependencies: [
                 "JumpgateWire",
+                "JumpgateNIO",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -69,7 +102,10 @@ let package = Package(
                 "JumpgateGateway",
                 "JumpgateAgent",
                 "JumpgateClient",
+                "JumpgateNIO",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

@@ -2,13 +2,15 @@ import ArgumentParser
 import JumpgateWire
 
 @main
-struct JumpgateCommand: ParsableCommand {
+struct JumpgateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "jumpgate",
         abstract:
             "A self-hostable Session Manager: reach private databases, queues and services through an agent that only dials out.",
         version: JumpgateVersion.product,
-        subcommands: [DebugCommand.self, VersionCommand.self]
+        subcommands: [
+            ServerCommand.self, AgentCommand.self, StartSessionCommand.self, DebugCommand.self, VersionCommand.self,
+        ]
     )
 }
 

@@ -11,7 +11,7 @@ import NIOCore
 /// Incoming: ``streamMessageReceived(_:isReady:)`` decides whether to deliver, buffer out of order,
 /// re-acknowledge or drop; after a delivery, ``nextBufferedMessage()`` drains what became in order.
 public struct ReliableDeliveryStateMachine: Sendable {
-    public let configuration: ReliableDeliveryConfiguration
+    public private(set) var configuration: ReliableDeliveryConfiguration
 
     // MARK: outgoing state
 
@@ -51,6 +51,19 @@ public struct ReliableDeliveryStateMachine: Sendable {
         self.smoothedRoundTripTime = configuration.initialRoundTripTime
         self.roundTripTimeVariation = configuration.initialRoundTripTimeVariation
         self.retransmissionTimeout = configuration.initialRetransmissionTimeout
+    }
+
+    /// Switches to new settings (those negotiated in the handshake) keeping every sequence number,
+    /// buffered message and RTT estimate: the handshake itself ran under the official settings.
+    public mutating func reconfigure(_ configuration: ReliableDeliveryConfiguration) {
+        self.configuration = configuration
+    }
+
+    /// A copy with new settings; see ``reconfigure(_:)``.
+    public func reconfigured(_ configuration: ReliableDeliveryConfiguration) -> ReliableDeliveryStateMachine {
+        var copy = self
+        copy.reconfigure(configuration)
+        return copy
     }
 
     // MARK: - Outgoing

@@ -259,7 +259,7 @@ public enum SigV4 {
     }
 
     /// Compares without an early exit, so timing does not reveal how much of a signature matched.
-    static func constantTimeEquals(_ a: String, _ b: String) -> Bool {
+    public static func constantTimeEquals(_ a: String, _ b: String) -> Bool {
         let x = Array(a.utf8)
         let y = Array(b.utf8)
         var difference = UInt8(truncatingIfNeeded: x.count ^ y.count)

@@ -1,0 +1,317 @@
+import Foundation
+import JumpgateNIO
+import JumpgateWire
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// `jumpgate agent run`: keeps the control channel up (reconnecting with backoff and jitter forever),
+/// starts a port session for each `interactive_shell`, and reports each session's end.
+public final class AgentRunner: Sendable {
+    public struct Options: Sendable {
+        public var dialTimeout: TimeAmount = .seconds(10)
+        /// Offer the Jumpgate fast-path extensions (`--no-extensions` turns them off).
+        public var offerExtensions = true
+        /// The AgentVersion to report (`--compat-version` makes the agent look older).
+        public var reportedVersion = AgentRegistration.version
+        public init() {}
+    }
+
+    let state: AgentStateDirectory
+    let allowList: AllowList
+    let options: Options
+    let gateway: HTTPSEndpoint
+    let group: any EventLoopGroup
+    let logger: Logger
+    let control = NIOLockedValueBox<(any Channel)?>(nil)
+    let sessions = NIOLockedValueBox<[String: PortSessionBox]>([:])
+
+    public init(
+        state: AgentStateDirectory,
+        allow: [String]?,
+        deny: [String]?,
+        options: Options,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger
+    ) throws {
+        self.state = state
+        self.allowList = try AllowList(allow: allow ?? state.allow, deny: deny ?? state.deny)
+        self.options = options
+        guard let (host, port, _) = HTTPSEndpoint.parse(url: state.endpoint) else {
+            throw AgentError("the stored endpoint '\(state.endpoint)' is not an https URL; register again.")
+        }
+        self.gateway = HTTPSEndpoint(
+            host: host,
+            port: port,
+            sslContext: try JumpgateTLS.clientContext(caFile: state.caFile),
+            serverHostname: JumpgateTLS.serverHostname(for: host)
+        )
+        self.group = group
+        var logger = logger
+        logger[metadataKey: "jumpgate.instance_id"] = "\(state.instanceID)"
+        self.logger = logger
+    }
+
+    var signer: SigV4Signer {
+        SigV4Signer(
+            credentials: AWSCredentials(accessKeyID: self.state.instanceID, secretAccessKey: self.state.secret),
+            region: "us-east-1",
+            service: "ssmmessages"
+        )
+    }
+
+    /// Runs until the task is cancelled.
+    public func run() async {
+        var failures = 0
+        while !Task.isCancelled {
+            do {
+                let channel = try await self.connectControlChannel()
+                self.logger.info("control channel connected", metadata: ["endpoint": "\(self.state.endpoint)"])
+                failures = 0
+                try await channel.closeFuture.get()
+                self.logger.warning("control channel closed; reconnecting")
+            } catch {
+                self.logger.warning("control channel failed; retrying", metadata: ["error": "\(error)"])
+            }
+            self.control.withLockedValue { $0 = nil }
+            // First retry within a second, then exponential backoff with jitter, capped at 60 s.
+            let base = failures == 0 ? 1.0 : min(60.0, pow(2.0, Double(failures)))
+            failures += 1
+            let delay = Double.random(in: (base / 2)...base)
+            try? await Task.sleep(nanoseconds: UInt64(delay * 1e9))
+        }
+    }
+
+    /// A signed POST to a token endpoint; returns the token from the 201 XML reply.
+    func channelToken(path: String) async throws -> String {
+        let body: JSONValue = [
+            "MessageSchemaVersion": "1.0", "RequestId": .string(MessageID.random().description), "ClientId": "",
+        ]
+        let bytes = body.serializedBytes()
+        var headers: [(name: String, value: String)] = [
+            ("Host", self.gateway.hostHeader), ("Content-Type", "application/json"),
+        ]
+        headers += self.signer.signatureHeaders(
+            for: SigV4Request(method: "POST", path: path, headers: headers, body: bytes),
+            epochSeconds: WallClock.nowSeconds()
+        )
+        let response = try await self.gateway.request(
+            method: "POST",
+            path: path,
+            headers: headers,
+            body: ByteBuffer(bytes: bytes)
+        )
+        let text = String(buffer: response.body)
+        guard response.status == 201, let token = ChannelTokenResponse.token(fromXML: text) else {
+            throw AgentError("the gateway refused \(path): HTTP \(response.status) \(text)")
+        }
+        return token
+    }
+
+    func signedUpgradeHeaders(path: String, query: String) -> [(name: String, value: String)] {
+        let request = SigV4Request(
+            method: "GET",
+            path: path,
+            query: query,
+            headers: [("Host", self.gateway.hostHeader)],
+            body: []
+        )
+        return self.signer.signatureHeaders(for: request, epochSeconds: WallClock.nowSeconds())
+    }
+
+    func connectControlChannel() async throws -> any Channel {
+        let path = "/v1/control-channel/\(self.state.instanceID)"
+        let token = try await self.channelToken(path: path)
+        let query = "role=subscribe&stream=input"
+        let opening: JSONValue = [
+            "Cookie": nil, "MessageSchemaVersion": "1.0", "RequestId": .string(MessageID.random().description),
+            "TokenValue": .string(token), "AgentVersion": .string(self.options.reportedVersion),
+            "PlatformType": "linux",
+            "PlatformName": .string(AgentPlatform.name), "IPAddress": .string(AgentPlatform.primaryAddress()),
+            "Hostname": .string(ProcessInfo.processInfo.hostName),
+        ]
+        let channel = try await self.gateway.connectWebSocket(
+            pathAndQuery: "\(path)?\(query)",
+            headers: self.signedUpgradeHeaders(path: path, query: query),
+            eventLoop: self.group.next()
+        ) { _ in
+            [OpeningFrameWriter(json: opening), AgentControlHandler(runner: self)]
+        }
+        self.control.withLockedValue { $0 = channel }
+        return channel
+    }
+
+    // MARK: sessions
+
+    func startSession(_ task: AgentTaskPayload) {
+        let sessionID = task.sessionID
+        var properties: [(key: String, value: String)] = []
+        for (key, value) in task.documentContent["properties"]?.objectValue ?? [] {
+            if let s = value.stringValue { properties.append((key, s)) }
+        }
+        if properties.isEmpty { properties = task.parameters + [("type", "LocalPortForwarding")] }
+        let logger = self.logger
+        Task {
+            do {
+                try await self.openDataChannel(sessionID: sessionID, properties: properties)
+            } catch {
+                logger.warning(
+                    "session could not start",
+                    metadata: ["jumpgate.session_id": "\(sessionID)", "error": "\(error)"]
+                )
+                self.reportComplete(sessionID: sessionID, status: "Failed", output: "\(error)")
+            }
+        }
+    }
+
+    func openDataChannel(sessionID: String, properties: [(key: String, value: String)]) async throws {
+        let path = "/v1/data-channel/\(sessionID)"
+        let token = try await self.channelToken(path: path)
+        let query = "role=publish_subscribe"
+        let eventLoop = self.group.next()
+        let opening = OpenDataChannelInput(tokenValue: token, clientInstanceID: self.state.instanceID, clientID: "")
+            .json
+        let configuration = AgentHandshakeStateMachine.Configuration(
+            agentVersion: self.options.reportedVersion,
+            properties: properties,
+            offeredExtensions: self.options.offerExtensions ? .all : []
+        )
+        let delegate = AgentSessionDelegate(
+            runner: self,
+            sessionID: sessionID,
+            properties: properties,
+            eventLoop: eventLoop
+        )
+        let logger = self.logger
+        _ = try await self.gateway.connectWebSocket(
+            pathAndQuery: "\(path)?\(query)",
+            headers: self.signedUpgradeHeaders(path: path, query: query),
+            eventLoop: eventLoop
+        ) { _ in
+            let session = PortSession(sessionID: sessionID, role: .agent(configuration), logger: logger)
+            session.delegate = delegate
+            return [OpeningFrameWriter(json: opening), session]
+        }
+        self.logger.info("session started", metadata: ["jumpgate.session_id": "\(sessionID)"])
+    }
+
+    /// `agent_task_complete` on the control channel; the gateway acknowledges it.
+    func reportComplete(sessionID: String, status: String, output: String) {
+        guard let channel = self.control.withLockedValue({ $0 }) else { return }
+        let payload = AgentTaskCompletePayload(
+            taskID: sessionID,
+            finalTaskStatus: status,
+            instanceID: self.state.instanceID,
+            output: output
+        )
+        let message = SSMMessage(
+            messageType: .agentTaskComplete,
+            createdDate: WallClock.nowMilliseconds(),
+            payload: payload.encoded()
+        )
+        var frame = ByteBuffer()
+        frame.writeSSMMessage(message)
+        channel.writeAndFlush(WebSocketMessage.binary(frame), promise: nil)
+    }
+}
+
+/// Keeps a session reachable from the control channel (for `channel_closed`).
+final class PortSessionBox: Sendable {
+    let channel: any Channel
+    init(channel: any Channel) { self.channel = channel }
+}
+
+/// The agent's end of a port session: dials each stream's destination through the allow-list.
+final class AgentSessionDelegate: PortSessionDelegate, @unchecked Sendable {
+    // Used only on `eventLoop`.
+    let runner: AgentRunner
+    let sessionID: String
+    let host: String
+    let port: Int
+    let eventLoop: any EventLoop
+
+    init(runner: AgentRunner, sessionID: String, properties: [(key: String, value: String)], eventLoop: any EventLoop) {
+        self.runner = runner
+        self.sessionID = sessionID
+        let values = Dictionary(properties.map { ($0.key, $0.value) }, uniquingKeysWith: { _, last in last })
+        self.host = values["host"] ?? "localhost"
+        self.port = values["portNumber"].flatMap(Int.init) ?? 0
+        self.eventLoop = eventLoop
+    }
+
+    func sessionEstablished(_ session: PortSession, negotiated: NegotiatedSession, customerMessage: String) {
+        self.runner.logger.info(
+            "handshake complete",
+            metadata: [
+                "jumpgate.session_id": "\(self.sessionID)", "mode": "\(negotiated.mode)",
+                "extensions": "\(negotiated.extensions)", "client": "\(negotiated.clientVersion)",
+            ]
+        )
+    }
+
+    func streamRequested(_ session: PortSession, id: SmuxStreamID) {
+        let dialer = TargetDialer(allowList: self.runner.allowList, timeout: self.runner.options.dialTimeout)
+        let bound = NIOLoopBound(session, eventLoop: self.eventLoop)
+        let (host, port, eventLoop) = (self.host, self.port, self.eventLoop)
+        Task {
+            do {
+                let channel = try await dialer.dial(host: host, port: port, eventLoop: eventLoop)
+                eventLoop.execute {
+                    do {
+                        try bound.value.attach(channel, to: id)
+                    } catch {
+                        channel.close(promise: nil)
+                    }
+                }
+            } catch {
+                eventLoop.execute { bound.value.refuse(id, reason: "\(error)") }
+            }
+        }
+    }
+
+    func streamFailed(_ session: PortSession, id: SmuxStreamID) {}
+
+    func sessionEnded(_ session: PortSession, reason: String, byPeer: Bool) {
+        self.runner.logger.info(
+            "session ended",
+            metadata: ["jumpgate.session_id": "\(self.sessionID)", "reason": "\(reason)"]
+        )
+        self.runner.reportComplete(
+            sessionID: self.sessionID,
+            status: byPeer ? "Success" : "Failed",
+            output: byPeer ? "" : reason
+        )
+    }
+}
+
+/// The agent's end of the control channel.
+final class AgentControlHandler: ChannelInboundHandler {
+    typealias InboundIn = WebSocketMessage
+    let runner: AgentRunner
+
+    init(runner: AgentRunner) {
+        self.runner = runner
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .binary(let frame) = self.unwrapInboundIn(data), let message = try? SSMMessage(decoding: frame),
+            (try? message.validate(.agent)) != nil
+        else { return }
+        switch message.messageType {
+        case .interactiveShell:
+            guard let envelope = try? MGSPayload(payload: message.payload),
+                let task = try? AgentTaskPayload(json: JSONValue(parsing: envelope.content))
+            else {
+                self.runner.logger.warning("ignored an interactive_shell that does not parse")
+                return
+            }
+            self.runner.startSession(task)
+        case .channelClosed:
+            // The data channel gets its own channel_closed; nothing else to do here.
+            break
+        default:
+            break
+        }
+    }
+}

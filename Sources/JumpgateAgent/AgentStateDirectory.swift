@@ -1,0 +1,83 @@
+import Foundation
+import JumpgateWire
+
+/// What `jumpgate agent register` stores and `agent run` reads: endpoint, CA, instance id, secret and
+/// the allow/deny patterns given at registration. Files are created 0600 in a 0700 directory.
+public struct AgentStateDirectory: Sendable {
+    public var path: String
+    public var endpoint: String
+    public var instanceID: String
+    public var secret: String
+    public var name: String
+    public var allow: [String]
+    public var deny: [String]
+
+    public var caFile: String { self.path + "/ca.pem" }
+    static func configFile(_ path: String) -> String { path + "/agent.json" }
+    static func secretFile(_ path: String) -> String { path + "/instance.secret" }
+
+    public static func exists(at path: String) -> Bool {
+        FileManager.default.fileExists(atPath: configFile(path))
+    }
+
+    public static func load(from path: String) throws -> AgentStateDirectory {
+        guard let data = FileManager.default.contents(atPath: configFile(path)) else {
+            throw AgentError(
+                "\(path) holds no registration (\(configFile(path)) is missing). Run 'jumpgate agent register' first."
+            )
+        }
+        guard let secretData = FileManager.default.contents(atPath: secretFile(path)) else {
+            throw AgentError("\(secretFile(path)) is missing. Register again with 'jumpgate agent register --force'.")
+        }
+        let json = try JSONValue(parsing: [UInt8](data))
+        guard let endpoint = json["endpoint"]?.stringValue, let instanceID = json["instanceId"]?.stringValue else {
+            throw AgentError(
+                "\(configFile(path)) is damaged: it lacks endpoint or instanceId. Register again with --force."
+            )
+        }
+        return AgentStateDirectory(
+            path: path,
+            endpoint: endpoint,
+            instanceID: instanceID,
+            secret: String(decoding: secretData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines),
+            name: json["name"]?.stringValue ?? "",
+            allow: (json["allow"]?.arrayValue ?? []).compactMap(\.stringValue),
+            deny: (json["deny"]?.arrayValue ?? []).compactMap(\.stringValue)
+        )
+    }
+
+    public func save(caPEM: String) throws {
+        try FileManager.default.createDirectory(
+            atPath: self.path,
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700]
+        )
+        let json: JSONValue = [
+            "endpoint": .string(self.endpoint), "instanceId": .string(self.instanceID), "name": .string(self.name),
+            "allow": .array(self.allow.map { .string($0) }), "deny": .array(self.deny.map { .string($0) }),
+        ]
+        try Self.write(json.serialized() + "\n", to: Self.configFile(self.path))
+        try Self.write(self.secret + "\n", to: Self.secretFile(self.path))
+        try Self.write(caPEM, to: self.caFile)
+    }
+
+    static func write(_ text: String, to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        guard fd >= 0 else { throw AgentError("cannot write \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        fchmod(fd, 0o600)
+        let bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, bytes.count - offset) }
+            guard n > 0 else { throw AgentError("cannot write \(path): \(String(cString: strerror(errno)))") }
+            offset += n
+        }
+    }
+}
+
+/// An error the agent reports to its operator: what happened and what to do.
+public struct AgentError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

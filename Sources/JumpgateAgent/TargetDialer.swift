@@ -1,0 +1,82 @@
+import Foundation
+import JumpgateWire
+import NIOCore
+import NIOPosix
+
+/// Resolves a destination to every address, checks each against the allow-list, and connects to the
+/// first allowed one that answers: the agent dials exactly an address it checked.
+struct TargetDialer: Sendable {
+    let allowList: AllowList
+    let timeout: TimeAmount
+
+    struct Candidate: Sendable {
+        var bytes: [UInt8]
+        var address: SocketAddress
+    }
+
+    /// All addresses of `host` (blocking getaddrinfo, run off the event loop).
+    static func resolve(host: String, port: Int) async throws -> [Candidate] {
+        try await NIOThreadPool.singleton.runIfActive {
+            var hints = addrinfo()
+            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+            hints.ai_family = AF_UNSPEC
+            var result: UnsafeMutablePointer<addrinfo>?
+            let status = getaddrinfo(host, String(port), &hints, &result)
+            guard status == 0, let first = result else {
+                throw AgentError("cannot resolve \(host): \(String(cString: gai_strerror(status)))")
+            }
+            defer { freeaddrinfo(first) }
+            var candidates: [Candidate] = []
+            var pointer: UnsafeMutablePointer<addrinfo>? = first
+            while let info = pointer?.pointee {
+                defer { pointer = info.ai_next }
+                guard let sockaddr = info.ai_addr else { continue }
+                switch Int32(info.ai_family) {
+                case AF_INET:
+                    let v4 = sockaddr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee }
+                    let bytes = withUnsafeBytes(of: v4.sin_addr) { Array($0) }
+                    candidates.append(Candidate(bytes: bytes, address: SocketAddress(v4, host: host)))
+                case AF_INET6:
+                    let v6 = sockaddr.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee }
+                    let bytes = withUnsafeBytes(of: v6.sin6_addr) { Array($0) }
+                    candidates.append(Candidate(bytes: bytes, address: SocketAddress(v6, host: host)))
+                default:
+                    continue
+                }
+            }
+            var seen = Set<[UInt8]>()
+            return candidates.filter { seen.insert($0.bytes).inserted }
+        }
+    }
+
+    /// Connects on `eventLoop` (the session's, so the stream and its TCP side share a loop).
+    func dial(host: String, port: Int, eventLoop: any EventLoop) async throws -> any Channel {
+        let candidates = try await Self.resolve(host: host, port: port)
+        guard !candidates.isEmpty else { throw AgentError("\(host) resolved to no address") }
+        var allowed: [Candidate] = []
+        var firstRefusal: String?
+        for candidate in candidates {
+            if let refusal = self.allowList.refusal(name: host, address: candidate.bytes, port: port) {
+                firstRefusal = firstRefusal ?? refusal
+            } else {
+                allowed.append(candidate)
+            }
+        }
+        guard !allowed.isEmpty else { throw AgentError(firstRefusal ?? "\(host):\(port) is not allowed") }
+        var lastError: (any Error)?
+        for candidate in allowed {
+            do {
+                return try await ClientBootstrap(group: eventLoop)
+                    .connectTimeout(self.timeout)
+                    .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .channelOption(.autoRead, value: false)
+                    .channelOption(.allowRemoteHalfClosure, value: true)
+                    .connect(to: candidate.address)
+                    .get()
+            } catch {
+                lastError = error
+            }
+        }
+        throw AgentError("cannot connect to \(host):\(port): \(lastError.map { "\($0)" } ?? "no address answered")")
+    }
+}

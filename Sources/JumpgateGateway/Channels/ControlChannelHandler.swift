@@ -1,0 +1,109 @@
+import JumpgateNIO
+import JumpgateWire
+import Logging
+import NIOCore
+
+/// The gateway's end of an agent's control channel: the opening frame's token makes it the instance's
+/// live channel; `agent_task_complete` ends the session it names and is acknowledged.
+final class ControlChannelHandler: ChannelInboundHandler {
+    typealias InboundIn = WebSocketMessage
+    typealias OutboundOut = WebSocketMessage
+
+    private let instanceID: String
+    private let state: GatewayState
+    private var opened = false
+    private var deadline: Scheduled<Void>?
+    private let logger: Logger
+
+    init(instanceID: String, state: GatewayState, logger: Logger) {
+        self.instanceID = instanceID
+        self.state = state
+        var logger = logger
+        logger[metadataKey: "jumpgate.instance_id"] = "\(instanceID)"
+        self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+
+        self.deadline = context.eventLoop.scheduleTask(in: .seconds(10)) {
+            channel.triggerUserOutboundEvent(
+                WebSocketCloseRequest(code: 1008, reason: "no opening frame within 10 s"),
+                promise: nil
+            )
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.state.controlChannelActivity(instanceID: self.instanceID)
+        switch self.unwrapInboundIn(data) {
+        case .text(let text):
+            guard !self.opened else { return }
+            self.deadline?.cancel()
+            guard text.readableBytes <= 16 * 1024, let json = try? JSONValue(parsing: text.readableBytesView),
+                let token = json["TokenValue"]?.stringValue,
+                self.state.attachControlChannel(
+                    instanceID: self.instanceID,
+                    token: token,
+                    channel: context.channel,
+                    agentVersion: json["AgentVersion"]?.stringValue ?? "",
+                    platformName: json["PlatformName"]?.stringValue ?? "",
+                    ipAddress: json["IPAddress"]?.stringValue ?? ""
+                )
+            else {
+                self.logger.info("control channel refused: invalid opening frame or token")
+                context.channel.triggerUserOutboundEvent(
+                    WebSocketCloseRequest(code: 1008, reason: "invalid or expired token"),
+                    promise: nil
+                )
+                return
+            }
+            self.opened = true
+            self.logger.info("agent online")
+        case .binary(let frame):
+            guard self.opened, let message = try? SSMMessage(decoding: frame) else { return }
+            if message.messageType == .agentTaskComplete,
+                let complete = try? AgentTaskCompletePayload(payload: message.payload)
+            {
+                self.taskCompleted(complete, messageID: message.messageID, context: context)
+            }
+        }
+    }
+
+    private func taskCompleted(
+        _ complete: AgentTaskCompletePayload,
+        messageID: MessageID,
+        context: ChannelHandlerContext
+    ) {
+        let ack = AgentTaskAcknowledgePayload(messageID: messageID, taskID: complete.taskID)
+        let message = SSMMessage(
+            messageType: .agentTaskAcknowledge,
+            createdDate: SessionRelay.nowMilliseconds(),
+            payload: ack.encoded()
+        )
+        var frame = ByteBuffer()
+        frame.writeSSMMessage(message)
+        context.writeAndFlush(self.wrapOutboundOut(.binary(frame)), promise: nil)
+        guard let session = self.state.session(id: complete.taskID), session.target == self.instanceID else { return }
+        let failed = complete.finalTaskStatus == "Failed"
+        self.state.setStatus(sessionID: session.id, failed ? .failed : .terminated, reason: complete.output)
+        self.state.relay(sessionID: session.id)?.terminate(reason: complete.output)
+        self.logger.info(
+            "session ended by the agent",
+            metadata: ["jumpgate.session_id": "\(session.id)", "status": "\(complete.finalTaskStatus)"]
+        )
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.deadline?.cancel()
+        if self.opened {
+            self.state.controlChannelClosed(instanceID: self.instanceID, channel: context.channel)
+            self.logger.info("agent offline")
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,128 @@
+import JumpgateNIO
+import JumpgateWire
+import Logging
+import NIOCore
+
+/// The gateway's end of one data channel (client or agent). It waits for the opening text frame (a
+/// deadline and a size cap), checks the token, attaches the channel to the session's relay and then
+/// relays binary frames verbatim, with backpressure: while the partner cannot take more, it stops reading.
+final class DataChannelHandler: ChannelInboundHandler {
+    typealias InboundIn = WebSocketMessage
+    typealias OutboundOut = WebSocketMessage
+
+    private let sessionID: String
+    /// The instance that signed the upgrade (an agent), or nil for a client.
+    private let agentInstanceID: String?
+    private let state: GatewayState
+    private var relay: SessionRelay?
+    private var side: SessionRelay.Side { self.agentInstanceID == nil ? .client : .agent }
+    private var deadline: Scheduled<Void>?
+    private var logger: Logger
+    static let openFrameLimit = 16 * 1024
+
+    init(sessionID: String, agentInstanceID: String?, state: GatewayState, logger: Logger) {
+        self.sessionID = sessionID
+        self.agentInstanceID = agentInstanceID
+        self.state = state
+        var logger = logger
+        logger[metadataKey: "jumpgate.session_id"] = "\(sessionID)"
+        self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+        self.deadline = context.eventLoop.scheduleTask(in: .seconds(10)) {
+            channel.triggerUserOutboundEvent(
+                WebSocketCloseRequest(code: 1008, reason: "no OpenDataChannelInput within 10 s"),
+                promise: nil
+            )
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch self.unwrapInboundIn(data) {
+        case .text(let text):
+            guard self.relay == nil else { return }
+            self.open(context: context, text: text)
+        case .binary(let frame):
+            guard let relay = self.relay else {
+                self.refuse(context: context, "a binary frame arrived before OpenDataChannelInput")
+                return
+            }
+            if self.side == .agent, self.isAgentSessionState(frame) {
+                self.state.setStatus(sessionID: self.sessionID, .connected)
+                return
+            }
+            if !relay.forward(frame, from: self.side) {
+                context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+            }
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.relay?.flush(toward: self.side.other)
+        context.fireChannelReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { self.relay?.resume(self.side.other) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    private func isAgentSessionState(_ frame: ByteBuffer) -> Bool {
+        guard frame.readableBytes >= SSMMessage.headerSize,
+            let type = frame.getString(at: frame.readerIndex + 4, length: 32)
+        else { return false }
+        return type.hasPrefix(MessageType.agentSessionState.rawValue)
+    }
+
+    private func open(context: ChannelHandlerContext, text: ByteBuffer) {
+        self.deadline?.cancel()
+        guard text.readableBytes <= Self.openFrameLimit, let input = try? OpenDataChannelInput(payload: text) else {
+            self.refuse(context: context, "the opening frame is not a valid OpenDataChannelInput")
+            return
+        }
+        let accepted: Bool
+        if let instanceID = self.agentInstanceID {
+            accepted =
+                input.clientInstanceID == instanceID
+                && self.state.consumeAgentToken(
+                    sessionID: self.sessionID,
+                    instanceID: instanceID,
+                    token: input.tokenValue
+                )
+        } else {
+            accepted = self.state.consumeClientToken(sessionID: self.sessionID, token: input.tokenValue)
+        }
+        guard accepted, let relay = self.state.relay(sessionID: self.sessionID) else {
+            // The token itself is never logged.
+            self.refuse(context: context, "invalid or expired token for this session")
+            return
+        }
+        self.relay = relay
+        relay.attach(self.side, channel: context.channel)
+        self.logger.info("data channel attached", metadata: ["jumpgate.side": "\(self.side)"])
+    }
+
+    private func refuse(context: ChannelHandlerContext, _ reason: String) {
+        self.logger.info("data channel refused", metadata: ["reason": "\(reason)"])
+        context.channel.triggerUserOutboundEvent(WebSocketCloseRequest(code: 1008, reason: reason), promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.deadline?.cancel()
+        if let relay = self.relay {
+            relay.detach(self.side, channel: context.channel)
+            if self.side == .client, let session = self.state.session(id: self.sessionID), session.status == .connected
+            {
+                self.state.setStatus(sessionID: self.sessionID, .disconnected)
+            }
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        self.logger.debug("data channel error", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,175 @@
+import JumpgateNIO
+import JumpgateWire
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The meeting point of one session's two data channels. Frames are relayed verbatim; a frame for a
+/// side that is not attached (yet, or while it reconnects) is buffered up to ``bufferLimit`` bytes, and
+/// past that the agent is told to pause publication until the client is back.
+public final class SessionRelay: Sendable {
+    public enum Side: Sendable {
+        case client
+        case agent
+        var other: Side { self == .client ? .agent : .client }
+    }
+
+    struct Inner {
+        var client: (any Channel)?
+        var agent: (any Channel)?
+        var pendingToClient: [ByteBuffer] = []
+        var pendingToAgent: [ByteBuffer] = []
+        var pendingBytes = 0
+        var agentPaused = false
+        var terminated = false
+    }
+
+    public let sessionID: String
+    let inner = NIOLockedValueBox(Inner())
+    private let bufferLimit: Int
+    private unowned(unsafe) let state: GatewayState
+
+    init(sessionID: String, state: GatewayState, bufferLimit: Int = 8 << 20) {
+        self.sessionID = sessionID
+        self.state = state
+        self.bufferLimit = bufferLimit
+    }
+
+    /// Attaches a channel; an older channel on the same side is closed (a resumed peer replaces it).
+    /// Buffered frames for this side are written.
+    func attach(_ side: Side, channel: any Channel) {
+        let (previous, pending, resume) = self.inner.withLockedValue { inner -> ((any Channel)?, [ByteBuffer], Bool) in
+            let previous: (any Channel)?
+            var pending: [ByteBuffer] = []
+            var resume = false
+            switch side {
+            case .client:
+                previous = inner.client
+                inner.client = channel
+                pending = inner.pendingToClient
+                inner.pendingToClient = []
+                resume = inner.agentPaused
+                inner.agentPaused = false
+            case .agent:
+                previous = inner.agent
+                inner.agent = channel
+                pending = inner.pendingToAgent
+                inner.pendingToAgent = []
+            }
+            inner.pendingBytes -= pending.reduce(0) { $0 + $1.readableBytes }
+            return (previous, pending, resume)
+        }
+        if let previous, previous !== channel { previous.close(promise: nil) }
+        for frame in pending { channel.write(WebSocketMessage.binary(frame), promise: nil) }
+        channel.flush()
+        if resume, let agent = self.channel(.agent) {
+            agent.writeAndFlush(WebSocketMessage.binary(Self.publicationMessage(.startPublication)), promise: nil)
+        }
+    }
+
+    func detach(_ side: Side, channel: any Channel) {
+        self.inner.withLockedValue { inner in
+            switch side {
+            case .client where inner.client === channel: inner.client = nil
+            case .agent where inner.agent === channel: inner.agent = nil
+            default: break
+            }
+        }
+    }
+
+    func channel(_ side: Side) -> (any Channel)? {
+        self.inner.withLockedValue { side == .client ? $0.client : $0.agent }
+    }
+
+    /// Relays a frame from `side`. Returns false when the receiving channel is not writable, so the
+    /// caller stops reading until ``SessionRelay/resume(_:)``.
+    func forward(_ frame: ByteBuffer, from side: Side) -> Bool {
+        let (target, pause) = self.inner.withLockedValue { inner -> ((any Channel)?, Bool) in
+            let target = side == .client ? inner.agent : inner.client
+            if target != nil { return (target, false) }
+            guard inner.pendingBytes + frame.readableBytes <= self.bufferLimit else {
+                // Full: the agent is asked to stop; the client's frames are dropped (it resends them).
+                if side == .agent, !inner.agentPaused {
+                    inner.agentPaused = true
+                    return (nil, true)
+                }
+                return (nil, false)
+            }
+            inner.pendingBytes += frame.readableBytes
+            if side == .agent { inner.pendingToClient.append(frame) } else { inner.pendingToAgent.append(frame) }
+            return (nil, false)
+        }
+        if pause, let agent = self.channel(.agent) {
+            agent.writeAndFlush(WebSocketMessage.binary(Self.publicationMessage(.pausePublication)), promise: nil)
+        }
+        guard let target else { return true }
+        target.write(WebSocketMessage.binary(frame), promise: nil)
+        return target.isWritable
+    }
+
+    func flush(toward side: Side) {
+        self.channel(side)?.flush()
+    }
+
+    /// The channel on `side` may read again (its partner became writable).
+    func resume(_ side: Side) {
+        guard let channel = self.channel(side) else { return }
+        channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in channel.read() }
+    }
+
+    /// Bytes waiting for an absent side: the per-session buffered-bytes figure.
+    public var bufferedBytes: Int { self.inner.withLockedValue { $0.pendingBytes } }
+
+    /// Ends the session: `channel_closed` with the reason to both sides, then the sockets close.
+    func terminate(reason: String) {
+        let channels = self.inner.withLockedValue { inner -> [(Side, any Channel)] in
+            guard !inner.terminated else { return [] }
+            inner.terminated = true
+            inner.pendingToAgent = []
+            inner.pendingToClient = []
+            inner.pendingBytes = 0
+            return [(.client, inner.client), (.agent, inner.agent)].compactMap { side, channel in
+                channel.map { (side, $0) }
+            }
+        }
+        for (_, channel) in channels {
+            let closed = ChannelClosedPayload(
+                createdDate: Self.isoNow(),
+                destinationID: "",
+                sessionID: self.sessionID,
+                output: reason
+            )
+            let message = SSMMessage(
+                messageType: .channelClosed,
+                createdDate: Self.nowMilliseconds(),
+                flags: 0,
+                payload: closed.encoded()
+            )
+            var frame = ByteBuffer()
+            frame.writeSSMMessage(message)
+            channel.writeAndFlush(WebSocketMessage.binary(frame)).whenComplete { _ in
+                channel.triggerUserOutboundEvent(
+                    WebSocketCloseRequest(code: 1000, reason: "session ended"),
+                    promise: nil
+                )
+            }
+        }
+        self.state.removeRelay(sessionID: self.sessionID)
+    }
+
+    static func publicationMessage(_ type: MessageType) -> ByteBuffer {
+        let message = SSMMessage(
+            messageType: type,
+            createdDate: nowMilliseconds(),
+            flags: SSMMessageFlags.acknowledge,
+            payload: ByteBuffer()
+        )
+        var frame = ByteBuffer()
+        frame.writeSSMMessage(message)
+        return frame
+    }
+
+    static func nowMilliseconds() -> UInt64 { WallClock.nowMilliseconds() }
+
+    static func isoNow() -> String { WallClock.iso8601(epochSeconds: WallClock.nowSeconds()) }
+}

@@ -1,0 +1,188 @@
+import Foundation
+import JumpgateNIO
+import JumpgateWire
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+
+/// How to run a gateway.
+public struct GatewayConfiguration: Sendable {
+    public var dataDirectory: String
+    public var listenHost: String
+    public var listenPort: Int
+    /// The URL clients and agents use, if not the listen address (it goes into StreamUrl and the certificate).
+    public var publicURL: String?
+
+    public init(dataDirectory: String, listenHost: String, listenPort: Int, publicURL: String? = nil) {
+        self.dataDirectory = dataDirectory
+        self.listenHost = listenHost
+        self.listenPort = listenPort
+        self.publicURL = publicURL
+    }
+}
+
+/// A running gateway: one TLS port for the API, registration and every channel.
+public final class GatewayServer: Sendable {
+    public let state: GatewayState
+    public let channel: any Channel
+    public let url: String
+    public let caFile: String
+    public let credentialsFile: String
+
+    init(state: GatewayState, channel: any Channel, url: String, caFile: String, credentialsFile: String) {
+        self.state = state
+        self.channel = channel
+        self.url = url
+        self.caFile = caFile
+        self.credentialsFile = credentialsFile
+    }
+
+    public static func start(
+        configuration: GatewayConfiguration,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger
+    ) async throws -> GatewayServer {
+        let directory = try GatewayDataDirectory.prepare(configuration: configuration)
+        let state = GatewayState(clock: { Int64(Date().timeIntervalSince1970) })
+        state.addAccessKey(id: directory.adminAccessKeyID, secret: directory.adminSecret, user: "jumpgate-admin")
+        let sslContext = try JumpgateTLS.serverContext(
+            certificatePEM: directory.serverCertificatePEM,
+            keyPEM: directory.serverKeyPEM
+        )
+
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    // The StreamUrl base is known once bound; read it from the state at request time.
+                    try Self.configurePipeline(channel: channel, sslContext: sslContext, state: state, logger: logger)
+                }
+            }
+            .bind(host: configuration.listenHost, port: configuration.listenPort)
+            .get()
+        let port = channel.localAddress?.port ?? configuration.listenPort
+        let host = configuration.listenHost.contains(":") ? "[\(configuration.listenHost)]" : configuration.listenHost
+        let url =
+            configuration.publicURL ?? "https://\(host == "0.0.0.0" || host == "[::]" ? "localhost" : host):\(port)"
+        state.setPublicURL(url)
+        logger.info("gateway listening", metadata: ["url": "\(url)"])
+        return GatewayServer(
+            state: state,
+            channel: channel,
+            url: url,
+            caFile: directory.caFile,
+            credentialsFile: directory.credentialsFile
+        )
+    }
+
+    static func configurePipeline(
+        channel: any Channel,
+        sslContext: NIOSSLContext,
+        state: GatewayState,
+        logger: Logger
+    ) throws {
+        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
+        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+        try channel.pipeline.syncOperations.addHandler(
+            GatewayHTTPHandler(api: GatewayAPI(state: state), logger: logger)
+        )
+    }
+}
+
+/// The gateway's data directory: TLS material and the administrator's credentials, created on first start.
+struct GatewayDataDirectory {
+    var caFile: String
+    var credentialsFile: String
+    var serverCertificatePEM: String
+    var serverKeyPEM: String
+    var adminAccessKeyID: String
+    var adminSecret: String
+
+    static func prepare(configuration: GatewayConfiguration) throws -> GatewayDataDirectory {
+        let fm = FileManager.default
+        let root = configuration.dataDirectory
+        try fm.createDirectory(
+            atPath: root + "/tls",
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700]
+        )
+        try fm.setAttributes([.posixPermissions: 0o700], ofItemAtPath: root)
+        let caFile = root + "/tls/ca.pem"
+        let certFile = root + "/tls/server.pem"
+        let keyFile = root + "/tls/server-key.pem"
+        if !fm.fileExists(atPath: certFile) || !fm.fileExists(atPath: keyFile) {
+            var dnsNames = ["localhost"]
+            var addresses = ["127.0.0.1", "::1"]
+            for host in [
+                configuration.listenHost, configuration.publicURL.flatMap { HTTPSEndpoint.parse(url: $0)?.host },
+            ].compactMap({ $0 }) {
+                if IPAddressText.isAddress(host) {
+                    if !["0.0.0.0", "::"].contains(host) { addresses.append(host) }
+                } else {
+                    dnsNames.append(host)
+                }
+            }
+            let certificates = try GatewayCertificates.generate(
+                dnsNames: Array(Set(dnsNames)).sorted(),
+                ipAddresses: Array(Set(addresses)).sorted()
+            )
+            try write(certificates.caCertificatePEM, to: caFile, mode: 0o644)
+            try write(certificates.caKeyPEM, to: root + "/tls/ca-key.pem", mode: 0o600)
+            try write(certificates.serverCertificatePEM, to: certFile, mode: 0o644)
+            try write(certificates.serverKeyPEM, to: keyFile, mode: 0o600)
+        }
+        let credentialsFile = root + "/admin.credentials"
+        var keyID = ""
+        var secret = ""
+        if let text = try? String(contentsOfFile: credentialsFile, encoding: .utf8) {
+            for line in text.split(separator: "\n") {
+                let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                guard parts.count == 2 else { continue }
+                if parts[0] == "aws_access_key_id" { keyID = parts[1] }
+                if parts[0] == "aws_secret_access_key" { secret = parts[1] }
+            }
+        }
+        if keyID.isEmpty || secret.isEmpty {
+            keyID = "AKJG" + Random.alphanumeric(16).uppercased()
+            secret = Random.alphanumeric(40)
+            try write(
+                "[jumpgate-admin]\naws_access_key_id = \(keyID)\naws_secret_access_key = \(secret)\n",
+                to: credentialsFile,
+                mode: 0o600
+            )
+        }
+        return GatewayDataDirectory(
+            caFile: caFile,
+            credentialsFile: credentialsFile,
+            serverCertificatePEM: try String(contentsOfFile: certFile, encoding: .utf8),
+            serverKeyPEM: try String(contentsOfFile: keyFile, encoding: .utf8),
+            adminAccessKeyID: keyID,
+            adminSecret: secret
+        )
+    }
+
+    static func write(_ text: String, to path: String, mode: Int) throws {
+        // Create with the final mode so a secret is never readable by others, even briefly.
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode_t(mode))
+        guard fd >= 0 else { throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: path]) }
+        defer { close(fd) }
+        fchmod(fd, mode_t(mode))
+        let bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, bytes.count - offset) }
+            guard n > 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path]) }
+            offset += n
+        }
+    }
+}
+
+enum IPAddressText {
+    static func isAddress(_ host: String) -> Bool {
+        host.contains(":") || host.split(separator: ".").count == 4 && host.allSatisfy { $0.isNumber || $0 == "." }
+    }
+}

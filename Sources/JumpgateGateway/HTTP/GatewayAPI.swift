@@ -1,0 +1,293 @@
+import JumpgateNIO
+import JumpgateWire
+import NIOCore
+
+/// The SSM JSON 1.1 operations, on top of ``GatewayState``. Input is validated here; every failure is an
+/// ``APIError`` with AWS's error type.
+struct GatewayAPI: Sendable {
+    let state: GatewayState
+
+    static let documents: [String: (parameters: [String], required: [String], defaults: [String: String])] = [
+        "AWS-StartPortForwardingSession": (
+            ["portNumber", "localPortNumber"], ["portNumber"], ["localPortNumber": "0"]
+        ),
+        "AWS-StartPortForwardingSessionToRemoteHost": (
+            ["host", "portNumber", "localPortNumber"], ["host", "portNumber"], ["localPortNumber": "0"]
+        ),
+    ]
+
+    func handle(operation: String, input: JSONValue, user: String) throws(APIError) -> JSONValue {
+        switch operation {
+        case "StartSession": return try self.startSession(input, user: user)
+        case "TerminateSession": return try self.terminateSession(input, user: user)
+        case "ResumeSession": return try self.resumeSession(input, user: user)
+        case "DescribeSessions": return try self.describeSessions(input)
+        case "DescribeInstanceInformation": return self.describeInstanceInformation()
+        case "CreateActivation": return try self.createActivation(input)
+        case "DescribeActivations": return self.describeActivations()
+        case "DeleteActivation":
+            try self.state.deleteActivation(id: try Self.string(input, "ActivationId"))
+            return [:]
+        default:
+            throw APIError(400, "UnknownOperationException", "Unknown operation \(operation).")
+        }
+    }
+
+    static func string(_ input: JSONValue, _ key: String, maxLength: Int = 1024) throws(APIError) -> String {
+        guard let value = input[key]?.stringValue, !value.isEmpty else {
+            throw APIError(
+                400,
+                "ValidationException",
+                "1 validation error detected: Value at '\(key)' failed to satisfy constraint: Member must not be null"
+            )
+        }
+        guard value.count <= maxLength else {
+            throw APIError(
+                400,
+                "ValidationException",
+                "Value at '\(key)' failed to satisfy constraint: Member must have length less than or equal to \(maxLength)"
+            )
+        }
+        return value
+    }
+
+    func startSession(_ input: JSONValue, user: String) throws(APIError) -> JSONValue {
+        let target = try Self.string(input, "Target", maxLength: 400)
+        let documentName = input["DocumentName"]?.stringValue ?? "SSM-SessionManagerRunShell"
+        guard let document = Self.documents[documentName] else {
+            throw APIError(
+                400,
+                "InvalidDocument",
+                "Document \(documentName) is not supported; use AWS-StartPortForwardingSession or AWS-StartPortForwardingSessionToRemoteHost."
+            )
+        }
+        var values: [String: String] = document.defaults
+        for (key, value) in input["Parameters"]?.objectValue ?? [] {
+            guard document.parameters.contains(key) else {
+                throw APIError(400, "InvalidParameters", "Parameter \(key) is not defined in \(documentName).")
+            }
+            guard let list = value.arrayValue, list.count == 1, let text = list[0].stringValue else {
+                throw APIError(400, "InvalidParameters", "Parameter \(key) must be a list with one string.")
+            }
+            values[key] = text
+        }
+        for key in document.required where values[key] == nil {
+            throw APIError(400, "InvalidParameters", "Parameter \(key) is required by \(documentName).")
+        }
+        guard let port = values["portNumber"].flatMap(Int.init), (1...65535).contains(port) else {
+            throw APIError(400, "InvalidParameters", "portNumber must be a number from 1 to 65535.")
+        }
+        guard let local = values["localPortNumber"].flatMap(Int.init), (0...65535).contains(local) else {
+            throw APIError(400, "InvalidParameters", "localPortNumber must be a number from 0 to 65535.")
+        }
+        if let host = values["host"], !Self.isValidHost(host) {
+            throw APIError(400, "InvalidParameters", "host '\(host)' is not a valid DNS name or IP address.")
+        }
+        let reason = input["Reason"]?.stringValue ?? ""
+        let parameters = document.parameters.compactMap { key in values[key].map { (key: key, value: $0) } }
+        let (session, token) = try self.state.createSession(
+            owner: user,
+            target: target,
+            documentName: documentName,
+            parameters: parameters,
+            reason: reason
+        )
+        try self.pushStart(session)
+        return [
+            "SessionId": .string(session.id), "TokenValue": .string(token),
+            "StreamUrl": .string(self.streamURL(session.id)),
+        ]
+    }
+
+    func streamURL(_ sessionID: String) -> String {
+        "\(self.state.streamBase)/v1/data-channel/\(sessionID)?role=publish_subscribe"
+    }
+
+    /// Sends `interactive_shell` with the resolved document to the target's control channel.
+    func pushStart(_ session: SessionRecord) throws(APIError) {
+        guard let channel = self.state.controlChannel(instanceID: session.target) else {
+            self.state.setStatus(sessionID: session.id, .failed, reason: "the target disconnected")
+            throw APIError(400, "TargetNotConnected", "\(session.target) is not connected.")
+        }
+        var properties: [(key: String, value: JSONValue)] = []
+        for (key, value) in session.parameters { properties.append((key, .string(value))) }
+        properties.append(("type", "LocalPortForwarding"))
+        let content: JSONValue = [
+            "schemaVersion": "1.0", "description": "Port forwarding through Jumpgate", "sessionType": "Port",
+            "properties": .object(properties),
+        ]
+        let task = AgentTaskPayload(
+            documentName: session.documentName,
+            sessionID: session.id,
+            documentContent: content,
+            parameters: session.parameters,
+            sessionOwner: session.owner
+        )
+        let payload = MGSPayload(content: task.json.serialized(), taskID: session.id, topic: "aws.ssm.StartSession")
+        let message = SSMMessage(
+            messageType: .interactiveShell,
+            createdDate: SessionRelay.nowMilliseconds(),
+            payload: payload.encoded()
+        )
+        var frame = ByteBuffer()
+        frame.writeSSMMessage(message)
+        channel.writeAndFlush(WebSocketMessage.binary(frame), promise: nil)
+    }
+
+    func terminateSession(_ input: JSONValue, user: String) throws(APIError) -> JSONValue {
+        let id = try Self.string(input, "SessionId", maxLength: 96)
+        guard let session = self.state.session(id: id), session.owner == user else {
+            throw APIError(400, "DoesNotExistException", "Session \(id) does not exist.")
+        }
+        Self.terminate(session, state: self.state, reason: "Session terminated by \(user).")
+        return ["SessionId": .string(id)]
+    }
+
+    static func terminate(_ session: SessionRecord, state: GatewayState, reason: String) {
+        state.setStatus(sessionID: session.id, .terminated, reason: reason)
+        state.relay(sessionID: session.id)?.terminate(reason: reason)
+        if let control = state.controlChannel(instanceID: session.target) {
+            let closed = ChannelClosedPayload(
+                createdDate: SessionRelay.isoNow(),
+                destinationID: session.target,
+                sessionID: session.id,
+                output: reason
+            )
+            let message = SSMMessage(
+                messageType: .channelClosed,
+                createdDate: SessionRelay.nowMilliseconds(),
+                payload: closed.encoded()
+            )
+            var frame = ByteBuffer()
+            frame.writeSSMMessage(message)
+            control.writeAndFlush(WebSocketMessage.binary(frame), promise: nil)
+        }
+    }
+
+    func resumeSession(_ input: JSONValue, user: String) throws(APIError) -> JSONValue {
+        let id = try Self.string(input, "SessionId", maxLength: 96)
+        let token = try self.state.resumeSession(id: id, owner: user)
+        return ["SessionId": .string(id), "TokenValue": .string(token), "StreamUrl": .string(self.streamURL(id))]
+    }
+
+    func describeSessions(_ input: JSONValue) throws(APIError) -> JSONValue {
+        let wanted = try Self.string(input, "State")
+        guard wanted == "Active" || wanted == "History" else {
+            throw APIError(400, "ValidationException", "State must be Active or History.")
+        }
+        let sessions = self.state.sessions().filter { session in
+            let ended = session.status == .terminated || session.status == .failed
+            return wanted == "History" ? ended : !ended
+        }
+        return [
+            "Sessions": .array(
+                sessions.map { session in
+                    var members: [(key: String, value: JSONValue)] = [
+                        ("SessionId", .string(session.id)), ("Target", .string(session.target)),
+                        ("Status", .string(session.status.rawValue)), ("StartDate", .integer(session.startEpoch)),
+                        ("DocumentName", .string(session.documentName)), ("Owner", .string(session.owner)),
+                        ("Reason", .string(session.reason)),
+                    ]
+                    if let end = session.endEpoch { members.append(("EndDate", .integer(end))) }
+                    return .object(members)
+                }
+            )
+        ]
+    }
+
+    func describeInstanceInformation() -> JSONValue {
+        [
+            "InstanceInformationList": .array(
+                self.state.instances().map { instance in
+                    [
+                        "InstanceId": .string(instance.id), "PingStatus": instance.online ? "Online" : "ConnectionLost",
+                        "LastPingDateTime": .integer(instance.lastPingEpoch),
+                        "AgentVersion": .string(instance.agentVersion),
+                        "IsLatestVersion": false, "PlatformType": .string(instance.platformType),
+                        "PlatformName": .string(instance.platformName),
+                        "PlatformVersion": .string(instance.platformVersion),
+                        "ActivationId": .string(instance.activationID),
+                        "RegistrationDate": .integer(instance.registeredEpoch),
+                        "ResourceType": "ManagedInstance", "Name": .string(instance.name),
+                        "IPAddress": .string(instance.ipAddress),
+                        "ComputerName": .string(instance.hostname),
+                    ]
+                }
+            )
+        ]
+    }
+
+    func createActivation(_ input: JSONValue) throws(APIError) -> JSONValue {
+        let role = try Self.string(input, "IamRole", maxLength: 64)
+        let limit = input["RegistrationLimit"]?.int64Value ?? 1
+        guard (1...1000).contains(limit) else {
+            throw APIError(400, "ValidationException", "RegistrationLimit must be from 1 to 1000.")
+        }
+        var expiration: Int64?
+        switch input["ExpirationDate"] {
+        case .none, .some(.null): break
+        case .some(.double(let seconds)): expiration = Int64(seconds)
+        case .some(.integer(let seconds)): expiration = seconds
+        default: throw APIError(400, "ValidationException", "ExpirationDate must be a timestamp.")
+        }
+        return self.activationResult(role: role, input: input, limit: limit, expiration: expiration)
+    }
+
+    private func activationResult(role: String, input: JSONValue, limit: Int64, expiration: Int64?) -> JSONValue {
+        let (id, code) = self.state.createActivation(
+            iamRole: role,
+            description: input["Description"]?.stringValue ?? "",
+            defaultInstanceName: input["DefaultInstanceName"]?.stringValue ?? "",
+            registrationLimit: Int(limit),
+            expirationEpoch: expiration
+        )
+        return ["ActivationId": .string(id), "ActivationCode": .string(code)]
+    }
+
+    func describeActivations() -> JSONValue {
+        let now = self.state.clock()
+        return [
+            "ActivationList": .array(
+                self.state.activations().map { a in
+                    [
+                        "ActivationId": .string(a.id), "Description": .string(a.description),
+                        "DefaultInstanceName": .string(a.defaultInstanceName), "IamRole": .string(a.iamRole),
+                        "RegistrationLimit": .integer(Int64(a.registrationLimit)),
+                        "RegistrationsCount": .integer(Int64(a.registrationsCount)),
+                        "ExpirationDate": .integer(a.expirationEpoch),
+                        "Expired": .bool(a.expirationEpoch <= now), "CreatedDate": .integer(a.createdEpoch),
+                    ]
+                }
+            )
+        ]
+    }
+
+    func register(_ input: JSONValue, source: String) throws(APIError) -> JSONValue {
+        let registration = GatewayState.Registration(
+            activationID: try Self.string(input, "ActivationId", maxLength: 64),
+            activationCode: try Self.string(input, "ActivationCode", maxLength: 250),
+            name: input["Name"]?.stringValue ?? "",
+            platformType: input["PlatformType"]?.stringValue ?? "Linux",
+            platformName: input["PlatformName"]?.stringValue ?? "",
+            platformVersion: input["PlatformVersion"]?.stringValue ?? "",
+            agentVersion: input["AgentVersion"]?.stringValue ?? "",
+            hostname: input["Hostname"]?.stringValue ?? "",
+            ipAddress: input["IPAddress"]?.stringValue ?? ""
+        )
+        let instance = try self.state.register(registration, source: source)
+        return [
+            "InstanceId": .string(instance.id), "AccessKeyId": .string(instance.id),
+            "SecretAccessKey": .string(instance.secret),
+        ]
+    }
+
+    /// A DNS name (labels of letters, digits and hyphens) or an IP address, at most 253 characters.
+    static func isValidHost(_ host: String) -> Bool {
+        if IPAddressBytes.parse(host) != nil { return true }
+        guard !host.isEmpty, host.utf8.count <= 253 else { return false }
+        return host.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
+            (1...63).contains(label.count) && !label.hasPrefix("-") && !label.hasSuffix("-")
+                && label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
+        }
+    }
+}

@@ -1,0 +1,351 @@
+import JumpgateNIO
+import JumpgateWire
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+
+/// Plain HTTP requests on the gateway's port: the SSM API (`POST /`), the token endpoints of the
+/// control and data channels (`POST /v1/...`), `/healthz`, and the answer to a refused WebSocket upgrade.
+final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    static let maximumBodySize = 1 << 20
+
+    private let api: GatewayAPI
+    private let logger: Logger
+    private var head: HTTPRequestHead?
+    private var body = ByteBuffer()
+    private var tooLarge = false
+
+    init(api: GatewayAPI, logger: Logger) {
+        self.api = api
+        self.logger = logger
+    }
+
+    private var state: GatewayState { self.api.state }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch self.unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+            self.body.clear()
+            self.tooLarge = false
+        case .body(var part):
+            if self.body.readableBytes + part.readableBytes > Self.maximumBodySize {
+                self.tooLarge = true
+            } else if !self.tooLarge {
+                self.body.writeBuffer(&part)
+            }
+        case .end:
+            guard let head = self.head else { return }
+            self.head = nil
+            self.respond(context: context, head: head)
+        }
+    }
+
+    private func respond(context: ChannelHandlerContext, head: HTTPRequestHead) {
+        let (path, query) = Self.split(head.uri)
+        if self.tooLarge {
+            self.sendError(
+                context: context,
+                head: head,
+                APIError(
+                    413,
+                    "RequestEntityTooLargeException",
+                    "The request body is larger than \(Self.maximumBodySize) bytes."
+                )
+            )
+            return
+        }
+        do throws(APIError) {
+            switch (head.method, path) {
+            case (.GET, "/healthz"):
+                self.send(
+                    context: context,
+                    head: head,
+                    status: 200,
+                    contentType: "text/plain",
+                    body: ByteBuffer(string: "ok\n")
+                )
+            case (.POST, "/"):
+                let result = try self.apiCall(context: context, head: head, path: path, query: query)
+                self.send(
+                    context: context,
+                    head: head,
+                    status: 200,
+                    contentType: "application/x-amz-json-1.1",
+                    body: ByteBuffer(bytes: result.serializedBytes())
+                )
+            case (.POST, _) where path.hasPrefix("/v1/control-channel/") || path.hasPrefix("/v1/data-channel/"):
+                let token = try self.tokenRequest(head: head, path: path, query: query)
+                let xml =
+                    "<CreateChannelResponse><MessageSchemaVersion>1.0</MessageSchemaVersion><TokenValue>\(token)</TokenValue></CreateChannelResponse>"
+                self.send(
+                    context: context,
+                    head: head,
+                    status: 201,
+                    contentType: "application/xml",
+                    body: ByteBuffer(string: xml)
+                )
+            case (.GET, _) where path.hasPrefix("/v1/control-channel/") || path.hasPrefix("/v1/data-channel/"):
+                try self.upgrade(context: context, head: head, path: path, query: query)
+            default:
+                throw APIError(404, "NotFound", "No such endpoint: \(head.method) \(path).")
+            }
+        } catch {
+            self.sendError(context: context, head: head, error)
+        }
+    }
+
+    private func apiCall(
+        context: ChannelHandlerContext,
+        head: HTTPRequestHead,
+        path: String,
+        query: String
+    ) throws(APIError) -> JSONValue {
+        guard let target = head.headers.first(name: "X-Amz-Target"), target.hasPrefix("AmazonSSM.") else {
+            throw APIError(
+                400,
+                "UnknownOperationException",
+                "The X-Amz-Target header must name an AmazonSSM operation."
+            )
+        }
+        let operation = String(target.dropFirst("AmazonSSM.".count))
+        let bytes = Array(self.body.readableBytesView)
+        let input: JSONValue
+        do {
+            input = bytes.isEmpty ? [:] : try JSONValue(parsing: bytes)
+        } catch {
+            throw APIError(400, "SerializationException", "The request body is not valid JSON: \(error)")
+        }
+        guard case .object = input else {
+            throw APIError(400, "SerializationException", "The request body must be a JSON object.")
+        }
+        if operation == "RegisterManagedInstance" {
+            // Unsigned: the activation code is the credential.
+            let source = context.channel.remoteAddress?.ipAddress ?? "unknown"
+            return try self.api.register(input, source: source)
+        }
+        let identity = try self.verify(head: head, path: path, query: query, service: "ssm", body: bytes)
+        guard let user = self.state.userSecret(accessKeyID: identity.accessKeyID)?.user else {
+            throw APIError(400, "AccessDeniedException", "Managed-instance credentials cannot call \(operation).")
+        }
+        let result = try self.api.handle(operation: operation, input: input, user: user)
+        self.logger.info("api call", metadata: ["operation": "\(operation)", "user": "\(user)"])
+        return result
+    }
+
+    enum UpgradeRoute {
+        case control(instanceID: String)
+        case data(sessionID: String, instanceID: String?)
+    }
+
+    /// Which channel an upgrade opens. Control channels and agents' data channels must be SigV4-signed by
+    /// the instance; clients' data channels carry no credentials (the first frame's token does).
+    func upgradeRoute(head: HTTPRequestHead, path: String, query: String) throws(APIError) -> UpgradeRoute {
+        let signed = head.headers.contains(name: "Authorization")
+        if path.hasPrefix("/v1/control-channel/") {
+            let id = String(path.dropFirst("/v1/control-channel/".count))
+            let identity = try self.verify(head: head, path: path, query: query, service: "ssmmessages", body: [])
+            guard identity.accessKeyID == id else {
+                throw APIError(
+                    403,
+                    "AccessDeniedException",
+                    "\(identity.accessKeyID) cannot open the control channel of \(id)."
+                )
+            }
+            return .control(instanceID: id)
+        }
+        let sessionID = String(path.dropFirst("/v1/data-channel/".count))
+        guard !sessionID.isEmpty, sessionID.count <= 96, self.state.session(id: sessionID) != nil else {
+            throw APIError(404, "DoesNotExistException", "Session \(sessionID) does not exist.")
+        }
+        guard signed else { return .data(sessionID: sessionID, instanceID: nil) }
+        let identity = try self.verify(head: head, path: path, query: query, service: "ssmmessages", body: [])
+        return .data(sessionID: sessionID, instanceID: identity.accessKeyID)
+    }
+
+    /// Answers a WebSocket upgrade with 101 and replaces the HTTP handlers with Jumpgate's WebSocket
+    /// framing (right after TLS) and the channel's handler.
+    private func upgrade(
+        context: ChannelHandlerContext,
+        head: HTTPRequestHead,
+        path: String,
+        query: String
+    ) throws(APIError) {
+        guard head.headers["upgrade"].contains(where: { $0.lowercased() == "websocket" }),
+            let key = head.headers.first(name: "Sec-WebSocket-Key"),
+            head.headers.first(name: "Sec-WebSocket-Version") == "13"
+        else {
+            throw APIError(
+                400,
+                "BadRequest",
+                "This endpoint needs a WebSocket upgrade (Upgrade: websocket, Sec-WebSocket-Version: 13)."
+            )
+        }
+        let route = try self.upgradeRoute(head: head, path: path, query: query)
+        var headers = HTTPHeaders()
+        headers.add(name: "Upgrade", value: "websocket")
+        headers.add(name: "Connection", value: "Upgrade")
+        headers.add(name: "Sec-WebSocket-Accept", value: WebSocketHandshake.acceptValue(forKey: key))
+        context.write(
+            self.wrapOutboundOut(
+                .head(HTTPResponseHead(version: head.version, status: .switchingProtocols, headers: headers))
+            ),
+            promise: nil
+        )
+        context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+        let handler: any ChannelHandler
+        switch route {
+        case .control(let instanceID):
+            handler = ControlChannelHandler(instanceID: instanceID, state: self.state, logger: self.logger)
+        case .data(let sessionID, let instanceID):
+            handler = DataChannelHandler(
+                sessionID: sessionID,
+                agentInstanceID: instanceID,
+                state: self.state,
+                logger: self.logger
+            )
+        }
+        do {
+            let sync = context.pipeline.syncOperations
+            let tls = try sync.handler(type: NIOSSLServerHandler.self)
+            // The client sends no frame before it has read the 101, so nothing is buffered in the HTTP decoder.
+            sync.removeHandler(try sync.handler(type: HTTPServerPipelineHandler.self), promise: nil)
+            sync.removeHandler(try sync.handler(type: HTTPServerProtocolErrorHandler.self), promise: nil)
+            sync.removeHandler(try sync.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self), promise: nil)
+            sync.removeHandler(try sync.handler(type: HTTPResponseEncoder.self), promise: nil)
+            if let validator = try? sync.handler(type: NIOHTTPResponseHeadersValidator.self) {
+                sync.removeHandler(validator, promise: nil)
+            }
+            let webSocket = WebSocketHandler(role: .server)
+            try sync.addHandler(webSocket, position: .after(tls))
+            try sync.addHandler(handler, position: .after(webSocket))
+            sync.removeHandler(context: context, promise: nil)
+        } catch {
+            self.logger.error("WebSocket upgrade failed", metadata: ["error": "\(error)"])
+            context.close(promise: nil)
+        }
+    }
+
+    /// POST /v1/control-channel/<instance-id> and /v1/data-channel/<session-id>: SigV4 by an instance.
+    private func tokenRequest(head: HTTPRequestHead, path: String, query: String) throws(APIError) -> String {
+        let identity = try self.verify(
+            head: head,
+            path: path,
+            query: query,
+            service: "ssmmessages",
+            body: Array(self.body.readableBytesView)
+        )
+        let instanceID = identity.accessKeyID
+        if path.hasPrefix("/v1/control-channel/") {
+            let id = String(path.dropFirst("/v1/control-channel/".count))
+            guard id == instanceID else {
+                throw APIError(403, "AccessDeniedException", "\(instanceID) cannot open the control channel of \(id).")
+            }
+            return self.state.issueControlToken(instanceID: id)
+        }
+        let sessionID = String(path.dropFirst("/v1/data-channel/".count))
+        return try self.state.issueAgentToken(sessionID: sessionID, instanceID: instanceID)
+    }
+
+    private func verify(
+        head: HTTPRequestHead,
+        path: String,
+        query: String,
+        service: String,
+        body: [UInt8]
+    ) throws(APIError) -> SigV4Identity {
+        try GatewayAuthenticator(state: self.state).verify(
+            head: head,
+            path: path,
+            query: query,
+            service: service,
+            body: body
+        )
+    }
+
+    static func split(_ uri: String) -> (String, String) {
+        guard let mark = uri.firstIndex(of: "?") else { return (uri, "") }
+        return (String(uri[..<mark]), String(uri[uri.index(after: mark)...]))
+    }
+
+    private func sendError(context: ChannelHandlerContext, head: HTTPRequestHead, _ error: APIError) {
+        let body: JSONValue = ["__type": .string(error.type), "message": .string(error.message)]
+        self.logger.info("request refused", metadata: ["type": "\(error.type)", "status": "\(error.status)"])
+        self.send(
+            context: context,
+            head: head,
+            status: error.status,
+            contentType: "application/x-amz-json-1.1",
+            body: ByteBuffer(bytes: body.serializedBytes())
+        )
+    }
+
+    private func send(
+        context: ChannelHandlerContext,
+        head: HTTPRequestHead,
+        status: Int,
+        contentType: String,
+        body: ByteBuffer
+    ) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: contentType)
+        headers.add(name: "Content-Length", value: String(body.readableBytes))
+        headers.add(name: "x-amzn-RequestId", value: MessageID.random().description)
+        let keepAlive = head.isKeepAlive && status != 413
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        let response = HTTPResponseHead(
+            version: head.version,
+            status: HTTPResponseStatus(statusCode: status),
+            headers: headers
+        )
+        context.write(self.wrapOutboundOut(.head(response)), promise: nil)
+        context.write(self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        let done = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
+        if !keepAlive {
+            let channel = context.channel
+            done.whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        self.logger.debug("HTTP connection error", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+}
+
+/// Verifies SigV4 on a request head: users' keys for `ssm`, instances' keys for `ssmmessages`.
+struct GatewayAuthenticator {
+    let state: GatewayState
+
+    func verify(
+        head: HTTPRequestHead,
+        path: String,
+        query: String,
+        service: String,
+        body: [UInt8]
+    ) throws(APIError) -> SigV4Identity {
+        let request = SigV4Request(
+            method: head.method.rawValue,
+            path: path,
+            query: query,
+            headers: head.headers.map { ($0.name, $0.value) },
+            body: body
+        )
+        let state = self.state
+        do {
+            return try SigV4Verifier(service: service).verify(request, nowEpochSeconds: state.clock()) { key in
+                service == "ssm" ? state.userSecret(accessKeyID: key)?.secret : state.instanceSecret(instanceID: key)
+            }
+        } catch {
+            switch error.code {
+            case .unknownAccessKey: throw APIError(400, "UnrecognizedClientException", error.reason)
+            case .malformedAuthorization: throw APIError(400, "MissingAuthenticationTokenException", error.reason)
+            default: throw APIError(400, "InvalidSignatureException", error.reason)
+            }
+        }
+    }
+}

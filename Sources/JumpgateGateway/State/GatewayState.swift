@@ -1,0 +1,452 @@
+import Crypto
+import JumpgateWire
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// An error the SSM API returns: `{"__type": type, "message": message}` with an HTTP status.
+public struct APIError: Error, Sendable, CustomStringConvertible {
+    public var status: Int
+    public var type: String
+    public var message: String
+
+    public init(_ status: Int, _ type: String, _ message: String) {
+        self.status = status
+        self.type = type
+        self.message = message
+    }
+
+    public var description: String { "\(self.type): \(self.message)" }
+}
+
+/// Random identifiers and secrets.
+enum Random {
+    static func hex(_ count: Int) -> String {
+        var rng = SystemRandomNumberGenerator()
+        return String((0..<count).map { _ in "0123456789abcdef".randomElement(using: &rng)! })
+    }
+
+    static func token(bytes: Int = 32) -> String {
+        var rng = SystemRandomNumberGenerator()
+        let raw = (0..<bytes).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        return Base64.encode(raw).replacingOccurrences("+", "-").replacingOccurrences("/", "_").replacingOccurrences(
+            "=",
+            ""
+        )
+    }
+
+    static func alphanumeric(_ count: Int) -> String {
+        var rng = SystemRandomNumberGenerator()
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+        return String((0..<count).map { _ in alphabet.randomElement(using: &rng)! })
+    }
+}
+
+extension String {
+    func replacingOccurrences(_ target: Character, _ replacement: String) -> String {
+        var out = ""
+        for c in self { if c == target { out += replacement } else { out.append(c) } }
+        return out
+    }
+}
+
+/// Tokens are stored hashed: a leaked table cannot open a channel.
+func tokenHash(_ token: String) -> String {
+    SigV4.hexSHA256(Array(token.utf8))
+}
+
+public struct Activation: Sendable {
+    public var id: String
+    public var codeHash: String
+    public var iamRole: String
+    public var description: String
+    public var defaultInstanceName: String
+    public var registrationLimit: Int
+    public var registrationsCount: Int
+    public var expirationEpoch: Int64
+    public var createdEpoch: Int64
+}
+
+public struct ManagedInstance: Sendable {
+    public var id: String
+    public var secret: String
+    public var name: String
+    public var activationID: String
+    public var platformType: String
+    public var platformName: String
+    public var platformVersion: String
+    public var agentVersion: String
+    public var ipAddress: String
+    public var hostname: String
+    public var registeredEpoch: Int64
+    public var lastPingEpoch: Int64
+    public var online: Bool
+}
+
+public enum SessionStatus: String, Sendable {
+    case connecting = "Connecting"
+    case connected = "Connected"
+    case disconnected = "Disconnected"
+    case terminating = "Terminating"
+    case terminated = "Terminated"
+    case failed = "Failed"
+}
+
+public struct SessionRecord: Sendable {
+    public var id: String
+    public var owner: String
+    public var target: String
+    public var documentName: String
+    public var parameters: [(key: String, value: String)]
+    public var reason: String
+    public var status: SessionStatus
+    public var startEpoch: Int64
+    public var endEpoch: Int64?
+    public var closeReason: String
+    public var clientTokenHash: String?
+    /// The client token stays valid until the first handshake completes (the plugin retries with it).
+    public var clientTokenUses: Int
+    public var agentTokenHashes: [String: Int64]
+}
+
+/// The gateway's state: users' keys, activations, instances, sessions, and the live channels.
+/// Guarded by one lock; no lock is held while writing to a channel.
+public final class GatewayState: Sendable {
+    struct Storage {
+        var accessKeys: [String: (secret: String, user: String)] = [:]
+        var activations: [String: Activation] = [:]
+        var instances: [String: ManagedInstance] = [:]
+        var sessions: [String: SessionRecord] = [:]
+        var controlChannels: [String: any Channel] = [:]
+        var controlTokens: [String: (instanceID: String, expires: Int64)] = [:]
+        var relays: [String: SessionRelay] = [:]
+        var failedRegistrations: [String: (count: Int, windowStart: Int64)] = [:]
+        var publicURL = ""
+    }
+
+    let storage = NIOLockedValueBox(Storage())
+    public let clock: @Sendable () -> Int64
+
+    public init(clock: @escaping @Sendable () -> Int64) {
+        self.clock = clock
+    }
+
+    /// Runs `body` under the lock, keeping its typed error.
+    private func withStorage<T>(_ body: (inout Storage) throws(APIError) -> T) throws(APIError) -> T {
+        let result: Result<T, APIError> = self.storage.withLockedValue { storage in
+            do throws(APIError) {
+                return .success(try body(&storage))
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    /// The URL clients reach the gateway at (StreamUrl starts with it, as `wss://`).
+    public func setPublicURL(_ url: String) {
+        self.storage.withLockedValue { $0.publicURL = url }
+    }
+
+    public var streamBase: String {
+        let url = self.storage.withLockedValue { $0.publicURL }
+        return url.hasPrefix("https://") ? "wss://" + url.dropFirst("https://".count) : url
+    }
+
+    // MARK: keys
+
+    public func addAccessKey(id: String, secret: String, user: String) {
+        self.storage.withLockedValue { $0.accessKeys[id] = (secret, user) }
+    }
+
+    /// A user's secret (for `ssm` API calls).
+    public func userSecret(accessKeyID: String) -> (secret: String, user: String)? {
+        self.storage.withLockedValue { $0.accessKeys[accessKeyID] }
+    }
+
+    /// An agent's secret: its access key id is its instance id.
+    public func instanceSecret(instanceID: String) -> String? {
+        self.storage.withLockedValue { $0.instances[instanceID]?.secret }
+    }
+
+    // MARK: activations and registration
+
+    public func createActivation(
+        iamRole: String,
+        description: String,
+        defaultInstanceName: String,
+        registrationLimit: Int,
+        expirationEpoch: Int64?
+    ) -> (id: String, code: String) {
+        let id = MessageID.random().description
+        let code = Random.alphanumeric(20)
+        let now = self.clock()
+        let activation = Activation(
+            id: id,
+            codeHash: tokenHash(code),
+            iamRole: iamRole,
+            description: description,
+            defaultInstanceName: defaultInstanceName,
+            registrationLimit: registrationLimit,
+            registrationsCount: 0,
+            expirationEpoch: expirationEpoch ?? now + 86400,
+            createdEpoch: now
+        )
+        self.storage.withLockedValue { $0.activations[id] = activation }
+        return (id, code)
+    }
+
+    public func activations() -> [Activation] {
+        self.storage.withLockedValue { Array($0.activations.values) }.sorted { $0.createdEpoch < $1.createdEpoch }
+    }
+
+    public func deleteActivation(id: String) throws(APIError) {
+        let removed = self.storage.withLockedValue { $0.activations.removeValue(forKey: id) }
+        guard removed != nil else { throw APIError(400, "InvalidActivationId", "Activation ID \(id) does not exist.") }
+    }
+
+    public struct Registration: Sendable {
+        public var activationID: String
+        public var activationCode: String
+        public var name: String
+        public var platformType: String
+        public var platformName: String
+        public var platformVersion: String
+        public var agentVersion: String
+        public var hostname: String
+        public var ipAddress: String
+    }
+
+    /// Registers an agent. Every failure gives the same message; failures are rate-limited per source.
+    public func register(_ registration: Registration, source: String) throws(APIError) -> ManagedInstance {
+        let now = self.clock()
+        return try self.withStorage { storage throws(APIError) -> ManagedInstance in
+            var failures = storage.failedRegistrations[source] ?? (0, now)
+            if now - failures.windowStart > 60 { failures = (0, now) }
+            guard failures.count < 10 else {
+                throw APIError(
+                    400,
+                    "ThrottlingException",
+                    "Too many failed activation attempts; try again in a minute."
+                )
+            }
+            guard var activation = storage.activations[registration.activationID],
+                SigV4.constantTimeEquals(activation.codeHash, tokenHash(registration.activationCode)),
+                activation.expirationEpoch > now, activation.registrationsCount < activation.registrationLimit
+            else {
+                failures.count += 1
+                storage.failedRegistrations[source] = failures
+                throw APIError(
+                    400,
+                    "InvalidActivation",
+                    "The activation is not valid: it does not exist, the code is wrong, it expired, or its registration limit was reached."
+                )
+            }
+            activation.registrationsCount += 1
+            storage.activations[activation.id] = activation
+            let instance = ManagedInstance(
+                id: "mi-" + Random.hex(17),
+                secret: Random.alphanumeric(40),
+                name: registration.name.isEmpty ? activation.defaultInstanceName : registration.name,
+                activationID: activation.id,
+                platformType: registration.platformType,
+                platformName: registration.platformName,
+                platformVersion: registration.platformVersion,
+                agentVersion: registration.agentVersion,
+                ipAddress: registration.ipAddress,
+                hostname: registration.hostname,
+                registeredEpoch: now,
+                lastPingEpoch: 0,
+                online: false
+            )
+            storage.instances[instance.id] = instance
+            return instance
+        }
+    }
+
+    public func instances() -> [ManagedInstance] {
+        self.storage.withLockedValue { Array($0.instances.values) }.sorted { $0.registeredEpoch < $1.registeredEpoch }
+    }
+
+    // MARK: control channels
+
+    public func issueControlToken(instanceID: String) -> String {
+        let token = Random.token()
+        let now = self.clock()
+        self.storage.withLockedValue { $0.controlTokens[tokenHash(token)] = (instanceID, now + 60) }
+        return token
+    }
+
+    /// Consumes a control-channel token and records the channel as the instance's live control channel.
+    public func attachControlChannel(
+        instanceID: String,
+        token: String,
+        channel: any Channel,
+        agentVersion: String,
+        platformName: String,
+        ipAddress: String
+    ) -> Bool {
+        let now = self.clock()
+        let previous: (any Channel)?? = self.storage.withLockedValue { storage -> (any Channel)?? in
+            guard let entry = storage.controlTokens.removeValue(forKey: tokenHash(token)),
+                entry.instanceID == instanceID,
+                entry.expires >= now, var instance = storage.instances[instanceID]
+            else { return .none }
+            let previous = storage.controlChannels[instanceID]
+            storage.controlChannels[instanceID] = channel
+            instance.online = true
+            instance.lastPingEpoch = now
+            if !agentVersion.isEmpty { instance.agentVersion = agentVersion }
+            if !platformName.isEmpty { instance.platformName = platformName }
+            if !ipAddress.isEmpty { instance.ipAddress = ipAddress }
+            storage.instances[instanceID] = instance
+            return .some(previous)
+        }
+        guard case .some(let old) = previous else { return false }
+        if let old, old !== channel { old.close(promise: nil) }
+        return true
+    }
+
+    public func controlChannelClosed(instanceID: String, channel: any Channel) {
+        self.storage.withLockedValue { storage in
+            guard let current = storage.controlChannels[instanceID], current === channel else { return }
+            storage.controlChannels[instanceID] = nil
+            storage.instances[instanceID]?.online = false
+        }
+    }
+
+    public func controlChannelActivity(instanceID: String) {
+        let now = self.clock()
+        self.storage.withLockedValue { $0.instances[instanceID]?.lastPingEpoch = now }
+    }
+
+    public func controlChannel(instanceID: String) -> (any Channel)? {
+        self.storage.withLockedValue { $0.controlChannels[instanceID] }
+    }
+
+    // MARK: sessions
+
+    public func createSession(
+        owner: String,
+        target: String,
+        documentName: String,
+        parameters: [(key: String, value: String)],
+        reason: String
+    ) throws(APIError) -> (SessionRecord, token: String) {
+        let token = Random.token()
+        let now = self.clock()
+        return try self.withStorage { storage throws(APIError) -> (SessionRecord, token: String) in
+            guard storage.instances[target] != nil else {
+                throw APIError(400, "InvalidTarget", "Target \(target) is not a registered managed instance.")
+            }
+            guard storage.controlChannels[target] != nil else {
+                throw APIError(400, "TargetNotConnected", "\(target) is not connected.")
+            }
+            let session = SessionRecord(
+                id: "\(owner)-\(Random.hex(17))",
+                owner: owner,
+                target: target,
+                documentName: documentName,
+                parameters: parameters,
+                reason: reason,
+                status: .connecting,
+                startEpoch: now,
+                endEpoch: nil,
+                closeReason: "",
+                clientTokenHash: tokenHash(token),
+                clientTokenUses: 0,
+                agentTokenHashes: [:]
+            )
+            storage.sessions[session.id] = session
+            storage.relays[session.id] = SessionRelay(sessionID: session.id, state: self)
+            return (session, token)
+        }
+    }
+
+    public func session(id: String) -> SessionRecord? {
+        self.storage.withLockedValue { $0.sessions[id] }
+    }
+
+    public func sessions() -> [SessionRecord] {
+        self.storage.withLockedValue { Array($0.sessions.values) }.sorted { $0.startEpoch < $1.startEpoch }
+    }
+
+    public func relay(sessionID: String) -> SessionRelay? {
+        self.storage.withLockedValue { $0.relays[sessionID] }
+    }
+
+    /// A new client token for ResumeSession.
+    public func resumeSession(id: String, owner: String) throws(APIError) -> String {
+        let token = Random.token()
+        try self.withStorage { storage throws(APIError) in
+            guard var session = storage.sessions[id], session.owner == owner else {
+                throw APIError(400, "DoesNotExistException", "Session \(id) does not exist.")
+            }
+            guard session.status != .terminated, session.status != .failed else {
+                throw APIError(400, "DoesNotExistException", "Session \(id) is already terminated.")
+            }
+            session.clientTokenHash = tokenHash(token)
+            session.clientTokenUses = 0
+            storage.sessions[id] = session
+        }
+        return token
+    }
+
+    /// Checks a client's data-channel token.
+    public func consumeClientToken(sessionID: String, token: String) -> Bool {
+        self.storage.withLockedValue { storage in
+            guard var session = storage.sessions[sessionID], let hash = session.clientTokenHash,
+                SigV4.constantTimeEquals(hash, tokenHash(token)), session.status != .terminated
+            else { return false }
+            session.clientTokenUses += 1
+            storage.sessions[sessionID] = session
+            return true
+        }
+    }
+
+    public func issueAgentToken(sessionID: String, instanceID: String) throws(APIError) -> String {
+        let token = Random.token()
+        let now = self.clock()
+        try self.withStorage { storage throws(APIError) in
+            guard var session = storage.sessions[sessionID], session.target == instanceID else {
+                throw APIError(403, "AccessDeniedException", "Session \(sessionID) does not target \(instanceID).")
+            }
+            guard session.status != .terminated, session.status != .failed else {
+                throw APIError(400, "BadRequest", "Session is already terminated")
+            }
+            session.agentTokenHashes[tokenHash(token)] = now + 60
+            storage.sessions[sessionID] = session
+        }
+        return token
+    }
+
+    public func consumeAgentToken(sessionID: String, instanceID: String, token: String) -> Bool {
+        let now = self.clock()
+        return self.storage.withLockedValue { storage in
+            guard var session = storage.sessions[sessionID], session.target == instanceID,
+                let expires = session.agentTokenHashes.removeValue(forKey: tokenHash(token)), expires >= now
+            else { return false }
+            storage.sessions[sessionID] = session
+            return true
+        }
+    }
+
+    public func setStatus(sessionID: String, _ status: SessionStatus, reason: String? = nil) {
+        let now = self.clock()
+        self.storage.withLockedValue { storage in
+            guard var session = storage.sessions[sessionID] else { return }
+            if session.status == .terminated || session.status == .failed { return }
+            session.status = status
+            if let reason { session.closeReason = reason }
+            if status == .terminated || status == .failed {
+                session.endEpoch = now
+                session.clientTokenHash = nil
+                session.agentTokenHashes = [:]
+            }
+            storage.sessions[sessionID] = session
+        }
+    }
+
+    func removeRelay(sessionID: String) {
+        _ = self.storage.withLockedValue { $0.relays.removeValue(forKey: sessionID) }
+    }
+}

@@ -1,0 +1,702 @@
+import JumpgateWire
+import Logging
+import NIOCore
+import NIOPosix
+
+/// What a port session tells its owner (the agent or the client program).
+public protocol PortSessionDelegate: AnyObject {
+    /// The handshake finished: the client starts listening, the agent starts accepting streams.
+    func sessionEstablished(_ session: PortSession, negotiated: NegotiatedSession, customerMessage: String)
+    /// Agent: a stream was opened; connect it (call ``PortSession/attach(_:to:)`` or ``PortSession/refuse(_:reason:)``).
+    func streamRequested(_ session: PortSession, id: SmuxStreamID)
+    /// Client: the agent could not connect a stream to the destination.
+    func streamFailed(_ session: PortSession, id: SmuxStreamID)
+    /// The session is over (terminated, channel closed, protocol error); `reason` says why.
+    func sessionEnded(_ session: PortSession, reason: String, byPeer: Bool)
+}
+
+/// One end of a port-forwarding session, on the WebSocket channel's event loop: sequencing and acks
+/// (``ReliableDeliveryStateMachine``), the handshake, and smux streams glued to TCP channels on the same
+/// loop. The handler only carries out what the state machines decide.
+public final class PortSession: ChannelInboundHandler {
+    public typealias InboundIn = WebSocketMessage
+    public typealias OutboundOut = WebSocketMessage
+
+    public enum Role: Sendable {
+        case agent(AgentHandshakeStateMachine.Configuration)
+        case client(ClientHandshakeStateMachine.Configuration)
+    }
+
+    private enum Handshake {
+        case agent(AgentHandshakeStateMachine)
+        case client(ClientHandshakeStateMachine)
+    }
+
+    public let sessionID: String
+    private var handshake: Handshake
+    private var reliability = ReliableDeliveryStateMachine()
+    private var negotiated: NegotiatedSession?
+    private var mux: SmuxSession?
+    private var muxParser: NIOSingleStepByteToMessageProcessor<SmuxFrameDecoder>?
+    private var streams: [SmuxStreamID: StreamState] = [:]
+    private var context: ChannelHandlerContext?
+    private var timer: RepeatedTask?
+    private var ended = false
+    /// Held strongly until the session ends (the agent keeps no other reference), then released.
+    public var delegate: (any PortSessionDelegate)?
+    var logger: Logger
+
+    final class StreamState {
+        var channel: (any Channel)?
+        /// Bytes read from TCP that could not be sent yet (window or buffer full).
+        var backlog = ByteBuffer()
+        var readPaused = false
+        var localEOF = false
+        /// Data (and a FIN) that arrived before the target connection was up; bounded by the smux window.
+        var earlyData: [ByteBuffer] = []
+        var earlyFIN = false
+        init() {}
+    }
+
+    public init(sessionID: String, role: Role, logger: Logger) {
+        self.sessionID = sessionID
+        switch role {
+        case .agent(let configuration):
+            self.handshake = .agent(AgentHandshakeStateMachine(configuration: configuration))
+        case .client(let configuration):
+            self.handshake = .client(ClientHandshakeStateMachine(configuration: configuration))
+        }
+        var logger = logger
+        logger[metadataKey: "jumpgate.session_id"] = "\(sessionID)"
+        self.logger = logger
+    }
+
+    public var eventLoop: (any EventLoop)? { self.context?.eventLoop }
+    public var negotiatedSession: NegotiatedSession? { self.negotiated }
+
+    // MARK: channel lifecycle
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        self.timer = context.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(20), delay: .milliseconds(20)) {
+            _ in
+            bound.value.timerFired()
+        }
+        if case .agent(var machine) = self.handshake {
+            let action = machine.start(now: .now())
+            self.handshake = .agent(machine)
+            self.sendAgentSessionState()
+            self.runAgent(action)
+        }
+    }
+
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        self.timer?.cancel()
+        self.end(reason: "the data channel closed", byPeer: true)
+        self.context = nil
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        self.end(reason: "the data channel closed", byPeer: true)
+        context.fireChannelInactive()
+    }
+
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let closed = event as? WebSocketClosedEvent, closed.code != 1000 {
+            self.logger.info(
+                "data channel closed by WebSocket",
+                metadata: ["code": "\(closed.code)", "reason": "\(closed.reason)"]
+            )
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        self.end(reason: "data channel error: \(error)", byPeer: false)
+        context.close(promise: nil)
+    }
+
+    // MARK: inbound messages
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .binary(let frame) = self.unwrapInboundIn(data) else { return }
+        let message: SSMMessage
+        do {
+            message = try SSMMessage(decoding: frame)
+            try message.validate(self.validationProfile)
+        } catch {
+            self.logger.debug("dropped an invalid message", metadata: ["error": "\(error)"])
+            return
+        }
+        switch message.messageType {
+        case .outputStreamData, .inputStreamData:
+            self.streamMessageReceived(message)
+        case .acknowledge:
+            self.acknowledgementReceived(message)
+        case .channelClosed:
+            let output = (try? ChannelClosedPayload(payload: message.payload))?.output ?? ""
+            self.end(reason: output, byPeer: true)
+        case .pausePublication:
+            self.reliability.publicationPaused()
+        case .startPublication:
+            self.writeFrames(self.reliability.publicationResumed(now: .now()))
+        default:
+            break
+        }
+    }
+
+    private var validationProfile: SSMValidationProfile {
+        if self.negotiated?.extensions.contains(.digestFree) == true { return .digestFree }
+        if case .agent = self.handshake { return .agent }
+        return .client
+    }
+
+    private func streamMessageReceived(_ message: SSMMessage) {
+        self.logger.trace(
+            "stream message",
+            metadata: [
+                "seq": "\(message.sequenceNumber)", "type": "\(message.payloadType)",
+                "bytes": "\(message.payload.readableBytes)",
+            ]
+        )
+        let ready =
+            self.negotiated != nil || message.payloadType.isHandshake || message.payloadType == .handshakeResponse
+        switch self.reliability.streamMessageReceived(message, isReady: ready) {
+        case .deliver(let ack):
+            self.sendAcknowledgement(ack)
+            self.process(message)
+            while let (next, ack) = self.reliability.nextBufferedMessage() {
+                self.sendAcknowledgement(ack)
+                self.process(next)
+            }
+        case .buffered(let ack), .duplicate(let ack):
+            self.sendAcknowledgement(ack)
+        case .dropped:
+            break
+        }
+        self.context?.flush()
+    }
+
+    private func process(_ message: SSMMessage) {
+        switch message.payloadType {
+        case .handshakeRequest:
+            guard case .client(var machine) = self.handshake,
+                let request = try? HandshakeRequestPayload(payload: message.payload)
+            else { return }
+            let action = machine.requestReceived(request)
+            self.handshake = .client(machine)
+            if case .sendHandshakeResponse(let response) = action {
+                self.sendStreamMessage(payloadType: .handshakeResponse, payload: response.encoded())
+            }
+        case .handshakeResponse:
+            guard case .agent(var machine) = self.handshake,
+                let response = try? HandshakeResponsePayload(payload: message.payload)
+            else { return }
+            let action = machine.responseReceived(response, now: .now())
+            self.handshake = .agent(machine)
+            self.runAgent(action)
+        case .handshakeComplete:
+            guard case .client(var machine) = self.handshake,
+                let complete = try? HandshakeCompletePayload(payload: message.payload)
+            else { return }
+            let action = machine.completeReceived(complete)
+            self.handshake = .client(machine)
+            switch action {
+            case .established(let negotiated, let customerMessage):
+                self.establish(negotiated)
+                self.delegate?.sessionEstablished(self, negotiated: negotiated, customerMessage: customerMessage)
+            case .fail(let reason):
+                self.end(reason: reason, byPeer: false)
+            default:
+                break
+            }
+        case .flag:
+            guard let flag = try? FlagPayload(payload: message.payload) else { return }
+            switch flag {
+            case .terminateSession:
+                self.end(reason: "the client terminated the session", byPeer: true)
+            case .connectToPortError:
+                // The official agent sends this before the FIN of the failed stream; the FIN names it.
+                self.pendingConnectError = true
+            default:
+                break
+            }
+        case .output:
+            self.muxBytesReceived(message.payload)
+        default:
+            break
+        }
+    }
+
+    private var pendingConnectError = false
+
+    private func runAgent(_ action: AgentHandshakeStateMachine.Action) {
+        switch action {
+        case .sendHandshakeRequest(let request):
+            self.sendStreamMessage(payloadType: .handshakeRequest, payload: request.encoded())
+        case .sendHandshakeComplete(let complete, let negotiated):
+            self.sendStreamMessage(payloadType: .handshakeComplete, payload: complete.encoded())
+            self.establish(negotiated)
+            self.delegate?.sessionEstablished(self, negotiated: negotiated, customerMessage: "")
+        case .fail(let reason):
+            self.end(reason: reason, byPeer: false)
+        case .none:
+            break
+        }
+        self.context?.flush()
+    }
+
+    private func establish(_ negotiated: NegotiatedSession) {
+        self.negotiated = negotiated
+        // Keep what was already sent (the handshake) and continue with the negotiated settings.
+        self.reliability = self.reliability.reconfigured(.negotiated(negotiated.extensions))
+        if case .mux(let version, _) = negotiated.mode {
+            let role: SmuxSession.Role = (self.isAgent ? .server : .client)
+            self.mux = SmuxSession(configuration: .init(version: version, role: role))
+            self.muxParser = NIOSingleStepByteToMessageProcessor(SmuxFrameDecoder(version: version))
+        }
+    }
+
+    private var isAgent: Bool {
+        if case .agent = self.handshake { return true }
+        return false
+    }
+
+    private func acknowledgementReceived(_ message: SSMMessage) {
+        let result: ReliableDeliveryStateMachine.AcknowledgementResult
+        if message.payloadType == .jumpgateCumulativeAck, let ack = try? CumulativeAckPayload(payload: message.payload)
+        {
+            result = self.reliability.cumulativeAcknowledgementReceived(
+                upTo: ack.highestContiguousSequenceNumber,
+                now: .now()
+            )
+        } else if let ack = try? AcknowledgeContent(payload: message.payload) {
+            result = self.reliability.acknowledgementReceived(
+                sequenceNumber: ack.acknowledgedSequenceNumber,
+                now: .now()
+            )
+        } else {
+            return
+        }
+        if case .acknowledged(windowOpened: true) = result {
+            self.resumeBlockedStreams()
+        }
+    }
+
+    // MARK: smux
+
+    private func muxBytesReceived(_ bytes: ByteBuffer) {
+        guard let parser = self.muxParser else { return }
+        do {
+            try parser.process(buffer: bytes) { frame in
+                try self.muxFrameReceived(frame)
+            }
+        } catch {
+            self.end(reason: "smux protocol error: \(error)", byPeer: false)
+        }
+    }
+
+    private func muxFrameReceived(_ frame: SmuxFrame) throws {
+        guard var mux = self.mux else { return }
+        let event = try mux.frameReceived(frame)
+        self.mux = mux
+        self.logger.trace(
+            "smux frame",
+            metadata: [
+                "command": "\(frame.command)", "jumpgate.stream_id": "\(frame.streamID)",
+                "bytes": "\(frame.data.readableBytes)",
+            ]
+        )
+        switch event {
+        case .none:
+            break
+        case .streamOpened(let id, let update):
+            if let update { self.sendMuxFrame(update) }
+            self.streams[id] = StreamState()
+            self.delegate?.streamRequested(self, id: id)
+        case .refuse(let fin):
+            self.sendMuxFrame(fin)
+        case .data(let id, let data):
+            guard let stream = self.streams[id] else { return }
+            guard let channel = stream.channel else {
+                stream.earlyData.append(data)
+                return
+            }
+            self.writeToTCP(id, channel: channel, data)
+        case .remoteClosed(let id, let fullyClosed):
+            if self.pendingConnectError {
+                self.pendingConnectError = false
+                self.delegate?.streamFailed(self, id: id)
+            }
+            guard let stream = self.streams[id] else { return }
+            if stream.channel == nil {
+                stream.earlyFIN = true
+                return
+            }
+            let halfClose = self.negotiated?.extensions.contains(.halfClose) == true
+            if halfClose, !fullyClosed, let channel = stream.channel {
+                channel.close(mode: .output, promise: nil)
+            } else {
+                self.closeStream(id)
+            }
+        case .writable(let id):
+            self.pumpStream(id)
+        }
+    }
+
+    private func writeToTCP(_ id: SmuxStreamID, channel: any Channel, _ data: ByteBuffer) {
+        let count = data.readableBytes
+        let bound = NIOLoopBound(self, eventLoop: channel.eventLoop)
+        channel.writeAndFlush(data).whenSuccess {
+            bound.value.consumed(id, count)
+        }
+    }
+
+    private func consumed(_ id: SmuxStreamID, _ count: Int) {
+        guard var mux = self.mux else { return }
+        let update = mux.dataConsumed(on: id, count: count)
+        self.mux = mux
+        if let update {
+            self.sendMuxFrame(update)
+            self.context?.flush()
+        }
+    }
+
+    // MARK: streams (TCP side)
+
+    /// Client: open a stream for an accepted local connection.
+    public func openStream(for channel: any Channel) throws -> SmuxStreamID {
+        guard var mux = self.mux else { throw WireError(.smuxProtocolViolation, "the session is not in mux mode") }
+        let (id, frames) = try mux.openStream()
+        self.mux = mux
+        let stream = StreamState()
+        stream.channel = channel
+        self.streams[id] = stream
+        for frame in frames { self.sendMuxFrame(frame) }
+        self.context?.flush()
+        try channel.pipeline.syncOperations.addHandler(StreamTCPHandler(session: self, id: id))
+        return id
+    }
+
+    /// Agent: the target connection for stream `id` is up.
+    public func attach(_ channel: any Channel, to id: SmuxStreamID) throws {
+        guard let stream = self.streams[id] else {
+            channel.close(promise: nil)
+            return
+        }
+        stream.channel = channel
+        try channel.pipeline.syncOperations.addHandler(StreamTCPHandler(session: self, id: id))
+        for data in stream.earlyData { self.writeToTCP(id, channel: channel, data) }
+        stream.earlyData = []
+        if stream.earlyFIN {
+            let halfClose = self.negotiated?.extensions.contains(.halfClose) == true
+            if halfClose { channel.close(mode: .output, promise: nil) } else { self.closeStream(id) }
+        }
+    }
+
+    /// Agent: the target could not be reached: tell the client (ConnectToPortError, then FIN).
+    public func refuse(_ id: SmuxStreamID, reason: String) {
+        self.logger.info(
+            "connection to the destination failed",
+            metadata: ["jumpgate.stream_id": "\(id)", "reason": "\(reason)"]
+        )
+        self.sendStreamMessage(payloadType: .flag, payload: FlagPayload.connectToPortError.encoded())
+        if var mux = self.mux, let fin = mux.abortStream(id) {
+            self.mux = mux
+            self.sendMuxFrame(fin)
+        }
+        self.streams[id] = nil
+        self.context?.flush()
+    }
+
+    func tcpRead(_ id: SmuxStreamID, _ data: ByteBuffer) {
+        self.logger.trace(
+            "tcp read",
+            metadata: [
+                "jumpgate.stream_id": "\(id)", "bytes": "\(data.readableBytes)", "known": "\(self.streams[id] != nil)",
+            ]
+        )
+        guard let stream = self.streams[id] else { return }
+        var data = data
+        stream.backlog.writeBuffer(&data)
+        self.pumpStream(id)
+    }
+
+    func tcpEOF(_ id: SmuxStreamID) {
+        guard let stream = self.streams[id] else { return }
+        stream.localEOF = true
+        self.pumpStream(id)
+    }
+
+    func tcpClosed(_ id: SmuxStreamID) {
+        guard let stream = self.streams[id] else { return }
+        stream.localEOF = true
+        stream.channel = nil
+        self.pumpStream(id)
+        if var mux = self.mux, let fin = mux.abortStream(id) {
+            self.mux = mux
+            if stream.backlog.readableBytes == 0 { self.sendMuxFrame(fin) }
+        }
+        self.streams[id] = nil
+        self.context?.flush()
+    }
+
+    /// Moves a stream's backlog into SSM messages as far as the smux window and the outgoing buffer allow;
+    /// stops reading the TCP connection when they do not.
+    private func pumpStream(_ id: SmuxStreamID) {
+        guard let stream = self.streams[id], let negotiated = self.negotiated else { return }
+        let maximumData = min(SmuxFrame.maximumDataSize, negotiated.maximumPayloadSize - SmuxFrame.headerSize)
+        var sentSomething = false
+        while stream.backlog.readableBytes > 0, self.reliability.canSend, var mux = self.mux {
+            let n = min(mux.sendableBytes(on: id), maximumData, stream.backlog.readableBytes)
+            guard n > 0 else { break }
+            do {
+                try mux.dataWillBeSent(on: id, count: n)
+            } catch {
+                break
+            }
+            self.mux = mux
+            let chunk = stream.backlog.readSlice(length: n)!
+            var payload = ByteBuffer()
+            payload.reserveCapacity(SmuxFrame.headerSize + n)
+            payload.writeSmuxHeader(version: mux.configuration.version, command: .psh, length: UInt16(n), streamID: id)
+            payload.writeImmutableBuffer(chunk)
+            self.sendStreamMessage(payloadType: .output, payload: payload)
+            sentSomething = true
+        }
+        if stream.backlog.readableBytes == 0 {
+            stream.backlog.clear()
+            if stream.localEOF, var mux = self.mux, let fin = mux.closeStream(id) {
+                self.mux = mux
+                self.sendMuxFrame(fin)
+                sentSomething = true
+                if !(self.mux?.isOpen(id) ?? false) { self.dropStream(id) }
+            }
+        }
+        let blocked = stream.backlog.readableBytes > 0
+        if blocked != stream.readPaused {
+            stream.readPaused = blocked
+            if !blocked { stream.channel?.read() }
+        }
+        if sentSomething { self.context?.flush() }
+    }
+
+    private func resumeBlockedStreams() {
+        for (id, stream) in self.streams where stream.readPaused || stream.backlog.readableBytes > 0 {
+            self.pumpStream(id)
+        }
+    }
+
+    func isReadPaused(_ id: SmuxStreamID) -> Bool { self.streams[id]?.readPaused ?? false }
+
+    private func closeStream(_ id: SmuxStreamID) {
+        guard let stream = self.streams[id] else { return }
+        if var mux = self.mux, let fin = mux.closeStream(id) {
+            self.mux = mux
+            self.sendMuxFrame(fin)
+            self.context?.flush()
+        }
+        stream.channel?.close(promise: nil)
+        self.dropStream(id)
+    }
+
+    private func dropStream(_ id: SmuxStreamID) {
+        if var mux = self.mux {
+            _ = mux.abortStream(id)
+            self.mux = mux
+        }
+        self.streams[id] = nil
+    }
+
+    // MARK: outbound messages
+
+    private func sendMuxFrame(_ frame: SmuxFrame) {
+        var payload = ByteBuffer()
+        payload.writeSmuxFrame(frame)
+        self.sendStreamMessage(payloadType: .output, payload: payload)
+    }
+
+    private var outgoingType: MessageType { self.isAgent ? .outputStreamData : .inputStreamData }
+
+    private func sendStreamMessage(payloadType: PayloadType, payload: ByteBuffer) {
+        guard let context = self.context else { return }
+        let sequenceNumber = self.reliability.nextSequenceNumber
+        let digestFree = self.negotiated?.extensions.contains(.digestFree) == true
+        var frame = context.channel.allocator.buffer(capacity: SSMMessage.headerSize + payload.readableBytes)
+        frame.writeSSMMessageHeader(
+            messageType: self.outgoingType,
+            createdDate: Self.nowMilliseconds(),
+            sequenceNumber: sequenceNumber,
+            flags: self.isAgent && sequenceNumber == 0 ? SSMMessageFlags.syn : 0,
+            messageID: .random(),
+            payloadDigest: digestFree ? .zero : .sha256(of: payload),
+            payloadType: payloadType,
+            payloadLength: UInt32(payload.readableBytes)
+        )
+        frame.writeImmutableBuffer(payload)
+        do {
+            if case .write(let bytes) = try self.reliability.send(frame, now: .now()) {
+                context.write(self.wrapOutboundOut(.binary(bytes)), promise: nil)
+            }
+        } catch {
+            // The caller checks canSend for data; control messages past the bound are a protocol failure.
+            self.end(reason: "outgoing buffer overflow: \(error)", byPeer: false)
+        }
+    }
+
+    private func sendAcknowledgement(_ ack: ReliableDeliveryStateMachine.Acknowledgement) {
+        guard let context = self.context else { return }
+        var payload = ByteBuffer()
+        let payloadType: PayloadType
+        switch ack {
+        case .none:
+            return
+        case .acknowledge(let type, let id, let sequenceNumber):
+            payload.writeAcknowledgeJSON(messageType: type, messageID: id, sequenceNumber: sequenceNumber)
+            payloadType = .none
+        case .cumulative(let upTo):
+            payload = CumulativeAckPayload(highestContiguousSequenceNumber: upTo).encoded()
+            payloadType = .jumpgateCumulativeAck
+        }
+        let digestFree = self.negotiated?.extensions.contains(.digestFree) == true
+        let message = SSMMessage(
+            messageType: .acknowledge,
+            createdDate: Self.nowMilliseconds(),
+            flags: SSMMessageFlags.acknowledge,
+            payloadDigest: digestFree ? .zero : nil,
+            payloadType: payloadType,
+            payload: payload
+        )
+        var frame = context.channel.allocator.buffer(capacity: message.encodedSize)
+        frame.writeSSMMessage(message)
+        context.write(self.wrapOutboundOut(.binary(frame)), promise: nil)
+    }
+
+    private func sendAgentSessionState() {
+        guard let context = self.context else { return }
+        let payload = AgentSessionStatePayload(sessionState: "Connected", sessionID: self.sessionID).encoded()
+        let message = SSMMessage(
+            messageType: .agentSessionState,
+            createdDate: Self.nowMilliseconds(),
+            flags: SSMMessageFlags.acknowledge,
+            payload: payload
+        )
+        var frame = ByteBuffer()
+        frame.writeSSMMessage(message)
+        context.write(self.wrapOutboundOut(.binary(frame)), promise: nil)
+    }
+
+    private func writeFrames(_ frames: [ByteBuffer]) {
+        guard let context = self.context, !frames.isEmpty else { return }
+        for frame in frames { context.write(self.wrapOutboundOut(.binary(frame)), promise: nil) }
+        context.flush()
+    }
+
+    /// Client: Ctrl+C. Sends the TerminateSession flag, as the official plugin does.
+    public func terminate() {
+        self.sendStreamMessage(payloadType: .flag, payload: FlagPayload.terminateSession.encoded())
+        self.context?.flush()
+    }
+
+    // MARK: timers
+
+    private func timerFired() {
+        let now = NIODeadline.now()
+        if case .agent(var machine) = self.handshake, self.negotiated == nil {
+            let action = machine.timerFired(now: now)
+            self.handshake = .agent(machine)
+            self.runAgent(action)
+        }
+        let ack = self.reliability.acknowledgementTimerFired(now: now)
+        self.sendAcknowledgement(ack)
+        switch self.reliability.retransmitTimerFired(now: now) {
+        case .resend(let frame, _):
+            self.context?.write(self.wrapOutboundOut(.binary(frame)), promise: nil)
+        case .giveUp(let sequenceNumber):
+            self.end(reason: "message \(sequenceNumber) was never acknowledged; giving up", byPeer: false)
+        case .none:
+            break
+        }
+        self.context?.flush()
+    }
+
+    // MARK: ending
+
+    private func end(reason: String, byPeer: Bool) {
+        guard !self.ended else { return }
+        self.ended = true
+        self.timer?.cancel()
+        for (_, stream) in self.streams { stream.channel?.close(promise: nil) }
+        self.streams.removeAll()
+        self.delegate?.sessionEnded(self, reason: reason, byPeer: byPeer)
+        self.delegate = nil
+        self.context?.close(promise: nil)
+    }
+
+    static func nowMilliseconds() -> UInt64 {
+        WallClock.nowMilliseconds()
+    }
+}
+
+/// The TCP side of one smux stream: reads go to the session (and stop while it cannot send), EOF and
+/// close are reported.
+final class StreamTCPHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let session: PortSession
+    private let id: SmuxStreamID
+    private var readPending = false
+
+    init(session: PortSession, id: SmuxStreamID) {
+        self.session = session
+        self.id = id
+    }
+
+    // autoRead is off on stream sockets: reads are requested here, and held back while the session
+    // cannot send (see PortSession.pumpStream).
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { context.read() }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.read()
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.session.tcpRead(self.id, self.unwrapInboundIn(data))
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        context.read()
+        context.fireChannelReadComplete()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if self.session.isReadPaused(self.id) {
+            self.readPending = true
+        } else {
+            self.readPending = false
+            context.read()
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event {
+            self.session.tcpEOF(self.id)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.session.tcpClosed(self.id)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}

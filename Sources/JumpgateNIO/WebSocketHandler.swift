@@ -1,0 +1,254 @@
+import JumpgateWire
+import NIOCore
+
+/// A complete WebSocket data message.
+public enum WebSocketMessage: Sendable, Equatable {
+    case text(ByteBuffer)
+    case binary(ByteBuffer)
+}
+
+/// Outbound user event: close the WebSocket with this code and reason, then the connection.
+public struct WebSocketCloseRequest: Sendable {
+    public var code: UInt16
+    public var reason: String
+    public init(code: UInt16, reason: String) {
+        self.code = code
+        self.reason = reason
+    }
+}
+
+/// Inbound user event: the peer closed the WebSocket (or broke the protocol) with this code and reason.
+public struct WebSocketClosedEvent: Sendable {
+    public var code: UInt16
+    public var reason: String
+}
+
+/// Carries out ``WebSocketConnectionStateMachine`` on a channel that already completed the HTTP upgrade:
+/// decodes frames from raw (TLS plaintext) bytes, answers pings, validates and answers close frames,
+/// sends keepalive pings and closes an idle connection. Outbound messages are encoded (masked when this
+/// is the client) into one buffer per flush, so TLS sees few, large writes.
+public final class WebSocketHandler: ChannelDuplexHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = WebSocketMessage
+    public typealias OutboundIn = WebSocketMessage
+    public typealias OutboundOut = ByteBuffer
+
+    public enum Role: Sendable {
+        case client
+        case server
+    }
+
+    public struct Configuration: Sendable {
+        public var maximumFrameSize: Int = 1 << 20
+        public var pingInterval: TimeAmount = .seconds(20)
+        /// Close when nothing at all was read for this long.
+        public var idleTimeout: TimeAmount = .seconds(60)
+        /// Write out the coalesced buffer once it reaches this size, even before a flush.
+        public var writeBatchSize: Int = 256 * 1024
+        public init() {}
+    }
+
+    private let role: Role
+    private let configuration: Configuration
+    private var processor: NIOSingleStepByteToMessageProcessor<WebSocketFrameDecoder>
+    private var machine: WebSocketConnectionStateMachine
+    private var pending: ByteBuffer?
+    private var pendingPromise: EventLoopPromise<Void>?
+    private var lastRead: NIODeadline = .now()
+    private var timer: RepeatedTask?
+    private var rng = SystemRandomNumberGenerator()
+    private var spareKey: UInt32?
+
+    public init(role: Role, configuration: Configuration = .init()) {
+        self.role = role
+        self.configuration = configuration
+        self.processor = NIOSingleStepByteToMessageProcessor(
+            WebSocketFrameDecoder(
+                role: role == .client ? .client : .server,
+                maximumFrameSize: configuration.maximumFrameSize
+            ),
+            maximumBufferSize: configuration.maximumFrameSize + WebSocketFrame.maximumHeaderSize
+        )
+        self.machine = WebSocketConnectionStateMachine(maximumMessageSize: configuration.maximumFrameSize)
+    }
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        self.lastRead = .now()
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        self.timer = context.eventLoop.scheduleRepeatedTask(
+            initialDelay: self.configuration.pingInterval,
+            delay: self.configuration.pingInterval
+        ) { _ in
+            let (handler, context) = loopBound.value
+            handler.timerFired(context: context)
+        }
+    }
+
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        self.timer?.cancel()
+        self.timer = nil
+    }
+
+    private func timerFired(context: ChannelHandlerContext) {
+        if NIODeadline.now() - self.lastRead > self.configuration.idleTimeout {
+            self.sendClose(
+                context: context,
+                code: WebSocketConnectionStateMachine.CloseCode.goingAway,
+                reason: "no data or pong for \(self.configuration.idleTimeout.nanoseconds / 1_000_000_000) s"
+            )
+            return
+        }
+        guard self.machine.isOpen else { return }
+        self.enqueueFrame(context: context, opcode: .ping, payload: ByteBuffer(string: "keepalive"), promise: nil)
+        self.flushPending(context: context)
+    }
+
+    // MARK: inbound
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.lastRead = .now()
+        do {
+            try self.processor.process(buffer: self.unwrapInboundIn(data)) { frame in
+                self.frameReceived(frame, context: context)
+            }
+        } catch let error as WireError {
+            let code: UInt16 = error.code == .webSocketFrameTooLarge ? 1009 : 1002
+            self.fail(context: context, code: code, reason: error.reason)
+        } catch {
+            self.fail(context: context, code: 1002, reason: "\(error)")
+        }
+    }
+
+    private func frameReceived(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
+        switch self.machine.frameReceived(frame) {
+        case .none:
+            break
+        case .deliver(let opcode, let payload):
+            context.fireChannelRead(self.wrapInboundOut(opcode == .text ? .text(payload) : .binary(payload)))
+        case .sendPong(let payload):
+            self.enqueueFrame(context: context, opcode: .pong, payload: payload, promise: nil)
+            self.flushPending(context: context)
+        case .sendCloseAndClose(let code, let reason):
+            context.fireUserInboundEventTriggered(WebSocketClosedEvent(code: code, reason: reason))
+            self.writeCloseAndClose(context: context, code: code, reason: reason)
+        case .close:
+            context.close(promise: nil)
+        }
+    }
+
+    private func fail(context: ChannelHandlerContext, code: UInt16, reason: String) {
+        context.fireUserInboundEventTriggered(WebSocketClosedEvent(code: code, reason: reason))
+        if self.machine.closeInitiated(code: code, reason: reason) != nil {
+            self.writeCloseAndClose(context: context, code: code, reason: reason)
+        } else {
+            context.close(promise: nil)
+        }
+    }
+
+    // MARK: outbound
+
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch self.unwrapOutboundIn(data) {
+        case .binary(let payload):
+            self.enqueueFrame(context: context, opcode: .binary, payload: payload, promise: promise)
+        case .text(let payload):
+            self.enqueueFrame(context: context, opcode: .text, payload: payload, promise: promise)
+        }
+    }
+
+    public func flush(context: ChannelHandlerContext) {
+        self.flushPending(context: context)
+    }
+
+    public func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        if let request = event as? WebSocketCloseRequest {
+            self.sendClose(context: context, code: request.code, reason: request.reason)
+            promise?.succeed()
+        } else {
+            context.triggerUserOutboundEvent(event, promise: promise)
+        }
+    }
+
+    private func sendClose(context: ChannelHandlerContext, code: UInt16, reason: String) {
+        guard self.machine.closeInitiated(code: code, reason: reason) != nil else { return }
+        self.enqueueFrame(
+            context: context,
+            opcode: .close,
+            payload: .webSocketCloseBody(code: code, reason: reason),
+            promise: nil
+        )
+        self.flushPending(context: context)
+        // Give the peer a moment to answer, then close regardless.
+        let channel = context.channel
+        context.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
+    }
+
+    private func writeCloseAndClose(context: ChannelHandlerContext, code: UInt16, reason: String) {
+        self.enqueueFrame(
+            context: context,
+            opcode: .close,
+            payload: .webSocketCloseBody(code: code, reason: reason),
+            promise: nil
+        )
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        self.flushPending(context: context, promise: promise)
+        let channel = context.channel
+        promise.futureResult.whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    private func nextMaskingKey() -> WebSocketMaskingKey {
+        if let key = self.spareKey {
+            self.spareKey = nil
+            return WebSocketMaskingKey(networkWord: key)
+        }
+        let bits = self.rng.next() as UInt64
+        self.spareKey = UInt32(truncatingIfNeeded: bits >> 32)
+        return WebSocketMaskingKey(networkWord: UInt32(truncatingIfNeeded: bits))
+    }
+
+    private func enqueueFrame(
+        context: ChannelHandlerContext,
+        opcode: WebSocketOpcode,
+        payload: ByteBuffer,
+        promise: EventLoopPromise<Void>?
+    ) {
+        let key = self.role == .client ? self.nextMaskingKey() : nil
+        let size =
+            WebSocketFrame.headerSize(payloadLength: payload.readableBytes, masked: key != nil) + payload.readableBytes
+        if self.pending == nil {
+            self.pending = context.channel.allocator.buffer(
+                capacity: max(size, min(self.configuration.writeBatchSize, 64 * 1024))
+            )
+        }
+        self.pending!.writeWebSocketFrame(opcode: opcode, payload: payload, maskingKey: key)
+        if let promise {
+            if let existing = self.pendingPromise {
+                existing.futureResult.cascade(to: promise)
+            } else {
+                self.pendingPromise = promise
+            }
+        }
+        if self.pending!.readableBytes >= self.configuration.writeBatchSize {
+            self.writePending(context: context)
+        }
+    }
+
+    private func writePending(context: ChannelHandlerContext, promise extra: EventLoopPromise<Void>? = nil) {
+        var promise = self.pendingPromise
+        self.pendingPromise = nil
+        if let extra {
+            if let promise { promise.futureResult.cascade(to: extra) } else { promise = extra }
+        }
+        guard let buffer = self.pending else {
+            promise?.succeed()
+            return
+        }
+        self.pending = nil
+        context.write(self.wrapOutboundOut(buffer), promise: promise)
+    }
+
+    private func flushPending(context: ChannelHandlerContext, promise: EventLoopPromise<Void>? = nil) {
+        self.writePending(context: context, promise: promise)
+        context.flush()
+    }
+}
