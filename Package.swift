@@ -140,6 +140,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "JumpgateIntegrationTests",
+            dependencies: [
+                "JumpgateWire",
+                "JumpgateClient",
+                "JumpgateNIO",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "JumpgateCLITests",
             dependencies: [
                 "JumpgateWire",

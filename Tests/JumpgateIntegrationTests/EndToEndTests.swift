@@ -1,0 +1,191 @@
+import Foundation
+import JumpgateClient
+import JumpgateWire
+import NIOCore
+import Testing
+
+/// Gateway, agent and client as real processes on 127.0.0.1, forwarding to an echo target.
+@Suite("End to end: jumpgate server + agent + start-session", .serialized)
+struct EndToEndTests {
+    struct Lab {
+        var directory: String
+        var gateway: ChildProcess
+        var agent: ChildProcess
+        var url: String
+        var caFile: String
+        var instanceID: String
+        var environment: [String: String]
+        var ssm: SSMClient
+    }
+
+    /// Starts a gateway, registers and runs an agent allowed to reach `allow`, and waits until it is Online.
+    static func startLab(allow: [String]) async throws -> Lab {
+        let directory = NSTemporaryDirectory() + "jumpgate-e2e-" + MessageID.random().description
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let gateway = try ChildProcess(
+            "gateway",
+            ["server", "--data-dir", directory + "/gw", "--listen", "127.0.0.1:0", "--format", "json"]
+        )
+        let ready = try JSONValue(parsing: try gateway.waitForLine { $0.hasPrefix("{") })
+        let url = try #require(ready["url"]?.stringValue)
+        let caFile = try #require(ready["caFile"]?.stringValue)
+        let environment = [
+            "AWS_SHARED_CREDENTIALS_FILE": try #require(ready["credentialsFile"]?.stringValue),
+            "AWS_PROFILE": "jumpgate-admin",
+            "HOME": directory, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
+        ]
+        let ssm = try SSMClient(
+            configuration: ClientConfiguration.resolve(
+                profile: "jumpgate-admin",
+                region: "eu-west-1",
+                endpointURL: url,
+                caFile: caFile,
+                environment: environment
+            )
+        )
+        let activation = try await ssm.call("CreateActivation", ["IamRole": "SSMServiceRole", "RegistrationLimit": 1])
+        let (status, output, errors) = try runJumpgate(
+            [
+                "agent", "register", "--endpoint", url, "--ca-file", caFile,
+                "--activation-id", try #require(activation["ActivationId"]?.stringValue),
+                "--activation-code", try #require(activation["ActivationCode"]?.stringValue),
+                "--state-dir", directory + "/agent", "--name", "e2e-jump",
+            ] + allow.flatMap { ["--allow", $0] }
+        )
+        #expect(status == 0, "\(errors)")
+        let instanceID = output.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(instanceID.hasPrefix("mi-") && instanceID.count == 20)
+        let agent = try ChildProcess("agent", ["agent", "run", "--state-dir", directory + "/agent"])
+        for _ in 0..<100 {
+            let info = try await ssm.call("DescribeInstanceInformation", [:])
+            if info["InstanceInformationList"]?.arrayValue?.first?["PingStatus"]?.stringValue == "Online" { break }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        return Lab(
+            directory: directory,
+            gateway: gateway,
+            agent: agent,
+            url: url,
+            caFile: caFile,
+            instanceID: instanceID,
+            environment: environment,
+            ssm: ssm
+        )
+    }
+
+    func startSession(_ lab: Lab, host: String, port: Int) throws -> (ChildProcess, Int, String) {
+        let client = try ChildProcess(
+            "start-session",
+            [
+                "start-session", "--target", lab.instanceID, "--document-name",
+                "AWS-StartPortForwardingSessionToRemoteHost",
+                "--parameters", "host=\(host),portNumber=\(port),localPortNumber=0", "--endpoint-url", lab.url,
+                "--ca-file", lab.caFile,
+            ],
+            environment: lab.environment
+        )
+        let line = try client.waitForLine { $0.hasPrefix("Port ") && $0.contains(" opened for sessionId ") }
+        let parts = line.split(separator: " ")
+        let localPort = try #require(Int(parts[1]))
+        let sessionID = String(parts[5].dropLast())  // "...sessionId <sid>."
+        return (client, localPort, sessionID)
+    }
+
+    @Test("50 parallel connections and a 256 MiB transfer echo byte-exact; Ctrl+C ends the session")
+    func forwardAndTerminate() async throws {
+        let echo = try await startEchoServer()
+        defer { echo.close(promise: nil) }
+        let echoPort = try #require(echo.localAddress?.port)
+        let lab = try await Self.startLab(allow: ["127.0.0.1:\(echoPort)"])
+        defer {
+            lab.agent.stop()
+            lab.gateway.stop()
+        }
+        let (client, localPort, sessionID) = try self.startSession(lab, host: "127.0.0.1", port: echoPort)
+        defer { client.stop() }
+        #expect(client.output.contains("Starting session with SessionId: \(sessionID)"))
+        #expect(client.output.contains("Waiting for connections..."))
+
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            for i in 0..<50 {
+                group.addTask {
+                    let payload = randomBuffer(64 * 1024 + i * 997)
+                    return try await echoRoundTrip(port: localPort, bytes: payload) == payload
+                }
+            }
+            var successes = 0
+            for try await ok in group where ok { successes += 1 }
+            #expect(successes == 50)
+        }
+        let large = randomBuffer(256 << 20)
+        let echoed = try await echoRoundTrip(port: localPort, bytes: large)
+        #expect(echoed.readableBytes == large.readableBytes)
+        #expect(echoed == large)
+        #expect(client.output.contains("Connection accepted for session [\(sessionID)]"))
+
+        let active = try await lab.ssm.call("DescribeSessions", ["State": "Active"])
+        #expect(active["Sessions"]?.arrayValue?.contains { $0["SessionId"]?.stringValue == sessionID } == true)
+
+        client.signal(SIGINT)
+        #expect(try client.waitForExit() == 0)
+        #expect(client.output.contains("Terminate signal received, exiting."))
+        #expect(client.output.contains("Exiting session with sessionId: \(sessionID)."))
+        var status = ""
+        for _ in 0..<50 {
+            let history = try await lab.ssm.call("DescribeSessions", ["State": "History"])
+            status =
+                history["Sessions"]?.arrayValue?.first { $0["SessionId"]?.stringValue == sessionID }?["Status"]?
+                .stringValue ?? ""
+            if status == "Terminated" { break }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        #expect(status == "Terminated")
+    }
+
+    @Test("a destination outside the agent's allow-list is refused per connection; the session stays up")
+    func allowListRefusal() async throws {
+        let echo = try await startEchoServer()
+        defer { echo.close(promise: nil) }
+        let echoPort = try #require(echo.localAddress?.port)
+        let lab = try await Self.startLab(allow: ["127.0.0.2:1"])
+        defer {
+            lab.agent.stop()
+            lab.gateway.stop()
+        }
+        let (client, localPort, _) = try self.startSession(lab, host: "127.0.0.1", port: echoPort)
+        defer { client.stop() }
+        let reply = try await echoRoundTrip(port: localPort, bytes: ByteBuffer(string: "hello"))
+        #expect(reply.readableBytes == 0)  // the agent refused: the stream is closed with no data
+        _ = try client.waitForLine { $0.contains("Connection to destination port failed, check SSM Agent logs.") }
+        #expect(client.process.isRunning)
+        #expect(lab.agent.standardError.contains("not in this agent's allow-list"))
+    }
+
+    @Test("the API rejects a wrong secret with an AWS-style error")
+    func wrongCredentials() async throws {
+        let lab = try await Self.startLab(allow: ["127.0.0.1:1"])
+        defer {
+            lab.agent.stop()
+            lab.gateway.stop()
+        }
+        var environment = lab.environment
+        let bad = lab.directory + "/bad.credentials"
+        try "[jumpgate-admin]\naws_access_key_id = AKJGNOTAKEY0000000000\naws_secret_access_key = nope\n".write(
+            toFile: bad,
+            atomically: true,
+            encoding: .utf8
+        )
+        environment["AWS_SHARED_CREDENTIALS_FILE"] = bad
+        let (status, _, errors) = try runJumpgate(
+            [
+                "start-session", "--target", lab.instanceID, "--parameters", "portNumber=22", "--endpoint-url", lab.url,
+                "--ca-file", lab.caFile,
+            ],
+            environment: environment
+        )
+        #expect(status != 0)
+        #expect(
+            errors.contains("An error occurred (UnrecognizedClientException) when calling the StartSession operation")
+        )
+    }
+}

@@ -1,0 +1,113 @@
+import Foundation
+import NIOConcurrencyHelpers
+
+/// A child process of the test: started from the build's products directory, its output captured
+/// line by line, stopped by its PID (SIGTERM, then SIGKILL) when the test ends.
+final class ChildProcess: @unchecked Sendable {
+    let process = Process()
+    let name: String
+    private let lines = NIOLockedValueBox<(complete: [String], partial: String)>(([], ""))
+    private let errorText = NIOLockedValueBox<String>("")
+
+    static var productsDirectory: URL {
+        if let override = ProcessInfo.processInfo.environment["JUMPGATE_BIN_DIR"] {
+            return URL(fileURLWithPath: override)
+        }
+        var directory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        while directory.path != "/",
+            !FileManager.default.fileExists(atPath: directory.appendingPathComponent("jumpgate").path)
+        {
+            directory = directory.deletingLastPathComponent()
+        }
+        return directory
+    }
+
+    init(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+        self.name = name
+        self.process.executableURL = Self.productsDirectory.appendingPathComponent("jumpgate")
+        self.process.arguments = arguments
+        self.process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        let out = Pipe()
+        let err = Pipe()
+        self.process.standardOutput = out
+        self.process.standardError = err
+        self.process.standardInput = FileHandle.nullDevice
+        let lines = self.lines
+        out.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            guard !data.isEmpty else { return }
+            lines.withLockedValue { state in
+                var pieces = (state.partial + String(decoding: data, as: UTF8.self)).components(separatedBy: "\n")
+                state.partial = pieces.removeLast()
+                state.complete.append(contentsOf: pieces)
+            }
+        }
+        let errorText = self.errorText
+        err.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            guard !data.isEmpty else { return }
+            errorText.withLockedValue { $0 += String(decoding: data, as: UTF8.self) }
+        }
+        try self.process.run()
+    }
+
+    var output: [String] { self.lines.withLockedValue { $0.complete } }
+    var standardError: String { self.errorText.withLockedValue { $0 } }
+
+    /// Waits (bounded) for a line matching `predicate`.
+    func waitForLine(timeout: Double = 20, _ predicate: (String) -> Bool) throws -> String {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let line = self.output.first(where: predicate) { return line }
+            if !self.process.isRunning {
+                throw HarnessError(
+                    "\(self.name) exited with \(self.process.terminationStatus): \(self.standardError.suffix(2000))"
+                )
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        throw HarnessError(
+            "\(self.name) printed no expected line within \(timeout) s; stderr: \(self.standardError.suffix(2000))"
+        )
+    }
+
+    func signal(_ number: Int32) {
+        if self.process.isRunning { kill(self.process.processIdentifier, number) }
+    }
+
+    /// Waits (bounded) for the process to exit and returns its status.
+    func waitForExit(timeout: Double = 20) throws -> Int32 {
+        let deadline = Date().addingTimeInterval(timeout)
+        while self.process.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        guard !self.process.isRunning else { throw HarnessError("\(self.name) did not exit within \(timeout) s") }
+        return self.process.terminationStatus
+    }
+
+    func stop() {
+        guard self.process.isRunning else { return }
+        kill(self.process.processIdentifier, SIGTERM)
+        let deadline = Date().addingTimeInterval(5)
+        while self.process.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        if self.process.isRunning { kill(self.process.processIdentifier, SIGKILL) }
+        self.process.waitUntilExit()
+    }
+
+    deinit { self.stop() }
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Runs a jumpgate command to completion (bounded) and returns status and stdout.
+func runJumpgate(
+    _ arguments: [String],
+    environment: [String: String] = [:],
+    timeout: Double = 60
+) throws -> (Int32, String, String) {
+    let child = try ChildProcess("jumpgate \(arguments.first ?? "")", arguments, environment: environment)
+    let status = try child.waitForExit(timeout: timeout)
+    Thread.sleep(forTimeInterval: 0.1)  // let the readers drain
+    return (status, child.output.joined(separator: "\n"), child.standardError)
+}
