@@ -115,6 +115,7 @@ let package = Package(
             dependencies: [
                 "JumpgateClient",
                 "JumpgateWire",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -42,30 +42,8 @@ struct StartSessionCommand: AsyncParsableCommand {
             if let reason = self.reason { request.append(("Reason", .string(reason))) }
             let grant = try SessionGrant(json: try await client.call("StartSession", .object(request)))
             let localPort = Int(parameters.first { $0.key == "localPortNumber" }?.value.first ?? "0") ?? 0
-            let forwarder = PortForwarder(
-                grant: grant,
-                localPort: localPort,
-                caFile: configuration.caFile,
-                logger: logger
-            )
-            let interrupt = Task {
-                _ = await waitForTerminationSignal()
-                emit("Terminate signal received, exiting.\n")
-                forwarder.terminate()
-                _ = try? await client.call("TerminateSession", ["SessionId": .string(grant.sessionID)])
-            }
-            let outcome = try await forwarder.run()
-            interrupt.cancel()
-            switch outcome {
-            case .ended(let reason) where reason.isEmpty:
-                emit("\n\nExiting session with sessionId: \(grant.sessionID).\n\n")
-            case .ended(let reason):
-                emit("\n\nSessionId: \(grant.sessionID) : \(reason)\n\n")
-            case .failed(let message):
-                FileHandle.standardError.write(Data("error: \(message)\n".utf8))
-                _ = try? await client.call("TerminateSession", ["SessionId": .string(grant.sessionID)])
-                throw ExitCode(1)
-            }
+            let status = await SessionRunner.run(grant: grant, localPort: localPort, client: client, logger: logger)
+            if status != 0 { throw ExitCode(status) }
         } catch let error as ClientError {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
             throw ExitCode(1)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import JumpgateClient
 import Logging
 
 /// Logs go to standard error; standard output carries only what tools parse.
@@ -30,35 +31,7 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
 
 /// Waits for SIGINT or SIGTERM and returns which arrived.
 func waitForTerminationSignal() async -> Int32 {
-    await withCheckedContinuation { continuation in
-        let fired = SignalLatch(continuation)
-        for signalNumber in [SIGINT, SIGTERM] {
-            signal(signalNumber, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .main)
-            source.setEventHandler { fired.fire(signalNumber) }
-            source.resume()
-            SignalLatch.sources.append(source)
-        }
-    }
-}
-
-/// Resumes a continuation once; keeps the signal sources alive.
-final class SignalLatch: @unchecked Sendable {
-    nonisolated(unsafe) static var sources: [any DispatchSourceSignal] = []
-    private let lock = NSLock()
-    private var continuation: CheckedContinuation<Int32, Never>?
-
-    init(_ continuation: CheckedContinuation<Int32, Never>) {
-        self.continuation = continuation
-    }
-
-    func fire(_ signal: Int32) {
-        self.lock.lock()
-        let continuation = self.continuation
-        self.continuation = nil
-        self.lock.unlock()
-        continuation?.resume(returning: signal)
-    }
+    await TerminationSignal.wait([SIGINT, SIGTERM])
 }
 
 /// `HOST:PORT`, `[IPv6]:PORT`.

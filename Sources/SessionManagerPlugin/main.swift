@@ -1,20 +1,24 @@
+import Foundation
 import JumpgateClient
+import JumpgateWire
+import Logging
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
-/// Writes and flushes at once: tools read the plugin's lines from a pipe as they appear.
+/// Writes at once: tools read the plugin's lines from a pipe as they appear.
 func emit(_ text: String) {
-    var bytes = Array(text.utf8)
-    var offset = 0
-    while offset < bytes.count {
-        let n = bytes.withUnsafeMutableBytes { write(1, $0.baseAddress! + offset, $0.count - offset) }
-        if n <= 0 { break }
-        offset += n
-    }
+    FileHandle.standardOutput.write(Data(text.utf8))
+}
+
+/// Fails the way the official plugin words it, but with a non-zero exit (it exits 0).
+func fail(_ message: String) -> Never {
+    emit("Cannot perform start session: \(message)\n")
+    exit(1)
+}
+
+LoggingSystem.bootstrap { label in
+    var handler = StreamLogHandler.standardError(label: label)
+    handler.logLevel =
+        Logger.Level(rawValue: ProcessInfo.processInfo.environment["JUMPGATE_LOG_LEVEL"] ?? "warning") ?? .warning
+    return handler
 }
 
 switch PluginInvocation(arguments: Array(CommandLine.arguments.dropFirst())) {
@@ -24,8 +28,44 @@ case .version:
     emit(PluginInvocation.versionText)
 case .unknownOperation(let operation):
     emit(PluginInvocation.unknownOperationText(operation))
-case .startSession:
-    // Sessions arrive with the P1 Client issue. Unlike the official plugin, never fail silently or exit 0.
-    emit("Cannot perform start session: this build of the Jumpgate session-manager-plugin cannot start sessions yet\n")
-    exit(1)
+case .startSession(let response, let region, let operation, let profile, let parameters, let endpoint):
+    guard operation == "StartSession" else { fail("Invalid Operation \(operation): the AWS CLI passes StartSession") }
+    var responseText = response
+    if response.hasPrefix("AWS_SSM_START_SESSION_RESPONSE") {
+        // The AWS CLI passes the response in this variable; read it, then remove it from the environment.
+        guard let value = ProcessInfo.processInfo.environment[response] else {
+            fail("the environment variable \(response) is not set")
+        }
+        responseText = value
+        unsetenv(response)
+    }
+    guard let responseJSON = try? JSONValue(parsing: responseText), let grant = try? SessionGrant(json: responseJSON)
+    else {
+        fail("the StartSession response is not JSON with SessionId, TokenValue and StreamUrl")
+    }
+    guard let request = try? JSONValue(parsing: parameters), let target = request["Target"]?.stringValue,
+        !target.isEmpty
+    else {
+        fail("the StartSession request parameters lack Target")
+    }
+    let localPort = request["Parameters"]?["localPortNumber"]?.arrayValue?.first?.stringValue.flatMap(Int.init) ?? 0
+    let client: SSMClient
+    do {
+        let configuration = try ClientConfiguration.resolve(
+            profile: profile.isEmpty ? nil : profile,
+            region: region,
+            endpointURL: endpoint,
+            caFile: nil
+        )
+        client = try SSMClient(configuration: configuration)
+    } catch {
+        fail("\(error)")
+    }
+    let status = await SessionRunner.run(
+        grant: grant,
+        localPort: localPort,
+        client: client,
+        logger: Logger(label: "session-manager-plugin")
+    )
+    exit(status)
 }

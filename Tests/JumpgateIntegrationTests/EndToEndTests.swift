@@ -142,6 +142,67 @@ struct EndToEndTests {
         #expect(status == "Terminated")
     }
 
+    @Test("aws ssm start-session with Jumpgate's session-manager-plugin on PATH forwards byte-exact; Ctrl+C ends it")
+    func awsCLIWithPlugin() async throws {
+        let echo = try await startEchoServer()
+        defer { echo.close(promise: nil) }
+        let echoPort = try #require(echo.localAddress?.port)
+        let lab = try await Self.startLab(allow: ["127.0.0.1:\(echoPort)"])
+        defer {
+            lab.agent.stop()
+            lab.gateway.stop()
+        }
+        var environment = lab.environment
+        // The plugin is found on PATH, as a user installs it; it trusts the gateway through AWS_CA_BUNDLE.
+        environment["PATH"] =
+            ChildProcess.productsDirectory.path + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
+        environment["AWS_CA_BUNDLE"] = lab.caFile
+        environment["AWS_DEFAULT_REGION"] = "us-east-1"
+        let aws = try ChildProcess(
+            "aws ssm start-session",
+            [
+                "ssm", "start-session", "--target", lab.instanceID, "--document-name",
+                "AWS-StartPortForwardingSessionToRemoteHost",
+                "--parameters", "host=127.0.0.1,portNumber=\(echoPort),localPortNumber=0", "--endpoint-url", lab.url,
+            ],
+            executable: "aws",
+            environment: environment
+        )
+        defer { aws.stop() }
+        let line = try aws.waitForLine(timeout: 60) { $0.hasPrefix("Port ") && $0.contains(" opened for sessionId ") }
+        let localPort = try #require(Int(line.split(separator: " ")[1]))
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            for i in 0..<20 {
+                group.addTask {
+                    let payload = randomBuffer(32 * 1024 + i * 131)
+                    return try await echoRoundTrip(port: localPort, bytes: payload) == payload
+                }
+            }
+            var successes = 0
+            for try await ok in group where ok { successes += 1 }
+            #expect(successes == 20)
+        }
+        let large = randomBuffer(64 << 20)
+        #expect(try await echoRoundTrip(port: localPort, bytes: large) == large)
+        // The AWS CLI ignores Ctrl+C itself and leaves it to the plugin, its child.
+        let plugins = aws.childPIDs()
+        #expect(plugins.count == 1)
+        for pid in plugins { kill(pid, SIGINT) }
+        #expect(try aws.waitForExit() == 0)
+        #expect(aws.output.contains("Terminate signal received, exiting."))
+        let sessionID = String(line.split(separator: " ")[5].dropLast())
+        var status = ""
+        for _ in 0..<50 {
+            let history = try await lab.ssm.call("DescribeSessions", ["State": "History"])
+            status =
+                history["Sessions"]?.arrayValue?.first { $0["SessionId"]?.stringValue == sessionID }?["Status"]?
+                .stringValue ?? ""
+            if status == "Terminated" { break }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        #expect(status == "Terminated")
+    }
+
     @Test("a destination outside the agent's allow-list is refused per connection; the session stays up")
     func allowListRefusal() async throws {
         let echo = try await startEchoServer()

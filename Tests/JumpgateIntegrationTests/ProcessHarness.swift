@@ -22,10 +22,16 @@ final class ChildProcess: @unchecked Sendable {
         return directory
     }
 
-    init(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+    /// Runs `jumpgate` from the build, or `executable` looked up on PATH.
+    init(_ name: String, _ arguments: [String], executable: String? = nil, environment: [String: String] = [:]) throws {
         self.name = name
-        self.process.executableURL = Self.productsDirectory.appendingPathComponent("jumpgate")
-        self.process.arguments = arguments
+        if let executable {
+            self.process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            self.process.arguments = [executable] + arguments
+        } else {
+            self.process.executableURL = Self.productsDirectory.appendingPathComponent("jumpgate")
+            self.process.arguments = arguments
+        }
         self.process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         let out = Pipe()
         let err = Pipe()
@@ -81,6 +87,20 @@ final class ChildProcess: @unchecked Sendable {
         while self.process.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
         guard !self.process.isRunning else { throw HarnessError("\(self.name) did not exit within \(timeout) s") }
         return self.process.terminationStatus
+    }
+
+    /// The PIDs of this process's children (from /proc), e.g. the plugin the AWS CLI started.
+    func childPIDs() -> [Int32] {
+        let me = self.process.processIdentifier
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { entry -> Int32? in
+            guard let pid = Int32(entry),
+                let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { return nil }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 2 && Int32(fields[1]) == me ? pid : nil
+        }
     }
 
     func stop() {

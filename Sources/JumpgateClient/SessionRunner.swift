@@ -1,0 +1,77 @@
+import Dispatch
+import Foundation
+import JumpgateWire
+import Logging
+import NIOConcurrencyHelpers
+
+/// Runs a granted port session the way the official plugin does, for both `jumpgate start-session` and
+/// the `session-manager-plugin` executable: the official console lines, Ctrl+C sends TerminateSession
+/// (flag and API), and unlike the official plugin a failure is reported clearly and exits non-zero.
+public enum SessionRunner {
+    /// Returns the process exit status.
+    public static func run(
+        grant: SessionGrant,
+        localPort: Int,
+        client: SSMClient,
+        console: any ForwarderConsole = StandardOutputConsole(),
+        logger: Logger
+    ) async -> Int32 {
+        let forwarder = PortForwarder(
+            grant: grant,
+            localPort: localPort,
+            caFile: client.configuration.caFile,
+            console: console,
+            logger: logger
+        )
+        let interrupt = Task {
+            _ = await TerminationSignal.wait()
+            console.write("Terminate signal received, exiting.\n")
+            forwarder.terminate()
+            _ = try? await client.call("TerminateSession", ["SessionId": .string(grant.sessionID)])
+        }
+        defer { interrupt.cancel() }
+        let outcome: PortForwarder.Outcome
+        do {
+            outcome = try await forwarder.run()
+        } catch {
+            outcome = .failed("\(error)")
+        }
+        switch outcome {
+        case .ended(let reason) where reason.isEmpty:
+            console.write("\n\nExiting session with sessionId: \(grant.sessionID).\n\n")
+            return 0
+        case .ended(let reason):
+            console.write("\n\nSessionId: \(grant.sessionID) : \(reason)\n\n")
+            return 0
+        case .failed(let message):
+            console.write("Cannot perform start session: \(message)\n")
+            _ = try? await client.call("TerminateSession", ["SessionId": .string(grant.sessionID)])
+            return 1
+        }
+    }
+}
+
+/// SIGINT, SIGTERM (and SIGQUIT, SIGTSTP, as the official plugin handles them) as one awaitable event.
+public enum TerminationSignal {
+    nonisolated(unsafe) static var sources: [any DispatchSourceSignal] = []
+
+    /// Waits for the first termination signal and returns its number.
+    public static func wait(_ signals: [Int32] = [SIGINT, SIGTERM, SIGQUIT, SIGTSTP]) async -> Int32 {
+        await withCheckedContinuation { continuation in
+            let once = NIOLockedValueBox<CheckedContinuation<Int32, Never>?>(continuation)
+            for number in signals {
+                signal(number, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+                source.setEventHandler {
+                    let pending = once.withLockedValue { value -> CheckedContinuation<Int32, Never>? in
+                        defer { value = nil }
+                        return value
+                    }
+                    pending?.resume(returning: number)
+                }
+                source.resume()
+                Self.sources.append(source)
+            }
+        }
+    }
+}
