@@ -210,8 +210,7 @@ public final class AgentRunner: Sendable {
             createdDate: WallClock.nowMilliseconds(),
             payload: payload.encoded()
         )
-        var frame = ByteBuffer()
-        frame.writeSSMMessage(message)
+        let frame = message.encoded()
         channel.writeAndFlush(WebSocketMessage.binary(frame), promise: nil)
     }
 }

@@ -582,8 +582,7 @@ public final class PortSession: ChannelInboundHandler {
             flags: SSMMessageFlags.acknowledge,
             payload: payload
         )
-        var frame = ByteBuffer()
-        frame.writeSSMMessage(message)
+        let frame = message.encoded()
         context.write(self.wrapOutboundOut(.binary(frame)), promise: nil)
     }
 

@@ -73,6 +73,19 @@ struct EndToEndTests {
         )
     }
 
+    /// The session's status in DescribeSessions History, polled (bounded, 5 s) until it is `wanted`.
+    static func historyStatus(_ lab: Lab, _ sessionID: String, waitingFor wanted: String) async throws -> String {
+        var status = ""
+        for _ in 0..<50 {
+            let history = try await lab.ssm.call("DescribeSessions", ["State": "History"])
+            let session = history["Sessions"]?.arrayValue?.first { $0["SessionId"]?.stringValue == sessionID }
+            status = session?["Status"]?.stringValue ?? ""
+            if status == wanted { break }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        return status
+    }
+
     func startSession(_ lab: Lab, host: String, port: Int) throws -> (ChildProcess, Int, String) {
         let client = try ChildProcess(
             "start-session",
@@ -130,16 +143,7 @@ struct EndToEndTests {
         #expect(try client.waitForExit() == 0)
         #expect(client.output.contains("Terminate signal received, exiting."))
         #expect(client.output.contains("Exiting session with sessionId: \(sessionID)."))
-        var status = ""
-        for _ in 0..<50 {
-            let history = try await lab.ssm.call("DescribeSessions", ["State": "History"])
-            status =
-                history["Sessions"]?.arrayValue?.first { $0["SessionId"]?.stringValue == sessionID }?["Status"]?
-                .stringValue ?? ""
-            if status == "Terminated" { break }
-            try await Task.sleep(nanoseconds: 100_000_000)
-        }
-        #expect(status == "Terminated")
+        #expect(try await Self.historyStatus(lab, sessionID, waitingFor: "Terminated") == "Terminated")
     }
 
     @Test("aws ssm start-session with Jumpgate's session-manager-plugin on PATH forwards byte-exact; Ctrl+C ends it")
@@ -191,16 +195,7 @@ struct EndToEndTests {
         #expect(try aws.waitForExit() == 0)
         #expect(aws.output.contains("Terminate signal received, exiting."))
         let sessionID = String(line.split(separator: " ")[5].dropLast())
-        var status = ""
-        for _ in 0..<50 {
-            let history = try await lab.ssm.call("DescribeSessions", ["State": "History"])
-            status =
-                history["Sessions"]?.arrayValue?.first { $0["SessionId"]?.stringValue == sessionID }?["Status"]?
-                .stringValue ?? ""
-            if status == "Terminated" { break }
-            try await Task.sleep(nanoseconds: 100_000_000)
-        }
-        #expect(status == "Terminated")
+        #expect(try await Self.historyStatus(lab, sessionID, waitingFor: "Terminated") == "Terminated")
     }
 
     @Test("a destination outside the agent's allow-list is refused per connection; the session stays up")

@@ -81,8 +81,7 @@ final class ControlChannelHandler: ChannelInboundHandler {
             createdDate: SessionRelay.nowMilliseconds(),
             payload: ack.encoded()
         )
-        var frame = ByteBuffer()
-        frame.writeSSMMessage(message)
+        let frame = message.encoded()
         context.writeAndFlush(self.wrapOutboundOut(.binary(frame)), promise: nil)
         guard let session = self.state.session(id: complete.taskID), session.target == self.instanceID else { return }
         let failed = complete.finalTaskStatus == "Failed"

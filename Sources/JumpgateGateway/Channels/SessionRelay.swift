@@ -145,8 +145,7 @@ public final class SessionRelay: Sendable {
                 flags: 0,
                 payload: closed.encoded()
             )
-            var frame = ByteBuffer()
-            frame.writeSSMMessage(message)
+            let frame = message.encoded()
             channel.writeAndFlush(WebSocketMessage.binary(frame)).whenComplete { _ in
                 channel.triggerUserOutboundEvent(
                     WebSocketCloseRequest(code: 1000, reason: "session ended"),
@@ -164,8 +163,7 @@ public final class SessionRelay: Sendable {
             flags: SSMMessageFlags.acknowledge,
             payload: ByteBuffer()
         )
-        var frame = ByteBuffer()
-        frame.writeSSMMessage(message)
+        let frame = message.encoded()
         return frame
     }
 

@@ -129,8 +129,7 @@ struct GatewayAPI: Sendable {
             createdDate: SessionRelay.nowMilliseconds(),
             payload: payload.encoded()
         )
-        var frame = ByteBuffer()
-        frame.writeSSMMessage(message)
+        let frame = message.encoded()
         channel.writeAndFlush(WebSocketMessage.binary(frame), promise: nil)
     }
 
@@ -158,8 +157,7 @@ struct GatewayAPI: Sendable {
                 createdDate: SessionRelay.nowMilliseconds(),
                 payload: closed.encoded()
             )
-            var frame = ByteBuffer()
-            frame.writeSSMMessage(message)
+            let frame = message.encoded()
             control.writeAndFlush(WebSocketMessage.binary(frame), promise: nil)
         }
     }

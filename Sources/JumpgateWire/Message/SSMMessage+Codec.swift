@@ -112,6 +112,16 @@ extension SSMMessage {
     }
 }
 
+extension SSMMessage {
+    /// The message's bytes, as one WebSocket binary frame carries them.
+    public func encoded() -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(self.encodedSize)
+        buffer.writeSSMMessage(self)
+        return buffer
+    }
+}
+
 extension ByteBuffer {
     /// Writes `message`: the 120-byte header, then the payload bytes.
     @discardableResult

@@ -78,13 +78,7 @@ public enum SigV4 {
     }
 
     static func hex<Bytes: Sequence<UInt8>>(_ bytes: Bytes) -> String {
-        let digits: [UInt8] = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        for b in bytes {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 0xF)])
-        }
-        return String(decoding: out, as: UTF8.self)
+        Hex.encode(bytes)
     }
 
     static func hmac(_ key: [UInt8], _ message: String) -> [UInt8] {
