@@ -9,7 +9,9 @@ struct JumpgateCommand: AsyncParsableCommand {
             "A self-hostable Session Manager: reach private databases, queues and services through an agent that only dials out.",
         version: JumpgateVersion.product,
         subcommands: [
-            ServerCommand.self, AgentCommand.self, StartSessionCommand.self, AdminCommand.self, DebugCommand.self,
+            ServerCommand.self, AgentCommand.self, StartSessionCommand.self, SessionsCommand.self,
+            InstancesCommand.self,
+            AdminCommand.self, DebugCommand.self,
             VersionCommand.self,
         ]
     )

@@ -136,6 +136,18 @@ struct EndToEndTests {
         #expect(echoed == large)
         #expect(client.output.contains("Connection accepted for session [\(sessionID)]"))
 
+        let gatewayFlags = ["--endpoint-url", lab.url, "--ca-file", lab.caFile]
+        let (listStatus, table, _) = try runJumpgate(["sessions", "list"] + gatewayFlags, environment: lab.environment)
+        #expect(listStatus == 0)
+        #expect(table.hasPrefix("SESSION ID"))
+        #expect(table.contains(sessionID) && table.contains("Connected"))
+        let (_, instances, _) = try runJumpgate(
+            ["instances", "list", "--format", "json"] + gatewayFlags,
+            environment: lab.environment
+        )
+        let instanceList = try JSONValue(parsing: instances)
+        #expect(instanceList.arrayValue?.first?["InstanceId"]?.stringValue == lab.instanceID)
+        #expect(instanceList.arrayValue?.first?["PingStatus"]?.stringValue == "Online")
         let active = try await lab.ssm.call("DescribeSessions", ["State": "Active"])
         #expect(active["Sessions"]?.arrayValue?.contains { $0["SessionId"]?.stringValue == sessionID } == true)
 
@@ -198,7 +210,7 @@ struct EndToEndTests {
         #expect(try await Self.historyStatus(lab, sessionID, waitingFor: "Terminated") == "Terminated")
     }
 
-    @Test("a destination outside the agent's allow-list is refused per connection; the session stays up")
+    @Test("a destination outside the allow-list is refused per connection; the session stays up until terminated")
     func allowListRefusal() async throws {
         let echo = try await startEchoServer()
         defer { echo.close(promise: nil) }
@@ -208,13 +220,24 @@ struct EndToEndTests {
             lab.agent.stop()
             lab.gateway.stop()
         }
-        let (client, localPort, _) = try self.startSession(lab, host: "127.0.0.1", port: echoPort)
+        let (client, localPort, sessionID) = try self.startSession(lab, host: "127.0.0.1", port: echoPort)
         defer { client.stop() }
         let reply = try await echoRoundTrip(port: localPort, bytes: ByteBuffer(string: "hello"))
         #expect(reply.readableBytes == 0)  // the agent refused: the stream is closed with no data
         _ = try client.waitForLine { $0.contains("Connection to destination port failed, check SSM Agent logs.") }
         #expect(client.process.isRunning)
         #expect(lab.agent.standardError.contains("not in this agent's allow-list"))
+        // jumpgate sessions terminate ends it from the API side; the client prints the reason and exits.
+        let (terminateStatus, terminated, _) = try runJumpgate(
+            ["sessions", "terminate", sessionID, "--endpoint-url", lab.url, "--ca-file", lab.caFile],
+            environment: lab.environment
+        )
+        #expect(terminateStatus == 0)
+        #expect(terminated.contains("Terminated \(sessionID)"))
+        #expect(try client.waitForExit() == 0)
+        #expect(
+            client.output.contains { $0.contains("SessionId: \(sessionID) : Session terminated by jumpgate-admin.") }
+        )
     }
 
     @Test("the API rejects a wrong secret with an AWS-style error")
