@@ -87,3 +87,19 @@ func randomBuffer(_ count: Int) -> ByteBuffer {
     while buffer.readableBytes < count { buffer.writeInteger(UInt8.random(in: 0...255, using: &rng)) }
     return buffer
 }
+
+/// Opens `count` connections at once, each echoing a different random payload; returns how many came
+/// back byte-exact.
+func parallelEchoes(port: Int, count: Int, baseSize: Int, step: Int) async throws -> Int {
+    try await withThrowingTaskGroup(of: Bool.self) { group in
+        for i in 0..<count {
+            group.addTask {
+                let payload = randomBuffer(baseSize + i * step)
+                return try await echoRoundTrip(port: port, bytes: payload) == payload
+            }
+        }
+        var successes = 0
+        for try await ok in group where ok { successes += 1 }
+        return successes
+    }
+}

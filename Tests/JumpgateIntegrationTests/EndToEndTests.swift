@@ -119,17 +119,7 @@ struct EndToEndTests {
         #expect(client.output.contains("Starting session with SessionId: \(sessionID)"))
         #expect(client.output.contains("Waiting for connections..."))
 
-        try await withThrowingTaskGroup(of: Bool.self) { group in
-            for i in 0..<50 {
-                group.addTask {
-                    let payload = randomBuffer(64 * 1024 + i * 997)
-                    return try await echoRoundTrip(port: localPort, bytes: payload) == payload
-                }
-            }
-            var successes = 0
-            for try await ok in group where ok { successes += 1 }
-            #expect(successes == 50)
-        }
+        #expect(try await parallelEchoes(port: localPort, count: 50, baseSize: 64 * 1024, step: 997) == 50)
         let large = randomBuffer(256 << 20)
         let echoed = try await echoRoundTrip(port: localPort, bytes: large)
         #expect(echoed.readableBytes == large.readableBytes)
@@ -187,17 +177,7 @@ struct EndToEndTests {
         defer { aws.stop() }
         let line = try aws.waitForLine(timeout: 60) { $0.hasPrefix("Port ") && $0.contains(" opened for sessionId ") }
         let localPort = try #require(Int(line.split(separator: " ")[1]))
-        try await withThrowingTaskGroup(of: Bool.self) { group in
-            for i in 0..<20 {
-                group.addTask {
-                    let payload = randomBuffer(32 * 1024 + i * 131)
-                    return try await echoRoundTrip(port: localPort, bytes: payload) == payload
-                }
-            }
-            var successes = 0
-            for try await ok in group where ok { successes += 1 }
-            #expect(successes == 20)
-        }
+        #expect(try await parallelEchoes(port: localPort, count: 20, baseSize: 32 * 1024, step: 131) == 20)
         let large = randomBuffer(64 << 20)
         #expect(try await echoRoundTrip(port: localPort, bytes: large) == large)
         // The AWS CLI ignores Ctrl+C itself and leaves it to the plugin, its child.
