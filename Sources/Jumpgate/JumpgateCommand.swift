@@ -9,10 +9,8 @@ struct JumpgateCommand: AsyncParsableCommand {
             "A self-hostable Session Manager: reach private databases, queues and services through an agent that only dials out.",
         version: JumpgateVersion.product,
         subcommands: [
-            ServerCommand.self, AgentCommand.self, StartSessionCommand.self, SessionsCommand.self,
-            InstancesCommand.self,
-            AdminCommand.self, DebugCommand.self,
-            VersionCommand.self,
+            ServerCommand.self, AgentCommand.self, StartSessionCommand.self, ForwardCommand.self, SessionsCommand.self,
+            InstancesCommand.self, AdminCommand.self, DebugCommand.self, VersionCommand.self,
         ]
     )
 }

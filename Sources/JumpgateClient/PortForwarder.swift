@@ -57,12 +57,16 @@ public final class PortForwarder: Sendable {
     let console: any ForwarderConsole
     let logger: Logger
     let eventLoop: any EventLoop
+    /// A listener bound before the session (jumpgate forward); nil binds after the handshake.
+    let prebound: LocalListener?
+    /// Called for each accepted local connection (on the event loop), e.g. for `--format json` events.
+    let onAccept: (@Sendable (any Channel) -> Void)?
     let state = NIOLockedValueBox(State())
 
     /// The session object is only touched on `eventLoop`; the box hands it between tasks.
     struct State: @unchecked Sendable {
         var session: PortSession?
-        var listener: (any Channel)?
+        var listener: LocalListener?
         var dataChannel: (any Channel)?
         var printedFirstAccept = false
     }
@@ -77,6 +81,8 @@ public final class PortForwarder: Sendable {
         caFile: String?,
         console: any ForwarderConsole = StandardOutputConsole(),
         logger: Logger,
+        listener: LocalListener? = nil,
+        onAccept: (@Sendable (any Channel) -> Void)? = nil,
         eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
     ) {
         self.grant = grant
@@ -85,10 +91,14 @@ public final class PortForwarder: Sendable {
         self.caFile = caFile
         self.console = console
         self.logger = logger
-        self.eventLoop = eventLoop
-        self.outcome = eventLoop.makePromise(of: Outcome.self)
-        self.ready = eventLoop.makePromise(of: Int.self)
+        self.prebound = listener
+        self.onAccept = onAccept
+        self.eventLoop = listener?.eventLoop ?? eventLoop
+        self.outcome = self.eventLoop.makePromise(of: Outcome.self)
+        self.ready = self.eventLoop.makePromise(of: Int.self)
     }
+
+    public var sessionID: String { self.grant.sessionID }
 
     /// The local port once listening.
     public var readyPort: EventLoopFuture<Int> { self.ready.futureResult }
@@ -130,37 +140,41 @@ public final class PortForwarder: Sendable {
         self.eventLoop.execute {
             let (session, listener) = self.state.withLockedValue { ($0.session, $0.listener) }
             session?.terminate()
-            listener?.close(promise: nil)
+            listener?.close()
             self.outcome.succeed(.ended(reason: ""))
         }
     }
 
     private func startListening(session: PortSession) {
         let bound = NIOLoopBound(session, eventLoop: self.eventLoop)
-        let bootstrap = ServerBootstrap(group: self.eventLoop)
-            .serverChannelOption(.backlog, value: 256)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.autoRead, value: false)
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    _ = try bound.value.openStream(for: channel)
-                    self.accepted()
-                }
+        let listening: EventLoopFuture<LocalListener>
+        if let prebound = self.prebound {
+            listening = self.eventLoop.makeSucceededFuture(prebound)
+        } else {
+            let (host, port, loop) = (self.bindHost, self.localPort, self.eventLoop)
+            listening = self.eventLoop.makeFutureWithTask {
+                try await LocalListener.bind(host: host, port: port, eventLoop: loop)
             }
-        bootstrap.bind(host: self.bindHost, port: self.localPort).whenComplete { result in
+        }
+        listening.whenComplete { result in
             switch result {
             case .success(let listener):
-                let port = listener.localAddress?.port ?? self.localPort
                 self.state.withLockedValue { $0.listener = listener }
-                self.console.write("Port \(port) opened for sessionId \(self.grant.sessionID).")
+                self.console.write("Port \(listener.port) opened for sessionId \(self.grant.sessionID).")
                 self.console.write("\nWaiting for connections...\n")
-                self.ready.succeed(port)
+                listener.attach { channel in
+                    do {
+                        _ = try bound.value.openStream(for: channel)
+                        self.accepted()
+                        self.onAccept?(channel)
+                    } catch {
+                        channel.close(promise: nil)
+                    }
+                }
+                self.ready.succeed(listener.port)
             case .failure(let error):
-                let message = "Cannot listen on \(self.bindHost):\(self.localPort): \(error)"
-                self.ready.fail(ClientError(message))
-                self.outcome.succeed(.failed(message))
+                self.ready.fail(error)
+                self.outcome.succeed(.failed("\(error)"))
             }
         }
     }
@@ -199,7 +213,7 @@ extension PortForwarder: PortSessionDelegate {
 
     public func sessionEnded(_ session: PortSession, reason: String, byPeer: Bool) {
         let listener = self.state.withLockedValue { $0.listener }
-        listener?.close(promise: nil)
+        listener?.close()
         self.ready.fail(ClientError(reason.isEmpty ? "The session ended before the port opened." : reason))
         self.outcome.succeed(.ended(reason: reason))
     }

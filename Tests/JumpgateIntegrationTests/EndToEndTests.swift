@@ -13,6 +13,8 @@ struct EndToEndTests {
         var agent: ChildProcess
         var url: String
         var caFile: String
+        /// A port known to be taken (the gateway's own).
+        var gatewayPort: Int
         var instanceID: String
         var environment: [String: String]
         var ssm: SSMClient
@@ -67,6 +69,7 @@ struct EndToEndTests {
             agent: agent,
             url: url,
             caFile: caFile,
+            gatewayPort: Int(try #require(ready["port"]?.int64Value)),
             instanceID: instanceID,
             environment: environment,
             ssm: ssm
@@ -218,6 +221,72 @@ struct EndToEndTests {
         #expect(
             client.output.contains { $0.contains("SessionId: \(sessionID) : Session terminated by jumpgate-admin.") }
         )
+    }
+
+    @Test(
+        "jumpgate forward: two forwards with JSON readiness, --bind 0.0.0.0, --exec, a busy port fails before any session"
+    )
+    func forward() async throws {
+        let echo = try await startEchoServer()
+        defer { echo.close(promise: nil) }
+        let echoPort = try #require(echo.localAddress?.port)
+        let lab = try await Self.startLab(allow: ["127.0.0.1:\(echoPort)"])
+        defer {
+            lab.agent.stop()
+            lab.gateway.stop()
+        }
+        let gatewayFlags = ["--endpoint-url", lab.url, "--ca-file", lab.caFile]
+        let forward = try ChildProcess(
+            "forward",
+            [
+                "forward", lab.instanceID, "-L", "0:127.0.0.1:\(echoPort)", "-L", "0.0.0.0:0:127.0.0.1:\(echoPort)",
+                "--format", "json",
+            ] + gatewayFlags,
+            environment: lab.environment
+        )
+        defer { forward.stop() }
+        _ = try forward.waitForLine { $0.contains("\"event\":\"ready\"") && $0.contains("0.0.0.0") }
+        let ready = try forward.output.filter { $0.contains("\"event\":\"ready\"") }.map { try JSONValue(parsing: $0) }
+        #expect(ready.count == 2)
+        #expect(ready.map { $0["localAddress"]?.stringValue } == ["127.0.0.1", "0.0.0.0"])
+        #expect(Set(ready.compactMap { $0["sessionId"]?.stringValue }).count == 2)  // one session per forward
+        for object in ready {
+            let port = try #require(object["localPort"]?.int64Value)
+            #expect(port > 0)
+            #expect(try await parallelEchoes(port: Int(port), count: 5, baseSize: 4096, step: 17) == 5)
+        }
+        _ = try forward.waitForLine { $0.contains("\"event\":\"closed\"") }
+        forward.signal(SIGINT)
+        #expect(try forward.waitForExit() == 0)
+        for object in ready {
+            let sessionID = try #require(object["sessionId"]?.stringValue)
+            #expect(try await Self.historyStatus(lab, sessionID, waitingFor: "Terminated") == "Terminated")
+        }
+
+        // --exec runs once both are ready, with the ports in its environment; its exit ends the sessions.
+        let (execStatus, _, _) = try runJumpgate(
+            [
+                "forward", lab.instanceID, "-L", "0:127.0.0.1:\(echoPort)", "-L", "0:127.0.0.1:\(echoPort)",
+                "--exec", "test -n \"$JUMPGATE_PORT_1\" && test -n \"$JUMPGATE_PORT_2\" && exit 7",
+            ] + gatewayFlags,
+            environment: lab.environment
+        )
+        #expect(execStatus == 7)
+
+        // A port that cannot be bound: non-zero exit, the reason, and no session started.
+        let before = try await lab.ssm.call("DescribeSessions", ["State": "Active"])["Sessions"]?.arrayValue?.count
+        let (busyStatus, _, busyError) = try runJumpgate(
+            [
+                "forward", lab.instanceID, "-L", "0:127.0.0.1:\(echoPort)", "-L",
+                "\(lab.gatewayPort):127.0.0.1:\(echoPort)",
+            ] + gatewayFlags,
+            environment: lab.environment
+        )
+        #expect(busyStatus == 1)
+        #expect(busyError.contains("Cannot listen on 127.0.0.1:\(lab.gatewayPort)"))
+        #expect(busyError.contains("no session was started"))
+        let after = try await lab.ssm.call("DescribeSessions", ["State": "Active"])["Sessions"]?.arrayValue?.count
+        #expect(before == after)
     }
 
     @Test("the API rejects a wrong secret with an AWS-style error")

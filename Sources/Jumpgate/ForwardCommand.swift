@@ -1,0 +1,265 @@
+import ArgumentParser
+import Foundation
+import JumpgateClient
+import JumpgateWire
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// One `-L [BIND:]LOCALPORT:HOST:PORT`.
+struct ForwardSpec: Equatable {
+    var bindHost: String?
+    var localPort: Int
+    var host: String
+    var port: Int
+
+    /// Splits on colons outside brackets, so IPv6 addresses are written `[::1]`.
+    init(_ text: String) throws {
+        var parts: [String] = []
+        var current = ""
+        var depth = 0
+        for c in text {
+            if c == "[" { depth += 1 } else if c == "]" { depth -= 1 }
+            if c == ":" && depth == 0 {
+                parts.append(current)
+                current = ""
+            } else {
+                current.append(c)
+            }
+        }
+        parts.append(current)
+        func unbracket(_ s: String) -> String {
+            s.hasPrefix("[") && s.hasSuffix("]") ? String(s.dropFirst().dropLast()) : s
+        }
+        guard parts.count == 3 || parts.count == 4, let port = Int(parts[parts.count - 1]), (1...65535).contains(port),
+            let local = Int(parts[parts.count - 3]), (0...65535).contains(local), !parts[parts.count - 2].isEmpty
+        else {
+            throw ValidationError(
+                "-L '\(text)' must be [BIND:]LOCALPORT:HOST:PORT, for example 1213:db.vpc.internal:3306"
+            )
+        }
+        self.bindHost = parts.count == 4 ? unbracket(parts[0]) : nil
+        self.localPort = local
+        self.host = unbracket(parts[parts.count - 2])
+        self.port = port
+    }
+}
+
+/// Discards the official plugin lines; `forward` prints its own.
+struct SilentConsole: ForwarderConsole {
+    func write(_ text: String) {}
+}
+
+struct ForwardCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "forward",
+        abstract: "Forward several local ports through one agent: one session per forward, started and ended together.",
+        discussion:
+            "Example: jumpgate forward mi-0123456789abcdef0 -L 1213:db.vpc.internal:3306 -L 1313:sqs.us-east-1.amazonaws.com:443"
+    )
+
+    @Argument(help: "The managed instance (mi-...).") var target: String
+    @Option(name: .customShort("L"), help: "[BIND:]LOCALPORT:HOST:PORT (repeatable); LOCALPORT 0 picks a free port.")
+    var forwards: [String] = []
+    @Option(name: .long, help: "The address to listen on when -L gives none: 127.0.0.1 (default), 0.0.0.0 or ::.")
+    var bind: String = "127.0.0.1"
+    @Option(name: .long, help: "text, or json: one readiness object per forward, then connection events.")
+    var format: OutputFormat = .text
+    @Option(
+        name: .long,
+        help:
+            "Run this shell command once every forward is ready (ports in JUMPGATE_PORT_1.. and JUMPGATE_PORTS); end the sessions when it exits."
+    )
+    var exec: String?
+    @OptionGroup var gateway: GatewayOptions
+    @Option(name: .long, help: "Log level (trace, debug, info, notice, warning, error).") var logLevel: String?
+
+    func run() async throws {
+        CommandLogging.bootstrap(level: self.logLevel ?? "warning")
+        let logger = Logger(label: "jumpgate.forward")
+        let specs = try self.forwards.map(ForwardSpec.init)
+        guard !specs.isEmpty else { throw ValidationError("give at least one -L [BIND:]LOCALPORT:HOST:PORT") }
+
+        // 1. Every port is bound before any session starts.
+        var listeners: [LocalListener] = []
+        for spec in specs {
+            do {
+                listeners.append(
+                    try await LocalListener.bind(
+                        host: spec.bindHost ?? self.bind,
+                        port: spec.localPort,
+                        eventLoop: MultiThreadedEventLoopGroup.singleton.next()
+                    )
+                )
+            } catch {
+                for listener in listeners { listener.close() }
+                FileHandle.standardError.write(Data("error: \(error); no session was started.\n".utf8))
+                throw ExitCode(1)
+            }
+        }
+
+        // 2. One session per forward, each authorised on its own.
+        let client: SSMClient
+        var grants: [SessionGrant] = []
+        do {
+            client = try self.gateway.client()
+            for (spec, listener) in zip(specs, listeners) {
+                let request: JSONValue = [
+                    "Target": .string(self.target), "DocumentName": "AWS-StartPortForwardingSessionToRemoteHost",
+                    "Parameters": [
+                        "host": [.string(spec.host)], "portNumber": [.string(String(spec.port))],
+                        "localPortNumber": [.string(String(listener.port))],
+                    ],
+                ]
+                grants.append(try SessionGrant(json: try await client.call("StartSession", request)))
+            }
+        } catch {
+            for listener in listeners { listener.close() }
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            if let client = try? self.gateway.client() {
+                for grant in grants {
+                    _ = try? await client.call("TerminateSession", ["SessionId": .string(grant.sessionID)])
+                }
+            }
+            throw ExitCode(1)
+        }
+
+        // 3. Run them together; the first to end ends the others.
+        let json = self.format == .json
+        var made: [PortForwarder] = []
+        for (grant, listener) in zip(grants, listeners) {
+            made.append(
+                PortForwarder(
+                    grant: grant,
+                    localPort: listener.port,
+                    caFile: client.configuration.caFile,
+                    console: SilentConsole(),
+                    logger: logger,
+                    listener: listener,
+                    onAccept: json ? Self.connectionEvents(localPort: listener.port) : nil
+                )
+            )
+        }
+        let forwarders = made
+        let sessions = grants
+        let bound = listeners
+        let ended = NIOLockedValueBox(false)
+        let endAll: @Sendable () async -> Void = {
+            guard
+                ended.withLockedValue({ value in
+                    defer { value = true }
+                    return !value
+                })
+            else { return }
+            for (forwarder, grant) in zip(forwarders, sessions) {
+                forwarder.terminate()
+                _ = try? await client.call("TerminateSession", ["SessionId": .string(grant.sessionID)])
+            }
+        }
+        // Ctrl+C or SIGTERM ends every session (outside the group: a signal wait cannot be cancelled).
+        Task {
+            _ = await TerminationSignal.wait([SIGINT, SIGTERM])
+            await endAll()
+        }
+        // Each child returns an exit status when it is a reason to stop (a session ended, the --exec
+        // command exited), or nil (readiness printed, nothing to run).
+        let status: Int32 = await withTaskGroup(of: Int32?.self) { group in
+            for forwarder in forwarders {
+                group.addTask {
+                    do {
+                        switch try await forwarder.run() {
+                        case .failed(let message):
+                            FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+                            return 1
+                        case .ended(let reason):
+                            if !reason.isEmpty { emit("Session \(forwarder.sessionID) ended: \(reason)\n") }
+                            return 0
+                        }
+                    } catch {
+                        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+                        return 1
+                    }
+                }
+            }
+            group.addTask {
+                for forwarder in forwarders { _ = try? await forwarder.readyPort.get() }
+                for (index, spec) in specs.enumerated() {
+                    let listener = bound[index]
+                    if json {
+                        let ready: JSONValue = [
+                            "event": "ready", "localAddress": .string(listener.host),
+                            "localPort": .integer(Int64(listener.port)),
+                            "target": .string(self.target), "host": .string(spec.host),
+                            "port": .integer(Int64(spec.port)),
+                            "sessionId": .string(sessions[index].sessionID),
+                        ]
+                        emit(ready.serialized() + "\n")
+                    } else {
+                        emit(
+                            "Forwarding \(listener.host):\(listener.port) -> \(spec.host):\(spec.port) through \(self.target) (session \(sessions[index].sessionID))\n"
+                        )
+                    }
+                }
+                guard let command = self.exec else { return nil }
+                return await Self.runExec(command, ports: bound.map(\.port))
+            }
+            var first: Int32 = 0
+            for await result in group {
+                if let result {
+                    first = result
+                    break
+                }
+            }
+            // Started together, ended together.
+            await endAll()
+            group.cancelAll()
+            return first
+        }
+        if status != 0 { throw ExitCode(status) }
+    }
+
+    /// `--format json` events for one forward's connections.
+    static func connectionEvents(localPort: Int) -> @Sendable (any Channel) -> Void {
+        { channel in
+            let peer = channel.remoteAddress?.description ?? ""
+            let accepted: JSONValue = [
+                "event": "accepted", "localPort": .integer(Int64(localPort)), "peer": .string(peer),
+            ]
+            emit(accepted.serialized() + "\n")
+            channel.closeFuture.whenComplete { _ in
+                let closed: JSONValue = [
+                    "event": "closed", "localPort": .integer(Int64(localPort)), "peer": .string(peer),
+                ]
+                emit(closed.serialized() + "\n")
+            }
+        }
+    }
+
+    static func runExec(_ command: String, ports: [Int]) async -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", command]
+        var environment = ProcessInfo.processInfo.environment
+        for (index, port) in ports.enumerated() { environment["JUMPGATE_PORT_\(index + 1)"] = String(port) }
+        environment["JUMPGATE_PORTS"] = ports.map(String.init).joined(separator: ",")
+        process.environment = environment
+        do {
+            try process.run()
+        } catch {
+            FileHandle.standardError.write(Data("error: cannot run '\(command)': \(error)\n".utf8))
+            return 127
+        }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                DispatchQueue.global().async {
+                    process.waitUntilExit()
+                    continuation.resume(returning: process.terminationStatus)
+                }
+            }
+        } onCancel: {
+            // A session ended first: the command loses its tunnel, so it is stopped too.
+            if process.isRunning { process.terminate() }
+        }
+    }
+}
