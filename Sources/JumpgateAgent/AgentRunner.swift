@@ -25,7 +25,6 @@ public final class AgentRunner: Sendable {
     let group: any EventLoopGroup
     let logger: Logger
     let control = NIOLockedValueBox<(any Channel)?>(nil)
-    let sessions = NIOLockedValueBox<[String: PortSessionBox]>([:])
 
     public init(
         state: AgentStateDirectory,
@@ -213,12 +212,6 @@ public final class AgentRunner: Sendable {
         let frame = message.encoded()
         channel.writeAndFlush(WebSocketMessage.binary(frame), promise: nil)
     }
-}
-
-/// Keeps a session reachable from the control channel (for `channel_closed`).
-final class PortSessionBox: Sendable {
-    let channel: any Channel
-    init(channel: any Channel) { self.channel = channel }
 }
 
 /// The agent's end of a port session: dials each stream's destination through the allow-list.
