@@ -99,7 +99,8 @@ struct AgentRunCommand: AsyncParsableCommand {
         }
         let task = Task { await runner.run() }
         let signal = await waitForTerminationSignal()
-        logger.info("stopping", metadata: ["signal": "\(signal)"])
+        logger.info("stopping: draining sessions", metadata: ["signal": "\(signal)"])
         task.cancel()
+        await runner.drain()
     }
 }

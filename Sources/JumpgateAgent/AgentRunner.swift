@@ -25,6 +25,16 @@ public final class AgentRunner: Sendable {
     let group: any EventLoopGroup
     let logger: Logger
     let control = NIOLockedValueBox<(any Channel)?>(nil)
+    /// Set once SIGTERM arrived: sessions that end now end as Cancelled, not Failed.
+    let draining = NIOLockedValueBox(false)
+    /// Live sessions, so SIGTERM can end each with a reason.
+    let live = NIOLockedValueBox<[String: LiveSession]>([:])
+
+    struct LiveSession: @unchecked Sendable {
+        // The session is only touched on its event loop.
+        var session: PortSession
+        var eventLoop: any EventLoop
+    }
 
     public init(
         state: AgentStateDirectory,
@@ -69,6 +79,10 @@ public final class AgentRunner: Sendable {
                 self.logger.info("control channel connected", metadata: ["endpoint": "\(self.state.endpoint)"])
                 failures = 0
                 try await channel.closeFuture.get()
+                if Task.isCancelled {
+                    self.logger.info("control channel closed; stopping")
+                    break
+                }
                 self.logger.warning("control channel closed; reconnecting")
             } catch {
                 self.logger.warning("control channel failed; retrying", metadata: ["error": "\(error)"])
@@ -190,9 +204,34 @@ public final class AgentRunner: Sendable {
         ) { _ in
             let session = PortSession(sessionID: sessionID, role: .agent(configuration), logger: logger)
             session.delegate = delegate
+            self.live.withLockedValue { $0[sessionID] = LiveSession(session: session, eventLoop: eventLoop) }
             return [OpeningFrameWriter(json: opening), session]
         }
         self.logger.info("session started", metadata: ["jumpgate.session_id": "\(sessionID)"])
+    }
+
+    /// SIGTERM: every open session is told why it ends (its client gets the reason through the gateway's
+    /// channel_closed), then the control channel closes.
+    public func drain(timeout: TimeAmount = .seconds(2)) async {
+        self.draining.withLockedValue { $0 = true }
+        let sessions = self.live.withLockedValue { live -> [LiveSession] in
+            defer { live = [:] }
+            return Array(live.values)
+        }
+        let reason = "The agent on \(self.state.instanceID) is shutting down."
+        for entry in sessions {
+            try? await entry.eventLoop.submit { entry.session.shutdown(reason: reason) }.get()
+        }
+        if !sessions.isEmpty {
+            self.logger.info("drained sessions", metadata: ["count": "\(sessions.count)"])
+            // Let the agent_task_complete messages reach the gateway before the control channel closes.
+            try? await Task.sleep(nanoseconds: UInt64(timeout.nanoseconds))
+        }
+        try? await self.control.withLockedValue({ $0 })?.close()
+    }
+
+    func sessionFinished(_ sessionID: String) {
+        _ = self.live.withLockedValue { $0.removeValue(forKey: sessionID) }
     }
 
     /// `agent_task_complete` on the control channel; the gateway acknowledges it.
@@ -265,15 +304,13 @@ final class AgentSessionDelegate: PortSessionDelegate, @unchecked Sendable {
     func streamFailed(_ session: PortSession, id: SmuxStreamID) {}
 
     func sessionEnded(_ session: PortSession, reason: String, byPeer: Bool) {
+        self.runner.sessionFinished(self.sessionID)
         self.runner.logger.info(
             "session ended",
             metadata: ["jumpgate.session_id": "\(self.sessionID)", "reason": "\(reason)"]
         )
-        self.runner.reportComplete(
-            sessionID: self.sessionID,
-            status: byPeer ? "Success" : "Failed",
-            output: byPeer ? "" : reason
-        )
+        let status = byPeer ? "Success" : (self.runner.draining.withLockedValue { $0 } ? "Cancelled" : "Failed")
+        self.runner.reportComplete(sessionID: self.sessionID, status: status, output: byPeer ? "" : reason)
     }
 }
 

@@ -592,6 +592,12 @@ public final class PortSession: ChannelInboundHandler {
         context.flush()
     }
 
+    /// Ends the session from this side with `reason` (for example the agent shutting down): the delegate
+    /// reports it and the data channel closes. Call on the session's event loop.
+    public func shutdown(reason: String) {
+        self.end(reason: reason, byPeer: false)
+    }
+
     /// Client: Ctrl+C. Sends the TerminateSession flag, as the official plugin does.
     public func terminate() {
         self.sendStreamMessage(payloadType: .flag, payload: FlagPayload.terminateSession.encoded())

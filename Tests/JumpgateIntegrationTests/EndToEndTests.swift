@@ -289,6 +289,30 @@ struct EndToEndTests {
         #expect(before == after)
     }
 
+    @Test("SIGTERM drains the agent: each open session's client is told why, and the agent exits")
+    func agentDrain() async throws {
+        let echo = try await startEchoServer()
+        defer { echo.close(promise: nil) }
+        let echoPort = try #require(echo.localAddress?.port)
+        let lab = try await Self.startLab(allow: ["127.0.0.1:\(echoPort)"])
+        defer {
+            lab.agent.stop()
+            lab.gateway.stop()
+        }
+        let (client, localPort, sessionID) = try self.startSession(lab, host: "127.0.0.1", port: echoPort)
+        defer { client.stop() }
+        #expect(try await parallelEchoes(port: localPort, count: 2, baseSize: 1024, step: 1) == 2)
+        lab.agent.signal(SIGTERM)
+        #expect(try lab.agent.waitForExit() == 0)
+        #expect(try client.waitForExit() == 0)
+        #expect(
+            client.output.contains {
+                $0.contains("SessionId: \(sessionID) : The agent on \(lab.instanceID) is shutting down.")
+            }
+        )
+        #expect(try await Self.historyStatus(lab, sessionID, waitingFor: "Terminated") == "Terminated")
+    }
+
     @Test("the API rejects a wrong secret with an AWS-style error")
     func wrongCredentials() async throws {
         let lab = try await Self.startLab(allow: ["127.0.0.1:1"])
