@@ -250,7 +250,7 @@ public final class PortSession: ChannelInboundHandler {
     private func establish(_ negotiated: NegotiatedSession) {
         self.negotiated = negotiated
         // Keep what was already sent (the handshake) and continue with the negotiated settings.
-        self.reliability = self.reliability.reconfigured(.negotiated(negotiated.extensions))
+        self.reliability.reconfigure(.negotiated(negotiated.extensions))
         if case .mux(let version, _) = negotiated.mode {
             let role: SmuxSession.Role = (self.isAgent ? .server : .client)
             self.mux = SmuxSession(configuration: .init(version: version, role: role))
@@ -458,11 +458,12 @@ public final class PortSession: ChannelInboundHandler {
             }
             self.mux = mux
             let chunk = stream.backlog.readSlice(length: n)!
-            var payload = ByteBuffer()
-            payload.reserveCapacity(SmuxFrame.headerSize + n)
-            payload.writeSmuxHeader(version: mux.configuration.version, command: .psh, length: UInt16(n), streamID: id)
-            payload.writeImmutableBuffer(chunk)
-            self.sendStreamMessage(payloadType: .output, payload: payload)
+            let version = mux.configuration.version
+            // One copy: the socket's bytes go straight into the frame behind the SSM and smux headers.
+            self.sendStreamMessage(payloadType: .output, payloadLength: SmuxFrame.headerSize + n) { frame in
+                frame.writeSmuxHeader(version: version, command: .psh, length: UInt16(n), streamID: id)
+                frame.writeImmutableBuffer(chunk)
+            }
             sentSomething = true
         }
         if stream.backlog.readableBytes == 0 {
@@ -520,21 +521,31 @@ public final class PortSession: ChannelInboundHandler {
     private var outgoingType: MessageType { self.isAgent ? .outputStreamData : .inputStreamData }
 
     private func sendStreamMessage(payloadType: PayloadType, payload: ByteBuffer) {
+        self.sendStreamMessage(payloadType: payloadType, payloadLength: payload.readableBytes) {
+            $0.writeImmutableBuffer(payload)
+        }
+    }
+
+    /// Sends the next stream message; `writePayload` writes its `payloadLength` bytes straight into the frame.
+    private func sendStreamMessage(
+        payloadType: PayloadType,
+        payloadLength: Int,
+        writePayload: (inout ByteBuffer) -> Void
+    ) {
         guard let context = self.context else { return }
         let sequenceNumber = self.reliability.nextSequenceNumber
-        let digestFree = self.negotiated?.extensions.contains(.digestFree) == true
-        var frame = context.channel.allocator.buffer(capacity: SSMMessage.headerSize + payload.readableBytes)
-        frame.writeSSMMessageHeader(
+        var frame = context.channel.allocator.buffer(capacity: SSMMessage.headerSize + payloadLength)
+        frame.writeSSMMessage(
             messageType: self.outgoingType,
             createdDate: Self.nowMilliseconds(),
             sequenceNumber: sequenceNumber,
             flags: self.isAgent && sequenceNumber == 0 ? SSMMessageFlags.syn : 0,
             messageID: .random(),
-            payloadDigest: digestFree ? .zero : .sha256(of: payload),
             payloadType: payloadType,
-            payloadLength: UInt32(payload.readableBytes)
+            payloadLength: payloadLength,
+            digestFree: self.negotiated?.extensions.contains(.digestFree) == true,
+            writePayload: writePayload
         )
-        frame.writeImmutableBuffer(payload)
         do {
             if case .write(let bytes) = try self.reliability.send(frame, now: .now()) {
                 context.write(self.wrapOutboundOut(.binary(bytes)), promise: nil)
@@ -653,7 +664,6 @@ final class StreamTCPHandler: ChannelDuplexHandler {
 
     private let session: PortSession
     private let id: SmuxStreamID
-    private var readPending = false
 
     init(session: PortSession, id: SmuxStreamID) {
         self.session = session
@@ -680,13 +690,9 @@ final class StreamTCPHandler: ChannelDuplexHandler {
         context.fireChannelReadComplete()
     }
 
+    /// Held back while the session cannot send; PortSession issues the read again when it can.
     func read(context: ChannelHandlerContext) {
-        if self.session.isReadPaused(self.id) {
-            self.readPending = true
-        } else {
-            self.readPending = false
-            context.read()
-        }
+        if !self.session.isReadPaused(self.id) { context.read() }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

@@ -70,6 +70,41 @@ struct SSMMessageCodecTests {
         #expect(content.json.serializedBytes() == GoldenVectors.acknowledge.payload)
     }
 
+    @Test("writing the payload in place gives the golden bytes, with the digest filled in or zeroed")
+    func inPlacePayloadWriter() throws {
+        let vector = GoldenVectors.inputHello
+        var frame = ByteBuffer()
+        let written = frame.writeSSMMessage(
+            messageType: .inputStreamData,
+            createdDate: GoldenVectors.createdDate,
+            sequenceNumber: 1,
+            flags: 0,
+            messageID: MessageID(vector.messageID)!,
+            payloadType: .output,
+            payloadLength: 5,
+            digestFree: false
+        ) { $0.writeString("hello") }
+        #expect(written == vector.bytes.count)
+        #expect(Array(frame.readableBytesView) == vector.bytes)
+
+        var digestFree = ByteBuffer()
+        digestFree.writeSSMMessage(
+            messageType: .inputStreamData,
+            createdDate: GoldenVectors.createdDate,
+            sequenceNumber: 1,
+            flags: 0,
+            messageID: MessageID(vector.messageID)!,
+            payloadType: .output,
+            payloadLength: 5,
+            digestFree: true
+        ) { $0.writeString("hello") }
+        let message = try SSMMessage(decoding: digestFree)
+        #expect(message.payloadDigest == .zero)
+        try message.validate(.digestFree)
+        #expect(Array(digestFree.readableBytesView.prefix(80)) == Array(vector.bytes.prefix(80)))
+        #expect(Array(digestFree.readableBytesView.suffix(13)) == Array(vector.bytes.suffix(13)))
+    }
+
     @Test("message id halves are swapped on the wire (spec §4.4 example)")
     func messageIDSwap() {
         let id = MessageID("dd01e56b-ff48-483e-a508-b5f073f31b16")!

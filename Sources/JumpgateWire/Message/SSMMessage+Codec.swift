@@ -141,6 +141,45 @@ extension ByteBuffer {
         return written
     }
 
+    /// Writes a whole message whose payload `writePayload` writes in place right after the header, so the
+    /// data is copied once (from the socket's buffer into the frame); the digest is filled in afterwards:
+    /// SHA-256 of exactly what was written, or all zeros on the negotiated digest-free path.
+    @discardableResult
+    public mutating func writeSSMMessage(
+        messageType: MessageType,
+        createdDate: UInt64,
+        sequenceNumber: Int64,
+        flags: UInt64,
+        messageID: MessageID,
+        payloadType: PayloadType,
+        payloadLength: Int,
+        digestFree: Bool,
+        writePayload: (inout ByteBuffer) -> Void
+    ) -> Int {
+        let start = self.writerIndex
+        self.writeSSMMessageHeader(
+            messageType: messageType,
+            createdDate: createdDate,
+            sequenceNumber: sequenceNumber,
+            flags: flags,
+            messageID: messageID,
+            payloadDigest: .zero,
+            payloadType: payloadType,
+            payloadLength: UInt32(payloadLength)
+        )
+        let payloadStart = self.writerIndex
+        writePayload(&self)
+        precondition(
+            self.writerIndex - payloadStart == payloadLength,
+            "writePayload wrote a different length than declared"
+        )
+        if !digestFree {
+            let digest = PayloadDigest.sha256(of: self.getSlice(at: payloadStart, length: payloadLength)!)
+            self.setMultipleIntegers(digest.w0, digest.w1, digest.w2, digest.w3, at: start + 80)
+        }
+        return self.writerIndex - start
+    }
+
     /// Writes only the 120-byte header, so a caller can put the payload bytes after it without building
     /// an ``SSMMessage`` first (the data path reads socket bytes straight behind the header).
     @discardableResult

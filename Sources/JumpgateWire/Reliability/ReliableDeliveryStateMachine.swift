@@ -59,13 +59,6 @@ public struct ReliableDeliveryStateMachine: Sendable {
         self.configuration = configuration
     }
 
-    /// A copy with new settings; see ``reconfigure(_:)``.
-    public func reconfigured(_ configuration: ReliableDeliveryConfiguration) -> ReliableDeliveryStateMachine {
-        var copy = self
-        copy.reconfigure(configuration)
-        return copy
-    }
-
     // MARK: - Outgoing
 
     /// Whether another message fits in the outgoing buffer. When false, stop reading the local source
