@@ -102,9 +102,9 @@ public struct SessionRecord: Sendable {
     public var startEpoch: Int64
     public var endEpoch: Int64?
     public var closeReason: String
+    /// Hash of the client's data-channel token; valid until the session ends or is resumed (see the
+    /// issue note: it should stop working once the first handshake completes).
     public var clientTokenHash: String?
-    /// The client token stays valid until the first handshake completes (the plugin retries with it).
-    public var clientTokenUses: Int
     public var agentTokenHashes: [String: Int64]
 }
 
@@ -353,7 +353,6 @@ public final class GatewayState: Sendable {
                 endEpoch: nil,
                 closeReason: "",
                 clientTokenHash: tokenHash(token),
-                clientTokenUses: 0,
                 agentTokenHashes: [:]
             )
             storage.sessions[session.id] = session
@@ -385,20 +384,17 @@ public final class GatewayState: Sendable {
                 throw APIError(400, "DoesNotExistException", "Session \(id) is already terminated.")
             }
             session.clientTokenHash = tokenHash(token)
-            session.clientTokenUses = 0
             storage.sessions[id] = session
         }
         return token
     }
 
     /// Checks a client's data-channel token.
-    public func consumeClientToken(sessionID: String, token: String) -> Bool {
+    public func checkClientToken(sessionID: String, token: String) -> Bool {
         self.storage.withLockedValue { storage in
-            guard var session = storage.sessions[sessionID], let hash = session.clientTokenHash,
+            guard let session = storage.sessions[sessionID], let hash = session.clientTokenHash,
                 SigV4.constantTimeEquals(hash, tokenHash(token)), session.status != .terminated
             else { return false }
-            session.clientTokenUses += 1
-            storage.sessions[sessionID] = session
             return true
         }
     }
