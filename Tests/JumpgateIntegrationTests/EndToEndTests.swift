@@ -76,6 +76,20 @@ struct EndToEndTests {
         )
     }
 
+    /// Runs `body` with an echo target and a lab whose agent may reach `allow` (nil: the echo target), and
+    /// stops both afterwards.
+    static func withLab(allow: [String]? = nil, _ body: (Lab, Int) async throws -> Void) async throws {
+        let echo = try await startEchoServer()
+        defer { echo.close(promise: nil) }
+        let echoPort = try #require(echo.localAddress?.port)
+        let lab = try await Self.startLab(allow: allow ?? ["127.0.0.1:\(echoPort)"])
+        defer {
+            lab.agent.stop()
+            lab.gateway.stop()
+        }
+        try await body(lab, echoPort)
+    }
+
     /// The session's status in DescribeSessions History, polled (bounded, 5 s) until it is `wanted`.
     static func historyStatus(_ lab: Lab, _ sessionID: String, waitingFor wanted: String) async throws -> String {
         var status = ""
@@ -109,235 +123,216 @@ struct EndToEndTests {
 
     @Test("50 parallel connections and a 256 MiB transfer echo byte-exact; Ctrl+C ends the session")
     func forwardAndTerminate() async throws {
-        let echo = try await startEchoServer()
-        defer { echo.close(promise: nil) }
-        let echoPort = try #require(echo.localAddress?.port)
-        let lab = try await Self.startLab(allow: ["127.0.0.1:\(echoPort)"])
-        defer {
-            lab.agent.stop()
-            lab.gateway.stop()
+        try await Self.withLab { lab, echoPort in
+            let (client, localPort, sessionID) = try self.startSession(lab, host: "127.0.0.1", port: echoPort)
+            defer { client.stop() }
+            #expect(client.output.contains("Starting session with SessionId: \(sessionID)"))
+            #expect(client.output.contains("Waiting for connections..."))
+
+            #expect(try await parallelEchoes(port: localPort, count: 50, baseSize: 64 * 1024, step: 997) == 50)
+            let large = randomBuffer(256 << 20)
+            let echoed = try await echoRoundTrip(port: localPort, bytes: large)
+            #expect(echoed.readableBytes == large.readableBytes)
+            #expect(echoed == large)
+            #expect(client.output.contains("Connection accepted for session [\(sessionID)]"))
+
+            let gatewayFlags = ["--endpoint-url", lab.url, "--ca-file", lab.caFile]
+            let (listStatus, table, _) = try runJumpgate(
+                ["sessions", "list"] + gatewayFlags,
+                environment: lab.environment
+            )
+            #expect(listStatus == 0)
+            #expect(table.hasPrefix("SESSION ID"))
+            #expect(table.contains(sessionID) && table.contains("Connected"))
+            let (_, instances, _) = try runJumpgate(
+                ["instances", "list", "--format", "json"] + gatewayFlags,
+                environment: lab.environment
+            )
+            let instanceList = try JSONValue(parsing: instances)
+            #expect(instanceList.arrayValue?.first?["InstanceId"]?.stringValue == lab.instanceID)
+            #expect(instanceList.arrayValue?.first?["PingStatus"]?.stringValue == "Online")
+            let active = try await lab.ssm.call("DescribeSessions", ["State": "Active"])
+            #expect(active["Sessions"]?.arrayValue?.contains { $0["SessionId"]?.stringValue == sessionID } == true)
+
+            client.signal(SIGINT)
+            #expect(try client.waitForExit() == 0)
+            #expect(client.output.contains("Terminate signal received, exiting."))
+            #expect(client.output.contains("Exiting session with sessionId: \(sessionID)."))
+            #expect(try await Self.historyStatus(lab, sessionID, waitingFor: "Terminated") == "Terminated")
         }
-        let (client, localPort, sessionID) = try self.startSession(lab, host: "127.0.0.1", port: echoPort)
-        defer { client.stop() }
-        #expect(client.output.contains("Starting session with SessionId: \(sessionID)"))
-        #expect(client.output.contains("Waiting for connections..."))
-
-        #expect(try await parallelEchoes(port: localPort, count: 50, baseSize: 64 * 1024, step: 997) == 50)
-        let large = randomBuffer(256 << 20)
-        let echoed = try await echoRoundTrip(port: localPort, bytes: large)
-        #expect(echoed.readableBytes == large.readableBytes)
-        #expect(echoed == large)
-        #expect(client.output.contains("Connection accepted for session [\(sessionID)]"))
-
-        let gatewayFlags = ["--endpoint-url", lab.url, "--ca-file", lab.caFile]
-        let (listStatus, table, _) = try runJumpgate(["sessions", "list"] + gatewayFlags, environment: lab.environment)
-        #expect(listStatus == 0)
-        #expect(table.hasPrefix("SESSION ID"))
-        #expect(table.contains(sessionID) && table.contains("Connected"))
-        let (_, instances, _) = try runJumpgate(
-            ["instances", "list", "--format", "json"] + gatewayFlags,
-            environment: lab.environment
-        )
-        let instanceList = try JSONValue(parsing: instances)
-        #expect(instanceList.arrayValue?.first?["InstanceId"]?.stringValue == lab.instanceID)
-        #expect(instanceList.arrayValue?.first?["PingStatus"]?.stringValue == "Online")
-        let active = try await lab.ssm.call("DescribeSessions", ["State": "Active"])
-        #expect(active["Sessions"]?.arrayValue?.contains { $0["SessionId"]?.stringValue == sessionID } == true)
-
-        client.signal(SIGINT)
-        #expect(try client.waitForExit() == 0)
-        #expect(client.output.contains("Terminate signal received, exiting."))
-        #expect(client.output.contains("Exiting session with sessionId: \(sessionID)."))
-        #expect(try await Self.historyStatus(lab, sessionID, waitingFor: "Terminated") == "Terminated")
     }
 
     @Test("aws ssm start-session with Jumpgate's session-manager-plugin on PATH forwards byte-exact; Ctrl+C ends it")
     func awsCLIWithPlugin() async throws {
-        let echo = try await startEchoServer()
-        defer { echo.close(promise: nil) }
-        let echoPort = try #require(echo.localAddress?.port)
-        let lab = try await Self.startLab(allow: ["127.0.0.1:\(echoPort)"])
-        defer {
-            lab.agent.stop()
-            lab.gateway.stop()
+        try await Self.withLab { lab, echoPort in
+            var environment = lab.environment
+            // The plugin is found on PATH, as a user installs it; it trusts the gateway through AWS_CA_BUNDLE.
+            environment["PATH"] =
+                ChildProcess.productsDirectory.path + ":"
+                + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
+            environment["AWS_CA_BUNDLE"] = lab.caFile
+            environment["AWS_DEFAULT_REGION"] = "us-east-1"
+            let aws = try ChildProcess(
+                "aws ssm start-session",
+                [
+                    "ssm", "start-session", "--target", lab.instanceID, "--document-name",
+                    "AWS-StartPortForwardingSessionToRemoteHost",
+                    "--parameters", "host=127.0.0.1,portNumber=\(echoPort),localPortNumber=0", "--endpoint-url",
+                    lab.url,
+                ],
+                executable: "aws",
+                environment: environment
+            )
+            defer { aws.stop() }
+            let line = try aws.waitForLine(timeout: 60) {
+                $0.hasPrefix("Port ") && $0.contains(" opened for sessionId ")
+            }
+            let localPort = try #require(Int(line.split(separator: " ")[1]))
+            #expect(try await parallelEchoes(port: localPort, count: 20, baseSize: 32 * 1024, step: 131) == 20)
+            let large = randomBuffer(64 << 20)
+            #expect(try await echoRoundTrip(port: localPort, bytes: large) == large)
+            // The AWS CLI ignores Ctrl+C itself and leaves it to the plugin, its child.
+            let plugins = aws.childPIDs()
+            #expect(plugins.count == 1)
+            for pid in plugins { kill(pid, SIGINT) }
+            #expect(try aws.waitForExit() == 0)
+            #expect(aws.output.contains("Terminate signal received, exiting."))
+            let sessionID = String(line.split(separator: " ")[5].dropLast())
+            #expect(try await Self.historyStatus(lab, sessionID, waitingFor: "Terminated") == "Terminated")
         }
-        var environment = lab.environment
-        // The plugin is found on PATH, as a user installs it; it trusts the gateway through AWS_CA_BUNDLE.
-        environment["PATH"] =
-            ChildProcess.productsDirectory.path + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
-        environment["AWS_CA_BUNDLE"] = lab.caFile
-        environment["AWS_DEFAULT_REGION"] = "us-east-1"
-        let aws = try ChildProcess(
-            "aws ssm start-session",
-            [
-                "ssm", "start-session", "--target", lab.instanceID, "--document-name",
-                "AWS-StartPortForwardingSessionToRemoteHost",
-                "--parameters", "host=127.0.0.1,portNumber=\(echoPort),localPortNumber=0", "--endpoint-url", lab.url,
-            ],
-            executable: "aws",
-            environment: environment
-        )
-        defer { aws.stop() }
-        let line = try aws.waitForLine(timeout: 60) { $0.hasPrefix("Port ") && $0.contains(" opened for sessionId ") }
-        let localPort = try #require(Int(line.split(separator: " ")[1]))
-        #expect(try await parallelEchoes(port: localPort, count: 20, baseSize: 32 * 1024, step: 131) == 20)
-        let large = randomBuffer(64 << 20)
-        #expect(try await echoRoundTrip(port: localPort, bytes: large) == large)
-        // The AWS CLI ignores Ctrl+C itself and leaves it to the plugin, its child.
-        let plugins = aws.childPIDs()
-        #expect(plugins.count == 1)
-        for pid in plugins { kill(pid, SIGINT) }
-        #expect(try aws.waitForExit() == 0)
-        #expect(aws.output.contains("Terminate signal received, exiting."))
-        let sessionID = String(line.split(separator: " ")[5].dropLast())
-        #expect(try await Self.historyStatus(lab, sessionID, waitingFor: "Terminated") == "Terminated")
     }
 
     @Test("a destination outside the allow-list is refused per connection; the session stays up until terminated")
     func allowListRefusal() async throws {
-        let echo = try await startEchoServer()
-        defer { echo.close(promise: nil) }
-        let echoPort = try #require(echo.localAddress?.port)
-        let lab = try await Self.startLab(allow: ["127.0.0.2:1"])
-        defer {
-            lab.agent.stop()
-            lab.gateway.stop()
+        try await Self.withLab(allow: ["127.0.0.2:1"]) { lab, echoPort in
+            let (client, localPort, sessionID) = try self.startSession(lab, host: "127.0.0.1", port: echoPort)
+            defer { client.stop() }
+            let reply = try await echoRoundTrip(port: localPort, bytes: ByteBuffer(string: "hello"))
+            #expect(reply.readableBytes == 0)  // the agent refused: the stream is closed with no data
+            _ = try client.waitForLine { $0.contains("Connection to destination port failed, check SSM Agent logs.") }
+            #expect(client.process.isRunning)
+            #expect(lab.agent.standardError.contains("not in this agent's allow-list"))
+            // jumpgate sessions terminate ends it from the API side; the client prints the reason and exits.
+            let (terminateStatus, terminated, _) = try runJumpgate(
+                ["sessions", "terminate", sessionID, "--endpoint-url", lab.url, "--ca-file", lab.caFile],
+                environment: lab.environment
+            )
+            #expect(terminateStatus == 0)
+            #expect(terminated.contains("Terminated \(sessionID)"))
+            #expect(try client.waitForExit() == 0)
+            #expect(
+                client.output.contains {
+                    $0.contains("SessionId: \(sessionID) : Session terminated by jumpgate-admin.")
+                }
+            )
         }
-        let (client, localPort, sessionID) = try self.startSession(lab, host: "127.0.0.1", port: echoPort)
-        defer { client.stop() }
-        let reply = try await echoRoundTrip(port: localPort, bytes: ByteBuffer(string: "hello"))
-        #expect(reply.readableBytes == 0)  // the agent refused: the stream is closed with no data
-        _ = try client.waitForLine { $0.contains("Connection to destination port failed, check SSM Agent logs.") }
-        #expect(client.process.isRunning)
-        #expect(lab.agent.standardError.contains("not in this agent's allow-list"))
-        // jumpgate sessions terminate ends it from the API side; the client prints the reason and exits.
-        let (terminateStatus, terminated, _) = try runJumpgate(
-            ["sessions", "terminate", sessionID, "--endpoint-url", lab.url, "--ca-file", lab.caFile],
-            environment: lab.environment
-        )
-        #expect(terminateStatus == 0)
-        #expect(terminated.contains("Terminated \(sessionID)"))
-        #expect(try client.waitForExit() == 0)
-        #expect(
-            client.output.contains { $0.contains("SessionId: \(sessionID) : Session terminated by jumpgate-admin.") }
-        )
     }
 
     @Test(
         "jumpgate forward: two forwards with JSON readiness, --bind 0.0.0.0, --exec, a busy port fails before any session"
     )
     func forward() async throws {
-        let echo = try await startEchoServer()
-        defer { echo.close(promise: nil) }
-        let echoPort = try #require(echo.localAddress?.port)
-        let lab = try await Self.startLab(allow: ["127.0.0.1:\(echoPort)"])
-        defer {
-            lab.agent.stop()
-            lab.gateway.stop()
-        }
-        let gatewayFlags = ["--endpoint-url", lab.url, "--ca-file", lab.caFile]
-        let forward = try ChildProcess(
-            "forward",
-            [
-                "forward", lab.instanceID, "-L", "0:127.0.0.1:\(echoPort)", "-L", "0.0.0.0:0:127.0.0.1:\(echoPort)",
-                "--format", "json",
-            ] + gatewayFlags,
-            environment: lab.environment
-        )
-        defer { forward.stop() }
-        _ = try forward.waitForLine { $0.contains("\"event\":\"ready\"") && $0.contains("0.0.0.0") }
-        let ready = try forward.output.filter { $0.contains("\"event\":\"ready\"") }.map { try JSONValue(parsing: $0) }
-        #expect(ready.count == 2)
-        #expect(ready.map { $0["localAddress"]?.stringValue } == ["127.0.0.1", "0.0.0.0"])
-        #expect(Set(ready.compactMap { $0["sessionId"]?.stringValue }).count == 2)  // one session per forward
-        for object in ready {
-            let port = try #require(object["localPort"]?.int64Value)
-            #expect(port > 0)
-            #expect(try await parallelEchoes(port: Int(port), count: 5, baseSize: 4096, step: 17) == 5)
-        }
-        _ = try forward.waitForLine { $0.contains("\"event\":\"closed\"") }
-        forward.signal(SIGINT)
-        #expect(try forward.waitForExit() == 0)
-        for object in ready {
-            let sessionID = try #require(object["sessionId"]?.stringValue)
-            #expect(try await Self.historyStatus(lab, sessionID, waitingFor: "Terminated") == "Terminated")
-        }
+        try await Self.withLab { lab, echoPort in
+            let gatewayFlags = ["--endpoint-url", lab.url, "--ca-file", lab.caFile]
+            let forward = try ChildProcess(
+                "forward",
+                [
+                    "forward", lab.instanceID, "-L", "0:127.0.0.1:\(echoPort)", "-L", "0.0.0.0:0:127.0.0.1:\(echoPort)",
+                    "--format", "json",
+                ] + gatewayFlags,
+                environment: lab.environment
+            )
+            defer { forward.stop() }
+            _ = try forward.waitForLine { $0.contains("\"event\":\"ready\"") && $0.contains("0.0.0.0") }
+            let ready = try forward.output.filter { $0.contains("\"event\":\"ready\"") }.map {
+                try JSONValue(parsing: $0)
+            }
+            #expect(ready.count == 2)
+            #expect(ready.map { $0["localAddress"]?.stringValue } == ["127.0.0.1", "0.0.0.0"])
+            #expect(Set(ready.compactMap { $0["sessionId"]?.stringValue }).count == 2)  // one session per forward
+            for object in ready {
+                let port = try #require(object["localPort"]?.int64Value)
+                #expect(port > 0)
+                #expect(try await parallelEchoes(port: Int(port), count: 5, baseSize: 4096, step: 17) == 5)
+            }
+            _ = try forward.waitForLine { $0.contains("\"event\":\"closed\"") }
+            forward.signal(SIGINT)
+            #expect(try forward.waitForExit() == 0)
+            for object in ready {
+                let sessionID = try #require(object["sessionId"]?.stringValue)
+                #expect(try await Self.historyStatus(lab, sessionID, waitingFor: "Terminated") == "Terminated")
+            }
 
-        // --exec runs once both are ready, with the ports in its environment; its exit ends the sessions.
-        let (execStatus, _, _) = try runJumpgate(
-            [
-                "forward", lab.instanceID, "-L", "0:127.0.0.1:\(echoPort)", "-L", "0:127.0.0.1:\(echoPort)",
-                "--exec", "test -n \"$JUMPGATE_PORT_1\" && test -n \"$JUMPGATE_PORT_2\" && exit 7",
-            ] + gatewayFlags,
-            environment: lab.environment
-        )
-        #expect(execStatus == 7)
+            // --exec runs once both are ready, with the ports in its environment; its exit ends the sessions.
+            let (execStatus, _, _) = try runJumpgate(
+                [
+                    "forward", lab.instanceID, "-L", "0:127.0.0.1:\(echoPort)", "-L", "0:127.0.0.1:\(echoPort)",
+                    "--exec", "test -n \"$JUMPGATE_PORT_1\" && test -n \"$JUMPGATE_PORT_2\" && exit 7",
+                ] + gatewayFlags,
+                environment: lab.environment
+            )
+            #expect(execStatus == 7)
 
-        // A port that cannot be bound: non-zero exit, the reason, and no session started.
-        let before = try await lab.ssm.call("DescribeSessions", ["State": "Active"])["Sessions"]?.arrayValue?.count
-        let (busyStatus, _, busyError) = try runJumpgate(
-            [
-                "forward", lab.instanceID, "-L", "0:127.0.0.1:\(echoPort)", "-L",
-                "\(lab.gatewayPort):127.0.0.1:\(echoPort)",
-            ] + gatewayFlags,
-            environment: lab.environment
-        )
-        #expect(busyStatus == 1)
-        #expect(busyError.contains("Cannot listen on 127.0.0.1:\(lab.gatewayPort)"))
-        #expect(busyError.contains("no session was started"))
-        let after = try await lab.ssm.call("DescribeSessions", ["State": "Active"])["Sessions"]?.arrayValue?.count
-        #expect(before == after)
+            // A port that cannot be bound: non-zero exit, the reason, and no session started.
+            let before = try await lab.ssm.call("DescribeSessions", ["State": "Active"])["Sessions"]?.arrayValue?.count
+            let (busyStatus, _, busyError) = try runJumpgate(
+                [
+                    "forward", lab.instanceID, "-L", "0:127.0.0.1:\(echoPort)", "-L",
+                    "\(lab.gatewayPort):127.0.0.1:\(echoPort)",
+                ] + gatewayFlags,
+                environment: lab.environment
+            )
+            #expect(busyStatus == 1)
+            #expect(busyError.contains("Cannot listen on 127.0.0.1:\(lab.gatewayPort)"))
+            #expect(busyError.contains("no session was started"))
+            let after = try await lab.ssm.call("DescribeSessions", ["State": "Active"])["Sessions"]?.arrayValue?.count
+            #expect(before == after)
+        }
     }
 
     @Test("SIGTERM drains the agent: each open session's client is told why, and the agent exits")
     func agentDrain() async throws {
-        let echo = try await startEchoServer()
-        defer { echo.close(promise: nil) }
-        let echoPort = try #require(echo.localAddress?.port)
-        let lab = try await Self.startLab(allow: ["127.0.0.1:\(echoPort)"])
-        defer {
-            lab.agent.stop()
-            lab.gateway.stop()
+        try await Self.withLab { lab, echoPort in
+            let (client, localPort, sessionID) = try self.startSession(lab, host: "127.0.0.1", port: echoPort)
+            defer { client.stop() }
+            #expect(try await parallelEchoes(port: localPort, count: 2, baseSize: 1024, step: 1) == 2)
+            lab.agent.signal(SIGTERM)
+            #expect(try lab.agent.waitForExit() == 0)
+            #expect(try client.waitForExit() == 0)
+            #expect(
+                client.output.contains {
+                    $0.contains("SessionId: \(sessionID) : The agent on \(lab.instanceID) is shutting down.")
+                }
+            )
+            #expect(try await Self.historyStatus(lab, sessionID, waitingFor: "Terminated") == "Terminated")
         }
-        let (client, localPort, sessionID) = try self.startSession(lab, host: "127.0.0.1", port: echoPort)
-        defer { client.stop() }
-        #expect(try await parallelEchoes(port: localPort, count: 2, baseSize: 1024, step: 1) == 2)
-        lab.agent.signal(SIGTERM)
-        #expect(try lab.agent.waitForExit() == 0)
-        #expect(try client.waitForExit() == 0)
-        #expect(
-            client.output.contains {
-                $0.contains("SessionId: \(sessionID) : The agent on \(lab.instanceID) is shutting down.")
-            }
-        )
-        #expect(try await Self.historyStatus(lab, sessionID, waitingFor: "Terminated") == "Terminated")
     }
 
     @Test("the API rejects a wrong secret with an AWS-style error")
     func wrongCredentials() async throws {
-        let lab = try await Self.startLab(allow: ["127.0.0.1:1"])
-        defer {
-            lab.agent.stop()
-            lab.gateway.stop()
+        try await Self.withLab(allow: ["127.0.0.1:1"]) { lab, _ in
+            var environment = lab.environment
+            let bad = lab.directory + "/bad.credentials"
+            try "[jumpgate-admin]\naws_access_key_id = AKJGNOTAKEY0000000000\naws_secret_access_key = nope\n".write(
+                toFile: bad,
+                atomically: true,
+                encoding: .utf8
+            )
+            environment["AWS_SHARED_CREDENTIALS_FILE"] = bad
+            let (status, _, errors) = try runJumpgate(
+                [
+                    "start-session", "--target", lab.instanceID, "--parameters", "portNumber=22", "--endpoint-url",
+                    lab.url,
+                    "--ca-file", lab.caFile,
+                ],
+                environment: environment
+            )
+            #expect(status != 0)
+            #expect(
+                errors.contains(
+                    "An error occurred (UnrecognizedClientException) when calling the StartSession operation"
+                )
+            )
         }
-        var environment = lab.environment
-        let bad = lab.directory + "/bad.credentials"
-        try "[jumpgate-admin]\naws_access_key_id = AKJGNOTAKEY0000000000\naws_secret_access_key = nope\n".write(
-            toFile: bad,
-            atomically: true,
-            encoding: .utf8
-        )
-        environment["AWS_SHARED_CREDENTIALS_FILE"] = bad
-        let (status, _, errors) = try runJumpgate(
-            [
-                "start-session", "--target", lab.instanceID, "--parameters", "portNumber=22", "--endpoint-url", lab.url,
-                "--ca-file", lab.caFile,
-            ],
-            environment: environment
-        )
-        #expect(status != 0)
-        #expect(
-            errors.contains("An error occurred (UnrecognizedClientException) when calling the StartSession operation")
-        )
     }
 }
