@@ -66,6 +66,6 @@ struct ServerCommand: AsyncParsableCommand {
         }
         let signal = await waitForTerminationSignal()
         logger.info("shutting down", metadata: ["signal": "\(signal)"])
-        try? await server.channel.close()
+        await server.shutdown()
     }
 }

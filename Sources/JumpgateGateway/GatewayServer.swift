@@ -30,13 +30,29 @@ public final class GatewayServer: Sendable {
     public let url: String
     public let caFile: String
     public let credentialsFile: String
+    let store: GatewayStore
 
-    init(state: GatewayState, channel: any Channel, url: String, caFile: String, credentialsFile: String) {
+    init(
+        state: GatewayState,
+        channel: any Channel,
+        url: String,
+        caFile: String,
+        credentialsFile: String,
+        store: GatewayStore
+    ) {
         self.state = state
         self.channel = channel
         self.url = url
         self.caFile = caFile
         self.credentialsFile = credentialsFile
+        self.store = store
+    }
+
+    /// Stops accepting connections, then closes the store once every change is written.
+    public func shutdown() async {
+        try? await self.channel.close()
+        try? await self.store.flush().get()
+        try? await self.store.close()
     }
 
     public static func start(
@@ -45,7 +61,18 @@ public final class GatewayServer: Sendable {
         logger: Logger
     ) async throws -> GatewayServer {
         let directory = try GatewayDataDirectory.prepare(configuration: configuration)
-        let state = GatewayState(clock: { Int64(Date().timeIntervalSince1970) })
+        let store = try await GatewayStore.open(
+            directory: configuration.dataDirectory,
+            eventLoop: group.any(),
+            logger: logger
+        )
+        let state = GatewayState(clock: { Int64(Date().timeIntervalSince1970) }, store: store)
+        do {
+            state.restore(try await store.load())
+        } catch {
+            try? await store.close()
+            throw error
+        }
         state.addAccessKey(id: directory.adminAccessKeyID, secret: directory.adminSecret, user: "jumpgate-admin")
         let sslContext = try JumpgateTLS.serverContext(
             certificatePEM: directory.serverCertificatePEM,
@@ -80,7 +107,8 @@ public final class GatewayServer: Sendable {
             channel: channel,
             url: url,
             caFile: directory.caFile,
-            credentialsFile: directory.credentialsFile
+            credentialsFile: directory.credentialsFile,
+            store: store
         )
     }
 

@@ -28,6 +28,7 @@ struct GatewayAPI: Sendable {
         case "DeleteActivation":
             try self.state.deleteActivation(id: try Self.string(input, "ActivationId"))
             return [:]
+        case "DeregisterManagedInstance": return try self.deregister(input, user: user)
         default:
             throw APIError(400, "UnknownOperationException", "Unknown operation \(operation).")
         }
@@ -160,6 +161,19 @@ struct GatewayAPI: Sendable {
             let frame = message.encoded()
             control.writeAndFlush(WebSocketMessage.binary(frame), promise: nil)
         }
+    }
+
+    /// Removes an agent: its credentials stop working, its sessions end with a reason, its control channel closes.
+    func deregister(_ input: JSONValue, user: String) throws(APIError) -> JSONValue {
+        let id = try Self.string(input, "InstanceId", maxLength: 64)
+        let (control, sessions) = try self.state.deregister(instanceID: id)
+        let reason = "The managed instance \(id) was deregistered by \(user)."
+        for session in sessions {
+            self.state.setStatus(sessionID: session.id, .terminated, reason: reason)
+            self.state.relay(sessionID: session.id)?.terminate(reason: reason)
+        }
+        control?.close(promise: nil)
+        return [:]
     }
 
     func resumeSession(_ input: JSONValue, user: String) throws(APIError) -> JSONValue {

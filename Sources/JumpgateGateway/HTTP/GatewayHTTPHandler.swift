@@ -71,13 +71,33 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                 )
             case (.POST, "/"):
                 let result = try self.apiCall(context: context, head: head, path: path, query: query)
-                self.send(
-                    context: context,
-                    head: head,
-                    status: 200,
-                    contentType: "application/x-amz-json-1.1",
-                    body: ByteBuffer(bytes: result.serializedBytes())
-                )
+                // Answer only once what the answer reports is on disk (a registration's secret, a new
+                // activation, a session's end).
+                let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                self.state.flush(on: context.eventLoop).whenComplete { outcome in
+                    let (handler, context) = bound.value
+                    switch outcome {
+                    case .success:
+                        handler.send(
+                            context: context,
+                            head: head,
+                            status: 200,
+                            contentType: "application/x-amz-json-1.1",
+                            body: ByteBuffer(bytes: result.serializedBytes())
+                        )
+                    case .failure(let error):
+                        handler.logger.error("store flush failed", metadata: ["error": "\(error)"])
+                        handler.sendError(
+                            context: context,
+                            head: head,
+                            APIError(
+                                500,
+                                "InternalServerError",
+                                "The gateway could not save the change; see its log. Retry the call."
+                            )
+                        )
+                    }
+                }
             case (.POST, _) where path.hasPrefix("/v1/control-channel/") || path.hasPrefix("/v1/data-channel/"):
                 let token = try self.tokenRequest(head: head, path: path, query: query)
                 let root =

@@ -125,9 +125,39 @@ public final class GatewayState: Sendable {
 
     let storage = NIOLockedValueBox(Storage())
     public let clock: @Sendable () -> Int64
+    /// Where durable changes go (nil: memory only, for tests of the state alone). Changes are submitted
+    /// while the lock is held, so the store applies them in the order they happened here.
+    let store: GatewayStore?
 
-    public init(clock: @escaping @Sendable () -> Int64) {
+    public init(clock: @escaping @Sendable () -> Int64, store: GatewayStore? = nil) {
         self.clock = clock
+        self.store = store
+    }
+
+    /// Loads what the store holds. Sessions that were open when the gateway stopped cannot continue
+    /// (their channels are gone), so they end as Failed with a reason that says so.
+    public func restore(_ snapshot: StoreSnapshot) {
+        let now = self.clock()
+        self.storage.withLockedValue { storage in
+            for key in snapshot.accessKeys { storage.accessKeys[key.id] = (key.secret, key.user) }
+            for activation in snapshot.activations { storage.activations[activation.id] = activation }
+            for instance in snapshot.instances { storage.instances[instance.id] = instance }
+            for var session in snapshot.sessions {
+                if session.status != .terminated && session.status != .failed {
+                    session.status = .failed
+                    session.endEpoch = now
+                    session.closeReason = "The gateway restarted while the session was open; start a new session."
+                    self.store?.submit(.session(session))
+                }
+                storage.sessions[session.id] = session
+            }
+        }
+    }
+
+    /// Completes when every change made so far is on disk (at once without a store).
+    public func flush(on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
+        guard let store = self.store else { return eventLoop.makeSucceededVoidFuture() }
+        return store.flush().hop(to: eventLoop)
     }
 
     /// Runs `body` under the lock, keeping its typed error.
@@ -155,7 +185,11 @@ public final class GatewayState: Sendable {
     // MARK: keys
 
     public func addAccessKey(id: String, secret: String, user: String) {
-        self.storage.withLockedValue { $0.accessKeys[id] = (secret, user) }
+        self.storage.withLockedValue { storage in
+            if let existing = storage.accessKeys[id], existing == (secret, user) { return }
+            storage.accessKeys[id] = (secret, user)
+            self.store?.submit(.accessKey(id: id, secret: secret, user: user))
+        }
     }
 
     /// A user's secret (for `ssm` API calls).
@@ -191,7 +225,10 @@ public final class GatewayState: Sendable {
             expirationEpoch: expirationEpoch ?? now + 86400,
             createdEpoch: now
         )
-        self.storage.withLockedValue { $0.activations[id] = activation }
+        self.storage.withLockedValue { storage in
+            storage.activations[id] = activation
+            self.store?.submit(.activation(activation))
+        }
         return (id, code)
     }
 
@@ -200,7 +237,11 @@ public final class GatewayState: Sendable {
     }
 
     public func deleteActivation(id: String) throws(APIError) {
-        let removed = self.storage.withLockedValue { $0.activations.removeValue(forKey: id) }
+        let removed = self.storage.withLockedValue { storage in
+            let removed = storage.activations.removeValue(forKey: id)
+            if removed != nil { self.store?.submit(.activationDeleted(id: id)) }
+            return removed
+        }
         guard removed != nil else { throw APIError(400, "InvalidActivationId", "Activation ID \(id) does not exist.") }
     }
 
@@ -243,6 +284,7 @@ public final class GatewayState: Sendable {
             }
             activation.registrationsCount += 1
             storage.activations[activation.id] = activation
+            self.store?.submit(.activation(activation))
             let instance = ManagedInstance(
                 id: "mi-" + Random.hex(17),
                 secret: Random.alphanumeric(40),
@@ -259,7 +301,26 @@ public final class GatewayState: Sendable {
                 online: false
             )
             storage.instances[instance.id] = instance
+            self.store?.submit(.instance(instance))
             return instance
+        }
+    }
+
+    /// Removes a managed instance (DeregisterManagedInstance): its credentials stop working at once.
+    /// Returns its control channel and open sessions, for the caller to close.
+    public func deregister(instanceID: String) throws(APIError) -> (control: (any Channel)?, sessions: [SessionRecord])
+    {
+        try self.withStorage { storage throws(APIError) -> ((any Channel)?, [SessionRecord]) in
+            guard storage.instances.removeValue(forKey: instanceID) != nil else {
+                throw APIError(400, "InvalidInstanceId", "Instance \(instanceID) is not a registered managed instance.")
+            }
+            self.store?.submit(.instanceDeleted(id: instanceID))
+            let control = storage.controlChannels.removeValue(forKey: instanceID)
+            storage.controlTokens = storage.controlTokens.filter { $0.value.instanceID != instanceID }
+            let open = storage.sessions.values.filter {
+                $0.target == instanceID && $0.status != .terminated && $0.status != .failed
+            }
+            return (control, open)
         }
     }
 
@@ -299,6 +360,7 @@ public final class GatewayState: Sendable {
             if !platformName.isEmpty { instance.platformName = platformName }
             if !ipAddress.isEmpty { instance.ipAddress = ipAddress }
             storage.instances[instanceID] = instance
+            self.store?.submit(.instance(instance))
             return .some(previous)
         }
         guard case .some(let old) = previous else { return false }
@@ -311,6 +373,7 @@ public final class GatewayState: Sendable {
             guard let current = storage.controlChannels[instanceID], current === channel else { return }
             storage.controlChannels[instanceID] = nil
             storage.instances[instanceID]?.online = false
+            if let instance = storage.instances[instanceID] { self.store?.submit(.instance(instance)) }
         }
     }
 
@@ -356,6 +419,7 @@ public final class GatewayState: Sendable {
                 agentTokenHashes: [:]
             )
             storage.sessions[session.id] = session
+            self.store?.submit(.session(session))
             storage.relays[session.id] = SessionRelay(sessionID: session.id, state: self)
             return (session, token)
         }
@@ -439,6 +503,7 @@ public final class GatewayState: Sendable {
                 session.agentTokenHashes = [:]
             }
             storage.sessions[sessionID] = session
+            self.store?.submit(.session(session))
         }
     }
 

@@ -1,0 +1,381 @@
+import Crypto
+import Foundation
+import JumpgateWire
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import SQLiteNIO
+
+/// A change to durable state, recorded in the order `GatewayState` made it.
+public enum StoreChange: Sendable {
+    case accessKey(id: String, secret: String, user: String)
+    case activation(Activation)
+    case activationDeleted(id: String)
+    case instance(ManagedInstance)
+    case instanceDeleted(id: String)
+    case session(SessionRecord)
+}
+
+/// What the store holds, loaded once at start.
+public struct StoreSnapshot: Sendable {
+    public var accessKeys: [(id: String, secret: String, user: String)] = []
+    public var activations: [Activation] = []
+    public var instances: [ManagedInstance] = []
+    public var sessions: [SessionRecord] = []
+}
+
+public struct StoreError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The gateway's durable state in SQLite (sqlite-nio): access keys, activations, managed instances and
+/// sessions. Secrets are sealed with AES-GCM under a key kept in its own file (0600) beside the database;
+/// they are never stored in clear and never logged.
+///
+/// All statements run on one thread, in the order they were submitted: `GatewayState` submits each change
+/// while it holds its lock, so the database sees changes in the order memory did, and `flush()` (a barrier
+/// behind every earlier change) makes an API answer wait until what it reports is on disk.
+public final class GatewayStore: Sendable {
+    public static let schemaVersion = 1
+
+    /// Versioned migrations; each runs once, in its own transaction, recorded in `schema_migrations`.
+    static let migrations: [(version: Int, statements: [String])] = [
+        (
+            1,
+            [
+                """
+                CREATE TABLE access_keys (
+                    id TEXT PRIMARY KEY, user_name TEXT NOT NULL, secret_sealed TEXT NOT NULL)
+                """,
+                """
+                CREATE TABLE activations (
+                    id TEXT PRIMARY KEY, code_hash TEXT NOT NULL, iam_role TEXT NOT NULL,
+                    description TEXT NOT NULL, default_instance_name TEXT NOT NULL,
+                    registration_limit INTEGER NOT NULL, registrations_count INTEGER NOT NULL,
+                    expires_at INTEGER NOT NULL, created_at INTEGER NOT NULL)
+                """,
+                """
+                CREATE TABLE instances (
+                    id TEXT PRIMARY KEY, secret_sealed TEXT NOT NULL, name TEXT NOT NULL,
+                    activation_id TEXT NOT NULL, platform_type TEXT NOT NULL, platform_name TEXT NOT NULL,
+                    platform_version TEXT NOT NULL, agent_version TEXT NOT NULL, ip_address TEXT NOT NULL,
+                    hostname TEXT NOT NULL, registered_at INTEGER NOT NULL, last_ping_at INTEGER NOT NULL)
+                """,
+                """
+                CREATE TABLE sessions (
+                    id TEXT PRIMARY KEY, owner TEXT NOT NULL, target TEXT NOT NULL, document_name TEXT NOT NULL,
+                    parameters_json TEXT NOT NULL, reason TEXT NOT NULL, status TEXT NOT NULL,
+                    started_at INTEGER NOT NULL, ended_at INTEGER, close_reason TEXT NOT NULL)
+                """,
+                "CREATE INDEX sessions_status ON sessions (status)",
+            ]
+        )
+    ]
+
+    let connection: SQLiteConnection
+    let threadPool: NIOThreadPool
+    let sealer: SecretSealer
+    let logger: Logger
+    public let path: String
+
+    private init(
+        connection: SQLiteConnection,
+        threadPool: NIOThreadPool,
+        sealer: SecretSealer,
+        path: String,
+        logger: Logger
+    ) {
+        self.connection = connection
+        self.threadPool = threadPool
+        self.sealer = sealer
+        self.path = path
+        self.logger = logger
+    }
+
+    /// Opens (creating if needed) `directory/jumpgate.sqlite` with its key file `directory/store.key`,
+    /// and brings the schema up to date.
+    public static func open(
+        directory: String,
+        eventLoop: any EventLoop,
+        logger: Logger
+    ) async throws -> GatewayStore {
+        let path = directory + "/jumpgate.sqlite"
+        let keyPath = directory + "/store.key"
+        let databaseExisted = FileManager.default.fileExists(atPath: path)
+        let sealer = try SecretSealer.load(keyPath: keyPath, databaseExisted: databaseExisted)
+        let threadPool = NIOThreadPool(numberOfThreads: 1)
+        threadPool.start()
+        let connection: SQLiteConnection
+        do {
+            connection = try await SQLiteConnection.open(
+                storage: .file(path: path),
+                threadPool: threadPool,
+                logger: logger,
+                on: eventLoop
+            )
+        } catch {
+            try? await threadPool.shutdownGracefully()
+            throw StoreError("cannot open the store \(path): \(error)")
+        }
+        chmod(path, 0o600)
+        let store = GatewayStore(
+            connection: connection,
+            threadPool: threadPool,
+            sealer: sealer,
+            path: path,
+            logger: logger
+        )
+        do {
+            try await store.migrate()
+        } catch {
+            try? await store.close()
+            throw error
+        }
+        return store
+    }
+
+    func rows(_ sql: String, _ binds: [SQLiteData] = []) async throws -> [SQLiteRow] {
+        let collected = NIOLockedValueBox<[SQLiteRow]>([])
+        try await self.connection.query(sql, binds) { row in collected.withLockedValue { $0.append(row) } }
+        return collected.withLockedValue { $0 }
+    }
+
+    func migrate() async throws {
+        for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON"] {
+            _ = try await self.rows(pragma)
+        }
+        _ = try await self.rows(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
+        )
+        let current =
+            try await self.rows("SELECT MAX(version) AS v FROM schema_migrations").first?
+            .column("v")?.integer ?? 0
+        guard current <= Self.schemaVersion else {
+            throw StoreError(
+                "the store \(self.path) has schema version \(current), newer than this Jumpgate knows "
+                    + "(\(Self.schemaVersion)): upgrade Jumpgate, or point --data-dir elsewhere"
+            )
+        }
+        for migration in Self.migrations where migration.version > current {
+            _ = try await self.rows("BEGIN IMMEDIATE")
+            do {
+                for statement in migration.statements { _ = try await self.rows(statement) }
+                _ = try await self.rows(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                    [.integer(migration.version), .integer(Int(Date().timeIntervalSince1970))]
+                )
+                _ = try await self.rows("COMMIT")
+            } catch {
+                _ = try? await self.rows("ROLLBACK")
+                throw StoreError("migration \(migration.version) of \(self.path) failed: \(error)")
+            }
+            self.logger.info("store migrated", metadata: ["version": "\(migration.version)", "path": "\(self.path)"])
+        }
+    }
+
+    /// Everything stored, with secrets unsealed.
+    public func load() async throws -> StoreSnapshot {
+        var snapshot = StoreSnapshot()
+        for row in try await self.rows("SELECT id, user_name, secret_sealed FROM access_keys") {
+            let id = row.column("id")?.string ?? ""
+            snapshot.accessKeys.append(
+                (
+                    id, try self.sealer.open(row.column("secret_sealed")?.string ?? "", context: "access_key:\(id)"),
+                    row.column("user_name")?.string ?? ""
+                )
+            )
+        }
+        for row in try await self.rows("SELECT * FROM activations") {
+            snapshot.activations.append(
+                Activation(
+                    id: row.text("id"),
+                    codeHash: row.text("code_hash"),
+                    iamRole: row.text("iam_role"),
+                    description: row.text("description"),
+                    defaultInstanceName: row.text("default_instance_name"),
+                    registrationLimit: Int(row.int("registration_limit")),
+                    registrationsCount: Int(row.int("registrations_count")),
+                    expirationEpoch: row.int("expires_at"),
+                    createdEpoch: row.int("created_at")
+                )
+            )
+        }
+        for row in try await self.rows("SELECT * FROM instances") {
+            let id = row.text("id")
+            snapshot.instances.append(
+                ManagedInstance(
+                    id: id,
+                    secret: try self.sealer.open(row.text("secret_sealed"), context: "instance:\(id)"),
+                    name: row.text("name"),
+                    activationID: row.text("activation_id"),
+                    platformType: row.text("platform_type"),
+                    platformName: row.text("platform_name"),
+                    platformVersion: row.text("platform_version"),
+                    agentVersion: row.text("agent_version"),
+                    ipAddress: row.text("ip_address"),
+                    hostname: row.text("hostname"),
+                    registeredEpoch: row.int("registered_at"),
+                    lastPingEpoch: row.int("last_ping_at"),
+                    online: false
+                )
+            )
+        }
+        for row in try await self.rows("SELECT * FROM sessions ORDER BY started_at") {
+            var parameters: [(key: String, value: String)] = []
+            if case .object(let members)? = try? JSONValue(parsing: row.text("parameters_json")) {
+                for (key, value) in members { parameters.append((key, value.stringValue ?? "")) }
+            }
+            let id = row.text("id")
+            guard let status = SessionStatus(rawValue: row.text("status")) else {
+                throw StoreError("session \(id) in \(self.path) has an unknown status \(row.text("status"))")
+            }
+            snapshot.sessions.append(
+                SessionRecord(
+                    id: id,
+                    owner: row.text("owner"),
+                    target: row.text("target"),
+                    documentName: row.text("document_name"),
+                    parameters: parameters,
+                    reason: row.text("reason"),
+                    status: status,
+                    startEpoch: row.int("started_at"),
+                    endEpoch: row.column("ended_at")?.integer.map(Int64.init),
+                    closeReason: row.text("close_reason"),
+                    clientTokenHash: nil,
+                    agentTokenHashes: [:]
+                )
+            )
+        }
+        return snapshot
+    }
+
+    /// Submits one change; statements run in submission order. Failures are logged (the change stays in
+    /// memory) and surface at the next `flush()`.
+    public func submit(_ change: StoreChange) {
+        let (sql, binds): (String, [SQLiteData])
+        switch change {
+        case .accessKey(let id, let secret, let user):
+            sql = "INSERT OR REPLACE INTO access_keys (id, user_name, secret_sealed) VALUES (?, ?, ?)"
+            binds = [.text(id), .text(user), .text(self.sealer.seal(secret, context: "access_key:\(id)"))]
+        case .activation(let a):
+            sql = """
+                INSERT OR REPLACE INTO activations (id, code_hash, iam_role, description, default_instance_name,
+                    registration_limit, registrations_count, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """
+            binds = [
+                .text(a.id), .text(a.codeHash), .text(a.iamRole), .text(a.description), .text(a.defaultInstanceName),
+                .integer(a.registrationLimit), .integer(a.registrationsCount), .integer(Int(a.expirationEpoch)),
+                .integer(Int(a.createdEpoch)),
+            ]
+        case .activationDeleted(let id):
+            sql = "DELETE FROM activations WHERE id = ?"
+            binds = [.text(id)]
+        case .instance(let i):
+            sql = """
+                INSERT OR REPLACE INTO instances (id, secret_sealed, name, activation_id, platform_type, platform_name,
+                    platform_version, agent_version, ip_address, hostname, registered_at, last_ping_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """
+            binds = [
+                .text(i.id), .text(self.sealer.seal(i.secret, context: "instance:\(i.id)")), .text(i.name),
+                .text(i.activationID), .text(i.platformType), .text(i.platformName), .text(i.platformVersion),
+                .text(i.agentVersion), .text(i.ipAddress), .text(i.hostname), .integer(Int(i.registeredEpoch)),
+                .integer(Int(i.lastPingEpoch)),
+            ]
+        case .instanceDeleted(let id):
+            sql = "DELETE FROM instances WHERE id = ?"
+            binds = [.text(id)]
+        case .session(let s):
+            let parameters = JSONValue.object(s.parameters.map { ($0.key, .string($0.value)) })
+            sql = """
+                INSERT OR REPLACE INTO sessions (id, owner, target, document_name, parameters_json, reason, status,
+                    started_at, ended_at, close_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """
+            binds = [
+                .text(s.id), .text(s.owner), .text(s.target), .text(s.documentName), .text(parameters.serialized()),
+                .text(s.reason), .text(s.status.rawValue), .integer(Int(s.startEpoch)),
+                s.endEpoch.map { .integer(Int($0)) } ?? .null, .text(s.closeReason),
+            ]
+        }
+        let logger = self.logger
+        let failed = self.failedWrites
+        self.connection.query(sql, binds, logger: logger) { _ in }.whenFailure { error in
+            logger.error("store write failed; the change is kept in memory only", metadata: ["error": "\(error)"])
+            failed.withLockedValue { $0 += 1 }
+        }
+    }
+
+    private let failedWrites = NIOLockedValueBox(0)
+
+    /// Completes once every change submitted before it is on disk; fails if any write failed since the last flush.
+    public func flush() -> EventLoopFuture<Void> {
+        let failed = self.failedWrites
+        return self.connection.query("SELECT 1", [], logger: self.logger) { _ in }.flatMapThrowing {
+            let count = failed.withLockedValue { count in
+                defer { count = 0 }
+                return count
+            }
+            if count > 0 { throw StoreError("\(count) store write(s) failed; see the gateway log") }
+        }
+    }
+
+    public func close() async throws {
+        try? await self.connection.close()
+        try await self.threadPool.shutdownGracefully()
+    }
+}
+
+extension SQLiteRow {
+    fileprivate func text(_ name: String) -> String { self.column(name)?.string ?? "" }
+    fileprivate func int(_ name: String) -> Int64 { Int64(self.column(name)?.integer ?? 0) }
+}
+
+/// Seals secrets with AES-256-GCM. The key lives in a file of its own (0600), created with the store;
+/// each sealed value is bound to its row ("instance:mi-...") so a sealed secret cannot be moved to another.
+struct SecretSealer: Sendable {
+    let key: SymmetricKey
+
+    static func load(keyPath: String, databaseExisted: Bool) throws -> SecretSealer {
+        if let data = FileManager.default.contents(atPath: keyPath) {
+            guard data.count == 32 else {
+                throw StoreError("the store key \(keyPath) is not 32 bytes: restore it from a backup")
+            }
+            return SecretSealer(key: SymmetricKey(data: data))
+        }
+        guard !databaseExisted else {
+            throw StoreError(
+                "the store key \(keyPath) is missing but the store exists: its secrets cannot be read without it; "
+                    + "restore the key file from a backup"
+            )
+        }
+        let key = SymmetricKey(size: .bits256)
+        let bytes = key.withUnsafeBytes { Array($0) }
+        let fd = Foundation.open(keyPath, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        guard fd >= 0 else { throw StoreError("cannot create the store key \(keyPath): errno \(errno)") }
+        defer { close(fd) }
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == bytes.count, fsync(fd) == 0 else {
+            throw StoreError("cannot write the store key \(keyPath): errno \(errno)")
+        }
+        return SecretSealer(key: key)
+    }
+
+    func seal(_ secret: String, context: String) -> String {
+        // AES-GCM with a random nonce cannot fail for these sizes.
+        let box = try! AES.GCM.seal(Data(secret.utf8), using: self.key, authenticating: Data(context.utf8))
+        return "v1:" + box.combined!.base64EncodedString()
+    }
+
+    func open(_ sealed: String, context: String) throws -> String {
+        guard sealed.hasPrefix("v1:"), let data = Data(base64Encoded: String(sealed.dropFirst(3))),
+            let box = try? AES.GCM.SealedBox(combined: data),
+            let plain = try? AES.GCM.open(box, using: self.key, authenticating: Data(context.utf8)),
+            let text = String(data: plain, encoding: .utf8)
+        else {
+            throw StoreError("a sealed secret (\(context)) does not open with the store key: wrong or damaged key file")
+        }
+        return text
+    }
+}
