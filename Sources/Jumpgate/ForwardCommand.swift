@@ -137,7 +137,8 @@ struct ForwardCommand: AsyncParsableCommand {
                     console: SilentConsole(),
                     logger: logger,
                     listener: listener,
-                    onAccept: json ? Self.connectionEvents(localPort: listener.port) : nil
+                    onAccept: json ? Self.connectionEvents(localPort: listener.port) : nil,
+                    resume: client.resumeSession
                 )
             )
         }

@@ -15,6 +15,9 @@ public final class AgentRunner: Sendable {
         public var offerExtensions = true
         /// The AgentVersion to report (`--compat-version` makes the agent look older).
         public var reportedVersion = AgentRegistration.version
+        /// How long a session whose data channel dropped keeps trying to reconnect it; target
+        /// connections stay open meanwhile.
+        public var resumeTimeout: TimeAmount = .minutes(5)
         public init() {}
     }
 
@@ -179,12 +182,7 @@ public final class AgentRunner: Sendable {
     }
 
     func openDataChannel(sessionID: String, properties: [(key: String, value: String)]) async throws {
-        let path = "/v1/data-channel/\(sessionID)"
-        let token = try await self.channelToken(path: path)
-        let query = "role=publish_subscribe"
         let eventLoop = self.group.next()
-        let opening = OpenDataChannelInput(tokenValue: token, clientInstanceID: self.state.instanceID, clientID: "")
-            .json
         let configuration = AgentHandshakeStateMachine.Configuration(
             agentVersion: self.options.reportedVersion,
             properties: properties,
@@ -197,17 +195,75 @@ public final class AgentRunner: Sendable {
             eventLoop: eventLoop
         )
         let logger = self.logger
+        let session = try await eventLoop.submit {
+            let session = PortSession(sessionID: sessionID, role: .agent(configuration), logger: logger)
+            session.delegate = delegate
+            session.onDisconnect = { [weak self] session in
+                self?.dataChannelLost(session, sessionID: sessionID, eventLoop: eventLoop)
+            }
+            self.live.withLockedValue { $0[sessionID] = LiveSession(session: session, eventLoop: eventLoop) }
+            return NIOLoopBound(session, eventLoop: eventLoop)
+        }.get()
+        try await self.connectDataChannel(sessionID: sessionID, session: session, eventLoop: eventLoop)
+        self.logger.info("session started", metadata: ["jumpgate.session_id": "\(sessionID)"])
+    }
+
+    /// Opens the session's data channel (a fresh token each time) with `session` as its handler.
+    func connectDataChannel(
+        sessionID: String,
+        session: NIOLoopBound<PortSession>,
+        eventLoop: any EventLoop
+    )
+        async throws
+    {
+        let path = "/v1/data-channel/\(sessionID)"
+        let token = try await self.channelToken(path: path)
+        let query = "role=publish_subscribe"
+        let opening = OpenDataChannelInput(tokenValue: token, clientInstanceID: self.state.instanceID, clientID: "")
+            .json
         _ = try await self.gateway.connectWebSocket(
             pathAndQuery: "\(path)?\(query)",
             headers: self.signedUpgradeHeaders(path: path, query: query),
             eventLoop: eventLoop
         ) { _ in
-            let session = PortSession(sessionID: sessionID, role: .agent(configuration), logger: logger)
-            session.delegate = delegate
-            self.live.withLockedValue { $0[sessionID] = LiveSession(session: session, eventLoop: eventLoop) }
-            return [OpeningFrameWriter(json: opening), session]
+            [OpeningFrameWriter(json: opening), session.value]
         }
-        self.logger.info("session started", metadata: ["jumpgate.session_id": "\(sessionID)"])
+    }
+
+    /// The data channel dropped (the gateway restarted, the network blinked): target connections stay
+    /// open while a new data channel is tried with backoff; unacknowledged messages are resent on it.
+    func dataChannelLost(_ session: PortSession, sessionID: String, eventLoop: any EventLoop) {
+        guard !self.draining.withLockedValue({ $0 }) else { return }
+        let bound = NIOLoopBound(session, eventLoop: eventLoop)
+        let deadline = NIODeadline.now() + self.options.resumeTimeout
+        let logger = self.logger
+        logger.warning("data channel lost; reconnecting", metadata: ["jumpgate.session_id": "\(sessionID)"])
+        Task {
+            var delay = 0.2
+            var attempt = 0
+            while NIODeadline.now() < deadline {
+                attempt += 1
+                if (try? await eventLoop.submit({ bound.value.isEnded }).get()) ?? true { return }
+                do {
+                    try await self.connectDataChannel(sessionID: sessionID, session: bound, eventLoop: eventLoop)
+                    logger.info(
+                        "data channel reconnected",
+                        metadata: ["jumpgate.session_id": "\(sessionID)", "attempt": "\(attempt)"]
+                    )
+                    return
+                } catch {
+                    logger.info(
+                        "data channel reconnect failed",
+                        metadata: ["jumpgate.session_id": "\(sessionID)", "attempt": "\(attempt)", "error": "\(error)"]
+                    )
+                }
+                try? await Task.sleep(nanoseconds: UInt64(delay * Double.random(in: 0.5...1.0) * 1e9))
+                delay = min(delay * 2, 10)
+            }
+            eventLoop.execute {
+                bound.value.shutdown(reason: "The agent could not reconnect the session's data channel in time.")
+            }
+        }
     }
 
     /// SIGTERM: every open session is told why it ends (its client gets the reason through the gateway's

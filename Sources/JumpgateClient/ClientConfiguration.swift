@@ -153,4 +153,9 @@ public struct SSMClient: Sendable {
         }
         return json
     }
+
+    /// ResumeSession: a new token and StreamUrl for a session whose data channel dropped.
+    @Sendable public func resumeSession(_ sessionID: String) async throws -> SessionGrant {
+        try SessionGrant(json: try await self.call("ResumeSession", ["SessionId": .string(sessionID)]))
+    }
 }

@@ -61,6 +61,10 @@ public final class PortForwarder: Sendable {
     let prebound: LocalListener?
     /// Called for each accepted local connection (on the event loop), e.g. for `--format json` events.
     let onAccept: (@Sendable (any Channel) -> Void)?
+    /// ResumeSession for this session (a new token and StreamUrl); nil: a dropped data channel ends it.
+    let resume: (@Sendable (String) async throws -> SessionGrant)?
+    /// How long to keep trying to resume after the data channel drops.
+    let resumeTimeout: TimeAmount
     let state = NIOLockedValueBox(State())
 
     /// The session object is only touched on `eventLoop`; the box hands it between tasks.
@@ -69,6 +73,10 @@ public final class PortForwarder: Sendable {
         var listener: LocalListener?
         var dataChannel: (any Channel)?
         var printedFirstAccept = false
+        /// When the current outage began (kept across reconnects that drop again within seconds).
+        var outageStart: NIODeadline?
+        var lastResumed: NIODeadline?
+        var resumes = 0
     }
 
     let outcome: EventLoopPromise<Outcome>
@@ -83,6 +91,8 @@ public final class PortForwarder: Sendable {
         logger: Logger,
         listener: LocalListener? = nil,
         onAccept: (@Sendable (any Channel) -> Void)? = nil,
+        resume: (@Sendable (String) async throws -> SessionGrant)? = nil,
+        resumeTimeout: TimeAmount = .minutes(5),
         eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
     ) {
         self.grant = grant
@@ -93,6 +103,8 @@ public final class PortForwarder: Sendable {
         self.logger = logger
         self.prebound = listener
         self.onAccept = onAccept
+        self.resume = resume
+        self.resumeTimeout = resumeTimeout
         self.eventLoop = listener?.eventLoop ?? eventLoop
         self.outcome = self.eventLoop.makePromise(of: Outcome.self)
         self.ready = self.eventLoop.makePromise(of: Int.self)
@@ -105,8 +117,33 @@ public final class PortForwarder: Sendable {
 
     /// Connects and forwards until the session ends.
     public func run() async throws -> Outcome {
-        guard let (host, port, pathAndQuery) = HTTPSEndpoint.parse(url: self.grant.streamURL) else {
-            throw ClientError("StreamUrl '\(self.grant.streamURL)' is not a wss:// URL.")
+        self.console.write("\nStarting session with SessionId: \(self.grant.sessionID)\n")
+        let (sessionID, logger) = (self.grant.sessionID, self.logger)
+        let channel = try await self.connect(grant: self.grant) {
+            let session = PortSession(
+                sessionID: sessionID,
+                role: .client(.init(clientVersion: JumpgateVersion.clientProtocolVersion)),
+                logger: logger
+            )
+            session.delegate = self
+            if self.resume != nil {
+                session.onDisconnect = { [weak self] session in self?.dataChannelLost(session) }
+            }
+            self.state.withLockedValue { $0.session = session }
+            return session
+        }
+        self.state.withLockedValue { $0.dataChannel = channel }
+        return try await self.outcome.futureResult.get()
+    }
+
+    /// Opens a data channel for `grant` on this forwarder's event loop, with the opening frame and the
+    /// session handler `session()` returns (a new one, or the same one on resume).
+    private func connect(
+        grant: SessionGrant,
+        session: @escaping @Sendable () -> PortSession
+    ) async throws -> any Channel {
+        guard let (host, port, pathAndQuery) = HTTPSEndpoint.parse(url: grant.streamURL) else {
+            throw ClientError("StreamUrl '\(grant.streamURL)' is not a wss:// URL.")
         }
         let endpoint = HTTPSEndpoint(
             host: host,
@@ -114,26 +151,76 @@ public final class PortForwarder: Sendable {
             sslContext: try JumpgateTLS.clientContext(caFile: self.caFile),
             serverHostname: JumpgateTLS.serverHostname(for: host)
         )
-        self.console.write("\nStarting session with SessionId: \(self.grant.sessionID)\n")
         let opening = OpenDataChannelInput(
-            tokenValue: self.grant.tokenValue,
+            tokenValue: grant.tokenValue,
             clientID: MessageID.random().description,
             clientVersion: JumpgateVersion.clientProtocolVersion
         ).json
-        let (sessionID, logger) = (self.grant.sessionID, self.logger)
-        let channel = try await endpoint.connectWebSocket(pathAndQuery: pathAndQuery, eventLoop: self.eventLoop) { _ in
-            let session = PortSession(
-                sessionID: sessionID,
-                role: .client(.init(clientVersion: JumpgateVersion.clientProtocolVersion)),
-                logger: logger
-            )
-            session.delegate = self
-            self.state.withLockedValue { $0.session = session }
-            return [OpeningFrameWriter(json: opening), session]
+        return try await endpoint.connectWebSocket(pathAndQuery: pathAndQuery, eventLoop: self.eventLoop) { _ in
+            [OpeningFrameWriter(json: opening), session()]
         }
-        self.state.withLockedValue { $0.dataChannel = channel }
-        return try await self.outcome.futureResult.get()
     }
+
+    /// The data channel dropped while the session is open (on the event loop): local connections stay
+    /// open while ResumeSession and a new data channel are tried, with backoff, until `resumeTimeout`.
+    private func dataChannelLost(_ session: PortSession) {
+        guard let resume = self.resume else { return }
+        let now = NIODeadline.now()
+        let start = self.state.withLockedValue { state -> NIODeadline in
+            // A channel that dropped again right after a resume is the same outage.
+            if let lastResumed = state.lastResumed, now - lastResumed < .seconds(10), let outage = state.outageStart {
+                return outage
+            }
+            state.outageStart = now
+            return now
+        }
+        let deadline = start + self.resumeTimeout
+        let (sessionID, logger, loop) = (self.grant.sessionID, self.logger, self.eventLoop)
+        logger.warning(
+            "connection to the gateway lost; resuming the session",
+            metadata: ["jumpgate.session_id": "\(sessionID)"]
+        )
+        let bound = NIOLoopBound(session, eventLoop: loop)
+        Task {
+            var delay = 0.2
+            var attempt = 0
+            while NIODeadline.now() < deadline {
+                attempt += 1
+                do {
+                    let grant = try await resume(sessionID)
+                    let channel = try await self.connect(grant: grant) { bound.value }
+                    self.state.withLockedValue { state in
+                        state.dataChannel = channel
+                        state.lastResumed = .now()
+                        state.resumes += 1
+                    }
+                    logger.info(
+                        "session resumed",
+                        metadata: ["jumpgate.session_id": "\(sessionID)", "attempt": "\(attempt)"]
+                    )
+                    return
+                } catch {
+                    if (try? await loop.submit({ bound.value.isEnded }).get()) ?? true { return }
+                    logger.info("resume attempt failed", metadata: ["attempt": "\(attempt)", "error": "\(error)"])
+                }
+                // Exponential backoff with jitter, capped at 10 s, never past the deadline.
+                let jittered = delay * Double.random(in: 0.5...1.0)
+                try? await Task.sleep(nanoseconds: UInt64(jittered * 1e9))
+                delay = min(delay * 2, 10)
+            }
+            let minutes = Double(self.resumeTimeout.nanoseconds) / 60e9
+            loop.execute {
+                bound.value.shutdown(
+                    reason: "The connection to the gateway was lost and could not be resumed within "
+                        + "\(minutes == minutes.rounded() ? "\(Int(minutes)) minutes" : "\(minutes) minutes"); "
+                        + "check the network and that the gateway is running, then start a new session."
+                )
+            }
+        }
+    }
+
+    /// How many times the data channel was resumed.
+    public var resumeCount: Int { self.state.withLockedValue { $0.resumes } }
 
     /// Ctrl+C: tell the agent (TerminateSession flag) and stop.
     public func terminate() {

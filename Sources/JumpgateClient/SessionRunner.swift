@@ -3,6 +3,7 @@ import Foundation
 import JumpgateWire
 import Logging
 import NIOConcurrencyHelpers
+import NIOCore
 
 /// Runs a granted port session the way the official plugin does, for both `jumpgate start-session` and
 /// the `session-manager-plugin` executable: the official console lines, Ctrl+C sends TerminateSession
@@ -14,6 +15,7 @@ public enum SessionRunner {
         localPort: Int,
         client: SSMClient,
         console: any ForwarderConsole = StandardOutputConsole(),
+        resumeTimeout: TimeAmount = .minutes(5),
         logger: Logger
     ) async -> Int32 {
         let forwarder = PortForwarder(
@@ -21,7 +23,9 @@ public enum SessionRunner {
             localPort: localPort,
             caFile: client.configuration.caFile,
             console: console,
-            logger: logger
+            logger: logger,
+            resume: client.resumeSession,
+            resumeTimeout: resumeTimeout
         )
         let interrupt = Task {
             _ = await TerminationSignal.wait()

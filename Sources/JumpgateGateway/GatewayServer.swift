@@ -14,6 +14,8 @@ public struct GatewayConfiguration: Sendable {
     public var listenPort: Int
     /// The URL clients and agents use, if not the listen address (it goes into StreamUrl and the certificate).
     public var publicURL: String?
+    /// How long a session may stay disconnected (its client or agent away) before it ends.
+    public var resumeGraceSeconds: Int64 = 360
 
     public init(dataDirectory: String, listenHost: String, listenPort: Int, publicURL: String? = nil) {
         self.dataDirectory = dataDirectory
@@ -31,6 +33,7 @@ public final class GatewayServer: Sendable {
     public let caFile: String
     public let credentialsFile: String
     let store: GatewayStore
+    let sweeper: RepeatedTask
 
     init(
         state: GatewayState,
@@ -38,7 +41,8 @@ public final class GatewayServer: Sendable {
         url: String,
         caFile: String,
         credentialsFile: String,
-        store: GatewayStore
+        store: GatewayStore,
+        sweeper: RepeatedTask
     ) {
         self.state = state
         self.channel = channel
@@ -46,10 +50,12 @@ public final class GatewayServer: Sendable {
         self.caFile = caFile
         self.credentialsFile = credentialsFile
         self.store = store
+        self.sweeper = sweeper
     }
 
     /// Stops accepting connections, then closes the store once every change is written.
     public func shutdown() async {
+        self.sweeper.cancel()
         try? await self.channel.close()
         try? await self.store.flush().get()
         try? await self.store.close()
@@ -74,6 +80,17 @@ public final class GatewayServer: Sendable {
             throw error
         }
         state.addAccessKey(id: directory.adminAccessKeyID, secret: directory.adminSecret, user: "jumpgate-admin")
+        // Sessions whose client never came back (after a drop, or after this gateway restarted) end.
+        let grace = configuration.resumeGraceSeconds
+        let sweeper = group.any().scheduleRepeatedTask(initialDelay: .seconds(5), delay: .seconds(5)) { _ in
+            for session in state.expireDisconnected(after: grace) {
+                logger.info(
+                    "session expired",
+                    metadata: ["jumpgate.session_id": "\(session.id)", "reason": "\(session.closeReason)"]
+                )
+                GatewayAPI.terminate(session, state: state, reason: session.closeReason)
+            }
+        }
         let sslContext = try JumpgateTLS.serverContext(
             certificatePEM: directory.serverCertificatePEM,
             keyPEM: directory.serverKeyPEM
@@ -108,7 +125,8 @@ public final class GatewayServer: Sendable {
             url: url,
             caFile: directory.caFile,
             credentialsFile: directory.credentialsFile,
-            store: store
+            store: store,
+            sweeper: sweeper
         )
     }
 

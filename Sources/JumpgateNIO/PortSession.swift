@@ -42,8 +42,17 @@ public final class PortSession: ChannelInboundHandler {
     private var context: ChannelHandlerContext?
     private var timer: RepeatedTask?
     private var ended = false
+    /// Whether a data channel was ever attached (the second attachment is a resume).
+    private var attachedOnce = false
+    /// Frames are encoded with this even while no data channel is attached (they are held for resend).
+    private let allocator = ByteBufferAllocator()
     /// Held strongly until the session ends (the agent keeps no other reference), then released.
     public var delegate: (any PortSessionDelegate)?
+    /// Set by an owner that can reconnect the data channel. When the channel drops while the session is
+    /// open, this is called (on the event loop) instead of ending the session: streams stay open, what is
+    /// sent meanwhile is held, and re-adding this handler to a new data channel on the same event loop
+    /// resends every unacknowledged message. Without it, a drop ends the session.
+    public var onDisconnect: ((PortSession) -> Void)?
     var logger: Logger
 
     final class StreamState {
@@ -83,6 +92,17 @@ public final class PortSession: ChannelInboundHandler {
             _ in
             bound.value.timerFired()
         }
+        if self.attachedOnce {
+            // A resumed data channel: everything the peer has not acknowledged goes again, oldest first
+            // (the peer drops and re-acknowledges what it already has).
+            let frames = self.reliability.connectionRestored(now: .now())
+            self.logger.info("data channel resumed", metadata: ["resent": "\(frames.count)"])
+            if self.isAgent { self.sendAgentSessionState() }
+            self.writeFrames(frames)
+            self.resumeBlockedStreams()
+            return
+        }
+        self.attachedOnce = true
         if case .agent(var machine) = self.handshake {
             let action = machine.start(now: .now())
             self.handshake = .agent(machine)
@@ -92,15 +112,35 @@ public final class PortSession: ChannelInboundHandler {
     }
 
     public func handlerRemoved(context: ChannelHandlerContext) {
-        self.timer?.cancel()
-        self.end(reason: "the data channel closed", byPeer: true)
-        self.context = nil
+        self.dataChannelLost(context, reason: "the data channel closed")
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
-        self.end(reason: "the data channel closed", byPeer: true)
+        self.dataChannelLost(context, reason: "the data channel closed")
         context.fireChannelInactive()
     }
+
+    /// The data channel `context` belongs to is gone: resume through the owner if it can, else end.
+    private func dataChannelLost(_ context: ChannelHandlerContext, reason: String) {
+        guard self.context === context else { return }  // an old channel going away after a resume
+        self.timer?.cancel()
+        self.timer = nil
+        self.context = nil
+        guard !self.ended else { return }
+        if let onDisconnect = self.onDisconnect {
+            self.reliability.connectionLost()
+            self.logger.info(
+                "data channel lost; holding streams while it is resumed",
+                metadata: ["unacknowledged": "\(self.reliability.unacknowledgedCount)"]
+            )
+            onDisconnect(self)
+        } else {
+            self.end(reason: reason, byPeer: true)
+        }
+    }
+
+    /// Whether the session is over (ended by either side); an owner stops resuming then.
+    public var isEnded: Bool { self.ended }
 
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let closed = event as? WebSocketClosedEvent, closed.code != 1000 {
@@ -113,7 +153,11 @@ public final class PortSession: ChannelInboundHandler {
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        self.end(reason: "data channel error: \(error)", byPeer: false)
+        if self.onDisconnect == nil {
+            self.end(reason: "data channel error: \(error)", byPeer: false)
+        } else {
+            self.logger.info("data channel error", metadata: ["error": "\(error)"])
+        }
         context.close(promise: nil)
     }
 
@@ -532,9 +576,9 @@ public final class PortSession: ChannelInboundHandler {
         payloadLength: Int,
         writePayload: (inout ByteBuffer) -> Void
     ) {
-        guard let context = self.context else { return }
+        guard !self.ended else { return }
         let sequenceNumber = self.reliability.nextSequenceNumber
-        var frame = context.channel.allocator.buffer(capacity: SSMMessage.headerSize + payloadLength)
+        var frame = self.allocator.buffer(capacity: SSMMessage.headerSize + payloadLength)
         frame.writeSSMMessage(
             messageType: self.outgoingType,
             createdDate: Self.nowMilliseconds(),
@@ -548,7 +592,7 @@ public final class PortSession: ChannelInboundHandler {
         )
         do {
             if case .write(let bytes) = try self.reliability.send(frame, now: .now()) {
-                context.write(self.wrapOutboundOut(.binary(bytes)), promise: nil)
+                self.context?.write(self.wrapOutboundOut(.binary(bytes)), promise: nil)
             }
         } catch {
             // The caller checks canSend for data; control messages past the bound are a protocol failure.
@@ -642,6 +686,7 @@ public final class PortSession: ChannelInboundHandler {
     private func end(reason: String, byPeer: Bool) {
         guard !self.ended else { return }
         self.ended = true
+        self.onDisconnect = nil
         self.timer?.cancel()
         for (_, stream) in self.streams { stream.channel?.close(promise: nil) }
         self.streams.removeAll()

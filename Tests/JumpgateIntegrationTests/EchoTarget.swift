@@ -103,3 +103,28 @@ func parallelEchoes(port: Int, count: Int, baseSize: Int, step: Int) async throw
         return successes
     }
 }
+
+/// One connection that writes `bytes` in `chunk`-sized pieces every `interval` (a paced transfer, so that
+/// it is still running when the test breaks something) and collects the echo. Throws if the connection is
+/// reset; returns what came back (shorter than `bytes` if the connection closed early).
+func pacedEchoRoundTrip(port: Int, bytes: ByteBuffer, chunk: Int, interval: TimeAmount) async throws -> ByteBuffer {
+    let loop = MultiThreadedEventLoopGroup.singleton.next()
+    let done = loop.makePromise(of: ByteBuffer.self)
+    let channel = try await ClientBootstrap(group: loop)
+        .channelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(Collector(expected: bytes.readableBytes, done: done))
+            }
+        }
+        .connect(host: "127.0.0.1", port: port)
+        .get()
+    let timeout = loop.scheduleTask(in: .seconds(120)) { channel.close(promise: nil) }
+    defer { timeout.cancel() }
+    var remaining = bytes
+    while remaining.readableBytes > 0 {
+        let piece = remaining.readSlice(length: min(chunk, remaining.readableBytes))!
+        try await channel.writeAndFlush(piece)
+        try await Task.sleep(nanoseconds: UInt64(interval.nanoseconds))
+    }
+    return try await done.futureResult.get()
+}

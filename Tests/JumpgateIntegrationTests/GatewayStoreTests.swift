@@ -1,6 +1,7 @@
 import Foundation
 import JumpgateWire
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Testing
@@ -93,13 +94,10 @@ struct GatewayStoreTests {
         #expect(snapshot.accessKeys.first { $0.id == "AKJGTEST" }?.secret == Self.secret + "-user")
     }
 
-    @Test("sessions open at a restart end Failed with a reason, and that is stored too")
-    func openSessionsFailOnRestore() async throws {
+    @Test("sessions open at a restart come back Disconnected (resumable); unresumed ones expire as Failed")
+    func openSessionsOnRestore() async throws {
         let directory = try Self.temporaryDirectory()
         let store = try await Self.open(directory)
-        let state = GatewayState(clock: { 1_700_000_000 }, store: store)
-        state.restore(StoreSnapshot(instances: [Self.instance("mi-0123456789abcdef0")]))
-        // A session needs a connected target; write the record through the store directly instead.
         let open = SessionRecord(
             id: "alice-0123456789abcdef0",
             owner: "alice",
@@ -114,22 +112,32 @@ struct GatewayStoreTests {
             clientTokenHash: nil,
             agentTokenHashes: [:]
         )
+        store.submit(.instance(Self.instance("mi-0123456789abcdef0")))
         store.submit(.session(open))
         try await store.flush().get()
         try await store.close()
 
         let again = try await Self.open(directory)
-        let restarted = GatewayState(clock: { 1_700_000_500 }, store: again)
+        let clock = NIOLockedValueBox<Int64>(1_700_000_500)
+        let restarted = GatewayState(clock: { clock.withLockedValue { $0 } }, store: again)
         restarted.restore(try await again.load())
         let session = try #require(restarted.session(id: open.id))
-        #expect(session.status == .failed)
-        #expect(session.endEpoch == 1_700_000_500)
-        #expect(session.closeReason.contains("gateway restarted"))
-        #expect(session.parameters.map(\.key) == ["portNumber"])
+        #expect(session.status == .disconnected)
+        #expect(restarted.relay(sessionID: open.id) != nil)  // ready for both sides to re-attach
+        #expect(try restarted.resumeSession(id: open.id, owner: "alice").count > 20)
+        #expect(throws: APIError.self) { try restarted.resumeSession(id: open.id, owner: "mallory") }
+
+        #expect(restarted.expireDisconnected(after: 360).isEmpty)  // not yet
+        clock.withLockedValue { $0 += 360 }
+        let expired = restarted.expireDisconnected(after: 360)
+        #expect(expired.map(\.id) == [open.id])
+        #expect(restarted.session(id: open.id)?.status == .failed)
+        #expect(restarted.session(id: open.id)?.closeReason.contains("did not reconnect") == true)
         try await again.flush().get()
         let stored = try await again.load().sessions.first
         try await again.close()
         #expect(stored?.status == .failed)
+        #expect(stored?.endEpoch == 1_700_000_860)
     }
 
     @Test("a missing or wrong key file stops the gateway with a clear error, never with garbage secrets")

@@ -137,6 +137,20 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         let operation = String(target.dropFirst("AmazonSSM.".count))
         let bytes = Array(self.body.readableBytesView)
+        // Authenticate before looking at the body (RegisterManagedInstance is unsigned: the activation
+        // code is its credential).
+        var user = ""
+        if operation != "RegisterManagedInstance" {
+            let identity = try self.verify(head: head, path: path, query: query, service: "ssm", body: bytes)
+            guard let known = self.state.userSecret(accessKeyID: identity.accessKeyID)?.user else {
+                throw APIError(
+                    400,
+                    "AccessDeniedException",
+                    "Managed-instance credentials cannot call \(operation)."
+                )
+            }
+            user = known
+        }
         let input: JSONValue
         do {
             input = bytes.isEmpty ? [:] : try JSONValue(parsing: bytes)
@@ -147,13 +161,8 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             throw APIError(400, "SerializationException", "The request body must be a JSON object.")
         }
         if operation == "RegisterManagedInstance" {
-            // Unsigned: the activation code is the credential.
             let source = context.channel.remoteAddress?.ipAddress ?? "unknown"
             return try self.api.register(input, source: source)
-        }
-        let identity = try self.verify(head: head, path: path, query: query, service: "ssm", body: bytes)
-        guard let user = self.state.userSecret(accessKeyID: identity.accessKeyID)?.user else {
-            throw APIError(400, "AccessDeniedException", "Managed-instance credentials cannot call \(operation).")
         }
         let result = try self.api.handle(operation: operation, input: input, user: user)
         self.logger.info("api call", metadata: ["operation": "\(operation)", "user": "\(user)"])

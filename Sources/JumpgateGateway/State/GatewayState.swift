@@ -106,6 +106,8 @@ public struct SessionRecord: Sendable {
     /// issue note: it should stop working once the first handshake completes).
     public var clientTokenHash: String?
     public var agentTokenHashes: [String: Int64]
+    /// When the session last lost a data channel (runtime only): a session nobody resumes expires.
+    public var disconnectedSince: Int64? = nil
 }
 
 /// The gateway's state: users' keys, activations, instances, sessions, and the live channels.
@@ -134,8 +136,9 @@ public final class GatewayState: Sendable {
         self.store = store
     }
 
-    /// Loads what the store holds. Sessions that were open when the gateway stopped cannot continue
-    /// (their channels are gone), so they end as Failed with a reason that says so.
+    /// Loads what the store holds. Sessions that were open when the gateway stopped are kept open as
+    /// Disconnected, with a fresh relay: their client (through ResumeSession) and agent reconnect and
+    /// resend what was not acknowledged. Those not resumed expire (``expireDisconnected(after:)``).
     public func restore(_ snapshot: StoreSnapshot) {
         let now = self.clock()
         self.storage.withLockedValue { storage in
@@ -144,13 +147,34 @@ public final class GatewayState: Sendable {
             for instance in snapshot.instances { storage.instances[instance.id] = instance }
             for var session in snapshot.sessions {
                 if session.status != .terminated && session.status != .failed {
-                    session.status = .failed
-                    session.endEpoch = now
-                    session.closeReason = "The gateway restarted while the session was open; start a new session."
+                    session.status = .disconnected
+                    session.disconnectedSince = now
+                    storage.relays[session.id] = SessionRelay(sessionID: session.id, state: self)
                     self.store?.submit(.session(session))
                 }
                 storage.sessions[session.id] = session
             }
+        }
+    }
+
+    /// Sessions disconnected for longer than `seconds` (nobody resumed them): marked Failed with a reason,
+    /// and returned so that their relays and agents can be told.
+    public func expireDisconnected(after seconds: Int64) -> [SessionRecord] {
+        let now = self.clock()
+        return self.storage.withLockedValue { storage in
+            var expired: [SessionRecord] = []
+            for (id, var session) in storage.sessions where session.status == .disconnected {
+                guard let since = session.disconnectedSince, now - since >= seconds else { continue }
+                session.status = .failed
+                session.endEpoch = now
+                session.closeReason = "The session's client did not reconnect within \(seconds) seconds."
+                session.clientTokenHash = nil
+                session.agentTokenHashes = [:]
+                storage.sessions[id] = session
+                self.store?.submit(.session(session))
+                expired.append(session)
+            }
+            return expired
         }
     }
 
@@ -495,6 +519,8 @@ public final class GatewayState: Sendable {
         self.storage.withLockedValue { storage in
             guard var session = storage.sessions[sessionID] else { return }
             if session.status == .terminated || session.status == .failed { return }
+            if status == .disconnected, session.status != .disconnected { session.disconnectedSince = now }
+            if status != .disconnected { session.disconnectedSince = nil }
             session.status = status
             if let reason { session.closeReason = reason }
             if status == .terminated || status == .failed {
