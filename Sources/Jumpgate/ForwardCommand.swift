@@ -200,6 +200,7 @@ struct ForwardCommand: AsyncParsableCommand {
                         emit(
                             "Forwarding \(listener.host):\(listener.port) -> \(spec.host):\(spec.port) through \(self.target) (session \(sessions[index].sessionID))\n"
                         )
+                        if index == 0, let notice = sessions[index].limitsNotice { emit(notice + "\n") }
                     }
                 }
                 guard let command = self.exec else { return nil }

@@ -3,7 +3,9 @@ import Foundation
 import JumpgateGateway
 import JumpgateWire
 import Logging
+import Metrics
 import NIOCore
+import Prometheus
 
 struct ServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -27,6 +29,21 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(name: .long, help: "How to print the ready line: text or json.")
     var format: OutputFormat = .text
 
+    @Option(name: .long, help: "Use this certificate chain (PEM) instead of the generated one (needs --tls-key).")
+    var tlsCert: String?
+
+    @Option(name: .long, help: "The private key (PEM) for --tls-cert.")
+    var tlsKey: String?
+
+    @Option(name: .long, help: "End sessions with no bytes in either direction for this long: 20m, 90s, 1h; 0 never.")
+    var idleTimeout: String = "20m"
+
+    @Option(name: .long, help: "End sessions older than this (8h, 30m ...; default: no limit).")
+    var maxSessionDuration: String?
+
+    @Flag(name: .long, help: "Do not serve Prometheus metrics at GET /metrics.")
+    var noMetrics = false
+
     @Option(name: .long, help: "Log level (trace, debug, info, notice, warning, error).")
     var logLevel: String?
 
@@ -34,17 +51,36 @@ struct ServerCommand: AsyncParsableCommand {
         CommandLogging.bootstrap(level: self.logLevel)
         let logger = Logger(label: "jumpgate.server")
         let (host, port) = try parseHostPort(self.listen)
+        guard (self.tlsCert == nil) == (self.tlsKey == nil) else {
+            throw ValidationError("--tls-cert and --tls-key go together.")
+        }
+        guard let idle = Self.seconds(self.idleTimeout) else {
+            throw ValidationError("--idle-timeout '\(self.idleTimeout)' is not a duration such as 20m, 90s or 1h (0: never).")
+        }
+        let maximum = try self.maxSessionDuration.map { text -> Int64 in
+            guard let seconds = Self.seconds(text), seconds > 0 else {
+                throw ValidationError("--max-session-duration '\(text)' is not a duration such as 8h or 30m.")
+            }
+            return seconds
+        }
+        var configuration = GatewayConfiguration(
+            dataDirectory: self.dataDir,
+            listenHost: host,
+            listenPort: port,
+            publicURL: self.publicURL
+        )
+        configuration.tlsCertificateFile = self.tlsCert
+        configuration.tlsKeyFile = self.tlsKey
+        configuration.idleTimeoutSeconds = idle == 0 ? .max : idle
+        configuration.maximumSessionDurationSeconds = maximum
+        if !self.noMetrics {
+            let registry = PrometheusCollectorRegistry()
+            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+            configuration.metricsRegistry = registry
+        }
         let server: GatewayServer
         do {
-            server = try await GatewayServer.start(
-                configuration: GatewayConfiguration(
-                    dataDirectory: self.dataDir,
-                    listenHost: host,
-                    listenPort: port,
-                    publicURL: self.publicURL
-                ),
-                logger: logger
-            )
+            server = try await GatewayServer.start(configuration: configuration, logger: logger)
         } catch {
             FileHandle.standardError.write(
                 Data("error: the gateway could not start on \(self.listen): \(error)\n".utf8)
@@ -54,12 +90,12 @@ struct ServerCommand: AsyncParsableCommand {
         switch self.format {
         case .text:
             emit(
-                "Jumpgate gateway ready at \(server.url) (CA: \(server.caFile), admin credentials: \(server.credentialsFile))\n"
+                "Jumpgate gateway ready at \(server.url) (CA: \(server.caFile ?? "the one that issued --tls-cert"), admin credentials: \(server.credentialsFile))\n"
             )
         case .json:
             let ready: JSONValue = [
                 "url": .string(server.url), "port": .integer(Int64(server.channel.localAddress?.port ?? port)),
-                "caFile": .string(server.caFile), "credentialsFile": .string(server.credentialsFile),
+                "caFile": server.caFile.map { .string($0) } ?? .null, "credentialsFile": .string(server.credentialsFile),
                 "profile": "jumpgate-admin",
             ]
             emit(ready.serialized() + "\n")
@@ -67,5 +103,18 @@ struct ServerCommand: AsyncParsableCommand {
         let signal = await waitForTerminationSignal()
         logger.info("shutting down", metadata: ["signal": "\(signal)"])
         await server.shutdown()
+    }
+
+    /// "90s", "20m", "1h", or plain seconds; nil if it is none of these.
+    static func seconds(_ text: String) -> Int64? {
+        let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600]
+        var digits = Substring(text)
+        var unit: Int64 = 1
+        if let last = text.last, let multiplier = units[last] {
+            digits = digits.dropLast()
+            unit = multiplier
+        }
+        guard let value = Int64(digits), value >= 0, value <= Int64(Int32.max) else { return nil }
+        return value * unit
     }
 }

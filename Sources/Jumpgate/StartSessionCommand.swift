@@ -42,6 +42,8 @@ struct StartSessionCommand: AsyncParsableCommand {
             if let reason = self.reason { request.append(("Reason", .string(reason))) }
             let grant = try SessionGrant(json: try await client.call("StartSession", .object(request)))
             let localPort = Int(parameters.first { $0.key == "localPortNumber" }?.value.first ?? "0") ?? 0
+            // On stderr: stdout carries the official plugin's lines, which tools parse.
+            if let notice = grant.limitsNotice { FileHandle.standardError.write(Data((notice + "\n").utf8)) }
             let status = await SessionRunner.run(grant: grant, localPort: localPort, client: client, logger: logger)
             if status != 0 { throw ExitCode(status) }
         } catch let error as ClientError {

@@ -6,6 +6,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import Prometheus
 
 /// How to run a gateway.
 public struct GatewayConfiguration: Sendable {
@@ -16,6 +17,15 @@ public struct GatewayConfiguration: Sendable {
     public var publicURL: String?
     /// How long a session may stay disconnected (its client or agent away) before it ends.
     public var resumeGraceSeconds: Int64 = 360
+    /// Sessions with no bytes in either direction for this long end (AWS's default is 20 minutes).
+    public var idleTimeoutSeconds: Int64 = 1200
+    /// Sessions older than this end (nil: no limit).
+    public var maximumSessionDurationSeconds: Int64?
+    /// An existing certificate chain and key (PEM) instead of the generated ones.
+    public var tlsCertificateFile: String?
+    public var tlsKeyFile: String?
+    /// Served at GET /metrics (the executable bootstraps swift-metrics with it); nil: no endpoint.
+    public var metricsRegistry: PrometheusCollectorRegistry?
 
     public init(dataDirectory: String, listenHost: String, listenPort: Int, publicURL: String? = nil) {
         self.dataDirectory = dataDirectory
@@ -30,7 +40,8 @@ public final class GatewayServer: Sendable {
     public let state: GatewayState
     public let channel: any Channel
     public let url: String
-    public let caFile: String
+    /// The CA clients must trust: the generated one, or nil with --tls-cert (trust as that certificate says).
+    public let caFile: String?
     public let credentialsFile: String
     let store: GatewayStore
     let sweeper: RepeatedTask
@@ -39,7 +50,7 @@ public final class GatewayServer: Sendable {
         state: GatewayState,
         channel: any Channel,
         url: String,
-        caFile: String,
+        caFile: String?,
         credentialsFile: String,
         store: GatewayStore,
         sweeper: RepeatedTask
@@ -72,7 +83,17 @@ public final class GatewayServer: Sendable {
             eventLoop: group.any(),
             logger: logger
         )
-        let state = GatewayState(clock: { Int64(Date().timeIntervalSince1970) }, store: store)
+        let state = GatewayState(
+            clock: { Int64(Date().timeIntervalSince1970) },
+            store: store,
+            metricsRegistry: configuration.metricsRegistry,
+            limits: {
+                var limits = GatewayState.SessionLimits()
+                limits.idleTimeoutSeconds = configuration.idleTimeoutSeconds
+                limits.maximumDurationSeconds = configuration.maximumSessionDurationSeconds
+                return limits
+            }()
+        )
         do {
             state.restore(try await store.load())
         } catch {
@@ -81,8 +102,11 @@ public final class GatewayServer: Sendable {
         }
         state.addAccessKey(id: directory.adminAccessKeyID, secret: directory.adminSecret, user: "jumpgate-admin")
         // Sessions whose client never came back (after a drop, or after this gateway restarted) end.
-        let grace = configuration.resumeGraceSeconds
-        let sweeper = group.any().scheduleRepeatedTask(initialDelay: .seconds(5), delay: .seconds(5)) { _ in
+        let (grace, idle, maximum) = (
+            configuration.resumeGraceSeconds, configuration.idleTimeoutSeconds,
+            configuration.maximumSessionDurationSeconds
+        )
+        let sweeper = group.any().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
             for session in state.expireDisconnected(after: grace) {
                 logger.info(
                     "session expired",
@@ -90,11 +114,32 @@ public final class GatewayServer: Sendable {
                 )
                 GatewayAPI.terminate(session, state: state, reason: session.closeReason)
             }
+            for (session, reason) in state.sessionsToEnd(idle: idle, maximumDuration: maximum) {
+                logger.info("session ended", metadata: ["jumpgate.session_id": "\(session.id)", "reason": "\(reason)"])
+                GatewayAPI.terminate(session, state: state, reason: reason)
+            }
         }
-        let sslContext = try JumpgateTLS.serverContext(
-            certificatePEM: directory.serverCertificatePEM,
-            keyPEM: directory.serverKeyPEM
-        )
+        let sslContext: NIOSSLContext
+        if let certificateFile = configuration.tlsCertificateFile, let keyFile = configuration.tlsKeyFile {
+            // An existing certificate (a public CA's, or the company's): clients trust it their usual way.
+            do {
+                sslContext = try JumpgateTLS.serverContext(
+                    certificatePEM: try String(contentsOfFile: certificateFile, encoding: .utf8),
+                    keyPEM: try String(contentsOfFile: keyFile, encoding: .utf8)
+                )
+            } catch {
+                try? await store.close()
+                throw GatewayStartError(
+                    "cannot use --tls-cert \(certificateFile) / --tls-key \(keyFile): \(error); both must be PEM files, "
+                        + "the certificate chain first"
+                )
+            }
+        } else {
+            sslContext = try JumpgateTLS.serverContext(
+                certificatePEM: directory.serverCertificatePEM,
+                keyPEM: directory.serverKeyPEM
+            )
+        }
 
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
@@ -123,7 +168,7 @@ public final class GatewayServer: Sendable {
             state: state,
             channel: channel,
             url: url,
-            caFile: directory.caFile,
+            caFile: configuration.tlsCertificateFile == nil ? directory.caFile : nil,
             credentialsFile: directory.credentialsFile,
             store: store,
             sweeper: sweeper
@@ -230,6 +275,11 @@ struct GatewayDataDirectory {
             offset += n
         }
     }
+}
+
+struct GatewayStartError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }
 
 enum IPAddressText {

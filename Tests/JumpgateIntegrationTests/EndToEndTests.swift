@@ -21,12 +21,13 @@ struct EndToEndTests {
     }
 
     /// Starts a gateway, registers and runs an agent allowed to reach `allow`, and waits until it is Online.
-    static func startLab(allow: [String]) async throws -> Lab {
+    static func startLab(allow: [String], gatewayArguments: [String] = []) async throws -> Lab {
         let directory = NSTemporaryDirectory() + "jumpgate-e2e-" + MessageID.random().description
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let gateway = try ChildProcess(
             "gateway",
             ["server", "--data-dir", directory + "/gw", "--listen", "127.0.0.1:0", "--format", "json"]
+                + gatewayArguments
         )
         let ready = try JSONValue(parsing: try gateway.waitForLine { $0.hasPrefix("{") })
         let url = try #require(ready["url"]?.stringValue)
@@ -78,11 +79,15 @@ struct EndToEndTests {
 
     /// Runs `body` with an echo target and a lab whose agent may reach `allow` (nil: the echo target), and
     /// stops both afterwards.
-    static func withLab(allow: [String]? = nil, _ body: (Lab, Int) async throws -> Void) async throws {
+    static func withLab(
+        allow: [String]? = nil,
+        gatewayArguments: [String] = [],
+        _ body: (Lab, Int) async throws -> Void
+    ) async throws {
         let echo = try await startEchoServer()
         defer { echo.close(promise: nil) }
         let echoPort = try #require(echo.localAddress?.port)
-        let lab = try await Self.startLab(allow: allow ?? ["127.0.0.1:\(echoPort)"])
+        let lab = try await Self.startLab(allow: allow ?? ["127.0.0.1:\(echoPort)"], gatewayArguments: gatewayArguments)
         defer {
             lab.agent.stop()
             lab.gateway.stop()

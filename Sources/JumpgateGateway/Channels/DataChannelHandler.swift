@@ -92,7 +92,7 @@ final class DataChannelHandler: ChannelInboundHandler {
                     token: input.tokenValue
                 )
         } else {
-            accepted = self.state.checkClientToken(sessionID: self.sessionID, token: input.tokenValue)
+            accepted = self.state.consumeClientToken(sessionID: self.sessionID, token: input.tokenValue)
         }
         guard accepted, let relay = self.state.relay(sessionID: self.sessionID) else {
             // The token itself is never logged.

@@ -1,3 +1,4 @@
+import CoreMetrics
 import JumpgateNIO
 import JumpgateWire
 import Logging
@@ -22,17 +23,43 @@ public final class SessionRelay: Sendable {
         var pendingBytes = 0
         var agentPaused = false
         var terminated = false
+        /// When a frame last went through, in the state's clock (epoch seconds): the idle timeout.
+        var lastActivity: Int64 = 0
+        /// Whether the agent's handshake_complete was seen (frames are inspected until it is).
+        var handshakeSeen = false
     }
 
     public let sessionID: String
     let inner = NIOLockedValueBox(Inner())
     private let bufferLimit: Int
     private unowned(unsafe) let state: GatewayState
+    private let bytesToAgent: Counter
+    private let bytesToClient: Counter
+    private let bufferedGauge: Gauge
 
     init(sessionID: String, state: GatewayState, bufferLimit: Int = 8 << 20) {
         self.sessionID = sessionID
         self.state = state
         self.bufferLimit = bufferLimit
+        self.inner.withLockedValue { $0.lastActivity = state.clock() }
+        self.bytesToAgent = state.metrics.bytesToAgent
+        self.bytesToClient = state.metrics.bytesToClient
+        self.bufferedGauge = GatewayMetrics.bufferedBytesGauge(sessionID: sessionID)
+    }
+
+    /// Records this session's buffered bytes: frames held for an absent side plus both sockets'
+    /// outbound buffers.
+    func sampleBufferedBytes(on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
+        let (pending, channels) = self.inner.withLockedValue { inner in
+            (inner.pendingBytes, [inner.client, inner.agent].compactMap { $0 })
+        }
+        let outbound = channels.map { channel in
+            channel.getOption(ChannelOptions.bufferedWritableBytes).recover { _ in 0 }.hop(to: eventLoop)
+        }
+        let gauge = self.bufferedGauge
+        return EventLoopFuture.whenAllSucceed(outbound, on: eventLoop).map { sizes in
+            gauge.record(pending + sizes.reduce(0, +))
+        }
     }
 
     /// Attaches a channel; an older channel on the same side is closed (a resumed peer replaces it).
@@ -84,7 +111,14 @@ public final class SessionRelay: Sendable {
     /// Relays a frame from `side`. Returns false when the receiving channel is not writable, so the
     /// caller stops reading until ``SessionRelay/resume(_:)``.
     func forward(_ frame: ByteBuffer, from side: Side) -> Bool {
+        let now = self.state.clock()
+        var handshakeNowSeen = false
         let (target, pause) = self.inner.withLockedValue { inner -> ((any Channel)?, Bool) in
+            inner.lastActivity = now
+            if side == .agent, !inner.handshakeSeen, Self.isHandshakeComplete(frame) {
+                inner.handshakeSeen = true
+                handshakeNowSeen = true
+            }
             let target = side == .client ? inner.agent : inner.client
             if target != nil { return (target, false) }
             guard inner.pendingBytes + frame.readableBytes <= self.bufferLimit else {
@@ -99,10 +133,13 @@ public final class SessionRelay: Sendable {
             if side == .agent { inner.pendingToClient.append(frame) } else { inner.pendingToAgent.append(frame) }
             return (nil, false)
         }
+        if handshakeNowSeen { self.state.handshakeCompleted(sessionID: self.sessionID) }
         if pause, let agent = self.channel(.agent) {
+            self.state.metrics.framesPaused.increment()
             agent.writeAndFlush(WebSocketMessage.binary(Self.publicationMessage(.pausePublication)), promise: nil)
         }
         guard let target else { return true }
+        (side == .client ? self.bytesToAgent : self.bytesToClient).increment(by: frame.readableBytes)
         target.write(WebSocketMessage.binary(frame), promise: nil)
         return target.isWritable
     }
@@ -116,6 +153,9 @@ public final class SessionRelay: Sendable {
         guard let channel = self.channel(side) else { return }
         channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in channel.read() }
     }
+
+    /// When a frame last went through (epoch seconds).
+    var lastActivity: Int64 { self.inner.withLockedValue { $0.lastActivity } }
 
     /// Bytes waiting for an absent side: the per-session buffered-bytes figure.
     public var bufferedBytes: Int { self.inner.withLockedValue { $0.pendingBytes } }
@@ -154,6 +194,18 @@ public final class SessionRelay: Sendable {
             }
         }
         self.state.removeRelay(sessionID: self.sessionID)
+        self.bufferedGauge.destroy()
+    }
+
+    /// An agent's output_stream_data carrying handshake_complete (payload type 7), read from the header
+    /// without decoding the frame.
+    static func isHandshakeComplete(_ frame: ByteBuffer) -> Bool {
+        let payloadTypeOffset = 4 + 32 + 4 + 8 + 8 + 8 + 16 + 32
+        guard frame.readableBytes >= payloadTypeOffset + 4,
+            let type = frame.getString(at: frame.readerIndex + 4, length: 18), type == "output_stream_data",
+            let payloadType = frame.getInteger(at: frame.readerIndex + payloadTypeOffset, as: UInt32.self)
+        else { return false }
+        return payloadType == PayloadType.handshakeComplete.rawValue
     }
 
     static func publicationMessage(_ type: MessageType) -> ByteBuffer {

@@ -94,10 +94,21 @@ struct GatewayAPI: Sendable {
             reason: reason
         )
         try self.pushStart(session)
-        return [
+        var response: JSONValue = [
             "SessionId": .string(session.id), "TokenValue": .string(token),
             "StreamUrl": .string(self.streamURL(session.id)),
         ]
+        // Jumpgate's own clients print these at start (AWS's CLI drops fields it does not know).
+        if case .object(var members) = response {
+            if self.state.limits.idleTimeoutSeconds < .max {
+                members.append(("JumpgateIdleTimeoutSeconds", .integer(self.state.limits.idleTimeoutSeconds)))
+            }
+            if let maximum = self.state.limits.maximumDurationSeconds {
+                members.append(("JumpgateMaxSessionDurationSeconds", .integer(maximum)))
+            }
+            response = .object(members)
+        }
+        return response
     }
 
     func streamURL(_ sessionID: String) -> String {

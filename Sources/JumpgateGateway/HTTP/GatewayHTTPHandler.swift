@@ -1,9 +1,11 @@
+import CoreMetrics
 import JumpgateNIO
 import JumpgateWire
 import Logging
 import NIOCore
 import NIOHTTP1
 import NIOSSL
+import Prometheus
 
 /// Plain HTTP requests on the gateway's port: the SSM API (`POST /`), the token endpoints of the
 /// control and data channels (`POST /v1/...`), `/healthz`, and the answer to a refused WebSocket upgrade.
@@ -61,6 +63,21 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         do throws(APIError) {
             switch (head.method, path) {
+            case (.GET, "/metrics"):
+                guard let registry = self.state.metricsRegistry else {
+                    throw APIError(404, "NotFound", "Metrics are not enabled on this gateway.")
+                }
+                let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                self.state.sampleMetrics(on: context.eventLoop).whenComplete { _ in
+                    let (handler, context) = bound.value
+                    handler.send(
+                        context: context,
+                        head: head,
+                        status: 200,
+                        contentType: "text/plain; version=0.0.4",
+                        body: ByteBuffer(bytes: registry.emitToBuffer())
+                    )
+                }
             case (.GET, "/healthz"):
                 self.send(
                     context: context,
@@ -136,6 +153,7 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             )
         }
         let operation = String(target.dropFirst("AmazonSSM.".count))
+        self.state.metrics.apiRequests.increment()
         let bytes = Array(self.body.readableBytesView)
         // Authenticate before looking at the body (RegisterManagedInstance is unsigned: the activation
         // code is its credential).
@@ -305,6 +323,7 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func sendError(context: ChannelHandlerContext, head: HTTPRequestHead, _ error: APIError) {
+        self.state.metrics.apiErrors.increment()
         let body: JSONValue = ["__type": .string(error.type), "message": .string(error.message)]
         self.logger.info("request refused", metadata: ["type": "\(error.type)", "status": "\(error.status)"])
         self.send(

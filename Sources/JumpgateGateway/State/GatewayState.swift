@@ -1,7 +1,9 @@
+import CoreMetrics
 import Crypto
 import JumpgateWire
 import NIOConcurrencyHelpers
 import NIOCore
+import Prometheus
 
 /// An error the SSM API returns: `{"__type": type, "message": message}` with an HTTP status.
 public struct APIError: Error, Sendable, CustomStringConvertible {
@@ -108,6 +110,9 @@ public struct SessionRecord: Sendable {
     public var agentTokenHashes: [String: Int64]
     /// When the session last lost a data channel (runtime only): a session nobody resumes expires.
     public var disconnectedSince: Int64? = nil
+    /// Whether the agent's handshake_complete went through (runtime only): from then on the StartSession
+    /// token is spent and every ResumeSession token works once.
+    public var handshakeCompleted = false
 }
 
 /// The gateway's state: users' keys, activations, instances, sessions, and the live channels.
@@ -130,10 +135,43 @@ public final class GatewayState: Sendable {
     /// Where durable changes go (nil: memory only, for tests of the state alone). Changes are submitted
     /// while the lock is held, so the store applies them in the order they happened here.
     let store: GatewayStore?
+    public let metrics = GatewayMetrics()
+    /// The registry GET /metrics serves (nil: no endpoint).
+    public let metricsRegistry: PrometheusCollectorRegistry?
+    public let limits: SessionLimits
 
-    public init(clock: @escaping @Sendable () -> Int64, store: GatewayStore? = nil) {
+    /// When the gateway ends sessions by itself.
+    public struct SessionLimits: Sendable {
+        public var idleTimeoutSeconds: Int64 = 1200
+        public var maximumDurationSeconds: Int64?
+        public init() {}
+    }
+
+    public init(
+        clock: @escaping @Sendable () -> Int64,
+        store: GatewayStore? = nil,
+        metricsRegistry: PrometheusCollectorRegistry? = nil,
+        limits: SessionLimits = SessionLimits()
+    ) {
         self.clock = clock
         self.store = store
+        self.metricsRegistry = metricsRegistry
+        self.limits = limits
+    }
+
+    /// Brings the sampled gauges up to date (sessions, agents, each session's buffered bytes).
+    public func sampleMetrics(on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
+        let (active, online, relays) = self.storage.withLockedValue { storage in
+            (
+                storage.sessions.values.filter { $0.status != .terminated && $0.status != .failed }.count,
+                storage.controlChannels.count,
+                Array(storage.relays.values)
+            )
+        }
+        self.metrics.sessionsActive.record(active)
+        self.metrics.agentsOnline.record(online)
+        let samples = relays.map { $0.sampleBufferedBytes(on: eventLoop) }
+        return EventLoopFuture.andAllComplete(samples, on: eventLoop)
     }
 
     /// Loads what the store holds. Sessions that were open when the gateway stopped are kept open as
@@ -149,12 +187,52 @@ public final class GatewayState: Sendable {
                 if session.status != .terminated && session.status != .failed {
                     session.status = .disconnected
                     session.disconnectedSince = now
+                    // Whatever happened before the restart, tokens are single-use from now on.
+                    session.handshakeCompleted = true
                     storage.relays[session.id] = SessionRelay(sessionID: session.id, state: self)
                     self.store?.submit(.session(session))
                 }
                 storage.sessions[session.id] = session
             }
         }
+    }
+
+    /// Open sessions that went `idle` seconds without a frame in either direction, or are older than
+    /// `maximumDuration`: with the reason to give their client and agent (the caller terminates them).
+    public func sessionsToEnd(idle: Int64, maximumDuration: Int64?) -> [(SessionRecord, reason: String)] {
+        let now = self.clock()
+        let candidates = self.storage.withLockedValue { storage in
+            storage.sessions.values.filter { $0.status != .terminated && $0.status != .failed }.map {
+                ($0, storage.relays[$0.id])
+            }
+        }
+        var result: [(SessionRecord, reason: String)] = []
+        for (session, relay) in candidates {
+            if let maximumDuration, now - session.startEpoch >= maximumDuration {
+                result.append(
+                    (
+                        session,
+                        "The session reached the gateway's maximum session duration "
+                            + "(\(Self.describe(seconds: maximumDuration))); start a new session to continue."
+                    )
+                )
+            } else if let relay, now - relay.lastActivity >= idle {
+                result.append(
+                    (
+                        session,
+                        "The session was idle for \(Self.describe(seconds: idle)) (no bytes on any connection) "
+                            + "and was ended by the gateway's idle timeout; start a new session to continue."
+                    )
+                )
+            }
+        }
+        return result
+    }
+
+    static func describe(seconds: Int64) -> String {
+        if seconds % 3600 == 0 { return "\(seconds / 3600) hour\(seconds == 3600 ? "" : "s")" }
+        if seconds % 60 == 0 { return "\(seconds / 60) minute\(seconds == 60 ? "" : "s")" }
+        return "\(seconds) second\(seconds == 1 ? "" : "s")"
     }
 
     /// Sessions disconnected for longer than `seconds` (nobody resumed them): marked Failed with a reason,
@@ -445,6 +523,7 @@ public final class GatewayState: Sendable {
             storage.sessions[session.id] = session
             self.store?.submit(.session(session))
             storage.relays[session.id] = SessionRelay(sessionID: session.id, state: self)
+            self.metrics.sessionsStarted.increment()
             return (session, token)
         }
     }
@@ -477,13 +556,30 @@ public final class GatewayState: Sendable {
         return token
     }
 
-    /// Checks a client's data-channel token.
-    public func checkClientToken(sessionID: String, token: String) -> Bool {
+    /// Checks a client's data-channel token, atomically. Until the first handshake completes the token
+    /// may be presented again (the official plugin retries its first connection with it); after that a
+    /// token (from ResumeSession) opens one data channel and is spent.
+    public func consumeClientToken(sessionID: String, token: String) -> Bool {
         self.storage.withLockedValue { storage in
-            guard let session = storage.sessions[sessionID], let hash = session.clientTokenHash,
-                SigV4.constantTimeEquals(hash, tokenHash(token)), session.status != .terminated
+            guard var session = storage.sessions[sessionID], let hash = session.clientTokenHash,
+                SigV4.constantTimeEquals(hash, tokenHash(token)), session.status != .terminated,
+                session.status != .failed
             else { return false }
+            if session.handshakeCompleted {
+                session.clientTokenHash = nil
+                storage.sessions[sessionID] = session
+            }
             return true
+        }
+    }
+
+    /// The agent's handshake_complete went through the relay: the StartSession token stops working.
+    func handshakeCompleted(sessionID: String) {
+        self.storage.withLockedValue { storage in
+            guard var session = storage.sessions[sessionID], !session.handshakeCompleted else { return }
+            session.handshakeCompleted = true
+            session.clientTokenHash = nil
+            storage.sessions[sessionID] = session
         }
     }
 
@@ -524,6 +620,7 @@ public final class GatewayState: Sendable {
             session.status = status
             if let reason { session.closeReason = reason }
             if status == .terminated || status == .failed {
+                Counter(label: "jumpgate_sessions_ended_total", dimensions: [("status", status.rawValue)]).increment()
                 session.endEpoch = now
                 session.clientTokenHash = nil
                 session.agentTokenHashes = [:]
