@@ -55,7 +55,9 @@ struct ServerCommand: AsyncParsableCommand {
             throw ValidationError("--tls-cert and --tls-key go together.")
         }
         guard let idle = Self.seconds(self.idleTimeout) else {
-            throw ValidationError("--idle-timeout '\(self.idleTimeout)' is not a duration such as 20m, 90s or 1h (0: never).")
+            throw ValidationError(
+                "--idle-timeout '\(self.idleTimeout)' is not a duration such as 20m, 90s or 1h (0: never)."
+            )
         }
         let maximum = try self.maxSessionDuration.map { text -> Int64 in
             guard let seconds = Self.seconds(text), seconds > 0 else {
@@ -90,12 +92,14 @@ struct ServerCommand: AsyncParsableCommand {
         switch self.format {
         case .text:
             emit(
-                "Jumpgate gateway ready at \(server.url) (CA: \(server.caFile ?? "the one that issued --tls-cert"), admin credentials: \(server.credentialsFile))\n"
+                "Jumpgate gateway ready at \(server.url) (CA: \(server.caFile ?? "the one that issued --tls-cert"), "
+                    + "admin credentials: \(server.credentialsFile))\n"
             )
         case .json:
             let ready: JSONValue = [
                 "url": .string(server.url), "port": .integer(Int64(server.channel.localAddress?.port ?? port)),
-                "caFile": server.caFile.map { .string($0) } ?? .null, "credentialsFile": .string(server.credentialsFile),
+                "caFile": server.caFile.map { .string($0) } ?? .null,
+                "credentialsFile": .string(server.credentialsFile),
                 "profile": "jumpgate-admin",
             ]
             emit(ready.serialized() + "\n")
