@@ -61,6 +61,8 @@ public final class PortSession: ChannelInboundHandler {
         var backlog = ByteBuffer()
         var readPaused = false
         var localEOF = false
+        /// The TCP connection is gone; its backlog may still be draining into the smux window.
+        var tcpClosed = false
         /// Data (and a FIN) that arrived before the target connection was up; bounded by the smux window.
         var earlyData: [ByteBuffer] = []
         var earlyFIN = false
@@ -362,7 +364,7 @@ public final class PortSession: ChannelInboundHandler {
         case .refuse(let fin):
             self.sendMuxFrame(fin)
         case .data(let id, let data):
-            guard let stream = self.streams[id] else { return }
+            guard let stream = self.streams[id], !stream.tcpClosed else { return }
             guard let channel = stream.channel else {
                 stream.earlyData.append(data)
                 return
@@ -380,7 +382,7 @@ public final class PortSession: ChannelInboundHandler {
             }
             let halfClose = self.negotiated?.extensions.contains(.halfClose) == true
             if halfClose, !fullyClosed, let channel = stream.channel {
-                channel.close(mode: .output, promise: nil)
+                Self.close(channel, mode: .output)
             } else {
                 self.closeStream(id)
             }
@@ -435,7 +437,7 @@ public final class PortSession: ChannelInboundHandler {
         stream.earlyData = []
         if stream.earlyFIN {
             let halfClose = self.negotiated?.extensions.contains(.halfClose) == true
-            if halfClose { channel.close(mode: .output, promise: nil) } else { self.closeStream(id) }
+            if halfClose { Self.close(channel, mode: .output) } else { self.closeStream(id) }
         }
     }
 
@@ -477,10 +479,18 @@ public final class PortSession: ChannelInboundHandler {
         guard let stream = self.streams[id] else { return }
         stream.localEOF = true
         stream.channel = nil
+        stream.tcpClosed = true
         self.pumpStream(id)
+        guard self.streams[id] != nil else { return }  // pumpStream sent the FIN and dropped it
+        guard stream.backlog.readableBytes == 0 else {
+            // The socket is gone but its last bytes wait for the smux window: they go as it opens, then
+            // the FIN (pumpStream), and only then is the stream dropped.
+            self.context?.flush()
+            return
+        }
         if var mux = self.mux, let fin = mux.abortStream(id) {
             self.mux = mux
-            if stream.backlog.readableBytes == 0 { self.sendMuxFrame(fin) }
+            self.sendMuxFrame(fin)
         }
         self.streams[id] = nil
         self.context?.flush()
@@ -516,7 +526,8 @@ public final class PortSession: ChannelInboundHandler {
                 self.mux = mux
                 self.sendMuxFrame(fin)
                 sentSomething = true
-                if !(self.mux?.isOpen(id) ?? false) { self.dropStream(id) }
+                // Nothing more can be delivered to a closed socket: the stream is done.
+                if stream.tcpClosed || !(self.mux?.isOpen(id) ?? false) { self.dropStream(id) }
             }
         }
         let blocked = stream.backlog.readableBytes > 0
@@ -542,8 +553,17 @@ public final class PortSession: ChannelInboundHandler {
             self.sendMuxFrame(fin)
             self.context?.flush()
         }
-        stream.channel?.close(promise: nil)
+        if let channel = stream.channel { Self.close(channel, mode: .all) }
         self.dropStream(id)
+    }
+
+    /// Closes a stream's TCP channel once everything already written to it is on the socket: NIO fails
+    /// pending writes on a full close (and a close of the output escalates to one when the input is
+    /// already closed), which would cut off the end of the data the peer sent before its FIN.
+    static func close(_ channel: any Channel, mode: CloseMode) {
+        channel.writeAndFlush(ByteBuffer()).whenComplete { _ in
+            channel.close(mode: mode, promise: nil)
+        }
     }
 
     private func dropStream(_ id: SmuxStreamID) {

@@ -15,7 +15,11 @@ final class EchoHandler: ChannelInboundHandler, Sendable {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case ChannelEvent.inputClosed = event { context.close(mode: .output, promise: nil) }
+        // Close the output only once every echo is written (a close would fail pending writes).
+        if case ChannelEvent.inputClosed = event {
+            let channel = context.channel
+            context.writeAndFlush(NIOAny(ByteBuffer())).whenComplete { _ in channel.close(mode: .output, promise: nil) }
+        }
     }
 }
 
@@ -62,18 +66,20 @@ final class Collector: ChannelInboundHandler, @unchecked Sendable {
     }
 }
 
-func echoRoundTrip(port: Int, bytes: ByteBuffer) async throws -> ByteBuffer {
+func echoRoundTrip(port: Int, bytes: ByteBuffer, expected: Int? = nil) async throws -> ByteBuffer {
     let loop = MultiThreadedEventLoopGroup.singleton.next()
     let done = loop.makePromise(of: ByteBuffer.self)
     let channel = try await ClientBootstrap(group: loop)
         .channelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandler(Collector(expected: bytes.readableBytes, done: done))
+                try channel.pipeline.syncOperations.addHandler(
+                    Collector(expected: expected ?? bytes.readableBytes, done: done)
+                )
             }
         }
         .connect(host: "127.0.0.1", port: port)
         .get()
-    channel.writeAndFlush(bytes, promise: nil)
+    if bytes.readableBytes > 0 { channel.writeAndFlush(bytes, promise: nil) }
     let timeout = loop.scheduleTask(in: .seconds(60)) { channel.close(promise: nil) }
     defer { timeout.cancel() }
     return try await done.futureResult.get()
@@ -127,4 +133,139 @@ func pacedEchoRoundTrip(port: Int, bytes: ByteBuffer, chunk: Int, interval: Time
         try await Task.sleep(nanoseconds: UInt64(interval.nanoseconds))
     }
     return try await done.futureResult.get()
+}
+
+/// An echo server that closes a connection (both ways) once it has echoed `limit` bytes on it.
+final class ClosingEchoHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    let limit: Int
+    var seen = 0
+    init(limit: Int) { self.limit = limit }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = self.unwrapInboundIn(data)
+        guard self.seen < self.limit else { return }
+        let take = min(buffer.readableBytes, self.limit - self.seen)
+        self.seen += take
+        context.write(self.wrapOutboundOut(buffer.readSlice(length: take)!), promise: nil)
+        if self.seen >= self.limit {
+            let channel = context.channel
+            context.writeAndFlush(self.wrapOutboundOut(ByteBuffer())).whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) { context.flush() }
+}
+
+func startServer(port: Int = 0, _ makeHandler: @escaping @Sendable () -> any ChannelHandler) async throws -> any Channel
+{
+    try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .serverChannelOption(.backlog, value: 256)
+        .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+        .childChannelOption(.allowRemoteHalfClosure, value: true)
+        .childChannelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(makeHandler()) }
+        }
+        .bind(host: "127.0.0.1", port: port)
+        .get()
+}
+
+/// A deterministic byte stream (xorshift64*), so gigabytes can be checked without keeping them.
+struct PatternStream {
+    var state: UInt64
+    init(seed: UInt64) { self.state = seed | 1 }
+    mutating func next() -> UInt64 {
+        self.state ^= self.state >> 12
+        self.state ^= self.state << 25
+        self.state ^= self.state >> 27
+        return self.state &* 2_685_821_657_736_338_717
+    }
+    mutating func fill(_ buffer: inout ByteBuffer, count: Int) {
+        precondition(count % 8 == 0)
+        for _ in 0..<(count / 8) { buffer.writeInteger(self.next(), endianness: .little) }
+    }
+}
+
+/// Checks that what arrives is the pattern, byte for byte, and completes when `total` bytes arrived.
+final class PatternVerifier: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    var pattern: PatternStream
+    var pending = ByteBuffer()
+    var received = 0
+    let total: Int
+    let done: EventLoopPromise<Int>
+    var mismatch = false
+
+    init(seed: UInt64, total: Int, done: EventLoopPromise<Int>) {
+        self.pattern = PatternStream(seed: seed)
+        self.total = total
+        self.done = done
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = self.unwrapInboundIn(data)
+        self.received += buffer.readableBytes
+        self.pending.writeBuffer(&buffer)
+        while self.pending.readableBytes >= 8, let word = self.pending.readInteger(endianness: .little, as: UInt64.self)
+        {
+            if word != self.pattern.next() { self.mismatch = true }
+        }
+        self.pending.discardReadBytes()
+        if self.mismatch {
+            self.done.fail(HarnessError("the stream differs from what was sent, before byte \(self.received)"))
+            context.close(promise: nil)
+        } else if self.received >= self.total {
+            self.done.succeed(self.received)
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.done.fail(HarnessError("the connection closed after \(self.received) of \(self.total) bytes"))
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        self.done.fail(error)
+        context.close(promise: nil)
+    }
+}
+
+/// Streams `total` bytes of a pattern through an echo at `port` and verifies the echo on the fly;
+/// returns the bytes verified. Memory stays at a few MiB whatever `total` is.
+func streamingEcho(port: Int, total: Int, seed: UInt64 = 42, chunk: Int = 1 << 20) async throws -> Int {
+    let loop = MultiThreadedEventLoopGroup.singleton.next()
+    let done = loop.makePromise(of: Int.self)
+    let channel = try await ClientBootstrap(group: loop)
+        .channelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(PatternVerifier(seed: seed, total: total, done: done))
+            }
+        }
+        .connect(host: "127.0.0.1", port: port)
+        .get()
+    var pattern = PatternStream(seed: seed)
+    var sent = 0
+    while sent < total {
+        let n = min(chunk, total - sent)
+        var buffer = channel.allocator.buffer(capacity: n)
+        pattern.fill(&buffer, count: n)
+        try await channel.writeAndFlush(buffer)
+        sent += n
+    }
+    return try await done.futureResult.get()
+}
+
+/// A target that sends `payload` as soon as a connection arrives, then closes it (an HTTP/1.0-style
+/// response): the tunnel must deliver every byte before the EOF.
+final class SendAndCloseHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    let payload: ByteBuffer
+    init(payload: ByteBuffer) { self.payload = payload }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let channel = context.channel
+        context.writeAndFlush(self.wrapOutboundOut(self.payload)).whenComplete { _ in channel.close(promise: nil) }
+    }
 }

@@ -21,7 +21,11 @@ struct EndToEndTests {
     }
 
     /// Starts a gateway, registers and runs an agent allowed to reach `allow`, and waits until it is Online.
-    static func startLab(allow: [String], gatewayArguments: [String] = []) async throws -> Lab {
+    static func startLab(
+        allow: [String],
+        gatewayArguments: [String] = [],
+        agentArguments: [String] = []
+    ) async throws -> Lab {
         let directory = NSTemporaryDirectory() + "jumpgate-e2e-" + MessageID.random().description
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let gateway = try ChildProcess(
@@ -58,7 +62,7 @@ struct EndToEndTests {
         #expect(status == 0, "\(errors)")
         let instanceID = output.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(instanceID.hasPrefix("mi-") && instanceID.count == 20)
-        let agent = try ChildProcess("agent", ["agent", "run", "--state-dir", directory + "/agent"])
+        let agent = try ChildProcess("agent", ["agent", "run", "--state-dir", directory + "/agent"] + agentArguments)
         for _ in 0..<100 {
             let info = try await ssm.call("DescribeInstanceInformation", [:])
             if info["InstanceInformationList"]?.arrayValue?.first?["PingStatus"]?.stringValue == "Online" { break }
@@ -82,12 +86,17 @@ struct EndToEndTests {
     static func withLab(
         allow: [String]? = nil,
         gatewayArguments: [String] = [],
+        agentArguments: [String] = [],
         _ body: (Lab, Int) async throws -> Void
     ) async throws {
         let echo = try await startEchoServer()
         defer { echo.close(promise: nil) }
         let echoPort = try #require(echo.localAddress?.port)
-        let lab = try await Self.startLab(allow: allow ?? ["127.0.0.1:\(echoPort)"], gatewayArguments: gatewayArguments)
+        let lab = try await Self.startLab(
+            allow: allow ?? ["127.0.0.1:\(echoPort)"],
+            gatewayArguments: gatewayArguments,
+            agentArguments: agentArguments
+        )
         defer {
             lab.agent.stop()
             lab.gateway.stop()

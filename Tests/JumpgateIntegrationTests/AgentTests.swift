@@ -1,0 +1,182 @@
+import Foundation
+import JumpgateWire
+import NIOCore
+import NIOPosix
+import Testing
+
+/// The agent's port sessions through real processes: big transfers, half-close, targets that fail,
+/// refuse, stall or close half-way, a stalled stream next to a busy one, and the official-agent mode.
+@Suite("Agent: port sessions", .serialized)
+struct AgentTests {
+    @Test("1 GiB each way through one connection, verified on the fly")
+    func oneGibibyteEachWay() async throws {
+        try await EndToEndTests.withLab { lab, echoPort in
+            let (client, localPort, _) = try EndToEndTests().startSession(lab, host: "127.0.0.1", port: echoPort)
+            defer { client.stop() }
+            #expect(try await streamingEcho(port: localPort, total: 1 << 30) == 1 << 30)
+        }
+    }
+
+    @Test("half-close: the client's FIN reaches the target, whose answer still comes back in full")
+    func halfClose() async throws {
+        try await EndToEndTests.withLab { lab, echoPort in
+            let (client, localPort, _) = try EndToEndTests().startSession(lab, host: "127.0.0.1", port: echoPort)
+            defer { client.stop() }
+            let payload = randomBuffer(3 << 20)
+            let loop = MultiThreadedEventLoopGroup.singleton.next()
+            let done = loop.makePromise(of: ByteBuffer.self)
+            let channel = try await ClientBootstrap(group: loop)
+                .channelOption(.allowRemoteHalfClosure, value: false)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(Collector(expected: Int.max, done: done))
+                    }
+                }
+                .connect(host: "127.0.0.1", port: localPort)
+                .get()
+            // Everything, then FIN: the echo server answers, then closes its side when it sees the FIN.
+            try await channel.writeAndFlush(payload)
+            try await channel.close(mode: .output)
+            // A hang becomes a failure (the FIN or the tail never arrived).
+            let guardTimer = loop.scheduleTask(in: .seconds(30)) { channel.close(promise: nil) }
+            defer { guardTimer.cancel() }
+            let echoed = try await done.futureResult.get()
+            #expect(echoed.readableBytes == payload.readableBytes)
+            #expect(echoed == payload)
+        }
+    }
+
+    @Test("a target that sends 16 MiB and closes at once: every byte arrives before the EOF (five times)")
+    func targetSendsThenCloses() async throws {
+        let payload = randomBuffer(16 << 20)
+        let sender = try await startServer { SendAndCloseHandler(payload: payload) }
+        defer { sender.close(promise: nil) }
+        let port = try #require(sender.localAddress?.port)
+        try await EndToEndTests.withLab(allow: ["127.0.0.1:\(port)"]) { lab, _ in
+            let (client, localPort, _) = try EndToEndTests().startSession(lab, host: "127.0.0.1", port: port)
+            defer { client.stop() }
+            for _ in 0..<5 {
+                // Nothing is sent; the Collector gets the response and then the EOF.
+                let received = try await echoRoundTrip(port: localPort, bytes: ByteBuffer(), expected: Int.max)
+                #expect(received.readableBytes == payload.readableBytes)
+                #expect(received == payload)
+            }
+        }
+    }
+
+    @Test("a target that closes half-way ends that connection only; the session stays up")
+    func targetClosesHalfWay() async throws {
+        let closer = try await startServer { ClosingEchoHandler(limit: 100_000) }
+        defer { closer.close(promise: nil) }
+        let port = try #require(closer.localAddress?.port)
+        try await EndToEndTests.withLab(allow: ["127.0.0.1:\(port)"]) { lab, _ in
+            let (client, localPort, _) = try EndToEndTests().startSession(lab, host: "127.0.0.1", port: port)
+            defer { client.stop() }
+            let cut = try await echoRoundTrip(port: localPort, bytes: randomBuffer(1 << 20))
+            #expect(cut.readableBytes == 100_000)
+            // The next connection works.
+            let small = randomBuffer(50_000)
+            #expect(try await echoRoundTrip(port: localPort, bytes: small) == small)
+            #expect(client.process.isRunning)
+        }
+    }
+
+    @Test("a refused dial is reported per connection with the official line; the session stays up")
+    func dialRefused() async throws {
+        // A port with nothing on it now, and an echo server on it later.
+        let probe = try await startServer { EchoHandler() }
+        let port = try #require(probe.localAddress?.port)
+        try await probe.close()
+        try await EndToEndTests.withLab(allow: ["127.0.0.1:\(port)"]) { lab, _ in
+            let (client, localPort, _) = try EndToEndTests().startSession(lab, host: "127.0.0.1", port: port)
+            defer { client.stop() }
+            let nothing = try await echoRoundTrip(port: localPort, bytes: randomBuffer(1000))
+            #expect(nothing.readableBytes == 0)
+            _ = try client.waitForLine { $0.contains("Connection to destination port failed, check SSM Agent logs.") }
+            #expect(lab.agent.standardError.contains("connection to the destination failed"))
+            let echo = try await startServer(port: port) { EchoHandler() }
+            defer { echo.close(promise: nil) }
+            let payload = randomBuffer(10_000)
+            #expect(try await echoRoundTrip(port: localPort, bytes: payload) == payload)
+        }
+    }
+
+    @Test("a dial that hangs times out after --dial-timeout and is reported; the session stays up")
+    func dialTimeout() async throws {
+        // A listener that never accepts: once its accept queue is full, new SYNs are dropped and a
+        // connect hangs, as to a firewalled host.
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let stuck = try await ServerBootstrap(group: loop)
+            .serverChannelOption(.backlog, value: 1)
+            .serverChannelOption(.autoRead, value: false)
+            .bind(host: "127.0.0.1", port: 0)
+            .get()
+        defer { stuck.close(promise: nil) }
+        let port = try #require(stuck.localAddress?.port)
+        var fillers: [any Channel] = []
+        defer { for filler in fillers { filler.close(promise: nil) } }
+        for _ in 0..<4 {
+            if let filler = try? await ClientBootstrap(group: loop).connectTimeout(.milliseconds(300))
+                .connect(host: "127.0.0.1", port: port).get()
+            {
+                fillers.append(filler)
+            }
+        }
+        try await EndToEndTests.withLab(allow: ["127.0.0.1:\(port)"], agentArguments: ["--dial-timeout", "2"]) {
+            lab,
+            _ in
+            let (client, localPort, _) = try EndToEndTests().startSession(lab, host: "127.0.0.1", port: port)
+            defer { client.stop() }
+            let started = Date()
+            let nothing = try await echoRoundTrip(port: localPort, bytes: randomBuffer(1000))
+            let elapsed = Date().timeIntervalSince(started)
+            #expect(nothing.readableBytes == 0)
+            #expect(elapsed >= 1.5 && elapsed < 15, "\(elapsed) s")
+            _ = try client.waitForLine { $0.contains("Connection to destination port failed") }
+            #expect(
+                lab.agent.standardError.lowercased().contains("timed out")
+                    || lab.agent.standardError.contains("timeout")
+            )
+            #expect(client.process.isRunning)
+        }
+    }
+
+    @Test("smux v2: one stream moves 64 MiB while another's window is full and unread")
+    func stalledStreamDoesNotBlockOthers() async throws {
+        try await EndToEndTests.withLab { lab, echoPort in
+            let (client, localPort, _) = try EndToEndTests().startSession(lab, host: "127.0.0.1", port: echoPort)
+            defer { client.stop() }
+            let loop = MultiThreadedEventLoopGroup.singleton.next()
+            let never = loop.makePromise(of: ByteBuffer.self)
+            defer { never.succeed(ByteBuffer()) }
+            // Stream A: writes 8 MiB and never reads the echo.
+            let stalled = try await ClientBootstrap(group: loop)
+                .channelOption(.autoRead, value: false)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(Collector(expected: Int.max, done: never))
+                    }
+                }
+                .connect(host: "127.0.0.1", port: localPort)
+                .get()
+            defer { stalled.close(promise: nil) }
+            stalled.writeAndFlush(randomBuffer(8 << 20), promise: nil)
+            try await Task.sleep(nanoseconds: 1_000_000_000)
+            // Stream B: 64 MiB each way, verified, while A stays stuck.
+            #expect(try await streamingEcho(port: localPort, total: 64 << 20, seed: 7) == 64 << 20)
+            #expect(stalled.isActive)
+        }
+    }
+
+    @Test("--no-extensions: the plain official behaviour (smux v1, per-message acks, digests) carries data byte-exact")
+    func officialBehaviour() async throws {
+        try await EndToEndTests.withLab(agentArguments: ["--no-extensions"]) { lab, echoPort in
+            let (client, localPort, _) = try EndToEndTests().startSession(lab, host: "127.0.0.1", port: echoPort)
+            defer { client.stop() }
+            #expect(try await parallelEchoes(port: localPort, count: 8, baseSize: 100_000, step: 999) == 8)
+            #expect(try await streamingEcho(port: localPort, total: 16 << 20) == 16 << 20)
+            let log = lab.agent.standardError
+            #expect(log.contains("extensions=none") && log.contains("smuxVersion: 1"), "\(log.suffix(1500))")
+        }
+    }
+}
