@@ -6,6 +6,8 @@ import Logging
 import Metrics
 import NIOCore
 import Prometheus
+import ServiceLifecycle
+import UnixSignals
 
 struct ServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -104,9 +106,15 @@ struct ServerCommand: AsyncParsableCommand {
             ]
             emit(ready.serialized() + "\n")
         }
-        let signal = await waitForTerminationSignal()
-        logger.info("shutting down", metadata: ["signal": "\(signal)"])
-        await server.shutdown()
+        // SIGTERM/SIGINT: graceful shutdown through ServiceLifecycle.
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [.init(service: GatewayService(server: server, logger: logger))],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
     }
 
     /// "90s", "20m", "1h", or plain seconds; nil if it is none of these.

@@ -32,6 +32,9 @@ public final class AgentRunner: Sendable {
     let draining = NIOLockedValueBox(false)
     /// Live sessions, so SIGTERM can end each with a reason.
     let live = NIOLockedValueBox<[String: LiveSession]>([:])
+    /// agent_task_complete reports not yet acknowledged, by session id: retried 3 times, 1 s apart, and
+    /// sent again when the control channel reconnects (so a gateway restart does not lose a session's end).
+    let unacknowledgedCompletions = NIOLockedValueBox<[String: AgentTaskCompletePayload]>([:])
 
     struct LiveSession: @unchecked Sendable {
         // The session is only touched on its event loop.
@@ -81,6 +84,9 @@ public final class AgentRunner: Sendable {
                 let channel = try await self.connectControlChannel()
                 self.logger.info("control channel connected", metadata: ["endpoint": "\(self.state.endpoint)"])
                 failures = 0
+                for payload in self.unacknowledgedCompletions.withLockedValue({ Array($0.values) }) {
+                    self.sendCompletion(payload)
+                }
                 try await channel.closeFuture.get()
                 if Task.isCancelled {
                     self.logger.info("control channel closed; stopping")
@@ -290,22 +296,53 @@ public final class AgentRunner: Sendable {
         _ = self.live.withLockedValue { $0.removeValue(forKey: sessionID) }
     }
 
-    /// `agent_task_complete` on the control channel; the gateway acknowledges it.
+    /// `agent_task_complete` on the control channel, retried 3 times 1 s apart until the gateway's
+    /// `agent_task_acknowledge` arrives (and again after a control-channel reconnect).
     func reportComplete(sessionID: String, status: String, output: String) {
-        guard let channel = self.control.withLockedValue({ $0 }) else { return }
         let payload = AgentTaskCompletePayload(
             taskID: sessionID,
             finalTaskStatus: status,
             instanceID: self.state.instanceID,
             output: output
         )
+        self.unacknowledgedCompletions.withLockedValue { $0[sessionID] = payload }
+        self.sendCompletion(payload)
+        let logger = self.logger
+        Task {
+            for retry in 1...3 {
+                try? await Task.sleep(nanoseconds: 1_000_000_000)
+                guard var pending = self.unacknowledgedCompletions.withLockedValue({ $0[sessionID] }) else { return }
+                pending.retryNumber = Int64(retry)
+                logger.debug(
+                    "agent_task_complete not acknowledged; sending again",
+                    metadata: ["jumpgate.session_id": "\(sessionID)", "retry": "\(retry)"]
+                )
+                self.sendCompletion(pending)
+            }
+        }
+    }
+
+    func sendCompletion(_ payload: AgentTaskCompletePayload) {
+        guard let channel = self.control.withLockedValue({ $0 }) else { return }
         let message = SSMMessage(
             messageType: .agentTaskComplete,
             createdDate: WallClock.nowMilliseconds(),
             payload: payload.encoded()
         )
-        let frame = message.encoded()
-        channel.writeAndFlush(WebSocketMessage.binary(frame), promise: nil)
+        channel.writeAndFlush(WebSocketMessage.binary(message.encoded()), promise: nil)
+    }
+
+    /// The gateway acknowledged a session's agent_task_complete.
+    func completionAcknowledged(taskID: String) {
+        let removed = self.unacknowledgedCompletions.withLockedValue { $0.removeValue(forKey: taskID) }
+        if removed != nil {
+            self.logger.debug("agent_task_complete acknowledged", metadata: ["jumpgate.session_id": "\(taskID)"])
+        }
+    }
+
+    /// Session ids whose end the gateway has not acknowledged yet.
+    public var unacknowledgedSessionEnds: [String] {
+        self.unacknowledgedCompletions.withLockedValue { Array($0.keys) }
     }
 }
 
@@ -395,6 +432,10 @@ final class AgentControlHandler: ChannelInboundHandler {
         case .channelClosed:
             // The data channel gets its own channel_closed; nothing else to do here.
             break
+        case .agentTaskAcknowledge:
+            if let ack = try? AgentTaskAcknowledgePayload(payload: message.payload) {
+                self.runner.completionAcknowledged(taskID: ack.taskID)
+            }
         default:
             break
         }

@@ -7,6 +7,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import Prometheus
+import ServiceLifecycle
 
 /// How to run a gateway.
 public struct GatewayConfiguration: Sendable {
@@ -285,5 +286,24 @@ struct GatewayStartError: Error, CustomStringConvertible {
 enum IPAddressText {
     static func isAddress(_ host: String) -> Bool {
         host.contains(":") || host.split(separator: ".").count == 4 && host.allSatisfy { $0.isNumber || $0 == "." }
+    }
+}
+
+/// The gateway as a ServiceLifecycle service: it runs until graceful shutdown (SIGTERM/SIGINT through the
+/// ServiceGroup), then stops accepting connections and closes the store after its last write. Open
+/// sessions are not ended: their clients and agents resume them when a gateway is back on the same store.
+public struct GatewayService: Service {
+    let server: GatewayServer
+    let logger: Logger
+
+    public init(server: GatewayServer, logger: Logger) {
+        self.server = server
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        try? await gracefulShutdown()
+        self.logger.info("shutting down: closing the listener and the store")
+        await self.server.shutdown()
     }
 }

@@ -165,7 +165,7 @@ struct GatewayAPITests {
 
     @Test("the AWS CLI: create-activation, describe-instance-information, describe-sessions, terminate-session")
     func awsCLIOperations() async throws {
-        try await EndToEndTests.withLab { lab, echoPort in
+        try await EndToEndTests.withLab(agentArguments: ["--log-level", "debug"]) { lab, echoPort in
             var environment = lab.environment
             environment["AWS_CA_BUNDLE"] = lab.caFile
             environment["AWS_DEFAULT_REGION"] = "us-east-1"
@@ -201,6 +201,76 @@ struct GatewayAPITests {
             #expect(try await EndToEndTests.historyStatus(lab, sessionID, waitingFor: "Terminated") == "Terminated")
             let history = try aws(["ssm", "describe-sessions", "--state", "History"])
             #expect(history["Sessions"]?.arrayValue?.contains { $0["SessionId"]?.stringValue == sessionID } == true)
+            // Filters, as the AWS CLI sends them.
+            let filtered = try aws([
+                "ssm", "describe-sessions", "--state", "History", "--filters", "key=Status,value=Terminated",
+                "key=Target,value=\(lab.instanceID)",
+            ])
+            #expect(filtered["Sessions"]?.arrayValue?.map { $0["SessionId"]?.stringValue } == [sessionID])
+            #expect(filtered["Sessions"]?.arrayValue?.first?["Details"]?.stringValue?.contains("terminated") == true)
+            let none = try aws([
+                "ssm", "describe-sessions", "--state", "History", "--filters", "key=Owner,value=someone-else",
+            ])
+            #expect(none["Sessions"]?.arrayValue?.isEmpty == true)
+            // The agent's agent_task_complete for the session was acknowledged by the gateway.
+            for _ in 0..<30 where !lab.agent.standardError.contains("agent_task_complete acknowledged") {
+                try await Task.sleep(nanoseconds: 100_000_000)
+            }
+            #expect(lab.agent.standardError.contains("agent_task_complete acknowledged"))
+            #expect(!lab.agent.standardError.contains("not acknowledged; sending again"))
+        }
+    }
+
+    @Test("DescribeSessions: filters by SessionId, Target, Status and date, pages with MaxResults/NextToken")
+    func describeSessionsFilters() async throws {
+        try await EndToEndTests.withLab { lab, echoPort in
+            var ids: [String] = []
+            var clients: [ChildProcess] = []
+            defer { for client in clients { client.stop() } }
+            for _ in 0..<3 {
+                let (client, _, sessionID) = try EndToEndTests().startSession(lab, host: "127.0.0.1", port: echoPort)
+                clients.append(client)
+                ids.append(sessionID)
+            }
+            func describe(_ input: JSONValue) async throws -> (ids: [String], next: String?) {
+                let result = try await lab.ssm.call("DescribeSessions", input)
+                return (
+                    result["Sessions"]?.arrayValue?.compactMap { $0["SessionId"]?.stringValue } ?? [],
+                    result["NextToken"]?.stringValue
+                )
+            }
+            #expect(try await describe(["State": "Active"]).ids == ids)
+            #expect(
+                try await describe(["State": "Active", "Filters": [["key": "SessionId", "value": .string(ids[1])]]]).ids
+                    == [ids[1]]
+            )
+            #expect(
+                try await describe([
+                    "State": "Active", "Filters": [["key": "Target", "value": "mi-00000000000000000"]],
+                ])
+                .ids.isEmpty
+            )
+            #expect(
+                try await describe([
+                    "State": "Active", "Filters": [["key": "InvokedAfter", "value": "2000-01-01T00:00:00Z"]],
+                ])
+                .ids == ids
+            )
+            #expect(
+                try await describe([
+                    "State": "Active", "Filters": [["key": "InvokedBefore", "value": "2000-01-01T00:00:00Z"]],
+                ]).ids.isEmpty
+            )
+            let first = try await describe(["State": "Active", "MaxResults": 2])
+            #expect(first.ids == Array(ids.prefix(2)))
+            let second = try await describe([
+                "State": "Active", "MaxResults": 2, "NextToken": .string(first.next ?? ""),
+            ])
+            #expect(second.ids == [ids[2]])
+            #expect(second.next == nil)
+            await #expect(throws: (any Error).self) {
+                _ = try await describe(["State": "Active", "Filters": [["key": "Colour", "value": "blue"]]])
+            }
         }
     }
 

@@ -39,6 +39,21 @@ struct GatewayRestartTests {
         return status
     }
 
+    @Test("SIGTERM stops the gateway gracefully (exit 0, store closed); it starts again on the same data")
+    func gracefulShutdown() async throws {
+        try await EndToEndTests.withLab(allow: ["127.0.0.1:1"]) { lab, _ in
+            let before = try await lab.ssm.call("DescribeActivations", [:])
+            lab.gateway.signal(SIGTERM)
+            #expect(try lab.gateway.waitForExit(timeout: 10) == 0)
+            #expect(lab.gateway.standardError.contains("shutting down: closing the listener and the store"))
+            let gateway = try Self.restartGateway(lab, name: "gateway-after-sigterm")
+            defer { gateway.stop() }
+            let after = try await lab.ssm.call("DescribeActivations", [:])
+            #expect(after == before)
+            #expect(try await Self.pingStatus(lab, waitingFor: "Online") == "Online")
+        }
+    }
+
     @Test("a paced 16 MiB transfer survives kill -9 of the gateway twice, byte-exact, the local connection never reset")
     func pacedTransferSurvivesTwoKills() async throws {
         try await EndToEndTests.withLab { lab, echoPort in
