@@ -695,6 +695,12 @@ public final class PortSession: ChannelInboundHandler {
             self.context?.write(self.wrapOutboundOut(.binary(frame)), promise: nil)
         case .giveUp(let sequenceNumber):
             self.end(reason: "message \(sequenceNumber) was never acknowledged; giving up", byPeer: false)
+        case .assumedDelivered(let count, let windowOpened):
+            self.logger.info(
+                "resent messages treated as delivered: the peer had them and does not acknowledge duplicates",
+                metadata: ["count": "\(count)"]
+            )
+            if windowOpened { self.resumeBlockedStreams() }
         case .none:
             break
         }

@@ -39,6 +39,13 @@ public struct ReliableDeliveryConfiguration: Hashable, Sendable {
     public var retransmitWhileConnected = true
     /// Acknowledge duplicates again (the official agent does, the official plugin does not).
     public var reacknowledgeDuplicates = true
+    /// Whether the peer acknowledges duplicates again. The official plugin does not, so after a resume a
+    /// message it already had is never acknowledged; the resume rule (see
+    /// ``ReliableDeliveryStateMachine/connectionRestored(now:)``) then treats it as delivered.
+    public var peerReacknowledgesDuplicates = false
+    /// After a resume, with a peer that does not re-acknowledge duplicates: if no acknowledgement at all
+    /// arrives for this long, every message resent on the new channel was a duplicate.
+    public var duplicateAssumptionDelay: TimeAmount = .seconds(10)
 
     public init() {}
 
@@ -51,6 +58,8 @@ public struct ReliableDeliveryConfiguration: Hashable, Sendable {
         if extensions.contains(.noTimerRetransmit) {
             configuration.retransmitWhileConnected = false
         }
+        // Any Jumpgate extension means a Jumpgate peer, which re-acknowledges duplicates.
+        configuration.peerReacknowledgesDuplicates = !extensions.isEmpty
         return configuration
     }
 }

@@ -21,6 +21,8 @@ public struct ReliableDeliveryStateMachine: Sendable {
         var resendCount: Int
         var isSent: Bool
         var isAcknowledged: Bool
+        /// Resent on the current data channel after a resume.
+        var resentAfterResume = false
     }
 
     /// Unacknowledged frames; entry i has sequence number `outgoingHeadSequence + i`.
@@ -32,6 +34,11 @@ public struct ReliableDeliveryStateMachine: Sendable {
 
     private var isConnected = true
     private var isPaused = false
+    /// When the current data channel replaced a dropped one, and whether any acknowledgement came since.
+    private var resumedAt: NIODeadline?
+    private var acknowledgedSinceResume = false
+    /// Messages treated as delivered by the resume rule (never acknowledged by a peer that had them).
+    public private(set) var assumedDeliveredCount = 0
 
     /// Smoothed round-trip time, its variation and the retransmission timeout, in nanoseconds.
     public private(set) var smoothedRoundTripTime: TimeAmount
@@ -115,6 +122,20 @@ public struct ReliableDeliveryStateMachine: Sendable {
         let position = self.outgoing.index(self.outgoing.startIndex, offsetBy: Int(index))
         self.sampleRoundTrip(self.outgoing[position], now: now)
         self.markAcknowledged(at: position)
+        if self.resumedAt != nil, !self.configuration.peerReacknowledgesDuplicates {
+            // The resume rule, part 1. Resent messages go out oldest first on one ordered channel, and the
+            // peer acknowledges a message it lacked as soon as it reads it. So an acknowledgement for s
+            // while older resent messages stay unacknowledged means the peer already had those: delivered.
+            var earlier = self.outgoing.startIndex
+            while earlier != position {
+                if !self.outgoing[earlier].isAcknowledged, self.outgoing[earlier].resentAfterResume {
+                    self.markAcknowledged(at: earlier)
+                    self.assumedDeliveredCount += 1
+                }
+                earlier = self.outgoing.index(after: earlier)
+            }
+        }
+        self.acknowledgedSinceResume = true
         self.popAcknowledgedHead()
         return .acknowledged(windowOpened: wasBlocked && self.canSend)
     }
@@ -178,11 +199,36 @@ public struct ReliableDeliveryStateMachine: Sendable {
         /// The oldest message was resent ``ReliableDeliveryConfiguration/maximumResendAttempts`` times
         /// without an acknowledgement: end the session.
         case giveUp(sequenceNumber: Int64)
+        /// The resume rule treated `count` resent messages as delivered (the peer had them and does not
+        /// acknowledge duplicates).
+        case assumedDelivered(count: Int, windowOpened: Bool)
     }
 
     /// The retransmission scheduler's tick: looks only at the head, as the official peers do, but keeps
     /// LastSentTime correct so a resend waits a full RTO.
     public mutating func retransmitTimerFired(now: NIODeadline) -> RetransmitAction {
+        if let resumedAt = self.resumedAt, self.isConnected, !self.configuration.peerReacknowledgesDuplicates,
+            !self.acknowledgedSinceResume, now - resumedAt >= self.configuration.duplicateAssumptionDelay
+        {
+            // The resume rule, part 2: a live channel and not one acknowledgement since the resend. A
+            // message the peer lacked would have been acknowledged at once, so all of them were duplicates.
+            let wasBlocked = !self.canSend
+            var position = self.outgoing.startIndex
+            var count = 0
+            while position != self.outgoing.endIndex {
+                if !self.outgoing[position].isAcknowledged, self.outgoing[position].resentAfterResume {
+                    self.markAcknowledged(at: position)
+                    count += 1
+                }
+                position = self.outgoing.index(after: position)
+            }
+            self.resumedAt = nil
+            if count > 0 {
+                self.assumedDeliveredCount += count
+                self.popAcknowledgedHead()
+                return .assumedDelivered(count: count, windowOpened: wasBlocked && self.canSend)
+            }
+        }
         guard self.isConnected, !self.isPaused, self.configuration.retransmitWhileConnected,
             let headIndex = self.outgoing.indices.first(where: { !self.outgoing[$0].isAcknowledged })
         else { return .none }
@@ -205,9 +251,22 @@ public struct ReliableDeliveryStateMachine: Sendable {
 
     /// A new WebSocket is up: every unacknowledged frame, oldest first, must be written again.
     /// Sequence numbers continue where they were.
+    ///
+    /// The resume rule, for a peer that does not acknowledge duplicates again (the official plugin): a
+    /// message resent here that the peer already had will never be acknowledged. It counts as delivered
+    /// when a message sent after it is acknowledged, or when no acknowledgement at all arrives within
+    /// ``ReliableDeliveryConfiguration/duplicateAssumptionDelay`` (docs/PROTOCOL.md, "Resume").
     public mutating func connectionRestored(now: NIODeadline) -> [ByteBuffer] {
         self.isConnected = true
-        return self.pendingFrames(now: now, includeSent: true)
+        let frames = self.pendingFrames(now: now, includeSent: true)
+        var position = self.outgoing.startIndex
+        while position != self.outgoing.endIndex {
+            if !self.outgoing[position].isAcknowledged { self.outgoing[position].resentAfterResume = true }
+            position = self.outgoing.index(after: position)
+        }
+        self.resumedAt = frames.isEmpty ? nil : now
+        self.acknowledgedSinceResume = false
+        return frames
     }
 
     /// `pause_publication`: stop sending and retransmitting; new messages are held.
