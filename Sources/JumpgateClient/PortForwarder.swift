@@ -99,6 +99,7 @@ public final class PortForwarder: Sendable {
         var dataChannel: (any Channel)?
         var printedFirstAccept = false
         /// When the current outage began (kept across reconnects that drop again within seconds).
+        var basicMode = false
         var outageStart: NIODeadline?
         var lastResumed: NIODeadline?
         var resumes = 0
@@ -292,11 +293,17 @@ public final class PortForwarder: Sendable {
     }
 
     private func accepted() {
-        let first = self.state.withLockedValue { state -> Bool in
+        let (first, basic) = self.state.withLockedValue { state -> (Bool, Bool) in
             defer { state.printedFirstAccept = true }
-            return !state.printedFirstAccept
+            return (!state.printedFirstAccept, state.basicMode)
         }
-        if first { self.console.write("\nConnection accepted for session [\(self.grant.sessionID)]\n") }
+        // The official plugin's lines: basic mode serves one connection at a time and says so for each
+        // (when it starts being served); mux mode says it once.
+        if basic {
+            return  // printed by basicConnectionActivated, when the connection starts being served
+        } else if first {
+            self.console.write("\nConnection accepted for session [\(self.grant.sessionID)]\n")
+        }
     }
 }
 
@@ -310,14 +317,15 @@ extension PortForwarder: PortSessionDelegate {
                 "agent": "\(negotiated.agentVersion)",
             ]
         )
-        guard case .mux = negotiated.mode else {
-            self.outcome.succeed(.failed("The agent chose basic mode, which this client does not support yet."))
-            return
-        }
+        self.state.withLockedValue { $0.basicMode = negotiated.mode == .basic }
         self.startListening(session: session)
     }
 
     public func streamRequested(_ session: PortSession, id: SmuxStreamID) {}
+
+    public func basicConnectionActivated(_ session: PortSession, channel: any Channel) {
+        self.console.write("Connection accepted for session \(self.grant.sessionID).\n")
+    }
 
     public func streamFailed(_ session: PortSession, id: SmuxStreamID) {
         self.console.write("\nConnection to destination port failed, check SSM Agent logs.\n")

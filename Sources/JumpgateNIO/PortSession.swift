@@ -13,6 +13,12 @@ public protocol PortSessionDelegate: AnyObject {
     func streamFailed(_ session: PortSession, id: SmuxStreamID)
     /// The session is over (terminated, channel closed, protocol error); `reason` says why.
     func sessionEnded(_ session: PortSession, reason: String, byPeer: Bool)
+    /// Client, basic mode: a waiting local connection is now the one being served.
+    func basicConnectionActivated(_ session: PortSession, channel: any Channel)
+}
+
+extension PortSessionDelegate {
+    public func basicConnectionActivated(_ session: PortSession, channel: any Channel) {}
 }
 
 /// One end of a port-forwarding session, on the WebSocket channel's event loop: sequencing and acks
@@ -206,8 +212,12 @@ public final class PortSession: ChannelInboundHandler {
                 "bytes": "\(message.payload.readableBytes)",
             ]
         )
-        let ready =
+        var ready =
             self.negotiated != nil || message.payloadType.isHandshake || message.payloadType == .handshakeResponse
+        if self.isBasic, !self.isAgent, message.payloadType == .output, self.streams[Self.basicStreamID] == nil {
+            // Basic mode, no local connection yet: withhold the ack (the agent resends), as the plugin does.
+            ready = false
+        }
         switch self.reliability.streamMessageReceived(message, isReady: ready) {
         case .deliver(let ack):
             self.sendAcknowledgement(ack)
@@ -265,11 +275,24 @@ public final class PortSession: ChannelInboundHandler {
             case .connectToPortError:
                 // The official agent sends this before the FIN of the failed stream; the FIN names it.
                 self.pendingConnectError = true
+            case .disconnectToPort:
+                // Basic mode: the client's connection ended; close the target's (re-dialled on new data).
+                if self.isAgent, self.isBasic, let stream = self.streams[Self.basicStreamID] {
+                    self.streams[Self.basicStreamID] = nil
+                    if let channel = stream.channel {
+                        stream.channel = nil
+                        Self.close(channel, mode: .all)
+                    }
+                }
             default:
                 break
             }
         case .output:
-            self.muxBytesReceived(message.payload)
+            if self.isBasic {
+                self.basicBytesReceived(message.payload)
+            } else {
+                self.muxBytesReceived(message.payload)
+            }
         default:
             break
         }
@@ -296,7 +319,17 @@ public final class PortSession: ChannelInboundHandler {
     private func establish(_ negotiated: NegotiatedSession) {
         self.negotiated = negotiated
         // Keep what was already sent (the handshake) and continue with the negotiated settings.
-        self.reliability.reconfigure(.negotiated(negotiated.extensions))
+        var configuration = ReliableDeliveryConfiguration.negotiated(negotiated.extensions)
+        if negotiated.mode == .basic {
+            // A basic-mode client withholds acks until it has a local connection: keep resending.
+            configuration.retransmitWhileConnected = true
+        }
+        self.reliability.reconfigure(configuration)
+        if negotiated.mode == .basic, self.isAgent {
+            // Basic mode: the agent dials the destination right after the handshake (spec §7.5).
+            self.streams[Self.basicStreamID] = StreamState()
+            self.delegate?.streamRequested(self, id: Self.basicStreamID)
+        }
         if case .mux(let version, _) = negotiated.mode {
             let role: SmuxSession.Role = (self.isAgent ? .server : .client)
             self.mux = SmuxSession(configuration: .init(version: version, role: role))
@@ -411,8 +444,17 @@ public final class PortSession: ChannelInboundHandler {
 
     // MARK: streams (TCP side)
 
-    /// Client: open a stream for an accepted local connection.
+    /// Client: open a stream for an accepted local connection. In basic mode one connection is served at a
+    /// time; later ones wait (unread) until it ends, as with the official plugin.
     public func openStream(for channel: any Channel) throws -> SmuxStreamID {
+        if self.isBasic {
+            if self.streams[Self.basicStreamID] == nil {
+                try self.activateBasicConnection(channel)
+            } else {
+                self.basicWaiting.append(channel)
+            }
+            return Self.basicStreamID
+        }
         guard var mux = self.mux else { throw WireError(.smuxProtocolViolation, "the session is not in mux mode") }
         let (id, frames) = try mux.openStream()
         self.mux = mux
@@ -447,6 +489,11 @@ public final class PortSession: ChannelInboundHandler {
             "connection to the destination failed",
             metadata: ["jumpgate.stream_id": "\(id)", "reason": "\(reason)"]
         )
+        if self.isBasic {
+            // No per-connection error exists in basic mode (and no Flag may be sent): the session fails.
+            self.end(reason: "Unable to connect to specified port: \(reason)", byPeer: false)
+            return
+        }
         self.sendStreamMessage(payloadType: .flag, payload: FlagPayload.connectToPortError.encoded())
         if var mux = self.mux, let fin = mux.abortStream(id) {
             self.mux = mux
@@ -456,27 +503,34 @@ public final class PortSession: ChannelInboundHandler {
         self.context?.flush()
     }
 
-    func tcpRead(_ id: SmuxStreamID, _ data: ByteBuffer) {
+    /// The stream `id` if `channel` is still its connection (in basic mode one id serves one connection
+    /// after another, and a finished connection's last events must not touch the next one).
+    private func stream(_ id: SmuxStreamID, of channel: any Channel) -> StreamState? {
+        guard let stream = self.streams[id], stream.channel === channel else { return nil }
+        return stream
+    }
+
+    func tcpRead(_ id: SmuxStreamID, channel: any Channel, _ data: ByteBuffer) {
         self.logger.trace(
             "tcp read",
             metadata: [
                 "jumpgate.stream_id": "\(id)", "bytes": "\(data.readableBytes)", "known": "\(self.streams[id] != nil)",
             ]
         )
-        guard let stream = self.streams[id] else { return }
+        guard let stream = self.stream(id, of: channel) else { return }
         var data = data
         stream.backlog.writeBuffer(&data)
         self.pumpStream(id)
     }
 
-    func tcpEOF(_ id: SmuxStreamID) {
-        guard let stream = self.streams[id] else { return }
+    func tcpEOF(_ id: SmuxStreamID, channel: any Channel) {
+        guard let stream = self.stream(id, of: channel) else { return }
         stream.localEOF = true
         self.pumpStream(id)
     }
 
-    func tcpClosed(_ id: SmuxStreamID) {
-        guard let stream = self.streams[id] else { return }
+    func tcpClosed(_ id: SmuxStreamID, channel: any Channel) {
+        guard let stream = self.stream(id, of: channel) else { return }
         stream.localEOF = true
         stream.channel = nil
         stream.tcpClosed = true
@@ -492,13 +546,17 @@ public final class PortSession: ChannelInboundHandler {
             self.mux = mux
             self.sendMuxFrame(fin)
         }
-        self.streams[id] = nil
+        if self.streams[id] === stream { self.streams[id] = nil }
         self.context?.flush()
     }
 
     /// Moves a stream's backlog into SSM messages as far as the smux window and the outgoing buffer allow;
     /// stops reading the TCP connection when they do not.
     private func pumpStream(_ id: SmuxStreamID) {
+        if self.isBasic {
+            self.pumpBasic()
+            return
+        }
         guard let stream = self.streams[id], let negotiated = self.negotiated else { return }
         let maximumData = min(SmuxFrame.maximumDataSize, negotiated.maximumPayloadSize - SmuxFrame.headerSize)
         var sentSomething = false
@@ -553,8 +611,96 @@ public final class PortSession: ChannelInboundHandler {
             self.sendMuxFrame(fin)
             self.context?.flush()
         }
-        if let channel = stream.channel { Self.close(channel, mode: .all) }
+        if let channel = stream.channel {
+            stream.channel = nil  // its close may report back at once; the stream is done either way
+            Self.close(channel, mode: .all)
+        }
         self.dropStream(id)
+    }
+
+    // MARK: basic mode (one connection at a time, raw bytes in Output payloads; spec §7.5)
+
+    static let basicStreamID = SmuxStreamID(0)
+    /// Client: local connections accepted while another one is being served.
+    private var basicWaiting: [any Channel] = []
+
+    private var isBasic: Bool { self.negotiated?.mode == .basic }
+
+    private func activateBasicConnection(_ channel: any Channel) throws {
+        let stream = StreamState()
+        stream.channel = channel
+        self.streams[Self.basicStreamID] = stream
+        try channel.pipeline.syncOperations.addHandler(StreamTCPHandler(session: self, id: Self.basicStreamID))
+        self.delegate?.basicConnectionActivated(self, channel: channel)
+    }
+
+    private func basicBytesReceived(_ data: ByteBuffer) {
+        if let stream = self.streams[Self.basicStreamID], !stream.tcpClosed {
+            if let channel = stream.channel {
+                channel.writeAndFlush(data, promise: nil)
+            } else {
+                stream.earlyData.append(data)  // the agent's dial is still in progress
+            }
+            return
+        }
+        guard self.isAgent else { return }  // the client withheld the ack for this; it comes again
+        // Agent: the target connection ended earlier; new data re-dials it.
+        let stream = StreamState()
+        stream.earlyData = [data]
+        self.streams[Self.basicStreamID] = stream
+        self.delegate?.streamRequested(self, id: Self.basicStreamID)
+    }
+
+    /// Sends the connection's bytes as Output payloads as far as the outgoing buffer allows.
+    private func pumpBasic() {
+        guard let stream = self.streams[Self.basicStreamID], let negotiated = self.negotiated else { return }
+        var sentSomething = false
+        while stream.backlog.readableBytes > 0, self.reliability.canSend {
+            let chunk = stream.backlog.readSlice(
+                length: min(negotiated.maximumPayloadSize, stream.backlog.readableBytes)
+            )!
+            self.sendStreamMessage(payloadType: .output, payloadLength: chunk.readableBytes) {
+                $0.writeImmutableBuffer(chunk)
+            }
+            sentSomething = true
+        }
+        if stream.backlog.readableBytes == 0 {
+            stream.backlog.clear()
+            if stream.localEOF {
+                self.basicConnectionFinished(stream)
+                sentSomething = true
+            }
+        }
+        let blocked = stream.backlog.readableBytes > 0
+        if blocked != stream.readPaused {
+            stream.readPaused = blocked
+            if !blocked { stream.channel?.read() }
+        }
+        if sentSomething { self.context?.flush() }
+    }
+
+    /// The connection's last bytes are sent. Client: DisconnectToPort, then the next waiting connection.
+    /// Agent: close the target connection and wait (new data from the client re-dials).
+    private func basicConnectionFinished(_ stream: StreamState) {
+        // Detach first: closing can deliver the channel's last events right away (re-entrantly).
+        guard self.streams[Self.basicStreamID] === stream else { return }
+        self.streams[Self.basicStreamID] = nil
+        if let channel = stream.channel {
+            stream.channel = nil
+            Self.close(channel, mode: .all)
+        }
+        guard !self.isAgent else { return }
+        self.sendStreamMessage(payloadType: .flag, payload: FlagPayload.disconnectToPort.encoded())
+        while !self.basicWaiting.isEmpty {
+            let next = self.basicWaiting.removeFirst()
+            guard next.isActive else { continue }
+            do {
+                try self.activateBasicConnection(next)
+                return
+            } catch {
+                next.close(promise: nil)
+            }
+        }
     }
 
     /// Closes a stream's TCP channel once everything already written to it is on the socket: NIO fails
@@ -716,6 +862,8 @@ public final class PortSession: ChannelInboundHandler {
         self.timer?.cancel()
         for (_, stream) in self.streams { stream.channel?.close(promise: nil) }
         self.streams.removeAll()
+        for channel in self.basicWaiting { channel.close(promise: nil) }
+        self.basicWaiting.removeAll()
         self.delegate?.sessionEnded(self, reason: reason, byPeer: byPeer)
         self.delegate = nil
         self.context?.close(promise: nil)
@@ -753,7 +901,7 @@ final class StreamTCPHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        self.session.tcpRead(self.id, self.unwrapInboundIn(data))
+        self.session.tcpRead(self.id, channel: context.channel, self.unwrapInboundIn(data))
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -768,13 +916,13 @@ final class StreamTCPHandler: ChannelDuplexHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case ChannelEvent.inputClosed = event {
-            self.session.tcpEOF(self.id)
+            self.session.tcpEOF(self.id, channel: context.channel)
         }
         context.fireUserInboundEventTriggered(event)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.session.tcpClosed(self.id)
+        self.session.tcpClosed(self.id, channel: context.channel)
         context.fireChannelInactive()
     }
 

@@ -179,4 +179,48 @@ struct AgentTests {
             #expect(log.contains("extensions=none") && log.contains("smuxVersion: 1"), "\(log.suffix(1500))")
         }
     }
+
+    @Test("basic mode (an agent reporting a version before mux): one connection at a time, byte-exact, re-dialled")
+    func basicMode() async throws {
+        try await EndToEndTests.withLab(agentArguments: ["--compat-version", "3.0.100.0"]) { lab, echoPort in
+            let (client, localPort, sessionID) = try EndToEndTests().startSession(
+                lab,
+                host: "127.0.0.1",
+                port: echoPort
+            )
+            defer { client.stop() }
+            // Connections one after the other: each is a new target connection (DisconnectToPort, re-dial).
+            for size in [1000, 1 << 20, 3 << 20] {
+                let payload = randomBuffer(size)
+                #expect(try await echoRoundTrip(port: localPort, bytes: payload) == payload)
+            }
+            // A second connection waits, unserved, until the first one ends.
+            let first = randomBuffer(100_000)
+            let second = randomBuffer(200_000)
+            let loop = MultiThreadedEventLoopGroup.singleton.next()
+            let firstDone = loop.makePromise(of: ByteBuffer.self)
+            let firstChannel = try await ClientBootstrap(group: loop)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        // Closes the connection once the whole echo is back (basic mode cannot tell one
+                        // connection's late bytes from the next one's, as with the official plugin).
+                        try channel.pipeline.syncOperations.addHandler(
+                            Collector(expected: first.readableBytes, done: firstDone)
+                        )
+                    }
+                }
+                .connect(host: "127.0.0.1", port: localPort).get()
+            try await firstChannel.writeAndFlush(first)
+            let waiting = Task { try await echoRoundTrip(port: localPort, bytes: second) }
+            try await Task.sleep(nanoseconds: 1_000_000_000)
+            #expect(!waiting.isCancelled)
+            #expect(try await firstDone.futureResult.get() == first)
+            #expect(try await waiting.value == second)
+
+            let log = lab.agent.standardError
+            #expect(log.contains("mode=basic"), "\(log.suffix(1500))")
+            #expect(client.output.contains("Connection accepted for session \(sessionID)."))
+            #expect(client.process.isRunning)
+        }
+    }
 }

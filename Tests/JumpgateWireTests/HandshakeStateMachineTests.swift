@@ -115,8 +115,13 @@ struct HandshakeStateMachineTests {
 
     @Test("client version rules: the agent uses mux from 1.1.70 and keepalive up to 1.2.331.0")
     func agentModeByClientVersion() {
-        func mode(clientVersion: String) -> PortSessionMode? {
-            var agent = self.agent(offering: [])
+        func mode(
+            clientVersion: String,
+            agentVersion: String = JumpgateVersion.agentProtocolVersion
+        )
+            -> PortSessionMode?
+        {
+            var agent = self.agent(offering: [], version: agentVersion)
             _ = agent.start(now: .uptimeNanoseconds(0))
             let response = HandshakeResponsePayload(
                 clientVersion: clientVersion,
@@ -135,6 +140,10 @@ struct HandshakeStateMachineTests {
         #expect(mode(clientVersion: "1.2.331.0") == .mux(smuxVersion: 1, keepAlive: true))
         #expect(mode(clientVersion: "1.2.332.0") == .mux(smuxVersion: 1, keepAlive: false))
         #expect(mode(clientVersion: "") == .basic)
+        // An agent reporting a version from before mux (--compat-version) behaves as that agent did:
+        // basic, matching what the plugin decides from the same version.
+        #expect(mode(clientVersion: "1.2.707.0", agentVersion: "3.0.196.0") == .basic)
+        #expect(mode(clientVersion: "1.2.707.0", agentVersion: "3.0.197.0") == .mux(smuxVersion: 1, keepAlive: false))
     }
 
     @Test("the agent times out after 15 s with the official message, and not before")

@@ -103,8 +103,10 @@ public struct AgentHandshakeStateMachine: Sendable {
         )
         let clientVersion = response.clientVersion
         let mode: PortSessionMode
+        // An agent reporting a version from before mux support (--compat-version) behaves as one: basic.
         if properties["type"] == "LocalPortForwarding",
-            SSMVersion.agentCompare(clientVersion, SSMVersion.muxSupportedFromClientVersion) >= 0
+            SSMVersion.agentCompare(clientVersion, SSMVersion.muxSupportedFromClientVersion) >= 0,
+            SSMVersion.pluginIsGreater(self.configuration.agentVersion, than: SSMVersion.muxSupportedAfterAgentVersion)
         {
             let keepAlive = SSMVersion.agentCompare(clientVersion, SSMVersion.keepAliveDisabledAfterClientVersion) <= 0
             mode = .mux(smuxVersion: accepted.contains(.smuxV2) ? 2 : 1, keepAlive: keepAlive)
