@@ -7,7 +7,12 @@ import NIOSSL
 /// An error for the person at the terminal: what happened and what to do.
 public struct ClientError: Error, CustomStringConvertible, Sendable {
     public var description: String
-    public init(_ description: String) { self.description = description }
+    /// The AWS error type when the gateway refused a call (`DoesNotExistException`, ...), else nil.
+    public var awsErrorType: String?
+    public init(_ description: String, awsErrorType: String? = nil) {
+        self.description = description
+        self.awsErrorType = awsErrorType
+    }
 }
 
 /// Credentials, region, endpoint and CA, found the way the AWS tools find them.
@@ -149,7 +154,10 @@ public struct SSMClient: Sendable {
             if let hash = type.lastIndex(of: "#") { type = String(type[type.index(after: hash)...]) }
             let message =
                 json?["message"]?.stringValue ?? json?["Message"]?.stringValue ?? String(buffer: response.body)
-            throw ClientError("An error occurred (\(type)) when calling the \(operation) operation: \(message)")
+            throw ClientError(
+                "An error occurred (\(type)) when calling the \(operation) operation: \(message)",
+                awsErrorType: type
+            )
         }
         return json
     }

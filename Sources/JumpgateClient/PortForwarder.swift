@@ -228,6 +228,13 @@ public final class PortForwarder: Sendable {
                 } catch {
                     if (try? await loop.submit({ bound.value.isEnded }).get()) ?? true { return }
                     logger.info("resume attempt failed", metadata: ["attempt": "\(attempt)", "error": "\(error)"])
+                    // The gateway says the session is over (or not ours): retrying cannot help.
+                    if let type = (error as? ClientError)?.awsErrorType, Self.finalResumeErrors.contains(type) {
+                        loop.execute {
+                            bound.value.shutdown(reason: "The session could not be resumed: \(error)")
+                        }
+                        return
+                    }
                 }
                 // Exponential backoff with jitter, capped at 10 s, never past the deadline.
                 let jittered = delay * Double.random(in: 0.5...1.0)
@@ -244,6 +251,11 @@ public final class PortForwarder: Sendable {
             }
         }
     }
+
+    /// ResumeSession refusals that no retry can change.
+    static let finalResumeErrors: Set<String> = [
+        "DoesNotExistException", "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
+    ]
 
     /// How many times the data channel was resumed.
     public var resumeCount: Int { self.state.withLockedValue { $0.resumes } }
@@ -332,9 +344,16 @@ extension PortForwarder: PortSessionDelegate {
     }
 
     public func sessionEnded(_ session: PortSession, reason: String, byPeer: Bool) {
-        let listener = self.state.withLockedValue { $0.listener }
+        let (listener, started) = self.state.withLockedValue { ($0.listener, $0.basicMode || $0.listener != nil) }
         listener?.close()
         self.ready.fail(ClientError(reason.isEmpty ? "The session ended before the port opened." : reason))
-        self.outcome.succeed(.ended(reason: reason))
+        if session.negotiatedSession == nil, !started {
+            // It never started (refused token, handshake failure): an error, not an ordinary end.
+            self.outcome.succeed(
+                .failed(reason.isEmpty ? "The data channel closed before the session started." : reason)
+            )
+        } else {
+            self.outcome.succeed(.ended(reason: reason))
+        }
     }
 }

@@ -135,6 +135,11 @@ public final class PortSession: ChannelInboundHandler {
         self.timer = nil
         self.context = nil
         guard !self.ended else { return }
+        if self.negotiated == nil, let refusal = self.refusal {
+            // Refused before the session started (a spent or wrong token): resuming cannot help.
+            self.end(reason: "The gateway refused the data channel: \(refusal).", byPeer: false)
+            return
+        }
         if let onDisconnect = self.onDisconnect {
             self.reliability.connectionLost()
             self.logger.info(
@@ -156,9 +161,13 @@ public final class PortSession: ChannelInboundHandler {
                 "data channel closed by WebSocket",
                 metadata: ["code": "\(closed.code)", "reason": "\(closed.reason)"]
             )
+            if closed.code == 1008 { self.refusal = closed.reason }
         }
         context.fireUserInboundEventTriggered(event)
     }
+
+    /// The gateway's reason when it refused this data channel (WebSocket close 1008, e.g. a spent token).
+    private var refusal: String?
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if self.onDisconnect == nil {

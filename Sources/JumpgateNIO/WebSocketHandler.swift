@@ -129,7 +129,8 @@ public final class WebSocketHandler: ChannelDuplexHandler {
             self.enqueueFrame(context: context, opcode: .pong, payload: payload, promise: nil)
             self.flushPending(context: context)
         case .sendCloseAndClose(let code, let reason):
-            context.fireUserInboundEventTriggered(WebSocketClosedEvent(code: code, reason: reason))
+            let peerReason = self.machine.peerCloseReason ?? reason
+            context.fireUserInboundEventTriggered(WebSocketClosedEvent(code: code, reason: peerReason))
             self.writeCloseAndClose(context: context, code: code, reason: reason)
         case .close:
             context.close(promise: nil)

@@ -274,6 +274,40 @@ struct GatewayAPITests {
         }
     }
 
+    @Test("the plugin given an expired data-channel token says so and exits non-zero (the official one exits 0)")
+    func expiredToken() async throws {
+        try await EndToEndTests.withLab { lab, echoPort in
+            let request: JSONValue = [
+                "Target": .string(lab.instanceID), "DocumentName": "AWS-StartPortForwardingSessionToRemoteHost",
+                "Parameters": [
+                    "host": ["127.0.0.1"], "portNumber": [.string("\(echoPort)")], "localPortNumber": ["0"],
+                ],
+            ]
+            let response = try await lab.ssm.call("StartSession", request)
+            let sessionID = try #require(response["SessionId"]?.stringValue)
+            // The session ends before the plugin uses its token: the token is no longer good.
+            _ = try await lab.ssm.call("TerminateSession", ["SessionId": .string(sessionID)])
+            var environment = lab.environment
+            environment["AWS_CA_BUNDLE"] = lab.caFile
+            let plugin = try ChildProcess(
+                "session-manager-plugin",
+                [response.serialized(), "us-east-1", "StartSession", "jumpgate-admin", request.serialized(), lab.url],
+                executable: ChildProcess.productsDirectory.appendingPathComponent("session-manager-plugin").path,
+                environment: environment
+            )
+            defer { plugin.stop() }
+            #expect(try plugin.waitForExit(timeout: 30) == 1)
+            try await Task.sleep(nanoseconds: 100_000_000)  // let the output readers drain
+            let text = plugin.output.joined(separator: "\n")
+            #expect(
+                text.contains(
+                    "Cannot perform start session: The gateway refused the data channel: invalid or expired token for this session."
+                ),
+                "\(text)"
+            )
+        }
+    }
+
     @Test("a killed agent is ConnectionLost within seconds and StartSession to it fails with TargetNotConnected")
     func killedAgent() async throws {
         try await EndToEndTests.withLab { lab, echoPort in

@@ -192,6 +192,20 @@ struct WebSocketCodecTests {
         #expect(sm.frameReceived(WebSocketFrame(opcode: .binary, payload: ByteBuffer(string: "late"))) == .none)
     }
 
+    @Test("the peer's close reason is kept for the application; the answer echoes the code only")
+    func peerCloseReason() {
+        var sm = WebSocketConnectionStateMachine()
+        let body = ByteBuffer.webSocketCloseBody(code: 1008, reason: "invalid or expired token for this session")
+        #expect(
+            sm.frameReceived(WebSocketFrame(opcode: .close, payload: body))
+                == .sendCloseAndClose(code: 1008, reason: "")
+        )
+        #expect(sm.peerCloseReason == "invalid or expired token for this session")
+        var silent = WebSocketConnectionStateMachine()
+        _ = silent.frameReceived(WebSocketFrame(opcode: .close, payload: ByteBuffer()))
+        #expect(silent.peerCloseReason == nil)
+    }
+
     @Test("a close we start completes when the peer answers")
     func closeHandshake() {
         var sm = WebSocketConnectionStateMachine()

@@ -102,6 +102,9 @@ public struct WebSocketConnectionStateMachine: Sendable {
         return .deliver(opcode: opcode, payload: message)
     }
 
+    /// The reason text of the peer's close frame, once one arrived with a valid body.
+    public private(set) var peerCloseReason: String?
+
     private mutating func closeReceived(_ payload: ByteBuffer) -> Action {
         if case .closeSent = self.state {
             self.state = .closed
@@ -122,6 +125,8 @@ public struct WebSocketConnectionStateMachine: Sendable {
             guard Self.isValidUTF8(reasonBytes) else {
                 return .sendCloseAndClose(code: CloseCode.invalidPayload, reason: "close reason is not valid UTF-8")
             }
+            // The reply echoes the code only; the peer's reason is kept for the application.
+            self.peerCloseReason = String(decoding: reasonBytes, as: UTF8.self)
             return .sendCloseAndClose(code: code, reason: "")
         }
     }
