@@ -113,7 +113,13 @@ func parallelEchoes(port: Int, count: Int, baseSize: Int, step: Int) async throw
 /// One connection that writes `bytes` in `chunk`-sized pieces every `interval` (a paced transfer, so that
 /// it is still running when the test breaks something) and collects the echo. Throws if the connection is
 /// reset; returns what came back (shorter than `bytes` if the connection closed early).
-func pacedEchoRoundTrip(port: Int, bytes: ByteBuffer, chunk: Int, interval: TimeAmount) async throws -> ByteBuffer {
+func pacedEchoRoundTrip(
+    port: Int,
+    bytes: ByteBuffer,
+    chunk: Int,
+    interval: TimeAmount,
+    timeout: TimeAmount = .seconds(120)
+) async throws -> ByteBuffer {
     let loop = MultiThreadedEventLoopGroup.singleton.next()
     let done = loop.makePromise(of: ByteBuffer.self)
     let channel = try await ClientBootstrap(group: loop)
@@ -124,8 +130,8 @@ func pacedEchoRoundTrip(port: Int, bytes: ByteBuffer, chunk: Int, interval: Time
         }
         .connect(host: "127.0.0.1", port: port)
         .get()
-    let timeout = loop.scheduleTask(in: .seconds(120)) { channel.close(promise: nil) }
-    defer { timeout.cancel() }
+    let deadline = loop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+    defer { deadline.cancel() }
     var remaining = bytes
     while remaining.readableBytes > 0 {
         let piece = remaining.readSlice(length: min(chunk, remaining.readableBytes))!

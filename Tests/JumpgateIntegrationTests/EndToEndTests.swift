@@ -24,7 +24,8 @@ struct EndToEndTests {
     static func startLab(
         allow: [String],
         gatewayArguments: [String] = [],
-        agentArguments: [String] = []
+        agentArguments: [String] = [],
+        agentEndpoint: String? = nil
     ) async throws -> Lab {
         let directory = NSTemporaryDirectory() + "jumpgate-e2e-" + MessageID.random().description
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -53,7 +54,7 @@ struct EndToEndTests {
         let activation = try await ssm.call("CreateActivation", ["IamRole": "SSMServiceRole", "RegistrationLimit": 1])
         let (status, output, errors) = try runJumpgate(
             [
-                "agent", "register", "--endpoint", url, "--ca-file", caFile,
+                "agent", "register", "--endpoint", agentEndpoint ?? url, "--ca-file", caFile,
                 "--activation-id", try #require(activation["ActivationId"]?.stringValue),
                 "--activation-code", try #require(activation["ActivationCode"]?.stringValue),
                 "--state-dir", directory + "/agent", "--name", "e2e-jump",
@@ -87,6 +88,7 @@ struct EndToEndTests {
         allow: [String]? = nil,
         gatewayArguments: [String] = [],
         agentArguments: [String] = [],
+        agentEndpoint: String? = nil,
         _ body: (Lab, Int) async throws -> Void
     ) async throws {
         let echo = try await startEchoServer()
@@ -95,7 +97,8 @@ struct EndToEndTests {
         let lab = try await Self.startLab(
             allow: allow ?? ["127.0.0.1:\(echoPort)"],
             gatewayArguments: gatewayArguments,
-            agentArguments: agentArguments
+            agentArguments: agentArguments,
+            agentEndpoint: agentEndpoint
         )
         defer {
             lab.agent.stop()
@@ -117,7 +120,12 @@ struct EndToEndTests {
         return status
     }
 
-    func startSession(_ lab: Lab, host: String, port: Int) throws -> (ChildProcess, Int, String) {
+    func startSession(
+        _ lab: Lab,
+        host: String,
+        port: Int,
+        extraArguments: [String] = []
+    ) throws -> (ChildProcess, Int, String) {
         let client = try ChildProcess(
             "start-session",
             [
@@ -125,7 +133,7 @@ struct EndToEndTests {
                 "AWS-StartPortForwardingSessionToRemoteHost",
                 "--parameters", "host=\(host),portNumber=\(port),localPortNumber=0", "--endpoint-url", lab.url,
                 "--ca-file", lab.caFile,
-            ],
+            ] + extraArguments,
             environment: lab.environment
         )
         let line = try client.waitForLine { $0.hasPrefix("Port ") && $0.contains(" opened for sessionId ") }

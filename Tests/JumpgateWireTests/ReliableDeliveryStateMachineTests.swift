@@ -182,6 +182,36 @@ struct ReliableDeliveryStateMachineTests {
         #expect(sm.connectionRestored(now: clock.now) == [frame(0)])
     }
 
+    @Test("fast path: start_publication (the peer's channel came back) resends everything unacknowledged")
+    func fastPathStartPublicationResends() throws {
+        var clock = ManualClock()
+        var sm = ReliableDeliveryStateMachine(configuration: .negotiated([.noTimerRetransmit]))
+        _ = try sm.send(frame(0), now: clock.now)
+        _ = try sm.send(frame(1), now: clock.now)
+        _ = try sm.send(frame(2), now: clock.now)
+        #expect(sm.acknowledgementReceived(sequenceNumber: 0, now: clock.now) == .acknowledged(windowOpened: false))
+        // The relay lost 1 and 2 on the way to the peer's old connection: without a timer, only this resends.
+        clock.advance(by: .seconds(1))
+        #expect(sm.publicationResumed(now: clock.now) == [frame(1), frame(2)])
+        // Paused meanwhile: held messages go too, and the pause ends.
+        sm.publicationPaused()
+        #expect(try sm.send(frame(3), now: clock.now) == .hold)
+        #expect(sm.publicationResumed(now: clock.now) == [frame(1), frame(2), frame(3)])
+        #expect(try sm.send(frame(4), now: clock.now) == .write(frame(4)))
+    }
+
+    @Test("a pause ends with the data channel it came on: a new channel resends even if the old one paused")
+    func pauseEndsWithTheChannel() throws {
+        let clock = ManualClock()
+        var sm = ReliableDeliveryStateMachine(configuration: .negotiated([.noTimerRetransmit]))
+        _ = try sm.send(frame(0), now: clock.now)
+        sm.publicationPaused()
+        #expect(try sm.send(frame(1), now: clock.now) == .hold)
+        sm.connectionLost()
+        #expect(sm.connectionRestored(now: clock.now) == [frame(0), frame(1)])
+        #expect(try sm.send(frame(2), now: clock.now) == .write(frame(2)))
+    }
+
     @Test("receiver: in order delivers and acks, ahead of order buffers and acks, duplicates are re-acked")
     func receiverOrdering() {
         var sm = ReliableDeliveryStateMachine()

@@ -7,7 +7,13 @@ import NIOCore
 
 /// The meeting point of one session's two data channels. Frames are relayed verbatim; a frame for a
 /// side that is not attached (yet, or while it reconnects) is buffered up to ``bufferLimit`` bytes, and
-/// past that the agent is told to pause publication until the client is back.
+/// past that the sender is told to pause publication (and what it still sends is dropped) until the
+/// other side is back.
+///
+/// When a side attaches again (a resume), the other side may have lost frames: those in flight to the
+/// old connection, and those dropped over the bound. So the other side gets `start_publication`, which
+/// a Jumpgate peer on the fast path answers by resending everything unacknowledged (the receiver drops
+/// duplicates); official peers recover the same frames with their retransmission timer.
 public final class SessionRelay: Sendable {
     public enum Side: Sendable {
         case client
@@ -22,11 +28,21 @@ public final class SessionRelay: Sendable {
         var pendingToAgent: [ByteBuffer] = []
         var pendingBytes = 0
         var agentPaused = false
+        var clientPaused = false
         var terminated = false
         /// When a frame last went through, in the state's clock (epoch seconds): the idle timeout.
         var lastActivity: Int64 = 0
-        /// Whether the agent's handshake_complete was seen (frames are inspected until it is).
+        /// Whether the agent's handshake_complete was seen (frames are inspected until it is). A session
+        /// restored after a gateway restart had completed its handshake.
         var handshakeSeen = false
+
+        func isPaused(_ side: Side) -> Bool { side == .client ? self.clientPaused : self.agentPaused }
+
+        mutating func setPaused(_ side: Side, _ paused: Bool) {
+            if side == .client { self.clientPaused = paused } else { self.agentPaused = paused }
+        }
+
+        func channel(_ side: Side) -> (any Channel)? { side == .client ? self.client : self.agent }
     }
 
     public let sessionID: String
@@ -37,11 +53,14 @@ public final class SessionRelay: Sendable {
     private let bytesToClient: Counter
     private let bufferedGauge: Gauge
 
-    init(sessionID: String, state: GatewayState, bufferLimit: Int = 8 << 20) {
+    init(sessionID: String, state: GatewayState, restored: Bool = false, bufferLimit: Int = 8 << 20) {
         self.sessionID = sessionID
         self.state = state
         self.bufferLimit = bufferLimit
-        self.inner.withLockedValue { $0.lastActivity = state.clock() }
+        self.inner.withLockedValue { inner in
+            inner.lastActivity = state.clock()
+            inner.handshakeSeen = restored
+        }
         self.bytesToAgent = state.metrics.bytesToAgent
         self.bytesToClient = state.metrics.bytesToClient
         self.bufferedGauge = GatewayMetrics.bufferedBytesGauge(sessionID: sessionID)
@@ -63,34 +82,39 @@ public final class SessionRelay: Sendable {
     }
 
     /// Attaches a channel; an older channel on the same side is closed (a resumed peer replaces it).
-    /// Buffered frames for this side are written.
+    /// Buffered frames for this side are written; then each side that must resend or may stop pausing
+    /// gets `start_publication`.
     func attach(_ side: Side, channel: any Channel) {
-        let (previous, pending, resume) = self.inner.withLockedValue { inner -> ((any Channel)?, [ByteBuffer], Bool) in
-            let previous: (any Channel)?
+        let (previous, pending, wake) = self.inner.withLockedValue {
+            inner -> ((any Channel)?, [ByteBuffer], [Side]) in
+            let previous = inner.channel(side)
             var pending: [ByteBuffer] = []
-            var resume = false
             switch side {
             case .client:
-                previous = inner.client
                 inner.client = channel
-                pending = inner.pendingToClient
-                inner.pendingToClient = []
-                resume = inner.agentPaused
-                inner.agentPaused = false
+                swap(&pending, &inner.pendingToClient)
             case .agent:
-                previous = inner.agent
                 inner.agent = channel
-                pending = inner.pendingToAgent
-                inner.pendingToAgent = []
+                swap(&pending, &inner.pendingToAgent)
             }
             inner.pendingBytes -= pending.reduce(0) { $0 + $1.readableBytes }
-            return (previous, pending, resume)
+            guard inner.channel(side.other) != nil else { return (previous, pending, []) }
+            var wake: [Side] = []
+            // The other side resends what this side may have missed (nothing before the handshake ends).
+            if inner.handshakeSeen || inner.isPaused(side.other) { wake.append(side.other) }
+            // This side was paused while the other was away: both are here now.
+            if inner.isPaused(side) { wake.append(side) }
+            for woken in wake { inner.setPaused(woken, false) }
+            return (previous, pending, wake)
         }
         if let previous, previous !== channel { previous.close(promise: nil) }
         for frame in pending { channel.write(WebSocketMessage.binary(frame), promise: nil) }
         channel.flush()
-        if resume, let agent = self.channel(.agent) {
-            agent.writeAndFlush(WebSocketMessage.binary(Self.publicationMessage(.startPublication)), promise: nil)
+        for woken in wake {
+            self.channel(woken)?.writeAndFlush(
+                WebSocketMessage.binary(Self.publicationMessage(.startPublication)),
+                promise: nil
+            )
         }
     }
 
@@ -105,7 +129,7 @@ public final class SessionRelay: Sendable {
     }
 
     func channel(_ side: Side) -> (any Channel)? {
-        self.inner.withLockedValue { side == .client ? $0.client : $0.agent }
+        self.inner.withLockedValue { $0.channel(side) }
     }
 
     /// Relays a frame from `side`. Returns false when the receiving channel is not writable, so the
@@ -119,24 +143,23 @@ public final class SessionRelay: Sendable {
                 inner.handshakeSeen = true
                 handshakeNowSeen = true
             }
-            let target = side == .client ? inner.agent : inner.client
+            let target = inner.channel(side.other)
             if target != nil { return (target, false) }
             guard inner.pendingBytes + frame.readableBytes <= self.bufferLimit else {
-                // Full: the agent is asked to stop; the client's frames are dropped (it resends them).
-                if side == .agent, !inner.agentPaused {
-                    inner.agentPaused = true
-                    return (nil, true)
-                }
-                return (nil, false)
+                // Full: the sender is asked to stop, and this frame is dropped. It is resent when the
+                // other side is back (start_publication, see attach), or by an official peer's timer.
+                guard !inner.isPaused(side) else { return (nil, false) }
+                inner.setPaused(side, true)
+                return (nil, true)
             }
             inner.pendingBytes += frame.readableBytes
             if side == .agent { inner.pendingToClient.append(frame) } else { inner.pendingToAgent.append(frame) }
             return (nil, false)
         }
         if handshakeNowSeen { self.state.handshakeCompleted(sessionID: self.sessionID) }
-        if pause, let agent = self.channel(.agent) {
+        if pause, let sender = self.channel(side) {
             self.state.metrics.framesPaused.increment()
-            agent.writeAndFlush(WebSocketMessage.binary(Self.publicationMessage(.pausePublication)), promise: nil)
+            sender.writeAndFlush(WebSocketMessage.binary(Self.publicationMessage(.pausePublication)), promise: nil)
         }
         guard let target else { return true }
         (side == .client ? self.bytesToAgent : self.bytesToClient).increment(by: frame.readableBytes)

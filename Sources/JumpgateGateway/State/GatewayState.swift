@@ -189,7 +189,7 @@ public final class GatewayState: Sendable {
                     session.disconnectedSince = now
                     // Whatever happened before the restart, tokens are single-use from now on.
                     session.handshakeCompleted = true
-                    storage.relays[session.id] = SessionRelay(sessionID: session.id, state: self)
+                    storage.relays[session.id] = SessionRelay(sessionID: session.id, state: self, restored: true)
                     self.store?.submit(.session(session))
                 }
                 storage.sessions[session.id] = session

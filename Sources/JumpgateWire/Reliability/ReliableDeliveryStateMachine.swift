@@ -258,6 +258,8 @@ public struct ReliableDeliveryStateMachine: Sendable {
     /// ``ReliableDeliveryConfiguration/duplicateAssumptionDelay`` (docs/PROTOCOL.md, "Resume").
     public mutating func connectionRestored(now: NIODeadline) -> [ByteBuffer] {
         self.isConnected = true
+        // A pause belonged to the old channel; the relay on the new one pauses again if it must.
+        self.isPaused = false
         let frames = self.pendingFrames(now: now, includeSent: true)
         var position = self.outgoing.startIndex
         while position != self.outgoing.endIndex {
@@ -274,11 +276,15 @@ public struct ReliableDeliveryStateMachine: Sendable {
         self.isPaused = true
     }
 
-    /// `start_publication` (or any stream data or acknowledgement from the peer): send what was held.
+    /// `start_publication`: send what was held. The gateway also sends it when the peer's data channel
+    /// came back after a drop, so without timer retransmission (the fast path) every unacknowledged
+    /// message goes again: frames the relay lost meanwhile (in flight to the peer's old connection, or
+    /// dropped over its buffer bound) would otherwise never be resent. The peer drops duplicates.
     public mutating func publicationResumed(now: NIODeadline) -> [ByteBuffer] {
-        guard self.isPaused else { return [] }
+        let wasPaused = self.isPaused
         self.isPaused = false
-        return self.pendingFrames(now: now, includeSent: false)
+        if !self.configuration.retransmitWhileConnected { return self.pendingFrames(now: now, includeSent: true) }
+        return wasPaused ? self.pendingFrames(now: now, includeSent: false) : []
     }
 
     private mutating func pendingFrames(now: NIODeadline, includeSent: Bool) -> [ByteBuffer] {

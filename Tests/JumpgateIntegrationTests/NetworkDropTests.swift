@@ -1,0 +1,70 @@
+import Foundation
+import JumpgateWire
+import NIOConcurrencyHelpers
+import NIOCore
+import Testing
+
+/// One side's link to the gateway drops while the other stays up: frames in flight to the dropped
+/// connection are lost inside the network, the dropped side reconnects, and the side that stayed up
+/// must resend what the relay lost (the gateway's start_publication), or the transfer stalls forever.
+@Suite("Network drops on one side: the other side resends what was lost", .serialized)
+struct NetworkDropTests {
+    @Test("a paced transfer survives the agent's link and then the client's link going dark, byte-exact")
+    func oneSidedDrops() async throws {
+        // The agent reaches the gateway through one flaky link, the client's data channel through another
+        // (the gateway's --public-url puts it into the StreamUrl); API calls go straight to the gateway.
+        let gatewayPort = NIOLockedValueBox(0)
+        let agentLink = try await CuttableProxy { gatewayPort.withLockedValue { $0 } }
+        let clientLink = try await CuttableProxy { gatewayPort.withLockedValue { $0 } }
+        defer {
+            agentLink.close()
+            clientLink.close()
+        }
+        // The gateway's port is known only once it runs: take a free one first.
+        let free = try await startServer { EchoHandler() }
+        let port = try #require(free.localAddress?.port)
+        try await free.close()
+        gatewayPort.withLockedValue { $0 = port }
+        try await EndToEndTests.withLab(
+            gatewayArguments: [
+                "--listen", "127.0.0.1:\(port)", "--public-url", "https://127.0.0.1:\(clientLink.port)",
+            ],
+            agentEndpoint: "https://127.0.0.1:\(agentLink.port)"
+        ) { lab, echoPort in
+            let (client, localPort, _) = try EndToEndTests().startSession(
+                lab,
+                host: "127.0.0.1",
+                port: echoPort,
+                extraArguments: ["--log-level", "info"]
+            )
+            defer { client.stop() }
+            // One paced transfer per drop (about 2.5 MB/s, so each spans its drop): the agent's link first,
+            // then the client's. Each must complete on its own, since a drop on the other side would make
+            // that side resend everything and hide a loss.
+            for link in [agentLink, clientLink] {
+                let payload = randomBuffer(8 << 20)
+                let transfer = Task {
+                    try await pacedEchoRoundTrip(
+                        port: localPort,
+                        bytes: payload,
+                        chunk: 64 << 10,
+                        interval: .milliseconds(25),
+                        timeout: .seconds(40)
+                    )
+                }
+                try await Task.sleep(nanoseconds: 1_000_000_000)
+                try await link.blackholeAndCut()
+                let echoed = try await transfer.value
+                #expect(echoed.readableBytes == payload.readableBytes)
+                #expect(echoed == payload)
+            }
+            #expect(client.process.isRunning)
+            #expect(
+                lab.agent.standardError.contains("data channel reconnected"),
+                "\(lab.agent.standardError.suffix(1500))"
+            )
+            #expect(client.standardError.contains("session resumed"), "\(client.standardError.suffix(1500))")
+            #expect(lab.gateway.process.isRunning)
+        }
+    }
+}
