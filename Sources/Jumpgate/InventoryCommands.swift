@@ -34,13 +34,15 @@ struct SessionsListCommand: AsyncParsableCommand {
         }
         emit(
             Table.render(
-                ["SESSION ID", "TARGET", "STATUS", "STARTED", "DOCUMENT"],
+                ["SESSION ID", "TARGET", "STATUS", "STARTED", "DOCUMENT", "TO TARGET", "FROM TARGET"],
                 sessions.map { s in
                     [
                         s["SessionId"]?.stringValue ?? "", s["Target"]?.stringValue ?? "",
                         s["Status"]?.stringValue ?? "",
                         s["StartDate"]?.int64Value.map { WallClock.iso8601(epochSeconds: $0) } ?? "",
                         s["DocumentName"]?.stringValue ?? "",
+                        ByteCount.text(s["JumpgateBytesToTarget"]?.int64Value ?? 0),
+                        ByteCount.text(s["JumpgateBytesFromTarget"]?.int64Value ?? 0),
                     ]
                 }
             )

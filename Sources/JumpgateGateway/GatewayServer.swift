@@ -2,6 +2,7 @@ import Foundation
 import JumpgateNIO
 import JumpgateWire
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -107,7 +108,14 @@ public final class GatewayServer: Sendable {
             configuration.resumeGraceSeconds, configuration.idleTimeoutSeconds,
             configuration.maximumSessionDurationSeconds
         )
+        let ticks = NIOLockedValueBox(0)
         let sweeper = group.any().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+            if ticks.withLockedValue({ tick in
+                tick += 1
+                return tick % 30 == 0
+            }) {
+                state.checkpointTraffic()
+            }
             for session in state.expireDisconnected(after: grace) {
                 logger.info(
                     "session expired",

@@ -174,7 +174,13 @@ struct EndToEndTests {
             #expect(instanceList.arrayValue?.first?["InstanceId"]?.stringValue == lab.instanceID)
             #expect(instanceList.arrayValue?.first?["PingStatus"]?.stringValue == "Online")
             let active = try await lab.ssm.call("DescribeSessions", ["State": "Active"])
-            #expect(active["Sessions"]?.arrayValue?.contains { $0["SessionId"]?.stringValue == sessionID } == true)
+            let listed = try #require(
+                active["Sessions"]?.arrayValue?.first { $0["SessionId"]?.stringValue == sessionID }
+            )
+            // What went through, each way (WebSocket payloads: the data plus SSM and smux headers).
+            #expect(try #require(listed["JumpgateBytesToTarget"]?.int64Value) > 256 << 20)
+            #expect(try #require(listed["JumpgateBytesFromTarget"]?.int64Value) > 256 << 20)
+            #expect(table.contains("MiB"))
 
             client.signal(SIGINT)
             #expect(try client.waitForExit() == 0)

@@ -114,7 +114,15 @@ struct GatewayLimitsTests {
             // Let the upstream run and the downstream back up.
             try await Task.sleep(nanoseconds: 4_000_000_000)
             let text = try await Self.metrics(lab)
-            let buffered = try #require(Self.sample(text, "jumpgate_session_buffered_bytes{session=\"\(sessionID)\"}"))
+            let buffered = try #require(Self.sample(text, "jumpgate_session_buffered_bytes_max"))
+            #expect(try #require(Self.sample(text, "jumpgate_relay_buffered_bytes")) >= buffered)
+            // The port is public: no metric names a session, a user or an instance.
+            #expect(!text.contains(sessionID) && !text.contains(lab.instanceID) && !text.contains("jumpgate-admin"))
+            #expect(
+                Self.sample(text, "jumpgate_api_requests_total{operation=\"StartSession\",outcome=\"success\"}")
+                    == 1,
+                "\(text)"
+            )
             let toAgent = try #require(Self.sample(text, "jumpgate_relay_bytes_total{direction=\"to_agent\"}"))
             #expect(toAgent > 8 * 1024 * 1024, "the upstream kept flowing")
             #expect(buffered <= 16 * 1024 * 1024, "the gateway holds at most 16 MiB for a stalled reader: \(buffered)")
@@ -127,6 +135,31 @@ struct GatewayLimitsTests {
             let echoed = try await done.futureResult.get()
             #expect(echoed.readableBytes == payload.readableBytes)
             #expect(echoed == payload)
+        }
+    }
+
+    @Test(
+        "a peer that stops reading its WebSocket (a stopped agent): the gateway holds a bounded amount, then relays it all"
+    )
+    func stoppedPeerIsBounded() async throws {
+        try await EndToEndTests.withLab { lab, echoPort in
+            let (client, localPort, _) = try EndToEndTests().startSession(lab, host: "127.0.0.1", port: echoPort)
+            defer { client.stop() }
+            // 24 connections at once: their windows together hold more in flight than the kernel's socket
+            // buffers take, so the rest waits in the gateway.
+            let transfer = Task { try await parallelEchoes(port: localPort, count: 24, baseSize: 4 << 20, step: 4099) }
+            try await Task.sleep(nanoseconds: 300_000_000)
+            // The agent stops reading: the gateway's socket to it fills, so the gateway stops reading the
+            // client instead of buffering what the client sends.
+            lab.agent.signal(SIGSTOP)
+            try await Task.sleep(nanoseconds: 3_000_000_000)
+            let text = try await Self.metrics(lab)
+            lab.agent.signal(SIGCONT)
+            let buffered = try #require(Self.sample(text, "jumpgate_session_buffered_bytes_max"))
+            #expect(buffered > 0, "frames wait in the gateway for the stopped agent")
+            #expect(buffered <= 16 * 1024 * 1024, "the gateway holds at most 16 MiB for a stopped peer: \(buffered)")
+            #expect(Self.residentMegabytes(pid: lab.gateway.process.processIdentifier) < 512)
+            #expect(try await transfer.value == 24)
         }
     }
 

@@ -190,4 +190,46 @@ struct GatewayStoreTests {
         let error = await #expect(throws: StoreError.self) { _ = try await Self.open(directory) }
         #expect(error?.description.contains("newer than this Jumpgate") == true)
     }
+
+    @Test("a store made by schema version 1 is migrated to 2 and keeps its sessions; traffic counts are stored")
+    func migrationFromVersionOne() async throws {
+        let directory = try Self.temporaryDirectory()
+        // Version 1's schema, as a gateway of that version left it, with one ended session.
+        let v1 = GatewayStore.migrations[0].statements.joined(separator: ";\n")
+        let script = """
+            import os, sqlite3, sys
+            key = os.open(sys.argv[3], os.O_WRONLY | os.O_CREAT, 0o600)
+            os.write(key, os.urandom(32))
+            os.close(key)
+            c = sqlite3.connect(sys.argv[1])
+            c.executescript(sys.argv[2])
+            c.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+            c.execute("INSERT INTO schema_migrations VALUES (1, 0)")
+            c.execute("INSERT INTO sessions VALUES ('alice-1', 'alice', 'mi-1', 'AWS-StartPortForwardingSession', "
+                      "'{}', '', 'Terminated', 1700000000, 1700000100, 'done')")
+            c.commit()
+            """
+        let python = Process()
+        python.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        python.arguments = ["python3", "-c", script, directory + "/jumpgate.sqlite", v1, directory + "/store.key"]
+        try python.run()
+        python.waitUntilExit()
+        #expect(python.terminationStatus == 0)
+        let store = try await Self.open(directory)
+        var sessions = try await store.load().sessions
+        #expect(sessions.map(\.id) == ["alice-1"])
+        #expect(sessions.first?.bytesToAgent == 0)
+        var session = try #require(sessions.first)
+        session.bytesToAgent = 5 << 30
+        session.bytesToClient = 12345
+        store.submit(.session(session))
+        try await store.flush().get()
+        try await store.close()
+        let reopened = try await Self.open(directory)
+        sessions = try await reopened.load().sessions
+        try await reopened.close()
+        #expect(sessions.first?.bytesToAgent == 5 << 30)
+        #expect(sessions.first?.bytesToClient == 12345)
+        #expect(sessions.first?.closeReason == "done")
+    }
 }

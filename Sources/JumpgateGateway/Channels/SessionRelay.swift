@@ -30,6 +30,9 @@ public final class SessionRelay: Sendable {
         var agentPaused = false
         var clientPaused = false
         var terminated = false
+        /// Bytes relayed toward each side (WebSocket payloads), for the session's record.
+        var bytesToAgent: Int64 = 0
+        var bytesToClient: Int64 = 0
         /// When a frame last went through, in the state's clock (epoch seconds): the idle timeout.
         var lastActivity: Int64 = 0
         /// Whether the agent's handshake_complete was seen (frames are inspected until it is). A session
@@ -51,33 +54,36 @@ public final class SessionRelay: Sendable {
     private unowned(unsafe) let state: GatewayState
     private let bytesToAgent: Counter
     private let bytesToClient: Counter
-    private let bufferedGauge: Gauge
 
-    init(sessionID: String, state: GatewayState, restored: Bool = false, bufferLimit: Int = 8 << 20) {
+    init(
+        sessionID: String,
+        state: GatewayState,
+        restored: Bool = false,
+        relayedBytes: (Int64, Int64) = (0, 0),
+        bufferLimit: Int = 8 << 20
+    ) {
         self.sessionID = sessionID
         self.state = state
         self.bufferLimit = bufferLimit
         self.inner.withLockedValue { inner in
             inner.lastActivity = state.clock()
             inner.handshakeSeen = restored
+            (inner.bytesToAgent, inner.bytesToClient) = relayedBytes
         }
         self.bytesToAgent = state.metrics.bytesToAgent
         self.bytesToClient = state.metrics.bytesToClient
-        self.bufferedGauge = GatewayMetrics.bufferedBytesGauge(sessionID: sessionID)
     }
 
-    /// Records this session's buffered bytes: frames held for an absent side plus both sockets'
-    /// outbound buffers.
-    func sampleBufferedBytes(on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
+    /// This session's buffered bytes: frames held for an absent side plus both sockets' outbound buffers.
+    func sampleBufferedBytes(on eventLoop: any EventLoop) -> EventLoopFuture<Int> {
         let (pending, channels) = self.inner.withLockedValue { inner in
             (inner.pendingBytes, [inner.client, inner.agent].compactMap { $0 })
         }
         let outbound = channels.map { channel in
             channel.getOption(ChannelOptions.bufferedWritableBytes).recover { _ in 0 }.hop(to: eventLoop)
         }
-        let gauge = self.bufferedGauge
         return EventLoopFuture.whenAllSucceed(outbound, on: eventLoop).map { sizes in
-            gauge.record(pending + sizes.reduce(0, +))
+            pending + sizes.reduce(0, +)
         }
     }
 
@@ -144,7 +150,14 @@ public final class SessionRelay: Sendable {
                 handshakeNowSeen = true
             }
             let target = inner.channel(side.other)
-            if target != nil { return (target, false) }
+            if target != nil {
+                if side == .client {
+                    inner.bytesToAgent += Int64(frame.readableBytes)
+                } else {
+                    inner.bytesToClient += Int64(frame.readableBytes)
+                }
+                return (target, false)
+            }
             guard inner.pendingBytes + frame.readableBytes <= self.bufferLimit else {
                 // Full: the sender is asked to stop, and this frame is dropped. It is resent when the
                 // other side is back (start_publication, see attach), or by an official peer's timer.
@@ -175,6 +188,11 @@ public final class SessionRelay: Sendable {
     func resume(_ side: Side) {
         guard let channel = self.channel(side) else { return }
         channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in channel.read() }
+    }
+
+    /// Bytes relayed so far toward the agent and toward the client.
+    var relayedBytes: (toAgent: Int64, toClient: Int64) {
+        self.inner.withLockedValue { ($0.bytesToAgent, $0.bytesToClient) }
     }
 
     /// When a frame last went through (epoch seconds).
@@ -217,7 +235,6 @@ public final class SessionRelay: Sendable {
             }
         }
         self.state.removeRelay(sessionID: self.sessionID)
-        self.bufferedGauge.destroy()
     }
 
     /// An agent's output_stream_data carrying handshake_complete (payload type 7), read from the header

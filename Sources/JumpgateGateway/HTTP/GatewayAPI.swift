@@ -258,6 +258,12 @@ struct GatewayAPI: Sendable {
                             ("Reason", .string(session.reason)),
                         ]
                         if let end = session.endEpoch { members.append(("EndDate", .integer(end))) }
+                        // Jumpgate's own fields (AWS's CLI and SDKs ignore them): the traffic so far.
+                        let (toAgent, toClient) =
+                            self.state.relayedBytes(sessionID: session.id)
+                            ?? (session.bytesToAgent, session.bytesToClient)
+                        members.append(("JumpgateBytesToTarget", .integer(toAgent)))
+                        members.append(("JumpgateBytesFromTarget", .integer(toClient)))
                         // AWS reserves Details; Jumpgate puts why the session ended there.
                         if !session.closeReason.isEmpty { members.append(("Details", .string(session.closeReason))) }
                         return .object(members)

@@ -87,7 +87,13 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                     body: ByteBuffer(string: "ok\n")
                 )
             case (.POST, "/"):
-                let result = try self.apiCall(context: context, head: head, path: path, query: query)
+                let result: JSONValue
+                do {
+                    result = try self.apiCall(context: context, head: head, path: path, query: query)
+                } catch {
+                    self.state.metrics.apiRequest(operation: Self.operation(head), status: error.status)
+                    throw error
+                }
                 // Answer only once what the answer reports is on disk (a registration's secret, a new
                 // activation, a session's end).
                 let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
@@ -95,6 +101,7 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                     let (handler, context) = bound.value
                     switch outcome {
                     case .success:
+                        handler.state.metrics.apiRequest(operation: Self.operation(head), status: 200)
                         handler.send(
                             context: context,
                             head: head,
@@ -103,6 +110,7 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                             body: ByteBuffer(bytes: result.serializedBytes())
                         )
                     case .failure(let error):
+                        handler.state.metrics.apiRequest(operation: Self.operation(head), status: 500)
                         handler.logger.error("store flush failed", metadata: ["error": "\(error)"])
                         handler.sendError(
                             context: context,
@@ -153,7 +161,6 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             )
         }
         let operation = String(target.dropFirst("AmazonSSM.".count))
-        self.state.metrics.apiRequests.increment()
         let bytes = Array(self.body.readableBytesView)
         // Authenticate before looking at the body (RegisterManagedInstance is unsigned: the activation
         // code is its credential).
@@ -317,13 +324,18 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         )
     }
 
+    /// The operation an API request names (for metrics; unknown names are folded there).
+    static func operation(_ head: HTTPRequestHead) -> String {
+        guard let target = head.headers.first(name: "X-Amz-Target"), target.hasPrefix("AmazonSSM.") else { return "" }
+        return String(target.dropFirst("AmazonSSM.".count))
+    }
+
     static func split(_ uri: String) -> (String, String) {
         guard let mark = uri.firstIndex(of: "?") else { return (uri, "") }
         return (String(uri[..<mark]), String(uri[uri.index(after: mark)...]))
     }
 
     private func sendError(context: ChannelHandlerContext, head: HTTPRequestHead, _ error: APIError) {
-        self.state.metrics.apiErrors.increment()
         let body: JSONValue = ["__type": .string(error.type), "message": .string(error.message)]
         self.logger.info("request refused", metadata: ["type": "\(error.type)", "status": "\(error.status)"])
         self.send(

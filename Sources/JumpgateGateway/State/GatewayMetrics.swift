@@ -10,14 +10,27 @@ public struct GatewayMetrics: Sendable {
     let bytesToAgent = Counter(label: "jumpgate_relay_bytes_total", dimensions: [("direction", "to_agent")])
     let bytesToClient = Counter(label: "jumpgate_relay_bytes_total", dimensions: [("direction", "to_client")])
     let framesPaused = Counter(label: "jumpgate_relay_pause_publication_total")
-    let apiRequests = Counter(label: "jumpgate_api_requests_total")
-    let apiErrors = Counter(label: "jumpgate_api_errors_total")
+    /// The largest number of bytes the gateway holds for any one session, and the total over all of them,
+    /// sampled when /metrics is scraped. No metric carries a session, user or instance label: the port is
+    /// public, and those ids are not for everyone who can reach it.
+    let sessionBufferedBytesMax = Gauge(label: "jumpgate_session_buffered_bytes_max")
+    let relayBufferedBytes = Gauge(label: "jumpgate_relay_buffered_bytes")
 
     public init() {}
 
-    /// Bytes the gateway holds for one session: frames buffered for an absent side plus what sits in the
-    /// two sockets' outbound buffers. Bounded by design (see SessionRelay); sampled, not per frame.
-    static func bufferedBytesGauge(sessionID: String) -> Gauge {
-        Gauge(label: "jumpgate_session_buffered_bytes", dimensions: [("session", sessionID)])
+    /// The SSM operations counted under their own name; anything else counts as `unknown`, so a client
+    /// cannot create label values at will.
+    static let operations: Set<String> = [
+        "StartSession", "TerminateSession", "ResumeSession", "DescribeSessions", "DescribeInstanceInformation",
+        "CreateActivation", "DescribeActivations", "DeleteActivation", "DeregisterManagedInstance",
+        "RegisterManagedInstance",
+    ]
+
+    /// One API request answered: `outcome` is success, client_error (4xx) or server_error (5xx).
+    func apiRequest(operation: String, status: Int) {
+        let name = Self.operations.contains(operation) ? operation : "unknown"
+        let outcome = status < 400 ? "success" : status < 500 ? "client_error" : "server_error"
+        Counter(label: "jumpgate_api_requests_total", dimensions: [("operation", name), ("outcome", outcome)])
+            .increment()
     }
 }

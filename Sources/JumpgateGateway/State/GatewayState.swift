@@ -104,6 +104,10 @@ public struct SessionRecord: Sendable {
     public var startEpoch: Int64
     public var endEpoch: Int64?
     public var closeReason: String
+    /// Bytes relayed (WebSocket payloads) toward the agent and toward the client; kept in the store at
+    /// every status change and every 30 seconds while the session is open.
+    public var bytesToAgent: Int64 = 0
+    public var bytesToClient: Int64 = 0
     /// Hash of the client's data-channel token; valid until the session ends or is resumed (see the
     /// issue note: it should stop working once the first handshake completes).
     public var clientTokenHash: String?
@@ -171,7 +175,11 @@ public final class GatewayState: Sendable {
         self.metrics.sessionsActive.record(active)
         self.metrics.agentsOnline.record(online)
         let samples = relays.map { $0.sampleBufferedBytes(on: eventLoop) }
-        return EventLoopFuture.andAllComplete(samples, on: eventLoop)
+        let metrics = self.metrics
+        return EventLoopFuture.whenAllSucceed(samples, on: eventLoop).map { sizes in
+            metrics.sessionBufferedBytesMax.record(sizes.max() ?? 0)
+            metrics.relayBufferedBytes.record(sizes.reduce(0, +))
+        }
     }
 
     /// Loads what the store holds. Sessions that were open when the gateway stopped are kept open as
@@ -189,7 +197,12 @@ public final class GatewayState: Sendable {
                     session.disconnectedSince = now
                     // Whatever happened before the restart, tokens are single-use from now on.
                     session.handshakeCompleted = true
-                    storage.relays[session.id] = SessionRelay(sessionID: session.id, state: self, restored: true)
+                    storage.relays[session.id] = SessionRelay(
+                        sessionID: session.id,
+                        state: self,
+                        restored: true,
+                        relayedBytes: (session.bytesToAgent, session.bytesToClient)
+                    )
                     self.store?.submit(.session(session))
                 }
                 storage.sessions[session.id] = session
@@ -615,6 +628,9 @@ public final class GatewayState: Sendable {
         self.storage.withLockedValue { storage in
             guard var session = storage.sessions[sessionID] else { return }
             if session.status == .terminated || session.status == .failed { return }
+            if let relay = storage.relays[sessionID] {
+                (session.bytesToAgent, session.bytesToClient) = relay.relayedBytes
+            }
             if status == .disconnected, session.status != .disconnected { session.disconnectedSince = now }
             if status != .disconnected { session.disconnectedSince = nil }
             session.status = status
@@ -627,6 +643,29 @@ public final class GatewayState: Sendable {
             }
             storage.sessions[sessionID] = session
             self.store?.submit(.session(session))
+        }
+    }
+
+    /// Writes the traffic counts of open sessions whose counts moved since the last write (the sweeper
+    /// calls it every 30 s), so a crash loses at most that much of a session's byte counts.
+    public func checkpointTraffic() {
+        self.storage.withLockedValue { storage in
+            for (id, relay) in storage.relays {
+                guard var session = storage.sessions[id] else { continue }
+                let counts = relay.relayedBytes
+                guard counts != (session.bytesToAgent, session.bytesToClient) else { continue }
+                (session.bytesToAgent, session.bytesToClient) = counts
+                storage.sessions[id] = session
+                self.store?.submit(.session(session))
+            }
+        }
+    }
+
+    /// A session's traffic so far: live from its relay while it is open, else as stored.
+    public func relayedBytes(sessionID: String) -> (toAgent: Int64, toClient: Int64)? {
+        self.storage.withLockedValue { storage in
+            if let relay = storage.relays[sessionID] { return relay.relayedBytes }
+            return storage.sessions[sessionID].map { ($0.bytesToAgent, $0.bytesToClient) }
         }
     }
 

@@ -38,7 +38,7 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
 /// while it holds its lock, so the database sees changes in the order memory did, and `flush()` (a barrier
 /// behind every earlier change) makes an API answer wait until what it reports is on disk.
 public final class GatewayStore: Sendable {
-    public static let schemaVersion = 1
+    public static let schemaVersion = 2
 
     /// Versioned migrations; each runs once, in its own transaction, recorded in `schema_migrations`.
     static let migrations: [(version: Int, statements: [String])] = [
@@ -71,7 +71,14 @@ public final class GatewayStore: Sendable {
                 """,
                 "CREATE INDEX sessions_status ON sessions (status)",
             ]
-        )
+        ),
+        (
+            2,
+            [
+                "ALTER TABLE sessions ADD COLUMN bytes_to_agent INTEGER NOT NULL DEFAULT 0",
+                "ALTER TABLE sessions ADD COLUMN bytes_to_client INTEGER NOT NULL DEFAULT 0",
+            ]
+        ),
     ]
 
     let connection: SQLiteConnection
@@ -243,6 +250,8 @@ public final class GatewayStore: Sendable {
                     startEpoch: row.int("started_at"),
                     endEpoch: row.column("ended_at")?.integer.map(Int64.init),
                     closeReason: row.text("close_reason"),
+                    bytesToAgent: row.int("bytes_to_agent"),
+                    bytesToClient: row.int("bytes_to_client"),
                     clientTokenHash: nil,
                     agentTokenHashes: [:]
                 )
@@ -291,12 +300,14 @@ public final class GatewayStore: Sendable {
             let parameters = JSONValue.object(s.parameters.map { ($0.key, .string($0.value)) })
             sql = """
                 INSERT OR REPLACE INTO sessions (id, owner, target, document_name, parameters_json, reason, status,
-                    started_at, ended_at, close_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    started_at, ended_at, close_reason, bytes_to_agent, bytes_to_client)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """
             binds = [
                 .text(s.id), .text(s.owner), .text(s.target), .text(s.documentName), .text(parameters.serialized()),
                 .text(s.reason), .text(s.status.rawValue), .integer(Int(s.startEpoch)),
-                s.endEpoch.map { .integer(Int($0)) } ?? .null, .text(s.closeReason),
+                s.endEpoch.map { .integer(Int($0)) } ?? .null, .text(s.closeReason), .integer(Int(s.bytesToAgent)),
+                .integer(Int(s.bytesToClient)),
             ]
         }
         let logger = self.logger

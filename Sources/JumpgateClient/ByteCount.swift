@@ -1,0 +1,27 @@
+/// Byte counts for people: `0 B`, `812 B`, `1.5 KiB`, `24.0 MiB`, `3.21 GiB`.
+public enum ByteCount {
+    public static func text(_ bytes: Int64) -> String {
+        let units = ["KiB", "MiB", "GiB", "TiB"]
+        guard bytes >= 1024 else { return "\(bytes) B" }
+        var value = Double(bytes) / 1024
+        var unit = 0
+        while value >= 1024, unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        let digits = value < 10 ? 2 : value < 100 ? 1 : 0
+        return Self.fixed(value, digits) + " " + units[unit]
+    }
+
+    /// `value` with `digits` decimals, without Foundation's locale-dependent formatting.
+    static func fixed(_ value: Double, _ digits: Int) -> String {
+        var scale = 1.0
+        for _ in 0..<digits { scale *= 10 }
+        let scaled = Int64((value * scale).rounded())
+        guard digits > 0 else { return "\(scaled)" }
+        let whole = scaled / Int64(scale)
+        var fraction = String(scaled % Int64(scale))
+        while fraction.count < digits { fraction = "0" + fraction }
+        return "\(whole).\(fraction)"
+    }
+}
