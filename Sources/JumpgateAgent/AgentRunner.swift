@@ -126,7 +126,12 @@ public final class AgentRunner: Sendable {
         )
         let text = String(buffer: response.body)
         guard response.status == 201, let token = ChannelTokenResponse.token(fromXML: text) else {
-            throw AgentError("the gateway refused \(path): HTTP \(response.status) \(text)")
+            // As the official agent: "Session is already terminated" is not retried; nor is a refusal to
+            // this instance (403), which no retry changes.
+            throw AgentError(
+                "the gateway refused \(path): HTTP \(response.status) \(text)",
+                isFinal: response.status == 403 || text.contains("Session is already terminated")
+            )
         }
         return token
     }
@@ -257,6 +262,13 @@ public final class AgentRunner: Sendable {
                         metadata: ["jumpgate.session_id": "\(sessionID)", "attempt": "\(attempt)"]
                     )
                     return
+                } catch let error as AgentError where error.isFinal {
+                    logger.info(
+                        "the gateway ended the session while its data channel was down",
+                        metadata: ["jumpgate.session_id": "\(sessionID)", "error": "\(error)"]
+                    )
+                    eventLoop.execute { bound.value.closedByGateway(reason: "The gateway ended the session.") }
+                    return
                 } catch {
                     logger.info(
                         "data channel reconnect failed",
@@ -290,6 +302,12 @@ public final class AgentRunner: Sendable {
             try? await Task.sleep(nanoseconds: UInt64(timeout.nanoseconds))
         }
         try? await self.control.withLockedValue({ $0 })?.close()
+    }
+
+    /// `channel_closed` on the control channel: the session ends (as ended by the peer) if it is live here.
+    func sessionClosedByGateway(_ sessionID: String, reason: String) {
+        guard let entry = self.live.withLockedValue({ $0[sessionID] }) else { return }
+        entry.eventLoop.execute { entry.session.closedByGateway(reason: reason) }
     }
 
     func sessionFinished(_ sessionID: String) {
@@ -430,8 +448,11 @@ final class AgentControlHandler: ChannelInboundHandler {
             }
             self.runner.startSession(task)
         case .channelClosed:
-            // The data channel gets its own channel_closed; nothing else to do here.
-            break
+            // The session is over (TerminateSession, a limit): usually its data channel hears it too, but
+            // not while that channel is down and reconnecting.
+            if let closed = try? ChannelClosedPayload(payload: message.payload) {
+                self.runner.sessionClosedByGateway(closed.sessionID, reason: closed.output)
+            }
         case .agentTaskAcknowledge:
             if let ack = try? AgentTaskAcknowledgePayload(payload: message.payload) {
                 self.runner.completionAcknowledged(taskID: ack.taskID)

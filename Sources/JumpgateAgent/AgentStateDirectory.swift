@@ -79,5 +79,10 @@ public struct AgentStateDirectory: Sendable {
 /// An error the agent reports to its operator: what happened and what to do.
 public struct AgentError: Error, CustomStringConvertible, Sendable {
     public var description: String
-    public init(_ description: String) { self.description = description }
+    /// The gateway said no retry can succeed (the session is over, or not this agent's).
+    public var isFinal = false
+    public init(_ description: String, isFinal: Bool = false) {
+        self.description = description
+        self.isFinal = isFinal
+    }
 }

@@ -828,6 +828,12 @@ public final class PortSession: ChannelInboundHandler {
         self.end(reason: reason, byPeer: false)
     }
 
+    /// The gateway ended the session (channel_closed outside the data channel, or a refused reconnect):
+    /// ends it as ended by the peer. Call on the session's event loop.
+    public func closedByGateway(reason: String) {
+        self.end(reason: reason, byPeer: true)
+    }
+
     /// Client: Ctrl+C. Sends the TerminateSession flag, as the official plugin does.
     public func terminate() {
         self.sendStreamMessage(payloadType: .flag, payload: FlagPayload.terminateSession.encoded())

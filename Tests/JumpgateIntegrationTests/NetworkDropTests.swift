@@ -1,4 +1,5 @@
 import Foundation
+import JumpgateClient
 import JumpgateWire
 import NIOConcurrencyHelpers
 import NIOCore
@@ -65,6 +66,45 @@ struct NetworkDropTests {
             )
             #expect(client.standardError.contains("session resumed"), "\(client.standardError.suffix(1500))")
             #expect(lab.gateway.process.isRunning)
+        }
+    }
+
+    @Test("a session terminated while the agent's link is down ends on the agent as soon as it is back")
+    func terminatedWhileAgentAway() async throws {
+        let gatewayPort = NIOLockedValueBox(0)
+        let agentLink = try await CuttableProxy { gatewayPort.withLockedValue { $0 } }
+        defer { agentLink.close() }
+        let free = try await startServer { EchoHandler() }
+        let port = try #require(free.localAddress?.port)
+        try await free.close()
+        gatewayPort.withLockedValue { $0 = port }
+        try await EndToEndTests.withLab(
+            gatewayArguments: ["--listen", "127.0.0.1:\(port)"],
+            agentEndpoint: "https://127.0.0.1:\(agentLink.port)"
+        ) { lab, echoPort in
+            let (client, localPort, sessionID) = try EndToEndTests().startSession(
+                lab,
+                host: "127.0.0.1",
+                port: echoPort
+            )
+            defer { client.stop() }
+            #expect(try await parallelEchoes(port: localPort, count: 2, baseSize: 1000, step: 1) == 2)
+            // The link goes dark; the session is terminated meanwhile (its channel_closed is lost).
+            let cut = Task { try await agentLink.blackholeAndCut(for: .seconds(1)) }
+            try await Task.sleep(nanoseconds: 200_000_000)
+            _ = try await lab.ssm.call("TerminateSession", ["SessionId": .string(sessionID)])
+            try await cut.value
+            // Back online, the agent learns the session is over (a refused data-channel token, or the
+            // control channel) and ends it instead of retrying for minutes.
+            var ended = false
+            for _ in 0..<100 where !ended {
+                ended = lab.agent.standardError.split(separator: "\n").contains {
+                    $0.contains("session ended") && $0.contains(sessionID)
+                }
+                try await Task.sleep(nanoseconds: 100_000_000)
+            }
+            #expect(ended, "\(lab.agent.standardError.suffix(2000))")
+            #expect(try client.waitForExit() == 0)
         }
     }
 }
