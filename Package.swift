@@ -128,6 +128,7 @@ let package = Package(
             dependencies: [
                 "JumpgateClient",
                 "JumpgateWire",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import JumpgateClient
+import JumpgateNIO
 import JumpgateWire
 import Logging
 import NIOConcurrencyHelpers
@@ -72,12 +73,19 @@ struct ForwardCommand: AsyncParsableCommand {
             "Run this shell command once every forward is ready (ports in JUMPGATE_PORT_1.. and JUMPGATE_PORTS); end the sessions when it exits."
     )
     var exec: String?
+    @Option(
+        name: .long,
+        help:
+            "How long to keep resuming after the connection to the gateway drops (90s, 5m, 1h); local connections stay open meanwhile."
+    )
+    var resumeTimeout: String = "5m"
     @OptionGroup var gateway: GatewayOptions
     @Option(name: .long, help: "Log level (trace, debug, info, notice, warning, error).") var logLevel: String?
 
     func run() async throws {
         CommandLogging.bootstrap(level: self.logLevel ?? "warning")
         let logger = Logger(label: "jumpgate.forward")
+        let resumeTimeout = try Jumpgate.resumeTimeout(self.resumeTimeout)
         let specs = try self.forwards.map(ForwardSpec.init)
         guard !specs.isEmpty else { throw ValidationError("give at least one -L [BIND:]LOCALPORT:HOST:PORT") }
 
@@ -138,7 +146,8 @@ struct ForwardCommand: AsyncParsableCommand {
                     logger: logger,
                     listener: listener,
                     onAccept: json ? Self.connectionEvents(localPort: listener.port) : nil,
-                    resume: client.resumeSession
+                    resume: client.resumeSession,
+                    resumeTimeout: resumeTimeout
                 )
             )
         }
@@ -158,6 +167,24 @@ struct ForwardCommand: AsyncParsableCommand {
                 _ = try? await client.call("TerminateSession", ["SessionId": .string(grant.sessionID)])
             }
         }
+        // On a terminal, one line shows the connections and the bytes each way, summed over the forwards.
+        let statusLine: Task<Void, Never>? =
+            self.format == .text && StatusLine.isAvailable
+            ? Task {
+                for forwarder in forwarders { _ = try? await forwarder.readyPort.get() }
+                while !Task.isCancelled {
+                    try? await Task.sleep(nanoseconds: 1_000_000_000)
+                    var total = PortSessionTraffic()
+                    for forwarder in forwarders {
+                        let traffic = await forwarder.traffic()
+                        total.openConnections += traffic.openConnections
+                        total.totalConnections += traffic.totalConnections
+                        total.bytesIn += traffic.bytesIn
+                        total.bytesOut += traffic.bytesOut
+                    }
+                    if !Task.isCancelled { StatusLine.draw(StatusLine.text(total)) }
+                }
+            } : nil
         // Ctrl+C or SIGTERM ends every session (outside the group: a signal wait cannot be cancelled).
         Task {
             _ = await TerminationSignal.wait([SIGINT, SIGTERM])
@@ -218,6 +245,9 @@ struct ForwardCommand: AsyncParsableCommand {
             group.cancelAll()
             return first
         }
+        statusLine?.cancel()
+        await statusLine?.value
+        StatusLine.clear()
         if status != 0 { throw ExitCode(status) }
     }
 

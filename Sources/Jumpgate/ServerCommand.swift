@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import JumpgateClient
 import JumpgateGateway
 import JumpgateWire
 import Logging
@@ -56,13 +57,13 @@ struct ServerCommand: AsyncParsableCommand {
         guard (self.tlsCert == nil) == (self.tlsKey == nil) else {
             throw ValidationError("--tls-cert and --tls-key go together.")
         }
-        guard let idle = Self.seconds(self.idleTimeout) else {
+        guard let idle = DurationText.seconds(self.idleTimeout) else {
             throw ValidationError(
                 "--idle-timeout '\(self.idleTimeout)' is not a duration such as 20m, 90s or 1h (0: never)."
             )
         }
         let maximum = try self.maxSessionDuration.map { text -> Int64 in
-            guard let seconds = Self.seconds(text), seconds > 0 else {
+            guard let seconds = DurationText.seconds(text), seconds > 0 else {
                 throw ValidationError("--max-session-duration '\(text)' is not a duration such as 8h or 30m.")
             }
             return seconds
@@ -115,18 +116,5 @@ struct ServerCommand: AsyncParsableCommand {
             )
         )
         try await group.run()
-    }
-
-    /// "90s", "20m", "1h", or plain seconds; nil if it is none of these.
-    static func seconds(_ text: String) -> Int64? {
-        let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600]
-        var digits = Substring(text)
-        var unit: Int64 = 1
-        if let last = text.last, let multiplier = units[last] {
-            digits = digits.dropLast()
-            unit = multiplier
-        }
-        guard let value = Int64(digits), value >= 0, value <= Int64(Int32.max) else { return nil }
-        return value * unit
     }
 }

@@ -21,11 +21,17 @@ struct StartSessionCommand: AsyncParsableCommand {
     @Option(name: .long, help: "A profile from the AWS credentials file.") var profile: String?
     @Option(name: .long, help: "The gateway's CA certificate (else AWS_CA_BUNDLE or SSL_CERT_FILE).") var caFile:
         String?
+    @Option(
+        name: .long,
+        help: "How long to keep resuming after the connection to the gateway drops (90s, 5m, 1h)."
+    )
+    var resumeTimeout: String = "5m"
     @Option(name: .long, help: "Log level (trace, debug, info, notice, warning, error).") var logLevel: String?
 
     func run() async throws {
         CommandLogging.bootstrap(level: self.logLevel ?? "warning")
         let logger = Logger(label: "jumpgate.client")
+        let resumeTimeout = try Jumpgate.resumeTimeout(self.resumeTimeout)
         do {
             let parameters = try SessionParameters.parse(self.parameters ?? "")
             let configuration = try ClientConfiguration.resolve(
@@ -44,7 +50,13 @@ struct StartSessionCommand: AsyncParsableCommand {
             let localPort = Int(parameters.first { $0.key == "localPortNumber" }?.value.first ?? "0") ?? 0
             // On stderr: stdout carries the official plugin's lines, which tools parse.
             if let notice = grant.limitsNotice { FileHandle.standardError.write(Data((notice + "\n").utf8)) }
-            let status = await SessionRunner.run(grant: grant, localPort: localPort, client: client, logger: logger)
+            let status = await SessionRunner.run(
+                grant: grant,
+                localPort: localPort,
+                client: client,
+                resumeTimeout: resumeTimeout,
+                logger: logger
+            )
             if status != 0 { throw ExitCode(status) }
         } catch let error as ClientError {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))

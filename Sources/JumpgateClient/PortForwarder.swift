@@ -241,11 +241,10 @@ public final class PortForwarder: Sendable {
                 try? await Task.sleep(nanoseconds: UInt64(jittered * 1e9))
                 delay = min(delay * 2, 10)
             }
-            let minutes = Double(self.resumeTimeout.nanoseconds) / 60e9
+            let limit = SessionGrant.duration(self.resumeTimeout.nanoseconds / 1_000_000_000)
             loop.execute {
                 bound.value.shutdown(
-                    reason: "The connection to the gateway was lost and could not be resumed within "
-                        + "\(minutes == minutes.rounded() ? "\(Int(minutes)) minutes" : "\(minutes) minutes"); "
+                    reason: "The connection to the gateway was lost and could not be resumed within \(limit); "
                         + "check the network and that the gateway is running, then start a new session."
                 )
             }
@@ -256,6 +255,13 @@ public final class PortForwarder: Sendable {
     static let finalResumeErrors: Set<String> = [
         "DoesNotExistException", "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
     ]
+
+    /// The local connections' traffic so far (zero before the session is up).
+    public func traffic() async -> PortSessionTraffic {
+        let loop = self.eventLoop
+        return (try? await loop.submit { self.state.withLockedValue { $0.session }?.traffic ?? .init() }.get())
+            ?? .init()
+    }
 
     /// How many times the data channel was resumed.
     public var resumeCount: Int { self.state.withLockedValue { $0.resumes } }
@@ -352,6 +358,9 @@ extension PortForwarder: PortSessionDelegate {
             self.outcome.succeed(
                 .failed(reason.isEmpty ? "The data channel closed before the session started." : reason)
             )
+        } else if !byPeer {
+            // Ended here, not by the gateway or the agent: resuming gave up, or the protocol broke.
+            self.outcome.succeed(.failed(reason))
         } else {
             self.outcome.succeed(.ended(reason: reason))
         }

@@ -21,6 +21,17 @@ extension PortSessionDelegate {
     public func basicConnectionActivated(_ session: PortSession, channel: any Channel) {}
 }
 
+/// What went through a port session's local connections (client: the laptop's; agent: the targets').
+public struct PortSessionTraffic: Sendable, Equatable {
+    /// Connections open now, and accepted (or dialled) since the session started.
+    public var openConnections = 0
+    public var totalConnections = 0
+    /// Bytes read from local connections (sent into the tunnel), and written to them (out of the tunnel).
+    public var bytesIn: Int64 = 0
+    public var bytesOut: Int64 = 0
+    public init() {}
+}
+
 /// One end of a port-forwarding session, on the WebSocket channel's event loop: sequencing and acks
 /// (``ReliableDeliveryStateMachine``), the handshake, and smux streams glued to TCP channels on the same
 /// loop. The handler only carries out what the state machines decide.
@@ -86,6 +97,20 @@ public final class PortSession: ChannelInboundHandler {
         var logger = logger
         logger[metadataKey: "jumpgate.session_id"] = "\(sessionID)"
         self.logger = logger
+    }
+
+    private var bytesIn: Int64 = 0
+    private var bytesOut: Int64 = 0
+    private var totalConnections = 0
+
+    /// The session's local traffic so far. Read on the session's event loop.
+    public var traffic: PortSessionTraffic {
+        var traffic = PortSessionTraffic()
+        traffic.openConnections = self.streams.values.filter { $0.channel != nil }.count
+        traffic.totalConnections = self.totalConnections
+        traffic.bytesIn = self.bytesIn
+        traffic.bytesOut = self.bytesOut
+        return traffic
     }
 
     public var eventLoop: (any EventLoop)? { self.context?.eventLoop }
@@ -435,6 +460,7 @@ public final class PortSession: ChannelInboundHandler {
 
     private func writeToTCP(_ id: SmuxStreamID, channel: any Channel, _ data: ByteBuffer) {
         let count = data.readableBytes
+        self.bytesOut += Int64(count)
         let bound = NIOLoopBound(self, eventLoop: channel.eventLoop)
         channel.writeAndFlush(data).whenSuccess {
             bound.value.consumed(id, count)
@@ -470,6 +496,7 @@ public final class PortSession: ChannelInboundHandler {
         let stream = StreamState()
         stream.channel = channel
         self.streams[id] = stream
+        self.totalConnections += 1
         for frame in frames { self.sendMuxFrame(frame) }
         self.context?.flush()
         try channel.pipeline.syncOperations.addHandler(StreamTCPHandler(session: self, id: id))
@@ -483,6 +510,7 @@ public final class PortSession: ChannelInboundHandler {
             return
         }
         stream.channel = channel
+        self.totalConnections += 1
         try channel.pipeline.syncOperations.addHandler(StreamTCPHandler(session: self, id: id))
         for data in stream.earlyData { self.writeToTCP(id, channel: channel, data) }
         stream.earlyData = []
@@ -527,6 +555,7 @@ public final class PortSession: ChannelInboundHandler {
             ]
         )
         guard let stream = self.stream(id, of: channel) else { return }
+        self.bytesIn += Int64(data.readableBytes)
         var data = data
         stream.backlog.writeBuffer(&data)
         self.pumpStream(id)
@@ -639,6 +668,7 @@ public final class PortSession: ChannelInboundHandler {
         let stream = StreamState()
         stream.channel = channel
         self.streams[Self.basicStreamID] = stream
+        self.totalConnections += 1
         try channel.pipeline.syncOperations.addHandler(StreamTCPHandler(session: self, id: Self.basicStreamID))
         self.delegate?.basicConnectionActivated(self, channel: channel)
     }
@@ -646,6 +676,7 @@ public final class PortSession: ChannelInboundHandler {
     private func basicBytesReceived(_ data: ByteBuffer) {
         if let stream = self.streams[Self.basicStreamID], !stream.tcpClosed {
             if let channel = stream.channel {
+                self.bytesOut += Int64(data.readableBytes)
                 channel.writeAndFlush(data, promise: nil)
             } else {
                 stream.earlyData.append(data)  // the agent's dial is still in progress

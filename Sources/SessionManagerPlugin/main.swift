@@ -2,6 +2,7 @@ import Foundation
 import JumpgateClient
 import JumpgateWire
 import Logging
+import NIOCore
 
 /// Writes at once: tools read the plugin's lines from a pipe as they appear.
 func emit(_ text: String) {
@@ -61,10 +62,19 @@ case .startSession(let response, let region, let operation, let profile, let par
     } catch {
         fail("\(error)")
     }
+    // The AWS CLI passes no options to plugins: the resume time comes from the environment.
+    var resumeTimeout = TimeAmount.minutes(5)
+    if let text = ProcessInfo.processInfo.environment["JUMPGATE_RESUME_TIMEOUT"] {
+        guard let seconds = DurationText.seconds(text), seconds > 0 else {
+            fail("JUMPGATE_RESUME_TIMEOUT '\(text)' must be a positive duration such as 90s, 5m or 1h")
+        }
+        resumeTimeout = .seconds(seconds)
+    }
     let status = await SessionRunner.run(
         grant: grant,
         localPort: localPort,
         client: client,
+        resumeTimeout: resumeTimeout,
         logger: Logger(label: "session-manager-plugin")
     )
     exit(status)

@@ -286,6 +286,7 @@ struct EndToEndTests {
             _ = try forward.waitForLine { $0.contains("\"event\":\"closed\"") }
             forward.signal(SIGINT)
             #expect(try forward.waitForExit() == 0)
+            #expect(!forward.standardError.contains("connections open"))  // no status line off a terminal
             for object in ready {
                 let sessionID = try #require(object["sessionId"]?.stringValue)
                 #expect(try await Self.historyStatus(lab, sessionID, waitingFor: "Terminated") == "Terminated")
@@ -315,6 +316,33 @@ struct EndToEndTests {
             #expect(busyError.contains("no session was started"))
             let after = try await lab.ssm.call("DescribeSessions", ["State": "Active"])["Sessions"]?.arrayValue?.count
             #expect(before == after)
+        }
+    }
+
+    @Test("jumpgate forward on a terminal shows one status line: connections and bytes each way")
+    func forwardStatusLine() async throws {
+        try await Self.withLab { lab, echoPort in
+            let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent().appendingPathComponent("scripts/testing/run_in_pty.py")
+            let forward = try ChildProcess(
+                "forward on a terminal",
+                [
+                    script.path, "6", ChildProcess.productsDirectory.appendingPathComponent("jumpgate").path, "forward",
+                    lab.instanceID, "-L", "0:127.0.0.1:\(echoPort)", "--endpoint-url", lab.url, "--ca-file", lab.caFile,
+                ],
+                executable: "python3",
+                environment: lab.environment
+            )
+            defer { forward.stop() }
+            let ready = try forward.waitForLine { $0.contains("Forwarding 127.0.0.1:") }
+            let address = try #require(ready.split(separator: " ").dropFirst().first)
+            let port = try #require(Int(address.split(separator: ":").last ?? ""))
+            #expect(try await parallelEchoes(port: port, count: 1, baseSize: 100 * 1024, step: 0) == 1)
+            #expect(try forward.waitForExit(timeout: 20) == 0)
+            let screen = forward.outputText
+            // Redrawn in place (carriage return, erase line), and gone at the end.
+            #expect(screen.contains("\r\u{1B}[K0 connections open (1 in all), 100 KiB up, 100 KiB down"), "\(screen)")
+            #expect(screen.hasSuffix("\r\u{1B}[K"), "the line is erased at the end: \(screen.suffix(200))")
         }
     }
 

@@ -111,4 +111,30 @@ struct GatewayRestartTests {
             }
         }
     }
+
+    @Test("with the gateway gone for good, the client gives up after --resume-timeout: a clear line, exit 1")
+    func resumeGivesUp() async throws {
+        try await EndToEndTests.withLab { lab, echoPort in
+            let (client, localPort, _) = try EndToEndTests().startSession(
+                lab,
+                host: "127.0.0.1",
+                port: echoPort,
+                extraArguments: ["--resume-timeout", "3s"]
+            )
+            defer { client.stop() }
+            #expect(try await parallelEchoes(port: localPort, count: 1, baseSize: 1000, step: 1) == 1)
+            lab.gateway.signal(SIGKILL)
+            _ = try lab.gateway.waitForExit()
+            #expect(try client.waitForExit(timeout: 20) == 1)
+            try await Task.sleep(nanoseconds: 100_000_000)  // let the output readers drain
+            #expect(
+                client.output.contains {
+                    $0.contains(
+                        "Cannot perform start session: The connection to the gateway was lost and could not be resumed within 3 seconds"
+                    )
+                },
+                "\(client.output)"
+            )
+        }
+    }
 }

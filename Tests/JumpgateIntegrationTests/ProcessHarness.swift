@@ -6,7 +6,7 @@ import NIOConcurrencyHelpers
 final class ChildProcess: @unchecked Sendable {
     let process = Process()
     let name: String
-    private let lines = NIOLockedValueBox<(complete: [String], partial: String)>(([], ""))
+    private let lines = NIOLockedValueBox<(complete: [String], partial: [UInt8])>(([], []))
     private let errorText = NIOLockedValueBox<String>("")
 
     static var productsDirectory: URL {
@@ -42,10 +42,11 @@ final class ChildProcess: @unchecked Sendable {
         out.fileHandleForReading.readabilityHandler = { handle in
             let data = handle.availableData
             guard !data.isEmpty else { return }
+            // Split on the newline byte: as Characters, a terminal's "\r\n" is one that is not "\n".
             lines.withLockedValue { state in
-                var pieces = (state.partial + String(decoding: data, as: UTF8.self)).components(separatedBy: "\n")
-                state.partial = pieces.removeLast()
-                state.complete.append(contentsOf: pieces)
+                var pieces = (state.partial + Array(data)).split(separator: 0x0A, omittingEmptySubsequences: false)
+                state.partial = Array(pieces.removeLast())
+                state.complete.append(contentsOf: pieces.map { String(decoding: $0, as: UTF8.self) })
             }
         }
         let errorText = self.errorText
@@ -58,6 +59,12 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     var output: [String] { self.lines.withLockedValue { $0.complete } }
+    /// Everything printed on stdout so far, including a last line without its newline.
+    var outputText: String {
+        self.lines.withLockedValue { state in
+            (state.complete + [String(decoding: state.partial, as: UTF8.self)]).joined(separator: "\n")
+        }
+    }
     var standardError: String { self.errorText.withLockedValue { $0 } }
 
     /// Waits (bounded) for a line matching `predicate`.

@@ -25,3 +25,19 @@ public enum ByteCount {
         return "\(whole).\(fraction)"
     }
 }
+
+/// Durations as people type them: `90s`, `20m`, `8h`, or plain seconds.
+public enum DurationText {
+    /// The number of seconds, or nil if `text` is not a duration (negative, or over 68 years).
+    public static func seconds(_ text: String) -> Int64? {
+        let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600]
+        var digits = Substring(text)
+        var unit: Int64 = 1
+        if let last = text.last, let multiplier = units[last] {
+            digits = digits.dropLast()
+            unit = multiplier
+        }
+        guard let value = Int64(digits), value >= 0, value <= Int64(Int32.max) else { return nil }
+        return value * unit
+    }
+}
