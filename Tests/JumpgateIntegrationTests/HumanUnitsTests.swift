@@ -22,6 +22,8 @@ struct HumanUnitsTests {
         #expect(DurationText.seconds("8h") == 28_800)
         #expect(DurationText.seconds("42") == 42)
         #expect(DurationText.seconds("0") == 0)
-        for bad in ["", "m", "-5m", "5d", "1.5h", "99999999999s"] { #expect(DurationText.seconds(bad) == nil, "\(bad)") }
+        for bad in ["", "m", "-5m", "5d", "1.5h", "99999999999s"] {
+            #expect(DurationText.seconds(bad) == nil, "\(bad)")
+        }
     }
 }
