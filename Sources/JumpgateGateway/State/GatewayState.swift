@@ -114,6 +114,9 @@ public struct SessionRecord: Sendable {
     public var agentTokenHashes: [String: Int64]
     /// When the session last lost a data channel (runtime only): a session nobody resumes expires.
     public var disconnectedSince: Int64? = nil
+    /// Order of creation among sessions that started in the same second (runtime only; after a restart,
+    /// the store's order: start time, then id), so listings and their pages are stable.
+    public var creationIndex: Int64 = 0
     /// Whether the agent's handshake_complete went through (runtime only): from then on the StartSession
     /// token is spent and every ResumeSession token works once.
     public var handshakeCompleted = false
@@ -127,6 +130,7 @@ public final class GatewayState: Sendable {
         var activations: [String: Activation] = [:]
         var instances: [String: ManagedInstance] = [:]
         var sessions: [String: SessionRecord] = [:]
+        var sessionsCreated: Int64 = 0
         var controlChannels: [String: any Channel] = [:]
         var controlTokens: [String: (instanceID: String, expires: Int64)] = [:]
         var relays: [String: SessionRelay] = [:]
@@ -192,6 +196,8 @@ public final class GatewayState: Sendable {
             for activation in snapshot.activations { storage.activations[activation.id] = activation }
             for instance in snapshot.instances { storage.instances[instance.id] = instance }
             for var session in snapshot.sessions {
+                storage.sessionsCreated += 1
+                session.creationIndex = storage.sessionsCreated
                 if session.status != .terminated && session.status != .failed {
                     session.status = .disconnected
                     session.disconnectedSince = now
@@ -519,7 +525,8 @@ public final class GatewayState: Sendable {
             guard storage.controlChannels[target] != nil else {
                 throw APIError(400, "TargetNotConnected", "\(target) is not connected.")
             }
-            let session = SessionRecord(
+            storage.sessionsCreated += 1
+            var session = SessionRecord(
                 id: "\(owner)-\(Random.hex(17))",
                 owner: owner,
                 target: target,
@@ -533,6 +540,7 @@ public final class GatewayState: Sendable {
                 clientTokenHash: tokenHash(token),
                 agentTokenHashes: [:]
             )
+            session.creationIndex = storage.sessionsCreated
             storage.sessions[session.id] = session
             self.store?.submit(.session(session))
             storage.relays[session.id] = SessionRelay(sessionID: session.id, state: self)
@@ -546,7 +554,9 @@ public final class GatewayState: Sendable {
     }
 
     public func sessions() -> [SessionRecord] {
-        self.storage.withLockedValue { Array($0.sessions.values) }.sorted { $0.startEpoch < $1.startEpoch }
+        self.storage.withLockedValue { Array($0.sessions.values) }.sorted {
+            ($0.startEpoch, $0.creationIndex) < ($1.startEpoch, $1.creationIndex)
+        }
     }
 
     public func relay(sessionID: String) -> SessionRelay? {

@@ -229,7 +229,7 @@ public final class GatewayStore: Sendable {
                 )
             )
         }
-        for row in try await self.rows("SELECT * FROM sessions ORDER BY started_at") {
+        for row in try await self.rows("SELECT * FROM sessions ORDER BY started_at, id") {
             var parameters: [(key: String, value: String)] = []
             if case .object(let members)? = try? JSONValue(parsing: row.text("parameters_json")) {
                 for (key, value) in members { parameters.append((key, value.stringValue ?? "")) }
