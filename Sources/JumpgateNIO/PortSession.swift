@@ -75,7 +75,7 @@ public final class PortSession: ChannelInboundHandler {
     final class StreamState {
         var channel: (any Channel)?
         /// Bytes read from TCP that could not be sent yet (window or buffer full).
-        var backlog = ByteBuffer()
+        var backlog = ByteQueue()
         var readPaused = false
         var localEOF = false
         /// The TCP connection is gone; its backlog may still be draining into the smux window.
@@ -556,8 +556,7 @@ public final class PortSession: ChannelInboundHandler {
         )
         guard let stream = self.stream(id, of: channel) else { return }
         self.bytesIn += Int64(data.readableBytes)
-        var data = data
-        stream.backlog.writeBuffer(&data)
+        stream.backlog.append(data)
         self.pumpStream(id)
     }
 
@@ -574,7 +573,7 @@ public final class PortSession: ChannelInboundHandler {
         stream.tcpClosed = true
         self.pumpStream(id)
         guard self.streams[id] != nil else { return }  // pumpStream sent the FIN and dropped it
-        guard stream.backlog.readableBytes == 0 else {
+        guard stream.backlog.isEmpty else {
             // The socket is gone but its last bytes wait for the smux window: they go as it opens, then
             // the FIN (pumpStream), and only then is the stream dropped.
             self.context?.flush()
@@ -598,7 +597,7 @@ public final class PortSession: ChannelInboundHandler {
         guard let stream = self.streams[id], let negotiated = self.negotiated else { return }
         let maximumData = min(SmuxFrame.maximumDataSize, negotiated.maximumPayloadSize - SmuxFrame.headerSize)
         var sentSomething = false
-        while stream.backlog.readableBytes > 0, self.reliability.canSend, var mux = self.mux {
+        while !stream.backlog.isEmpty, self.reliability.canSend, var mux = self.mux {
             let n = min(mux.sendableBytes(on: id), maximumData, stream.backlog.readableBytes)
             guard n > 0 else { break }
             do {
@@ -607,17 +606,15 @@ public final class PortSession: ChannelInboundHandler {
                 break
             }
             self.mux = mux
-            let chunk = stream.backlog.readSlice(length: n)!
             let version = mux.configuration.version
             // One copy: the socket's bytes go straight into the frame behind the SSM and smux headers.
             self.sendStreamMessage(payloadType: .output, payloadLength: SmuxFrame.headerSize + n) { frame in
                 frame.writeSmuxHeader(version: version, command: .psh, length: UInt16(n), streamID: id)
-                frame.writeImmutableBuffer(chunk)
+                stream.backlog.move(n, into: &frame)
             }
             sentSomething = true
         }
-        if stream.backlog.readableBytes == 0 {
-            stream.backlog.clear()
+        if stream.backlog.isEmpty {
             if stream.localEOF, var mux = self.mux, let fin = mux.closeStream(id) {
                 self.mux = mux
                 self.sendMuxFrame(fin)
@@ -626,7 +623,7 @@ public final class PortSession: ChannelInboundHandler {
                 if stream.tcpClosed || !(self.mux?.isOpen(id) ?? false) { self.dropStream(id) }
             }
         }
-        let blocked = stream.backlog.readableBytes > 0
+        let blocked = !stream.backlog.isEmpty
         if blocked != stream.readPaused {
             stream.readPaused = blocked
             if !blocked { stream.channel?.read() }
@@ -635,7 +632,7 @@ public final class PortSession: ChannelInboundHandler {
     }
 
     private func resumeBlockedStreams() {
-        for (id, stream) in self.streams where stream.readPaused || stream.backlog.readableBytes > 0 {
+        for (id, stream) in self.streams where stream.readPaused || !stream.backlog.isEmpty {
             self.pumpStream(id)
         }
     }
@@ -695,23 +692,18 @@ public final class PortSession: ChannelInboundHandler {
     private func pumpBasic() {
         guard let stream = self.streams[Self.basicStreamID], let negotiated = self.negotiated else { return }
         var sentSomething = false
-        while stream.backlog.readableBytes > 0, self.reliability.canSend {
-            let chunk = stream.backlog.readSlice(
-                length: min(negotiated.maximumPayloadSize, stream.backlog.readableBytes)
-            )!
-            self.sendStreamMessage(payloadType: .output, payloadLength: chunk.readableBytes) {
-                $0.writeImmutableBuffer(chunk)
-            }
+        while !stream.backlog.isEmpty, self.reliability.canSend {
+            let n = min(negotiated.maximumPayloadSize, stream.backlog.readableBytes)
+            self.sendStreamMessage(payloadType: .output, payloadLength: n) { stream.backlog.move(n, into: &$0) }
             sentSomething = true
         }
-        if stream.backlog.readableBytes == 0 {
-            stream.backlog.clear()
+        if stream.backlog.isEmpty {
             if stream.localEOF {
                 self.basicConnectionFinished(stream)
                 sentSomething = true
             }
         }
-        let blocked = stream.backlog.readableBytes > 0
+        let blocked = !stream.backlog.isEmpty
         if blocked != stream.readPaused {
             stream.readPaused = blocked
             if !blocked { stream.channel?.read() }
@@ -951,7 +943,8 @@ final class StreamTCPHandler: ChannelDuplexHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        context.read()
+        // Not context.read(): that goes straight to the socket, past this handler's own check below.
+        self.read(context: context)
         context.fireChannelReadComplete()
     }
 

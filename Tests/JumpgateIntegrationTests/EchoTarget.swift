@@ -141,7 +141,9 @@ func pacedEchoRoundTrip(
     return try await done.futureResult.get()
 }
 
-/// An echo server that closes a connection (both ways) once it has echoed `limit` bytes on it.
+/// An echo server that ends a connection once it has echoed `limit` bytes on it: it sends its FIN and
+/// discards whatever else arrives. (Closing outright with unread input would make the kernel send RST,
+/// which lets a receiver's kernel-queued data be thrown away: a race a test must not depend on.)
 final class ClosingEchoHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -157,19 +159,29 @@ final class ClosingEchoHandler: ChannelInboundHandler {
         context.write(self.wrapOutboundOut(buffer.readSlice(length: take)!), promise: nil)
         if self.seen >= self.limit {
             let channel = context.channel
-            context.writeAndFlush(self.wrapOutboundOut(ByteBuffer())).whenComplete { _ in channel.close(promise: nil) }
+            context.writeAndFlush(self.wrapOutboundOut(ByteBuffer())).whenComplete { _ in
+                channel.close(mode: .output, promise: nil)
+            }
         }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) { context.flush() }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event { context.close(promise: nil) }
+    }
 }
 
-func startServer(port: Int = 0, _ makeHandler: @escaping @Sendable () -> any ChannelHandler) async throws -> any Channel
-{
+func startServer(
+    port: Int = 0,
+    reading: Bool = true,
+    _ makeHandler: @escaping @Sendable () -> any ChannelHandler
+) async throws -> any Channel {
     try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
         .serverChannelOption(.backlog, value: 256)
         .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
         .childChannelOption(.allowRemoteHalfClosure, value: true)
+        .childChannelOption(.autoRead, value: reading)
         .childChannelInitializer { channel in
             channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(makeHandler()) }
         }

@@ -148,7 +148,15 @@ struct GatewayLimitsTests {
             // 24 connections at once: their windows together hold more in flight than the kernel's socket
             // buffers take, so the rest waits in the gateway.
             let transfer = Task { try await parallelEchoes(port: localPort, count: 24, baseSize: 4 << 20, step: 4099) }
-            try await Task.sleep(nanoseconds: 300_000_000)
+            // Stop the agent once the transfer is under way (bounded wait: 10 s).
+            for _ in 0..<100 {
+                let flowing = Self.sample(
+                    try await Self.metrics(lab),
+                    "jumpgate_relay_bytes_total{direction=\"to_agent\"}"
+                )
+                if (flowing ?? 0) > 8_388_608 { break }
+                try await Task.sleep(nanoseconds: 100_000_000)
+            }
             // The agent stops reading: the gateway's socket to it fills, so the gateway stops reading the
             // client instead of buffering what the client sends.
             lab.agent.signal(SIGSTOP)
@@ -160,6 +168,32 @@ struct GatewayLimitsTests {
             #expect(buffered <= 16 * 1024 * 1024, "the gateway holds at most 16 MiB for a stopped peer: \(buffered)")
             #expect(Self.residentMegabytes(pid: lab.gateway.process.processIdentifier) < 512)
             #expect(try await transfer.value == 24)
+        }
+    }
+
+    @Test("a target that stops reading: the client stops reading its local socket, so no process buffers the rest")
+    func stalledTargetBoundsTheSender() async throws {
+        // A target that accepts and never reads.
+        let target = try await startServer(reading: false) { EchoHandler() }
+        defer { target.close(promise: nil) }
+        let targetPort = try #require(target.localAddress?.port)
+        try await EndToEndTests.withLab(allow: ["127.0.0.1:\(targetPort)"]) { lab, _ in
+            let (client, localPort, _) = try EndToEndTests().startSession(lab, host: "127.0.0.1", port: targetPort)
+            defer { client.stop() }
+            let before = Self.residentMegabytes(pid: client.process.processIdentifier)
+            let loop = MultiThreadedEventLoopGroup.singleton.next()
+            let channel = try await ClientBootstrap(group: loop).connect(host: "127.0.0.1", port: localPort).get()
+            defer { channel.close(promise: nil) }
+            // 256 MiB offered at once; only windows and socket buffers' worth can leave this process.
+            channel.writeAndFlush(randomBuffer(256 << 20), promise: nil)
+            try await Task.sleep(nanoseconds: 4_000_000_000)
+            for (name, process) in [("client", client), ("agent", lab.agent), ("gateway", lab.gateway)] {
+                let grown =
+                    Self.residentMegabytes(pid: process.process.processIdentifier) - (name == "client" ? before : 0)
+                #expect(grown < 120, "\(name) holds \(grown) MiB for a target that does not read")
+            }
+            let pending = try await channel.getOption(ChannelOptions.bufferedWritableBytes).get()
+            #expect(pending > 128 << 20, "most of the 256 MiB must still wait in the writer: \(pending)")
         }
     }
 
