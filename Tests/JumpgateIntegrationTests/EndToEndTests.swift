@@ -190,7 +190,9 @@ struct EndToEndTests {
         }
     }
 
-    @Test("aws ssm start-session with Jumpgate's session-manager-plugin on PATH forwards byte-exact; Ctrl+C ends it")
+    @Test(
+        "aws ssm start-session with Jumpgate's plugin on PATH: 20 connections and 256 MiB each way, byte-exact; Ctrl+C ends it"
+    )
     func awsCLIWithPlugin() async throws {
         try await Self.withLab { lab, echoPort in
             var environment = lab.environment
@@ -217,7 +219,8 @@ struct EndToEndTests {
             }
             let localPort = try #require(Int(line.split(separator: " ")[1]))
             #expect(try await parallelEchoes(port: localPort, count: 20, baseSize: 32 * 1024, step: 131) == 20)
-            let large = randomBuffer(64 << 20)
+            // 256 MiB each way (up to the echo target and back).
+            let large = randomBuffer(256 << 20)
             #expect(try await echoRoundTrip(port: localPort, bytes: large) == large)
             // The AWS CLI ignores Ctrl+C itself and leaves it to the plugin, its child.
             let plugins = aws.childPIDs()

@@ -103,7 +103,13 @@ public final class SessionRelay: Sendable {
                 inner.agent = channel
                 swap(&pending, &inner.pendingToAgent)
             }
-            inner.pendingBytes -= pending.reduce(0) { $0 + $1.readableBytes }
+            let delivered = pending.reduce(0) { $0 + $1.readableBytes }
+            inner.pendingBytes -= delivered
+            if side == .client {
+                inner.bytesToClient += Int64(delivered)
+            } else {
+                inner.bytesToAgent += Int64(delivered)
+            }
             guard inner.channel(side.other) != nil else { return (previous, pending, []) }
             var wake: [Side] = []
             // The other side resends what this side may have missed (nothing before the handshake ends).
