@@ -50,7 +50,7 @@ public final class WebSocketHandler: ChannelDuplexHandler {
 
     private let role: Role
     private let configuration: Configuration
-    private var processor: NIOSingleStepByteToMessageProcessor<WebSocketFrameDecoder>
+    private var reader: WebSocketFrameReader
     private var machine: WebSocketConnectionStateMachine
     private var pending: ByteBuffer?
     private var pendingPromise: EventLoopPromise<Void>?
@@ -62,12 +62,9 @@ public final class WebSocketHandler: ChannelDuplexHandler {
     public init(role: Role, configuration: Configuration = .init()) {
         self.role = role
         self.configuration = configuration
-        self.processor = NIOSingleStepByteToMessageProcessor(
-            WebSocketFrameDecoder(
-                role: role == .client ? .client : .server,
-                maximumFrameSize: configuration.maximumFrameSize
-            ),
-            maximumBufferSize: configuration.maximumFrameSize + WebSocketFrame.maximumHeaderSize
+        self.reader = WebSocketFrameReader(
+            role: role == .client ? .client : .server,
+            maximumFrameSize: configuration.maximumFrameSize
         )
         self.machine = WebSocketConnectionStateMachine(maximumMessageSize: configuration.maximumFrameSize)
     }
@@ -108,7 +105,8 @@ public final class WebSocketHandler: ChannelDuplexHandler {
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         self.lastRead = .now()
         do {
-            try self.processor.process(buffer: self.unwrapInboundIn(data)) { frame in
+            // Payloads come out copied (and unmasked): nothing keeps TLS's read buffer past this read.
+            try self.reader.read(self.unwrapInboundIn(data)) { frame in
                 self.frameReceived(frame, context: context)
             }
         } catch let error as WireError {

@@ -99,3 +99,99 @@ public struct WebSocketFrameDecoder: NIOSingleStepByteToMessageDecoder {
         try self.decode(buffer: &buffer)
     }
 }
+
+extension WebSocketFrameDecoder {
+    /// How many more bytes the frame that starts at `buffer`'s reader index needs before it can be
+    /// decoded (at least 1 when it cannot be decoded yet): the rest of the header first, then the payload.
+    public static func bytesMissing(in buffer: ByteBuffer) -> Int {
+        let available = buffer.readableBytes
+        guard let second = buffer.getInteger(at: buffer.readerIndex + 1, as: UInt8.self) else { return 2 - available }
+        let masked = second & 0x80 != 0
+        let code = Int(second & 0x7F)
+        let headerSize = 2 + (code == 126 ? 2 : code == 127 ? 8 : 0) + (masked ? 4 : 0)
+        guard available >= headerSize else { return headerSize - available }
+        let length: Int
+        switch code {
+        case 126: length = Int(buffer.getInteger(at: buffer.readerIndex + 2, as: UInt16.self)!)
+        case 127: length = Int(truncatingIfNeeded: buffer.getInteger(at: buffer.readerIndex + 2, as: UInt64.self)!)
+        default: length = code
+        }
+        return max(1, headerSize + max(0, length) - available)
+    }
+}
+
+/// Turns the byte stream of one connection into frames whose payloads it owns: unmasked, copied once
+/// (fused with the unmasking) out of the buffers handed in, which it never holds on to. TLS libraries
+/// reuse their read buffer (NIOSSL does), and a slice of it kept past the read would make the next read
+/// copy the whole buffer. A frame split across reads is kept in a buffer of its own until complete.
+public struct WebSocketFrameReader {
+    private var decoder: WebSocketFrameDecoder
+    private var partial: ByteBuffer?
+    private let allocator = ByteBufferAllocator()
+    /// Frames of the current read whose payloads are being copied (reused between reads).
+    private var pending: [(fin: Bool, opcode: WebSocketOpcode, offset: Int, length: Int)] = []
+
+    public init(role: WebSocketFrameDecoder.Role, maximumFrameSize: Int) {
+        self.decoder = WebSocketFrameDecoder(role: role, maximumFrameSize: maximumFrameSize)
+    }
+
+    /// Bytes of an incomplete frame held for the next read.
+    public var bufferedBytes: Int { self.partial?.readableBytes ?? 0 }
+
+    /// Decodes every complete frame in `input` (after any frame left incomplete by earlier reads) and
+    /// calls `body` with each, in order, once all are copied. Throws on a protocol violation; the
+    /// connection is then unusable.
+    public mutating func read(_ input: ByteBuffer, _ body: (WebSocketFrame) throws -> Void) throws {
+        var input = input
+        var payloads = self.allocator.buffer(capacity: self.bufferedBytes + input.readableBytes)
+        self.pending.removeAll(keepingCapacity: true)
+        if var partial = self.partial {
+            self.partial = nil
+            while true {
+                if let frame = try self.decoder.decode(buffer: &partial) {
+                    self.copy(frame, into: &payloads)
+                    break
+                }
+                guard input.readableBytes > 0 else {
+                    self.partial = partial
+                    break
+                }
+                var piece = input.readSlice(
+                    length: min(WebSocketFrameDecoder.bytesMissing(in: partial), input.readableBytes)
+                )!
+                partial.writeBuffer(&piece)
+            }
+        }
+        if self.partial == nil {
+            while let frame = try self.decoder.decode(buffer: &input) { self.copy(frame, into: &payloads) }
+            if input.readableBytes > 0 {
+                let needed = input.readableBytes + WebSocketFrameDecoder.bytesMissing(in: input)
+                var partial = self.allocator.buffer(capacity: min(needed, self.decoder.maximumFrameSize + 14))
+                partial.writeBuffer(&input)
+                self.partial = partial
+            }
+        }
+        // Slices only now that every payload is written: a slice taken earlier would make each later
+        // write copy the buffer.
+        for entry in self.pending {
+            try body(
+                WebSocketFrame(
+                    fin: entry.fin,
+                    opcode: entry.opcode,
+                    payload: payloads.getSlice(at: entry.offset, length: entry.length)!
+                )
+            )
+        }
+        self.pending.removeAll(keepingCapacity: true)
+    }
+
+    private mutating func copy(_ frame: WebSocketFrame, into payloads: inout ByteBuffer) {
+        let offset = payloads.writerIndex
+        if let key = frame.maskingKey {
+            payloads.writeMaskedBytes(frame.payload, maskingKey: key)
+        } else {
+            payloads.writeImmutableBuffer(frame.payload)
+        }
+        self.pending.append((frame.fin, frame.opcode, offset, frame.payload.readableBytes))
+    }
+}
