@@ -6,6 +6,7 @@ import JumpgateWire
 import Logging
 import Metrics
 import NIOCore
+import NIOPosix
 import Prometheus
 import ServiceLifecycle
 import UnixSignals
@@ -50,7 +51,14 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Log level (trace, debug, info, notice, warning, error).")
     var logLevel: String?
 
+    @Option(name: .long, help: "Event-loop threads (default: one per core).")
+    var threads: Int?
+
     func run() async throws {
+        if let threads = self.threads {
+            guard (1...256).contains(threads) else { throw ValidationError("--threads must be from 1 to 256.") }
+            NIOSingletons.groupLoopCountSuggestion = threads
+        }
         CommandLogging.bootstrap(level: self.logLevel)
         let logger = Logger(label: "jumpgate.server")
         let (host, port) = try parseHostPort(self.listen)

@@ -63,6 +63,8 @@ public final class PortSession: ChannelInboundHandler {
     private var attachedOnce = false
     /// Frames are encoded with this even while no data channel is attached (they are held for resend).
     private let allocator = ByteBufferAllocator()
+    /// Message ids for every message this end sends (a system call per id would be one per 32 KiB).
+    private var random = RandomBytePool()
     /// Held strongly until the session ends (the agent keeps no other reference), then released.
     public var delegate: (any PortSessionDelegate)?
     /// Set by an owner that can reconnect the data channel. When the channel drops while the session is
@@ -156,6 +158,9 @@ public final class PortSession: ChannelInboundHandler {
     /// The data channel `context` belongs to is gone: resume through the owner if it can, else end.
     private func dataChannelLost(_ context: ChannelHandlerContext, reason: String) {
         guard self.context === context else { return }  // an old channel going away after a resume
+        self.reading = false
+        for channel in self.unflushed { channel.flush() }
+        self.unflushed.removeAll()
         self.timer?.cancel()
         self.timer = nil
         self.context = nil
@@ -207,6 +212,7 @@ public final class PortSession: ChannelInboundHandler {
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case .binary(let frame) = self.unwrapInboundIn(data) else { return }
+        self.reading = true
         let message: SSMMessage
         do {
             message = try SSMMessage(decoding: frame)
@@ -265,7 +271,7 @@ public final class PortSession: ChannelInboundHandler {
         case .dropped:
             break
         }
-        self.context?.flush()
+        // Acknowledgements, window updates and target writes go out together at channelReadComplete.
     }
 
     private func process(_ message: SSMMessage) {
@@ -458,13 +464,33 @@ public final class PortSession: ChannelInboundHandler {
         }
     }
 
+    /// Writes stream data to its TCP connection. Inside a data-channel read the flush waits for
+    /// channelReadComplete, so a read burst becomes one socket write per connection.
     private func writeToTCP(_ id: SmuxStreamID, channel: any Channel, _ data: ByteBuffer) {
         let count = data.readableBytes
         self.bytesOut += Int64(count)
         let bound = NIOLoopBound(self, eventLoop: channel.eventLoop)
-        channel.writeAndFlush(data).whenSuccess {
+        channel.write(data).whenSuccess {
             bound.value.consumed(id, count)
         }
+        if self.reading {
+            if !self.unflushed.contains(where: { $0 === channel }) { self.unflushed.append(channel) }
+        } else {
+            channel.flush()
+        }
+    }
+
+    /// Whether a data-channel read is being processed, and the TCP connections written to meanwhile.
+    private var reading = false
+    private var unflushed: [any Channel] = []
+
+    public func channelReadComplete(context: ChannelHandlerContext) {
+        self.reading = false
+        let channels = self.unflushed
+        self.unflushed.removeAll(keepingCapacity: true)
+        for channel in channels { channel.flush() }
+        context.flush()
+        context.fireChannelReadComplete()
     }
 
     private func consumed(_ id: SmuxStreamID, _ count: Int) {
@@ -598,19 +624,28 @@ public final class PortSession: ChannelInboundHandler {
         let maximumData = min(SmuxFrame.maximumDataSize, negotiated.maximumPayloadSize - SmuxFrame.headerSize)
         var sentSomething = false
         while !stream.backlog.isEmpty, self.reliability.canSend, var mux = self.mux {
-            let n = min(mux.sendableBytes(on: id), maximumData, stream.backlog.readableBytes)
-            guard n > 0 else { break }
+            // As much as the window and the payload size allow: a 64 KiB fast-path payload carries two
+            // PSH frames (smux caps one at 32 KiB), so per-message costs are paid half as often.
+            let sendable = min(mux.sendableBytes(on: id), stream.backlog.readableBytes)
+            let first = min(sendable, maximumData)
+            guard first > 0 else { break }
+            let room = negotiated.maximumPayloadSize - SmuxFrame.headerSize - first - SmuxFrame.headerSize
+            let second = max(0, min(sendable - first, maximumData, room))
             do {
-                try mux.dataWillBeSent(on: id, count: n)
+                try mux.dataWillBeSent(on: id, count: first + second)
             } catch {
                 break
             }
             self.mux = mux
             let version = mux.configuration.version
+            let length = SmuxFrame.headerSize + first + (second > 0 ? SmuxFrame.headerSize + second : 0)
             // One copy: the socket's bytes go straight into the frame behind the SSM and smux headers.
-            self.sendStreamMessage(payloadType: .output, payloadLength: SmuxFrame.headerSize + n) { frame in
-                frame.writeSmuxHeader(version: version, command: .psh, length: UInt16(n), streamID: id)
-                stream.backlog.move(n, into: &frame)
+            self.sendStreamMessage(payloadType: .output, payloadLength: length) { frame in
+                frame.writeSmuxHeader(version: version, command: .psh, length: UInt16(first), streamID: id)
+                stream.backlog.move(first, into: &frame)
+                guard second > 0 else { return }
+                frame.writeSmuxHeader(version: version, command: .psh, length: UInt16(second), streamID: id)
+                stream.backlog.move(second, into: &frame)
             }
             sentSomething = true
         }
@@ -782,7 +817,7 @@ public final class PortSession: ChannelInboundHandler {
             createdDate: Self.nowMilliseconds(),
             sequenceNumber: sequenceNumber,
             flags: self.isAgent && sequenceNumber == 0 ? SSMMessageFlags.syn : 0,
-            messageID: .random(),
+            messageID: .random(using: &self.random),
             payloadType: payloadType,
             payloadLength: payloadLength,
             digestFree: self.negotiated?.extensions.contains(.digestFree) == true,
@@ -817,6 +852,7 @@ public final class PortSession: ChannelInboundHandler {
             messageType: .acknowledge,
             createdDate: Self.nowMilliseconds(),
             flags: SSMMessageFlags.acknowledge,
+            messageID: .random(using: &self.random),
             payloadDigest: digestFree ? .zero : nil,
             payloadType: payloadType,
             payload: payload

@@ -56,7 +56,7 @@ public final class WebSocketHandler: ChannelDuplexHandler {
     private var pendingPromise: EventLoopPromise<Void>?
     private var lastRead: NIODeadline = .now()
     private var timer: RepeatedTask?
-    private var rng = SystemRandomNumberGenerator()
+    private var rng = RandomBytePool()
     private var spareKey: UInt32?
 
     public init(role: Role, configuration: Configuration = .init()) {
