@@ -103,6 +103,7 @@ struct EndToEndTests {
         defer {
             lab.agent.stop()
             lab.gateway.stop()
+            try? FileManager.default.removeItem(atPath: lab.directory)
         }
         try await body(lab, echoPort)
     }

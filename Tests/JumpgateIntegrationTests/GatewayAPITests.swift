@@ -308,6 +308,58 @@ struct GatewayAPITests {
         }
     }
 
+    @Test("no secret and no token appears in any log, even at trace level")
+    func secretsStayOutOfLogs() async throws {
+        try await EndToEndTests.withLab(
+            gatewayArguments: ["--log-level", "trace"],
+            agentArguments: ["--log-level", "trace"]
+        ) { lab, echoPort in
+            let request: JSONValue = [
+                "Target": .string(lab.instanceID), "DocumentName": "AWS-StartPortForwardingSessionToRemoteHost",
+                "Parameters": [
+                    "host": ["127.0.0.1"], "portNumber": [.string("\(echoPort)")], "localPortNumber": ["0"],
+                ],
+            ]
+            let response = try await lab.ssm.call("StartSession", request)
+            let token = try #require(response["TokenValue"]?.stringValue)
+            var environment = lab.environment
+            environment["AWS_CA_BUNDLE"] = lab.caFile
+            environment["JUMPGATE_LOG_LEVEL"] = "trace"
+            let plugin = try ChildProcess(
+                "session-manager-plugin",
+                [response.serialized(), "us-east-1", "StartSession", "jumpgate-admin", request.serialized(), lab.url],
+                executable: ChildProcess.productsDirectory.appendingPathComponent("session-manager-plugin").path,
+                environment: environment
+            )
+            defer { plugin.stop() }
+            let line = try plugin.waitForLine { $0.hasPrefix("Port ") && $0.contains(" opened for sessionId ") }
+            let port = try #require(Int(line.split(separator: " ")[1]))
+            #expect(try await parallelEchoes(port: port, count: 2, baseSize: 10_000, step: 1) == 2)
+            // A resume mints another token: it must stay out of the logs too.
+            let resumed = try await lab.ssm.call("ResumeSession", ["SessionId": response["SessionId"]!])
+            let resumedToken = try #require(resumed["TokenValue"]?.stringValue)
+            plugin.signal(SIGINT)
+            _ = try plugin.waitForExit()
+            try await Task.sleep(nanoseconds: 200_000_000)
+            let adminSecret = try Self.adminCredentials(lab).secretAccessKey
+            let instanceSecret = try String(contentsOfFile: lab.directory + "/agent/instance.secret", encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let logs = [
+                ("gateway", lab.gateway.standardError), ("agent", lab.agent.standardError),
+                ("plugin", plugin.standardError),
+            ]
+            #expect(lab.gateway.standardError.contains(" debug "), "the gateway logged verbosely")
+            for (name, log) in logs {
+                for (what, secret) in [
+                    ("admin secret", adminSecret), ("instance secret", instanceSecret), ("session token", token),
+                    ("resume token", resumedToken),
+                ] {
+                    #expect(!log.contains(secret), "\(what) in the \(name) log")
+                }
+            }
+        }
+    }
+
     @Test("a killed agent is ConnectionLost within seconds and StartSession to it fails with TargetNotConnected")
     func killedAgent() async throws {
         try await EndToEndTests.withLab { lab, echoPort in

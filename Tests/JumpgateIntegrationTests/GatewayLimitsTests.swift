@@ -208,6 +208,7 @@ struct GatewayLimitsTests {
     func operatorCertificate() async throws {
         let directory = NSTemporaryDirectory() + "jumpgate-cert-" + MessageID.random().description
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
         func openssl(_ arguments: [String]) throws {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")

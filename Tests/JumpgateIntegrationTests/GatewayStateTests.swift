@@ -1,5 +1,6 @@
 import Foundation
 import JumpgateWire
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOEmbedded
 import Testing
@@ -78,5 +79,78 @@ struct GatewayStateTests {
         ).encoded()
         #expect(!SessionRelay.isHandshakeComplete(input))
         #expect(!SessionRelay.isHandshakeComplete(ByteBuffer(bytes: [1, 2, 3])))
+    }
+
+    static func registration(_ id: String, _ code: String) -> GatewayState.Registration {
+        GatewayState.Registration(
+            activationID: id,
+            activationCode: code,
+            name: "",
+            platformType: "Linux",
+            platformName: "Debian",
+            platformVersion: "12",
+            agentVersion: "3.3.1802.0",
+            hostname: "jump",
+            ipAddress: "198.18.1.10"
+        )
+    }
+
+    @Test("activations: the code must match, each use counts against the limit, expiry is honoured")
+    func activationRules() throws {
+        let clock = NIOLockedValueBox<Int64>(1_700_000_000)
+        let state = GatewayState(clock: { clock.withLockedValue { $0 } })
+        let (id, code) = state.createActivation(
+            iamRole: "SSMServiceRole",
+            description: "",
+            defaultInstanceName: "jump",
+            registrationLimit: 2,
+            expirationEpoch: 1_700_000_100
+        )
+        #expect(throws: APIError.self) { try state.register(Self.registration(id, code + "x"), source: "a") }
+        let first = try state.register(Self.registration(id, code), source: "a")
+        #expect(first.id.hasPrefix("mi-") && first.id.count == 20 && first.name == "jump")
+        let hexDigits = first.id.dropFirst(3).allSatisfy { $0.isHexDigit }
+        #expect(hexDigits)
+        _ = try state.register(Self.registration(id, code), source: "a")
+        let spent = #expect(throws: APIError.self) { try state.register(Self.registration(id, code), source: "a") }
+        #expect(spent?.type == "InvalidActivation")
+        #expect(state.activations().first?.registrationsCount == 2)
+
+        let (late, lateCode) = state.createActivation(
+            iamRole: "SSMServiceRole",
+            description: "",
+            defaultInstanceName: "",
+            registrationLimit: 5,
+            expirationEpoch: 1_700_000_100
+        )
+        clock.withLockedValue { $0 = 1_700_000_100 }
+        #expect(throws: APIError.self) { try state.register(Self.registration(late, lateCode), source: "b") }
+    }
+
+    @Test("failed activation attempts are rate-limited per source, for a minute")
+    func activationThrottling() throws {
+        let clock = NIOLockedValueBox<Int64>(1_700_000_000)
+        let state = GatewayState(clock: { clock.withLockedValue { $0 } })
+        let (id, code) = state.createActivation(
+            iamRole: "SSMServiceRole",
+            description: "",
+            defaultInstanceName: "",
+            registrationLimit: 5,
+            expirationEpoch: nil
+        )
+        for _ in 0..<10 {
+            let error = #expect(throws: APIError.self) {
+                try state.register(Self.registration(id, "guess"), source: "198.51.100.7")
+            }
+            #expect(error?.type == "InvalidActivation")
+        }
+        // Even the right code is refused from that source now; other sources are not affected.
+        let throttled = #expect(throws: APIError.self) {
+            try state.register(Self.registration(id, code), source: "198.51.100.7")
+        }
+        #expect(throttled?.type == "ThrottlingException")
+        _ = try state.register(Self.registration(id, code), source: "198.51.100.8")
+        clock.withLockedValue { $0 += 61 }
+        _ = try state.register(Self.registration(id, code), source: "198.51.100.7")
     }
 }

@@ -48,6 +48,7 @@ struct GatewayStoreTests {
     @Test("changes survive a reopen; secrets are sealed, files are private")
     func survivesReopen() async throws {
         let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
         let store = try await Self.open(directory)
         let state = GatewayState(clock: { 1_700_000_200 }, store: store)
         state.addAccessKey(id: "AKJGTEST", secret: Self.secret + "-user", user: "alice")
@@ -97,6 +98,7 @@ struct GatewayStoreTests {
     @Test("sessions open at a restart come back Disconnected (resumable); unresumed ones expire as Failed")
     func openSessionsOnRestore() async throws {
         let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
         let store = try await Self.open(directory)
         let open = SessionRecord(
             id: "alice-0123456789abcdef0",
@@ -143,6 +145,7 @@ struct GatewayStoreTests {
     @Test("a missing or wrong key file stops the gateway with a clear error, never with garbage secrets")
     func keyFile() async throws {
         let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
         let store = try await Self.open(directory)
         store.submit(.instance(Self.instance("mi-0123456789abcdef1")))
         try await store.flush().get()
@@ -171,6 +174,7 @@ struct GatewayStoreTests {
     @Test("migrations run once; a store from a newer Jumpgate is refused")
     func migrations() async throws {
         let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
         try await Self.open(directory).close()
         let store = try await Self.open(directory)  // second open: nothing to migrate, no error
         store.submit(.accessKey(id: "AKJGX", secret: "s", user: "u"))
@@ -194,6 +198,7 @@ struct GatewayStoreTests {
     @Test("a store made by schema version 1 is migrated to 2 and keeps its sessions; traffic counts are stored")
     func migrationFromVersionOne() async throws {
         let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
         // Version 1's schema, as a gateway of that version left it, with one ended session.
         let v1 = GatewayStore.migrations[0].statements.joined(separator: ";\n")
         let script = """

@@ -382,6 +382,10 @@ public final class GatewayState: Sendable {
     public func register(_ registration: Registration, source: String) throws(APIError) -> ManagedInstance {
         let now = self.clock()
         return try self.withStorage { storage throws(APIError) -> ManagedInstance in
+            if storage.failedRegistrations.count > 10_000 {
+                // Many sources: forget those whose minute is over, so the table stays small.
+                storage.failedRegistrations = storage.failedRegistrations.filter { now - $0.value.windowStart <= 60 }
+            }
             var failures = storage.failedRegistrations[source] ?? (0, now)
             if now - failures.windowStart > 60 { failures = (0, now) }
             guard failures.count < 10 else {
