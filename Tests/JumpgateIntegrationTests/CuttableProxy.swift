@@ -14,7 +14,7 @@ final class CuttableProxy: Sendable {
     var port: Int { self.channel.localAddress?.port ?? 0 }
 
     /// Listens on a free port; each connection is forwarded to 127.0.0.1:`upstreamPort()` (asked at
-    /// connect time, so the proxy can exist before its upstream does).
+    /// connect time, so the proxy can exist before its upstream runs).
     init(upstreamPort: @escaping @Sendable () -> Int) async throws {
         let links = self.links
         self.channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)

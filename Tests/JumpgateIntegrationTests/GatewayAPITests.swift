@@ -274,27 +274,43 @@ struct GatewayAPITests {
         }
     }
 
+    /// StartSession to the echo target, signed by the lab's admin; returns the request and the response the
+    /// AWS CLI would hand the plugin.
+    static func startSession(_ lab: EndToEndTests.Lab, echoPort: Int) async throws -> (JSONValue, JSONValue) {
+        let request: JSONValue = [
+            "Target": .string(lab.instanceID), "DocumentName": "AWS-StartPortForwardingSessionToRemoteHost",
+            "Parameters": [
+                "host": ["127.0.0.1"], "portNumber": [.string("\(echoPort)")], "localPortNumber": ["0"],
+            ],
+        ]
+        return (request, try await lab.ssm.call("StartSession", request))
+    }
+
+    /// The session-manager-plugin as the AWS CLI runs it (argv contract of spec §2.1), trusting the lab's CA.
+    static func plugin(
+        _ lab: EndToEndTests.Lab,
+        request: JSONValue,
+        response: JSONValue,
+        environment extra: [String: String] = [:]
+    ) throws -> ChildProcess {
+        var environment = lab.environment.merging(extra) { _, new in new }
+        environment["AWS_CA_BUNDLE"] = lab.caFile
+        return try ChildProcess(
+            "session-manager-plugin",
+            [response.serialized(), "us-east-1", "StartSession", "jumpgate-admin", request.serialized(), lab.url],
+            executable: ChildProcess.productsDirectory.appendingPathComponent("session-manager-plugin").path,
+            environment: environment
+        )
+    }
+
     @Test("the plugin given an expired data-channel token says so and exits non-zero (the official one exits 0)")
     func expiredToken() async throws {
         try await EndToEndTests.withLab { lab, echoPort in
-            let request: JSONValue = [
-                "Target": .string(lab.instanceID), "DocumentName": "AWS-StartPortForwardingSessionToRemoteHost",
-                "Parameters": [
-                    "host": ["127.0.0.1"], "portNumber": [.string("\(echoPort)")], "localPortNumber": ["0"],
-                ],
-            ]
-            let response = try await lab.ssm.call("StartSession", request)
+            let (request, response) = try await Self.startSession(lab, echoPort: echoPort)
             let sessionID = try #require(response["SessionId"]?.stringValue)
             // The session ends before the plugin uses its token: the token is no longer good.
             _ = try await lab.ssm.call("TerminateSession", ["SessionId": .string(sessionID)])
-            var environment = lab.environment
-            environment["AWS_CA_BUNDLE"] = lab.caFile
-            let plugin = try ChildProcess(
-                "session-manager-plugin",
-                [response.serialized(), "us-east-1", "StartSession", "jumpgate-admin", request.serialized(), lab.url],
-                executable: ChildProcess.productsDirectory.appendingPathComponent("session-manager-plugin").path,
-                environment: environment
-            )
+            let plugin = try Self.plugin(lab, request: request, response: response)
             defer { plugin.stop() }
             #expect(try plugin.waitForExit(timeout: 30) == 1)
             try await Task.sleep(nanoseconds: 100_000_000)  // let the output readers drain
@@ -314,22 +330,13 @@ struct GatewayAPITests {
             gatewayArguments: ["--log-level", "trace"],
             agentArguments: ["--log-level", "trace"]
         ) { lab, echoPort in
-            let request: JSONValue = [
-                "Target": .string(lab.instanceID), "DocumentName": "AWS-StartPortForwardingSessionToRemoteHost",
-                "Parameters": [
-                    "host": ["127.0.0.1"], "portNumber": [.string("\(echoPort)")], "localPortNumber": ["0"],
-                ],
-            ]
-            let response = try await lab.ssm.call("StartSession", request)
+            let (request, response) = try await Self.startSession(lab, echoPort: echoPort)
             let token = try #require(response["TokenValue"]?.stringValue)
-            var environment = lab.environment
-            environment["AWS_CA_BUNDLE"] = lab.caFile
-            environment["JUMPGATE_LOG_LEVEL"] = "trace"
-            let plugin = try ChildProcess(
-                "session-manager-plugin",
-                [response.serialized(), "us-east-1", "StartSession", "jumpgate-admin", request.serialized(), lab.url],
-                executable: ChildProcess.productsDirectory.appendingPathComponent("session-manager-plugin").path,
-                environment: environment
+            let plugin = try Self.plugin(
+                lab,
+                request: request,
+                response: response,
+                environment: ["JUMPGATE_LOG_LEVEL": "trace"]
             )
             defer { plugin.stop() }
             let line = try plugin.waitForLine { $0.hasPrefix("Port ") && $0.contains(" opened for sessionId ") }

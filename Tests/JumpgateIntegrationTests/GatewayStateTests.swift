@@ -95,17 +95,21 @@ struct GatewayStateTests {
         )
     }
 
+    static func activation(_ state: GatewayState, limit: Int, expiration: Int64?) -> (id: String, code: String) {
+        state.createActivation(
+            iamRole: "SSMServiceRole",
+            description: "",
+            defaultInstanceName: "jump",
+            registrationLimit: limit,
+            expirationEpoch: expiration
+        )
+    }
+
     @Test("activations: the code must match, each use counts against the limit, expiry is honoured")
     func activationRules() throws {
         let clock = NIOLockedValueBox<Int64>(1_700_000_000)
         let state = GatewayState(clock: { clock.withLockedValue { $0 } })
-        let (id, code) = state.createActivation(
-            iamRole: "SSMServiceRole",
-            description: "",
-            defaultInstanceName: "jump",
-            registrationLimit: 2,
-            expirationEpoch: 1_700_000_100
-        )
+        let (id, code) = Self.activation(state, limit: 2, expiration: 1_700_000_100)
         #expect(throws: APIError.self) { try state.register(Self.registration(id, code + "x"), source: "a") }
         let first = try state.register(Self.registration(id, code), source: "a")
         #expect(first.id.hasPrefix("mi-") && first.id.count == 20 && first.name == "jump")
@@ -116,13 +120,7 @@ struct GatewayStateTests {
         #expect(spent?.type == "InvalidActivation")
         #expect(state.activations().first?.registrationsCount == 2)
 
-        let (late, lateCode) = state.createActivation(
-            iamRole: "SSMServiceRole",
-            description: "",
-            defaultInstanceName: "",
-            registrationLimit: 5,
-            expirationEpoch: 1_700_000_100
-        )
+        let (late, lateCode) = Self.activation(state, limit: 5, expiration: 1_700_000_100)
         clock.withLockedValue { $0 = 1_700_000_100 }
         #expect(throws: APIError.self) { try state.register(Self.registration(late, lateCode), source: "b") }
     }
@@ -131,13 +129,7 @@ struct GatewayStateTests {
     func activationThrottling() throws {
         let clock = NIOLockedValueBox<Int64>(1_700_000_000)
         let state = GatewayState(clock: { clock.withLockedValue { $0 } })
-        let (id, code) = state.createActivation(
-            iamRole: "SSMServiceRole",
-            description: "",
-            defaultInstanceName: "",
-            registrationLimit: 5,
-            expirationEpoch: nil
-        )
+        let (id, code) = Self.activation(state, limit: 5, expiration: nil)
         for _ in 0..<10 {
             let error = #expect(throws: APIError.self) {
                 try state.register(Self.registration(id, "guess"), source: "198.51.100.7")

@@ -59,17 +59,8 @@ struct GatewayStoreTests {
             registrationLimit: 2,
             expirationEpoch: nil
         )
-        let registration = GatewayState.Registration(
-            activationID: activationID,
-            activationCode: code,
-            name: "jump",
-            platformType: "Linux",
-            platformName: "Debian",
-            platformVersion: "12",
-            agentVersion: "3.3.1802.0",
-            hostname: "jump",
-            ipAddress: "198.18.1.10"
-        )
+        var registration = GatewayStateTests.registration(activationID, code)
+        registration.name = "jump"
         let instance = try state.register(registration, source: "test")
         try await state.flush(on: MultiThreadedEventLoopGroup.singleton.any()).get()
         try await store.close()

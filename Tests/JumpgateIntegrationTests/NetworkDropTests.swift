@@ -10,22 +10,25 @@ import Testing
 /// must resend what the relay lost (the gateway's start_publication), or the transfer stalls forever.
 @Suite("Network drops on one side: the other side resends what was lost", .serialized)
 struct NetworkDropTests {
+    /// A free port for the gateway, known before it starts, and a flaky link that forwards to it.
+    static func gatewayPortAndLink() async throws -> (port: Int, link: @Sendable () async throws -> CuttableProxy) {
+        let probe = try await startServer { EchoHandler() }
+        let port = try #require(probe.localAddress?.port)
+        try await probe.close()
+        return (port, { try await CuttableProxy { port } })
+    }
+
     @Test("a paced transfer survives the agent's link and then the client's link going dark, byte-exact")
     func oneSidedDrops() async throws {
         // The agent reaches the gateway through one flaky link, the client's data channel through another
         // (the gateway's --public-url puts it into the StreamUrl); API calls go straight to the gateway.
-        let gatewayPort = NIOLockedValueBox(0)
-        let agentLink = try await CuttableProxy { gatewayPort.withLockedValue { $0 } }
-        let clientLink = try await CuttableProxy { gatewayPort.withLockedValue { $0 } }
+        let (port, makeLink) = try await Self.gatewayPortAndLink()
+        let agentLink = try await makeLink()
+        let clientLink = try await makeLink()
         defer {
             agentLink.close()
             clientLink.close()
         }
-        // The gateway's port is known only once it runs: take a free one first.
-        let free = try await startServer { EchoHandler() }
-        let port = try #require(free.localAddress?.port)
-        try await free.close()
-        gatewayPort.withLockedValue { $0 = port }
         try await EndToEndTests.withLab(
             gatewayArguments: [
                 "--listen", "127.0.0.1:\(port)", "--public-url", "https://127.0.0.1:\(clientLink.port)",
@@ -71,13 +74,9 @@ struct NetworkDropTests {
 
     @Test("a session terminated while the agent's link is down ends on the agent as soon as it is back")
     func terminatedWhileAgentAway() async throws {
-        let gatewayPort = NIOLockedValueBox(0)
-        let agentLink = try await CuttableProxy { gatewayPort.withLockedValue { $0 } }
+        let (port, makeLink) = try await Self.gatewayPortAndLink()
+        let agentLink = try await makeLink()
         defer { agentLink.close() }
-        let free = try await startServer { EchoHandler() }
-        let port = try #require(free.localAddress?.port)
-        try await free.close()
-        gatewayPort.withLockedValue { $0 = port }
         try await EndToEndTests.withLab(
             gatewayArguments: ["--listen", "127.0.0.1:\(port)"],
             agentEndpoint: "https://127.0.0.1:\(agentLink.port)"
