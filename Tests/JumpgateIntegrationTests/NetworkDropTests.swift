@@ -1,7 +1,6 @@
 import Foundation
 import JumpgateClient
 import JumpgateWire
-import NIOConcurrencyHelpers
 import NIOCore
 import Testing
 
