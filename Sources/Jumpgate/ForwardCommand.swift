@@ -136,7 +136,7 @@ struct ForwardCommand: AsyncParsableCommand {
         // 3. Run them together; the first to end ends the others.
         let json = self.format == .json
         var made: [PortForwarder] = []
-        for (grant, listener) in zip(grants, listeners) {
+        for (spec, (grant, listener)) in zip(specs, zip(grants, listeners)) {
             made.append(
                 PortForwarder(
                     grant: grant,
@@ -146,6 +146,11 @@ struct ForwardCommand: AsyncParsableCommand {
                     logger: logger,
                     listener: listener,
                     onAccept: json ? Self.connectionEvents(localPort: listener.port) : nil,
+                    onConnectFailure: Self.connectFailure(
+                        localPort: listener.port,
+                        destination: "\(spec.host):\(spec.port)",
+                        json: json
+                    ),
                     resume: client.resumeSession,
                     resumeTimeout: resumeTimeout
                 )
@@ -264,6 +269,27 @@ struct ForwardCommand: AsyncParsableCommand {
                     "event": "closed", "localPort": .integer(Int64(localPort)), "peer": .string(peer),
                 ]
                 emit(closed.serialized() + "\n")
+            }
+        }
+    }
+
+    /// A connection the agent could not connect: a line on stderr (text) or an event (json).
+    static func connectFailure(localPort: Int, destination: String, json: Bool) -> @Sendable (String?) -> Void {
+        { reason in
+            if json {
+                var event: [(key: String, value: JSONValue)] = [
+                    ("event", "connect-failed"), ("localPort", .integer(Int64(localPort))),
+                    ("destination", .string(destination)),
+                ]
+                if let reason { event.append(("reason", .string(reason))) }
+                emit(JSONValue.object(event).serialized() + "\n")
+            } else {
+                let why = reason ?? "the agent gave no reason; see its log"
+                StatusLine.withLineCleared {
+                    FileHandle.standardError.write(
+                        Data("Connection from port \(localPort) to \(destination) failed: \(why)\n".utf8)
+                    )
+                }
             }
         }
     }

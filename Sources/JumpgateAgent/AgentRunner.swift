@@ -412,7 +412,7 @@ final class AgentSessionDelegate: PortSessionDelegate, @unchecked Sendable {
         }
     }
 
-    func streamFailed(_ session: PortSession, id: SmuxStreamID) {}
+    func streamFailed(_ session: PortSession, id: SmuxStreamID, reason: String?) {}
 
     func sessionEnded(_ session: PortSession, reason: String, byPeer: Bool) {
         self.runner.sessionFinished(self.sessionID)

@@ -86,6 +86,8 @@ public final class PortForwarder: Sendable {
     let prebound: LocalListener?
     /// Called for each accepted local connection (on the event loop), e.g. for `--format json` events.
     let onAccept: (@Sendable (any Channel) -> Void)?
+    /// Called when the agent could not connect a local connection's stream, with its reason if it gave one.
+    let onConnectFailure: (@Sendable (String?) -> Void)?
     /// ResumeSession for this session (a new token and StreamUrl); nil: a dropped data channel ends it.
     let resume: (@Sendable (String) async throws -> SessionGrant)?
     /// How long to keep trying to resume after the data channel drops.
@@ -117,6 +119,7 @@ public final class PortForwarder: Sendable {
         logger: Logger,
         listener: LocalListener? = nil,
         onAccept: (@Sendable (any Channel) -> Void)? = nil,
+        onConnectFailure: (@Sendable (String?) -> Void)? = nil,
         resume: (@Sendable (String) async throws -> SessionGrant)? = nil,
         resumeTimeout: TimeAmount = .minutes(5),
         eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
@@ -129,6 +132,7 @@ public final class PortForwarder: Sendable {
         self.logger = logger
         self.prebound = listener
         self.onAccept = onAccept
+        self.onConnectFailure = onConnectFailure
         self.resume = resume
         self.resumeTimeout = resumeTimeout
         self.eventLoop = listener?.eventLoop ?? eventLoop
@@ -345,8 +349,11 @@ extension PortForwarder: PortSessionDelegate {
         self.console.write("Connection accepted for session \(self.grant.sessionID).\n")
     }
 
-    public func streamFailed(_ session: PortSession, id: SmuxStreamID) {
+    public func streamFailed(_ session: PortSession, id: SmuxStreamID, reason: String?) {
         self.console.write("\nConnection to destination port failed, check SSM Agent logs.\n")
+        // A Jumpgate agent says why; the official line stays word for word for the tools that parse it.
+        if let reason { self.console.write("The agent says: \(reason)\n") }
+        self.onConnectFailure?(reason)
     }
 
     public func sessionEnded(_ session: PortSession, reason: String, byPeer: Bool) {

@@ -9,8 +9,9 @@ public protocol PortSessionDelegate: AnyObject {
     func sessionEstablished(_ session: PortSession, negotiated: NegotiatedSession, customerMessage: String)
     /// Agent: a stream was opened; connect it (call ``PortSession/attach(_:to:)`` or ``PortSession/refuse(_:reason:)``).
     func streamRequested(_ session: PortSession, id: SmuxStreamID)
-    /// Client: the agent could not connect a stream to the destination.
-    func streamFailed(_ session: PortSession, id: SmuxStreamID)
+    /// Client: the agent could not connect a stream to the destination; `reason` is the agent's, when it
+    /// sends one (the `connect-errors` extension; official agents say nothing).
+    func streamFailed(_ session: PortSession, id: SmuxStreamID, reason: String?)
     /// The session is over (terminated, channel closed, protocol error); `reason` says why.
     func sessionEnded(_ session: PortSession, reason: String, byPeer: Bool)
     /// Client, basic mode: a waiting local connection is now the one being served.
@@ -327,6 +328,12 @@ public final class PortSession: ChannelInboundHandler {
             default:
                 break
             }
+        case .jumpgateConnectError:
+            guard self.negotiated?.extensions.contains(.connectErrors) == true,
+                let error = try? ConnectErrorPayload(payload: message.payload),
+                self.connectErrorReasons.count < 1024
+            else { return }
+            self.connectErrorReasons[SmuxStreamID(error.streamID)] = error.reason
         case .output:
             if self.isBasic {
                 self.basicBytesReceived(message.payload)
@@ -339,6 +346,8 @@ public final class PortSession: ChannelInboundHandler {
     }
 
     private var pendingConnectError = false
+    /// Why the agent could not connect a stream (`connect-errors`), until the stream's FIN arrives.
+    private var connectErrorReasons: [SmuxStreamID: String] = [:]
 
     private func runAgent(_ action: AgentHandshakeStateMachine.Action) {
         switch action {
@@ -446,7 +455,7 @@ public final class PortSession: ChannelInboundHandler {
         case .remoteClosed(let id, let fullyClosed):
             if self.pendingConnectError {
                 self.pendingConnectError = false
-                self.delegate?.streamFailed(self, id: id)
+                self.delegate?.streamFailed(self, id: id, reason: self.connectErrorReasons.removeValue(forKey: id))
             }
             guard let stream = self.streams[id] else { return }
             if stream.channel == nil {
@@ -556,6 +565,10 @@ public final class PortSession: ChannelInboundHandler {
             // No per-connection error exists in basic mode (and no Flag may be sent): the session fails.
             self.end(reason: "Unable to connect to specified port: \(reason)", byPeer: false)
             return
+        }
+        if self.negotiated?.extensions.contains(.connectErrors) == true {
+            let error = ConnectErrorPayload(streamID: id.rawValue, reason: reason)
+            self.sendStreamMessage(payloadType: .jumpgateConnectError, payload: error.encoded())
         }
         self.sendStreamMessage(payloadType: .flag, payload: FlagPayload.connectToPortError.encoded())
         if var mux = self.mux, let fin = mux.abortStream(id) {

@@ -93,6 +93,8 @@ struct AgentTests {
             let nothing = try await echoRoundTrip(port: localPort, bytes: randomBuffer(1000))
             #expect(nothing.readableBytes == 0)
             _ = try client.waitForLine { $0.contains("Connection to destination port failed, check SSM Agent logs.") }
+            let why = try client.waitForLine { $0.hasPrefix("The agent says: ") }
+            #expect(why.lowercased().contains("refused"), "\(why)")
             #expect(lab.agent.standardError.contains("connection to the destination failed"))
             let echo = try await startServer(port: port) { EchoHandler() }
             defer { echo.close(promise: nil) }
@@ -177,6 +179,13 @@ struct AgentTests {
             #expect(try await streamingEcho(port: localPort, total: 16 << 20) == 16 << 20)
             let log = lab.agent.standardError
             #expect(log.contains("extensions=none") && log.contains("smuxVersion: 1"), "\(log.suffix(1500))")
+            // A refused connection gets the official line only: no reason travels without connect-errors.
+            let (refused, refusedPort, _) = try EndToEndTests().startSession(lab, host: "127.0.0.1", port: 1)
+            defer { refused.stop() }
+            #expect(try await echoRoundTrip(port: refusedPort, bytes: ByteBuffer(string: "x")).readableBytes == 0)
+            _ = try refused.waitForLine { $0.contains("Connection to destination port failed, check SSM Agent logs.") }
+            try await Task.sleep(nanoseconds: 300_000_000)
+            #expect(!refused.output.contains { $0.hasPrefix("The agent says: ") })
         }
     }
 

@@ -243,8 +243,29 @@ struct EndToEndTests {
             let reply = try await echoRoundTrip(port: localPort, bytes: ByteBuffer(string: "hello"))
             #expect(reply.readableBytes == 0)  // the agent refused: the stream is closed with no data
             _ = try client.waitForLine { $0.contains("Connection to destination port failed, check SSM Agent logs.") }
+            // A Jumpgate agent also says why (connect-errors), on the line after the official one.
+            let why = try client.waitForLine { $0.hasPrefix("The agent says: ") }
+            #expect(why.contains("127.0.0.1:\(echoPort)") && why.contains("not in this agent's allow-list"), "\(why)")
             #expect(client.process.isRunning)
             #expect(lab.agent.standardError.contains("not in this agent's allow-list"))
+            // jumpgate forward reports it as an event (--format json).
+            let forward = try ChildProcess(
+                "forward",
+                [
+                    "forward", lab.instanceID, "-L", "0:127.0.0.1:\(echoPort)", "--format", "json", "--endpoint-url",
+                    lab.url, "--ca-file", lab.caFile,
+                ],
+                environment: lab.environment
+            )
+            defer { forward.stop() }
+            let ready = try JSONValue(parsing: try forward.waitForLine { $0.contains("\"event\":\"ready\"") })
+            let forwardPort = Int(try #require(ready["localPort"]?.int64Value))
+            #expect(try await echoRoundTrip(port: forwardPort, bytes: ByteBuffer(string: "hi")).readableBytes == 0)
+            let failed = try JSONValue(
+                parsing: try forward.waitForLine { $0.contains("\"event\":\"connect-failed\"") }
+            )
+            #expect(failed["destination"]?.stringValue == "127.0.0.1:\(echoPort)")
+            #expect(failed["reason"]?.stringValue?.contains("allow-list") == true)
             // jumpgate sessions terminate ends it from the API side; the client prints the reason and exits.
             let (terminateStatus, terminated, _) = try runJumpgate(
                 ["sessions", "terminate", sessionID, "--endpoint-url", lab.url, "--ca-file", lab.caFile],

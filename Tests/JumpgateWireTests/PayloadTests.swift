@@ -124,3 +124,20 @@ struct PayloadTests {
         #expect(throws: WireError.self) { try CumulativeAckPayload(payload: ByteBuffer(bytes: [1, 2, 3])) }
     }
 }
+
+@Suite("Jumpgate connect-error payload")
+struct ConnectErrorPayloadTests {
+    @Test("round-trips, cuts long reasons, and refuses malformed input")
+    func roundTrip() throws {
+        let payload = ConnectErrorPayload(streamID: 7, reason: "db:3306 is not in this agent's allow-list")
+        #expect(
+            String(buffer: payload.encoded()) == #"{"StreamId":7,"Reason":"db:3306 is not in this agent's allow-list"}"#
+        )
+        #expect(try ConnectErrorPayload(payload: payload.encoded()) == payload)
+        #expect(ConnectErrorPayload(streamID: 1, reason: String(repeating: "x", count: 5000)).reason.count == 512)
+        for bad in ["", "{}", #"{"StreamId":-1,"Reason":"x"}"#, #"{"StreamId":3}"#, "[1]"] {
+            #expect(throws: WireError.self) { try ConnectErrorPayload(payload: ByteBuffer(string: bad)) }
+        }
+        #expect(JumpgateExtensions(wireValue: "connect-errors,half-close") == [.connectErrors, .halfClose])
+    }
+}

@@ -21,9 +21,12 @@ public struct JumpgateExtensions: OptionSet, Hashable, Sendable, CustomStringCon
     public static let smuxV2 = JumpgateExtensions(rawValue: 1 << 4)
     /// TCP half-close carried through the tunnel (a FIN ends one direction only).
     public static let halfClose = JumpgateExtensions(rawValue: 1 << 5)
+    /// The agent says why a stream could not be connected (``PayloadType/jumpgateConnectError``) before
+    /// the official ConnectToPortError flag, so the client can show the reason.
+    public static let connectErrors = JumpgateExtensions(rawValue: 1 << 6)
 
     public static let all: JumpgateExtensions = [
-        .largePayloads, .digestFree, .cumulativeAck, .noTimerRetransmit, .smuxV2, .halfClose,
+        .largePayloads, .digestFree, .cumulativeAck, .noTimerRetransmit, .smuxV2, .halfClose, .connectErrors,
     ]
 
     /// The `Properties` key the agent advertises under.
@@ -38,6 +41,7 @@ public struct JumpgateExtensions: OptionSet, Hashable, Sendable, CustomStringCon
     private static let names: [(JumpgateExtensions, String)] = [
         (.largePayloads, "large-payloads"), (.digestFree, "digest-free"), (.cumulativeAck, "cumulative-ack"),
         (.noTimerRetransmit, "no-timer-retransmit"), (.smuxV2, "smux-v2"), (.halfClose, "half-close"),
+        (.connectErrors, "connect-errors"),
     ]
 
     /// The comma-separated wire form, e.g. `large-payloads,digest-free`.

@@ -22,6 +22,10 @@ public struct PayloadType: RawRepresentable, Hashable, Sendable, CustomStringCon
     /// Jumpgate fast path only: an `acknowledge` whose 8-byte payload is the highest contiguous
     /// sequence number received (a cumulative acknowledgement). Never sent to an official peer.
     public static let jumpgateCumulativeAck = PayloadType(rawValue: 0x4A47_0001)
+    /// Jumpgate fast path only (`connect-errors`): a stream message from the agent saying why it could
+    /// not connect a stream (JSON ``ConnectErrorPayload``), sent just before the official
+    /// ConnectToPortError flag. Never sent to an official peer.
+    public static let jumpgateConnectError = PayloadType(rawValue: 0x4A47_0002)
 
     public var name: String {
         switch self.rawValue {
@@ -39,6 +43,7 @@ public struct PayloadType: RawRepresentable, Hashable, Sendable, CustomStringCon
         case 11: return "StdErr"
         case 12: return "ExitCode"
         case 0x4A47_0001: return "JumpgateCumulativeAck"
+        case 0x4A47_0002: return "JumpgateConnectError"
         default: return "Unknown(\(self.rawValue))"
         }
     }

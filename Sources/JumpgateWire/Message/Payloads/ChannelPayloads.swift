@@ -131,3 +131,35 @@ public struct CumulativeAckPayload: Hashable, Sendable {
         return buffer
     }
 }
+
+/// Jumpgate fast path (`connect-errors`): why the agent could not connect a stream, for the client to
+/// show (the official protocol only says that it failed). `{"StreamId":3,"Reason":"..."}`.
+public struct ConnectErrorPayload: Hashable, Sendable {
+    public var streamID: UInt32
+    public var reason: String
+    /// Longer reasons are cut: the text is for a person, and the message must stay small.
+    public static let maximumReasonLength = 512
+
+    public init(streamID: UInt32, reason: String) {
+        self.streamID = streamID
+        self.reason = String(reason.prefix(Self.maximumReasonLength))
+    }
+
+    public init(payload: ByteBuffer) throws(WireError) {
+        let json: JSONValue
+        do {
+            json = try JSONValue(parsing: payload.readableBytesView)
+        } catch {
+            throw WireError(.invalidPayload, "connect error payload is not JSON")
+        }
+        guard let id = json["StreamId"]?.int64Value, let stream = UInt32(exactly: id),
+            let reason = json["Reason"]?.stringValue
+        else { throw WireError(.invalidPayload, "connect error payload lacks StreamId or Reason") }
+        self.init(streamID: stream, reason: reason)
+    }
+
+    public func encoded() -> ByteBuffer {
+        let json: JSONValue = ["StreamId": .integer(Int64(self.streamID)), "Reason": .string(self.reason)]
+        return ByteBuffer(bytes: json.serializedBytes())
+    }
+}
