@@ -14,9 +14,27 @@ struct TargetDialer: Sendable {
         var address: SocketAddress
     }
 
-    /// All addresses of `host` (blocking getaddrinfo, run off the event loop).
+    /// `host` as a canonical address literal (what inet_pton accepts, e.g. `10.0.0.5` or `[::1]`): no
+    /// resolver needed. Anything else (names, `2852039166`, `010.0.0.1`, scoped IPv6) is nil and goes to
+    /// getaddrinfo, whose answer is what gets checked.
+    static func literal(host: String, port: Int) -> Candidate? {
+        let text = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        guard let parsed = IPAddressBytes.parse(text), let address = try? SocketAddress(ipAddress: text, port: port)
+        else { return nil }
+        let bytes: [UInt8]
+        switch address {
+        case .v4(let v4): bytes = withUnsafeBytes(of: v4.address.sin_addr) { Array($0) }
+        case .v6(let v6): bytes = withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) }
+        case .unixDomainSocket: return nil
+        }
+        // Check the bytes that will be dialled; both parsers must agree on them.
+        return bytes == parsed ? Candidate(bytes: bytes, address: address) : nil
+    }
+
+    /// All addresses of `host` (blocking getaddrinfo, run off the event loop; literals directly).
     static func resolve(host: String, port: Int) async throws -> [Candidate] {
-        try await NIOThreadPool.singleton.runIfActive {
+        if let literal = Self.literal(host: host, port: port) { return [literal] }
+        return try await NIOThreadPool.singleton.runIfActive {
             var hints = addrinfo()
             hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
             hints.ai_family = AF_UNSPEC

@@ -81,6 +81,31 @@ struct AgentTests {
         }
     }
 
+    @Test("even with --allow '*:*', metadata and link-local addresses are refused in every spelling, with the reason")
+    func forbiddenSpellings() async throws {
+        let echo = try await startServer { EchoHandler() }
+        defer { echo.close(promise: nil) }
+        let echoPort = try #require(echo.localAddress?.port)
+        // Everything, plus the loopback echo target (loopback is never part of '*').
+        try await EndToEndTests.withLab(allow: ["*:*", "127.0.0.1:\(echoPort)"]) { lab, _ in
+            // The same agent forwards to an allowed destination...
+            let (client, localPort, _) = try EndToEndTests().startSession(lab, host: "127.0.0.1", port: echoPort)
+            defer { client.stop() }
+            let payload = randomBuffer(1000)
+            #expect(try await echoRoundTrip(port: localPort, bytes: payload) == payload)
+            // ...but never to these: one number, octal, IPv4-mapped IPv6, a link-local neighbour.
+            for host in [
+                "2852039166", "0251.0376.0251.0376", "::ffff:169.254.169.254", "169.254.10.1", "fd00:ec2::254",
+            ] {
+                let (refused, port, _) = try EndToEndTests().startSession(lab, host: host, port: 80)
+                defer { refused.stop() }
+                #expect(try await echoRoundTrip(port: port, bytes: ByteBuffer(string: "GET /")).readableBytes == 0)
+                let why = try refused.waitForLine { $0.hasPrefix("The agent says: ") }
+                #expect(why.contains("169.254") || why.contains("fd00:ec2"), "\(host): \(why)")
+            }
+        }
+    }
+
     @Test("a refused dial is reported per connection with the official line; the session stays up")
     func dialRefused() async throws {
         // A port with nothing on it now, and an echo server on it later.
