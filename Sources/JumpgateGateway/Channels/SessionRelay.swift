@@ -46,6 +46,10 @@ public final class SessionRelay: Sendable {
         }
 
         func channel(_ side: Side) -> (any Channel)? { side == .client ? self.client : self.agent }
+
+        mutating func countRelayed(_ bytes: Int, toward side: Side) {
+            if side == .client { self.bytesToClient += Int64(bytes) } else { self.bytesToAgent += Int64(bytes) }
+        }
     }
 
     public let sessionID: String
@@ -105,11 +109,7 @@ public final class SessionRelay: Sendable {
             }
             let delivered = pending.reduce(0) { $0 + $1.readableBytes }
             inner.pendingBytes -= delivered
-            if side == .client {
-                inner.bytesToClient += Int64(delivered)
-            } else {
-                inner.bytesToAgent += Int64(delivered)
-            }
+            inner.countRelayed(delivered, toward: side)
             guard inner.channel(side.other) != nil else { return (previous, pending, []) }
             var wake: [Side] = []
             // The other side resends what this side may have missed (nothing before the handshake ends).
@@ -157,11 +157,7 @@ public final class SessionRelay: Sendable {
             }
             let target = inner.channel(side.other)
             if target != nil {
-                if side == .client {
-                    inner.bytesToAgent += Int64(frame.readableBytes)
-                } else {
-                    inner.bytesToClient += Int64(frame.readableBytes)
-                }
+                inner.countRelayed(frame.readableBytes, toward: side.other)
                 return (target, false)
             }
             guard inner.pendingBytes + frame.readableBytes <= self.bufferLimit else {

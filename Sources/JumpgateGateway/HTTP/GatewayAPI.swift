@@ -259,9 +259,7 @@ struct GatewayAPI: Sendable {
                         ]
                         if let end = session.endEpoch { members.append(("EndDate", .integer(end))) }
                         // Jumpgate's own fields (AWS's CLI and SDKs ignore them): the traffic so far.
-                        let (toAgent, toClient) =
-                            self.state.relayedBytes(sessionID: session.id)
-                            ?? (session.bytesToAgent, session.bytesToClient)
+                        let (toAgent, toClient) = self.state.relayedBytes(of: session)
                         members.append(("JumpgateBytesToTarget", .integer(toAgent)))
                         members.append(("JumpgateBytesFromTarget", .integer(toClient)))
                         // AWS reserves Details; Jumpgate puts why the session ended there.

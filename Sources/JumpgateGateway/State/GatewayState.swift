@@ -675,12 +675,9 @@ public final class GatewayState: Sendable {
         }
     }
 
-    /// A session's traffic so far: live from its relay while it is open, else as stored.
-    public func relayedBytes(sessionID: String) -> (toAgent: Int64, toClient: Int64)? {
-        self.storage.withLockedValue { storage in
-            if let relay = storage.relays[sessionID] { return relay.relayedBytes }
-            return storage.sessions[sessionID].map { ($0.bytesToAgent, $0.bytesToClient) }
-        }
+    /// A session's traffic so far: live from its relay while it is open, else as recorded.
+    public func relayedBytes(of session: SessionRecord) -> (toAgent: Int64, toClient: Int64) {
+        self.relay(sessionID: session.id)?.relayedBytes ?? (session.bytesToAgent, session.bytesToClient)
     }
 
     func removeRelay(sessionID: String) {

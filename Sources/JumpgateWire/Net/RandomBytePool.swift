@@ -29,8 +29,7 @@ public struct RandomBytePool: RandomNumberGenerator {
 
     public mutating func next() -> UInt64 {
         if self.index + 8 > self.pool.count { self.refill() }
-        var value: UInt64 = 0
-        for offset in 0..<8 { value = value << 8 | UInt64(self.pool[self.index + offset]) }
+        let value = self.pool.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: self.index, as: UInt64.self) }
         self.index += 8
         return value
     }

@@ -143,13 +143,15 @@ public struct WebSocketFrameReader {
     /// connection is then unusable.
     public mutating func read(_ input: ByteBuffer, _ body: (WebSocketFrame) throws -> Void) throws {
         var input = input
-        var payloads = self.allocator.buffer(capacity: self.bufferedBytes + input.readableBytes)
+        // Allocated at the first complete frame: a read that only extends an incomplete frame needs none.
+        var payloads: ByteBuffer?
+        let capacity = self.bufferedBytes + input.readableBytes
         self.pending.removeAll(keepingCapacity: true)
         if var partial = self.partial {
             self.partial = nil
             while true {
                 if let frame = try self.decoder.decode(buffer: &partial) {
-                    self.copy(frame, into: &payloads)
+                    self.copy(frame, into: &payloads, capacity: capacity)
                     break
                 }
                 guard input.readableBytes > 0 else {
@@ -163,7 +165,9 @@ public struct WebSocketFrameReader {
             }
         }
         if self.partial == nil {
-            while let frame = try self.decoder.decode(buffer: &input) { self.copy(frame, into: &payloads) }
+            while let frame = try self.decoder.decode(buffer: &input) {
+                self.copy(frame, into: &payloads, capacity: capacity)
+            }
             if input.readableBytes > 0 {
                 let needed = input.readableBytes + WebSocketFrameDecoder.bytesMissing(in: input)
                 var partial = self.allocator.buffer(capacity: min(needed, self.decoder.maximumFrameSize + 14))
@@ -173,6 +177,7 @@ public struct WebSocketFrameReader {
         }
         // Slices only now that every payload is written: a slice taken earlier would make each later
         // write copy the buffer.
+        guard let payloads else { return }
         for entry in self.pending {
             try body(
                 WebSocketFrame(
@@ -185,12 +190,15 @@ public struct WebSocketFrameReader {
         self.pending.removeAll(keepingCapacity: true)
     }
 
-    private mutating func copy(_ frame: WebSocketFrame, into payloads: inout ByteBuffer) {
-        let offset = payloads.writerIndex
+    /// Copies `frame`'s payload (unmasked) to the end of `payloads`, which is allocated with `capacity`
+    /// (enough for every payload of the read) the first time.
+    private mutating func copy(_ frame: WebSocketFrame, into payloads: inout ByteBuffer?, capacity: Int) {
+        if payloads == nil { payloads = self.allocator.buffer(capacity: capacity) }
+        let offset = payloads!.writerIndex
         if let key = frame.maskingKey {
-            payloads.writeMaskedBytes(frame.payload, maskingKey: key)
+            payloads!.writeMaskedBytes(frame.payload, maskingKey: key)
         } else {
-            payloads.writeImmutableBuffer(frame.payload)
+            payloads!.writeImmutableBuffer(frame.payload)
         }
         self.pending.append((frame.fin, frame.opcode, offset, frame.payload.readableBytes))
     }
