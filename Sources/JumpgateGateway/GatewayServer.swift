@@ -70,6 +70,7 @@ public final class GatewayServer: Sendable {
     public func shutdown() async {
         self.sweeper.cancel()
         try? await self.channel.close()
+        self.state.checkpointTraffic()
         try? await self.store.flush().get()
         try? await self.store.close()
     }

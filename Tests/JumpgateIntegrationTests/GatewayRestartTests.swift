@@ -41,8 +41,17 @@ struct GatewayRestartTests {
 
     @Test("SIGTERM stops the gateway gracefully (exit 0, store closed); it starts again on the same data")
     func gracefulShutdown() async throws {
-        try await EndToEndTests.withLab(allow: ["127.0.0.1:1"]) { lab, _ in
+        try await EndToEndTests.withLab { lab, echoPort in
             let before = try await lab.ssm.call("DescribeActivations", [:])
+            // A session's traffic since the last 30 s checkpoint is written at a graceful stop too.
+            let (client, localPort, sessionID) = try EndToEndTests().startSession(
+                lab,
+                host: "127.0.0.1",
+                port: echoPort
+            )
+            defer { client.stop() }
+            let payload = randomBuffer(1 << 20)
+            #expect(try await echoRoundTrip(port: localPort, bytes: payload) == payload)
             lab.gateway.signal(SIGTERM)
             #expect(try lab.gateway.waitForExit(timeout: 10) == 0)
             #expect(lab.gateway.standardError.contains("shutting down: closing the listener and the store"))
@@ -51,6 +60,9 @@ struct GatewayRestartTests {
             let after = try await lab.ssm.call("DescribeActivations", [:])
             #expect(after == before)
             #expect(try await Self.pingStatus(lab, waitingFor: "Online") == "Online")
+            let sessions = try await lab.ssm.call("DescribeSessions", ["State": "Active"])["Sessions"]?.arrayValue
+            let session = try #require(sessions?.first { $0["SessionId"]?.stringValue == sessionID })
+            #expect(try #require(session["JumpgateBytesToTarget"]?.int64Value) > 1 << 20)
         }
     }
 
