@@ -151,6 +151,7 @@ struct ForwardCommand: AsyncParsableCommand {
                         destination: "\(spec.host):\(spec.port)",
                         json: json
                     ),
+                    onAgentStatus: Self.agentStatus(sessionID: grant.sessionID, json: json),
                     resume: client.resumeSession,
                     resumeTimeout: resumeTimeout
                 )
@@ -201,14 +202,16 @@ struct ForwardCommand: AsyncParsableCommand {
             for forwarder in forwarders {
                 group.addTask {
                     do {
-                        switch try await forwarder.run() {
+                        let outcome = try await forwarder.run()
+                        switch outcome {
                         case .failed(let message):
                             FileHandle.standardError.write(Data("error: \(message)\n".utf8))
-                            return 1
                         case .ended(let reason):
-                            if !reason.isEmpty { emit("Session \(forwarder.sessionID) ended: \(reason)\n") }
-                            return 0
+                            emit("Session \(forwarder.sessionID) ended: \(reason)\n")
+                        case .endedByUser:
+                            break
                         }
+                        return outcome.exitStatus
                     } catch {
                         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
                         return 1
@@ -289,6 +292,25 @@ struct ForwardCommand: AsyncParsableCommand {
                     FileHandle.standardError.write(
                         Data("Connection from port \(localPort) to \(destination) failed: \(why)\n".utf8)
                     )
+                }
+            }
+        }
+    }
+
+    /// The gateway says the session's agent went away or came back: a line on stderr (text) or an
+    /// `agent-lost` / `agent-back` event (json).
+    static func agentStatus(sessionID: String, json: Bool) -> @Sendable (AgentStatusPayload) -> Void {
+        { status in
+            if json {
+                var event: [(key: String, value: JSONValue)] = [
+                    ("event", .string(status.status == .lost ? "agent-lost" : "agent-back")),
+                    ("sessionId", .string(sessionID)), ("reason", .string(status.reason)),
+                ]
+                if let seconds = status.seconds { event.append(("waitSeconds", .integer(seconds))) }
+                emit(JSONValue.object(event).serialized() + "\n")
+            } else {
+                StatusLine.withLineCleared {
+                    FileHandle.standardError.write(Data("Session \(sessionID): \(status.reason)\n".utf8))
                 }
             }
         }

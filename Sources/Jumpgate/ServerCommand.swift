@@ -45,6 +45,12 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(name: .long, help: "End sessions older than this (8h, 30m ...; default: no limit).")
     var maxSessionDuration: String?
 
+    @Option(
+        name: .long,
+        help: "End a session whose agent stays away this long (killed, or its host down): 2m, 90s."
+    )
+    var agentLossTimeout: String = "2m"
+
     @Flag(name: .long, help: "Do not serve Prometheus metrics at GET /metrics.")
     var noMetrics = false
 
@@ -76,6 +82,11 @@ struct ServerCommand: AsyncParsableCommand {
             }
             return seconds
         }
+        guard let agentLoss = DurationText.seconds(self.agentLossTimeout), agentLoss > 0 else {
+            throw ValidationError(
+                "--agent-loss-timeout '\(self.agentLossTimeout)' is not a duration such as 2m or 90s."
+            )
+        }
         var configuration = GatewayConfiguration(
             dataDirectory: self.dataDir,
             listenHost: host,
@@ -86,6 +97,7 @@ struct ServerCommand: AsyncParsableCommand {
         configuration.tlsKeyFile = self.tlsKey
         configuration.idleTimeoutSeconds = idle == 0 ? .max : idle
         configuration.maximumSessionDurationSeconds = maximum
+        configuration.agentLoss.timeoutSeconds = agentLoss
         if !self.noMetrics {
             let registry = PrometheusCollectorRegistry()
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))

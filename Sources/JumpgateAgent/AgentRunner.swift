@@ -21,6 +21,9 @@ public final class AgentRunner: Sendable {
         public init() {}
     }
 
+    /// Identifies this agent process for its whole life (see docs/PROTOCOL.md §3).
+    static let runID = MessageID.random().description
+
     let state: AgentStateDirectory
     let allowList: AllowList
     let options: Options
@@ -157,6 +160,9 @@ public final class AgentRunner: Sendable {
             "PlatformType": "linux",
             "PlatformName": .string(AgentPlatform.name), "IPAddress": .string(AgentPlatform.primaryAddress()),
             "Hostname": .string(ProcessInfo.processInfo.hostName),
+            // Jumpgate's own: this process's run id, so the gateway can tell a reconnect (the same process,
+            // whose sessions resume) from a restart (a new process: the old one's sessions are gone).
+            "JumpgateRunId": .string(Self.runID),
         ]
         let channel = try await self.gateway.connectWebSocket(
             pathAndQuery: "\(path)?\(query)",

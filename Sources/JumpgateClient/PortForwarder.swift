@@ -70,9 +70,22 @@ public struct SessionGrant: Sendable {
 /// plugin's lines word for word.
 public final class PortForwarder: Sendable {
     public enum Outcome: Sendable, Equatable {
-        /// The session ended; `reason` is the gateway's or agent's text (empty for a normal end).
+        /// Ended here, by the user (Ctrl+C, SIGTERM, the end of `--exec`): exit status 0.
+        case endedByUser
+        /// Ended by the other side (terminated from the API, the agent shut down or was lost, the
+        /// gateway's idle timeout or maximum duration); `reason` is the gateway's or agent's text.
         case ended(reason: String)
+        /// Could not start, or ended here because something broke (resuming gave up, a protocol error).
         case failed(String)
+
+        /// The exit status of `jumpgate forward`, `jumpgate start-session` and the plugin (docs/CLIENT.md).
+        public var exitStatus: Int32 {
+            switch self {
+            case .endedByUser: return 0
+            case .failed: return 1
+            case .ended: return 2
+            }
+        }
     }
 
     let grant: SessionGrant
@@ -88,6 +101,8 @@ public final class PortForwarder: Sendable {
     let onAccept: (@Sendable (any Channel) -> Void)?
     /// Called when the agent could not connect a local connection's stream, with its reason if it gave one.
     let onConnectFailure: (@Sendable (String?) -> Void)?
+    /// Called when the gateway says the session's agent went away or came back (see AgentStatusPayload).
+    let onAgentStatus: (@Sendable (AgentStatusPayload) -> Void)?
     /// ResumeSession for this session (a new token and StreamUrl); nil: a dropped data channel ends it.
     let resume: (@Sendable (String) async throws -> SessionGrant)?
     /// How long to keep trying to resume after the data channel drops.
@@ -120,6 +135,7 @@ public final class PortForwarder: Sendable {
         listener: LocalListener? = nil,
         onAccept: (@Sendable (any Channel) -> Void)? = nil,
         onConnectFailure: (@Sendable (String?) -> Void)? = nil,
+        onAgentStatus: (@Sendable (AgentStatusPayload) -> Void)? = nil,
         resume: (@Sendable (String) async throws -> SessionGrant)? = nil,
         resumeTimeout: TimeAmount = .minutes(5),
         eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
@@ -133,6 +149,7 @@ public final class PortForwarder: Sendable {
         self.prebound = listener
         self.onAccept = onAccept
         self.onConnectFailure = onConnectFailure
+        self.onAgentStatus = onAgentStatus
         self.resume = resume
         self.resumeTimeout = resumeTimeout
         self.eventLoop = listener?.eventLoop ?? eventLoop
@@ -184,7 +201,8 @@ public final class PortForwarder: Sendable {
         let opening = OpenDataChannelInput(
             tokenValue: grant.tokenValue,
             clientID: MessageID.random().description,
-            clientVersion: JumpgateVersion.clientProtocolVersion
+            clientVersion: JumpgateVersion.clientProtocolVersion,
+            jumpgateFeatures: OpenDataChannelInput.agentStatusFeature
         ).json
         return try await endpoint.connectWebSocket(pathAndQuery: pathAndQuery, eventLoop: self.eventLoop) { _ in
             [OpeningFrameWriter(json: opening), session()]
@@ -276,7 +294,7 @@ public final class PortForwarder: Sendable {
             let (session, listener) = self.state.withLockedValue { ($0.session, $0.listener) }
             session?.terminate()
             listener?.close()
-            self.outcome.succeed(.ended(reason: ""))
+            self.outcome.succeed(.endedByUser)
         }
     }
 
@@ -345,6 +363,14 @@ extension PortForwarder: PortSessionDelegate {
 
     public func streamRequested(_ session: PortSession, id: SmuxStreamID) {}
 
+    public func agentStatusChanged(_ session: PortSession, status: AgentStatusPayload) {
+        self.logger.warning(
+            status.status == .lost ? "the agent is unreachable" : "the agent is back",
+            metadata: ["jumpgate.session_id": "\(self.grant.sessionID)", "reason": "\(status.reason)"]
+        )
+        self.onAgentStatus?(status)
+    }
+
     public func basicConnectionActivated(_ session: PortSession, channel: any Channel) {
         self.console.write("Connection accepted for session \(self.grant.sessionID).\n")
     }
@@ -369,7 +395,9 @@ extension PortForwarder: PortSessionDelegate {
             // Ended here, not by the gateway or the agent: resuming gave up, or the protocol broke.
             self.outcome.succeed(.failed(reason))
         } else {
-            self.outcome.succeed(.ended(reason: reason))
+            self.outcome.succeed(
+                .ended(reason: reason.isEmpty ? "The session was ended by the gateway or the agent." : reason)
+            )
         }
     }
 }

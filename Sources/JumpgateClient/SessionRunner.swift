@@ -24,6 +24,7 @@ public enum SessionRunner {
             caFile: client.configuration.caFile,
             console: console,
             logger: logger,
+            onAgentStatus: { status in console.write("\n\(status.reason)\n") },
             resume: client.resumeSession,
             resumeTimeout: resumeTimeout
         )
@@ -40,18 +41,18 @@ public enum SessionRunner {
         } catch {
             outcome = .failed("\(error)")
         }
+        // Unlike the official plugin (which exits 0 whatever happened), the status tells a script how the
+        // session ended: 0 by the user, 1 failed here, 2 ended by the other side (docs/CLIENT.md).
         switch outcome {
-        case .ended(let reason) where reason.isEmpty:
+        case .endedByUser:
             console.write("\n\nExiting session with sessionId: \(grant.sessionID).\n\n")
-            return 0
         case .ended(let reason):
             console.write("\n\nSessionId: \(grant.sessionID) : \(reason)\n\n")
-            return 0
         case .failed(let message):
             console.write("Cannot perform start session: \(message)\n")
             _ = try? await client.call("TerminateSession", ["SessionId": .string(grant.sessionID)])
-            return 1
         }
+        return outcome.exitStatus
     }
 }
 

@@ -23,6 +23,8 @@ public struct GatewayConfiguration: Sendable {
     public var idleTimeoutSeconds: Int64 = 1200
     /// Sessions older than this end (nil: no limit).
     public var maximumSessionDurationSeconds: Int64?
+    /// How long a session waits for its lost agent (``AgentLoss``).
+    public var agentLoss = AgentLoss.Policy()
     /// An existing certificate chain and key (PEM) instead of the generated ones.
     public var tlsCertificateFile: String?
     public var tlsKeyFile: String?
@@ -47,6 +49,7 @@ public final class GatewayServer: Sendable {
     public let credentialsFile: String
     let store: GatewayStore
     let sweeper: RepeatedTask
+    let lock: DataDirectoryLock
 
     init(
         state: GatewayState,
@@ -55,8 +58,10 @@ public final class GatewayServer: Sendable {
         caFile: String?,
         credentialsFile: String,
         store: GatewayStore,
-        sweeper: RepeatedTask
+        sweeper: RepeatedTask,
+        lock: DataDirectoryLock
     ) {
+        self.lock = lock
         self.state = state
         self.channel = channel
         self.url = url
@@ -73,11 +78,104 @@ public final class GatewayServer: Sendable {
         self.state.checkpointTraffic()
         try? await self.store.flush().get()
         try? await self.store.close()
+        self.lock.release()
     }
 
     public static func start(
         configuration: GatewayConfiguration,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger
+    ) async throws -> GatewayServer {
+        // Nothing is written before the data directory is this process's alone, and nothing but the lock
+        // before the port is bound (a gateway that cannot start leaves the disk as it found it).
+        let lock = try DataDirectoryLock.acquire(directory: configuration.dataDirectory)
+        let pipeline = NIOLockedValueBox<(NIOSSLContext, GatewayState)?>(nil)
+        let channel: any Channel
+        do {
+            channel = try await Self.bind(
+                configuration: configuration,
+                group: group,
+                pipeline: pipeline,
+                logger: logger
+            )
+        } catch {
+            lock.abandon()
+            throw error
+        }
+        do {
+            return try await Self.start(
+                configuration: configuration,
+                group: group,
+                channel: channel,
+                pipeline: pipeline,
+                lock: lock,
+                logger: logger
+            )
+        } catch {
+            try? await channel.close()
+            lock.release()
+            throw error
+        }
+    }
+
+    /// Binds the listening socket without accepting yet (connections wait in the backlog until the
+    /// pipeline's TLS context and state are set).
+    static func bind(
+        configuration: GatewayConfiguration,
+        group: any EventLoopGroup,
+        pipeline: NIOLockedValueBox<(NIOSSLContext, GatewayState)?>,
+        logger: Logger
+    ) async throws -> any Channel {
+        do {
+            return try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 256)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelOption(.autoRead, value: false)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                // Large reads make full TLS records and one relay write per burst (nio-data-path-measurements.md).
+                .childChannelOption(
+                    .recvAllocator,
+                    value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: 256 * 1024)
+                )
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        guard let (sslContext, state) = pipeline.withLockedValue({ $0 }) else {
+                            throw GatewayStartError("the gateway is not ready")
+                        }
+                        try Self.configurePipeline(
+                            channel: channel,
+                            sslContext: sslContext,
+                            state: state,
+                            logger: logger
+                        )
+                    }
+                }
+                .bind(host: configuration.listenHost, port: configuration.listenPort)
+                .get()
+        } catch let error as IOError where error.errnoCode == EADDRINUSE {
+            throw GatewayStartError(
+                "the address \(configuration.listenHost):\(configuration.listenPort) is already in use "
+                    + "(another gateway or program listens there); stop it or give another --listen"
+            )
+        } catch let error as IOError where error.errnoCode == EACCES {
+            throw GatewayStartError(
+                "no permission to listen on \(configuration.listenHost):\(configuration.listenPort) "
+                    + "(ports below 1024 need root or CAP_NET_BIND_SERVICE); give another --listen"
+            )
+        } catch let error as IOError where error.errnoCode == EADDRNOTAVAIL {
+            throw GatewayStartError(
+                "\(configuration.listenHost) is not an address of this machine; give one of its addresses "
+                    + "(or 0.0.0.0) with --listen"
+            )
+        }
+    }
+
+    static func start(
+        configuration: GatewayConfiguration,
+        group: any EventLoopGroup,
+        channel: any Channel,
+        pipeline: NIOLockedValueBox<(NIOSSLContext, GatewayState)?>,
+        lock: DataDirectoryLock,
         logger: Logger
     ) async throws -> GatewayServer {
         let directory = try GatewayDataDirectory.prepare(configuration: configuration)
@@ -105,9 +203,9 @@ public final class GatewayServer: Sendable {
         }
         state.addAccessKey(id: directory.adminAccessKeyID, secret: directory.adminSecret, user: "jumpgate-admin")
         // Sessions whose client never came back (after a drop, or after this gateway restarted) end.
-        let (grace, idle, maximum) = (
+        let (grace, idle, maximum, agentLoss) = (
             configuration.resumeGraceSeconds, configuration.idleTimeoutSeconds,
-            configuration.maximumSessionDurationSeconds
+            configuration.maximumSessionDurationSeconds, configuration.agentLoss
         )
         let ticks = NIOLockedValueBox(0)
         let sweeper = group.any().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
@@ -123,6 +221,28 @@ public final class GatewayServer: Sendable {
                     metadata: ["jumpgate.session_id": "\(session.id)", "reason": "\(session.closeReason)"]
                 )
                 GatewayAPI.terminate(session, state: state, reason: session.closeReason)
+            }
+            for (session, relay, absence) in state.agentLossSweep(policy: agentLoss) {
+                switch AgentLoss.decide(absence, policy: agentLoss) {
+                case .none:
+                    break
+                case .notifyClient:
+                    relay.notifyAgentLost(
+                        reason: AgentLoss.noticeReason(instanceID: session.target, policy: agentLoss),
+                        waitSeconds: agentLoss.timeoutSeconds
+                    )
+                case .end:
+                    let reason = AgentLoss.lossReason(
+                        instanceID: session.target,
+                        absence: absence,
+                        agentOnline: state.controlChannel(instanceID: session.target) != nil
+                    )
+                    logger.info(
+                        "session ended",
+                        metadata: ["jumpgate.session_id": "\(session.id)", "reason": "\(reason)"]
+                    )
+                    GatewayAPI.terminate(session, state: state, reason: reason, status: .failed)
+                }
             }
             for (session, reason) in state.sessionsToEnd(idle: idle, maximumDuration: maximum) {
                 logger.info("session ended", metadata: ["jumpgate.session_id": "\(session.id)", "reason": "\(reason)"])
@@ -151,23 +271,8 @@ public final class GatewayServer: Sendable {
             )
         }
 
-        let channel = try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 256)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            // Large reads make full TLS records and one relay write per burst (nio-data-path-measurements.md).
-            .childChannelOption(
-                .recvAllocator,
-                value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: 256 * 1024)
-            )
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    // The StreamUrl base is known once bound; read it from the state at request time.
-                    try Self.configurePipeline(channel: channel, sslContext: sslContext, state: state, logger: logger)
-                }
-            }
-            .bind(host: configuration.listenHost, port: configuration.listenPort)
-            .get()
+        pipeline.withLockedValue { $0 = (sslContext, state) }
+        try await channel.setOption(ChannelOptions.autoRead, value: true).get()
         let port = channel.localAddress?.port ?? configuration.listenPort
         let host = configuration.listenHost.contains(":") ? "[\(configuration.listenHost)]" : configuration.listenHost
         let url =
@@ -181,7 +286,8 @@ public final class GatewayServer: Sendable {
             caFile: configuration.tlsCertificateFile == nil ? directory.caFile : nil,
             credentialsFile: directory.credentialsFile,
             store: store,
-            sweeper: sweeper
+            sweeper: sweeper,
+            lock: lock
         )
     }
 

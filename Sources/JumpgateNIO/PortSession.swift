@@ -16,10 +16,13 @@ public protocol PortSessionDelegate: AnyObject {
     func sessionEnded(_ session: PortSession, reason: String, byPeer: Bool)
     /// Client, basic mode: a waiting local connection is now the one being served.
     func basicConnectionActivated(_ session: PortSession, channel: any Channel)
+    /// Client: the gateway says the agent went away (its connections may be lost) or came back.
+    func agentStatusChanged(_ session: PortSession, status: AgentStatusPayload)
 }
 
 extension PortSessionDelegate {
     public func basicConnectionActivated(_ session: PortSession, channel: any Channel) {}
+    public func agentStatusChanged(_ session: PortSession, status: AgentStatusPayload) {}
 }
 
 /// What went through a port session's local connections (client: the laptop's; agent: the targets').
@@ -85,6 +88,7 @@ public final class PortSession: ChannelInboundHandler {
         var tcpClosed = false
         /// Data (and a FIN) that arrived before the target connection was up; bounded by the smux window.
         var earlyData: [ByteBuffer] = []
+        var earlyBytes = 0
         var earlyFIN = false
         init() {}
     }
@@ -129,6 +133,7 @@ public final class PortSession: ChannelInboundHandler {
             bound.value.timerFired()
         }
         if self.attachedOnce {
+            if self.receiveBound.isPaused { Self.setReading(context.channel, false) }
             // A resumed data channel: everything the peer has not acknowledged goes again, oldest first
             // (the peer drops and re-acknowledges what it already has).
             let frames = self.reliability.connectionRestored(now: .now())
@@ -234,6 +239,9 @@ public final class PortSession: ChannelInboundHandler {
             self.reliability.publicationPaused()
         case .startPublication:
             self.writeFrames(self.reliability.publicationResumed(now: .now()))
+        case .jumpgateAgentStatus:
+            guard !self.isAgent, let status = try? AgentStatusPayload(payload: message.payload) else { return }
+            self.delegate?.agentStatusChanged(self, status: status)
         default:
             break
         }
@@ -320,6 +328,7 @@ public final class PortSession: ChannelInboundHandler {
                 // Basic mode: the client's connection ended; close the target's (re-dialled on new data).
                 if self.isAgent, self.isBasic, let stream = self.streams[Self.basicStreamID] {
                     self.streams[Self.basicStreamID] = nil
+                    self.forgetEarlyData(of: stream)
                     if let channel = stream.channel {
                         stream.channel = nil
                         Self.close(channel, mode: .all)
@@ -380,6 +389,8 @@ public final class PortSession: ChannelInboundHandler {
             self.delegate?.streamRequested(self, id: Self.basicStreamID)
         }
         if case .mux(let version, _) = negotiated.mode {
+            // smux v2 bounds each stream with its window; v1 and basic mode need the session-wide bound.
+            self.receiveBound.isEnabled = version < 2
             let role: SmuxSession.Role = (self.isAgent ? .server : .client)
             self.mux = SmuxSession(configuration: .init(version: version, role: role))
             self.muxParser = NIOSingleStepByteToMessageProcessor(SmuxFrameDecoder(version: version))
@@ -448,7 +459,7 @@ public final class PortSession: ChannelInboundHandler {
         case .data(let id, let data):
             guard let stream = self.streams[id], !stream.tcpClosed else { return }
             guard let channel = stream.channel else {
-                stream.earlyData.append(data)
+                self.holdEarly(data, in: stream)
                 return
             }
             self.writeToTCP(id, channel: channel, data)
@@ -478,16 +489,21 @@ public final class PortSession: ChannelInboundHandler {
     private func writeToTCP(_ id: SmuxStreamID, channel: any Channel, _ data: ByteBuffer) {
         let count = data.readableBytes
         self.bytesOut += Int64(count)
+        self.receiveBound.queued(count)
         let bound = NIOLoopBound(self, eventLoop: channel.eventLoop)
-        channel.write(data).whenSuccess {
-            bound.value.consumed(id, count)
+        channel.write(data).whenComplete { result in
+            bound.value.written(id, count, success: (try? result.get()) != nil)
         }
+        self.applyReceiveBound()
         if self.reading {
             if !self.unflushed.contains(where: { $0 === channel }) { self.unflushed.append(channel) }
         } else {
             channel.flush()
         }
     }
+
+    /// What waits to be written to local connections; past its limit the data channel is not read.
+    private var receiveBound = ReceiveBound()
 
     /// Whether a data-channel read is being processed, and the TCP connections written to meanwhile.
     private var reading = false
@@ -500,6 +516,14 @@ public final class PortSession: ChannelInboundHandler {
         for channel in channels { channel.flush() }
         context.flush()
         context.fireChannelReadComplete()
+    }
+
+    /// A write to a local connection completed (or failed with its connection): the bytes leave the
+    /// receive bound, and on success they count as consumed for the smux window.
+    private func written(_ id: SmuxStreamID, _ count: Int, success: Bool) {
+        self.receiveBound.written(count)
+        self.applyReceiveBound()
+        if success { self.consumed(id, count) }
     }
 
     private func consumed(_ id: SmuxStreamID, _ count: Int) {
@@ -526,6 +550,10 @@ public final class PortSession: ChannelInboundHandler {
             return Self.basicStreamID
         }
         guard var mux = self.mux else { throw WireError(.smuxProtocolViolation, "the session is not in mux mode") }
+        guard self.reliability.canSendControl else {
+            // The agent has acknowledged nothing for thousands of messages: refuse this connection only.
+            throw WireError(.bufferFull, "the session's send buffer is full")
+        }
         let (id, frames) = try mux.openStream()
         self.mux = mux
         let stream = StreamState()
@@ -547,8 +575,9 @@ public final class PortSession: ChannelInboundHandler {
         stream.channel = channel
         self.totalConnections += 1
         try channel.pipeline.syncOperations.addHandler(StreamTCPHandler(session: self, id: id))
-        for data in stream.earlyData { self.writeToTCP(id, channel: channel, data) }
-        stream.earlyData = []
+        let early = stream.earlyData
+        self.forgetEarlyData(of: stream)
+        for data in early { self.writeToTCP(id, channel: channel, data) }
         if stream.earlyFIN {
             let halfClose = self.negotiated?.extensions.contains(.halfClose) == true
             if halfClose { Self.close(channel, mode: .output) } else { self.closeStream(id) }
@@ -575,7 +604,7 @@ public final class PortSession: ChannelInboundHandler {
             self.mux = mux
             self.sendMuxFrame(fin)
         }
-        self.streams[id] = nil
+        if let stream = self.streams.removeValue(forKey: id) { self.forgetEarlyData(of: stream) }
         self.context?.flush()
     }
 
@@ -653,7 +682,7 @@ public final class PortSession: ChannelInboundHandler {
             let version = mux.configuration.version
             let length = SmuxFrame.headerSize + first + (second > 0 ? SmuxFrame.headerSize + second : 0)
             // One copy: the socket's bytes go straight into the frame behind the SSM and smux headers.
-            self.sendStreamMessage(payloadType: .output, payloadLength: length) { frame in
+            self.sendStreamMessage(payloadType: .output, payloadLength: length, isControl: false) { frame in
                 frame.writeSmuxHeader(version: version, command: .psh, length: UInt16(first), streamID: id)
                 stream.backlog.move(first, into: &frame)
                 guard second > 0 else { return }
@@ -722,16 +751,23 @@ public final class PortSession: ChannelInboundHandler {
         if let stream = self.streams[Self.basicStreamID], !stream.tcpClosed {
             if let channel = stream.channel {
                 self.bytesOut += Int64(data.readableBytes)
-                channel.writeAndFlush(data, promise: nil)
+                let count = data.readableBytes
+                self.receiveBound.queued(count)
+                let bound = NIOLoopBound(self, eventLoop: channel.eventLoop)
+                channel.writeAndFlush(data).whenComplete { _ in
+                    bound.value.receiveBound.written(count)
+                    bound.value.applyReceiveBound()
+                }
+                self.applyReceiveBound()
             } else {
-                stream.earlyData.append(data)  // the agent's dial is still in progress
+                self.holdEarly(data, in: stream)  // the agent's dial is still in progress
             }
             return
         }
         guard self.isAgent else { return }  // the client withheld the ack for this; it comes again
         // Agent: the target connection ended earlier; new data re-dials it.
         let stream = StreamState()
-        stream.earlyData = [data]
+        self.holdEarly(data, in: stream)
         self.streams[Self.basicStreamID] = stream
         self.delegate?.streamRequested(self, id: Self.basicStreamID)
     }
@@ -742,7 +778,9 @@ public final class PortSession: ChannelInboundHandler {
         var sentSomething = false
         while !stream.backlog.isEmpty, self.reliability.canSend {
             let n = min(negotiated.maximumPayloadSize, stream.backlog.readableBytes)
-            self.sendStreamMessage(payloadType: .output, payloadLength: n) { stream.backlog.move(n, into: &$0) }
+            self.sendStreamMessage(payloadType: .output, payloadLength: n, isControl: false) {
+                stream.backlog.move(n, into: &$0)
+            }
             sentSomething = true
         }
         if stream.backlog.isEmpty {
@@ -765,6 +803,7 @@ public final class PortSession: ChannelInboundHandler {
         // Detach first: closing can deliver the channel's last events right away (re-entrantly).
         guard self.streams[Self.basicStreamID] === stream else { return }
         self.streams[Self.basicStreamID] = nil
+        self.forgetEarlyData(of: stream)
         if let channel = stream.channel {
             stream.channel = nil
             Self.close(channel, mode: .all)
@@ -797,7 +836,44 @@ public final class PortSession: ChannelInboundHandler {
             _ = mux.abortStream(id)
             self.mux = mux
         }
-        self.streams[id] = nil
+        if let stream = self.streams.removeValue(forKey: id) { self.forgetEarlyData(of: stream) }
+    }
+
+    // MARK: receive bound (smux v1 and basic mode: nothing else bounds what waits for a local socket)
+
+    /// Data for a stream whose connection is still being dialled: held, and counted in the bound.
+    private func holdEarly(_ data: ByteBuffer, in stream: StreamState) {
+        stream.earlyData.append(data)
+        stream.earlyBytes += data.readableBytes
+        self.receiveBound.queued(data.readableBytes)
+        self.applyReceiveBound()
+    }
+
+    private func forgetEarlyData(of stream: StreamState) {
+        guard stream.earlyBytes > 0 else { return }
+        self.receiveBound.written(stream.earlyBytes)
+        stream.earlyData = []
+        stream.earlyBytes = 0
+        self.applyReceiveBound()
+    }
+
+    /// Stops or restarts reading the data channel as the bound decides. Stopping leaves the peer's
+    /// messages unacknowledged in TCP and the gateway, so its own send window fills and it stops reading
+    /// its sources: backpressure end to end, as the official plugin's smux v1 session buffer does.
+    private func applyReceiveBound() {
+        guard let change = self.receiveBound.evaluate() else { return }
+        guard let channel = self.context?.channel else { return }  // applied when a channel attaches
+        self.logger.debug(
+            change == .pause ? "local connections are slow; pausing the data channel" : "resuming the data channel",
+            metadata: ["queued": "\(self.receiveBound.queuedBytes)"]
+        )
+        Self.setReading(channel, change == .resume)
+    }
+
+    private static func setReading(_ channel: any Channel, _ reading: Bool) {
+        channel.setOption(ChannelOptions.autoRead, value: reading).whenSuccess {
+            if reading { channel.read() }
+        }
     }
 
     // MARK: outbound messages
@@ -810,16 +886,20 @@ public final class PortSession: ChannelInboundHandler {
 
     private var outgoingType: MessageType { self.isAgent ? .outputStreamData : .inputStreamData }
 
+    /// Sends a control message (handshake, flags, smux SYN/FIN/UPD, connect errors): it may use the
+    /// reserve above the data bound, so a full send window pauses the sources but never ends the session.
     private func sendStreamMessage(payloadType: PayloadType, payload: ByteBuffer) {
-        self.sendStreamMessage(payloadType: payloadType, payloadLength: payload.readableBytes) {
+        self.sendStreamMessage(payloadType: payloadType, payloadLength: payload.readableBytes, isControl: true) {
             $0.writeImmutableBuffer(payload)
         }
     }
 
     /// Sends the next stream message; `writePayload` writes its `payloadLength` bytes straight into the frame.
+    /// Data (`isControl` false) is only sent after checking ``ReliableDeliveryStateMachine/canSend``.
     private func sendStreamMessage(
         payloadType: PayloadType,
         payloadLength: Int,
+        isControl: Bool,
         writePayload: (inout ByteBuffer) -> Void
     ) {
         guard !self.ended else { return }
@@ -837,12 +917,17 @@ public final class PortSession: ChannelInboundHandler {
             writePayload: writePayload
         )
         do {
-            if case .write(let bytes) = try self.reliability.send(frame, now: .now()) {
+            if case .write(let bytes) = try self.reliability.send(frame, now: .now(), isControl: isControl) {
                 self.context?.write(self.wrapOutboundOut(.binary(bytes)), promise: nil)
             }
         } catch {
-            // The caller checks canSend for data; control messages past the bound are a protocol failure.
-            self.end(reason: "outgoing buffer overflow: \(error)", byPeer: false)
+            // Data is sent only when canSend; the control reserve is exhausted only by a peer that opened
+            // thousands of streams and acknowledged nothing.
+            self.end(
+                reason:
+                    "the peer acknowledged nothing while \(self.reliability.unacknowledgedCount) messages waited: \(error)",
+                byPeer: false
+            )
         }
     }
 
@@ -923,7 +1008,10 @@ public final class PortSession: ChannelInboundHandler {
         }
         let ack = self.reliability.acknowledgementTimerFired(now: now)
         self.sendAcknowledgement(ack)
-        switch self.reliability.retransmitTimerFired(now: now) {
+        // A resend into a socket that is not writable would only queue behind what is not yet sent: the
+        // peer is not reading, which is backpressure, not loss, and must not count toward giving up.
+        let writable = self.context?.channel.isWritable ?? true
+        switch writable ? self.reliability.retransmitTimerFired(now: now) : .none {
         case .resend(let frame, _):
             self.context?.write(self.wrapOutboundOut(.binary(frame)), promise: nil)
         case .giveUp(let sequenceNumber):

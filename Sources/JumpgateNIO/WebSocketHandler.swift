@@ -87,6 +87,10 @@ public final class WebSocketHandler: ChannelDuplexHandler {
     }
 
     private func timerFired(context: ChannelHandlerContext) {
+        if (try? context.channel.syncOptions?.getOption(ChannelOptions.autoRead)) == false {
+            // Not reading on purpose (backpressure: the other side is slow): silence is not idleness.
+            self.lastRead = .now()
+        }
         if NIODeadline.now() - self.lastRead > self.configuration.idleTimeout {
             self.sendClose(
                 context: context,

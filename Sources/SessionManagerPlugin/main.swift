@@ -15,6 +15,13 @@ func fail(_ message: String) -> Never {
     exit(1)
 }
 
+/// Fails after the session was granted: terminates it first, so it does not stay Connected with nobody
+/// on the client side.
+func fail(_ message: String, terminating sessionID: String, with client: SSMClient) async -> Never {
+    _ = try? await client.call("TerminateSession", ["SessionId": .string(sessionID)])
+    fail(message)
+}
+
 LoggingSystem.bootstrap { label in
     var handler = StreamLogHandler.standardError(label: label)
     handler.logLevel =
@@ -44,12 +51,6 @@ case .startSession(let response, let region, let operation, let profile, let par
     else {
         fail("the StartSession response is not JSON with SessionId, TokenValue and StreamUrl")
     }
-    guard let request = try? JSONValue(parsing: parameters), let target = request["Target"]?.stringValue,
-        !target.isEmpty
-    else {
-        fail("the StartSession request parameters lack Target")
-    }
-    let localPort = request["Parameters"]?["localPortNumber"]?.arrayValue?.first?.stringValue.flatMap(Int.init) ?? 0
     let client: SSMClient
     do {
         let configuration = try ClientConfiguration.resolve(
@@ -60,13 +61,25 @@ case .startSession(let response, let region, let operation, let profile, let par
         )
         client = try SSMClient(configuration: configuration)
     } catch {
-        fail("\(error)")
+        fail(
+            "\(error); the session \(grant.sessionID) could not be terminated from here (end it with aws ssm terminate-session)"
+        )
     }
+    guard let request = try? JSONValue(parsing: parameters), let target = request["Target"]?.stringValue,
+        !target.isEmpty
+    else {
+        await fail("the StartSession request parameters lack Target", terminating: grant.sessionID, with: client)
+    }
+    let localPort = request["Parameters"]?["localPortNumber"]?.arrayValue?.first?.stringValue.flatMap(Int.init) ?? 0
     // The AWS CLI passes no options to plugins: the resume time comes from the environment.
     var resumeTimeout = TimeAmount.minutes(5)
     if let text = ProcessInfo.processInfo.environment["JUMPGATE_RESUME_TIMEOUT"] {
         guard let seconds = DurationText.seconds(text), seconds > 0 else {
-            fail("JUMPGATE_RESUME_TIMEOUT '\(text)' must be a positive duration such as 90s, 5m or 1h")
+            await fail(
+                "JUMPGATE_RESUME_TIMEOUT '\(text)' must be a positive duration such as 90s, 5m or 1h",
+                terminating: grant.sessionID,
+                with: client
+            )
         }
         resumeTimeout = .seconds(seconds)
     }

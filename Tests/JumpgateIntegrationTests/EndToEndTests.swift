@@ -191,34 +191,37 @@ struct EndToEndTests {
         }
     }
 
+    /// `aws ssm start-session` to 127.0.0.1:`port` with Jumpgate's plugin on PATH (trusting the lab's CA
+    /// through AWS_CA_BUNDLE, as a user sets it up); returns the CLI, the local port and the session id.
+    static func awsStartSession(_ lab: Lab, port: Int) throws -> (ChildProcess, Int, String) {
+        var environment = lab.environment
+        environment["PATH"] =
+            ChildProcess.productsDirectory.path + ":"
+            + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
+        environment["AWS_CA_BUNDLE"] = lab.caFile
+        environment["AWS_DEFAULT_REGION"] = "us-east-1"
+        let aws = try ChildProcess(
+            "aws ssm start-session",
+            [
+                "ssm", "start-session", "--target", lab.instanceID, "--document-name",
+                "AWS-StartPortForwardingSessionToRemoteHost",
+                "--parameters", "host=127.0.0.1,portNumber=\(port),localPortNumber=0", "--endpoint-url", lab.url,
+            ],
+            executable: "aws",
+            environment: environment
+        )
+        let line = try aws.waitForLine(timeout: 60) { $0.hasPrefix("Port ") && $0.contains(" opened for sessionId ") }
+        let parts = line.split(separator: " ")
+        return (aws, try #require(Int(parts[1])), String(parts[5].dropLast()))
+    }
+
     @Test(
         "aws ssm start-session with Jumpgate's plugin on PATH: 20 connections and 256 MiB each way, byte-exact; Ctrl+C ends it"
     )
     func awsCLIWithPlugin() async throws {
         try await Self.withLab { lab, echoPort in
-            var environment = lab.environment
-            // The plugin is found on PATH, as a user installs it; it trusts the gateway through AWS_CA_BUNDLE.
-            environment["PATH"] =
-                ChildProcess.productsDirectory.path + ":"
-                + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
-            environment["AWS_CA_BUNDLE"] = lab.caFile
-            environment["AWS_DEFAULT_REGION"] = "us-east-1"
-            let aws = try ChildProcess(
-                "aws ssm start-session",
-                [
-                    "ssm", "start-session", "--target", lab.instanceID, "--document-name",
-                    "AWS-StartPortForwardingSessionToRemoteHost",
-                    "--parameters", "host=127.0.0.1,portNumber=\(echoPort),localPortNumber=0", "--endpoint-url",
-                    lab.url,
-                ],
-                executable: "aws",
-                environment: environment
-            )
+            let (aws, localPort, sessionID) = try Self.awsStartSession(lab, port: echoPort)
             defer { aws.stop() }
-            let line = try aws.waitForLine(timeout: 60) {
-                $0.hasPrefix("Port ") && $0.contains(" opened for sessionId ")
-            }
-            let localPort = try #require(Int(line.split(separator: " ")[1]))
             #expect(try await parallelEchoes(port: localPort, count: 20, baseSize: 32 * 1024, step: 131) == 20)
             // 256 MiB each way (up to the echo target and back).
             let large = randomBuffer(256 << 20)
@@ -229,7 +232,6 @@ struct EndToEndTests {
             for pid in plugins { kill(pid, SIGINT) }
             #expect(try aws.waitForExit() == 0)
             #expect(aws.output.contains("Terminate signal received, exiting."))
-            let sessionID = String(line.split(separator: " ")[5].dropLast())
             #expect(try await Self.historyStatus(lab, sessionID, waitingFor: "Terminated") == "Terminated")
         }
     }
@@ -273,7 +275,7 @@ struct EndToEndTests {
             )
             #expect(terminateStatus == 0)
             #expect(terminated.contains("Terminated \(sessionID)"))
-            #expect(try client.waitForExit() == 0)
+            #expect(try client.waitForExit() == 2, "terminated from the API: exit status 2")
             #expect(
                 client.output.contains {
                     $0.contains("SessionId: \(sessionID) : Session terminated by jumpgate-admin.")
@@ -380,7 +382,7 @@ struct EndToEndTests {
             #expect(try await parallelEchoes(port: localPort, count: 2, baseSize: 1024, step: 1) == 2)
             lab.agent.signal(SIGTERM)
             #expect(try lab.agent.waitForExit() == 0)
-            #expect(try client.waitForExit() == 0)
+            #expect(try client.waitForExit() == 2, "the agent shut down: exit status 2")
             #expect(
                 client.output.contains {
                     $0.contains("SessionId: \(sessionID) : The agent on \(lab.instanceID) is shutting down.")

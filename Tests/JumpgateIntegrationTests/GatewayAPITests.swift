@@ -197,7 +197,7 @@ struct GatewayAPITests {
             #expect(active["Sessions"]?.arrayValue?.map { $0["SessionId"]?.stringValue } == [sessionID])
             let terminated = try aws(["ssm", "terminate-session", "--session-id", sessionID])
             #expect(terminated["SessionId"]?.stringValue == sessionID)
-            #expect(try client.waitForExit() == 0)
+            #expect(try client.waitForExit() == 2, "terminated from the API: exit status 2")
             #expect(try await EndToEndTests.historyStatus(lab, sessionID, waitingFor: "Terminated") == "Terminated")
             let history = try aws(["ssm", "describe-sessions", "--state", "History"])
             #expect(history["Sessions"]?.arrayValue?.contains { $0["SessionId"]?.stringValue == sessionID } == true)

@@ -41,7 +41,7 @@ struct GatewayLimitsTests {
             defer { client.stop() }
             #expect(client.standardError.contains("the gateway ends this session after 3 seconds without traffic"))
             #expect(try await parallelEchoes(port: localPort, count: 1, baseSize: 1000, step: 1) == 1)
-            #expect(try client.waitForExit(timeout: 20) == 0)
+            #expect(try client.waitForExit(timeout: 20) == 2, "the idle timeout: exit status 2")
             #expect(
                 client.output.contains {
                     $0.contains(
@@ -72,7 +72,7 @@ struct GatewayLimitsTests {
                     interval: .milliseconds(100)
                 )
             }
-            #expect(try client.waitForExit(timeout: 20) == 0)
+            #expect(try client.waitForExit(timeout: 20) == 2, "the maximum duration: exit status 2")
             _ = try? await transfer.value
             #expect(
                 client.output.contains {

@@ -22,7 +22,7 @@ struct GatewayStateTests {
                 agentVersion: "3.3.1802.0",
                 platformName: "Debian",
                 ipAddress: "198.18.1.10"
-            )
+            ) != nil
         )
         return (state, "mi-0123456789abcdef0")
     }

@@ -102,7 +102,7 @@ struct NetworkDropTests {
                 try await Task.sleep(nanoseconds: 100_000_000)
             }
             #expect(ended, "\(lab.agent.standardError.suffix(2000))")
-            #expect(try client.waitForExit() == 0)
+            #expect(try client.waitForExit() == 2, "ended by the other side: exit status 2")
         }
     }
 }

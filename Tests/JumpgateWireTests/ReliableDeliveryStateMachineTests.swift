@@ -142,6 +142,38 @@ struct ReliableDeliveryStateMachineTests {
         #expect(bytesLimited.unacknowledgedBytes == 2 * (120 + 600))
     }
 
+    @Test("a full data window still takes control messages (a stream's FIN) up to the reserve, then refuses")
+    func controlReserve() throws {
+        var configuration = ReliableDeliveryConfiguration()
+        configuration.outgoingLimit = MessageBufferLimit(messages: 3, bytes: 1 << 20)
+        configuration.controlReserve = MessageBufferLimit(messages: 2, bytes: 1 << 20)
+        let clock = ManualClock()
+        var sm = ReliableDeliveryStateMachine(configuration: configuration)
+        for seq in 0..<3 { _ = try sm.send(frame(Int64(seq)), now: clock.now) }
+        #expect(!sm.canSend && sm.canSendControl)
+        #expect(throws: WireError.self) { try sm.send(frame(3), now: clock.now) }
+        #expect(try sm.send(frame(3), now: clock.now, isControl: true) == .write(frame(3)))
+        #expect(try sm.send(frame(4), now: clock.now, isControl: true) == .write(frame(4)))
+        #expect(!sm.canSendControl)
+        #expect(throws: WireError.self) { try sm.send(frame(5), now: clock.now, isControl: true) }
+        #expect(sm.nextSequenceNumber == 5)
+        // Acknowledging control messages does not reopen the data window until below its own bound.
+        #expect(sm.acknowledgementReceived(sequenceNumber: 4, now: clock.now) == .acknowledged(windowOpened: false))
+        #expect(!sm.canSend && sm.canSendControl)
+        #expect(sm.acknowledgementReceived(sequenceNumber: 0, now: clock.now) == .acknowledged(windowOpened: false))
+        #expect(sm.acknowledgementReceived(sequenceNumber: 1, now: clock.now) == .acknowledged(windowOpened: true))
+        #expect(sm.canSend)
+
+        // The byte bound works the same way.
+        configuration.outgoingLimit = MessageBufferLimit(messages: 100, bytes: 500)
+        configuration.controlReserve = MessageBufferLimit(messages: 100, bytes: 200)
+        var bytes = ReliableDeliveryStateMachine(configuration: configuration)
+        _ = try bytes.send(frame(0, bytes: 400), now: clock.now)
+        #expect(!bytes.canSend && bytes.canSendControl)
+        _ = try bytes.send(frame(1, bytes: 100), now: clock.now, isControl: true)
+        #expect(!bytes.canSendControl)
+    }
+
     @Test("resume after reconnect: held and unacknowledged frames are resent in order, numbering continues")
     func resumeAfterReconnect() throws {
         var clock = ManualClock()

@@ -42,13 +42,14 @@ final class ControlChannelHandler: ChannelInboundHandler {
             self.deadline?.cancel()
             guard text.readableBytes <= 16 * 1024, let json = try? JSONValue(parsing: text.readableBytesView),
                 let token = json["TokenValue"]?.stringValue,
-                self.state.attachControlChannel(
+                let stale = self.state.attachControlChannel(
                     instanceID: self.instanceID,
                     token: token,
                     channel: context.channel,
                     agentVersion: json["AgentVersion"]?.stringValue ?? "",
                     platformName: json["PlatformName"]?.stringValue ?? "",
-                    ipAddress: json["IPAddress"]?.stringValue ?? ""
+                    ipAddress: json["IPAddress"]?.stringValue ?? "",
+                    runID: json["JumpgateRunId"]?.stringValue.flatMap { $0.isEmpty || $0.count > 64 ? nil : $0 }
                 )
             else {
                 self.logger.info("control channel refused: invalid opening frame or token")
@@ -60,6 +61,15 @@ final class ControlChannelHandler: ChannelInboundHandler {
             }
             self.opened = true
             self.logger.info("agent online")
+            // A new agent process: the sessions of the old one cannot continue (their connections died).
+            let reason = AgentLoss.restartReason(instanceID: self.instanceID)
+            for session in stale {
+                self.logger.info(
+                    "session ended: the agent restarted",
+                    metadata: ["jumpgate.session_id": "\(session.id)"]
+                )
+                GatewayAPI.terminate(session, state: self.state, reason: reason, status: .failed)
+            }
         case .binary(let frame):
             guard self.opened, let message = try? SSMMessage(decoding: frame) else { return }
             if message.messageType == .agentTaskComplete,

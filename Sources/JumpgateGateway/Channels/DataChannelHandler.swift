@@ -100,7 +100,11 @@ final class DataChannelHandler: ChannelInboundHandler {
             return
         }
         self.relay = relay
-        relay.attach(self.side, channel: context.channel)
+        relay.attach(
+            self.side,
+            channel: context.channel,
+            wantsAgentStatus: input.wants(OpenDataChannelInput.agentStatusFeature)
+        )
         self.logger.info("data channel attached", metadata: ["jumpgate.side": "\(self.side)"])
     }
 

@@ -38,6 +38,13 @@ public final class SessionRelay: Sendable {
         /// Whether the agent's handshake_complete was seen (frames are inspected until it is). A session
         /// restored after a gateway restart had completed its handshake.
         var handshakeSeen = false
+        /// Since when no agent data channel is attached (epoch seconds; set at creation, since the agent
+        /// has not connected yet), whether one ever was, and whether the client was told it is gone.
+        var agentAbsentSince: Int64?
+        var agentEverAttached = false
+        var agentLossNotified = false
+        /// The attached client asked for `jumpgate_agent_status` messages (a Jumpgate client).
+        var clientWantsAgentStatus = false
 
         func isPaused(_ side: Side) -> Bool { side == .client ? self.clientPaused : self.agentPaused }
 
@@ -71,6 +78,7 @@ public final class SessionRelay: Sendable {
         self.bufferLimit = bufferLimit
         self.inner.withLockedValue { inner in
             inner.lastActivity = state.clock()
+            inner.agentAbsentSince = state.clock()
             inner.handshakeSeen = restored
             (inner.bytesToAgent, inner.bytesToClient) = relayedBytes
         }
@@ -94,7 +102,8 @@ public final class SessionRelay: Sendable {
     /// Attaches a channel; an older channel on the same side is closed (a resumed peer replaces it).
     /// Buffered frames for this side are written; then each side that must resend or may stop pausing
     /// gets `start_publication`.
-    func attach(_ side: Side, channel: any Channel) {
+    func attach(_ side: Side, channel: any Channel, wantsAgentStatus: Bool = false) {
+        var agentBack: (any Channel)?
         let (previous, pending, wake) = self.inner.withLockedValue {
             inner -> ((any Channel)?, [ByteBuffer], [Side]) in
             let previous = inner.channel(side)
@@ -102,9 +111,16 @@ public final class SessionRelay: Sendable {
             switch side {
             case .client:
                 inner.client = channel
+                inner.clientWantsAgentStatus = wantsAgentStatus
                 swap(&pending, &inner.pendingToClient)
             case .agent:
                 inner.agent = channel
+                inner.agentAbsentSince = nil
+                inner.agentEverAttached = true
+                if inner.agentLossNotified {
+                    inner.agentLossNotified = false
+                    if inner.clientWantsAgentStatus { agentBack = inner.client }
+                }
                 swap(&pending, &inner.pendingToAgent)
             }
             let delivered = pending.reduce(0) { $0 + $1.readableBytes }
@@ -120,6 +136,10 @@ public final class SessionRelay: Sendable {
             return (previous, pending, wake)
         }
         if let previous, previous !== channel { previous.close(promise: nil) }
+        if let agentBack {
+            let status = AgentStatusPayload(status: .back, reason: "The agent reconnected; the session continues.")
+            agentBack.writeAndFlush(WebSocketMessage.binary(Self.agentStatusMessage(status)), promise: nil)
+        }
         for frame in pending { channel.write(WebSocketMessage.binary(frame), promise: nil) }
         channel.flush()
         for woken in wake {
@@ -131,13 +151,49 @@ public final class SessionRelay: Sendable {
     }
 
     func detach(_ side: Side, channel: any Channel) {
+        let now = self.state.clock()
         self.inner.withLockedValue { inner in
             switch side {
             case .client where inner.client === channel: inner.client = nil
-            case .agent where inner.agent === channel: inner.agent = nil
+            case .agent where inner.agent === channel:
+                inner.agent = nil
+                inner.agentAbsentSince = now
             default: break
             }
         }
+    }
+
+    /// How long no agent data channel has been attached, or nil while one is.
+    func agentAbsence(now: Int64) -> AgentLoss.Absence? {
+        self.inner.withLockedValue { inner in
+            guard let since = inner.agentAbsentSince else { return nil }
+            return AgentLoss.Absence(
+                seconds: now - since,
+                everAttached: inner.agentEverAttached,
+                clientNotified: inner.agentLossNotified
+            )
+        }
+    }
+
+    /// Tells a Jumpgate client that the agent is gone (once per absence); official clients are not told.
+    func notifyAgentLost(reason: String, waitSeconds: Int64) {
+        let client = self.inner.withLockedValue { inner -> (any Channel)? in
+            guard !inner.agentLossNotified else { return nil }
+            inner.agentLossNotified = true
+            return inner.clientWantsAgentStatus ? inner.client : nil
+        }
+        guard let client else { return }
+        let status = AgentStatusPayload(status: .lost, reason: reason, seconds: waitSeconds)
+        client.writeAndFlush(WebSocketMessage.binary(Self.agentStatusMessage(status)), promise: nil)
+    }
+
+    static func agentStatusMessage(_ status: AgentStatusPayload) -> ByteBuffer {
+        SSMMessage(
+            messageType: .jumpgateAgentStatus,
+            createdDate: Self.nowMilliseconds(),
+            flags: 0,
+            payload: status.encoded()
+        ).encoded()
     }
 
     func channel(_ side: Side) -> (any Channel)? {

@@ -155,8 +155,13 @@ struct GatewayAPI: Sendable {
         return ["SessionId": .string(id)]
     }
 
-    static func terminate(_ session: SessionRecord, state: GatewayState, reason: String) {
-        state.setStatus(sessionID: session.id, .terminated, reason: reason)
+    static func terminate(
+        _ session: SessionRecord,
+        state: GatewayState,
+        reason: String,
+        status: SessionStatus = .terminated
+    ) {
+        state.setStatus(sessionID: session.id, status, reason: reason)
         state.relay(sessionID: session.id)?.terminate(reason: reason)
         if let control = state.controlChannel(instanceID: session.target) {
             let closed = ChannelClosedPayload(

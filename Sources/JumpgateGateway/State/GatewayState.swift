@@ -132,6 +132,8 @@ public final class GatewayState: Sendable {
         var sessions: [String: SessionRecord] = [:]
         var sessionsCreated: Int64 = 0
         var controlChannels: [String: any Channel] = [:]
+        /// Each agent's process run id, from its control channel's opening frame (runtime only).
+        var agentRunIDs: [String: String] = [:]
         var controlTokens: [String: (instanceID: String, expires: Int64)] = [:]
         var relays: [String: SessionRelay] = [:]
         var failedRegistrations: [String: (count: Int, windowStart: Int64)] = [:]
@@ -463,22 +465,32 @@ public final class GatewayState: Sendable {
     }
 
     /// Consumes a control-channel token and records the channel as the instance's live control channel.
+    /// Returns nil when refused; otherwise the instance's open sessions that a new agent process
+    /// (another `runID`) cannot continue, for the caller to end (``AgentLoss``).
     public func attachControlChannel(
         instanceID: String,
         token: String,
         channel: any Channel,
         agentVersion: String,
         platformName: String,
-        ipAddress: String
-    ) -> Bool {
+        ipAddress: String,
+        runID: String? = nil
+    ) -> [SessionRecord]? {
         let now = self.clock()
-        let previous: (any Channel)?? = self.storage.withLockedValue { storage -> (any Channel)?? in
+        let attached = self.storage.withLockedValue { storage -> (previous: (any Channel)?, stale: [SessionRecord])? in
             guard let entry = storage.controlTokens.removeValue(forKey: tokenHash(token)),
                 entry.instanceID == instanceID,
                 entry.expires >= now, var instance = storage.instances[instanceID]
-            else { return .none }
+            else { return nil }
             let previous = storage.controlChannels[instanceID]
             storage.controlChannels[instanceID] = channel
+            var stale: [SessionRecord] = []
+            if AgentLoss.isRestart(previousRunID: storage.agentRunIDs[instanceID], newRunID: runID) {
+                stale = storage.sessions.values.filter {
+                    $0.target == instanceID && $0.status != .terminated && $0.status != .failed
+                }
+            }
+            if let runID { storage.agentRunIDs[instanceID] = runID }
             instance.online = true
             instance.lastPingEpoch = now
             if !agentVersion.isEmpty { instance.agentVersion = agentVersion }
@@ -486,11 +498,24 @@ public final class GatewayState: Sendable {
             if !ipAddress.isEmpty { instance.ipAddress = ipAddress }
             storage.instances[instanceID] = instance
             self.store?.submit(.instance(instance))
-            return .some(previous)
+            return (previous, stale)
         }
-        guard case .some(let old) = previous else { return false }
-        if let old, old !== channel { old.close(promise: nil) }
-        return true
+        guard let attached else { return nil }
+        if let old = attached.previous, old !== channel { old.close(promise: nil) }
+        return attached.stale
+    }
+
+    /// Open sessions whose agent data channel is absent, with what ``AgentLoss`` decides for each.
+    public func agentLossSweep(policy: AgentLoss.Policy) -> [(SessionRecord, SessionRelay, AgentLoss.Absence)] {
+        let now = self.clock()
+        return self.storage.withLockedValue { storage in
+            storage.sessions.values.compactMap { session in
+                guard session.status != .terminated, session.status != .failed,
+                    let relay = storage.relays[session.id], let absence = relay.agentAbsence(now: now)
+                else { return nil }
+                return (session, relay, absence)
+            }
+        }
     }
 
     public func controlChannelClosed(instanceID: String, channel: any Channel) {

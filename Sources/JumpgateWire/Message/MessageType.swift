@@ -32,12 +32,14 @@ public struct MessageType: Hashable, Sendable, CustomStringConvertible {
     public static let agentJobReply = MessageType(known: "agent_job_reply")
     public static let agentJobReplyAck = MessageType(known: "agent_job_reply_ack")
     public static let agentTelemetry = MessageType(known: "agent_telemetry")
+    /// Jumpgate's own, gateway to Jumpgate clients only: see ``AgentStatusPayload``.
+    public static let jumpgateAgentStatus = MessageType(known: "jumpgate_agent_status")
 
     /// The types the codec recognises without allocating a new string.
     static let known: [MessageType] = [
         .inputStreamData, .outputStreamData, .acknowledge, .channelClosed, .startPublication, .pausePublication,
         .agentSessionState, .interactiveShell, .agentTaskComplete, .agentTaskAcknowledge, .agentTaskReply,
-        .agentJob, .agentJobAcknowledge, .agentJobReply, .agentJobReplyAck, .agentTelemetry,
+        .agentJob, .agentJobAcknowledge, .agentJobReply, .agentJobReplyAck, .agentTelemetry, .jumpgateAgentStatus,
     ]
 
     /// Whether this type carries a stream sequence number (and so is acknowledged and retransmitted).

@@ -33,6 +33,10 @@ public struct ReliableDeliveryConfiguration: Hashable, Sendable {
     /// Give up after this many resends of one message; nil never gives up.
     public var maximumResendAttempts: Int? = 3000
     public var outgoingLimit = MessageBufferLimit(messages: 10_000, bytes: 32 << 20)
+    /// Room beyond ``outgoingLimit`` for control messages (smux SYN, FIN and window updates, flags, the
+    /// handshake): a full data window pauses the sources, but never refuses the message that closes a
+    /// stream. Exhausting it takes a peer that opens thousands of streams and acknowledges nothing.
+    public var controlReserve = MessageBufferLimit(messages: 4096, bytes: 4 << 20)
     public var incomingLimit = MessageBufferLimit(messages: 10_000, bytes: 32 << 20)
     public var acknowledgementMode: AcknowledgementMode = .perMessage
     /// False on the fast path: while the WebSocket is up nothing is resent on a timer, only after a reconnect.

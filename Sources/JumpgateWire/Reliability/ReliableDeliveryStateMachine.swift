@@ -86,9 +86,22 @@ public struct ReliableDeliveryStateMachine: Sendable {
         case hold
     }
 
-    /// Records a frame encoded with ``nextSequenceNumber``. Throws if ``canSend`` was false.
-    public mutating func send(_ frame: ByteBuffer, now: NIODeadline) throws(WireError) -> SendAction {
-        guard self.canSend else {
+    /// Whether a control message (see ``ReliableDeliveryConfiguration/controlReserve``) still fits.
+    public var canSendControl: Bool {
+        let limit = self.configuration.outgoingLimit
+        let reserve = self.configuration.controlReserve
+        return self.outgoingUnackedCount < limit.messages + reserve.messages
+            && self.outgoingUnackedBytes < limit.bytes + reserve.bytes
+    }
+
+    /// Records a frame encoded with ``nextSequenceNumber``. Data (`isControl` false) needs ``canSend``;
+    /// a control message may use the reserve above it (``canSendControl``). Throws when it does not fit.
+    public mutating func send(
+        _ frame: ByteBuffer,
+        now: NIODeadline,
+        isControl: Bool = false
+    ) throws(WireError) -> SendAction {
+        guard isControl ? self.canSendControl : self.canSend else {
             throw WireError(
                 .bufferFull,
                 "outgoing buffer is full (\(self.outgoingUnackedCount) messages, \(self.outgoingUnackedBytes) bytes)"

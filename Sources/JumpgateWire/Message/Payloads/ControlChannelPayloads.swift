@@ -159,14 +159,21 @@ public struct OpenDataChannelInput: SSMJSONPayload, Hashable {
     public var clientInstanceID: String?
     public var clientID: String
     public var clientVersion: String?
+    /// Jumpgate clients: what the gateway may tell them beyond the official protocol (comma-separated;
+    /// `agent-status`: ``AgentStatusPayload`` messages). Official clients send no such key.
+    public var jumpgateFeatures: String?
+
+    public static let agentStatusFeature = "agent-status"
 
     public init(
         requestID: MessageID = .random(),
         tokenValue: String,
         clientInstanceID: String? = nil,
         clientID: String,
-        clientVersion: String? = nil
+        clientVersion: String? = nil,
+        jumpgateFeatures: String? = nil
     ) {
+        self.jumpgateFeatures = jumpgateFeatures
         self.messageSchemaVersion = "1.0"
         self.requestID = requestID.description
         self.tokenValue = tokenValue
@@ -185,6 +192,13 @@ public struct OpenDataChannelInput: SSMJSONPayload, Hashable {
         self.clientID = try f.optionalString("ClientId")
         let version = try f.optionalString("ClientVersion")
         self.clientVersion = version.isEmpty ? nil : version
+        let features = try f.optionalString("JumpgateFeatures")
+        self.jumpgateFeatures = features.isEmpty ? nil : features
+    }
+
+    /// Whether the client named `feature` in ``jumpgateFeatures``.
+    public func wants(_ feature: String) -> Bool {
+        self.jumpgateFeatures?.split(separator: ",").contains { $0.filter { $0 != " " } == feature } ?? false
     }
 
     public var json: JSONValue {
@@ -196,6 +210,7 @@ public struct OpenDataChannelInput: SSMJSONPayload, Hashable {
         if let instance = self.clientInstanceID { members.append(("ClientInstanceId", .string(instance))) }
         members.append(("ClientId", .string(self.clientID)))
         if let version = self.clientVersion { members.append(("ClientVersion", .string(version))) }
+        if let features = self.jumpgateFeatures { members.append(("JumpgateFeatures", .string(features))) }
         return .object(members)
     }
 }

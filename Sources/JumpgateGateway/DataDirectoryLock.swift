@@ -1,0 +1,107 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An exclusive lock on a gateway's data directory, held for the life of the process: two gateways on one
+/// directory would both write one SQLite store and one set of TLS files. Taken before anything else is
+/// written (the lock file is the first thing a fresh directory gets); the holder's PID is written into the
+/// lock file, so a second gateway can name it. The kernel releases the lock when the process ends, however
+/// it ends, so a stale lock file never blocks a restart.
+final class DataDirectoryLock: Sendable {
+    let path: String
+    private let descriptor: Int32
+    /// What this gateway created (a fresh directory, or the lock file): removed again if it fails to start.
+    private let createdDirectory: Bool
+    private let createdFile: Bool
+
+    static let fileName = "gateway.lock"
+
+    private init(path: String, descriptor: Int32, createdDirectory: Bool, createdFile: Bool) {
+        self.path = path
+        self.descriptor = descriptor
+        self.createdDirectory = createdDirectory
+        self.createdFile = createdFile
+    }
+
+    /// Takes the lock on `directory` (creating it, mode 0700, if needed), or throws naming the holder.
+    static func acquire(directory: String) throws -> DataDirectoryLock {
+        let fm = FileManager.default
+        var isDirectory: ObjCBool = false
+        let existed = fm.fileExists(atPath: directory, isDirectory: &isDirectory)
+        if existed, !isDirectory.boolValue {
+            throw GatewayStartError("the data directory \(directory) is a file; give a directory with --data-dir")
+        }
+        if !existed {
+            do {
+                try fm.createDirectory(
+                    atPath: directory,
+                    withIntermediateDirectories: true,
+                    attributes: [.posixPermissions: 0o700]
+                )
+            } catch {
+                throw GatewayStartError(
+                    "cannot create the data directory \(directory) (\(Self.reason(errno))); "
+                        + "check its parent's permissions or give another --data-dir"
+                )
+            }
+        }
+        let path = directory + "/" + Self.fileName
+        let fileExisted = fm.fileExists(atPath: path)
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            let error = errno
+            if !existed { try? fm.removeItem(atPath: directory) }
+            throw GatewayStartError(
+                "cannot open \(path) (\(Self.reason(error))); the data directory must be writable by this user"
+            )
+        }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            let holder = Self.holder(descriptor)
+            close(descriptor)
+            if !fileExisted { unlink(path) }
+            throw GatewayStartError(
+                "another jumpgate server\(holder.map { " (PID \($0))" } ?? "") is using the data directory "
+                    + "\(directory); stop it first, or give this one another --data-dir"
+            )
+        }
+        let pid = "\(getpid())\n"
+        _ = ftruncate(descriptor, 0)
+        _ = pid.withCString { pwrite(descriptor, $0, strlen($0), 0) }
+        return DataDirectoryLock(
+            path: path,
+            descriptor: descriptor,
+            createdDirectory: !existed,
+            createdFile: !fileExisted
+        )
+    }
+
+    /// The PID the holder wrote into the lock file.
+    private static func holder(_ descriptor: Int32) -> Int32? {
+        var bytes = [UInt8](repeating: 0, count: 32)
+        let count = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, 31, 0) }
+        guard count > 0 else { return nil }
+        return Int32(String(decoding: bytes[0..<count], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    static func reason(_ code: Int32) -> String {
+        String(cString: strerror(code))
+    }
+
+    /// The gateway failed to start: leave the disk as it was (a fresh directory is removed again).
+    func abandon() {
+        if self.createdDirectory {
+            try? FileManager.default.removeItem(atPath: (self.path as NSString).deletingLastPathComponent)
+        } else if self.createdFile {
+            unlink(self.path)
+        } else {
+            _ = ftruncate(self.descriptor, 0)
+        }
+        self.release()
+    }
+
+    func release() {
+        close(self.descriptor)
+    }
+}
