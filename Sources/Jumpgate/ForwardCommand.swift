@@ -207,7 +207,15 @@ struct ForwardCommand: AsyncParsableCommand {
                         case .failed(let message):
                             FileHandle.standardError.write(Data("error: \(message)\n".utf8))
                         case .ended(let reason):
-                            emit("Session \(forwarder.sessionID) ended: \(reason)\n")
+                            if json {
+                                let ended: JSONValue = [
+                                    "event": "ended", "sessionId": .string(forwarder.sessionID),
+                                    "reason": .string(reason),
+                                ]
+                                emit(ended.serialized() + "\n")
+                            } else {
+                                emit("Session \(forwarder.sessionID) ended: \(reason)\n")
+                            }
                         case .endedByUser:
                             break
                         }

@@ -47,9 +47,9 @@ struct ServerCommand: AsyncParsableCommand {
 
     @Option(
         name: .long,
-        help: "End a session whose agent stays away this long (killed, or its host down): 2m, 90s."
+        help: "End a session whose agent stays away this long (killed, host down); default 5m."
     )
-    var agentLossTimeout: String = "2m"
+    var agentLossTimeout: String = "5m"
 
     @Flag(name: .long, help: "Do not serve Prometheus metrics at GET /metrics.")
     var noMetrics = false
@@ -59,6 +59,36 @@ struct ServerCommand: AsyncParsableCommand {
 
     @Option(name: .long, help: "Event-loop threads (default: one per core).")
     var threads: Int?
+
+    @Option(name: .long, help: "Close a connection whose TLS handshake takes longer (10s).")
+    var tlsHandshakeTimeout: String = "10s"
+
+    @Option(
+        name: .long,
+        help: "Close a connection whose request header is not complete this long after its first byte (10s)."
+    )
+    var headerTimeout: String = "10s"
+
+    @Option(name: .long, help: "After 10 s, a request body must average this many bytes a second (1024).")
+    var minimumBodyRate: Int = 1024
+
+    @Option(
+        name: .long,
+        help: "Close an idle HTTP connection (before a request, between requests) after this long (60s)."
+    )
+    var keepaliveTimeout: String = "60s"
+
+    @Option(name: .long, help: "Concurrent connections allowed from one source address (1000).")
+    var maxConnectionsPerSource: Int = 1000
+
+    @Option(name: .long, help: "Concurrent connections allowed in all (10000).")
+    var maxConnections: Int = 10000
+
+    @Option(
+        name: .long,
+        help: "MiB the gateway may hold for all peers in request bodies and relays' held frames (256)."
+    )
+    var bufferBudgetMib: Int = 256
 
     func run() async throws {
         if let threads = self.threads {
@@ -98,6 +128,7 @@ struct ServerCommand: AsyncParsableCommand {
         configuration.idleTimeoutSeconds = idle == 0 ? .max : idle
         configuration.maximumSessionDurationSeconds = maximum
         configuration.agentLoss.timeoutSeconds = agentLoss
+        configuration.connectionLimits = try self.connectionLimits()
         if !self.noMetrics {
             let registry = PrometheusCollectorRegistry()
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
@@ -106,6 +137,10 @@ struct ServerCommand: AsyncParsableCommand {
         let server: GatewayServer
         do {
             server = try await GatewayServer.start(configuration: configuration, logger: logger)
+        } catch let error as GatewayStartError {
+            // Already says what is wrong and what to do (the address, or the data directory).
+            FileHandle.standardError.write(Data("error: the gateway could not start: \(error)\n".utf8))
+            throw ExitCode(1)
         } catch {
             FileHandle.standardError.write(
                 Data("error: the gateway could not start on \(self.listen): \(error)\n".utf8)
@@ -136,5 +171,31 @@ struct ServerCommand: AsyncParsableCommand {
             )
         )
         try await group.run()
+    }
+
+    /// The connection limits from the flags, validated.
+    func connectionLimits() throws -> ConnectionLimits {
+        func duration(_ text: String, _ flag: String) throws -> TimeAmount {
+            guard let seconds = DurationText.seconds(text), seconds > 0 else {
+                throw ValidationError("--\(flag) '\(text)' is not a positive duration such as 10s or 1m.")
+            }
+            return .seconds(seconds)
+        }
+        var limits = ConnectionLimits()
+        limits.tlsHandshakeTimeout = try duration(self.tlsHandshakeTimeout, "tls-handshake-timeout")
+        limits.requestHeaderTimeout = try duration(self.headerTimeout, "header-timeout")
+        limits.keepAliveIdleTimeout = try duration(self.keepaliveTimeout, "keepalive-timeout")
+        guard self.minimumBodyRate > 0 else { throw ValidationError("--minimum-body-rate must be positive.") }
+        limits.minimumBodyRate = self.minimumBodyRate
+        guard self.maxConnectionsPerSource > 0, self.maxConnections > 0 else {
+            throw ValidationError("--max-connections-per-source and --max-connections must be positive.")
+        }
+        limits.maximumConnectionsPerSource = self.maxConnectionsPerSource
+        limits.maximumConnections = self.maxConnections
+        guard (1...65536).contains(self.bufferBudgetMib) else {
+            throw ValidationError("--buffer-budget-mib must be from 1 to 65536.")
+        }
+        limits.bufferBudget = self.bufferBudgetMib << 20
+        return limits
     }
 }

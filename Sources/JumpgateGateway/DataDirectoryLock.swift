@@ -13,12 +13,12 @@ final class DataDirectoryLock: Sendable {
     let path: String
     private let descriptor: Int32
     /// What this gateway created (a fresh directory, or the lock file): removed again if it fails to start.
-    private let createdDirectory: Bool
+    private let createdDirectory: String?
     private let createdFile: Bool
 
     static let fileName = "gateway.lock"
 
-    private init(path: String, descriptor: Int32, createdDirectory: Bool, createdFile: Bool) {
+    private init(path: String, descriptor: Int32, createdDirectory: String?, createdFile: Bool) {
         self.path = path
         self.descriptor = descriptor
         self.createdDirectory = createdDirectory
@@ -30,6 +30,17 @@ final class DataDirectoryLock: Sendable {
         let fm = FileManager.default
         var isDirectory: ObjCBool = false
         let existed = fm.fileExists(atPath: directory, isDirectory: &isDirectory)
+        // The outermost directory this start creates (parents included): removed again if it fails.
+        var created: String? = nil
+        if !existed {
+            var candidate = (directory as NSString).standardizingPath
+            while !fm.fileExists(atPath: (candidate as NSString).deletingLastPathComponent),
+                (candidate as NSString).deletingLastPathComponent != candidate
+            {
+                candidate = (candidate as NSString).deletingLastPathComponent
+            }
+            created = candidate
+        }
         if existed, !isDirectory.boolValue {
             throw GatewayStartError("the data directory \(directory) is a file; give a directory with --data-dir")
         }
@@ -42,7 +53,7 @@ final class DataDirectoryLock: Sendable {
                 )
             } catch {
                 throw GatewayStartError(
-                    "cannot create the data directory \(directory) (\(Self.reason(errno))); "
+                    "cannot create the data directory \(directory); "
                         + "check its parent's permissions or give another --data-dir"
                 )
             }
@@ -52,15 +63,15 @@ final class DataDirectoryLock: Sendable {
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else {
             let error = errno
-            if !existed { try? fm.removeItem(atPath: directory) }
+            if let created { try? fm.removeItem(atPath: created) }
             throw GatewayStartError(
                 "cannot open \(path) (\(Self.reason(error))); the data directory must be writable by this user"
             )
         }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
             let holder = Self.holder(descriptor)
+            // Never unlink here: the holder has this very file open and locked.
             close(descriptor)
-            if !fileExisted { unlink(path) }
             throw GatewayStartError(
                 "another jumpgate server\(holder.map { " (PID \($0))" } ?? "") is using the data directory "
                     + "\(directory); stop it first, or give this one another --data-dir"
@@ -72,7 +83,7 @@ final class DataDirectoryLock: Sendable {
         return DataDirectoryLock(
             path: path,
             descriptor: descriptor,
-            createdDirectory: !existed,
+            createdDirectory: created,
             createdFile: !fileExisted
         )
     }
@@ -91,8 +102,8 @@ final class DataDirectoryLock: Sendable {
 
     /// The gateway failed to start: leave the disk as it was (a fresh directory is removed again).
     func abandon() {
-        if self.createdDirectory {
-            try? FileManager.default.removeItem(atPath: (self.path as NSString).deletingLastPathComponent)
+        if let directory = self.createdDirectory {
+            try? FileManager.default.removeItem(atPath: directory)
         } else if self.createdFile {
             unlink(self.path)
         } else {

@@ -25,6 +25,8 @@ public struct GatewayConfiguration: Sendable {
     public var maximumSessionDurationSeconds: Int64?
     /// How long a session waits for its lost agent (``AgentLoss``).
     public var agentLoss = AgentLoss.Policy()
+    /// Deadlines, connection caps and the buffer budget (docs/SECURITY.md).
+    public var connectionLimits = ConnectionLimits()
     /// An existing certificate chain and key (PEM) instead of the generated ones.
     public var tlsCertificateFile: String?
     public var tlsKeyFile: String?
@@ -90,12 +92,14 @@ public final class GatewayServer: Sendable {
         // before the port is bound (a gateway that cannot start leaves the disk as it found it).
         let lock = try DataDirectoryLock.acquire(directory: configuration.dataDirectory)
         let pipeline = NIOLockedValueBox<(NIOSSLContext, GatewayState)?>(nil)
+        let connections = GatewayConnections(limits: configuration.connectionLimits, logger: logger)
         let channel: any Channel
         do {
             channel = try await Self.bind(
                 configuration: configuration,
                 group: group,
                 pipeline: pipeline,
+                connections: connections,
                 logger: logger
             )
         } catch {
@@ -108,6 +112,7 @@ public final class GatewayServer: Sendable {
                 group: group,
                 channel: channel,
                 pipeline: pipeline,
+                connections: connections,
                 lock: lock,
                 logger: logger
             )
@@ -124,10 +129,23 @@ public final class GatewayServer: Sendable {
         configuration: GatewayConfiguration,
         group: any EventLoopGroup,
         pipeline: NIOLockedValueBox<(NIOSSLContext, GatewayState)?>,
+        connections: GatewayConnections,
         logger: Logger
     ) async throws -> any Channel {
         do {
             return try await ServerBootstrap(group: group)
+                .serverChannelInitializer { channel in
+                    // Out of file descriptors (EMFILE/ENFILE): stop accepting for a second instead of
+                    // spinning on a listening socket that stays readable; counted as refusals.
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            AcceptBackoffHandler(shouldForwardIOErrorCaught: false) { error in
+                                connections.acceptFailed(error)
+                                return .seconds(1)
+                            }
+                        )
+                    }
+                }
                 .serverChannelOption(.backlog, value: 256)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .serverChannelOption(.autoRead, value: false)
@@ -141,6 +159,11 @@ public final class GatewayServer: Sendable {
                     channel.eventLoop.makeCompletedFuture {
                         guard let (sslContext, state) = pipeline.withLockedValue({ $0 }) else {
                             throw GatewayStartError("the gateway is not ready")
+                        }
+                        // Over the per-source or total cap: closed at once, before any TLS work.
+                        guard connections.admit(channel) else {
+                            try channel.pipeline.syncOperations.addHandler(RefusedConnectionHandler())
+                            return
                         }
                         try Self.configurePipeline(
                             channel: channel,
@@ -175,6 +198,7 @@ public final class GatewayServer: Sendable {
         group: any EventLoopGroup,
         channel: any Channel,
         pipeline: NIOLockedValueBox<(NIOSSLContext, GatewayState)?>,
+        connections: GatewayConnections,
         lock: DataDirectoryLock,
         logger: Logger
     ) async throws -> GatewayServer {
@@ -193,7 +217,8 @@ public final class GatewayServer: Sendable {
                 limits.idleTimeoutSeconds = configuration.idleTimeoutSeconds
                 limits.maximumDurationSeconds = configuration.maximumSessionDurationSeconds
                 return limits
-            }()
+            }(),
+            connections: connections
         )
         do {
             state.restore(try await store.load())
@@ -298,6 +323,9 @@ public final class GatewayServer: Sendable {
         logger: Logger
     ) throws {
         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
+        if let connections = state.connections {
+            try channel.pipeline.syncOperations.addHandler(HTTPConnectionGuard(connections: connections))
+        }
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
         try channel.pipeline.syncOperations.addHandler(
             GatewayHTTPHandler(api: GatewayAPI(state: state), logger: logger)
@@ -393,8 +421,8 @@ struct GatewayDataDirectory {
     }
 }
 
-struct GatewayStartError: Error, CustomStringConvertible {
-    var description: String
+public struct GatewayStartError: Error, CustomStringConvertible {
+    public var description: String
     init(_ description: String) { self.description = description }
 }
 

@@ -831,6 +831,15 @@ public final class PortSession: ChannelInboundHandler {
         }
     }
 
+    /// Closes a connection with RST (SO_LINGER 0).
+    static func reset(_ channel: any Channel) {
+        guard let provider = channel as? any SocketOptionProvider else {
+            channel.close(promise: nil)
+            return
+        }
+        provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
+    }
+
     private func dropStream(_ id: SmuxStreamID) {
         if var mux = self.mux {
             _ = mux.abortStream(id)
@@ -1010,7 +1019,9 @@ public final class PortSession: ChannelInboundHandler {
         self.sendAcknowledgement(ack)
         // A resend into a socket that is not writable would only queue behind what is not yet sent: the
         // peer is not reading, which is backpressure, not loss, and must not count toward giving up.
-        let writable = self.context?.channel.isWritable ?? true
+        // Likewise while this end does not read its data channel (the receive bound): acknowledgements
+        // wait unread in the socket, so the lack of one says nothing about loss.
+        let writable = (self.context?.channel.isWritable ?? true) && !self.receiveBound.isPaused
         switch writable ? self.reliability.retransmitTimerFired(now: now) : .none {
         case .resend(let frame, _):
             self.context?.write(self.wrapOutboundOut(.binary(frame)), promise: nil)
@@ -1035,7 +1046,12 @@ public final class PortSession: ChannelInboundHandler {
         self.ended = true
         self.onDisconnect = nil
         self.timer?.cancel()
-        for (_, stream) in self.streams { stream.channel?.close(promise: nil) }
+        // The session is over with these connections still open: what their remote end sent last may be
+        // lost, so they are reset (RST), never ended with a FIN that would look like a complete answer.
+        for (_, stream) in self.streams {
+            guard let channel = stream.channel else { continue }
+            Self.reset(channel)
+        }
         self.streams.removeAll()
         for channel in self.basicWaiting { channel.close(promise: nil) }
         self.basicWaiting.removeAll()

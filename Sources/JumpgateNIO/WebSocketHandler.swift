@@ -58,6 +58,8 @@ public final class WebSocketHandler: ChannelDuplexHandler {
     private var timer: RepeatedTask?
     private var rng = RandomBytePool()
     private var spareKey: UInt32?
+    /// The latest ping's payload while the socket is not writable (answered once it is).
+    private var deferredPong: ByteBuffer?
 
     public init(role: Role, configuration: Configuration = .init()) {
         self.role = role
@@ -128,6 +130,12 @@ public final class WebSocketHandler: ChannelDuplexHandler {
         case .deliver(let opcode, let payload):
             context.fireChannelRead(self.wrapInboundOut(opcode == .text ? .text(payload) : .binary(payload)))
         case .sendPong(let payload):
+            // Only while the peer reads what it is sent: a peer that pings and never reads would otherwise
+            // pile up pongs without bound. RFC 6455 §5.5.3 allows answering only the latest ping.
+            guard context.channel.isWritable else {
+                self.deferredPong = payload
+                return
+            }
             self.enqueueFrame(context: context, opcode: .pong, payload: payload, promise: nil)
             self.flushPending(context: context)
         case .sendCloseAndClose(let code, let reason):
@@ -161,6 +169,15 @@ public final class WebSocketHandler: ChannelDuplexHandler {
 
     public func flush(context: ChannelHandlerContext) {
         self.flushPending(context: context)
+    }
+
+    public func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, let payload = self.deferredPong, self.machine.isOpen {
+            self.deferredPong = nil
+            self.enqueueFrame(context: context, opcode: .pong, payload: payload, promise: nil)
+            self.flushPending(context: context)
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     public func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
@@ -219,9 +236,10 @@ public final class WebSocketHandler: ChannelDuplexHandler {
         let size =
             WebSocketFrame.headerSize(payloadLength: payload.readableBytes, masked: key != nil) + payload.readableBytes
         if self.pending == nil {
-            self.pending = context.channel.allocator.buffer(
-                capacity: max(size, min(self.configuration.writeBatchSize, 64 * 1024))
-            )
+            // A control frame alone gets a buffer of its own size (a 64 KiB batch buffer per pong would
+            // make a ping flood cost 64 KiB a frame); data frames get room to coalesce.
+            let batch = opcode.isControl ? size : max(size, min(self.configuration.writeBatchSize, 64 * 1024))
+            self.pending = context.channel.allocator.buffer(capacity: batch)
         }
         self.pending!.writeWebSocketFrame(opcode: opcode, payload: payload, maskingKey: key)
         if let promise {

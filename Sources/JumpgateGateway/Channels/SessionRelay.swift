@@ -45,6 +45,9 @@ public final class SessionRelay: Sendable {
         var agentLossNotified = false
         /// The attached client asked for `jumpgate_agent_status` messages (a Jumpgate client).
         var clientWantsAgentStatus = false
+        /// A side is not being read because its partner cannot take more (a reader that stopped): the
+        /// session is busy, not idle.
+        var backpressured = false
 
         func isPaused(_ side: Side) -> Bool { side == .client ? self.clientPaused : self.agentPaused }
 
@@ -125,6 +128,7 @@ public final class SessionRelay: Sendable {
             }
             let delivered = pending.reduce(0) { $0 + $1.readableBytes }
             inner.pendingBytes -= delivered
+            self.state.connections?.release(delivered, http: false)
             inner.countRelayed(delivered, toward: side)
             guard inner.channel(side.other) != nil else { return (previous, pending, []) }
             var wake: [Side] = []
@@ -136,6 +140,9 @@ public final class SessionRelay: Sendable {
             return (previous, pending, wake)
         }
         if let previous, previous !== channel { previous.close(promise: nil) }
+        // The other side may have stopped reading because the old channel on this side was not writable;
+        // that channel is gone (NIO reports no writability change for a closed channel): read again.
+        self.resume(side.other)
         if let agentBack {
             let status = AgentStatusPayload(status: .back, reason: "The agent reconnected; the session continues.")
             agentBack.writeAndFlush(WebSocketMessage.binary(Self.agentStatusMessage(status)), promise: nil)
@@ -161,6 +168,8 @@ public final class SessionRelay: Sendable {
             default: break
             }
         }
+        // What the other side sends now is held for this one (bounded, then paused): read it again.
+        self.resume(side.other)
     }
 
     /// How long no agent data channel has been attached, or nil while one is.
@@ -178,9 +187,10 @@ public final class SessionRelay: Sendable {
     /// Tells a Jumpgate client that the agent is gone (once per absence); official clients are not told.
     func notifyAgentLost(reason: String, waitSeconds: Int64) {
         let client = self.inner.withLockedValue { inner -> (any Channel)? in
-            guard !inner.agentLossNotified else { return nil }
+            // No client attached (it is resuming): try again at the next sweep.
+            guard !inner.agentLossNotified, let client = inner.client else { return nil }
             inner.agentLossNotified = true
-            return inner.clientWantsAgentStatus ? inner.client : nil
+            return inner.clientWantsAgentStatus ? client : nil
         }
         guard let client else { return }
         let status = AgentStatusPayload(status: .lost, reason: reason, seconds: waitSeconds)
@@ -216,7 +226,9 @@ public final class SessionRelay: Sendable {
                 inner.countRelayed(frame.readableBytes, toward: side.other)
                 return (target, false)
             }
-            guard inner.pendingBytes + frame.readableBytes <= self.bufferLimit else {
+            guard inner.pendingBytes + frame.readableBytes <= self.bufferLimit,
+                self.state.connections?.reserve(frame.readableBytes, http: false) ?? true
+            else {
                 // Full: the sender is asked to stop, and this frame is dropped. It is resent when the
                 // other side is back (start_publication, see attach), or by an official peer's timer.
                 guard !inner.isPaused(side) else { return (nil, false) }
@@ -235,7 +247,11 @@ public final class SessionRelay: Sendable {
         guard let target else { return true }
         (side == .client ? self.bytesToAgent : self.bytesToClient).increment(by: frame.readableBytes)
         target.write(WebSocketMessage.binary(frame), promise: nil)
-        return target.isWritable
+        guard target.isWritable else {
+            self.inner.withLockedValue { $0.backpressured = true }
+            return false
+        }
+        return true
     }
 
     func flush(toward side: Side) {
@@ -244,7 +260,11 @@ public final class SessionRelay: Sendable {
 
     /// The channel on `side` may read again (its partner became writable).
     func resume(_ side: Side) {
-        guard let channel = self.channel(side) else { return }
+        let channel = self.inner.withLockedValue { inner -> (any Channel)? in
+            inner.backpressured = false
+            return inner.channel(side)
+        }
+        guard let channel else { return }
         channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in channel.read() }
     }
 
@@ -253,8 +273,11 @@ public final class SessionRelay: Sendable {
         self.inner.withLockedValue { ($0.bytesToAgent, $0.bytesToClient) }
     }
 
-    /// When a frame last went through (epoch seconds).
-    var lastActivity: Int64 { self.inner.withLockedValue { $0.lastActivity } }
+    /// When a frame last went through (epoch seconds); now while a side waits for its partner to read.
+    var lastActivity: Int64 {
+        let now = self.state.clock()
+        return self.inner.withLockedValue { $0.backpressured ? now : $0.lastActivity }
+    }
 
     /// Bytes waiting for an absent side: the per-session buffered-bytes figure.
     public var bufferedBytes: Int { self.inner.withLockedValue { $0.pendingBytes } }
@@ -266,6 +289,7 @@ public final class SessionRelay: Sendable {
             inner.terminated = true
             inner.pendingToAgent = []
             inner.pendingToClient = []
+            self.state.connections?.release(inner.pendingBytes, http: false)
             inner.pendingBytes = 0
             return [(.client, inner.client), (.agent, inner.agent)].compactMap { side, channel in
                 channel.map { (side, $0) }

@@ -20,6 +20,12 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var head: HTTPRequestHead?
     private var body = ByteBuffer()
     private var tooLarge = false
+    /// The gateway's buffer budget ran out while this request's body arrived.
+    private var overBudget = false
+    /// Bytes of this connection's body taken from the gateway's budget.
+    private var reserved = 0
+    /// The connection's deadlines (absent in tests that build a bare pipeline).
+    private var deadlines: HTTPConnectionGuard?
 
     init(api: GatewayAPI, logger: Logger) {
         self.api = api
@@ -28,19 +34,54 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private var state: GatewayState { self.api.state }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.deadlines = try? context.pipeline.syncOperations.handler(type: HTTPConnectionGuard.self)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.releaseBody()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.releaseBody()
+        context.fireChannelInactive()
+    }
+
+    private func releaseBody() {
+        if self.reserved > 0 { self.state.connections?.release(self.reserved, http: true) }
+        self.reserved = 0
+        self.body = ByteBuffer()
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch self.unwrapInboundIn(data) {
         case .head(let head):
+            self.deadlines?.headerCompleted()
             self.head = head
-            self.body.clear()
+            self.releaseBody()
             self.tooLarge = false
+            self.overBudget = false
+            if Self.isUpgradeRequest(head) {
+                // NIO's decoder keeps every byte after an upgrade request's head for the upgrader, without
+                // bound: read nothing more until the upgrade is done (its handlers read again) or refused
+                // (the connection closes).
+                context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+            }
         case .body(var part):
             if self.body.readableBytes + part.readableBytes > Self.maximumBodySize {
                 self.tooLarge = true
-            } else if !self.tooLarge {
+            } else if !self.tooLarge, !self.overBudget {
+                if let connections = self.state.connections {
+                    guard connections.reserve(part.readableBytes, http: true) else {
+                        self.overBudget = true
+                        return
+                    }
+                    self.reserved += part.readableBytes
+                }
                 self.body.writeBuffer(&part)
             }
         case .end:
+            self.deadlines?.requestCompleted()
             guard let head = self.head else { return }
             self.head = nil
             self.respond(context: context, head: head)
@@ -49,6 +90,14 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func respond(context: ChannelHandlerContext, head: HTTPRequestHead) {
         let (path, query) = Self.split(head.uri)
+        if self.overBudget {
+            self.sendError(
+                context: context,
+                head: head,
+                APIError(503, "ServiceUnavailable", "The gateway is holding too much data right now; retry shortly.")
+            )
+            return
+        }
         if self.tooLarge {
             self.sendError(
                 context: context,
@@ -277,10 +326,14 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             if let validator = try? sync.handler(type: NIOHTTPResponseHeadersValidator.self) {
                 sync.removeHandler(validator, promise: nil)
             }
+            // The HTTP deadlines end here: the WebSocket has its own idle timeout.
+            if let deadlines = self.deadlines { sync.removeHandler(deadlines, promise: nil) }
             let webSocket = WebSocketHandler(role: .server)
             try sync.addHandler(webSocket, position: .after(tls))
             try sync.addHandler(handler, position: .after(webSocket))
             sync.removeHandler(context: context, promise: nil)
+            let channel = context.channel
+            channel.setOption(ChannelOptions.autoRead, value: true).whenSuccess { channel.read() }
         } catch {
             self.logger.error("WebSocket upgrade failed", metadata: ["error": "\(error)"])
             context.close(promise: nil)
@@ -330,6 +383,12 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         return String(target.dropFirst("AmazonSSM.".count))
     }
 
+    /// Whether the HTTP decoder treats this request as an upgrade (it then stops parsing what follows).
+    static func isUpgradeRequest(_ head: HTTPRequestHead) -> Bool {
+        head.headers.contains(name: "Upgrade")
+            && head.headers["Connection"].contains { $0.lowercased().contains("upgrade") }
+    }
+
     static func split(_ uri: String) -> (String, String) {
         guard let mark = uri.firstIndex(of: "?") else { return (uri, "") }
         return (String(uri[..<mark]), String(uri[uri.index(after: mark)...]))
@@ -358,7 +417,8 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         headers.add(name: "Content-Type", value: contentType)
         headers.add(name: "Content-Length", value: String(body.readableBytes))
         headers.add(name: "x-amzn-RequestId", value: MessageID.random().description)
-        let keepAlive = head.isKeepAlive && status != 413
+        // A refused upgrade ends the connection: what the client sends after it is not HTTP.
+        let keepAlive = head.isKeepAlive && status != 413 && status != 503 && !Self.isUpgradeRequest(head)
         if !keepAlive { headers.add(name: "Connection", value: "close") }
         let response = HTTPResponseHead(
             version: head.version,
@@ -368,9 +428,13 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.write(self.wrapOutboundOut(.head(response)), promise: nil)
         context.write(self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         let done = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
+        self.releaseBody()
         if !keepAlive {
             let channel = context.channel
             done.whenComplete { _ in channel.close(promise: nil) }
+        } else if let deadlines = self.deadlines {
+            let bound = NIOLoopBound(deadlines, eventLoop: context.eventLoop)
+            done.whenSuccess { bound.value.responseSent() }
         }
     }
 

@@ -7,8 +7,9 @@
 /// Pure decisions; GatewayServer's sweeper and the control channel carry them out.
 public enum AgentLoss {
     public struct Policy: Sendable, Equatable {
-        /// How long a session waits for its agent's data channel before it ends.
-        public var timeoutSeconds: Int64 = 120
+        /// How long a session waits for its agent's data channel before it ends: the agent's own resume
+        /// window (it retries a dropped data channel for 5 minutes), so a live agent's outage never ends it.
+        public var timeoutSeconds: Int64 = 300
         /// How long an absence lasts before the client is told (shorter ones are blips).
         public var noticeSeconds: Int64 = 2
         public init() {}

@@ -15,6 +15,10 @@ public struct GatewayMetrics: Sendable {
     /// public, and those ids are not for everyone who can reach it.
     let sessionBufferedBytesMax = Gauge(label: "jumpgate_session_buffered_bytes_max")
     let relayBufferedBytes = Gauge(label: "jumpgate_relay_buffered_bytes")
+    /// All the gateway holds for its peers (request bodies, relays' held frames and their sockets' outbound
+    /// buffers), against `--buffer-budget`; and the connections open now.
+    let bufferedBytes = Gauge(label: "jumpgate_buffered_bytes")
+    let connectionsOpen = Gauge(label: "jumpgate_connections_open")
 
     public init() {}
 

@@ -149,6 +149,9 @@ public final class GatewayState: Sendable {
     /// The registry GET /metrics serves (nil: no endpoint).
     public let metricsRegistry: PrometheusCollectorRegistry?
     public let limits: SessionLimits
+    /// The connections' admission, deadlines and shared buffer budget (nil: unlimited, for tests of the
+    /// state alone).
+    public let connections: GatewayConnections?
 
     /// When the gateway ends sessions by itself.
     public struct SessionLimits: Sendable {
@@ -161,8 +164,10 @@ public final class GatewayState: Sendable {
         clock: @escaping @Sendable () -> Int64,
         store: GatewayStore? = nil,
         metricsRegistry: PrometheusCollectorRegistry? = nil,
-        limits: SessionLimits = SessionLimits()
+        limits: SessionLimits = SessionLimits(),
+        connections: GatewayConnections? = nil
     ) {
+        self.connections = connections
         self.clock = clock
         self.store = store
         self.metricsRegistry = metricsRegistry
@@ -182,9 +187,15 @@ public final class GatewayState: Sendable {
         self.metrics.agentsOnline.record(online)
         let samples = relays.map { $0.sampleBufferedBytes(on: eventLoop) }
         let metrics = self.metrics
+        let connections = self.connections
         return EventLoopFuture.whenAllSucceed(samples, on: eventLoop).map { sizes in
+            let relayed = sizes.reduce(0, +)
             metrics.sessionBufferedBytesMax.record(sizes.max() ?? 0)
-            metrics.relayBufferedBytes.record(sizes.reduce(0, +))
+            metrics.relayBufferedBytes.record(relayed)
+            // Everything the gateway holds for its peers: request bodies, relays' held frames and their
+            // sockets' outbound buffers.
+            metrics.bufferedBytes.record(relayed + (connections?.httpBytesInUse ?? 0))
+            metrics.connectionsOpen.record(connections?.openConnections ?? 0)
         }
     }
 

@@ -1,0 +1,165 @@
+import CoreMetrics
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOTLS
+
+/// The gateway's connections as a whole: admission at accept (per source, in all), the shared budget of
+/// buffered bytes, and their metrics. One per gateway, shared by every event loop (so it is locked).
+public final class GatewayConnections: Sendable {
+    public let limits: ConnectionLimits
+    private let admission: NIOLockedValueBox<ConnectionAdmission>
+    /// Bytes held in HTTP request bodies and in relays' frames for an absent side, and the first alone.
+    private let budgetUsed = NIOLockedValueBox((all: 0, http: 0))
+    private let refused: [ConnectionRefusal: Counter]
+    private let timedOut: [ConnectionTimeout: Counter]
+    private let budgetRefusals = Counter(label: "jumpgate_buffer_budget_refusals_total")
+    let logger: Logger
+
+    public init(limits: ConnectionLimits, logger: Logger) {
+        self.limits = limits
+        self.admission = NIOLockedValueBox(
+            ConnectionAdmission(perSource: limits.maximumConnectionsPerSource, total: limits.maximumConnections)
+        )
+        self.refused = Dictionary(
+            uniqueKeysWithValues: ConnectionRefusal.allCases.map {
+                ($0, Counter(label: "jumpgate_connections_refused_total", dimensions: [("reason", $0.rawValue)]))
+            }
+        )
+        self.timedOut = Dictionary(
+            uniqueKeysWithValues: ConnectionTimeout.allCases.map {
+                ($0, Counter(label: "jumpgate_connections_timed_out_total", dimensions: [("reason", $0.rawValue)]))
+            }
+        )
+        self.logger = logger
+    }
+
+    /// Admits an accepted connection or refuses it (counted); an admitted one is released when it closes.
+    func admit(_ channel: any Channel) -> Bool {
+        let source = channel.remoteAddress?.ipAddress ?? "unknown"
+        if let refusal = self.admission.withLockedValue({ $0.admit(source) }) {
+            self.refused[refusal]?.increment()
+            return false
+        }
+        channel.closeFuture.whenComplete { _ in self.admission.withLockedValue { $0.release(source) } }
+        return true
+    }
+
+    func acceptFailed(_ error: IOError) {
+        if error.errnoCode == EMFILE || error.errnoCode == ENFILE {
+            self.refused[.outOfFileDescriptors]?.increment()
+            self.logger.error("out of file descriptors: not accepting for 1 s", metadata: ["error": "\(error)"])
+        }
+    }
+
+    func timedOut(_ reason: ConnectionTimeout) {
+        self.timedOut[reason]?.increment()
+    }
+
+    /// Open connections now (the gauge).
+    public var openConnections: Int { self.admission.withLockedValue { $0.open } }
+
+    // MARK: the buffer budget
+
+    /// Takes `bytes` from the shared budget (`http`: for a request body); false, nothing taken, when it
+    /// would pass the limit.
+    func reserve(_ bytes: Int, http: Bool) -> Bool {
+        let taken = self.budgetUsed.withLockedValue { used -> Bool in
+            guard used.all + bytes <= self.limits.bufferBudget else { return false }
+            used.all += bytes
+            if http { used.http += bytes }
+            return true
+        }
+        if !taken { self.budgetRefusals.increment() }
+        return taken
+    }
+
+    func release(_ bytes: Int, http: Bool) {
+        self.budgetUsed.withLockedValue { used in
+            used.all = max(0, used.all - bytes)
+            if http { used.http = max(0, used.http - bytes) }
+        }
+    }
+
+    /// Bytes taken from the budget now, in all and by HTTP request bodies.
+    public var budgetInUse: Int { self.budgetUsed.withLockedValue { $0.all } }
+    public var httpBytesInUse: Int { self.budgetUsed.withLockedValue { $0.http } }
+}
+
+/// First in each accepted connection's pipeline: closes one that the admission refused, before TLS.
+final class RefusedConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { context.close(promise: nil) }
+    }
+    func channelActive(context: ChannelHandlerContext) {
+        context.close(promise: nil)
+    }
+}
+
+/// Right after TLS in an HTTP connection's pipeline: carries out ``HTTPConnectionDeadlines`` (TLS
+/// handshake, request header, body rate, keep-alive idle). GatewayHTTPHandler reports the request's
+/// progress; a WebSocket upgrade removes this handler (the WebSocket has its own idle timeout).
+final class HTTPConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private var deadlines: HTTPConnectionDeadlines
+    private let connections: GatewayConnections
+    private var timer: RepeatedTask?
+
+    init(connections: GatewayConnections) {
+        self.connections = connections
+        self.deadlines = HTTPConnectionDeadlines(limits: connections.limits, acceptedAt: .now())
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.deadlines = HTTPConnectionDeadlines(limits: self.connections.limits, acceptedAt: .now())
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        // Checked twice a second: a deadline is met within half a second of its time.
+        self.timer = context.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(500), delay: .milliseconds(500))
+        { _ in
+            let (handler, context) = bound.value
+            handler.check(context: context)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.timer?.cancel()
+        self.timer = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.timer?.cancel()
+        self.timer = nil
+        context.fireChannelInactive()
+    }
+
+    private func check(context: ChannelHandlerContext) {
+        guard let reason = self.deadlines.expired(now: .now()) else { return }
+        self.timer?.cancel()
+        self.timer = nil
+        self.connections.timedOut(reason)
+        self.connections.logger.debug(
+            "connection closed by a deadline",
+            metadata: ["reason": "\(reason.rawValue)", "peer": "\(context.channel.remoteAddress?.ipAddress ?? "")"]
+        )
+        context.close(promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.deadlines.bytesArrived(self.unwrapInboundIn(data).readableBytes, now: .now())
+        context.fireChannelRead(data)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event { self.deadlines.tlsHandshakeCompleted(now: .now()) }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    // Reported by GatewayHTTPHandler, on the same event loop.
+    func headerCompleted() { self.deadlines.headerCompleted(now: .now()) }
+    func requestCompleted() { self.deadlines.requestCompleted() }
+    func responseSent() { self.deadlines.responseSent(now: .now()) }
+}
