@@ -84,6 +84,9 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Concurrent connections allowed in all (10000).")
     var maxConnections: Int = 10000
 
+    @Option(name: .long, help: "The most the store may grow to, in KiB (default: the disk's room).")
+    var storeMaxKib: Int?
+
     @Option(
         name: .long,
         help: "MiB the gateway may hold for all peers in request bodies and relays' held frames (256)."
@@ -129,6 +132,10 @@ struct ServerCommand: AsyncParsableCommand {
         configuration.maximumSessionDurationSeconds = maximum
         configuration.agentLoss.timeoutSeconds = agentLoss
         configuration.connectionLimits = try self.connectionLimits()
+        if let kib = self.storeMaxKib {
+            guard kib >= 64 else { throw ValidationError("--store-max-kib must be at least 64.") }
+            configuration.storeMaximumBytes = kib << 10
+        }
         if !self.noMetrics {
             let registry = PrometheusCollectorRegistry()
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))

@@ -27,6 +27,8 @@ public struct GatewayConfiguration: Sendable {
     public var agentLoss = AgentLoss.Policy()
     /// Deadlines, connection caps and the buffer budget (docs/SECURITY.md).
     public var connectionLimits = ConnectionLimits()
+    /// The most the store may grow to, in bytes (nil: the disk's room); writes past it fail cleanly.
+    public var storeMaximumBytes: Int?
     /// An existing certificate chain and key (PEM) instead of the generated ones.
     public var tlsCertificateFile: String?
     public var tlsKeyFile: String?
@@ -52,6 +54,7 @@ public final class GatewayServer: Sendable {
     let store: GatewayStore
     let sweeper: RepeatedTask
     let lock: DataDirectoryLock
+    let logger: Logger
 
     init(
         state: GatewayState,
@@ -61,9 +64,11 @@ public final class GatewayServer: Sendable {
         credentialsFile: String,
         store: GatewayStore,
         sweeper: RepeatedTask,
-        lock: DataDirectoryLock
+        lock: DataDirectoryLock,
+        logger: Logger
     ) {
         self.lock = lock
+        self.logger = logger
         self.state = state
         self.channel = channel
         self.url = url
@@ -76,11 +81,26 @@ public final class GatewayServer: Sendable {
     /// Stops accepting connections, then closes the store once every change is written.
     public func shutdown() async {
         self.sweeper.cancel()
+        Self.logRefusals(self.state.refusalSummaries(all: true), logger: self.logger)
         try? await self.channel.close()
         self.state.checkpointTraffic()
         try? await self.store.flush().get()
         try? await self.store.close()
         self.lock.release()
+    }
+
+    /// One warning per source per minute for refused requests (never a secret: ids and counts only).
+    static func logRefusals(_ lines: [RefusalSummary.Line], logger: Logger) {
+        for line in lines {
+            let types = line.types.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+            logger.warning(
+                "refused requests",
+                metadata: [
+                    "source": "\(line.source)", "count": "\(line.count)", "types": "\(types.joined(separator: ","))",
+                    "key_ids": "\(line.keyIDs.joined(separator: ","))",
+                ]
+            )
+        }
     }
 
     public static func start(
@@ -208,6 +228,14 @@ public final class GatewayServer: Sendable {
             eventLoop: group.any(),
             logger: logger
         )
+        if let bytes = configuration.storeMaximumBytes {
+            do {
+                try await store.limitSize(toBytes: bytes)
+            } catch {
+                try? await store.close()
+                throw error
+            }
+        }
         let state = GatewayState(
             clock: { Int64(Date().timeIntervalSince1970) },
             store: store,
@@ -247,6 +275,7 @@ public final class GatewayServer: Sendable {
                 )
                 GatewayAPI.terminate(session, state: state, reason: session.closeReason)
             }
+            Self.logRefusals(state.refusalSummaries(), logger: logger)
             for (session, relay, absence) in state.agentLossSweep(policy: agentLoss) {
                 switch AgentLoss.decide(absence, policy: agentLoss) {
                 case .none:
@@ -312,7 +341,8 @@ public final class GatewayServer: Sendable {
             credentialsFile: directory.credentialsFile,
             store: store,
             sweeper: sweeper,
-            lock: lock
+            lock: lock,
+            logger: logger
         )
     }
 

@@ -12,6 +12,8 @@ public struct HTTPSEndpoint: Sendable {
     public var sslContext: NIOSSLContext
     /// The name the certificate must carry: the URL's host.
     public var serverHostname: String?
+    /// The local address to connect from (nil: the system chooses), for a host with several.
+    public var sourceAddress: String?
 
     public init(host: String, port: Int, sslContext: NIOSSLContext, serverHostname: String?) {
         self.host = host
@@ -122,7 +124,12 @@ extension HTTPSEndpoint {
         let serverHostname = self.serverHostname
         let eventLoop = group.next()
         let promise = eventLoop.makePromise(of: HTTPSResponse.self)
-        let channel = try await ClientBootstrap(group: eventLoop)
+        var bootstrap = ClientBootstrap(group: eventLoop)
+        if let source = self.sourceAddress {
+            bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0))
+        }
+        let channel =
+            try await bootstrap
             .connectTimeout(.seconds(10))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {

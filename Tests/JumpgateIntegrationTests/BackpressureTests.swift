@@ -85,12 +85,9 @@ struct BackpressureTests {
         }
         defer { target.close(promise: nil) }
         let targetPort = try #require(target.localAddress?.port)
-        // An idle timeout shorter than the stall: a session waiting on a stopped reader is busy, not idle.
-        try await EndToEndTests.withLab(
-            allow: ["127.0.0.1:\(targetPort)"],
-            gatewayArguments: ["--idle-timeout", "4s"],
-            agentArguments: ["--no-extensions"]
-        ) { lab, _ in
+        try await EndToEndTests.withLab(allow: ["127.0.0.1:\(targetPort)"], agentArguments: ["--no-extensions"]) {
+            lab,
+            _ in
             let (client, localPort, sessionID) = try EndToEndTests().startSession(
                 lab,
                 host: "127.0.0.1",

@@ -95,21 +95,23 @@ struct GatewayStateTests {
         )
     }
 
-    static func activation(_ state: GatewayState, limit: Int, expiration: Int64?) -> (id: String, code: String) {
-        state.createActivation(
+    static func activation(_ state: GatewayState, limit: Int, expiration: Int64?) throws -> (id: String, code: String) {
+        // No store: applied at once, so the future is already complete.
+        try state.createActivation(
             iamRole: "SSMServiceRole",
             description: "",
             defaultInstanceName: "jump",
             registrationLimit: limit,
-            expirationEpoch: expiration
-        )
+            expirationEpoch: expiration,
+            on: EmbeddedEventLoop()
+        ).wait()
     }
 
     @Test("activations: the code must match, each use counts against the limit, expiry is honoured")
     func activationRules() throws {
         let clock = NIOLockedValueBox<Int64>(1_700_000_000)
         let state = GatewayState(clock: { clock.withLockedValue { $0 } })
-        let (id, code) = Self.activation(state, limit: 2, expiration: 1_700_000_100)
+        let (id, code) = try Self.activation(state, limit: 2, expiration: 1_700_000_100)
         #expect(throws: APIError.self) { try state.register(Self.registration(id, code + "x"), source: "a") }
         let first = try state.register(Self.registration(id, code), source: "a")
         #expect(first.id.hasPrefix("mi-") && first.id.count == 20 && first.name == "jump")
@@ -120,29 +122,40 @@ struct GatewayStateTests {
         #expect(spent?.type == "InvalidActivation")
         #expect(state.activations().first?.registrationsCount == 2)
 
-        let (late, lateCode) = Self.activation(state, limit: 5, expiration: 1_700_000_100)
+        let (late, lateCode) = try Self.activation(state, limit: 5, expiration: 1_700_000_100)
         clock.withLockedValue { $0 = 1_700_000_100 }
         #expect(throws: APIError.self) { try state.register(Self.registration(late, lateCode), source: "b") }
     }
 
-    @Test("failed activation attempts are rate-limited per source, for a minute")
+    @Test("failed activation attempts are throttled per source and per activation for a minute; a right code never is")
     func activationThrottling() throws {
         let clock = NIOLockedValueBox<Int64>(1_700_000_000)
         let state = GatewayState(clock: { clock.withLockedValue { $0 } })
-        let (id, code) = Self.activation(state, limit: 5, expiration: nil)
-        for _ in 0..<10 {
+        let (id, code) = try Self.activation(state, limit: 5, expiration: nil)
+        let (other, _) = try Self.activation(state, limit: 5, expiration: nil)
+        for attempt in 0..<12 {
             let error = #expect(throws: APIError.self) {
                 try state.register(Self.registration(id, "guess"), source: "198.51.100.7")
             }
-            #expect(error?.type == "InvalidActivation")
+            #expect(error?.type == (attempt < 10 ? "InvalidActivation" : "ThrottlingException"))
         }
-        // Even the right code is refused from that source now; other sources are not affected.
-        let throttled = #expect(throws: APIError.self) {
-            try state.register(Self.registration(id, code), source: "198.51.100.7")
-        }
-        #expect(throttled?.type == "ThrottlingException")
-        _ = try state.register(Self.registration(id, code), source: "198.51.100.8")
-        clock.withLockedValue { $0 += 61 }
+        // The right code goes through from that very source, during the throttle.
         _ = try state.register(Self.registration(id, code), source: "198.51.100.7")
+        // Another source guessing the same activation is throttled by the activation's count; a source
+        // guessing another activation is throttled by its own.
+        let byActivation = #expect(throws: APIError.self) {
+            try state.register(Self.registration(id, "guess"), source: "198.51.100.8")
+        }
+        #expect(byActivation?.type == "ThrottlingException")
+        let bySource = #expect(throws: APIError.self) {
+            try state.register(Self.registration(other, "guess"), source: "198.51.100.7")
+        }
+        #expect(bySource?.type == "ThrottlingException")
+        // A minute later, a wrong guess gets its own error again.
+        clock.withLockedValue { $0 += 61 }
+        let fresh = #expect(throws: APIError.self) {
+            try state.register(Self.registration(id, "guess"), source: "198.51.100.7")
+        }
+        #expect(fresh?.type == "InvalidActivation")
     }
 }

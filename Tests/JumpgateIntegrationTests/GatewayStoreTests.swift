@@ -52,13 +52,14 @@ struct GatewayStoreTests {
         let store = try await Self.open(directory)
         let state = GatewayState(clock: { 1_700_000_200 }, store: store)
         state.addAccessKey(id: "AKJGTEST", secret: Self.secret + "-user", user: "alice")
-        let (activationID, code) = state.createActivation(
+        let (activationID, code) = try await state.createActivation(
             iamRole: "SSMServiceRole",
             description: "d",
             defaultInstanceName: "n",
             registrationLimit: 2,
-            expirationEpoch: nil
-        )
+            expirationEpoch: nil,
+            on: MultiThreadedEventLoopGroup.singleton.next()
+        ).get()
         var registration = GatewayStateTests.registration(activationID, code)
         registration.name = "jump"
         let instance = try state.register(registration, source: "test")

@@ -109,7 +109,13 @@ final class DataChannelHandler: ChannelInboundHandler {
     }
 
     private func refuse(context: ChannelHandlerContext, _ reason: String) {
-        self.logger.info("data channel refused", metadata: ["reason": "\(reason)"])
+        // Summarised per source per minute with the other refusals, not logged one by one.
+        self.logger.debug("data channel refused", metadata: ["reason": "\(reason)"])
+        self.state.refused(
+            source: context.channel.remoteAddress?.ipAddress ?? "unknown",
+            type: "DataChannelRefused",
+            keyID: self.sessionID
+        )
         context.channel.triggerUserOutboundEvent(WebSocketCloseRequest(code: 1008, reason: reason), promise: nil)
     }
 

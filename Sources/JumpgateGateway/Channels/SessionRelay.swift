@@ -45,9 +45,6 @@ public final class SessionRelay: Sendable {
         var agentLossNotified = false
         /// The attached client asked for `jumpgate_agent_status` messages (a Jumpgate client).
         var clientWantsAgentStatus = false
-        /// A side is not being read because its partner cannot take more (a reader that stopped): the
-        /// session is busy, not idle.
-        var backpressured = false
 
         func isPaused(_ side: Side) -> Bool { side == .client ? self.clientPaused : self.agentPaused }
 
@@ -247,11 +244,7 @@ public final class SessionRelay: Sendable {
         guard let target else { return true }
         (side == .client ? self.bytesToAgent : self.bytesToClient).increment(by: frame.readableBytes)
         target.write(WebSocketMessage.binary(frame), promise: nil)
-        guard target.isWritable else {
-            self.inner.withLockedValue { $0.backpressured = true }
-            return false
-        }
-        return true
+        return target.isWritable
     }
 
     func flush(toward side: Side) {
@@ -260,11 +253,7 @@ public final class SessionRelay: Sendable {
 
     /// The channel on `side` may read again (its partner became writable).
     func resume(_ side: Side) {
-        let channel = self.inner.withLockedValue { inner -> (any Channel)? in
-            inner.backpressured = false
-            return inner.channel(side)
-        }
-        guard let channel else { return }
+        guard let channel = self.channel(side) else { return }
         channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in channel.read() }
     }
 
@@ -273,11 +262,8 @@ public final class SessionRelay: Sendable {
         self.inner.withLockedValue { ($0.bytesToAgent, $0.bytesToClient) }
     }
 
-    /// When a frame last went through (epoch seconds); now while a side waits for its partner to read.
-    var lastActivity: Int64 {
-        let now = self.state.clock()
-        return self.inner.withLockedValue { $0.backpressured ? now : $0.lastActivity }
-    }
+    /// When a frame last went through (epoch seconds).
+    var lastActivity: Int64 { self.inner.withLockedValue { $0.lastActivity } }
 
     /// Bytes waiting for an absent side: the per-session buffered-bytes figure.
     public var bufferedBytes: Int { self.inner.withLockedValue { $0.pendingBytes } }

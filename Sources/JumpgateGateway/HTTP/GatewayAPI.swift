@@ -17,19 +17,33 @@ struct GatewayAPI: Sendable {
         ),
     ]
 
-    func handle(operation: String, input: JSONValue, user: String) throws(APIError) -> JSONValue {
+    /// An operation's answer: at once, or once what it reports is on disk (a revocation, an activation).
+    enum Answer {
+        /// A read: nothing to write first.
+        case read(JSONValue)
+        /// Changes were submitted to the store: answered once they are written.
+        case now(JSONValue)
+        case later(EventLoopFuture<JSONValue>)
+    }
+
+    func handle(
+        operation: String,
+        input: JSONValue,
+        user: String,
+        on eventLoop: any EventLoop
+    ) throws(APIError) -> Answer {
         switch operation {
-        case "StartSession": return try self.startSession(input, user: user)
-        case "TerminateSession": return try self.terminateSession(input, user: user)
-        case "ResumeSession": return try self.resumeSession(input, user: user)
-        case "DescribeSessions": return try self.describeSessions(input)
-        case "DescribeInstanceInformation": return self.describeInstanceInformation()
-        case "CreateActivation": return try self.createActivation(input)
-        case "DescribeActivations": return self.describeActivations()
+        case "StartSession": return .now(try self.startSession(input, user: user))
+        case "TerminateSession": return .later(try self.terminateSession(input, user: user, on: eventLoop))
+        case "ResumeSession": return .now(try self.resumeSession(input, user: user))
+        case "DescribeSessions": return .read(try self.describeSessions(input))
+        case "DescribeInstanceInformation": return .read(self.describeInstanceInformation())
+        case "CreateActivation": return .later(try self.createActivation(input, on: eventLoop))
+        case "DescribeActivations": return .read(self.describeActivations())
         case "DeleteActivation":
-            try self.state.deleteActivation(id: try Self.string(input, "ActivationId"))
-            return [:]
-        case "DeregisterManagedInstance": return try self.deregister(input, user: user)
+            let id = try Self.string(input, "ActivationId")
+            return .later(try self.state.deleteActivation(id: id, on: eventLoop).map { [:] })
+        case "DeregisterManagedInstance": return .later(try self.deregister(input, user: user, on: eventLoop))
         default:
             throw APIError(400, "UnknownOperationException", "Unknown operation \(operation).")
         }
@@ -146,13 +160,21 @@ struct GatewayAPI: Sendable {
         channel.writeAndFlush(WebSocketMessage.binary(frame), promise: nil)
     }
 
-    func terminateSession(_ input: JSONValue, user: String) throws(APIError) -> JSONValue {
+    func terminateSession(
+        _ input: JSONValue,
+        user: String,
+        on eventLoop: any EventLoop
+    ) throws(APIError) -> EventLoopFuture<JSONValue> {
         let id = try Self.string(input, "SessionId", maxLength: 96)
         guard let session = self.state.session(id: id), session.owner == user else {
             throw APIError(400, "DoesNotExistException", "Session \(id) does not exist.")
         }
-        Self.terminate(session, state: self.state, reason: "Session terminated by \(user).")
-        return ["SessionId": .string(id)]
+        let (state, reason) = (self.state, "Session terminated by \(user).")
+        // On disk first; then the peers are told (the record is already Terminated, so no second write).
+        return state.terminateDurably(sessionID: id, reason: reason, on: eventLoop).map {
+            Self.terminate(session, state: state, reason: reason)
+            return ["SessionId": .string(id)]
+        }
     }
 
     static func terminate(
@@ -181,16 +203,22 @@ struct GatewayAPI: Sendable {
     }
 
     /// Removes an agent: its credentials stop working, its sessions end with a reason, its control channel closes.
-    func deregister(_ input: JSONValue, user: String) throws(APIError) -> JSONValue {
+    func deregister(
+        _ input: JSONValue,
+        user: String,
+        on eventLoop: any EventLoop
+    ) throws(APIError) -> EventLoopFuture<JSONValue> {
         let id = try Self.string(input, "InstanceId", maxLength: 64)
-        let (control, sessions) = try self.state.deregister(instanceID: id)
-        let reason = "The managed instance \(id) was deregistered by \(user)."
-        for session in sessions {
-            self.state.setStatus(sessionID: session.id, .terminated, reason: reason)
-            self.state.relay(sessionID: session.id)?.terminate(reason: reason)
+        let state = self.state
+        return try state.deregister(instanceID: id, on: eventLoop).map { control, sessions in
+            let reason = "The managed instance \(id) was deregistered by \(user)."
+            for session in sessions {
+                state.setStatus(sessionID: session.id, .terminated, reason: reason)
+                state.relay(sessionID: session.id)?.terminate(reason: reason)
+            }
+            control?.close(promise: nil)
+            return [:]
         }
-        control?.close(promise: nil)
-        return [:]
     }
 
     func resumeSession(_ input: JSONValue, user: String) throws(APIError) -> JSONValue {
@@ -300,7 +328,10 @@ struct GatewayAPI: Sendable {
         ]
     }
 
-    func createActivation(_ input: JSONValue) throws(APIError) -> JSONValue {
+    func createActivation(
+        _ input: JSONValue,
+        on eventLoop: any EventLoop
+    ) throws(APIError) -> EventLoopFuture<JSONValue> {
         let role = try Self.string(input, "IamRole", maxLength: 64)
         let limit = input["RegistrationLimit"]?.int64Value ?? 1
         guard (1...1000).contains(limit) else {
@@ -313,18 +344,14 @@ struct GatewayAPI: Sendable {
         case .some(.integer(let seconds)): expiration = seconds
         default: throw APIError(400, "ValidationException", "ExpirationDate must be a timestamp.")
         }
-        return self.activationResult(role: role, input: input, limit: limit, expiration: expiration)
-    }
-
-    private func activationResult(role: String, input: JSONValue, limit: Int64, expiration: Int64?) -> JSONValue {
-        let (id, code) = self.state.createActivation(
+        return self.state.createActivation(
             iamRole: role,
             description: input["Description"]?.stringValue ?? "",
             defaultInstanceName: input["DefaultInstanceName"]?.stringValue ?? "",
             registrationLimit: Int(limit),
-            expirationEpoch: expiration
-        )
-        return ["ActivationId": .string(id), "ActivationCode": .string(code)]
+            expirationEpoch: expiration,
+            on: eventLoop
+        ).map { id, code in ["ActivationId": .string(id), "ActivationCode": .string(code)] }
     }
 
     func describeActivations() -> JSONValue {

@@ -1,4 +1,5 @@
 import CoreMetrics
+import Foundation
 import JumpgateNIO
 import JumpgateWire
 import Logging
@@ -36,6 +37,7 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.deadlines = try? context.pipeline.syncOperations.handler(type: HTTPConnectionGuard.self)
+        self.sourceAddress = context.channel.remoteAddress?.ipAddress
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -136,20 +138,28 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                     body: ByteBuffer(string: "ok\n")
                 )
             case (.POST, "/"):
-                let result: JSONValue
+                let answer: GatewayAPI.Answer
                 do {
-                    result = try self.apiCall(context: context, head: head, path: path, query: query)
+                    answer = try self.apiCall(context: context, head: head, path: path, query: query)
                 } catch {
                     self.state.metrics.apiRequest(operation: Self.operation(head), status: error.status)
                     throw error
                 }
                 // Answer only once what the answer reports is on disk (a registration's secret, a new
-                // activation, a session's end).
+                // activation, a session's end). Revocations and activations are applied in memory only
+                // after the store has them (`.later`); other changes are flushed first.
+                let (state, loop) = (self.state, context.eventLoop)
+                let written: EventLoopFuture<JSONValue>
+                switch answer {
+                case .read(let result): written = loop.makeSucceededFuture(result)
+                case .now(let result): written = state.flush(on: loop).map { result }
+                case .later(let future): written = future.flatMap { result in state.flush(on: loop).map { result } }
+                }
                 let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-                self.state.flush(on: context.eventLoop).whenComplete { outcome in
+                written.whenComplete { outcome in
                     let (handler, context) = bound.value
                     switch outcome {
-                    case .success:
+                    case .success(let result):
                         handler.state.metrics.apiRequest(operation: Self.operation(head), status: 200)
                         handler.send(
                             context: context,
@@ -158,16 +168,20 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                             contentType: "application/x-amz-json-1.1",
                             body: ByteBuffer(bytes: result.serializedBytes())
                         )
+                    case .failure(let error as APIError):
+                        handler.state.metrics.apiRequest(operation: Self.operation(head), status: error.status)
+                        handler.sendError(context: context, head: head, error)
                     case .failure(let error):
                         handler.state.metrics.apiRequest(operation: Self.operation(head), status: 500)
-                        handler.logger.error("store flush failed", metadata: ["error": "\(error)"])
+                        handler.logger.error("store write failed", metadata: ["error": "\(error)"])
                         handler.sendError(
                             context: context,
                             head: head,
                             APIError(
                                 500,
                                 "InternalServerError",
-                                "The gateway could not save the change; see its log. Retry the call."
+                                "The gateway could not save the change (is its data directory full?); nothing "
+                                    + "was changed. Retry the call once the gateway's log shows the store is writable."
                             )
                         )
                     }
@@ -201,7 +215,7 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         head: HTTPRequestHead,
         path: String,
         query: String
-    ) throws(APIError) -> JSONValue {
+    ) throws(APIError) -> GatewayAPI.Answer {
         guard let target = head.headers.first(name: "X-Amz-Target"), target.hasPrefix("AmazonSSM.") else {
             throw APIError(
                 400,
@@ -235,12 +249,11 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             throw APIError(400, "SerializationException", "The request body must be a JSON object.")
         }
         if operation == "RegisterManagedInstance" {
-            let source = context.channel.remoteAddress?.ipAddress ?? "unknown"
-            return try self.api.register(input, source: source)
+            return .now(try self.api.register(input, source: self.source))
         }
-        let result = try self.api.handle(operation: operation, input: input, user: user)
+        let answer = try self.api.handle(operation: operation, input: input, user: user, on: context.eventLoop)
         self.logger.info("api call", metadata: ["operation": "\(operation)", "user": "\(user)"])
-        return result
+        return answer
     }
 
     enum UpgradeRoute {
@@ -368,14 +381,35 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         service: String,
         body: [UInt8]
     ) throws(APIError) -> SigV4Identity {
-        try GatewayAuthenticator(state: self.state).verify(
-            head: head,
-            path: path,
-            query: query,
-            service: service,
-            body: body
-        )
+        do {
+            return try GatewayAuthenticator(state: self.state).verify(
+                head: head,
+                path: path,
+                query: query,
+                service: service,
+                body: body
+            )
+        } catch {
+            // Counted per source and per claimed key id; past the limit the failure is answered
+            // ThrottlingException. A correct signature is never refused for others' failures.
+            let throttled = self.state.authenticationFailed(
+                source: self.source,
+                keyID: GatewayAuthenticator.claimedAccessKeyID(head: head, query: query),
+                type: error.type
+            )
+            guard throttled else { throw error }
+            throw APIError(
+                400,
+                "ThrottlingException",
+                "Too many failed sign-ins from this address or with this access key; check the credentials, "
+                    + "then retry in a minute."
+            )
+        }
     }
+
+    /// The peer's address (never a header such as X-Forwarded-For: those are not trusted).
+    private var source: String { self.sourceAddress ?? "unknown" }
+    private var sourceAddress: String?
 
     /// The operation an API request names (for metrics; unknown names are folded there).
     static func operation(_ head: HTTPRequestHead) -> String {
@@ -396,7 +430,11 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func sendError(context: ChannelHandlerContext, head: HTTPRequestHead, _ error: APIError) {
         let body: JSONValue = ["__type": .string(error.type), "message": .string(error.message)]
-        self.logger.info("request refused", metadata: ["type": "\(error.type)", "status": "\(error.status)"])
+        // Failed sign-ins reach the log as one summary line per source per minute (GatewayState.refusals).
+        self.logger.debug(
+            "request refused",
+            metadata: ["type": "\(error.type)", "status": "\(error.status)", "source": "\(self.source)"]
+        )
         self.send(
             context: context,
             head: head,
@@ -447,6 +485,25 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 /// Verifies SigV4 on a request head: users' keys for `ssm`, instances' keys for `ssmmessages`.
 struct GatewayAuthenticator {
     let state: GatewayState
+
+    /// The access key id a request claims (Authorization's Credential, or X-Amz-Credential), unverified:
+    /// for throttling and the log only.
+    static func claimedAccessKeyID(head: HTTPRequestHead, query: String) -> String? {
+        var credential: Substring?
+        if let authorization = head.headers.first(name: "Authorization"),
+            let range = authorization.range(of: "Credential=")
+        {
+            credential = authorization[range.upperBound...]
+        } else if let range = query.range(of: "X-Amz-Credential=") {
+            credential = query[range.upperBound...]
+        }
+        guard let credential else { return nil }
+        let id = credential.prefix { $0 != "/" && $0 != "%" && $0 != "," && $0 != "&" && $0 != " " }
+        guard !id.isEmpty, id.count <= 128, id.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else {
+            return nil
+        }
+        return String(id)
+    }
 
     func verify(
         head: HTTPRequestHead,

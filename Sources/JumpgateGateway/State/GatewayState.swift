@@ -136,7 +136,10 @@ public final class GatewayState: Sendable {
         var agentRunIDs: [String: String] = [:]
         var controlTokens: [String: (instanceID: String, expires: Int64)] = [:]
         var relays: [String: SessionRelay] = [:]
-        var failedRegistrations: [String: (count: Int, windowStart: Int64)] = [:]
+        /// Failed sign-ins and registrations (per source, access key id, activation id), and the
+        /// per-source summary of refused requests for the log.
+        var throttle = FailureThrottle()
+        var refusals = RefusalSummary()
         var publicURL = ""
     }
 
@@ -338,13 +341,28 @@ public final class GatewayState: Sendable {
 
     // MARK: activations and registration
 
+    /// Writes `change` to the store and only once it is on disk applies `apply` to memory; when the write
+    /// fails, memory stays as it was and the future fails. For what an API answer reports (an activation,
+    /// a revocation): the answer must describe what is on disk. Without a store, applies at once.
+    func commitThenApply<T: Sendable>(
+        _ change: StoreChange,
+        on eventLoop: any EventLoop,
+        _ apply: @escaping @Sendable (inout Storage) -> T
+    ) -> EventLoopFuture<T> {
+        guard let store = self.store else {
+            return eventLoop.makeSucceededFuture(self.storage.withLockedValue { apply(&$0) })
+        }
+        return store.commit(change).hop(to: eventLoop).map { self.storage.withLockedValue { apply(&$0) } }
+    }
+
     public func createActivation(
         iamRole: String,
         description: String,
         defaultInstanceName: String,
         registrationLimit: Int,
-        expirationEpoch: Int64?
-    ) -> (id: String, code: String) {
+        expirationEpoch: Int64?,
+        on eventLoop: any EventLoop
+    ) -> EventLoopFuture<(id: String, code: String)> {
         let id = MessageID.random().description
         let code = Random.alphanumeric(20)
         let now = self.clock()
@@ -359,24 +377,23 @@ public final class GatewayState: Sendable {
             expirationEpoch: expirationEpoch ?? now + 86400,
             createdEpoch: now
         )
-        self.storage.withLockedValue { storage in
+        return self.commitThenApply(.activation(activation), on: eventLoop) { storage in
             storage.activations[id] = activation
-            self.store?.submit(.activation(activation))
+            return (id, code)
         }
-        return (id, code)
     }
 
     public func activations() -> [Activation] {
         self.storage.withLockedValue { Array($0.activations.values) }.sorted { $0.createdEpoch < $1.createdEpoch }
     }
 
-    public func deleteActivation(id: String) throws(APIError) {
-        let removed = self.storage.withLockedValue { storage in
-            let removed = storage.activations.removeValue(forKey: id)
-            if removed != nil { self.store?.submit(.activationDeleted(id: id)) }
-            return removed
+    public func deleteActivation(id: String, on eventLoop: any EventLoop) throws(APIError) -> EventLoopFuture<Void> {
+        guard self.storage.withLockedValue({ $0.activations[id] }) != nil else {
+            throw APIError(400, "InvalidActivationId", "Activation ID \(id) does not exist.")
         }
-        guard removed != nil else { throw APIError(400, "InvalidActivationId", "Activation ID \(id) does not exist.") }
+        return self.commitThenApply(.activationDeleted(id: id), on: eventLoop) {
+            _ = $0.activations.removeValue(forKey: id)
+        }
     }
 
     public struct Registration: Sendable {
@@ -395,25 +412,29 @@ public final class GatewayState: Sendable {
     public func register(_ registration: Registration, source: String) throws(APIError) -> ManagedInstance {
         let now = self.clock()
         return try self.withStorage { storage throws(APIError) -> ManagedInstance in
-            if storage.failedRegistrations.count > 10_000 {
-                // Many sources: forget those whose minute is over, so the table stays small.
-                storage.failedRegistrations = storage.failedRegistrations.filter { now - $0.value.windowStart <= 60 }
-            }
-            var failures = storage.failedRegistrations[source] ?? (0, now)
-            if now - failures.windowStart > 60 { failures = (0, now) }
-            guard failures.count < 10 else {
-                throw APIError(
-                    400,
-                    "ThrottlingException",
-                    "Too many failed activation attempts; try again in a minute."
-                )
-            }
+            // A correct code always registers, whatever failed before it (FailureThrottle).
             guard var activation = storage.activations[registration.activationID],
                 SigV4.constantTimeEquals(activation.codeHash, tokenHash(registration.activationCode)),
                 activation.expirationEpoch > now, activation.registrationsCount < activation.registrationLimit
             else {
-                failures.count += 1
-                storage.failedRegistrations[source] = failures
+                let throttled = storage.throttle.failed(
+                    ["source:" + source, "activation:" + registration.activationID],
+                    now: now
+                )
+                storage.refusals.record(
+                    source: source,
+                    type: throttled ? "ThrottlingException" : "InvalidActivation",
+                    keyID: registration.activationID,
+                    now: now
+                )
+                if throttled {
+                    throw APIError(
+                        400,
+                        "ThrottlingException",
+                        "Too many failed activation attempts from this address or for this activation; "
+                            + "try again in a minute."
+                    )
+                }
                 throw APIError(
                     400,
                     "InvalidActivation",
@@ -446,19 +467,23 @@ public final class GatewayState: Sendable {
 
     /// Removes a managed instance (DeregisterManagedInstance): its credentials stop working at once.
     /// Returns its control channel and open sessions, for the caller to close.
-    public func deregister(instanceID: String) throws(APIError) -> (control: (any Channel)?, sessions: [SessionRecord])
-    {
-        try self.withStorage { storage throws(APIError) -> ((any Channel)?, [SessionRecord]) in
-            guard storage.instances.removeValue(forKey: instanceID) != nil else {
-                throw APIError(400, "InvalidInstanceId", "Instance \(instanceID) is not a registered managed instance.")
-            }
-            self.store?.submit(.instanceDeleted(id: instanceID))
+    public func deregister(
+        instanceID: String,
+        on eventLoop: any EventLoop
+    ) throws(APIError) -> EventLoopFuture<(control: (any Channel)?, sessions: [SessionRecord])> {
+        guard self.storage.withLockedValue({ $0.instances[instanceID] }) != nil else {
+            throw APIError(400, "InvalidInstanceId", "Instance \(instanceID) is not a registered managed instance.")
+        }
+        // Memory changes only once the store has the deletion: a failed write leaves the instance
+        // registered everywhere (and the API says so), never revoked in memory only.
+        return self.commitThenApply(.instanceDeleted(id: instanceID), on: eventLoop) { storage in
+            storage.instances.removeValue(forKey: instanceID)
             let control = storage.controlChannels.removeValue(forKey: instanceID)
             storage.controlTokens = storage.controlTokens.filter { $0.value.instanceID != instanceID }
             let open = storage.sessions.values.filter {
                 $0.target == instanceID && $0.status != .terminated && $0.status != .failed
             }
-            return (control, open)
+            return (control: control, sessions: open)
         }
     }
 
@@ -535,6 +560,39 @@ public final class GatewayState: Sendable {
             storage.controlChannels[instanceID] = nil
             storage.instances[instanceID]?.online = false
             if let instance = storage.instances[instanceID] { self.store?.submit(.instance(instance)) }
+        }
+    }
+
+    /// A request failed authentication: counts it (per source and per the access key id it claimed) and
+    /// returns whether it is to be answered ThrottlingException instead of its own error.
+    public func authenticationFailed(source: String, keyID: String?, type: String) -> Bool {
+        let now = self.clock()
+        return self.storage.withLockedValue { storage in
+            var keys = ["source:" + source]
+            if let keyID, !keyID.isEmpty { keys.append("key:" + String(keyID.prefix(128))) }
+            let throttled = storage.throttle.failed(keys, now: now)
+            storage.refusals.record(
+                source: source,
+                type: throttled ? "ThrottlingException" : type,
+                keyID: keyID,
+                now: now
+            )
+            return throttled
+        }
+    }
+
+    /// A refusal that is not a failed sign-in (a data channel with a bad token): summarised, not throttled.
+    public func refused(source: String, type: String, keyID: String?) {
+        let now = self.clock()
+        self.storage.withLockedValue { $0.refusals.record(source: source, type: type, keyID: keyID, now: now) }
+    }
+
+    /// Summary lines of refused requests whose minute is over (all of them with `all`), for the log.
+    public func refusalSummaries(all: Bool = false) -> [RefusalSummary.Line] {
+        let now = self.clock()
+        return self.storage.withLockedValue { storage in
+            storage.throttle.prune(now: now)
+            return storage.refusals.due(now: now, all: all)
         }
     }
 
@@ -670,6 +728,37 @@ public final class GatewayState: Sendable {
             else { return false }
             storage.sessions[sessionID] = session
             return true
+        }
+    }
+
+    /// Ends a session as Terminated once the store has it (TerminateSession): a failed write leaves it open
+    /// in memory and on disk, and the call fails, so a revocation is never in memory only.
+    public func terminateDurably(
+        sessionID: String,
+        reason: String,
+        on eventLoop: any EventLoop
+    ) -> EventLoopFuture<Void> {
+        let now = self.clock()
+        let ended = self.storage.withLockedValue { storage -> SessionRecord? in
+            guard var session = storage.sessions[sessionID], session.status != .terminated, session.status != .failed
+            else { return nil }
+            if let relay = storage.relays[sessionID] {
+                (session.bytesToAgent, session.bytesToClient) = relay.relayedBytes
+            }
+            session.status = .terminated
+            session.closeReason = reason
+            session.endEpoch = now
+            session.disconnectedSince = nil
+            session.clientTokenHash = nil
+            session.agentTokenHashes = [:]
+            return session
+        }
+        guard let ended else { return eventLoop.makeSucceededVoidFuture() }
+        return self.commitThenApply(.session(ended), on: eventLoop) { storage in
+            guard let current = storage.sessions[sessionID], current.status != .terminated, current.status != .failed
+            else { return }
+            storage.sessions[sessionID] = ended
+            Counter(label: "jumpgate_sessions_ended_total", dimensions: [("status", ended.status.rawValue)]).increment()
         }
     }
 

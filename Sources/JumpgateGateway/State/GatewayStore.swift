@@ -263,6 +263,33 @@ public final class GatewayStore: Sendable {
     /// Submits one change; statements run in submission order. Failures are logged (the change stays in
     /// memory) and surface at the next `flush()`.
     public func submit(_ change: StoreChange) {
+        let (sql, binds) = self.statement(for: change)
+        let logger = self.logger
+        let failed = self.failedWrites
+        self.connection.query(sql, binds, logger: logger) { _ in }.whenFailure { error in
+            logger.error("store write failed; the change is kept in memory only", metadata: ["error": "\(error)"])
+            failed.withLockedValue { $0 += 1 }
+        }
+    }
+
+    /// Writes one change and reports whether it is on disk (in submission order with `submit`). For
+    /// changes that must never be in memory without being on disk: the caller applies them on success.
+    public func commit(_ change: StoreChange) -> EventLoopFuture<Void> {
+        let (sql, binds) = self.statement(for: change)
+        let logger = self.logger
+        return self.connection.query(sql, binds, logger: logger) { _ in }.flatMapErrorThrowing { error in
+            logger.error("store write failed; nothing was changed", metadata: ["error": "\(error)"])
+            throw StoreError("the store could not be written (\(error))")
+        }
+    }
+
+    /// How many bytes the store may grow to (SQLite's max_page_count); nil: no limit but the disk's.
+    public func limitSize(toBytes bytes: Int) async throws {
+        let pageSize = try await self.rows("PRAGMA page_size").first?.column("page_size")?.integer ?? 4096
+        _ = try await self.rows("PRAGMA max_page_count = \(max(1, bytes / pageSize))")
+    }
+
+    private func statement(for change: StoreChange) -> (String, [SQLiteData]) {
         let (sql, binds): (String, [SQLiteData])
         switch change {
         case .accessKey(let id, let secret, let user):
@@ -310,12 +337,7 @@ public final class GatewayStore: Sendable {
                 .integer(Int(s.bytesToClient)),
             ]
         }
-        let logger = self.logger
-        let failed = self.failedWrites
-        self.connection.query(sql, binds, logger: logger) { _ in }.whenFailure { error in
-            logger.error("store write failed; the change is kept in memory only", metadata: ["error": "\(error)"])
-            failed.withLockedValue { $0 += 1 }
-        }
+        return (sql, binds)
     }
 
     private let failedWrites = NIOLockedValueBox(0)

@@ -1,0 +1,81 @@
+/// Throttling of failed authentication (bad signatures, unknown or wrong keys, wrong activation codes):
+/// failures are counted per key (a source address, an access key id, an activation id) in one-minute
+/// windows. Only a request that fails is ever answered ThrottlingException: a correct signature or a
+/// correct activation code always goes through, whatever others did (ids are not secret, and the secrets
+/// are far too long to guess), so one bad actor cannot lock out a fleet behind one NAT. Pure: time is
+/// passed in.
+public struct FailureThrottle: Sendable {
+    public let limit: Int
+    public let windowSeconds: Int64
+    private var windows: [String: (start: Int64, count: Int)] = [:]
+
+    public init(limit: Int = 10, windowSeconds: Int64 = 60) {
+        self.limit = limit
+        self.windowSeconds = windowSeconds
+    }
+
+    /// Records one failure under each of `keys`; returns whether any of them is now over the limit
+    /// (the failure is then answered ThrottlingException instead of its own error).
+    public mutating func failed(_ keys: [String], now: Int64) -> Bool {
+        if self.windows.count > 50_000 { self.prune(now: now) }
+        var throttled = false
+        for key in keys {
+            var window = self.windows[key] ?? (now, 0)
+            if now - window.start >= self.windowSeconds { window = (now, 0) }
+            window.count += 1
+            self.windows[key] = window
+            if window.count > self.limit { throttled = true }
+        }
+        return throttled
+    }
+
+    /// Forgets windows that are over (the table stays small whatever the number of sources).
+    public mutating func prune(now: Int64) {
+        self.windows = self.windows.filter { now - $0.value.start < self.windowSeconds }
+    }
+
+    public var trackedKeys: Int { self.windows.count }
+}
+
+/// Refusals of unauthenticated or failed requests, summarised: one line per source per minute (its count,
+/// the error types and up to five access key ids), so a flood can neither hide who sent it nor fill the log.
+/// Pure: the gateway's sweeper asks for the lines of windows that are over.
+public struct RefusalSummary: Sendable {
+    public struct Line: Sendable, Equatable {
+        public var source: String
+        public var count: Int
+        /// Error type -> how many.
+        public var types: [String: Int]
+        /// Up to five access key ids (or instance / activation ids) named by the refused requests.
+        public var keyIDs: [String]
+        public var windowStart: Int64
+    }
+
+    public let windowSeconds: Int64
+    private var open: [String: Line] = [:]
+    /// At most this many sources are summarised separately in a window; the rest as "other".
+    public let maximumSources: Int
+
+    public init(windowSeconds: Int64 = 60, maximumSources: Int = 10_000) {
+        self.windowSeconds = windowSeconds
+        self.maximumSources = maximumSources
+    }
+
+    public mutating func record(source: String, type: String, keyID: String?, now: Int64) {
+        let source = self.open[source] != nil || self.open.count < self.maximumSources ? source : "other"
+        var line = self.open[source] ?? Line(source: source, count: 0, types: [:], keyIDs: [], windowStart: now)
+        line.count += 1
+        line.types[type, default: 0] += 1
+        if let keyID, !keyID.isEmpty, line.keyIDs.count < 5, !line.keyIDs.contains(keyID) {
+            line.keyIDs.append(String(keyID.prefix(64)))
+        }
+        self.open[source] = line
+    }
+
+    /// The lines whose minute is over (or all of them with `all`), removed from the summary.
+    public mutating func due(now: Int64, all: Bool = false) -> [Line] {
+        let due = self.open.values.filter { all || now - $0.windowStart >= self.windowSeconds }
+        for line in due { self.open[line.source] = nil }
+        return due.sorted { $0.source < $1.source }
+    }
+}
