@@ -45,6 +45,9 @@ public final class WebSocketHandler: ChannelDuplexHandler {
         public var idleTimeout: TimeAmount = .seconds(60)
         /// Write out the coalesced buffer once it reaches this size, even before a flush.
         public var writeBatchSize: Int = 256 * 1024
+        /// A smaller limit for the first data message (a server's unauthenticated peer sends only its
+        /// opening frame first); nil: none.
+        public var firstMessageMaximumSize: Int?
         public init() {}
     }
 
@@ -66,9 +69,11 @@ public final class WebSocketHandler: ChannelDuplexHandler {
         self.configuration = configuration
         self.reader = WebSocketFrameReader(
             role: role == .client ? .client : .server,
-            maximumFrameSize: configuration.maximumFrameSize
+            maximumFrameSize: configuration.maximumFrameSize,
+            firstDataFrameMaximumSize: configuration.firstMessageMaximumSize
         )
         self.machine = WebSocketConnectionStateMachine(maximumMessageSize: configuration.maximumFrameSize)
+        self.machine.firstMessageMaximumSize = configuration.firstMessageMaximumSize
     }
 
     public func handlerAdded(context: ChannelHandlerContext) {

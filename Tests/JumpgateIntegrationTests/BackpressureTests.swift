@@ -72,8 +72,13 @@ struct BackpressureTests {
 
     static let megabyte = 1 << 20
 
-    @Test("download: a local reader stops for 10 s; the session survives, memory stays bounded, all bytes arrive")
-    func stoppedLocalReader() async throws {
+    @Test(
+        "download: a local reader stops for 10 s; the session survives, memory stays bounded, all bytes arrive",
+        // Official mode (smux v1). Basic mode has the same receive bound; a run of this test in basic mode
+        // did not finish (see the issue note), so it is not claimed here.
+        arguments: [["--no-extensions"]]
+    )
+    func stoppedLocalReader(agentArguments: [String]) async throws {
         let total = 96 * Self.megabyte
         let seed: UInt64 = 0x15_0001
         print("BackpressureTests.stoppedLocalReader: pattern seed \(seed)")
@@ -85,7 +90,7 @@ struct BackpressureTests {
         }
         defer { target.close(promise: nil) }
         let targetPort = try #require(target.localAddress?.port)
-        try await EndToEndTests.withLab(allow: ["127.0.0.1:\(targetPort)"], agentArguments: ["--no-extensions"]) {
+        try await EndToEndTests.withLab(allow: ["127.0.0.1:\(targetPort)"], agentArguments: agentArguments) {
             lab,
             _ in
             let (client, localPort, sessionID) = try EndToEndTests().startSession(
@@ -124,8 +129,10 @@ struct BackpressureTests {
             )
             // A second connection opens and closes while the agent's send window is full: its SYN and
             // FIN are control messages, which a full window must not refuse (this ended the session).
+            // (Basic mode serves one connection at a time: the second waits, unserved, and closes.)
+            let basic = agentArguments.contains("--compat-version")
             let second = try await ClientBootstrap(group: loop).connect(host: "127.0.0.1", port: localPort).get()
-            await Self.eventually(seconds: 10) { accepted.withLockedValue { $0.count } >= 2 }
+            if !basic { await Self.eventually(seconds: 10) { accepted.withLockedValue { $0.count } >= 2 } }
             try await second.close()
 
             // Ten seconds of a stopped reader in all.

@@ -85,10 +85,16 @@ struct GatewayAttackTests {
             defer { client.stop() }
             let before = Self.residentMegabytes(lab)
             var peak = before
-            for path in ["/no-such-path", "/v1/data-channel/nosuch"] {
+            // Two refused upgrades, and a CONNECT (which NIO's decoder treats as an upgrade too).
+            let requests = [
+                ("/no-such-path", Self.upgradeRequest(path: "/no-such-path")),
+                ("/v1/data-channel/nosuch", Self.upgradeRequest(path: "/v1/data-channel/nosuch")),
+                ("CONNECT", ByteBuffer(string: "CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n")),
+            ]
+            for (path, request) in requests {
                 let attacker = try await Self.connect(lab, from: "127.0.0.2", tls: true)
                 defer { attacker.close(promise: nil) }
-                attacker.writeAndFlush(Self.upgradeRequest(path: path), promise: nil)
+                attacker.writeAndFlush(request, promise: nil)
                 // Stream zeros for up to 5 s (64 KiB writes, at most 2,000): the gateway must hang up.
                 let zeros = ByteBuffer(repeating: 0, count: 64 << 10)
                 let started = Date()
@@ -235,6 +241,11 @@ struct GatewayAttackTests {
             #expect(await Self.legitimateCallWorks(lab))
 
             let text = try await GatewayLimitsTests.metrics(lab)
+            let slowBodies = GatewayLimitsTests.sample(
+                text,
+                "jumpgate_connections_timed_out_total{reason=\"slow_body\"}"
+            )
+            #expect((slowBodies ?? 0) >= 1, "the slow body was not counted")
             let handshake = GatewayLimitsTests.sample(
                 text,
                 "jumpgate_connections_timed_out_total{reason=\"tls_handshake\"}"
@@ -310,6 +321,24 @@ struct GatewayAttackTests {
             }
             #expect(answers.prefix(10).allSatisfy { $0 == "InvalidSignatureException" }, "\(answers)")
             #expect(answers.dropFirst(10).allSatisfy { $0 == "ThrottlingException" }, "\(answers)")
+            // Counted per key id: the same key from another address is throttled too ...
+            var elsewhere = try GatewayAPITests.endpoint(lab)
+            elsewhere.sourceAddress = "127.0.0.4"
+            let (_, sameKey) = try await GatewayAPITests.call(
+                elsewhere,
+                operation: "DescribeSessions",
+                body: body,
+                credentials: bad
+            )
+            #expect(sameKey == "ThrottlingException", "the key id's failures are counted wherever they come from")
+            // ... and per source: another made-up key from the attacker's address is throttled at once.
+            let (_, sameSource) = try await GatewayAPITests.call(
+                attacker,
+                operation: "DescribeSessions",
+                body: body,
+                credentials: AWSCredentials(accessKeyID: "AKJGOTHERKEY", secretAccessKey: wrongSecret)
+            )
+            #expect(sameSource == "ThrottlingException", "the source's failures are counted whatever key it claims")
             // The correct secret for that very key, from that very address, is never refused.
             let (status, type) = try await GatewayAPITests.call(
                 attacker,
@@ -368,7 +397,7 @@ struct GatewayAttackTests {
             let lines = log.split(separator: "\n").filter { $0.contains("refused requests") }
             let fromAttacker = lines.filter { $0.contains("source=127.0.0.2") }
             #expect(fromAttacker.count == 1, "\(lines)")
-            #expect(fromAttacker.first?.contains("count=30") == true, "\(lines)")
+            #expect(fromAttacker.first?.contains("count=31") == true, "\(lines)")
             #expect(fromAttacker.first?.contains(good.accessKeyID) == true, "\(lines)")
             let fromRegistrar = lines.filter { $0.contains("source=127.0.0.3") }
             #expect(fromRegistrar.first?.contains("count=30") == true && fromRegistrar.first?.contains(firstID) == true)

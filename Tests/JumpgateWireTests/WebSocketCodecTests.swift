@@ -216,3 +216,49 @@ struct WebSocketCodecTests {
         #expect(body.readableBytes <= 125)
     }
 }
+
+@Suite("WebSocket limits before authentication")
+struct WebSocketFirstFrameLimitTests {
+    static func frame(_ opcode: WebSocketOpcode, _ count: Int) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.writeWebSocketFrame(
+            opcode: opcode,
+            payload: ByteBuffer(repeating: 0x61, count: count),
+            maskingKey: WebSocketMaskingKey(1, 2, 3, 4)
+        )
+        return buffer
+    }
+
+    @Test("the first data frame is held to the smaller limit (a ping first does not lift it); later ones are not")
+    func firstDataFrame() throws {
+        var reader = WebSocketFrameReader(role: .server, maximumFrameSize: 1 << 20, firstDataFrameMaximumSize: 100)
+        #expect(throws: WireError.self) { try reader.read(Self.frame(.text, 101)) { _ in } }
+
+        var pingFirst = WebSocketFrameReader(role: .server, maximumFrameSize: 1 << 20, firstDataFrameMaximumSize: 100)
+        try pingFirst.read(Self.frame(.ping, 10)) { _ in }
+        #expect(throws: WireError.self) { try pingFirst.read(Self.frame(.binary, 5000)) { _ in } }
+
+        // The opening frame and a large one in the same read: both pass (a resumed client sends at once).
+        var opened = WebSocketFrameReader(role: .server, maximumFrameSize: 1 << 20, firstDataFrameMaximumSize: 100)
+        var both = Self.frame(.text, 50)
+        var large = Self.frame(.binary, 70_000)
+        both.writeBuffer(&large)
+        var sizes: [Int] = []
+        try opened.read(both) { sizes.append($0.payload.readableBytes) }
+        #expect(sizes == [50, 70_000])
+    }
+
+    @Test("a fragmented first message is held to the smaller limit too")
+    func firstMessage() {
+        var machine = WebSocketConnectionStateMachine(maximumMessageSize: 1 << 20)
+        machine.firstMessageMaximumSize = 100
+        let part = WebSocketFrame(fin: false, opcode: .text, payload: ByteBuffer(repeating: 0x61, count: 60))
+        #expect(machine.frameReceived(part) == .none)
+        let more = WebSocketFrame(fin: false, opcode: .continuation, payload: ByteBuffer(repeating: 0x61, count: 60))
+        guard case .sendCloseAndClose(let code, _) = machine.frameReceived(more) else {
+            Issue.record("a 120-byte first message passed a 100-byte limit")
+            return
+        }
+        #expect(code == 1009)
+    }
+}

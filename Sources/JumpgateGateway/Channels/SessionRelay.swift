@@ -213,6 +213,8 @@ public final class SessionRelay: Sendable {
         let now = self.state.clock()
         var handshakeNowSeen = false
         let (target, pause) = self.inner.withLockedValue { inner -> ((any Channel)?, Bool) in
+            // Ended: what still arrives is dropped (and never takes from the shared budget).
+            guard !inner.terminated else { return (nil, false) }
             inner.lastActivity = now
             if side == .agent, !inner.handshakeSeen, Self.isHandshakeComplete(frame) {
                 inner.handshakeSeen = true

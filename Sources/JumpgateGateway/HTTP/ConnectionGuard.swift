@@ -160,6 +160,6 @@ final class HTTPConnectionGuard: ChannelInboundHandler, RemovableChannelHandler 
 
     // Reported by GatewayHTTPHandler, on the same event loop.
     func headerCompleted() { self.deadlines.headerCompleted(now: .now()) }
-    func requestCompleted() { self.deadlines.requestCompleted() }
+    func requestCompleted() { self.deadlines.requestCompleted(now: .now()) }
     func responseSent() { self.deadlines.responseSent(now: .now()) }
 }

@@ -8,7 +8,8 @@ public struct ConnectionLimits: Sendable, Equatable {
     /// A request's header must be complete within this long of its first byte (one deadline, never
     /// extended by arriving bytes).
     public var requestHeaderTimeout: TimeAmount = .seconds(10)
-    /// After this long, a request body must have averaged at least ``minimumBodyRate`` bytes a second.
+    /// A request body must keep up ``minimumBodyRate`` bytes a second, with this much slack (a token
+    /// bucket of rate × grace bytes, full at the header's end): a body that stalls is closed after the grace.
     public var bodyGracePeriod: TimeAmount = .seconds(10)
     public var minimumBodyRate: Int = 1024
     /// An idle keep-alive connection (or one that finished TLS and sent nothing) closes after this long.
@@ -72,23 +73,27 @@ public struct ConnectionAdmission: Sendable {
 }
 
 /// The deadlines of one HTTP connection, from accept until it becomes a WebSocket (or closes). Pure: the
-/// handler reports events with the time and asks ``expired(now:)``.
+/// handler reports events with the time and asks ``expired(now:)``. Requests may be pipelined: the reading
+/// side (idle, header, body) and the responses still owed are tracked apart.
 public struct HTTPConnectionDeadlines: Sendable {
     enum Phase: Sendable, Equatable {
         /// Waiting for the TLS handshake, since the connection was accepted.
         case handshake(since: NIODeadline)
-        /// Between requests (or before the first), since the last response or the handshake.
+        /// No request arriving, since the handshake or the last request's end.
         case idle(since: NIODeadline)
         /// A request's header is arriving, since its first byte.
         case header(since: NIODeadline)
-        /// A request's body is arriving: since the header was complete, and how many bytes came since.
-        case body(since: NIODeadline, bytes: Int)
-        /// The gateway is answering; `nextRequestSince` is when a pipelined request's first byte came.
-        case responding(nextRequestSince: NIODeadline?)
+        /// A request's body is arriving: a token bucket of body bytes, drained at the minimum rate and
+        /// capped at one grace period's worth (bytes sent early buy at most that much silence later).
+        case body(credit: Int64, lastCheck: NIODeadline)
     }
 
     let limits: ConnectionLimits
     private(set) var phase: Phase
+    /// Requests read in full and not yet answered, and since when the oldest has waited for its answer
+    /// to be written (a client that does not read its responses).
+    private(set) var responsesOwed = 0
+    private var respondingSince: NIODeadline?
 
     public init(limits: ConnectionLimits, acceptedAt now: NIODeadline) {
         self.limits = limits
@@ -105,47 +110,52 @@ public struct HTTPConnectionDeadlines: Sendable {
         switch self.phase {
         case .idle:
             self.phase = .header(since: now)
-        case .body(let since, let bytes):
-            self.phase = .body(since: since, bytes: bytes + count)
-        case .responding(nil):
-            self.phase = .responding(nextRequestSince: now)
-        case .handshake, .header, .responding:
+        case .body(let credit, let lastCheck):
+            self.phase = .body(credit: min(credit + Int64(count), self.bodyCreditCap), lastCheck: lastCheck)
+        case .handshake, .header:
             break
         }
     }
 
     public mutating func headerCompleted(now: NIODeadline) {
-        self.phase = .body(since: now, bytes: 0)
+        // The grace period is the bucket's first fill.
+        self.phase = .body(credit: self.bodyCreditCap, lastCheck: now)
     }
 
-    public mutating func requestCompleted() {
-        self.phase = .responding(nextRequestSince: nil)
+    private var bodyCreditCap: Int64 {
+        Int64(self.limits.minimumBodyRate) * self.limits.bodyGracePeriod.nanoseconds / 1_000_000_000
+    }
+
+    public mutating func requestCompleted(now: NIODeadline) {
+        self.phase = .idle(since: now)
+        if self.responsesOwed == 0 { self.respondingSince = now }
+        self.responsesOwed += 1
     }
 
     public mutating func responseSent(now: NIODeadline) {
-        if case .responding(let next) = self.phase {
-            self.phase = next.map { .header(since: $0) } ?? .idle(since: now)
-        }
+        self.responsesOwed = max(0, self.responsesOwed - 1)
+        self.respondingSince = self.responsesOwed > 0 ? now : nil
+        // Waiting for the next request starts once nothing is owed.
+        if self.responsesOwed == 0, case .idle = self.phase { self.phase = .idle(since: now) }
     }
 
     /// The deadline that passed, if one did.
-    public func expired(now: NIODeadline) -> ConnectionTimeout? {
+    public mutating func expired(now: NIODeadline) -> ConnectionTimeout? {
+        // An answer that cannot be written for as long as a connection may idle: the client is not reading.
+        if let since = self.respondingSince, now - since >= self.limits.keepAliveIdleTimeout { return .keepAliveIdle }
         switch self.phase {
         case .handshake(let since):
             return now - since >= self.limits.tlsHandshakeTimeout ? .tlsHandshake : nil
         case .idle(let since):
+            // Not idle while the gateway still owes an answer (it is working, or writing).
+            guard self.responsesOwed == 0 else { return nil }
             return now - since >= self.limits.keepAliveIdleTimeout ? .keepAliveIdle : nil
         case .header(let since):
             return now - since >= self.limits.requestHeaderTimeout ? .requestHeader : nil
-        case .body(let since, let bytes):
-            let elapsed = now - since
-            guard elapsed > self.limits.bodyGracePeriod else { return nil }
-            let owed =
-                Int64(self.limits.minimumBodyRate) * (elapsed - self.limits.bodyGracePeriod).nanoseconds
-                / 1_000_000_000
-            return Int64(bytes) < owed ? .slowBody : nil
-        case .responding:
-            return nil
+        case .body(let credit, let lastCheck):
+            let drained = Int64(self.limits.minimumBodyRate) * (now - lastCheck).nanoseconds / 1_000_000_000
+            self.phase = .body(credit: credit - drained, lastCheck: now)
+            return credit - drained < 0 ? .slowBody : nil
         }
     }
 }

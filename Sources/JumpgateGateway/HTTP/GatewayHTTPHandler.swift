@@ -153,7 +153,7 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                 switch answer {
                 case .read(let result): written = loop.makeSucceededFuture(result)
                 case .now(let result): written = state.flush(on: loop).map { result }
-                case .later(let future): written = future.flatMap { result in state.flush(on: loop).map { result } }
+                case .later(let future): written = future
                 }
                 let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
                 written.whenComplete { outcome in
@@ -341,7 +341,11 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
             // The HTTP deadlines end here: the WebSocket has its own idle timeout.
             if let deadlines = self.deadlines { sync.removeHandler(deadlines, promise: nil) }
-            let webSocket = WebSocketHandler(role: .server)
+            // The first message is the unauthenticated opening frame: nothing larger may arrive (and so be
+            // held) before it.
+            var configuration = WebSocketHandler.Configuration()
+            configuration.firstMessageMaximumSize = Self.unauthenticatedMessageSize
+            let webSocket = WebSocketHandler(role: .server, configuration: configuration)
             try sync.addHandler(webSocket, position: .after(tls))
             try sync.addHandler(handler, position: .after(webSocket))
             sync.removeHandler(context: context, promise: nil)
@@ -417,10 +421,25 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         return String(target.dropFirst("AmazonSSM.".count))
     }
 
-    /// Whether the HTTP decoder treats this request as an upgrade (it then stops parsing what follows).
+    /// Whether the HTTP decoder treats this request as an upgrade (it then stops parsing what follows and
+    /// keeps the bytes): Upgrade with Connection: upgrade, and any CONNECT.
     static func isUpgradeRequest(_ head: HTTPRequestHead) -> Bool {
-        head.headers.contains(name: "Upgrade")
-            && head.headers["Connection"].contains { $0.lowercased().contains("upgrade") }
+        head.method == .CONNECT
+            || head.headers.contains(name: "Upgrade")
+                && head.headers["Connection"].contains { $0.lowercased().contains("upgrade") }
+    }
+
+    /// The largest WebSocket message an upgraded socket may send before it authenticates (the opening
+    /// frames are at most 16 KiB).
+    static let unauthenticatedMessageSize = 16 * 1024 + 64
+
+    /// A client that does not read its responses (pipelining requests) stops being read: the responses
+    /// wait in the gateway only as far as the socket's watermark.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        let channel = context.channel
+        let writable = channel.isWritable
+        channel.setOption(ChannelOptions.autoRead, value: writable).whenSuccess { if writable { channel.read() } }
+        context.fireChannelWritabilityChanged()
     }
 
     static func split(_ uri: String) -> (String, String) {

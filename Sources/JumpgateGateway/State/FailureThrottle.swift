@@ -17,9 +17,11 @@ public struct FailureThrottle: Sendable {
     /// Records one failure under each of `keys`; returns whether any of them is now over the limit
     /// (the failure is then answered ThrottlingException instead of its own error).
     public mutating func failed(_ keys: [String], now: Int64) -> Bool {
-        if self.windows.count > 50_000 { self.prune(now: now) }
         var throttled = false
-        for key in keys {
+        for var key in keys {
+            // A full table (the sweeper prunes it every second) takes no new key: their failures count
+            // together, so made-up ids cannot grow it or make each failure scan it.
+            if self.windows[key] == nil, self.windows.count >= Self.maximumKeys { key = "overflow" }
             var window = self.windows[key] ?? (now, 0)
             if now - window.start >= self.windowSeconds { window = (now, 0) }
             window.count += 1
@@ -35,6 +37,7 @@ public struct FailureThrottle: Sendable {
     }
 
     public var trackedKeys: Int { self.windows.count }
+    public static let maximumKeys = 50_000
 }
 
 /// Refusals of unauthenticated or failed requests, summarised: one line per source per minute (its count,

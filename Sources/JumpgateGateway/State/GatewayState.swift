@@ -134,6 +134,11 @@ public final class GatewayState: Sendable {
         var controlChannels: [String: any Channel] = [:]
         /// Each agent's process run id, from its control channel's opening frame (runtime only).
         var agentRunIDs: [String: String] = [:]
+        /// Instances whose deregistration, and sessions whose termination, is being written: nothing may
+        /// write their rows meanwhile (a write-behind update landing after the deletion would bring a
+        /// revoked row back), and an agent being deregistered cannot attach.
+        var revokingInstances: Set<String> = []
+        var terminatingSessions: Set<String> = []
         var controlTokens: [String: (instanceID: String, expires: Int64)] = [:]
         var relays: [String: SessionRelay] = [:]
         /// Failed sign-ins and registrations (per source, access key id, activation id), and the
@@ -471,12 +476,18 @@ public final class GatewayState: Sendable {
         instanceID: String,
         on eventLoop: any EventLoop
     ) throws(APIError) -> EventLoopFuture<(control: (any Channel)?, sessions: [SessionRecord])> {
-        guard self.storage.withLockedValue({ $0.instances[instanceID] }) != nil else {
+        let known = self.storage.withLockedValue { storage -> Bool in
+            guard storage.instances[instanceID] != nil else { return false }
+            storage.revokingInstances.insert(instanceID)
+            return true
+        }
+        guard known else {
             throw APIError(400, "InvalidInstanceId", "Instance \(instanceID) is not a registered managed instance.")
         }
         // Memory changes only once the store has the deletion: a failed write leaves the instance
         // registered everywhere (and the API says so), never revoked in memory only.
-        return self.commitThenApply(.instanceDeleted(id: instanceID), on: eventLoop) { storage in
+        let committed = self.commitThenApply(.instanceDeleted(id: instanceID), on: eventLoop) { storage in
+            storage.revokingInstances.remove(instanceID)
             storage.instances.removeValue(forKey: instanceID)
             let control = storage.controlChannels.removeValue(forKey: instanceID)
             storage.controlTokens = storage.controlTokens.filter { $0.value.instanceID != instanceID }
@@ -485,6 +496,8 @@ public final class GatewayState: Sendable {
             }
             return (control: control, sessions: open)
         }
+        committed.whenFailure { _ in _ = self.storage.withLockedValue { $0.revokingInstances.remove(instanceID) } }
+        return committed
     }
 
     public func instances() -> [ManagedInstance] {
@@ -515,7 +528,7 @@ public final class GatewayState: Sendable {
         let now = self.clock()
         let attached = self.storage.withLockedValue { storage -> (previous: (any Channel)?, stale: [SessionRecord])? in
             guard let entry = storage.controlTokens.removeValue(forKey: tokenHash(token)),
-                entry.instanceID == instanceID,
+                entry.instanceID == instanceID, !storage.revokingInstances.contains(instanceID),
                 entry.expires >= now, var instance = storage.instances[instanceID]
             else { return nil }
             let previous = storage.controlChannels[instanceID]
@@ -559,7 +572,9 @@ public final class GatewayState: Sendable {
             guard let current = storage.controlChannels[instanceID], current === channel else { return }
             storage.controlChannels[instanceID] = nil
             storage.instances[instanceID]?.online = false
-            if let instance = storage.instances[instanceID] { self.store?.submit(.instance(instance)) }
+            if let instance = storage.instances[instanceID], !storage.revokingInstances.contains(instanceID) {
+                self.store?.submit(.instance(instance))
+            }
         }
     }
 
@@ -751,21 +766,27 @@ public final class GatewayState: Sendable {
             session.disconnectedSince = nil
             session.clientTokenHash = nil
             session.agentTokenHashes = [:]
+            storage.terminatingSessions.insert(sessionID)
             return session
         }
         guard let ended else { return eventLoop.makeSucceededVoidFuture() }
-        return self.commitThenApply(.session(ended), on: eventLoop) { storage in
+        let committed = self.commitThenApply(.session(ended), on: eventLoop) { storage in
+            storage.terminatingSessions.remove(sessionID)
             guard let current = storage.sessions[sessionID], current.status != .terminated, current.status != .failed
             else { return }
             storage.sessions[sessionID] = ended
             Counter(label: "jumpgate_sessions_ended_total", dimensions: [("status", ended.status.rawValue)]).increment()
         }
+        committed.whenFailure { _ in _ = self.storage.withLockedValue { $0.terminatingSessions.remove(sessionID) } }
+        return committed
     }
 
     public func setStatus(sessionID: String, _ status: SessionStatus, reason: String? = nil) {
         let now = self.clock()
         self.storage.withLockedValue { storage in
-            guard var session = storage.sessions[sessionID] else { return }
+            guard var session = storage.sessions[sessionID], !storage.terminatingSessions.contains(sessionID) else {
+                return
+            }
             if session.status == .terminated || session.status == .failed { return }
             if let relay = storage.relays[sessionID] {
                 (session.bytesToAgent, session.bytesToClient) = relay.relayedBytes
@@ -789,7 +810,7 @@ public final class GatewayState: Sendable {
     /// calls it every 30 s), so a crash loses at most that much of a session's byte counts.
     public func checkpointTraffic() {
         self.storage.withLockedValue { storage in
-            for (id, relay) in storage.relays {
+            for (id, relay) in storage.relays where !storage.terminatingSessions.contains(id) {
                 guard var session = storage.sessions[id] else { continue }
                 let counts = relay.relayedBytes
                 guard counts != (session.bytesToAgent, session.bytesToClient) else { continue }

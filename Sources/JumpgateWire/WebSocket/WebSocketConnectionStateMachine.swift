@@ -34,6 +34,8 @@ public struct WebSocketConnectionStateMachine: Sendable {
     }
 
     public var maximumMessageSize: Int
+    /// A smaller limit for the first data message only (an unauthenticated peer's opening message).
+    public var firstMessageMaximumSize: Int?
     private var state: State = .open
     private var fragmentOpcode: WebSocketOpcode?
     private var fragments = ByteBuffer()
@@ -70,6 +72,7 @@ public struct WebSocketConnectionStateMachine: Sendable {
                 return self.fail(CloseCode.protocolError, "a new message started before the fragmented one finished")
             }
             if frame.fin {
+                self.firstMessageMaximumSize = nil
                 return .deliver(opcode: frame.opcode, payload: frame.unmaskedPayload())
             }
             self.fragmentOpcode = frame.opcode
@@ -87,8 +90,9 @@ public struct WebSocketConnectionStateMachine: Sendable {
     }
 
     private mutating func appendFragment(_ frame: WebSocketFrame) -> Action {
-        guard self.fragments.readableBytes + frame.payload.readableBytes <= self.maximumMessageSize else {
-            return self.fail(CloseCode.messageTooBig, "message exceeds \(self.maximumMessageSize) bytes")
+        let limit = min(self.maximumMessageSize, self.firstMessageMaximumSize ?? .max)
+        guard self.fragments.readableBytes + frame.payload.readableBytes <= limit else {
+            return self.fail(CloseCode.messageTooBig, "message exceeds \(limit) bytes")
         }
         if let key = frame.maskingKey {
             self.fragments.writeMaskedBytes(frame.payload, maskingKey: key)
@@ -97,6 +101,7 @@ public struct WebSocketConnectionStateMachine: Sendable {
         }
         guard frame.fin, let opcode = self.fragmentOpcode else { return .none }
         self.fragmentOpcode = nil
+        self.firstMessageMaximumSize = nil
         let message = self.fragments
         self.fragments = ByteBuffer()
         return .deliver(opcode: opcode, payload: message)

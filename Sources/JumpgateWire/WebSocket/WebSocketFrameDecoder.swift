@@ -20,6 +20,8 @@ public struct WebSocketFrameDecoder: NIOSingleStepByteToMessageDecoder {
 
     public var role: Role
     public var maximumFrameSize: Int
+    /// A smaller limit for the first data frame only (an unauthenticated peer's opening frame); nil: none.
+    public var firstDataFrameMaximumSize: Int?
 
     public init(role: Role, maximumFrameSize: Int = 1 << 20) {
         self.role = role
@@ -83,6 +85,12 @@ public struct WebSocketFrameDecoder: NIOSingleStepByteToMessageDecoder {
                 "WebSocket frame of \(length) bytes exceeds the \(self.maximumFrameSize)-byte limit"
             )
         }
+        if let first = self.firstDataFrameMaximumSize, !opcode.isControl, length > first {
+            throw WireError(
+                .webSocketFrameTooLarge,
+                "the first WebSocket data frame (\(length) bytes) exceeds the \(first)-byte limit before authentication"
+            )
+        }
         var key: WebSocketMaskingKey?
         if masked {
             guard let word = buffer.getInteger(at: offset, as: UInt32.self) else { return nil }
@@ -92,6 +100,7 @@ public struct WebSocketFrameDecoder: NIOSingleStepByteToMessageDecoder {
         guard buffer.writerIndex - offset >= length else { return nil }
         buffer.moveReaderIndex(to: offset)
         let payload = buffer.readSlice(length: length)!
+        if !opcode.isControl { self.firstDataFrameMaximumSize = nil }
         return WebSocketFrame(fin: fin, opcode: opcode, maskingKey: key, payload: payload)
     }
 
@@ -131,8 +140,9 @@ public struct WebSocketFrameReader {
     /// Frames of the current read whose payloads are being copied (reused between reads).
     private var pending: [(fin: Bool, opcode: WebSocketOpcode, offset: Int, length: Int)] = []
 
-    public init(role: WebSocketFrameDecoder.Role, maximumFrameSize: Int) {
+    public init(role: WebSocketFrameDecoder.Role, maximumFrameSize: Int, firstDataFrameMaximumSize: Int? = nil) {
         self.decoder = WebSocketFrameDecoder(role: role, maximumFrameSize: maximumFrameSize)
+        self.decoder.firstDataFrameMaximumSize = firstDataFrameMaximumSize
     }
 
     /// Bytes of an incomplete frame held for the next read.
@@ -170,7 +180,8 @@ public struct WebSocketFrameReader {
             }
             if input.readableBytes > 0 {
                 let needed = input.readableBytes + WebSocketFrameDecoder.bytesMissing(in: input)
-                var partial = self.allocator.buffer(capacity: min(needed, self.decoder.maximumFrameSize + 14))
+                let limit = self.decoder.firstDataFrameMaximumSize ?? self.decoder.maximumFrameSize
+                var partial = self.allocator.buffer(capacity: min(needed, max(limit, 125) + 14))
                 partial.writeBuffer(&input)
                 self.partial = partial
             }
