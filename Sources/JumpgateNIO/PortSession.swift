@@ -489,12 +489,15 @@ public final class PortSession: ChannelInboundHandler {
     private func writeToTCP(_ id: SmuxStreamID, channel: any Channel, _ data: ByteBuffer) {
         let count = data.readableBytes
         self.bytesOut += Int64(count)
-        self.receiveBound.queued(count)
+        // Counted only where the bound applies (smux v1, basic): the fast path's windows bound each stream,
+        // and its per-write work stays what it was.
+        let counted = self.receiveBound.isEnabled
+        if counted { self.receiveBound.queued(count) }
         let bound = NIOLoopBound(self, eventLoop: channel.eventLoop)
         channel.write(data).whenComplete { result in
-            bound.value.written(id, count, success: (try? result.get()) != nil)
+            bound.value.written(id, count, counted: counted, success: (try? result.get()) != nil)
         }
-        self.applyReceiveBound()
+        if counted { self.applyReceiveBound() }
         if self.reading {
             if !self.unflushed.contains(where: { $0 === channel }) { self.unflushed.append(channel) }
         } else {
@@ -520,9 +523,11 @@ public final class PortSession: ChannelInboundHandler {
 
     /// A write to a local connection completed (or failed with its connection): the bytes leave the
     /// receive bound, and on success they count as consumed for the smux window.
-    private func written(_ id: SmuxStreamID, _ count: Int, success: Bool) {
-        self.receiveBound.written(count)
-        self.applyReceiveBound()
+    private func written(_ id: SmuxStreamID, _ count: Int, counted: Bool, success: Bool) {
+        if counted {
+            self.receiveBound.written(count)
+            self.applyReceiveBound()
+        }
         if success { self.consumed(id, count) }
     }
 
