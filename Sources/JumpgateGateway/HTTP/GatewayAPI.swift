@@ -275,7 +275,7 @@ struct GatewayAPI: Sendable {
             offset = 0
         }
         let sessions = self.state.sessions().filter { session in
-            let ended = session.status == .terminated || session.status == .failed
+            let ended = session.status.isEnded
             return (wanted == "History" ? ended : !ended) && predicates.allSatisfy { $0(session) }
         }
         let page = sessions.dropFirst(offset).prefix(maxResults)

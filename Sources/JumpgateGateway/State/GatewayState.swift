@@ -91,6 +91,9 @@ public enum SessionStatus: String, Sendable {
     case terminating = "Terminating"
     case terminated = "Terminated"
     case failed = "Failed"
+
+    /// Terminated or Failed: the session is over.
+    public var isEnded: Bool { self == .terminated || self == .failed }
 }
 
 public struct SessionRecord: Sendable {
@@ -186,7 +189,7 @@ public final class GatewayState: Sendable {
     public func sampleMetrics(on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
         let (active, online, relays) = self.storage.withLockedValue { storage in
             (
-                storage.sessions.values.filter { $0.status != .terminated && $0.status != .failed }.count,
+                storage.sessions.values.filter { !$0.status.isEnded }.count,
                 storage.controlChannels.count,
                 Array(storage.relays.values)
             )
@@ -219,7 +222,7 @@ public final class GatewayState: Sendable {
             for var session in snapshot.sessions {
                 storage.sessionsCreated += 1
                 session.creationIndex = storage.sessionsCreated
-                if session.status != .terminated && session.status != .failed {
+                if !session.status.isEnded {
                     session.status = .disconnected
                     session.disconnectedSince = now
                     // Whatever happened before the restart, tokens are single-use from now on.
@@ -242,7 +245,7 @@ public final class GatewayState: Sendable {
     public func sessionsToEnd(idle: Int64, maximumDuration: Int64?) -> [(SessionRecord, reason: String)] {
         let now = self.clock()
         let candidates = self.storage.withLockedValue { storage in
-            storage.sessions.values.filter { $0.status != .terminated && $0.status != .failed }.map {
+            storage.sessions.values.filter { !$0.status.isEnded }.map {
                 ($0, storage.relays[$0.id])
             }
         }
@@ -349,15 +352,19 @@ public final class GatewayState: Sendable {
     /// Writes `change` to the store and only once it is on disk applies `apply` to memory; when the write
     /// fails, memory stays as it was and the future fails. For what an API answer reports (an activation,
     /// a revocation): the answer must describe what is on disk. Without a store, applies at once.
+    /// `undo` runs instead of `apply` when the write fails (to release what the caller marked meanwhile).
     func commitThenApply<T: Sendable>(
         _ change: StoreChange,
         on eventLoop: any EventLoop,
-        _ apply: @escaping @Sendable (inout Storage) -> T
+        undo: (@Sendable (inout Storage) -> Void)? = nil,
+        apply: @escaping @Sendable (inout Storage) -> T
     ) -> EventLoopFuture<T> {
         guard let store = self.store else {
             return eventLoop.makeSucceededFuture(self.storage.withLockedValue { apply(&$0) })
         }
-        return store.commit(change).hop(to: eventLoop).map { self.storage.withLockedValue { apply(&$0) } }
+        let committed = store.commit(change).hop(to: eventLoop).map { self.storage.withLockedValue { apply(&$0) } }
+        if let undo { committed.whenFailure { _ in self.storage.withLockedValue { undo(&$0) } } }
+        return committed
     }
 
     public func createActivation(
@@ -486,18 +493,19 @@ public final class GatewayState: Sendable {
         }
         // Memory changes only once the store has the deletion: a failed write leaves the instance
         // registered everywhere (and the API says so), never revoked in memory only.
-        let committed = self.commitThenApply(.instanceDeleted(id: instanceID), on: eventLoop) { storage in
-            storage.revokingInstances.remove(instanceID)
-            storage.instances.removeValue(forKey: instanceID)
-            let control = storage.controlChannels.removeValue(forKey: instanceID)
-            storage.controlTokens = storage.controlTokens.filter { $0.value.instanceID != instanceID }
-            let open = storage.sessions.values.filter {
-                $0.target == instanceID && $0.status != .terminated && $0.status != .failed
+        return self.commitThenApply(
+            .instanceDeleted(id: instanceID),
+            on: eventLoop,
+            undo: { $0.revokingInstances.remove(instanceID) },
+            apply: { storage in
+                storage.revokingInstances.remove(instanceID)
+                storage.instances.removeValue(forKey: instanceID)
+                let control = storage.controlChannels.removeValue(forKey: instanceID)
+                storage.controlTokens = storage.controlTokens.filter { $0.value.instanceID != instanceID }
+                let open = storage.sessions.values.filter { $0.target == instanceID && !$0.status.isEnded }
+                return (control: control, sessions: open)
             }
-            return (control: control, sessions: open)
-        }
-        committed.whenFailure { _ in _ = self.storage.withLockedValue { $0.revokingInstances.remove(instanceID) } }
-        return committed
+        )
     }
 
     public func instances() -> [ManagedInstance] {
@@ -536,7 +544,7 @@ public final class GatewayState: Sendable {
             var stale: [SessionRecord] = []
             if AgentLoss.isRestart(previousRunID: storage.agentRunIDs[instanceID], newRunID: runID) {
                 stale = storage.sessions.values.filter {
-                    $0.target == instanceID && $0.status != .terminated && $0.status != .failed
+                    $0.target == instanceID && !$0.status.isEnded
                 }
             }
             if let runID { storage.agentRunIDs[instanceID] = runID }
@@ -559,7 +567,7 @@ public final class GatewayState: Sendable {
         let now = self.clock()
         return self.storage.withLockedValue { storage in
             storage.sessions.values.compactMap { session in
-                guard session.status != .terminated, session.status != .failed,
+                guard !session.status.isEnded,
                     let relay = storage.relays[session.id], let absence = relay.agentAbsence(now: now)
                 else { return nil }
                 return (session, relay, absence)
@@ -575,39 +583,6 @@ public final class GatewayState: Sendable {
             if let instance = storage.instances[instanceID], !storage.revokingInstances.contains(instanceID) {
                 self.store?.submit(.instance(instance))
             }
-        }
-    }
-
-    /// A request failed authentication: counts it (per source and per the access key id it claimed) and
-    /// returns whether it is to be answered ThrottlingException instead of its own error.
-    public func authenticationFailed(source: String, keyID: String?, type: String) -> Bool {
-        let now = self.clock()
-        return self.storage.withLockedValue { storage in
-            var keys = ["source:" + source]
-            if let keyID, !keyID.isEmpty { keys.append("key:" + String(keyID.prefix(128))) }
-            let throttled = storage.throttle.failed(keys, now: now)
-            storage.refusals.record(
-                source: source,
-                type: throttled ? "ThrottlingException" : type,
-                keyID: keyID,
-                now: now
-            )
-            return throttled
-        }
-    }
-
-    /// A refusal that is not a failed sign-in (a data channel with a bad token): summarised, not throttled.
-    public func refused(source: String, type: String, keyID: String?) {
-        let now = self.clock()
-        self.storage.withLockedValue { $0.refusals.record(source: source, type: type, keyID: keyID, now: now) }
-    }
-
-    /// Summary lines of refused requests whose minute is over (all of them with `all`), for the log.
-    public func refusalSummaries(all: Bool = false) -> [RefusalSummary.Line] {
-        let now = self.clock()
-        return self.storage.withLockedValue { storage in
-            storage.throttle.prune(now: now)
-            return storage.refusals.due(now: now, all: all)
         }
     }
 
@@ -683,7 +658,7 @@ public final class GatewayState: Sendable {
             guard var session = storage.sessions[id], session.owner == owner else {
                 throw APIError(400, "DoesNotExistException", "Session \(id) does not exist.")
             }
-            guard session.status != .terminated, session.status != .failed else {
+            guard !session.status.isEnded else {
                 throw APIError(400, "DoesNotExistException", "Session \(id) is already terminated.")
             }
             session.clientTokenHash = tokenHash(token)
@@ -726,7 +701,7 @@ public final class GatewayState: Sendable {
             guard var session = storage.sessions[sessionID], session.target == instanceID else {
                 throw APIError(403, "AccessDeniedException", "Session \(sessionID) does not target \(instanceID).")
             }
-            guard session.status != .terminated, session.status != .failed else {
+            guard !session.status.isEnded else {
                 throw APIError(400, "BadRequest", "Session is already terminated")
             }
             session.agentTokenHashes[tokenHash(token)] = now + 60
@@ -755,7 +730,7 @@ public final class GatewayState: Sendable {
     ) -> EventLoopFuture<Void> {
         let now = self.clock()
         let ended = self.storage.withLockedValue { storage -> SessionRecord? in
-            guard var session = storage.sessions[sessionID], session.status != .terminated, session.status != .failed
+            guard var session = storage.sessions[sessionID], !session.status.isEnded
             else { return nil }
             if let relay = storage.relays[sessionID] {
                 (session.bytesToAgent, session.bytesToClient) = relay.relayedBytes
@@ -770,15 +745,18 @@ public final class GatewayState: Sendable {
             return session
         }
         guard let ended else { return eventLoop.makeSucceededVoidFuture() }
-        let committed = self.commitThenApply(.session(ended), on: eventLoop) { storage in
-            storage.terminatingSessions.remove(sessionID)
-            guard let current = storage.sessions[sessionID], current.status != .terminated, current.status != .failed
-            else { return }
-            storage.sessions[sessionID] = ended
-            Counter(label: "jumpgate_sessions_ended_total", dimensions: [("status", ended.status.rawValue)]).increment()
-        }
-        committed.whenFailure { _ in _ = self.storage.withLockedValue { $0.terminatingSessions.remove(sessionID) } }
-        return committed
+        return self.commitThenApply(
+            .session(ended),
+            on: eventLoop,
+            undo: { $0.terminatingSessions.remove(sessionID) },
+            apply: { storage in
+                storage.terminatingSessions.remove(sessionID)
+                guard let current = storage.sessions[sessionID], !current.status.isEnded else { return }
+                storage.sessions[sessionID] = ended
+                Counter(label: "jumpgate_sessions_ended_total", dimensions: [("status", ended.status.rawValue)])
+                    .increment()
+            }
+        )
     }
 
     public func setStatus(sessionID: String, _ status: SessionStatus, reason: String? = nil) {
@@ -787,7 +765,7 @@ public final class GatewayState: Sendable {
             guard var session = storage.sessions[sessionID], !storage.terminatingSessions.contains(sessionID) else {
                 return
             }
-            if session.status == .terminated || session.status == .failed { return }
+            if session.status.isEnded { return }
             if let relay = storage.relays[sessionID] {
                 (session.bytesToAgent, session.bytesToClient) = relay.relayedBytes
             }
@@ -795,7 +773,7 @@ public final class GatewayState: Sendable {
             if status != .disconnected { session.disconnectedSince = nil }
             session.status = status
             if let reason { session.closeReason = reason }
-            if status == .terminated || status == .failed {
+            if status.isEnded {
                 Counter(label: "jumpgate_sessions_ended_total", dimensions: [("status", status.rawValue)]).increment()
                 session.endEpoch = now
                 session.clientTokenHash = nil

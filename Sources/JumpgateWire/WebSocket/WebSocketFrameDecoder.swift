@@ -100,7 +100,7 @@ public struct WebSocketFrameDecoder: NIOSingleStepByteToMessageDecoder {
         guard buffer.writerIndex - offset >= length else { return nil }
         buffer.moveReaderIndex(to: offset)
         let payload = buffer.readSlice(length: length)!
-        if !opcode.isControl { self.firstDataFrameMaximumSize = nil }
+        if self.firstDataFrameMaximumSize != nil, !opcode.isControl { self.firstDataFrameMaximumSize = nil }
         return WebSocketFrame(fin: fin, opcode: opcode, maskingKey: key, payload: payload)
     }
 

@@ -1,0 +1,37 @@
+// Failed sign-ins and other refusals: the throttle and the per-source log summary (docs/SECURITY.md).
+import NIOConcurrencyHelpers
+
+extension GatewayState {
+    /// A request failed authentication: counts it (per source and per the access key id it claimed) and
+    /// returns whether it is to be answered ThrottlingException instead of its own error.
+    public func authenticationFailed(source: String, keyID: String?, type: String) -> Bool {
+        let now = self.clock()
+        return self.storage.withLockedValue { storage in
+            var keys = ["source:" + source]
+            if let keyID, !keyID.isEmpty { keys.append("key:" + String(keyID.prefix(128))) }
+            let throttled = storage.throttle.failed(keys, now: now)
+            storage.refusals.record(
+                source: source,
+                type: throttled ? "ThrottlingException" : type,
+                keyID: keyID,
+                now: now
+            )
+            return throttled
+        }
+    }
+
+    /// A refusal that is not a failed sign-in (a data channel with a bad token): summarised, not throttled.
+    public func refused(source: String, type: String, keyID: String?) {
+        let now = self.clock()
+        self.storage.withLockedValue { $0.refusals.record(source: source, type: type, keyID: keyID, now: now) }
+    }
+
+    /// Summary lines of refused requests whose minute is over (all of them with `all`), for the log.
+    public func refusalSummaries(all: Bool = false) -> [RefusalSummary.Line] {
+        let now = self.clock()
+        return self.storage.withLockedValue { storage in
+            storage.throttle.prune(now: now)
+            return storage.refusals.due(now: now, all: all)
+        }
+    }
+}
