@@ -365,7 +365,7 @@ def register_agent(paths: Paths, bin_dir: Path, url: str) -> str:
               "--endpoint-url", url, "--output", "json"]
     show(create)
     activation = json.loads(run(create, env=env).stdout)
-    register = [str(bin_dir / "jumpgate"), "agent", "register", "--endpoint", url, "--ca-file", str(paths.gateway / "tls" / "ca.pem"),
+    register = [str(bin_dir / "jumpgate"), "agent", "register", "--endpoint-url", url, "--ca-file", str(paths.gateway / "tls" / "ca.pem"),
                 "--activation-id", activation["ActivationId"], "--activation-code", activation["ActivationCode"],
                 "--state-dir", str(paths.agent), "--name", "jump-server", "--force",
                 "--allow", f"{VPC_CIDR}:3306", "--allow", f"{VPC_CIDR}:443"]

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import JumpgateClient
+import JumpgateNIO
 import JumpgateWire
 
 struct AdminCommand: AsyncParsableCommand {
@@ -11,49 +12,106 @@ struct AdminCommand: AsyncParsableCommand {
     )
 }
 
-/// Where to reach the gateway and as whom: the AWS tools' flags and variables.
-struct GatewayOptions: ParsableArguments {
-    @Option(name: .long, help: "The gateway URL (else AWS_ENDPOINT_URL_SSM).") var endpointURL: String?
-    @Option(name: .long, help: "Region for signing (any works with Jumpgate).") var region: String?
-    @Option(name: .long, help: "A profile from the AWS credentials file.") var profile: String?
-    @Option(name: .long, help: "The gateway's CA certificate (else AWS_CA_BUNDLE or SSL_CERT_FILE).") var caFile:
-        String?
-
-    func client() throws -> SSMClient {
-        try SSMClient(
-            configuration: ClientConfiguration.resolve(
-                profile: self.profile,
-                region: self.region,
-                endpointURL: self.endpointURL,
-                caFile: self.caFile
-            )
-        )
-    }
-}
-
 struct CreateActivationCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "create-activation",
-        abstract: "Create an activation for registering agents; prints ActivationId and ActivationCode as JSON."
+        abstract: "Create an activation for registering agents (as 'aws ssm create-activation').",
+        discussion:
+            "Prints ActivationId and ActivationCode (the code is shown once), and the command that registers an agent with them."
     )
 
     @OptionGroup var gateway: GatewayOptions
-    @Option(name: .long, help: "Recorded with the activation, as the AWS API requires one.") var iamRole: String =
-        "SSMServiceRole"
-    @Option(name: .long, help: "How many agents may register with it.") var registrationLimit: Int = 1
-    @Option(name: .long, help: "The default name of agents registered with it.") var defaultInstanceName: String?
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Recorded with the activation, as the AWS API requires one.", valueName: "role")
+    )
+    var iamRole: String = "SSMServiceRole"
+    @Option(name: .long, help: ArgumentHelp("How many agents may register with it (1 to 1000).", valueName: "n"))
+    var registrationLimit: Int = 1
+    @Option(
+        name: .long,
+        help: ArgumentHelp("The name of agents registered with it that give no --name.", valueName: "name")
+    )
+    var defaultInstanceName: String?
+    @Option(name: .long, help: ArgumentHelp("A note kept with the activation.", valueName: "text"))
+    var description: String?
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "When it expires: an ISO 8601 time (2026-12-31T18:00:00Z) or a duration from now (2h, 7d); default 24h, at most 30 days.",
+            valueName: "time"
+        )
+    )
+    var expirationDate: String?
+    @Option(name: .long, help: OutputFormat.help("the gateway's answer, {\"ActivationId\", \"ActivationCode\"}."))
+    var format: OutputFormat = .text
+
+    func validate() throws {
+        guard (1...1000).contains(self.registrationLimit) else {
+            throw ValidationError("--registration-limit must be from 1 to 1000.")
+        }
+        if let text = self.expirationDate { _ = try Self.expiration(text, now: WallClock.nowSeconds()) }
+    }
+
+    /// `--expiration-date` as epoch seconds: in the future and at most 30 days ahead (AWS's limits).
+    static func expiration(_ text: String, now: Int64) throws -> Int64 {
+        let epoch: Int64
+        if let seconds = DurationText.seconds(text), seconds > 0 {
+            epoch = now + seconds
+        } else if let date = Self.parseISO8601(text) {
+            epoch = Int64(date.timeIntervalSince1970)
+        } else {
+            throw ValidationError(
+                "--expiration-date '\(text)' is neither an ISO 8601 time (2026-12-31T18:00:00Z) nor a duration (2h, 7d)."
+            )
+        }
+        guard epoch > now else {
+            throw ValidationError(
+                "--expiration-date \(WallClock.iso8601(epochSeconds: epoch)) is in the past; give a later time."
+            )
+        }
+        guard epoch <= now + 30 * 86400 else {
+            throw ValidationError("--expiration-date may be at most 30 days from now.")
+        }
+        return epoch
+    }
+
+    static func parseISO8601(_ text: String) -> Date? {
+        let formatter = ISO8601DateFormatter()
+        if let date = formatter.date(from: text) { return date }
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let date = formatter.date(from: text) { return date }
+        formatter.formatOptions = [.withFullDate]
+        return formatter.date(from: text)
+    }
 
     func run() async throws {
-        do {
-            var input: [(key: String, value: JSONValue)] = [
-                ("IamRole", .string(self.iamRole)), ("RegistrationLimit", .integer(Int64(self.registrationLimit))),
-            ]
-            if let name = self.defaultInstanceName { input.append(("DefaultInstanceName", .string(name))) }
-            let result = try await self.gateway.client().call("CreateActivation", .object(input))
+        var input: [(key: String, value: JSONValue)] = [
+            ("IamRole", .string(self.iamRole)), ("RegistrationLimit", .integer(Int64(self.registrationLimit))),
+        ]
+        if let name = self.defaultInstanceName { input.append(("DefaultInstanceName", .string(name))) }
+        if let text = self.description { input.append(("Description", .string(text))) }
+        if let text = self.expirationDate {
+            input.append(("ExpirationDate", .integer(try Self.expiration(text, now: WallClock.nowSeconds()))))
+        }
+        let result = try await self.gateway.call("CreateActivation", .object(input))
+        switch self.format {
+        case .json:
             emit(result.serialized() + "\n")
-        } catch {
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-            throw ExitCode(1)
+        case .text:
+            let id = result["ActivationId"]?.stringValue ?? ""
+            let code = result["ActivationCode"]?.stringValue ?? ""
+            let location = try self.gateway.location()
+            emit(
+                """
+                ActivationId    \(id)
+                ActivationCode  \(code)
+                Register an agent with it (the code is not shown again):
+                  jumpgate agent register --endpoint-url \(location.endpointURL)\(location.caFile.map { " --ca-file \($0)" } ?? "") \\
+                      --activation-id \(id) --activation-code \(code) --state-dir DIR --allow HOST:PORT
+
+                """
+            )
         }
     }
 }

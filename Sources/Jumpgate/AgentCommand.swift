@@ -1,7 +1,10 @@
 import ArgumentParser
 import Foundation
 import JumpgateAgent
+import JumpgateClient
+import JumpgateWire
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 
 struct AgentCommand: AsyncParsableCommand {
@@ -19,28 +22,78 @@ struct AgentRegisterCommand: AsyncParsableCommand {
             "Register this host with a gateway using an activation, and store the credentials in the state directory."
     )
 
-    @Option(name: .long, help: "The gateway, https://HOST:PORT.") var endpoint: String
-    @Option(name: .long, help: "The gateway's CA certificate (DATA_DIR/tls/ca.pem on the gateway).") var caFile: String
-    @Option(name: .long, help: "Activation id from CreateActivation.") var activationId: String
-    @Option(name: .long, help: "Activation code from CreateActivation.") var activationCode: String
-    @Option(name: .long, help: "Where to keep the registration (files are 0600).") var stateDir: String
+    @OptionGroup var gateway: GatewayOptions
+    @Option(name: .long, help: .hidden) var endpoint: String?
+    @Option(name: .long, help: ArgumentHelp("Activation id from create-activation.", valueName: "id"))
+    var activationId: String
+    @Option(name: .long, help: ArgumentHelp("Activation code from create-activation.", valueName: "code"))
+    var activationCode: String
+    @Option(name: .long, help: ArgumentHelp("Where to keep the registration (files are 0600).", valueName: "dir"))
+    var stateDir: String
     @Option(
         name: .long,
-        help: "HOST:PORTS this agent may forward to (repeatable), e.g. 198.18.0.0/15:3306, '*.vpc.internal:443'."
+        help: ArgumentHelp(
+            "HOST:PORTS this agent may forward to (repeatable), e.g. 198.18.0.0/15:3306, '*.vpc.internal:443'. Without it the agent refuses every destination.",
+            valueName: "host:ports"
+        )
     )
     var allow: [String] = []
-    @Option(name: .long, help: "HOST:PORTS this agent must never forward to (repeatable); deny wins.") var deny:
-        [String] = []
-    @Option(name: .long, help: "The name shown in DescribeInstanceInformation (default: the hostname).") var name:
-        String?
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "HOST:PORTS this agent must never forward to (repeatable); deny wins.",
+            valueName: "host:ports"
+        )
+    )
+    var deny: [String] = []
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The name shown in 'instances list' (default: the activation's default name, else the hostname).",
+            valueName: "name"
+        )
+    )
+    var name: String?
     @Flag(name: .long, help: "Replace an existing registration in the state directory.") var force = false
+    @Option(name: .long, help: OutputFormat.help("{\"InstanceId\", \"StateDir\", \"Allow\", \"Deny\"}."))
+    var format: OutputFormat = .text
+
+    func validate() throws {
+        if self.endpoint != nil, self.gateway.endpointURL != nil {
+            throw ValidationError("--endpoint is the old name of --endpoint-url: give only --endpoint-url.")
+        }
+        do {
+            _ = try AllowList(allow: self.allow, deny: self.deny)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
 
     func run() async throws {
-        CommandLogging.bootstrap(level: nil)
+        try CommandLogging.bootstrap(level: nil)
+        var options = self.gateway
+        options.endpointURL = options.endpointURL ?? self.endpoint
+        let location = try options.location()
+        guard let caFile = location.caFile else {
+            throw CommandFailure(
+                "No CA for the gateway: pass --ca-file DATA_DIR/tls/ca.pem (from the gateway's data directory) or set AWS_CA_BUNDLE."
+            )
+        }
+        if self.allow.isEmpty {
+            StatusLine.withLineCleared {
+                FileHandle.standardError.write(
+                    Data(
+                        "Warning: no --allow given, so this agent will refuse every destination. Add patterns later with 'jumpgate agent run --allow HOST:PORTS', or register again with --allow and --force.\n"
+                            .utf8
+                    )
+                )
+            }
+        }
+        let instanceID: String
         do {
-            let instanceID = try await AgentRegistration.register(
-                endpoint: self.endpoint,
-                caFile: self.caFile,
+            instanceID = try await AgentRegistration.register(
+                endpoint: location.endpointURL,
+                caFile: caFile,
                 activationID: self.activationId,
                 activationCode: self.activationCode,
                 stateDirectory: self.stateDir,
@@ -49,10 +102,18 @@ struct AgentRegisterCommand: AsyncParsableCommand {
                 name: self.name,
                 force: self.force
             )
+        } catch let error as AgentError {
+            throw CommandFailure(error.description)
+        }
+        switch self.format {
+        case .text:
             emit(instanceID + "\n")
-        } catch {
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-            throw ExitCode(1)
+        case .json:
+            let result: JSONValue = [
+                "InstanceId": .string(instanceID), "StateDir": .string(self.stateDir),
+                "Allow": .array(self.allow.map { .string($0) }), "Deny": .array(self.deny.map { .string($0) }),
+            ]
+            emit(result.serialized() + "\n")
         }
     }
 }
@@ -74,10 +135,28 @@ struct AgentRunCommand: AsyncParsableCommand {
         help: "Report this AgentVersion instead (test mode: an old version makes the official plugin use basic mode)."
     )
     var compatVersion: String?
-    @Option(name: .long, help: "Log level (trace, debug, info, notice, warning, error).") var logLevel: String?
+    @Option(name: .long, help: LogLevel.help) var logLevel: LogLevel?
+    @Flag(
+        name: .long,
+        help:
+            "Run in the background: return once the control channel is up (log in STATE_DIR/agent.log; stop it with kill $(cat STATE_DIR/agent.pid))."
+    )
+    var detach = false
+
+    func validate() throws {
+        do {
+            if !self.allow.isEmpty || !self.deny.isEmpty { _ = try AllowList(allow: self.allow, deny: self.deny) }
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
 
     func run() async throws {
-        CommandLogging.bootstrap(level: self.logLevel)
+        if self.detach {
+            try Detach.start(directory: self.stateDir, flag: "--state-dir", logPath: self.stateDir + "/agent.log")
+            return
+        }
+        try CommandLogging.bootstrap(level: self.logLevel)
         let logger = Logger(label: "jumpgate.agent")
         var options = AgentRunner.Options()
         options.dialTimeout = .seconds(Int64(self.dialTimeout))
@@ -86,6 +165,17 @@ struct AgentRunCommand: AsyncParsableCommand {
         let runner: AgentRunner
         do {
             let state = try AgentStateDirectory.load(from: self.stateDir)
+            let announced = NIOLockedValueBox(false)
+            let line =
+                "Jumpgate agent \(state.instanceID) connected to \(state.endpoint) (pid \(getpid()); "
+                + "log \(self.stateDir)/agent.log when detached)\n"
+            options.onConnected = {
+                let first = announced.withLockedValue { was in
+                    defer { was = true }
+                    return !was
+                }
+                if first { Detach.announceReady(line) }
+            }
             runner = try AgentRunner(
                 state: state,
                 allow: self.allow.isEmpty ? nil : self.allow,
@@ -94,9 +184,13 @@ struct AgentRunCommand: AsyncParsableCommand {
                 logger: logger
             )
         } catch {
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-            throw ExitCode(1)
+            // AgentError and WireError (a bad --allow) already say what is wrong and what to do.
+            throw CommandFailure("\(error)")
         }
+        // STATE_DIR/agent.pid names this process while it runs (for kill, and for --detach's users).
+        let pidFile = self.stateDir + "/agent.pid"
+        try? "\(getpid())\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
+        defer { unlink(pidFile) }
         let task = Task { await runner.run() }
         let signal = await waitForTerminationSignal()
         logger.info("stopping: draining sessions", metadata: ["signal": "\(signal)"])

@@ -47,9 +47,47 @@ struct ForwardSpec: Equatable {
     }
 }
 
-/// Discards the official plugin lines; `forward` prints its own.
-struct SilentConsole: ForwarderConsole {
+/// `forward` prints its own lines, not the official plugin's; of what the forwarder says, only the
+/// resume progress is kept: `resuming` and `resumed` lines (text), or events (json).
+struct ForwardConsole: ForwarderConsole {
+    let sessionID: String
+    let json: Bool
+
     func write(_ text: String) {}
+
+    func resumeChanged(_ change: ResumeProgress) {
+        switch change {
+        case .resuming:
+            if self.json {
+                JSONEvents.emit("resuming", [("sessionId", .string(self.sessionID))])
+            } else {
+                StatusLine.withLineCleared {
+                    FileHandle.standardError.write(
+                        Data("Session \(self.sessionID): connection to the gateway lost; resuming...\n".utf8)
+                    )
+                }
+            }
+        case .resumed(let attempts, let seconds):
+            if self.json {
+                JSONEvents.emit(
+                    "resumed",
+                    [
+                        ("sessionId", .string(self.sessionID)), ("attempts", .integer(Int64(attempts))),
+                        ("outageSeconds", .double(seconds)),
+                    ]
+                )
+            } else {
+                StatusLine.withLineCleared {
+                    FileHandle.standardError.write(
+                        Data(
+                            "Session \(self.sessionID): resumed after \(String(format: "%.1f", seconds)) s (\(attempts) attempt\(attempts == 1 ? "" : "s")).\n"
+                                .utf8
+                        )
+                    )
+                }
+            }
+        }
+    }
 }
 
 struct ForwardCommand: AsyncParsableCommand {
@@ -60,12 +98,24 @@ struct ForwardCommand: AsyncParsableCommand {
             "Example: jumpgate forward mi-0123456789abcdef0 -L 1213:db.vpc.internal:3306 -L 1313:sqs.us-east-1.amazonaws.com:443"
     )
 
-    @Argument(help: "The managed instance (mi-...).") var target: String
-    @Option(name: .customShort("L"), help: "[BIND:]LOCALPORT:HOST:PORT (repeatable); LOCALPORT 0 picks a free port.")
+    @Argument(help: ArgumentHelp("The managed instance (mi-...).", valueName: "target")) var target: String
+    @Option(
+        name: .customShort("L"),
+        help: ArgumentHelp(
+            "[BIND:]LOCALPORT:HOST:PORT (repeatable); LOCALPORT 0 picks a free port.",
+            valueName: "[bind:]lport:host:port"
+        )
+    )
     var forwards: [String] = []
-    @Option(name: .long, help: "The address to listen on when -L gives none: 127.0.0.1 (default), 0.0.0.0 or ::.")
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The address to listen on when -L gives none: 127.0.0.1 (default), 0.0.0.0 or ::.",
+            valueName: "address"
+        )
+    )
     var bind: String = "127.0.0.1"
-    @Option(name: .long, help: "text, or json: one readiness object per forward, then connection events.")
+    @Option(name: .long, help: OutputFormat.help("one JSON event a line: ready, accepted, closed, ended ..."))
     var format: OutputFormat = .text
     @Option(
         name: .long,
@@ -75,19 +125,27 @@ struct ForwardCommand: AsyncParsableCommand {
     var exec: String?
     @Option(
         name: .long,
-        help:
-            "How long to keep resuming after the connection to the gateway drops (90s, 5m, 1h); local connections stay open meanwhile."
+        help: ArgumentHelp(
+            "How long to keep resuming after the connection to the gateway drops (90s, 5m, 1h); local connections stay open meanwhile.",
+            valueName: "duration"
+        )
     )
     var resumeTimeout: String = "5m"
     @OptionGroup var gateway: GatewayOptions
-    @Option(name: .long, help: "Log level (trace, debug, info, notice, warning, error).") var logLevel: String?
+    @Option(name: .long, help: LogLevel.help) var logLevel: LogLevel?
+
+    func validate() throws {
+        _ = try Jumpgate.resumeTimeout(self.resumeTimeout)
+        guard !self.forwards.isEmpty else { throw ValidationError("Give at least one -L [BIND:]LOCALPORT:HOST:PORT.") }
+        for forward in self.forwards { _ = try ForwardSpec(forward) }
+    }
 
     func run() async throws {
-        CommandLogging.bootstrap(level: self.logLevel ?? "warning")
+        try CommandLogging.bootstrap(level: self.logLevel, default: .warning)
         let logger = Logger(label: "jumpgate.forward")
         let resumeTimeout = try Jumpgate.resumeTimeout(self.resumeTimeout)
         let specs = try self.forwards.map(ForwardSpec.init)
-        guard !specs.isEmpty else { throw ValidationError("give at least one -L [BIND:]LOCALPORT:HOST:PORT") }
+        let json = self.format == .json
 
         // 1. Every port is bound before any session starts.
         var listeners: [LocalListener] = []
@@ -100,10 +158,9 @@ struct ForwardCommand: AsyncParsableCommand {
                         eventLoop: MultiThreadedEventLoopGroup.singleton.next()
                     )
                 )
-            } catch {
+            } catch let error as ClientError {
                 for listener in listeners { listener.close() }
-                FileHandle.standardError.write(Data("error: \(error); no session was started.\n".utf8))
-                throw ExitCode(1)
+                throw CommandFailure(error.description + " No session was started.")
             }
         }
 
@@ -124,17 +181,15 @@ struct ForwardCommand: AsyncParsableCommand {
             }
         } catch {
             for listener in listeners { listener.close() }
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
             if let client = try? self.gateway.client() {
                 for grant in grants {
                     _ = try? await client.call("TerminateSession", ["SessionId": .string(grant.sessionID)])
                 }
             }
-            throw ExitCode(1)
+            throw (error as? ClientError).map(CommandFailure.init) ?? error
         }
 
         // 3. Run them together; the first to end ends the others.
-        let json = self.format == .json
         var made: [PortForwarder] = []
         for (spec, (grant, listener)) in zip(specs, zip(grants, listeners)) {
             made.append(
@@ -142,13 +197,15 @@ struct ForwardCommand: AsyncParsableCommand {
                     grant: grant,
                     localPort: listener.port,
                     caFile: client.configuration.caFile,
-                    console: SilentConsole(),
+                    upgradeSigner: client.upgradeSigner,
+                    console: ForwardConsole(sessionID: grant.sessionID, json: json),
                     logger: logger,
                     listener: listener,
-                    onAccept: json ? Self.connectionEvents(localPort: listener.port) : nil,
+                    onAccept: json ? Self.connectionEvents(localPort: listener.port, sessionID: grant.sessionID) : nil,
                     onConnectFailure: Self.connectFailure(
                         localPort: listener.port,
-                        destination: "\(spec.host):\(spec.port)",
+                        sessionID: grant.sessionID,
+                        destination: hostPort(spec.host, spec.port),
                         json: json
                     ),
                     onAgentStatus: Self.agentStatus(sessionID: grant.sessionID, json: json),
@@ -201,49 +258,45 @@ struct ForwardCommand: AsyncParsableCommand {
         let status: Int32 = await withTaskGroup(of: Int32?.self) { group in
             for forwarder in forwarders {
                 group.addTask {
+                    let outcome: PortForwarder.Outcome
                     do {
-                        let outcome = try await forwarder.run()
-                        switch outcome {
-                        case .failed(let message):
-                            FileHandle.standardError.write(Data("error: \(message)\n".utf8))
-                        case .ended(let reason):
-                            if json {
-                                let ended: JSONValue = [
-                                    "event": "ended", "sessionId": .string(forwarder.sessionID),
-                                    "reason": .string(reason),
-                                ]
-                                emit(ended.serialized() + "\n")
-                            } else {
-                                emit("Session \(forwarder.sessionID) ended: \(reason)\n")
-                            }
-                        case .endedByUser:
-                            break
-                        }
-                        return outcome.exitStatus
+                        outcome = try await forwarder.run()
+                    } catch let error as ClientError {
+                        outcome = .failed(error.description)
                     } catch {
-                        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-                        return 1
+                        outcome = .failed(
+                            FailureText.reachingGateway(
+                                client.configuration.endpointURL,
+                                caFile: client.configuration.caFile,
+                                NetworkFailure(error)
+                            )
+                        )
                     }
+                    Self.report(outcome, sessionID: forwarder.sessionID, json: json)
+                    return outcome.exitStatus
                 }
             }
             group.addTask {
                 for forwarder in forwarders { _ = try? await forwarder.readyPort.get() }
                 for (index, spec) in specs.enumerated() {
                     let listener = bound[index]
+                    let grant = sessions[index]
                     if json {
-                        let ready: JSONValue = [
-                            "event": "ready", "localAddress": .string(listener.host),
-                            "localPort": .integer(Int64(listener.port)),
-                            "target": .string(self.target), "host": .string(spec.host),
-                            "port": .integer(Int64(spec.port)),
-                            "sessionId": .string(sessions[index].sessionID),
+                        var fields: [(key: String, value: JSONValue)] = [
+                            ("sessionId", .string(grant.sessionID)), ("localAddress", .string(listener.host)),
+                            ("localPort", .integer(Int64(listener.port))), ("target", .string(self.target)),
+                            ("host", .string(spec.host)), ("port", .integer(Int64(spec.port))),
                         ]
-                        emit(ready.serialized() + "\n")
+                        if let idle = grant.idleTimeoutSeconds { fields.append(("idleTimeoutSeconds", .integer(idle))) }
+                        if let maximum = grant.maximumDurationSeconds {
+                            fields.append(("maxSessionDurationSeconds", .integer(maximum)))
+                        }
+                        JSONEvents.emit("ready", fields)
                     } else {
                         emit(
-                            "Forwarding \(listener.host):\(listener.port) -> \(spec.host):\(spec.port) through \(self.target) (session \(sessions[index].sessionID))\n"
+                            "Forwarding \(hostPort(listener.host, listener.port)) -> \(hostPort(spec.host, spec.port)) through \(self.target) (session \(grant.sessionID))\n"
                         )
-                        if index == 0, let notice = sessions[index].limitsNotice { emit(notice + "\n") }
+                        if index == 0, let notice = grant.limitsNotice { emit(notice + "\n") }
                     }
                 }
                 guard let command = self.exec else { return nil }
@@ -267,33 +320,61 @@ struct ForwardCommand: AsyncParsableCommand {
         if status != 0 { throw ExitCode(status) }
     }
 
-    /// `--format json` events for one forward's connections.
-    static func connectionEvents(localPort: Int) -> @Sendable (any Channel) -> Void {
-        { channel in
-            let peer = channel.remoteAddress?.description ?? ""
-            let accepted: JSONValue = [
-                "event": "accepted", "localPort": .integer(Int64(localPort)), "peer": .string(peer),
-            ]
-            emit(accepted.serialized() + "\n")
-            channel.closeFuture.whenComplete { _ in
-                let closed: JSONValue = [
-                    "event": "closed", "localPort": .integer(Int64(localPort)), "peer": .string(peer),
+    /// How a forward ended: nothing for the user's own end in text mode, a line on stderr for a failure,
+    /// and in json an `ended` event for every end (`by`: user, remote or failure).
+    static func report(_ outcome: PortForwarder.Outcome, sessionID: String, json: Bool) {
+        let (by, reason): (String, String)
+        switch outcome {
+        case .endedByUser: (by, reason) = ("user", "Ended here (Ctrl+C, SIGTERM or the end of --exec).")
+        case .ended(let text): (by, reason) = ("remote", text)
+        case .failed(let text): (by, reason) = ("failure", text)
+        }
+        if json {
+            JSONEvents.emit(
+                "ended",
+                [
+                    ("sessionId", .string(sessionID)), ("by", .string(by)), ("reason", .string(reason)),
+                    ("exitStatus", .integer(Int64(outcome.exitStatus))),
                 ]
-                emit(closed.serialized() + "\n")
-            }
+            )
+        }
+        switch outcome {
+        case .failed(let message):
+            StatusLine.withLineCleared { FileHandle.standardError.write(Data("Error: \(message)\n".utf8)) }
+        case .ended(let reason) where !json:
+            emit("Session \(sessionID) ended: \(reason)\n")
+        default:
+            break
+        }
+    }
+
+    /// `--format json` events for one forward's connections.
+    static func connectionEvents(localPort: Int, sessionID: String) -> @Sendable (any Channel) -> Void {
+        { channel in
+            let peer = hostPort(channel.remoteAddress)
+            let fields: [(key: String, value: JSONValue)] = [
+                ("sessionId", .string(sessionID)), ("localPort", .integer(Int64(localPort))), ("peer", .string(peer)),
+            ]
+            JSONEvents.emit("accepted", fields)
+            channel.closeFuture.whenComplete { _ in JSONEvents.emit("closed", fields) }
         }
     }
 
     /// A connection the agent could not connect: a line on stderr (text) or an event (json).
-    static func connectFailure(localPort: Int, destination: String, json: Bool) -> @Sendable (String?) -> Void {
+    static func connectFailure(
+        localPort: Int,
+        sessionID: String,
+        destination: String,
+        json: Bool
+    ) -> @Sendable (String?) -> Void {
         { reason in
             if json {
                 var event: [(key: String, value: JSONValue)] = [
-                    ("event", "connect-failed"), ("localPort", .integer(Int64(localPort))),
+                    ("sessionId", .string(sessionID)), ("localPort", .integer(Int64(localPort))),
                     ("destination", .string(destination)),
                 ]
                 if let reason { event.append(("reason", .string(reason))) }
-                emit(JSONValue.object(event).serialized() + "\n")
+                JSONEvents.emit("connect-failed", event)
             } else {
                 let why = reason ?? "the agent gave no reason; see its log"
                 StatusLine.withLineCleared {
@@ -311,11 +392,10 @@ struct ForwardCommand: AsyncParsableCommand {
         { status in
             if json {
                 var event: [(key: String, value: JSONValue)] = [
-                    ("event", .string(status.status == .lost ? "agent-lost" : "agent-back")),
                     ("sessionId", .string(sessionID)), ("reason", .string(status.reason)),
                 ]
                 if let seconds = status.seconds { event.append(("waitSeconds", .integer(seconds))) }
-                emit(JSONValue.object(event).serialized() + "\n")
+                JSONEvents.emit(status.status == .lost ? "agent-lost" : "agent-back", event)
             } else {
                 StatusLine.withLineCleared {
                     FileHandle.standardError.write(Data("Session \(sessionID): \(status.reason)\n".utf8))
@@ -335,7 +415,9 @@ struct ForwardCommand: AsyncParsableCommand {
         do {
             try process.run()
         } catch {
-            FileHandle.standardError.write(Data("error: cannot run '\(command)': \(error)\n".utf8))
+            StatusLine.withLineCleared {
+                FileHandle.standardError.write(Data("Error: cannot run /bin/sh for --exec '\(command)'.\n".utf8))
+            }
             return 127
         }
         return await withTaskCancellationHandler {

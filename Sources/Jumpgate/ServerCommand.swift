@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import JumpgateClient
 import JumpgateGateway
+import JumpgateNIO
 import JumpgateWire
 import Logging
 import Metrics
@@ -30,8 +31,20 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(name: .long, help: "The URL clients and agents use, when it is not the listen address.")
     var publicURL: String?
 
-    @Option(name: .long, help: "How to print the ready line: text or json.")
+    @Option(
+        name: .long,
+        help: OutputFormat.help(
+            "the ready line as {\"url\", \"port\", \"caFile\", \"credentialsFile\", \"configFile\", \"profile\", \"pid\"}."
+        )
+    )
     var format: OutputFormat = .text
+
+    @Flag(
+        name: .long,
+        help:
+            "Run in the background: return once the gateway is ready, after printing its ready line (its log goes to DATA_DIR/gateway.log; stop it with kill $(cat DATA_DIR/gateway.lock))."
+    )
+    var detach = false
 
     @Option(name: .long, help: "Use this certificate chain (PEM) instead of the generated one (needs --tls-key).")
     var tlsCert: String?
@@ -54,8 +67,8 @@ struct ServerCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Do not serve Prometheus metrics at GET /metrics.")
     var noMetrics = false
 
-    @Option(name: .long, help: "Log level (trace, debug, info, notice, warning, error).")
-    var logLevel: String?
+    @Option(name: .long, help: LogLevel.help)
+    var logLevel: LogLevel?
 
     @Option(name: .long, help: "Event-loop threads (default: one per core).")
     var threads: Int?
@@ -93,17 +106,21 @@ struct ServerCommand: AsyncParsableCommand {
     )
     var bufferBudgetMib: Int = 256
 
-    func run() async throws {
-        if let threads = self.threads {
-            guard (1...256).contains(threads) else { throw ValidationError("--threads must be from 1 to 256.") }
-            NIOSingletons.groupLoopCountSuggestion = threads
+    func validate() throws {
+        if let threads = self.threads, !(1...256).contains(threads) {
+            throw ValidationError("--threads must be from 1 to 256.")
         }
-        CommandLogging.bootstrap(level: self.logLevel)
-        let logger = Logger(label: "jumpgate.server")
-        let (host, port) = try parseHostPort(self.listen)
+        _ = try parseHostPort(self.listen)
         guard (self.tlsCert == nil) == (self.tlsKey == nil) else {
             throw ValidationError("--tls-cert and --tls-key go together.")
         }
+        _ = try self.durations()
+        _ = try self.connectionLimits()
+        if let kib = self.storeMaxKib, kib < 64 { throw ValidationError("--store-max-kib must be at least 64.") }
+    }
+
+    /// `--idle-timeout` (0: never), `--max-session-duration`, `--agent-loss-timeout`, in seconds.
+    func durations() throws -> (idle: Int64, maximum: Int64?, agentLoss: Int64) {
         guard let idle = DurationText.seconds(self.idleTimeout) else {
             throw ValidationError(
                 "--idle-timeout '\(self.idleTimeout)' is not a duration such as 20m, 90s or 1h (0: never)."
@@ -120,6 +137,19 @@ struct ServerCommand: AsyncParsableCommand {
                 "--agent-loss-timeout '\(self.agentLossTimeout)' is not a duration such as 2m or 90s."
             )
         }
+        return (idle, maximum, agentLoss)
+    }
+
+    func run() async throws {
+        if self.detach {
+            try Detach.start(directory: self.dataDir, flag: "--data-dir", logPath: self.dataDir + "/gateway.log")
+            return
+        }
+        if let threads = self.threads { NIOSingletons.groupLoopCountSuggestion = threads }
+        try CommandLogging.bootstrap(level: self.logLevel)
+        let logger = Logger(label: "jumpgate.server")
+        let (host, port) = try parseHostPort(self.listen)
+        let (idle, maximum, agentLoss) = try self.durations()
         var configuration = GatewayConfiguration(
             dataDirectory: self.dataDir,
             listenHost: host,
@@ -132,10 +162,7 @@ struct ServerCommand: AsyncParsableCommand {
         configuration.maximumSessionDurationSeconds = maximum
         configuration.agentLoss.timeoutSeconds = agentLoss
         configuration.connectionLimits = try self.connectionLimits()
-        if let kib = self.storeMaxKib {
-            guard kib >= 64 else { throw ValidationError("--store-max-kib must be at least 64.") }
-            configuration.storeMaximumBytes = kib << 10
-        }
+        if let kib = self.storeMaxKib { configuration.storeMaximumBytes = kib << 10 }
         if !self.noMetrics {
             let registry = PrometheusCollectorRegistry()
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
@@ -146,29 +173,29 @@ struct ServerCommand: AsyncParsableCommand {
             server = try await GatewayServer.start(configuration: configuration, logger: logger)
         } catch let error as GatewayStartError {
             // Already says what is wrong and what to do (the address, or the data directory).
-            FileHandle.standardError.write(Data("error: the gateway could not start: \(error)\n".utf8))
-            throw ExitCode(1)
+            throw CommandFailure("The gateway could not start: \(error).")
         } catch {
-            FileHandle.standardError.write(
-                Data("error: the gateway could not start on \(self.listen): \(error)\n".utf8)
+            throw CommandFailure(
+                "The gateway could not start: \(FailureText.binding(host: host, port: port, NetworkFailure(error)))"
             )
-            throw ExitCode(1)
         }
+        let readyLine: String
         switch self.format {
         case .text:
-            emit(
-                "Jumpgate gateway ready at \(server.url) (CA: \(server.caFile ?? "the one that issued --tls-cert"), "
-                    + "admin credentials: \(server.credentialsFile))\n"
-            )
+            readyLine =
+                ("Jumpgate gateway ready at \(server.url) (pid \(getpid()); CA: \(server.caFile ?? "the one that issued --tls-cert"), "
+                    + "admin credentials: \(server.credentialsFile), AWS config: \(server.configFile))\n")
         case .json:
             let ready: JSONValue = [
                 "url": .string(server.url), "port": .integer(Int64(server.channel.localAddress?.port ?? port)),
                 "caFile": server.caFile.map { .string($0) } ?? .null,
-                "credentialsFile": .string(server.credentialsFile),
-                "profile": "jumpgate-admin",
+                "credentialsFile": .string(server.credentialsFile), "configFile": .string(server.configFile),
+                "profile": "jumpgate-admin", "pid": .integer(Int64(getpid())),
             ]
-            emit(ready.serialized() + "\n")
+            readyLine = ready.serialized() + "\n"
         }
+        emit(readyLine)
+        Detach.announceReady(readyLine)
         // SIGTERM/SIGINT: graceful shutdown through ServiceLifecycle.
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(

@@ -10,58 +10,93 @@ struct StartSessionCommand: AsyncParsableCommand {
         abstract: "Start a session, as 'aws ssm start-session' does, and forward a local port through it."
     )
 
-    @Option(name: .long, help: "The managed instance (mi-...).") var target: String
-    @Option(name: .long, help: "AWS-StartPortForwardingSession or AWS-StartPortForwardingSessionToRemoteHost.")
-    var documentName: String = "AWS-StartPortForwardingSession"
-    @Option(name: .long, help: "k=v,k=v or JSON, e.g. host=db.vpc.internal,portNumber=3306,localPortNumber=1213.")
-    var parameters: String?
-    @Option(name: .long, help: "Why the session is started (recorded).") var reason: String?
-    @Option(name: .long, help: "The gateway URL (else AWS_ENDPOINT_URL_SSM).") var endpointURL: String?
-    @Option(name: .long, help: "Region for signing (any works with Jumpgate).") var region: String?
-    @Option(name: .long, help: "A profile from the AWS credentials file.") var profile: String?
-    @Option(name: .long, help: "The gateway's CA certificate (else AWS_CA_BUNDLE or SSL_CERT_FILE).") var caFile:
-        String?
+    @Option(name: .long, help: ArgumentHelp("The managed instance (mi-...).", valueName: "target")) var target: String
     @Option(
         name: .long,
-        help: "How long to keep resuming after the connection to the gateway drops (90s, 5m, 1h)."
+        help: ArgumentHelp(
+            "AWS-StartPortForwardingSession or AWS-StartPortForwardingSessionToRemoteHost.",
+            valueName: "document"
+        )
+    )
+    var documentName: String = "AWS-StartPortForwardingSession"
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "k=v,k=v or JSON, e.g. host=db.vpc.internal,portNumber=3306,localPortNumber=1213.",
+            valueName: "parameters"
+        )
+    )
+    var parameters: String?
+    @Option(name: .long, help: ArgumentHelp("Why the session is started (recorded).", valueName: "text"))
+    var reason: String?
+    @OptionGroup var gateway: GatewayOptions
+    @Option(
+        name: .long,
+        help: OutputFormat.help(
+            "JSON events (ready, resuming, resumed, ended) instead of the official plugin's lines."
+        )
+    )
+    var format: OutputFormat = .text
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "How long to keep resuming after the connection to the gateway drops (90s, 5m, 1h).",
+            valueName: "duration"
+        )
     )
     var resumeTimeout: String = "5m"
-    @Option(name: .long, help: "Log level (trace, debug, info, notice, warning, error).") var logLevel: String?
+    @Option(name: .long, help: LogLevel.help) var logLevel: LogLevel?
+
+    func validate() throws {
+        _ = try Jumpgate.resumeTimeout(self.resumeTimeout)
+        do {
+            _ = try SessionParameters.parse(self.parameters ?? "")
+        } catch let error as ClientError {
+            throw ValidationError(error.description)
+        }
+    }
 
     func run() async throws {
-        CommandLogging.bootstrap(level: self.logLevel ?? "warning")
+        try CommandLogging.bootstrap(level: self.logLevel, default: .warning)
         let logger = Logger(label: "jumpgate.client")
         let resumeTimeout = try Jumpgate.resumeTimeout(self.resumeTimeout)
-        do {
-            let parameters = try SessionParameters.parse(self.parameters ?? "")
-            let configuration = try ClientConfiguration.resolve(
-                profile: self.profile,
-                region: self.region,
-                endpointURL: self.endpointURL,
-                caFile: self.caFile
-            )
-            let client = try SSMClient(configuration: configuration)
-            var request: [(key: String, value: JSONValue)] = [
-                ("Target", .string(self.target)), ("DocumentName", .string(self.documentName)),
-                ("Parameters", .object(parameters.map { (key: $0.key, value: .array($0.value.map { .string($0) })) })),
-            ]
-            if let reason = self.reason { request.append(("Reason", .string(reason))) }
-            let grant = try SessionGrant(json: try await client.call("StartSession", .object(request)))
-            let localPort = Int(parameters.first { $0.key == "localPortNumber" }?.value.first ?? "0") ?? 0
-            // On stderr: stdout carries the official plugin's lines, which tools parse.
-            if let notice = grant.limitsNotice { FileHandle.standardError.write(Data((notice + "\n").utf8)) }
-            let status = await SessionRunner.run(
-                grant: grant,
-                localPort: localPort,
-                client: client,
-                resumeTimeout: resumeTimeout,
-                logger: logger
-            )
-            if status != 0 { throw ExitCode(status) }
-        } catch let error as ClientError {
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-            throw ExitCode(1)
-        }
+        let parameters = try SessionParameters.parse(self.parameters ?? "")
+        let client = try self.gateway.client()
+        var request: [(key: String, value: JSONValue)] = [
+            ("Target", .string(self.target)), ("DocumentName", .string(self.documentName)),
+            ("Parameters", .object(parameters.map { (key: $0.key, value: .array($0.value.map { .string($0) })) })),
+        ]
+        if let reason = self.reason { request.append(("Reason", .string(reason))) }
+        let grant = try SessionGrant(json: try await self.gateway.call("StartSession", .object(request)))
+        let value = { (key: String) in parameters.first { $0.key == key }?.value.first }
+        let localPort = Int(value("localPortNumber") ?? "0") ?? 0
+        let json = self.format == .json
+        // On stderr: stdout carries the official plugin's lines, which tools parse.
+        if !json, let notice = grant.limitsNotice { FileHandle.standardError.write(Data((notice + "\n").utf8)) }
+        let (target, host) = (self.target, value("host") ?? "localhost")
+        let destinationPort = Int64(value("portNumber") ?? "") ?? 0
+        let outcome = await SessionRunner.run(
+            grant: grant,
+            localPort: localPort,
+            client: client,
+            console: json ? ForwardConsole(sessionID: grant.sessionID, json: true) : StandardOutputConsole(),
+            resumeTimeout: resumeTimeout,
+            logger: logger,
+            onReady: { port in
+                guard json else { return }
+                var fields: [(key: String, value: JSONValue)] = [
+                    ("sessionId", .string(grant.sessionID)), ("localPort", .integer(Int64(port))),
+                    ("target", .string(target)), ("host", .string(host)), ("port", .integer(destinationPort)),
+                ]
+                if let idle = grant.idleTimeoutSeconds { fields.append(("idleTimeoutSeconds", .integer(idle))) }
+                if let maximum = grant.maximumDurationSeconds {
+                    fields.append(("maxSessionDurationSeconds", .integer(maximum)))
+                }
+                JSONEvents.emit("ready", fields)
+            }
+        )
+        if json { ForwardCommand.report(outcome, sessionID: grant.sessionID, json: true) }
+        if outcome.exitStatus != 0 { throw ExitCode(outcome.exitStatus) }
     }
 }
 

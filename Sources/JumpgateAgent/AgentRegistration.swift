@@ -23,11 +23,13 @@ public enum AgentRegistration {
         if AgentStateDirectory.exists(at: stateDirectory), !force {
             throw AgentError("\(stateDirectory) already holds a registration. Use --force to replace it.")
         }
+        if let problem = FailureText.caFileProblem(caFile) { throw AgentError(problem) }
+        try AgentStateDirectory.prepare(stateDirectory)
         guard let caPEM = try? String(contentsOfFile: caFile, encoding: .utf8) else {
-            throw AgentError("cannot read the CA file \(caFile).")
+            throw AgentError("The CA file \(caFile) cannot be read.")
         }
         guard let (host, port, _) = HTTPSEndpoint.parse(url: endpoint) else {
-            throw AgentError("--endpoint must be https://HOST[:PORT], not '\(endpoint)'.")
+            throw AgentError("The gateway URL '\(endpoint)' is not https://HOST[:PORT]; check --endpoint-url.")
         }
         let gateway = HTTPSEndpoint(
             host: host,
@@ -36,38 +38,58 @@ public enum AgentRegistration {
             serverHostname: JumpgateTLS.serverHostname(for: host)
         )
         let hostname = ProcessInfo.processInfo.hostName
-        let request: JSONValue = [
-            "ActivationId": .string(activationID), "ActivationCode": .string(activationCode),
-            "Name": .string(name ?? hostname), "PlatformType": "Linux", "PlatformName": .string(AgentPlatform.name),
-            "PlatformVersion": .string(AgentPlatform.version), "AgentVersion": .string(Self.version),
-            "Hostname": .string(hostname), "IPAddress": .string(AgentPlatform.primaryAddress()),
+        // No Name unless --name: the gateway names the instance after the activation's
+        // DefaultInstanceName, else this hostname (as AWS does).
+        var request: [(key: String, value: JSONValue)] = [
+            ("ActivationId", .string(activationID)), ("ActivationCode", .string(activationCode)),
+            ("PlatformType", "Linux"), ("PlatformName", .string(AgentPlatform.name)),
+            ("PlatformVersion", .string(AgentPlatform.version)), ("AgentVersion", .string(Self.version)),
+            ("Hostname", .string(hostname)), ("IPAddress", .string(AgentPlatform.primaryAddress())),
         ]
-        let response = try await gateway.request(
-            method: "POST",
-            path: "/",
-            headers: [
-                ("Content-Type", "application/x-amz-json-1.1"), ("X-Amz-Target", "AmazonSSM.RegisterManagedInstance"),
-            ],
-            body: ByteBuffer(bytes: request.serializedBytes())
-        )
+        if let name { request.append(("Name", .string(name))) }
+        let response: HTTPSResponse
+        do {
+            response = try await gateway.request(
+                method: "POST",
+                path: "/",
+                headers: [
+                    ("Content-Type", "application/x-amz-json-1.1"),
+                    ("X-Amz-Target", "AmazonSSM.RegisterManagedInstance"),
+                ],
+                body: ByteBuffer(bytes: JSONValue.object(request).serializedBytes())
+            )
+        } catch {
+            throw AgentError(FailureText.reachingGateway(endpoint, caFile: caFile, NetworkFailure(error)))
+        }
         let json = try? JSONValue(parsing: response.body.readableBytesView)
         guard response.status == 200, let instanceID = json?["InstanceId"]?.stringValue,
             let secret = json?["SecretAccessKey"]?.stringValue
         else {
-            let type = json?["__type"]?.stringValue ?? "HTTP \(response.status)"
+            var type = json?["__type"]?.stringValue ?? "HTTP \(response.status)"
+            if let hash = type.lastIndex(of: "#") { type = String(type[type.index(after: hash)...]) }
             let message = json?["message"]?.stringValue ?? String(buffer: response.body)
-            throw AgentError("registration failed: \(type): \(message)")
+            let advice =
+                type == "InvalidActivation"
+                ? " Create a new activation ('jumpgate admin create-activation' or 'aws ssm create-activation'), or ask the gateway's administrator for one."
+                : ""
+            throw AgentError("The gateway refused the registration (\(type)): \(message)\(advice)")
         }
         let state = AgentStateDirectory(
             path: stateDirectory,
             endpoint: endpoint,
             instanceID: instanceID,
             secret: secret,
-            name: name ?? hostname,
+            name: name ?? "",
             allow: allow,
             deny: deny
         )
-        try state.save(caPEM: caPEM)
+        do {
+            try state.save(caPEM: caPEM)
+        } catch let error as AgentError {
+            throw AgentError(
+                "Registered as \(instanceID), but \(error.description). Fix the directory (or choose another --state-dir) and register again with a new activation; then deregister \(instanceID) ('jumpgate instances deregister')."
+            )
+        }
         return instanceID
     }
 }

@@ -18,6 +18,8 @@ public final class AgentRunner: Sendable {
         /// How long a session whose data channel dropped keeps trying to reconnect it; target
         /// connections stay open meanwhile.
         public var resumeTimeout: TimeAmount = .minutes(5)
+        /// Called each time the control channel connects (`agent run --detach` waits for the first).
+        public var onConnected: (@Sendable () -> Void)?
         public init() {}
     }
 
@@ -59,6 +61,9 @@ public final class AgentRunner: Sendable {
         guard let (host, port, _) = HTTPSEndpoint.parse(url: state.endpoint) else {
             throw AgentError("the stored endpoint '\(state.endpoint)' is not an https URL; register again.")
         }
+        if let problem = FailureText.caFileProblem(state.caFile) {
+            throw AgentError(problem + " It was stored by 'jumpgate agent register': register again with --force.")
+        }
         self.gateway = HTTPSEndpoint(
             host: host,
             port: port,
@@ -83,9 +88,11 @@ public final class AgentRunner: Sendable {
     public func run() async {
         var failures = 0
         while !Task.isCancelled {
+            var problem: String
             do {
                 let channel = try await self.connectControlChannel()
                 self.logger.info("control channel connected", metadata: ["endpoint": "\(self.state.endpoint)"])
+                self.options.onConnected?()
                 failures = 0
                 for payload in self.unacknowledgedCompletions.withLockedValue({ Array($0.values) }) {
                     self.sendCompletion(payload)
@@ -95,15 +102,26 @@ public final class AgentRunner: Sendable {
                     self.logger.info("control channel closed; stopping")
                     break
                 }
-                self.logger.warning("control channel closed; reconnecting")
+                problem = "the gateway closed the control channel"
+            } catch let error as AgentError {
+                problem = error.description
             } catch {
-                self.logger.warning("control channel failed; retrying", metadata: ["error": "\(error)"])
+                problem = FailureText.reachingGateway(
+                    self.state.endpoint,
+                    caFile: self.state.caFile,
+                    NetworkFailure(error)
+                )
             }
             self.control.withLockedValue { $0 = nil }
             // First retry within a second, then exponential backoff with jitter, capped at 60 s.
             let base = failures == 0 ? 1.0 : min(60.0, pow(2.0, Double(failures)))
             failures += 1
             let delay = Double.random(in: (base / 2)...base)
+            // One line per retry: what happened and when the next attempt is.
+            self.logger.warning(
+                "control channel down; retrying",
+                metadata: ["problem": "\(problem)", "retry_in": "\(String(format: "%.1fs", delay))"]
+            )
             try? await Task.sleep(nanoseconds: UInt64(delay * 1e9))
         }
     }
@@ -402,6 +420,7 @@ final class AgentSessionDelegate: PortSessionDelegate, @unchecked Sendable {
         let dialer = TargetDialer(allowList: self.runner.allowList, timeout: self.runner.options.dialTimeout)
         let bound = NIOLoopBound(session, eventLoop: self.eventLoop)
         let (host, port, eventLoop) = (self.host, self.port, self.eventLoop)
+        let (logger, sessionID) = (self.runner.logger, self.sessionID)
         Task {
             do {
                 let channel = try await dialer.dial(host: host, port: port, eventLoop: eventLoop)
@@ -412,7 +431,17 @@ final class AgentSessionDelegate: PortSessionDelegate, @unchecked Sendable {
                         channel.close(promise: nil)
                     }
                 }
+            } catch let refusal as DialRefusal {
+                logger.warning(
+                    "connection refused by the allow-list",
+                    metadata: [
+                        "jumpgate.session_id": "\(sessionID)", "jumpgate.stream_id": "\(id)",
+                        "destination": "\(host):\(port)", "reason": "\(refusal.reason)",
+                    ]
+                )
+                eventLoop.execute { bound.value.refuse(id, reason: refusal.reason) }
             } catch {
+                // PortSession logs the refusal with its reason.
                 eventLoop.execute { bound.value.refuse(id, reason: "\(error)") }
             }
         }

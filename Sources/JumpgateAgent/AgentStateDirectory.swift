@@ -46,12 +46,40 @@ public struct AgentStateDirectory: Sendable {
         )
     }
 
+    /// Creates the directory (0700) and checks a file can be written in it, before anything is registered.
+    public static func prepare(_ path: String) throws {
+        do {
+            try FileManager.default.createDirectory(
+                atPath: path,
+                withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700]
+            )
+        } catch {
+            throw AgentError(
+                "The state directory \(path) cannot be created: a parent is a file, or the disk is read-only. Choose another --state-dir."
+            )
+        }
+        let probe = path + "/.write-test"
+        do {
+            try Self.write("", to: probe)
+        } catch {
+            throw AgentError(
+                "The state directory \(path) is not writable (\(error)). Choose another --state-dir, or fix its permissions."
+            )
+        }
+        unlink(probe)
+    }
+
     public func save(caPEM: String) throws {
-        try FileManager.default.createDirectory(
-            atPath: self.path,
-            withIntermediateDirectories: true,
-            attributes: [.posixPermissions: 0o700]
-        )
+        do {
+            try FileManager.default.createDirectory(
+                atPath: self.path,
+                withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700]
+            )
+        } catch {
+            throw AgentError("the state directory \(self.path) cannot be created (is a parent a file, or read-only?)")
+        }
         let json: JSONValue = [
             "endpoint": .string(self.endpoint), "instanceId": .string(self.instanceID), "name": .string(self.name),
             "allow": .array(self.allow.map { .string($0) }), "deny": .array(self.deny.map { .string($0) }),

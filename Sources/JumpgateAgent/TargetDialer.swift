@@ -1,4 +1,5 @@
 import Foundation
+import JumpgateNIO
 import JumpgateWire
 import NIOCore
 import NIOPosix
@@ -80,7 +81,9 @@ struct TargetDialer: Sendable {
                 allowed.append(candidate)
             }
         }
-        guard !allowed.isEmpty else { throw AgentError(firstRefusal ?? "\(host):\(port) is not allowed") }
+        guard !allowed.isEmpty else {
+            throw DialRefusal(reason: firstRefusal ?? "\(host):\(port) is not in this agent's allow-list")
+        }
         var lastError: (any Error)?
         for candidate in allowed {
             do {
@@ -95,6 +98,32 @@ struct TargetDialer: Sendable {
                 lastError = error
             }
         }
-        throw AgentError("cannot connect to \(host):\(port): \(lastError.map { "\($0)" } ?? "no address answered")")
+        throw AgentError(Self.connectFailure(host: host, port: port, timeout: self.timeout, lastError))
     }
+
+    /// Why no allowed address of `host:port` took the connection, for the client and the agent's log.
+    static func connectFailure(host: String, port: Int, timeout: TimeAmount, _ error: (any Error)?) -> String {
+        let destination = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        switch error.map(NetworkFailure.init) {
+        case .refused:
+            return "cannot connect to \(destination): nothing listens there (connection refused)"
+        case .timedOut:
+            return
+                "cannot connect to \(destination): timed out after \(timeout.nanoseconds / 1_000_000_000) s without an answer"
+        case .unreachable:
+            return "cannot connect to \(destination): no route from the agent's host"
+        case .other(let text), .answered(let text):
+            return "cannot connect to \(destination): \(text)"
+        case .none:
+            return "cannot connect to \(destination): no address answered"
+        default:
+            return "cannot connect to \(destination): the connection failed"
+        }
+    }
+}
+
+/// The allow-list refused every address of a destination: a security event, logged as a warning.
+struct DialRefusal: Error, CustomStringConvertible {
+    var reason: String
+    var description: String { self.reason }
 }

@@ -15,6 +15,73 @@ public struct ClientError: Error, CustomStringConvertible, Sendable {
     }
 }
 
+/// Where the gateway is and how to trust it, found the way the AWS tools find an endpoint: what a
+/// command needs before it has (or when it needs no) credentials, as `agent register`.
+public struct GatewayLocation: Sendable {
+    public var endpointURL: String
+    public var region: String
+    public var caFile: String?
+    /// The profile's name and the files it came from, for credentials and for error messages.
+    var profileName: String
+    var profileNamed: Bool
+    var credentialsFile: String
+    var configFile: String
+    var configSection: [String: String]
+
+    /// `--endpoint-url`, AWS_ENDPOINT_URL_SSM, AWS_ENDPOINT_URL or the profile's `endpoint_url`; the region
+    /// from `--region`, AWS_REGION, AWS_DEFAULT_REGION or the profile (us-east-1 if none); the CA from
+    /// `--ca-file`, AWS_CA_BUNDLE, the profile's `ca_bundle` or SSL_CERT_FILE. The profile is `--profile`,
+    /// AWS_PROFILE or `default`, in AWS_CONFIG_FILE (~/.aws/config).
+    public static func resolve(
+        profile: String?,
+        region: String?,
+        endpointURL: String?,
+        caFile: String?,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> GatewayLocation {
+        // A variable set to nothing counts as unset, as for the AWS tools.
+        let environment = environment.filter { !$0.value.isEmpty }
+        let home = environment["HOME"] ?? NSHomeDirectory()
+        let profileName = profile ?? environment["AWS_PROFILE"] ?? "default"
+        let configFile = environment["AWS_CONFIG_FILE"] ?? home + "/.aws/config"
+        let configSection =
+            INIFile.load(configFile)[profileName == "default" ? "default" : "profile \(profileName)"] ?? [:]
+        let credentialsFile = environment["AWS_SHARED_CREDENTIALS_FILE"] ?? home + "/.aws/credentials"
+        let profileNamed = profile != nil || environment["AWS_PROFILE"] != nil
+        // A named profile that neither file holds: say so first (a typo in --profile or AWS_PROFILE).
+        if profileNamed, configSection.isEmpty, INIFile.load(credentialsFile)[profileName] == nil {
+            throw ClientError(
+                ClientConfiguration.missingCredentials(
+                    profile: profileName,
+                    named: true,
+                    credentialsFile: credentialsFile,
+                    configFile: configFile
+                )
+            )
+        }
+        guard
+            let endpoint = endpointURL ?? environment["AWS_ENDPOINT_URL_SSM"] ?? environment["AWS_ENDPOINT_URL"]
+                ?? configSection["endpoint_url"]
+        else {
+            throw ClientError(
+                "No gateway given. Pass --endpoint-url https://GATEWAY:PORT, or set AWS_ENDPOINT_URL_SSM (the gateway prints its URL when it starts)."
+            )
+        }
+        return GatewayLocation(
+            endpointURL: endpoint,
+            region: region ?? environment["AWS_REGION"] ?? environment["AWS_DEFAULT_REGION"] ?? configSection["region"]
+                ?? "us-east-1",
+            caFile: caFile ?? environment["AWS_CA_BUNDLE"] ?? configSection["ca_bundle"]
+                ?? environment["SSL_CERT_FILE"],
+            profileName: profileName,
+            profileNamed: profileNamed,
+            credentialsFile: credentialsFile,
+            configFile: configFile,
+            configSection: configSection
+        )
+    }
+}
+
 /// Credentials, region, endpoint and CA, found the way the AWS tools find them.
 public struct ClientConfiguration: Sendable {
     public var credentials: AWSCredentials
@@ -22,9 +89,9 @@ public struct ClientConfiguration: Sendable {
     public var endpointURL: String
     public var caFile: String?
 
-    /// `--profile`/AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (+ AWS_SESSION_TOKEN), the shared
-    /// credentials and config files (AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE), AWS_ENDPOINT_URL_SSM /
-    /// AWS_ENDPOINT_URL / `--endpoint-url`, and the CA from `--ca-file`, AWS_CA_BUNDLE or SSL_CERT_FILE.
+    /// The `GatewayLocation`, and credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
+    /// (+ AWS_SESSION_TOKEN) unless `--profile` names one, else the profile in the shared credentials file
+    /// (AWS_SHARED_CREDENTIALS_FILE, ~/.aws/credentials) or the config file.
     public static func resolve(
         profile: String?,
         region: String?,
@@ -32,17 +99,18 @@ public struct ClientConfiguration: Sendable {
         caFile: String?,
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws -> ClientConfiguration {
-        let home = environment["HOME"] ?? NSHomeDirectory()
-        let profileName = profile ?? environment["AWS_PROFILE"] ?? "default"
-        let credentialsFile = environment["AWS_SHARED_CREDENTIALS_FILE"] ?? home + "/.aws/credentials"
-        let configFile = environment["AWS_CONFIG_FILE"] ?? home + "/.aws/config"
-        let fileCredentials = INIFile.load(credentialsFile)[profileName] ?? [:]
-        let configSection =
-            INIFile.load(configFile)[profileName == "default" ? "default" : "profile \(profileName)"] ?? [:]
-
+        let location = try GatewayLocation.resolve(
+            profile: profile,
+            region: region,
+            endpointURL: endpointURL,
+            caFile: caFile,
+            environment: environment
+        )
+        let environment = environment.filter { !$0.value.isEmpty }
+        let fileCredentials = INIFile.load(location.credentialsFile)[location.profileName] ?? [:]
+        let configSection = location.configSection
         let credentials: AWSCredentials
-        if profile == nil, let key = environment["AWS_ACCESS_KEY_ID"],
-            let secret = environment["AWS_SECRET_ACCESS_KEY"], !key.isEmpty
+        if profile == nil, let key = environment["AWS_ACCESS_KEY_ID"], let secret = environment["AWS_SECRET_ACCESS_KEY"]
         {
             credentials = AWSCredentials(
                 accessKeyID: key,
@@ -59,22 +127,45 @@ public struct ClientConfiguration: Sendable {
             )
         } else {
             throw ClientError(
-                "Unable to locate credentials for profile '\(profileName)'. Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or add the profile to \(credentialsFile) (a gateway writes its administrator's to DATA_DIR/admin.credentials)."
+                Self.missingCredentials(
+                    profile: location.profileName,
+                    named: location.profileNamed,
+                    credentialsFile: location.credentialsFile,
+                    configFile: location.configFile
+                )
             )
         }
-        let resolvedRegion =
-            region ?? environment["AWS_REGION"] ?? environment["AWS_DEFAULT_REGION"] ?? configSection["region"]
-            ?? "us-east-1"
-        guard
-            let endpoint = endpointURL ?? environment["AWS_ENDPOINT_URL_SSM"] ?? environment["AWS_ENDPOINT_URL"]
-                ?? configSection["endpoint_url"]
-        else {
-            throw ClientError(
-                "No gateway endpoint: pass --endpoint-url https://GATEWAY:PORT or set AWS_ENDPOINT_URL_SSM."
-            )
+        return ClientConfiguration(
+            credentials: credentials,
+            region: location.region,
+            endpointURL: location.endpointURL,
+            caFile: location.caFile
+        )
+    }
+}
+
+extension ClientConfiguration {
+    /// No credentials for the profile: which files were read, which profiles they hold, what to do.
+    static func missingCredentials(profile: String, named: Bool, credentialsFile: String, configFile: String) -> String
+    {
+        let credentials = INIFile.load(credentialsFile)
+        let config = INIFile.load(configFile)
+        let known = Set(credentials.keys).union(
+            config.keys.map { $0.hasPrefix("profile ") ? String($0.dropFirst(8)) : $0 }
+        ).filter { !$0.isEmpty }.sorted()
+        let what: String
+        if !named {
+            what = "No credentials: AWS_ACCESS_KEY_ID is not set and \(credentialsFile) has no [default] profile."
+        } else if known.contains(profile) {
+            what = "The profile '\(profile)' has no aws_access_key_id and aws_secret_access_key in \(credentialsFile)."
+        } else {
+            let found = known.isEmpty ? "no profiles" : "the profiles " + known.joined(separator: ", ")
+            what = "There is no profile '\(profile)': \(credentialsFile) and \(configFile) hold \(found)."
         }
-        let ca = caFile ?? environment["AWS_CA_BUNDLE"] ?? configSection["ca_bundle"] ?? environment["SSL_CERT_FILE"]
-        return ClientConfiguration(credentials: credentials, region: resolvedRegion, endpointURL: endpoint, caFile: ca)
+        return what
+            + " Name a profile with --profile or AWS_PROFILE, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY."
+            + " A gateway writes its administrator's to DATA_DIR/admin.credentials (profile jumpgate-admin):"
+            + " export AWS_SHARED_CREDENTIALS_FILE=DATA_DIR/admin.credentials AWS_PROFILE=jumpgate-admin"
     }
 }
 
@@ -108,11 +199,16 @@ public struct SSMClient: Sendable {
         guard let (host, port, _) = HTTPSEndpoint.parse(url: configuration.endpointURL) else {
             throw ClientError("The endpoint URL '\(configuration.endpointURL)' is not https://HOST[:PORT].")
         }
+        if let caFile = configuration.caFile, let problem = FailureText.caFileProblem(caFile) {
+            throw ClientError(problem)
+        }
         let context: NIOSSLContext
         do {
             context = try JumpgateTLS.clientContext(caFile: configuration.caFile)
         } catch {
-            throw ClientError("Cannot load the CA file \(configuration.caFile ?? "(system roots)"): \(error)")
+            throw ClientError(
+                "The CA file \(configuration.caFile ?? "(system roots)") holds no certificate that can be used. Pass the gateway's DATA_DIR/tls/ca.pem."
+            )
         }
         self.endpoint = HTTPSEndpoint(
             host: host,
@@ -146,7 +242,13 @@ public struct SSMClient: Sendable {
                 body: ByteBuffer(bytes: body)
             )
         } catch {
-            throw ClientError("Could not reach the gateway at \(self.configuration.endpointURL): \(error)")
+            throw ClientError(
+                FailureText.reachingGateway(
+                    self.configuration.endpointURL,
+                    caFile: self.configuration.caFile,
+                    NetworkFailure(error)
+                )
+            )
         }
         let json = try? JSONValue(parsing: response.body.readableBytesView)
         guard response.status == 200, let json else {
@@ -160,6 +262,15 @@ public struct SSMClient: Sendable {
             )
         }
         return json
+    }
+
+    /// Signs data-channel upgrades (service `ssmmessages`), as the official plugin does since 1.2.764.0.
+    public var upgradeSigner: SigV4Signer {
+        SigV4Signer(
+            credentials: self.configuration.credentials,
+            region: self.configuration.region,
+            service: "ssmmessages"
+        )
     }
 
     /// ResumeSession: a new token and StreamUrl for a session whose data channel dropped.

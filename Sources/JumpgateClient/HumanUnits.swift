@@ -30,7 +30,7 @@ public enum ByteCount {
 public enum DurationText {
     /// The number of seconds, or nil if `text` is not a duration (negative, or over 68 years).
     public static func seconds(_ text: String) -> Int64? {
-        let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600]
+        let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
         var digits = Substring(text)
         var unit: Int64 = 1
         if let last = text.last, let multiplier = units[last] {

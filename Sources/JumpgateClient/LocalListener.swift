@@ -1,3 +1,4 @@
+import JumpgateNIO
 import JumpgateWire
 import NIOConcurrencyHelpers
 import NIOCore
@@ -56,7 +57,7 @@ public final class LocalListener: Sendable {
                 .bind(host: host, port: port)
                 .get()
         } catch {
-            throw ClientError("Cannot listen on \(host):\(port): \(error)")
+            throw ClientError(FailureText.binding(host: host, port: port, NetworkFailure(error)))
         }
         return LocalListener(
             eventLoop: eventLoop,

@@ -10,6 +10,29 @@ import NIOPosix
 /// flushed as it is written.
 public protocol ForwarderConsole: Sendable {
     func write(_ text: String)
+    /// The data channel dropped and is being resumed, or was resumed (default: a line on stderr, which
+    /// leaves standard output to the official plugin's lines).
+    func resumeChanged(_ change: ResumeProgress)
+}
+
+/// Progress of resuming a session whose connection to the gateway dropped.
+public enum ResumeProgress: Sendable, Equatable {
+    case resuming
+    case resumed(attempts: Int, seconds: Double)
+}
+
+extension ForwarderConsole {
+    public func resumeChanged(_ change: ResumeProgress) {
+        switch change {
+        case .resuming:
+            FileHandle.standardError.write(Data("Connection to the gateway lost; resuming the session...\n".utf8))
+        case .resumed(let attempts, let seconds):
+            let tries = attempts == 1 ? "1 attempt" : "\(attempts) attempts"
+            FileHandle.standardError.write(
+                Data("Session resumed after \(String(format: "%.1f", seconds)) s (\(tries)).\n".utf8)
+            )
+        }
+    }
 }
 
 public struct StandardOutputConsole: ForwarderConsole {
@@ -92,6 +115,9 @@ public final class PortForwarder: Sendable {
     let localPort: Int
     let bindHost: String
     let caFile: String?
+    /// Signs the data channel's upgrade with the user's credentials, as the official plugin does since
+    /// 1.2.764.0 (the opening frame's token still authenticates the session); nil sends it unsigned.
+    let upgradeSigner: SigV4Signer?
     let console: any ForwarderConsole
     let logger: Logger
     let eventLoop: any EventLoop
@@ -130,6 +156,7 @@ public final class PortForwarder: Sendable {
         localPort: Int,
         bindHost: String = "127.0.0.1",
         caFile: String?,
+        upgradeSigner: SigV4Signer? = nil,
         console: any ForwarderConsole = StandardOutputConsole(),
         logger: Logger,
         listener: LocalListener? = nil,
@@ -144,6 +171,7 @@ public final class PortForwarder: Sendable {
         self.localPort = localPort
         self.bindHost = bindHost
         self.caFile = caFile
+        self.upgradeSigner = upgradeSigner
         self.console = console
         self.logger = logger
         self.prebound = listener
@@ -166,18 +194,27 @@ public final class PortForwarder: Sendable {
     public func run() async throws -> Outcome {
         self.console.write("\nStarting session with SessionId: \(self.grant.sessionID)\n")
         let (sessionID, logger) = (self.grant.sessionID, self.logger)
-        let channel = try await self.connect(grant: self.grant) {
-            let session = PortSession(
-                sessionID: sessionID,
-                role: .client(.init(clientVersion: JumpgateVersion.clientProtocolVersion)),
-                logger: logger
-            )
-            session.delegate = self
-            if self.resume != nil {
-                session.onDisconnect = { [weak self] session in self?.dataChannelLost(session) }
+        let channel: any Channel
+        do {
+            channel = try await self.connect(grant: self.grant) {
+                let session = PortSession(
+                    sessionID: sessionID,
+                    role: .client(.init(clientVersion: JumpgateVersion.clientProtocolVersion)),
+                    logger: logger
+                )
+                session.delegate = self
+                if self.resume != nil {
+                    session.onDisconnect = { [weak self] session in self?.dataChannelLost(session) }
+                }
+                self.state.withLockedValue { $0.session = session }
+                return session
             }
-            self.state.withLockedValue { $0.session = session }
-            return session
+        } catch let error as ClientError {
+            throw error
+        } catch {
+            throw ClientError(
+                FailureText.reachingGateway(self.grant.streamURL, caFile: self.caFile, NetworkFailure(error))
+            )
         }
         self.state.withLockedValue { $0.dataChannel = channel }
         return try await self.outcome.futureResult.get()
@@ -204,9 +241,33 @@ public final class PortForwarder: Sendable {
             clientVersion: JumpgateVersion.clientProtocolVersion,
             jumpgateFeatures: OpenDataChannelInput.agentStatusFeature
         ).json
-        return try await endpoint.connectWebSocket(pathAndQuery: pathAndQuery, eventLoop: self.eventLoop) { _ in
+        var headers: [(name: String, value: String)] = []
+        if let signer = self.upgradeSigner {
+            let (path, query) = Self.split(pathAndQuery)
+            headers = signer.signatureHeaders(
+                for: SigV4Request(
+                    method: "GET",
+                    path: path,
+                    query: query,
+                    headers: [("Host", endpoint.hostHeader)],
+                    body: []
+                ),
+                epochSeconds: WallClock.nowSeconds()
+            )
+        }
+        return try await endpoint.connectWebSocket(
+            pathAndQuery: pathAndQuery,
+            headers: headers,
+            eventLoop: self.eventLoop
+        ) { _ in
             [OpeningFrameWriter(json: opening), session()]
         }
+    }
+
+    /// `/path?query` into its two parts.
+    static func split(_ pathAndQuery: String) -> (path: String, query: String) {
+        guard let mark = pathAndQuery.firstIndex(of: "?") else { return (pathAndQuery, "") }
+        return (String(pathAndQuery[..<mark]), String(pathAndQuery[pathAndQuery.index(after: mark)...]))
     }
 
     /// The data channel dropped while the session is open (on the event loop): local connections stay
@@ -224,10 +285,12 @@ public final class PortForwarder: Sendable {
         }
         let deadline = start + self.resumeTimeout
         let (sessionID, logger, loop) = (self.grant.sessionID, self.logger, self.eventLoop)
-        logger.warning(
+        let (grantURL, caFile) = (self.grant.streamURL, self.caFile)
+        logger.info(
             "connection to the gateway lost; resuming the session",
             metadata: ["jumpgate.session_id": "\(sessionID)"]
         )
+        self.console.resumeChanged(.resuming)
         let bound = NIOLoopBound(session, eventLoop: loop)
         Task {
             var delay = 0.2
@@ -246,10 +309,19 @@ public final class PortForwarder: Sendable {
                         "session resumed",
                         metadata: ["jumpgate.session_id": "\(sessionID)", "attempt": "\(attempt)"]
                     )
+                    let outage = Double((NIODeadline.now() - now).nanoseconds) / 1e9
+                    self.console.resumeChanged(.resumed(attempts: attempt, seconds: outage))
                     return
                 } catch {
                     if (try? await loop.submit({ bound.value.isEnded }).get()) ?? true { return }
-                    logger.info("resume attempt failed", metadata: ["attempt": "\(attempt)", "error": "\(error)"])
+                    logger.info(
+                        "resume attempt failed",
+                        metadata: [
+                            "attempt": "\(attempt)",
+                            "error":
+                                "\((error as? ClientError)?.description ?? FailureText.reachingGateway(grantURL, caFile: caFile, NetworkFailure(error)))",
+                        ]
+                    )
                     // The gateway says the session is over (or not ours): retrying cannot help.
                     if let type = (error as? ClientError)?.awsErrorType, Self.finalResumeErrors.contains(type) {
                         loop.execute {
@@ -327,7 +399,7 @@ public final class PortForwarder: Sendable {
                 self.ready.succeed(listener.port)
             case .failure(let error):
                 self.ready.fail(error)
-                self.outcome.succeed(.failed("\(error)"))
+                self.outcome.succeed(.failed((error as? ClientError)?.description ?? "\(error)"))
             }
         }
     }

@@ -9,19 +9,22 @@ import NIOCore
 /// the `session-manager-plugin` executable: the official console lines, Ctrl+C sends TerminateSession
 /// (flag and API), and unlike the official plugin a failure is reported clearly and exits non-zero.
 public enum SessionRunner {
-    /// Returns the process exit status.
+    /// Returns how the session ended (its `exitStatus` is the process's). `onReady` is called with the
+    /// local port once it listens.
     public static func run(
         grant: SessionGrant,
         localPort: Int,
         client: SSMClient,
         console: any ForwarderConsole = StandardOutputConsole(),
         resumeTimeout: TimeAmount = .minutes(5),
-        logger: Logger
-    ) async -> Int32 {
+        logger: Logger,
+        onReady: (@Sendable (Int) -> Void)? = nil
+    ) async -> PortForwarder.Outcome {
         let forwarder = PortForwarder(
             grant: grant,
             localPort: localPort,
             caFile: client.configuration.caFile,
+            upgradeSigner: client.upgradeSigner,
             console: console,
             logger: logger,
             onAgentStatus: { status in console.write("\n\(status.reason)\n") },
@@ -35,11 +38,12 @@ public enum SessionRunner {
             _ = try? await client.call("TerminateSession", ["SessionId": .string(grant.sessionID)])
         }
         defer { interrupt.cancel() }
+        if let onReady { forwarder.readyPort.whenSuccess(onReady) }
         let outcome: PortForwarder.Outcome
         do {
             outcome = try await forwarder.run()
         } catch {
-            outcome = .failed("\(error)")
+            outcome = .failed((error as? ClientError)?.description ?? "\(error)")
         }
         // Unlike the official plugin (which exits 0 whatever happened), the status tells a script how the
         // session ended: 0 by the user, 1 failed here, 2 ended by the other side (docs/CLIENT.md).
@@ -52,7 +56,7 @@ public enum SessionRunner {
             console.write("Cannot perform start session: \(message)\n")
             _ = try? await client.call("TerminateSession", ["SessionId": .string(grant.sessionID)])
         }
-        return outcome.exitStatus
+        return outcome
     }
 }
 

@@ -51,6 +51,9 @@ public final class GatewayServer: Sendable {
     /// The CA clients must trust: the generated one, or nil with --tls-cert (trust as that certificate says).
     public let caFile: String?
     public let credentialsFile: String
+    /// DATA_DIR/aws.config: the administrator's profile with region, endpoint_url and ca_bundle, for
+    /// AWS_CONFIG_FILE (the AWS CLI reads a region only from a config file, never the credentials file).
+    public var configFile: String { (self.credentialsFile as NSString).deletingLastPathComponent + "/aws.config" }
     let store: GatewayStore
     let sweeper: RepeatedTask
     let lock: DataDirectoryLock
@@ -222,7 +225,17 @@ public final class GatewayServer: Sendable {
         lock: DataDirectoryLock,
         logger: Logger
     ) async throws -> GatewayServer {
-        let directory = try GatewayDataDirectory.prepare(configuration: configuration)
+        let directory: GatewayDataDirectory
+        do {
+            directory = try GatewayDataDirectory.prepare(configuration: configuration)
+        } catch let error as GatewayStartError {
+            throw error
+        } catch {
+            throw GatewayStartError(
+                "the data directory \(configuration.dataDirectory) cannot be written (read-only, full, or not "
+                    + "permitted); fix it or give another --data-dir"
+            )
+        }
         let store = try await GatewayStore.open(
             directory: configuration.dataDirectory,
             eventLoop: group.any(),
@@ -314,8 +327,8 @@ public final class GatewayServer: Sendable {
             } catch {
                 try? await store.close()
                 throw GatewayStartError(
-                    "cannot use --tls-cert \(certificateFile) / --tls-key \(keyFile): \(error); both must be PEM files, "
-                        + "the certificate chain first"
+                    "cannot use --tls-cert \(certificateFile) / --tls-key \(keyFile): they must be readable PEM files, "
+                        + "the certificate chain first, and the key must match the certificate"
                 )
             }
         } else {
@@ -332,12 +345,19 @@ public final class GatewayServer: Sendable {
         let url =
             configuration.publicURL ?? "https://\(host == "0.0.0.0" || host == "[::]" ? "localhost" : host):\(port)"
         state.setPublicURL(url)
+        let caFile = configuration.tlsCertificateFile == nil ? directory.caFile : nil
+        do {
+            try GatewayDataDirectory.writeClientConfig(root: configuration.dataDirectory, url: url, caFile: caFile)
+        } catch {
+            try? await store.close()
+            throw error
+        }
         logger.info("gateway listening", metadata: ["url": "\(url)"])
         return GatewayServer(
             state: state,
             channel: channel,
             url: url,
-            caFile: configuration.tlsCertificateFile == nil ? directory.caFile : nil,
+            caFile: caFile,
             credentialsFile: directory.credentialsFile,
             store: store,
             sweeper: sweeper,
@@ -435,17 +455,39 @@ struct GatewayDataDirectory {
         )
     }
 
+    /// The administrator's profile for the AWS tools: `region` (any works; the AWS CLI insists on one),
+    /// `endpoint_url` and `ca_bundle`. Rewritten at every start (the port may change); holds no secret.
+    static func writeClientConfig(root: String, url: String, caFile: String?) throws {
+        func absolute(_ path: String) -> String {
+            path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        }
+        let root = absolute(root)
+        var text = "# Written by jumpgate server at each start. Use with:\n"
+        text += "#   export AWS_CONFIG_FILE=\(root)/aws.config AWS_SHARED_CREDENTIALS_FILE=\(root)/admin.credentials"
+        text += " AWS_PROFILE=jumpgate-admin\n"
+        text += "[profile jumpgate-admin]\nregion = us-east-1\nendpoint_url = \(url)\n"
+        if let caFile { text += "ca_bundle = \(absolute(caFile))\n" }
+        try Self.write(text, to: root + "/aws.config", mode: 0o644)
+    }
+
+    static func writeFailure(_ path: String, _ code: Int32) -> GatewayStartError {
+        GatewayStartError(
+            "cannot write \(path): \(String(cString: strerror(code)).lowercased()); check the data directory's "
+                + "permissions and free space, or give another --data-dir"
+        )
+    }
+
     static func write(_ text: String, to path: String, mode: Int) throws {
         // Create with the final mode so a secret is never readable by others, even briefly.
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode_t(mode))
-        guard fd >= 0 else { throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: path]) }
+        guard fd >= 0 else { throw GatewayDataDirectory.writeFailure(path, errno) }
         defer { close(fd) }
         fchmod(fd, mode_t(mode))
         let bytes = Array(text.utf8)
         var offset = 0
         while offset < bytes.count {
             let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, bytes.count - offset) }
-            guard n > 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path]) }
+            guard n > 0 else { throw GatewayDataDirectory.writeFailure(path, errno) }
             offset += n
         }
     }

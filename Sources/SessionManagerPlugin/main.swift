@@ -22,10 +22,16 @@ func fail(_ message: String, terminating sessionID: String, with client: SSMClie
     fail(message)
 }
 
+// JUMPGATE_LOG_LEVEL, as for `jumpgate` (the AWS CLI passes plugins no options); a bad value is refused.
+let logLevelText = ProcessInfo.processInfo.environment["JUMPGATE_LOG_LEVEL"].flatMap { $0.isEmpty ? nil : $0 }
+guard let logLevel = Logger.Level(rawValue: (logLevelText ?? "warning").lowercased()) else {
+    fail(
+        "JUMPGATE_LOG_LEVEL='\(logLevelText ?? "")' is not a log level: use trace, debug, info, notice, warning, error or critical"
+    )
+}
 LoggingSystem.bootstrap { label in
     var handler = StreamLogHandler.standardError(label: label)
-    handler.logLevel =
-        Logger.Level(rawValue: ProcessInfo.processInfo.environment["JUMPGATE_LOG_LEVEL"] ?? "warning") ?? .warning
+    handler.logLevel = logLevel
     return handler
 }
 
@@ -62,7 +68,7 @@ case .startSession(let response, let region, let operation, let profile, let par
         client = try SSMClient(configuration: configuration)
     } catch {
         fail(
-            "\(error); the session \(grant.sessionID) could not be terminated from here (end it with aws ssm terminate-session)"
+            "\((error as? ClientError)?.description ?? "\(error)") The session \(grant.sessionID) could not be terminated from here: end it with aws ssm terminate-session."
         )
     }
     guard let request = try? JSONValue(parsing: parameters), let target = request["Target"]?.stringValue,
@@ -83,12 +89,19 @@ case .startSession(let response, let region, let operation, let profile, let par
         }
         resumeTimeout = .seconds(seconds)
     }
-    let status = await SessionRunner.run(
+    // The AWS CLI killed (SIGTERM, SIGKILL) does not stop its plugin: the plugin would keep the port and
+    // the session. When the parent goes, end the session as Ctrl+C would (SIGTERM to ourselves).
+    let parent = getppid()
+    Task.detached {
+        while getppid() == parent { try? await Task.sleep(nanoseconds: 500_000_000) }
+        kill(getpid(), SIGTERM)
+    }
+    let outcome = await SessionRunner.run(
         grant: grant,
         localPort: localPort,
         client: client,
         resumeTimeout: resumeTimeout,
         logger: Logger(label: "session-manager-plugin")
     )
-    exit(status)
+    exit(outcome.exitStatus)
 }

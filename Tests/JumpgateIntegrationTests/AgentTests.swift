@@ -203,7 +203,7 @@ struct AgentTests {
             #expect(try await parallelEchoes(port: localPort, count: 8, baseSize: 100_000, step: 999) == 8)
             #expect(try await streamingEcho(port: localPort, total: 16 << 20) == 16 << 20)
             let log = lab.agent.standardError
-            #expect(log.contains("extensions=none") && log.contains("smuxVersion: 1"), "\(log.suffix(1500))")
+            #expect(log.contains("extensions=none") && log.contains("mode=smux v1"), "\(log.suffix(1500))")
             // A refused connection gets the official line only: no reason travels without connect-errors.
             let (refused, refusedPort, _) = try EndToEndTests().startSession(lab, host: "127.0.0.1", port: 1)
             defer { refused.stop() }

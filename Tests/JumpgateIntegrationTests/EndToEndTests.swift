@@ -54,7 +54,7 @@ struct EndToEndTests {
         let activation = try await ssm.call("CreateActivation", ["IamRole": "SSMServiceRole", "RegistrationLimit": 1])
         let (status, output, errors) = try runJumpgate(
             [
-                "agent", "register", "--endpoint", agentEndpoint ?? url, "--ca-file", caFile,
+                "agent", "register", "--endpoint-url", agentEndpoint ?? url, "--ca-file", caFile,
                 "--activation-id", try #require(activation["ActivationId"]?.stringValue),
                 "--activation-code", try #require(activation["ActivationCode"]?.stringValue),
                 "--state-dir", directory + "/agent", "--name", "e2e-jump",
@@ -171,9 +171,9 @@ struct EndToEndTests {
                 ["instances", "list", "--format", "json"] + gatewayFlags,
                 environment: lab.environment
             )
-            let instanceList = try JSONValue(parsing: instances)
-            #expect(instanceList.arrayValue?.first?["InstanceId"]?.stringValue == lab.instanceID)
-            #expect(instanceList.arrayValue?.first?["PingStatus"]?.stringValue == "Online")
+            let instanceList = try JSONValue(parsing: instances)["InstanceInformationList"]
+            #expect(instanceList?.arrayValue?.first?["InstanceId"]?.stringValue == lab.instanceID)
+            #expect(instanceList?.arrayValue?.first?["PingStatus"]?.stringValue == "Online")
             let active = try await lab.ssm.call("DescribeSessions", ["State": "Active"])
             let listed = try #require(
                 active["Sessions"]?.arrayValue?.first { $0["SessionId"]?.stringValue == sessionID }
@@ -340,8 +340,8 @@ struct EndToEndTests {
                 environment: lab.environment
             )
             #expect(busyStatus == 1)
-            #expect(busyError.contains("Cannot listen on 127.0.0.1:\(lab.gatewayPort)"))
-            #expect(busyError.contains("no session was started"))
+            #expect(busyError.contains("Port \(lab.gatewayPort) on 127.0.0.1 is already in use"))
+            #expect(busyError.contains("No session was started"))
             let after = try await lab.ssm.call("DescribeSessions", ["State": "Active"])["Sessions"]?.arrayValue?.count
             #expect(before == after)
         }

@@ -395,7 +395,7 @@ struct GatewayAPITests {
             // A second agent, registered with its own activation.
             let activation = try await lab.ssm.call("CreateActivation", ["IamRole": "SSMServiceRole"])
             let (status, output, errors) = try runJumpgate([
-                "agent", "register", "--endpoint", lab.url, "--ca-file", lab.caFile,
+                "agent", "register", "--endpoint-url", lab.url, "--ca-file", lab.caFile,
                 "--activation-id", try #require(activation["ActivationId"]?.stringValue),
                 "--activation-code", try #require(activation["ActivationCode"]?.stringValue),
                 "--state-dir", lab.directory + "/intruder", "--allow", "127.0.0.1:*",

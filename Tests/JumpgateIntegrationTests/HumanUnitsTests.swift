@@ -15,14 +15,15 @@ struct HumanUnitsTests {
         #expect(ByteCount.text(Int64(5) << 50) == "5120 TiB")
     }
 
-    @Test("durations: s, m, h or plain seconds; anything else is refused")
+    @Test("durations: s, m, h, d or plain seconds; anything else is refused")
     func durations() {
         #expect(DurationText.seconds("90s") == 90)
         #expect(DurationText.seconds("5m") == 300)
         #expect(DurationText.seconds("8h") == 28_800)
+        #expect(DurationText.seconds("7d") == 604_800)
         #expect(DurationText.seconds("42") == 42)
         #expect(DurationText.seconds("0") == 0)
-        for bad in ["", "m", "-5m", "5d", "1.5h", "99999999999s"] {
+        for bad in ["", "m", "-5m", "5w", "1.5h", "99999999999s", "2026-12-31"] {
             #expect(DurationText.seconds(bad) == nil, "\(bad)")
         }
     }

@@ -39,9 +39,14 @@ final class ChildProcess: @unchecked Sendable {
         self.process.standardError = err
         self.process.standardInput = FileHandle.nullDevice
         let lines = self.lines
+        let closedPipes = self.closedPipes
         out.fileHandleForReading.readabilityHandler = { handle in
             let data = handle.availableData
-            guard !data.isEmpty else { return }
+            guard !data.isEmpty else {
+                handle.readabilityHandler = nil
+                closedPipes.withLockedValue { $0 += 1 }
+                return
+            }
             // Split on the newline byte: as Characters, a terminal's "\r\n" is one that is not "\n".
             lines.withLockedValue { state in
                 var pieces = (state.partial + Array(data)).split(separator: 0x0A, omittingEmptySubsequences: false)
@@ -52,10 +57,27 @@ final class ChildProcess: @unchecked Sendable {
         let errorText = self.errorText
         err.fileHandleForReading.readabilityHandler = { handle in
             let data = handle.availableData
-            guard !data.isEmpty else { return }
+            guard !data.isEmpty else {
+                handle.readabilityHandler = nil
+                closedPipes.withLockedValue { $0 += 1 }
+                return
+            }
             errorText.withLockedValue { $0 += String(decoding: data, as: UTF8.self) }
         }
         try self.process.run()
+    }
+
+    /// Pipes (stdout, stderr) whose end of file was read: 2 once everything the process printed is here.
+    let closedPipes = NIOLockedValueBox(0)
+
+    /// Waits (bounded) until stdout and stderr are read to their end (after the process, and any child
+    /// holding them, exited): then `output` and `standardError` are complete.
+    func waitForOutputEnd(timeout: Double = 10) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while self.closedPipes.withLockedValue({ $0 }) < 2 {
+            guard Date() < deadline else { throw HarnessError("\(self.name)'s output did not end within \(timeout) s") }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
     }
 
     var output: [String] { self.lines.withLockedValue { $0.complete } }
@@ -135,6 +157,6 @@ func runJumpgate(
 ) throws -> (Int32, String, String) {
     let child = try ChildProcess("jumpgate \(arguments.first ?? "")", arguments, environment: environment)
     let status = try child.waitForExit(timeout: timeout)
-    Thread.sleep(forTimeInterval: 0.1)  // let the readers drain
+    try child.waitForOutputEnd()
     return (status, child.output.joined(separator: "\n"), child.standardError)
 }

@@ -95,11 +95,19 @@ final class ControlChannelHandler: ChannelInboundHandler {
         context.writeAndFlush(self.wrapOutboundOut(.binary(frame)), promise: nil)
         guard let session = self.state.session(id: complete.taskID), session.target == self.instanceID else { return }
         let failed = complete.finalTaskStatus == "Failed"
-        self.state.setStatus(sessionID: session.id, failed ? .failed : .terminated, reason: complete.output)
-        self.state.relay(sessionID: session.id)?.terminate(reason: complete.output)
+        // An agent reports no text when the other side ended the session: ended here (the API) was recorded
+        // already, so it was the client (Ctrl+C, SIGTERM, the end of --exec).
+        let reason =
+            !complete.output.isEmpty
+            ? complete.output : failed ? "The agent reported a failure." : "Ended by the client."
+        self.state.setStatus(sessionID: session.id, failed ? .failed : .terminated, reason: reason)
+        self.state.relay(sessionID: session.id)?.terminate(reason: reason)
         self.logger.info(
-            "session ended by the agent",
-            metadata: ["jumpgate.session_id": "\(session.id)", "status": "\(complete.finalTaskStatus)"]
+            "session ended",
+            metadata: [
+                "jumpgate.session_id": "\(session.id)", "status": "\(complete.finalTaskStatus)",
+                "reason": "\(session.status.isEnded ? session.closeReason : reason)",
+            ]
         )
     }
 

@@ -291,6 +291,9 @@ struct GatewayAPI: Sendable {
                             ("Reason", .string(session.reason)),
                         ]
                         if let end = session.endEpoch { members.append(("EndDate", .integer(end))) }
+                        if let destination = Self.destination(of: session) {
+                            members.append(("JumpgateDestination", .string(destination)))
+                        }
                         // Jumpgate's own fields (AWS's CLI and SDKs ignore them): the traffic so far.
                         let (toAgent, toClient) = self.state.relayedBytes(of: session)
                         members.append(("JumpgateBytesToTarget", .integer(toAgent)))
@@ -344,6 +347,16 @@ struct GatewayAPI: Sendable {
         case .some(.integer(let seconds)): expiration = seconds
         default: throw APIError(400, "ValidationException", "ExpirationDate must be a timestamp.")
         }
+        // As AWS: an activation expires in the future, at most 30 days from now.
+        if let expiration {
+            let now = self.state.clock()
+            guard expiration > now else {
+                throw APIError(400, "ValidationException", "ExpirationDate must be in the future.")
+            }
+            guard expiration <= now + 30 * 86400 else {
+                throw APIError(400, "ValidationException", "ExpirationDate must be at most 30 days from now.")
+            }
+        }
         return self.state.createActivation(
             iamRole: role,
             description: input["Description"]?.stringValue ?? "",
@@ -389,6 +402,15 @@ struct GatewayAPI: Sendable {
             "InstanceId": .string(instance.id), "AccessKeyId": .string(instance.id),
             "SecretAccessKey": .string(instance.secret),
         ]
+    }
+
+    /// `host:port` a port session reaches (the agent's host itself for AWS-StartPortForwardingSession),
+    /// brackets around an IPv6 host; nil for documents without a port.
+    static func destination(of session: SessionRecord) -> String? {
+        let values = Dictionary(session.parameters.map { ($0.key, $0.value) }, uniquingKeysWith: { _, last in last })
+        guard let port = values["portNumber"] else { return nil }
+        let host = values["host"] ?? "localhost"
+        return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
     }
 
     /// A DNS name (labels of letters, digits and hyphens) or an IP address, at most 253 characters.

@@ -2,9 +2,16 @@ import Foundation
 import JumpgateWire
 import NIOHTTP1
 
-/// Verifies SigV4 on a request head: users' keys for `ssm`, instances' keys for `ssmmessages`.
+/// Verifies SigV4 on a request head: users' keys for `ssm`, instances' keys for `ssmmessages`, and
+/// either for a data channel's upgrade (an agent's, or a client's signed as the official plugin does
+/// since 1.2.764.0).
 struct GatewayAuthenticator {
     let state: GatewayState
+
+    /// Whose keys may sign.
+    enum Signers {
+        case users, instances, usersOrInstances
+    }
 
     /// The access key id a request claims (Authorization's Credential, or X-Amz-Credential), unverified:
     /// for throttling and the log only.
@@ -30,6 +37,7 @@ struct GatewayAuthenticator {
         path: String,
         query: String,
         service: String,
+        signers: Signers,
         body: [UInt8]
     ) throws(APIError) -> SigV4Identity {
         let request = SigV4Request(
@@ -42,7 +50,12 @@ struct GatewayAuthenticator {
         let state = self.state
         do {
             return try SigV4Verifier(service: service).verify(request, nowEpochSeconds: state.clock()) { key in
-                service == "ssm" ? state.userSecret(accessKeyID: key)?.secret : state.instanceSecret(instanceID: key)
+                switch signers {
+                case .users: return state.userSecret(accessKeyID: key)?.secret
+                case .instances: return state.instanceSecret(instanceID: key)
+                case .usersOrInstances:
+                    return state.instanceSecret(instanceID: key) ?? state.userSecret(accessKeyID: key)?.secret
+                }
             }
         } catch {
             switch error.code {

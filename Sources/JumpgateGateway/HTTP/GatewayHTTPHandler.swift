@@ -249,10 +249,32 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             throw APIError(400, "SerializationException", "The request body must be a JSON object.")
         }
         if operation == "RegisterManagedInstance" {
-            return .now(try self.api.register(input, source: self.source))
+            let answer = try self.api.register(input, source: self.source)
+            self.logger.info(
+                "agent registered",
+                metadata: [
+                    "instance": "\(answer["InstanceId"]?.stringValue ?? "")",
+                    "activation": "\(input["ActivationId"]?.stringValue ?? "")", "source": "\(self.source)",
+                ]
+            )
+            return .now(answer)
         }
         let answer = try self.api.handle(operation: operation, input: input, user: user, on: context.eventLoop)
-        self.logger.info("api call", metadata: ["operation": "\(operation)", "user": "\(user)"])
+        var metadata: Logger.Metadata = ["operation": "\(operation)", "user": "\(user)"]
+        if let target = input["Target"]?.stringValue ?? input["InstanceId"]?.stringValue {
+            metadata["target"] = "\(target)"
+        }
+        if case .now(let output) = answer, let id = output["SessionId"]?.stringValue {
+            metadata["jumpgate.session_id"] = "\(id)"
+        } else if let id = input["SessionId"]?.stringValue {
+            metadata["jumpgate.session_id"] = "\(id)"
+        }
+        if let parameters = input["Parameters"],
+            let port = parameters["portNumber"]?.arrayValue?.first?.stringValue
+        {
+            metadata["destination"] = "\(parameters["host"]?.arrayValue?.first?.stringValue ?? "localhost"):\(port)"
+        }
+        self.logger.info("api call", metadata: metadata)
         return answer
     }
 
@@ -282,7 +304,20 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             throw APIError(404, "DoesNotExistException", "Session \(sessionID) does not exist.")
         }
         guard signed else { return .data(sessionID: sessionID, instanceID: nil) }
-        let identity = try self.verify(head: head, path: path, query: query, service: "ssmmessages", body: [])
+        let identity = try self.verify(
+            head: head,
+            path: path,
+            query: query,
+            service: "ssmmessages",
+            signers: .usersOrInstances,
+            body: []
+        )
+        // The official plugin signs its upgrade with the user's credentials since 1.2.764.0 (Jumpgate's
+        // client too): a user's signature opens the client side, which the opening frame's token then
+        // authenticates as before. Only an instance's signature opens the agent side.
+        if self.state.userSecret(accessKeyID: identity.accessKeyID) != nil {
+            return .data(sessionID: sessionID, instanceID: nil)
+        }
         return .data(sessionID: sessionID, instanceID: identity.accessKeyID)
     }
 
@@ -383,6 +418,7 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         path: String,
         query: String,
         service: String,
+        signers: GatewayAuthenticator.Signers? = nil,
         body: [UInt8]
     ) throws(APIError) -> SigV4Identity {
         do {
@@ -391,6 +427,7 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                 path: path,
                 query: query,
                 service: service,
+                signers: signers ?? (service == "ssm" ? .users : .instances),
                 body: body
             )
         } catch {

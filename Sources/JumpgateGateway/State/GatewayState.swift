@@ -459,7 +459,10 @@ public final class GatewayState: Sendable {
             let instance = ManagedInstance(
                 id: "mi-" + Random.hex(17),
                 secret: Random.alphanumeric(40),
-                name: registration.name.isEmpty ? activation.defaultInstanceName : registration.name,
+                // The agent's --name, else the activation's DefaultInstanceName, else the host's name (as AWS).
+                name: !registration.name.isEmpty
+                    ? registration.name
+                    : activation.defaultInstanceName.isEmpty ? registration.hostname : activation.defaultInstanceName,
                 activationID: activation.id,
                 platformType: registration.platformType,
                 platformName: registration.platformName,

@@ -178,7 +178,12 @@ public final class GatewayStore: Sendable {
                 _ = try? await self.rows("ROLLBACK")
                 throw StoreError("migration \(migration.version) of \(self.path) failed: \(error)")
             }
-            self.logger.info("store migrated", metadata: ["version": "\(migration.version)", "path": "\(self.path)"])
+        }
+        if let newest = Self.migrations.last?.version, newest > current {
+            self.logger.info(
+                current == 0 ? "store created" : "store migrated",
+                metadata: ["from": "\(current)", "to": "\(newest)", "path": "\(self.path)"]
+            )
         }
     }
 

@@ -6,6 +6,16 @@ public enum PortSessionMode: Hashable, Sendable {
     case mux(smuxVersion: UInt8, keepAlive: Bool)
 }
 
+extension PortSessionMode: CustomStringConvertible {
+    /// `basic`, `smux v2`, `smux v1 with keep-alive`: for logs.
+    public var description: String {
+        switch self {
+        case .basic: return "basic"
+        case .mux(let version, let keepAlive): return "smux v\(version)" + (keepAlive ? " with keep-alive" : "")
+        }
+    }
+}
+
 /// What both ends agreed in the handshake.
 public struct NegotiatedSession: Hashable, Sendable {
     public var sessionType: String

@@ -3,24 +3,9 @@ import Dispatch
 import Foundation
 import JumpgateClient
 import JumpgateNIO
-import Logging
+import JumpgateWire
 import NIOConcurrencyHelpers
 import NIOCore
-
-/// Logs go to standard error; standard output carries only what tools parse.
-enum CommandLogging {
-    static func bootstrap(level: String?) {
-        let resolved =
-            Logger.Level(
-                rawValue: (level ?? ProcessInfo.processInfo.environment["JUMPGATE_LOG_LEVEL"] ?? "info").lowercased()
-            ) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = resolved
-            return handler
-        }
-    }
-}
 
 /// Writes a line to standard output at once (tools wait for lines on a pipe), clearing the terminal
 /// status line first if one is shown.
@@ -67,9 +52,39 @@ enum StatusLine {
     }
 }
 
+/// `--format`: lines for people (tables, sentences) or JSON for scripts (docs/CLIENT.md has every shape).
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case text
     case json
+
+    static func help(_ json: String) -> ArgumentHelp {
+        ArgumentHelp("text (default) or json: \(json)", valueName: "format")
+    }
+}
+
+/// JSON events on standard output, one object a line, each with `event` and `time` (ISO 8601, UTC, ms).
+enum JSONEvents {
+    static func emit(_ name: String, _ fields: [(key: String, value: JSONValue)]) {
+        let event: JSONValue = .object([("event", .string(name)), ("time", .string(Self.now()))] + fields)
+        Jumpgate.emit(event.serialized() + "\n")
+    }
+
+    static func now() -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.string(from: Date())
+    }
+}
+
+/// `host:port`, with brackets around an IPv6 host (`[::1]:41361`).
+func hostPort(_ host: String, _ port: Int) -> String {
+    host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+}
+
+/// A peer's `host:port` (NIO's `[IPv4]127.0.0.1/127.0.0.1:38266` is for logs, not people).
+func hostPort(_ address: SocketAddress?) -> String {
+    guard let address, let ip = address.ipAddress, let port = address.port else { return "" }
+    return hostPort(ip, port)
 }
 
 /// Waits for SIGINT or SIGTERM and returns which arrived.
@@ -96,4 +111,17 @@ func resumeTimeout(_ text: String) throws -> TimeAmount {
         throw ValidationError("--resume-timeout '\(text)' must be a positive duration such as 90s, 5m or 1h")
     }
     return .seconds(seconds)
+}
+
+/// Left-aligned columns separated by two spaces.
+enum Table {
+    static func render(_ header: [String], _ rows: [[String]]) -> String {
+        let all = [header] + rows
+        let widths = header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
+        return all.map { row in
+            row.enumerated().map { column, cell in
+                column == row.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }.joined(separator: "\n") + "\n"
+    }
 }

@@ -1,0 +1,109 @@
+import ArgumentParser
+import Foundation
+import JumpgateClient
+import JumpgateWire
+
+/// Where to reach the gateway and as whom: the AWS tools' flags and variables, the same on every command
+/// that talks to a gateway.
+struct GatewayOptions: ParsableArguments {
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The gateway, https://HOST:PORT (else AWS_ENDPOINT_URL_SSM, AWS_ENDPOINT_URL, the profile's endpoint_url).",
+            valueName: "url"
+        )
+    )
+    var endpointURL: String?
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The gateway's CA certificate, DATA_DIR/tls/ca.pem (else AWS_CA_BUNDLE, the profile's ca_bundle, SSL_CERT_FILE).",
+            valueName: "file"
+        )
+    )
+    var caFile: String?
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "A profile of the AWS credentials and config files (else AWS_PROFILE, then default).",
+            valueName: "name"
+        )
+    )
+    var profile: String?
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Region to sign for (else AWS_REGION, AWS_DEFAULT_REGION, the profile; any works with Jumpgate).",
+            valueName: "region"
+        )
+    )
+    var region: String?
+
+    func configuration() throws -> ClientConfiguration {
+        do {
+            return try ClientConfiguration.resolve(
+                profile: self.profile,
+                region: self.region,
+                endpointURL: self.endpointURL,
+                caFile: self.caFile
+            )
+        } catch let error as ClientError {
+            throw CommandFailure(error)
+        }
+    }
+
+    func location() throws -> GatewayLocation {
+        do {
+            return try GatewayLocation.resolve(
+                profile: self.profile,
+                region: self.region,
+                endpointURL: self.endpointURL,
+                caFile: self.caFile
+            )
+        } catch let error as ClientError {
+            throw CommandFailure(error)
+        }
+    }
+
+    func client() throws -> SSMClient {
+        do {
+            return try SSMClient(configuration: try self.configuration())
+        } catch let error as ClientError {
+            throw CommandFailure(error)
+        }
+    }
+
+    /// Calls the API; a refusal or a network failure becomes the user's error (AWS's wording for refusals).
+    func call(_ operation: String, _ input: JSONValue) async throws -> JSONValue {
+        let client = try self.client()
+        do {
+            return try await client.call(operation, input)
+        } catch let error as ClientError {
+            throw CommandFailure(error)
+        }
+    }
+}
+
+extension GatewayOptions {
+    /// Calls `operation` for each id in turn. Text: a `<done> <id>` line per success; json: one
+    /// `{"<done>": [ids]}` object, printed also when a later id fails (then the error follows, exit 1).
+    func callEach(
+        _ ids: [String],
+        operation: String,
+        inputKey: String,
+        done: String,
+        format: OutputFormat
+    ) async throws {
+        var finished: [String] = []
+        defer {
+            if format == .json, !finished.isEmpty || finished.count == ids.count {
+                emit(JSONValue.object([(done, .array(finished.map { .string($0) }))]).serialized() + "\n")
+            }
+        }
+        for id in ids {
+            _ = try await self.call(operation, .object([(inputKey, .string(id))]))
+            finished.append(id)
+            if format == .text { emit("\(done) \(id)\n") }
+        }
+    }
+}

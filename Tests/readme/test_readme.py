@@ -1,0 +1,103 @@
+"""The README's "Try it by hand" block, run verbatim: every command as written, in order, in one bash.
+
+Run by ./scripts/test after the Swift suites (the block's first line is then a no-op build). Needs the
+AWS CLI on PATH, python3 and curl, and the ports and directories the README names to be free.
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import unittest
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PORTS = (8443, 8000, 1213, 1214)
+
+
+def walkthrough() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Try it by hand", 1)[1]
+    match = re.search(r"```bash\n(.*?)```", section, re.S)
+    assert match, "README.md: no ```bash block under '## Try it by hand'"
+    return match.group(1)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def pid_in(path: str):
+    try:
+        return int(Path(path).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class ReadmeWalkthrough(unittest.TestCase):
+    def setUp(self):
+        for path in ("/tmp/gw/gateway.lock", "/tmp/agent/agent.pid"):
+            pid = pid_in(path)
+            if pid and alive(pid):
+                self.fail(f"{path} names a running process ({pid}); stop it before running this test")
+        for port in PORTS:
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    self.fail(f"port {port}, which the README uses, is taken; free it before running this test")
+        subprocess.run(["rm", "-rf", "/tmp/gw", "/tmp/agent"], check=True)
+
+    def test_try_it_by_hand(self):
+        script = walkthrough()
+        print(f"Running README.md's 'Try it by hand' block ({len(script.splitlines())} lines) with bash -e")
+        env = dict(os.environ)
+        # As a new user's shell: no CA or endpoint settings of this machine's leak into the walkthrough.
+        for name in ("AWS_CA_BUNDLE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SSM", "AWS_PROFILE", "AWS_REGION",
+                     "AWS_DEFAULT_REGION", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "JUMPGATE_LOG_LEVEL"):
+            env.pop(name, None)
+        process = subprocess.Popen(["bash", "-e", "-c", script], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            out, err = process.communicate(timeout=600)
+            print(out)
+            print(err)
+            self.assertEqual(process.returncode, 0, "the walkthrough failed; its output is above")
+            self.assertIn("Jumpgate gateway ready at https://127.0.0.1:8443", out)
+            self.assertIn("Jumpgate agent mi-", out)
+            self.assertIn("HTTP 200 through port 1213", out)
+            self.assertIn("HTTP 200 through port 1214", out)
+            self.assertRegex(out, r"Starting session with SessionId: \S+")
+            self.assertRegex(out, r"mi-[0-9a-f]{17}\s+127\.0\.0\.1:8000\s+Connected",
+                             "sessions list shows the AWS CLI's session while it is open")
+            self.assertNotIn("outdated SessionManagerPlugin", err)
+            self.assertNotIn("Error:", err)
+            # The AWS CLI was killed; its plugin notices, ends the session and exits (nothing is left).
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                try:
+                    os.killpg(process.pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.2)
+            else:
+                self.fail("a process of the walkthrough (the plugin?) outlived step 4 by 20 s")
+        finally:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            for path in ("/tmp/agent/agent.pid", "/tmp/gw/gateway.lock"):
+                pid = pid_in(path)
+                if pid and alive(pid):
+                    os.kill(pid, signal.SIGTERM)
+
+
+if __name__ == "__main__":
+    unittest.main()
