@@ -41,7 +41,7 @@ struct DecodeFrameCommand: ParsableCommand {
         if self.hex {
             guard let decoded = Hex.decode(String(decoding: input, as: UTF8.self)) else {
                 writeStandardError(
-                    "error: standard input is not hex text (expected pairs of 0-9a-f, whitespace allowed)"
+                    "Error: standard input is not hex text (expected pairs of 0-9a-f, whitespace allowed)"
                 )
                 throw ExitCode(1)
             }
@@ -53,7 +53,7 @@ struct DecodeFrameCommand: ParsableCommand {
             let description = try FrameInspector.describe(ByteBuffer(bytes: bytes))
             print(description.serialized())
         } catch {
-            writeStandardError("error: cannot decode the message header: \(error.reason)")
+            writeStandardError("Error: cannot decode the message header: \(error.reason)")
             throw ExitCode(1)
         }
     }
@@ -78,14 +78,14 @@ struct EncodeFrameCommand: ParsableCommand {
         do {
             json = try JSONValue(parsing: input)
         } catch {
-            writeStandardError("error: standard input is not valid JSON: \(error)")
+            writeStandardError("Error: standard input is not valid JSON: \(error)")
             throw ExitCode(1)
         }
         let frame: ByteBuffer
         do {
             frame = try FrameInspector.build(from: json)
         } catch {
-            writeStandardError("error: \(error.reason)")
+            writeStandardError("Error: \(error.reason)")
             throw ExitCode(1)
         }
         if self.hex {
