@@ -16,6 +16,8 @@ install_prerequisites() {
     command -v mariadbd >/dev/null 2>&1 || apt_packages+=(mariadb-server)
     command -v mariadb >/dev/null 2>&1 || apt_packages+=(mariadb-client)
     command -v openssl >/dev/null 2>&1 || apt_packages+=(openssl)
+    # The README's walkthrough and the client tests fetch through the forwarded ports with curl.
+    command -v curl >/dev/null 2>&1 || apt_packages+=(curl)
     if [ ${#apt_packages[@]} -gt 0 ]; then
         say "Installing Debian packages: ${apt_packages[*]}"
         as_root apt-get update -qq
@@ -32,9 +34,12 @@ install_prerequisites() {
         say "Creating a Python virtual environment in .venv"
         python3 -m venv .venv
     fi
-    if ! .venv/bin/python3 -c 'import awscli, botocore, moto.server, flask' >/dev/null 2>&1; then
-        say "Installing Python packages from PyPI into .venv: awscli and botocore (the AWS CLI and its signer), moto[server] (the lab's SQS)"
-        .venv/bin/python3 -m pip install --quiet --disable-pip-version-check 'awscli==1.45.11' 'botocore==1.43.11' 'moto[server]==5.2.5'
+    # awscli 1.46 is the first to warn about session-manager-plugin versions below 1.2.764.0 (the
+    # README test checks Jumpgate's plugin passes); it carries its own botocore, the tests' signer is
+    # the botocore package.
+    if ! .venv/bin/python3 -c 'import awscli, botocore, moto.server, flask; assert awscli.__version__ == "1.46.3"' >/dev/null 2>&1; then
+        say "Installing Python packages from PyPI into .venv: awscli 1.46.3 (the AWS CLI), botocore (the tests' SigV4 reference), moto[server] (the lab's SQS)"
+        .venv/bin/python3 -m pip install --quiet --disable-pip-version-check 'awscli==1.46.3' 'botocore==1.43.11' 'moto[server]==5.2.5'
     fi
     export PATH="$PWD/.venv/bin:$PATH"
 }

@@ -92,7 +92,11 @@ struct CreateActivationCommand: AsyncParsableCommand {
         if let name = self.defaultInstanceName { input.append(("DefaultInstanceName", .string(name))) }
         if let text = self.description { input.append(("Description", .string(text))) }
         if let text = self.expirationDate {
-            input.append(("ExpirationDate", .integer(try Self.expiration(text, now: WallClock.nowSeconds()))))
+            do {
+                input.append(("ExpirationDate", .integer(try Self.expiration(text, now: WallClock.nowSeconds()))))
+            } catch let error as ValidationError {
+                throw CommandFailure(error.message)  // a time that passed since validate(): no usage
+            }
         }
         let result = try await self.gateway.call("CreateActivation", .object(input))
         switch self.format {

@@ -156,6 +156,7 @@ struct AgentRunCommand: AsyncParsableCommand {
             try Detach.start(directory: self.stateDir, flag: "--state-dir", logPath: self.stateDir + "/agent.log")
             return
         }
+        let readyDescriptor = Detach.takeReadyDescriptor()
         try CommandLogging.bootstrap(level: self.logLevel)
         let logger = Logger(label: "jumpgate.agent")
         var options = AgentRunner.Options()
@@ -174,7 +175,7 @@ struct AgentRunCommand: AsyncParsableCommand {
                     defer { was = true }
                     return !was
                 }
-                if first { Detach.announceReady(line) }
+                if first { Detach.announceReady(line, to: readyDescriptor) }
             }
             runner = try AgentRunner(
                 state: state,
@@ -187,10 +188,14 @@ struct AgentRunCommand: AsyncParsableCommand {
             // AgentError and WireError (a bad --allow) already say what is wrong and what to do.
             throw CommandFailure("\(error)")
         }
-        // STATE_DIR/agent.pid names this process while it runs (for kill, and for --detach's users).
-        let pidFile = self.stateDir + "/agent.pid"
-        try? "\(getpid())\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
-        defer { unlink(pidFile) }
+        // STATE_DIR/agent.pid names this process while it runs, and locks the directory to it.
+        let lock: AgentRunLock
+        do {
+            lock = try AgentRunLock.acquire(stateDirectory: self.stateDir)
+        } catch {
+            throw CommandFailure("\(error)")
+        }
+        defer { lock.release() }
         let task = Task { await runner.run() }
         let signal = await waitForTerminationSignal()
         logger.info("stopping: draining sessions", metadata: ["signal": "\(signal)"])

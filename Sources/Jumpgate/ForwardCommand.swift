@@ -47,49 +47,6 @@ struct ForwardSpec: Equatable {
     }
 }
 
-/// `forward` prints its own lines, not the official plugin's; of what the forwarder says, only the
-/// resume progress is kept: `resuming` and `resumed` lines (text), or events (json).
-struct ForwardConsole: ForwarderConsole {
-    let sessionID: String
-    let json: Bool
-
-    func write(_ text: String) {}
-
-    func resumeChanged(_ change: ResumeProgress) {
-        switch change {
-        case .resuming:
-            if self.json {
-                JSONEvents.emit("resuming", [("sessionId", .string(self.sessionID))])
-            } else {
-                StatusLine.withLineCleared {
-                    FileHandle.standardError.write(
-                        Data("Session \(self.sessionID): connection to the gateway lost; resuming...\n".utf8)
-                    )
-                }
-            }
-        case .resumed(let attempts, let seconds):
-            if self.json {
-                JSONEvents.emit(
-                    "resumed",
-                    [
-                        ("sessionId", .string(self.sessionID)), ("attempts", .integer(Int64(attempts))),
-                        ("outageSeconds", .double(seconds)),
-                    ]
-                )
-            } else {
-                StatusLine.withLineCleared {
-                    FileHandle.standardError.write(
-                        Data(
-                            "Session \(self.sessionID): resumed after \(String(format: "%.1f", seconds)) s (\(attempts) attempt\(attempts == 1 ? "" : "s")).\n"
-                                .utf8
-                        )
-                    )
-                }
-            }
-        }
-    }
-}
-
 struct ForwardCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "forward",
@@ -191,7 +148,9 @@ struct ForwardCommand: AsyncParsableCommand {
 
         // 3. Run them together; the first to end ends the others.
         var made: [PortForwarder] = []
-        for (spec, (grant, listener)) in zip(specs, zip(grants, listeners)) {
+        // Each forward's open local connections: its `ended` event waits (2 s at most) for their `closed`.
+        let openConnections = grants.map { _ in NIOLockedValueBox(0) }
+        for (index, (spec, (grant, listener))) in zip(specs, zip(grants, listeners)).enumerated() {
             made.append(
                 PortForwarder(
                     grant: grant,
@@ -201,14 +160,19 @@ struct ForwardCommand: AsyncParsableCommand {
                     console: ForwardConsole(sessionID: grant.sessionID, json: json),
                     logger: logger,
                     listener: listener,
-                    onAccept: json ? Self.connectionEvents(localPort: listener.port, sessionID: grant.sessionID) : nil,
+                    onAccept: Self.connectionEvents(
+                        localPort: listener.port,
+                        sessionID: grant.sessionID,
+                        open: openConnections[index],
+                        json: json
+                    ),
                     onConnectFailure: Self.connectFailure(
                         localPort: listener.port,
                         sessionID: grant.sessionID,
                         destination: hostPort(spec.host, spec.port),
                         json: json
                     ),
-                    onAgentStatus: Self.agentStatus(sessionID: grant.sessionID, json: json),
+                    onAgentStatus: SessionEvents.agentStatus(sessionID: grant.sessionID, json: json),
                     resume: client.resumeSession,
                     resumeTimeout: resumeTimeout
                 )
@@ -218,6 +182,8 @@ struct ForwardCommand: AsyncParsableCommand {
         let sessions = grants
         let bound = listeners
         let ended = NIOLockedValueBox(false)
+        // Why they end: the user (a signal, the end of --exec) or the session that ended first.
+        let cause = NIOLockedValueBox<EndCause?>(nil)
         let endAll: @Sendable () async -> Void = {
             guard
                 ended.withLockedValue({ value in
@@ -251,12 +217,13 @@ struct ForwardCommand: AsyncParsableCommand {
         // Ctrl+C or SIGTERM ends every session (outside the group: a signal wait cannot be cancelled).
         Task {
             _ = await TerminationSignal.wait([SIGINT, SIGTERM])
+            cause.withLockedValue { $0 = $0 ?? .user }
             await endAll()
         }
         // Each child returns an exit status when it is a reason to stop (a session ended, the --exec
         // command exited), or nil (readiness printed, nothing to run).
         let status: Int32 = await withTaskGroup(of: Int32?.self) { group in
-            for forwarder in forwarders {
+            for (index, forwarder) in forwarders.enumerated() {
                 group.addTask {
                     let outcome: PortForwarder.Outcome
                     do {
@@ -272,7 +239,13 @@ struct ForwardCommand: AsyncParsableCommand {
                             )
                         )
                     }
-                    Self.report(outcome, sessionID: forwarder.sessionID, json: json)
+                    let endedWith = cause.withLockedValue { cause -> String? in
+                        if outcome != .endedByUser { cause = cause ?? .session(forwarder.sessionID) }
+                        guard case .session(let first) = cause, first != forwarder.sessionID else { return nil }
+                        return first
+                    }
+                    await Self.waitForClosed(openConnections[index])
+                    SessionEvents.report(outcome, sessionID: forwarder.sessionID, json: json, endedWith: endedWith)
                     return outcome.exitStatus
                 }
             }
@@ -300,7 +273,9 @@ struct ForwardCommand: AsyncParsableCommand {
                     }
                 }
                 guard let command = self.exec else { return nil }
-                return await Self.runExec(command, ports: bound.map(\.port))
+                let status = await Self.runExec(command, ports: bound.map(\.port))
+                cause.withLockedValue { $0 = $0 ?? .user }
+                return status
             }
             var first: Int32 = 0
             for await result in group {
@@ -320,43 +295,40 @@ struct ForwardCommand: AsyncParsableCommand {
         if status != 0 { throw ExitCode(status) }
     }
 
-    /// How a forward ended: nothing for the user's own end in text mode, a line on stderr for a failure,
-    /// and in json an `ended` event for every end (`by`: user, remote or failure).
-    static func report(_ outcome: PortForwarder.Outcome, sessionID: String, json: Bool) {
-        let (by, reason): (String, String)
-        switch outcome {
-        case .endedByUser: (by, reason) = ("user", "Ended here (Ctrl+C, SIGTERM or the end of --exec).")
-        case .ended(let text): (by, reason) = ("remote", text)
-        case .failed(let text): (by, reason) = ("failure", text)
-        }
-        if json {
-            JSONEvents.emit(
-                "ended",
-                [
-                    ("sessionId", .string(sessionID)), ("by", .string(by)), ("reason", .string(reason)),
-                    ("exitStatus", .integer(Int64(outcome.exitStatus))),
-                ]
-            )
-        }
-        switch outcome {
-        case .failed(let message):
-            StatusLine.withLineCleared { FileHandle.standardError.write(Data("Error: \(message)\n".utf8)) }
-        case .ended(let reason) where !json:
-            emit("Session \(sessionID) ended: \(reason)\n")
-        default:
-            break
-        }
+    /// Why the forwards end together.
+    enum EndCause: Sendable, Equatable {
+        case user
+        case session(String)
     }
 
-    /// `--format json` events for one forward's connections.
-    static func connectionEvents(localPort: Int, sessionID: String) -> @Sendable (any Channel) -> Void {
+    /// Counts one forward's open connections, and emits their `accepted` and `closed` events (json).
+    static func connectionEvents(
+        localPort: Int,
+        sessionID: String,
+        open: NIOLockedValueBox<Int>,
+        json: Bool
+    ) -> @Sendable (any Channel) -> Void {
         { channel in
+            open.withLockedValue { $0 += 1 }
             let peer = hostPort(channel.remoteAddress)
             let fields: [(key: String, value: JSONValue)] = [
                 ("sessionId", .string(sessionID)), ("localPort", .integer(Int64(localPort))), ("peer", .string(peer)),
             ]
-            JSONEvents.emit("accepted", fields)
-            channel.closeFuture.whenComplete { _ in JSONEvents.emit("closed", fields) }
+            if json { JSONEvents.emit("accepted", fields) }
+            channel.closeFuture.whenComplete { _ in
+                if json { JSONEvents.emit("closed", fields) }
+                open.withLockedValue { $0 -= 1 }
+            }
+        }
+    }
+
+    /// Waits until a forward's connections are closed (they are, right after its session ends), so its
+    /// `ended` event comes after their `closed`; 2 s at most.
+    static func waitForClosed(_ open: NIOLockedValueBox<Int>) async {
+        var waited = 0
+        while open.withLockedValue({ $0 }) > 0, waited < 200 {
+            try? await Task.sleep(nanoseconds: 10_000_000)
+            waited += 1
         }
     }
 
@@ -381,24 +353,6 @@ struct ForwardCommand: AsyncParsableCommand {
                     FileHandle.standardError.write(
                         Data("Connection from port \(localPort) to \(destination) failed: \(why)\n".utf8)
                     )
-                }
-            }
-        }
-    }
-
-    /// The gateway says the session's agent went away or came back: a line on stderr (text) or an
-    /// `agent-lost` / `agent-back` event (json).
-    static func agentStatus(sessionID: String, json: Bool) -> @Sendable (AgentStatusPayload) -> Void {
-        { status in
-            if json {
-                var event: [(key: String, value: JSONValue)] = [
-                    ("sessionId", .string(sessionID)), ("reason", .string(status.reason)),
-                ]
-                if let seconds = status.seconds { event.append(("waitSeconds", .integer(seconds))) }
-                JSONEvents.emit(status.status == .lost ? "agent-lost" : "agent-back", event)
-            } else {
-                StatusLine.withLineCleared {
-                    FileHandle.standardError.write(Data("Session \(sessionID): \(status.reason)\n".utf8))
                 }
             }
         }

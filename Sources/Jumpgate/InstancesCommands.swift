@@ -52,7 +52,7 @@ struct InstancesListCommand: AsyncParsableCommand {
         }
     }
 
-    /// Dates in ISO 8601; an agent that never connected has `"LastPingDateTime": null`.
+    /// Dates in ISO 8601 (an agent that never connected has no LastPingDateTime).
     static func json(_ instance: JSONValue) -> JSONValue {
         guard case .object(let members) = instance else { return instance }
         return .object(

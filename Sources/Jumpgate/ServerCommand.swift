@@ -145,6 +145,7 @@ struct ServerCommand: AsyncParsableCommand {
             try Detach.start(directory: self.dataDir, flag: "--data-dir", logPath: self.dataDir + "/gateway.log")
             return
         }
+        let readyDescriptor = Detach.takeReadyDescriptor()
         if let threads = self.threads { NIOSingletons.groupLoopCountSuggestion = threads }
         try CommandLogging.bootstrap(level: self.logLevel)
         let logger = Logger(label: "jumpgate.server")
@@ -195,7 +196,7 @@ struct ServerCommand: AsyncParsableCommand {
             readyLine = ready.serialized() + "\n"
         }
         emit(readyLine)
-        Detach.announceReady(readyLine)
+        Detach.announceReady(readyLine, to: readyDescriptor)
         // SIGTERM/SIGINT: graceful shutdown through ServiceLifecycle.
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(

@@ -95,7 +95,7 @@ struct StartSessionCommand: AsyncParsableCommand {
                 JSONEvents.emit("ready", fields)
             }
         )
-        if json { ForwardCommand.report(outcome, sessionID: grant.sessionID, json: true) }
+        if json { SessionEvents.report(outcome, sessionID: grant.sessionID, json: true) }
         if outcome.exitStatus != 0 { throw ExitCode(outcome.exitStatus) }
     }
 }

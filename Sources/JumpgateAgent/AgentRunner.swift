@@ -103,14 +103,8 @@ public final class AgentRunner: Sendable {
                     break
                 }
                 problem = "the gateway closed the control channel"
-            } catch let error as AgentError {
-                problem = error.description
             } catch {
-                problem = FailureText.reachingGateway(
-                    self.state.endpoint,
-                    caFile: self.state.caFile,
-                    NetworkFailure(error)
-                )
+                problem = self.explain(error)
             }
             self.control.withLockedValue { $0 = nil }
             // First retry within a second, then exponential backoff with jitter, capped at 60 s.
@@ -124,6 +118,13 @@ public final class AgentRunner: Sendable {
             )
             try? await Task.sleep(nanoseconds: UInt64(delay * 1e9))
         }
+    }
+
+    /// An error as the operator and the client should read it: the agent's own text, or what went wrong
+    /// reaching the gateway.
+    func explain(_ error: any Error) -> String {
+        if let error = error as? AgentError { return error.description }
+        return FailureText.reachingGateway(self.state.endpoint, caFile: self.state.caFile, NetworkFailure(error))
     }
 
     /// A signed POST to a token endpoint; returns the token from the 201 XML reply.
@@ -207,11 +208,13 @@ public final class AgentRunner: Sendable {
             do {
                 try await self.openDataChannel(sessionID: sessionID, properties: properties)
             } catch {
+                // The reason becomes the session's: its client prints it, and `sessions show` keeps it.
+                let reason = "The agent could not open the session's data channel: " + self.explain(error)
                 logger.warning(
                     "session could not start",
-                    metadata: ["jumpgate.session_id": "\(sessionID)", "error": "\(error)"]
+                    metadata: ["jumpgate.session_id": "\(sessionID)", "reason": "\(reason)"]
                 )
-                self.reportComplete(sessionID: sessionID, status: "Failed", output: "\(error)")
+                self.reportComplete(sessionID: sessionID, status: "Failed", output: reason)
             }
         }
     }
@@ -296,7 +299,10 @@ public final class AgentRunner: Sendable {
                 } catch {
                     logger.info(
                         "data channel reconnect failed",
-                        metadata: ["jumpgate.session_id": "\(sessionID)", "attempt": "\(attempt)", "error": "\(error)"]
+                        metadata: [
+                            "jumpgate.session_id": "\(sessionID)", "attempt": "\(attempt)",
+                            "problem": "\(self.explain(error))",
+                        ]
                     )
                 }
                 try? await Task.sleep(nanoseconds: UInt64(delay * Double.random(in: 0.5...1.0) * 1e9))
@@ -385,115 +391,5 @@ public final class AgentRunner: Sendable {
     /// Session ids whose end the gateway has not acknowledged yet.
     public var unacknowledgedSessionEnds: [String] {
         self.unacknowledgedCompletions.withLockedValue { Array($0.keys) }
-    }
-}
-
-/// The agent's end of a port session: dials each stream's destination through the allow-list.
-final class AgentSessionDelegate: PortSessionDelegate, @unchecked Sendable {
-    // Used only on `eventLoop`.
-    let runner: AgentRunner
-    let sessionID: String
-    let host: String
-    let port: Int
-    let eventLoop: any EventLoop
-
-    init(runner: AgentRunner, sessionID: String, properties: [(key: String, value: String)], eventLoop: any EventLoop) {
-        self.runner = runner
-        self.sessionID = sessionID
-        let values = Dictionary(properties.map { ($0.key, $0.value) }, uniquingKeysWith: { _, last in last })
-        self.host = values["host"] ?? "localhost"
-        self.port = values["portNumber"].flatMap(Int.init) ?? 0
-        self.eventLoop = eventLoop
-    }
-
-    func sessionEstablished(_ session: PortSession, negotiated: NegotiatedSession, customerMessage: String) {
-        self.runner.logger.info(
-            "handshake complete",
-            metadata: [
-                "jumpgate.session_id": "\(self.sessionID)", "mode": "\(negotiated.mode)",
-                "extensions": "\(negotiated.extensions)", "client": "\(negotiated.clientVersion)",
-            ]
-        )
-    }
-
-    func streamRequested(_ session: PortSession, id: SmuxStreamID) {
-        let dialer = TargetDialer(allowList: self.runner.allowList, timeout: self.runner.options.dialTimeout)
-        let bound = NIOLoopBound(session, eventLoop: self.eventLoop)
-        let (host, port, eventLoop) = (self.host, self.port, self.eventLoop)
-        let (logger, sessionID) = (self.runner.logger, self.sessionID)
-        Task {
-            do {
-                let channel = try await dialer.dial(host: host, port: port, eventLoop: eventLoop)
-                eventLoop.execute {
-                    do {
-                        try bound.value.attach(channel, to: id)
-                    } catch {
-                        channel.close(promise: nil)
-                    }
-                }
-            } catch let refusal as DialRefusal {
-                logger.warning(
-                    "connection refused by the allow-list",
-                    metadata: [
-                        "jumpgate.session_id": "\(sessionID)", "jumpgate.stream_id": "\(id)",
-                        "destination": "\(host):\(port)", "reason": "\(refusal.reason)",
-                    ]
-                )
-                eventLoop.execute { bound.value.refuse(id, reason: refusal.reason) }
-            } catch {
-                // PortSession logs the refusal with its reason.
-                eventLoop.execute { bound.value.refuse(id, reason: "\(error)") }
-            }
-        }
-    }
-
-    func streamFailed(_ session: PortSession, id: SmuxStreamID, reason: String?) {}
-
-    func sessionEnded(_ session: PortSession, reason: String, byPeer: Bool) {
-        self.runner.sessionFinished(self.sessionID)
-        self.runner.logger.info(
-            "session ended",
-            metadata: ["jumpgate.session_id": "\(self.sessionID)", "reason": "\(reason)"]
-        )
-        let status = byPeer ? "Success" : (self.runner.draining.withLockedValue { $0 } ? "Cancelled" : "Failed")
-        self.runner.reportComplete(sessionID: self.sessionID, status: status, output: byPeer ? "" : reason)
-    }
-}
-
-/// The agent's end of the control channel.
-final class AgentControlHandler: ChannelInboundHandler {
-    typealias InboundIn = WebSocketMessage
-    let runner: AgentRunner
-
-    init(runner: AgentRunner) {
-        self.runner = runner
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard case .binary(let frame) = self.unwrapInboundIn(data), let message = try? SSMMessage(decoding: frame),
-            (try? message.validate(.agent)) != nil
-        else { return }
-        switch message.messageType {
-        case .interactiveShell:
-            guard let envelope = try? MGSPayload(payload: message.payload),
-                let task = try? AgentTaskPayload(json: JSONValue(parsing: envelope.content))
-            else {
-                self.runner.logger.warning("ignored an interactive_shell that does not parse")
-                return
-            }
-            self.runner.startSession(task)
-        case .channelClosed:
-            // The session is over (TerminateSession, a limit): usually its data channel hears it too, but
-            // not while that channel is down and reconnecting.
-            if let closed = try? ChannelClosedPayload(payload: message.payload) {
-                self.runner.sessionClosedByGateway(closed.sessionID, reason: closed.output)
-            }
-        case .agentTaskAcknowledge:
-            if let ack = try? AgentTaskAcknowledgePayload(payload: message.payload) {
-                self.runner.completionAcknowledged(taskID: ack.taskID)
-            }
-        default:
-            break
-        }
     }
 }

@@ -64,7 +64,7 @@ public struct AgentStateDirectory: Sendable {
             try Self.write("", to: probe)
         } catch {
             throw AgentError(
-                "The state directory \(path) is not writable (\(error)). Choose another --state-dir, or fix its permissions."
+                "The state directory \(path) is not writable: \(error). Choose another --state-dir, or fix its permissions."
             )
         }
         unlink(probe)
@@ -112,5 +112,49 @@ public struct AgentError: Error, CustomStringConvertible, Sendable {
     public init(_ description: String, isFinal: Bool = false) {
         self.description = description
         self.isFinal = isFinal
+    }
+}
+
+/// One `agent run` per state directory: an exclusive lock (flock) on STATE_DIR/agent.pid, which holds the
+/// running agent's PID. The kernel releases it when the process ends, however it ends.
+public final class AgentRunLock: Sendable {
+    public let path: String
+    let descriptor: Int32
+
+    init(path: String, descriptor: Int32) {
+        self.path = path
+        self.descriptor = descriptor
+    }
+
+    public static func acquire(stateDirectory: String) throws -> AgentRunLock {
+        let path = stateDirectory + "/agent.pid"
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            throw AgentError(
+                "cannot open \(path): \(String(cString: strerror(errno)).lowercased()); the state directory must be writable by this user"
+            )
+        }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            var bytes = [UInt8](repeating: 0, count: 32)
+            let count = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, 31, 0) }
+            close(descriptor)
+            let holder =
+                count > 0
+                ? String(decoding: bytes[0..<count], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                : "?"
+            throw AgentError(
+                "another jumpgate agent (PID \(holder)) runs with the state directory \(stateDirectory); stop it first (kill \(holder))"
+            )
+        }
+        let pid = "\(getpid())\n"
+        _ = ftruncate(descriptor, 0)
+        _ = pid.withCString { pwrite(descriptor, $0, strlen($0), 0) }
+        return AgentRunLock(path: path, descriptor: descriptor)
+    }
+
+    /// At a clean exit: the file goes, then the lock.
+    public func release() {
+        unlink(self.path)
+        close(self.descriptor)
     }
 }

@@ -82,7 +82,13 @@ struct TargetDialer: Sendable {
             }
         }
         guard !allowed.isEmpty else {
-            throw DialRefusal(reason: firstRefusal ?? "\(host):\(port) is not in this agent's allow-list")
+            var reason = firstRefusal ?? "\(host):\(port) is not in this agent's allow-list."
+            if reason.hasSuffix("is not in this agent's allow-list.") {
+                // What to do: the allow-list is the agent's, so its operator decides.
+                reason +=
+                    " Ask the agent's operator to allow it (jumpgate agent run --allow \(HostPort.text(host, port)))."
+            }
+            throw DialRefusal(reason: reason)
         }
         var lastError: (any Error)?
         for candidate in allowed {
@@ -103,7 +109,7 @@ struct TargetDialer: Sendable {
 
     /// Why no allowed address of `host:port` took the connection, for the client and the agent's log.
     static func connectFailure(host: String, port: Int, timeout: TimeAmount, _ error: (any Error)?) -> String {
-        let destination = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        let destination = HostPort.text(host, port)
         switch error.map(NetworkFailure.init) {
         case .refused:
             return "cannot connect to \(destination): nothing listens there (connection refused)"

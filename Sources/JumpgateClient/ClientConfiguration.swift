@@ -48,8 +48,11 @@ public struct GatewayLocation: Sendable {
             INIFile.load(configFile)[profileName == "default" ? "default" : "profile \(profileName)"] ?? [:]
         let credentialsFile = environment["AWS_SHARED_CREDENTIALS_FILE"] ?? home + "/.aws/credentials"
         let profileNamed = profile != nil || environment["AWS_PROFILE"] != nil
-        // A named profile that neither file holds: say so first (a typo in --profile or AWS_PROFILE).
-        if profileNamed, configSection.isEmpty, INIFile.load(credentialsFile)[profileName] == nil {
+        // A named profile that neither file holds: say so first (a typo in --profile or AWS_PROFILE). As for
+        // the AWS CLI, `default` may be missing (credentials can come from the environment).
+        if profileNamed, profileName != "default", configSection.isEmpty,
+            INIFile.load(credentialsFile)[profileName] == nil
+        {
             throw ClientError(
                 ClientConfiguration.missingCredentials(
                     profile: profileName,
@@ -109,22 +112,36 @@ public struct ClientConfiguration: Sendable {
         let environment = environment.filter { !$0.value.isEmpty }
         let fileCredentials = INIFile.load(location.credentialsFile)[location.profileName] ?? [:]
         let configSection = location.configSection
+        // As botocore: one source gives the whole set (key, secret, token), in this order: the environment
+        // (unless --profile names a profile), the credentials file, the config file.
+        let fromEnvironment = profile == nil ? environment : [:]
+        let sources: [(key: String?, secret: String?, token: String?, name: String)] = [
+            (
+                fromEnvironment["AWS_ACCESS_KEY_ID"], fromEnvironment["AWS_SECRET_ACCESS_KEY"],
+                fromEnvironment["AWS_SESSION_TOKEN"], "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            ),
+            (
+                fileCredentials["aws_access_key_id"], fileCredentials["aws_secret_access_key"],
+                fileCredentials["aws_session_token"], "profile \(location.profileName) in \(location.credentialsFile)"
+            ),
+            (
+                configSection["aws_access_key_id"], configSection["aws_secret_access_key"],
+                configSection["aws_session_token"], "profile \(location.profileName) in \(location.configFile)"
+            ),
+        ]
+        var found: AWSCredentials?
+        for source in sources where source.key != nil || source.secret != nil {
+            guard let key = source.key, let secret = source.secret else {
+                throw ClientError(
+                    "Partial credentials in \(source.name): both the access key id and the secret access key are needed."
+                )
+            }
+            found = AWSCredentials(accessKeyID: key, secretAccessKey: secret, sessionToken: source.token)
+            break
+        }
         let credentials: AWSCredentials
-        if profile == nil, let key = environment["AWS_ACCESS_KEY_ID"], let secret = environment["AWS_SECRET_ACCESS_KEY"]
-        {
-            credentials = AWSCredentials(
-                accessKeyID: key,
-                secretAccessKey: secret,
-                sessionToken: environment["AWS_SESSION_TOKEN"]
-            )
-        } else if let key = fileCredentials["aws_access_key_id"] ?? configSection["aws_access_key_id"],
-            let secret = fileCredentials["aws_secret_access_key"] ?? configSection["aws_secret_access_key"]
-        {
-            credentials = AWSCredentials(
-                accessKeyID: key,
-                secretAccessKey: secret,
-                sessionToken: fileCredentials["aws_session_token"]
-            )
+        if let found {
+            credentials = found
         } else {
             throw ClientError(
                 Self.missingCredentials(
@@ -150,8 +167,9 @@ extension ClientConfiguration {
     {
         let credentials = INIFile.load(credentialsFile)
         let config = INIFile.load(configFile)
+        // Config sections are `default` and `profile NAME`; `sso-session`, `services` and others are not profiles.
         let known = Set(credentials.keys).union(
-            config.keys.map { $0.hasPrefix("profile ") ? String($0.dropFirst(8)) : $0 }
+            config.keys.compactMap { $0 == "default" ? $0 : $0.hasPrefix("profile ") ? String($0.dropFirst(8)) : nil }
         ).filter { !$0.isEmpty }.sorted()
         let what: String
         if !named {

@@ -27,7 +27,7 @@ public enum SessionRunner {
             upgradeSigner: client.upgradeSigner,
             console: console,
             logger: logger,
-            onAgentStatus: { status in console.write("\n\(status.reason)\n") },
+            onAgentStatus: { status in console.agentStatusChanged(status) },
             resume: client.resumeSession,
             resumeTimeout: resumeTimeout
         )

@@ -65,7 +65,8 @@ final class DataDirectoryLock: Sendable {
             let error = errno
             if let created { try? fm.removeItem(atPath: created) }
             throw GatewayStartError(
-                "cannot open \(path) (\(Self.reason(error))); the data directory must be writable by this user"
+                "cannot open \(path): \(Self.reason(error).lowercased()); the data directory must be writable by this "
+                    + "user, or give another --data-dir"
             )
         }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {

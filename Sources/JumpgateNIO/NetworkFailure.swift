@@ -45,8 +45,13 @@ public enum NetworkFailure: Equatable, Sendable {
     public init(_ error: any Error) {
         switch error {
         case let error as NIOConnectionError:
-            // No attempt at all means the name resolved to nothing.
-            self = error.connectionErrors.first.map { NetworkFailure($0.error) } ?? .nameNotResolved
+            // Happy eyeballs tried each address: the most telling failure wins (an IPv6 "no route" for
+            // localhost must not hide that nothing listens on its IPv4 address). None: the name
+            // resolved to nothing.
+            let failures = error.connectionErrors.map { NetworkFailure($0.error) }
+            self =
+                [.refused, .timedOut, .closedEarly, .unreachable].first(where: failures.contains)
+                ?? failures.first ?? .nameNotResolved
         case let error as IOError:
             self = NetworkFailure(errno: error.errnoCode)
         case let error as ChannelError:
@@ -131,15 +136,15 @@ public enum FailureText {
         case .answered(let text):
             return "The gateway at \(url) did not accept the connection: \(text)."
         case .addressInUse, .permissionDenied, .addressNotAvailable:
-            return "Cannot open a connection to \(url) from this host."
+            return "Cannot open a connection to \(url) from this host: check its network settings."
         case .other(let text):
-            return "Could not reach the gateway at \(url): \(text)."
+            return "Could not reach the gateway at \(url): \(text). Check --endpoint-url and that the gateway runs."
         }
     }
 
     /// Listening on `host:port` failed.
     public static func binding(host: String, port: Int, _ failure: NetworkFailure) -> String {
-        let address = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        let address = HostPort.text(host, port)
         switch failure {
         case .addressInUse:
             return
@@ -152,9 +157,9 @@ public enum FailureText {
         case .nameNotResolved:
             return "Cannot listen on \(address): \(host) does not resolve. Use an IP address such as 127.0.0.1."
         case .other(let text), .answered(let text):
-            return "Cannot listen on \(address): \(text)."
+            return "Cannot listen on \(address): \(text). Choose another address or port."
         default:
-            return "Cannot listen on \(address)."
+            return "Cannot listen on \(address). Choose another address or port."
         }
     }
 

@@ -590,9 +590,10 @@ public final class PortSession: ChannelInboundHandler {
     }
 
     /// Agent: the target could not be reached: tell the client (ConnectToPortError, then FIN).
+    /// The owner logs why, as the event it is (an allow-list refusal is a security warning).
     public func refuse(_ id: SmuxStreamID, reason: String) {
-        self.logger.info(
-            "connection to the destination failed",
+        self.logger.debug(
+            "stream refused",
             metadata: ["jumpgate.stream_id": "\(id)", "reason": "\(reason)"]
         )
         if self.isBasic {

@@ -242,8 +242,8 @@ struct EndToEndTests {
         try await Self.withLab(allow: ["127.0.0.2:1"], gatewayArguments: ["--threads", "1"]) { lab, echoPort in
             let (client, localPort, sessionID) = try self.startSession(lab, host: "127.0.0.1", port: echoPort)
             defer { client.stop() }
-            let reply = try await echoRoundTrip(port: localPort, bytes: ByteBuffer(string: "hello"))
-            #expect(reply.readableBytes == 0)  // the agent refused: the stream is closed with no data
+            // The agent refused: the stream is closed with no data.
+            #expect(try await bytesBeforeRefusal(port: localPort, bytes: ByteBuffer(string: "hello")) == 0)
             _ = try client.waitForLine { $0.contains("Connection to destination port failed, check SSM Agent logs.") }
             // A Jumpgate agent also says why (connect-errors), on the line after the official one.
             let why = try client.waitForLine { $0.hasPrefix("The agent says: ") }
@@ -262,7 +262,7 @@ struct EndToEndTests {
             defer { forward.stop() }
             let ready = try JSONValue(parsing: try forward.waitForLine { $0.contains("\"event\":\"ready\"") })
             let forwardPort = Int(try #require(ready["localPort"]?.int64Value))
-            #expect(try await echoRoundTrip(port: forwardPort, bytes: ByteBuffer(string: "hi")).readableBytes == 0)
+            #expect(try await bytesBeforeRefusal(port: forwardPort, bytes: ByteBuffer(string: "hi")) == 0)
             let failed = try JSONValue(
                 parsing: try forward.waitForLine { $0.contains("\"event\":\"connect-failed\"") }
             )

@@ -173,12 +173,17 @@ struct FirstHourErrorTests {
             )
             defer { forward.stop() }
             #expect(try forward.waitForExit(timeout: 30) == 0)
-            try forward.waitForOutputEnd()
+            forward.waitForOutputEnd()
             #expect(
                 forward.standardError.contains(
                     "to 127.0.0.1:\(echoPort + 1) failed: 127.0.0.1:\(echoPort + 1) (127.0.0.1) is not in this agent's allow-list"
                 ),
                 "\(forward.standardError)"
+            )
+            #expect(
+                forward.standardError.contains(
+                    "Ask the agent's operator to allow it (jumpgate agent run --allow 127.0.0.1:\(echoPort + 1))"
+                )
             )
             Self.expectClean(forward.standardError)
             _ = output
@@ -206,6 +211,19 @@ struct FirstHourErrorTests {
             #expect(status == 1)
             #expect(errors.hasPrefix("Error: The gateway could not start: "))
             #expect(errors.contains("--data-dir"))
+            Self.expectClean(errors)
+            // A data directory whose tls is a file, not a directory.
+            let blocked = lab.directory + "/gw3"
+            try FileManager.default.createDirectory(atPath: blocked, withIntermediateDirectories: true)
+            try "x".write(toFile: blocked + "/tls", atomically: true, encoding: .utf8)
+            (status, _, errors) = try runJumpgate(
+                ["server", "--data-dir", blocked, "--listen", "127.0.0.1:0"],
+                environment: Self.anonymous
+            )
+            #expect(status == 1)
+            #expect(
+                errors.contains("\(blocked)/tls is not a directory; move that file away, or give another --data-dir")
+            )
             Self.expectClean(errors)
             // And the agent's state directory, before anything is registered.
             (status, _, errors) = try runJumpgate(

@@ -1,5 +1,6 @@
 import Foundation
 import JumpgateClient
+import JumpgateNIO
 import JumpgateWire
 import Testing
 
@@ -31,7 +32,7 @@ struct JSONOutputTests {
             )
             defer { forward.stop() }
             #expect(try forward.waitForExit(timeout: 30) == 0)
-            try forward.waitForOutputEnd()
+            forward.waitForOutputEnd()
             let events = try forward.output.map { try Self.json($0) }
             let names = events.compactMap { $0["event"]?.stringValue }
             #expect(names.first == "ready" && names.last == "ended", "\(names)")
@@ -99,7 +100,7 @@ struct JSONOutputTests {
             #expect(try Self.json(output)["Terminated"] == .array([.string(sessionID)]))
             // The client is told: an ended event, by the remote side, exit status 2.
             #expect(try client.waitForExit(timeout: 20) == 2)
-            try client.waitForOutputEnd()
+            client.waitForOutputEnd()
             let ended = try Self.json(try #require(client.output.last))
             #expect(ended["event"]?.stringValue == "ended")
             #expect(ended["by"]?.stringValue == "remote")
@@ -175,7 +176,7 @@ struct JSONOutputTests {
             #expect(Self.isISO8601(online["RegistrationDate"]))
             let new = try #require(list.first { $0["InstanceId"]?.stringValue == instanceID })
             #expect(new["Name"]?.stringValue == "jump-7")
-            #expect(new["LastPingDateTime"] == .null)
+            #expect(new["LastPingDateTime"] == nil)
             (status, output, errors) = try runJumpgate(["instances", "list"] + flags, environment: lab.environment)
             let row = try #require(output.split(separator: "\n").first { $0.hasPrefix(instanceID) })
             #expect(row.contains("NeverConnected") && row.contains("never"))
@@ -193,9 +194,23 @@ struct JSONOutputTests {
             )
 
             // The gateway refuses an expiry in the past, as AWS does (the CLI refuses it before sending).
-            await #expect(throws: ClientError.self) {
-                _ = try await lab.ssm.call("CreateActivation", ["IamRole": "R", "ExpirationDate": 1_000_000])
+            for expiration in [Int64(1_000_000), WallClock.nowSeconds() + 31 * 86400] {
+                do {
+                    _ = try await lab.ssm.call(
+                        "CreateActivation",
+                        ["IamRole": "R", "ExpirationDate": .integer(expiration)]
+                    )
+                    Issue.record("the gateway accepted ExpirationDate \(expiration)")
+                } catch let error as ClientError {
+                    #expect(error.awsErrorType == "ValidationException", "\(error)")
+                }
             }
+            (status, output, errors) = try runJumpgate(
+                ["admin", "create-activation", "--expiration-date", "31d"] + flags,
+                environment: lab.environment
+            )
+            #expect(status == 64)
+            #expect(errors.contains("at most 30 days from now"))
         }
     }
 

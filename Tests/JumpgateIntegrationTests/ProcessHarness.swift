@@ -39,12 +39,12 @@ final class ChildProcess: @unchecked Sendable {
         self.process.standardError = err
         self.process.standardInput = FileHandle.nullDevice
         let lines = self.lines
-        let closedPipes = self.closedPipes
+        let pipesEnded = self.pipesEnded
         out.fileHandleForReading.readabilityHandler = { handle in
             let data = handle.availableData
             guard !data.isEmpty else {
                 handle.readabilityHandler = nil
-                closedPipes.withLockedValue { $0 += 1 }
+                pipesEnded.signal()
                 return
             }
             // Split on the newline byte: as Characters, a terminal's "\r\n" is one that is not "\n".
@@ -59,7 +59,7 @@ final class ChildProcess: @unchecked Sendable {
             let data = handle.availableData
             guard !data.isEmpty else {
                 handle.readabilityHandler = nil
-                closedPipes.withLockedValue { $0 += 1 }
+                pipesEnded.signal()
                 return
             }
             errorText.withLockedValue { $0 += String(decoding: data, as: UTF8.self) }
@@ -67,17 +67,23 @@ final class ChildProcess: @unchecked Sendable {
         try self.process.run()
     }
 
-    /// Pipes (stdout, stderr) whose end of file was read: 2 once everything the process printed is here.
-    let closedPipes = NIOLockedValueBox(0)
+    /// Signalled once per pipe (stdout, stderr) when its end of file is read.
+    let pipesEnded = DispatchSemaphore(value: 0)
+    /// How many of those signals `waitForOutputEnd` has taken.
+    let endedPipesSeen = NIOLockedValueBox(0)
 
-    /// Waits (bounded) until stdout and stderr are read to their end (after the process, and any child
-    /// holding them, exited): then `output` and `standardError` are complete.
-    func waitForOutputEnd(timeout: Double = 10) throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while self.closedPipes.withLockedValue({ $0 }) < 2 {
-            guard Date() < deadline else { throw HarnessError("\(self.name)'s output did not end within \(timeout) s") }
-            Thread.sleep(forTimeInterval: 0.01)
+    /// Waits (bounded) until stdout and stderr are read to their end: then `output` and `standardError` are
+    /// complete. False after `timeout`: a process spawned meanwhile by this test process (Foundation's
+    /// pipes are not close-on-exec) can hold a write end; what the exited child wrote has been read by
+    /// then all the same.
+    @discardableResult
+    func waitForOutputEnd(timeout: Double = 5) -> Bool {
+        let deadline = DispatchTime.now() + timeout
+        while self.endedPipesSeen.withLockedValue({ $0 }) < 2 {
+            guard self.pipesEnded.wait(timeout: deadline) == .success else { return false }
+            self.endedPipesSeen.withLockedValue { $0 += 1 }
         }
+        return true
     }
 
     var output: [String] { self.lines.withLockedValue { $0.complete } }
@@ -157,6 +163,6 @@ func runJumpgate(
 ) throws -> (Int32, String, String) {
     let child = try ChildProcess("jumpgate \(arguments.first ?? "")", arguments, environment: environment)
     let status = try child.waitForExit(timeout: timeout)
-    try child.waitForOutputEnd()
+    child.waitForOutputEnd()
     return (status, child.output.joined(separator: "\n"), child.standardError)
 }

@@ -15,12 +15,21 @@ enum Detach {
     /// The variable naming the descriptor a detached gateway writes its ready line to, then closes.
     static let readyVariable = "JUMPGATE_READY_FD"
 
-    /// In the detached gateway: hands the ready line to the waiting `--detach` command.
-    static func announceReady(_ line: String) {
-        guard let text = ProcessInfo.processInfo.environment[Self.readyVariable], let fd = Int32(text) else { return }
+    /// In the detached process, first thing (before other threads read the environment): the descriptor
+    /// to write the ready line to, if a `--detach` command waits for it.
+    static func takeReadyDescriptor() -> Int32? {
+        guard let text = ProcessInfo.processInfo.environment[Self.readyVariable], let fd = Int32(text) else {
+            return nil
+        }
         unsetenv(Self.readyVariable)
-        _ = line.withCString { write(fd, $0, strlen($0)) }
-        close(fd)
+        return fd
+    }
+
+    /// Hands the ready line to the waiting `--detach` command, once.
+    static func announceReady(_ line: String, to descriptor: Int32?) {
+        guard let descriptor else { return }
+        _ = line.withCString { write(descriptor, $0, strlen($0)) }
+        close(descriptor)
     }
 
     static func start(directory: String, flag: String, logPath: String, timeoutSeconds: Int32 = 60) throws {
@@ -35,7 +44,10 @@ enum Detach {
                 "The directory \(directory) cannot be created: a parent is a file, or the disk is read-only. Give another \(flag)."
             )
         }
-        let log = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        // Above 3 (as the pipe's ends): a parent started with 0, 1 or 2 closed must not get one of them.
+        let opened = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        let log = opened >= 0 ? fcntl(opened, F_DUPFD_CLOEXEC, 10) : -1
+        if opened >= 0 { close(opened) }
         guard log >= 0 else {
             throw CommandFailure("Cannot write \(logPath): \(String(cString: strerror(errno))). Give another \(flag).")
         }
@@ -49,6 +61,9 @@ enum Detach {
         let writeEnd = fcntl(fds[1], F_DUPFD_CLOEXEC, 10)
         close(fds[0])
         close(fds[1])
+        guard readEnd >= 0, writeEnd >= 0 else {
+            throw CommandFailure("Cannot start in the background: no descriptor could be set up.")
+        }
 
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)

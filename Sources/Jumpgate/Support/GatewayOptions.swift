@@ -15,9 +15,9 @@ struct GatewayOptions: ParsableArguments {
     )
     var endpointURL: String?
     @Option(
-        name: .long,
+        name: [.customLong("ca-file"), .customLong("ca-bundle")],
         help: ArgumentHelp(
-            "The gateway's CA certificate, DATA_DIR/tls/ca.pem (else AWS_CA_BUNDLE, the profile's ca_bundle, SSL_CERT_FILE).",
+            "The gateway's CA certificate, DATA_DIR/tls/ca.pem (else AWS_CA_BUNDLE, the profile's ca_bundle, SSL_CERT_FILE); --ca-bundle as in the AWS CLI.",
             valueName: "file"
         )
     )
@@ -40,6 +40,8 @@ struct GatewayOptions: ParsableArguments {
     var region: String?
 
     func configuration() throws -> ClientConfiguration {
+        // Commands without --log-level still honour (and check) JUMPGATE_LOG_LEVEL.
+        try CommandLogging.bootstrap(level: nil, default: .warning)
         do {
             return try ClientConfiguration.resolve(
                 profile: self.profile,
@@ -53,6 +55,7 @@ struct GatewayOptions: ParsableArguments {
     }
 
     func location() throws -> GatewayLocation {
+        try CommandLogging.bootstrap(level: nil, default: .warning)
         do {
             return try GatewayLocation.resolve(
                 profile: self.profile,

@@ -78,7 +78,7 @@ enum JSONEvents {
 
 /// `host:port`, with brackets around an IPv6 host (`[::1]:41361`).
 func hostPort(_ host: String, _ port: Int) -> String {
-    host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    HostPort.text(host, port)
 }
 
 /// A peer's `host:port` (NIO's `[IPv4]127.0.0.1/127.0.0.1:38266` is for logs, not people).

@@ -272,7 +272,8 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         if let parameters = input["Parameters"],
             let port = parameters["portNumber"]?.arrayValue?.first?.stringValue
         {
-            metadata["destination"] = "\(parameters["host"]?.arrayValue?.first?.stringValue ?? "localhost"):\(port)"
+            let host = parameters["host"]?.arrayValue?.first?.stringValue ?? "localhost"
+            metadata["destination"] = "\(HostPort.text(host, port))"
         }
         self.logger.info("api call", metadata: metadata)
         return answer

@@ -1,0 +1,44 @@
+import Foundation
+import JumpgateWire
+
+/// Where a forwarder writes the lines a person (or a tool waiting on a pipe) reads. Every line is
+/// flushed as it is written.
+public protocol ForwarderConsole: Sendable {
+    func write(_ text: String)
+    /// The data channel dropped and is being resumed, or was resumed (default: a line on stderr, which
+    /// leaves standard output to the official plugin's lines).
+    func resumeChanged(_ change: ResumeProgress)
+    /// The gateway says the session's agent went away or came back (default: its reason as a line).
+    func agentStatusChanged(_ status: AgentStatusPayload)
+}
+
+/// Progress of resuming a session whose connection to the gateway dropped.
+public enum ResumeProgress: Sendable, Equatable {
+    case resuming
+    case resumed(attempts: Int, seconds: Double)
+}
+
+extension ForwarderConsole {
+    public func agentStatusChanged(_ status: AgentStatusPayload) {
+        self.write("\n\(status.reason)\n")
+    }
+
+    public func resumeChanged(_ change: ResumeProgress) {
+        switch change {
+        case .resuming:
+            FileHandle.standardError.write(Data("Connection to the gateway lost; resuming the session...\n".utf8))
+        case .resumed(let attempts, let seconds):
+            let tries = attempts == 1 ? "1 attempt" : "\(attempts) attempts"
+            FileHandle.standardError.write(
+                Data("Session resumed after \(String(format: "%.1f", seconds)) s (\(tries)).\n".utf8)
+            )
+        }
+    }
+}
+
+public struct StandardOutputConsole: ForwarderConsole {
+    public init() {}
+    public func write(_ text: String) {
+        FileHandle.standardOutput.write(Data(text.utf8))
+    }
+}

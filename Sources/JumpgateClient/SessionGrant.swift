@@ -1,0 +1,47 @@
+import JumpgateWire
+
+/// The response of StartSession or ResumeSession.
+public struct SessionGrant: Sendable {
+    public var sessionID: String
+    public var tokenValue: String
+    public var streamURL: String
+    /// Jumpgate gateways say when they end sessions by themselves (absent from AWS's responses).
+    public var idleTimeoutSeconds: Int64?
+    public var maximumDurationSeconds: Int64?
+
+    public init(sessionID: String, tokenValue: String, streamURL: String) {
+        self.sessionID = sessionID
+        self.tokenValue = tokenValue
+        self.streamURL = streamURL
+    }
+
+    /// The line a person sees at start about the gateway's limits, or nil when it announced none.
+    public var limitsNotice: String? {
+        var parts: [String] = []
+        if let idle = self.idleTimeoutSeconds {
+            parts.append(
+                "the gateway ends this session after \(Self.duration(idle)) without traffic "
+                    + "(tools that keep idle pooled connections, such as GUI database clients, should enable keep-alive)"
+            )
+        }
+        if let maximum = self.maximumDurationSeconds {
+            parts.append("sessions last at most \(Self.duration(maximum))")
+        }
+        return parts.isEmpty ? nil : "Note: " + parts.joined(separator: "; ") + "."
+    }
+
+    static func duration(_ seconds: Int64) -> String {
+        if seconds % 60 == 0 { return "\(seconds / 60) minute\(seconds == 60 ? "" : "s")" }
+        return "\(seconds) seconds"
+    }
+
+    public init(json: JSONValue) throws {
+        guard let id = json["SessionId"]?.stringValue, let token = json["TokenValue"]?.stringValue,
+            let url = json["StreamUrl"]?.stringValue,
+            !id.isEmpty, !token.isEmpty, !url.isEmpty
+        else { throw ClientError("The StartSession response lacks SessionId, TokenValue or StreamUrl.") }
+        self.init(sessionID: id, tokenValue: token, streamURL: url)
+        self.idleTimeoutSeconds = json["JumpgateIdleTimeoutSeconds"]?.int64Value
+        self.maximumDurationSeconds = json["JumpgateMaxSessionDurationSeconds"]?.int64Value
+    }
+}
