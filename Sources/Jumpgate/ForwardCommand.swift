@@ -143,7 +143,7 @@ struct ForwardCommand: AsyncParsableCommand {
                     _ = try? await client.call("TerminateSession", ["SessionId": .string(grant.sessionID)])
                 }
             }
-            throw (error as? ClientError).map(CommandFailure.init) ?? error
+            throw error
         }
 
         // 3. Run them together; the first to end ends the others.

@@ -62,7 +62,13 @@ public enum SessionRunner {
 
 /// SIGINT, SIGTERM (and SIGQUIT, SIGTSTP, as the official plugin handles them) as one awaitable event.
 public enum TerminationSignal {
-    nonisolated(unsafe) static var sources: [any DispatchSourceSignal] = []
+    /// The signal sources, kept for the life of the process (a released source stops delivering).
+    /// `nonisolated(unsafe)` because `any DispatchSourceSignal` is not Sendable (so no lock box can hold it);
+    /// safe because the array is only ever touched inside `sourcesLock` (below, the one access), and the
+    /// sources themselves are thread-safe dispatch objects. Exercised by every test that stops a client
+    /// with a signal (EndToEndTests, AgentLossTests, the plugin's Ctrl+C).
+    nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
+    private static let sourcesLock = NIOLock()
 
     /// Waits for the first termination signal and returns its number.
     public static func wait(_ signals: [Int32] = [SIGINT, SIGTERM, SIGQUIT, SIGTSTP]) async -> Int32 {
@@ -79,7 +85,7 @@ public enum TerminationSignal {
                     pending?.resume(returning: number)
                 }
                 source.resume()
-                Self.sources.append(source)
+                Self.sourcesLock.withLock { Self.sources.append(source) }
             }
         }
     }

@@ -8,6 +8,7 @@ import Glibc
 /// a session of its own (no terminal signals reach it), its standard output and log in `logPath`, waits
 /// for the ready line it writes to file descriptor 3 (JUMPGATE_READY_FD) and prints it. Returns when the
 /// process is ready; fails, with the log's last lines, when it exits first or is not ready in time.
+/// It blocks its thread while it waits (poll), which is fine: it is all this process does.
 enum Detach {
     /// glibc's POSIX_SPAWN_SETSID (since 2.26; not imported into Swift): the child calls setsid().
     static let spawnSetSID: Int16 = 0x80

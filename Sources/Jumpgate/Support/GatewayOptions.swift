@@ -39,51 +39,38 @@ struct GatewayOptions: ParsableArguments {
     )
     var region: String?
 
+    // A ClientError already says what happened and what to do: it reaches the user as it is
+    // (ArgumentParser prints `Error: <description>`, exit 1).
+
     func configuration() throws -> ClientConfiguration {
         // Commands without --log-level still honour (and check) JUMPGATE_LOG_LEVEL.
         try CommandLogging.bootstrap(level: nil, default: .warning)
-        do {
-            return try ClientConfiguration.resolve(
-                profile: self.profile,
-                region: self.region,
-                endpointURL: self.endpointURL,
-                caFile: self.caFile
-            )
-        } catch let error as ClientError {
-            throw CommandFailure(error)
-        }
+        return try ClientConfiguration.resolve(
+            profile: self.profile,
+            region: self.region,
+            endpointURL: self.endpointURL,
+            caFile: self.caFile
+        )
     }
 
+    /// The endpoint, region and CA without credentials (`agent register`).
     func location() throws -> GatewayLocation {
         try CommandLogging.bootstrap(level: nil, default: .warning)
-        do {
-            return try GatewayLocation.resolve(
-                profile: self.profile,
-                region: self.region,
-                endpointURL: self.endpointURL,
-                caFile: self.caFile
-            )
-        } catch let error as ClientError {
-            throw CommandFailure(error)
-        }
+        return try GatewayLocation.resolve(
+            profile: self.profile,
+            region: self.region,
+            endpointURL: self.endpointURL,
+            caFile: self.caFile
+        )
     }
 
     func client() throws -> SSMClient {
-        do {
-            return try SSMClient(configuration: try self.configuration())
-        } catch let error as ClientError {
-            throw CommandFailure(error)
-        }
+        try SSMClient(configuration: try self.configuration())
     }
 
-    /// Calls the API; a refusal or a network failure becomes the user's error (AWS's wording for refusals).
+    /// Calls the API; a refusal keeps AWS's wording, a network failure says what to do.
     func call(_ operation: String, _ input: JSONValue) async throws -> JSONValue {
-        let client = try self.client()
-        do {
-            return try await client.call(operation, input)
-        } catch let error as ClientError {
-            throw CommandFailure(error)
-        }
+        try await self.client().call(operation, input)
     }
 }
 
