@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "JumpgateGateway", targets: ["JumpgateGateway"]),
         .library(name: "JumpgateAgent", targets: ["JumpgateAgent"]),
         .library(name: "JumpgateClient", targets: ["JumpgateClient"]),
+        .library(name: "JumpgateAccess", targets: ["JumpgateAccess"]),
         .library(name: "JumpgateTestUtilities", targets: ["JumpgateTestUtilities"]),
     ],
     dependencies: [
@@ -135,6 +136,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "JumpgateAccess",
+            dependencies: ["JumpgateWire"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "JumpgateTestUtilities",
             dependencies: [
                 "JumpgateWire",
@@ -151,6 +157,15 @@ let package = Package(
                 .product(name: "NIOTestUtils", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "JumpgateAccessTests",
+            dependencies: [
+                "JumpgateAccess",
+                "JumpgateWire",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             swiftSettings: swiftSettings

@@ -229,8 +229,9 @@ public enum SigV4 {
         return days(fromCivil: y, m, d) * 86400 + hh * 3600 + mm * 60 + ss
     }
 
-    // Howard Hinnant's civil-date algorithms.
-    static func days(fromCivil y: Int64, _ m: Int64, _ d: Int64) -> Int64 {
+    /// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's civil-date algorithms; also
+    /// what policies' dates use).
+    public static func days(fromCivil y: Int64, _ m: Int64, _ d: Int64) -> Int64 {
         let y = m <= 2 ? y - 1 : y
         let era = (y >= 0 ? y : y - 399) / 400
         let yoe = y - era * 400

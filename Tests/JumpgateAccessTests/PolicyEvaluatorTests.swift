@@ -1,0 +1,225 @@
+import JumpgateAccess
+import PropertyBased
+import Testing
+
+/// Evaluation as IAM does it, on pure code: AWS's documented Session Manager policies (the same
+/// statements), explicit deny, implicit deny, policy variables, and the deciding statement.
+@Suite("PolicyEvaluator")
+struct PolicyEvaluatorTests {
+    static let account = "123456789012"
+    static func instance(_ id: String) -> String { "arn:aws:ssm:us-east-1:\(account):managed-instance/\(id)" }
+    static func document(_ name: String) -> String { "arn:aws:ssm:us-east-1::document/\(name)" }
+    static func session(_ id: String) -> String { "arn:aws:ssm:us-east-1:\(account):session/\(id)" }
+
+    static func policy(_ name: String, _ text: String) throws -> NamedPolicy {
+        NamedPolicy(name: name, document: try PolicyDocument(parsing: text))
+    }
+
+    static func decide(
+        _ policies: [NamedPolicy],
+        _ action: String,
+        _ resource: String,
+        _ values: [String: [String]] = [:]
+    ) -> Decision {
+        PolicyEvaluator.evaluate(policies, RequestContext(action: action, resource: resource, values: values))
+    }
+
+    /// The quick-start end-user policy's statements: start sessions on one instance with one document,
+    /// see sessions and instances, end and resume only one's own sessions.
+    static let endUser = """
+        {"Version": "2012-10-17", "Statement": [
+          {"Effect": "Allow", "Action": ["ssm:StartSession"],
+           "Resource": ["arn:aws:ssm:us-east-1:123456789012:managed-instance/mi-0123456789abcdef0",
+                        "arn:aws:ssm:us-east-1::document/AWS-StartPortForwardingSessionToRemoteHost"],
+           "Condition": {"BoolIfExists": {"ssm:SessionDocumentAccessCheck": "true"}}},
+          {"Effect": "Allow", "Action": ["ssm:DescribeSessions", "ssm:GetConnectionStatus",
+                                         "ssm:DescribeInstanceInformation"], "Resource": "*"},
+          {"Sid": "OwnSessions", "Effect": "Allow", "Action": ["ssm:TerminateSession", "ssm:ResumeSession"],
+           "Resource": ["arn:aws:ssm:*:*:session/${aws:username}-*"]}
+        ]}
+        """
+
+    @Test("the quick-start end-user policy allows and denies what AWS's documentation says")
+    func endUserPolicy() throws {
+        let policies = [try Self.policy("end-user", Self.endUser)]
+        let me: [String: [String]] = ["aws:username": ["alice"], "ssm:SessionDocumentAccessCheck": ["true"]]
+        #expect(Self.decide(policies, "ssm:StartSession", Self.instance("mi-0123456789abcdef0"), me).isAllowed)
+        #expect(
+            Self.decide(policies, "ssm:StartSession", Self.document("AWS-StartPortForwardingSessionToRemoteHost"), me)
+                .isAllowed
+        )
+        // Another instance, another document: no statement allows them.
+        #expect(
+            Self.decide(policies, "ssm:StartSession", Self.instance("mi-00000000000000000"), me).effect == .implicitDeny
+        )
+        #expect(
+            Self.decide(policies, "ssm:StartSession", Self.document("AWS-StartSSHSession"), me).effect == .implicitDeny
+        )
+        // Actions are compared without regard to case.
+        #expect(Self.decide(policies, "SSM:describesessions", "*", me).isAllowed)
+        // Own sessions only, through ${aws:username}.
+        let own = Self.decide(policies, "ssm:TerminateSession", Self.session("alice-0a1b2c3d4e5f60718"), me)
+        #expect(own == Decision(effect: .allowed, policy: "end-user", statement: "OwnSessions"))
+        #expect(!Self.decide(policies, "ssm:TerminateSession", Self.session("bob-0a1b2c3d4e5f60718"), me).isAllowed)
+        // No user name in the request: the variable has no value, the resource matches nothing.
+        #expect(!Self.decide(policies, "ssm:ResumeSession", Self.session("alice-0a1b"), [:]).isAllowed)
+        // Not an action the policy names.
+        #expect(!Self.decide(policies, "ssm:CreateActivation", "*", me).isAllowed)
+    }
+
+    @Test("tag-based access: StartSession only on instances whose tag matches")
+    func tagBased() throws {
+        let policies = [
+            try Self.policy(
+                "by-tag",
+                """
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ssm:StartSession",
+                  "Resource": "arn:aws:ssm:*:*:managed-instance/*",
+                  "Condition": {"StringLike": {"ssm:resourceTag/Finance": ["WebServers"]}}}]}
+                """
+            )
+        ]
+        let target = Self.instance("mi-0123456789abcdef0")
+        #expect(
+            Self.decide(policies, "ssm:StartSession", target, ["ssm:resourceTag/Finance": ["WebServers"]]).isAllowed
+        )
+        #expect(!Self.decide(policies, "ssm:StartSession", target, ["ssm:resourceTag/Finance": ["Database"]]).isAllowed)
+        #expect(!Self.decide(policies, "ssm:StartSession", target, [:]).isAllowed)
+        // Context keys compare without regard to case.
+        #expect(
+            Self.decide(policies, "ssm:StartSession", target, ["SSM:RESOURCETAG/Finance": ["WebServers"]]).isAllowed
+        )
+    }
+
+    @Test("explicit deny beats an allow; the decision names the deny")
+    func explicitDeny() throws {
+        let policies = [
+            try Self.policy(
+                "admin",
+                #"{"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "*", "Resource": "*"}}"#
+            ),
+            try Self.policy(
+                "no-prod-db",
+                """
+                {"Version": "2012-10-17", "Statement": [{"Sid": "NoProdPostgres", "Effect": "Deny",
+                  "Action": "ssm:StartSession", "Resource": "*",
+                  "Condition": {"StringEquals": {"jumpgate:RemotePort": ["5432"]},
+                                "StringLike": {"jumpgate:RemoteHost": "*.prod.internal"}}}]}
+                """
+            ),
+        ]
+        let denied = Self.decide(
+            policies,
+            "ssm:StartSession",
+            Self.instance("mi-1"),
+            ["jumpgate:RemoteHost": ["db.prod.internal"], "jumpgate:RemotePort": ["5432"]]
+        )
+        #expect(denied == Decision(effect: .explicitDeny, policy: "no-prod-db", statement: "NoProdPostgres"))
+        // Both conditions must hold for the deny: another port is allowed by the admin policy.
+        let allowed = Self.decide(
+            policies,
+            "ssm:StartSession",
+            Self.instance("mi-1"),
+            ["jumpgate:RemoteHost": ["db.prod.internal"], "jumpgate:RemotePort": ["3306"]]
+        )
+        #expect(allowed == Decision(effect: .allowed, policy: "admin", statement: "Statement[0]"))
+        #expect(Self.decide([], "ssm:StartSession", "*").effect == .implicitDeny)
+    }
+
+    @Test("NotAction and NotResource")
+    func negatedElements() throws {
+        let policies = [
+            try Self.policy(
+                "p",
+                """
+                {"Version": "2012-10-17", "Statement": [
+                  {"Effect": "Allow", "NotAction": "ssm:Create*", "NotResource": "arn:aws:ssm:*:*:document/Secret*"}]}
+                """
+            )
+        ]
+        #expect(Self.decide(policies, "ssm:StartSession", Self.instance("mi-1")).isAllowed)
+        #expect(!Self.decide(policies, "ssm:CreateActivation", "*").isAllowed)
+        #expect(!Self.decide(policies, "ssm:StartSession", "arn:aws:ssm:us-east-1:1:document/SecretDoc").isAllowed)
+    }
+
+    @Test("policy variables: only with Version 2012-10-17; ${*} is a literal star; a default when absent")
+    func variables() throws {
+        let modern = try Self.policy(
+            "m",
+            #"{"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "ssm:TerminateSession", "Resource": "arn:aws:ssm:*:*:session/${aws:username}-${*}"}}"#
+        )
+        let old = try Self.policy(
+            "o",
+            #"{"Version": "2008-10-17", "Statement": {"Effect": "Allow", "Action": "ssm:TerminateSession", "Resource": "arn:aws:ssm:*:*:session/${aws:username}-*"}}"#
+        )
+        let user = ["aws:username": ["alice"]]
+        #expect(Self.decide([modern], "ssm:TerminateSession", Self.session("alice-*"), user).isAllowed)
+        #expect(!Self.decide([modern], "ssm:TerminateSession", Self.session("alice-123"), user).isAllowed)
+        #expect(!Self.decide([old], "ssm:TerminateSession", Self.session("alice-123"), user).isAllowed)
+        #expect(Self.decide([old], "ssm:TerminateSession", Self.session("${aws:username}-1"), user).isAllowed)
+        let fallback = try Self.policy(
+            "d",
+            #"{"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "ssm:StartSession", "Resource": "*", "Condition": {"StringEquals": {"jumpgate:RemoteHost": "${aws:username, 'nobody'}.desk.internal"}}}}"#
+        )
+        #expect(
+            Self.decide([fallback], "ssm:StartSession", "*", ["jumpgate:RemoteHost": ["nobody.desk.internal"]])
+                .isAllowed
+        )
+        #expect(
+            Self.decide(
+                [fallback],
+                "ssm:StartSession",
+                "*",
+                ["jumpgate:RemoteHost": ["alice.desk.internal"], "aws:username": ["alice"]]
+            )
+            .isAllowed
+        )
+    }
+
+    @Test("property: an applicable Deny always wins, whatever the Allows")
+    func denyAlwaysWins() async throws {
+        let actions = ["ssm:StartSession", "ssm:TerminateSession", "ssm:Describe*", "ssm:*", "*", "ec2:Run*"]
+        let resources = ["*", "arn:aws:ssm:*:*:managed-instance/*", "arn:aws:ssm:*:*:session/a-*", "arn:aws:ssm:*"]
+        // A statement is a number: effect, action and resource picked from the lists above.
+        let kinds = 2 * actions.count * resources.count
+        func statement(_ code: Int) -> String {
+            let deny = code % 2 == 1
+            let action = actions[(code / 2) % actions.count]
+            let resource = resources[(code / (2 * actions.count)) % resources.count]
+            return #"{"Effect": "\#(deny ? "Deny" : "Allow")", "Action": "\#(action)", "Resource": "\#(resource)"}"#
+        }
+        let requests = [
+            ("ssm:StartSession", "arn:aws:ssm:us-east-1:1:managed-instance/mi-1"),
+            ("ssm:TerminateSession", "arn:aws:ssm:us-east-1:1:session/a-1"),
+            ("ssm:DescribeSessions", "*"), ("ec2:RunInstances", "arn:aws:ec2:x"),
+        ]
+        await propertyCheck(input: Gen.int(in: 0...(kinds - 1)).array(of: 1...8), Gen.int(in: 0...(requests.count - 1)))
+        {
+            codes,
+            which in
+            let text = #"{"Version": "2012-10-17", "Statement": [\#(codes.map(statement).joined(separator: ","))]}"#
+            let document = try PolicyDocument(parsing: text)
+            let (action, resource) = requests[which]
+            let request = RequestContext(action: action, resource: resource)
+            let decision = PolicyEvaluator.evaluate([NamedPolicy(name: "p", document: document)], request)
+            // What a Deny statement alone decides, and what an Allow alone decides.
+            let denies = document.statements.filter { $0.effect == .deny }.contains { statement in
+                var only = document
+                only.statements = [statement]
+                return PolicyEvaluator.evaluate([NamedPolicy(name: "d", document: only)], request).effect
+                    == .explicitDeny
+            }
+            if denies {
+                #expect(decision.effect == .explicitDeny, "\(text) \(action) \(resource)")
+            } else {
+                #expect(decision.effect != .explicitDeny)
+            }
+            // A blanket Deny added anywhere decides every request.
+            let blanket = try PolicyDocument(
+                parsing: #"{"Version": "2012-10-17", "Statement": {"Effect": "Deny", "Action": "*", "Resource": "*"}}"#
+            )
+            let both = [NamedPolicy(name: "p", document: document), NamedPolicy(name: "deny-all", document: blanket)]
+            #expect(PolicyEvaluator.evaluate(both, request).effect == .explicitDeny)
+        }
+    }
+}
