@@ -19,6 +19,8 @@ public enum HostName {
         var text = text
         if text.hasPrefix("["), text.hasSuffix("]") { text = String(text.dropFirst().dropLast()) }
         if text.contains(":") {
+            // A zone (`fe80::1%eth0`, `::1%lo`) names an interface, not another address.
+            if let percent = text.firstIndex(of: "%") { text = String(text[..<percent]) }
             guard let bytes = IPAddressBytes.parseIPv6(text) else { return nil }
             let mapped: [UInt8] = Array(repeating: 0, count: 10) + [0xFF, 0xFF]
             return Array(bytes.prefix(12)) == mapped ? Array(bytes.suffix(4)) : bytes
@@ -38,14 +40,26 @@ public enum HostName {
         return values.map { UInt8($0) } + tail
     }
 
+    /// One part as inet_aton reads it (strtoul with base 0): `0x` then hex digits, `0` then octal
+    /// digits, else decimal digits; any number of leading zeros, no sign; nil above 2^32 - 1.
     static func number(_ part: Substring) -> UInt64? {
-        guard !part.isEmpty, part.count <= 12 else { return nil }
-        if part.hasPrefix("0x") || part.hasPrefix("0X") {
-            let digits = part.dropFirst(2)
-            return digits.isEmpty ? 0 : UInt64(digits, radix: 16)
+        var digits = part
+        var radix: UInt64 = 10
+        if digits.hasPrefix("0x") || digits.hasPrefix("0X") {
+            radix = 16
+            digits = digits.dropFirst(2)
+        } else if digits.hasPrefix("0"), digits.count > 1 {
+            radix = 8
+            digits = digits.dropFirst()
         }
-        if part.hasPrefix("0"), part.count > 1 { return UInt64(part.dropFirst(), radix: 8) }
-        return UInt64(part, radix: 10)
+        guard !digits.isEmpty else { return nil }
+        var value: UInt64 = 0
+        for character in digits {
+            guard let digit = character.hexDigitValue, UInt64(digit) < radix else { return nil }
+            value = value * radix + UInt64(digit)
+            guard value <= UInt64(UInt32.max) else { return nil }
+        }
+        return value
     }
 
     /// Dotted quad, or RFC 5952 IPv6 (lower case, the longest run of two or more zero groups as `::`).
@@ -80,6 +94,13 @@ public struct CIDRBlock: Hashable, Sendable {
         let bits = bytes.count * 8
         let prefix = pieces.count == 2 ? Int(pieces[1]) : bits
         guard let prefix, (0...bits).contains(prefix) else { return nil }
+        // An IPv4-mapped block (`::ffff:10.0.0.0/104`) is the IPv4 block it maps.
+        let mapped: [UInt8] = Array(repeating: 0, count: 10) + [0xFF, 0xFF]
+        if bytes.count == 16, prefix >= 96, Array(bytes.prefix(12)) == mapped {
+            self.bytes = Array(bytes.suffix(4))
+            self.prefix = prefix - 96
+            return
+        }
         self.bytes = bytes
         self.prefix = prefix
     }

@@ -1,48 +1,82 @@
 import JumpgateWire
 
-/// The dates of `Date...` conditions and `aws:CurrentTime`: ISO 8601 (`2026-12-02`, `2026-12-02T16:35:43Z`,
-/// with fractions of a second or a `+01:00` offset) or epoch seconds, as seconds since 1970 (UTC).
+/// The dates of `Date...` conditions and `aws:CurrentTime`, as seconds since 1970 (UTC): the W3C profile of
+/// ISO 8601 (`2026`, `2026-12`, `2026-12-02`, `2026-12-02T16:35Z`, `2026-12-02T16:35:43Z`, with fractions
+/// of a second, or an offset such as `+01:00`), or epoch seconds (more than four digits).
 public enum IAMDate {
     public static func epochSeconds(_ text: String) -> Double? {
-        if let seconds = Double(text), text.allSatisfy({ $0.isNumber || $0 == "." }) { return seconds }
-        let bytes = Array(text.utf8)
+        let scalars = Array(text.unicodeScalars)
+        let isDigit = { (scalar: Unicode.Scalar) in ("0"..."9").contains(scalar) }
+        if scalars.count > 4, scalars.allSatisfy(isDigit) { return Double(text) }
         func digits(_ range: Range<Int>) -> Int? {
-            guard range.upperBound <= bytes.count else { return nil }
+            guard range.upperBound <= scalars.count else { return nil }
             var value = 0
-            for byte in bytes[range] {
-                guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { return nil }
-                value = value * 10 + Int(byte - UInt8(ascii: "0"))
+            for scalar in scalars[range] {
+                guard isDigit(scalar) else { return nil }
+                value = value * 10 + Int(scalar.value - 48)
             }
             return value
         }
-        guard let year = digits(0..<4), bytes.count >= 10, bytes[4] == UInt8(ascii: "-"),
-            bytes[7] == UInt8(ascii: "-"), let month = digits(5..<7), let day = digits(8..<10),
-            (1...12).contains(month), (1...31).contains(day)
-        else { return nil }
-        var seconds = Double(SigV4.days(fromCivil: Int64(year), Int64(month), Int64(day))) * 86400
-        if bytes.count == 10 { return seconds }
-        guard bytes.count >= 19, bytes[10] == UInt8(ascii: "T") || bytes[10] == UInt8(ascii: "t"),
-            bytes[13] == UInt8(ascii: ":"), bytes[16] == UInt8(ascii: ":"), let hour = digits(11..<13),
-            let minute = digits(14..<16), let second = digits(17..<19), hour < 24, minute < 60, second <= 60
-        else { return nil }
-        seconds += Double(hour * 3600 + minute * 60 + second)
-        var index = 19
-        if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
-            index += 1
-            var scale = 0.1
-            while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) {
-                seconds += Double(bytes[index] - UInt8(ascii: "0")) * scale
-                scale /= 10
-                index += 1
+        func character(_ index: Int, _ expected: Unicode.Scalar) -> Bool {
+            index < scalars.count && scalars[index] == expected
+        }
+        guard let year = digits(0..<4) else { return nil }
+        var (month, day) = (1, 1)
+        var index = 4
+        if character(4, "-") {
+            guard let m = digits(5..<7), (1...12).contains(m) else { return nil }
+            month = m
+            index = 7
+            if character(7, "-") {
+                guard let d = digits(8..<10), (1...Self.length(month: m, year: year)).contains(d) else { return nil }
+                day = d
+                index = 10
             }
         }
-        let zone = Array(bytes[index...])
-        if zone == Array("Z".utf8) || zone == Array("z".utf8) { return seconds }
-        guard zone.count == 6, zone[0] == UInt8(ascii: "+") || zone[0] == UInt8(ascii: "-"),
-            zone[3] == UInt8(ascii: ":"), let hours = digits((index + 1)..<(index + 3)),
-            let minutes = digits((index + 4)..<(index + 6))
+        var seconds = Double(SigV4.days(fromCivil: Int64(year), Int64(month), Int64(day))) * 86400
+        if index == scalars.count { return seconds }
+        // A time needs a full date, hours and minutes, and a zone.
+        guard index == 10, character(10, "T") || character(10, "t"), character(13, ":"),
+            let hour = digits(11..<13), let minute = digits(14..<16), hour < 24, minute < 60
+        else { return nil }
+        seconds += Double(hour * 3600 + minute * 60)
+        index = 16
+        if character(16, ":") {
+            guard let second = digits(17..<19), second <= 60 else { return nil }
+            seconds += Double(second)
+            index = 19
+            if character(19, ".") {
+                // The fraction as an integer count of its digits, divided once.
+                var fraction = 0
+                var count = 0
+                index = 20
+                while index < scalars.count, isDigit(scalars[index]), count < 9 {
+                    fraction = fraction * 10 + Int(scalars[index].value - 48)
+                    count += 1
+                    index += 1
+                }
+                while index < scalars.count, isDigit(scalars[index]) { index += 1 }
+                guard count > 0 else { return nil }
+                var scale = 1.0
+                for _ in 0..<count { scale *= 10 }
+                seconds += Double(fraction) / scale
+            }
+        }
+        let zone = Array(scalars[index...])
+        if zone == ["Z"] || zone == ["z"] { return seconds }
+        guard zone.count == 6, zone[0] == "+" || zone[0] == "-", zone[3] == ":",
+            let hours = digits((index + 1)..<(index + 3)), let minutes = digits((index + 4)..<(index + 6)),
+            hours < 24, minutes < 60
         else { return nil }
         let offset = Double(hours * 3600 + minutes * 60)
-        return zone[0] == UInt8(ascii: "+") ? seconds - offset : seconds + offset
+        return zone[0] == "+" ? seconds - offset : seconds + offset
+    }
+
+    static func length(month: Int, year: Int) -> Int {
+        switch month {
+        case 2: return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: return 30
+        default: return 31
+        }
     }
 }

@@ -53,8 +53,19 @@ public struct PolicyDocument: Hashable, Sendable {
         try self.init(json: json)
     }
 
+    /// An object's members, refusing a name given twice: IAM does not define which would win, and
+    /// keeping either could turn a Deny into an Allow or drop a statement.
+    static func members(_ value: JSONValue, _ place: String) throws(PolicyError) -> [(key: String, value: JSONValue)] {
+        guard let members = value.objectValue else { throw PolicyError("\(place) must be a JSON object") }
+        var seen = Set<String>()
+        for (key, _) in members where !seen.insert(key).inserted {
+            throw PolicyError("\(place) has '\(key)' twice")
+        }
+        return members
+    }
+
     public init(json: JSONValue) throws(PolicyError) {
-        guard let members = json.objectValue else { throw PolicyError("the document must be a JSON object") }
+        let members = try Self.members(json, "the document")
         var version: String?
         var statementValue: JSONValue?
         for (key, value) in members {
@@ -89,7 +100,7 @@ public struct PolicyDocument: Hashable, Sendable {
 
     static func statement(_ value: JSONValue, index: Int) throws(PolicyError) -> Statement {
         let place = "Statement[\(index)]"
-        guard let members = value.objectValue else { throw PolicyError("\(place) must be an object") }
+        let members = try Self.members(value, place)
         var sid: String?
         var effect: Effect?
         var actions: (patterns: [String], not: Bool)?
@@ -98,8 +109,12 @@ public struct PolicyDocument: Hashable, Sendable {
         for (key, value) in members {
             switch key {
             case "Sid":
-                guard let text = value.stringValue, text.allSatisfy({ $0.isLetter || $0.isNumber }) else {
-                    throw PolicyError("\(place).Sid must be letters and digits")
+                guard let text = value.stringValue,
+                    text.unicodeScalars.allSatisfy({
+                        ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0)
+                    })
+                else {
+                    throw PolicyError("\(place).Sid must be ASCII letters and digits")
                 }
                 sid = text
             case "Effect":
@@ -173,19 +188,20 @@ public struct PolicyDocument: Hashable, Sendable {
     }
 
     static func conditions(_ value: JSONValue, place: String) throws(PolicyError) -> [Condition] {
-        guard let operators = value.objectValue else { throw PolicyError("\(place).Condition must be an object") }
+        let operators = try Self.members(value, "\(place).Condition")
         var result: [Condition] = []
         for (name, block) in operators {
-            guard let keys = block.objectValue, !keys.isEmpty else {
+            let keys = try Self.members(block, "\(place).Condition.\(name)")
+            guard !keys.isEmpty else {
                 throw PolicyError("\(place).Condition.\(name) must be an object of keys and values")
             }
             for (key, values) in keys {
                 // A condition value is a string, number or boolean, or a list of them.
-                let place = "\(place).Condition.\(name).\(key)"
+                let path = "\(place).Condition.\(name).\(key)"
                 var texts: [String] = []
                 for value in values.arrayValue ?? [values] {
                     guard let text = Self.scalarText(value) else {
-                        throw PolicyError("\(place) must be a string, number or boolean, or a list of them")
+                        throw PolicyError("\(path) must be a string, number or boolean, or a list of them")
                     }
                     texts.append(text)
                 }

@@ -78,39 +78,34 @@ public enum PolicyEvaluator {
         return Decision(effect: .implicitDeny, policy: nil, statement: nil)
     }
 
-    /// Whether the statement covers the request: action, resource and every condition.
+    /// Whether the statement covers the request: action, resource and every condition. A policy variable
+    /// the request has no value for makes the statement not apply at all, Allow or Deny, as in IAM
+    /// ("any attempt to match it fails and causes the statement to be invalid"): docs/ACCESS.md.
     static func applies(_ statement: PolicyDocument.Statement, _ request: RequestContext, variables: Bool) -> Bool {
         let actionListed = statement.actions.contains { $0.matches(request.action) }
         guard actionListed != statement.notAction else { return false }
-        let resourceListed = statement.resources.contains { text in
-            Self.pattern(text, request, variables: variables, caseSensitive: true)?.matches(request.resource) ?? false
+        var resourceListed = false
+        for text in statement.resources {
+            guard let segments = Self.resolve(text, request, variables: variables) else { return false }
+            if ARNPattern(segments: segments).matches(request.resource) { resourceListed = true }
         }
         guard resourceListed != statement.notResource else { return false }
-        return statement.conditions.allSatisfy { condition in
-            let values = condition.values.compactMap { text in
-                variables ? Self.substitute(text, request) : text
+        for condition in statement.conditions {
+            var values: [PolicyValue] = []
+            for text in condition.values {
+                guard let segments = Self.resolve(text, request, variables: variables) else { return false }
+                values.append(PolicyValue(segments: segments))
             }
-            return condition.holds(requestValues: request[condition.key], policyValues: values)
+            guard condition.holds(requestValues: request[condition.key], policyValues: values) else { return false }
         }
+        return true
     }
 
-    /// A resource pattern with its policy variables replaced by the request's values (as literals); nil
-    /// when a variable has no value in the request (the pattern then matches nothing).
-    static func pattern(
-        _ text: String,
-        _ request: RequestContext,
-        variables: Bool,
-        caseSensitive: Bool
-    ) -> WildcardPattern? {
-        guard variables, text.contains("${") else { return WildcardPattern(text, caseSensitive: caseSensitive) }
-        guard let segments = Self.segments(text, request) else { return nil }
-        return WildcardPattern(segments: segments, caseSensitive: caseSensitive)
-    }
-
-    /// A condition value with its variables replaced; nil when one has no value.
-    static func substitute(_ text: String, _ request: RequestContext) -> String? {
-        guard text.contains("${") else { return text }
-        return Self.segments(text, request)?.map(\.text).joined()
+    /// A pattern's pieces with its variables replaced (Version 2012-10-17 only); nil when one has no value.
+    static func resolve(_ text: String, _ request: RequestContext, variables: Bool) -> [(text: String, literal: Bool)]?
+    {
+        guard variables, text.contains("${") else { return [(text, false)] }
+        return Self.segments(text, request)
     }
 
     /// `text` cut into literal and pattern pieces: `${aws:username}` (any context key with one value),

@@ -111,9 +111,9 @@ struct ConditionTests {
         #expect(try Self.allows(#"{"Null": {"ssm:resourceTag/Owner": "true"}}"#, [:]))
         #expect(try !Self.allows(#"{"Null": {"ssm:resourceTag/Owner": "true"}}"#, ["ssm:resourceTag/Owner": ["a"]]))
         #expect(try Self.allows(#"{"Null": {"ssm:resourceTag/Owner": "false"}}"#, ["ssm:resourceTag/Owner": ["a"]]))
-        let tags = { (values: [String]) in ["jumpgate:Tags": values] }
-        let any = #"{"ForAnyValue:StringEquals": {"jumpgate:Tags": ["db", "mq"]}}"#
-        let all = #"{"ForAllValues:StringEquals": {"jumpgate:Tags": ["db", "mq"]}}"#
+        let tags = { (values: [String]) in ["aws:TagKeys": values] }
+        let any = #"{"ForAnyValue:StringEquals": {"aws:TagKeys": ["db", "mq"]}}"#
+        let all = #"{"ForAllValues:StringEquals": {"aws:TagKeys": ["db", "mq"]}}"#
         #expect(try Self.allows(any, tags(["web", "db"])))
         #expect(try !Self.allows(any, tags(["web"])))
         #expect(try !Self.allows(any, [:]))
@@ -121,13 +121,13 @@ struct ConditionTests {
         #expect(try !Self.allows(all, tags(["db", "web"])))
         #expect(try Self.allows(all, [:]))  // no values: all of none match
         #expect(
-            try Self.allows(#"{"ForAllValues:StringNotEquals": {"jumpgate:Tags": ["prod"]}}"#, tags(["db", "web"]))
+            try Self.allows(#"{"ForAllValues:StringNotEquals": {"aws:TagKeys": ["prod"]}}"#, tags(["db", "web"]))
         )
         #expect(
-            try !Self.allows(#"{"ForAllValues:StringNotEquals": {"jumpgate:Tags": ["prod"]}}"#, tags(["db", "prod"]))
+            try !Self.allows(#"{"ForAllValues:StringNotEquals": {"aws:TagKeys": ["prod"]}}"#, tags(["db", "prod"]))
         )
         #expect(
-            try Self.allows(#"{"ForAnyValue:StringNotLike": {"jumpgate:Tags": ["prod*"]}}"#, tags(["prod-1", "dev"]))
+            try Self.allows(#"{"ForAnyValue:StringNotLike": {"aws:TagKeys": ["prod*"]}}"#, tags(["prod-1", "dev"]))
         )
     }
 }

@@ -180,27 +180,45 @@ struct PolicyEvaluatorTests {
     func denyAlwaysWins() async throws {
         let actions = ["ssm:StartSession", "ssm:TerminateSession", "ssm:Describe*", "ssm:*", "*", "ec2:Run*"]
         let resources = ["*", "arn:aws:ssm:*:*:managed-instance/*", "arn:aws:ssm:*:*:session/a-*", "arn:aws:ssm:*"]
-        // A statement is a number: effect, action and resource picked from the lists above.
-        let kinds = 2 * actions.count * resources.count
+        let conditions = [
+            "", #", "Condition": {"StringEquals": {"k": "v"}}"#, #", "Condition": {"StringNotEquals": {"k": "v"}}"#,
+            #", "Condition": {"NumericLessThan": {"n": "5"}}"#, #", "Condition": {"Null": {"k": "true"}}"#,
+            #", "Condition": {"ForAllValues:StringLike": {"k": ["v*", "w"]}}"#,
+        ]
+        // A statement is a number: effect, Action or NotAction, Resource or NotResource, the action, the
+        // resource and a condition, each picked from the lists above.
+        let kinds = 8 * actions.count * resources.count * conditions.count
         func statement(_ code: Int) -> String {
-            let deny = code % 2 == 1
-            let action = actions[(code / 2) % actions.count]
-            let resource = resources[(code / (2 * actions.count)) % resources.count]
-            return #"{"Effect": "\#(deny ? "Deny" : "Allow")", "Action": "\#(action)", "Resource": "\#(resource)"}"#
+            var rest = code
+            func pick(_ count: Int) -> Int {
+                defer { rest /= count }
+                return rest % count
+            }
+            let deny = pick(2) == 1
+            let notAction = pick(2) == 1
+            let notResource = pick(2) == 1
+            let action = actions[pick(actions.count)]
+            let resource = resources[pick(resources.count)]
+            let condition = conditions[pick(conditions.count)]
+            return
+                #"{"Effect": "\#(deny ? "Deny" : "Allow")", "\#(notAction ? "NotAction" : "Action")": "\#(action)", "\#(notResource ? "NotResource" : "Resource")": "\#(resource)"\#(condition)}"#
         }
+        let contexts: [[String: [String]]] = [
+            [:], ["k": ["v"]], ["k": ["w"], "n": ["3"]], ["k": ["v1", "x"], "n": ["7"]],
+        ]
         let requests = [
             ("ssm:StartSession", "arn:aws:ssm:us-east-1:1:managed-instance/mi-1"),
             ("ssm:TerminateSession", "arn:aws:ssm:us-east-1:1:session/a-1"),
-            ("ssm:DescribeSessions", "*"), ("ec2:RunInstances", "arn:aws:ec2:x"),
+            ("ssm:DescribeSessions", "*"), ("ec2:RunInstances", "arn:aws:ec2:x:1:instance/i"),
         ]
-        await propertyCheck(input: Gen.int(in: 0...(kinds - 1)).array(of: 1...8), Gen.int(in: 0...(requests.count - 1)))
-        {
-            codes,
-            which in
+        await propertyCheck(
+            input: Gen.int(in: 0...(kinds - 1)).array(of: 1...8),
+            Gen.int(in: 0...(requests.count * contexts.count - 1))
+        ) { codes, which in
             let text = #"{"Version": "2012-10-17", "Statement": [\#(codes.map(statement).joined(separator: ","))]}"#
             let document = try PolicyDocument(parsing: text)
-            let (action, resource) = requests[which]
-            let request = RequestContext(action: action, resource: resource)
+            let (action, resource) = requests[which % requests.count]
+            let request = RequestContext(action: action, resource: resource, values: contexts[which / requests.count])
             let decision = PolicyEvaluator.evaluate([NamedPolicy(name: "p", document: document)], request)
             // What a Deny statement alone decides, and what an Allow alone decides.
             let denies = document.statements.filter { $0.effect == .deny }.contains { statement in
