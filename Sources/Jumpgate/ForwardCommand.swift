@@ -169,7 +169,7 @@ struct ForwardCommand: AsyncParsableCommand {
                     onConnectFailure: Self.connectFailure(
                         localPort: listener.port,
                         sessionID: grant.sessionID,
-                        destination: hostPort(spec.host, spec.port),
+                        destination: HostPort.text(spec.host, spec.port),
                         json: json
                     ),
                     onAgentStatus: SessionEvents.agentStatus(sessionID: grant.sessionID, json: json),
@@ -267,7 +267,7 @@ struct ForwardCommand: AsyncParsableCommand {
                         JSONEvents.emit("ready", fields)
                     } else {
                         emit(
-                            "Forwarding \(hostPort(listener.host, listener.port)) -> \(hostPort(spec.host, spec.port)) through \(self.target) (session \(grant.sessionID))\n"
+                            "Forwarding \(HostPort.text(listener.host, listener.port)) -> \(HostPort.text(spec.host, spec.port)) through \(self.target) (session \(grant.sessionID))\n"
                         )
                         if index == 0, let notice = grant.limitsNotice { emit(notice + "\n") }
                     }

@@ -54,15 +54,7 @@ struct InstancesListCommand: AsyncParsableCommand {
 
     /// Dates in ISO 8601 (an agent that never connected has no LastPingDateTime).
     static func json(_ instance: JSONValue) -> JSONValue {
-        guard case .object(let members) = instance else { return instance }
-        return .object(
-            members.map { key, value in
-                guard key == "LastPingDateTime" || key == "RegistrationDate", let epoch = value.int64Value else {
-                    return (key, value)
-                }
-                return (key, epoch > 0 ? .string(WallClock.iso8601(epochSeconds: epoch)) : .null)
-            }
-        )
+        isoDates(instance, keys: ["LastPingDateTime", "RegistrationDate"])
     }
 }
 

@@ -18,15 +18,7 @@ struct SessionsCommand: AsyncParsableCommand {
 enum SessionListing {
     /// One record for `--format json`: the gateway's fields, with StartDate and EndDate in ISO 8601.
     static func json(_ session: JSONValue) -> JSONValue {
-        guard case .object(let members) = session else { return session }
-        return .object(
-            members.map { key, value in
-                if key == "StartDate" || key == "EndDate", let epoch = value.int64Value {
-                    return (key, .string(WallClock.iso8601(epochSeconds: epoch)))
-                }
-                return (key, value)
-            }
-        )
+        isoDates(session, keys: ["StartDate", "EndDate"])
     }
 
     static func date(_ session: JSONValue, _ key: String) -> String {

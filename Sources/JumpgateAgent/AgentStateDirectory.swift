@@ -1,4 +1,5 @@
 import Foundation
+import JumpgateNIO
 import JumpgateWire
 
 /// What `jumpgate agent register` stores and `agent run` reads: endpoint, CA, instance id, secret and
@@ -128,28 +129,19 @@ public final class AgentRunLock: Sendable {
 
     public static func acquire(stateDirectory: String) throws -> AgentRunLock {
         let path = stateDirectory + "/agent.pid"
-        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else {
+        switch PIDFileLock.acquire(path) {
+        case .locked(let descriptor):
+            return AgentRunLock(path: path, descriptor: descriptor)
+        case .cannotOpen(let error):
             throw AgentError(
-                "cannot open \(path): \(String(cString: strerror(errno)).lowercased()); the state directory must be writable by this user"
+                "cannot open \(path): \(String(cString: strerror(error)).lowercased()); the state directory must be writable by this user"
             )
-        }
-        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
-            var bytes = [UInt8](repeating: 0, count: 32)
-            let count = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, 31, 0) }
-            close(descriptor)
-            let holder =
-                count > 0
-                ? String(decoding: bytes[0..<count], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-                : "?"
+        case .heldBy(let pid):
+            let holder = pid.map(String.init) ?? "?"
             throw AgentError(
                 "another jumpgate agent (PID \(holder)) runs with the state directory \(stateDirectory); stop it first (kill \(holder))"
             )
         }
-        let pid = "\(getpid())\n"
-        _ = ftruncate(descriptor, 0)
-        _ = pid.withCString { pwrite(descriptor, $0, strlen($0), 0) }
-        return AgentRunLock(path: path, descriptor: descriptor)
     }
 
     /// At a clean exit: the file goes, then the lock.

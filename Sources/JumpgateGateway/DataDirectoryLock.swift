@@ -1,4 +1,5 @@
 import Foundation
+import JumpgateNIO
 
 #if canImport(Glibc)
 import Glibc
@@ -60,41 +61,28 @@ final class DataDirectoryLock: Sendable {
         }
         let path = directory + "/" + Self.fileName
         let fileExisted = fm.fileExists(atPath: path)
-        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else {
-            let error = errno
+        let descriptor: Int32
+        switch PIDFileLock.acquire(path) {
+        case .locked(let locked):
+            descriptor = locked
+        case .cannotOpen(let error):
             if let created { try? fm.removeItem(atPath: created) }
             throw GatewayStartError(
                 "cannot open \(path): \(Self.reason(error).lowercased()); the data directory must be writable by this "
                     + "user, or give another --data-dir"
             )
-        }
-        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
-            let holder = Self.holder(descriptor)
-            // Never unlink here: the holder has this very file open and locked.
-            close(descriptor)
+        case .heldBy(let holder):
             throw GatewayStartError(
                 "another jumpgate server\(holder.map { " (PID \($0))" } ?? "") is using the data directory "
                     + "\(directory); stop it first, or give this one another --data-dir"
             )
         }
-        let pid = "\(getpid())\n"
-        _ = ftruncate(descriptor, 0)
-        _ = pid.withCString { pwrite(descriptor, $0, strlen($0), 0) }
         return DataDirectoryLock(
             path: path,
             descriptor: descriptor,
             createdDirectory: created,
             createdFile: !fileExisted
         )
-    }
-
-    /// The PID the holder wrote into the lock file.
-    private static func holder(_ descriptor: Int32) -> Int32? {
-        var bytes = [UInt8](repeating: 0, count: 32)
-        let count = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, 31, 0) }
-        guard count > 0 else { return nil }
-        return Int32(String(decoding: bytes[0..<count], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
     static func reason(_ code: Int32) -> String {

@@ -225,6 +225,18 @@ struct FirstHourErrorTests {
                 errors.contains("\(blocked)/tls is not a directory; move that file away, or give another --data-dir")
             )
             Self.expectClean(errors)
+            // One agent per state directory: a second `agent run` names the first and exits.
+            (status, _, errors) = try runJumpgate(
+                ["agent", "run", "--state-dir", lab.directory + "/agent"],
+                environment: Self.anonymous
+            )
+            #expect(status == 1)
+            #expect(
+                errors.contains(
+                    "another jumpgate agent (PID \(lab.agent.process.processIdentifier)) runs with the state directory"
+                ),
+                "\(errors)"
+            )
             // And the agent's state directory, before anything is registered.
             (status, _, errors) = try runJumpgate(
                 [

@@ -86,7 +86,8 @@ extension GatewayOptions {
     ) async throws {
         var finished: [String] = []
         defer {
-            if format == .json, !finished.isEmpty || finished.count == ids.count {
+            // On success every id; after a failure, the ones done before it (none: nothing to print).
+            if format == .json, !finished.isEmpty {
                 emit(JSONValue.object([(done, .array(finished.map { .string($0) }))]).serialized() + "\n")
             }
         }

@@ -76,15 +76,10 @@ enum JSONEvents {
     }
 }
 
-/// `host:port`, with brackets around an IPv6 host (`[::1]:41361`).
-func hostPort(_ host: String, _ port: Int) -> String {
-    HostPort.text(host, port)
-}
-
 /// A peer's `host:port` (NIO's `[IPv4]127.0.0.1/127.0.0.1:38266` is for logs, not people).
 func hostPort(_ address: SocketAddress?) -> String {
     guard let address, let ip = address.ipAddress, let port = address.port else { return "" }
-    return hostPort(ip, port)
+    return HostPort.text(ip, port)
 }
 
 /// Waits for SIGINT or SIGTERM and returns which arrived.
@@ -124,4 +119,15 @@ enum Table {
             }.joined(separator: "  ")
         }.joined(separator: "\n") + "\n"
     }
+}
+
+/// The gateway's epoch-seconds dates under `keys` as ISO 8601 strings, as `--format json` prints them.
+func isoDates(_ record: JSONValue, keys: Set<String>) -> JSONValue {
+    guard case .object(let members) = record else { return record }
+    return .object(
+        members.map { key, value in
+            guard keys.contains(key), let epoch = value.int64Value else { return (key, value) }
+            return (key, .string(WallClock.iso8601(epochSeconds: epoch)))
+        }
+    )
 }

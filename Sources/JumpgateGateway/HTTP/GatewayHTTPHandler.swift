@@ -16,8 +16,8 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     static let maximumBodySize = 1 << 20
 
-    private let api: GatewayAPI
-    private let logger: Logger
+    let api: GatewayAPI
+    let logger: Logger
     private var head: HTTPRequestHead?
     private var body = ByteBuffer()
     private var tooLarge = false
@@ -26,14 +26,14 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Bytes of this connection's body taken from the gateway's budget.
     private var reserved = 0
     /// The connection's deadlines (absent in tests that build a bare pipeline).
-    private var deadlines: HTTPConnectionGuard?
+    var deadlines: HTTPConnectionGuard?
 
     init(api: GatewayAPI, logger: Logger) {
         self.api = api
         self.logger = logger
     }
 
-    private var state: GatewayState { self.api.state }
+    var state: GatewayState { self.api.state }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.deadlines = try? context.pipeline.syncOperations.handler(type: HTTPConnectionGuard.self)
@@ -187,7 +187,12 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                     }
                 }
             case (.POST, _) where path.hasPrefix("/v1/control-channel/") || path.hasPrefix("/v1/data-channel/"):
-                let token = try self.tokenRequest(head: head, path: path, query: query)
+                let token = try self.tokenRequest(
+                    head: head,
+                    path: path,
+                    query: query,
+                    body: Array(self.body.readableBytesView)
+                )
                 let root =
                     path.hasPrefix("/v1/control-channel/")
                     ? "CreateControlChannelResponse" : "CreateDataChannelResponse"
@@ -279,178 +284,8 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         return answer
     }
 
-    enum UpgradeRoute {
-        case control(instanceID: String)
-        case data(sessionID: String, instanceID: String?)
-    }
-
-    /// Which channel an upgrade opens. Control channels and agents' data channels must be SigV4-signed by
-    /// the instance; clients' data channels carry no credentials (the first frame's token does).
-    func upgradeRoute(head: HTTPRequestHead, path: String, query: String) throws(APIError) -> UpgradeRoute {
-        let signed = head.headers.contains(name: "Authorization")
-        if path.hasPrefix("/v1/control-channel/") {
-            let id = String(path.dropFirst("/v1/control-channel/".count))
-            let identity = try self.verify(head: head, path: path, query: query, service: "ssmmessages", body: [])
-            guard identity.accessKeyID == id else {
-                throw APIError(
-                    403,
-                    "AccessDeniedException",
-                    "\(identity.accessKeyID) cannot open the control channel of \(id)."
-                )
-            }
-            return .control(instanceID: id)
-        }
-        let sessionID = String(path.dropFirst("/v1/data-channel/".count))
-        guard !sessionID.isEmpty, sessionID.count <= 96, self.state.session(id: sessionID) != nil else {
-            throw APIError(404, "DoesNotExistException", "Session \(sessionID) does not exist.")
-        }
-        guard signed else { return .data(sessionID: sessionID, instanceID: nil) }
-        let identity = try self.verify(
-            head: head,
-            path: path,
-            query: query,
-            service: "ssmmessages",
-            signers: .usersOrInstances,
-            body: []
-        )
-        // The official plugin signs its upgrade with the user's credentials since 1.2.764.0 (Jumpgate's
-        // client too): a user's signature opens the client side, which the opening frame's token then
-        // authenticates as before. Only an instance's signature opens the agent side.
-        if self.state.userSecret(accessKeyID: identity.accessKeyID) != nil {
-            return .data(sessionID: sessionID, instanceID: nil)
-        }
-        return .data(sessionID: sessionID, instanceID: identity.accessKeyID)
-    }
-
-    /// Answers a WebSocket upgrade with 101 and replaces the HTTP handlers with Jumpgate's WebSocket
-    /// framing (right after TLS) and the channel's handler.
-    private func upgrade(
-        context: ChannelHandlerContext,
-        head: HTTPRequestHead,
-        path: String,
-        query: String
-    ) throws(APIError) {
-        guard head.headers["upgrade"].contains(where: { $0.lowercased() == "websocket" }),
-            let key = head.headers.first(name: "Sec-WebSocket-Key"),
-            head.headers.first(name: "Sec-WebSocket-Version") == "13"
-        else {
-            throw APIError(
-                400,
-                "BadRequest",
-                "This endpoint needs a WebSocket upgrade (Upgrade: websocket, Sec-WebSocket-Version: 13)."
-            )
-        }
-        let route = try self.upgradeRoute(head: head, path: path, query: query)
-        var headers = HTTPHeaders()
-        headers.add(name: "Upgrade", value: "websocket")
-        headers.add(name: "Connection", value: "Upgrade")
-        headers.add(name: "Sec-WebSocket-Accept", value: WebSocketHandshake.acceptValue(forKey: key))
-        context.write(
-            self.wrapOutboundOut(
-                .head(HTTPResponseHead(version: head.version, status: .switchingProtocols, headers: headers))
-            ),
-            promise: nil
-        )
-        context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
-        let handler: any ChannelHandler
-        switch route {
-        case .control(let instanceID):
-            handler = ControlChannelHandler(instanceID: instanceID, state: self.state, logger: self.logger)
-        case .data(let sessionID, let instanceID):
-            handler = DataChannelHandler(
-                sessionID: sessionID,
-                agentInstanceID: instanceID,
-                state: self.state,
-                logger: self.logger
-            )
-        }
-        do {
-            let sync = context.pipeline.syncOperations
-            let tls = try sync.handler(type: NIOSSLServerHandler.self)
-            // The client sends no frame before it has read the 101, so nothing is buffered in the HTTP decoder.
-            sync.removeHandler(try sync.handler(type: HTTPServerPipelineHandler.self), promise: nil)
-            sync.removeHandler(try sync.handler(type: HTTPServerProtocolErrorHandler.self), promise: nil)
-            sync.removeHandler(try sync.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self), promise: nil)
-            sync.removeHandler(try sync.handler(type: HTTPResponseEncoder.self), promise: nil)
-            if let validator = try? sync.handler(type: NIOHTTPResponseHeadersValidator.self) {
-                sync.removeHandler(validator, promise: nil)
-            }
-            // The HTTP deadlines end here: the WebSocket has its own idle timeout.
-            if let deadlines = self.deadlines { sync.removeHandler(deadlines, promise: nil) }
-            // The first message is the unauthenticated opening frame: nothing larger may arrive (and so be
-            // held) before it.
-            var configuration = WebSocketHandler.Configuration()
-            configuration.firstMessageMaximumSize = Self.unauthenticatedMessageSize
-            let webSocket = WebSocketHandler(role: .server, configuration: configuration)
-            try sync.addHandler(webSocket, position: .after(tls))
-            try sync.addHandler(handler, position: .after(webSocket))
-            sync.removeHandler(context: context, promise: nil)
-            let channel = context.channel
-            channel.setOption(ChannelOptions.autoRead, value: true).whenSuccess { channel.read() }
-        } catch {
-            self.logger.error("WebSocket upgrade failed", metadata: ["error": "\(error)"])
-            context.close(promise: nil)
-        }
-    }
-
-    /// POST /v1/control-channel/<instance-id> and /v1/data-channel/<session-id>: SigV4 by an instance.
-    private func tokenRequest(head: HTTPRequestHead, path: String, query: String) throws(APIError) -> String {
-        let identity = try self.verify(
-            head: head,
-            path: path,
-            query: query,
-            service: "ssmmessages",
-            body: Array(self.body.readableBytesView)
-        )
-        let instanceID = identity.accessKeyID
-        if path.hasPrefix("/v1/control-channel/") {
-            let id = String(path.dropFirst("/v1/control-channel/".count))
-            guard id == instanceID else {
-                throw APIError(403, "AccessDeniedException", "\(instanceID) cannot open the control channel of \(id).")
-            }
-            return self.state.issueControlToken(instanceID: id)
-        }
-        let sessionID = String(path.dropFirst("/v1/data-channel/".count))
-        return try self.state.issueAgentToken(sessionID: sessionID, instanceID: instanceID)
-    }
-
-    private func verify(
-        head: HTTPRequestHead,
-        path: String,
-        query: String,
-        service: String,
-        signers: GatewayAuthenticator.Signers? = nil,
-        body: [UInt8]
-    ) throws(APIError) -> SigV4Identity {
-        do {
-            return try GatewayAuthenticator(state: self.state).verify(
-                head: head,
-                path: path,
-                query: query,
-                service: service,
-                signers: signers ?? (service == "ssm" ? .users : .instances),
-                body: body
-            )
-        } catch {
-            // Counted per source and per claimed key id; past the limit the failure is answered
-            // ThrottlingException. A correct signature is never refused for others' failures.
-            let throttled = self.state.authenticationFailed(
-                source: self.source,
-                keyID: GatewayAuthenticator.claimedAccessKeyID(head: head, query: query),
-                type: error.type
-            )
-            guard throttled else { throw error }
-            throw APIError(
-                400,
-                "ThrottlingException",
-                "Too many failed sign-ins from this address or with this access key; check the credentials, "
-                    + "then retry in a minute."
-            )
-        }
-    }
-
     /// The peer's address (never a header such as X-Forwarded-For: those are not trusted).
-    private var source: String { self.sourceAddress ?? "unknown" }
+    var source: String { self.sourceAddress ?? "unknown" }
     private var sourceAddress: String?
 
     /// The operation an API request names (for metrics; unknown names are folded there).
