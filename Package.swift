@@ -62,6 +62,7 @@ let package = Package(
             dependencies: [
                 "JumpgateWire",
                 "JumpgateNIO",
+                "JumpgateAccess",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -109,6 +110,7 @@ let package = Package(
             name: "Jumpgate",
             dependencies: [
                 "JumpgateWire",
+                "JumpgateAccess",
                 "JumpgateGateway",
                 "JumpgateAgent",
                 "JumpgateClient",
@@ -174,6 +176,7 @@ let package = Package(
             name: "JumpgateIntegrationTests",
             dependencies: [
                 "JumpgateWire",
+                "JumpgateAccess",
                 "JumpgateClient",
                 "JumpgateNIO",
                 "JumpgateGateway",

@@ -7,8 +7,11 @@ import JumpgateWire
 struct AdminCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "admin",
-        abstract: "Administrative calls to a gateway (signed with the administrator's credentials).",
-        subcommands: [CreateActivationCommand.self]
+        abstract: "Administrative calls to a gateway: activations, users, groups, keys and policies.",
+        subcommands: [
+            CreateActivationCommand.self, UsersCommand.self, GroupsCommand.self, KeysCommand.self,
+            PoliciesCommand.self,
+        ]
     )
 }
 

@@ -55,12 +55,23 @@ struct AgentRegisterCommand: AsyncParsableCommand {
     )
     var name: String?
     @Flag(name: .long, help: "Replace an existing registration in the state directory.") var force = false
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Tag the instance (repeatable); policies see it as ssm:resourceTag/KEY.",
+            valueName: "KEY=VALUE"
+        )
+    )
+    var tag: [String] = []
     @Option(name: .long, help: OutputFormat.help("{\"InstanceId\", \"StateDir\", \"Allow\", \"Deny\"}."))
     var format: OutputFormat = .text
 
     func validate() throws {
         if self.endpoint != nil, self.gateway.endpointURL != nil {
             throw ValidationError("--endpoint is the old name of --endpoint-url: give only --endpoint-url.")
+        }
+        for tag in self.tag where !tag.contains("=") || tag.hasPrefix("=") {
+            throw ValidationError("--tag '\(tag)' is not KEY=VALUE.")
         }
         do {
             _ = try AllowList(allow: self.allow, deny: self.deny)
@@ -100,7 +111,8 @@ struct AgentRegisterCommand: AsyncParsableCommand {
                 allow: self.allow,
                 deny: self.deny,
                 name: self.name,
-                force: self.force
+                force: self.force,
+                tags: self.tag.map { (String($0.prefix { $0 != "=" }), String($0.drop { $0 != "=" }.dropFirst())) }
             )
         } catch let error as AgentError {
             throw CommandFailure(error.description)

@@ -34,7 +34,7 @@ struct JumpgateCommand: AsyncParsableCommand {
         version: JumpgateVersion.product,
         subcommands: [
             ServerCommand.self, AgentCommand.self, StartSessionCommand.self, ForwardCommand.self, SessionsCommand.self,
-            InstancesCommand.self, AdminCommand.self, DebugCommand.self, VersionCommand.self,
+            InstancesCommand.self, AdminCommand.self, AuditCommand.self, DebugCommand.self, VersionCommand.self,
         ]
     )
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import JumpgateAccess
 import JumpgateClient
 import JumpgateGateway
 import JumpgateNIO
@@ -30,6 +31,27 @@ struct ServerCommand: AsyncParsableCommand {
 
     @Option(name: .long, help: "The URL clients and agents use, when it is not the listen address.")
     var publicURL: String?
+
+    @Option(
+        name: .long,
+        help: "The region in ARNs and in DATA_DIR/aws.config (signatures for any region are accepted)."
+    )
+    var region: String = "us-east-1"
+
+    @Option(name: .long, help: "The 12-digit account id in ARNs.")
+    var accountId: String = ResourceNames.defaultAccount
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Also write the audit trail to this file as JSON lines (reopened on SIGHUP, for log rotation).",
+            valueName: "file"
+        )
+    )
+    var auditLog: String?
+
+    @Option(name: .long, help: "Prune audit records older than this (365d, 90d ...; 0: keep for ever).")
+    var auditRetention: String = "365d"
 
     @Option(
         name: .long,
@@ -117,6 +139,17 @@ struct ServerCommand: AsyncParsableCommand {
         _ = try self.durations()
         _ = try self.connectionLimits()
         if let kib = self.storeMaxKib, kib < 64 { throw ValidationError("--store-max-kib must be at least 64.") }
+        guard self.accountId.count == 12, self.accountId.allSatisfy(\.isWholeNumber) else {
+            throw ValidationError("--account-id must be 12 digits.")
+        }
+        guard !self.region.isEmpty, self.region.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else {
+            throw ValidationError("--region '\(self.region)' is not a region name such as us-east-1.")
+        }
+        guard DurationText.seconds(self.auditRetention) != nil else {
+            throw ValidationError(
+                "--audit-retention '\(self.auditRetention)' is not a duration such as 365d (0: for ever)."
+            )
+        }
     }
 
     /// `--idle-timeout` (0: never), `--max-session-duration`, `--agent-loss-timeout`, in seconds.
@@ -164,6 +197,10 @@ struct ServerCommand: AsyncParsableCommand {
         configuration.agentLoss.timeoutSeconds = agentLoss
         configuration.connectionLimits = try self.connectionLimits()
         if let kib = self.storeMaxKib { configuration.storeMaximumBytes = kib << 10 }
+        configuration.resources = ResourceNames(region: self.region, account: self.accountId)
+        configuration.auditLogPath = self.auditLog
+        let retention = DurationText.seconds(self.auditRetention) ?? 0
+        configuration.auditRetentionSeconds = retention == 0 ? nil : retention
         if !self.noMetrics {
             let registry = PrometheusCollectorRegistry()
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
@@ -197,6 +234,11 @@ struct ServerCommand: AsyncParsableCommand {
         }
         emit(readyLine)
         Detach.announceReady(readyLine, to: readyDescriptor)
+        // SIGHUP: reopen the audit log (after logrotate moved it).
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        Task {
+            for await _ in hangups { server.reopenAuditLog() }
+        }
         // SIGTERM/SIGINT: graceful shutdown through ServiceLifecycle.
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(

@@ -46,13 +46,16 @@ public struct Decision: Hashable, Sendable {
     /// The deciding policy and statement (Sid or `Statement[i]`); nil for an implicit deny.
     public var policy: String?
     public var statement: String?
+    /// The resource (ARN) the decision was about: for a refusal, the one that was not allowed.
+    public var resource: String?
 
     public var isAllowed: Bool { self.effect == .allowed }
 
-    public init(effect: Effect, policy: String?, statement: String?) {
+    public init(effect: Effect, policy: String?, statement: String?, resource: String? = nil) {
         self.effect = effect
         self.policy = policy
         self.statement = statement
+        self.resource = resource
     }
 }
 

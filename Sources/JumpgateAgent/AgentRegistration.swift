@@ -17,7 +17,8 @@ public enum AgentRegistration {
         allow: [String],
         deny: [String],
         name: String?,
-        force: Bool
+        force: Bool,
+        tags: [(key: String, value: String)] = []
     ) async throws -> String {
         _ = try AllowList(allow: allow, deny: deny)  // reject bad patterns before anything else
         if AgentStateDirectory.exists(at: stateDirectory), !force {
@@ -47,6 +48,11 @@ public enum AgentRegistration {
             ("Hostname", .string(hostname)), ("IPAddress", .string(AgentPlatform.primaryAddress())),
         ]
         if let name { request.append(("Name", .string(name))) }
+        // Jumpgate's own member (AWS's RegisterManagedInstance has none): the instance's tags, over the
+        // activation's.
+        if !tags.isEmpty {
+            request.append(("Tags", .array(tags.map { ["Key": .string($0.key), "Value": .string($0.value)] })))
+        }
         let response: HTTPSResponse
         do {
             response = try await gateway.request(

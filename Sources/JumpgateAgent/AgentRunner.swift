@@ -40,6 +40,9 @@ public final class AgentRunner: Sendable {
     /// agent_task_complete reports not yet acknowledged, by session id: retried 3 times, 1 s apart, and
     /// sent again when the control channel reconnects (so a gateway restart does not lose a session's end).
     let unacknowledgedCompletions = NIOLockedValueBox<[String: AgentTaskCompletePayload]>([:])
+    /// Every connection's record until the gateway has it (``ConnectionJournal``), and the upload's state.
+    let journal: ConnectionJournal
+    let reporting = NIOLockedValueBox<(inFlight: Bool, again: Bool)>((false, false))
 
     struct LiveSession: @unchecked Sendable {
         // The session is only touched on its event loop.
@@ -56,6 +59,7 @@ public final class AgentRunner: Sendable {
         logger: Logger
     ) throws {
         self.state = state
+        self.journal = ConnectionJournal(directory: state.path)
         self.allowList = try AllowList(allow: allow ?? state.allow, deny: deny ?? state.deny)
         self.options = options
         guard let (host, port, _) = HTTPSEndpoint.parse(url: state.endpoint) else {
@@ -97,6 +101,8 @@ public final class AgentRunner: Sendable {
                 for payload in self.unacknowledgedCompletions.withLockedValue({ Array($0.values) }) {
                     self.sendCompletion(payload)
                 }
+                // Records journalled while the gateway was away.
+                self.reportConnections()
                 try await channel.closeFuture.get()
                 if Task.isCancelled {
                     self.logger.info("control channel closed; stopping")

@@ -38,16 +38,33 @@ final class AgentSessionDelegate: PortSessionDelegate, @unchecked Sendable {
         let dialer = TargetDialer(allowList: self.runner.allowList, timeout: self.runner.options.dialTimeout)
         let bound = NIOLoopBound(session, eventLoop: self.eventLoop)
         let (host, port, eventLoop) = (self.host, self.port, self.eventLoop)
-        let (logger, sessionID) = (self.runner.logger, self.sessionID)
+        let (logger, sessionID, runner) = (self.runner.logger, self.sessionID, self.runner)
+        var facts = ConnectionFacts(
+            sessionID: sessionID,
+            streamID: id.rawValue,
+            destination: HostPort.text(host, port),
+            address: "",
+            openedMilliseconds: WallClock.nowMilliseconds()
+        )
         Task {
             do {
                 let channel = try await dialer.dial(host: host, port: port, eventLoop: eventLoop)
+                facts.address = channel.remoteAddress.map { HostPort.text($0.ipAddress ?? "", $0.port ?? 0) } ?? ""
+                facts.openedMilliseconds = WallClock.nowMilliseconds()
+                let opened = facts
                 eventLoop.execute {
                     do {
+                        // First in the pipeline: it sees every byte count and the close.
+                        try channel.pipeline.syncOperations.addHandler(
+                            ConnectionRecorder(facts: opened, journal: runner.journal) { runner.reportConnections() },
+                            position: .first
+                        )
+                        runner.journal.append(opened.record("ConnectionOpened"))
                         try bound.value.attach(channel, to: id)
                     } catch {
                         channel.close(promise: nil)
                     }
+                    runner.reportConnections()
                 }
             } catch let refusal as DialRefusal {
                 logger.warning(
@@ -57,6 +74,13 @@ final class AgentSessionDelegate: PortSessionDelegate, @unchecked Sendable {
                         "destination": "\(HostPort.text(host, port))", "reason": "\(refusal.reason)",
                     ]
                 )
+                runner.journal.append(
+                    facts.record(
+                        "ConnectionRefused",
+                        [("refusedBy", "allow-list"), ("reason", .string(refusal.reason))]
+                    )
+                )
+                runner.reportConnections()
                 eventLoop.execute { bound.value.refuse(id, reason: refusal.reason) }
             } catch {
                 logger.info(
@@ -66,6 +90,10 @@ final class AgentSessionDelegate: PortSessionDelegate, @unchecked Sendable {
                         "destination": "\(HostPort.text(host, port))", "reason": "\(error)",
                     ]
                 )
+                runner.journal.append(
+                    facts.record("ConnectionRefused", [("refusedBy", "destination"), ("reason", .string("\(error)"))])
+                )
+                runner.reportConnections()
                 eventLoop.execute { bound.value.refuse(id, reason: "\(error)") }
             }
         }

@@ -236,11 +236,13 @@ public struct SSMClient: Sendable {
         )
     }
 
-    public func call(_ operation: String, _ input: JSONValue) async throws -> JSONValue {
+    /// Calls an operation of the SSM API (`AmazonSSM`) or of Jumpgate's administrative API
+    /// (`JumpgateAdmin`), signed as service `ssm`.
+    public func call(_ operation: String, _ input: JSONValue, api: String = "AmazonSSM") async throws -> JSONValue {
         let body = input.serializedBytes()
         var headers: [(name: String, value: String)] = [
             ("Host", self.endpoint.hostHeader), ("Content-Type", "application/x-amz-json-1.1"),
-            ("X-Amz-Target", "AmazonSSM.\(operation)"),
+            ("X-Amz-Target", "\(api).\(operation)"), ("User-Agent", "jumpgate/\(JumpgateVersion.product)"),
         ]
         let signer = SigV4Signer(
             credentials: self.configuration.credentials,

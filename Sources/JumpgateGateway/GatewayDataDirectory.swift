@@ -21,8 +21,8 @@ struct GatewayDataDirectory {
         // mkdir and chmod directly: their errno says what is wrong (Foundation's errors do not, in words).
         for directory in [root, root + "/tls"] {
             if mkdir(directory, 0o700) != 0, errno != EEXIST { throw Self.writeFailure(directory, errno) }
-            var info = stat()
-            guard stat(directory, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
+            var isDirectory: ObjCBool = false
+            guard fm.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
                 throw GatewayStartError(
                     "\(directory) is not a directory; move that file away, or give another --data-dir"
                 )
@@ -85,7 +85,7 @@ struct GatewayDataDirectory {
 
     /// The administrator's profile for the AWS tools: `region` (any works; the AWS CLI insists on one),
     /// `endpoint_url` and `ca_bundle`. Rewritten at every start (the port may change); holds no secret.
-    static func writeClientConfig(root: String, url: String, caFile: String?) throws {
+    static func writeClientConfig(root: String, url: String, caFile: String?, region: String) throws {
         func absolute(_ path: String) -> String {
             path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
         }
@@ -93,7 +93,7 @@ struct GatewayDataDirectory {
         var text = "# Written by jumpgate server at each start. Use with:\n"
         text += "#   export AWS_CONFIG_FILE=\(root)/aws.config AWS_SHARED_CREDENTIALS_FILE=\(root)/admin.credentials"
         text += " AWS_PROFILE=jumpgate-admin\n"
-        text += "[profile jumpgate-admin]\nregion = us-east-1\nendpoint_url = \(url)\n"
+        text += "[profile jumpgate-admin]\nregion = \(region)\nendpoint_url = \(url)\n"
         if let caFile { text += "ca_bundle = \(absolute(caFile))\n" }
         try Self.write(text, to: root + "/aws.config", mode: 0o644)
     }

@@ -1,4 +1,5 @@
 import Foundation
+import JumpgateAccess
 import JumpgateNIO
 import JumpgateWire
 import Logging
@@ -34,6 +35,12 @@ public struct GatewayConfiguration: Sendable {
     public var tlsKeyFile: String?
     /// Served at GET /metrics (the executable bootstraps swift-metrics with it); nil: no endpoint.
     public var metricsRegistry: PrometheusCollectorRegistry?
+    /// The region and account in ARNs (`--region`, `--account-id`).
+    public var resources = ResourceNames()
+    /// `--audit-log FILE`: the audit trail as JSON lines too (nil: the store only).
+    public var auditLogPath: String?
+    /// Audit records older than this are pruned (leaving a checkpoint); nil: kept for ever.
+    public var auditRetentionSeconds: Int64? = 365 * 86400
 
     public init(dataDirectory: String, listenHost: String, listenPort: Int, publicURL: String? = nil) {
         self.dataDirectory = dataDirectory
@@ -84,9 +91,13 @@ public final class GatewayServer: Sendable {
     /// Stops accepting connections, then closes the store once every change is written.
     public func shutdown() async {
         self.sweeper.cancel()
-        Self.logRefusals(self.state.refusalSummaries(all: true), logger: self.logger)
+        let refusals = self.state.refusalSummaries(all: true)
+        Self.logRefusals(refusals, logger: self.logger)
+        self.state.auditRefusals(refusals)
         try? await self.channel.close()
         self.state.checkpointTraffic()
+        try? await self.state.audit?.drained(on: self.channel.eventLoop).get()
+        self.state.audit?.logFile?.close()
         try? await self.store.flush().get()
         try? await self.store.close()
         self.lock.release()
@@ -249,6 +260,13 @@ public final class GatewayServer: Sendable {
                 throw error
             }
         }
+        let audit: AuditTrail
+        do {
+            audit = try await Self.openAudit(configuration: configuration, store: store, logger: logger)
+        } catch {
+            try? await store.close()
+            throw error
+        }
         let state = GatewayState(
             clock: { Int64(Date().timeIntervalSince1970) },
             store: store,
@@ -259,7 +277,9 @@ public final class GatewayServer: Sendable {
                 limits.maximumDurationSeconds = configuration.maximumSessionDurationSeconds
                 return limits
             }(),
-            connections: connections
+            connections: connections,
+            resources: configuration.resources,
+            audit: audit
         )
         do {
             state.restore(try await store.load())
@@ -267,7 +287,9 @@ public final class GatewayServer: Sendable {
             try? await store.close()
             throw error
         }
-        state.addAccessKey(id: directory.adminAccessKeyID, secret: directory.adminSecret, user: "jumpgate-admin")
+        state.ensureBootstrapAdministrator(accessKeyID: directory.adminAccessKeyID, secret: directory.adminSecret)
+        let retention = configuration.auditRetentionSeconds
+        if let retention { await Self.pruneAudit(state: state, olderThan: retention, logger: logger) }
         // Sessions whose client never came back (after a drop, or after this gateway restarted) end.
         let (grace, idle, maximum, agentLoss) = (
             configuration.resumeGraceSeconds, configuration.idleTimeoutSeconds,
@@ -275,12 +297,15 @@ public final class GatewayServer: Sendable {
         )
         let ticks = NIOLockedValueBox(0)
         let sweeper = group.any().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
-            if ticks.withLockedValue({ tick in
+            let tick = ticks.withLockedValue { tick in
                 tick += 1
-                return tick % 30 == 0
-            }) {
-                state.checkpointTraffic()
+                return tick
             }
+            if tick % 30 == 0 { state.checkpointTraffic() }
+            if tick % 3600 == 0, let retention {
+                Task { await Self.pruneAudit(state: state, olderThan: retention, logger: logger) }
+            }
+            state.audit?.retry()
             for session in state.expireDisconnected(after: grace) {
                 logger.info(
                     "session expired",
@@ -288,7 +313,9 @@ public final class GatewayServer: Sendable {
                 )
                 GatewayAPI.terminate(session, state: state, reason: session.closeReason)
             }
-            Self.logRefusals(state.refusalSummaries(), logger: logger)
+            let refusals = state.refusalSummaries()
+            Self.logRefusals(refusals, logger: logger)
+            state.auditRefusals(refusals)
             for (session, relay, absence) in state.agentLossSweep(policy: agentLoss) {
                 switch AgentLoss.decide(absence, policy: agentLoss) {
                 case .none:
@@ -357,7 +384,12 @@ public final class GatewayServer: Sendable {
         state.setPublicURL(url)
         let caFile = configuration.tlsCertificateFile == nil ? directory.caFile : nil
         do {
-            try GatewayDataDirectory.writeClientConfig(root: configuration.dataDirectory, url: url, caFile: caFile)
+            try GatewayDataDirectory.writeClientConfig(
+                root: configuration.dataDirectory,
+                url: url,
+                caFile: caFile,
+                region: configuration.resources.region
+            )
         } catch {
             sweeper.cancel()
             try? await store.close()

@@ -58,13 +58,12 @@ struct GatewayStateTests {
         _ = relay.forward(Self.agentFrame(.handshakeComplete), from: .agent)
         #expect(!state.consumeClientToken(sessionID: session.id, token: token))  // spent
 
-        let resumed = try state.resumeSession(id: session.id, owner: "alice")
+        let resumed = try state.resumeSession(id: session.id)
         #expect(state.consumeClientToken(sessionID: session.id, token: resumed))
         #expect(!state.consumeClientToken(sessionID: session.id, token: resumed))  // once
-        #expect(throws: APIError.self) { try state.resumeSession(id: session.id, owner: "mallory") }
 
         state.setStatus(sessionID: session.id, .terminated, reason: "done")
-        #expect(throws: APIError.self) { try state.resumeSession(id: session.id, owner: "alice") }
+        #expect(throws: APIError.self) { try state.resumeSession(id: session.id) }
     }
 
     @Test("the handshake_complete check reads the frame header only, and only for output_stream_data")

@@ -72,6 +72,11 @@ struct GatewayOptions: ParsableArguments {
     func call(_ operation: String, _ input: JSONValue) async throws -> JSONValue {
         try await self.client().call(operation, input)
     }
+
+    /// Calls Jumpgate's administrative API (users, groups, keys, policies, audit).
+    func admin(_ operation: String, _ input: JSONValue = [:]) async throws -> JSONValue {
+        try await self.client().call(operation, input, api: "JumpgateAdmin")
+    }
 }
 
 extension GatewayOptions {
@@ -82,7 +87,9 @@ extension GatewayOptions {
         operation: String,
         inputKey: String,
         done: String,
-        format: OutputFormat
+        format: OutputFormat,
+        api: String = "AmazonSSM",
+        extra: [(key: String, value: JSONValue)] = []
     ) async throws {
         var finished: [String] = []
         defer {
@@ -92,7 +99,7 @@ extension GatewayOptions {
             }
         }
         for id in ids {
-            _ = try await self.call(operation, .object([(inputKey, .string(id))]))
+            _ = try await self.client().call(operation, .object([(inputKey, .string(id))] + extra), api: api)
             finished.append(id)
             if format == .text { emit("\(done) \(id)\n") }
         }

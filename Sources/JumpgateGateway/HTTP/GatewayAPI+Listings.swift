@@ -1,11 +1,12 @@
 import Foundation
+import JumpgateAccess
 import JumpgateNIO
 import JumpgateWire
 import NIOCore
 
 /// The read-only listings: DescribeSessions and DescribeInstanceInformation.
 extension GatewayAPI {
-    func describeSessions(_ input: JSONValue) throws(APIError) -> JSONValue {
+    func describeSessions(_ input: JSONValue, call: APICall) throws(APIError) -> JSONValue {
         let wanted = try Self.string(input, "State")
         guard wanted == "Active" || wanted == "History" else {
             throw APIError(400, "ValidationException", "State must be Active or History.")
@@ -55,6 +56,7 @@ extension GatewayAPI {
         let sessions = self.state.sessions().filter { session in
             let ended = session.status.isEnded
             return (wanted == "History" ? ended : !ended) && predicates.allSatisfy { $0(session) }
+                && self.allows(call, "ssm:DescribeSessions", RequestedResource([self.resources.session(session.id)]))
         }
         let page = sessions.dropFirst(offset).prefix(maxResults)
         var result: [(key: String, value: JSONValue)] = [
@@ -87,10 +89,13 @@ extension GatewayAPI {
         return .object(result)
     }
 
-    func describeInstanceInformation() -> JSONValue {
-        [
+    func describeInstanceInformation(call: APICall) -> JSONValue {
+        let visible = self.state.instances().filter {
+            self.allows(call, "ssm:DescribeInstanceInformation", self.instanceResource($0.id))
+        }
+        return [
             "InstanceInformationList": .array(
-                self.state.instances().map { instance in
+                visible.map { instance in
                     var members: [(key: String, value: JSONValue)] = [
                         ("InstanceId", .string(instance.id)),
                         ("PingStatus", instance.online ? "Online" : "ConnectionLost"),

@@ -1,4 +1,5 @@
 import Foundation
+import JumpgateAccess
 import JumpgateNIO
 import JumpgateWire
 import NIOCore
@@ -26,24 +27,47 @@ struct GatewayAPI: Sendable {
         case later(EventLoopFuture<JSONValue>)
     }
 
+    /// Runs an SSM operation for an authenticated caller: authorised first (``authorize``), then done.
     func handle(
         operation: String,
         input: JSONValue,
-        user: String,
+        call: inout APICall,
         on eventLoop: any EventLoop
     ) throws(APIError) -> Answer {
+        let action = "ssm:" + operation
         switch operation {
-        case "StartSession": return .now(try self.startSession(input, user: user))
-        case "TerminateSession": return .later(try self.terminateSession(input, user: user, on: eventLoop))
-        case "ResumeSession": return .now(try self.resumeSession(input, user: user))
-        case "DescribeSessions": return .read(try self.describeSessions(input))
-        case "DescribeInstanceInformation": return .read(self.describeInstanceInformation())
-        case "CreateActivation": return .later(try self.createActivation(input, on: eventLoop))
-        case "DescribeActivations": return .read(self.describeActivations())
+        case "StartSession": return .now(try self.startSession(input, call: &call))
+        case "TerminateSession":
+            let id = try Self.string(input, "SessionId", maxLength: 96)
+            try self.authorizeSession(&call, action, sessionID: id)
+            return .later(try self.terminateSession(id, user: call.user, on: eventLoop))
+        case "ResumeSession":
+            let id = try Self.string(input, "SessionId", maxLength: 96)
+            try self.authorizeSession(&call, action, sessionID: id)
+            return .now(try self.resumeSession(id))
+        case "DescribeSessions":
+            try self.authorizeListing(&call, action)
+            return .read(try self.describeSessions(input, call: call))
+        case "DescribeInstanceInformation":
+            try self.authorizeListing(&call, action)
+            return .read(self.describeInstanceInformation(call: call))
+        case "CreateActivation":
+            try self.authorize(&call, action, [RequestedResource([self.resources.activation("*")])])
+            return .later(try self.createActivation(input, on: eventLoop))
+        case "DescribeActivations":
+            try self.authorizeListing(&call, action)
+            return .read(self.describeActivations(call: call))
         case "DeleteActivation":
             let id = try Self.string(input, "ActivationId")
+            try self.authorize(&call, action, [RequestedResource([self.resources.activation(id)])])
             return .later(try self.state.deleteActivation(id: id, on: eventLoop).map { [:] })
-        case "DeregisterManagedInstance": return .later(try self.deregister(input, user: user, on: eventLoop))
+        case "DeregisterManagedInstance":
+            let id = try Self.string(input, "InstanceId", maxLength: 64)
+            call.target = id
+            try self.authorize(&call, action, [self.instanceResource(id)])
+            return .later(try self.deregister(id, user: call.user, on: eventLoop))
+        case "AddTagsToResource", "RemoveTagsFromResource", "ListTagsForResource":
+            return try self.tags(operation: operation, input, call: &call)
         default:
             throw APIError(400, "UnknownOperationException", "Unknown operation \(operation).")
         }
@@ -67,8 +91,9 @@ struct GatewayAPI: Sendable {
         return value
     }
 
-    func startSession(_ input: JSONValue, user: String) throws(APIError) -> JSONValue {
+    func startSession(_ input: JSONValue, call: inout APICall) throws(APIError) -> JSONValue {
         let target = try Self.string(input, "Target", maxLength: 400)
+        call.target = target
         let documentName = input["DocumentName"]?.stringValue ?? "SSM-SessionManagerRunShell"
         guard let document = Self.documents[documentName] else {
             throw APIError(
@@ -99,15 +124,27 @@ struct GatewayAPI: Sendable {
         if let host = values["host"], !Self.isValidHost(host) {
             throw APIError(400, "InvalidParameters", "host '\(host)' is not a valid DNS name or IP address.")
         }
+        // Authorised against the target and the document, with the destination as context: a policy can
+        // name the hosts and ports a session may reach.
+        try self.authorize(
+            &call,
+            "ssm:StartSession",
+            [self.instanceResource(target), RequestedResource(self.resources.document(documentName))],
+            context: [
+                "jumpgate:RemoteHost": [HostName.normalized(values["host"] ?? "localhost")],
+                "jumpgate:RemotePort": ["\(port)"], "ssm:SessionDocumentAccessCheck": ["true"],
+            ]
+        )
         let reason = input["Reason"]?.stringValue ?? ""
         let parameters = document.parameters.compactMap { key in values[key].map { (key: key, value: $0) } }
         let (session, token) = try self.state.createSession(
-            owner: user,
+            owner: call.user,
             target: target,
             documentName: documentName,
             parameters: parameters,
             reason: reason
         )
+        call.sessionID = session.id
         try self.pushStart(session)
         var response: JSONValue = [
             "SessionId": .string(session.id), "TokenValue": .string(token),
@@ -161,12 +198,11 @@ struct GatewayAPI: Sendable {
     }
 
     func terminateSession(
-        _ input: JSONValue,
+        _ id: String,
         user: String,
         on eventLoop: any EventLoop
     ) throws(APIError) -> EventLoopFuture<JSONValue> {
-        let id = try Self.string(input, "SessionId", maxLength: 96)
-        guard let session = self.state.session(id: id), session.owner == user else {
+        guard let session = self.state.session(id: id) else {
             throw APIError(400, "DoesNotExistException", "Session \(id) does not exist.")
         }
         let (state, reason) = (self.state, "Session terminated by \(user).")
@@ -204,11 +240,10 @@ struct GatewayAPI: Sendable {
 
     /// Removes an agent: its credentials stop working, its sessions end with a reason, its control channel closes.
     func deregister(
-        _ input: JSONValue,
+        _ id: String,
         user: String,
         on eventLoop: any EventLoop
     ) throws(APIError) -> EventLoopFuture<JSONValue> {
-        let id = try Self.string(input, "InstanceId", maxLength: 64)
         let state = self.state
         return try state.deregister(instanceID: id, on: eventLoop).map { control, sessions in
             let reason = "The managed instance \(id) was deregistered by \(user)."
@@ -221,9 +256,8 @@ struct GatewayAPI: Sendable {
         }
     }
 
-    func resumeSession(_ input: JSONValue, user: String) throws(APIError) -> JSONValue {
-        let id = try Self.string(input, "SessionId", maxLength: 96)
-        let token = try self.state.resumeSession(id: id, owner: user)
+    func resumeSession(_ id: String) throws(APIError) -> JSONValue {
+        let token = try self.state.resumeSession(id: id)
         return ["SessionId": .string(id), "TokenValue": .string(token), "StreamUrl": .string(self.streamURL(id))]
     }
 
@@ -260,15 +294,19 @@ struct GatewayAPI: Sendable {
             defaultInstanceName: input["DefaultInstanceName"]?.stringValue ?? "",
             registrationLimit: Int(limit),
             expirationEpoch: expiration,
+            tags: try Self.tagList(input["Tags"]),
             on: eventLoop
         ).map { id, code in ["ActivationId": .string(id), "ActivationCode": .string(code)] }
     }
 
-    func describeActivations() -> JSONValue {
+    func describeActivations(call: APICall) -> JSONValue {
         let now = self.state.clock()
+        let visible = self.state.activations().filter {
+            self.allows(call, "ssm:DescribeActivations", RequestedResource([self.resources.activation($0.id)]))
+        }
         return [
             "ActivationList": .array(
-                self.state.activations().map { a in
+                visible.map { a in
                     [
                         "ActivationId": .string(a.id), "Description": .string(a.description),
                         "DefaultInstanceName": .string(a.defaultInstanceName), "IamRole": .string(a.iamRole),
@@ -292,7 +330,8 @@ struct GatewayAPI: Sendable {
             platformVersion: input["PlatformVersion"]?.stringValue ?? "",
             agentVersion: input["AgentVersion"]?.stringValue ?? "",
             hostname: input["Hostname"]?.stringValue ?? "",
-            ipAddress: input["IPAddress"]?.stringValue ?? ""
+            ipAddress: input["IPAddress"]?.stringValue ?? "",
+            tags: try Self.tagList(input["Tags"])
         )
         let instance = try self.state.register(registration, source: source)
         return [

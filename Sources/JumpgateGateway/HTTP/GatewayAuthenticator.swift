@@ -1,4 +1,5 @@
 import Foundation
+import JumpgateAccess
 import JumpgateWire
 import NIOHTTP1
 
@@ -51,10 +52,10 @@ struct GatewayAuthenticator {
         do {
             return try SigV4Verifier(service: service).verify(request, nowEpochSeconds: state.clock()) { key in
                 switch signers {
-                case .users: return state.userSecret(accessKeyID: key)?.secret
+                case .users: return state.userKey(accessKeyID: key)?.secret
                 case .instances: return state.instanceSecret(instanceID: key)
                 case .usersOrInstances:
-                    return state.instanceSecret(instanceID: key) ?? state.userSecret(accessKeyID: key)?.secret
+                    return state.instanceSecret(instanceID: key) ?? state.userKey(accessKeyID: key)?.secret
                 }
             }
         } catch {

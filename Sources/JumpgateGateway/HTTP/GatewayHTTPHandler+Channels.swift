@@ -48,7 +48,7 @@ extension GatewayHTTPHandler {
         // The official plugin signs its upgrade with the user's credentials since 1.2.764.0 (Jumpgate's
         // client too): a user's signature opens the client side, which the opening frame's token then
         // authenticates as before. Only an instance's signature opens the agent side.
-        if self.state.userSecret(accessKeyID: identity.accessKeyID) != nil {
+        if self.state.userKey(accessKeyID: identity.accessKeyID) != nil {
             return .data(sessionID: sessionID, instanceID: nil)
         }
         return .data(sessionID: sessionID, instanceID: identity.accessKeyID)

@@ -1,5 +1,6 @@
 import CoreMetrics
 import Foundation
+import JumpgateAccess
 import JumpgateNIO
 import JumpgateWire
 import Logging
@@ -19,7 +20,7 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     let api: GatewayAPI
     let logger: Logger
     private var head: HTTPRequestHead?
-    private var body = ByteBuffer()
+    var body = ByteBuffer()
     private var tooLarge = false
     /// The gateway's buffer budget ran out while this request's body arrived.
     private var overBudget = false
@@ -27,6 +28,8 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var reserved = 0
     /// The connection's deadlines (absent in tests that build a bare pipeline).
     var deadlines: HTTPConnectionGuard?
+    /// The current request's id (x-amzn-RequestId, and the audit record's requestID).
+    var requestID = ""
 
     init(api: GatewayAPI, logger: Logger) {
         self.api = api
@@ -60,6 +63,7 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .head(let head):
             self.deadlines?.headerCompleted()
             self.head = head
+            self.requestID = MessageID.random().description
             self.releaseBody()
             self.tooLarge = false
             self.overBudget = false
@@ -139,12 +143,15 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                 )
             case (.POST, "/"):
                 let answer: GatewayAPI.Answer
+                var audit = PendingAudit(head: head, source: self.source, requestID: self.requestID)
                 do {
-                    answer = try self.apiCall(context: context, head: head, path: path, query: query)
+                    answer = try self.apiCall(context: context, head: head, path: path, query: query, audit: &audit)
                 } catch {
                     self.state.metrics.apiRequest(operation: Self.operation(head), status: error.status)
+                    self.record(audit, outcome: .failure(error))
                     throw error
                 }
+                let pending = audit
                 // Answer only once what the answer reports is on disk (a registration's secret, a new
                 // activation, a session's end). Revocations and activations are applied in memory only
                 // after the store has them (`.later`); other changes are flushed first.
@@ -160,6 +167,7 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                     let (handler, context) = bound.value
                     switch outcome {
                     case .success(let result):
+                        handler.record(pending, outcome: .success(result))
                         handler.state.metrics.apiRequest(operation: Self.operation(head), status: 200)
                         handler.send(
                             context: context,
@@ -169,21 +177,20 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                             body: ByteBuffer(bytes: result.serializedBytes())
                         )
                     case .failure(let error as APIError):
+                        handler.record(pending, outcome: .failure(error))
                         handler.state.metrics.apiRequest(operation: Self.operation(head), status: error.status)
                         handler.sendError(context: context, head: head, error)
                     case .failure(let error):
                         handler.state.metrics.apiRequest(operation: Self.operation(head), status: 500)
                         handler.logger.error("store write failed", metadata: ["error": "\(error)"])
-                        handler.sendError(
-                            context: context,
-                            head: head,
-                            APIError(
-                                500,
-                                "InternalServerError",
-                                "The gateway could not save the change (is its data directory full?); nothing "
-                                    + "was changed. Retry the call once the gateway's log shows the store is writable."
-                            )
+                        let failure = APIError(
+                            500,
+                            "InternalServerError",
+                            "The gateway could not save the change (is its data directory full?); nothing "
+                                + "was changed. Retry the call once the gateway's log shows the store is writable."
                         )
+                        handler.record(pending, outcome: .failure(failure))
+                        handler.sendError(context: context, head: head, failure)
                     }
                 }
             case (.POST, _) where path.hasPrefix("/v1/control-channel/") || path.hasPrefix("/v1/data-channel/"):
@@ -205,6 +212,8 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                     contentType: "application/xml",
                     body: ByteBuffer(string: xml)
                 )
+            case (.POST, _) where path.hasPrefix("/v1/connection-records/"):
+                try self.connectionRecords(context: context, head: head, path: path, query: query)
             case (.GET, _) where path.hasPrefix("/v1/control-channel/") || path.hasPrefix("/v1/data-channel/"):
                 try self.upgrade(context: context, head: head, path: path, query: query)
             default:
@@ -219,30 +228,37 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         context: ChannelHandlerContext,
         head: HTTPRequestHead,
         path: String,
-        query: String
+        query: String,
+        audit: inout PendingAudit
     ) throws(APIError) -> GatewayAPI.Answer {
-        guard let target = head.headers.first(name: "X-Amz-Target"), target.hasPrefix("AmazonSSM.") else {
+        let target = head.headers.first(name: "X-Amz-Target") ?? ""
+        let admin = target.hasPrefix(GatewayAPI.adminPrefix)
+        guard target.hasPrefix("AmazonSSM.") || admin else {
             throw APIError(
                 400,
                 "UnknownOperationException",
-                "The X-Amz-Target header must name an AmazonSSM operation."
+                "The X-Amz-Target header must name an AmazonSSM or JumpgateAdmin operation."
             )
         }
-        let operation = String(target.dropFirst("AmazonSSM.".count))
+        let operation = String(target.drop { $0 != "." }.dropFirst())
         let bytes = Array(self.body.readableBytesView)
         // Authenticate before looking at the body (RegisterManagedInstance is unsigned: the activation
         // code is its credential).
-        var user = ""
-        if operation != "RegisterManagedInstance" {
+        var caller: (Caller, String)?
+        if operation != "RegisterManagedInstance" || admin {
             let identity = try self.verify(head: head, path: path, query: query, service: "ssm", body: bytes)
-            guard let known = self.state.userSecret(accessKeyID: identity.accessKeyID)?.user else {
+            guard let known = self.state.caller(accessKeyID: identity.accessKeyID) else {
+                // A valid signature by an agent: recorded with its id (authenticated, so not a flood risk).
+                audit.accessKeyID = identity.accessKeyID
                 throw APIError(
                     400,
                     "AccessDeniedException",
                     "Managed-instance credentials cannot call \(operation)."
                 )
             }
-            user = known
+            caller = (known, identity.accessKeyID)
+            audit.user = known.user
+            audit.accessKeyID = identity.accessKeyID
         }
         let input: JSONValue
         do {
@@ -253,8 +269,10 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard case .object = input else {
             throw APIError(400, "SerializationException", "The request body must be a JSON object.")
         }
-        if operation == "RegisterManagedInstance" {
+        audit.input = input
+        guard let (known, accessKeyID) = caller else {
             let answer = try self.api.register(input, source: self.source)
+            audit.target = answer["InstanceId"]?.stringValue ?? ""
             self.logger.info(
                 "agent registered",
                 metadata: [
@@ -264,16 +282,15 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             )
             return .now(answer)
         }
-        let answer = try self.api.handle(operation: operation, input: input, user: user, on: context.eventLoop)
-        var metadata: Logger.Metadata = ["operation": "\(operation)", "user": "\(user)"]
-        if let target = input["Target"]?.stringValue ?? input["InstanceId"]?.stringValue {
-            metadata["target"] = "\(target)"
-        }
-        if case .now(let output) = answer, let id = output["SessionId"]?.stringValue {
-            metadata["jumpgate.session_id"] = "\(id)"
-        } else if let id = input["SessionId"]?.stringValue {
-            metadata["jumpgate.session_id"] = "\(id)"
-        }
+        var call = APICall(caller: known, accessKeyID: accessKeyID, source: self.source, now: self.state.clock())
+        defer { audit.call = call }
+        let answer =
+            admin
+            ? try self.api.handleAdmin(operation: operation, input: input, call: &call, on: context.eventLoop)
+            : try self.api.handle(operation: operation, input: input, call: &call, on: context.eventLoop)
+        var metadata: Logger.Metadata = ["operation": "\(operation)", "user": "\(known.user.name)"]
+        if !call.target.isEmpty { metadata["target"] = "\(call.target)" }
+        if !call.sessionID.isEmpty { metadata["jumpgate.session_id"] = "\(call.sessionID)" }
         if let parameters = input["Parameters"],
             let port = parameters["portNumber"]?.arrayValue?.first?.stringValue
         {
@@ -290,8 +307,10 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// The operation an API request names (for metrics; unknown names are folded there).
     static func operation(_ head: HTTPRequestHead) -> String {
-        guard let target = head.headers.first(name: "X-Amz-Target"), target.hasPrefix("AmazonSSM.") else { return "" }
-        return String(target.dropFirst("AmazonSSM.".count))
+        guard let target = head.headers.first(name: "X-Amz-Target"),
+            target.hasPrefix("AmazonSSM.") || target.hasPrefix(GatewayAPI.adminPrefix)
+        else { return "" }
+        return String(target.drop { $0 != "." }.dropFirst())
     }
 
     /// Whether the HTTP decoder treats this request as an upgrade (it then stops parsing what follows and
@@ -320,7 +339,17 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         return (String(uri[..<mark]), String(uri[uri.index(after: mark)...]))
     }
 
-    private func sendError(context: ChannelHandlerContext, head: HTTPRequestHead, _ error: APIError) {
+    func sendJSON(context: ChannelHandlerContext, head: HTTPRequestHead, status: Int, _ value: JSONValue) {
+        self.send(
+            context: context,
+            head: head,
+            status: status,
+            contentType: "application/x-amz-json-1.1",
+            body: ByteBuffer(bytes: value.serializedBytes())
+        )
+    }
+
+    func sendError(context: ChannelHandlerContext, head: HTTPRequestHead, _ error: APIError) {
         let body: JSONValue = ["__type": .string(error.type), "message": .string(error.message)]
         // Failed sign-ins reach the log as one summary line per source per minute (GatewayState.refusals).
         self.logger.debug(
@@ -346,7 +375,10 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: contentType)
         headers.add(name: "Content-Length", value: String(body.readableBytes))
-        headers.add(name: "x-amzn-RequestId", value: MessageID.random().description)
+        headers.add(
+            name: "x-amzn-RequestId",
+            value: self.requestID.isEmpty ? MessageID.random().description : self.requestID
+        )
         // A refused upgrade ends the connection: what the client sends after it is not HTTP.
         let keepAlive = head.isKeepAlive && status != 413 && status != 503 && !Self.isUpgradeRequest(head)
         if !keepAlive { headers.add(name: "Connection", value: "close") }

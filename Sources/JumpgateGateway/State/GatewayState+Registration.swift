@@ -32,6 +32,7 @@ extension GatewayState {
         defaultInstanceName: String,
         registrationLimit: Int,
         expirationEpoch: Int64?,
+        tags: [String: String] = [:],
         on eventLoop: any EventLoop
     ) -> EventLoopFuture<(id: String, code: String)> {
         let id = MessageID.random().description
@@ -46,7 +47,8 @@ extension GatewayState {
             registrationLimit: registrationLimit,
             registrationsCount: 0,
             expirationEpoch: expirationEpoch ?? now + 86400,
-            createdEpoch: now
+            createdEpoch: now,
+            tags: tags
         )
         return self.commitThenApply(.activation(activation), on: eventLoop) { storage in
             storage.activations[id] = activation
@@ -77,6 +79,8 @@ extension GatewayState {
         public var agentVersion: String
         public var hostname: String
         public var ipAddress: String
+        /// The agent's own tags (`jumpgate agent register --tag`), over the activation's.
+        public var tags: [String: String] = [:]
     }
 
     /// Registers an agent. Every failure gives the same message; failures are rate-limited per source.
@@ -115,7 +119,7 @@ extension GatewayState {
             activation.registrationsCount += 1
             storage.activations[activation.id] = activation
             self.store?.submit(.activation(activation))
-            let instance = ManagedInstance(
+            var instance = ManagedInstance(
                 id: "mi-" + Random.hex(17),
                 secret: Random.alphanumeric(40),
                 // The agent's --name, else the activation's DefaultInstanceName, else the host's name (as AWS).
@@ -133,6 +137,9 @@ extension GatewayState {
                 lastPingEpoch: 0,
                 online: false
             )
+            var tags = activation.tags.merging(registration.tags) { _, own in own }
+            if !instance.name.isEmpty { tags["Name"] = instance.name }
+            instance.tags = tags
             storage.instances[instance.id] = instance
             self.store?.submit(.instance(instance))
             return instance

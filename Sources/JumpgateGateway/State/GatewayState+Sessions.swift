@@ -1,5 +1,6 @@
 import CoreMetrics
 import Crypto
+import JumpgateAccess
 import JumpgateWire
 import NIOConcurrencyHelpers
 import NIOCore
@@ -61,11 +62,11 @@ extension GatewayState {
         self.storage.withLockedValue { $0.relays[sessionID] }
     }
 
-    /// A new client token for ResumeSession.
-    public func resumeSession(id: String, owner: String) throws(APIError) -> String {
+    /// A new client token for ResumeSession (the caller was authorised: its owner, or a policy).
+    public func resumeSession(id: String) throws(APIError) -> String {
         let token = Random.token()
         try self.withStorage { storage throws(APIError) in
-            guard var session = storage.sessions[id], session.owner == owner else {
+            guard var session = storage.sessions[id] else {
                 throw APIError(400, "DoesNotExistException", "Session \(id) does not exist.")
             }
             guard !session.status.isEnded else {
@@ -163,6 +164,7 @@ extension GatewayState {
                 storage.terminatingSessions.remove(sessionID)
                 guard let current = storage.sessions[sessionID], !current.status.isEnded else { return }
                 storage.sessions[sessionID] = ended
+                self.auditSessionEnd(ended, storage: storage)
                 Counter(label: "jumpgate_sessions_ended_total", dimensions: [("status", ended.status.rawValue)])
                     .increment()
             }
@@ -191,7 +193,37 @@ extension GatewayState {
             }
             storage.sessions[sessionID] = session
             self.store?.submit(.session(session))
+            if status.isEnded { self.auditSessionEnd(session, storage: storage) }
         }
+    }
+
+    /// A session's end in the audit trail: target, document, destination, bytes each way, duration, reason.
+    func auditSessionEnd(_ session: SessionRecord, storage: Storage) {
+        guard let audit = self.audit else { return }
+        var details: [(key: String, value: JSONValue)] = [
+            ("sessionId", .string(session.id)), ("target", .string(session.target)),
+            ("documentName", .string(session.documentName)), ("status", .string(session.status.rawValue)),
+        ]
+        if let destination = GatewayAPI.destination(of: session) {
+            details.append(("destination", .string(destination)))
+        }
+        let end = session.endEpoch ?? self.clock()
+        details += [
+            ("bytesToTarget", .integer(session.bytesToAgent)), ("bytesFromTarget", .integer(session.bytesToClient)),
+            ("startTime", .string(AuditRecords.isoTime(session.startEpoch))),
+            ("durationSeconds", .integer(max(0, end - session.startEpoch))),
+            ("closeReason", .string(session.closeReason)),
+        ]
+        let (record, index) = AuditRecords.serviceEvent(
+            name: "SessionEnded",
+            time: end,
+            user: storage.directory.users[session.owner],
+            details: .object(details),
+            resources: self.resources,
+            target: session.target,
+            sessionID: session.id
+        )
+        audit.append(record, time: end, index: index)
     }
 
     /// Writes the traffic counts of open sessions whose counts moved since the last write (the sweeper

@@ -1,5 +1,6 @@
 import CoreMetrics
 import Crypto
+import JumpgateAccess
 import JumpgateWire
 import NIOConcurrencyHelpers
 import NIOCore
@@ -66,6 +67,8 @@ public struct Activation: Sendable {
     public var registrationsCount: Int
     public var expirationEpoch: Int64
     public var createdEpoch: Int64
+    /// Applied to every instance registered with it (CreateActivation's Tags, as AWS).
+    public var tags: [String: String] = [:]
 }
 
 public struct ManagedInstance: Sendable {
@@ -82,6 +85,8 @@ public struct ManagedInstance: Sendable {
     public var registeredEpoch: Int64
     public var lastPingEpoch: Int64
     public var online: Bool
+    /// Its tags (`Name` is its name); policies see them as `ssm:resourceTag/KEY`.
+    public var tags: [String: String] = [:]
 }
 
 public enum SessionStatus: String, Sendable {
@@ -129,7 +134,8 @@ public struct SessionRecord: Sendable {
 /// Guarded by one lock; no lock is held while writing to a channel.
 public final class GatewayState: Sendable {
     struct Storage {
-        var accessKeys: [String: (secret: String, user: String)] = [:]
+        /// Users, groups, access keys and policies.
+        var directory = IdentityDirectory()
         var activations: [String: Activation] = [:]
         var instances: [String: ManagedInstance] = [:]
         var sessions: [String: SessionRecord] = [:]
@@ -149,6 +155,9 @@ public final class GatewayState: Sendable {
         var throttle = FailureThrottle()
         var refusals = RefusalSummary()
         var publicURL = ""
+        /// Connection record ids recorded lately, and their order (oldest first), for dropping resends.
+        var recentRecordIDs: Set<String> = []
+        var recentRecordOrder: [String] = []
     }
 
     let storage = NIOLockedValueBox(Storage())
@@ -163,6 +172,10 @@ public final class GatewayState: Sendable {
     /// The connections' admission, deadlines and shared buffer budget (nil: unlimited, for tests of the
     /// state alone).
     public let connections: GatewayConnections?
+    /// The region and account ARNs are written in (`jumpgate server --region`, `--account-id`).
+    public let resources: ResourceNames
+    /// The append-only audit trail (nil: not recorded, for tests of the state alone).
+    public let audit: AuditTrail?
 
     /// When the gateway ends sessions by itself.
     public struct SessionLimits: Sendable {
@@ -176,9 +189,13 @@ public final class GatewayState: Sendable {
         store: GatewayStore? = nil,
         metricsRegistry: PrometheusCollectorRegistry? = nil,
         limits: SessionLimits = SessionLimits(),
-        connections: GatewayConnections? = nil
+        connections: GatewayConnections? = nil,
+        resources: ResourceNames = ResourceNames(),
+        audit: AuditTrail? = nil
     ) {
         self.connections = connections
+        self.resources = resources
+        self.audit = audit
         self.clock = clock
         self.store = store
         self.metricsRegistry = metricsRegistry
@@ -216,7 +233,12 @@ public final class GatewayState: Sendable {
     public func restore(_ snapshot: StoreSnapshot) {
         let now = self.clock()
         self.storage.withLockedValue { storage in
-            for key in snapshot.accessKeys { storage.accessKeys[key.id] = (key.secret, key.user) }
+            storage.directory.restore(
+                users: snapshot.users,
+                groups: snapshot.groups,
+                keys: snapshot.accessKeys,
+                policies: snapshot.policies
+            )
             for activation in snapshot.activations { storage.activations[activation.id] = activation }
             for instance in snapshot.instances { storage.instances[instance.id] = instance }
             for var session in snapshot.sessions {
@@ -293,6 +315,7 @@ public final class GatewayState: Sendable {
                 session.agentTokenHashes = [:]
                 storage.sessions[id] = session
                 self.store?.submit(.session(session))
+                self.auditSessionEnd(session, storage: storage)
                 expired.append(session)
             }
             return expired
@@ -329,17 +352,9 @@ public final class GatewayState: Sendable {
 
     // MARK: keys
 
-    public func addAccessKey(id: String, secret: String, user: String) {
-        self.storage.withLockedValue { storage in
-            if let existing = storage.accessKeys[id], existing == (secret, user) { return }
-            storage.accessKeys[id] = (secret, user)
-            self.store?.submit(.accessKey(id: id, secret: secret, user: user))
-        }
-    }
-
-    /// A user's secret (for `ssm` API calls).
-    public func userSecret(accessKeyID: String) -> (secret: String, user: String)? {
-        self.storage.withLockedValue { $0.accessKeys[accessKeyID] }
+    /// A user's active key (for `ssm` API calls and the client side of data channels).
+    public func userKey(accessKeyID: String) -> AccessKey? {
+        self.storage.withLockedValue { $0.directory.activeKey(accessKeyID) }
     }
 
     /// An agent's secret: its access key id is its instance id.

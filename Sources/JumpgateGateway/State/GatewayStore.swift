@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import JumpgateAccess
 import JumpgateWire
 import Logging
 import NIOConcurrencyHelpers
@@ -9,7 +10,16 @@ import SQLiteNIO
 
 /// A change to durable state, recorded in the order `GatewayState` made it.
 public enum StoreChange: Sendable {
-    case accessKey(id: String, secret: String, user: String)
+    case accessKey(AccessKey)
+    case accessKeyDeleted(id: String)
+    case user(User)
+    case userDeleted(name: String)
+    case group(Group)
+    case groupDeleted(name: String)
+    case policy(StoredPolicy)
+    case policyDeleted(name: String)
+    /// Audit records, appended as one batch.
+    case audit([AuditEntry])
     case activation(Activation)
     case activationDeleted(id: String)
     case instance(ManagedInstance)
@@ -19,7 +29,10 @@ public enum StoreChange: Sendable {
 
 /// What the store holds, loaded once at start.
 public struct StoreSnapshot: Sendable {
-    public var accessKeys: [(id: String, secret: String, user: String)] = []
+    public var accessKeys: [AccessKey] = []
+    public var users: [User] = []
+    public var groups: [Group] = []
+    public var policies: [StoredPolicy] = []
     public var activations: [Activation] = []
     public var instances: [ManagedInstance] = []
     public var sessions: [SessionRecord] = []
@@ -38,7 +51,7 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
 /// while it holds its lock, so the database sees changes in the order memory did, and `flush()` (a barrier
 /// behind every earlier change) makes an API answer wait until what it reports is on disk.
 public final class GatewayStore: Sendable {
-    public static let schemaVersion = 2
+    public static let schemaVersion = 3
 
     /// Versioned migrations; each runs once, in its own transaction, recorded in `schema_migrations`.
     static let migrations: [(version: Int, statements: [String])] = [
@@ -79,6 +92,7 @@ public final class GatewayStore: Sendable {
                 "ALTER TABLE sessions ADD COLUMN bytes_to_client INTEGER NOT NULL DEFAULT 0",
             ]
         ),
+        (3, GatewayStore.directoryMigration),
     ]
 
     let connection: SQLiteConnection
@@ -190,15 +204,7 @@ public final class GatewayStore: Sendable {
     /// Everything stored, with secrets unsealed.
     public func load() async throws -> StoreSnapshot {
         var snapshot = StoreSnapshot()
-        for row in try await self.rows("SELECT id, user_name, secret_sealed FROM access_keys") {
-            let id = row.column("id")?.string ?? ""
-            snapshot.accessKeys.append(
-                (
-                    id, try self.sealer.open(row.column("secret_sealed")?.string ?? "", context: "access_key:\(id)"),
-                    row.column("user_name")?.string ?? ""
-                )
-            )
-        }
+        try await self.loadDirectory(into: &snapshot)
         for row in try await self.rows("SELECT * FROM activations") {
             snapshot.activations.append(
                 Activation(
@@ -210,7 +216,8 @@ public final class GatewayStore: Sendable {
                     registrationLimit: Int(row.int("registration_limit")),
                     registrationsCount: Int(row.int("registrations_count")),
                     expirationEpoch: row.int("expires_at"),
-                    createdEpoch: row.int("created_at")
+                    createdEpoch: row.int("created_at"),
+                    tags: Self.tags(row.text("tags_json"))
                 )
             )
         }
@@ -230,7 +237,8 @@ public final class GatewayStore: Sendable {
                     hostname: row.text("hostname"),
                     registeredEpoch: row.int("registered_at"),
                     lastPingEpoch: row.int("last_ping_at"),
-                    online: false
+                    online: false,
+                    tags: Self.tags(row.text("tags_json"))
                 )
             )
         }
@@ -294,21 +302,21 @@ public final class GatewayStore: Sendable {
         _ = try await self.rows("PRAGMA max_page_count = \(max(1, bytes / pageSize))")
     }
 
-    private func statement(for change: StoreChange) -> (String, [SQLiteData]) {
+    func statement(for change: StoreChange) -> (String, [SQLiteData]) {
         let (sql, binds): (String, [SQLiteData])
         switch change {
-        case .accessKey(let id, let secret, let user):
-            sql = "INSERT OR REPLACE INTO access_keys (id, user_name, secret_sealed) VALUES (?, ?, ?)"
-            binds = [.text(id), .text(user), .text(self.sealer.seal(secret, context: "access_key:\(id)"))]
+        case .accessKey, .accessKeyDeleted, .user, .userDeleted, .group, .groupDeleted, .policy, .policyDeleted, .audit:
+            (sql, binds) = self.directoryStatement(for: change)
         case .activation(let a):
             sql = """
                 INSERT OR REPLACE INTO activations (id, code_hash, iam_role, description, default_instance_name,
-                    registration_limit, registrations_count, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    registration_limit, registrations_count, expires_at, created_at, tags_json)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """
             binds = [
                 .text(a.id), .text(a.codeHash), .text(a.iamRole), .text(a.description), .text(a.defaultInstanceName),
                 .integer(a.registrationLimit), .integer(a.registrationsCount), .integer(Int(a.expirationEpoch)),
-                .integer(Int(a.createdEpoch)),
+                .integer(Int(a.createdEpoch)), .text(Self.json(tags: a.tags)),
             ]
         case .activationDeleted(let id):
             sql = "DELETE FROM activations WHERE id = ?"
@@ -316,14 +324,14 @@ public final class GatewayStore: Sendable {
         case .instance(let i):
             sql = """
                 INSERT OR REPLACE INTO instances (id, secret_sealed, name, activation_id, platform_type, platform_name,
-                    platform_version, agent_version, ip_address, hostname, registered_at, last_ping_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    platform_version, agent_version, ip_address, hostname, registered_at, last_ping_at, tags_json)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """
             binds = [
                 .text(i.id), .text(self.sealer.seal(i.secret, context: "instance:\(i.id)")), .text(i.name),
                 .text(i.activationID), .text(i.platformType), .text(i.platformName), .text(i.platformVersion),
                 .text(i.agentVersion), .text(i.ipAddress), .text(i.hostname), .integer(Int(i.registeredEpoch)),
-                .integer(Int(i.lastPingEpoch)),
+                .integer(Int(i.lastPingEpoch)), .text(Self.json(tags: i.tags)),
             ]
         case .instanceDeleted(let id):
             sql = "DELETE FROM instances WHERE id = ?"
@@ -366,8 +374,8 @@ public final class GatewayStore: Sendable {
 }
 
 extension SQLiteRow {
-    fileprivate func text(_ name: String) -> String { self.column(name)?.string ?? "" }
-    fileprivate func int(_ name: String) -> Int64 { Int64(self.column(name)?.integer ?? 0) }
+    func text(_ name: String) -> String { self.column(name)?.string ?? "" }
+    func int(_ name: String) -> Int64 { Int64(self.column(name)?.integer ?? 0) }
 }
 
 /// Seals secrets with AES-256-GCM. The key lives in a file of its own (0600), created with the store;

@@ -1,0 +1,82 @@
+import Foundation
+import JumpgateNIO
+import JumpgateWire
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// Sends the connection journal to the gateway (`POST /v1/connection-records/<instance-id>`, signed by
+/// the instance): after each record, when the control channel connects, and every 5 s while the gateway
+/// cannot be reached. Records leave the journal only once the gateway answered that it has them.
+extension AgentRunner {
+    static let recordsPerRequest = 500
+
+    /// Starts an upload unless one is running (which then runs once more).
+    func reportConnections() {
+        let start = self.reporting.withLockedValue { state -> Bool in
+            if state.inFlight {
+                state.again = true
+                return false
+            }
+            state.inFlight = true
+            state.again = false
+            return true
+        }
+        guard start else { return }
+        Task { await self.uploadConnectionRecords() }
+    }
+
+    func uploadConnectionRecords() async {
+        var failure: String?
+        while failure == nil {
+            let batch = self.journal.pending(limit: Self.recordsPerRequest)
+            if batch.isEmpty { break }
+            do {
+                try await self.postConnectionRecords(batch)
+                self.journal.acknowledge(batch.count)
+            } catch {
+                failure = self.explain(error)
+            }
+        }
+        let again = self.reporting.withLockedValue { state -> Bool in
+            state.inFlight = false
+            defer { state.again = false }
+            return state.again
+        }
+        if let failure {
+            self.logger.debug(
+                "connection records kept in the journal until the gateway takes them",
+                metadata: ["problem": "\(failure)", "journal": "\(self.journal.path)"]
+            )
+            Task {
+                try? await Task.sleep(nanoseconds: 5_000_000_000)
+                self.reportConnections()
+            }
+        } else if again {
+            self.reportConnections()
+        }
+    }
+
+    func postConnectionRecords(_ lines: [String]) async throws {
+        let path = "/v1/connection-records/\(self.state.instanceID)"
+        let bytes = Array(("{\"Records\":[" + lines.joined(separator: ",") + "]}").utf8)
+        var headers: [(name: String, value: String)] = [
+            ("Host", self.gateway.hostHeader), ("Content-Type", "application/json"),
+        ]
+        headers += self.signer.signatureHeaders(
+            for: SigV4Request(method: "POST", path: path, headers: headers, body: bytes),
+            epochSeconds: WallClock.nowSeconds()
+        )
+        let response = try await self.gateway.request(
+            method: "POST",
+            path: path,
+            headers: headers,
+            body: ByteBuffer(bytes: bytes)
+        )
+        guard response.status == 200 else {
+            throw AgentError(
+                "the gateway refused the connection records: HTTP \(response.status) \(String(buffer: response.body))"
+            )
+        }
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+import JumpgateAccess
+import JumpgateWire
+import NIOConcurrencyHelpers
+
+/// The `--audit-log` file: one JSON line per record (the CloudTrail record with a `jumpgateChain` member
+/// carrying its sequence number and hashes), appended in chain order, for shipping to a SIEM. Its last
+/// line is the chain's head, so a store rewritten with recomputed hashes, or truncated, is caught against
+/// it (`jumpgate audit verify --log`). Reopened on SIGHUP, for log rotation.
+public final class AuditLogFile: Sendable {
+    public let path: String
+    private let descriptor: NIOLockedValueBox<Int32>
+
+    public init(path: String) throws {
+        self.path = path
+        self.descriptor = NIOLockedValueBox(try Self.open(path))
+    }
+
+    static func open(_ path: String) throws -> Int32 {
+        let fd = Foundation.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            let reason = String(cString: strerror(errno))
+            throw GatewayStartError(
+                "the audit log \(path) cannot be opened for appending (\(reason)); check the path and its directory's "
+                    + "permissions, or give another --audit-log"
+            )
+        }
+        return fd
+    }
+
+    /// The line for a record: the record's members, then `jumpgateChain`.
+    static func line(record: JSONValue, entry: AuditEntry) -> String {
+        var members = record.objectValue ?? []
+        members.append(
+            (
+                "jumpgateChain",
+                [
+                    "sequence": .integer(entry.sequence), "previousHash": .string(entry.previousHash),
+                    "hash": .string(entry.hash),
+                ]
+            )
+        )
+        return JSONValue.object(members).serialized() + "\n"
+    }
+
+    func append(record: JSONValue, entry: AuditEntry) {
+        let bytes = Array(Self.line(record: record, entry: entry).utf8)
+        self.descriptor.withLockedValue { fd in
+            var offset = 0
+            while offset < bytes.count {
+                let written = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                if written < 0, errno == EINTR { continue }
+                // A full disk or a closed file: the store still has the record; `audit verify --log` will
+                // report the file as behind.
+                guard written > 0 else { return }
+                offset += written
+            }
+        }
+    }
+
+    /// Opens the path again (after logrotate moved the file away); keeps the old descriptor on failure.
+    public func reopen() throws {
+        let fresh = try Self.open(self.path)
+        let old = self.descriptor.withLockedValue { fd in
+            defer { fd = fresh }
+            return fd
+        }
+        Foundation.close(old)
+    }
+
+    public func close() {
+        self.descriptor.withLockedValue { fd in
+            if fd >= 0 { Foundation.close(fd) }
+            fd = -1
+        }
+    }
+
+    /// The lines of a log file (and of its rotated predecessors, if the caller passes them) that are
+    /// records; partial lines are skipped.
+    public static func read(_ path: String) throws -> [AuditLogLine] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw GatewayStartError("the audit log \(path) cannot be read")
+        }
+        return String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap {
+            AuditLogLine(line: String($0))
+        }
+    }
+}

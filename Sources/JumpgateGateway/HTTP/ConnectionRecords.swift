@@ -1,0 +1,138 @@
+import JumpgateAccess
+import JumpgateWire
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+
+/// The connections inside port sessions, as their agents report them (`POST /v1/connection-records/
+/// <instance-id>`, signed by the instance): each becomes an audit record of its session, under the
+/// session's owner. The gateway never reads tunnel bytes for them. Answered once the records are in the
+/// store, so the agent may forget them.
+extension GatewayState {
+    static let connectionEvents: Set<String> = [
+        "ConnectionOpened", "ConnectionRefused", "ConnectionClosed", "ConnectionRecordsDropped",
+    ]
+    /// Record ids seen lately: a batch resent after a lost answer is not recorded twice.
+    static let rememberedRecordIDs = 100_000
+
+    /// Validates and records a batch; returns how many were recorded and how many were refused.
+    func recordConnections(
+        instanceID: String,
+        source: String,
+        records: [JSONValue]
+    ) -> (accepted: Int, refused: Int) {
+        guard let audit = self.audit else { return (0, records.count) }
+        var (accepted, refused) = (0, 0)
+        self.storage.withLockedValue { storage in
+            for record in records {
+                guard let details = Self.validConnectionRecord(record),
+                    let id = details["id"]?.stringValue, let event = details["event"]?.stringValue
+                else {
+                    refused += 1
+                    continue
+                }
+                if storage.recentRecordIDs.contains(id) {
+                    accepted += 1  // already recorded: a resend after a lost answer
+                    continue
+                }
+                let sessionID = details["sessionId"]?.stringValue ?? ""
+                let session = storage.sessions[sessionID]
+                guard event == "ConnectionRecordsDropped" || session?.target == instanceID else {
+                    refused += 1
+                    continue
+                }
+                storage.recentRecordIDs.insert(id)
+                storage.recentRecordOrder.append(id)
+                if storage.recentRecordOrder.count > Self.rememberedRecordIDs {
+                    storage.recentRecordIDs.remove(storage.recentRecordOrder.removeFirst())
+                }
+                var members = details.objectValue ?? []
+                members.removeAll { $0.key == "event" }
+                members.append(("instanceId", .string(instanceID)))
+                let time = (details["time"]?.int64Value ?? self.clock() * 1000) / 1000
+                let (entry, index) = AuditRecords.serviceEvent(
+                    name: event,
+                    time: time,
+                    user: session.flatMap { storage.directory.users[$0.owner] },
+                    sourceIP: source,
+                    details: .object(members),
+                    resources: self.resources,
+                    target: instanceID,
+                    sessionID: sessionID
+                )
+                audit.append(entry, time: time, index: index)
+                accepted += 1
+            }
+        }
+        return (accepted, refused)
+    }
+
+    /// The record if it is one an agent may send: known members only, strings bounded, counts numbers.
+    static func validConnectionRecord(_ record: JSONValue) -> JSONValue? {
+        guard let members = record.objectValue, members.count <= 16,
+            let event = record["event"]?.stringValue, Self.connectionEvents.contains(event),
+            let id = record["id"]?.stringValue, (1...64).contains(id.count), record["time"]?.int64Value != nil
+        else { return nil }
+        let strings: Set<String> = ["id", "event", "sessionId", "destination", "address", "reason", "refusedBy"]
+        let numbers: Set<String> = ["time", "streamId", "bytesToTarget", "bytesFromTarget", "durationMs", "count"]
+        for (key, value) in members {
+            if strings.contains(key) {
+                guard let text = value.stringValue, text.utf8.count <= 1024 else { return nil }
+            } else if numbers.contains(key) {
+                guard let number = value.int64Value, number >= 0 else { return nil }
+            } else {
+                return nil
+            }
+        }
+        return record
+    }
+}
+
+extension GatewayHTTPHandler {
+    /// POST /v1/connection-records/<instance-id>: `{"Records": [...]}` signed by that instance.
+    func connectionRecords(
+        context: ChannelHandlerContext,
+        head: HTTPRequestHead,
+        path: String,
+        query: String
+    ) throws(APIError) {
+        let body = Array(self.body.readableBytesView)
+        let identity = try self.verify(head: head, path: path, query: query, service: "ssmmessages", body: body)
+        let instanceID = String(path.dropFirst("/v1/connection-records/".count))
+        guard identity.accessKeyID == instanceID else {
+            throw APIError(403, "AccessDeniedException", "\(identity.accessKeyID) cannot report for \(instanceID).")
+        }
+        guard let records = (try? JSONValue(parsing: body))?["Records"]?.arrayValue, records.count <= 1000 else {
+            throw APIError(
+                400,
+                "ValidationException",
+                "The body must be {\"Records\": [...]} with at most 1000 records."
+            )
+        }
+        let (accepted, refused) = self.state.recordConnections(
+            instanceID: instanceID,
+            source: self.source,
+            records: records
+        )
+        let answer: JSONValue = ["Accepted": .integer(Int64(accepted)), "Refused": .integer(Int64(refused))]
+        let drained = self.state.audit?.drained(on: context.eventLoop) ?? context.eventLoop.makeSucceededVoidFuture()
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        drained.whenComplete { result in
+            let (handler, context) = bound.value
+            switch result {
+            case .success:
+                handler.sendJSON(context: context, head: head, status: 200, answer)
+            case .failure:
+                handler.sendError(
+                    context: context,
+                    head: head,
+                    APIError(
+                        503,
+                        "ServiceUnavailable",
+                        "The audit trail cannot be written now; keep the records and retry."
+                    )
+                )
+            }
+        }
+    }
+}
