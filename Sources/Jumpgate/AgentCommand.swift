@@ -6,12 +6,13 @@ import JumpgateWire
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import UnixSignals
 
 struct AgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agent",
         abstract: "The jump-server side: register once, then run.",
-        subcommands: [AgentRegisterCommand.self, AgentRunCommand.self]
+        subcommands: [AgentRegisterCommand.self, AgentRunCommand.self, AgentAllowListCommand.self]
     )
 }
 
@@ -209,6 +210,12 @@ struct AgentRunCommand: AsyncParsableCommand {
         }
         defer { lock.release() }
         let task = Task { await runner.run() }
+        // SIGHUP: the allow-list changed in the state directory (`jumpgate agent allow-list`).
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        let reloader = Task {
+            for await _ in hangups { runner.reloadAllowList() }
+        }
+        defer { reloader.cancel() }
         let signal = await waitForTerminationSignal()
         logger.info("stopping: draining sessions", metadata: ["signal": "\(signal)"])
         task.cancel()

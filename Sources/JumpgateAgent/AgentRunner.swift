@@ -27,7 +27,10 @@ public final class AgentRunner: Sendable {
     static let runID = MessageID.random().description
 
     let state: AgentStateDirectory
-    let allowList: AllowList
+    /// The allow-list in force: from the state directory (reloaded on SIGHUP), or the command line's.
+    let allowListBox: NIOLockedValueBox<AllowList>
+    let allowListFromCommandLine: Bool
+    var allowList: AllowList { self.allowListBox.withLockedValue { $0 } }
     let options: Options
     let gateway: HTTPSEndpoint
     let group: any EventLoopGroup
@@ -60,7 +63,8 @@ public final class AgentRunner: Sendable {
     ) throws {
         self.state = state
         self.journal = ConnectionJournal(directory: state.path)
-        self.allowList = try AllowList(allow: allow ?? state.allow, deny: deny ?? state.deny)
+        self.allowListBox = NIOLockedValueBox(try AllowList(allow: allow ?? state.allow, deny: deny ?? state.deny))
+        self.allowListFromCommandLine = allow != nil || deny != nil
         self.options = options
         guard let (host, port, _) = HTTPSEndpoint.parse(url: state.endpoint) else {
             throw AgentError("the stored endpoint '\(state.endpoint)' is not an https URL; register again.")
@@ -123,6 +127,29 @@ public final class AgentRunner: Sendable {
                 metadata: ["problem": "\(problem)", "retry_in": "\(String(format: "%.1fs", delay))"]
             )
             try? await Task.sleep(nanoseconds: UInt64(delay * 1e9))
+        }
+    }
+
+    /// Re-reads the allow- and deny-lists from the state directory (SIGHUP, sent by `jumpgate agent
+    /// allow-list`): new connections follow them; open ones stay. Lists given on the command line stay
+    /// in force (they replace the registered ones for this run).
+    public func reloadAllowList() {
+        guard !self.allowListFromCommandLine else {
+            self.logger.warning("allow-list not reloaded: this agent runs with --allow/--deny, which stay in force")
+            return
+        }
+        do {
+            let state = try AgentStateDirectory.load(from: self.state.path)
+            let list = try AllowList(allow: state.allow, deny: state.deny)
+            self.allowListBox.withLockedValue { $0 = list }
+            self.logger.info(
+                "allow-list reloaded",
+                metadata: [
+                    "allow": "\(state.allow.joined(separator: ","))", "deny": "\(state.deny.joined(separator: ","))",
+                ]
+            )
+        } catch {
+            self.logger.error("allow-list not reloaded; the previous one stays", metadata: ["error": "\(error)"])
         }
     }
 

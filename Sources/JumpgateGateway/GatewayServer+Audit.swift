@@ -9,7 +9,7 @@ extension GatewayServer {
     /// last record is ahead of the store means the store lost records: said loudly at start.
     static func openAudit(
         configuration: GatewayConfiguration,
-        store: GatewayStore,
+        store: any GatewayStorage,
         logger: Logger
     ) async throws -> AuditTrail {
         let head = try await store.auditHead()

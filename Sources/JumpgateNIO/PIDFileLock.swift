@@ -31,4 +31,18 @@ public enum PIDFileLock {
         _ = pid.withCString { pwrite(descriptor, $0, strlen($0), 0) }
         return .locked(descriptor: descriptor)
     }
+
+    /// The PID of the process holding the lock, or nil when nobody does (the file is absent, or unlocked).
+    public static func holder(_ path: String) -> Int32? {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return nil }
+        defer { close(descriptor) }
+        if flock(descriptor, LOCK_SH | LOCK_NB) == 0 {
+            flock(descriptor, LOCK_UN)
+            return nil
+        }
+        var bytes = [UInt8](repeating: 0, count: 32)
+        let count = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, 31, 0) }
+        return count > 0 ? Int32(String(decoding: bytes[0..<count], as: UTF8.self).filter { !$0.isWhitespace }) : nil
+    }
 }

@@ -20,13 +20,13 @@ public final class AuditTrail: Sendable {
     }
 
     let state: NIOLockedValueBox<State>
-    let store: GatewayStore?
+    let store: (any GatewayStorage)?
     let logFile: AuditLogFile?
     let logger: Logger
     /// At most this many records per INSERT (SQLite's bound-parameter limit is 32,766; ten per record).
     static let batchLimit = 500
 
-    public init(head: AuditAnchor, store: GatewayStore?, logFile: AuditLogFile?, logger: Logger) {
+    public init(head: AuditAnchor, store: (any GatewayStorage)?, logFile: AuditLogFile?, logger: Logger) {
         self.state = NIOLockedValueBox(State(head: head))
         self.store = store
         self.logFile = logFile

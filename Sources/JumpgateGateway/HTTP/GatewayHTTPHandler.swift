@@ -246,7 +246,16 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         // code is its credential).
         var caller: (Caller, String)?
         if operation != "RegisterManagedInstance" || admin {
-            let identity = try self.verify(head: head, path: path, query: query, service: "ssm", body: bytes)
+            // Instances' keys verify too, so that an agent's credentials on the user API are refused as
+            // what they are (AccessDenied, audited with the instance's id), not as unknown.
+            let identity = try self.verify(
+                head: head,
+                path: path,
+                query: query,
+                service: "ssm",
+                signers: .usersOrInstances,
+                body: bytes
+            )
             guard let known = self.state.caller(accessKeyID: identity.accessKeyID) else {
                 // A valid signature by an agent: recorded with its id (authenticated, so not a flood risk).
                 audit.accessKeyID = identity.accessKeyID

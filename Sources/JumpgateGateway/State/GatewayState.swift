@@ -164,7 +164,7 @@ public final class GatewayState: Sendable {
     public let clock: @Sendable () -> Int64
     /// Where durable changes go (nil: memory only, for tests of the state alone). Changes are submitted
     /// while the lock is held, so the store applies them in the order they happened here.
-    let store: GatewayStore?
+    let store: (any GatewayStorage)?
     public let metrics = GatewayMetrics()
     /// The registry GET /metrics serves (nil: no endpoint).
     public let metricsRegistry: PrometheusCollectorRegistry?
@@ -186,7 +186,7 @@ public final class GatewayState: Sendable {
 
     public init(
         clock: @escaping @Sendable () -> Int64,
-        store: GatewayStore? = nil,
+        store: (any GatewayStorage)? = nil,
         metricsRegistry: PrometheusCollectorRegistry? = nil,
         limits: SessionLimits = SessionLimits(),
         connections: GatewayConnections? = nil,
