@@ -27,6 +27,29 @@ public struct ResourceNames: Hashable, Sendable {
         return ["arn:aws:ssm:\(self.region)::document/\(name)", withAccount]
     }
 
+    /// The names a resource is known by, given any one of them: an instance in both forms, an AWS document
+    /// with and without the account (this one's, when the ARN has none), as the gateway evaluates them;
+    /// other ARNs as they are.
+    public func equivalents(of arn: String) -> [String] {
+        let parts = arn.split(separator: ":", maxSplits: 5, omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 6, parts[0] == "arn" else { return [arn] }
+        let names = ResourceNames(region: parts[3], account: parts[4])
+        let resource = parts[5]
+        if parts[2] == "ssm", resource.hasPrefix("managed-instance/") {
+            return names.instance(String(resource.dropFirst("managed-instance/".count)))
+        }
+        if parts[2] == "ec2", resource.hasPrefix("instance/") {
+            return names.instance(String(resource.dropFirst("instance/".count)))
+        }
+        if parts[2] == "ssm", resource.hasPrefix("document/") {
+            let document = String(resource.dropFirst("document/".count))
+            return ResourceNames(region: parts[3], account: parts[4].isEmpty ? self.account : parts[4]).document(
+                document
+            )
+        }
+        return [arn]
+    }
+
     public func session(_ id: String) -> String { "arn:aws:ssm:\(self.region):\(self.account):session/\(id)" }
     public func activation(_ id: String) -> String { "arn:aws:ssm:\(self.region):\(self.account):activation/\(id)" }
     public func user(_ name: String) -> String { "arn:aws:iam::\(self.account):user/\(name)" }

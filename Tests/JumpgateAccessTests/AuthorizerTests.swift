@@ -216,3 +216,32 @@ struct AuthorizerTests {
         #expect(explicit.contains("explicit deny") && explicit.contains("(p, S)"))
     }
 }
+
+extension AuthorizerTests {
+    @Test("a resource's equivalent names: instances in both forms, AWS documents with and without the account")
+    func equivalents() {
+        let names = Self.names
+        #expect(
+            names.equivalents(of: "arn:aws:ec2:eu-west-1:111122223333:instance/mi-1")
+                == [
+                    "arn:aws:ssm:eu-west-1:111122223333:managed-instance/mi-1",
+                    "arn:aws:ec2:eu-west-1:111122223333:instance/mi-1",
+                ]
+        )
+        #expect(names.equivalents(of: "arn:aws:ssm:us-east-1:123456789012:managed-instance/mi-1").count == 2)
+        #expect(
+            names.equivalents(of: "arn:aws:ssm:us-east-1::document/AWS-StartPortForwardingSession")
+                == [
+                    "arn:aws:ssm:us-east-1::document/AWS-StartPortForwardingSession",
+                    "arn:aws:ssm:us-east-1:123456789012:document/AWS-StartPortForwardingSession",
+                ]
+        )
+        #expect(
+            names.equivalents(of: "arn:aws:ssm:us-east-1:123456789012:session/dev-1") == [
+                "arn:aws:ssm:us-east-1:123456789012:session/dev-1"
+            ]
+        )
+        #expect(names.equivalents(of: "*") == ["*"])
+        #expect(names.equivalents(of: "arn:aws:ssm") == ["arn:aws:ssm"])
+    }
+}

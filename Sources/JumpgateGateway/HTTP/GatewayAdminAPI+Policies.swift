@@ -98,10 +98,12 @@ extension GatewayAPI {
             }
             context[key] = key.lowercased() == "jumpgate:remotehost" ? values.map(HostName.normalized) : values
         }
+        // The resource under every name the gateway knows it by (an instance's EC2 form, an AWS document
+        // with or without the account), so the answer is the gateway's own.
         let decision = Authorizer.decide(
             subject,
             action: actionName,
-            resources: [RequestedResource([resource])],
+            resources: [RequestedResource(self.resources.equivalents(of: resource))],
             context: context
         )
         var members: [(key: String, value: JSONValue)] = [
