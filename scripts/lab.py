@@ -367,10 +367,54 @@ def register_agent(paths: Paths, bin_dir: Path, url: str) -> str:
     activation = json.loads(run(create, env=env).stdout)
     register = [str(bin_dir / "jumpgate"), "agent", "register", "--endpoint-url", url, "--ca-file", str(paths.gateway / "tls" / "ca.pem"),
                 "--activation-id", activation["ActivationId"], "--activation-code", activation["ActivationCode"],
-                "--state-dir", str(paths.agent), "--name", "jump-server", "--force",
+                "--state-dir", str(paths.agent), "--name", "jump-server", "--force", "--tag", "Role=jump-server",
                 "--allow", f"{VPC_CIDR}:3306", "--allow", f"{VPC_CIDR}:443"]
     show(in_ns(NS_JUMP, register[:8] + ["<ActivationId>", "--activation-code", "<ActivationCode>"] + register[11:]))
     return run(in_ns(NS_JUMP, register)).stdout.strip()
+
+
+def seed_policy() -> dict:
+    """What the seed's engineer may do: sessions through tagged jump servers to the database's 3306 and
+    the queue endpoint's 443 only; see the jump servers; list, end and resume their own sessions."""
+    document = "arn:aws:ssm:*::document/AWS-StartPortForwardingSessionToRemoteHost"
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "JumpServers", "Effect": "Allow", "Action": "ssm:StartSession",
+         "Resource": "arn:aws:ssm:*:*:managed-instance/*",
+         "Condition": {"StringEquals": {"ssm:resourceTag/Role": "jump-server"}}},
+        {"Sid": "Database", "Effect": "Allow", "Action": "ssm:StartSession", "Resource": document,
+         "Condition": {"StringEquals": {"jumpgate:RemoteHost": DB_HOSTNAME, "jumpgate:RemotePort": "3306"}}},
+        {"Sid": "Queue", "Effect": "Allow", "Action": "ssm:StartSession", "Resource": document,
+         "Condition": {"StringEquals": {"jumpgate:RemoteHost": SQS_HOSTNAME, "jumpgate:RemotePort": "443"}}},
+        {"Sid": "SeeJumpServers", "Effect": "Allow", "Action": "ssm:DescribeInstanceInformation", "Resource": "*"},
+        {"Sid": "OwnSessions", "Effect": "Allow",
+         "Action": ["ssm:DescribeSessions", "ssm:TerminateSession", "ssm:ResumeSession"],
+         "Resource": "arn:aws:ssm:*:*:session/${aws:username}-*"},
+    ]}
+
+
+def create_user(paths: Paths, bin_dir: Path, url: str) -> Path:
+    """The administrator makes the engineer's user, policy and key; the walkthrough runs as that user."""
+    env = aws_env(paths)
+    jumpgate = str(bin_dir / "jumpgate")
+    policy = paths.base / "seed-destinations.json"
+    policy.write_text(json.dumps(seed_policy(), indent=2) + "\n")
+    for cmd in (["admin", "users", "create", "engineer"],
+                ["admin", "policies", "put", "seed-destinations", "--document", str(policy)],
+                ["admin", "policies", "attach", "--user", "engineer", "--policy", "seed-destinations"]):
+        show(["jumpgate", *cmd])
+        run([jumpgate, *cmd, "--endpoint-url", url], env=env)
+    credentials = paths.base / "engineer.credentials"
+    show(f"jumpgate admin keys create engineer > {credentials}")
+    key = run([jumpgate, "admin", "keys", "create", "engineer", "--endpoint-url", url], env=env).stdout
+    credentials.write_text(key)
+    os.chmod(credentials, 0o600)
+    return credentials
+
+
+def user_env(paths: Paths) -> dict:
+    """The engineer's environment: their key, not the administrator's."""
+    return dict(aws_env(paths), AWS_SHARED_CREDENTIALS_FILE=str(paths.base / "engineer.credentials"),
+                AWS_PROFILE="engineer")
 
 
 def start_agent(paths: Paths, bin_dir: Path) -> subprocess.Popen:
@@ -434,12 +478,15 @@ def up(bin_dir: Path | None = None) -> dict:
         agent = start_agent(paths, bin_dir)
         wait_for("the agent's control channel (Online in DescribeInstanceInformation)",
                  lambda: instance_status(paths, url) == "Online", 30, paths.logs / "agent.log", agent)
+        log("==> A user for the engineer: a policy that allows the seed's two destinations and nothing else")
+        credentials = create_user(paths, bin_dir, url)
         values = {
             "JUMPGATE_ENDPOINT": url,
             "AWS_ENDPOINT_URL_SSM": url,
             "AWS_CA_BUNDLE": str(paths.gateway / "tls" / "ca.pem"),
-            "AWS_SHARED_CREDENTIALS_FILE": str(paths.gateway / "admin.credentials"),
-            "AWS_PROFILE": "jumpgate-admin",
+            "AWS_SHARED_CREDENTIALS_FILE": str(credentials),
+            "AWS_PROFILE": "engineer",
+            "JUMPGATE_ADMIN_CREDENTIALS": str(paths.gateway / "admin.credentials"),
             "AWS_DEFAULT_REGION": REGION,
             "JUMP_SERVER_INSTANCE_ID": instance,
             "RDS_ENDPOINT": DB_HOSTNAME,
@@ -662,7 +709,7 @@ def walkthrough(bin_dir: Path | None = None, forward: bool = True) -> dict:
         raise LabError("the lab is not up: run `scripts/lab.py up` first")
     bin_dir = bin_dir or jumpgate_bin_dir()
     values = read_env(paths)
-    env = aws_env(paths)
+    env = user_env(paths)  # everything below runs as the engineer, not the administrator
     env["PATH"] = f"{bin_dir}:{env['PATH']}"  # Jumpgate's session-manager-plugin, as `aws` expects it
     url, instance = values["JUMPGATE_ENDPOINT"], values["JUMP_SERVER_INSTANCE_ID"]
     result: dict = {"instance": instance}
@@ -687,6 +734,13 @@ def walkthrough(bin_dir: Path | None = None, forward: bool = True) -> dict:
                       env, "session-sqs", "Waiting for connections...", paths)
         log("==> Sending \"Olá mundo!\" to the queue through localhost:1313, then receiving it")
         result["sqs_body"] = sqs_round_trip(values, 1313, "Olá mundo!", env)
+        log("==> Another port on the database host is outside the engineer's policy: refused at once")
+        refused = ["aws", "ssm", "start-session", "--target", instance, "--document-name", "AWS-StartPortForwardingSessionToRemoteHost",
+                   "--parameters", f'host="{DB_HOSTNAME}",portNumber="22",localPortNumber="1214"', "--endpoint-url", url]
+        show(refused)
+        attempt = run(refused, env=env, check=False, timeout=30)
+        print(attempt.stderr.strip(), flush=True)
+        result["refused"] = {"exit": attempt.returncode, "stderr": attempt.stderr}
         log("==> Both sessions, as the gateway lists them")
         listing = [str(bin_dir / "jumpgate"), "sessions", "list", "--endpoint-url", url]
         show(["jumpgate", *listing[1:]])
@@ -706,6 +760,8 @@ def walkthrough(bin_dir: Path | None = None, forward: bool = True) -> dict:
     result["history"] = {s["SessionId"]: s["Status"] for s in ended}
     for sid in result["session_ids"]:
         log(f"    {sid}: {result['history'].get(sid, 'not in history')}")
+    if result["session_ids"]:
+        result["audit"] = audit_records(paths, bin_dir, url, result["session_ids"][0])
 
     if forward:
         log("==> The same with one command: `jumpgate forward` carries both ports")
@@ -720,6 +776,33 @@ def walkthrough(bin_dir: Path | None = None, forward: bool = True) -> dict:
             result["forward_exit"] = both.interrupt()
     close_outside_listener()
     return result
+
+
+def audit_records(paths: Paths, bin_dir: Path, url: str, session_id: str) -> dict:
+    """The database session's audit records (its start, each connection the agent reported, its end) and
+    the engineer's refused attempt, as the administrator reads them."""
+    env = aws_env(paths)
+    jumpgate = str(bin_dir / "jumpgate")
+    by_session = [jumpgate, "audit", "list", "--session", session_id, "--endpoint-url", url]
+    records: list = []
+
+    def complete() -> bool:
+        nonlocal records
+        records = json.loads(run(by_session + ["--format", "json"], env=env).stdout)
+        names = [r["eventName"] for r in records]
+        return "SessionEnded" in names and names.count("ConnectionClosed") >= names.count("ConnectionOpened") > 0
+
+    # The agent reports each connection as it closes: wait (bounded) until the last one is in.
+    wait_for("the session's connection records", complete, 15)
+    log(f"==> The audit trail of {session_id}, connections included (read by the administrator)")
+    show(["jumpgate", *by_session[1:-2]])
+    print(run(by_session, env=env).stdout.rstrip(), flush=True)
+    starts = json.loads(run([jumpgate, "audit", "list", "--user", "engineer", "--event", "StartSession", "--format", "json",
+                             "--endpoint-url", url], env=env).stdout)
+    show(["jumpgate", "audit", "verify"])
+    verify = run([jumpgate, "audit", "verify", "--endpoint-url", url], env=env, check=False)
+    print(verify.stdout.rstrip(), flush=True)
+    return {"session": records, "engineer_starts": starts, "verify_exit": verify.returncode, "verify": verify.stdout}
 
 
 def main() -> int:

@@ -89,6 +89,35 @@ class SeedScenario(unittest.TestCase):
         self.assertFalse(lab.ns_tcp_connects(lab.NS_SQS, lab.DB_IP, 3306))
         self.assertTrue(lab.ns_tcp_connects(lab.NS_JUMP, lab.DB_IP, 3306))
 
+    def test_k_a_destination_outside_the_policy_is_refused_at_once(self):
+        refused = self.walk["refused"]
+        self.assertNotEqual(refused["exit"], 0)
+        self.assertIn("AccessDeniedException", refused["stderr"])
+        self.assertIn("user/engineer", refused["stderr"])
+        starts = self.walk["audit"]["engineer_starts"]
+        denied = [r for r in starts if r.get("errorCode") == "AccessDeniedException"]
+        self.assertEqual(len(denied), 1)
+        self.assertEqual(denied[0]["requestParameters"]["Parameters"]["portNumber"], ["22"])
+        allowed = [r for r in starts if r.get("errorCode") is None]
+        self.assertGreaterEqual(len(allowed), 2)  # positive control: the seed's two sessions went through
+
+    def test_l_the_session_audit_shows_its_connections(self):
+        audit = self.walk["audit"]
+        names = [r["eventName"] for r in audit["session"]]
+        self.assertEqual(names[0], "StartSession")
+        self.assertEqual(names[-1], "SessionEnded")
+        self.assertIn("ConnectionOpened", names)
+        closed = [r["serviceEventDetails"] for r in audit["session"] if r["eventName"] == "ConnectionClosed"]
+        self.assertTrue(closed)
+        for record in closed:
+            self.assertEqual(record["destination"], f"{lab.DB_HOSTNAME}:3306")
+            self.assertEqual(record["address"], f"{lab.DB_IP}:3306")  # the address the agent dialled
+            self.assertGreater(record["bytesToTarget"], 0)
+            self.assertGreater(record["bytesFromTarget"], 0)
+        self.assertTrue(all(r["userIdentity"]["userName"] == "engineer" for r in audit["session"]))
+        self.assertEqual(audit["verify_exit"], 0)
+        self.assertIn("intact", audit["verify"])
+
     def test_j_second_up_is_harmless(self):
         again = lab.up()
         self.assertEqual(again["JUMP_SERVER_INSTANCE_ID"], self.values["JUMP_SERVER_INSTANCE_ID"])
