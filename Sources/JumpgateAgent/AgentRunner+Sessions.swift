@@ -1,0 +1,208 @@
+import Foundation
+import JumpgateNIO
+import JumpgateWire
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// Sessions: each interactive_shell starts a port session on a data channel of its own; data channels
+/// that drop are reconnected; each session's end is reported (and retried until acknowledged).
+extension AgentRunner {
+    func startSession(_ task: AgentTaskPayload) {
+        let sessionID = task.sessionID
+        var properties: [(key: String, value: String)] = []
+        for (key, value) in task.documentContent["properties"]?.objectValue ?? [] {
+            if let s = value.stringValue { properties.append((key, s)) }
+        }
+        if properties.isEmpty { properties = task.parameters + [("type", "LocalPortForwarding")] }
+        let logger = self.logger
+        Task {
+            do {
+                try await self.openDataChannel(sessionID: sessionID, properties: properties)
+            } catch {
+                // The reason becomes the session's: its client prints it, and `sessions show` keeps it.
+                let reason = "The agent could not open the session's data channel: " + self.explain(error)
+                logger.warning(
+                    "session could not start",
+                    metadata: ["jumpgate.session_id": "\(sessionID)", "reason": "\(reason)"]
+                )
+                self.reportComplete(sessionID: sessionID, status: "Failed", output: reason)
+            }
+        }
+    }
+
+    func openDataChannel(sessionID: String, properties: [(key: String, value: String)]) async throws {
+        let eventLoop = self.group.next()
+        let configuration = AgentHandshakeStateMachine.Configuration(
+            agentVersion: self.options.reportedVersion,
+            properties: properties,
+            offeredExtensions: self.options.offerExtensions ? .all : []
+        )
+        let delegate = AgentSessionDelegate(
+            runner: self,
+            sessionID: sessionID,
+            properties: properties,
+            eventLoop: eventLoop
+        )
+        let logger = self.logger
+        let session = try await eventLoop.submit {
+            let session = PortSession(sessionID: sessionID, role: .agent(configuration), logger: logger)
+            session.delegate = delegate
+            session.onDisconnect = { [weak self] session in
+                self?.dataChannelLost(session, sessionID: sessionID, eventLoop: eventLoop)
+            }
+            self.live.withLockedValue { $0[sessionID] = LiveSession(session: session, eventLoop: eventLoop) }
+            return NIOLoopBound(session, eventLoop: eventLoop)
+        }.get()
+        try await self.connectDataChannel(sessionID: sessionID, session: session, eventLoop: eventLoop)
+        self.logger.info("session started", metadata: ["jumpgate.session_id": "\(sessionID)"])
+    }
+
+    /// Opens the session's data channel (a fresh token each time) with `session` as its handler.
+    func connectDataChannel(
+        sessionID: String,
+        session: NIOLoopBound<PortSession>,
+        eventLoop: any EventLoop
+    )
+        async throws
+    {
+        let path = "/v1/data-channel/\(sessionID)"
+        let token = try await self.channelToken(path: path)
+        let query = "role=publish_subscribe"
+        let opening = OpenDataChannelInput(tokenValue: token, clientInstanceID: self.state.instanceID, clientID: "")
+            .json
+        _ = try await self.gateway.connectWebSocket(
+            pathAndQuery: "\(path)?\(query)",
+            headers: self.signedUpgradeHeaders(path: path, query: query),
+            eventLoop: eventLoop
+        ) { _ in
+            [OpeningFrameWriter(json: opening), session.value]
+        }
+    }
+
+    /// The data channel dropped (the gateway restarted, the network blinked): target connections stay
+    /// open while a new data channel is tried with backoff; unacknowledged messages are resent on it.
+    func dataChannelLost(_ session: PortSession, sessionID: String, eventLoop: any EventLoop) {
+        guard !self.draining.withLockedValue({ $0 }) else { return }
+        let bound = NIOLoopBound(session, eventLoop: eventLoop)
+        let deadline = NIODeadline.now() + self.options.resumeTimeout
+        let logger = self.logger
+        logger.warning("data channel lost; reconnecting", metadata: ["jumpgate.session_id": "\(sessionID)"])
+        Task {
+            var delay = 0.2
+            var attempt = 0
+            while NIODeadline.now() < deadline {
+                attempt += 1
+                if (try? await eventLoop.submit({ bound.value.isEnded }).get()) ?? true { return }
+                do {
+                    try await self.connectDataChannel(sessionID: sessionID, session: bound, eventLoop: eventLoop)
+                    logger.info(
+                        "data channel reconnected",
+                        metadata: ["jumpgate.session_id": "\(sessionID)", "attempt": "\(attempt)"]
+                    )
+                    return
+                } catch let error as AgentError where error.isFinal {
+                    logger.info(
+                        "the gateway ended the session while its data channel was down",
+                        metadata: ["jumpgate.session_id": "\(sessionID)", "error": "\(error)"]
+                    )
+                    eventLoop.execute { bound.value.closedByGateway(reason: "The gateway ended the session.") }
+                    return
+                } catch {
+                    logger.info(
+                        "data channel reconnect failed",
+                        metadata: [
+                            "jumpgate.session_id": "\(sessionID)", "attempt": "\(attempt)",
+                            "problem": "\(self.explain(error))",
+                        ]
+                    )
+                }
+                try? await Task.sleep(nanoseconds: UInt64(delay * Double.random(in: 0.5...1.0) * 1e9))
+                delay = min(delay * 2, 10)
+            }
+            eventLoop.execute {
+                bound.value.shutdown(reason: "The agent could not reconnect the session's data channel in time.")
+            }
+        }
+    }
+
+    /// SIGTERM: every open session is told why it ends (its client gets the reason through the gateway's
+    /// channel_closed), then the control channel closes.
+    public func drain(timeout: TimeAmount = .seconds(2)) async {
+        self.draining.withLockedValue { $0 = true }
+        let sessions = self.live.withLockedValue { live -> [LiveSession] in
+            defer { live = [:] }
+            return Array(live.values)
+        }
+        let reason = "The agent on \(self.state.instanceID) is shutting down."
+        for entry in sessions {
+            try? await entry.eventLoop.submit { entry.session.shutdown(reason: reason) }.get()
+        }
+        if !sessions.isEmpty {
+            self.logger.info("drained sessions", metadata: ["count": "\(sessions.count)"])
+            // Let the agent_task_complete messages reach the gateway before the control channel closes.
+            try? await Task.sleep(nanoseconds: UInt64(timeout.nanoseconds))
+        }
+        try? await self.control.withLockedValue({ $0 })?.close()
+    }
+
+    /// `channel_closed` on the control channel: the session ends (as ended by the peer) if it is live here.
+    func sessionClosedByGateway(_ sessionID: String, reason: String) {
+        guard let entry = self.live.withLockedValue({ $0[sessionID] }) else { return }
+        entry.eventLoop.execute { entry.session.closedByGateway(reason: reason) }
+    }
+
+    func sessionFinished(_ sessionID: String) {
+        _ = self.live.withLockedValue { $0.removeValue(forKey: sessionID) }
+    }
+
+    /// `agent_task_complete` on the control channel, retried 3 times 1 s apart until the gateway's
+    /// `agent_task_acknowledge` arrives (and again after a control-channel reconnect).
+    func reportComplete(sessionID: String, status: String, output: String) {
+        let payload = AgentTaskCompletePayload(
+            taskID: sessionID,
+            finalTaskStatus: status,
+            instanceID: self.state.instanceID,
+            output: output
+        )
+        self.unacknowledgedCompletions.withLockedValue { $0[sessionID] = payload }
+        self.sendCompletion(payload)
+        let logger = self.logger
+        Task {
+            for retry in 1...3 {
+                try? await Task.sleep(nanoseconds: 1_000_000_000)
+                guard var pending = self.unacknowledgedCompletions.withLockedValue({ $0[sessionID] }) else { return }
+                pending.retryNumber = Int64(retry)
+                logger.debug(
+                    "agent_task_complete not acknowledged; sending again",
+                    metadata: ["jumpgate.session_id": "\(sessionID)", "retry": "\(retry)"]
+                )
+                self.sendCompletion(pending)
+            }
+        }
+    }
+
+    func sendCompletion(_ payload: AgentTaskCompletePayload) {
+        guard let channel = self.control.withLockedValue({ $0 }) else { return }
+        let message = SSMMessage(
+            messageType: .agentTaskComplete,
+            createdDate: WallClock.nowMilliseconds(),
+            payload: payload.encoded()
+        )
+        channel.writeAndFlush(WebSocketMessage.binary(message.encoded()), promise: nil)
+    }
+
+    /// The gateway acknowledged a session's agent_task_complete.
+    func completionAcknowledged(taskID: String) {
+        let removed = self.unacknowledgedCompletions.withLockedValue { $0.removeValue(forKey: taskID) }
+        if removed != nil {
+            self.logger.debug("agent_task_complete acknowledged", metadata: ["jumpgate.session_id": "\(taskID)"])
+        }
+    }
+
+    /// Session ids whose end the gateway has not acknowledged yet.
+    public var unacknowledgedSessionEnds: [String] {
+        self.unacknowledgedCompletions.withLockedValue { Array($0.keys) }
+    }
+}
