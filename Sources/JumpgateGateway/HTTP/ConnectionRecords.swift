@@ -46,10 +46,13 @@ extension GatewayState {
                 if storage.recentRecordOrder.count > Self.rememberedRecordIDs {
                     storage.recentRecordIDs.remove(storage.recentRecordOrder.removeFirst())
                 }
+                // The record's time is the gateway's (when it arrived): an agent's clock must not decide
+                // where a record sits for retention. The agent's own time is kept beside it.
                 var members = details.objectValue ?? []
-                members.removeAll { $0.key == "event" }
+                members.removeAll { $0.key == "event" || $0.key == "time" }
+                members.append(("agentTime", .string(AuditRecords.isoTime((details["time"]?.int64Value ?? 0) / 1000))))
                 members.append(("instanceId", .string(instanceID)))
-                let time = (details["time"]?.int64Value ?? self.clock() * 1000) / 1000
+                let time = self.clock()
                 let (entry, index) = AuditRecords.serviceEvent(
                     name: event,
                     time: time,
