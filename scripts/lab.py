@@ -760,8 +760,6 @@ def walkthrough(bin_dir: Path | None = None, forward: bool = True) -> dict:
     result["history"] = {s["SessionId"]: s["Status"] for s in ended}
     for sid in result["session_ids"]:
         log(f"    {sid}: {result['history'].get(sid, 'not in history')}")
-    if result["session_ids"]:
-        result["audit"] = audit_records(paths, bin_dir, url, result["session_ids"][0])
 
     if forward:
         log("==> The same with one command: `jumpgate forward` carries both ports")
@@ -775,6 +773,9 @@ def walkthrough(bin_dir: Path | None = None, forward: bool = True) -> dict:
         finally:
             result["forward_exit"] = both.interrupt()
     close_outside_listener()
+    if result["session_ids"]:
+        # The demo ends with the record of what the engineer did.
+        result["audit"] = audit_records(paths, bin_dir, url, result["session_ids"][0])
     return result
 
 

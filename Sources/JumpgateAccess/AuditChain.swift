@@ -106,6 +106,46 @@ public enum AuditChain {
         )
     }
 
+    /// A pruned chain starts at an anchor; the newest `AuditRecordsPruned` record (inside the chain, so
+    /// covered by the hashes) must name that anchor, else the anchor was moved to hide the first records.
+    static func checkAnchor(_ anchor: AuditAnchor, _ entries: [AuditEntry]) -> Problem? {
+        guard anchor != .genesis else { return nil }
+        let checkpoint = entries.last {
+            $0.index.eventName == "AuditRecordsPruned" || $0.record.contains("\"AuditRecordsPruned\"")
+        }
+        let details = checkpoint.flatMap { try? JSONValue(parsing: $0.record) }?["serviceEventDetails"]
+        guard checkpoint != nil, details?["lastSequence"]?.int64Value == anchor.sequence,
+            details?["lastHash"]?.stringValue == anchor.hash
+        else {
+            return Problem(
+                sequence: anchor.sequence,
+                eventID: checkpoint?.eventID ?? "none",
+                reason:
+                    "the chain starts after record \(anchor.sequence), but no pruning checkpoint in the chain names "
+                    + "that anchor: records before it were removed and the anchor rewritten"
+            )
+        }
+        return nil
+    }
+
+    /// The columns listings filter on must say what the hashed record says (an edited one would hide a
+    /// record from `audit list`, or move it for retention).
+    static func indexMismatch(_ entry: AuditEntry) -> String? {
+        guard let record = try? JSONValue(parsing: entry.record) else { return "its text is not JSON" }
+        if record["eventID"]?.stringValue != entry.eventID { return "its eventID column differs from the record" }
+        if let name = record["eventName"]?.stringValue, !entry.index.eventName.isEmpty, name != entry.index.eventName {
+            return "its event name column differs from the record"
+        }
+        let user = record["userIdentity"]?["userName"]?.stringValue ?? ""
+        if !entry.index.userName.isEmpty || !user.isEmpty, user != entry.index.userName {
+            return "its user column differs from the record"
+        }
+        if let time = record["eventTime"]?.stringValue.flatMap(IAMDate.epochSeconds), Int64(time) != entry.eventTime {
+            return "its time column differs from the record"
+        }
+        return nil
+    }
+
     /// The first thing wrong, naming the record: its event id and sequence number, and what is wrong.
     public struct Problem: Hashable, Sendable, CustomStringConvertible {
         public var sequence: Int64
@@ -123,9 +163,23 @@ public enum AuditChain {
         log: [AuditLogLine]? = nil
     ) -> Problem? {
         var logged: [Int64: AuditLogLine] = [:]
-        for line in log ?? [] { logged[line.sequence] = line }
+        for line in log ?? [] {
+            // Two different records under one number: the store lost records (a crash) and the numbers
+            // were used again.
+            if let earlier = logged[line.sequence], earlier.hash != line.hash {
+                return Problem(
+                    sequence: line.sequence,
+                    eventID: earlier.eventID,
+                    reason: "the log file holds two different records numbered \(line.sequence): records were lost "
+                        + "from the store and their numbers used again"
+                )
+            }
+            logged[line.sequence] = line
+        }
+        if let problem = Self.checkAnchor(anchor, entries) { return problem }
         var expected = anchor
-        for entry in entries {
+        // Records at or before the anchor are ones a prune was removing when it stopped.
+        for entry in entries where entry.sequence > anchor.sequence {
             if entry.sequence != expected.sequence + 1 {
                 let missing = expected.sequence + 1
                 if entry.sequence > missing {
@@ -156,6 +210,9 @@ public enum AuditChain {
                     eventID: entry.eventID,
                     reason: "changed: its hash does not match its content"
                 )
+            }
+            if let reason = Self.indexMismatch(entry) {
+                return Problem(sequence: entry.sequence, eventID: entry.eventID, reason: reason)
             }
             if let line = logged[entry.sequence], line.hash != entry.hash || line.eventID != entry.eventID {
                 return Problem(

@@ -101,28 +101,21 @@ public enum Authorizer {
         var allowed: Decision?
         var implicit: String?
         for resource in resources {
-            var granted: Decision?
-            for name in resource.names {
-                let request = RequestContext(
-                    action: action,
-                    resource: name,
-                    values: context.merging(resource.context) { _, own in own }
-                )
-                let decision = PolicyEvaluator.evaluate(caller.policies, request)
-                switch decision.effect {
-                case .explicitDeny:
-                    var denied = decision
-                    denied.resource = name
-                    return denied
-                case .allowed: granted = granted ?? decision
-                case .implicitDeny: break
-                }
-            }
-            if var granted {
-                granted.resource = resource.names.first
-                allowed = allowed ?? granted
-            } else {
-                implicit = implicit ?? resource.names.first ?? "*"
+            // One evaluation per resource, with all its names: a NotResource that excludes any of them
+            // excludes the resource (evaluating name by name would let the other name through).
+            let name = resource.names.first ?? "*"
+            let request = RequestContext(
+                action: action,
+                resource: name,
+                aliases: Array(resource.names.dropFirst()),
+                values: context.merging(resource.context) { _, own in own }
+            )
+            var decision = PolicyEvaluator.evaluate(caller.policies, request)
+            decision.resource = name
+            switch decision.effect {
+            case .explicitDeny: return decision
+            case .allowed: allowed = allowed ?? decision
+            case .implicitDeny: implicit = implicit ?? name
             }
         }
         if let implicit { return Decision(effect: .implicitDeny, policy: nil, statement: nil, resource: implicit) }

@@ -119,6 +119,16 @@ public struct IdentityDirectory: Hashable, Sendable {
         guard self.users[user.name] == nil else {
             throw DirectoryError("EntityAlreadyExists", "User \(user.name) already exists.")
         }
+        // Session ids are NAME-hex, and policies name one's own as session/${aws:username}-*: "dev" and
+        // "dev-ops" would each match the other's sessions.
+        if let clash = self.users.keys.first(where: { $0.hasPrefix(user.name + "-") || user.name.hasPrefix($0 + "-") })
+        {
+            throw DirectoryError(
+                "EntityAlreadyExists",
+                "User \(user.name) cannot exist beside \(clash): one name followed by '-' begins the other, so "
+                    + "session/${aws:username}-* would match both users' sessions. Choose another name."
+            )
+        }
         guard self.users.count < Self.maximumUsers else {
             throw DirectoryError("LimitExceeded", "The gateway holds \(Self.maximumUsers) users, its limit.")
         }
@@ -171,8 +181,17 @@ public struct IdentityDirectory: Hashable, Sendable {
         return group
     }
 
+    /// As IAM: only an empty group (no members, no policies) can be deleted, so a Deny a group carries is
+    /// never dropped by the way.
     public mutating func deleteGroup(_ name: String) throws(DirectoryError) {
-        _ = try self.group(name)
+        let group = try self.group(name)
+        guard group.members.isEmpty, group.policies.isEmpty else {
+            throw DirectoryError(
+                "DeleteConflict",
+                "Group \(name) still has \(group.members.count) member(s) and \(group.policies.count) policy(ies); "
+                    + "remove them first."
+            )
+        }
         self.groups[name] = nil
     }
 

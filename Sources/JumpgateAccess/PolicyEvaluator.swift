@@ -5,11 +5,15 @@
 public struct RequestContext: Sendable {
     public var action: String
     public var resource: String
+    /// Other names of the same resource (an instance's EC2 form, a document with the account): a
+    /// statement's Resource matches when it matches any name, and NotResource only when it matches none.
+    public var aliases: [String]
     var values: [String: [String]]
 
-    public init(action: String, resource: String, values: [String: [String]] = [:]) {
+    public init(action: String, resource: String, aliases: [String] = [], values: [String: [String]] = [:]) {
         self.action = action
         self.resource = resource
+        self.aliases = aliases
         self.values = [:]
         for (key, list) in values { self.values[key.lowercased()] = list }
     }
@@ -90,7 +94,10 @@ public enum PolicyEvaluator {
         var resourceListed = false
         for text in statement.resources {
             guard let segments = Self.resolve(text, request, variables: variables) else { return false }
-            if ARNPattern(segments: segments).matches(request.resource) { resourceListed = true }
+            let pattern = ARNPattern(segments: segments)
+            if pattern.matches(request.resource) || request.aliases.contains(where: pattern.matches) {
+                resourceListed = true
+            }
         }
         guard resourceListed != statement.notResource else { return false }
         for condition in statement.conditions {

@@ -60,6 +60,18 @@ final class AgentSessionDelegate: PortSessionDelegate, @unchecked Sendable {
                             position: .first
                         )
                         runner.journal.append(opened.record("ConnectionOpened"))
+                        // Closed before the recorder was in place: its close is recorded here.
+                        if !channel.isActive {
+                            runner.journal.append(
+                                opened.record(
+                                    "ConnectionClosed",
+                                    [
+                                        ("bytesToTarget", 0), ("bytesFromTarget", 0), ("durationMs", 0),
+                                        ("reason", "closed by the target at once"),
+                                    ]
+                                )
+                            )
+                        }
                         try bound.value.attach(channel, to: id)
                     } catch {
                         channel.close(promise: nil)

@@ -72,6 +72,21 @@ extension GatewayState {
     /// keys, wrong activation codes, bad tokens): their number, error types and claimed key ids.
     public func auditRefusals(_ lines: [RefusalSummary.Line]) {
         guard let audit = self.audit else { return }
+        // At most 100 records a minute whatever the number of sources (an IPv6 prefix has billions): the
+        // busiest 99, and the rest as one.
+        var lines = lines.sorted { ($0.count, $1.source) > ($1.count, $0.source) }
+        if lines.count > 100 {
+            let rest = lines[99...]
+            var other = RefusalSummary.Line(
+                source: "other (\(rest.count) sources)",
+                count: rest.reduce(0) { $0 + $1.count },
+                types: [:],
+                keyIDs: [],
+                windowStart: rest.map(\.windowStart).min() ?? self.clock()
+            )
+            for line in rest { other.types.merge(line.types, uniquingKeysWith: +) }
+            lines = Array(lines.prefix(99)) + [other]
+        }
         for line in lines {
             let (record, index) = AuditRecords.serviceEvent(
                 name: "UnauthenticatedRequests",

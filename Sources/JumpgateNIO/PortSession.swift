@@ -457,7 +457,13 @@ public final class PortSession: ChannelInboundHandler {
         case .refuse(let fin):
             self.sendMuxFrame(fin)
         case .data(let id, let data):
-            guard let stream = self.streams[id], !stream.tcpClosed else { return }
+            guard let stream = self.streams[id], !stream.tcpClosed else {
+                // The local connection is gone: its data is dropped but counted as consumed, so the peer's
+                // window stays open until its FIN comes. Otherwise a peer still sending (a target echoing a
+                // killed transfer) stalls for ever and its connection never closes.
+                self.consumed(id, data.readableBytes)
+                return
+            }
             guard let channel = stream.channel else {
                 self.holdEarly(data, in: stream)
                 return
@@ -702,8 +708,14 @@ public final class PortSession: ChannelInboundHandler {
                 self.mux = mux
                 self.sendMuxFrame(fin)
                 sentSomething = true
-                // Nothing more can be delivered to a closed socket: the stream is done.
-                if stream.tcpClosed || !(self.mux?.isOpen(id) ?? false) { self.dropStream(id) }
+                // Nothing more can be delivered to a closed socket: the stream is done here. If the peer
+                // still sends, the mux keeps the stream until its FIN, so what arrives is discarded but
+                // counted as consumed (its window stays open and its end can finish and close).
+                if self.mux?.isOpen(id) == true, stream.tcpClosed {
+                    if let dropped = self.streams.removeValue(forKey: id) { self.forgetEarlyData(of: dropped) }
+                } else if stream.tcpClosed || !(self.mux?.isOpen(id) ?? false) {
+                    self.dropStream(id)
+                }
             }
         }
         let blocked = !stream.backlog.isEmpty

@@ -85,15 +85,65 @@ struct AuditChainTests {
         #expect(problem?.sequence == 6 && problem?.eventID == "event-6")
     }
 
-    @Test("after pruning, verification starts at the anchor; a wrong anchor is caught")
+    @Test("after pruning, verification starts at the anchor its checkpoint names; a moved anchor is caught")
     func pruned() {
-        let all = Self.chain(10)
+        var all = Self.chain(10)
         let anchor = AuditAnchor(sequence: all[3].sequence, hash: all[3].hash)
+        // The checkpoint the gateway appends when it prunes records 1 to 4.
+        let checkpoint = AuditChain.link(
+            after: AuditAnchor(sequence: all[9].sequence, hash: all[9].hash),
+            eventID: "event-11",
+            eventTime: 2000,
+            record:
+                #"{"eventID":"event-11","eventName":"AuditRecordsPruned","serviceEventDetails":{"firstSequence":1,"lastSequence":4,"lastHash":"\#(anchor.hash)"}}"#,
+            index: AuditIndex(eventName: "AuditRecordsPruned")
+        )
+        all.append(checkpoint)
         #expect(AuditChain.verify(Array(all.dropFirst(4)), anchor: anchor) == nil)
         // The log file may still hold the pruned records: they are not expected in the store.
         #expect(AuditChain.verify(Array(all.dropFirst(4)), anchor: anchor, log: Self.log(all)) == nil)
+        // A prune that stopped between moving the anchor and deleting: the records before it are skipped.
+        #expect(AuditChain.verify(all, anchor: anchor) == nil)
         let wrong = AuditAnchor(sequence: 4, hash: String(repeating: "f", count: 64))
-        #expect(AuditChain.verify(Array(all.dropFirst(4)), anchor: wrong)?.sequence == 5)
+        #expect(AuditChain.verify(Array(all.dropFirst(4)), anchor: wrong) != nil)
+        // Records 5 and 6 removed and the anchor moved to 6 with its real hash: consistent links, but the
+        // checkpoint names 4.
+        let moved = AuditAnchor(sequence: all[5].sequence, hash: all[5].hash)
+        let problem = AuditChain.verify(Array(all.dropFirst(6)), anchor: moved)
+        #expect(problem?.reason.contains("anchor") == true)
+        // No checkpoint at all.
+        #expect(AuditChain.verify(Array(Self.chain(10).dropFirst(4)), anchor: anchor) != nil)
+    }
+
+    @Test("an index column that disagrees with its record is caught; two log lines for one number too")
+    func indexAndReuse() {
+        var entries = Self.chain(5)
+        entries[2].eventID = "event-other"
+        #expect(AuditChain.verify(entries, anchor: .genesis)?.sequence == 3)
+        var timed = Self.chain(3)
+        timed[1].record = #"{"eventID":"event-2","eventTime":"2026-12-02T10:00:00Z"}"#
+        timed = Self.relinked(timed)
+        #expect(AuditChain.verify(timed, anchor: .genesis)?.reason.contains("time") == true)
+        let original = Self.chain(4)
+        var reused = Self.log(original)
+        reused.append(AuditLogLine(sequence: 3, eventID: "event-lost", hash: String(repeating: "a", count: 64)))
+        #expect(AuditChain.verify(original, anchor: .genesis, log: reused)?.reason.contains("two different") == true)
+    }
+
+    /// The entries with their hashes recomputed (their texts as they are).
+    static func relinked(_ entries: [AuditEntry]) -> [AuditEntry] {
+        var head = AuditAnchor.genesis
+        return entries.map { entry in
+            let linked = AuditChain.link(
+                after: head,
+                eventID: entry.eventID,
+                eventTime: entry.eventTime,
+                record: entry.record,
+                index: entry.index
+            )
+            head = AuditAnchor(sequence: linked.sequence, hash: linked.hash)
+            return linked
+        }
     }
 
     @Test("log lines parse from the file's JSON; torn lines are skipped")

@@ -245,3 +245,39 @@ extension AuthorizerTests {
         #expect(names.equivalents(of: "arn:aws:ssm") == ["arn:aws:ssm"])
     }
 }
+
+extension AuthorizerTests {
+    @Test("NotResource excludes a resource under any of its names (no way round through the other form)")
+    func notResourceAcrossForms() throws {
+        let alice = try Self.caller([
+            (
+                "all-but",
+                """
+                {"Version": "2012-10-17", "Statement": [
+                  {"Effect": "Allow", "Action": "ssm:StartSession",
+                   "NotResource": ["arn:aws:ec2:*:*:instance/mi-0123456789abcdef0", "arn:aws:ssm:*::document/*"]},
+                  {"Effect": "Allow", "Action": "ssm:StartSession", "Resource": "arn:aws:ssm:*::document/*"}]}
+                """
+            )
+        ])
+        // The instance excluded in its EC2 form is excluded in its SSM form too.
+        #expect(!Self.startSession(alice).isAllowed)
+        #expect(Self.startSession(alice, target: "mi-11111111111111111").isAllowed)
+        let denyAllBut = try Self.caller([
+            (
+                "all",
+                #"{"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "ssm:*", "Resource": "*"}}"#
+            ),
+            (
+                "guard",
+                """
+                {"Version": "2012-10-17", "Statement": {"Effect": "Deny", "Action": "ssm:StartSession",
+                  "NotResource": ["arn:aws:ssm:*:*:managed-instance/*", "arn:aws:ssm:*::document/AWS-StartPortForwardingSessionToRemoteHost"]}}
+                """
+            ),
+        ])
+        // A Deny with NotResource spares what it names, under either name.
+        #expect(Self.startSession(denyAllBut).isAllowed)
+        #expect(Self.startSession(denyAllBut, document: "AWS-StartSSHSession").effect == .explicitDeny)
+    }
+}

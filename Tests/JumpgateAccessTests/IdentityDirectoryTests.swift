@@ -48,12 +48,20 @@ struct IdentityDirectoryTests {
         try directory.createUser(Self.user("root", administrator: true))
         try directory.createUser(Self.user("dev"))
         expectRefusal("EntityAlreadyExists") { () throws(DirectoryError) in try directory.createUser(Self.user("dev")) }
+        // Names where one followed by '-' begins the other: session/${aws:username}-* would match both.
+        expectRefusal("EntityAlreadyExists") { () throws(DirectoryError) in
+            try directory.createUser(Self.user("dev-ops"))
+        }
+        try directory.createUser(Self.user("devops"))
+        try directory.createGroup(Group(name: "full", createdEpoch: 0, members: ["devops"]))
+        expectRefusal("DeleteConflict") { () throws(DirectoryError) in try directory.deleteGroup("full") }
         try directory.createGroup(Group(name: "team", createdEpoch: 0))
         _ = try directory.addUser("dev", toGroup: "team")
         try directory.addKey(Self.key("AK1", "dev"))
         #expect(try directory.deleteUser("dev") == ["AK1"])
         #expect(directory.keys.isEmpty)
         #expect(directory.groups["team"]?.members == [])
+        try directory.deleteGroup("team")
         expectRefusal("NoSuchEntity") { () throws(DirectoryError) in _ = try directory.deleteUser("dev") }
         expectRefusal("DeleteConflict") { () throws(DirectoryError) in _ = try directory.deleteUser("root") }
         try directory.createUser(Self.user("root2", administrator: true))

@@ -78,6 +78,14 @@ extension AccessControlTests {
         #expect(record?["errorCode"]?.stringValue == errorCode, "\(comment): \(record?.serialized() ?? "nil")")
     }
 
+    /// The newest StartSession record by dev is a refusal about `target`.
+    static func expectRefusedStart(_ lab: EndToEndTests.Lab, target: String, _ comment: Comment) async throws {
+        let record = try await Self.lastRecord(lab, user: "dev", event: "StartSession")
+        #expect(record?["errorCode"]?.stringValue == "AccessDeniedException", "\(comment)")
+        #expect(record?["requestParameters"]?["Target"]?.stringValue == target, "\(comment)")
+        #expect(record?["additionalEventData"]?["decision"]?["effect"]?.stringValue == "implicitDeny", "\(comment)")
+    }
+
     static func startSession(
         _ client: SSMClient,
         _ target: String,
@@ -109,7 +117,8 @@ extension AccessControlTests {
                "Condition": {"StringEquals": {"ssm:resourceTag/Env": "lab"}, "IpAddress": {"aws:SourceIp": "\(sources)"}}},
               {"Sid": "EchoOnly", "Effect": "Allow", "Action": "ssm:StartSession",
                "Resource": "arn:aws:ssm:*::document/AWS-StartPortForwardingSessionToRemoteHost",
-               "Condition": {"StringEquals": {"jumpgate:RemoteHost": "127.0.0.1", "jumpgate:RemotePort": "\(echoPort)"}}}\(ownSessions ? own : "")
+               "Condition": {"StringEquals": {"jumpgate:RemoteHost": ["127.0.0.1", "localhost"],
+                                              "jumpgate:RemotePort": "\(echoPort)"}}}\(ownSessions ? own : "")
             ]}
             """
     }

@@ -56,7 +56,8 @@ struct AccessControlTests {
                     ),
                 ]
             )
-            let dev = try Self.client(lab, try await Self.user(lab, "dev", policies: ["developer"]))
+            let devKey = try await Self.user(lab, "dev", policies: ["developer"])
+            let dev = try Self.client(lab, devKey)
             let other = try Self.client(lab, try await Self.user(lab, "other", policies: ["developer"]))
             let nobody = try Self.client(lab, try await Self.user(lab, "nobody", policies: []))
             let denied = try Self.client(lab, try await Self.user(lab, "denied", policies: ["developer", "no-echo"]))
@@ -123,6 +124,7 @@ struct AccessControlTests {
             await Self.refused("AccessDeniedException", "wrong target") {
                 try await Self.startSession(dev, "mi-00000000000000000", port: echoPort)
             }
+            try await Self.expectRefusedStart(lab, target: "mi-00000000000000000", "wrong target")
             _ = try await lab.ssm.call(
                 "AddTagsToResource",
                 [
@@ -133,6 +135,7 @@ struct AccessControlTests {
             await Self.refused("AccessDeniedException", "wrong tag") {
                 try await Self.startSession(dev, target, port: echoPort)
             }
+            try await Self.expectRefusedStart(lab, target: target, "wrong tag")
             _ = try await lab.ssm.call(
                 "AddTagsToResource",
                 [
@@ -140,12 +143,16 @@ struct AccessControlTests {
                     "Tags": [["Key": "Env", "Value": "lab"]],
                 ]
             )
-            await Self.refused("AccessDeniedException", "wrong document") {
+            // The policy allows localhost too: only the document is wrong here.
+            let wrongDocument = await Self.refused("AccessDeniedException", "wrong document") {
                 try await Self.startSession(dev, target, port: echoPort, document: "AWS-StartPortForwardingSession")
             }
+            #expect(wrongDocument.contains("document/AWS-StartPortForwardingSession"), "\(wrongDocument)")
+            try await Self.expectRefusedStart(lab, target: target, "wrong document")
             await Self.refused("AccessDeniedException", "host outside") {
                 try await Self.startSession(dev, target, host: "127.0.0.2", port: echoPort)
             }
+            try await Self.expectRefusedStart(lab, target: target, "host outside")
             await Self.refused("AccessDeniedException", "port outside") {
                 try await Self.startSession(dev, target, port: echoPort == 65535 ? 1 : echoPort + 1)
             }
@@ -172,6 +179,13 @@ struct AccessControlTests {
             await Self.refused("AccessDeniedException", "terminate another's") {
                 try await dev.call("TerminateSession", ["SessionId": .string(theirs)])
             }
+            try await Self.expectAudited(
+                lab,
+                user: "dev",
+                event: "TerminateSession",
+                errorCode: "AccessDeniedException",
+                "end"
+            )
             await Self.refused("AccessDeniedException", "resume another's") {
                 try await dev.call("ResumeSession", ["SessionId": .string(theirs)])
             }
@@ -237,7 +251,7 @@ struct AccessControlTests {
             )
 
             // Unauthenticated refusals: answered as AWS does, audited as one summary per source per minute.
-            let devKey = try await Self.user(lab, "rotating", policies: ["developer"])
+            let rotatingKey = try await Self.user(lab, "rotating", policies: ["developer"])
             let second = try await Self.admin(lab, "CreateAccessKey", ["UserName": "rotating"])["AccessKey"]
             let disabled = (
                 try #require(second?["AccessKeyId"]?.stringValue), try #require(second?["SecretAccessKey"]?.stringValue)
@@ -250,7 +264,7 @@ struct AccessControlTests {
                 "UpdateAccessKey",
                 ["AccessKeyId": .string(disabled.0), "Status": "Inactive"]
             )
-            _ = try await Self.admin(lab, "DeleteAccessKey", ["AccessKeyId": .string(devKey.0)])
+            _ = try await Self.admin(lab, "DeleteAccessKey", ["AccessKeyId": .string(rotatingKey.0)])
             let endpoint = try GatewayAPITests.endpoint(lab)
             let devKeyID = try Self.keyOf(lab, "dev")
             let adminKey = try GatewayAPITests.adminCredentials(lab)
@@ -265,7 +279,7 @@ struct AccessControlTests {
                     "UnrecognizedClientException"
                 ),
                 (
-                    "deleted key", AWSCredentials(accessKeyID: devKey.0, secretAccessKey: devKey.1), 0,
+                    "deleted key", AWSCredentials(accessKeyID: rotatingKey.0, secretAccessKey: rotatingKey.1), 0,
                     "UnrecognizedClientException"
                 ),
                 (
@@ -285,28 +299,29 @@ struct AccessControlTests {
                 #expect(status == 400 && answer == type, "\(name): \(status) \(answer)")
             }
 
-            // A user's key on the agent endpoints.
-            var headers: [(name: String, value: String)] = [
-                ("Host", endpoint.hostHeader), ("Content-Type", "application/json"),
-            ]
+            // A user's key on the agent endpoints: the control channel's token and the connection records.
             let tokenBody = Array(#"{"MessageSchemaVersion":"1.0","RequestId":"r","ClientId":""}"#.utf8)
-            headers += SigV4Signer(credentials: adminKey, region: "us-east-1", service: "ssmmessages")
-                .signatureHeaders(
-                    for: SigV4Request(
-                        method: "POST",
-                        path: "/v1/control-channel/\(target)",
-                        headers: headers,
-                        body: tokenBody
-                    ),
-                    epochSeconds: WallClock.nowSeconds()
+            let devCredentials = AWSCredentials(accessKeyID: devKey.0, secretAccessKey: devKey.1)
+            for path in ["/v1/control-channel/\(target)", "/v1/connection-records/\(target)"] {
+                var headers: [(name: String, value: String)] = [
+                    ("Host", endpoint.hostHeader), ("Content-Type", "application/json"),
+                ]
+                headers += SigV4Signer(credentials: devCredentials, region: "us-east-1", service: "ssmmessages")
+                    .signatureHeaders(
+                        for: SigV4Request(method: "POST", path: path, headers: headers, body: tokenBody),
+                        epochSeconds: WallClock.nowSeconds()
+                    )
+                let answer = try await endpoint.request(
+                    method: "POST",
+                    path: path,
+                    headers: headers,
+                    body: ByteBuffer(bytes: tokenBody)
                 )
-            let control = try await endpoint.request(
-                method: "POST",
-                path: "/v1/control-channel/\(target)",
-                headers: headers,
-                body: ByteBuffer(bytes: tokenBody)
-            )
-            #expect(control.status == 400 && String(buffer: control.body).contains("UnrecognizedClientException"))
+                #expect(
+                    answer.status == 400 && String(buffer: answer.body).contains("UnrecognizedClientException"),
+                    "\(path)"
+                )
+            }
 
             // Data-channel tokens: bound to their session and used once.
             let (request, response) = try await GatewayAPITests.startSession(lab, echoPort: echoPort)
@@ -388,7 +403,7 @@ struct AccessControlTests {
                     types[type, default: 0] += count.int64Value ?? 0
                 }
             }
-            #expect(types["UnrecognizedClientException"] == 4, "\(types)")  // three keys and the control channel
+            #expect(types["UnrecognizedClientException"] == 5, "\(types)")  // three keys and two agent endpoints
             #expect(types["InvalidSignatureException"] == 2, "\(types)")
             #expect(types["InvalidActivation"] == 2, "\(types)")
             #expect((types["DataChannelRefused"] ?? 0) >= 2, "\(types)")

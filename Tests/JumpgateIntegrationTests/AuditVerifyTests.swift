@@ -94,6 +94,11 @@ struct AuditVerifyTests {
             _ = try runJumpgate(["admin", "groups", "list"], environment: environment)
             return FileManager.default.fileExists(atPath: log)
         }
+        // Offline verification works while the gateway runs (SQLite's WAL lets a reader in).
+        let (running, runningText, runningErrors) = try runJumpgate([
+            "audit", "verify", "--data-dir", directory + "/gw",
+        ])
+        #expect(running == 0 && runningText.contains("intact"), "\(runningText) \(runningErrors)")
         gateway.signal(SIGTERM)
         #expect(try gateway.waitForExit() == 0)
         // The chain spans both files; together they cover every record.

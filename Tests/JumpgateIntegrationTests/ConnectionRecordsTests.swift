@@ -9,19 +9,33 @@ import Testing
 /// An echo target that keeps its connections, so the test can close them from the target's side.
 final class HoldingTarget: Sendable {
     let channels = NIOLockedValueBox<[any Channel]>([])
+    /// Bytes each connection received, in the order they were accepted.
+    let received = NIOLockedValueBox<[Int]>([])
 
     final class Handler: ChannelInboundHandler {
         typealias InboundIn = ByteBuffer
         let channels: NIOLockedValueBox<[any Channel]>
-        init(channels: NIOLockedValueBox<[any Channel]>) { self.channels = channels }
+        let received: NIOLockedValueBox<[Int]>
+        var index = 0
+        init(channels: NIOLockedValueBox<[any Channel]>, received: NIOLockedValueBox<[Int]>) {
+            self.channels = channels
+            self.received = received
+        }
 
         func channelActive(context: ChannelHandlerContext) {
             let channel = context.channel
-            self.channels.withLockedValue { $0.append(channel) }
+            self.index = self.channels.withLockedValue { channels in
+                channels.append(channel)
+                return channels.count - 1
+            }
+            self.received.withLockedValue { $0.append(0) }
             context.fireChannelActive()
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let count = self.unwrapInboundIn(data).readableBytes
+            let index = self.index
+            self.received.withLockedValue { $0[index] += count }
             context.writeAndFlush(data, promise: nil)
         }
 
@@ -35,12 +49,12 @@ final class HoldingTarget: Sendable {
     }
 
     func start() async throws -> any Channel {
-        let channels = self.channels
+        let (channels, received) = (self.channels, self.received)
         return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(Handler(channels: channels))
+                    try channel.pipeline.syncOperations.addHandler(Handler(channels: channels, received: received))
                 }
             }
             .bind(host: "127.0.0.1", port: 0)
@@ -54,12 +68,12 @@ final class HoldingTarget: Sendable {
 @Suite("Connection records: what the agent reports reaches the audit trail", .serialized)
 struct ConnectionRecordsTests {
     /// Polls (bounded, 20 s) until `condition` holds.
-    static func eventually(_ what: String, _ condition: () async throws -> Bool) async throws {
+    static func eventually(_ what: @autoclosure () -> String, _ condition: () async throws -> Bool) async throws {
         for _ in 0..<200 {
             if try await condition() { return }
             try await Task.sleep(nanoseconds: 100_000_000)
         }
-        Issue.record("timed out waiting for \(what)")
+        Issue.record("timed out waiting for \(what())")
     }
 
     static func records(_ lab: EndToEndTests.Lab, session: String) async throws -> [JSONValue] {
@@ -79,14 +93,17 @@ struct ConnectionRecordsTests {
         }
     }
 
-    /// A connection that sends `count` bytes, reads them back, then is reset (SO_LINGER 0) or closed.
-    static func roundTrip(port: Int, count: Int, reset: Bool) async throws {
+    /// A connection that sends `count` bytes, reads `readBack` of them back (all by default), then is reset
+    /// (SO_LINGER 0) or closed.
+    static func roundTrip(port: Int, count: Int, readBack: Int? = nil, reset: Bool) async throws {
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         let done = loop.makePromise(of: ByteBuffer.self)
         let channel = try await ClientBootstrap(group: loop)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(HeldCollector(expected: count, done: done))
+                    try channel.pipeline.syncOperations.addHandler(
+                        HeldCollector(expected: readBack ?? count, done: done)
+                    )
                 }
             }
             .connect(host: "127.0.0.1", port: port)
@@ -98,7 +115,7 @@ struct ConnectionRecordsTests {
         }
         channel.writeAndFlush(randomBuffer(count), promise: nil)
         let received = try await done.futureResult.get()
-        #expect(received.readableBytes == count)
+        #expect(received.readableBytes >= (readBack ?? count))
         try await channel.close()
     }
 
@@ -131,12 +148,19 @@ struct ConnectionRecordsTests {
         try await Self.setAllowList(lab, "127.0.0.1:1", reloads: 1)
         #expect(try await bytesBeforeRefusal(port: localPort, bytes: randomBuffer(10)) == 0)
         try await Self.setAllowList(lab, "127.0.0.1:\(port)", reloads: 2)
-        // 3: 50,000 bytes each way, then the client resets the connection.
-        try await Self.roundTrip(port: localPort, count: 50_000, reset: true)
-        try await Self.eventually("three records of each") {
+        // 3: killed mid-transfer: 1 MiB sent, the client resets the connection once 64 KiB came back.
+        try await Self.roundTrip(port: localPort, count: 1 << 20, readBack: 64 << 10, reset: true)
+        try await Self.eventually(
+            "three records of each (target connections open: \(target.channels.withLockedValue { $0.map(\.isActive) }), "
+                + "received \(target.received.withLockedValue { $0 }); agent: \(lab.agent.standardError.suffix(1500)))"
+        ) {
             let records = try await Self.records(lab, session: sessionID)
             return records.filter { $0["eventName"]?.stringValue == "ConnectionClosed" }.count == 2
                 && records.contains { $0["eventName"]?.stringValue == "ConnectionRefused" }
+        }
+        // The killed connection's target side is closed too by then (the agent closed it).
+        try await Self.eventually("the target to see the close") {
+            target.channels.withLockedValue { $0.count == 2 && !$0[1].isActive }
         }
         // 4: a connection the target closes while the gateway is down: the agent keeps its record.
         let held = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -176,9 +200,19 @@ struct ConnectionRecordsTests {
         let refused = records.filter { $0["eventName"]?.stringValue == "ConnectionRefused" }
         #expect(opened.count == 3 && closed.count == 3 && refused.count == 1, "\(records.map { $0.serialized() })")
         let details = closed.compactMap { $0["serviceEventDetails"] }
-        // What was sent each way, byte for byte (the fourth: 300 sent, 300 echoed).
-        #expect(details.map { $0["bytesToTarget"]?.int64Value ?? -1 } == [1000, 50_000, 300])
-        #expect(details.map { $0["bytesFromTarget"]?.int64Value ?? -1 } == [1000, 50_000, 300])
+        // What was sent each way, byte for byte: toward the target, what the target received; back, what
+        // the agent read of its echo (the killed one: at least what the client had read when it reset).
+        let atTarget = target.received.withLockedValue { $0 }
+        try #require(atTarget.count == 3 && details.count == 3)
+        #expect(details.map { $0["bytesToTarget"]?.int64Value ?? -1 } == atTarget.map(Int64.init), "\(atTarget)")
+        #expect(
+            atTarget[0] == 1000 && atTarget[2] == 300 && atTarget[1] >= 64 << 10 && atTarget[1] <= 1 << 20,
+            "\(atTarget)"
+        )
+        let back = details.map { $0["bytesFromTarget"]?.int64Value ?? -1 }
+        try #require(back.count == 3 && atTarget.count == 3)
+        #expect(back[0] == 1000 && back[2] == 300, "\(back)")
+        #expect(back[1] >= 64 << 10 && back[1] <= Int64(atTarget[1]), "\(back) \(atTarget)")
         #expect(details.allSatisfy { $0["address"]?.stringValue == "127.0.0.1:\(port)" })
         #expect(details.allSatisfy { $0["destination"]?.stringValue == "127.0.0.1:\(port)" })
         #expect(

@@ -43,18 +43,20 @@ public final class AuditLogFile: Sendable {
         return JSONValue.object(members).serialized() + "\n"
     }
 
-    func append(record: JSONValue, entry: AuditEntry) {
+    /// Appends a record's line; false when it could not be written whole (a full disk, a closed file): the
+    /// store still gets the record, and the file lacks it (which verification against the file does not
+    /// compare), so the caller logs the failure.
+    func append(record: JSONValue, entry: AuditEntry) -> Bool {
         let bytes = Array(Self.line(record: record, entry: entry).utf8)
-        self.descriptor.withLockedValue { fd in
+        return self.descriptor.withLockedValue { fd in
             var offset = 0
             while offset < bytes.count {
                 let written = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
                 if written < 0, errno == EINTR { continue }
-                // A full disk or a closed file: the store still has the record; `audit verify --log` will
-                // report the file as behind.
-                guard written > 0 else { return }
+                guard written > 0 else { return false }
                 offset += written
             }
+            return true
         }
     }
 

@@ -15,7 +15,11 @@ public final class AuditTrail: Sendable {
         var head: AuditAnchor
         var pending: [AuditEntry] = []
         var writing = false
-        var waiters: [EventLoopPromise<Void>] = []
+        /// The last sequence number the store has.
+        var written: Int64
+        /// Who waits for which record to be stored (not for the queue to empty, which steady traffic
+        /// could postpone for ever).
+        var waiters: [(sequence: Int64, promise: EventLoopPromise<Void>)] = []
         var failedBatches = 0
     }
 
@@ -27,7 +31,7 @@ public final class AuditTrail: Sendable {
     static let batchLimit = 500
 
     public init(head: AuditAnchor, store: (any GatewayStorage)?, logFile: AuditLogFile?, logger: Logger) {
-        self.state = NIOLockedValueBox(State(head: head))
+        self.state = NIOLockedValueBox(State(head: head, written: head.sequence))
         self.store = store
         self.logFile = logFile
         self.logger = logger
@@ -49,7 +53,12 @@ public final class AuditTrail: Sendable {
             state.head = AuditAnchor(sequence: entry.sequence, hash: entry.hash)
             state.pending.append(entry)
             // The file gets lines in chain order: written under the lock (one append(2) each).
-            self.logFile?.append(record: record, entry: entry)
+            if let file = self.logFile, !file.append(record: record, entry: entry) {
+                self.logger.error(
+                    "an audit record could not be written to the audit log file; the store still gets it",
+                    metadata: ["sequence": "\(entry.sequence)", "path": "\(file.path)"]
+                )
+            }
             return self.takeBatch(&state)
         }
         if let start { self.write(start) }
@@ -88,11 +97,13 @@ public final class AuditTrail: Sendable {
                 state.pending.insert(contentsOf: batch, at: 0)
                 state.failedBatches += 1
                 defer { state.waiters = [] }
-                return (nil, state.waiters)
+                return (nil, state.waiters.map(\.promise))
             }
-            if let next = self.takeBatch(&state) { return (next, []) }
-            defer { state.waiters = [] }
-            return (nil, state.waiters)
+            state.written = max(state.written, batch.last?.sequence ?? state.written)
+            let written = state.written
+            let done = state.waiters.filter { $0.sequence <= written }.map(\.promise)
+            state.waiters.removeAll { $0.sequence <= written }
+            return (self.takeBatch(&state), done)
         }
         for promise in done {
             if failed {
@@ -109,12 +120,12 @@ public final class AuditTrail: Sendable {
         if let batch = self.state.withLockedValue({ self.takeBatch(&$0) }) { self.write(batch) }
     }
 
-    /// Completes once every record appended so far is in the store (at once when none is pending).
+    /// Completes once every record appended before the call is in the store (at once when it is).
     public func drained(on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
         self.state.withLockedValue { state in
-            guard state.writing || !state.pending.isEmpty else { return eventLoop.makeSucceededVoidFuture() }
+            guard state.written < state.head.sequence else { return eventLoop.makeSucceededVoidFuture() }
             let promise = eventLoop.makePromise(of: Void.self)
-            state.waiters.append(promise)
+            state.waiters.append((state.head.sequence, promise))
             return promise.futureResult
         }
     }

@@ -35,9 +35,11 @@ extension GatewayState {
                     accepted += 1  // already recorded: a resend after a lost answer
                     continue
                 }
-                let sessionID = details["sessionId"]?.stringValue ?? ""
+                // A dropped-records note belongs to the agent, not to a session it might name.
+                let dropped = event == "ConnectionRecordsDropped"
+                let sessionID = dropped ? "" : details["sessionId"]?.stringValue ?? ""
                 let session = storage.sessions[sessionID]
-                guard event == "ConnectionRecordsDropped" || session?.target == instanceID else {
+                guard dropped || session?.target == instanceID else {
                     refused += 1
                     continue
                 }
@@ -49,7 +51,7 @@ extension GatewayState {
                 // The record's time is the gateway's (when it arrived): an agent's clock must not decide
                 // where a record sits for retention. The agent's own time is kept beside it.
                 var members = details.objectValue ?? []
-                members.removeAll { $0.key == "event" || $0.key == "time" }
+                members.removeAll { $0.key == "event" || $0.key == "time" || (dropped && $0.key == "sessionId") }
                 members.append(("agentTime", .string(AuditRecords.isoTime((details["time"]?.int64Value ?? 0) / 1000))))
                 members.append(("instanceId", .string(instanceID)))
                 let time = self.clock()

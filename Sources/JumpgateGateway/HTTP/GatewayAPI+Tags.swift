@@ -44,13 +44,13 @@ extension GatewayAPI {
             let add = try Self.tagList(input["Tags"])
             guard !add.isEmpty else { throw APIError(400, "ValidationException", "Tags must name at least one tag.") }
             _ = try self.state.changeTags(instanceID: id, add: add, remove: [])
-            return .now([:])
+            return .applied([:])
         case "RemoveTagsFromResource":
             guard let keys = input["TagKeys"]?.arrayValue?.compactMap(\.stringValue), !keys.isEmpty else {
                 throw APIError(400, "ValidationException", "TagKeys must be a list of tag keys.")
             }
             _ = try self.state.changeTags(instanceID: id, add: [:], remove: keys)
-            return .now([:])
+            return .applied([:])
         default:
             return .read(["TagList": Self.json(tags: self.state.instance(id: id)?.tags ?? [:])])
         }

@@ -25,6 +25,10 @@ struct GatewayAPI: Sendable {
         /// Changes were submitted to the store: answered once they are written.
         case now(JSONValue)
         case later(EventLoopFuture<JSONValue>)
+        /// A change already in force in memory (users, keys, policies, tags: a revocation takes effect at
+        /// once), answered once written; if the write fails the answer says the change will not survive a
+        /// restart.
+        case applied(JSONValue)
     }
 
     /// Runs an SSM operation for an authenticated caller: authorised first (``authorize``), then done.

@@ -18,13 +18,13 @@ extension GatewayAPI {
             let name = try Self.string(input, "PolicyName", maxLength: 128)
             let document = try Self.string(input, "PolicyDocument", maxLength: PolicyDocument.maximumSize)
             try self.authorize(&call, action, [RequestedResource([names.policy(name)])])
-            return .now(["Policy": self.policyJSON(try self.state.putPolicy(name: name, document: document))])
+            return .applied(["Policy": self.policyJSON(try self.state.putPolicy(name: name, document: document))])
         case "GetPolicy", "DeletePolicy":
             let name = try Self.string(input, "PolicyName", maxLength: 128)
             try self.authorize(&call, action, [RequestedResource([names.policy(name)])])
             if operation == "DeletePolicy" {
                 try self.state.deletePolicy(name: name)
-                return .now([:])
+                return .applied([:])
             }
             let directory = self.state.directory
             let policy = try GatewayState.mapped { () throws(DirectoryError) in try directory.policy(name) }
@@ -55,7 +55,7 @@ extension GatewayAPI {
                 [RequestedResource([resource]), RequestedResource([names.policy(policy)])]
             )
             try self.state.attach(policy: policy, to: principal, attached: operation == "AttachPolicy")
-            return .now([:])
+            return .applied([:])
         case "SimulatePolicy":
             try self.authorize(&call, action, [RequestedResource([names.user(input["UserName"]?.stringValue ?? "")])])
             return .read(try self.simulate(input, call: call))

@@ -31,15 +31,17 @@ extension GatewayAPI {
             try self.authorize(&call, action, [RequestedResource([names.user(name)])])
             // Only an administrator makes administrators: no policy can grant it.
             guard !administrator || call.caller.user.isAdministrator else {
+                call.decision = Self.administratorsOnly
                 throw APIError(400, "AccessDeniedException", "Only an administrator can create an administrator.")
             }
-            return .now(["User": self.userJSON(try self.state.createUser(name: name, administrator: administrator))])
+            return .applied(["User": self.userJSON(try self.state.createUser(name: name, administrator: administrator))]
+            )
         case "DeleteUser":
             let name = try Self.string(input, "UserName", maxLength: 64)
             try self.authorize(&call, action, [RequestedResource([names.user(name)])])
-            try self.protectAdministrator(name, call: call)
+            try self.protectAdministrator(name, call: &call)
             try self.state.deleteUser(name: name)
-            return .now([:])
+            return .applied([:])
         case "ListUsers":
             try self.authorizeListing(&call, action)
             let directory = self.state.directory
@@ -52,10 +54,12 @@ extension GatewayAPI {
             try self.authorize(&call, action, [RequestedResource([names.group(name)])])
             if operation == "CreateGroup" {
                 let group = try self.state.createGroup(name: name)
-                return .now(["Group": ["GroupName": .string(group.name), "CreateDate": .integer(group.createdEpoch)]])
+                return .applied([
+                    "Group": ["GroupName": .string(group.name), "CreateDate": .integer(group.createdEpoch)]
+                ])
             }
             try self.state.deleteGroup(name: name)
-            return .now([:])
+            return .applied([:])
         case "ListGroups":
             try self.authorizeListing(&call, action)
             let groups = self.state.directory.groups.values.sorted { $0.name < $1.name }.filter {
@@ -67,18 +71,18 @@ extension GatewayAPI {
             let user = try Self.string(input, "UserName", maxLength: 64)
             try self.authorize(&call, action, [RequestedResource([names.group(group)])])
             try self.state.setMembership(user: user, group: group, member: operation == "AddUserToGroup")
-            return .now([:])
+            return .applied([:])
         case "CreateAccessKey":
             let user = input["UserName"]?.stringValue ?? call.user
             try self.authorize(&call, action, [RequestedResource([names.user(user)])])
-            try self.protectAdministrator(user, call: call)
+            try self.protectAdministrator(user, call: &call)
             let key = try self.state.createKey(user: user)
             var json = self.keyJSON(key)
             if case .object(var members) = json {
                 members.append(("SecretAccessKey", .string(key.secret)))
                 json = .object(members)
             }
-            return .now(["AccessKey": json])
+            return .applied(["AccessKey": json])
         case "ListAccessKeys":
             let user = input["UserName"]?.stringValue ?? call.user
             try self.authorize(&call, action, [RequestedResource([names.user(user)])])
@@ -91,16 +95,16 @@ extension GatewayAPI {
             // The key's owner is the resource: a policy can let users manage their own keys only.
             let owner = input["UserName"]?.stringValue ?? self.state.directory.keys[id]?.user ?? call.user
             try self.authorize(&call, action, [RequestedResource([names.user(owner)])])
-            try self.protectAdministrator(owner, call: call)
+            try self.protectAdministrator(owner, call: &call)
             if operation == "DeleteAccessKey" {
                 try self.state.deleteKey(id: id, user: owner)
-                return .now([:])
+                return .applied([:])
             }
             let status = try Self.string(input, "Status", maxLength: 16)
             guard status == "Active" || status == "Inactive" else {
                 throw APIError(400, "ValidationError", "Status must be Active or Inactive.")
             }
-            return .now([
+            return .applied([
                 "AccessKey": self.keyJSON(try self.state.setKey(id: id, user: owner, active: status == "Active"))
             ])
         default:
@@ -110,8 +114,9 @@ extension GatewayAPI {
 
     /// A non-administrator cannot delete an administrator or make, change or delete its keys, whatever
     /// its policies say (that would make it one).
-    func protectAdministrator(_ name: String, call: APICall) throws(APIError) {
+    func protectAdministrator(_ name: String, call: inout APICall) throws(APIError) {
         if self.state.directory.users[name]?.isAdministrator == true, !call.caller.user.isAdministrator {
+            call.decision = Self.administratorsOnly
             throw APIError(
                 400,
                 "AccessDeniedException",
@@ -119,6 +124,9 @@ extension GatewayAPI {
             )
         }
     }
+
+    /// The decision recorded when an administrator-only rule refused a call its policies allowed.
+    static let administratorsOnly = Decision(effect: .explicitDeny, policy: nil, statement: "administrators only")
 
     func userJSON(_ user: User) -> JSONValue { self.userJSON(user, directory: self.state.directory) }
 

@@ -161,6 +161,16 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                 case .read(let result): written = loop.makeSucceededFuture(result)
                 case .now(let result): written = state.flush(on: loop).map { result }
                 case .later(let future): written = future
+                case .applied(let result):
+                    written = state.flush(on: loop).map { result }.flatMapErrorThrowing { _ in
+                        throw APIError(
+                            500,
+                            "InternalServerError",
+                            "The change is in force but the gateway could not save it (is its data directory full?): "
+                                + "it will be undone when the gateway restarts. Retry the call once the gateway's "
+                                + "log shows the store is writable."
+                        )
+                    }
                 }
                 let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
                 written.whenComplete { outcome in

@@ -19,6 +19,9 @@ extension GatewayState {
                 User(name: name, id: "AIDA" + Random.upperAlphanumeric(17), isAdministrator: true, createdEpoch: now)
             )
             if let user = storage.directory.users[name], user != before { self.store?.submit(.user(user)) }
+            // The key in admin.credentials is made once: if an administrator deleted it, it stays deleted
+            // (a revocation must survive a restart).
+            guard before == nil || storage.directory.keys[accessKeyID] != nil else { return }
             let keyBefore = storage.directory.keys[accessKeyID]
             storage.directory.ensureKey(
                 AccessKey(
@@ -73,7 +76,8 @@ extension GatewayState {
         do {
             return try body()
         } catch {
-            let status = error.type == "LimitExceeded" || error.type == "DeleteConflict" ? 409 : 400
+            let conflict: Set<String> = ["LimitExceeded", "DeleteConflict", "EntityAlreadyExists"]
+            let status = conflict.contains(error.type) ? 409 : 400
             throw APIError(error.type == "NoSuchEntity" ? 404 : status, error.type, error.message)
         }
     }

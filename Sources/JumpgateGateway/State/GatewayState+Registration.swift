@@ -116,6 +116,10 @@ extension GatewayState {
                     "The activation is not valid: it does not exist, the code is wrong, it expired, or its registration limit was reached."
                 )
             }
+            // The activation's tags win over the agent's own: whoever holds the code chooses the latter, and
+            // tags decide access (ssm:resourceTag).
+            let tags = registration.tags.merging(activation.tags) { _, fromActivation in fromActivation }
+            try Self.validate(tags: tags)
             activation.registrationsCount += 1
             storage.activations[activation.id] = activation
             self.store?.submit(.activation(activation))
@@ -137,9 +141,8 @@ extension GatewayState {
                 lastPingEpoch: 0,
                 online: false
             )
-            var tags = activation.tags.merging(registration.tags) { _, own in own }
-            if !instance.name.isEmpty { tags["Name"] = instance.name }
             instance.tags = tags
+            if !instance.name.isEmpty { instance.tags["Name"] = instance.name }
             storage.instances[instance.id] = instance
             self.store?.submit(.instance(instance))
             return instance

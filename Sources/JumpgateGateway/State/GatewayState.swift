@@ -84,7 +84,7 @@ public final class GatewayState: Sendable {
         var publicURL = ""
         /// Connection record ids recorded lately, and their order (oldest first), for dropping resends.
         var recentRecordIDs: Set<String> = []
-        var recentRecordOrder: [String] = []
+        var recentRecordOrder = CircularBuffer<String>()
     }
 
     let storage = NIOLockedValueBox(Storage())

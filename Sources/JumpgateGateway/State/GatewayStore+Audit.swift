@@ -89,8 +89,7 @@ extension GatewayStore {
     }
 
     /// Removes records older than `epoch`; the last one removed becomes the anchor verification starts
-    /// from. Returns the range removed (nil: nothing was old enough). Anchor and deletion are one
-    /// transaction.
+    /// from. Returns the range removed (nil: nothing was old enough).
     public func pruneAudit(before epoch: Int64) async throws -> (first: Int64, last: Int64, anchor: AuditAnchor)? {
         let newest = try await self.rows(
             "SELECT sequence, hash FROM audit_records WHERE event_time < ? ORDER BY sequence DESC LIMIT 1",
@@ -99,18 +98,14 @@ extension GatewayStore {
         guard let newest else { return nil }
         let anchor = AuditAnchor(sequence: newest.int("sequence"), hash: newest.text("hash"))
         let first = try await self.rows("SELECT MIN(sequence) AS s FROM audit_records").first?.int("s") ?? 0
-        _ = try await self.rows("BEGIN IMMEDIATE")
-        do {
-            _ = try await self.rows(
-                "INSERT OR REPLACE INTO audit_anchor (id, sequence, hash) VALUES (1, ?, ?)",
-                [.integer(Int(anchor.sequence)), .text(anchor.hash)]
-            )
-            _ = try await self.rows("DELETE FROM audit_records WHERE sequence <= ?", [.integer(Int(anchor.sequence))])
-            _ = try await self.rows("COMMIT")
-        } catch {
-            _ = try? await self.rows("ROLLBACK")
-            throw error
-        }
+        // No transaction (the connection is shared: one would take in whatever else was submitted
+        // meanwhile, and a rollback would undo it): the anchor moves first, then the records go. A prune
+        // that stops between the two leaves records at or before the anchor, which verification skips.
+        _ = try await self.rows(
+            "INSERT OR REPLACE INTO audit_anchor (id, sequence, hash) VALUES (1, ?, ?)",
+            [.integer(Int(anchor.sequence)), .text(anchor.hash)]
+        )
+        _ = try await self.rows("DELETE FROM audit_records WHERE sequence <= ?", [.integer(Int(anchor.sequence))])
         return (first, anchor.sequence, anchor)
     }
 }
