@@ -170,17 +170,13 @@ struct StoreConformanceTests {
         var head = anchor
         return (0..<count).map { index in
             let sequence = head.sequence + 1
+            let (event, user) = (index % 2 == 0 ? "StartSession" : "SessionEnded", index % 3 == 0 ? "dev" : "ops")
             let entry = AuditChain.link(
                 after: head,
                 eventID: "e\(sequence)",
                 eventTime: time + Int64(index),
-                record: #"{"eventID":"e\#(sequence)"}"#,
-                index: AuditIndex(
-                    eventName: index % 2 == 0 ? "StartSession" : "SessionEnded",
-                    userName: index % 3 == 0 ? "dev" : "ops",
-                    target: "mi-1",
-                    sessionID: "dev-\(index % 4)"
-                )
+                record: #"{"eventID":"e\#(sequence)","eventName":"\#(event)","userIdentity":{"userName":"\#(user)"}}"#,
+                index: AuditIndex(eventName: event, userName: user, target: "mi-1", sessionID: "dev-\(index % 4)")
             )
             head = AuditAnchor(sequence: entry.sequence, hash: entry.hash)
             return entry
