@@ -45,7 +45,7 @@ public final class AgentRunner: Sendable {
     let unacknowledgedCompletions = NIOLockedValueBox<[String: AgentTaskCompletePayload]>([:])
     /// Every connection's record until the gateway has it (``ConnectionJournal``), and the upload's state.
     let journal: ConnectionJournal
-    let reporting = NIOLockedValueBox<(inFlight: Bool, again: Bool)>((false, false))
+    let reporting = NIOLockedValueBox<(inFlight: Bool, again: Bool, scheduled: Bool)>((false, false, false))
 
     struct LiveSession: @unchecked Sendable {
         // The session is only touched on its event loop.

@@ -56,7 +56,7 @@ final class AgentSessionDelegate: PortSessionDelegate, @unchecked Sendable {
                     do {
                         // First in the pipeline: it sees every byte count and the close.
                         try channel.pipeline.syncOperations.addHandler(
-                            ConnectionRecorder(facts: opened, journal: runner.journal) { runner.reportConnections() },
+                            ConnectionRecorder(facts: opened, journal: runner.journal) { runner.scheduleReport() },
                             position: .first
                         )
                         runner.journal.append(opened.record("ConnectionOpened"))
@@ -76,7 +76,7 @@ final class AgentSessionDelegate: PortSessionDelegate, @unchecked Sendable {
                     } catch {
                         channel.close(promise: nil)
                     }
-                    runner.reportConnections()
+                    runner.scheduleReport()
                 }
             } catch let refusal as DialRefusal {
                 logger.warning(
@@ -92,7 +92,7 @@ final class AgentSessionDelegate: PortSessionDelegate, @unchecked Sendable {
                         [("refusedBy", "allow-list"), ("reason", .string(refusal.reason))]
                     )
                 )
-                runner.reportConnections()
+                runner.scheduleReport()
                 eventLoop.execute { bound.value.refuse(id, reason: refusal.reason) }
             } catch {
                 logger.info(
@@ -105,7 +105,7 @@ final class AgentSessionDelegate: PortSessionDelegate, @unchecked Sendable {
                 runner.journal.append(
                     facts.record("ConnectionRefused", [("refusedBy", "destination"), ("reason", .string("\(error)"))])
                 )
-                runner.reportConnections()
+                runner.scheduleReport()
                 eventLoop.execute { bound.value.refuse(id, reason: "\(error)") }
             }
         }

@@ -19,6 +19,8 @@ public final class ConnectionJournal: Sendable {
         var lines: [String]
         var bytes: Int
         var dropped = 0
+        /// The file, open for appending (-1: not open); reopened after each rewrite.
+        var descriptor: Int32 = -1
     }
 
     public static let defaultMaximumBytes = 16 << 20
@@ -51,7 +53,10 @@ public final class ConnectionJournal: Sendable {
             }
             state.lines += lines
             state.bytes += size
-            Self.write(lines.map { $0 + "\n" }.joined(), appendingTo: self.path)
+            if state.descriptor < 0 {
+                state.descriptor = open(self.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+            }
+            Self.write(lines.map { $0 + "\n" }.joined(), to: state.descriptor)
         }
     }
 
@@ -76,13 +81,13 @@ public final class ConnectionJournal: Sendable {
                 attributes: [.posixPermissions: 0o600]
             )
             _ = rename(temporary, self.path)
+            if state.descriptor >= 0 { close(state.descriptor) }
+            state.descriptor = -1
         }
     }
 
-    static func write(_ text: String, appendingTo path: String) {
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+    static func write(_ text: String, to fd: Int32) {
         guard fd >= 0 else { return }
-        defer { close(fd) }
         let bytes = Array(text.utf8)
         var offset = 0
         while offset < bytes.count {

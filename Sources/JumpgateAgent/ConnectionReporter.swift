@@ -10,6 +10,23 @@ import NIOCore
 /// cannot be reached. Records leave the journal only once the gateway answered that it has them.
 extension AgentRunner {
     static let recordsPerRequest = 500
+    /// Records gather this long before they are sent: one request (one TLS handshake, one batch in the
+    /// gateway's store) carries every connection of a busy second, instead of one per connection.
+    static let gatherNanoseconds: UInt64 = 1_000_000_000
+
+    /// A record was journalled: send it (with whatever else comes) within a second.
+    func scheduleReport() {
+        let first = self.reporting.withLockedValue { state -> Bool in
+            defer { state.scheduled = true }
+            return !state.scheduled
+        }
+        guard first else { return }
+        Task {
+            try? await Task.sleep(nanoseconds: Self.gatherNanoseconds)
+            self.reporting.withLockedValue { $0.scheduled = false }
+            self.reportConnections()
+        }
+    }
 
     /// Starts an upload unless one is running (which then runs once more).
     func reportConnections() {

@@ -26,10 +26,14 @@ public enum AuditRecords {
         }
     }
 
+    /// `2026-12-02T16:35:43Z` (UTC), without a formatter object per call (every record has one or two).
     static func isoTime(_ epoch: Int64) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.string(from: Date(timeIntervalSince1970: TimeInterval(epoch)))
+        var seconds = time_t(epoch)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        let year = String(parts.tm_year + 1900)
+        return "\(year)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
     }
 
     static func eventID() -> String { UUID().uuidString.lowercased() }

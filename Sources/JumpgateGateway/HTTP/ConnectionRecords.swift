@@ -23,6 +23,9 @@ extension GatewayState {
     ) -> (accepted: Int, refused: Int) {
         guard let audit = self.audit else { return (0, records.count) }
         var (accepted, refused) = (0, 0)
+        // Under the lock only what needs it (the dedup set, the sessions, the owners); the records are
+        // built and hashed after it, so a large batch never holds up the relays.
+        var pending: [(event: String, details: JSONValue, dropped: Bool, sessionID: String, owner: User?)] = []
         self.storage.withLockedValue { storage in
             for record in records {
                 guard let details = Self.validConnectionRecord(record),
@@ -48,26 +51,29 @@ extension GatewayState {
                 if storage.recentRecordOrder.count > Self.rememberedRecordIDs {
                     storage.recentRecordIDs.remove(storage.recentRecordOrder.removeFirst())
                 }
-                // The record's time is the gateway's (when it arrived): an agent's clock must not decide
-                // where a record sits for retention. The agent's own time is kept beside it.
-                var members = details.objectValue ?? []
-                members.removeAll { $0.key == "event" || $0.key == "time" || (dropped && $0.key == "sessionId") }
-                members.append(("agentTime", .string(AuditRecords.isoTime((details["time"]?.int64Value ?? 0) / 1000))))
-                members.append(("instanceId", .string(instanceID)))
-                let time = self.clock()
-                let (entry, index) = AuditRecords.serviceEvent(
-                    name: event,
-                    time: time,
-                    user: session.flatMap { storage.directory.users[$0.owner] },
-                    sourceIP: source,
-                    details: .object(members),
-                    resources: self.resources,
-                    target: instanceID,
-                    sessionID: sessionID
-                )
-                audit.append(entry, time: time, index: index)
+                pending.append((event, details, dropped, sessionID, session.flatMap { storage.directory.users[$0.owner] }))
                 accepted += 1
             }
+        }
+        // The record's time is the gateway's (when it arrived): an agent's clock must not decide where a
+        // record sits for retention. The agent's own time is kept beside it.
+        let time = self.clock()
+        for (event, details, dropped, sessionID, owner) in pending {
+            var members = details.objectValue ?? []
+            members.removeAll { $0.key == "event" || $0.key == "time" || (dropped && $0.key == "sessionId") }
+            members.append(("agentTime", .string(AuditRecords.isoTime((details["time"]?.int64Value ?? 0) / 1000))))
+            members.append(("instanceId", .string(instanceID)))
+            let (entry, index) = AuditRecords.serviceEvent(
+                name: event,
+                time: time,
+                user: owner,
+                sourceIP: source,
+                details: .object(members),
+                resources: self.resources,
+                target: instanceID,
+                sessionID: sessionID
+            )
+            audit.append(entry, time: time, index: index)
         }
         return (accepted, refused)
     }
