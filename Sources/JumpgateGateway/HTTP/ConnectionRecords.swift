@@ -51,7 +51,9 @@ extension GatewayState {
                 if storage.recentRecordOrder.count > Self.rememberedRecordIDs {
                     storage.recentRecordIDs.remove(storage.recentRecordOrder.removeFirst())
                 }
-                pending.append((event, details, dropped, sessionID, session.flatMap { storage.directory.users[$0.owner] }))
+                pending.append(
+                    (event, details, dropped, sessionID, session.flatMap { storage.directory.users[$0.owner] })
+                )
                 accepted += 1
             }
         }
