@@ -165,20 +165,7 @@ public final class AgentRunner: Sendable {
         let body: JSONValue = [
             "MessageSchemaVersion": "1.0", "RequestId": .string(MessageID.random().description), "ClientId": "",
         ]
-        let bytes = body.serializedBytes()
-        var headers: [(name: String, value: String)] = [
-            ("Host", self.gateway.hostHeader), ("Content-Type", "application/json"),
-        ]
-        headers += self.signer.signatureHeaders(
-            for: SigV4Request(method: "POST", path: path, headers: headers, body: bytes),
-            epochSeconds: WallClock.nowSeconds()
-        )
-        let response = try await self.gateway.request(
-            method: "POST",
-            path: path,
-            headers: headers,
-            body: ByteBuffer(bytes: bytes)
-        )
+        let response = try await self.signedPost(path: path, body: body.serializedBytes())
         let text = String(buffer: response.body)
         guard response.status == 201, let token = ChannelTokenResponse.token(fromXML: text) else {
             // As the official agent: "Session is already terminated" is not retried; nor is a refusal to
@@ -189,6 +176,23 @@ public final class AgentRunner: Sendable {
             )
         }
         return token
+    }
+
+    /// A JSON POST to the gateway signed by this instance (service `ssmmessages`).
+    func signedPost(path: String, body: [UInt8]) async throws -> HTTPSResponse {
+        var headers: [(name: String, value: String)] = [
+            ("Host", self.gateway.hostHeader), ("Content-Type", "application/json"),
+        ]
+        headers += self.signer.signatureHeaders(
+            for: SigV4Request(method: "POST", path: path, headers: headers, body: body),
+            epochSeconds: WallClock.nowSeconds()
+        )
+        return try await self.gateway.request(
+            method: "POST",
+            path: path,
+            headers: headers,
+            body: ByteBuffer(bytes: body)
+        )
     }
 
     func signedUpgradeHeaders(path: String, query: String) -> [(name: String, value: String)] {

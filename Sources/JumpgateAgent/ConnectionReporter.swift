@@ -6,8 +6,8 @@ import NIOConcurrencyHelpers
 import NIOCore
 
 /// Sends the connection journal to the gateway (`POST /v1/connection-records/<instance-id>`, signed by
-/// the instance): after each record, when the control channel connects, and every 5 s while the gateway
-/// cannot be reached. Records leave the journal only once the gateway answered that it has them.
+/// the instance): a second after a record (gathering what comes meanwhile), when the control channel
+/// connects, and every 5 s while the gateway cannot be reached. Records leave the journal only once the gateway answered that it has them.
 extension AgentRunner {
     static let recordsPerRequest = 500
     /// Records gather this long before they are sent: one request (one TLS handshake, one batch in the
@@ -75,20 +75,9 @@ extension AgentRunner {
     }
 
     func postConnectionRecords(_ lines: [String]) async throws {
-        let path = "/v1/connection-records/\(self.state.instanceID)"
-        let bytes = Array(("{\"Records\":[" + lines.joined(separator: ",") + "]}").utf8)
-        var headers: [(name: String, value: String)] = [
-            ("Host", self.gateway.hostHeader), ("Content-Type", "application/json"),
-        ]
-        headers += self.signer.signatureHeaders(
-            for: SigV4Request(method: "POST", path: path, headers: headers, body: bytes),
-            epochSeconds: WallClock.nowSeconds()
-        )
-        let response = try await self.gateway.request(
-            method: "POST",
-            path: path,
-            headers: headers,
-            body: ByteBuffer(bytes: bytes)
+        let response = try await self.signedPost(
+            path: "/v1/connection-records/\(self.state.instanceID)",
+            body: Array(("{\"Records\":[" + lines.joined(separator: ",") + "]}").utf8)
         )
         guard response.status == 200 else {
             throw AgentError(

@@ -102,7 +102,7 @@ struct ConnectionRecordsTests {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        HeldCollector(expected: readBack ?? count, done: done)
+                        Collector(expected: readBack ?? count, done: done, closeWhenDone: false)
                     )
                 }
             }
@@ -228,28 +228,5 @@ struct ConnectionRecordsTests {
         try await Self.eventually("the journal to empty") {
             (try? String(contentsOfFile: journal, encoding: .utf8))?.isEmpty ?? true
         }
-    }
-}
-
-/// Collects `expected` bytes, then completes (without closing: the test closes).
-final class HeldCollector: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    var received = ByteBuffer()
-    let expected: Int
-    let done: EventLoopPromise<ByteBuffer>
-
-    init(expected: Int, done: EventLoopPromise<ByteBuffer>) {
-        self.expected = expected
-        self.done = done
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var buffer = self.unwrapInboundIn(data)
-        self.received.writeBuffer(&buffer)
-        if self.received.readableBytes >= self.expected { self.done.succeed(self.received) }
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        self.done.succeed(self.received)
     }
 }

@@ -41,10 +41,13 @@ final class Collector: ChannelInboundHandler, @unchecked Sendable {
     var received = ByteBuffer()
     let expected: Int
     let done: EventLoopPromise<ByteBuffer>
+    /// Close the connection once `expected` bytes arrived (else the test closes it, its own way).
+    let closeWhenDone: Bool
 
-    init(expected: Int, done: EventLoopPromise<ByteBuffer>) {
+    init(expected: Int, done: EventLoopPromise<ByteBuffer>, closeWhenDone: Bool = true) {
         self.expected = expected
         self.done = done
+        self.closeWhenDone = closeWhenDone
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -52,7 +55,7 @@ final class Collector: ChannelInboundHandler, @unchecked Sendable {
         self.received.writeBuffer(&buffer)
         if self.received.readableBytes >= self.expected {
             self.done.succeed(self.received)
-            context.close(promise: nil)
+            if self.closeWhenDone { context.close(promise: nil) }
         }
     }
 
