@@ -163,6 +163,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The session handlers back to back over EmbeddedChannels: no sockets.
+        .testTarget(
+            name: "JumpgateNIOTests",
+            dependencies: [
+                "JumpgateNIO",
+                "JumpgateWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "JumpgateAccessTests",
             dependencies: [

@@ -7,8 +7,7 @@ import NIOCore
 import NIOPosix
 
 /// The agent's end of a port session: dials each stream's destination through the allow-list.
-final class AgentSessionDelegate: PortSessionDelegate, @unchecked Sendable {
-    // Used only on `eventLoop`.
+final class AgentSessionDelegate: PortSessionDelegate, Sendable {
     let runner: AgentRunner
     let sessionID: String
     let host: String
@@ -34,11 +33,11 @@ final class AgentSessionDelegate: PortSessionDelegate, @unchecked Sendable {
         )
     }
 
+    /// Called on the session's event loop; the dial stays on it (see ``TargetDialer/dial(host:port:eventLoop:)``)
+    /// and its outcome comes back to the session there, with no task or thread in between.
     func streamRequested(_ session: PortSession, id: SmuxStreamID) {
         let dialer = TargetDialer(allowList: self.runner.allowList, timeout: self.runner.options.dialTimeout)
-        let bound = NIOLoopBound(session, eventLoop: self.eventLoop)
-        let (host, port, eventLoop) = (self.host, self.port, self.eventLoop)
-        let (logger, sessionID, runner) = (self.runner.logger, self.sessionID, self.runner)
+        let (host, port, runner, sessionID) = (self.host, self.port, self.runner, self.sessionID)
         var facts = ConnectionFacts(
             sessionID: sessionID,
             streamID: id.rawValue,
@@ -46,40 +45,15 @@ final class AgentSessionDelegate: PortSessionDelegate, @unchecked Sendable {
             address: "",
             openedMilliseconds: WallClock.nowMilliseconds()
         )
-        Task {
-            do {
-                let channel = try await dialer.dial(host: host, port: port, eventLoop: eventLoop)
-                facts.address = channel.remoteAddress.map { HostPort.text($0.ipAddress ?? "", $0.port ?? 0) } ?? ""
+        dialer.dial(host: host, port: port, eventLoop: self.eventLoop).assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let channel):
+                facts.address =
+                    channel.remoteAddress.map { HostPort.text($0.ipAddress ?? "", $0.port ?? 0) } ?? ""
                 facts.openedMilliseconds = WallClock.nowMilliseconds()
-                let opened = facts
-                eventLoop.execute {
-                    do {
-                        // First in the pipeline: it sees every byte count and the close.
-                        try channel.pipeline.syncOperations.addHandler(
-                            ConnectionRecorder(facts: opened, journal: runner.journal) { runner.scheduleReport() },
-                            position: .first
-                        )
-                        runner.journal.append(opened.record("ConnectionOpened"))
-                        // Closed before the recorder was in place: its close is recorded here.
-                        if !channel.isActive {
-                            runner.journal.append(
-                                opened.record(
-                                    "ConnectionClosed",
-                                    [
-                                        ("bytesToTarget", 0), ("bytesFromTarget", 0), ("durationMs", 0),
-                                        ("reason", "closed by the target at once"),
-                                    ]
-                                )
-                            )
-                        }
-                        try bound.value.attach(channel, to: id)
-                    } catch {
-                        channel.close(promise: nil)
-                    }
-                    runner.scheduleReport()
-                }
-            } catch let refusal as DialRefusal {
-                logger.warning(
+                Self.attach(channel, to: id, of: session, facts: facts, runner: runner)
+            case .failure(let refusal as DialRefusal):
+                runner.logger.warning(
                     "connection refused by the allow-list",
                     metadata: [
                         "jumpgate.session_id": "\(sessionID)", "jumpgate.stream_id": "\(id)",
@@ -93,9 +67,9 @@ final class AgentSessionDelegate: PortSessionDelegate, @unchecked Sendable {
                     )
                 )
                 runner.scheduleReport()
-                eventLoop.execute { bound.value.refuse(id, reason: refusal.reason) }
-            } catch {
-                logger.info(
+                session.refuse(id, reason: refusal.reason)
+            case .failure(let error):
+                runner.logger.info(
                     "connection to the destination failed",
                     metadata: [
                         "jumpgate.session_id": "\(sessionID)", "jumpgate.stream_id": "\(id)",
@@ -106,9 +80,43 @@ final class AgentSessionDelegate: PortSessionDelegate, @unchecked Sendable {
                     facts.record("ConnectionRefused", [("refusedBy", "destination"), ("reason", .string("\(error)"))])
                 )
                 runner.scheduleReport()
-                eventLoop.execute { bound.value.refuse(id, reason: "\(error)") }
+                session.refuse(id, reason: "\(error)")
             }
         }
+    }
+
+    /// The target is connected: its recorder goes first in the pipeline (it sees every byte count and the
+    /// close), the opening is journalled, and the session takes the connection.
+    private static func attach(
+        _ channel: any Channel,
+        to id: SmuxStreamID,
+        of session: PortSession,
+        facts: ConnectionFacts,
+        runner: AgentRunner
+    ) {
+        do {
+            try channel.pipeline.syncOperations.addHandler(
+                ConnectionRecorder(facts: facts, journal: runner.journal) { runner.scheduleReport() },
+                position: .first
+            )
+            runner.journal.append(facts.record("ConnectionOpened"))
+            // Closed before the recorder was in place: its close is recorded here.
+            if !channel.isActive {
+                runner.journal.append(
+                    facts.record(
+                        "ConnectionClosed",
+                        [
+                            ("bytesToTarget", 0), ("bytesFromTarget", 0), ("durationMs", 0),
+                            ("reason", "closed by the target at once"),
+                        ]
+                    )
+                )
+            }
+            try session.attach(channel, to: id)
+        } catch {
+            channel.close(promise: nil)
+        }
+        runner.scheduleReport()
     }
 
     func streamFailed(_ session: PortSession, id: SmuxStreamID, reason: String?) {}

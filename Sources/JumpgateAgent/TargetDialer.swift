@@ -32,45 +32,61 @@ struct TargetDialer: Sendable {
         return bytes == parsed ? Candidate(bytes: bytes, address: address) : nil
     }
 
-    /// All addresses of `host` (blocking getaddrinfo, run off the event loop; literals directly).
-    static func resolve(host: String, port: Int) async throws -> [Candidate] {
-        if let literal = Self.literal(host: host, port: port) { return [literal] }
-        return try await NIOThreadPool.singleton.runIfActive {
-            var hints = addrinfo()
-            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-            hints.ai_family = AF_UNSPEC
-            var result: UnsafeMutablePointer<addrinfo>?
-            let status = getaddrinfo(host, String(port), &hints, &result)
-            guard status == 0, let first = result else {
-                throw AgentError("cannot resolve \(host): \(String(cString: gai_strerror(status)))")
+    /// All addresses of a name: blocking getaddrinfo, so it runs on the thread pool.
+    static func lookUp(host: String, port: Int) throws -> [Candidate] {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_family = AF_UNSPEC
+        var result: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(host, String(port), &hints, &result)
+        guard status == 0, let first = result else {
+            throw AgentError("cannot resolve \(host): \(String(cString: gai_strerror(status)))")
+        }
+        defer { freeaddrinfo(first) }
+        var candidates: [Candidate] = []
+        var pointer: UnsafeMutablePointer<addrinfo>? = first
+        while let info = pointer?.pointee {
+            defer { pointer = info.ai_next }
+            guard let sockaddr = info.ai_addr else { continue }
+            switch Int32(info.ai_family) {
+            case AF_INET:
+                let v4 = sockaddr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee }
+                let bytes = withUnsafeBytes(of: v4.sin_addr) { Array($0) }
+                candidates.append(Candidate(bytes: bytes, address: SocketAddress(v4, host: host)))
+            case AF_INET6:
+                let v6 = sockaddr.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee }
+                let bytes = withUnsafeBytes(of: v6.sin6_addr) { Array($0) }
+                candidates.append(Candidate(bytes: bytes, address: SocketAddress(v6, host: host)))
+            default:
+                continue
             }
-            defer { freeaddrinfo(first) }
-            var candidates: [Candidate] = []
-            var pointer: UnsafeMutablePointer<addrinfo>? = first
-            while let info = pointer?.pointee {
-                defer { pointer = info.ai_next }
-                guard let sockaddr = info.ai_addr else { continue }
-                switch Int32(info.ai_family) {
-                case AF_INET:
-                    let v4 = sockaddr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee }
-                    let bytes = withUnsafeBytes(of: v4.sin_addr) { Array($0) }
-                    candidates.append(Candidate(bytes: bytes, address: SocketAddress(v4, host: host)))
-                case AF_INET6:
-                    let v6 = sockaddr.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee }
-                    let bytes = withUnsafeBytes(of: v6.sin6_addr) { Array($0) }
-                    candidates.append(Candidate(bytes: bytes, address: SocketAddress(v6, host: host)))
-                default:
-                    continue
-                }
+        }
+        var seen = Set<[UInt8]>()
+        return candidates.filter { seen.insert($0.bytes).inserted }
+    }
+
+    /// Resolves `host`, checks every address against the allow-list and connects to the first allowed
+    /// one that answers. Everything runs on `eventLoop` (the session's, so the stream and its TCP side
+    /// share a loop) except a name's getaddrinfo, which runs on the thread pool; a literal address is
+    /// checked and dialled without leaving the loop.
+    func dial(host: String, port: Int, eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
+        let resolved: EventLoopFuture<[Candidate]>
+        if let literal = Self.literal(host: host, port: port) {
+            resolved = eventLoop.makeSucceededFuture([literal])
+        } else {
+            resolved = NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop) {
+                try Self.lookUp(host: host, port: port)
             }
-            var seen = Set<[UInt8]>()
-            return candidates.filter { seen.insert($0.bytes).inserted }
+        }
+        return resolved.flatMapThrowing { candidates in
+            try self.allowed(candidates, host: host, port: port)
+        }.flatMap { allowed in
+            self.connect(allowed[...], host: host, port: port, eventLoop: eventLoop, lastError: nil)
         }
     }
 
-    /// Connects on `eventLoop` (the session's, so the stream and its TCP side share a loop).
-    func dial(host: String, port: Int, eventLoop: any EventLoop) async throws -> any Channel {
-        let candidates = try await Self.resolve(host: host, port: port)
+    /// The candidates the allow-list lets through; none throws the refusal (with what to do about it).
+    func allowed(_ candidates: [Candidate], host: String, port: Int) throws -> [Candidate] {
         guard !candidates.isEmpty else { throw AgentError("\(host) resolved to no address") }
         var allowed: [Candidate] = []
         var firstRefusal: String?
@@ -90,21 +106,34 @@ struct TargetDialer: Sendable {
             }
             throw DialRefusal(reason: reason)
         }
-        var lastError: (any Error)?
-        for candidate in allowed {
-            do {
-                return try await ClientBootstrap(group: eventLoop)
-                    .connectTimeout(self.timeout)
-                    .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                    .channelOption(.autoRead, value: false)
-                    .channelOption(.allowRemoteHalfClosure, value: true)
-                    .connect(to: candidate.address)
-                    .get()
-            } catch {
-                lastError = error
-            }
+        return allowed
+    }
+
+    /// Tries `candidates` in order until one takes the connection.
+    private func connect(
+        _ candidates: ArraySlice<Candidate>,
+        host: String,
+        port: Int,
+        eventLoop: any EventLoop,
+        lastError: (any Error)?
+    ) -> EventLoopFuture<any Channel> {
+        guard let candidate = candidates.first else {
+            let reason = Self.connectFailure(host: host, port: port, timeout: self.timeout, lastError)
+            return eventLoop.makeFailedFuture(AgentError(reason))
         }
-        throw AgentError(Self.connectFailure(host: host, port: port, timeout: self.timeout, lastError))
+        return ClientBootstrap(group: eventLoop)
+            .connectTimeout(self.timeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(
+                .recvAllocator,
+                value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: 256 * 1024)
+            )
+            .channelOption(.autoRead, value: false)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .connect(to: candidate.address)
+            .flatMapError { error in
+                self.connect(candidates.dropFirst(), host: host, port: port, eventLoop: eventLoop, lastError: error)
+            }
     }
 
     /// Why no allowed address of `host:port` took the connection, for the client and the agent's log.

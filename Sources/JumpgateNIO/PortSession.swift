@@ -90,6 +90,9 @@ public final class PortSession: ChannelInboundHandler {
         var earlyData: [ByteBuffer] = []
         var earlyBytes = 0
         var earlyFIN = false
+        /// smux v2: bytes written to the connection while it was not writable, not yet given back to the
+        /// peer's window.
+        var unconsumed = 0
         init() {}
     }
 
@@ -470,7 +473,8 @@ public final class PortSession: ChannelInboundHandler {
             }
             self.writeToTCP(id, channel: channel, data)
         case .remoteClosed(let id, let fullyClosed):
-            if self.pendingConnectError {
+            let refused = self.pendingConnectError
+            if refused {
                 self.pendingConnectError = false
                 self.delegate?.streamFailed(self, id: id, reason: self.connectErrorReasons.removeValue(forKey: id))
             }
@@ -480,7 +484,9 @@ public final class PortSession: ChannelInboundHandler {
                 return
             }
             let halfClose = self.negotiated?.extensions.contains(.halfClose) == true
-            if halfClose, !fullyClosed, let channel = stream.channel {
+            // A refused stream never had a far end: its connection closes, as ssh -L closes one whose
+            // channel could not be opened.
+            if halfClose, !fullyClosed, !refused, let channel = stream.channel {
                 Self.close(channel, mode: .output)
             } else {
                 self.closeStream(id)
@@ -495,20 +501,40 @@ public final class PortSession: ChannelInboundHandler {
     private func writeToTCP(_ id: SmuxStreamID, channel: any Channel, _ data: ByteBuffer) {
         let count = data.readableBytes
         self.bytesOut += Int64(count)
-        // Counted only where the bound applies (smux v1, basic): the fast path's windows bound each stream,
-        // and its per-write work stays what it was.
-        let counted = self.receiveBound.isEnabled
-        if counted { self.receiveBound.queued(count) }
-        let bound = NIOLoopBound(self, eventLoop: channel.eventLoop)
-        channel.write(data).whenComplete { result in
-            bound.value.written(id, count, counted: counted, success: (try? result.get()) != nil)
+        if self.receiveBound.isEnabled {
+            // smux v1 and basic mode: nothing but this bound limits what waits for a local socket, so each
+            // write is counted until it completes.
+            self.receiveBound.queued(count)
+            let bound = NIOLoopBound(self, eventLoop: channel.eventLoop)
+            channel.write(data).whenComplete { result in
+                bound.value.written(id, count, counted: true, success: (try? result.get()) != nil)
+            }
+            self.applyReceiveBound()
+        } else {
+            // smux v2: the stream's window bounds what the peer sends. Bytes a writable socket took count as
+            // consumed at once (no promise per write); while the socket is not writable they are held back
+            // from the window until it is (tcpWritable), so the peer stops at the window: the GlueHandler
+            // pattern, with the window as the partner's read.
+            channel.write(data, promise: nil)
+            if channel.isWritable, self.streams[id]?.unconsumed ?? 0 == 0 {
+                self.consumed(id, count)
+            } else {
+                self.streams[id]?.unconsumed += count
+            }
         }
-        if counted { self.applyReceiveBound() }
         if self.reading {
             if !self.unflushed.contains(where: { $0 === channel }) { self.unflushed.append(channel) }
         } else {
             channel.flush()
         }
+    }
+
+    /// A local connection became writable again: what it took meanwhile counts as consumed now.
+    func tcpWritable(_ id: SmuxStreamID, channel: any Channel) {
+        guard let stream = self.stream(id, of: channel), channel.isWritable, stream.unconsumed > 0 else { return }
+        let count = stream.unconsumed
+        stream.unconsumed = 0
+        self.consumed(id, count)
     }
 
     /// What waits to be written to local connections; past its limit the data channel is not read.
@@ -543,7 +569,8 @@ public final class PortSession: ChannelInboundHandler {
         self.mux = mux
         if let update {
             self.sendMuxFrame(update)
-            self.context?.flush()
+            // Inside a data-channel read the update goes out with the burst's acks (channelReadComplete).
+            if !self.reading { self.context?.flush() }
         }
     }
 
@@ -637,16 +664,42 @@ public final class PortSession: ChannelInboundHandler {
         guard let stream = self.stream(id, of: channel) else { return }
         self.bytesIn += Int64(data.readableBytes)
         stream.backlog.append(data)
+        // A read burst (several reads of one socket) goes out as one flush, at tcpReadComplete.
+        self.inTCPReadBurst = true
         self.pumpStream(id)
     }
 
+    /// Whether a local connection's read burst is being handled (its messages are flushed at its end), and
+    /// whether something waits for that flush.
+    private var inTCPReadBurst = false
+    private var flushAfterTCPReadBurst = false
+
+    func tcpReadComplete() {
+        self.inTCPReadBurst = false
+        if self.flushAfterTCPReadBurst {
+            self.flushAfterTCPReadBurst = false
+            self.context?.flush()
+        }
+    }
+
+    /// Flushes the data channel now, or at the end of the local read burst being handled.
+    private func flushDataChannel() {
+        if self.inTCPReadBurst {
+            self.flushAfterTCPReadBurst = true
+        } else {
+            self.context?.flush()
+        }
+    }
+
     func tcpEOF(_ id: SmuxStreamID, channel: any Channel) {
+        self.tcpReadComplete()
         guard let stream = self.stream(id, of: channel) else { return }
         stream.localEOF = true
         self.pumpStream(id)
     }
 
     func tcpClosed(_ id: SmuxStreamID, channel: any Channel) {
+        self.tcpReadComplete()
         guard let stream = self.stream(id, of: channel) else { return }
         stream.localEOF = true
         stream.channel = nil
@@ -723,7 +776,7 @@ public final class PortSession: ChannelInboundHandler {
             stream.readPaused = blocked
             if !blocked { stream.channel?.read() }
         }
-        if sentSomething { self.context?.flush() }
+        if sentSomething { self.flushDataChannel() }
     }
 
     private func resumeBlockedStreams() {
@@ -812,7 +865,7 @@ public final class PortSession: ChannelInboundHandler {
             stream.readPaused = blocked
             if !blocked { stream.channel?.read() }
         }
-        if sentSomething { self.context?.flush() }
+        if sentSomething { self.flushDataChannel() }
     }
 
     /// The connection's last bytes are sent. Client: DisconnectToPort, then the next waiting connection.
@@ -1114,6 +1167,7 @@ final class StreamTCPHandler: ChannelDuplexHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        self.session.tcpReadComplete()
         // Not context.read(): that goes straight to the socket, past this handler's own check below.
         self.read(context: context)
         context.fireChannelReadComplete()
@@ -1122,6 +1176,11 @@ final class StreamTCPHandler: ChannelDuplexHandler {
     /// Held back while the session cannot send; PortSession issues the read again when it can.
     func read(context: ChannelHandlerContext) {
         if !self.session.isReadPaused(self.id) { context.read() }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { self.session.tcpWritable(self.id, channel: context.channel) }
+        context.fireChannelWritabilityChanged()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

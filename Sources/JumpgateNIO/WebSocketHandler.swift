@@ -57,7 +57,9 @@ public final class WebSocketHandler: ChannelDuplexHandler {
     private var machine: WebSocketConnectionStateMachine
     private var pending: ByteBuffer?
     private var pendingPromise: EventLoopPromise<Void>?
+    /// When a read was last seen by the timer; reads only set ``readSinceTick`` (no clock per read).
     private var lastRead: NIODeadline = .now()
+    private var readSinceTick = false
     private var timer: RepeatedTask?
     private var rng = RandomBytePool()
     private var spareKey: UInt32?
@@ -94,6 +96,10 @@ public final class WebSocketHandler: ChannelDuplexHandler {
     }
 
     private func timerFired(context: ChannelHandlerContext) {
+        if self.readSinceTick {
+            self.readSinceTick = false
+            self.lastRead = .now()
+        }
         if (try? context.channel.syncOptions?.getOption(ChannelOptions.autoRead)) == false {
             // Not reading on purpose (backpressure: the other side is slow): silence is not idleness.
             self.lastRead = .now()
@@ -114,9 +120,11 @@ public final class WebSocketHandler: ChannelDuplexHandler {
     // MARK: inbound
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        self.lastRead = .now()
+        self.readSinceTick = true
         do {
-            // Payloads come out copied (and unmasked): nothing keeps TLS's read buffer past this read.
+            // Payloads come out copied (and unmasked): NIOSSL writes its next plaintext into the same
+            // buffer, and a slice kept past this read would make it copy the whole buffer (measured: a
+            // third of the agent's time).
             try self.reader.read(self.unwrapInboundIn(data)) { frame in
                 self.frameReceived(frame, context: context)
             }
@@ -231,6 +239,11 @@ public final class WebSocketHandler: ChannelDuplexHandler {
         return WebSocketMaskingKey(networkWord: UInt32(truncatingIfNeeded: bits))
     }
 
+    /// Unmasked payloads at least this large are written as they are, behind their header, instead of
+    /// copied into the batch buffer: a 64 KiB payload makes four full TLS records either way, and the copy
+    /// was a fifth of the relay's work (docs/PERFORMANCE.md).
+    static let zeroCopyThreshold = 16 * 1024
+
     private func enqueueFrame(
         context: ChannelHandlerContext,
         opcode: WebSocketOpcode,
@@ -238,14 +251,16 @@ public final class WebSocketHandler: ChannelDuplexHandler {
         promise: EventLoopPromise<Void>?
     ) {
         let key = self.role == .client ? self.nextMaskingKey() : nil
-        let size =
-            WebSocketFrame.headerSize(payloadLength: payload.readableBytes, masked: key != nil) + payload.readableBytes
-        if self.pending == nil {
-            // A control frame alone gets a buffer of its own size (a 64 KiB batch buffer per pong would
-            // make a ping flood cost 64 KiB a frame); data frames get room to coalesce.
-            let batch = opcode.isControl ? size : max(size, min(self.configuration.writeBatchSize, 64 * 1024))
-            self.pending = context.channel.allocator.buffer(capacity: batch)
+        let length = payload.readableBytes
+        let headerSize = WebSocketFrame.headerSize(payloadLength: length, masked: key != nil)
+        if key == nil, !opcode.isControl, length >= Self.zeroCopyThreshold {
+            self.reservePending(context: context, opcode: opcode, size: headerSize)
+            self.pending!.writeWebSocketFrameHeader(opcode: opcode, payloadLength: length, maskingKey: nil)
+            self.writePending(context: context)
+            context.write(self.wrapOutboundOut(payload), promise: promise)
+            return
         }
+        self.reservePending(context: context, opcode: opcode, size: headerSize + length)
         self.pending!.writeWebSocketFrame(opcode: opcode, payload: payload, maskingKey: key)
         if let promise {
             if let existing = self.pendingPromise {
@@ -257,6 +272,27 @@ public final class WebSocketHandler: ChannelDuplexHandler {
         if self.pending!.readableBytes >= self.configuration.writeBatchSize {
             self.writePending(context: context)
         }
+    }
+
+    /// Makes room for `size` more bytes in the batch buffer. A frame that does not fit sends the batch on
+    /// first (growing it would copy everything in it again).
+    private func reservePending(context: ChannelHandlerContext, opcode: WebSocketOpcode, size: Int) {
+        if let pending = self.pending, pending.writableBytes < size {
+            self.writePending(context: context)
+        }
+        guard self.pending == nil else { return }
+        // A control frame or a small message alone gets a buffer of its own size class (a batch buffer per
+        // pong would make a ping flood cost a batch per frame); a large data frame means a bulk transfer,
+        // and gets room for a whole batch.
+        let batch: Int
+        if opcode.isControl {
+            batch = size
+        } else if size >= Self.zeroCopyThreshold {
+            batch = max(size, self.configuration.writeBatchSize)
+        } else {
+            batch = max(size, min(self.configuration.writeBatchSize, 16 * 1024))
+        }
+        self.pending = context.channel.allocator.buffer(capacity: batch)
     }
 
     private func writePending(context: ChannelHandlerContext, promise extra: EventLoopPromise<Void>? = nil) {

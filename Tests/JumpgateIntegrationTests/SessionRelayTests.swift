@@ -6,6 +6,13 @@ import Testing
 
 @testable import JumpgateGateway
 
+extension SessionRelay {
+    /// One frame as a read burst of its own.
+    func forward(_ frame: ByteBuffer, from side: Side) -> Bool {
+        self.forward([frame], bytes: frame.readableBytes, from: side)
+    }
+}
+
 /// The relay's bookkeeping without sockets: EmbeddedChannels stand in for the two data channels and
 /// collect what the relay writes to them.
 @Suite("Session relay: buffering, pause and start_publication")
@@ -53,8 +60,6 @@ struct SessionRelayTests {
         // From now on frames go straight through, and are counted.
         _ = relay.forward(Self.frame(.outputStreamData), from: .agent)
         _ = relay.forward(Self.frame(.inputStreamData), from: .client)
-        relay.flush(toward: .client)
-        relay.flush(toward: .agent)
         #expect(try Self.written(client) == [.outputStreamData])
         #expect(try Self.written(agent) == [.inputStreamData])
         #expect(relay.relayedBytes.toClient == 9 * 1120 && relay.relayedBytes.toAgent == 1120)
@@ -71,7 +76,6 @@ struct SessionRelayTests {
         // Before the handshake completes nothing can have been lost: no start_publication.
         #expect(try Self.written(agent).isEmpty && Self.written(client).isEmpty)
         _ = relay.forward(Self.frame(.outputStreamData, payloadType: .handshakeComplete), from: .agent)
-        relay.flush(toward: .client)
         #expect(try Self.written(client) == [.outputStreamData])
         // The client's data channel comes back on a new connection: the old one is closed, and the agent
         // is told to resend what the old connection may have swallowed.
@@ -101,5 +105,26 @@ struct SessionRelayTests {
         #expect(try Self.written(agent) == [.inputStreamData, .inputStreamData])
         // A restored session had completed its handshake: the client resends, which also ends its pause.
         #expect(try Self.written(client) == [.startPublication])
+    }
+
+    @Test("a read burst is relayed as one write burst and counted once; the idle clock moves only with bursts")
+    func burstAndActivity() throws {
+        let state = GatewayState(clock: { 1_700_000_000 })
+        let relay = SessionRelay(sessionID: "s", state: state)
+        let agent = EmbeddedChannel()
+        let client = EmbeddedChannel()
+        relay.attach(.agent, channel: agent)
+        relay.attach(.client, channel: client)
+        #expect(relay.lastActivity(now: 1_700_000_005) == 1_700_000_000)  // nothing relayed yet
+        let frames = (0..<5).map { _ in Self.frame(.inputStreamData) }
+        #expect(relay.forward(frames, bytes: 5 * 1120, from: .client))
+        #expect(try Self.written(agent) == Array(repeating: .inputStreamData, count: 5))
+        #expect(relay.relayedBytes.toAgent == 5 * 1120)
+        // The sweep sees the burst at its next look, and notes that time; no burst since: unchanged.
+        #expect(relay.lastActivity(now: 1_700_000_007) == 1_700_000_007)
+        #expect(relay.lastActivity(now: 1_700_000_030) == 1_700_000_007)
+        // A receiver that cannot take more makes the sender stop reading.
+        agent.isWritable = false
+        #expect(!relay.forward([Self.frame(.inputStreamData)], bytes: 1120, from: .client))
     }
 }

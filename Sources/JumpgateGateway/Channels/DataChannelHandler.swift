@@ -49,31 +49,37 @@ final class DataChannelHandler: ChannelInboundHandler {
                 self.refuse(context: context, "a binary frame arrived before OpenDataChannelInput")
                 return
             }
-            if self.side == .agent, self.isAgentSessionState(frame) {
+            if self.side == .agent, SSMMessage.peekMessageType(frame) == .agentSessionState {
                 self.state.setStatus(sessionID: self.sessionID, .connected)
                 return
             }
-            if !relay.forward(frame, from: self.side) {
-                context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
-            }
+            _ = relay  // relayed as one burst at channelReadComplete
+            self.burst.append(frame)
+            self.burstBytes += frame.readableBytes
         }
     }
 
+    /// Frames of the read burst in progress: relayed together (one lock, one write burst, at most one
+    /// event-loop hop) when it ends.
+    private var burst: [ByteBuffer] = []
+    private var burstBytes = 0
+
     func channelReadComplete(context: ChannelHandlerContext) {
-        self.relay?.flush(toward: self.side.other)
+        if let relay = self.relay, !self.burst.isEmpty {
+            var frames: [ByteBuffer] = []
+            swap(&frames, &self.burst)
+            let bytes = self.burstBytes
+            self.burstBytes = 0
+            if !relay.forward(frames, bytes: bytes, from: self.side) {
+                context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+            }
+        }
         context.fireChannelReadComplete()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable { self.relay?.resume(self.side.other) }
         context.fireChannelWritabilityChanged()
-    }
-
-    private func isAgentSessionState(_ frame: ByteBuffer) -> Bool {
-        guard frame.readableBytes >= SSMMessage.headerSize,
-            let type = frame.getString(at: frame.readerIndex + 4, length: 32)
-        else { return false }
-        return type.hasPrefix(MessageType.agentSessionState.rawValue)
     }
 
     private func open(context: ChannelHandlerContext, text: ByteBuffer) {

@@ -33,8 +33,18 @@ public final class SessionRelay: Sendable {
         /// Bytes relayed toward each side (WebSocket payloads), for the session's record.
         var bytesToAgent: Int64 = 0
         var bytesToClient: Int64 = 0
-        /// When a frame last went through, in the state's clock (epoch seconds): the idle timeout.
+        /// Read bursts relayed so far: the data path counts, and the once-a-second sweep notes the time
+        /// it sees the count change (``lastActivity(now:)``), so no frame reads the clock.
+        var activity: UInt64 = 0
+        var activitySeen: UInt64 = 0
+        /// When the sweep last saw the activity count change (epoch seconds): the idle timeout.
         var lastActivity: Int64 = 0
+        /// Bytes handed to the other side's event loop and not yet written there, per receiving side.
+        var hopQueuedToAgent = 0
+        var hopQueuedToClient = 0
+        /// The sender stopped reading because too much waited in hops toward the other side.
+        var clientHopPaused = false
+        var agentHopPaused = false
         /// Whether the agent's handshake_complete was seen (frames are inspected until it is). A session
         /// restored after a gateway restart had completed its handshake.
         var handshakeSeen = false
@@ -54,6 +64,21 @@ public final class SessionRelay: Sendable {
 
         func channel(_ side: Side) -> (any Channel)? { side == .client ? self.client : self.agent }
 
+        mutating func hopQueued(toward side: Side, _ delta: Int) -> Int {
+            if side == .client {
+                self.hopQueuedToClient += delta
+                return self.hopQueuedToClient
+            }
+            self.hopQueuedToAgent += delta
+            return self.hopQueuedToAgent
+        }
+
+        mutating func setHopPaused(_ side: Side, _ paused: Bool) -> Bool {
+            let was = side == .client ? self.clientHopPaused : self.agentHopPaused
+            if side == .client { self.clientHopPaused = paused } else { self.agentHopPaused = paused }
+            return was
+        }
+
         mutating func countRelayed(_ bytes: Int, toward side: Side) {
             if side == .client { self.bytesToClient += Int64(bytes) } else { self.bytesToAgent += Int64(bytes) }
         }
@@ -62,7 +87,11 @@ public final class SessionRelay: Sendable {
     public let sessionID: String
     let inner = NIOLockedValueBox(Inner())
     private let bufferLimit: Int
-    private unowned(unsafe) let state: GatewayState
+    /// Held strongly: the state owns its relays and drops this one when the session ends
+    /// (``GatewayState/removeRelay(sessionID:)``), which breaks the cycle.
+    private let state: GatewayState
+    /// At most this many bytes wait in event-loop hops toward one side before its sender stops reading.
+    static let hopLimit = 1 << 20
     private let bytesToAgent: Counter
     private let bytesToClient: Counter
 
@@ -77,7 +106,7 @@ public final class SessionRelay: Sendable {
         self.state = state
         self.bufferLimit = bufferLimit
         self.inner.withLockedValue { inner in
-            inner.lastActivity = state.clock()
+            inner.lastActivity = state.clock()  // at creation; then the sweep's clock
             inner.agentAbsentSince = state.clock()
             inner.handshakeSeen = restored
             (inner.bytesToAgent, inner.bytesToClient) = relayedBytes
@@ -207,35 +236,37 @@ public final class SessionRelay: Sendable {
         self.inner.withLockedValue { $0.channel(side) }
     }
 
-    /// Relays a frame from `side`. Returns false when the receiving channel is not writable, so the
-    /// caller stops reading until ``SessionRelay/resume(_:)``.
-    func forward(_ frame: ByteBuffer, from side: Side) -> Bool {
-        let now = self.state.clock()
+    /// Relays one read burst of frames from `side`, carried out with one lock, one count and one write
+    /// burst: on the receiving channel's event loop directly, or with one hop per burst when that channel
+    /// lives on another loop. Returns false when the sender should stop reading until
+    /// ``SessionRelay/resume(_:)``: the receiver is not writable, or too much waits in hops toward it.
+    func forward(_ frames: [ByteBuffer], bytes: Int, from side: Side) -> Bool {
         var handshakeNowSeen = false
         let (target, pause) = self.inner.withLockedValue { inner -> ((any Channel)?, Bool) in
             // Ended: what still arrives is dropped (and never takes from the shared budget).
             guard !inner.terminated else { return (nil, false) }
-            inner.lastActivity = now
-            if side == .agent, !inner.handshakeSeen, Self.isHandshakeComplete(frame) {
+            inner.activity &+= 1
+            if side == .agent, !inner.handshakeSeen, frames.contains(where: Self.isHandshakeComplete) {
                 inner.handshakeSeen = true
                 handshakeNowSeen = true
             }
-            let target = inner.channel(side.other)
-            if target != nil {
-                inner.countRelayed(frame.readableBytes, toward: side.other)
+            if let target = inner.channel(side.other) {
+                inner.countRelayed(bytes, toward: side.other)
                 return (target, false)
             }
-            guard inner.pendingBytes + frame.readableBytes <= self.bufferLimit,
-                self.state.connections?.reserve(frame.readableBytes, http: false) ?? true
-            else {
-                // Full: the sender is asked to stop, and this frame is dropped. It is resent when the
-                // other side is back (start_publication, see attach), or by an official peer's timer.
-                guard !inner.isPaused(side) else { return (nil, false) }
-                inner.setPaused(side, true)
-                return (nil, true)
+            for frame in frames {
+                guard inner.pendingBytes + frame.readableBytes <= self.bufferLimit,
+                    self.state.connections?.reserve(frame.readableBytes, http: false) ?? true
+                else {
+                    // Full: the sender is asked to stop, and the rest is dropped. It is resent when the
+                    // other side is back (start_publication, see attach), or by an official peer's timer.
+                    guard !inner.isPaused(side) else { return (nil, false) }
+                    inner.setPaused(side, true)
+                    return (nil, true)
+                }
+                inner.pendingBytes += frame.readableBytes
+                if side == .agent { inner.pendingToClient.append(frame) } else { inner.pendingToAgent.append(frame) }
             }
-            inner.pendingBytes += frame.readableBytes
-            if side == .agent { inner.pendingToClient.append(frame) } else { inner.pendingToAgent.append(frame) }
             return (nil, false)
         }
         if handshakeNowSeen { self.state.handshakeCompleted(sessionID: self.sessionID) }
@@ -244,13 +275,32 @@ public final class SessionRelay: Sendable {
             sender.writeAndFlush(WebSocketMessage.binary(Self.publicationMessage(.pausePublication)), promise: nil)
         }
         guard let target else { return true }
-        (side == .client ? self.bytesToAgent : self.bytesToClient).increment(by: frame.readableBytes)
-        target.write(WebSocketMessage.binary(frame), promise: nil)
-        return target.isWritable
+        (side == .client ? self.bytesToAgent : self.bytesToClient).increment(by: bytes)
+        if target.eventLoop.inEventLoop {
+            Self.write(frames, to: target)
+            return target.isWritable
+        }
+        // Another loop: one hop for the whole burst, counted until it is written, so the sender's
+        // backpressure sees what waits in the hop as well as what waits in the socket.
+        let receiver = side.other
+        let queued = self.inner.withLockedValue { $0.hopQueued(toward: receiver, bytes) }
+        let overLimit = queued > Self.hopLimit
+        if overLimit { _ = self.inner.withLockedValue { $0.setHopPaused(side, true) } }
+        target.eventLoop.execute {
+            Self.write(frames, to: target)
+            let resumeSender = self.inner.withLockedValue { inner -> Bool in
+                let left = inner.hopQueued(toward: receiver, -bytes)
+                guard left <= Self.hopLimit / 2, target.isWritable else { return false }
+                return inner.setHopPaused(side, false)
+            }
+            if resumeSender { self.resume(side) }
+        }
+        return !overLimit && target.isWritable
     }
 
-    func flush(toward side: Side) {
-        self.channel(side)?.flush()
+    private static func write(_ frames: [ByteBuffer], to channel: any Channel) {
+        for frame in frames { channel.write(WebSocketMessage.binary(frame), promise: nil) }
+        channel.flush()
     }
 
     /// The channel on `side` may read again (its partner became writable).
@@ -264,8 +314,17 @@ public final class SessionRelay: Sendable {
         self.inner.withLockedValue { ($0.bytesToAgent, $0.bytesToClient) }
     }
 
-    /// When a frame last went through (epoch seconds).
-    var lastActivity: Int64 { self.inner.withLockedValue { $0.lastActivity } }
+    /// When a frame last went through (epoch seconds), as the once-a-second sweep saw it: it notes `now`
+    /// when the burst count changed since its last look.
+    func lastActivity(now: Int64) -> Int64 {
+        self.inner.withLockedValue { inner in
+            if inner.activity != inner.activitySeen {
+                inner.activitySeen = inner.activity
+                inner.lastActivity = now
+            }
+            return inner.lastActivity
+        }
+    }
 
     /// Bytes waiting for an absent side: the per-session buffered-bytes figure.
     public var bufferedBytes: Int { self.inner.withLockedValue { $0.pendingBytes } }
@@ -307,15 +366,10 @@ public final class SessionRelay: Sendable {
         self.state.removeRelay(sessionID: self.sessionID)
     }
 
-    /// An agent's output_stream_data carrying handshake_complete (payload type 7), read from the header
-    /// without decoding the frame.
+    /// An agent's output_stream_data carrying handshake_complete, read from the header without decoding.
     static func isHandshakeComplete(_ frame: ByteBuffer) -> Bool {
-        let payloadTypeOffset = 4 + 32 + 4 + 8 + 8 + 8 + 16 + 32
-        guard frame.readableBytes >= payloadTypeOffset + 4,
-            let type = frame.getString(at: frame.readerIndex + 4, length: 18), type == "output_stream_data",
-            let payloadType = frame.getInteger(at: frame.readerIndex + payloadTypeOffset, as: UInt32.self)
-        else { return false }
-        return payloadType == PayloadType.handshakeComplete.rawValue
+        SSMMessage.peekMessageType(frame) == .outputStreamData
+            && SSMMessage.peekPayloadType(frame) == .handshakeComplete
     }
 
     static func publicationMessage(_ type: MessageType) -> ByteBuffer {

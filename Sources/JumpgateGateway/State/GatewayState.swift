@@ -208,7 +208,7 @@ public final class GatewayState: Sendable {
                             + "(\(Self.describe(seconds: maximumDuration))); start a new session to continue."
                     )
                 )
-            } else if let relay, now - relay.lastActivity >= idle {
+            } else if let relay, now - relay.lastActivity(now: now) >= idle {
                 result.append(
                     (
                         session,

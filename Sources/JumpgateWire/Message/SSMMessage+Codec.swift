@@ -69,7 +69,7 @@ extension SSMMessage {
     }
 
     /// Reads the space-padded type name; known names reuse a shared string, so decoding allocates nothing.
-    private static func decodeMessageType(_ buffer: ByteBuffer, at offset: Int) throws(WireError) -> MessageType {
+    static func decodeMessageType(_ buffer: ByteBuffer, at offset: Int) throws(WireError) -> MessageType {
         let found: MessageType?? = buffer.withUnsafeReadableBytes { raw -> MessageType?? in
             let base = offset - buffer.readerIndex
             let field = UnsafeRawBufferPointer(rebasing: raw[base..<(base + 32)])

@@ -1,0 +1,204 @@
+import JumpgateWire
+import NIOCore
+import NIOEmbedded
+import Testing
+
+@testable import JumpgateNIO
+
+/// The client's and the agent's session handlers back to back in one process (see ``BackToBack``): the
+/// handshake, both stream modes, windows, resume, half-close and refusals, with no socket and no clock.
+@Suite("Port sessions back to back")
+struct PortSessionBackToBackTests {
+    /// Sends `bytes` from a client connection to the agent's target and back, and checks both arrive whole.
+    static func roundTrip(_ pair: BackToBack, bytes: Int) throws {
+        let (local, id) = try pair.connect()
+        try pair.settle()
+        let target = try #require(pair.targets[id], "the agent attached no target for stream \(id)")
+        let up = ByteBuffer.pattern(bytes, seed: 1)
+        let down = ByteBuffer.pattern(bytes, seed: 2)
+        try local.send(up)
+        try target.send(down)
+        try pair.settle()
+        try target.collect()
+        try local.collect()
+        #expect(target.received == up, "upload arrived changed (\(target.received.readableBytes) of \(bytes) bytes)")
+        #expect(local.received == down, "download arrived changed (\(local.received.readableBytes) of \(bytes) bytes)")
+    }
+
+    @Test("every combination of offered extensions negotiates the same session on both sides and carries data")
+    func everyExtensionCombination() throws {
+        let every = (0..<(1 << 7)).map { JumpgateExtensions(rawValue: $0) }
+        for offered in every {
+            let pair = try BackToBack(clientExtensions: .all, agentExtensions: offered)
+            try pair.settle()
+            let client = try #require(pair.clientEvents.established, "client not established with \(offered)")
+            let agent = try #require(pair.agentEvents.established, "agent not established with \(offered)")
+            #expect(client.extensions == offered && agent.extensions == offered)
+            #expect(client.mode == .mux(smuxVersion: offered.contains(.smuxV2) ? 2 : 1, keepAlive: false))
+            #expect(agent.mode == client.mode)
+            try Self.roundTrip(pair, bytes: offered.contains(.largePayloads) ? 200_000 : 20_000)
+        }
+        // The client side narrows what the agent offers in the same way.
+        for supported in every {
+            let pair = try BackToBack(clientExtensions: supported, agentExtensions: .all)
+            try pair.settle()
+            #expect(pair.clientEvents.established?.extensions == supported)
+            #expect(pair.agentEvents.established?.extensions == supported)
+        }
+    }
+
+    @Test("basic mode: one connection at a time, the next waits, the agent re-dials on new data")
+    func basicMode() throws {
+        let pair = try BackToBack(properties: BackToBack.standardStream)
+        try pair.settle()
+        #expect(pair.clientEvents.established?.mode == .basic)
+        #expect(pair.agentEvents.requested.count == 1, "the agent dials at once in basic mode")
+        let (first, id) = try pair.connect()
+        let (second, secondID) = try pair.connect()
+        #expect(id == secondID && pair.clientEvents.activated == 1, "the second connection waits")
+        try first.send(.pattern(5000, seed: 3))
+        try pair.settle()
+        let target = try #require(pair.targets[id])
+        try target.collect()
+        #expect(target.received == .pattern(5000, seed: 3))
+        try target.send(.pattern(700, seed: 4))
+        try pair.settle()
+        try first.collect()
+        #expect(first.received == .pattern(700, seed: 4))
+        // The first connection ends: DisconnectToPort closes the target, and the waiting one is served.
+        first.sendEOF()
+        try pair.settle()
+        #expect(!target.channel.isActive, "the agent closed the target after DisconnectToPort")
+        #expect(pair.clientEvents.activated == 2)
+        try second.send(.pattern(900, seed: 5))
+        try pair.settle()
+        #expect(pair.agentEvents.requested.count == 2, "new data re-dialled the target")
+        let again = try #require(pair.targets[id])
+        try again.collect()
+        #expect(again.received == .pattern(900, seed: 5))
+    }
+
+    @Test("smux v2: a target that takes nothing stops the client at the stream's window, and all arrives later")
+    func smuxV2Window() throws {
+        let pair = try BackToBack()
+        try pair.settle()
+        let (local, id) = try pair.connect()
+        try pair.settle()
+        let target = try #require(pair.targets[id])
+        target.channel.isWritable = false
+        let total = 6 << 20
+        let data = ByteBuffer.pattern(total, seed: 6)
+        var offset = 0
+        while offset < total {
+            let piece = data.getSlice(at: offset, length: min(256 * 1024, total - offset))!
+            try local.send(piece)
+            offset += piece.readableBytes
+            try pair.settle()
+        }
+        let window = Int(SmuxSession.Configuration(version: 2, role: .server).streamReceiveWindow)
+        try target.collect()
+        #expect(target.received.readableBytes <= window, "more than a window reached a target that is not writable")
+        #expect(pair.client.isReadPaused(id), "the client keeps reading a connection the window has stopped")
+        // The target drains: the window reopens and the rest follows, in order.
+        target.channel.isWritable = true
+        target.channel.pipeline.fireChannelWritabilityChanged()
+        for _ in 0..<100 where target.received.readableBytes < total {
+            try pair.settle()
+            try target.collect()
+            local.channel.read()
+        }
+        #expect(target.received == data)
+    }
+
+    @Test("smux v1 (the official plugin's mode) carries data both ways without windows")
+    func smuxV1() throws {
+        let pair = try BackToBack(agentExtensions: JumpgateExtensions.all.subtracting(.smuxV2))
+        try pair.settle()
+        #expect(pair.agentEvents.established?.mode == .mux(smuxVersion: 1, keepAlive: false))
+        try Self.roundTrip(pair, bytes: 300_000)
+    }
+
+    @Test("resume: lost messages are resent, duplicates dropped, and the target sees each byte once in order")
+    func resumeWithGapsAndDuplicates() throws {
+        let pair = try BackToBack(resumable: true)
+        try pair.settle()
+        let (local, id) = try pair.connect()
+        try pair.settle()
+        let target = try #require(pair.targets[id])
+        // Three messages from the client are lost with the old connection, and the agent's
+        // acknowledgements of the ones before them too (so those come again, as duplicates).
+        var lost = 0
+        try local.send(.pattern(3 * 60_000, seed: 7))
+        try pair.pump { side, frame in
+            if side == .agent, SSMMessage.peekMessageType(frame) == .acknowledge { return [] }
+            guard side == .client, SSMMessage.peekPayloadType(frame) == .output, lost < 3 else { return [frame] }
+            lost += 1
+            return lost == 1 ? [frame, frame] : []  // the first also arrives twice
+        }
+        try local.send(.pattern(100_000, seed: 8))
+        try pair.pump { side, frame in side == .client ? [] : [frame] }  // the connection is gone
+        try pair.reconnect(.client)
+        // The gateway tells the agent to resend too (start_publication); the client resent on its own.
+        let startPublication = SSMMessage(
+            messageType: .startPublication,
+            createdDate: 1,
+            flags: SSMMessageFlags.acknowledge,
+            payload: ByteBuffer()
+        ).encoded()
+        try pair.agentData.writeInbound(WebSocketMessage.binary(startPublication))
+        try pair.settle()
+        try target.collect()
+        var expected = ByteBuffer.pattern(3 * 60_000, seed: 7)
+        var more = ByteBuffer.pattern(100_000, seed: 8)
+        expected.writeBuffer(&more)
+        #expect(target.received == expected)
+        #expect(pair.clientEvents.ended == nil && pair.agentEvents.ended == nil)
+    }
+
+    @Test("half-close: the client's EOF half-closes the target, whose answer still comes back")
+    func halfClose() throws {
+        let pair = try BackToBack()
+        try pair.settle()
+        let (local, id) = try pair.connect()
+        try local.send(.pattern(10_000, seed: 9))
+        local.sendEOF()
+        try pair.settle()
+        let target = try #require(pair.targets[id])
+        try target.collect()
+        #expect(target.received == .pattern(10_000, seed: 9))
+        #expect(target.end.outputClosed, "the target's output was not half-closed")
+        #expect(target.channel.isActive, "the target was closed instead of half-closed")
+        try target.send(.pattern(20_000, seed: 10))
+        target.sendEOF()
+        try pair.settle()
+        try local.collect()
+        #expect(local.received == .pattern(20_000, seed: 10))
+        #expect(local.end.outputClosed || !local.channel.isActive)
+    }
+
+    @Test("a stream the agent refuses fails on the client with the agent's reason, and its connection closes")
+    func refusedStream() throws {
+        let pair = try BackToBack()
+        pair.agentEvents.answer = { session, id in session.refuse(id, reason: "10.0.0.9:5432 is not allowed") }
+        try pair.settle()
+        let (local, id) = try pair.connect()
+        try pair.settle()
+        #expect(pair.clientEvents.failed.map(\.id) == [id])
+        #expect(pair.clientEvents.failed.first?.reason == "10.0.0.9:5432 is not allowed")
+        #expect(!local.channel.isActive, "the refused connection stays open")
+        // The session goes on: the next connection is served.
+        pair.agentEvents.answer = BackToBack.attachAnswer(pair)
+        try Self.roundTrip(pair, bytes: 1000)
+    }
+}
+
+extension BackToBack {
+    /// The default answer: attach a fresh target.
+    static func attachAnswer(_ pair: BackToBack) -> (PortSession, SmuxStreamID) -> Void {
+        { [unowned pair] session, id in
+            guard let target = try? FakeSocket(loop: pair.loop) else { return }
+            pair.targets[id] = target
+            try? session.attach(target.channel, to: id)
+        }
+    }
+}
