@@ -95,7 +95,7 @@ public final class SessionRelay: Sendable {
     private let bytesToAgent: Counter
     private let bytesToClient: Counter
 
-    init(
+    public init(
         sessionID: String,
         state: GatewayState,
         restored: Bool = false,
@@ -131,7 +131,7 @@ public final class SessionRelay: Sendable {
     /// Attaches a channel; an older channel on the same side is closed (a resumed peer replaces it).
     /// Buffered frames for this side are written; then each side that must resend or may stop pausing
     /// gets `start_publication`.
-    func attach(_ side: Side, channel: any Channel, wantsAgentStatus: Bool = false) {
+    public func attach(_ side: Side, channel: any Channel, wantsAgentStatus: Bool = false) {
         var agentBack: (any Channel)?
         let (previous, pending, wake) = self.inner.withLockedValue {
             inner -> ((any Channel)?, [ByteBuffer], [Side]) in
@@ -240,7 +240,7 @@ public final class SessionRelay: Sendable {
     /// burst: on the receiving channel's event loop directly, or with one hop per burst when that channel
     /// lives on another loop. Returns false when the sender should stop reading until
     /// ``SessionRelay/resume(_:)``: the receiver is not writable, or too much waits in hops toward it.
-    func forward(_ frames: [ByteBuffer], bytes: Int, from side: Side) -> Bool {
+    public func forward(_ frames: [ByteBuffer], bytes: Int, from side: Side) -> Bool {
         var handshakeNowSeen = false
         let (target, pause) = self.inner.withLockedValue { inner -> ((any Channel)?, Bool) in
             // Ended: what still arrives is dropped (and never takes from the shared budget).

@@ -1,0 +1,165 @@
+import Benchmark
+import JumpgateGateway
+import JumpgateNIO
+import JumpgateWire
+import Logging
+import NIOCore
+import NIOEmbedded
+
+/// Handler-level paths, with allocation counts checked against Thresholds/ (a per-frame allocation that
+/// comes back fails `swift package benchmark thresholds check`):
+/// - a read burst of 16 data frames through the gateway's relay to the other side's channel;
+/// - 1 MiB written by a local connection through the client's session handler, delivered by the agent's
+///   session handler to its target (back to back over EmbeddedChannels, no sockets).
+let benchmarks: @Sendable () -> Void = {
+    let metrics: [BenchmarkMetric] = [.wallClock, .cpuTotal, .mallocCountTotal, .throughput]
+    // Only allocation counts are checked (times flake on a shared machine): a few mallocs of slack, far
+    // less than one per frame would add (16 frames a burst, 16 messages a MiB).
+    Benchmark.defaultConfiguration = .init(
+        metrics: metrics,
+        maxDuration: .seconds(2),
+        maxIterations: 100_000,
+        thresholds: [.mallocCountTotal: .init(absolute: [.p90: 8])]
+    )
+
+    // Names without spaces: `thresholds update` writes file names with underscores, `thresholds check`
+    // looks for the name as it is (benchmark 1.38.1).
+    Benchmark("RelayBurst16x64KiB", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        let state = GatewayState(clock: { 1_700_000_000 })
+        let relay = SessionRelay(sessionID: "s", state: state)
+        let client = EmbeddedChannel(handler: DiscardingSink())
+        let agent = EmbeddedChannel(handler: DiscardingSink())
+        relay.attach(.client, channel: client)
+        relay.attach(.agent, channel: agent)
+        let frame = SSMMessage(
+            messageType: .inputStreamData,
+            createdDate: 1,
+            sequenceNumber: 1,
+            payloadType: .output,
+            payload: ByteBuffer(repeating: 1, count: 65536)
+        ).encoded()
+        let burst = Array(repeating: frame, count: 16)
+        let bytes = 16 * frame.readableBytes
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            blackHole(relay.forward(burst, bytes: bytes, from: .client))
+        }
+    }
+
+    Benchmark("SessionLocalToTarget1MiB", configuration: .init(scalingFactor: .one)) {
+        benchmark in
+        let pair = try SessionPair()
+        let (local, id) = try pair.connect()
+        let target = try pair.target(id)
+        let chunk = ByteBuffer(repeating: 7, count: 64 * 1024)
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            for _ in 0..<16 { try local.writeInbound(chunk) }
+            try pair.pump()
+            var received = 0
+            while let bytes = try target.readOutbound(as: ByteBuffer.self) { received += bytes.readableBytes }
+            blackHole(received)
+        }
+    }
+}
+
+/// Swallows writes and flushes at the tail of a channel: what the benchmark measures is the handler in
+/// front of it, not EmbeddedChannel's own buffering.
+final class DiscardingSink: ChannelOutboundHandler {
+    typealias OutboundIn = Any
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        promise?.succeed()
+    }
+
+    func flush(context: ChannelHandlerContext) {}
+}
+
+/// Starts each requested stream with a target channel on the shared loop.
+final class Attacher: PortSessionDelegate {
+    let loop: EmbeddedEventLoop
+    var targets: [SmuxStreamID: EmbeddedChannel] = [:]
+    init(loop: EmbeddedEventLoop) { self.loop = loop }
+
+    func sessionEstablished(_ session: PortSession, negotiated: NegotiatedSession, customerMessage: String) {}
+    func streamRequested(_ session: PortSession, id: SmuxStreamID) {
+        let target = EmbeddedChannel(loop: self.loop)
+        _ = try? target.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9)).wait()
+        self.targets[id] = target
+        try? session.attach(target, to: id)
+    }
+    func streamFailed(_ session: PortSession, id: SmuxStreamID, reason: String?) {}
+    func sessionEnded(_ session: PortSession, reason: String, byPeer: Bool) {}
+}
+
+/// A client and an agent session back to back, the gateway's part played by ``pump()``.
+final class SessionPair {
+    let loop = EmbeddedEventLoop()
+    let clientData: EmbeddedChannel
+    let agentData: EmbeddedChannel
+    let client: PortSession
+    let agent: PortSession
+    let clientEvents: Attacher
+    let agentEvents: Attacher
+
+    init() throws {
+        var logger = Logger(label: "bench")
+        logger.logLevel = .critical
+        self.client = PortSession(
+            sessionID: "s",
+            role: .client(.init(clientVersion: JumpgateVersion.clientProtocolVersion)),
+            logger: logger
+        )
+        let properties: [(key: String, value: String)] = [("portNumber", "5432"), ("type", "LocalPortForwarding")]
+        self.agent = PortSession(
+            sessionID: "s",
+            role: .agent(.init(agentVersion: "3.3.9999.0", properties: properties)),
+            logger: logger
+        )
+        self.clientEvents = Attacher(loop: self.loop)
+        self.agentEvents = Attacher(loop: self.loop)
+        self.client.delegate = self.clientEvents
+        self.agent.delegate = self.agentEvents
+        self.clientData = EmbeddedChannel(loop: self.loop)
+        self.agentData = EmbeddedChannel(loop: self.loop)
+        try self.clientData.pipeline.syncOperations.addHandler(self.client)
+        try self.agentData.pipeline.syncOperations.addHandler(self.agent)
+        try self.pump()
+    }
+
+    func connect() throws -> (EmbeddedChannel, SmuxStreamID) {
+        let local = EmbeddedChannel(loop: self.loop)
+        try local.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9)).wait()
+        let id = try self.client.openStream(for: local)
+        try self.pump()
+        return (local, id)
+    }
+
+    func target(_ id: SmuxStreamID) throws -> EmbeddedChannel {
+        guard let target = self.agentEvents.targets[id] else { throw WireError(.smuxProtocolViolation, "no target") }
+        return target
+    }
+
+    /// Moves messages between the data channels until neither has more (the agent's session state stays
+    /// with the gateway), letting acknowledgement timers run once at the end.
+    func pump() throws {
+        for _ in 0..<2 {
+            var progress = true
+            while progress {
+                progress = false
+                while let message = try self.clientData.readOutbound(as: WebSocketMessage.self) {
+                    progress = true
+                    try self.agentData.writeInbound(message)
+                }
+                while let message = try self.agentData.readOutbound(as: WebSocketMessage.self) {
+                    progress = true
+                    if case .binary(let frame) = message, SSMMessage.peekMessageType(frame) == .agentSessionState {
+                        continue
+                    }
+                    try self.clientData.writeInbound(message)
+                }
+            }
+            self.loop.advanceTime(by: .milliseconds(25))
+        }
+    }
+}
