@@ -2,10 +2,12 @@ import ArgumentParser
 import Foundation
 import JumpgateAgent
 import JumpgateClient
+import JumpgateNIO
 import JumpgateWire
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOPosix
 import UnixSignals
 
 struct AgentCommand: AsyncParsableCommand {
@@ -172,6 +174,7 @@ struct AgentRunCommand: AsyncParsableCommand {
         let readyDescriptor = Detach.takeReadyDescriptor()
         try CommandLogging.bootstrap(level: self.logLevel)
         let logger = Logger(label: "jumpgate.agent")
+        HeapTrimmer.start(on: MultiThreadedEventLoopGroup.singleton.next())
         var options = AgentRunner.Options()
         options.dialTimeout = .seconds(Int64(self.dialTimeout))
         options.offerExtensions = !self.noExtensions

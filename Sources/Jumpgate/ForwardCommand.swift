@@ -100,6 +100,7 @@ struct ForwardCommand: AsyncParsableCommand {
     func run() async throws {
         try CommandLogging.bootstrap(level: self.logLevel, default: .warning)
         let logger = Logger(label: "jumpgate.forward")
+        HeapTrimmer.start(on: MultiThreadedEventLoopGroup.singleton.next())
         let resumeTimeout = try Jumpgate.resumeTimeout(self.resumeTimeout)
         let specs = try self.forwards.map(ForwardSpec.init)
         let json = self.format == .json

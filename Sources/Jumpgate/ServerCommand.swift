@@ -193,6 +193,7 @@ struct ServerCommand: AsyncParsableCommand {
         NIOSingletons.groupLoopCountSuggestion = self.threads ?? 1
         try CommandLogging.bootstrap(level: self.logLevel)
         let logger = Logger(label: "jumpgate.server")
+        HeapTrimmer.start(on: MultiThreadedEventLoopGroup.singleton.next())
         let (host, port) = try parseHostPort(self.listen)
         let (idle, maximum, agentLoss) = try self.durations()
         var configuration = GatewayConfiguration(

@@ -1,8 +1,10 @@
 import ArgumentParser
 import Foundation
 import JumpgateClient
+import JumpgateNIO
 import JumpgateWire
 import Logging
+import NIOPosix
 
 struct StartSessionCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -59,6 +61,7 @@ struct StartSessionCommand: AsyncParsableCommand {
     func run() async throws {
         try CommandLogging.bootstrap(level: self.logLevel, default: .warning)
         let logger = Logger(label: "jumpgate.client")
+        HeapTrimmer.start(on: MultiThreadedEventLoopGroup.singleton.next())
         let resumeTimeout = try Jumpgate.resumeTimeout(self.resumeTimeout)
         let parameters = try SessionParameters.parse(self.parameters ?? "")
         let client = try self.gateway.client()

@@ -30,7 +30,7 @@ public struct SmuxSession: Sendable {
         public init(
             version: UInt8,
             role: Role,
-            streamReceiveWindow: UInt32 = 4 << 20,
+            streamReceiveWindow: UInt32 = 2 << 20,
             initialPeerWindow: UInt32 = 262_144,
             maximumFrameSize: Int = SmuxFrame.maximumDataSize,
             maximumStreams: Int = 4096
