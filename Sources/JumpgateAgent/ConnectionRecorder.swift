@@ -29,7 +29,6 @@ struct ConnectionFacts: Sendable {
 final class ConnectionRecorder: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
 
     let facts: ConnectionFacts
     let journal: ConnectionJournal
@@ -51,26 +50,18 @@ final class ConnectionRecorder: ChannelDuplexHandler {
         context.fireChannelRead(data)
     }
 
-    /// Bytes written since the last flush. Writes complete in order, so one marker (an empty write) per
-    /// flush confirms them all: the record counts only what reached the socket, at one promise per
-    /// flush instead of one per write.
-    private var unconfirmed: Int64 = 0
-
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        self.unconfirmed += Int64(self.unwrapOutboundIn(data).readableBytes)
-        context.write(data, promise: promise)
-    }
-
-    func flush(context: ChannelHandlerContext) {
-        if self.unconfirmed > 0 {
-            let count = self.unconfirmed
-            self.unconfirmed = 0
-            let marker = context.eventLoop.makePromise(of: Void.self)
+        let count = Int64(self.unwrapOutboundIn(data).readableBytes)
+        if let promise {
             let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-            marker.futureResult.whenSuccess { bound.value.bytesToTarget += count }
-            context.write(self.wrapOutboundOut(ByteBuffer()), promise: marker)
+            promise.futureResult.whenSuccess { bound.value.bytesToTarget += count }
+            context.write(data, promise: promise)
+        } else {
+            let written = context.eventLoop.makePromise(of: Void.self)
+            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            written.futureResult.whenSuccess { bound.value.bytesToTarget += count }
+            context.write(data, promise: written)
         }
-        context.flush()
     }
 
     func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {

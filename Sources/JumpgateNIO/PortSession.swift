@@ -93,6 +93,8 @@ public final class PortSession: ChannelInboundHandler {
         /// smux v2: bytes written to the connection while it was not writable, not yet given back to the
         /// peer's window.
         var unconsumed = 0
+        /// Data arrived from the peer on this stream (a refused stream never gets any).
+        var receivedData = false
         init() {}
     }
 
@@ -460,6 +462,7 @@ public final class PortSession: ChannelInboundHandler {
         case .refuse(let fin):
             self.sendMuxFrame(fin)
         case .data(let id, let data):
+            self.streams[id]?.receivedData = true
             guard let stream = self.streams[id], !stream.tcpClosed else {
                 // The local connection is gone: its data is dropped but counted as consumed, so the peer's
                 // window stays open until its FIN comes. Otherwise a peer still sending (a target echoing a
@@ -473,7 +476,11 @@ public final class PortSession: ChannelInboundHandler {
             }
             self.writeToTCP(id, channel: channel, data)
         case .remoteClosed(let id, let fullyClosed):
-            let refused = self.pendingConnectError
+            // ConnectToPortError names no stream: it belongs to the next FIN of a stream that never got a
+            // byte from the agent (or the one the connect-errors extension named), not to any FIN.
+            let refused =
+                self.pendingConnectError
+                && (self.connectErrorReasons[id] != nil || !(self.streams[id]?.receivedData ?? false))
             if refused {
                 self.pendingConnectError = false
                 self.delegate?.streamFailed(self, id: id, reason: self.connectErrorReasons.removeValue(forKey: id))
@@ -704,6 +711,13 @@ public final class PortSession: ChannelInboundHandler {
         stream.localEOF = true
         stream.channel = nil
         stream.tcpClosed = true
+        if stream.unconsumed > 0 {
+            // The connection is gone: what it took but never confirmed goes back to the peer's window, as
+            // data arriving for a closed connection does, or a peer with a spent window would wait forever.
+            let count = stream.unconsumed
+            stream.unconsumed = 0
+            self.consumed(id, count)
+        }
         self.pumpStream(id)
         guard self.streams[id] != nil else { return }  // pumpStream sent the FIN and dropped it
         guard stream.backlog.isEmpty else {

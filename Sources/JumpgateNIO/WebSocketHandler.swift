@@ -254,7 +254,9 @@ public final class WebSocketHandler: ChannelDuplexHandler {
         let length = payload.readableBytes
         let headerSize = WebSocketFrame.headerSize(payloadLength: length, masked: key != nil)
         if key == nil, !opcode.isControl, length >= Self.zeroCopyThreshold {
-            self.reservePending(context: context, opcode: opcode, size: headerSize)
+            // The header joins the batch if it fits, or goes in a buffer of its own size.
+            if let pending = self.pending, pending.writableBytes < headerSize { self.writePending(context: context) }
+            if self.pending == nil { self.pending = context.channel.allocator.buffer(capacity: headerSize) }
             self.pending!.writeWebSocketFrameHeader(opcode: opcode, payloadLength: length, maskingKey: nil)
             self.writePending(context: context)
             context.write(self.wrapOutboundOut(payload), promise: promise)

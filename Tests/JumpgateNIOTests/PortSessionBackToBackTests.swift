@@ -55,7 +55,8 @@ struct PortSessionBackToBackTests {
         #expect(pair.agentEvents.requested.count == 1, "the agent dials at once in basic mode")
         let (first, id) = try pair.connect()
         let (second, secondID) = try pair.connect()
-        #expect(id == secondID && pair.clientEvents.activated == 1, "the second connection waits")
+        #expect(id == secondID)  // basic mode has one stream id
+        #expect(pair.clientEvents.activated == 1, "the second connection was served at once; it must wait")
         try first.send(.pattern(5000, seed: 3))
         try pair.settle()
         let target = try #require(pair.targets[id])
@@ -189,6 +190,36 @@ struct PortSessionBackToBackTests {
         // The session goes on: the next connection is served.
         pair.agentEvents.answer = BackToBack.attachAnswer(pair)
         try Self.roundTrip(pair, bytes: 1000)
+    }
+    @Test("without connect-errors, a refusal fails its own stream only; a later half-close stays a half-close")
+    func refusalWithoutReasonThenHalfClose() throws {
+        let pair = try BackToBack(agentExtensions: JumpgateExtensions.all.subtracting(.connectErrors))
+        var refuseNext = true
+        pair.agentEvents.answer = { [unowned pair] session, id in
+            if refuseNext {
+                refuseNext = false
+                session.refuse(id, reason: "nothing listens there")
+            } else {
+                BackToBack.attachAnswer(pair)(session, id)
+            }
+        }
+        try pair.settle()
+        let (refused, refusedID) = try pair.connect()
+        try pair.settle()
+        #expect(pair.clientEvents.failed.map(\.id) == [refusedID])
+        #expect(pair.clientEvents.failed.first?.reason == nil, "an official-mode refusal carries no reason")
+        #expect(!refused.channel.isActive)
+        // The next stream works, and the target's EOF reaches the client as a half-close.
+        let (local, id) = try pair.connect()
+        try pair.settle()
+        let target = try #require(pair.targets[id])
+        try target.send(.pattern(3000, seed: 11))
+        target.sendEOF()
+        try pair.settle()
+        try local.collect()
+        #expect(local.received == .pattern(3000, seed: 11))
+        #expect(local.end.outputClosed && local.channel.isActive, "a normal end was taken for a refusal")
+        #expect(pair.clientEvents.failed.count == 1)
     }
 }
 

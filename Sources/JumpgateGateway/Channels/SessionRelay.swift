@@ -290,7 +290,10 @@ public final class SessionRelay: Sendable {
             Self.write(frames, to: target)
             let resumeSender = self.inner.withLockedValue { inner -> Bool in
                 let left = inner.hopQueued(toward: receiver, -bytes)
-                guard left <= Self.hopLimit / 2, target.isWritable else { return false }
+                // Not also waiting for the target to be writable: a target replaced meanwhile reports no
+                // writability change. A sender resumed too early forwards one burst, is told to stop again
+                // (forward returns false) and is resumed by the target's writability change.
+                guard left <= Self.hopLimit / 2 else { return false }
                 return inner.setHopPaused(side, false)
             }
             if resumeSender { self.resume(side) }
