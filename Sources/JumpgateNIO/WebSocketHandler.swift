@@ -255,14 +255,14 @@ public final class WebSocketHandler: ChannelDuplexHandler {
         let headerSize = WebSocketFrame.headerSize(payloadLength: length, masked: key != nil)
         if key == nil, !opcode.isControl, length >= Self.zeroCopyThreshold {
             // The header joins the batch if it fits, or goes in a buffer of its own size.
-            if let pending = self.pending, pending.writableBytes < headerSize { self.writePending(context: context) }
-            if self.pending == nil { self.pending = context.channel.allocator.buffer(capacity: headerSize) }
+            self.reservePending(context: context, size: headerSize, newCapacity: headerSize)
             self.pending!.writeWebSocketFrameHeader(opcode: opcode, payloadLength: length, maskingKey: nil)
             self.writePending(context: context)
             context.write(self.wrapOutboundOut(payload), promise: promise)
             return
         }
-        self.reservePending(context: context, opcode: opcode, size: headerSize + length)
+        let size = headerSize + length
+        self.reservePending(context: context, size: size, newCapacity: self.batchCapacity(opcode: opcode, size: size))
         self.pending!.writeWebSocketFrame(opcode: opcode, payload: payload, maskingKey: key)
         if let promise {
             if let existing = self.pendingPromise {
@@ -276,25 +276,23 @@ public final class WebSocketHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Makes room for `size` more bytes in the batch buffer. A frame that does not fit sends the batch on
-    /// first (growing it would copy everything in it again).
-    private func reservePending(context: ChannelHandlerContext, opcode: WebSocketOpcode, size: Int) {
+    /// Makes room for `size` more bytes in the batch buffer, starting one of `newCapacity` bytes if there is
+    /// none. A frame that does not fit sends the batch on first (growing it would copy everything in it
+    /// again).
+    private func reservePending(context: ChannelHandlerContext, size: Int, newCapacity: Int) {
         if let pending = self.pending, pending.writableBytes < size {
             self.writePending(context: context)
         }
-        guard self.pending == nil else { return }
-        // A control frame or a small message alone gets a buffer of its own size class (a batch buffer per
-        // pong would make a ping flood cost a batch per frame); a large data frame means a bulk transfer,
-        // and gets room for a whole batch.
-        let batch: Int
-        if opcode.isControl {
-            batch = size
-        } else if size >= Self.zeroCopyThreshold {
-            batch = max(size, self.configuration.writeBatchSize)
-        } else {
-            batch = max(size, min(self.configuration.writeBatchSize, 16 * 1024))
-        }
-        self.pending = context.channel.allocator.buffer(capacity: batch)
+        if self.pending == nil { self.pending = context.channel.allocator.buffer(capacity: newCapacity) }
+    }
+
+    /// A control frame or a small message alone gets a buffer of its own size class (a batch buffer per
+    /// pong would make a ping flood cost a batch per frame); a large data frame means a bulk transfer, and
+    /// gets room for a whole batch.
+    private func batchCapacity(opcode: WebSocketOpcode, size: Int) -> Int {
+        if opcode.isControl { return size }
+        if size >= Self.zeroCopyThreshold { return max(size, self.configuration.writeBatchSize) }
+        return max(size, min(self.configuration.writeBatchSize, 16 * 1024))
     }
 
     private func writePending(context: ChannelHandlerContext, promise extra: EventLoopPromise<Void>? = nil) {

@@ -83,8 +83,8 @@ struct SessionRelayHopTests {
         let size = first.reduce(0) { $0 + $1.readableBytes }
         let stillReading = try await clientLoop.submit {
             try client.syncOptions!.setOption(.autoRead, value: false)
-            let a = relay.forward(first, bytes: size, from: .client)
-            let b = relay.forward(second, bytes: size, from: .client)
+            let a = relay.forward(first, from: .client)
+            let b = relay.forward(second, from: .client)
             return (a, b)
         }.get()
         gate.lock()

@@ -9,7 +9,7 @@ import Testing
 extension SessionRelay {
     /// One frame as a read burst of its own.
     func forward(_ frame: ByteBuffer, from side: Side) -> Bool {
-        self.forward([frame], bytes: frame.readableBytes, from: side)
+        self.forward([frame], from: side)
     }
 }
 
@@ -117,7 +117,7 @@ struct SessionRelayTests {
         relay.attach(.client, channel: client)
         #expect(relay.lastActivity(now: 1_700_000_005) == 1_700_000_000)  // nothing relayed yet
         let frames = (0..<5).map { _ in Self.frame(.inputStreamData) }
-        #expect(relay.forward(frames, bytes: 5 * 1120, from: .client))
+        #expect(relay.forward(frames, from: .client))
         #expect(try Self.written(agent) == Array(repeating: .inputStreamData, count: 5))
         #expect(relay.relayedBytes.toAgent == 5 * 1120)
         // The sweep sees the burst at its next look, and notes that time; no burst since: unchanged.
@@ -125,6 +125,6 @@ struct SessionRelayTests {
         #expect(relay.lastActivity(now: 1_700_000_030) == 1_700_000_007)
         // A receiver that cannot take more makes the sender stop reading.
         agent.isWritable = false
-        #expect(!relay.forward([Self.frame(.inputStreamData)], bytes: 1120, from: .client))
+        #expect(!relay.forward([Self.frame(.inputStreamData)], from: .client))
     }
 }

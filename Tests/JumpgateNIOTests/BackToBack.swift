@@ -133,15 +133,7 @@ final class BackToBack {
         self.clientData = EmbeddedChannel(loop: self.loop)
         self.agentData = EmbeddedChannel(loop: self.loop)
         // The agent dials each requested stream at once unless a test says otherwise.
-        self.agentEvents.answer = { [unowned self] session, id in
-            do {
-                let target = try FakeSocket(loop: self.loop)
-                self.targets[id] = target
-                try session.attach(target.channel, to: id)
-            } catch {
-                session.refuse(id, reason: "\(error)")
-            }
-        }
+        self.agentEvents.answer = Self.attachAnswer(self)
         try self.clientData.pipeline.syncOperations.addHandler(self.client)
         try self.agentData.pipeline.syncOperations.addHandler(self.agent)
     }
@@ -199,6 +191,21 @@ final class BackToBack {
         let fresh = EmbeddedChannel(loop: self.loop)
         try fresh.pipeline.syncOperations.addHandler(side == .client ? self.client : self.agent)
         if side == .client { self.clientData = fresh } else { self.agentData = fresh }
+    }
+}
+
+extension BackToBack {
+    /// The default answer to a stream request: attach a fresh target.
+    static func attachAnswer(_ pair: BackToBack) -> (PortSession, SmuxStreamID) -> Void {
+        { [unowned pair] session, id in
+            do {
+                let target = try FakeSocket(loop: pair.loop)
+                pair.targets[id] = target
+                try session.attach(target.channel, to: id)
+            } catch {
+                session.refuse(id, reason: "\(error)")
+            }
+        }
     }
 }
 

@@ -222,14 +222,3 @@ struct PortSessionBackToBackTests {
         #expect(pair.clientEvents.failed.count == 1)
     }
 }
-
-extension BackToBack {
-    /// The default answer: attach a fresh target.
-    static func attachAnswer(_ pair: BackToBack) -> (PortSession, SmuxStreamID) -> Void {
-        { [unowned pair] session, id in
-            guard let target = try? FakeSocket(loop: pair.loop) else { return }
-            pair.targets[id] = target
-            try? session.attach(target.channel, to: id)
-        }
-    }
-}

@@ -55,22 +55,18 @@ final class DataChannelHandler: ChannelInboundHandler {
             }
             _ = relay  // relayed as one burst at channelReadComplete
             self.burst.append(frame)
-            self.burstBytes += frame.readableBytes
         }
     }
 
     /// Frames of the read burst in progress: relayed together (one lock, one write burst, at most one
     /// event-loop hop) when it ends.
     private var burst: [ByteBuffer] = []
-    private var burstBytes = 0
 
     func channelReadComplete(context: ChannelHandlerContext) {
         if let relay = self.relay, !self.burst.isEmpty {
             var frames: [ByteBuffer] = []
             swap(&frames, &self.burst)
-            let bytes = self.burstBytes
-            self.burstBytes = 0
-            if !relay.forward(frames, bytes: bytes, from: self.side) {
+            if !relay.forward(frames, from: self.side) {
                 context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
             }
         }

@@ -240,7 +240,8 @@ public final class SessionRelay: Sendable {
     /// burst: on the receiving channel's event loop directly, or with one hop per burst when that channel
     /// lives on another loop. Returns false when the sender should stop reading until
     /// ``SessionRelay/resume(_:)``: the receiver is not writable, or too much waits in hops toward it.
-    public func forward(_ frames: [ByteBuffer], bytes: Int, from side: Side) -> Bool {
+    public func forward(_ frames: [ByteBuffer], from side: Side) -> Bool {
+        let bytes = frames.reduce(0) { $0 + $1.readableBytes }
         var handshakeNowSeen = false
         let (target, pause) = self.inner.withLockedValue { inner -> ((any Channel)?, Bool) in
             // Ended: what still arrives is dropped (and never takes from the shared budget).
