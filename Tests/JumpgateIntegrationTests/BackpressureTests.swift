@@ -104,7 +104,8 @@ struct BackpressureTests {
 
             let loop = MultiThreadedEventLoopGroup.singleton.next()
             let done = loop.makePromise(of: Int.self)
-            let verifier = PatternVerifier(seed: seed, total: total, done: done)  // read on its loop only
+            // Read the first 2 MiB, then stop reading, as a database tool does when a user stops scrolling.
+            let verifier = PatternVerifier(seed: seed, total: total, done: done, stopReadingAt: 2 * Self.megabyte)
             let reader = try await ClientBootstrap(group: loop)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
@@ -113,13 +114,11 @@ struct BackpressureTests {
                 }
                 .connect(host: "127.0.0.1", port: localPort).get()
             defer { reader.close(promise: nil) }
-            // Read the first 2 MiB, then stop reading, as a database tool does when a user stops scrolling.
             #expect(
                 try await Self.eventually(seconds: 30) {
                     try await loop.submit { verifier.received }.get() >= 2 * Self.megabyte
                 }
             )
-            try await Self.setReading(reader, false)
             let stalledAt = Date()
             // Backpressure reaches the target: it cannot write the rest (the agent stopped reading it).
             let targetChannel = try #require(accepted.withLockedValue { $0.first })

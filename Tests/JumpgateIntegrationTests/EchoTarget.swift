@@ -124,9 +124,11 @@ func parallelEchoes(port: Int, count: Int, baseSize: Int, step: Int) async throw
     }
 }
 
-/// One connection that writes `bytes` in `chunk`-sized pieces every `interval` (a paced transfer, so that
-/// it is still running when the test breaks something) and collects the echo. Throws if the connection is
-/// reset; returns what came back (shorter than `bytes` if the connection closed early).
+/// Sends `bytes` to the echo at `port` in `chunk`-sized writes `interval` apart and returns what came back.
+/// The pacing runs on the connection's event loop, not on the test's task: with the suite running, Swift
+/// Testing's cooperative pool (as many threads as cores) was starved by other tests, the writer got a turn
+/// every few seconds, and the transfer looked stalled to its timeout (NetworkDropTests: "I/O on closed
+/// channel" after 50 s, while the trace showed the tunnel forwarding each chunk the moment it arrived).
 func pacedEchoRoundTrip(
     port: Int,
     bytes: ByteBuffer,
@@ -144,15 +146,32 @@ func pacedEchoRoundTrip(
         }
         .connect(host: "127.0.0.1", port: port)
         .get()
-    let deadline = loop.scheduleTask(in: timeout) { channel.close(promise: nil) }
-    defer { deadline.cancel() }
-    var remaining = bytes
-    while remaining.readableBytes > 0 {
-        let piece = remaining.readSlice(length: min(chunk, remaining.readableBytes))!
-        try await channel.writeAndFlush(piece)
-        try await Task.sleep(nanoseconds: UInt64(interval.nanoseconds))
+    let deadline = loop.scheduleTask(in: timeout) {
+        done.fail(PacedTransferTimeout(timeout: timeout, total: bytes.readableBytes))
+        channel.close(promise: nil)
     }
+    defer { deadline.cancel() }
+    _ = try await loop.submit {
+        let remaining = NIOLoopBoundBox(bytes, eventLoop: loop)
+        return loop.scheduleRepeatedTask(initialDelay: .zero, delay: interval) { task in
+            guard let piece = remaining.value.readSlice(length: min(chunk, remaining.value.readableBytes)),
+                piece.readableBytes > 0
+            else {
+                task.cancel()
+                return
+            }
+            channel.writeAndFlush(piece).whenFailure { _ in task.cancel() }
+        }
+    }.get()
     return try await done.futureResult.get()
+}
+
+struct PacedTransferTimeout: Error, CustomStringConvertible {
+    let timeout: TimeAmount
+    let total: Int
+    var description: String {
+        "the echo of \(self.total) paced bytes did not come back within \(self.timeout.nanoseconds / 1_000_000_000) s"
+    }
 }
 
 /// An echo server that ends a connection once it has echoed `limit` bytes on it: it sends its FIN and
@@ -228,16 +247,25 @@ final class PatternVerifier: ChannelInboundHandler, @unchecked Sendable {
     let total: Int
     let done: EventLoopPromise<Int>
     var mismatch = false
+    /// Stops reading (autoRead off) once this many bytes arrived, on the event loop itself: a test that
+    /// stopped it from its own task stopped it late when the suite kept the test's threads busy, after
+    /// everything had arrived.
+    var stopReadingAt: Int?
 
-    init(seed: UInt64, total: Int, done: EventLoopPromise<Int>) {
+    init(seed: UInt64, total: Int, done: EventLoopPromise<Int>, stopReadingAt: Int? = nil) {
         self.pattern = PatternStream(seed: seed)
         self.total = total
         self.done = done
+        self.stopReadingAt = stopReadingAt
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = self.unwrapInboundIn(data)
         self.received += buffer.readableBytes
+        if let stop = self.stopReadingAt, self.received >= stop {
+            self.stopReadingAt = nil
+            context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+        }
         self.pending.writeBuffer(&buffer)
         while self.pending.readableBytes >= 8, let word = self.pending.readInteger(endianness: .little, as: UInt64.self)
         {

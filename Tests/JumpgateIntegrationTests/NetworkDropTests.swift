@@ -57,7 +57,21 @@ struct NetworkDropTests {
                 }
                 try await Task.sleep(nanoseconds: 1_000_000_000)
                 try await link.blackholeAndCut()
-                let echoed = try await transfer.value
+                let echoed: ByteBuffer
+                do {
+                    echoed = try await transfer.value
+                } catch {
+                    // What each process saw, to tell where a stalled transfer stopped.
+                    Issue.record(
+                        """
+                        the transfer through the \(link === agentLink ? "agent's" : "client's") cut link failed: \(error)
+                        client: \(client.standardError.suffix(3000))
+                        agent: \(lab.agent.standardError.suffix(3000))
+                        gateway: \(lab.gateway.standardError.suffix(3000))
+                        """
+                    )
+                    throw error
+                }
                 #expect(echoed.readableBytes == payload.readableBytes)
                 #expect(echoed == payload)
             }

@@ -102,12 +102,15 @@ final class DataChannelHandler: ChannelInboundHandler {
             return
         }
         self.relay = relay
-        relay.attach(
+        let woken = relay.attach(
             self.side,
             channel: context.channel,
             wantsAgentStatus: input.wants(OpenDataChannelInput.agentStatusFeature)
         )
-        self.logger.info("data channel attached", metadata: ["jumpgate.side": "\(self.side)"])
+        self.logger.info(
+            "data channel attached",
+            metadata: ["jumpgate.side": "\(self.side)", "resend_asked_of": "\(woken.map { "\($0)" })"]
+        )
     }
 
     private func refuse(context: ChannelHandlerContext, _ reason: String) {

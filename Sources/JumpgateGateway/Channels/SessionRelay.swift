@@ -131,7 +131,9 @@ public final class SessionRelay: Sendable {
     /// Attaches a channel; an older channel on the same side is closed (a resumed peer replaces it).
     /// Buffered frames for this side are written; then each side that must resend or may stop pausing
     /// gets `start_publication`.
-    public func attach(_ side: Side, channel: any Channel, wantsAgentStatus: Bool = false) {
+    /// Returns the sides told to resend (`start_publication`).
+    @discardableResult
+    public func attach(_ side: Side, channel: any Channel, wantsAgentStatus: Bool = false) -> [Side] {
         var agentBack: (any Channel)?
         let (previous, pending, wake) = self.inner.withLockedValue {
             inner -> ((any Channel)?, [ByteBuffer], [Side]) in
@@ -181,6 +183,7 @@ public final class SessionRelay: Sendable {
                 promise: nil
             )
         }
+        return wake
     }
 
     func detach(_ side: Side, channel: any Channel) {

@@ -28,8 +28,6 @@ public struct ReliableDeliveryConfiguration: Hashable, Sendable {
     public var initialRetransmissionTimeout: TimeAmount = .milliseconds(200)
     public var clockGranularity: TimeAmount = .milliseconds(10)
     public var maximumRetransmissionTimeout: TimeAmount = .seconds(1)
-    /// How often the retransmission scheduler looks at the head of the outgoing buffer.
-    public var resendInterval: TimeAmount = .milliseconds(100)
     /// Give up after this many resends of one message; nil never gives up.
     public var maximumResendAttempts: Int? = 3000
     public var outgoingLimit = MessageBufferLimit(messages: 10_000, bytes: 32 << 20)

@@ -257,6 +257,26 @@ public struct ReliableDeliveryStateMachine: Sendable {
         return .resend(head.frame, sequenceNumber: sequenceNumber)
     }
 
+    /// When ``retransmitTimerFired(now:)`` next has something to do (the head's retransmission timeout,
+    /// or the resume rule's delay), or nil while it has nothing: the owner schedules one timer at the
+    /// earliest deadline instead of polling, so an idle session costs no wake-ups.
+    public var retransmitDeadline: NIODeadline? {
+        var deadline: NIODeadline?
+        if let resumedAt = self.resumedAt, self.isConnected, !self.configuration.peerReacknowledgesDuplicates,
+            !self.acknowledgedSinceResume
+        {
+            deadline = resumedAt + self.configuration.duplicateAssumptionDelay
+        }
+        if self.isConnected, !self.isPaused, self.configuration.retransmitWhileConnected,
+            let head = self.outgoing.first(where: { !$0.isAcknowledged }), head.isSent
+        {
+            // retransmitTimerFired resends once strictly more than the timeout has passed.
+            let due = head.lastSentTime + self.retransmissionTimeout + .nanoseconds(1)
+            deadline = min(deadline ?? due, due)
+        }
+        return deadline
+    }
+
     /// The WebSocket dropped: hold everything until ``connectionRestored(now:)``.
     public mutating func connectionLost() {
         self.isConnected = false
@@ -429,6 +449,16 @@ public struct ReliableDeliveryStateMachine: Sendable {
         self.lastCumulativeAcknowledgement = now
         self.unacknowledgedDeliveries = 0
         return .cumulative(upTo: self.expectedSequenceNumber - 1)
+    }
+
+    /// When ``acknowledgementTimerFired(now:)`` next has something to send (a past deadline means at
+    /// once), or nil while no delivery waits for a cumulative acknowledgement.
+    public var acknowledgementDeadline: NIODeadline? {
+        guard case .cumulative(_, let interval) = self.configuration.acknowledgementMode,
+            self.unacknowledgedDeliveries > 0
+        else { return nil }
+        guard let last = self.lastCumulativeAcknowledgement else { return .uptimeNanoseconds(0) }
+        return last + interval
     }
 
     /// Messages waiting in the out-of-order buffer.

@@ -1,0 +1,88 @@
+import JumpgateTestUtilities
+import JumpgateWire
+import NIOCore
+import Testing
+
+/// The deadlines the session handler schedules its one timer by: each is exactly when the matching
+/// timer call first has something to do, and nil while it has nothing (an idle session wakes no one).
+@Suite("Reliable delivery deadlines")
+struct ReliableDeliveryDeadlineTests {
+    @Test("the retransmit deadline is the head's last send plus one RTO, and none while nothing can be resent")
+    func retransmitDeadline() throws {
+        var clock = ManualClock()
+        var sm = ReliableDeliveryStateMachine()
+        #expect(sm.retransmitDeadline == nil, "nothing sent: nothing to wait for")
+        _ = try sm.send(frame(0), now: clock.now)
+        clock.advance(by: .milliseconds(50))
+        _ = try sm.send(frame(1), now: clock.now)
+        let due = try #require(sm.retransmitDeadline)
+        #expect(due == clock.now - .milliseconds(50) + sm.retransmissionTimeout + .nanoseconds(1))
+        #expect(sm.retransmitTimerFired(now: due - .nanoseconds(1)) == .none, "fired before its deadline")
+        #expect(sm.retransmitTimerFired(now: due) == .resend(frame(0), sequenceNumber: 0))
+        // The resend restarted the head's timeout.
+        #expect(sm.retransmitDeadline == due + sm.retransmissionTimeout + .nanoseconds(1))
+        // Paused publication or a dropped channel: no resend can happen, so no deadline.
+        sm.publicationPaused()
+        #expect(sm.retransmitDeadline == nil)
+        _ = sm.publicationResumed(now: clock.now)
+        sm.connectionLost()
+        #expect(sm.retransmitDeadline == nil)
+        _ = sm.connectionRestored(now: clock.now)
+        _ = sm.acknowledgementReceived(sequenceNumber: 0, now: clock.now)
+        _ = sm.acknowledgementReceived(sequenceNumber: 1, now: clock.now)
+        #expect(sm.retransmitDeadline == nil, "everything acknowledged")
+    }
+
+    @Test("the fast path resends only on reconnect: no retransmit deadline while connected")
+    func fastPathHasNoRetransmitDeadline() throws {
+        let clock = ManualClock()
+        var sm = ReliableDeliveryStateMachine(configuration: .negotiated(.all))
+        _ = try sm.send(frame(0), now: clock.now)
+        #expect(sm.retransmitDeadline == nil)
+    }
+
+    @Test("after a resume to a peer that does not re-acknowledge duplicates, the deadline is the resume rule's")
+    func resumeRuleDeadline() throws {
+        var clock = ManualClock()
+        var configuration = ReliableDeliveryConfiguration()
+        configuration.retransmitWhileConnected = false
+        var sm = ReliableDeliveryStateMachine(configuration: configuration)
+        _ = try sm.send(frame(0), now: clock.now)
+        sm.connectionLost()
+        clock.advance(by: .seconds(1))
+        #expect(sm.connectionRestored(now: clock.now) == [frame(0)])
+        let due = try #require(sm.retransmitDeadline)
+        #expect(due == clock.now + configuration.duplicateAssumptionDelay)
+        #expect(sm.retransmitTimerFired(now: due - .nanoseconds(1)) == .none)
+        #expect(sm.retransmitTimerFired(now: due) == .assumedDelivered(count: 1, windowOpened: false))
+        #expect(sm.retransmitDeadline == nil)
+    }
+
+    @Test(
+        "the acknowledgement deadline: none per message; cumulative, at once after the first delivery, then an interval after the last timer ack"
+    )
+    func acknowledgementDeadline() throws {
+        var clock = ManualClock()
+        var perMessage = ReliableDeliveryStateMachine()
+        _ = perMessage.streamMessageReceived(streamMessage(0), isReady: true)
+        #expect(perMessage.acknowledgementDeadline == nil, "per-message acknowledgements go at once, not on a timer")
+
+        var configuration = ReliableDeliveryConfiguration()
+        configuration.acknowledgementMode = .cumulative(everyMessages: 3, interval: .milliseconds(20))
+        var sm = ReliableDeliveryStateMachine(configuration: configuration)
+        #expect(sm.acknowledgementDeadline == nil, "nothing delivered")
+        _ = sm.streamMessageReceived(streamMessage(0), isReady: true)
+        let first = try #require(sm.acknowledgementDeadline)
+        #expect(first <= clock.now, "the first acknowledgement is due at once")
+        #expect(sm.acknowledgementTimerFired(now: clock.now) == .cumulative(upTo: 0))
+        #expect(sm.acknowledgementDeadline == nil)
+        _ = sm.streamMessageReceived(streamMessage(1), isReady: true)
+        #expect(sm.acknowledgementDeadline == clock.now + .milliseconds(20))
+        #expect(sm.acknowledgementTimerFired(now: clock.now + .milliseconds(19)) == .none)
+        clock.advance(by: .milliseconds(20))
+        #expect(sm.acknowledgementTimerFired(now: clock.now) == .cumulative(upTo: 1))
+        // Three deliveries acknowledge themselves: nothing is left for the timer.
+        for seq in 2...4 { _ = sm.streamMessageReceived(streamMessage(Int64(seq)), isReady: true) }
+        #expect(sm.acknowledgementDeadline == nil)
+    }
+}
