@@ -138,16 +138,19 @@ func pacedEchoRoundTrip(
 ) async throws -> ByteBuffer {
     let loop = MultiThreadedEventLoopGroup.singleton.next()
     let done = loop.makePromise(of: ByteBuffer.self)
+    let collector = Collector(expected: bytes.readableBytes, done: done)  // read on its loop only
     let channel = try await ClientBootstrap(group: loop)
         .channelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandler(Collector(expected: bytes.readableBytes, done: done))
+                try channel.pipeline.syncOperations.addHandler(collector)
             }
         }
         .connect(host: "127.0.0.1", port: port)
         .get()
     let deadline = loop.scheduleTask(in: timeout) {
-        done.fail(PacedTransferTimeout(timeout: timeout, total: bytes.readableBytes))
+        done.fail(
+            PacedTransferTimeout(timeout: timeout, total: bytes.readableBytes, received: collector.received.readableBytes)
+        )
         channel.close(promise: nil)
     }
     defer { deadline.cancel() }
@@ -169,8 +172,9 @@ func pacedEchoRoundTrip(
 struct PacedTransferTimeout: Error, CustomStringConvertible {
     let timeout: TimeAmount
     let total: Int
+    let received: Int
     var description: String {
-        "the echo of \(self.total) paced bytes did not come back within \(self.timeout.nanoseconds / 1_000_000_000) s"
+        "\(self.received) of \(self.total) paced bytes came back within \(self.timeout.nanoseconds / 1_000_000_000) s"
     }
 }
 

@@ -33,6 +33,24 @@ struct ReliableDeliveryDeadlineTests {
         #expect(sm.retransmitDeadline == nil, "everything acknowledged")
     }
 
+    @Test("however small the RTO gets, a resend waits at least the minimum resend interval")
+    func minimumResendInterval() throws {
+        var clock = ManualClock()
+        var sm = ReliableDeliveryStateMachine()
+        // Instant acknowledgements drive the RTO down to about the clock granularity.
+        for seq in Int64(0)..<20 {
+            _ = try sm.send(frame(seq), now: clock.now)
+            _ = sm.acknowledgementReceived(sequenceNumber: seq, now: clock.now)
+        }
+        #expect(sm.retransmissionTimeout < .milliseconds(100))
+        _ = try sm.send(frame(20), now: clock.now)
+        #expect(sm.retransmitDeadline == clock.now + .milliseconds(100) + .nanoseconds(1))
+        clock.advance(by: .milliseconds(100))
+        #expect(sm.retransmitTimerFired(now: clock.now) == .none)
+        clock.advance(by: .nanoseconds(1))
+        #expect(sm.retransmitTimerFired(now: clock.now) == .resend(frame(20), sequenceNumber: 20))
+    }
+
     @Test("the fast path resends only on reconnect: no retransmit deadline while connected")
     func fastPathHasNoRetransmitDeadline() throws {
         let clock = ManualClock()

@@ -47,6 +47,17 @@ struct StreamRefusalsTests {
         #expect(later == .init(reason: nil), "a stale reason was attached to another stream")
     }
 
+    @Test("a FIN forgets its stream's reason: reasons for streams that ended never fill the bound")
+    func finForgetsReason() {
+        var refusals = StreamRefusals()
+        for id in 0..<UInt32(2 * StreamRefusals.maximumReasons) {
+            refusals.reasonReceived("r\(id)", for: SmuxStreamID(id * 2 + 1))
+            _ = refusals.finReceived(for: SmuxStreamID(id * 2 + 1), streamGotData: true)
+        }
+        let held = refusals.reasonReceived("still room", for: SmuxStreamID(999_999))
+        #expect(held, "reasons of ended streams were kept")
+    }
+
     @Test("reasons held are bounded; a reason for a stream already held replaces it")
     func bounded() {
         var refusals = StreamRefusals()

@@ -39,7 +39,7 @@ extension PortSession {
         do {
             if case .write(let bytes) = try self.reliability.send(frame, now: self.now, isControl: isControl) {
                 self.context?.write(self.wrapOutboundOut(.binary(bytes)), promise: nil)
-                if self.timerDeadline == nil { self.armTimer() }
+                self.armTimer()
             }
         } catch {
             // Data is sent only when canSend; the control reserve is exhausted only by a peer that opened

@@ -26,11 +26,14 @@ extension PortSession {
         if let current = self.timerDeadline, current <= next { return }
         self.timer?.cancel()
         self.timerDeadline = next
+        self.timerGeneration &+= 1
+        let generation = self.timerGeneration
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        self.timer = context.eventLoop.scheduleTask(deadline: next) { bound.value.timerFired() }
+        self.timer = context.eventLoop.scheduleTask(deadline: next) { bound.value.timerFired(generation) }
     }
 
     func cancelTimer() {
+        self.timerGeneration &+= 1
         self.timer?.cancel()
         self.timer = nil
         self.timerDeadline = nil
@@ -39,9 +42,11 @@ extension PortSession {
     /// The deadline the session's timer is set for (nil: no timer; an idle session has none).
     var scheduledDeadline: NIODeadline? { self.timerDeadline }
 
-    func timerFired() {
+    func timerFired(_ generation: UInt64) {
+        guard generation == self.timerGeneration else { return }  // cancelled, and replaced since
         self.timer = nil
         self.timerDeadline = nil
+        self.timerFirings += 1
         guard self.context != nil, !self.ended else { return }
         let now = self.now
         if case .agent(var machine) = self.handshake, self.negotiated == nil {

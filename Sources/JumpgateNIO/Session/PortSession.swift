@@ -35,6 +35,11 @@ public final class PortSession: ChannelInboundHandler {
     /// handshake timeout); none while there is nothing to wait for.
     var timer: Scheduled<Void>?
     var timerDeadline: NIODeadline?
+    /// Which scheduled task is the current one: a cancelled task that was already due may still run, and
+    /// must not take the place of the one set after it.
+    var timerGeneration: UInt64 = 0
+    /// How often the timer fired (tests: an idle session's never does).
+    var timerFirings = 0
     var ended = false
     /// Whether a data channel was ever attached (the second attachment is a resume).
     var attachedOnce = false

@@ -28,6 +28,10 @@ public struct ReliableDeliveryConfiguration: Hashable, Sendable {
     public var initialRetransmissionTimeout: TimeAmount = .milliseconds(200)
     public var clockGranularity: TimeAmount = .milliseconds(10)
     public var maximumRetransmissionTimeout: TimeAmount = .seconds(1)
+    /// The shortest wait before a message is resent, whatever the RTO (which can fall to about 10 ms on
+    /// loopback): the official peers look at their outgoing buffer every 100 ms, so they never resend
+    /// faster, and the give-up bound below stays at least 5 minutes.
+    public var minimumResendInterval: TimeAmount = .milliseconds(100)
     /// Give up after this many resends of one message; nil never gives up.
     public var maximumResendAttempts: Int? = 3000
     public var outgoingLimit = MessageBufferLimit(messages: 10_000, bytes: 32 << 20)

@@ -248,7 +248,7 @@ public struct ReliableDeliveryStateMachine: Sendable {
         let head = self.outgoing[headIndex]
         let sequenceNumber =
             self.outgoingHeadSequence + Int64(self.outgoing.distance(from: self.outgoing.startIndex, to: headIndex))
-        guard head.isSent, now - head.lastSentTime > self.retransmissionTimeout else { return .none }
+        guard head.isSent, now - head.lastSentTime > self.resendWait else { return .none }
         if let limit = self.configuration.maximumResendAttempts, head.resendCount >= limit {
             return .giveUp(sequenceNumber: sequenceNumber)
         }
@@ -271,10 +271,16 @@ public struct ReliableDeliveryStateMachine: Sendable {
             let head = self.outgoing.first(where: { !$0.isAcknowledged }), head.isSent
         {
             // retransmitTimerFired resends once strictly more than the timeout has passed.
-            let due = head.lastSentTime + self.retransmissionTimeout + .nanoseconds(1)
+            let due = head.lastSentTime + self.resendWait + .nanoseconds(1)
             deadline = min(deadline ?? due, due)
         }
         return deadline
+    }
+
+    /// How long the head waits after its last send before it is resent: the RTO, but never less than
+    /// ``ReliableDeliveryConfiguration/minimumResendInterval``.
+    private var resendWait: TimeAmount {
+        max(self.retransmissionTimeout, self.configuration.minimumResendInterval)
     }
 
     /// The WebSocket dropped: hold everything until ``connectionRestored(now:)``.
