@@ -149,7 +149,11 @@ func pacedEchoRoundTrip(
         .get()
     let deadline = loop.scheduleTask(in: timeout) {
         done.fail(
-            PacedTransferTimeout(timeout: timeout, total: bytes.readableBytes, received: collector.received.readableBytes)
+            PacedTransferTimeout(
+                timeout: timeout,
+                total: bytes.readableBytes,
+                received: collector.received.readableBytes
+            )
         )
         channel.close(promise: nil)
     }

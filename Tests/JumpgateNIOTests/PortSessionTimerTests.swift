@@ -45,7 +45,10 @@ struct PortSessionTimerTests {
         try target.collect()
         #expect(target.received.readableBytes == 0)
         let sentAt = pair.loop.now
-        let first = try #require(pair.client.scheduledDeadline, "a message waits for its acknowledgement, with no timer")
+        let first = try #require(
+            pair.client.scheduledDeadline,
+            "a message waits for its acknowledgement, with no timer"
+        )
         // Not before the deadline the session set, nor before the minimum resend interval (100 ms)...
         #expect(first - sentAt > .milliseconds(100))
         pair.loop.advanceTime(to: first - .nanoseconds(1))
