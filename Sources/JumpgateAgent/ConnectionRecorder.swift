@@ -52,16 +52,10 @@ final class ConnectionRecorder: ChannelDuplexHandler {
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let count = Int64(self.unwrapOutboundIn(data).readableBytes)
-        if let promise {
-            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-            promise.futureResult.whenSuccess { bound.value.bytesToTarget += count }
-            context.write(data, promise: promise)
-        } else {
-            let written = context.eventLoop.makePromise(of: Void.self)
-            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-            written.futureResult.whenSuccess { bound.value.bytesToTarget += count }
-            context.write(data, promise: written)
-        }
+        let written = promise ?? context.eventLoop.makePromise(of: Void.self)
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        written.futureResult.whenSuccess { bound.value.bytesToTarget += count }
+        context.write(data, promise: written)
     }
 
     func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {

@@ -23,7 +23,7 @@ struct PortSessionTimerTests {
             pair.loop.advanceTime(by: .hours(1))
             #expect(pair.client.timerFirings == firings.0, "the idle client wakes up (extensions \(extensions))")
             #expect(pair.agent.timerFirings == firings.1, "the idle agent wakes up (extensions \(extensions))")
-            #expect(pair.client.scheduledDeadline == nil && pair.agent.scheduledDeadline == nil)
+            #expect(pair.client.timerDeadline == nil && pair.agent.timerDeadline == nil)
         }
     }
 
@@ -46,7 +46,7 @@ struct PortSessionTimerTests {
         #expect(target.received.readableBytes == 0)
         let sentAt = pair.loop.now
         let first = try #require(
-            pair.client.scheduledDeadline,
+            pair.client.timerDeadline,
             "a message waits for its acknowledgement, with no timer"
         )
         // Not before the deadline the session set, nor before the minimum resend interval (100 ms)...
@@ -58,7 +58,7 @@ struct PortSessionTimerTests {
         // ...and at a deadline the session set (a deadline may move later as acknowledgements update the
         // RTO: the timer then finds nothing due and re-arms), within the 1 s maximum timeout.
         var firings = 0
-        while target.received.readableBytes == 0, firings < 10, let deadline = pair.client.scheduledDeadline {
+        while target.received.readableBytes == 0, firings < 10, let deadline = pair.client.timerDeadline {
             pair.loop.advanceTime(to: deadline)
             try pair.pump()
             try target.collect()
@@ -69,7 +69,7 @@ struct PortSessionTimerTests {
         try pair.settle()
         // A timer set for a deadline that moved fires once, finds nothing due and is not set again.
         pair.loop.advanceTime(by: .seconds(1))
-        #expect(pair.client.scheduledDeadline == nil, "acknowledged, yet the timer stays set")
+        #expect(pair.client.timerDeadline == nil, "acknowledged, yet the timer stays set")
     }
 
     @Test("an agent whose handshake request is never answered fails at the handshake deadline")

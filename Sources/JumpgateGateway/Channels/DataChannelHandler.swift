@@ -45,7 +45,7 @@ final class DataChannelHandler: ChannelInboundHandler {
             guard self.relay == nil else { return }
             self.open(context: context, text: text)
         case .binary(let frame):
-            guard let relay = self.relay else {
+            guard self.relay != nil else {
                 self.refuse(context: context, "a binary frame arrived before OpenDataChannelInput")
                 return
             }
@@ -53,8 +53,7 @@ final class DataChannelHandler: ChannelInboundHandler {
                 self.state.setStatus(sessionID: self.sessionID, .connected)
                 return
             }
-            _ = relay  // relayed as one burst at channelReadComplete
-            self.burst.append(frame)
+            self.burst.append(frame)  // relayed as one burst at channelReadComplete
         }
     }
 

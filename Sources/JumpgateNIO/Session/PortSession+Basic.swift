@@ -1,5 +1,4 @@
 import JumpgateWire
-import Logging
 import NIOCore
 import NIOPosix
 
@@ -118,5 +117,4 @@ extension PortSession {
         }
         if let stream = self.streams.removeValue(forKey: id) { self.forgetEarlyData(of: stream) }
     }
-
 }

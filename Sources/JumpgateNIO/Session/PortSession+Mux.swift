@@ -1,7 +1,6 @@
 import JumpgateWire
 import Logging
 import NIOCore
-import NIOPosix
 
 extension PortSession {
     // MARK: smux
@@ -172,5 +171,4 @@ extension PortSession {
             if reading { channel.read() }
         }
     }
-
 }

@@ -1,7 +1,5 @@
 import JumpgateWire
-import Logging
 import NIOCore
-import NIOPosix
 
 extension PortSession {
     // MARK: outbound messages
@@ -39,7 +37,9 @@ extension PortSession {
         do {
             if case .write(let bytes) = try self.reliability.send(frame, now: self.now, isControl: isControl) {
                 self.context?.write(self.wrapOutboundOut(.binary(bytes)), promise: nil)
-                self.armTimer()
+                // Only a message that became the head can move the resend deadline earlier; an older head's
+                // deadline is already set (and re-armed at channelReadComplete when acks change the RTO).
+                if self.reliability.unacknowledgedCount == 1 { self.armTimer() }
             }
         } catch {
             // Data is sent only when canSend; the control reserve is exhausted only by a peer that opened
@@ -73,5 +73,4 @@ extension PortSession {
         for frame in frames { context.write(self.wrapOutboundOut(.binary(frame)), promise: nil) }
         context.flush()
     }
-
 }

@@ -1,7 +1,6 @@
 import JumpgateWire
 import Logging
 import NIOCore
-import NIOPosix
 
 extension PortSession {
     // MARK: streams (TCP side)
@@ -232,5 +231,4 @@ extension PortSession {
         }
         self.dropStream(id)
     }
-
 }

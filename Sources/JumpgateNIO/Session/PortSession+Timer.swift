@@ -1,7 +1,6 @@
 import JumpgateWire
 import Logging
 import NIOCore
-import NIOPosix
 
 extension PortSession {
     // MARK: timers
@@ -19,7 +18,7 @@ extension PortSession {
         var next: NIODeadline?
         if case .agent(let machine) = self.handshake, self.negotiated == nil { next = machine.deadline }
         if let deadline = self.reliability.acknowledgementDeadline { next = min(next ?? deadline, deadline) }
-        if context.channel.isWritable, !self.receiveBound.isPaused, let deadline = self.reliability.retransmitDeadline {
+        if self.mayResend, let deadline = self.reliability.retransmitDeadline {
             next = min(next ?? deadline, deadline)
         }
         guard let next else { return }
@@ -39,8 +38,8 @@ extension PortSession {
         self.timerDeadline = nil
     }
 
-    /// The deadline the session's timer is set for (nil: no timer; an idle session has none).
-    var scheduledDeadline: NIODeadline? { self.timerDeadline }
+    /// Whether a resend may go now: the data channel is writable and this end reads it (see armTimer).
+    var mayResend: Bool { (self.context?.channel.isWritable ?? false) && !self.receiveBound.isPaused }
 
     func timerFired(_ generation: UInt64) {
         guard generation == self.timerGeneration else { return }  // cancelled, and replaced since
@@ -56,8 +55,7 @@ extension PortSession {
         }
         let ack = self.reliability.acknowledgementTimerFired(now: now)
         self.sendAcknowledgement(ack)
-        let writable = (self.context?.channel.isWritable ?? true) && !self.receiveBound.isPaused
-        switch writable ? self.reliability.retransmitTimerFired(now: now) : .none {
+        switch self.mayResend ? self.reliability.retransmitTimerFired(now: now) : .none {
         case .resend(let frame, _):
             self.context?.write(self.wrapOutboundOut(.binary(frame)), promise: nil)
         case .giveUp(let sequenceNumber):
@@ -74,5 +72,4 @@ extension PortSession {
         self.context?.flush()
         self.armTimer()
     }
-
 }

@@ -34,6 +34,7 @@ public final class PortSession: ChannelInboundHandler {
     /// One timer at the earliest deadline the state machines return (acknowledgement interval, resend,
     /// handshake timeout); none while there is nothing to wait for.
     var timer: Scheduled<Void>?
+    /// The deadline the timer is set for (nil: no timer; an idle session has none).
     var timerDeadline: NIODeadline?
     /// Which scheduled task is the current one: a cancelled task that was already due may still run, and
     /// must not take the place of the one set after it.
