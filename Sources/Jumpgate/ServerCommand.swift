@@ -16,7 +16,8 @@ import UnixSignals
 struct ServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "server",
-        abstract: "Run the gateway: the SSM API, agent registration, control and data channels, on one TLS port."
+        abstract: "Run the gateway: the SSM API, agent registration, control and data channels, on one TLS port.",
+        subcommands: [ServerBackupCommand.self]
     )
 
     @Option(

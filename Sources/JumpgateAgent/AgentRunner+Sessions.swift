@@ -52,8 +52,9 @@ extension AgentRunner {
             session.onDisconnect = { [weak self] session in
                 self?.dataChannelLost(session, sessionID: sessionID, eventLoop: eventLoop)
             }
-            self.live.withLockedValue { $0[sessionID] = LiveSession(session: session, eventLoop: eventLoop) }
-            return NIOLoopBound(session, eventLoop: eventLoop)
+            let bound = NIOLoopBound(session, eventLoop: eventLoop)
+            self.live.withLockedValue { $0[sessionID] = LiveSession(session: bound) }
+            return bound
         }.get()
         try await self.connectDataChannel(sessionID: sessionID, session: session, eventLoop: eventLoop)
         self.logger.info("session started", metadata: ["jumpgate.session_id": "\(sessionID)"])
@@ -137,7 +138,7 @@ extension AgentRunner {
         }
         let reason = "The agent on \(self.state.instanceID) is shutting down."
         for entry in sessions {
-            try? await entry.eventLoop.submit { entry.session.shutdown(reason: reason) }.get()
+            try? await entry.eventLoop.submit { entry.session.value.shutdown(reason: reason) }.get()
         }
         if !sessions.isEmpty {
             self.logger.info("drained sessions", metadata: ["count": "\(sessions.count)"])
@@ -150,7 +151,7 @@ extension AgentRunner {
     /// `channel_closed` on the control channel: the session ends (as ended by the peer) if it is live here.
     func sessionClosedByGateway(_ sessionID: String, reason: String) {
         guard let entry = self.live.withLockedValue({ $0[sessionID] }) else { return }
-        entry.eventLoop.execute { entry.session.closedByGateway(reason: reason) }
+        entry.eventLoop.execute { entry.session.value.closedByGateway(reason: reason) }
     }
 
     func sessionFinished(_ sessionID: String) {

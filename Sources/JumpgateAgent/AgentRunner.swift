@@ -47,10 +47,10 @@ public final class AgentRunner: Sendable {
     let journal: ConnectionJournal
     let reporting = NIOLockedValueBox<(inFlight: Bool, again: Bool, scheduled: Bool)>((false, false, false))
 
-    struct LiveSession: @unchecked Sendable {
-        // The session is only touched on its event loop.
-        var session: PortSession
-        var eventLoop: any EventLoop
+    /// A live session: `NIOLoopBound` checks at every access that it is touched on its own event loop.
+    struct LiveSession: Sendable {
+        let session: NIOLoopBound<PortSession>
+        var eventLoop: any EventLoop { self.session.eventLoop }
     }
 
     public init(

@@ -14,8 +14,7 @@ public final class LocalListener: Sendable {
     public let port: Int
     private let state: NIOLockedValueBox<State>
 
-    struct State: @unchecked Sendable {
-        // Touched on `eventLoop` only; the box hands it between the accept path and attach.
+    struct State: Sendable {
         var pending: [any Channel] = []
         var handler: (@Sendable (any Channel) -> Void)?
     }

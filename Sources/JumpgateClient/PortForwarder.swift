@@ -53,9 +53,10 @@ public final class PortForwarder: Sendable {
     let resumeTimeout: TimeAmount
     let state = NIOLockedValueBox(State())
 
-    /// The session object is only touched on `eventLoop`; the box hands it between tasks.
-    struct State: @unchecked Sendable {
-        var session: PortSession?
+    /// The session object is only touched on `eventLoop` (`NIOLoopBound` checks it at every access); the
+    /// box hands the rest between tasks.
+    struct State: Sendable {
+        var session: NIOLoopBound<PortSession>?
         var listener: LocalListener?
         var dataChannel: (any Channel)?
         var printedFirstAccept = false
@@ -124,7 +125,7 @@ public final class PortForwarder: Sendable {
                 if self.resume != nil {
                     session.onDisconnect = { [weak self] session in self?.dataChannelLost(session) }
                 }
-                self.state.withLockedValue { $0.session = session }
+                self.state.withLockedValue { $0.session = NIOLoopBound(session, eventLoop: self.eventLoop) }
                 return session
             }
         } catch let error as ClientError {
@@ -271,7 +272,7 @@ public final class PortForwarder: Sendable {
     /// The local connections' traffic so far (zero before the session is up).
     public func traffic() async -> PortSessionTraffic {
         let loop = self.eventLoop
-        return (try? await loop.submit { self.state.withLockedValue { $0.session }?.traffic ?? .init() }.get())
+        return (try? await loop.submit { self.state.withLockedValue { $0.session }?.value.traffic ?? .init() }.get())
             ?? .init()
     }
 
@@ -282,7 +283,7 @@ public final class PortForwarder: Sendable {
     public func terminate() {
         self.eventLoop.execute {
             let (session, listener) = self.state.withLockedValue { ($0.session, $0.listener) }
-            session?.terminate()
+            session?.value.terminate()
             listener?.close()
             self.outcome.succeed(.endedByUser)
         }

@@ -9,11 +9,19 @@ import Testing
 /// reconnect on their own, and unacknowledged messages are resent, so the bytes arrive exactly once.
 @Suite("Gateway restart: sessions resume, the store keeps what was registered", .serialized)
 struct GatewayRestartTests {
-    static func restartGateway(_ lab: EndToEndTests.Lab, name: String) throws -> ChildProcess {
+    /// Starts the gateway again on the lab's port, on its data directory or on `dataDirectory`.
+    static func restartGateway(
+        _ lab: EndToEndTests.Lab,
+        name: String,
+        dataDirectory: String? = nil
+    ) throws
+        -> ChildProcess
+    {
         let gateway = try ChildProcess(
             name,
             [
-                "server", "--data-dir", lab.directory + "/gw", "--listen", "127.0.0.1:\(lab.gatewayPort)",
+                "server", "--data-dir", dataDirectory ?? lab.directory + "/gw", "--listen",
+                "127.0.0.1:\(lab.gatewayPort)",
                 "--format", "json",
             ]
         )

@@ -1,5 +1,6 @@
 import Foundation
 import JumpgateClient
+import JumpgateNIO
 import JumpgateWire
 import NIOCore
 import Testing
@@ -148,11 +149,11 @@ struct StoreFullTests {
         }
     }
 
-    @Test("a real full file system (a small tmpfs, as root): every refused change leaves memory and store equal")
-    func fullFileSystem() async throws {
+    /// Mounts a 2 MiB tmpfs (needs root) for `body`; returns false, having run nothing, where it cannot.
+    static func withSmallFileSystem(_ test: String, _ body: (String) async throws -> Void) async throws -> Bool {
         guard getuid() == 0, FileManager.default.fileExists(atPath: "/bin/mount") else {
-            print("StoreFullTests.fullFileSystem: skipped (needs root to mount a tmpfs)")
-            return
+            print("StoreFullTests.\(test): skipped (needs root to mount a tmpfs)")
+            return false
         }
         let mountPoint = NSTemporaryDirectory() + "jumpgate-full-" + MessageID.random().description
         try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
@@ -163,23 +164,90 @@ struct StoreFullTests {
             executable: "mount"
         )
         guard try mount.waitForExit() == 0 else {
-            print("StoreFullTests.fullFileSystem: skipped (mount failed: \(mount.standardError))")
-            return
+            print("StoreFullTests.\(test): skipped (mount failed: \(mount.standardError))")
+            return false
         }
         defer { _ = try? ChildProcess("umount", ["-l", mountPoint], executable: "umount").waitForExit() }
-        let directory = mountPoint + "/gw"
-        try await EndToEndTests.withLab(gatewayArguments: ["--data-dir", directory]) { lab, echoPort in
-            // Take what is left of the 2 MiB but about 300 KiB: the store fills soon after.
-            let filler = mountPoint + "/filler"
-            let free = try FileManager.default.attributesOfFileSystem(forPath: mountPoint)[.systemFreeSize] as? Int ?? 0
-            #expect(FileManager.default.createFile(atPath: filler, contents: Data(count: max(0, free - 300 * 1024))))
-            let refused = try await Self.refusedChangesLeaveNoTrace(lab, echoPort: echoPort, dataDirectory: directory) {
-                try FileManager.default.removeItem(atPath: filler)
+        try await body(mountPoint)
+        return true
+    }
+
+    /// Fills the file system at `mountPoint` but about `leaving` bytes; returns the filler's path.
+    static func fillFileSystem(_ mountPoint: String, leaving: Int = 300 * 1024) throws -> String {
+        let filler = mountPoint + "/filler"
+        let free = try FileManager.default.attributesOfFileSystem(forPath: mountPoint)[.systemFreeSize] as? Int ?? 0
+        #expect(FileManager.default.createFile(atPath: filler, contents: Data(count: max(0, free - leaving))))
+        return filler
+    }
+
+    @Test("a real full file system (a small tmpfs, as root): every refused change leaves memory and store equal")
+    func fullFileSystem() async throws {
+        _ = try await Self.withSmallFileSystem("fullFileSystem") { mountPoint in
+            let directory = mountPoint + "/gw"
+            try await EndToEndTests.withLab(gatewayArguments: ["--data-dir", directory]) { lab, echoPort in
+                // Take what is left of the 2 MiB but about 300 KiB: the store fills soon after.
+                let filler = try Self.fillFileSystem(mountPoint)
+                let refused = try await Self.refusedChangesLeaveNoTrace(
+                    lab,
+                    echoPort: echoPort,
+                    dataDirectory: directory
+                ) {
+                    try FileManager.default.removeItem(atPath: filler)
+                }
+                // On a full disk the write-ahead log cannot grow: every change is refused, revocations too.
+                #expect(
+                    refused == [
+                        "DeregisterManagedInstance", "DeleteActivation", "CreateActivation", "TerminateSession",
+                    ]
+                )
             }
-            // On a full disk the write-ahead log cannot grow: every change is refused, revocations too.
-            #expect(
-                refused == ["DeregisterManagedInstance", "DeleteActivation", "CreateActivation", "TerminateSession"]
-            )
+        }
+    }
+
+    static func healthz(_ lab: EndToEndTests.Lab) async throws -> (status: Int, body: String) {
+        let endpoint = try GatewayAPITests.endpoint(lab)
+        let response = try await endpoint.request(
+            method: "GET",
+            path: "/healthz",
+            headers: [("Host", endpoint.hostHeader)],
+            body: ByteBuffer()
+        )
+        return (response.status, String(buffer: response.body))
+    }
+
+    @Test(
+        "/healthz is 503 while the store cannot write, open tunnels keep running, and all is well once space is freed"
+    )
+    func healthzFollowsTheStore() async throws {
+        _ = try await Self.withSmallFileSystem("healthzFollowsTheStore") { mountPoint in
+            let directory = mountPoint + "/gw"
+            try await EndToEndTests.withLab(gatewayArguments: ["--data-dir", directory]) { lab, echoPort in
+                let (client, localPort, _) = try EndToEndTests().startSession(lab, host: "127.0.0.1", port: echoPort)
+                defer { client.stop() }
+                #expect(try await Self.healthz(lab).status == 200)
+                let filler = try Self.fillFileSystem(mountPoint)
+                _ = await Self.fill(lab.ssm)
+                let full = try await Self.healthz(lab)
+                #expect(full.status == 503 && full.body.contains("the store cannot be written"), "\(full)")
+                let metrics = try await GatewayLimitsTests.metrics(lab)
+                #expect(GatewayLimitsTests.sample(metrics, "jumpgate_store_writable") == 0)
+                #expect((GatewayLimitsTests.sample(metrics, "process_open_fds") ?? 0) > 5)
+                #expect((GatewayLimitsTests.sample(metrics, "process_resident_memory_bytes") ?? 0) > 1_000_000)
+                #expect(try await parallelEchoes(port: localPort, count: 1, baseSize: 1000, step: 1) == 1)
+
+                // Space freed: the next probe (at most a second after the last) finds the store writable.
+                try FileManager.default.removeItem(atPath: filler)
+                var status = 0
+                for _ in 0..<40 where status != 200 {
+                    status = try await Self.healthz(lab).status
+                    if status != 200 { try await Task.sleep(nanoseconds: 250_000_000) }
+                }
+                #expect(status == 200, "still not ready 10 s after space was freed")
+                _ = try await lab.ssm.call("CreateActivation", ["IamRole": "SSMServiceRole"])
+                let after = try await GatewayLimitsTests.metrics(lab)
+                #expect(GatewayLimitsTests.sample(after, "jumpgate_store_writable") == 1)
+                #expect(try await parallelEchoes(port: localPort, count: 1, baseSize: 1000, step: 1) == 1)
+            }
         }
     }
 }

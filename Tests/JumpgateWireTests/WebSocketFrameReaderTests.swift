@@ -96,4 +96,28 @@ struct WebSocketFrameReaderTests {
             try reader.read(Self.wire([ByteBuffer(string: "x")], masked: false)) { _ in }
         }
     }
+
+    /// Found by FuzzWebSocket: a ping and a close followed by an unmasked frame (a violation for a server)
+    /// used to deliver the ping and close when TCP cut the bytes between them, and nothing when they came
+    /// in one read. The frames before a violation are delivered either way, then the read throws.
+    @Test("frames before a protocol violation are delivered however the bytes were cut")
+    func framesBeforeViolation() throws {
+        var wire = ByteBuffer()
+        wire.writeWebSocketFrame(opcode: .ping, payload: ByteBuffer(string: "p"), maskingKey: .random())
+        wire.writeWebSocketFrame(opcode: .binary, payload: ByteBuffer(string: "data"), maskingKey: .random())
+        wire.writeWebSocketFrame(opcode: .binary, payload: ByteBuffer(string: "unmasked"), maskingKey: nil)
+        for piece in [1, 3, 7, wire.readableBytes] {
+            var reader = WebSocketFrameReader(role: .server, maximumFrameSize: 1 << 20)
+            var delivered: [String] = []
+            var rest = wire
+            #expect(throws: WireError.self) {
+                while rest.readableBytes > 0 {
+                    try reader.read(rest.readSlice(length: min(piece, rest.readableBytes))!) { frame in
+                        delivered.append("\(frame.opcode) \(String(buffer: frame.payload))")
+                    }
+                }
+            }
+            #expect(delivered == ["ping p", "binary data"], "cut into pieces of \(piece)")
+        }
+    }
 }

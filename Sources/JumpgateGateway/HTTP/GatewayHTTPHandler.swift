@@ -134,13 +134,29 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                     )
                 }
             case (.GET, "/healthz"):
-                self.send(
-                    context: context,
-                    head: head,
-                    status: 200,
-                    contentType: "text/plain",
-                    body: ByteBuffer(string: "ok\n")
-                )
+                // Ready only while the store can write: a gateway that cannot record sessions and audit
+                // records should be taken out of rotation (it keeps its open tunnels running).
+                let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                self.state.storeWriteProblem(on: context.eventLoop).whenComplete { result in
+                    let (handler, context) = bound.value
+                    let problem: String? =
+                        switch result {
+                        case .success(let problem): problem
+                        case .failure(let error): "\(error)"
+                        }
+                    handler.send(
+                        context: context,
+                        head: head,
+                        status: problem == nil ? 200 : 503,
+                        contentType: "text/plain",
+                        body: ByteBuffer(
+                            string: problem.map {
+                                "not ready: the store cannot be written (\($0)); free space in the data directory "
+                                    + "(or fix its permissions); open tunnels keep running\n"
+                            } ?? "ok\n"
+                        )
+                    )
+                }
             case (.POST, "/"):
                 let answer: GatewayAPI.Answer
                 var audit = PendingAudit(head: head, source: self.source, requestID: self.requestID)

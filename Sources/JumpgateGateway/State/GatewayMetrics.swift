@@ -19,6 +19,12 @@ public struct GatewayMetrics: Sendable {
     /// buffers), against `--buffer-budget`; and the connections open now.
     let bufferedBytes = Gauge(label: "jumpgate_buffered_bytes")
     let connectionsOpen = Gauge(label: "jumpgate_connections_open")
+    /// 1 while the store's last write succeeded, 0 while it cannot write (/healthz then answers 503).
+    let storeWritable = Gauge(label: "jumpgate_store_writable")
+    /// The process's open file descriptors and resident memory, sampled at each scrape (Prometheus's
+    /// conventional names, so existing dashboards and leak alerts apply).
+    let openFileDescriptors = Gauge(label: "process_open_fds")
+    let residentMemoryBytes = Gauge(label: "process_resident_memory_bytes")
 
     public init() {}
 

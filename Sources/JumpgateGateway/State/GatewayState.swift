@@ -1,6 +1,7 @@
 import CoreMetrics
 import Crypto
 import JumpgateAccess
+import JumpgateNIO
 import JumpgateWire
 import NIOConcurrencyHelpers
 import NIOCore
@@ -140,6 +141,11 @@ public final class GatewayState: Sendable {
         }
         self.metrics.sessionsActive.record(active)
         self.metrics.agentsOnline.record(online)
+        self.metrics.storeWritable.record((self.store?.isWritable ?? true) ? 1 : 0)
+        if let process = ProcessStatistics.sample() {
+            self.metrics.openFileDescriptors.record(process.openFileDescriptors)
+            self.metrics.residentMemoryBytes.record(process.residentBytes)
+        }
         let samples = relays.map { $0.sampleBufferedBytes(on: eventLoop) }
         let metrics = self.metrics
         let connections = self.connections
@@ -247,6 +253,12 @@ public final class GatewayState: Sendable {
             }
             return expired
         }
+    }
+
+    /// Why the store cannot write now, on `eventLoop` (nil: it can, or there is no store).
+    public func storeWriteProblem(on eventLoop: any EventLoop) -> EventLoopFuture<String?> {
+        guard let store = self.store else { return eventLoop.makeSucceededFuture(nil) }
+        return store.writeProblem().hop(to: eventLoop)
     }
 
     /// Completes when every change made so far is on disk (at once without a store).

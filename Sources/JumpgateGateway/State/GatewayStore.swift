@@ -51,7 +51,7 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
 /// while it holds its lock, so the database sees changes in the order memory did, and `flush()` (a barrier
 /// behind every earlier change) makes an API answer wait until what it reports is on disk.
 public final class GatewayStore: Sendable {
-    public static let schemaVersion = 3
+    public static let schemaVersion = 4
 
     /// Versioned migrations; each runs once, in its own transaction, recorded in `schema_migrations`.
     static let migrations: [(version: Int, statements: [String])] = [
@@ -93,6 +93,7 @@ public final class GatewayStore: Sendable {
             ]
         ),
         (3, GatewayStore.directoryMigration),
+        (4, GatewayStore.writeProbeMigration),
     ]
 
     let connection: SQLiteConnection
@@ -279,9 +280,15 @@ public final class GatewayStore: Sendable {
         let (sql, binds) = self.statement(for: change)
         let logger = self.logger
         let failed = self.failedWrites
-        self.connection.query(sql, binds, logger: logger) { _ in }.whenFailure { error in
-            logger.error("store write failed; the change is kept in memory only", metadata: ["error": "\(error)"])
-            failed.withLockedValue { $0 += 1 }
+        self.connection.query(sql, binds, logger: logger) { _ in }.whenComplete { result in
+            switch result {
+            case .success:
+                self.noteWrite(failure: nil)
+            case .failure(let error):
+                logger.error("store write failed; the change is kept in memory only", metadata: ["error": "\(error)"])
+                failed.withLockedValue { $0 += 1 }
+                self.noteWrite(failure: error)
+            }
         }
     }
 
@@ -290,8 +297,11 @@ public final class GatewayStore: Sendable {
     public func commit(_ change: StoreChange) -> EventLoopFuture<Void> {
         let (sql, binds) = self.statement(for: change)
         let logger = self.logger
-        return self.connection.query(sql, binds, logger: logger) { _ in }.flatMapErrorThrowing { error in
+        return self.connection.query(sql, binds, logger: logger) { _ in }.map { _ in
+            self.noteWrite(failure: nil)
+        }.flatMapErrorThrowing { error in
             logger.error("store write failed; nothing was changed", metadata: ["error": "\(error)"])
+            self.noteWrite(failure: error)
             throw StoreError("the store could not be written (\(error))")
         }
     }
@@ -354,6 +364,7 @@ public final class GatewayStore: Sendable {
     }
 
     private let failedWrites = NIOLockedValueBox(0)
+    let writeHealth = NIOLockedValueBox(StoreWriteHealth())
 
     /// Completes once every change submitted before it is on disk; fails if any write failed since the last flush.
     public func flush() -> EventLoopFuture<Void> {

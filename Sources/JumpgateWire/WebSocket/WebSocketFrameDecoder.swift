@@ -149,14 +149,45 @@ public struct WebSocketFrameReader {
     public var bufferedBytes: Int { self.partial?.readableBytes ?? 0 }
 
     /// Decodes every complete frame in `input` (after any frame left incomplete by earlier reads) and
-    /// calls `body` with each, in order, once all are copied. Throws on a protocol violation; the
-    /// connection is then unusable.
+    /// calls `body` with each, in order, once all are copied. Throws on a protocol violation, after the
+    /// frames before it were delivered (so what is delivered does not depend on how TCP cut the bytes);
+    /// the connection is then unusable.
     public mutating func read(_ input: ByteBuffer, _ body: (WebSocketFrame) throws -> Void) throws {
         var input = input
         // Allocated at the first complete frame: a read that only extends an incomplete frame needs none.
         var payloads: ByteBuffer?
         let capacity = self.bufferedBytes + input.readableBytes
         self.pending.removeAll(keepingCapacity: true)
+        var violation: (any Error)?
+        do {
+            try self.decodeFrames(&input, into: &payloads, capacity: capacity)
+        } catch {
+            violation = error
+        }
+        // Slices only now that every payload is written: a slice taken earlier would make each later
+        // write copy the buffer.
+        if let payloads {
+            for entry in self.pending {
+                try body(
+                    WebSocketFrame(
+                        fin: entry.fin,
+                        opcode: entry.opcode,
+                        payload: payloads.getSlice(at: entry.offset, length: entry.length)!
+                    )
+                )
+            }
+            self.pending.removeAll(keepingCapacity: true)
+        }
+        if let violation { throw violation }
+    }
+
+    /// The decoding half of ``read(_:_:)``: completes a held partial frame, then decodes what follows,
+    /// copying each frame's payload; keeps an incomplete tail for the next read.
+    private mutating func decodeFrames(
+        _ input: inout ByteBuffer,
+        into payloads: inout ByteBuffer?,
+        capacity: Int
+    ) throws {
         if var partial = self.partial {
             self.partial = nil
             while true {
@@ -186,19 +217,6 @@ public struct WebSocketFrameReader {
                 self.partial = partial
             }
         }
-        // Slices only now that every payload is written: a slice taken earlier would make each later
-        // write copy the buffer.
-        guard let payloads else { return }
-        for entry in self.pending {
-            try body(
-                WebSocketFrame(
-                    fin: entry.fin,
-                    opcode: entry.opcode,
-                    payload: payloads.getSlice(at: entry.offset, length: entry.length)!
-                )
-            )
-        }
-        self.pending.removeAll(keepingCapacity: true)
     }
 
     /// Copies `frame`'s payload (unmasked) to the end of `payloads`, which is allocated with `capacity`

@@ -1,0 +1,45 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The process's open file descriptors and resident memory, read from /proc (Linux); nil elsewhere.
+public struct ProcessStatistics: Sendable, Hashable {
+    public var openFileDescriptors: Int
+    public var residentBytes: Int
+
+    public static func sample() -> ProcessStatistics? {
+        #if os(Linux)
+        guard let resident = Self.residentBytes(), let descriptors = Self.openFileDescriptors() else { return nil }
+        return ProcessStatistics(openFileDescriptors: descriptors, residentBytes: resident)
+        #else
+        return nil
+        #endif
+    }
+
+    #if os(Linux)
+    /// Entries of /proc/self/fd, less the one the listing itself holds open.
+    static func openFileDescriptors() -> Int? {
+        guard let directory = opendir("/proc/self/fd") else { return nil }
+        defer { closedir(directory) }
+        var count = 0
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix { $0 != 0 }) }
+            if name != [46], name != [46, 46] { count += 1 }  // not "." or ".."
+        }
+        return count - 1
+    }
+
+    /// The second field of /proc/self/statm (resident pages) times the page size.
+    static func residentBytes() -> Int? {
+        let fd = open("/proc/self/statm", O_RDONLY)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: 128)
+        let count = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard count > 0 else { return nil }
+        let fields = bytes[..<count].split(separator: 32)
+        guard fields.count > 1, let pages = Int(String(decoding: fields[1], as: UTF8.self)) else { return nil }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+    #endif
+}
