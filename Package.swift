@@ -192,6 +192,7 @@ let package = Package(
                 "JumpgateClient",
                 "JumpgateNIO",
                 "JumpgateGateway",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -8,6 +8,8 @@ import NIOPosix
 final class CuttableProxy: Sendable {
     let channel: any Channel
     private let links = NIOLockedValueBox<[ObjectIdentifier: ProxyLink]>([:])
+    /// While true the link is down: new connections are closed at once (as a connect fails).
+    private let refusing = NIOLockedValueBox(false)
     /// How many times connections were cut.
     let cuts = NIOLockedValueBox(0)
 
@@ -16,11 +18,12 @@ final class CuttableProxy: Sendable {
     /// Listens on a free port; each connection is forwarded to 127.0.0.1:`upstreamPort()` (asked at
     /// connect time, so the proxy can exist before its upstream runs).
     init(upstreamPort: @escaping @Sendable () -> Int) async throws {
-        let links = self.links
+        let (links, refusing) = (self.links, self.refusing)
         self.channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.autoRead, value: false)
             .childChannelInitializer { inbound in
+                if refusing.withLockedValue({ $0 }) { return inbound.close() }
                 let link = ProxyLink()
                 links.withLockedValue { $0[ObjectIdentifier(link)] = link }
                 inbound.closeFuture.whenComplete { _ in
@@ -48,6 +51,14 @@ final class CuttableProxy: Sendable {
         try await Task.sleep(nanoseconds: UInt64(duration.nanoseconds))
         for link in current { link.close() }
         self.cuts.withLockedValue { $0 += 1 }
+    }
+
+    /// The link goes down for `duration`: open connections swallow what they carry and new ones fail;
+    /// when it comes back, the stalled connections are closed (their peers would have timed them out).
+    func down(for duration: TimeAmount) async throws {
+        self.refusing.withLockedValue { $0 = true }
+        defer { self.refusing.withLockedValue { $0 = false } }
+        try await self.blackholeAndCut(for: duration)
     }
 
     func close() {

@@ -45,6 +45,15 @@ struct JSONValueTests {
         #expect(throws: JSONParseError.self) { try JSONValue(parsing: text) }
     }
 
+    /// Found by FuzzPayloadJSON: an exponent past Double's range parsed as infinity, which serialises as
+    /// null, so a payload changed on its way through (Fuzz/Regressions/FuzzPayloadJSON/infinite-number).
+    @Test("numbers beyond Double's range are refused, not turned into infinity", arguments: ["1e999", "-254e4775807"])
+    func outOfRange(text: String) {
+        #expect(throws: JSONParseError.self) { try JSONValue(parsing: text) }
+        #expect(throws: JSONParseError.self) { try JSONValue(parsing: "{\"a\":[\(text)]}") }
+        #expect((try? JSONValue(parsing: "1.7e308")) == .double(1.7e308))
+    }
+
     @Test("nesting is bounded so hostile input cannot exhaust the stack")
     func depthLimit() {
         let deep = String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)
