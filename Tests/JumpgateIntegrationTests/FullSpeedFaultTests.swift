@@ -122,7 +122,9 @@ struct FullSpeedFaultTests {
         let clientLink = try await makeLink()
         defer { clientLink.close() }
         try await Self.transfer(
-            gatewayArguments: ["--listen", "127.0.0.1:\(port)", "--public-url", "https://127.0.0.1:\(clientLink.port)"],
+            gatewayArguments: [
+                "--listen", "127.0.0.1:\(port)", "--public-url", "https://127.0.0.1:\(clientLink.port)",
+            ],
             clientResumes: 2
         ) { _, progress in
             for round in 1...2 {
