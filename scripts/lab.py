@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import secrets
+import select
 import shlex
 import shutil
 import signal
@@ -776,6 +777,102 @@ def walkthrough(bin_dir: Path | None = None, forward: bool = True) -> dict:
     if result["session_ids"]:
         # The demo ends with the record of what the engineer did.
         result["audit"] = audit_records(paths, bin_dir, url, result["session_ids"][0])
+    return result
+
+
+class MysqlShell:
+    """One long-lived MySQL connection (the mariadb client reading statements from a pipe, unbuffered),
+    as a person keeps a database console open while the network underneath misbehaves."""
+
+    def __init__(self, values: dict, port: int, paths: Paths):
+        cmd = ["mariadb", "--no-defaults", "-h", "127.0.0.1", "-P", str(port), "-u", values["DB_USER"], "--batch",
+               "--skip-column-names", "--unbuffered", values["DB_NAME"]]
+        show(cmd, env_prefix="MYSQL_PWD=$DB_PASSWORD ")
+        self.errors = open(paths.logs / "mysql-shell.err", "wb")
+        self.process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors, text=True,
+                                        env=dict(os.environ, MYSQL_PWD=values["DB_PASSWORD"]))
+
+    def query(self, sql: str, timeout: float = 60) -> str:
+        """Runs `sql` and returns the one line its last statement prints."""
+        print(f"    mysql> {sql}", flush=True)
+        self.process.stdin.write(sql + "\n")
+        self.process.stdin.flush()
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        if not ready:
+            raise LabError(f"no answer to `{sql}` within {timeout:.0f} s")
+        line = self.process.stdout.readline().rstrip("\n")
+        if not line:
+            raise LabError(f"the mysql connection ended while running `{sql}`")
+        print(f"    {line}", flush=True)
+        return line
+
+    def close(self) -> int:
+        self.process.stdin.close()
+        code = self.process.wait(timeout=20)
+        self.errors.close()
+        return code
+
+
+def restart_gateway(paths: Paths, bin_dir: Path, url: str) -> None:
+    """Restarts the gateway the way systemd does: SIGTERM, wait for it to exit, start it again on the
+    same address and data directory."""
+    pid = load_state(paths)["pids"]["gateway"]
+    show(["kill", "-TERM", str(pid)])
+    stop_pid(pid, grace=10)
+    ready = paths.logs / "gateway.ready"
+    ready.unlink(missing_ok=True)
+    listen = url.removeprefix("https://")
+    cmd = [str(bin_dir / "jumpgate"), "server", "--data-dir", str(paths.gateway), "--listen", listen, "--format", "json"]
+    show(cmd)
+    process = start_process(paths, "gateway", cmd, stdout=ready)
+    wait_for("the gateway", lambda: ready.exists() and ready.read_text().strip() != "", 30, paths.logs / "gateway.log", process)
+
+
+def mysql_continuity(bin_dir: Path | None = None, outage: float = 10) -> dict:
+    """One MySQL connection through a tunnel, with a transaction open, across a gateway restart and a cut
+    of the jump server's link (`ip link set down`, then up, on its port of the VPC's switch). Returns
+    CONNECTION_ID() before and after each, and whether the transaction's row is there after COMMIT."""
+    paths = lab_dir()
+    if not healthy(paths):
+        raise LabError("the lab is not up: run `scripts/lab.py up` first")
+    bin_dir = bin_dir or jumpgate_bin_dir()
+    values = read_env(paths)
+    env = user_env(paths)
+    url, instance = values["JUMPGATE_ENDPOINT"], values["JUMP_SERVER_INSTANCE_ID"]
+    marker = f"continuity {secrets.token_hex(4)}"
+    result: dict = {"marker": marker}
+    log("==> One database connection kept open through a gateway restart and a 10 s cut of the jump server's link")
+    cmd = [str(bin_dir / "jumpgate"), "forward", instance, "-L", f"1215:{DB_HOSTNAME}:3306", "--endpoint-url", url,
+           "--format", "json"]
+    tunnel = Session(cmd, env, "forward-continuity", '"event":"ready"', paths, display=["jumpgate", *cmd[1:]])
+    shell = None
+    try:
+        shell = MysqlShell(values, 1215, paths)
+        result["id_before"] = shell.query("SELECT CONNECTION_ID();")
+        shell.query("CREATE TABLE IF NOT EXISTS greetings (id INT AUTO_INCREMENT PRIMARY KEY, body VARCHAR(100)) "
+                    f"CHARACTER SET utf8mb4; START TRANSACTION; INSERT INTO greetings (body) VALUES ('{marker}'); SELECT 'open';")
+        log("==> The gateway restarts (SIGTERM, then start) while the transaction is open")
+        restart_gateway(paths, bin_dir, url)
+        result["id_after_restart"] = shell.query("SELECT CONNECTION_ID();")
+        log(f"==> The jump server's link goes down for {outage:.0f} s, then comes back")
+        link = ["ip", "-n", NS_ROUTER, "link", "set", "r-jump"]
+        show(link + ["down"])
+        run(link + ["down"])
+        try:
+            time.sleep(outage)
+        finally:
+            show(link + ["up"])
+            run(link + ["up"])
+        result["id_after_cut"] = shell.query("SELECT CONNECTION_ID();", timeout=90)
+        result["committed"] = shell.query(f"COMMIT; SELECT COUNT(*) FROM greetings WHERE body = '{marker}';")
+        result["shell_exit"] = shell.close()
+        shell = None
+        # Seen from another connection: the row is really committed.
+        result["seen_elsewhere"] = [row for row in mysql_round_trip(values, 1215, f"{marker} check") if row == marker]
+    finally:
+        if shell:
+            shell.process.kill()
+        result["forward_exit"] = tunnel.interrupt()
     return result
 
 

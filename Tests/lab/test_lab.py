@@ -118,6 +118,17 @@ class SeedScenario(unittest.TestCase):
         self.assertEqual(audit["verify_exit"], 0)
         self.assertIn("intact", audit["verify"])
 
+    def test_m_a_mysql_connection_survives_a_gateway_restart_and_a_link_cut(self):
+        continuity = lab.mysql_continuity()
+        self.assertTrue(continuity["id_before"].isdigit(), continuity)
+        self.assertEqual(continuity["id_after_restart"], continuity["id_before"])
+        self.assertEqual(continuity["id_after_cut"], continuity["id_before"])
+        self.assertEqual(continuity["committed"], "1")  # the transaction opened before both commits
+        self.assertEqual(continuity["seen_elsewhere"], [continuity["marker"]])
+        self.assertEqual(continuity["shell_exit"], 0)
+        self.assertEqual(continuity["forward_exit"], 0)
+        self.assertTrue(lab.healthy(lab.lab_dir()))  # the restarted gateway is the lab's gateway now
+
     def test_j_second_up_is_harmless(self):
         again = lab.up()
         self.assertEqual(again["JUMP_SERVER_INSTANCE_ID"], self.values["JUMP_SERVER_INSTANCE_ID"])
