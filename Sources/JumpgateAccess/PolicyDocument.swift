@@ -182,7 +182,8 @@ public struct PolicyDocument: Hashable, Sendable {
         case .string(let text): return text
         case .bool(let flag): return flag ? "true" : "false"
         case .integer(let number): return String(number)
-        case .double(let number): return String(number)
+        // As the number is written in JSON (520.0 is 520), so a document means the same after a round trip.
+        case .double: return value.serialized()
         default: return nil
         }
     }

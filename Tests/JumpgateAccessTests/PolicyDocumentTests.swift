@@ -14,6 +14,22 @@ struct PolicyDocumentTests {
         }
     }
 
+    /// A number condition value reads as JSON writes it: 520.0 is "520", so a policy means the same after
+    /// its document goes through a JSON round trip (FuzzPolicy's round-trip property).
+    @Test("a number in a condition reads as its JSON text: 520.0 and 520 are the same value")
+    func numberConditionValues() throws {
+        func values(_ number: String) throws -> [String] {
+            let document = try PolicyDocument(
+                parsing: #"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ssm:*","Resource":"*","#
+                    + #""Condition":{"NumericEquals":{"ssm:x":"# + number + "}}}]}"
+            )
+            return document.statements.first?.conditions.first?.values ?? []
+        }
+        #expect(try values("520.000") == ["520"])
+        #expect(try values("520") == ["520"])
+        #expect(try values("0.5") == ["0.5"])
+    }
+
     @Test("each malformed part is named")
     func malformed() {
         let cases: [(String, String)] = [

@@ -54,6 +54,20 @@ struct JSONValueTests {
         #expect((try? JSONValue(parsing: "1.7e308")) == .double(1.7e308))
     }
 
+    /// Found by FuzzPayloadJSON (Fuzz/Regressions/FuzzPayloadJSON/integral-double): 520.0 serialises as
+    /// 520, so a value holding the double differed from itself after a round trip.
+    @Test("numbers compare and hash by value: 520 and 520.0 are one JSON number")
+    func numbersCompareByValue() throws {
+        let parsed = try JSONValue(parsing: #"{"a":520.000,"b":[1e2,-0.0]}"#)
+        let again = try JSONValue(parsing: parsed.serialized())
+        #expect(parsed == again)
+        #expect(Set([parsed, again]).count == 1)
+        #expect(JSONValue.double(520) == .integer(520) && JSONValue.integer(520) == .double(520))
+        #expect(JSONValue.double(520.5) != .integer(520))
+        #expect(JSONValue.double(9.3e18) != .integer(Int64.max))  // beyond Int64: never equal to one
+        #expect(Set([JSONValue.double(7), .integer(7)]).count == 1)
+    }
+
     @Test("nesting is bounded so hostile input cannot exhaust the stack")
     func depthLimit() {
         let deep = String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)

@@ -35,6 +35,10 @@ func fuzzOne(_ input: FuzzInput) {
 
 func roundTrip<Payload: SSMJSONPayload & Equatable>(_ type: Payload.Type, _ value: JSONValue) {
     guard let payload = try? Payload(json: value) else { return }
-    let again = try? Payload(json: try JSONValue(parsing: payload.json.serialized()))
-    fuzzCheck(again == payload, "\(Payload.self) does not survive a round trip")
+    let text = payload.json.serialized()
+    let again = try? Payload(json: try JSONValue(parsing: text))
+    fuzzCheck(
+        again == payload,
+        "\(Payload.self) does not survive a round trip: \(payload) vs \(String(describing: again)) via \(text)"
+    )
 }
