@@ -794,9 +794,15 @@ class MysqlShell:
 
     def query(self, sql: str, timeout: float = 60) -> str:
         """Runs `sql` and returns the one line its last statement prints."""
+        self.send(sql)
+        return self.answer(sql, timeout)
+
+    def send(self, sql: str) -> None:
         print(f"    mysql> {sql}", flush=True)
         self.process.stdin.write(sql + "\n")
         self.process.stdin.flush()
+
+    def answer(self, sql: str, timeout: float = 60) -> str:
         ready, _, _ = select.select([self.process.stdout], [], [], timeout)
         if not ready:
             raise LabError(f"no answer to `{sql}` within {timeout:.0f} s")
@@ -813,12 +819,20 @@ class MysqlShell:
         return code
 
 
-def restart_gateway(paths: Paths, bin_dir: Path, url: str) -> None:
+def restart_gateway(paths: Paths, bin_dir: Path, url: str) -> float:
     """Restarts the gateway the way systemd does: SIGTERM, wait for it to exit, start it again on the
-    same address and data directory."""
+    same address and data directory. Returns how long it took to exit; raises if SIGTERM did not stop it
+    within 10 s (systemd would then SIGKILL it, which this restart is not meant to test)."""
     pid = load_state(paths)["pids"]["gateway"]
     show(["kill", "-TERM", str(pid)])
-    stop_pid(pid, grace=10)
+    started = time.time()
+    os.kill(pid, signal.SIGTERM)
+    while alive(pid) and time.time() - started < 10:
+        time.sleep(0.05)
+    if alive(pid):
+        stop_pid(pid)
+        raise LabError("the gateway did not exit within 10 s of SIGTERM")
+    stopped_after = time.time() - started
     ready = paths.logs / "gateway.ready"
     ready.unlink(missing_ok=True)
     listen = url.removeprefix("https://")
@@ -826,6 +840,7 @@ def restart_gateway(paths: Paths, bin_dir: Path, url: str) -> None:
     show(cmd)
     process = start_process(paths, "gateway", cmd, stdout=ready)
     wait_for("the gateway", lambda: ready.exists() and ready.read_text().strip() != "", 30, paths.logs / "gateway.log", process)
+    return stopped_after
 
 
 def mysql_continuity(bin_dir: Path | None = None, outage: float = 10) -> dict:
@@ -852,18 +867,21 @@ def mysql_continuity(bin_dir: Path | None = None, outage: float = 10) -> dict:
         shell.query("CREATE TABLE IF NOT EXISTS greetings (id INT AUTO_INCREMENT PRIMARY KEY, body VARCHAR(100)) "
                     f"CHARACTER SET utf8mb4; START TRANSACTION; INSERT INTO greetings (body) VALUES ('{marker}'); SELECT 'open';")
         log("==> The gateway restarts (SIGTERM, then start) while the transaction is open")
-        restart_gateway(paths, bin_dir, url)
+        result["gateway_stop_seconds"] = restart_gateway(paths, bin_dir, url)
         result["id_after_restart"] = shell.query("SELECT CONNECTION_ID();")
         log(f"==> The jump server's link goes down for {outage:.0f} s, then comes back")
         link = ["ip", "-n", NS_ROUTER, "link", "set", "r-jump"]
         show(link + ["down"])
         run(link + ["down"])
         try:
-            time.sleep(outage)
+            # A query sent while the link is down: its bytes wait in the tunnel until the link is back.
+            time.sleep(2)
+            shell.send("SELECT CONNECTION_ID();")
+            time.sleep(outage - 2)
         finally:
             show(link + ["up"])
             run(link + ["up"])
-        result["id_after_cut"] = shell.query("SELECT CONNECTION_ID();", timeout=90)
+        result["id_after_cut"] = shell.answer("SELECT CONNECTION_ID();", timeout=90)
         result["committed"] = shell.query(f"COMMIT; SELECT COUNT(*) FROM greetings WHERE body = '{marker}';")
         result["shell_exit"] = shell.close()
         shell = None

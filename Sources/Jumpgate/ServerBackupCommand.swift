@@ -38,6 +38,10 @@ struct ServerBackupCommand: AsyncParsableCommand {
             )
         } catch let error as StoreError {
             throw CommandFailure("Backup failed: \(error.description).")
+        } catch {
+            throw CommandFailure(
+                "Backup failed: \(error). Nothing was left in \(self.to); the gateway is not affected."
+            )
         }
         let answer: JSONValue = .object([
             ("destination", .string(backup.destination)), ("storeBytes", .integer(Int64(backup.storeBytes))),

@@ -109,6 +109,11 @@ final class TransferProgress: Sendable {
         }
     }
 
+    /// Whether both directions still have bytes to carry (a fault now lands while bytes are in flight).
+    func inFlight(total: Int) -> Bool {
+        self.state.withLockedValue { min($0.uploaded, $0.downloaded) < total }
+    }
+
     var summary: String {
         self.state.withLockedValue { "uploaded \($0.uploaded) bytes, downloaded \($0.downloaded) bytes" }
     }

@@ -73,7 +73,10 @@ struct FullSpeedFaultTests {
                 throw error
             }
             let seconds = Double((ContinuousClock.now - start).components.seconds)
-            print("FullSpeedFaultTests: done in about \(Int(seconds)) s, \(progress.summary)")
+            print(
+                "FullSpeedFaultTests: done in about \(Int(seconds)) s (\(Self.size >> 20) MiB each way, faults included), "
+                    + progress.summary
+            )
             #expect(result.isByteExact, "SHA-256 differs: \(result)")
             let reconnects = lab.agent.standardError.components(separatedBy: "data channel reconnected").count - 1
             let resumes = client.standardError.components(separatedBy: "session resumed").count - 1
@@ -90,7 +93,7 @@ struct FullSpeedFaultTests {
             var gateway = lab.gateway
             for round in 1...3 {
                 let landed = await progress.wait(untilBoth: Self.size * round / 4)
-                #expect(landed, "the transfer ended before kill \(round)")
+                #expect(landed && progress.inFlight(total: Self.size), "the transfer ended before kill \(round)")
                 gateway.signal(SIGKILL)
                 _ = try gateway.waitForExit()
                 gateway = try GatewayRestartTests.restartGateway(lab, name: "gateway-restart-\(round)")
@@ -109,7 +112,8 @@ struct FullSpeedFaultTests {
             agentEndpoint: "https://127.0.0.1:\(agentLink.port)",
             agentReconnects: 1
         ) { _, progress in
-            #expect(await progress.wait(untilBoth: Self.size / 3), "the transfer ended before the link went down")
+            let landed = await progress.wait(untilBoth: Self.size / 3)
+            #expect(landed && progress.inFlight(total: Self.size), "the transfer ended before the link went down")
             try await agentLink.down(for: .seconds(10))
             return []
         }
@@ -129,7 +133,7 @@ struct FullSpeedFaultTests {
         ) { _, progress in
             for round in 1...2 {
                 let landed = await progress.wait(untilBoth: Self.size * round / 3)
-                #expect(landed, "the transfer ended before cut \(round)")
+                #expect(landed && progress.inFlight(total: Self.size), "the transfer ended before cut \(round)")
                 try await clientLink.blackholeAndCut()
             }
             return []

@@ -92,7 +92,8 @@ struct SoakTests {
             var cuts = 0
             var warm: (gatewayFDs: Double, gatewayRSS: Double, agentFDs: Int, agentRSS: Int)?
             let warmAt = NIODeadline.now() + .seconds(Int64(seconds / 4))
-            while NIODeadline.now() + .seconds(8) < end {
+            // The last cut ends by end - 6.7 s, so the late sample below is taken before the pingers stop.
+            while NIODeadline.now() + .seconds(12) < end {
                 try await Task.sleep(nanoseconds: 2_000_000_000 + rng.next() % 3_000_000_000)
                 if warm == nil, NIODeadline.now() >= warmAt { warm = try await sample() }
                 try await (rng.next() % 2 == 0 ? agentLink : clientLink).blackholeAndCut()
@@ -100,6 +101,7 @@ struct SoakTests {
             }
             try await Task.sleep(nanoseconds: 4_000_000_000)
             let late = try await sample()
+            #expect(NIODeadline.now() < end, "the late sample must be taken while every connection is open")
             let warmed = try #require(warm)
             print(
                 "SoakTests: gateway fds \(Int(warmed.gatewayFDs)) -> \(Int(late.gatewayFDs)), "

@@ -110,7 +110,7 @@ struct StoreDurabilityTests {
             print("StoreDurabilityTests: backup after \(before.count) writes, \(writtenDuringBackup) more during it")
             let answer = try JSONValue(parsing: try backup.waitForLine { $0.hasPrefix("{") })
             #expect(answer["schemaVersion"]?.int64Value == Int64(GatewayStore.schemaVersion))
-            #expect(answer["files"]?.arrayValue?.count == 7)
+            #expect(answer["files"]?.arrayValue?.count == GatewayStore.backupFiles.count + 1)
             #expect(
                 try FileManager.default.attributesOfItem(atPath: destination + "/store.key")[.posixPermissions]
                     as? Int == 0o600

@@ -121,6 +121,7 @@ class SeedScenario(unittest.TestCase):
     def test_m_a_mysql_connection_survives_a_gateway_restart_and_a_link_cut(self):
         continuity = lab.mysql_continuity()
         self.assertTrue(continuity["id_before"].isdigit(), continuity)
+        self.assertLess(continuity["gateway_stop_seconds"], 10)  # SIGTERM stopped it; no SIGKILL was needed
         self.assertEqual(continuity["id_after_restart"], continuity["id_before"])
         self.assertEqual(continuity["id_after_cut"], continuity["id_before"])
         self.assertEqual(continuity["committed"], "1")  # the transaction opened before both commits

@@ -151,8 +151,8 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                         contentType: "text/plain",
                         body: ByteBuffer(
                             string: problem.map {
-                                "not ready: the store cannot be written (\($0)); free space in the data directory "
-                                    + "(or fix its permissions); open tunnels keep running\n"
+                                "not ready: the store cannot be written (\($0)); free space on the data directory's "
+                                    + "file system (or make it writable again); open tunnels keep running\n"
                             } ?? "ok\n"
                         )
                     )

@@ -21,7 +21,7 @@ extension GatewayStore {
     /// The files besides the database that a data directory needs to come back as the same gateway: the
     /// key that opens the store's sealed secrets, the CA and server certificate (agents and clients pinned
     /// the CA), and the administrator's credentials. Written once, at first start, with these modes.
-    static let backupFiles: [(path: String, mode: mode_t)] = [
+    public static let backupFiles: [(path: String, mode: mode_t)] = [
         ("store.key", 0o600), ("admin.credentials", 0o600), ("tls/ca.pem", 0o644), ("tls/ca-key.pem", 0o600),
         ("tls/server.pem", 0o644), ("tls/server-key.pem", 0o600),
     ]
@@ -40,28 +40,84 @@ extension GatewayStore {
         for file in Self.backupFiles where !FileManager.default.fileExists(atPath: directory + "/" + file.path) {
             throw StoreError("\(directory)/\(file.path) is missing: a backup without it could not be restored")
         }
-        guard mkdir(destination, 0o700) == 0, mkdir(destination + "/tls", 0o700) == 0 else {
-            let reason = String(cString: strerror(errno)).lowercased()
+        guard mkdir(destination, 0o700) == 0 else {
+            let code = errno
+            let reason = String(cString: strerror(code)).lowercased()
             throw StoreError(
-                "cannot create \(destination): \(reason) (give a new directory; a backup never overwrites)"
+                "cannot create \(destination): \(reason)"
+                    + (code == EEXIST ? " (give a new directory; a backup never overwrites)" : "")
             )
+        }
+        do {
+            return try await Self.copyDataDirectory(directory, to: destination, logger: logger)
+        } catch {
+            // Nothing half-written is left to be mistaken for a backup (or to block the next attempt).
+            try? FileManager.default.removeItem(atPath: destination)
+            throw error
+        }
+    }
+
+    private static func copyDataDirectory(
+        _ directory: String,
+        to destination: String,
+        logger: Logger
+    ) async throws
+        -> GatewayBackup
+    {
+        guard mkdir(destination + "/tls", 0o700) == 0 else {
+            throw StoreError("cannot create \(destination)/tls: \(String(cString: strerror(errno)).lowercased())")
         }
         let threadPool = NIOThreadPool(numberOfThreads: 1)
         threadPool.start()
-        defer { threadPool.shutdownGracefully { _ in } }
-        let eventLoop = MultiThreadedEventLoopGroup.singleton.any()
         let version: Int
         do {
-            let connection = try await SQLiteConnection.open(
-                storage: .file(path: source),
+            version = try await Self.vacuum(
+                directory + "/jumpgate.sqlite",
+                into: destination + "/jumpgate.sqlite",
                 threadPool: threadPool,
-                logger: logger,
-                on: eventLoop
+                logger: logger
             )
-            defer { connection.close().whenComplete { _ in } }
+            try await Self.checkIntegrity(of: destination + "/jumpgate.sqlite", threadPool: threadPool, logger: logger)
+        } catch {
+            try? await threadPool.shutdownGracefully()
+            throw error
+        }
+        try await threadPool.shutdownGracefully()
+        try Self.fsync(destination + "/jumpgate.sqlite")
+        chmod(destination + "/jumpgate.sqlite", 0o600)
+        for file in Self.backupFiles {
+            try Self.copy(directory + "/" + file.path, to: destination + "/" + file.path, mode: file.mode)
+        }
+        try Self.fsync(destination + "/tls")
+        try Self.fsync(destination)
+        let size = (try? FileManager.default.attributesOfItem(atPath: destination + "/jumpgate.sqlite")[.size] as? Int)
+        return GatewayBackup(
+            destination: destination,
+            storeBytes: size ?? 0,
+            files: ["jumpgate.sqlite"] + Self.backupFiles.map(\.path),
+            schemaVersion: version
+        )
+    }
+
+    /// `VACUUM INTO` from `source` to `target` in one read transaction; returns the schema version.
+    private static func vacuum(
+        _ source: String,
+        into target: String,
+        threadPool: NIOThreadPool,
+        logger: Logger
+    )
+        async throws -> Int
+    {
+        let connection = try await SQLiteConnection.open(
+            storage: .file(path: source),
+            threadPool: threadPool,
+            logger: logger,
+            on: MultiThreadedEventLoopGroup.singleton.any()
+        )
+        do {
             // Wait for the gateway's write lock for up to 10 s rather than failing at once.
             _ = try await Self.rows(connection, "PRAGMA busy_timeout = 10000")
-            version =
+            let version =
                 try await Self.rows(connection, "SELECT MAX(version) AS v FROM schema_migrations").first?
                 .column("v")?.integer ?? 0
             guard version <= Self.schemaVersion else {
@@ -70,20 +126,21 @@ extension GatewayStore {
                         + "back it up with the jumpgate that runs the gateway"
                 )
             }
-            _ = try await Self.rows(connection, "VACUUM INTO ?", [.text(destination + "/jumpgate.sqlite")])
+            _ = try await Self.rows(connection, "VACUUM INTO ?", [.text(target)])
+            try await connection.close()
+            return version
+        } catch {
+            try? await connection.close()
+            throw error
         }
-        try await Self.checkIntegrity(of: destination + "/jumpgate.sqlite", threadPool: threadPool, logger: logger)
-        for file in Self.backupFiles {
-            try Self.copy(directory + "/" + file.path, to: destination + "/" + file.path, mode: file.mode)
-        }
-        chmod(destination + "/jumpgate.sqlite", 0o600)
-        let size = (try? FileManager.default.attributesOfItem(atPath: destination + "/jumpgate.sqlite")[.size] as? Int)
-        return GatewayBackup(
-            destination: destination,
-            storeBytes: size ?? 0,
-            files: ["jumpgate.sqlite"] + Self.backupFiles.map(\.path),
-            schemaVersion: version
-        )
+    }
+
+    /// Flushes a file or directory to disk.
+    static func fsync(_ path: String) throws {
+        let fd = Glibc.open(path, O_RDONLY)
+        guard fd >= 0 else { throw StoreError("cannot open \(path) to sync it: errno \(errno)") }
+        defer { Glibc.close(fd) }
+        guard Glibc.fsync(fd) == 0 else { throw StoreError("cannot sync \(path): errno \(errno)") }
     }
 
     /// `PRAGMA integrity_check` on the database at `path`: throws unless it answers "ok".
@@ -94,9 +151,15 @@ extension GatewayStore {
             logger: logger,
             on: MultiThreadedEventLoopGroup.singleton.any()
         )
-        defer { connection.close().whenComplete { _ in } }
-        let answers = try await Self.rows(connection, "PRAGMA integrity_check").compactMap {
-            $0.column("integrity_check")?.string
+        let answers: [String]
+        do {
+            answers = try await Self.rows(connection, "PRAGMA integrity_check").compactMap {
+                $0.column("integrity_check")?.string
+            }
+            try await connection.close()
+        } catch {
+            try? await connection.close()
+            throw error
         }
         guard answers == ["ok"] else {
             throw StoreError("\(path) fails SQLite's integrity check: \(answers.prefix(5).joined(separator: "; "))")
@@ -124,6 +187,6 @@ extension GatewayStore {
         guard fd >= 0 else { throw StoreError("cannot create \(destination): errno \(errno)") }
         defer { Glibc.close(fd) }
         let written = data.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        guard written == data.count, fsync(fd) == 0 else { throw StoreError("cannot write \(destination)") }
+        guard written == data.count, Glibc.fsync(fd) == 0 else { throw StoreError("cannot write \(destination)") }
     }
 }

@@ -3,19 +3,29 @@ import NIOCore
 import SQLiteNIO
 
 /// Whether the store can write now, for `/healthz` and `jumpgate_store_writable`: the outcome of the
-/// latest write, and, while that was a failure, a probe write (at most once a second) so that readiness
-/// returns as soon as space is freed, without waiting for the next real change.
+/// latest write (a real change or a probe). `/healthz` probes with a real write when the last outcome is
+/// older than an interval: a second while the store is failing, so readiness returns as soon as space is
+/// freed, and 30 s while it is fine, so a gateway with no traffic still notices a full disk.
 struct StoreWriteHealth: Sendable {
     /// What the last write failed with; nil while writes succeed.
     var problem: String?
-    var probedAt: NIODeadline?
+    /// When the last write (change or probe) finished, or a probe started.
+    var checkedAt: NIODeadline?
+
+    static let failingInterval = TimeAmount.seconds(1)
+    static let healthyInterval = TimeAmount.seconds(30)
 
     /// Whether a probe is due now (and notes that one starts).
-    mutating func probeIsDue(now: NIODeadline, interval: TimeAmount = .seconds(1)) -> Bool {
-        guard self.problem != nil else { return false }
-        if let probedAt = self.probedAt, now - probedAt < interval { return false }
-        self.probedAt = now
+    mutating func probeIsDue(now: NIODeadline) -> Bool {
+        let interval = self.problem == nil ? Self.healthyInterval : Self.failingInterval
+        if let checkedAt = self.checkedAt, now - checkedAt < interval { return false }
+        self.checkedAt = now
         return true
+    }
+
+    mutating func record(_ problem: String?, now: NIODeadline) {
+        self.problem = problem
+        self.checkedAt = now
     }
 }
 
@@ -27,11 +37,12 @@ extension GatewayStore {
     ]
 
     func noteWrite(failure error: (any Error)?) {
-        self.writeHealth.withLockedValue { $0.problem = error.map { "\($0)" } }
+        let now = NIODeadline.now()
+        self.writeHealth.withLockedValue { $0.record(error.map { "\($0)" }, now: now) }
     }
 
-    /// Why the store cannot write now, or nil when it can. While the last write failed, probes with a
-    /// real write (at most once a second) before answering.
+    /// Why the store cannot write now, or nil when it can. Probes with a real write first when the last
+    /// outcome is older than ``StoreWriteHealth``'s interval (1 s while failing, 30 s while fine).
     public func writeProblem() -> EventLoopFuture<String?> {
         let loop = self.connection.eventLoop
         let (problem, due) = self.writeHealth.withLockedValue { health in

@@ -50,6 +50,9 @@ public struct ReliableDeliveryStateMachine: Sendable {
     public private(set) var expectedSequenceNumber: Int64 = 0
     private var outOfOrder: [Int64: SSMMessage] = [:]
     private var outOfOrderBytes = 0
+    /// Payload bytes held out of order, waiting for a gap to fill (bounded by `incomingLimit`).
+    public var outOfOrderByteCount: Int { self.outOfOrderBytes }
+    public var outOfOrderMessageCount: Int { self.outOfOrder.count }
     private var unacknowledgedDeliveries = 0
     private var lastCumulativeAcknowledgement: NIODeadline?
 
