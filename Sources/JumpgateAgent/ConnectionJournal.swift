@@ -60,9 +60,16 @@ public final class ConnectionJournal: Sendable {
         }
     }
 
-    /// Up to `limit` of the oldest records.
+    /// Up to `limit` of the oldest records, in an array of their own: `Array(prefix)` of the whole array
+    /// shares its buffer, and ThreadSanitizer (which cannot see the Swift runtime's atomic reference
+    /// counts) reported the uploader reading that buffer while `append` grew it under the lock.
     public func pending(limit: Int) -> [String] {
-        self.state.withLockedValue { Array($0.lines.prefix(limit)) }
+        self.state.withLockedValue { state in
+            var batch: [String] = []
+            batch.reserveCapacity(min(limit, state.lines.count))
+            batch.append(contentsOf: state.lines.prefix(limit))
+            return batch
+        }
     }
 
     public var isEmpty: Bool { self.state.withLockedValue { $0.lines.isEmpty } }

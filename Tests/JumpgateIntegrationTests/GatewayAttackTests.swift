@@ -199,8 +199,9 @@ struct GatewayAttackTests {
             var silent: [any Channel] = []
             for _ in 0..<40 { silent.append(try await Self.connect(lab, from: "127.0.0.3", tls: true)) }
             // Slow loris: one header byte every 500 ms.
-            var loris: [any Channel] = []
-            for _ in 0..<20 { loris.append(try await Self.connect(lab, from: "127.0.0.4", tls: true)) }
+            var opening: [any Channel] = []
+            for _ in 0..<20 { opening.append(try await Self.connect(lab, from: "127.0.0.4", tls: true)) }
+            let loris = opening
             let header =
                 Array("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ".utf8) + Array(repeating: UInt8(0x61), count: 100)
             let drip = Task {
