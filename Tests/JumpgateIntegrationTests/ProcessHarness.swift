@@ -86,7 +86,9 @@ final class ChildProcess: @unchecked Sendable {
         return true
     }
 
-    var output: [String] { self.lines.withLockedValue { $0.complete } }
+    /// A copy of its own (not the locked array's buffer, which the reader thread keeps appending to: with
+    /// the Swift runtime's reference counts invisible to ThreadSanitizer, sharing it was reported as a race).
+    var output: [String] { self.lines.withLockedValue { $0.complete.map { $0 } } }
     /// Everything printed on stdout so far, including a last line without its newline.
     var outputText: String {
         self.lines.withLockedValue { state in
