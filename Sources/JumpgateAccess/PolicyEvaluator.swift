@@ -137,7 +137,9 @@ public enum PolicyEvaluator {
                 result.append((inside, true))
             default:
                 let parts = inside.split(separator: ",", maxSplits: 1).map { $0.trimmingCharacters(in: " ") }
-                if let values = request[parts[0]], values.count == 1 {
+                // `${}` names no key, so it has no value (found by FuzzPolicy: it trapped on parts[0]).
+                guard let key = parts.first, !key.isEmpty else { return nil }
+                if let values = request[key], values.count == 1 {
                     result.append((values[0], true))
                 } else if parts.count == 2, parts[1].count >= 2, parts[1].hasPrefix("'"), parts[1].hasSuffix("'") {
                     result.append((String(parts[1].dropFirst().dropLast()), true))

@@ -142,6 +142,34 @@ struct PolicyEvaluatorTests {
         #expect(!Self.decide(policies, "ssm:StartSession", "arn:aws:ssm:us-east-1:1:document/SecretDoc").isAllowed)
     }
 
+    /// Found by FuzzPolicy (Fuzz/Regressions/FuzzPolicy/empty-variable): `${}` trapped the evaluator, so a
+    /// stored policy holding it would have stopped the gateway at every request it was evaluated for.
+    @Test("a variable with no name (${}, ${ }) has no value: the statement does not apply, nothing traps")
+    func emptyVariable() throws {
+        for variable in ["${}", "${ }", "${,'x'}"] {
+            let allow = try Self.policy(
+                "a",
+                #"{"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "ssm:TerminateSession", "Resource": "arn:aws:ssm:*:*:session/"#
+                    + variable + #"-*"}}"#
+            )
+            let decision = Self.decide(
+                [allow],
+                "ssm:TerminateSession",
+                Self.session("alice-1"),
+                ["aws:username": ["alice"]]
+            )
+            #expect(decision.effect == .implicitDeny, "\(variable)")
+            let condition = try Self.policy(
+                "c",
+                #"{"Version": "2012-10-17", "Statement": {"Effect": "Deny", "Action": "*", "Resource": "*", "Condition": {"StringEquals": {"aws:username": ""#
+                    + variable + #""}}}}"#
+            )
+            #expect(
+                Self.decide([condition], "ssm:StartSession", "*", ["aws:username": ["alice"]]).effect == .implicitDeny
+            )
+        }
+    }
+
     @Test("policy variables: only with Version 2012-10-17; ${*} is a literal star; a default when absent")
     func variables() throws {
         let modern = try Self.policy(
