@@ -1,5 +1,6 @@
 import Foundation
 import JumpgateClient
+import JumpgateNIO
 import JumpgateWire
 import NIOConcurrencyHelpers
 import NIOCore
@@ -17,12 +18,10 @@ struct SoakTests {
         Int(ProcessInfo.processInfo.environment[name] ?? "") ?? fallback
     }
 
-    /// Open descriptors and resident bytes of another process (from /proc).
+    /// Open descriptors and resident bytes of another process (-1 if /proc cannot be read).
     static func usage(of pid: Int32) -> (fds: Int, rss: Int) {
-        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1
-        let statm = (try? String(contentsOfFile: "/proc/\(pid)/statm", encoding: .utf8)) ?? ""
-        let pages = Int(statm.split(separator: " ").dropFirst().first ?? "") ?? 0
-        return (fds, pages * Int(sysconf(Int32(_SC_PAGESIZE))))
+        let sample = ProcessStatistics.sample(pid: pid)
+        return (sample?.openFileDescriptors ?? -1, sample?.residentBytes ?? -1)
     }
 
     @Test("sessions x connections under random cuts: no byte lost, no leak, every session accounted for")
