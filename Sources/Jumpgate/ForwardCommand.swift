@@ -150,7 +150,7 @@ struct ForwardCommand: AsyncParsableCommand {
         // 3. Run them together; the first to end ends the others.
         var made: [PortForwarder] = []
         // Each forward's open local connections: its `ended` event waits (2 s at most) for their `closed`.
-        let openConnections = grants.map { _ in NIOLockedValueBox(0) }
+        let openConnections = grants.map { _ in OpenChannels() }
         for (index, (spec, (grant, listener))) in zip(specs, zip(grants, listeners)).enumerated() {
             made.append(
                 PortForwarder(
@@ -161,10 +161,9 @@ struct ForwardCommand: AsyncParsableCommand {
                     console: ForwardConsole(sessionID: grant.sessionID, json: json),
                     logger: logger,
                     listener: listener,
-                    onAccept: Self.connectionEvents(
+                    onAccept: openConnections[index].connectionEvents(
                         localPort: listener.port,
                         sessionID: grant.sessionID,
-                        open: openConnections[index],
                         json: json
                     ),
                     onConnectFailure: Self.connectFailure(
@@ -245,7 +244,10 @@ struct ForwardCommand: AsyncParsableCommand {
                         guard case .session(let first) = cause, first != forwarder.sessionID else { return nil }
                         return first
                     }
-                    await Self.waitForClosed(openConnections[index])
+                    await openConnections[index].allClosed(
+                        within: .seconds(2),
+                        on: MultiThreadedEventLoopGroup.singleton.next()
+                    )
                     SessionEvents.report(outcome, sessionID: forwarder.sessionID, json: json, endedWith: endedWith)
                     return outcome.exitStatus
                 }
@@ -300,37 +302,6 @@ struct ForwardCommand: AsyncParsableCommand {
     enum EndCause: Sendable, Equatable {
         case user
         case session(String)
-    }
-
-    /// Counts one forward's open connections, and emits their `accepted` and `closed` events (json).
-    static func connectionEvents(
-        localPort: Int,
-        sessionID: String,
-        open: NIOLockedValueBox<Int>,
-        json: Bool
-    ) -> @Sendable (any Channel) -> Void {
-        { channel in
-            open.withLockedValue { $0 += 1 }
-            let peer = hostPort(channel.remoteAddress)
-            let fields: [(key: String, value: JSONValue)] = [
-                ("sessionId", .string(sessionID)), ("localPort", .integer(Int64(localPort))), ("peer", .string(peer)),
-            ]
-            if json { JSONEvents.emit("accepted", fields) }
-            channel.closeFuture.whenComplete { _ in
-                if json { JSONEvents.emit("closed", fields) }
-                open.withLockedValue { $0 -= 1 }
-            }
-        }
-    }
-
-    /// Waits until a forward's connections are closed (they are, right after its session ends), so its
-    /// `ended` event comes after their `closed`; 2 s at most.
-    static func waitForClosed(_ open: NIOLockedValueBox<Int>) async {
-        var waited = 0
-        while open.withLockedValue({ $0 }) > 0, waited < 200 {
-            try? await Task.sleep(nanoseconds: 10_000_000)
-            waited += 1
-        }
     }
 
     /// A connection the agent could not connect: a line on stderr (text) or an event (json).
