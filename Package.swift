@@ -168,6 +168,7 @@ let package = Package(
             name: "JumpgateNIOTests",
             dependencies: [
                 "JumpgateNIO",
+                "JumpgateTestUtilities",
                 "JumpgateWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -188,6 +189,7 @@ let package = Package(
             name: "JumpgateIntegrationTests",
             dependencies: [
                 "JumpgateWire",
+                "JumpgateTestUtilities",
                 "JumpgateAccess",
                 "JumpgateClient",
                 "JumpgateNIO",

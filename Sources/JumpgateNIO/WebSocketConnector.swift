@@ -17,7 +17,12 @@ extension HTTPSEndpoint {
         let serverHostname = self.serverHostname
         let upgraded = eventLoop.makePromise(of: Void.self)
         let hostHeader = self.hostHeader
-        let channel = try await ClientBootstrap(group: eventLoop)
+        var bootstrap = ClientBootstrap(group: eventLoop)
+        if let source = self.sourceAddress {
+            bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0))
+        }
+        let channel =
+            try await bootstrap
             .connectTimeout(.seconds(10))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelOption(

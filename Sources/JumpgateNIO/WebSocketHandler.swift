@@ -21,6 +21,14 @@ public struct WebSocketCloseRequest: Sendable {
 public struct WebSocketClosedEvent: Sendable {
     public var code: UInt16
     public var reason: String
+    /// This side closed because the peer broke the protocol (a bad or oversized frame): a refusal.
+    public var violation = false
+
+    public init(code: UInt16, reason: String, violation: Bool = false) {
+        self.code = code
+        self.reason = reason
+        self.violation = violation
+    }
 }
 
 /// Carries out ``WebSocketConnectionStateMachine`` on a channel that already completed the HTTP upgrade:
@@ -161,7 +169,7 @@ public final class WebSocketHandler: ChannelDuplexHandler {
     }
 
     private func fail(context: ChannelHandlerContext, code: UInt16, reason: String) {
-        context.fireUserInboundEventTriggered(WebSocketClosedEvent(code: code, reason: reason))
+        context.fireUserInboundEventTriggered(WebSocketClosedEvent(code: code, reason: reason, violation: true))
         if self.machine.closeInitiated(code: code, reason: reason) != nil {
             self.writeCloseAndClose(context: context, code: code, reason: reason)
         } else {

@@ -25,13 +25,25 @@ final class ControlChannelHandler: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         let channel = context.channel
-
+        let (state, instanceID) = (self.state, self.instanceID)
         self.deadline = context.eventLoop.scheduleTask(in: .seconds(10)) {
+            state.refused(source: channel.sourceAddress, type: "OpeningFrameTimeout", keyID: instanceID)
             channel.triggerUserOutboundEvent(
                 WebSocketCloseRequest(code: 1008, reason: "no opening frame within 10 s"),
                 promise: nil
             )
         }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let closed = event as? WebSocketClosedEvent, closed.violation {
+            self.state.refused(
+                source: context.channel.sourceAddress,
+                type: "WebSocketProtocolError",
+                keyID: self.instanceID
+            )
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -52,7 +64,13 @@ final class ControlChannelHandler: ChannelInboundHandler {
                     runID: json["JumpgateRunId"]?.stringValue.flatMap { $0.isEmpty || $0.count > 64 ? nil : $0 }
                 )
             else {
-                self.logger.info("control channel refused: invalid opening frame or token")
+                // Summarised per source per minute with the other refusals, not logged one by one.
+                self.logger.debug("control channel refused: invalid opening frame or token")
+                self.state.refused(
+                    source: context.channel.sourceAddress,
+                    type: "ControlChannelRefused",
+                    keyID: self.instanceID
+                )
                 context.channel.triggerUserOutboundEvent(
                     WebSocketCloseRequest(code: 1008, reason: "invalid or expired token"),
                     promise: nil

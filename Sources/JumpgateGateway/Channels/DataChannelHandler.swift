@@ -31,12 +31,25 @@ final class DataChannelHandler: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         let channel = context.channel
+        let (state, sessionID) = (self.state, self.sessionID)
         self.deadline = context.eventLoop.scheduleTask(in: .seconds(10)) {
+            state.refused(source: channel.sourceAddress, type: "OpeningFrameTimeout", keyID: sessionID)
             channel.triggerUserOutboundEvent(
                 WebSocketCloseRequest(code: 1008, reason: "no OpenDataChannelInput within 10 s"),
                 promise: nil
             )
         }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let closed = event as? WebSocketClosedEvent, closed.violation {
+            self.state.refused(
+                source: context.channel.sourceAddress,
+                type: "WebSocketProtocolError",
+                keyID: self.sessionID
+            )
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -116,7 +129,7 @@ final class DataChannelHandler: ChannelInboundHandler {
         // Summarised per source per minute with the other refusals, not logged one by one.
         self.logger.debug("data channel refused", metadata: ["reason": "\(reason)"])
         self.state.refused(
-            source: context.channel.remoteAddress?.ipAddress ?? "unknown",
+            source: context.channel.sourceAddress,
             type: "DataChannelRefused",
             keyID: self.sessionID
         )

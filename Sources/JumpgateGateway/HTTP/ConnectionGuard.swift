@@ -37,7 +37,7 @@ public final class GatewayConnections: Sendable {
 
     /// Admits an accepted connection or refuses it (counted); an admitted one is released when it closes.
     func admit(_ channel: any Channel) -> Bool {
-        let source = channel.remoteAddress?.ipAddress ?? "unknown"
+        let source = channel.sourceAddress
         if let refusal = self.admission.withLockedValue({ $0.admit(source) }) {
             self.refused[refusal]?.increment()
             return false
@@ -162,4 +162,9 @@ final class HTTPConnectionGuard: ChannelInboundHandler, RemovableChannelHandler 
     func headerCompleted() { self.deadlines.headerCompleted(now: .now()) }
     func requestCompleted() { self.deadlines.requestCompleted(now: .now()) }
     func responseSent() { self.deadlines.responseSent(now: .now()) }
+}
+
+extension Channel {
+    /// The peer's address as the limits, the refusal summary and the audit trail name it.
+    var sourceAddress: String { self.remoteAddress?.ipAddress ?? "unknown" }
 }

@@ -351,6 +351,8 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         self.logger.debug("HTTP connection error", metadata: ["error": "\(error)"])
+        // Bytes that are not HTTP (NIO's error handler has answered 400): a refusal, summarised per source.
+        if error is HTTPParserError { self.state.refused(source: self.source, type: "HTTPParseError", keyID: nil) }
         context.close(promise: nil)
     }
 }

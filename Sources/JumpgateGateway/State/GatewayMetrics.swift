@@ -25,6 +25,28 @@ public struct GatewayMetrics: Sendable {
     /// conventional names, so existing dashboards and leak alerts apply).
     let openFileDescriptors = Gauge(label: "process_open_fds")
     let residentMemoryBytes = Gauge(label: "process_resident_memory_bytes")
+    /// Everything refused from a peer, by type: failed sign-ins and registrations, channels with a bad
+    /// token or opening frame, WebSocket protocol violations, opening frames that never came. Logged as a
+    /// summary per source per minute (`refused requests`), never one line per refusal.
+    private let refusals: [String: Counter] = Dictionary(
+        uniqueKeysWithValues: GatewayMetrics.refusalTypes.map {
+            ($0, Counter(label: "jumpgate_refusals_total", dimensions: [("type", $0)]))
+        }
+    )
+
+    /// The `type` label's values: the error types the gateway answers refusals with, and its own names
+    /// for refusals that have no answer. Anything else counts as `other`, so no peer can create labels.
+    static let refusalTypes = [
+        "InvalidSignatureException", "UnrecognizedClientException", "MissingAuthenticationTokenException",
+        "InvalidInstanceId", "InvalidActivationId", "InvalidActivation", "ThrottlingException",
+        "DataChannelRefused", "ControlChannelRefused", "WebSocketProtocolError", "OpeningFrameTimeout",
+        "HTTPParseError",
+        "other",
+    ]
+
+    func refused(_ type: String) {
+        (self.refusals[type] ?? self.refusals["other"])?.increment()
+    }
 
     public init() {}
 

@@ -6,7 +6,7 @@ extension GatewayState {
     /// returns whether it is to be answered ThrottlingException instead of its own error.
     public func authenticationFailed(source: String, keyID: String?, type: String) -> Bool {
         let now = self.clock()
-        return self.storage.withLockedValue { storage in
+        let throttled = self.storage.withLockedValue { storage in
             var keys = ["source:" + source]
             if let keyID, !keyID.isEmpty { keys.append("key:" + String(keyID.prefix(128))) }
             let throttled = storage.throttle.failed(keys, now: now)
@@ -18,12 +18,16 @@ extension GatewayState {
             )
             return throttled
         }
+        self.metrics.refused(throttled ? "ThrottlingException" : type)
+        return throttled
     }
 
-    /// A refusal that is not a failed sign-in (a data channel with a bad token): summarised, not throttled.
+    /// A refusal that is not a failed sign-in (a channel with a bad token or opening frame, a WebSocket
+    /// protocol violation): counted and summarised, not throttled.
     public func refused(source: String, type: String, keyID: String?) {
         let now = self.clock()
         self.storage.withLockedValue { $0.refusals.record(source: source, type: type, keyID: keyID, now: now) }
+        self.metrics.refused(type)
     }
 
     /// Summary lines of refused requests whose minute is over (all of them with `all`), for the log.

@@ -141,7 +141,6 @@ public final class GatewayState: Sendable {
         }
         self.metrics.sessionsActive.record(active)
         self.metrics.agentsOnline.record(online)
-        self.metrics.storeWritable.record((self.store?.isWritable ?? true) ? 1 : 0)
         if let process = ProcessStatistics.sample() {
             self.metrics.openFileDescriptors.record(process.openFileDescriptors)
             self.metrics.residentMemoryBytes.record(process.residentBytes)
@@ -149,7 +148,11 @@ public final class GatewayState: Sendable {
         let samples = relays.map { $0.sampleBufferedBytes(on: eventLoop) }
         let metrics = self.metrics
         let connections = self.connections
-        return EventLoopFuture.whenAllSucceed(samples, on: eventLoop).map { sizes in
+        // The store is probed with a real write when its last outcome is old (30 s while fine, 1 s while
+        // failing), so the gauge notices a full disk on a gateway that has nothing to write.
+        let writeProblem = self.store?.writeProblem().hop(to: eventLoop) ?? eventLoop.makeSucceededFuture(nil)
+        return EventLoopFuture.whenAllSucceed(samples, on: eventLoop).and(writeProblem).map { sizes, problem in
+            metrics.storeWritable.record(problem == nil ? 1 : 0)
             let relayed = sizes.reduce(0, +)
             metrics.sessionBufferedBytesMax.record(sizes.max() ?? 0)
             metrics.relayBufferedBytes.record(relayed)

@@ -26,11 +26,10 @@ public protocol GatewayStorage: Sendable {
     func auditHead() async throws -> AuditAnchor
     /// Removes records older than `epoch`, keeping the anchor; the range removed, if any.
     func pruneAudit(before epoch: Int64) async throws -> (first: Int64, last: Int64, anchor: AuditAnchor)?
-    /// Why the store cannot write now (nil: it can). While the last write failed, the implementation
-    /// probes with a real write, at most once a second, so readiness returns once the cause is gone.
+    /// Why the store cannot write now (nil: it can), for /healthz and /metrics. The implementation
+    /// probes with a real write when the last outcome is old: at most once a second while writes fail,
+    /// so readiness returns once the cause is gone, and every 30 s while they succeed.
     func writeProblem() -> EventLoopFuture<String?>
-    /// Whether the last write succeeded (no probe; for /metrics).
-    var isWritable: Bool { get }
     func close() async throws
 }
 

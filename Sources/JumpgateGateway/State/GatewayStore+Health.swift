@@ -64,7 +64,4 @@ extension GatewayStore {
             return "\(error)"
         }
     }
-
-    /// The last known state, without probing (for /metrics).
-    public var isWritable: Bool { self.writeHealth.withLockedValue { $0.problem == nil } }
 }
