@@ -5,9 +5,12 @@ import NIOPosix
 /// A TCP proxy on 127.0.0.1 that plays a flaky network link: ``blackholeAndCut(for:)`` makes every
 /// current connection silently swallow what it carries for a while (as a link that stops forwarding
 /// does, so bytes already sent are lost), then closes them. Connections made afterwards work again.
+/// ``shape(delay:bytesPerSecond:)`` makes it a slow link: a one-way delay and a rate, each direction on
+/// its own, in order, with backpressure (it reads no more than a bounded queue holds).
 final class CuttableProxy: Sendable {
     let channel: any Channel
     private let links = NIOLockedValueBox<[ObjectIdentifier: ProxyLink]>([:])
+    private let linkShape = NIOLockedValueBox(LinkShape())
     /// While true the link is down: new connections are closed at once (as a connect fails).
     private let refusing = NIOLockedValueBox(false)
     /// How many times connections were cut.
@@ -18,13 +21,13 @@ final class CuttableProxy: Sendable {
     /// Listens on a free port; each connection is forwarded to 127.0.0.1:`upstreamPort()` (asked at
     /// connect time, so the proxy can exist before its upstream runs).
     init(upstreamPort: @escaping @Sendable () -> Int) async throws {
-        let (links, refusing) = (self.links, self.refusing)
+        let (links, refusing, shape) = (self.links, self.refusing, self.linkShape)
         self.channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.autoRead, value: false)
             .childChannelInitializer { inbound in
                 if refusing.withLockedValue({ $0 }) { return inbound.close() }
-                let link = ProxyLink()
+                let link = ProxyLink(shape: shape)
                 links.withLockedValue { $0[ObjectIdentifier(link)] = link }
                 inbound.closeFuture.whenComplete { _ in
                     _ = links.withLockedValue { $0.removeValue(forKey: ObjectIdentifier(link)) }
@@ -61,15 +64,41 @@ final class CuttableProxy: Sendable {
         try await self.blackholeAndCut(for: duration)
     }
 
+    /// From now on, every byte each way arrives `delay` after it was sent, and at most `bytesPerSecond`
+    /// each way (nil: no limit); open connections too.
+    func shape(delay: TimeAmount, bytesPerSecond: Int? = nil) {
+        self.linkShape.withLockedValue { $0 = LinkShape(delay: delay, bytesPerSecond: bytesPerSecond) }
+    }
+
     func close() {
         self.channel.close(promise: nil)
         for link in self.links.withLockedValue({ Array($0.values) }) { link.close() }
     }
 }
 
+/// What a slow link adds: a one-way delay and a rate limit, each direction on its own.
+struct LinkShape: Sendable {
+    var delay: TimeAmount = .zero
+    var bytesPerSecond: Int?
+
+    var isShaped: Bool { self.delay > .zero || self.bytesPerSecond != nil }
+
+    /// The most one direction holds before it stops reading: what the link carries in flight (its rate
+    /// times its delay, twice over), at least 256 KiB; 4 MiB when only delayed.
+    var queueLimit: Int {
+        guard let rate = self.bytesPerSecond else { return 4 << 20 }
+        return max(256 << 10, Int(Int64(rate) * 2 * self.delay.nanoseconds / 1_000_000_000))
+    }
+}
+
 /// Both sockets of one proxied connection (on one event loop), glued with backpressure.
 final class ProxyLink: Sendable {
     private let state = NIOLockedValueBox<(channels: [any Channel], swallowing: Bool)>(([], false))
+    private let shapeBox: NIOLockedValueBox<LinkShape>
+
+    init(shape: NIOLockedValueBox<LinkShape>) { self.shapeBox = shape }
+
+    var shape: LinkShape { self.shapeBox.withLockedValue { $0 } }
 
     func join(_ a: any Channel, _ b: any Channel) -> EventLoopFuture<Void> {
         self.state.withLockedValue { $0.channels = [a, b] }
@@ -102,6 +131,15 @@ final class ProxyGlue: ChannelDuplexHandler {
     var partner: ProxyGlue?
     var context: ChannelHandlerContext?
     var pendingRead = false
+    /// On a shaped link: what this side read, each with when it is due at the partner, in order.
+    private var queue = CircularBuffer<(due: NIODeadline, data: ByteBuffer)>()
+    private var queuedBytes = 0
+    /// When the rate limit lets the next byte leave.
+    private var nextFree = NIODeadline.uptimeNanoseconds(0)
+    private var drain: Scheduled<Void>?
+    /// This side closed with bytes still queued: the partner closes once they are delivered (a FIN is
+    /// delayed like the bytes before it).
+    private var closeAfterDrain = false
 
     init(link: ProxyLink) { self.link = link }
 
@@ -117,24 +155,76 @@ final class ProxyGlue: ChannelDuplexHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+        guard !self.closeAfterDrain else { return }  // the drain still delivers to the partner, then closes it
+        self.drain?.cancel()
         self.partner = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !self.link.isSwallowing else { return }
-        self.partner?.context?.write(data, promise: nil)
+        let shape = self.link.shape
+        guard shape.isShaped || !self.queue.isEmpty else {
+            self.partner?.context?.write(data, promise: nil)
+            return
+        }
+        let buffer = self.unwrapInboundIn(data)
+        let now = NIODeadline.now()
+        var due = now + shape.delay
+        if let rate = shape.bytesPerSecond, rate > 0 {
+            let sent = max(now, self.nextFree) + .nanoseconds(Int64(buffer.readableBytes) * 1_000_000_000 / Int64(rate))
+            self.nextFree = sent
+            due = sent + shape.delay
+        }
+        self.queue.append((due, buffer))
+        self.queuedBytes += buffer.readableBytes
+        if self.drain == nil { self.scheduleDrain(context: context) }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        if self.queue.isEmpty { self.partner?.context?.flush() }
+    }
+
+    private func scheduleDrain(context: ChannelHandlerContext) {
+        guard let first = self.queue.first else { return }
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        self.drain = context.eventLoop.scheduleTask(deadline: first.due) { bound.value.drainDue() }
+    }
+
+    /// Hands the partner what is due, in order; reads again once the queue is under its limit.
+    private func drainDue() {
+        self.drain = nil
+        guard let context = self.context ?? (self.closeAfterDrain ? self.partner?.context : nil) else { return }
+        if self.link.isSwallowing {
+            self.queue.removeAll()
+            self.queuedBytes = 0
+        }
+        let now = NIODeadline.now()
+        while let first = self.queue.first, first.due <= now {
+            self.queue.removeFirst()
+            self.queuedBytes -= first.data.readableBytes
+            self.partner?.context?.write(NIOAny(first.data), promise: nil)
+        }
         self.partner?.context?.flush()
+        if self.closeAfterDrain, self.queue.isEmpty {
+            self.partner?.context?.close(promise: nil)
+            self.partner = nil
+            return
+        }
+        if self.queuedBytes < self.link.shape.queueLimit { self.readIfPending() }
+        self.scheduleDrain(context: context)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { self.partner?.readIfPending() }
+        if context.channel.isWritable, let partner = self.partner,
+            partner.queuedBytes < self.link.shape.queueLimit
+        {
+            partner.readIfPending()
+        }
     }
 
     func read(context: ChannelHandlerContext) {
-        if self.partner?.context?.channel.isWritable ?? true {
+        let queueFull = self.queuedBytes >= self.link.shape.queueLimit
+        if !queueFull, self.partner?.context?.channel.isWritable ?? true {
             context.read()
         } else {
             self.pendingRead = true
@@ -148,7 +238,12 @@ final class ProxyGlue: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.partner?.context?.close(promise: nil)
+        if self.queue.isEmpty || self.link.isSwallowing {
+            self.drain?.cancel()
+            self.partner?.context?.close(promise: nil)
+        } else {
+            self.closeAfterDrain = true
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -22,6 +22,7 @@ struct FullSpeedFaultTests {
     /// `agentReconnects` and `clientResumes`: how many times each side must have reconnected its data
     /// channel, so a fault that landed after the last byte cannot pass for one survived.
     static func transfer(
+        size: Int = Self.size,
         gatewayArguments: [String] = [],
         agentEndpoint: String? = nil,
         agentReconnects: Int = 0,
@@ -33,7 +34,7 @@ struct FullSpeedFaultTests {
         defer { target.close(promise: nil) }
         let targetPort = try #require(target.localAddress?.port)
         let seed = UInt64.random(in: 1...UInt64.max)
-        print("FullSpeedFaultTests: \(Self.size >> 20) MiB each way, pattern seed \(seed)")
+        print("FullSpeedFaultTests: \(size >> 20) MiB each way, pattern seed \(seed)")
         try await EndToEndTests.withLab(
             allow: ["127.0.0.1:\(targetPort)"],
             gatewayArguments: gatewayArguments,
@@ -51,10 +52,10 @@ struct FullSpeedFaultTests {
                 defer { progress.finish() }
                 return try await DuplexTransfer.run(
                     port: localPort,
-                    count: Self.size,
+                    count: size,
                     seed: seed,
                     progress: progress,
-                    timeout: .seconds(Int64(120 + Self.size >> 22))
+                    timeout: .seconds(Int64(120 + size >> 22))
                 )
             }
             let started = try await faults(lab, progress)
@@ -74,7 +75,7 @@ struct FullSpeedFaultTests {
             }
             let seconds = Double((ContinuousClock.now - start).components.seconds)
             print(
-                "FullSpeedFaultTests: done in about \(Int(seconds)) s (\(Self.size >> 20) MiB each way, faults included), "
+                "FullSpeedFaultTests: done in about \(Int(seconds)) s (\(size >> 20) MiB each way, faults included), "
                     + progress.summary
             )
             #expect(result.isByteExact, "SHA-256 differs: \(result)")
