@@ -161,7 +161,7 @@ struct AttackLatencyTests {
             #expect(refused == 5000, "every bad signature is refused")
             #expect((apiLatencies.max() ?? 0) < 2000, "a legitimate API call took \(Int(apiLatencies.max() ?? 0)) ms")
             #expect((tunnelLatencies.max() ?? 0) < 2000, "a round trip took \(Int(tunnelLatencies.max() ?? 0)) ms")
-            #expect(peakRSS.withLockedValue { $0 } < Self.memoryBudgetMiB)
+            #expect(!MemoryBound.applies || peakRSS.withLockedValue { $0 } < Self.memoryBudgetMiB)
         }
     }
 }

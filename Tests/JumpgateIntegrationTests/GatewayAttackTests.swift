@@ -111,7 +111,7 @@ struct GatewayAttackTests {
                 #expect(try await parallelEchoes(port: localPort, count: 2, baseSize: 65536, step: 1) == 2)
             }
             print("GatewayAttackTests.refusedUpgradeCloses: gateway RSS \(before) MiB, peak \(peak) MiB")
-            #expect(peak - before < 64, "the gateway grew by \(peak - before) MiB")
+            #expect(!MemoryBound.applies || peak - before < 64, "the gateway grew by \(peak - before) MiB")
         }
     }
 
@@ -180,9 +180,15 @@ struct GatewayAttackTests {
                     "GatewayAttackTests.unreadPings: round \(round): \(pings) pings, gateway RSS \(before) -> peak \(peak) -> \(after) MiB"
                 )
                 #expect(pings >= 10_000, "the flood did not get going (\(pings) pings)")
-                #expect(peak - before < 64, "round \(round): the gateway grew by \(peak - before) MiB during the flood")
+                #expect(
+                    !MemoryBound.applies || peak - before < 64,
+                    "round \(round): the gateway grew by \(peak - before) MiB during the flood"
+                )
             }
-            #expect(afterEach[2] <= afterEach[0] + 16, "memory after three floods: \(afterEach) MiB")
+            #expect(
+                !MemoryBound.applies || afterEach[2] <= afterEach[0] + 16,
+                "memory after three floods: \(afterEach) MiB"
+            )
         }
     }
 

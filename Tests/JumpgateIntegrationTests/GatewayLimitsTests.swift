@@ -127,7 +127,7 @@ struct GatewayLimitsTests {
             #expect(toAgent > 8 * 1024 * 1024, "the upstream kept flowing")
             #expect(buffered <= 16 * 1024 * 1024, "the gateway holds at most 16 MiB for a stalled reader: \(buffered)")
             let rss = Self.residentMegabytes(pid: lab.gateway.process.processIdentifier)
-            #expect(rss < 512, "gateway RSS \(rss) MiB")
+            #expect(!MemoryBound.applies || rss < 512, "gateway RSS \(rss) MiB")
             #expect(Self.sample(text, "jumpgate_sessions_active") == 1)
             #expect(Self.sample(text, "jumpgate_agents_online") == 1)
             // Read again: everything arrives, byte-exact.
@@ -190,7 +190,10 @@ struct GatewayLimitsTests {
             for (name, process) in [("client", client), ("agent", lab.agent), ("gateway", lab.gateway)] {
                 let grown =
                     Self.residentMegabytes(pid: process.process.processIdentifier) - (name == "client" ? before : 0)
-                #expect(grown < 120, "\(name) holds \(grown) MiB for a target that does not read")
+                #expect(
+                    !MemoryBound.applies || grown < 120,
+                    "\(name) holds \(grown) MiB for a target that does not read"
+                )
             }
             let pending = try await channel.getOption(ChannelOptions.bufferedWritableBytes).get()
             #expect(pending > 128 << 20, "most of the 256 MiB must still wait in the writer: \(pending)")

@@ -10,7 +10,9 @@ import Testing
 /// GatewayState's token rules, without sockets (an EmbeddedChannel stands in for the agent's control channel).
 @Suite("Gateway state: data-channel tokens")
 struct GatewayStateTests {
-    static func stateWithConnectedAgent() throws -> (GatewayState, String) {
+    /// A state whose agent's control channel is `control` (close it at the end, as a real one ends: the
+    /// state and an open channel hold each other).
+    static func stateWithConnectedAgent(control: EmbeddedChannel) throws -> (GatewayState, String) {
         let state = GatewayState(clock: { 1_700_000_000 })
         state.restore(StoreSnapshot(instances: [GatewayStoreTests.instance("mi-0123456789abcdef0")]))
         let token = state.issueControlToken(instanceID: "mi-0123456789abcdef0")
@@ -18,7 +20,7 @@ struct GatewayStateTests {
             state.attachControlChannel(
                 instanceID: "mi-0123456789abcdef0",
                 token: token,
-                channel: EmbeddedChannel(),
+                channel: control,
                 agentVersion: "3.3.1802.0",
                 platformName: "Debian",
                 ipAddress: "198.18.1.10"
@@ -39,7 +41,9 @@ struct GatewayStateTests {
 
     @Test("the StartSession token works until the handshake completes; ResumeSession tokens work once")
     func tokenLifetime() throws {
-        let (state, target) = try Self.stateWithConnectedAgent()
+        let control = EmbeddedChannel()
+        defer { _ = try? control.finish(acceptAlreadyClosed: true) }
+        let (state, target) = try Self.stateWithConnectedAgent(control: control)
         let (session, token) = try state.createSession(
             owner: "alice",
             target: target,

@@ -166,7 +166,7 @@ struct HostileInputWalkTests {
             #expect(try await parallelEchoes(port: localPort, count: 4, baseSize: 65536, step: 1) == 4)
             let after = GatewayAttackTests.residentMegabytes(lab)
             print("HostileInputWalkTests: gateway RSS \(before) -> \(after) MiB")
-            #expect(after - before < 64, "the gateway grew by \(after - before) MiB")
+            #expect(!MemoryBound.applies || after - before < 64, "the gateway grew by \(after - before) MiB")
 
             // /metrics: each refusal under its type, exactly.
             let text = try await GatewayLimitsTests.metrics(lab)
