@@ -17,8 +17,28 @@ struct NetworkDropTests {
         return (port, { try await CuttableProxy { port } })
     }
 
-    @Test("a paced transfer survives the agent's link and then the client's link going dark, byte-exact")
-    func oneSidedDrops() async throws {
+    /// Two busy processes (one per core of the project's machine) for at most `seconds`, stopped by PID
+    /// when the test ends: the load under which this test once stalled in a full `./scripts/test`.
+    static func cpuHogs(seconds: Int = 90) throws -> [ChildProcess] {
+        try (0..<2).map { index in
+            try ChildProcess(
+                "cpu-hog-\(index)",
+                ["-c", "import time\nend = time.time() + \(seconds)\nwhile time.time() < end: pass"],
+                executable: "python3"
+            )
+        }
+    }
+
+    @Test(
+        "a paced transfer survives the agent's link and then the client's link going dark, byte-exact",
+        arguments: [false, true]
+    )
+    func oneSidedDrops(besideCPUHogs: Bool) async throws {
+        let hogs = besideCPUHogs ? try Self.cpuHogs() : []
+        defer { for hog in hogs { hog.stop() } }
+        if besideCPUHogs {
+            print("NetworkDropTests: beside two CPU hogs (pids \(hogs.map(\.process.processIdentifier)))")
+        }
         // The agent reaches the gateway through one flaky link, the client's data channel through another
         // (the gateway's --public-url puts it into the StreamUrl); API calls go straight to the gateway.
         let (port, makeLink) = try await Self.gatewayPortAndLink()

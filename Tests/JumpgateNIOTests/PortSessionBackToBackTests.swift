@@ -119,6 +119,32 @@ struct PortSessionBackToBackTests {
         try Self.roundTrip(pair, bytes: 300_000)
     }
 
+    @Test("with an official peer (no extensions) the client sends 1 KiB payloads and the agent up to 64 KiB")
+    func officialPeerPayloadSizes() throws {
+        let pair = try BackToBack(clientExtensions: [], agentExtensions: [])
+        try pair.settle()
+        #expect(pair.agentEvents.established?.extensions.isEmpty == true)
+        let (local, id) = try pair.connect()
+        try pair.settle()
+        let target = try #require(pair.targets[id])
+        try local.send(ByteBuffer.pattern(300_000, seed: 1))
+        try target.send(ByteBuffer.pattern(300_000, seed: 2))
+        var largest: [BackToBack.Side: Int] = [.client: 0, .agent: 0]
+        try pair.settle { side, frame in
+            if let message = try? SSMMessage(decoding: frame), message.payloadType == .output {
+                largest[side] = max(largest[side] ?? 0, message.payload.readableBytes)
+            }
+            return [frame]
+        }
+        try target.collect()
+        try local.collect()
+        #expect(target.received == ByteBuffer.pattern(300_000, seed: 1))
+        #expect(local.received == ByteBuffer.pattern(300_000, seed: 2))
+        #expect(largest[.client] == 1024, "the client's largest payload: \(largest)")
+        #expect((largest[.agent] ?? 0) > 32 * 1024, "the agent's largest payload: \(largest)")
+        #expect((largest[.agent] ?? 0) <= 64 * 1024, "the agent's largest payload: \(largest)")
+    }
+
     @Test("resume: lost messages are resent, duplicates dropped, and the target sees each byte once in order")
     func resumeWithGapsAndDuplicates() throws {
         let pair = try BackToBack(resumable: true)

@@ -47,7 +47,7 @@ extension PortSession {
         guard let stream = self.streams[Self.basicStreamID], let negotiated = self.negotiated else { return }
         var sentSomething = false
         while !stream.backlog.isEmpty, self.reliability.canSend {
-            let n = min(negotiated.maximumPayloadSize, stream.backlog.readableBytes)
+            let n = min(negotiated.maximumPayloadSize(sentByAgent: self.isAgent), stream.backlog.readableBytes)
             self.sendStreamMessage(payloadType: .output, payloadLength: n, isControl: false) {
                 stream.backlog.move(n, into: &$0)
             }

@@ -159,7 +159,8 @@ extension PortSession {
             return
         }
         guard let stream = self.streams[id], let negotiated = self.negotiated else { return }
-        let maximumData = min(SmuxFrame.maximumDataSize, negotiated.maximumPayloadSize - SmuxFrame.headerSize)
+        let maximumPayload = negotiated.maximumPayloadSize(sentByAgent: self.isAgent)
+        let maximumData = min(SmuxFrame.maximumDataSize, maximumPayload - SmuxFrame.headerSize)
         var sentSomething = false
         while !stream.backlog.isEmpty, self.reliability.canSend, var mux = self.mux {
             // As much as the window and the payload size allow: a 64 KiB fast-path payload carries two
@@ -167,7 +168,7 @@ extension PortSession {
             let sendable = min(mux.sendableBytes(on: id), stream.backlog.readableBytes)
             let first = min(sendable, maximumData)
             guard first > 0 else { break }
-            let room = negotiated.maximumPayloadSize - SmuxFrame.headerSize - first - SmuxFrame.headerSize
+            let room = maximumPayload - SmuxFrame.headerSize - first - SmuxFrame.headerSize
             let second = max(0, min(sendable - first, maximumData, room))
             do {
                 try mux.dataWillBeSent(on: id, count: first + second)

@@ -42,9 +42,14 @@ public struct NegotiatedSession: Hashable, Sendable {
         self.extensions = extensions
     }
 
-    /// The largest stream payload either side may send.
-    public var maximumPayloadSize: Int {
-        self.extensions.contains(.largePayloads)
+    /// The largest stream payload a side may send: 64 KiB both ways with the large-payloads extension.
+    /// Without it (an official peer), a client sends 1024 bytes, as the official plugin does and as AWS's
+    /// relay expects of clients; an agent still sends up to 64 KiB, since the official plugin writes
+    /// whatever Output payload arrives into its connection (session-manager-plugin's mux and basic
+    /// `WriteStream`; it sets no WebSocket read limit), and a Jumpgate agent only ever talks to a Jumpgate
+    /// gateway. So downloads to the official plugin are not held to 1 KiB messages.
+    public func maximumPayloadSize(sentByAgent: Bool) -> Int {
+        self.extensions.contains(.largePayloads) || sentByAgent
             ? JumpgateExtensions.largePayloadSize : JumpgateExtensions.officialPayloadSize
     }
 
