@@ -160,8 +160,14 @@ public final class WebSocketHandler: ChannelDuplexHandler {
             self.enqueueFrame(context: context, opcode: .pong, payload: payload, promise: nil)
             self.flushPending(context: context)
         case .sendCloseAndClose(let code, let reason):
+            // No close from the peer and not a normal close: this side is closing on the peer's violation
+            // (a bad fragment sequence, an oversized message, a broken close frame).
+            let violation =
+                self.machine.peerCloseReason == nil && code != WebSocketConnectionStateMachine.CloseCode.normal
             let peerReason = self.machine.peerCloseReason ?? reason
-            context.fireUserInboundEventTriggered(WebSocketClosedEvent(code: code, reason: peerReason))
+            context.fireUserInboundEventTriggered(
+                WebSocketClosedEvent(code: code, reason: peerReason, violation: violation)
+            )
             self.writeCloseAndClose(context: context, code: code, reason: reason)
         case .close:
             context.close(promise: nil)

@@ -193,7 +193,13 @@ final class ProxyGlue: ChannelDuplexHandler {
     /// Hands the partner what is due, in order; reads again once the queue is under its limit.
     private func drainDue() {
         self.drain = nil
-        guard let context = self.context ?? (self.closeAfterDrain ? self.partner?.context : nil) else { return }
+        guard let context = self.context ?? (self.closeAfterDrain ? self.partner?.context : nil) else {
+            // Both sockets are gone (both closed with bytes queued): nothing left to deliver to.
+            self.queue.removeAll()
+            self.queuedBytes = 0
+            self.partner = nil
+            return
+        }
         if self.link.isSwallowing {
             self.queue.removeAll()
             self.queuedBytes = 0

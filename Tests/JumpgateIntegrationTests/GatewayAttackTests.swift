@@ -396,6 +396,16 @@ struct GatewayAttackTests {
                 #expect(status == 200, "a correct activation code was refused: \(type)")
             }
 
+            // Each refusal counted under its type: 10 bad signatures, 10 wrong codes, and the 42 throttled
+            // (20 + 1 + 1 sign-ins, 20 registrations).
+            let text = try await GatewayLimitsTests.metrics(lab)
+            func refusals(_ type: String) -> Int {
+                Int(GatewayLimitsTests.sample(text, "jumpgate_refusals_total{type=\"\(type)\"}") ?? 0)
+            }
+            #expect(refusals("InvalidSignatureException") == 10, "\(text)")
+            #expect(refusals("InvalidActivation") == 10, "\(text)")
+            #expect(refusals("ThrottlingException") == 42, "\(text)")
+
             // The log: one summary line per source (written at the latest when the gateway stops), with
             // the source and the key id, and never a secret or a code.
             lab.gateway.signal(SIGTERM)

@@ -94,9 +94,11 @@ struct HostileInputWalkTests {
                 refusedHere.append(channel)
             }
 
-            // 127.0.0.3: WebSocket protocol violations: a reserved opcode, and an unmasked client frame.
+            // 127.0.0.3: WebSocket protocol violations: a reserved opcode, an unmasked client frame (both
+            // refused by the frame reader), and a continuation frame with nothing to continue (refused by
+            // the connection's state machine).
             var violations: [any Channel] = []
-            for bytes: [UInt8] in [[0x83, 0x80, 1, 2, 3, 4], [0x82, 0x01, 0x41]] {
+            for bytes: [UInt8] in [[0x83, 0x80, 1, 2, 3, 4], [0x82, 0x01, 0x41], [0x80, 0x80, 1, 2, 3, 4]] {
                 let channel = try await Self.upgraded(lab, from: "127.0.0.3", path: streamPath)
                 try await channel.writeAndFlush(ByteBuffer(bytes: bytes)).get()
                 violations.append(channel)
@@ -126,6 +128,8 @@ struct HostileInputWalkTests {
                 from: "127.0.0.6",
                 path: "/v1/control-channel/\(lab.instanceID)?role=subscribe&stream=input"
             )
+            let nowhere = try await GatewayAttackTests.connect(lab, from: "127.0.0.6", tls: true)
+            try await nowhere.writeAndFlush(GatewayAttackTests.upgradeRequest(path: "/v1/data-channel/no-such")).get()
             let control = try Self.signedControlUpgrade(lab)
             var endpoint = try GatewayAPITests.endpoint(lab)
             endpoint.sourceAddress = "127.0.0.6"
@@ -135,7 +139,7 @@ struct HostileInputWalkTests {
                 eventLoop: MultiThreadedEventLoopGroup.singleton.next()
             ) { _ in [OpeningFrameWriter(json: ["TokenValue": "not-a-control-token", "AgentVersion": "3.3"])] }
 
-            for channel in refusedHere + violations + [garbage, unsigned, controlChannel] {
+            for channel in refusedHere + violations + [garbage, unsigned, nowhere, controlChannel] {
                 #expect(await GatewayAttackTests.closes(channel, within: 5), "a refused connection was kept")
             }
 
@@ -174,7 +178,8 @@ struct HostileInputWalkTests {
                 Int(GatewayLimitsTests.sample(text, "jumpgate_refusals_total{type=\"\(type)\"}") ?? 0)
             }
             #expect(refusals("DataChannelRefused") == 3 + 300, "\(text)")
-            #expect(refusals("WebSocketProtocolError") == 2, "\(text)")
+            #expect(refusals("WebSocketProtocolError") == 3, "\(text)")
+            #expect(refusals("DoesNotExistException") == 1, "\(text)")
             #expect(refusals("OpeningFrameTimeout") == 1, "\(text)")
             #expect(refusals("HTTPParseError") == 1, "\(text)")
             #expect(refusals("MissingAuthenticationTokenException") == 1, "\(text)")
@@ -186,7 +191,7 @@ struct HostileInputWalkTests {
             let log = lab.gateway.standardError
             let lines = log.split(separator: "\n").filter { $0.contains("refused requests") }
             for (source, count) in [
-                ("127.0.0.2", 3), ("127.0.0.3", 2), ("127.0.0.4", 300), ("127.0.0.5", 1), ("127.0.0.6", 3),
+                ("127.0.0.2", 3), ("127.0.0.3", 3), ("127.0.0.4", 300), ("127.0.0.5", 1), ("127.0.0.6", 4),
             ] {
                 let fromSource = lines.filter { $0.contains("source=\(source)") }
                 #expect(fromSource.count == 1, "\(source): \(lines)")

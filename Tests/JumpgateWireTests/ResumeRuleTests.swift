@@ -83,4 +83,11 @@ struct ResumeRuleTests {
         #expect(!ReliableDeliveryConfiguration().peerReacknowledgesDuplicates)
         #expect(!ReliableDeliveryConfiguration.negotiated([]).peerReacknowledgesDuplicates)
     }
+
+    @Test("with an official peer the outgoing buffer holds 8 MiB at most (its 64 KiB downloads); 32 MiB otherwise")
+    func outgoingLimitByPeer() {
+        #expect(ReliableDeliveryConfiguration.negotiated([]).outgoingLimit.bytes == 8 << 20)
+        #expect(ReliableDeliveryConfiguration.negotiated([.smuxV2]).outgoingLimit.bytes == 8 << 20)
+        #expect(ReliableDeliveryConfiguration.negotiated(.all).outgoingLimit.bytes == 32 << 20)
+    }
 }

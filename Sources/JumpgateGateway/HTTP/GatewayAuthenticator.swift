@@ -7,6 +7,12 @@ import NIOHTTP1
 /// either for a data channel's upgrade (an agent's, or a client's signed as the official plugin does
 /// since 1.2.764.0).
 struct GatewayAuthenticator {
+    /// What a failed sign-in is answered with (each counted once, by `GatewayState.authenticationFailed`).
+    static let signInErrorTypes: Set<String> = [
+        "InvalidSignatureException", "MissingAuthenticationTokenException", "UnrecognizedClientException",
+        "ThrottlingException",
+    ]
+
     let state: GatewayState
 
     /// Whose keys may sign.

@@ -241,7 +241,16 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             case (.POST, _) where path.hasPrefix("/v1/connection-records/"):
                 try self.connectionRecords(context: context, head: head, path: path, query: query)
             case (.GET, _) where path.hasPrefix("/v1/control-channel/") || path.hasPrefix("/v1/data-channel/"):
-                try self.upgrade(context: context, head: head, path: path, query: query)
+                do {
+                    try self.upgrade(context: context, head: head, path: path, query: query)
+                } catch {
+                    // A refused upgrade (no such session, another instance's channel, not a WebSocket
+                    // request) is counted and summed up; failed sign-ins already were, by verify().
+                    if !GatewayAuthenticator.signInErrorTypes.contains(error.type) {
+                        self.state.refused(source: self.source, type: error.type, keyID: nil)
+                    }
+                    throw error
+                }
             default:
                 throw APIError(404, "NotFound", "No such endpoint: \(head.method) \(path).")
             }

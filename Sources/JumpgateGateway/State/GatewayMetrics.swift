@@ -38,10 +38,9 @@ public struct GatewayMetrics: Sendable {
     /// for refusals that have no answer. Anything else counts as `other`, so no peer can create labels.
     static let refusalTypes = [
         "InvalidSignatureException", "UnrecognizedClientException", "MissingAuthenticationTokenException",
-        "InvalidInstanceId", "InvalidActivationId", "InvalidActivation", "ThrottlingException",
-        "DataChannelRefused", "ControlChannelRefused", "WebSocketProtocolError", "OpeningFrameTimeout",
-        "HTTPParseError",
-        "other",
+        "InvalidActivation", "ThrottlingException", "DataChannelRefused", "ControlChannelRefused",
+        "WebSocketProtocolError", "OpeningFrameTimeout", "HTTPParseError", "DoesNotExistException",
+        "AccessDeniedException", "BadRequest", "other",
     ]
 
     func refused(_ type: String) {

@@ -102,6 +102,7 @@ extension GatewayState {
                     keyID: registration.activationID,
                     now: now
                 )
+                self.metrics.refused(throttled ? "ThrottlingException" : "InvalidActivation")
                 if throttled {
                     throw APIError(
                         400,

@@ -55,6 +55,9 @@ public struct ReliableDeliveryConfiguration: Hashable, Sendable {
 
     public init() {}
 
+    /// The outgoing buffer's byte limit with an official peer (no `large-payloads`).
+    public static let officialPeerOutgoingBytes = 8 << 20
+
     /// The settings for a negotiated session.
     public static func negotiated(_ extensions: JumpgateExtensions) -> ReliableDeliveryConfiguration {
         var configuration = ReliableDeliveryConfiguration()
@@ -66,6 +69,12 @@ public struct ReliableDeliveryConfiguration: Hashable, Sendable {
         }
         // Any Jumpgate extension means a Jumpgate peer, which re-acknowledges duplicates.
         configuration.peerReacknowledgesDuplicates = !extensions.isEmpty
+        if !extensions.contains(.largePayloads) {
+            // An official peer has no stream windows, so this buffer alone bounds what a sender holds for
+            // a reader that stopped; with an agent's 64 KiB messages to the official plugin (PortSessionMode)
+            // 32 MiB would be held. 8 MiB is still about 80 ms of the plugin's best download rate.
+            configuration.outgoingLimit.bytes = Self.officialPeerOutgoingBytes
+        }
         return configuration
     }
 }
