@@ -194,6 +194,7 @@ let package = Package(
                 "JumpgateClient",
                 "JumpgateNIO",
                 "JumpgateGateway",
+                "JumpgateAgent",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -150,6 +150,12 @@ struct AgentRunCommand: AsyncParsableCommand {
         help: "Report this AgentVersion instead (test mode: an old version makes the official plugin use basic mode)."
     )
     var compatVersion: String?
+    @Option(
+        name: .long,
+        help:
+            "Seconds between log summaries of what a session's client sent that the agent refused (one line per session)."
+    )
+    var refusalSummaryInterval: Int = 60
     @Option(name: .long, help: LogLevel.help) var logLevel: LogLevel?
     @Flag(
         name: .long,
@@ -159,6 +165,9 @@ struct AgentRunCommand: AsyncParsableCommand {
     var detach = false
 
     func validate() throws {
+        guard (1...86_400).contains(self.refusalSummaryInterval) else {
+            throw ValidationError("--refusal-summary-interval must be between 1 and 86400 seconds.")
+        }
         do {
             if !self.allow.isEmpty || !self.deny.isEmpty { _ = try AllowList(allow: self.allow, deny: self.deny) }
         } catch {
@@ -178,6 +187,7 @@ struct AgentRunCommand: AsyncParsableCommand {
         var options = AgentRunner.Options()
         options.dialTimeout = .seconds(Int64(self.dialTimeout))
         options.offerExtensions = !self.noExtensions
+        options.refusalSummarySeconds = Int64(self.refusalSummaryInterval)
         if let version = self.compatVersion { options.reportedVersion = version }
         let runner: AgentRunner
         do {

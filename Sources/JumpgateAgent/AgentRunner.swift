@@ -20,6 +20,9 @@ public final class AgentRunner: Sendable {
         public var resumeTimeout: TimeAmount = .minutes(5)
         /// Called each time the control channel connects (`agent run --detach` waits for the first).
         public var onConnected: (@Sendable () -> Void)?
+        /// How often a session's refused messages are summarised in the log (one line per session per
+        /// window); tests shorten it.
+        public var refusalSummarySeconds: Int64 = 60
         public init() {}
     }
 
@@ -46,6 +49,8 @@ public final class AgentRunner: Sendable {
     /// Every connection's record until the gateway has it (``ConnectionJournal``), and the upload's state.
     let journal: ConnectionJournal
     let reporting = NIOLockedValueBox<(inFlight: Bool, again: Bool, scheduled: Bool)>((false, false, false))
+    /// What sessions refused from their clients, until it is logged and reported (``AgentRefusals``).
+    let refusals: NIOLockedValueBox<AgentRefusals>
 
     /// A live session: `NIOLoopBound` checks at every access that it is touched on its own event loop.
     struct LiveSession: Sendable {
@@ -63,6 +68,7 @@ public final class AgentRunner: Sendable {
     ) throws {
         self.state = state
         self.journal = ConnectionJournal(directory: state.path)
+        self.refusals = NIOLockedValueBox(AgentRefusals(windowSeconds: options.refusalSummarySeconds))
         self.allowListBox = NIOLockedValueBox(try AllowList(allow: allow ?? state.allow, deny: deny ?? state.deny))
         self.allowListFromCommandLine = allow != nil || deny != nil
         self.options = options

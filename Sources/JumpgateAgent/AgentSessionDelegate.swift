@@ -121,6 +121,10 @@ final class AgentSessionDelegate: PortSessionDelegate, Sendable {
 
     func streamFailed(_ session: PortSession, id: SmuxStreamID, reason: String?) {}
 
+    func messageRefused(_ session: PortSession, _ refusal: SessionRefusal) {
+        self.runner.messageRefused(refusal, sessionID: self.sessionID)
+    }
+
     func sessionEnded(_ session: PortSession, reason: String, byPeer: Bool) {
         self.runner.sessionFinished(self.sessionID)
         self.runner.logger.info(

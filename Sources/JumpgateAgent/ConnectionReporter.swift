@@ -45,16 +45,20 @@ extension AgentRunner {
 
     func uploadConnectionRecords() async {
         var failure: String?
+        // Refusal counts and summaries ride with the first request (alone if there is no record).
+        var refusals = self.refusals.withLockedValue { $0.takeReport() }
         while failure == nil {
             let batch = self.journal.pending(limit: Self.recordsPerRequest)
-            if batch.isEmpty { break }
+            if batch.isEmpty, refusals.isEmpty { break }
             do {
-                try await self.postConnectionRecords(batch)
+                try await self.postConnectionRecords(batch, refusals: refusals)
                 self.journal.acknowledge(batch.count)
+                refusals = AgentRefusals.Report()
             } catch {
                 failure = self.explain(error)
             }
         }
+        if !refusals.isEmpty { self.refusals.withLockedValue { [refusals] in $0.putBack(refusals) } }
         let again = self.reporting.withLockedValue { state -> Bool in
             state.inFlight = false
             defer { state.again = false }
@@ -74,10 +78,12 @@ extension AgentRunner {
         }
     }
 
-    func postConnectionRecords(_ lines: [String]) async throws {
+    func postConnectionRecords(_ lines: [String], refusals: AgentRefusals.Report = .init()) async throws {
+        // The records are journal lines (JSON already); the refusal fields are serialised here.
+        let extra = refusals.fields.map { ",\"\($0.0)\":" + $0.1.serialized() }.joined()
         let response = try await self.signedPost(
             path: "/v1/connection-records/\(self.state.instanceID)",
-            body: Array(("{\"Records\":[" + lines.joined(separator: ",") + "]}").utf8)
+            body: Array(("{\"Records\":[" + lines.joined(separator: ",") + "]" + extra + "}").utf8)
         )
         guard response.status == 200 else {
             throw AgentError(

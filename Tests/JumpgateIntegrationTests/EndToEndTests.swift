@@ -188,6 +188,7 @@ struct EndToEndTests {
             #expect(client.output.contains("Terminate signal received, exiting."))
             #expect(client.output.contains("Exiting session with sessionId: \(sessionID)."))
             #expect(try await Self.historyStatus(lab, sessionID, waitingFor: "Terminated") == "Terminated")
+            try await Self.expectNoAgentRefusals(lab)
         }
     }
 
@@ -233,6 +234,19 @@ struct EndToEndTests {
             #expect(try aws.waitForExit() == 0)
             #expect(aws.output.contains("Terminate signal received, exiting."))
             #expect(try await Self.historyStatus(lab, sessionID, waitingFor: "Terminated") == "Terminated")
+            try await Self.expectNoAgentRefusals(lab)
+        }
+    }
+
+    /// An honest session makes the agent refuse nothing (refusals reach /metrics within a second of
+    /// happening; these sessions ran for seconds after their handshakes).
+    static func expectNoAgentRefusals(_ lab: Lab) async throws {
+        let text = try await GatewayLimitsTests.metrics(lab)
+        for type in SessionRefusal.allCases {
+            #expect(
+                GatewayLimitsTests.counter(text, "jumpgate_agent_refusals_total", type: type.rawValue) == 0,
+                "\(type)"
+            )
         }
     }
 

@@ -400,7 +400,7 @@ struct GatewayAttackTests {
             // (20 + 1 + 1 sign-ins, 20 registrations).
             let text = try await GatewayLimitsTests.metrics(lab)
             func refusals(_ type: String) -> Int {
-                Int(GatewayLimitsTests.sample(text, "jumpgate_refusals_total{type=\"\(type)\"}") ?? 0)
+                GatewayLimitsTests.counter(text, "jumpgate_refusals_total", type: type)
             }
             #expect(refusals("InvalidSignatureException") == 10, "\(text)")
             #expect(refusals("InvalidActivation") == 10, "\(text)")

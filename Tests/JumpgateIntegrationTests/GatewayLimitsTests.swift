@@ -30,6 +30,11 @@ struct GatewayLimitsTests {
         return nil
     }
 
+    /// A counter's value for one `type` label (0 when the series is absent), e.g. `jumpgate_refusals_total`.
+    static func counter(_ text: String, _ name: String, type: String) -> Int {
+        Int(Self.sample(text, "\(name){type=\"\(type)\"}") ?? 0)
+    }
+
     @Test("an idle session ends after the idle timeout, with a reason the client prints; the start says so")
     func idleTimeout() async throws {
         try await EndToEndTests.withLab(gatewayArguments: ["--idle-timeout", "3s"]) { lab, echoPort in

@@ -66,7 +66,8 @@ struct HostileInputWalkTests {
 
     @Test("each refusal is counted under its type and summed up once per source; the agent and the tunnel go on")
     func walk() async throws {
-        try await EndToEndTests.withLab { lab, echoPort in
+        // The agent summarises a session's refusals once an hour here, so the one line it logs comes at SIGTERM.
+        try await EndToEndTests.withLab(agentArguments: ["--refusal-summary-interval", "3600"]) { lab, echoPort in
             let seed = UInt64.random(in: 1...UInt64.max)
             print("HostileInputWalkTests: seed \(seed)")
             let (client, localPort, _) = try EndToEndTests().startSession(lab, host: "127.0.0.1", port: echoPort)
@@ -175,7 +176,7 @@ struct HostileInputWalkTests {
             // /metrics: each refusal under its type, exactly.
             let text = try await GatewayLimitsTests.metrics(lab)
             func refusals(_ type: String) -> Int {
-                Int(GatewayLimitsTests.sample(text, "jumpgate_refusals_total{type=\"\(type)\"}") ?? 0)
+                GatewayLimitsTests.counter(text, "jumpgate_refusals_total", type: type)
             }
             #expect(refusals("DataChannelRefused") == 3 + 300, "\(text)")
             #expect(refusals("WebSocketProtocolError") == 3, "\(text)")
@@ -184,6 +185,33 @@ struct HostileInputWalkTests {
             #expect(refusals("HTTPParseError") == 1, "\(text)")
             #expect(refusals("MissingAuthenticationTokenException") == 1, "\(text)")
             #expect(refusals("ControlChannelRefused") == 1, "\(text)")
+
+            // The agent's refusals of the hostile session's messages (its garbage and broken headers, the
+            // message types a client never sends) reach /metrics with its next connection-record upload.
+            var agentText = text
+            try await ConnectionRecordsTests.eventually("the agent's refusals in /metrics") {
+                agentText = try await GatewayLimitsTests.metrics(lab)
+                return GatewayLimitsTests.counter(agentText, "jumpgate_agent_refusals_total", type: "InvalidMessage")
+                    >= 200
+            }
+            #expect(
+                GatewayLimitsTests.counter(agentText, "jumpgate_agent_refusals_total", type: "UnexpectedMessage") >= 5,
+                "\(agentText)"
+            )
+            // The agent logs them as one summary line for the session (its interval is an hour here, so the
+            // line comes at SIGTERM), never one line per message.
+            lab.agent.signal(SIGTERM)
+            _ = try lab.agent.waitForExit()
+            let agentLines = lab.agent.standardError.split(separator: "\n").filter {
+                $0.contains("refused session messages")
+            }
+            #expect(agentLines.count == 1, "\(agentLines)")
+            #expect(agentLines.first?.contains(own.sessionID) == true, "\(agentLines)")
+            #expect(agentLines.first?.contains("InvalidMessage=") == true, "\(agentLines)")
+            #expect(
+                !lab.agent.standardError.contains("refused a message"),
+                "refusals are summed up, not logged one by one"
+            )
 
             // The log: one summary line per attacking source with its count, and no line per refusal.
             lab.gateway.signal(SIGTERM)
@@ -203,6 +231,61 @@ struct HostileInputWalkTests {
             )
             #expect(!log.contains("channel refused"), "refusals are summed up, not logged one by one")
             #expect(!log.contains("not-a-control-token") && !log.contains(own.tokenValue), "a token reached the log")
+        }
+    }
+
+    @Test("the agent's summary of what a session's client sent it refused reaches the audit trail, on the session")
+    func agentRefusalsAudited() async throws {
+        try await EndToEndTests.withLab(agentArguments: ["--refusal-summary-interval", "1"]) { lab, echoPort in
+            let request: JSONValue = [
+                "Target": .string(lab.instanceID), "DocumentName": "AWS-StartPortForwardingSessionToRemoteHost",
+                "Parameters": ["host": ["127.0.0.1"], "portNumber": [.string("\(echoPort)")]],
+            ]
+            let grant = try SessionGrant(json: try await lab.ssm.call("StartSession", request))
+            let (_, _, path) = try #require(HTTPSEndpoint.parse(url: grant.streamURL))
+            let hostile = try await Self.upgraded(lab, from: "127.0.0.7", path: path)
+            defer { hostile.close(promise: nil) }
+            try await hostile.writeAndFlush(Self.frame(.text, Self.opening(token: grant.tokenValue))).get()
+            // Seven frames that are not SSM messages, and three message types a client never sends.
+            for length in 1...7 {
+                hostile.write(Self.frame(.binary, ByteBuffer(repeating: 0x5A, count: length)), promise: nil)
+            }
+            for type in [MessageType.agentJob, .agentTaskComplete, .interactiveShell] {
+                let message = SSMMessage(
+                    messageType: type,
+                    createdDate: 1_700_000_000_000,
+                    payload: ByteBuffer(string: "x")
+                )
+                hostile.write(Self.frame(.binary, message.encoded()), promise: nil)
+            }
+            try await hostile.writeAndFlush(ByteBuffer()).get()
+
+            var refused: [JSONValue] = []
+            try await ConnectionRecordsTests.eventually("the agent's refusal summary in the audit trail") {
+                let answer = try await lab.ssm.call(
+                    "ListAuditEvents",
+                    ["SessionId": .string(grant.sessionID)],
+                    api: "JumpgateAdmin"
+                )
+                refused = (answer["Events"]?.arrayValue ?? []).filter {
+                    $0["eventName"]?.stringValue == "SessionMessagesRefused"
+                }
+                let total = refused.compactMap { $0["serviceEventDetails"]?["count"]?.int64Value }.reduce(0, +)
+                return total >= 10
+            }
+            let details = refused.compactMap { $0["serviceEventDetails"] }
+            let total = details.compactMap { $0["count"]?.int64Value }.reduce(0, +)
+            let invalid = details.compactMap { $0["refusalTypes"]?["InvalidMessage"]?.int64Value }.reduce(0, +)
+            let unexpected = details.compactMap { $0["refusalTypes"]?["UnexpectedMessage"]?.int64Value }.reduce(0, +)
+            #expect(total == 10 && invalid == 7 && unexpected == 3, "\(refused)")
+            #expect(details.allSatisfy { $0["instanceId"]?.stringValue == lab.instanceID }, "\(refused)")
+            #expect(
+                refused.allSatisfy { $0["userIdentity"]?["userName"]?.stringValue != nil },
+                "the record names the session's owner: \(refused)"
+            )
+            let text = try await GatewayLimitsTests.metrics(lab)
+            #expect(GatewayLimitsTests.counter(text, "jumpgate_agent_refusals_total", type: "InvalidMessage") == 7)
+            #expect(GatewayLimitsTests.counter(text, "jumpgate_agent_refusals_total", type: "UnexpectedMessage") == 3)
         }
     }
 }

@@ -17,6 +17,30 @@ struct NetworkDropTests {
         return (port, { try await CuttableProxy { port } })
     }
 
+    /// The gateway reached through two flaky links: the agent's (its control and data channels) and the
+    /// client's data channel (the gateway's --public-url puts it into the StreamUrl). API calls go
+    /// straight to the gateway.
+    struct TwoLinks {
+        let port: Int
+        let agent: CuttableProxy
+        let client: CuttableProxy
+
+        static func make() async throws -> TwoLinks {
+            let (port, makeLink) = try await NetworkDropTests.gatewayPortAndLink()
+            return TwoLinks(port: port, agent: try await makeLink(), client: try await makeLink())
+        }
+
+        var gatewayArguments: [String] {
+            ["--listen", "127.0.0.1:\(self.port)", "--public-url", "https://127.0.0.1:\(self.client.port)"]
+        }
+        var agentEndpoint: String { "https://127.0.0.1:\(self.agent.port)" }
+
+        func close() {
+            self.agent.close()
+            self.client.close()
+        }
+    }
+
     /// Two busy processes (one per core of the project's machine) for at most `seconds`, stopped by PID
     /// when the test ends: the load under which this test once stalled in a full `./scripts/test`.
     static func cpuHogs(seconds: Int = 90) throws -> [ChildProcess] {
@@ -39,20 +63,12 @@ struct NetworkDropTests {
         if besideCPUHogs {
             print("NetworkDropTests: beside two CPU hogs (pids \(hogs.map(\.process.processIdentifier)))")
         }
-        // The agent reaches the gateway through one flaky link, the client's data channel through another
-        // (the gateway's --public-url puts it into the StreamUrl); API calls go straight to the gateway.
-        let (port, makeLink) = try await Self.gatewayPortAndLink()
-        let agentLink = try await makeLink()
-        let clientLink = try await makeLink()
-        defer {
-            agentLink.close()
-            clientLink.close()
-        }
+        let links = try await TwoLinks.make()
+        let (agentLink, clientLink) = (links.agent, links.client)
+        defer { links.close() }
         try await EndToEndTests.withLab(
-            gatewayArguments: [
-                "--listen", "127.0.0.1:\(port)", "--public-url", "https://127.0.0.1:\(clientLink.port)",
-            ],
-            agentEndpoint: "https://127.0.0.1:\(agentLink.port)"
+            gatewayArguments: links.gatewayArguments,
+            agentEndpoint: links.agentEndpoint
         ) { lab, echoPort in
             let (client, localPort, _) = try EndToEndTests().startSession(
                 lab,

@@ -11,22 +11,16 @@ import Testing
 struct SlowLinkTests {
     @Test("40 ms each way and 8 MB/s on both hops: byte-exact both ways through a client cut and the agent's link down")
     func slowLinksWithCuts() async throws {
-        let (port, makeLink) = try await NetworkDropTests.gatewayPortAndLink()
-        let agentLink = try await makeLink()
-        let clientLink = try await makeLink()
-        defer {
-            agentLink.close()
-            clientLink.close()
-        }
+        let links = try await NetworkDropTests.TwoLinks.make()
+        let (agentLink, clientLink) = (links.agent, links.client)
+        defer { links.close() }
         for link in [agentLink, clientLink] { link.shape(delay: .milliseconds(40), bytesPerSecond: 8_000_000) }
         let size = 24 << 20
         let started = ContinuousClock.now
         try await FullSpeedFaultTests.transfer(
             size: size,
-            gatewayArguments: [
-                "--listen", "127.0.0.1:\(port)", "--public-url", "https://127.0.0.1:\(clientLink.port)",
-            ],
-            agentEndpoint: "https://127.0.0.1:\(agentLink.port)",
+            gatewayArguments: links.gatewayArguments,
+            agentEndpoint: links.agentEndpoint,
             agentReconnects: 1,
             clientResumes: 1
         ) { _, progress in

@@ -31,18 +31,12 @@ struct SoakTests {
         let connections = Self.setting("JUMPGATE_SOAK_CONNECTIONS", 5)
         let seed = UInt64(Self.setting("JUMPGATE_SOAK_SEED", Int.random(in: 1...Int.max)))
         print("SoakTests: \(sessions) sessions x \(connections) connections for \(seconds) s, seed \(seed)")
-        let (port, makeLink) = try await NetworkDropTests.gatewayPortAndLink()
-        let agentLink = try await makeLink()
-        let clientLink = try await makeLink()
-        defer {
-            agentLink.close()
-            clientLink.close()
-        }
+        let links = try await NetworkDropTests.TwoLinks.make()
+        let (agentLink, clientLink) = (links.agent, links.client)
+        defer { links.close() }
         try await EndToEndTests.withLab(
-            gatewayArguments: [
-                "--listen", "127.0.0.1:\(port)", "--public-url", "https://127.0.0.1:\(clientLink.port)",
-            ],
-            agentEndpoint: "https://127.0.0.1:\(agentLink.port)"
+            gatewayArguments: links.gatewayArguments,
+            agentEndpoint: links.agentEndpoint
         ) { lab, echoPort in
             let baseline = try await GatewayLimitsTests.metrics(lab)
             let baselineFDs = GatewayLimitsTests.sample(baseline, "process_open_fds") ?? 0

@@ -13,6 +13,8 @@ final class SessionEvents: PortSessionDelegate {
     var failed: [(id: SmuxStreamID, reason: String?)] = []
     var ended: (reason: String, byPeer: Bool)?
     var activated = 0
+    /// What the session refused from its peer, by type (honest traffic: nothing).
+    var refused: [SessionRefusal: Int] = [:]
     var answer: (PortSession, SmuxStreamID) -> Void = { _, _ in }
 
     func sessionEstablished(_ session: PortSession, negotiated: NegotiatedSession, customerMessage: String) {
@@ -30,6 +32,9 @@ final class SessionEvents: PortSessionDelegate {
     }
     func basicConnectionActivated(_ session: PortSession, channel: any Channel) {
         self.activated += 1
+    }
+    func messageRefused(_ session: PortSession, _ refusal: SessionRefusal) {
+        self.refused[refusal, default: 0] += 1
     }
 }
 
@@ -98,6 +103,9 @@ final class BackToBack {
     let agentEvents = SessionEvents()
     /// Targets the agent attached, by stream.
     var targets: [SmuxStreamID: FakeSocket] = [:]
+    /// Every channel the pair made, finished when the pair goes: a session handler and its channel hold
+    /// each other until the channel closes, so an unfinished one leaks both (LeakSanitizer reported it).
+    private var channels: [EmbeddedChannel] = []
 
     static let forwarding: [(key: String, value: String)] = [
         ("portNumber", "5432"), ("type", "LocalPortForwarding"), ("localPortNumber", "0"),
@@ -132,6 +140,7 @@ final class BackToBack {
         }
         self.clientData = EmbeddedChannel(loop: self.loop)
         self.agentData = EmbeddedChannel(loop: self.loop)
+        self.channels = [self.clientData, self.agentData]
         // The agent dials each requested stream at once unless a test says otherwise.
         self.agentEvents.answer = Self.attachAnswer(self)
         try self.clientData.pipeline.syncOperations.addHandler(self.client)
@@ -176,9 +185,23 @@ final class BackToBack {
         }
     }
 
+    deinit {
+        for channel in self.channels { _ = try? channel.finish(acceptAlreadyClosed: true) }
+        // Closing runs the sessions' close work; shutting the loop down drops any timer still scheduled
+        // (a scheduled task holds its closure, and with it the session).
+        try? self.loop.syncShutdownGracefully()
+    }
+
+    /// A stand-in socket on the pair's loop, finished with the pair.
+    func socket() throws -> FakeSocket {
+        let socket = try FakeSocket(loop: self.loop)
+        self.channels.append(socket.channel)
+        return socket
+    }
+
     /// Client: a new local connection, opened as a stream.
     func connect() throws -> (FakeSocket, SmuxStreamID) {
-        let socket = try FakeSocket(loop: self.loop)
+        let socket = try self.socket()
         let id = try self.client.openStream(for: socket.channel)
         return (socket, id)
     }
@@ -189,6 +212,7 @@ final class BackToBack {
         let old = side == .client ? self.clientData : self.agentData
         _ = try? old.finish()
         let fresh = EmbeddedChannel(loop: self.loop)
+        self.channels.append(fresh)
         try fresh.pipeline.syncOperations.addHandler(side == .client ? self.client : self.agent)
         if side == .client { self.clientData = fresh } else { self.agentData = fresh }
     }
@@ -199,7 +223,7 @@ extension BackToBack {
     static func attachAnswer(_ pair: BackToBack) -> (PortSession, SmuxStreamID) -> Void {
         { [unowned pair] session, id in
             do {
-                let target = try FakeSocket(loop: pair.loop)
+                let target = try pair.socket()
                 pair.targets[id] = target
                 try session.attach(target.channel, to: id)
             } catch {

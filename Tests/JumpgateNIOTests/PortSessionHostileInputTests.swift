@@ -23,6 +23,7 @@ struct PortSessionHostileInputTests {
             let pair = try BackToBack(clientExtensions: extensions, agentExtensions: extensions)
             try pair.settle()
             try PortSessionBackToBackTests.roundTrip(pair, bytes: 50_000)
+            #expect(pair.agentEvents.refused.isEmpty && pair.clientEvents.refused.isEmpty, "honest traffic refused")
             for side in [BackToBack.Side.agent, .client] {
                 let channel = side == .agent ? pair.agentData : pair.clientData
                 for frame in HostileFrames.make(towardsAgent: side == .agent, seed: seed) {
@@ -37,8 +38,54 @@ struct PortSessionHostileInputTests {
                 while try channel.readOutbound(as: WebSocketMessage.self) != nil {}
             }
             #expect(pair.clientEvents.ended == nil && pair.agentEvents.ended == nil, "\(extensions)")
+            // Every refusal reached the owner (the agent counts and summarises them): the garbage and broken
+            // headers, and the types that have no business on the channel. The far-ahead messages are held,
+            // not refused: they wait for a gap that never fills, within the out-of-order bound.
+            for events in [pair.agentEvents, pair.clientEvents] {
+                #expect((events.refused[.invalidMessage] ?? 0) >= 200, "\(events.refused)")
+                #expect((events.refused[.unexpectedMessage] ?? 0) >= 5, "\(events.refused)")
+                // The ack that is not JSON; the client also refuses the agent status whose payload is "x".
+                let payloads = events === pair.agentEvents ? 1 : 2
+                #expect(events.refused[.invalidPayload] == payloads, "\(events.refused)")
+            }
             try PortSessionBackToBackTests.roundTrip(pair, bytes: 50_000)
         }
+    }
+
+    @Test("each kind of refusal reaches the owner once, under its type")
+    func refusalsAreReported() throws {
+        let pair = try BackToBack()
+        try pair.settle()
+        let agent = pair.agent
+        func next(_ payloadType: PayloadType, _ payload: ByteBuffer) -> ByteBuffer {
+            SSMMessage(
+                messageType: .inputStreamData,
+                createdDate: 1_700_000_000_000,
+                sequenceNumber: agent.reliability.expectedSequenceNumber,
+                payloadType: payloadType,
+                payload: payload
+            ).encoded()
+        }
+        func send(_ frame: ByteBuffer) throws { try pair.agentData.writeInbound(WebSocketMessage.binary(frame)) }
+        try send(ByteBuffer(bytes: [1, 2, 3]))
+        #expect(pair.agentEvents.refused == [.invalidMessage: 1])
+        try send(SSMMessage(messageType: .agentJob, createdDate: 1, payload: ByteBuffer(string: "x")).encoded())
+        #expect(pair.agentEvents.refused == [.invalidMessage: 1, .unexpectedMessage: 1])
+        try send(
+            SSMMessage(messageType: .acknowledge, createdDate: 1, payloadType: .none, payload: ByteBuffer(string: "{"))
+                .encoded()
+        )
+        #expect(pair.agentEvents.refused == [.invalidMessage: 1, .unexpectedMessage: 1, .invalidPayload: 1])
+        // In sequence: a handshake request (the agent sends those, never takes one), then a broken flag.
+        try send(next(.handshakeRequest, ByteBuffer(string: "{}")))
+        try send(next(.flag, ByteBuffer(bytes: [1])))
+        #expect(pair.agentEvents.refused == [.invalidMessage: 1, .unexpectedMessage: 2, .invalidPayload: 2])
+        #expect(pair.agentEvents.ended == nil)
+        // Bytes that break smux: refused, and the session ends (a stream table cannot be trusted after it).
+        try send(next(.output, ByteBuffer(bytes: [9, 9, 9, 9, 9, 9, 9, 9])))
+        #expect(pair.agentEvents.refused[.smuxProtocolError] == 1, "\(pair.agentEvents.refused)")
+        #expect(pair.agentEvents.ended?.reason.contains("smux protocol error") == true)
+        #expect(pair.clientEvents.refused.isEmpty)
     }
 
     @Test("a forged channel_closed ends the session it arrived on, with the peer named as the cause")

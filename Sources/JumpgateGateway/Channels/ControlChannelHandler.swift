@@ -36,13 +36,7 @@ final class ControlChannelHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let closed = event as? WebSocketClosedEvent, closed.violation {
-            self.state.refused(
-                source: context.channel.sourceAddress,
-                type: "WebSocketProtocolError",
-                keyID: self.instanceID
-            )
-        }
+        self.state.countViolation(event, on: context.channel, keyID: self.instanceID)
         context.fireUserInboundEventTriggered(event)
     }
 

@@ -42,13 +42,7 @@ final class DataChannelHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let closed = event as? WebSocketClosedEvent, closed.violation {
-            self.state.refused(
-                source: context.channel.sourceAddress,
-                type: "WebSocketProtocolError",
-                keyID: self.sessionID
-            )
-        }
+        self.state.countViolation(event, on: context.channel, keyID: self.sessionID)
         context.fireUserInboundEventTriggered(event)
     }
 

@@ -115,13 +115,17 @@ extension GatewayHTTPHandler {
         guard identity.accessKeyID == instanceID else {
             throw APIError(403, "AccessDeniedException", "\(identity.accessKeyID) cannot report for \(instanceID).")
         }
-        guard let records = (try? JSONValue(parsing: body))?["Records"]?.arrayValue, records.count <= 1000 else {
+        guard let parsed = try? JSONValue(parsing: body), let records = parsed["Records"]?.arrayValue,
+            records.count <= 1000, let refusals = AgentRefusalReport(body: parsed)
+        else {
             throw APIError(
                 400,
                 "ValidationException",
-                "The body must be {\"Records\": [...]} with at most 1000 records."
+                "The body must be {\"Records\": [...]} with at most 1000 records (and optionally the agent's "
+                    + "RefusedMessages and RefusalSummaries)."
             )
         }
+        self.state.recordAgentRefusals(refusals, instanceID: instanceID, source: self.source)
         let (accepted, refused) = self.state.recordConnections(
             instanceID: instanceID,
             source: self.source,

@@ -1,4 +1,5 @@
 import CoreMetrics
+import JumpgateWire
 import NIOCore
 
 /// The gateway's metrics (swift-metrics; the `jumpgate server` executable bootstraps a Prometheus
@@ -42,6 +43,18 @@ public struct GatewayMetrics: Sendable {
         "WebSocketProtocolError", "OpeningFrameTimeout", "HTTPParseError", "DoesNotExistException",
         "AccessDeniedException", "BadRequest", "other",
     ]
+
+    /// What agents refused inside sessions (from their clients), as they report it with their connection
+    /// records: a closed set of types (``SessionRefusal``).
+    private let agentRefusals: [SessionRefusal: Counter] = Dictionary(
+        uniqueKeysWithValues: SessionRefusal.allCases.map {
+            ($0, Counter(label: "jumpgate_agent_refusals_total", dimensions: [("type", $0.rawValue)]))
+        }
+    )
+
+    func agentRefused(_ type: SessionRefusal, count: Int) {
+        self.agentRefusals[type]?.increment(by: count)
+    }
 
     func refused(_ type: String) {
         (self.refusals[type] ?? self.refusals["other"])?.increment()

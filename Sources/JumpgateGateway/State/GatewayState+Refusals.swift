@@ -1,5 +1,8 @@
 // Failed sign-ins and other refusals: the throttle and the per-source log summary (docs/SECURITY.md).
+import JumpgateNIO
+import JumpgateWire
 import NIOConcurrencyHelpers
+import NIOCore
 
 extension GatewayState {
     /// A request failed authentication: counts it (per source and per the access key id it claimed) and
@@ -28,6 +31,13 @@ extension GatewayState {
         let now = self.clock()
         self.storage.withLockedValue { $0.refusals.record(source: source, type: type, keyID: keyID, now: now) }
         self.metrics.refused(type)
+    }
+
+    /// A channel's WebSocket closed on a protocol violation (`event` is a ``WebSocketClosedEvent`` with
+    /// `violation` set): counted and summarised under `WebSocketProtocolError`. Other events pass.
+    func countViolation(_ event: Any, on channel: any Channel, keyID: String) {
+        guard let closed = event as? WebSocketClosedEvent, closed.violation else { return }
+        self.refused(source: channel.sourceAddress, type: "WebSocketProtocolError", keyID: keyID)
     }
 
     /// Summary lines of refused requests whose minute is over (all of them with `all`), for the log.

@@ -12,6 +12,7 @@ extension PortSession {
                 try self.muxFrameReceived(frame)
             }
         } catch {
+            self.refused(.smuxProtocolError, "\(error)")
             self.end(reason: "smux protocol error: \(error)", byPeer: false)
         }
     }

@@ -184,7 +184,7 @@ public final class PortSession: ChannelInboundHandler {
             message = try SSMMessage(decoding: frame)
             try message.validate(self.validationProfile)
         } catch {
-            self.logger.debug("dropped an invalid message", metadata: ["error": "\(error)"])
+            self.refused(.invalidMessage, "\(error)")
             return
         }
         switch message.messageType {
@@ -203,11 +203,26 @@ public final class PortSession: ChannelInboundHandler {
             self.logger.info("the gateway resumed publication", metadata: ["resent": "\(frames.count)"])
             self.writeFrames(frames)
         case .jumpgateAgentStatus:
-            guard !self.isAgent, let status = try? AgentStatusPayload(payload: message.payload) else { return }
+            guard !self.isAgent else { return self.refused(.unexpectedMessage, "\(message.messageType)") }
+            guard let status = try? AgentStatusPayload(payload: message.payload) else {
+                return self.refused(.invalidPayload, "\(message.messageType)")
+            }
             self.delegate?.agentStatusChanged(self, status: status)
         default:
-            break
+            self.refused(.unexpectedMessage, "\(message.messageType)")
         }
+    }
+
+    /// A stream message whose payload type this end never takes (or not in this role or mode).
+    func unexpected(_ message: SSMMessage) {
+        self.refused(.unexpectedMessage, "\(message.payloadType)")
+    }
+
+    /// Something from the peer was refused: dropped (or, for a smux violation, the session ended), logged
+    /// at debug here and counted by the owner, which logs a summary per session per minute (the agent).
+    func refused(_ refusal: SessionRefusal, _ detail: String) {
+        self.logger.debug("refused a message", metadata: ["refusal": "\(refusal.rawValue)", "detail": "\(detail)"])
+        self.delegate?.messageRefused(self, refusal)
     }
 
     var validationProfile: SSMValidationProfile {
@@ -249,25 +264,28 @@ public final class PortSession: ChannelInboundHandler {
     func process(_ message: SSMMessage) {
         switch message.payloadType {
         case .handshakeRequest:
-            guard case .client(var machine) = self.handshake,
-                let request = try? HandshakeRequestPayload(payload: message.payload)
-            else { return }
+            guard case .client(var machine) = self.handshake else { return self.unexpected(message) }
+            guard let request = try? HandshakeRequestPayload(payload: message.payload) else {
+                return self.refused(.invalidPayload, "\(message.payloadType)")
+            }
             let action = machine.requestReceived(request)
             self.handshake = .client(machine)
             if case .sendHandshakeResponse(let response) = action {
                 self.sendStreamMessage(payloadType: .handshakeResponse, payload: response.encoded())
             }
         case .handshakeResponse:
-            guard case .agent(var machine) = self.handshake,
-                let response = try? HandshakeResponsePayload(payload: message.payload)
-            else { return }
+            guard case .agent(var machine) = self.handshake else { return self.unexpected(message) }
+            guard let response = try? HandshakeResponsePayload(payload: message.payload) else {
+                return self.refused(.invalidPayload, "\(message.payloadType)")
+            }
             let action = machine.responseReceived(response, now: self.now)
             self.handshake = .agent(machine)
             self.runAgent(action)
         case .handshakeComplete:
-            guard case .client(var machine) = self.handshake,
-                let complete = try? HandshakeCompletePayload(payload: message.payload)
-            else { return }
+            guard case .client(var machine) = self.handshake else { return self.unexpected(message) }
+            guard let complete = try? HandshakeCompletePayload(payload: message.payload) else {
+                return self.refused(.invalidPayload, "\(message.payloadType)")
+            }
             let action = machine.completeReceived(complete)
             self.handshake = .client(machine)
             switch action {
@@ -280,7 +298,9 @@ public final class PortSession: ChannelInboundHandler {
                 break
             }
         case .flag:
-            guard let flag = try? FlagPayload(payload: message.payload) else { return }
+            guard let flag = try? FlagPayload(payload: message.payload) else {
+                return self.refused(.invalidPayload, "\(message.payloadType)")
+            }
             switch flag {
             case .terminateSession:
                 self.end(reason: "the client terminated the session", byPeer: true)
@@ -301,9 +321,12 @@ public final class PortSession: ChannelInboundHandler {
                 break
             }
         case .jumpgateConnectError:
-            guard self.negotiated?.extensions.contains(.connectErrors) == true,
-                let error = try? ConnectErrorPayload(payload: message.payload)
-            else { return }
+            guard !self.isAgent, self.negotiated?.extensions.contains(.connectErrors) == true else {
+                return self.unexpected(message)
+            }
+            guard let error = try? ConnectErrorPayload(payload: message.payload) else {
+                return self.refused(.invalidPayload, "\(message.payloadType)")
+            }
             self.refusals.reasonReceived(error.reason, for: SmuxStreamID(error.streamID))
         case .output:
             if self.isBasic {
@@ -312,7 +335,7 @@ public final class PortSession: ChannelInboundHandler {
                 self.muxBytesReceived(message.payload)
             }
         default:
-            break
+            self.unexpected(message)
         }
     }
 
@@ -378,7 +401,7 @@ public final class PortSession: ChannelInboundHandler {
                 now: self.now
             )
         } else {
-            return
+            return self.refused(.invalidPayload, "\(message.messageType)")
         }
         if case .acknowledged(windowOpened: true) = result {
             self.resumeBlockedStreams()

@@ -16,11 +16,15 @@ public protocol PortSessionDelegate: AnyObject {
     func basicConnectionActivated(_ session: PortSession, channel: any Channel)
     /// Client: the gateway says the agent went away (its connections may be lost) or came back.
     func agentStatusChanged(_ session: PortSession, status: AgentStatusPayload)
+    /// Something from the peer was refused (dropped; a smux violation also ends the session). Called on
+    /// the session's event loop, once per refusal: the owner counts and summarises.
+    func messageRefused(_ session: PortSession, _ refusal: SessionRefusal)
 }
 
 extension PortSessionDelegate {
     public func basicConnectionActivated(_ session: PortSession, channel: any Channel) {}
     public func agentStatusChanged(_ session: PortSession, status: AgentStatusPayload) {}
+    public func messageRefused(_ session: PortSession, _ refusal: SessionRefusal) {}
 }
 
 /// What went through a port session's local connections (client: the laptop's; agent: the targets').
