@@ -104,21 +104,8 @@ struct StoreFullTests {
         lab.gateway.stop()
         client.stop()
         try makeRoom()
-        let gateway = try ChildProcess(
-            "gateway (restarted)",
-            ["server", "--data-dir", dataDirectory, "--listen", "127.0.0.1:0", "--format", "json"]
-        )
+        let (gateway, ssm) = try Self.restartGateway(lab, dataDirectory: dataDirectory)
         defer { gateway.stop() }
-        let ready = try JSONValue(parsing: try gateway.waitForLine { $0.hasPrefix("{") })
-        let ssm = try SSMClient(
-            configuration: ClientConfiguration.resolve(
-                profile: "jumpgate-admin",
-                region: "eu-west-1",
-                endpointURL: try #require(ready["url"]?.stringValue),
-                caFile: lab.caFile,
-                environment: lab.environment
-            )
-        )
         let restarted = try await Self.view(ssm)
         #expect(
             restarted.instances == after.instances,
@@ -134,6 +121,25 @@ struct StoreFullTests {
         let ended = history["Sessions"]?.arrayValue?.contains { $0["SessionId"]?.stringValue == sessionID } == true
         #expect(ended == !refused.contains("TerminateSession"), "the session's end on disk differs from the API's")
         return refused
+    }
+
+    /// A gateway started on `dataDirectory` (the lab's own stopped first), and an admin client for it.
+    static func restartGateway(_ lab: EndToEndTests.Lab, dataDirectory: String) throws -> (ChildProcess, SSMClient) {
+        let gateway = try ChildProcess(
+            "gateway (restarted)",
+            ["server", "--data-dir", dataDirectory, "--listen", "127.0.0.1:0", "--format", "json"]
+        )
+        let ready = try JSONValue(parsing: try gateway.waitForLine { $0.hasPrefix("{") })
+        let ssm = try SSMClient(
+            configuration: ClientConfiguration.resolve(
+                profile: "jumpgate-admin",
+                region: "eu-west-1",
+                endpointURL: try #require(ready["url"]?.stringValue),
+                caFile: lab.caFile,
+                environment: lab.environment
+            )
+        )
+        return (gateway, ssm)
     }
 
     @Test("a store at its size limit (SQLite max_page_count): every refused change leaves memory and store equal")
@@ -153,14 +159,19 @@ struct StoreFullTests {
     /// skipped, not passed, where it cannot (CI runs as root).
     static let canMount = getuid() == 0 && FileManager.default.fileExists(atPath: "/bin/mount")
 
-    /// Mounts a 2 MiB tmpfs (needs root) for `body`; returns false, having run nothing, where it cannot.
-    static func withSmallFileSystem(_ test: String, _ body: (String) async throws -> Void) async throws -> Bool {
+    /// Mounts a tmpfs of `size` (2 MiB by default; needs root) for `body`; returns false, having run nothing,
+    /// where it cannot.
+    static func withSmallFileSystem(
+        _ test: String,
+        size: String = "2m",
+        _ body: (String) async throws -> Void
+    ) async throws -> Bool {
         let mountPoint = NSTemporaryDirectory() + "jumpgate-full-" + MessageID.random().description
         try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: mountPoint) }
         let mount = try ChildProcess(
             "mount",
-            ["-t", "tmpfs", "-o", "size=2m", "tmpfs", mountPoint],
+            ["-t", "tmpfs", "-o", "size=\(size)", "tmpfs", mountPoint],
             executable: "mount"
         )
         guard try mount.waitForExit() == 0 else {
