@@ -12,6 +12,8 @@ import NIOConcurrencyHelpers
 struct AgentRefusals: Sendable {
     /// What the next upload carries.
     struct Report: Sendable, Equatable {
+        /// Sent with every attempt of this report, so the gateway counts and audits it once.
+        var id = MessageID.random().description
         var counts: [SessionRefusal: Int] = [:]
         var lines: [RefusalSummary.Line] = []
         var isEmpty: Bool { self.counts.isEmpty && self.lines.isEmpty }
@@ -32,27 +34,35 @@ struct AgentRefusals: Sendable {
                     ("WindowStart", .integer(line.windowStart)),
                 ])
             }
-            return [("RefusedMessages", .object(counts)), ("RefusalSummaries", .array(lines))]
+            return [
+                ("ReportId", .string(self.id)), ("RefusedMessages", .object(counts)),
+                ("RefusalSummaries", .array(lines)),
+            ]
         }
     }
 
     /// Summary lines kept for the gateway while it cannot be reached; older ones go (their counts were
     /// reported, and the agent's own log has them).
     static let maximumPendingLines = 1_000
+    /// The most a report counts per type (the gateway's bound); a flood beyond it in one report is clipped.
+    static let maximumCount = 100_000_000
 
     private var summary: RefusalSummary
     private var pending = Report()
+    /// The report being sent, resent as it is (same id) until the gateway takes it; what comes meanwhile
+    /// waits in `pending` for the next one.
+    private var inFlight: Report?
     /// Whether a summary flush is scheduled (one per window).
     var flushScheduled = false
 
     init(windowSeconds: Int64 = 60) {
-        self.summary = RefusalSummary(windowSeconds: windowSeconds, maximumSources: 10_000)
+        self.summary = RefusalSummary(windowSeconds: max(1, windowSeconds), maximumSources: 10_000)
     }
 
     var windowSeconds: Int64 { self.summary.windowSeconds }
 
     mutating func record(_ refusal: SessionRefusal, sessionID: String, now: Int64) {
-        self.pending.counts[refusal, default: 0] += 1
+        self.pending.counts[refusal] = min(Self.maximumCount, self.pending.counts[refusal, default: 0] + 1)
         self.summary.record(source: sessionID, type: refusal.rawValue, keyID: nil, now: now)
     }
 
@@ -66,19 +76,19 @@ struct AgentRefusals: Sendable {
         return lines
     }
 
-    /// Takes what the next upload carries.
-    mutating func takeReport() -> Report {
-        defer { self.pending = Report() }
-        return self.pending
+    /// What the next upload carries: the report in flight if there is one (it failed: sent again as it
+    /// was), else what is pending, which then becomes the report in flight.
+    mutating func nextReport() -> Report {
+        if let inFlight = self.inFlight { return inFlight }
+        guard !self.pending.isEmpty else { return Report() }
+        self.inFlight = self.pending
+        self.pending = Report()
+        return self.inFlight ?? Report()
     }
 
-    /// An upload failed: its refusals go back, to be sent with the next one.
-    mutating func putBack(_ report: Report) {
-        self.pending.counts.merge(report.counts, uniquingKeysWith: +)
-        self.pending.lines = report.lines + self.pending.lines
-        if self.pending.lines.count > Self.maximumPendingLines {
-            self.pending.lines.removeFirst(self.pending.lines.count - Self.maximumPendingLines)
-        }
+    /// The gateway took the report with this id.
+    mutating func delivered(_ id: String) {
+        if self.inFlight?.id == id { self.inFlight = nil }
     }
 }
 
@@ -96,15 +106,17 @@ extension AgentRunner {
         let window = self.refusals.withLockedValue { $0.windowSeconds }
         Task {
             try? await Task.sleep(nanoseconds: UInt64(window) * 1_000_000_000)
-            self.flushRefusals(all: true)
+            self.flushRefusals(all: true, scheduled: true)
         }
     }
 
-    /// Logs the refusal summary (one line per session), and sends it with the next upload.
-    func flushRefusals(all: Bool) {
+    /// Logs the refusal summary (one line per session) and sends it with the next upload (`report`; at
+    /// shutdown the caller uploads at once). `scheduled`: the interval's flush, after which the next
+    /// refusal schedules another (a shutdown flush leaves the schedule alone).
+    func flushRefusals(all: Bool, scheduled: Bool = false, report: Bool = true) {
         let now = WallClock.nowSeconds()
         let lines = self.refusals.withLockedValue { refusals in
-            refusals.flushScheduled = false
+            if scheduled { refusals.flushScheduled = false }
             return refusals.flush(now: now, all: all)
         }
         guard !lines.isEmpty else { return }
@@ -118,6 +130,6 @@ extension AgentRunner {
                 ]
             )
         }
-        self.scheduleReport()
+        if report { self.scheduleReport() }
     }
 }

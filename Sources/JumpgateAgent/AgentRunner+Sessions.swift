@@ -145,8 +145,9 @@ extension AgentRunner {
             // Let the agent_task_complete messages reach the gateway before the control channel closes.
             try? await Task.sleep(nanoseconds: UInt64(timeout.nanoseconds))
         }
-        // What sessions refused goes to the log now, not at the end of its minute.
-        self.flushRefusals(all: true)
+        // What sessions refused goes to the log now, not at the end of its interval, and to the gateway.
+        self.flushRefusals(all: true, report: false)
+        await self.uploadBeforeExit()
         try? await self.control.withLockedValue({ $0 })?.close()
     }
 

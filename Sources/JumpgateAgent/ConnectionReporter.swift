@@ -45,20 +45,20 @@ extension AgentRunner {
 
     func uploadConnectionRecords() async {
         var failure: String?
-        // Refusal counts and summaries ride with the first request (alone if there is no record).
-        var refusals = self.refusals.withLockedValue { $0.takeReport() }
         while failure == nil {
+            // Refusal counts and summaries ride with the records (alone if there is no record); a report
+            // that failed goes again as it was, with its id.
+            let refusals = self.refusals.withLockedValue { $0.nextReport() }
             let batch = self.journal.pending(limit: Self.recordsPerRequest)
             if batch.isEmpty, refusals.isEmpty { break }
             do {
                 try await self.postConnectionRecords(batch, refusals: refusals)
                 self.journal.acknowledge(batch.count)
-                refusals = AgentRefusals.Report()
+                self.refusals.withLockedValue { $0.delivered(refusals.id) }
             } catch {
                 failure = self.explain(error)
             }
         }
-        if !refusals.isEmpty { self.refusals.withLockedValue { [refusals] in $0.putBack(refusals) } }
         let again = self.reporting.withLockedValue { state -> Bool in
             state.inFlight = false
             defer { state.again = false }
@@ -75,6 +75,31 @@ extension AgentRunner {
             }
         } else if again {
             self.reportConnections()
+        }
+    }
+
+    /// SIGTERM: one last upload (the final refusal summaries and whatever records wait), within `timeout`;
+    /// what it cannot send stays in the journal (records) or is lost with the process (refusals).
+    func uploadBeforeExit(timeout: Duration = .seconds(2)) async {
+        let done = NIOLockedValueBox(false)
+        Task {
+            // Take the upload slot once the running upload (if any) is over.
+            for _ in 0..<100 {
+                let mine = self.reporting.withLockedValue { state -> Bool in
+                    guard !state.inFlight else { return false }
+                    state.inFlight = true
+                    state.again = false
+                    return true
+                }
+                if mine { break }
+                try? await Task.sleep(nanoseconds: 20_000_000)
+            }
+            await self.uploadConnectionRecords()
+            done.withLockedValue { $0 = true }
+        }
+        let deadline = ContinuousClock.now + timeout
+        while !done.withLockedValue({ $0 }), ContinuousClock.now < deadline {
+            try? await Task.sleep(nanoseconds: 20_000_000)
         }
     }
 

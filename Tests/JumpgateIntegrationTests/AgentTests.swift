@@ -211,6 +211,8 @@ struct AgentTests {
             _ = try refused.waitForLine { $0.contains("Connection to destination port failed, check SSM Agent logs.") }
             try await Task.sleep(nanoseconds: 300_000_000)
             #expect(!refused.output.contains { $0.hasPrefix("The agent says: ") })
+            // Official-mode traffic (per-message acks, digests, smux v1, a refused stream): nothing refused.
+            try await EndToEndTests.expectNoAgentRefusals(lab)
         }
     }
 
@@ -255,6 +257,8 @@ struct AgentTests {
             #expect(log.contains("mode=basic"), "\(log.suffix(1500))")
             #expect(client.output.contains("Connection accepted for session \(sessionID)."))
             #expect(client.process.isRunning)
+            // Basic mode (DisconnectToPort flags, re-dials, a waiting connection): nothing refused.
+            try await EndToEndTests.expectNoAgentRefusals(lab)
         }
     }
 }

@@ -238,9 +238,11 @@ struct EndToEndTests {
         }
     }
 
-    /// An honest session makes the agent refuse nothing (refusals reach /metrics within a second of
-    /// happening; these sessions ran for seconds after their handshakes).
+    /// An honest session makes the agent refuse nothing. The agent is stopped first: at SIGTERM it sends
+    /// whatever refusals it has not reported yet, so /metrics is complete once it has exited.
     static func expectNoAgentRefusals(_ lab: Lab) async throws {
+        lab.agent.signal(SIGTERM)
+        _ = try lab.agent.waitForExit()
         let text = try await GatewayLimitsTests.metrics(lab)
         for type in SessionRefusal.allCases {
             #expect(

@@ -118,6 +118,9 @@ struct NetworkDropTests {
             )
             #expect(client.standardError.contains("session resumed"), "\(client.standardError.suffix(1500))")
             #expect(lab.gateway.process.isRunning)
+            // Resends after both resumes (duplicates, acknowledgements of what was already acknowledged):
+            // nothing refused.
+            try await EndToEndTests.expectNoAgentRefusals(lab)
         }
     }
 

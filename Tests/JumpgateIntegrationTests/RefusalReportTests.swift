@@ -25,62 +25,92 @@ struct RefusalReportTests {
         #expect(rest.map(\.source) == ["b", "other"])
     }
 
-    static func take(_ refusals: inout AgentRefusals) -> AgentRefusals.Report { refusals.takeReport() }
+    static func next(_ refusals: inout AgentRefusals) -> AgentRefusals.Report { refusals.nextReport() }
     static func flush(_ refusals: inout AgentRefusals, now: Int64, all: Bool) -> [RefusalSummary.Line] {
         refusals.flush(now: now, all: all)
     }
+    static let now: Int64 = 1_700_000_000
 
-    @Test("the agent's counts go with the next upload, its summary lines when their window ends")
+    /// The report as the gateway reads it from an upload's body.
+    static func parsed(_ report: AgentRefusals.Report, now: Int64 = Self.now) throws -> AgentRefusalReport?? {
+        let body = JSONValue.object([("Records", .array([]))] + report.fields.map { ($0.0, $0.1) })
+        return AgentRefusalReport.parse(try JSONValue(parsing: Array(body.serialized().utf8)), now: now)
+    }
+
+    @Test(
+        "the agent's counts go with the next upload, its summary lines when their window ends; a failed report goes again as it was"
+    )
     func agentRefusals() throws {
         var refusals = AgentRefusals(windowSeconds: 60)
-        refusals.record(.invalidMessage, sessionID: "s-1", now: 10)
-        refusals.record(.invalidMessage, sessionID: "s-1", now: 11)
-        refusals.record(.unexpectedMessage, sessionID: "s-2", now: 12)
-        #expect(Self.flush(&refusals, now: 20, all: false).isEmpty)
-        let report = Self.take(&refusals)
+        refusals.record(.invalidMessage, sessionID: "s-1", now: Self.now + 10)
+        refusals.record(.invalidMessage, sessionID: "s-1", now: Self.now + 11)
+        refusals.record(.unexpectedMessage, sessionID: "s-2", now: Self.now + 12)
+        #expect(Self.flush(&refusals, now: Self.now + 20, all: false).isEmpty)
+        let report = Self.next(&refusals)
         #expect(report.counts == [.invalidMessage: 2, .unexpectedMessage: 1] && report.lines.isEmpty)
-        #expect(Self.take(&refusals).isEmpty, "counts were reported twice")
-        // A failed upload puts its refusals back; the next one carries them with what came since.
-        refusals.putBack(report)
-        refusals.record(.smuxProtocolError, sessionID: "s-2", now: 13)
-        let lines = Self.flush(&refusals, now: 70, all: false)
+        // Not delivered yet (the upload failed): the same report, same id, whatever came since.
+        refusals.record(.smuxProtocolError, sessionID: "s-2", now: Self.now + 13)
+        #expect(Self.next(&refusals) == report)
+        refusals.delivered(report.id)
+        let lines = Self.flush(&refusals, now: Self.now + 70, all: false)
         #expect(lines.map(\.source) == ["s-1"] && lines.first?.count == 2)
-        let next = Self.take(&refusals)
-        #expect(next.counts == [.invalidMessage: 2, .unexpectedMessage: 1, .smuxProtocolError: 1])
-        #expect(next.lines == lines)
+        let second = Self.next(&refusals)
+        #expect(second.id != report.id)
+        #expect(second.counts == [.smuxProtocolError: 1] && second.lines == lines)
+        refusals.delivered(second.id)
+        #expect(Self.next(&refusals).isEmpty, "a delivered report came again")
         // What the gateway reads from the upload is what the agent sent.
-        let body = JSONValue.object([("Records", .array([]))] + next.fields.map { ($0.0, $0.1) })
-        let parsed = try #require(AgentRefusalReport(body: try JSONValue(parsing: Array(body.serialized().utf8))))
-        #expect(parsed.counts == next.counts)
+        let read = try #require(try Self.parsed(second) ?? nil)
+        #expect(read.reportID == second.id && read.counts == second.counts)
         #expect(
-            parsed.lines == [.init(sessionID: "s-1", count: 2, types: [.invalidMessage: 2], windowStart: 10)]
+            read.lines == [.init(sessionID: "s-1", count: 2, types: [.invalidMessage: 2], windowStart: Self.now + 10)]
         )
     }
 
-    @Test("summary lines kept for an unreachable gateway are bounded")
+    @Test("summary lines kept for an unreachable gateway are bounded; counts are clipped, never dropped")
     func pendingLinesBounded() {
         var refusals = AgentRefusals(windowSeconds: 1)
         for i in 0..<(AgentRefusals.maximumPendingLines + 10) {
             refusals.record(.invalidMessage, sessionID: "s-\(i)", now: 0)
         }
         _ = Self.flush(&refusals, now: 5, all: false)
-        let report = Self.take(&refusals)
+        let report = Self.next(&refusals)
         #expect(report.lines.count == AgentRefusals.maximumPendingLines)
-        #expect(report.counts[.invalidMessage] == AgentRefusals.maximumPendingLines + 10, "counts are never dropped")
+        #expect(report.counts[.invalidMessage] == AgentRefusals.maximumPendingLines + 10)
     }
 
-    @Test("an upload's refusal fields: each malformed one is refused, unknown types are ignored")
+    @Test("a resent report is counted and audited once")
+    func resendRecordedOnce() {
+        let state = GatewayState(clock: { Self.now })
+        let report = AgentRefusalReport(reportID: "r-1", counts: [.invalidMessage: 3])
+        #expect(state.recordAgentRefusals(report, instanceID: "mi-1", source: "127.0.0.1"))
+        #expect(!state.recordAgentRefusals(report, instanceID: "mi-1", source: "127.0.0.1"), "counted twice")
+        // Ids are the agent's own: the same id from another agent is another report.
+        #expect(state.recordAgentRefusals(report, instanceID: "mi-2", source: "127.0.0.1"))
+    }
+
+    @Test("an upload's refusal fields: each malformed report is refused whole, unknown types are ignored")
     func reportValidation() throws {
-        func parse(_ text: String) throws -> AgentRefusalReport? {
-            AgentRefusalReport(body: try JSONValue(parsing: Array(("{\"Records\":[]," + text + "}").utf8)))
+        func parse(_ text: String) throws -> AgentRefusalReport?? {
+            AgentRefusalReport.parse(
+                try JSONValue(parsing: Array(("{\"Records\":[],\"ReportId\":\"r-1\"," + text + "}").utf8)),
+                now: Self.now
+            )
         }
         func line(_ fields: String) -> String { "\"RefusalSummaries\":[{" + fields + "}]" }
-        let good = "\"SessionId\":\"s-1\",\"Count\":3,\"Types\":{\"InvalidMessage\":3},\"WindowStart\":5"
-        #expect(try parse(line(good))?.lines.count == 1)
+        let good = "\"SessionId\":\"s-1\",\"Count\":3,\"Types\":{\"InvalidMessage\":3},\"WindowStart\":\(Self.now)"
+        #expect(try parse(line(good))??.lines.count == 1)
         #expect(
-            try parse("\"RefusedMessages\":{\"InvalidMessage\":4,\"FromTheFuture\":9}")?.counts == [.invalidMessage: 4]
+            try parse("\"RefusedMessages\":{\"InvalidMessage\":4,\"FromTheFuture\":9}")??.counts == [.invalidMessage: 4]
         )
-        #expect(AgentRefusalReport(body: ["Records": []]) == AgentRefusalReport(), "no fields: an empty report")
+        let none = AgentRefusalReport.parse(["Records": []], now: Self.now)
+        #expect(none == .none, "no fields: no report")
+        #expect(
+            AgentRefusalReport.parse(["Records": [], "RefusedMessages": ["InvalidMessage": 1]], now: Self.now)
+                == .some(nil),
+            "a report without its id"
+        )
+        let lines = Array(repeating: "{" + good + "}", count: AgentRefusalReport.maximumLines + 1)
         for bad in [
             "\"RefusedMessages\":[1]",
             "\"RefusedMessages\":{\"InvalidMessage\":-1}",
@@ -90,14 +120,16 @@ struct RefusalReportTests {
             line(good.replacingOccurrences(of: "\"s-1\"", with: "\"\"")),
             line(good.replacingOccurrences(of: "\"s-1\"", with: "\"" + String(repeating: "s", count: 129) + "\"")),
             line(good.replacingOccurrences(of: "\"Count\":3", with: "\"Count\":0")),
-            line(good.replacingOccurrences(of: "\"WindowStart\":5", with: "\"WindowStart\":-5")),
+            line(good.replacingOccurrences(of: "\"Count\":3", with: "\"Count\":4")),
+            line(good.replacingOccurrences(of: "\(Self.now)", with: "-5")),
+            line(good.replacingOccurrences(of: "\(Self.now)", with: "67770000000000000")),
+            line(good.replacingOccurrences(of: "\(Self.now)", with: "\(Self.now + 2 * 86_400)")),
             line(good.replacingOccurrences(of: "{\"InvalidMessage\":3}", with: "[3]")),
+            line(good.replacingOccurrences(of: "{\"InvalidMessage\":3}", with: "{}")),
             line(good.replacingOccurrences(of: ",\"Types\":{\"InvalidMessage\":3}", with: "")),
-            "\"RefusalSummaries\":["
-                + Array(repeating: "{" + good + "}", count: AgentRefusalReport.maximumLines + 1).joined(separator: ",")
-                + "]",
+            "\"RefusalSummaries\":[" + lines.joined(separator: ",") + "]",
         ] {
-            #expect(try parse(bad) == nil, "accepted: \(bad.prefix(120))")
+            #expect(try parse(bad) == .some(nil), "accepted: \(bad.prefix(120))")
         }
     }
 }

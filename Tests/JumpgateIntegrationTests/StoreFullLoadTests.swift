@@ -42,12 +42,17 @@ struct StoreFullLoadTests {
 
                 // The tunnel: 256 KiB echoes one after another, each checked byte-exact, for the whole load
                 // (bounded: 2,000 of them).
+                let echoedWhileFull = NIOLockedValueBox(0)
                 let tunnel = Task { () -> (ok: Int, failed: Int) in
                     var (ok, failed) = (0, 0)
                     for round in 0..<2000 where phase.withLockedValue({ $0 }) != .stop {
                         let bytes = randomBuffer(256 << 10 + round)
+                        let started = phase.withLockedValue { $0 }
                         if (try? await echoRoundTrip(port: localPort, bytes: bytes)) == bytes {
                             ok += 1
+                            if started == .full, phase.withLockedValue({ $0 }) == .full {
+                                echoedWhileFull.withLockedValue { $0 += 1 }
+                            }
                         } else {
                             failed += 1
                         }
@@ -91,6 +96,9 @@ struct StoreFullLoadTests {
                     outcomes.withLockedValue { $0.refusals } >= refusedBefore + 20
                 }
                 #expect(try await StoreFullTests.healthz(lab).status == 503)
+                try await Self.until("3 echoes through the tunnel while the disk is full") {
+                    echoedWhileFull.withLockedValue { $0 } >= 3
+                }
 
                 // Space freed: writes succeed again.
                 try FileManager.default.removeItem(atPath: filler)
@@ -104,6 +112,10 @@ struct StoreFullLoadTests {
                 }
                 phase.withLockedValue { $0 = .stop }
                 await writers.value
+                // And a new session works.
+                let (fresh, freshPort, _) = try EndToEndTests().startSession(lab, host: "127.0.0.1", port: echoPort)
+                defer { fresh.stop() }
+                #expect(try await parallelEchoes(port: freshPort, count: 2, baseSize: 4096, step: 1) == 2)
 
                 let echoes = await tunnel.value
                 print("StoreFullLoadTests: \(echoes.ok) echoes through the tunnel during the load")
@@ -182,8 +194,10 @@ struct StoreFullLoadTests {
         defer { Glibc.close(descriptor) }
         for size in [1 << 20, 4096] {
             let chunk = [UInt8](repeating: 0, count: size)
-            // Bounded: a 64 MiB file system takes at most 64 chunks of 1 MiB and 256 of 4 KiB.
-            for _ in 0..<100_000 where Glibc.write(descriptor, chunk, size) == size {}
+            // Until a write falls short; bounded: a 64 MiB file system takes at most 64 chunks of 1 MiB.
+            for _ in 0..<100_000 {
+                if Glibc.write(descriptor, chunk, size) != size { break }
+            }
         }
         return filler
     }

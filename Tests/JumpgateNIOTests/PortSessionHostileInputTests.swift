@@ -80,6 +80,30 @@ struct PortSessionHostileInputTests {
         try send(next(.handshakeRequest, ByteBuffer(string: "{}")))
         try send(next(.flag, ByteBuffer(bytes: [1])))
         #expect(pair.agentEvents.refused == [.invalidMessage: 1, .unexpectedMessage: 2, .invalidPayload: 2])
+        // An acknowledgement of a message the agent never sent, and a negative sequence number.
+        let forgedAck = AcknowledgeContent(
+            acknowledgedMessageType: .outputStreamData,
+            acknowledgedMessageID: .random(),
+            acknowledgedSequenceNumber: agent.reliability.nextSequenceNumber + 1_000
+        )
+        try send(
+            SSMMessage(
+                messageType: .acknowledge,
+                createdDate: 1,
+                payloadType: .none,
+                payload: ByteBuffer(bytes: forgedAck.json.serializedBytes())
+            ).encoded()
+        )
+        try send(
+            SSMMessage(
+                messageType: .inputStreamData,
+                createdDate: 1,
+                sequenceNumber: -7,
+                payload: ByteBuffer(string: "x")
+            )
+            .encoded()
+        )
+        #expect(pair.agentEvents.refused == [.invalidMessage: 2, .unexpectedMessage: 3, .invalidPayload: 2])
         #expect(pair.agentEvents.ended == nil)
         // Bytes that break smux: refused, and the session ends (a stream table cannot be trusted after it).
         try send(next(.output, ByteBuffer(bytes: [9, 9, 9, 9, 9, 9, 9, 9])))

@@ -1,5 +1,6 @@
 import JumpgateAccess
 import JumpgateWire
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
@@ -46,11 +47,7 @@ extension GatewayState {
                     refused += 1
                     continue
                 }
-                storage.recentRecordIDs.insert(id)
-                storage.recentRecordOrder.append(id)
-                if storage.recentRecordOrder.count > Self.rememberedRecordIDs {
-                    storage.recentRecordIDs.remove(storage.recentRecordOrder.removeFirst())
-                }
+                storage.remember(id)
                 pending.append(
                     (event, details, dropped, sessionID, session.flatMap { storage.directory.users[$0.owner] })
                 )
@@ -116,16 +113,27 @@ extension GatewayHTTPHandler {
             throw APIError(403, "AccessDeniedException", "\(identity.accessKeyID) cannot report for \(instanceID).")
         }
         guard let parsed = try? JSONValue(parsing: body), let records = parsed["Records"]?.arrayValue,
-            records.count <= 1000, let refusals = AgentRefusalReport(body: parsed)
+            records.count <= 1000
         else {
             throw APIError(
                 400,
                 "ValidationException",
-                "The body must be {\"Records\": [...]} with at most 1000 records (and optionally the agent's "
-                    + "RefusedMessages and RefusalSummaries)."
+                "The body must be {\"Records\": [...]} with at most 1000 records."
             )
         }
-        self.state.recordAgentRefusals(refusals, instanceID: instanceID, source: self.source)
+        // The agent's refusal report rides along; a malformed one is ignored (and logged), never a reason
+        // to refuse the records, which the agent would then resend forever.
+        switch AgentRefusalReport.parse(parsed, now: self.state.clock()) {
+        case .none:
+            break
+        case .some(.some(let report)):
+            self.state.recordAgentRefusals(report, instanceID: instanceID, source: self.source)
+        case .some(.none):
+            self.logger.warning(
+                "ignored a malformed refusal report",
+                metadata: ["jumpgate.instance_id": "\(instanceID)", "source": "\(self.source)"]
+            )
+        }
         let (accepted, refused) = self.state.recordConnections(
             instanceID: instanceID,
             source: self.source,

@@ -86,6 +86,18 @@ public final class GatewayState: Sendable {
         /// Connection record ids recorded lately, and their order (oldest first), for dropping resends.
         var recentRecordIDs: Set<String> = []
         var recentRecordOrder = CircularBuffer<String>()
+
+        /// Remembers an agent's record or report id; returns false if it was already there (a resend
+        /// after a lost answer). The last ``GatewayState/rememberedRecordIDs`` ids are kept.
+        @discardableResult
+        mutating func remember(_ id: String) -> Bool {
+            guard self.recentRecordIDs.insert(id).inserted else { return false }
+            self.recentRecordOrder.append(id)
+            if self.recentRecordOrder.count > GatewayState.rememberedRecordIDs {
+                self.recentRecordIDs.remove(self.recentRecordOrder.removeFirst())
+            }
+            return true
+        }
     }
 
     let storage = NIOLockedValueBox(Storage())

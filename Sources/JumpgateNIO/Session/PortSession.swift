@@ -232,6 +232,9 @@ public final class PortSession: ChannelInboundHandler {
     }
 
     func streamMessageReceived(_ message: SSMMessage) {
+        guard message.sequenceNumber >= 0 else {
+            return self.refused(.invalidMessage, "sequence number \(message.sequenceNumber)")
+        }
         self.logger.trace(
             "stream message",
             metadata: [
@@ -391,11 +394,17 @@ public final class PortSession: ChannelInboundHandler {
         let result: ReliableDeliveryStateMachine.AcknowledgementResult
         if message.payloadType == .jumpgateCumulativeAck, let ack = try? CumulativeAckPayload(payload: message.payload)
         {
+            guard ack.highestContiguousSequenceNumber < self.reliability.nextSequenceNumber else {
+                return self.refused(.unexpectedMessage, "an acknowledgement of messages never sent")
+            }
             result = self.reliability.cumulativeAcknowledgementReceived(
                 upTo: ack.highestContiguousSequenceNumber,
                 now: self.now
             )
         } else if let ack = try? AcknowledgeContent(payload: message.payload) {
+            guard (0..<self.reliability.nextSequenceNumber).contains(ack.acknowledgedSequenceNumber) else {
+                return self.refused(.unexpectedMessage, "an acknowledgement of a message never sent")
+            }
             result = self.reliability.acknowledgementReceived(
                 sequenceNumber: ack.acknowledgedSequenceNumber,
                 now: self.now
