@@ -45,16 +45,18 @@ extension AgentRunner {
 
     func uploadConnectionRecords() async {
         var failure: String?
+        // Refusal counts and summaries ride with the first request (alone if there is no record), once per
+        // upload: a client sending garbage all the time does not make its agent post back to back. A
+        // report that failed goes again as it was, with its id.
+        var refusals = self.refusals.withLockedValue { $0.nextReport() }
         while failure == nil {
-            // Refusal counts and summaries ride with the records (alone if there is no record); a report
-            // that failed goes again as it was, with its id.
-            let refusals = self.refusals.withLockedValue { $0.nextReport() }
             let batch = self.journal.pending(limit: Self.recordsPerRequest)
             if batch.isEmpty, refusals.isEmpty { break }
             do {
                 try await self.postConnectionRecords(batch, refusals: refusals)
                 self.journal.acknowledge(batch.count)
-                self.refusals.withLockedValue { $0.delivered(refusals.id) }
+                self.refusals.withLockedValue { [refusals] in $0.delivered(refusals.id) }
+                refusals = AgentRefusals.Report()
             } catch {
                 failure = self.explain(error)
             }
@@ -83,7 +85,8 @@ extension AgentRunner {
     func uploadBeforeExit(timeout: Duration = .seconds(2)) async {
         let done = NIOLockedValueBox(false)
         Task {
-            // Take the upload slot once the running upload (if any) is over.
+            // Take the upload slot once the running upload (if any) is over; never upload beside it (both
+            // would send, and acknowledge, the same journal batch).
             for _ in 0..<100 {
                 let mine = self.reporting.withLockedValue { state -> Bool in
                     guard !state.inFlight else { return false }
@@ -91,10 +94,12 @@ extension AgentRunner {
                     state.again = false
                     return true
                 }
-                if mine { break }
+                if mine {
+                    await self.uploadConnectionRecords()
+                    break
+                }
                 try? await Task.sleep(nanoseconds: 20_000_000)
             }
-            await self.uploadConnectionRecords()
             done.withLockedValue { $0 = true }
         }
         let deadline = ContinuousClock.now + timeout

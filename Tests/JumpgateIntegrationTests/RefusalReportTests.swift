@@ -1,5 +1,6 @@
 import Foundation
 import JumpgateWire
+import NIOEmbedded
 import Testing
 
 @testable import JumpgateAgent
@@ -79,14 +80,30 @@ struct RefusalReportTests {
         #expect(report.counts[.invalidMessage] == AgentRefusals.maximumPendingLines + 10)
     }
 
-    @Test("a resent report is counted and audited once")
-    func resendRecordedOnce() {
-        let state = GatewayState(clock: { Self.now })
-        let report = AgentRefusalReport(reportID: "r-1", counts: [.invalidMessage: 3])
-        #expect(state.recordAgentRefusals(report, instanceID: "mi-1", source: "127.0.0.1"))
-        #expect(!state.recordAgentRefusals(report, instanceID: "mi-1", source: "127.0.0.1"), "counted twice")
-        // Ids are the agent's own: the same id from another agent is another report.
-        #expect(state.recordAgentRefusals(report, instanceID: "mi-2", source: "127.0.0.1"))
+    @Test("a resent report is counted and audited once; an agent's lines count only for its own sessions")
+    func resendRecordedOnce() throws {
+        let control = EmbeddedChannel()
+        defer { _ = try? control.finish(acceptAlreadyClosed: true) }
+        let (state, target) = try GatewayStateTests.stateWithConnectedAgent(control: control)
+        let (session, _) = try state.createSession(
+            owner: "alice",
+            target: target,
+            documentName: "AWS-StartPortForwardingSession",
+            parameters: [("portNumber", "22")],
+            reason: ""
+        )
+        let line = { (id: String) in
+            AgentRefusalReport.Line(sessionID: id, count: 1, types: [.invalidMessage: 1], windowStart: Self.now)
+        }
+        let report = AgentRefusalReport(
+            reportID: "r-1",
+            counts: [.invalidMessage: 2],
+            lines: [line(session.id), line("s-nobody")]
+        )
+        #expect(state.recordAgentRefusals(report, instanceID: target, source: "127.0.0.1") == 1)
+        #expect(state.recordAgentRefusals(report, instanceID: target, source: "127.0.0.1") == nil, "recorded twice")
+        // Another agent: the same id is another report, and the session is not its own.
+        #expect(state.recordAgentRefusals(report, instanceID: "mi-0fffffffffffffff0", source: "127.0.0.1") == 0)
     }
 
     @Test("an upload's refusal fields: each malformed report is refused whole, unknown types are ignored")
@@ -123,6 +140,8 @@ struct RefusalReportTests {
             line(good.replacingOccurrences(of: "\"Count\":3", with: "\"Count\":4")),
             line(good.replacingOccurrences(of: "\(Self.now)", with: "-5")),
             line(good.replacingOccurrences(of: "\(Self.now)", with: "67770000000000000")),
+            line(good.replacingOccurrences(of: "\(Self.now)", with: "-9223372036854775808")),
+            line(good.replacingOccurrences(of: "\(Self.now)", with: "9223372036854775807")),
             line(good.replacingOccurrences(of: "\(Self.now)", with: "\(Self.now + 2 * 86_400)")),
             line(good.replacingOccurrences(of: "{\"InvalidMessage\":3}", with: "[3]")),
             line(good.replacingOccurrences(of: "{\"InvalidMessage\":3}", with: "{}")),

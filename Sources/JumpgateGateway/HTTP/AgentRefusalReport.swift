@@ -60,7 +60,9 @@ struct AgentRefusalReport: Equatable, Sendable {
                 guard let sessionID = line["SessionId"]?.stringValue, (1...128).contains(sessionID.utf8.count),
                     let count = line["Count"]?.int64Value, (1...Int64(Self.maximumCount)).contains(count),
                     let windowStart = line["WindowStart"]?.int64Value,
-                    Self.windowSkewSeconds.contains(windowStart - now),
+                    // Compared, never subtracted: an agent's Int64.min must not overflow here.
+                    windowStart >= now + Self.windowSkewSeconds.lowerBound,
+                    windowStart <= now + Self.windowSkewSeconds.upperBound,
                     let types = line["Types"]?.objectValue,
                     (1...SessionRefusal.allCases.count * 2).contains(types.count)
                 else { return nil }
@@ -69,7 +71,7 @@ struct AgentRefusalReport: Equatable, Sendable {
                 for (key, value) in types {
                     guard let n = value.int64Value, (1...Int64(Self.maximumCount)).contains(n) else { return nil }
                     sum += n
-                    if let type = SessionRefusal(rawValue: key) { known[type] = Int(n) }
+                    if let type = SessionRefusal(rawValue: key) { known[type, default: 0] += Int(n) }
                 }
                 guard sum == count else { return nil }
                 self.lines.append(Line(sessionID: sessionID, count: Int(count), types: known, windowStart: windowStart))
@@ -87,20 +89,22 @@ struct AgentRefusalReport: Equatable, Sendable {
 extension GatewayState {
     /// Counts an agent's refusals and audits its summaries: one record per summary line, on the session's
     /// owner, for sessions that run on this agent (a line naming another agent's session is ignored).
-    /// Returns false for a resend of a report already recorded (nothing is counted or audited again).
+    /// Returns how many of its lines were for this agent's sessions (and audited), or nil for a resend of
+    /// a report already recorded (nothing is counted or audited again).
     @discardableResult
-    func recordAgentRefusals(_ report: AgentRefusalReport, instanceID: String, source: String) -> Bool {
+    func recordAgentRefusals(_ report: AgentRefusalReport, instanceID: String, source: String) -> Int? {
         let owned = self.storage.withLockedValue { storage -> [(AgentRefusalReport.Line, User?)]? in
-            // The report id is the agent's and namespaced by it: another agent cannot pre-empt it.
-            guard storage.remember("refusals:\(instanceID):\(report.reportID)") else { return nil }
+            // Remembered apart from connection-record ids (a flood of reports cannot push those out), per
+            // agent (another agent's report with the same id is another report).
+            guard storage.rememberRefusalReport(instanceID + " " + report.reportID) else { return nil }
             return report.lines.compactMap { line -> (AgentRefusalReport.Line, User?)? in
                 guard let session = storage.sessions[line.sessionID], session.target == instanceID else { return nil }
                 return (line, storage.directory.users[session.owner])
             }
         }
-        guard let owned else { return false }  // a resend: counted and audited the first time
+        guard let owned else { return nil }  // a resend: counted and audited the first time
         for (type, count) in report.counts where count > 0 { self.metrics.agentRefused(type, count: count) }
-        guard let audit = self.audit else { return true }
+        guard let audit = self.audit else { return owned.count }
         // The record's time is the gateway's, as for connection records; the agent's window start is beside it.
         let time = self.clock()
         for (line, owner) in owned {
@@ -125,6 +129,6 @@ extension GatewayState {
             )
             audit.append(record, time: time, index: index)
         }
-        return true
+        return owned.count
     }
 }

@@ -86,9 +86,23 @@ public final class GatewayState: Sendable {
         /// Connection record ids recorded lately, and their order (oldest first), for dropping resends.
         var recentRecordIDs: Set<String> = []
         var recentRecordOrder = CircularBuffer<String>()
+        /// Agents' refusal report ids seen lately (``rememberRefusalReport(_:)``).
+        var recentReportIDs: Set<String> = []
+        var recentReportOrder = CircularBuffer<String>()
 
         /// Remembers an agent's record or report id; returns false if it was already there (a resend
         /// after a lost answer). The last ``GatewayState/rememberedRecordIDs`` ids are kept.
+        /// Remembers an agent's refusal report (instance and report id); false if it was already there. The
+        /// last 10,000 are kept: an agent resends a report within seconds.
+        mutating func rememberRefusalReport(_ key: String) -> Bool {
+            guard self.recentReportIDs.insert(key).inserted else { return false }
+            self.recentReportOrder.append(key)
+            if self.recentReportOrder.count > 10_000 {
+                self.recentReportIDs.remove(self.recentReportOrder.removeFirst())
+            }
+            return true
+        }
+
         @discardableResult
         mutating func remember(_ id: String) -> Bool {
             guard self.recentRecordIDs.insert(id).inserted else { return false }
