@@ -6,9 +6,9 @@ import NIOConcurrencyHelpers
 
 /// What the agent refused from clients inside sessions (garbage or forged messages, wrong payload types,
 /// smux violations): counted per type for the gateway's `jumpgate_agent_refusals_total` (sent with the
-/// next connection-record upload, within a second), and summarised one log line per session per minute
-/// (`refused session messages`), the lines also sent to the gateway for its audit trail. Pure: time is
-/// passed in.
+/// next connection-record upload), and summarised one log line per session per window
+/// (`refused session messages`; `--refusal-summary-interval`), the lines also sent to the gateway for its
+/// audit trail. Pure: time is passed in.
 struct AgentRefusals: Sendable {
     /// What the next upload carries.
     struct Report: Sendable, Equatable {

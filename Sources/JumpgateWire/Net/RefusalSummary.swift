@@ -1,4 +1,4 @@
-/// Refusals, summarised: one line per source per minute (its count,
+/// Refusals, summarised: one line per source per window (a minute unless told; its count,
 /// the error types and up to five access key ids), so a flood can neither hide who sent it nor fill the log.
 /// Pure: the owner asks for the lines of windows that are over. The gateway summarises unauthenticated or
 /// failed requests by source address; the agent, messages it refused within a session, by session.
