@@ -161,4 +161,70 @@ struct GatewayStateTests {
         }
         #expect(fresh?.type == "InvalidActivation")
     }
+
+    @Test("unused tokens are bounded per holder: the newest always works, expired ones go, an old one stops working")
+    func pendingTokensBounded() throws {
+        let clock = NIOLockedValueBox<Int64>(1_700_000_000)
+        let control = EmbeddedChannel()
+        defer { _ = try? control.finish(acceptAlreadyClosed: true) }
+        let state = GatewayState(clock: { clock.withLockedValue { $0 } })
+        let target = "mi-0123456789abcdef0"
+        state.restore(StoreSnapshot(instances: [GatewayStoreTests.instance(target)]))
+        // An agent that asks for control-channel tokens without pause (or whose connections are all cut
+        // before they arrive) leaves at most PendingTokens.limit behind; the oldest stop working.
+        let controlTokens = (0..<100).map { _ in
+            clock.withLockedValue { $0 += 1 }
+            return state.issueControlToken(instanceID: target)
+        }
+        #expect(state.storage.withLockedValue { $0.controlTokens[target]?.count } == PendingTokens.limit)
+        let attach = { (token: String) in
+            state.attachControlChannel(
+                instanceID: target,
+                token: token,
+                channel: control,
+                agentVersion: "3.3.1802.0",
+                platformName: "Debian",
+                ipAddress: "198.18.1.10"
+            ) != nil
+        }
+        #expect(!attach(controlTokens[0]), "the oldest token was dropped")
+        #expect(attach(controlTokens[99]), "the newest token works")
+        #expect(!attach(controlTokens[99]), "a token works once")
+        // Asking for an unknown instance's token leaves nothing behind.
+        #expect(
+            state.attachControlChannel(
+                instanceID: "mi-00000000000000000",
+                token: "guess",
+                channel: control,
+                agentVersion: "3.3.1802.0",
+                platformName: "Debian",
+                ipAddress: "198.18.1.10"
+            ) == nil
+        )
+        #expect(state.storage.withLockedValue { $0.controlTokens["mi-00000000000000000"] } == nil)
+
+        // The same for a session's data-channel tokens.
+        let (session, _) = try state.createSession(
+            owner: "alice",
+            target: target,
+            documentName: "AWS-StartPortForwardingSession",
+            parameters: [("portNumber", "22")],
+            reason: ""
+        )
+        let agentTokens = try (0..<100).map { _ in
+            clock.withLockedValue { $0 += 1 }
+            return try state.issueAgentToken(sessionID: session.id, instanceID: target)
+        }
+        #expect(
+            state.storage.withLockedValue { $0.sessions[session.id]?.agentTokenHashes.count } == PendingTokens.limit
+        )
+        #expect(!state.consumeAgentToken(sessionID: session.id, instanceID: target, token: agentTokens[0]))
+        #expect(state.consumeAgentToken(sessionID: session.id, instanceID: target, token: agentTokens[99]))
+        // Tokens expire after 60 s; the next one issued clears every expired one.
+        clock.withLockedValue { $0 += 61 }
+        #expect(!state.consumeAgentToken(sessionID: session.id, instanceID: target, token: agentTokens[98]))
+        let fresh = try state.issueAgentToken(sessionID: session.id, instanceID: target)
+        #expect(state.storage.withLockedValue { $0.sessions[session.id]?.agentTokenHashes.count } == 1)
+        #expect(state.consumeAgentToken(sessionID: session.id, instanceID: target, token: fresh))
+    }
 }

@@ -18,10 +18,34 @@ struct SoakTests {
         Int(ProcessInfo.processInfo.environment[name] ?? "") ?? fallback
     }
 
-    /// Open descriptors and resident bytes of another process (-1 if /proc cannot be read).
-    static func usage(of pid: Int32) -> (fds: Int, rss: Int) {
-        let sample = ProcessStatistics.sample(pid: pid)
-        return (sample?.openFileDescriptors ?? -1, sample?.residentBytes ?? -1)
+    /// The gateway's open descriptors and resident bytes (from its /metrics) and the agent's (from /proc).
+    struct Usage {
+        var gatewayFDs: Int
+        var gatewayRSS: Int
+        var agentFDs: Int
+        var agentRSS: Int
+
+        static func sample(_ lab: EndToEndTests.Lab) async throws -> Usage {
+            let metrics = try await GatewayLimitsTests.metrics(lab)
+            let agent = ProcessStatistics.sample(pid: lab.agent.process.processIdentifier)
+            return Usage(
+                gatewayFDs: Int(GatewayLimitsTests.sample(metrics, "process_open_fds") ?? -1),
+                gatewayRSS: Int(GatewayLimitsTests.sample(metrics, "process_resident_memory_bytes") ?? -1),
+                agentFDs: agent?.openFileDescriptors ?? -1,
+                agentRSS: agent?.residentBytes ?? -1
+            )
+        }
+
+        /// Each figure's median over `samples` (the upper one of an even count), apart.
+        static func median(_ samples: some Collection<Usage>) -> Usage {
+            func middle(_ values: [Int]) -> Int { values.sorted()[values.count / 2] }
+            return Usage(
+                gatewayFDs: middle(samples.map(\.gatewayFDs)),
+                gatewayRSS: middle(samples.map(\.gatewayRSS)),
+                agentFDs: middle(samples.map(\.agentFDs)),
+                agentRSS: middle(samples.map(\.agentRSS))
+            )
+        }
     }
 
     @Test("sessions x connections under random cuts: no byte lost, no leak, every session accounted for")
@@ -71,34 +95,34 @@ struct SoakTests {
                 }
             }
 
-            // Warm-up: a quarter of the run, then the leak baseline; cuts all along, every 2 to 5 s. Both
-            // samples are taken at least 2 s after the last cut, with every connection open.
-            func sample() async throws -> (gatewayFDs: Double, gatewayRSS: Double, agentFDs: Int, agentRSS: Int) {
-                let metrics = try await GatewayLimitsTests.metrics(lab)
-                let agent = Self.usage(of: lab.agent.process.processIdentifier)
-                return (
-                    GatewayLimitsTests.sample(metrics, "process_open_fds") ?? 0,
-                    GatewayLimitsTests.sample(metrics, "process_resident_memory_bytes") ?? 0, agent.fds, agent.rss
-                )
-            }
+            // Warm-up: a quarter of the run; cuts all along, every 2 to 5 s. From then on, descriptors and
+            // memory are sampled before each cut (at least 2 s after the one before, with every connection
+            // open), and once more 4 s after the last. RSS moves by megabytes from one sample to the next
+            // with the data in flight and with each process's 30 s heap trim, so the leak check compares
+            // medians: of the first quarter of the samples (the baseline) and of the last quarter.
+            var samples: [Usage] = []
             var rng = PatternStream(seed: seed)
             var cuts = 0
-            var warm: (gatewayFDs: Double, gatewayRSS: Double, agentFDs: Int, agentRSS: Int)?
             let warmAt = NIODeadline.now() + .seconds(Int64(seconds / 4))
             // The last cut ends by end - 6.7 s, so the late sample below is taken before the pingers stop.
             while NIODeadline.now() + .seconds(12) < end {
                 try await Task.sleep(nanoseconds: 2_000_000_000 + rng.next() % 3_000_000_000)
-                if warm == nil, NIODeadline.now() >= warmAt { warm = try await sample() }
+                if NIODeadline.now() >= warmAt { samples.append(try await Usage.sample(lab)) }
                 try await (rng.next() % 2 == 0 ? agentLink : clientLink).blackholeAndCut()
                 cuts += 1
             }
             try await Task.sleep(nanoseconds: 4_000_000_000)
-            let late = try await sample()
-            #expect(NIODeadline.now() < end, "the late sample must be taken while every connection is open")
-            let warmed = try #require(warm)
+            samples.append(try await Usage.sample(lab))
+            #expect(NIODeadline.now() < end, "the late samples must be taken while every connection is open")
+            try #require(samples.count >= 4, "too few samples after warm-up: \(samples.count)")
+            let window = samples.count / 4
+            let (warmed, late) = (Usage.median(samples.prefix(window)), Usage.median(samples.suffix(window)))
+            print("SoakTests: \(samples.count) samples after warm-up, medians of \(window) compared")
+            print("SoakTests: gateway RSS MiB \(samples.map { $0.gatewayRSS >> 20 }), fds \(samples.map(\.gatewayFDs))")
+            print("SoakTests: agent RSS MiB \(samples.map { $0.agentRSS >> 20 }), fds \(samples.map(\.agentFDs))")
             print(
-                "SoakTests: gateway fds \(Int(warmed.gatewayFDs)) -> \(Int(late.gatewayFDs)), "
-                    + "RSS \(Int(warmed.gatewayRSS) >> 20) -> \(Int(late.gatewayRSS) >> 20) MiB; "
+                "SoakTests: gateway fds \(warmed.gatewayFDs) -> \(late.gatewayFDs), "
+                    + "RSS \(warmed.gatewayRSS >> 20) -> \(late.gatewayRSS >> 20) MiB; "
                     + "agent fds \(warmed.agentFDs) -> \(late.agentFDs), RSS \(warmed.agentRSS >> 20) -> \(late.agentRSS >> 20) MiB"
             )
             let outcomes = try await results.value
@@ -114,7 +138,7 @@ struct SoakTests {
             #expect(late.gatewayFDs <= warmed.gatewayFDs + 4, "gateway descriptors grew")
             #expect(late.agentFDs <= warmed.agentFDs + 4, "agent descriptors grew")
             #expect(
-                !MemoryBound.applies || late.gatewayRSS <= warmed.gatewayRSS * 1.1,
+                !MemoryBound.applies || Double(late.gatewayRSS) <= Double(warmed.gatewayRSS) * 1.1,
                 "gateway memory grew more than 10%"
             )
             #expect(

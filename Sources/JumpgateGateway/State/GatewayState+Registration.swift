@@ -174,7 +174,7 @@ extension GatewayState {
                 storage.revokingInstances.remove(instanceID)
                 storage.instances.removeValue(forKey: instanceID)
                 let control = storage.controlChannels.removeValue(forKey: instanceID)
-                storage.controlTokens = storage.controlTokens.filter { $0.value.instanceID != instanceID }
+                storage.controlTokens.removeValue(forKey: instanceID)
                 let open = storage.sessions.values.filter { $0.target == instanceID && !$0.status.isEnded }
                 return (control: control, sessions: open)
             }

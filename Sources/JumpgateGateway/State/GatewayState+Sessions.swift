@@ -115,7 +115,7 @@ extension GatewayState {
             guard !session.status.isEnded else {
                 throw APIError(400, "BadRequest", "Session is already terminated")
             }
-            session.agentTokenHashes[tokenHash(token)] = now + 60
+            PendingTokens.issue(tokenHash(token), expires: now + 60, now: now, in: &session.agentTokenHashes)
             storage.sessions[sessionID] = session
         }
         return token
@@ -125,7 +125,7 @@ extension GatewayState {
         let now = self.clock()
         return self.storage.withLockedValue { storage in
             guard var session = storage.sessions[sessionID], session.target == instanceID,
-                let expires = session.agentTokenHashes.removeValue(forKey: tokenHash(token)), expires >= now
+                PendingTokens.consume(tokenHash(token), now: now, in: &session.agentTokenHashes)
             else { return false }
             storage.sessions[sessionID] = session
             return true

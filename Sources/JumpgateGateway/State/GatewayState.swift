@@ -76,7 +76,8 @@ public final class GatewayState: Sendable {
         /// revoked row back), and an agent being deregistered cannot attach.
         var revokingInstances: Set<String> = []
         var terminatingSessions: Set<String> = []
-        var controlTokens: [String: (instanceID: String, expires: Int64)] = [:]
+        /// Control-channel tokens waiting to be used, per instance (``PendingTokens``).
+        var controlTokens: [String: [String: Int64]] = [:]
         var relays: [String: SessionRelay] = [:]
         /// Failed sign-ins and registrations (per source, access key id, activation id), and the
         /// per-source summary of refused requests for the log.
@@ -90,8 +91,6 @@ public final class GatewayState: Sendable {
         var recentReportIDs: Set<String> = []
         var recentReportOrder = CircularBuffer<String>()
 
-        /// Remembers an agent's record or report id; returns false if it was already there (a resend
-        /// after a lost answer). The last ``GatewayState/rememberedRecordIDs`` ids are kept.
         /// Remembers an agent's refusal report (instance and report id); false if it was already there. The
         /// last 10,000 are kept: an agent resends a report within seconds.
         mutating func rememberRefusalReport(_ key: String) -> Bool {
@@ -103,6 +102,8 @@ public final class GatewayState: Sendable {
             return true
         }
 
+        /// Remembers an agent's connection record id; returns false if it was already there (a resend
+        /// after a lost answer). The last ``GatewayState/rememberedRecordIDs`` ids are kept.
         @discardableResult
         mutating func remember(_ id: String) -> Bool {
             guard self.recentRecordIDs.insert(id).inserted else { return false }
@@ -335,7 +336,14 @@ public final class GatewayState: Sendable {
     public func issueControlToken(instanceID: String) -> String {
         let token = Random.token()
         let now = self.clock()
-        self.storage.withLockedValue { $0.controlTokens[tokenHash(token)] = (instanceID, now + 60) }
+        self.storage.withLockedValue {
+            PendingTokens.issue(
+                tokenHash(token),
+                expires: now + 60,
+                now: now,
+                in: &$0.controlTokens[instanceID, default: [:]]
+            )
+        }
         return token
     }
 
@@ -353,9 +361,10 @@ public final class GatewayState: Sendable {
     ) -> [SessionRecord]? {
         let now = self.clock()
         let attached = self.storage.withLockedValue { storage -> (previous: (any Channel)?, stale: [SessionRecord])? in
-            guard let entry = storage.controlTokens.removeValue(forKey: tokenHash(token)),
-                entry.instanceID == instanceID, !storage.revokingInstances.contains(instanceID),
-                entry.expires >= now, var instance = storage.instances[instanceID]
+            guard var tokens = storage.controlTokens[instanceID] else { return nil }
+            let valid = PendingTokens.consume(tokenHash(token), now: now, in: &tokens)
+            storage.controlTokens[instanceID] = tokens.isEmpty ? nil : tokens
+            guard valid, !storage.revokingInstances.contains(instanceID), var instance = storage.instances[instanceID]
             else { return nil }
             let previous = storage.controlChannels[instanceID]
             storage.controlChannels[instanceID] = channel
