@@ -23,6 +23,9 @@ public final class AgentRunner: Sendable {
         /// How often a session's refused messages are summarised in the log (one line per session per
         /// window); tests shorten it.
         public var refusalSummarySeconds: Int64 = 60
+        /// The local address to reach the gateway from (nil: the system chooses); `jumpgate debug load`
+        /// gives each simulated agent its own, as agents on many hosts would have.
+        public var sourceAddress: String?
         public init() {}
     }
 
@@ -78,12 +81,14 @@ public final class AgentRunner: Sendable {
         if let problem = FailureText.caFileProblem(state.caFile) {
             throw AgentError(problem + " It was stored by 'jumpgate agent register': register again with --force.")
         }
-        self.gateway = HTTPSEndpoint(
+        var gateway = HTTPSEndpoint(
             host: host,
             port: port,
             sslContext: try JumpgateTLS.clientContext(caFile: state.caFile),
             serverHostname: JumpgateTLS.serverHostname(for: host)
         )
+        gateway.sourceAddress = options.sourceAddress
+        self.gateway = gateway
         self.group = group
         var logger = logger
         logger[metadataKey: "jumpgate.instance_id"] = "\(state.instanceID)"

@@ -33,6 +33,8 @@ public final class PortForwarder: Sendable {
     let localPort: Int
     let bindHost: String
     let caFile: String?
+    /// The local address to reach the gateway from (nil: the system chooses).
+    let sourceAddress: String?
     /// Signs the data channel's upgrade with the user's credentials, as the official plugin does since
     /// 1.2.764.0 (the opening frame's token still authenticates the session); nil sends it unsigned.
     let upgradeSigner: SigV4Signer?
@@ -84,9 +86,11 @@ public final class PortForwarder: Sendable {
         onAgentStatus: (@Sendable (AgentStatusPayload) -> Void)? = nil,
         resume: (@Sendable (String) async throws -> SessionGrant)? = nil,
         resumeTimeout: TimeAmount = .minutes(5),
+        sourceAddress: String? = nil,
         eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
     ) {
         self.grant = grant
+        self.sourceAddress = sourceAddress
         self.localPort = localPort
         self.bindHost = bindHost
         self.caFile = caFile
@@ -148,12 +152,13 @@ public final class PortForwarder: Sendable {
         guard let (host, port, pathAndQuery) = HTTPSEndpoint.parse(url: grant.streamURL) else {
             throw ClientError("StreamUrl '\(grant.streamURL)' is not a wss:// URL.")
         }
-        let endpoint = HTTPSEndpoint(
+        var endpoint = HTTPSEndpoint(
             host: host,
             port: port,
             sslContext: try JumpgateTLS.clientContext(caFile: self.caFile),
             serverHostname: JumpgateTLS.serverHostname(for: host)
         )
+        endpoint.sourceAddress = self.sourceAddress
         let opening = OpenDataChannelInput(
             tokenValue: grant.tokenValue,
             clientID: MessageID.random().description,

@@ -6,8 +6,8 @@ import NIOCore
 struct DebugCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "debug",
-        abstract: "Tools for reading and writing Session Manager messages by hand.",
-        subcommands: [DecodeFrameCommand.self, EncodeFrameCommand.self]
+        abstract: "Tools for reading and writing Session Manager messages by hand, and for loading a gateway.",
+        subcommands: [DecodeFrameCommand.self, EncodeFrameCommand.self, LoadCommand.self]
     )
 }
 
