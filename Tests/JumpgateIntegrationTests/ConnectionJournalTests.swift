@@ -1,0 +1,132 @@
+import Foundation
+import JumpgateWire
+import Testing
+
+@testable import JumpgateAgent
+
+/// The agent's connection journal on disk: appends and acknowledgements replay to what was not yet
+/// acknowledged, the file is emptied when everything is, compacted when enough of it is dead, and a torn
+/// line loses nothing else.
+@Suite("Connection journal: append-only acknowledgements, replay, compaction, torn lines")
+struct ConnectionJournalTests {
+    static func directory() throws -> String {
+        let path = NSTemporaryDirectory() + "jumpgate-journal-" + MessageID.random().description
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    static func record(_ number: Int) -> JSONValue {
+        ["id": .string("record-\(number)"), "event": "ConnectionClosed", "streamId": .integer(Int64(number))]
+    }
+
+    static func ids(_ lines: [String]) -> [String] {
+        lines.compactMap { try? JSONValue(parsing: $0)["id"]?.stringValue }
+    }
+
+    static func fileSize(_ journal: ConnectionJournal) -> Int {
+        ((try? FileManager.default.attributesOfItem(atPath: journal.path))?[.size] as? Int) ?? -1
+    }
+
+    @Test("acknowledging appends one line; a reopened journal has exactly the unacknowledged records")
+    func acknowledgementsReplay() throws {
+        let directory = try Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let journal = ConnectionJournal(directory: directory)
+        for number in 0..<10 { journal.append(Self.record(number)) }
+        let before = Self.fileSize(journal)
+        journal.acknowledge(4)
+        // The records stay in the file; one short line says four of them are done.
+        #expect(Self.fileSize(journal) == before + "{\"acknowledged\":4}\n".utf8.count)
+        journal.append(Self.record(10))
+        journal.acknowledge(3)
+        #expect(Self.ids(journal.pending(limit: 100)) == (7...10).map { "record-\($0)" })
+        let reopened = ConnectionJournal(directory: directory)
+        #expect(Self.ids(reopened.pending(limit: 100)) == (7...10).map { "record-\($0)" })
+        // More than there is acknowledges everything; nothing is left to send, so the file is empty.
+        reopened.acknowledge(100)
+        #expect(reopened.isEmpty)
+        #expect(Self.fileSize(reopened) == 0)
+        #expect(ConnectionJournal(directory: directory).isEmpty)
+    }
+
+    @Test("once enough of the file is dead it is rewritten with only what is left to send")
+    func compaction() throws {
+        let directory = try Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let journal = ConnectionJournal(directory: directory, compactionBytes: 2_000)
+        var next = 0
+        var largest = 0
+        for _ in 0..<50 {
+            for _ in 0..<5 {
+                journal.append(Self.record(next))
+                next += 1
+            }
+            journal.acknowledge(4)  // one record stays behind each round
+            largest = max(largest, Self.fileSize(journal))
+        }
+        #expect(journal.pending(limit: 1_000).count == 50)
+        // Bounded by the live records plus the compaction threshold, not by everything ever written.
+        let live = journal.pending(limit: 1_000).reduce(0) { $0 + $1.utf8.count + 1 }
+        #expect(largest < live + 2_000 + 200, "file reached \(largest) bytes with \(live) live")
+        #expect(
+            Self.ids(ConnectionJournal(directory: directory).pending(limit: 1_000))
+                == Self.ids(journal.pending(limit: 1_000))
+        )
+    }
+
+    @Test("a torn last line is dropped and ended, so the next record is not glued to it")
+    func tornLine() throws {
+        let directory = try Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let journal = ConnectionJournal(directory: directory)
+        for number in 0..<3 { journal.append(Self.record(number)) }
+        journal.acknowledge(1)
+        // A crash mid-append: half a record at the end, no newline.
+        let handle = try #require(FileHandle(forWritingAtPath: journal.path))
+        handle.seekToEndOfFile()
+        handle.write(Data("{\"id\":\"record-3\",\"ev".utf8))
+        handle.closeFile()
+        let reopened = ConnectionJournal(directory: directory)
+        #expect(Self.ids(reopened.pending(limit: 10)) == ["record-1", "record-2"])
+        reopened.append(Self.record(4))
+        #expect(
+            Self.ids(ConnectionJournal(directory: directory).pending(limit: 10)) == [
+                "record-1", "record-2", "record-4",
+            ]
+        )
+        // A torn acknowledgement: its records are sent again (the gateway drops resent ids), none lost.
+        let torn = try #require(FileHandle(forWritingAtPath: journal.path))
+        torn.seekToEndOfFile()
+        torn.write(Data("{\"acknowledged\":".utf8))
+        torn.closeFile()
+        #expect(Self.ids(ConnectionJournal(directory: directory).pending(limit: 10)).count == 3)
+    }
+
+    @Test("random appends, acknowledgements and reopenings keep exactly the unacknowledged records in order")
+    func randomHistory() throws {
+        let seed = UInt64.random(in: 1...UInt64.max)
+        print("ConnectionJournalTests.randomHistory seed \(seed)")
+        var rng = PatternStream(seed: seed)
+        let directory = try Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var journal = ConnectionJournal(directory: directory, compactionBytes: 1_500)
+        var model: [String] = []
+        var next = 0
+        for _ in 0..<2_000 {
+            switch rng.next() % 10 {
+            case 0..<6:
+                journal.append(Self.record(next))
+                model.append("record-\(next)")
+                next += 1
+            case 6..<9:
+                let count = Int(rng.next() % 6)
+                journal.acknowledge(count)
+                model.removeFirst(min(count, model.count))
+            default:
+                journal = ConnectionJournal(directory: directory, compactionBytes: 1_500)
+            }
+            #expect(Self.ids(journal.pending(limit: 10_000)) == model, "seed \(seed)")
+        }
+        #expect(Self.ids(ConnectionJournal(directory: directory).pending(limit: 10_000)) == model, "seed \(seed)")
+    }
+}
