@@ -11,12 +11,14 @@ import NIOConcurrencyHelpers
 /// `ConnectionRecordsDropped` record once there is room (so a loss is itself on the record).
 ///
 /// The file is only appended to while connections come and go: the gateway's acknowledgement of the
-/// oldest N records is a line `{"acknowledged":N}`, and reading the file replays records and
-/// acknowledgements in order. It is emptied when nothing is left to send and rewritten with the records
-/// still unsent once ``compactionBytes`` of it no longer count. (Rewriting it at every acknowledgement,
-/// under the lock that every connection's record takes, halved the rate of connection setups under
-/// load: docs/PERFORMANCE.md.) A crash that tears an acknowledgement makes the agent send those records
-/// again; the gateway drops resent record ids.
+/// oldest records is a line `{"acknowledgedThrough":"<id>"}` naming the last of them, and reading the
+/// file replays records and acknowledgements in order (an acknowledgement whose record is not in the
+/// file drops nothing). It is emptied when nothing is left to send, and rewritten with only the records
+/// still unsent (a new file, fsync, rename) once ``compactionBytes`` of it no longer count, once it would
+/// pass ``maximumBytes``, or after a write to it failed (so that the file and memory agree again).
+/// Rewriting it at every acknowledgement, as before, held the lock that every connection's record takes
+/// for a rename each time. A crash that tears an acknowledgement makes the agent send those records again;
+/// the gateway drops the ids it saw lately (its last 100,000, since it started).
 public final class ConnectionJournal: Sendable {
     public let path: String
     let maximumBytes: Int
@@ -32,6 +34,8 @@ public final class ConnectionJournal: Sendable {
         var descriptor: Int32 = -1
         /// Bytes of the file that no longer count: acknowledged records, acknowledgements, torn lines.
         var deadBytes = 0
+        /// A write to the file failed or was cut short: the file may miss records that memory has.
+        var diverged = false
     }
 
     public static let defaultMaximumBytes = 16 << 20
@@ -50,7 +54,7 @@ public final class ConnectionJournal: Sendable {
         if !text.isEmpty, !text.hasSuffix("\n") {
             // A crash tore the last line: end it, or the next record would be glued to it and lost too.
             state.descriptor = open(self.path, O_WRONLY | O_APPEND | O_CLOEXEC)
-            Self.write("\n", to: state.descriptor)
+            state.diverged = !Self.write("\n", to: state.descriptor)
         }
         self.state = NIOLockedValueBox(state)
     }
@@ -61,30 +65,30 @@ public final class ConnectionJournal: Sendable {
         }
     }
 
-    /// The records a file's lines leave unacknowledged. A torn last line (a crash mid-append) is not JSON:
-    /// dropped.
+    /// The records a file's lines leave unacknowledged. A record is a JSON object with a string `id`; a
+    /// torn line (a crash mid-append) or anything else is dead.
     static func replay(_ text: String) -> State {
         var lines: [String] = []
+        var index: [String: Int] = [:]
         var first = 0
         var (bytes, deadBytes) = (0, 0)
         for line in text.split(separator: "\n") {
             let size = line.utf8.count + 1
-            guard let json = try? JSONValue(parsing: String(line)) else {
-                deadBytes += size
-                continue
-            }
-            if json["id"] == nil, let acknowledged = json["acknowledged"]?.int64Value {
-                deadBytes += size
-                let count = max(0, min(Int(acknowledged), lines.count - first))
-                for removed in lines[first..<(first + count)] {
-                    bytes -= removed.utf8.count + 1
-                    deadBytes += removed.utf8.count + 1
-                }
-                first += count
-            } else {
+            let json = try? JSONValue(parsing: String(line))
+            if let id = json?["id"]?.stringValue, json?.objectValue != nil {
+                index[id] = lines.count
                 lines.append(String(line))
                 bytes += size
+                continue
             }
+            deadBytes += size
+            guard let through = json?["acknowledgedThrough"]?.stringValue, let last = index[through], last >= first
+            else { continue }
+            for removed in lines[first...last] {
+                bytes -= removed.utf8.count + 1
+                deadBytes += removed.utf8.count + 1
+            }
+            first = last + 1
         }
         return State(lines: Array(lines[first...]), bytes: bytes, deadBytes: deadBytes)
     }
@@ -102,16 +106,16 @@ public final class ConnectionJournal: Sendable {
                 state.dropped = 0
             }
             let size = lines.reduce(0) { $0 + $1.utf8.count + 1 }
+            if state.deadBytes > 0, state.bytes + state.deadBytes + size > self.maximumBytes {
+                _ = self.rewrite(&state)  // the dead lines go first: the file stays within the bound
+            }
             guard state.bytes + size <= self.maximumBytes else {
                 state.dropped += 1
                 return
             }
             state.lines += lines
             state.bytes += size
-            if state.descriptor < 0 {
-                state.descriptor = open(self.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-            }
-            Self.write(lines.map { $0 + "\n" }.joined(), to: state.descriptor)
+            if !self.appendToFile(lines.map { $0 + "\n" }.joined(), &state) { state.diverged = true }
         }
     }
 
@@ -130,56 +134,82 @@ public final class ConnectionJournal: Sendable {
     public var isEmpty: Bool { self.state.withLockedValue { $0.lines.isEmpty } }
 
     /// Forgets the oldest `count` records (the gateway has them): one line appended to the file, which is
-    /// emptied once nothing is left in it to send, and rewritten once enough of it is dead.
+    /// emptied once nothing is left in it to send, and rewritten when it must be (see the type's comment).
     public func acknowledge(_ count: Int) {
         self.state.withLockedValue { state in
             let count = min(max(count, 0), state.lines.count)
             guard count > 0 else { return }
+            let lastID = (try? JSONValue(parsing: state.lines[count - 1]))?["id"]?.stringValue
             let removed = state.lines.prefix(count).reduce(0) { $0 + $1.utf8.count + 1 }
             state.bytes -= removed
             state.lines.removeFirst(count)
-            if state.lines.isEmpty {
-                // Nothing left to send: the file is emptied in place (no rename, no new file).
-                if state.descriptor >= 0 {
-                    _ = ftruncate(state.descriptor, 0)
-                } else {
-                    _ = truncate(self.path, 0)
-                }
-                state.deadBytes = 0
+            if state.lines.isEmpty, self.empty(&state) { return }
+            guard let lastID else {
+                // Not a line this journal wrote: only a rewrite can say what is left.
+                state.diverged = true
+                _ = self.rewrite(&state)
                 return
             }
-            let marker = "{\"acknowledged\":\(count)}\n"
+            let marker = (["acknowledgedThrough": .string(lastID)] as JSONValue).serialized() + "\n"
             state.deadBytes += removed + marker.utf8.count
-            guard state.deadBytes >= self.compactionBytes else {
-                if state.descriptor < 0 {
-                    state.descriptor = open(self.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-                }
-                Self.write(marker, to: state.descriptor)
+            if state.diverged || state.deadBytes >= self.compactionBytes
+                || state.bytes + state.deadBytes > self.maximumBytes,
+                self.rewrite(&state)
+            {
                 return
             }
-            state.deadBytes = 0
-            let rest = state.lines.map { $0 + "\n" }.joined()
-            let temporary = self.path + ".tmp"
-            _ = FileManager.default.createFile(
-                atPath: temporary,
-                contents: Data(rest.utf8),
-                attributes: [.posixPermissions: 0o600]
-            )
-            _ = rename(temporary, self.path)
-            if state.descriptor >= 0 { close(state.descriptor) }
-            state.descriptor = -1
+            if !self.appendToFile(marker, &state) { state.diverged = true }
         }
     }
 
-    static func write(_ text: String, to fd: Int32) {
-        guard fd >= 0 else { return }
+    /// Appends `text` to the file (opened on first use); false if the file did not take all of it.
+    private func appendToFile(_ text: String, _ state: inout State) -> Bool {
+        if state.descriptor < 0 {
+            state.descriptor = open(self.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        }
+        return Self.write(text, to: state.descriptor)
+    }
+
+    /// Empties the file in place (nothing is left to send); false if it could not be.
+    private func empty(_ state: inout State) -> Bool {
+        let result = state.descriptor >= 0 ? ftruncate(state.descriptor, 0) : truncate(self.path, 0)
+        guard result == 0 || errno == ENOENT else { return false }
+        state.deadBytes = 0
+        state.diverged = false
+        return true
+    }
+
+    /// Replaces the file with the records still unsent: a new file (0600), fsync, rename. False, with
+    /// the old file left as it was, if any step fails.
+    private func rewrite(_ state: inout State) -> Bool {
+        let temporary = self.path + ".tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return false }
+        let written = Self.write(state.lines.map { $0 + "\n" }.joined(), to: fd) && fsync(fd) == 0
+        close(fd)
+        guard written, rename(temporary, self.path) == 0 else {
+            unlink(temporary)
+            return false
+        }
+        if state.descriptor >= 0 { close(state.descriptor) }
+        state.descriptor = -1
+        state.deadBytes = 0
+        state.diverged = false
+        return true
+    }
+
+    /// Writes all of `text`; false on an error or if the descriptor is not open.
+    @discardableResult
+    static func write(_ text: String, to fd: Int32) -> Bool {
+        guard fd >= 0 else { return false }
         let bytes = Array(text.utf8)
         var offset = 0
         while offset < bytes.count {
             let written = bytes[offset...].withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
             if written < 0, errno == EINTR { continue }
-            guard written > 0 else { return }
+            guard written > 0 else { return false }
             offset += written
         }
+        return true
     }
 }

@@ -63,7 +63,11 @@ struct AttackLatencyTests {
                 let header = Array("GET / HTTP/1.1\r\nHost: x\r\nX-Pad: ".utf8) + [UInt8](repeating: 0x61, count: 40)
                 var opened = held.count
                 var tick = 0
-                while !attackOver.withLockedValue({ $0 }), tick < 300 {
+                // One more pass once the flood is over: a connection the gateway closed at its deadline in the
+                // last second is opened again, as the attacker would keep doing, before the count.
+                var finalPass = false
+                while !finalPass, tick < 300 {
+                    finalPass = attackOver.withLockedValue { $0 }
                     for index in held.indices {
                         var entry = held[index]
                         if !entry.channel.isActive, opened < 20_000,
@@ -77,7 +81,7 @@ struct AttackLatencyTests {
                         entry.channel.writeAndFlush(ByteBuffer(bytes: [bytes[tick % bytes.count]]), promise: nil)
                     }
                     tick += 1
-                    try? await Task.sleep(nanoseconds: 1_000_000_000)
+                    if !finalPass { try? await Task.sleep(nanoseconds: 1_000_000_000) }
                 }
                 return (open: held.filter { $0.channel.isActive }.count, opened: opened)
             }

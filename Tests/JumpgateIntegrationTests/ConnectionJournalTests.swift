@@ -35,8 +35,8 @@ struct ConnectionJournalTests {
         for number in 0..<10 { journal.append(Self.record(number)) }
         let before = Self.fileSize(journal)
         journal.acknowledge(4)
-        // The records stay in the file; one short line says four of them are done.
-        #expect(Self.fileSize(journal) == before + "{\"acknowledged\":4}\n".utf8.count)
+        // The records stay in the file; one short line names the last of them that is done.
+        #expect(Self.fileSize(journal) == before + "{\"acknowledgedThrough\":\"record-3\"}\n".utf8.count)
         journal.append(Self.record(10))
         journal.acknowledge(3)
         #expect(Self.ids(journal.pending(limit: 100)) == (7...10).map { "record-\($0)" })
@@ -97,9 +97,45 @@ struct ConnectionJournalTests {
         // A torn acknowledgement: its records are sent again (the gateway drops resent ids), none lost.
         let torn = try #require(FileHandle(forWritingAtPath: journal.path))
         torn.seekToEndOfFile()
-        torn.write(Data("{\"acknowledged\":".utf8))
+        torn.write(Data("{\"acknowledgedThrough\":\"rec".utf8))
         torn.closeFile()
         #expect(Self.ids(ConnectionJournal(directory: directory).pending(limit: 10)).count == 3)
+    }
+
+    @Test("replay: an acknowledgement drops through the record it names, nothing if that record is not there")
+    func replayByID() {
+        func line(_ number: Int) -> String { Self.record(number).serialized() }
+        let through = { (id: String) in "{\"acknowledgedThrough\":\"\(id)\"}" }
+        // The file lost record 2 (a failed write): the acknowledgement of 1 and 2 still drops only them.
+        let lost = [line(1), line(3), through("record-2"), line(4)].joined(separator: "\n") + "\n"
+        #expect(Self.ids(ConnectionJournal.replay(lost).lines) == ["record-1", "record-3", "record-4"])
+        let kept = [line(1), line(2), line(3), through("record-2"), line(4)].joined(separator: "\n") + "\n"
+        #expect(Self.ids(ConnectionJournal.replay(kept).lines) == ["record-3", "record-4"])
+        // An acknowledgement of a record already acknowledged changes nothing.
+        let twice = [line(1), line(2), through("record-2"), line(3), through("record-1")].joined(separator: "\n")
+        #expect(Self.ids(ConnectionJournal.replay(twice).lines) == ["record-3"])
+        // Only objects with a string id are records; anything else is dead, whatever it says.
+        let odd = ["{\"acknowledged\":1.5}", "null", "[]", "{\"id\":7}", "{\"id\":\"x\"", line(5)].joined(
+            separator: "\n"
+        )
+        let state = ConnectionJournal.replay(odd)
+        #expect(Self.ids(state.lines) == ["record-5"])
+        #expect(state.bytes == line(5).utf8.count + 1)
+    }
+
+    @Test("the file stays within the journal's bound: rewritten before dead lines would take it past it")
+    func boundedFile() throws {
+        let directory = try Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let size = Self.record(0).serialized().utf8.count + 1
+        let journal = ConnectionJournal(directory: directory, maximumBytes: 20 * size, compactionBytes: 1 << 20)
+        for round in 0..<100 {
+            for number in 0..<3 { journal.append(Self.record(round * 3 + number)) }
+            journal.acknowledge(2)
+            #expect(Self.fileSize(journal) <= 20 * size + 64, "round \(round): \(Self.fileSize(journal)) bytes")
+        }
+        // Live records beyond the bound are counted, not kept.
+        #expect(journal.pending(limit: 1_000).count <= 20)
     }
 
     @Test("random appends, acknowledgements and reopenings keep exactly the unacknowledged records in order")

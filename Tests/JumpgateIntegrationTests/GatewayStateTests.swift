@@ -16,17 +16,20 @@ struct GatewayStateTests {
         let state = GatewayState(clock: { 1_700_000_000 })
         state.restore(StoreSnapshot(instances: [GatewayStoreTests.instance("mi-0123456789abcdef0")]))
         let token = state.issueControlToken(instanceID: "mi-0123456789abcdef0")
-        #expect(
-            state.attachControlChannel(
-                instanceID: "mi-0123456789abcdef0",
-                token: token,
-                channel: control,
-                agentVersion: "3.3.1802.0",
-                platformName: "Debian",
-                ipAddress: "198.18.1.10"
-            ) != nil
-        )
+        #expect(Self.attach(state, "mi-0123456789abcdef0", token: token, channel: control))
         return (state, "mi-0123456789abcdef0")
+    }
+
+    /// Whether `state` lets `channel` become the instance's control channel with `token`.
+    static func attach(_ state: GatewayState, _ instanceID: String, token: String, channel: any Channel) -> Bool {
+        state.attachControlChannel(
+            instanceID: instanceID,
+            token: token,
+            channel: channel,
+            agentVersion: "3.3.1802.0",
+            platformName: "Debian",
+            ipAddress: "198.18.1.10"
+        ) != nil
     }
 
     static func agentFrame(_ payloadType: PayloadType) -> ByteBuffer {
@@ -177,30 +180,14 @@ struct GatewayStateTests {
             return state.issueControlToken(instanceID: target)
         }
         #expect(state.storage.withLockedValue { $0.controlTokens[target]?.count } == PendingTokens.limit)
-        let attach = { (token: String) in
-            state.attachControlChannel(
-                instanceID: target,
-                token: token,
-                channel: control,
-                agentVersion: "3.3.1802.0",
-                platformName: "Debian",
-                ipAddress: "198.18.1.10"
-            ) != nil
-        }
-        #expect(!attach(controlTokens[0]), "the oldest token was dropped")
+        let attach = { (token: String) in Self.attach(state, target, token: token, channel: control) }
+        // Token 83 has not expired (issued 17 s ago) but was dropped for the bound; 84 is the oldest kept.
+        #expect(!attach(controlTokens[83]), "the oldest token past the bound was dropped")
+        #expect(attach(controlTokens[84]), "the oldest token within the bound works")
         #expect(attach(controlTokens[99]), "the newest token works")
         #expect(!attach(controlTokens[99]), "a token works once")
         // Asking for an unknown instance's token leaves nothing behind.
-        #expect(
-            state.attachControlChannel(
-                instanceID: "mi-00000000000000000",
-                token: "guess",
-                channel: control,
-                agentVersion: "3.3.1802.0",
-                platformName: "Debian",
-                ipAddress: "198.18.1.10"
-            ) == nil
-        )
+        #expect(!Self.attach(state, "mi-00000000000000000", token: "guess", channel: control))
         #expect(state.storage.withLockedValue { $0.controlTokens["mi-00000000000000000"] } == nil)
 
         // The same for a session's data-channel tokens.
@@ -218,7 +205,8 @@ struct GatewayStateTests {
         #expect(
             state.storage.withLockedValue { $0.sessions[session.id]?.agentTokenHashes.count } == PendingTokens.limit
         )
-        #expect(!state.consumeAgentToken(sessionID: session.id, instanceID: target, token: agentTokens[0]))
+        #expect(!state.consumeAgentToken(sessionID: session.id, instanceID: target, token: agentTokens[83]))
+        #expect(state.consumeAgentToken(sessionID: session.id, instanceID: target, token: agentTokens[84]))
         #expect(state.consumeAgentToken(sessionID: session.id, instanceID: target, token: agentTokens[99]))
         // Tokens expire after 60 s; the next one issued clears every expired one.
         clock.withLockedValue { $0 += 61 }

@@ -10,7 +10,20 @@ import Testing
 struct LoadCommandTests {
     /// The local IPv4 addresses of established TCP connections to `port` on 127.0.0.1 (from /proc/net/tcp).
     static func sources(connectedTo port: Int) throws -> [String] {
-        let table = try String(contentsOfFile: "/proc/net/tcp", encoding: .utf8)
+        // Read to the end with read(2): /proc files report a size of 0, and the table is long after the
+        // suites that open thousands of connections.
+        let fd = open("/proc/net/tcp", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw HarnessError("cannot open /proc/net/tcp") }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0, errno == EINTR { continue }
+            guard count > 0 else { break }
+            bytes += chunk[0..<count]
+        }
+        let table = String(decoding: bytes, as: UTF8.self)
         let remote = String(format: "0100007F:%04X", port)
         return table.split(separator: "\n").dropFirst().compactMap { row in
             let fields = row.split(separator: " ")
@@ -78,6 +91,9 @@ struct LoadCommandTests {
             #expect(milliseconds(ready["readyP50"]) > 0)
             #expect(milliseconds(ready["firstRoundTripP50"]) > 0)
             #expect(milliseconds(ready["firstRoundTripP99"]) >= milliseconds(ready["firstRoundTripP50"]))
+            // Each session's data channel comes from its own address (127.0.1.1 and up by default).
+            let channels = try Self.sources(connectedTo: lab.gatewayPort)
+            #expect(Set(["127.0.1.1", "127.0.1.2", "127.0.1.3"]).isSubset(of: channels), "\(channels)")
             let active = try await lab.ssm.call("DescribeSessions", ["State": "Active"])
             #expect(active["Sessions"]?.arrayValue?.count == 3)
 

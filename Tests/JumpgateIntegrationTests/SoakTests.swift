@@ -115,7 +115,13 @@ struct SoakTests {
             samples.append(try await Usage.sample(lab))
             #expect(NIODeadline.now() < end, "the late samples must be taken while every connection is open")
             try #require(samples.count >= 4, "too few samples after warm-up: \(samples.count)")
-            let window = samples.count / 4
+            // Every figure was read (-1 would pass every comparison below).
+            try #require(
+                samples.allSatisfy { min($0.gatewayFDs, $0.gatewayRSS, $0.agentFDs, $0.agentRSS) >= 0 },
+                "a descriptor or memory figure could not be read"
+            )
+            // A quarter of the samples, and never fewer than 2 each side unless the run is very short.
+            let window = max(samples.count / 4, min(3, samples.count / 2))
             let (warmed, late) = (Usage.median(samples.prefix(window)), Usage.median(samples.suffix(window)))
             print("SoakTests: \(samples.count) samples after warm-up, medians of \(window) compared")
             print("SoakTests: gateway RSS MiB \(samples.map { $0.gatewayRSS >> 20 }), fds \(samples.map(\.gatewayFDs))")

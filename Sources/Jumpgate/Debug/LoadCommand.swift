@@ -21,10 +21,13 @@ struct LoadCommand: ParsableCommand {
 
     /// The `index`th address after `first` (IPv4), so that simulated hosts each have their own.
     static func address(_ first: String, plus index: Int) throws -> String {
-        guard let bytes = IPAddressBytes.parse(first), bytes.count == 4 else {
-            throw ValidationError("'\(first)' is not an IPv4 address.")
+        guard let bytes = IPAddressBytes.parse(first), bytes.count == 4, bytes[0] == 127 else {
+            throw ValidationError("'\(first)' is not an IPv4 loopback address (127.0.0.0/8): load stays on this host.")
         }
         let value = bytes.reduce(UInt32(0)) { $0 << 8 | UInt32($1) } &+ UInt32(index)
+        guard value >> 24 == 127 else {
+            throw ValidationError("'\(first)' plus \(index) leaves 127.0.0.0/8: start lower or use fewer --sources.")
+        }
         return [24, 16, 8, 0].map { String(value >> $0 & 0xFF) }.joined(separator: ".")
     }
 
@@ -213,8 +216,12 @@ struct LoadSessionsCommand: AsyncParsableCommand {
                     resume: client.resumeSession,
                     sourceAddress: try LoadCommand.address(self.firstSource, plus: (self.offset + index) % self.sources)
                 )
-                Task { _ = try? await forwarder.run() }
-                ports.append(try await forwarder.readyPort.get())
+                do {
+                    ports.append(try await Self.ready(forwarder))
+                } catch {
+                    forwarder.terminate()
+                    throw error
+                }
                 ready.append(LoadCommand.milliseconds(since: start))
                 forwarders.append(forwarder)
             } catch {
@@ -241,6 +248,8 @@ struct LoadSessionsCommand: AsyncParsableCommand {
             "readyP50": LoadCommand.quantile(ready, 0.5), "readyP99": LoadCommand.quantile(ready, 0.99),
             "connections": .integer(Int64(open.count)),
             "connectionFailures": .integer(Int64(opened.count - open.count)),
+            "readyMs": .array(ready.map { .double(($0 * 10).rounded() / 10) }),
+            "firstRoundTripMs": .array(opened.filter { $0.0 != nil }.map { .double(($0.1 * 10).rounded() / 10) }),
             "firstRoundTripP50": LoadCommand.quantile(opened.filter { $0.0 != nil }.map(\.1), 0.5),
             "firstRoundTripP99": LoadCommand.quantile(opened.filter { $0.0 != nil }.map(\.1), 0.99),
         ])
@@ -250,6 +259,39 @@ struct LoadSessionsCommand: AsyncParsableCommand {
         for forwarder in forwarders {
             _ = try? await client.call("TerminateSession", ["SessionId": .string(forwarder.sessionID)])
         }
+    }
+}
+
+extension LoadSessionsCommand {
+    /// Runs `forwarder` and returns its local port once it listens; throws if its session ends or fails
+    /// first, or is not ready within 30 s (a refused data channel must count as a failure, not hang).
+    static func ready(_ forwarder: PortForwarder) async throws -> Int {
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let settled = loop.makePromise(of: Int.self)
+        let done = NIOLockedValueBox(false)
+        let settle: @Sendable (Result<Int, any Error>) -> Void = { result in
+            let first = done.withLockedValue { done in
+                defer { done = true }
+                return !done
+            }
+            if first { settled.completeWith(result) }
+        }
+        let timeout = loop.scheduleTask(in: .seconds(30)) {
+            settle(.failure(ClientError("the session was not ready within 30 s")))
+        }
+        forwarder.readyPort.whenComplete { result in
+            timeout.cancel()
+            settle(result)
+        }
+        Task {
+            do {
+                let outcome = try await forwarder.run()
+                settle(.failure(ClientError("the session ended before it was ready: \(outcome)")))
+            } catch {
+                settle(.failure(error))
+            }
+        }
+        return try await settled.futureResult.get()
     }
 }
 
