@@ -20,6 +20,17 @@ struct GatewayStateTests {
         return (state, "mi-0123456789abcdef0")
     }
 
+    /// A port-forwarding session of alice's to `target`, and its StartSession token.
+    static func portSession(_ state: GatewayState, target: String) throws -> (SessionRecord, token: String) {
+        try state.createSession(
+            owner: "alice",
+            target: target,
+            documentName: "AWS-StartPortForwardingSession",
+            parameters: [("portNumber", "22")],
+            reason: ""
+        )
+    }
+
     /// Whether `state` lets `channel` become the instance's control channel with `token`.
     static func attach(_ state: GatewayState, _ instanceID: String, token: String, channel: any Channel) -> Bool {
         state.attachControlChannel(
@@ -47,13 +58,7 @@ struct GatewayStateTests {
         let control = EmbeddedChannel()
         defer { _ = try? control.finish(acceptAlreadyClosed: true) }
         let (state, target) = try Self.stateWithConnectedAgent(control: control)
-        let (session, token) = try state.createSession(
-            owner: "alice",
-            target: target,
-            documentName: "AWS-StartPortForwardingSession",
-            parameters: [("portNumber", "22")],
-            reason: ""
-        )
+        let (session, token) = try Self.portSession(state, target: target)
         #expect(!state.consumeClientToken(sessionID: session.id, token: "not-the-token"))
         // The official plugin retries its first connection with the same token.
         #expect(state.consumeClientToken(sessionID: session.id, token: token))
@@ -191,13 +196,7 @@ struct GatewayStateTests {
         #expect(state.storage.withLockedValue { $0.controlTokens["mi-00000000000000000"] } == nil)
 
         // The same for a session's data-channel tokens.
-        let (session, _) = try state.createSession(
-            owner: "alice",
-            target: target,
-            documentName: "AWS-StartPortForwardingSession",
-            parameters: [("portNumber", "22")],
-            reason: ""
-        )
+        let (session, _) = try Self.portSession(state, target: target)
         let agentTokens = try (0..<100).map { _ in
             clock.withLockedValue { $0 += 1 }
             return try state.issueAgentToken(sessionID: session.id, instanceID: target)

@@ -85,13 +85,7 @@ struct RefusalReportTests {
         let control = EmbeddedChannel()
         defer { _ = try? control.finish(acceptAlreadyClosed: true) }
         let (state, target) = try GatewayStateTests.stateWithConnectedAgent(control: control)
-        let (session, _) = try state.createSession(
-            owner: "alice",
-            target: target,
-            documentName: "AWS-StartPortForwardingSession",
-            parameters: [("portNumber", "22")],
-            reason: ""
-        )
+        let (session, _) = try GatewayStateTests.portSession(state, target: target)
         let line = { (id: String) in
             AgentRefusalReport.Line(sessionID: id, count: 1, types: [.invalidMessage: 1], windowStart: Self.now)
         }
