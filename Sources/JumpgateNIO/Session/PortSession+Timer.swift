@@ -39,7 +39,7 @@ extension PortSession {
     }
 
     /// Whether a resend may go now: the data channel is writable and this end reads it (see armTimer).
-    var mayResend: Bool { (self.context?.channel.isWritable ?? false) && !self.receiveBound.isPaused }
+    var mayResend: Bool { (self.context?.channel.isWritable ?? false) && !self.table.receiveBound.isPaused }
 
     func timerFired(_ generation: UInt64) {
         guard generation == self.timerGeneration else { return }  // cancelled, and replaced since

@@ -24,9 +24,13 @@ public final class PortSession: ChannelInboundHandler {
     var handshake: Handshake
     var reliability = ReliableDeliveryStateMachine()
     var negotiated: NegotiatedSession?
-    var mux: SmuxSession?
+    /// The streams and their local connections' state: every decision about them is the table's.
+    var table: StreamTable
+    /// The sockets the table's connection ids name.
+    var connections: [StreamTable.ConnectionID: any Channel] = [:]
+    /// The action list `withStreams` reuses.
+    var spareActions: [StreamTable.Action] = []
     var muxParser: NIOSingleStepByteToMessageProcessor<SmuxFrameDecoder>?
-    var streams: [SmuxStreamID: StreamState] = [:]
     var context: ChannelHandlerContext?
     /// The session's event loop, kept while no data channel is attached: its clock is the session's (an
     /// EmbeddedEventLoop's virtual time in tests). A resumed session stays on the same loop.
@@ -61,26 +65,24 @@ public final class PortSession: ChannelInboundHandler {
         case .agent(let configuration):
             self.handshake = .agent(AgentHandshakeStateMachine(configuration: configuration))
             self.writer = SessionMessageWriter(role: .agent)
+            self.table = StreamTable(isAgent: true)
         case .client(let configuration):
             self.handshake = .client(ClientHandshakeStateMachine(configuration: configuration))
             self.writer = SessionMessageWriter(role: .client)
+            self.table = StreamTable(isAgent: false)
         }
         var logger = logger
         logger[metadataKey: "jumpgate.session_id"] = "\(sessionID)"
         self.logger = logger
     }
 
-    var bytesIn: Int64 = 0
-    var bytesOut: Int64 = 0
-    var totalConnections = 0
-
     /// The session's local traffic so far. Read on the session's event loop.
     public var traffic: PortSessionTraffic {
         var traffic = PortSessionTraffic()
-        traffic.openConnections = self.streams.values.filter { $0.channel != nil }.count
-        traffic.totalConnections = self.totalConnections
-        traffic.bytesIn = self.bytesIn
-        traffic.bytesOut = self.bytesOut
+        traffic.openConnections = self.table.openConnections
+        traffic.totalConnections = self.table.totalConnections
+        traffic.bytesIn = self.table.bytesIn
+        traffic.bytesOut = self.table.bytesOut
         return traffic
     }
 
@@ -94,7 +96,7 @@ public final class PortSession: ChannelInboundHandler {
         self.loop = context.eventLoop
         defer { self.armTimer() }
         if self.attachedOnce {
-            if self.receiveBound.isPaused { Self.setReading(context.channel, false) }
+            if self.table.receiveBound.isPaused { Self.setReading(context.channel, false) }
             // A resumed data channel: everything the peer has not acknowledged goes again, oldest first
             // (the peer drops and re-acknowledges what it already has).
             let frames = self.reliability.connectionRestored(now: self.now)
@@ -244,7 +246,7 @@ public final class PortSession: ChannelInboundHandler {
         )
         var ready =
             self.negotiated != nil || message.payloadType.isHandshake || message.payloadType == .handshakeResponse
-        if self.isBasic, !self.isAgent, message.payloadType == .output, self.streams[Self.basicStreamID] == nil {
+        if message.payloadType == .output, self.table.withholdsBasicOutput {
             // Basic mode, no local connection yet: withhold the ack (the agent resends), as the plugin does.
             ready = false
         }
@@ -309,17 +311,10 @@ public final class PortSession: ChannelInboundHandler {
                 self.end(reason: "the client terminated the session", byPeer: true)
             case .connectToPortError:
                 // The official agent sends this before the FIN of the failed stream; the FIN names it.
-                self.refusals.flagReceived()
+                self.table.connectToPortErrorReceived()
             case .disconnectToPort:
-                // Basic mode: the client's connection ended; close the target's (re-dialled on new data).
-                if self.isAgent, self.isBasic, let stream = self.streams[Self.basicStreamID] {
-                    self.streams[Self.basicStreamID] = nil
-                    self.forgetEarlyData(of: stream)
-                    if let channel = stream.channel {
-                        stream.channel = nil
-                        Self.close(channel, mode: .all)
-                    }
-                }
+                // Basic mode: the client's connection ended; close the target's (dialled again on new data).
+                self.withStreams { table, actions in table.peerDisconnected(into: &actions) }
             default:
                 break
             }
@@ -330,10 +325,10 @@ public final class PortSession: ChannelInboundHandler {
             guard let error = try? ConnectErrorPayload(payload: message.payload) else {
                 return self.refused(.invalidPayload, "\(message.payloadType)")
             }
-            self.refusals.reasonReceived(error.reason, for: SmuxStreamID(error.streamID))
+            _ = self.table.connectErrorReceived(error)
         case .output:
-            if self.isBasic {
-                self.basicBytesReceived(message.payload)
+            if self.table.isBasic {
+                self.withStreams { table, actions in table.basicDataReceived(message.payload, into: &actions) }
             } else {
                 self.muxBytesReceived(message.payload)
             }
@@ -341,9 +336,6 @@ public final class PortSession: ChannelInboundHandler {
             self.unexpected(message)
         }
     }
-
-    /// Client: which stream a ConnectToPortError belongs to, and the agent's reason (`connect-errors`).
-    var refusals = StreamRefusals()
 
     func runAgent(_ action: AgentHandshakeStateMachine.Action) {
         switch action {
@@ -371,18 +363,11 @@ public final class PortSession: ChannelInboundHandler {
             configuration.retransmitWhileConnected = true
         }
         self.reliability.reconfigure(configuration)
-        if negotiated.mode == .basic, self.isAgent {
-            // Basic mode: the agent dials the destination right after the handshake (spec §7.5).
-            self.streams[Self.basicStreamID] = StreamState()
-            self.delegate?.streamRequested(self, id: Self.basicStreamID)
-        }
         if case .mux(let version, _) = negotiated.mode {
-            // smux v2 bounds each stream with its window; v1 and basic mode need the session-wide bound.
-            self.receiveBound.isEnabled = version < 2
-            let role: SmuxSession.Role = (self.isAgent ? .server : .client)
-            self.mux = SmuxSession(configuration: .init(version: version, role: role))
             self.muxParser = NIOSingleStepByteToMessageProcessor(SmuxFrameDecoder(version: version))
         }
+        // Basic mode: the agent dials the destination right after the handshake (spec §7.5).
+        self.withStreams { table, actions in table.establish(negotiated, into: &actions) }
     }
 
     var isAgent: Bool {
@@ -416,9 +401,6 @@ public final class PortSession: ChannelInboundHandler {
             self.resumeBlockedStreams()
         }
     }
-
-    /// What waits to be written to local connections; past its limit the data channel is not read.
-    var receiveBound = ReceiveBound()
 
     /// Whether a data-channel read is being processed, and the TCP connections written to meanwhile.
     var reading = false
@@ -475,11 +457,7 @@ public final class PortSession: ChannelInboundHandler {
         self.cancelTimer()
         // The session is over with these connections still open: what their remote end sent last may be
         // lost, so they are reset (RST), never ended with a FIN that would look like a complete answer.
-        for (_, stream) in self.streams {
-            guard let channel = stream.channel else { continue }
-            Self.reset(channel)
-        }
-        self.streams.removeAll()
+        self.withStreams { table, actions in table.endAll(into: &actions) }
         for channel in self.basicWaiting { channel.close(promise: nil) }
         self.basicWaiting.removeAll()
         self.delegate?.sessionEnded(self, reason: reason, byPeer: byPeer)

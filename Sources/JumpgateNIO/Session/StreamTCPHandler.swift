@@ -10,10 +10,12 @@ final class StreamTCPHandler: ChannelDuplexHandler {
 
     private let session: PortSession
     private let id: SmuxStreamID
+    private let connection: StreamTable.ConnectionID
 
-    init(session: PortSession, id: SmuxStreamID) {
+    init(session: PortSession, id: SmuxStreamID, connection: StreamTable.ConnectionID) {
         self.session = session
         self.id = id
+        self.connection = connection
     }
 
     // autoRead is off on stream sockets: reads are requested here, and held back while the session
@@ -28,7 +30,7 @@ final class StreamTCPHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        self.session.tcpRead(self.id, channel: context.channel, self.unwrapInboundIn(data))
+        self.session.tcpRead(self.id, self.connection, self.unwrapInboundIn(data))
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -44,19 +46,19 @@ final class StreamTCPHandler: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { self.session.tcpWritable(self.id, channel: context.channel) }
+        if context.channel.isWritable { self.session.tcpWritable(self.id, self.connection) }
         context.fireChannelWritabilityChanged()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case ChannelEvent.inputClosed = event {
-            self.session.tcpEOF(self.id, channel: context.channel)
+            self.session.tcpEOF(self.id, self.connection)
         }
         context.fireUserInboundEventTriggered(event)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.session.tcpClosed(self.id, channel: context.channel)
+        self.session.tcpClosed(self.id, self.connection)
         context.fireChannelInactive()
     }
 

@@ -1,0 +1,154 @@
+import JumpgateWire
+import Logging
+import NIOCore
+import NIOPosix
+
+extension PortSession {
+    // MARK: carrying out the stream table's actions
+
+    /// Runs `body` on the stream table, then carries out the actions it returned, in order. The action list
+    /// is reused (no allocation per frame); a call made while actions are carried out gets a list of its own.
+    @discardableResult
+    func withStreams<Result>(
+        _ body: (inout StreamTable, inout [StreamTable.Action]) throws -> Result
+    ) rethrows -> Result {
+        var actions = self.spareActions
+        self.spareActions = []
+        let result = try body(&self.table, &actions)
+        self.perform(actions)
+        actions.removeAll(keepingCapacity: true)
+        self.spareActions = actions
+        return result
+    }
+
+    func perform(_ actions: [StreamTable.Action]) {
+        var sent = false
+        for action in actions {
+            switch action {
+            case .sendFrame(let frame):
+                self.sendMuxFrame(frame)
+                sent = true
+            case .sendFlag(let flag):
+                self.sendStreamMessage(payloadType: .flag, payload: flag.encoded())
+                sent = true
+            case .sendConnectError(let error):
+                self.sendStreamMessage(payloadType: .jumpgateConnectError, payload: error.encoded())
+                sent = true
+            case .write(let connection, let id, let data, let confirm):
+                self.writeToLocal(connection, id, data, confirm: confirm)
+            case .close(let connection, let closing):
+                let channel =
+                    closing == .all ? self.connections.removeValue(forKey: connection) : self.connections[connection]
+                if let channel { Self.close(channel, mode: closing == .all ? .all : .output) }
+            case .reset(let connection):
+                if let channel = self.connections.removeValue(forKey: connection) { Self.reset(channel) }
+            case .resumeReading(let connection):
+                self.connections[connection]?.read()
+            case .pump(let id):
+                self.pumpStream(id)
+            case .dial(let id):
+                self.delegate?.streamRequested(self, id: id)
+            case .streamFailed(let id, let reason):
+                self.delegate?.streamFailed(self, id: id, reason: reason)
+            case .serveNextWaiting:
+                self.serveNextWaiting()
+            case .readDataChannel(let reading):
+                self.setDataChannelReading(reading)
+            case .endSession(let reason):
+                self.end(reason: reason, byPeer: false)
+            }
+        }
+        // Inside a data-channel read, what was sent goes out with the burst's acks (channelReadComplete).
+        if sent, !self.reading { self.flushDataChannel() }
+    }
+
+    /// Writes stream data to its local connection. Inside a data-channel read the flush waits for
+    /// channelReadComplete, so a read burst becomes one socket write per connection.
+    func writeToLocal(_ connection: StreamTable.ConnectionID, _ id: SmuxStreamID, _ data: ByteBuffer, confirm: Bool) {
+        let count = data.readableBytes
+        guard let channel = self.connections[connection] else {
+            if confirm {
+                self.withStreams { table, actions in
+                    table.localWriteCompleted(id, count: count, success: false, into: &actions)
+                }
+            }
+            return
+        }
+        if confirm {
+            let bound = NIOLoopBound(self, eventLoop: channel.eventLoop)
+            channel.write(data).whenComplete { result in
+                let success = (try? result.get()) != nil
+                bound.value.withStreams { table, actions in
+                    table.localWriteCompleted(id, count: count, success: success, into: &actions)
+                }
+            }
+        } else {
+            channel.write(data, promise: nil)
+            if let update = self.table.localWritten(id, connection, count: count, socketWritable: channel.isWritable) {
+                self.sendMuxFrame(update)
+                if !self.reading { self.flushDataChannel() }
+            }
+        }
+        if self.reading {
+            if !self.unflushed.contains(where: { $0 === channel }) { self.unflushed.append(channel) }
+        } else {
+            channel.flush()
+        }
+    }
+
+    /// smux bytes from the peer: parsed into frames (they are not aligned with messages), each handed to
+    /// the table. A smux violation ends the session.
+    func muxBytesReceived(_ bytes: ByteBuffer) {
+        guard let parser = self.muxParser else { return }
+        do {
+            try parser.process(buffer: bytes) { frame in
+                self.logger.trace(
+                    "smux frame",
+                    metadata: [
+                        "command": "\(frame.command)", "jumpgate.stream_id": "\(frame.streamID)",
+                        "bytes": "\(frame.data.readableBytes)",
+                    ]
+                )
+                try self.withStreams { table, actions in try table.frameReceived(frame, into: &actions) }
+            }
+        } catch {
+            self.refused(.smuxProtocolError, "\(error)")
+            self.end(reason: "smux protocol error: \(error)", byPeer: false)
+        }
+    }
+
+    /// The receive bound stops or restarts reading the data channel (applied when one attaches, if none is).
+    func setDataChannelReading(_ reading: Bool) {
+        guard let channel = self.context?.channel else { return }
+        self.logger.debug(
+            reading ? "resuming the data channel" : "local connections are slow; pausing the data channel",
+            metadata: ["queued": "\(self.table.receiveBound.queuedBytes)"]
+        )
+        Self.setReading(channel, reading)
+        if reading { self.armTimer() }
+    }
+
+    static func setReading(_ channel: any Channel, _ reading: Bool) {
+        channel.setOption(ChannelOptions.autoRead, value: reading).whenSuccess {
+            if reading { channel.read() }
+        }
+    }
+
+    /// Closes a stream's TCP channel once everything already written to it is on the socket: NIO fails
+    /// pending writes on a full close (and a close of the output escalates to one when the input is
+    /// already closed), which would cut off the end of the data the peer sent before its FIN.
+    static func close(_ channel: any Channel, mode: CloseMode) {
+        channel.writeAndFlush(ByteBuffer()).whenComplete { _ in
+            channel.close(mode: mode, promise: nil)
+        }
+    }
+
+    /// Closes a connection with RST (SO_LINGER 0).
+    static func reset(_ channel: any Channel) {
+        guard let provider = channel as? any SocketOptionProvider else {
+            channel.close(promise: nil)
+            return
+        }
+        provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
+    }
+}

@@ -1,0 +1,154 @@
+import NIOCore
+
+extension StreamTable {
+    // MARK: what local connections do
+
+    /// `connection` read `data`: queued to be sent (then ``nextChunk(on:)``). False when the connection
+    /// is no longer its stream's (a late event of a finished basic-mode connection): ignore it.
+    @discardableResult
+    public mutating func localRead(_ id: SmuxStreamID, _ connection: ConnectionID, _ data: ByteBuffer) -> Bool {
+        guard self.owns(id, connection) else { return false }
+        self.bytesIn += Int64(data.readableBytes)
+        self.streams[id]!.backlog.append(data)  // in place: a copy of the stream would copy its queue
+        return true
+    }
+
+    /// `connection` sent its last byte (EOF): its FIN follows what waits (then ``nextChunk(on:)``).
+    @discardableResult
+    public mutating func localEOF(_ id: SmuxStreamID, _ connection: ConnectionID) -> Bool {
+        guard self.owns(id, connection) else { return false }
+        self.streams[id]!.localEOF = true
+        return true
+    }
+
+    /// `connection` closed. What it took but never confirmed goes back to the peer's window, as data
+    /// arriving for a closed connection does, or a peer with a spent window would wait for ever. Then
+    /// send what waits (``nextChunk(on:)``) and call ``localClosedAfterSending(_:_:into:)``. False when
+    /// the connection is no longer its stream's.
+    @discardableResult
+    public mutating func localClosed(
+        _ id: SmuxStreamID,
+        _ connection: ConnectionID,
+        into actions: inout [Action]
+    ) -> Bool {
+        guard self.owns(id, connection) else { return false }
+        self.streams[id]!.localEOF = true
+        self.streams[id]!.attached = false
+        self.streams[id]!.localGone = true
+        let unconsumed = self.streams[id]!.unconsumed
+        if unconsumed > 0 {
+            self.streams[id]!.unconsumed = 0
+            self.consumed(unconsumed, on: id, into: &actions)
+        }
+        return true
+    }
+
+    /// After a closed connection's stream was pumped: once its last bytes are sent (they may wait for the
+    /// window: then the FIN follows them, from ``pumped(_:into:)``), the stream is aborted and forgotten.
+    public mutating func localClosedAfterSending(
+        _ id: SmuxStreamID,
+        _ connection: ConnectionID,
+        into actions: inout [Action]
+    ) {
+        // Gone already (the pump sent its FIN), or another connection's now (basic mode).
+        guard let stream = self.streams[id], stream.serial == connection, stream.backlog.isEmpty else { return }
+        if let fin = self.mux?.abortStream(id) { actions.append(.sendFrame(fin)) }
+        self.remove(id)
+    }
+
+    // MARK: sending stream data
+
+    /// What the next data message on a stream carries: basic mode's raw bytes, or one or two smux PSH
+    /// frames (a 64 KiB fast-path payload carries two, since smux caps a frame at 32 KiB, so per-message
+    /// costs are paid half as often).
+    public struct Chunk: Sendable, Hashable {
+        public var streamID: SmuxStreamID
+        /// Bytes of stream data in the first and second PSH frames (basic mode: `first` raw bytes).
+        public var first: Int
+        public var second: Int
+        /// The smux version, or nil in basic mode (no smux header).
+        public var smuxVersion: UInt8?
+
+        /// The message's payload length.
+        public var payloadLength: Int {
+            guard self.smuxVersion != nil else { return self.first }
+            return SmuxFrame.headerSize + self.first + (self.second > 0 ? SmuxFrame.headerSize + self.second : 0)
+        }
+    }
+
+    /// The next data message to send on stream `id`, as far as its window allows (counted as sent), or nil
+    /// when nothing waits or the window is spent. Call only while reliable delivery can send, and write it
+    /// at once with ``writeChunk(_:into:)``.
+    public mutating func nextChunk(on id: SmuxStreamID) -> Chunk? {
+        guard let backlog = self.streams[id]?.backlog.readableBytes, backlog > 0, let mode = self.mode else {
+            return nil
+        }
+        switch mode {
+        case .basic:
+            return Chunk(streamID: id, first: min(self.maximumPayload, backlog), second: 0, smuxVersion: nil)
+        case .mux(let version, _):
+            // smux's sendable bytes are capped at one frame (32 KiB): the second frame asks again.
+            guard self.mux != nil else { return nil }
+            let maximumData = min(SmuxFrame.maximumDataSize, self.maximumPayload - SmuxFrame.headerSize)
+            let first = min(self.mux!.sendableBytes(on: id), backlog, maximumData)
+            guard first > 0, (try? self.mux!.dataWillBeSent(on: id, count: first)) != nil else { return nil }
+            let room = self.maximumPayload - SmuxFrame.headerSize - first - SmuxFrame.headerSize
+            let second = max(0, min(self.mux!.sendableBytes(on: id), backlog - first, maximumData, room))
+            if second > 0, (try? self.mux!.dataWillBeSent(on: id, count: second)) == nil { return nil }
+            return Chunk(streamID: id, first: first, second: second, smuxVersion: version)
+        }
+    }
+
+    /// Writes `chunk` (from ``nextChunk(on:)``) into a message's payload: the one copy of the local
+    /// connection's bytes, straight behind the SSM and smux headers.
+    public mutating func writeChunk(_ chunk: Chunk, into payload: inout ByteBuffer) {
+        let id = chunk.streamID
+        guard let version = chunk.smuxVersion else {
+            self.streams[id]!.backlog.move(chunk.first, into: &payload)
+            return
+        }
+        payload.writeSmuxHeader(version: version, command: .psh, length: UInt16(chunk.first), streamID: id)
+        self.streams[id]!.backlog.move(chunk.first, into: &payload)
+        guard chunk.second > 0 else { return }
+        payload.writeSmuxHeader(version: version, command: .psh, length: UInt16(chunk.second), streamID: id)
+        self.streams[id]!.backlog.move(chunk.second, into: &payload)
+    }
+
+    /// After sending what could be sent on stream `id`: reading its connection stops while bytes still
+    /// wait and restarts when none do; once a connection at EOF has sent everything, its FIN goes (basic
+    /// mode: the connection is finished).
+    public mutating func pumped(_ id: SmuxStreamID, into actions: inout [Action]) {
+        guard let stream = self.streams[id] else { return }
+        let blocked = !stream.backlog.isEmpty
+        if blocked != stream.readPaused {
+            self.streams[id]!.readPaused = blocked
+            if !blocked, stream.attached { actions.append(.resumeReading(stream.serial)) }
+        }
+        guard !blocked, stream.localEOF else { return }
+        if self.isBasic {
+            self.basicConnectionFinished(stream.serial, into: &actions)
+            return
+        }
+        guard let fin = self.mux?.closeStream(id) else { return }
+        actions.append(.sendFrame(fin))
+        // Nothing more can be delivered to a closed socket: the stream is done here. If the peer still
+        // sends, smux keeps the stream until its FIN, so what arrives is discarded but counted as consumed
+        // (its window stays open and its end can finish and close).
+        if stream.localGone {
+            if self.isMuxStreamOpen(id) { self.remove(id) } else { self.drop(id) }
+        } else if !self.isMuxStreamOpen(id) {
+            self.drop(id)
+        }
+    }
+
+    /// Basic mode: the connection's last bytes are sent. Client: DisconnectToPort, then the next waiting
+    /// connection. Agent: close the target connection and wait (new data from the client dials again).
+    mutating func basicConnectionFinished(_ serial: ConnectionID, into actions: inout [Action]) {
+        guard let stream = self.streams[Self.basicStreamID], stream.serial == serial else { return }
+        self.remove(Self.basicStreamID)
+        if stream.attached { actions.append(.close(serial, .all)) }
+        guard !self.isAgent else { return }
+        actions.append(.sendFlag(.disconnectToPort))
+        actions.append(.serveNextWaiting)
+    }
+}
