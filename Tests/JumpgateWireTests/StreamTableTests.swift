@@ -200,6 +200,78 @@ struct StreamTableTests {
         #expect(updates >= 1)
     }
 
+    @Test("a connection that closes while its last bytes wait for the window: they go first, then the FIN")
+    func closeWithBytesWaiting() throws {
+        var (table, _) = Self.table(agent: false)
+        var actions: [Action] = []
+        let (id, connection) = try requireOpened(table.open(into: &actions))
+        table.localRead(id, connection, Self.bytes(300_000))
+        while let chunk = table.nextChunk(on: id) {
+            var payload = ByteBuffer()
+            table.writeChunk(chunk, into: &payload)
+        }
+        actions.removeAll()
+        let closed = table.localClosed(id, connection, into: &actions)
+        #expect(closed && actions.isEmpty)
+        table.pumped(id, into: &actions)
+        table.localClosedAfterSending(id, connection, into: &actions)
+        #expect(actions.isEmpty)  // no FIN while 37,856 bytes wait
+        #expect(table.blockedStreams == [id])
+        let update = SmuxFrame.windowUpdate(streamID: id, .init(consumed: 262_144, window: 2 << 20))
+        try table.frameReceived(update, into: &actions)
+        #expect(actions == [.pump(id)])
+        actions.removeAll()
+        var rest = 0
+        while let chunk = table.nextChunk(on: id) {
+            var payload = ByteBuffer()
+            table.writeChunk(chunk, into: &payload)
+            rest += chunk.first + chunk.second
+        }
+        #expect(rest == 37_856)
+        table.pumped(id, into: &actions)
+        #expect(actions == [.sendFrame(self.frame(.fin, id))])
+        #expect(table.blockedStreams.isEmpty && table.openConnections == 0)
+    }
+
+    @Test("bytes a socket took while not writable count for the window once it is writable again")
+    func writableReturnsCredit() throws {
+        var (table, _) = Self.table(agent: false)
+        var actions: [Action] = []
+        let (id, connection) = try requireOpened(table.open(into: &actions))
+        for _ in 0..<40 {
+            try table.frameReceived(self.frame(.psh, id, data: Self.bytes(32_768)), into: &actions)
+            let update = table.localWritten(id, connection, count: 32_768, socketWritable: false)
+            #expect(update == nil)
+        }
+        // Writable again but bytes still held back: this write waits with them.
+        let held = table.localWritten(id, connection, count: 1, socketWritable: true)
+        #expect(held == nil)
+        let update = try requireValue(table.localWritable(id, connection))
+        #expect(update.command == .upd && update.windowUpdate?.consumed == 40 * 32_768 + 1)
+        let again = table.localWritable(id, connection)
+        #expect(again == nil)
+    }
+
+    @Test("official peers: a client sends 1 KiB payloads (one PSH frame); an agent 64 KiB (two)")
+    func officialChunkSizes() throws {
+        var (client, _) = Self.table(agent: false, .mux(smuxVersion: 1, keepAlive: false), [])
+        var actions: [Action] = []
+        let (id, connection) = try requireOpened(client.open(into: &actions))
+        client.localRead(id, connection, Self.bytes(5_000))
+        let small = try requireValue(client.nextChunk(on: id))
+        #expect(small.first == 1_016 && small.second == 0 && small.payloadLength == 1_024)
+
+        var (agent, _) = Self.table(agent: true, .mux(smuxVersion: 1, keepAlive: false), [])
+        try agent.frameReceived(self.frame(.syn, version: 1), into: &actions)
+        let target = try requireValue(agent.attach(Self.stream3, into: &actions))
+        agent.localRead(Self.stream3, target, Self.bytes(100_000))
+        let large = try requireValue(agent.nextChunk(on: Self.stream3))
+        #expect(large.first == 32_768 && large.second == 32_752 && large.payloadLength == 65_536)
+        var payload = ByteBuffer()
+        agent.writeChunk(large, into: &payload)
+        #expect(payload.getBytes(at: 32_776, length: 4) == [1, 2, 0xF0, 0x7F])  // v1 PSH, 32752
+    }
+
     @Test("a late event of a finished connection is ignored")
     func staleConnection() throws {
         var (table, _) = Self.table(agent: false, .basic)
@@ -346,7 +418,8 @@ struct StreamTableTests {
         actions.removeAll()
         for _ in 0..<64 { table.localWriteCompleted(id, count: 32_768, success: true, into: &actions) }
         #expect(actions.isEmpty)  // 2,129,920 bytes still wait: more than half the bound
-        table.localWriteCompleted(id, count: 32_768, success: true, into: &actions)
+        // A failed write (its connection went away) leaves the bound too.
+        table.localWriteCompleted(id, count: 32_768, success: false, into: &actions)
         #expect(actions == [.readDataChannel(true)])
         // smux v2 has no such bound: its windows bound each stream.
         var (v2, _) = Self.table(agent: false)
@@ -396,6 +469,12 @@ struct StreamTableTests {
             #expect(pair.received[id] == expected[id], "stream \(id), seed \(seed)")
             #expect(pair.agentEOF.contains(id), "stream \(id) got no FIN, seed \(seed)")
         }
+        // The targets end too: each client connection closes, and neither table keeps a stream.
+        for (connection, id) in pair.agentConnections { pair.agentEnds(id, connection) }
+        try pair.deliverAll()
+        #expect(pair.clientClosed.count == streams.count, "seed \(seed)")
+        #expect(pair.client.openConnections == 0 && pair.agent.openConnections == 0, "seed \(seed)")
+        #expect(pair.client.blockedStreams.isEmpty && pair.agent.blockedStreams.isEmpty)
     }
 }
 
@@ -411,6 +490,7 @@ struct TablePair {
     var agentConnections: [StreamTable.ConnectionID: SmuxStreamID] = [:]
     var received: [SmuxStreamID: [UInt8]] = [:]
     var agentEOF: Set<SmuxStreamID> = []
+    var clientClosed: Set<StreamTable.ConnectionID> = []
 
     init() {
         self.client = StreamTableTests.table(agent: false).0
@@ -434,6 +514,12 @@ struct TablePair {
         let outcome15 = self.client.localEOF(id, connection)
         #expect(outcome15)
         self.pump(id, agent: false)
+    }
+
+    mutating func agentEnds(_ id: SmuxStreamID, _ connection: StreamTable.ConnectionID) {
+        let known = self.agent.localEOF(id, connection)
+        #expect(known)
+        self.pump(id, agent: true)
     }
 
     mutating func pump(_ id: SmuxStreamID, agent: Bool) {
@@ -493,8 +579,13 @@ struct TablePair {
                     self.run([.sendFrame(update)], agent: true)
                 }
             case .close(let connection, let closing):
-                #expect(agent && closing == .output)
-                if let id = self.agentConnections[connection] { self.agentEOF.insert(id) }
+                if agent {
+                    #expect(closing == .output)
+                    if let id = self.agentConnections[connection] { self.agentEOF.insert(id) }
+                } else {
+                    #expect(closing == .all)  // both directions are done
+                    self.clientClosed.insert(connection)
+                }
             case .pump(let id):
                 self.pump(id, agent: agent)
             case .resumeReading:

@@ -94,7 +94,9 @@ extension StreamTable {
             guard first > 0, (try? self.mux!.dataWillBeSent(on: id, count: first)) != nil else { return nil }
             let room = self.maximumPayload - SmuxFrame.headerSize - first - SmuxFrame.headerSize
             let second = max(0, min(self.mux!.sendableBytes(on: id), backlog - first, maximumData, room))
-            if second > 0, (try? self.mux!.dataWillBeSent(on: id, count: second)) == nil { return nil }
+            guard second > 0, (try? self.mux!.dataWillBeSent(on: id, count: second)) != nil else {
+                return Chunk(streamID: id, first: first, second: 0, smuxVersion: version)
+            }
             return Chunk(streamID: id, first: first, second: second, smuxVersion: version)
         }
     }

@@ -18,7 +18,7 @@ extension StreamTable {
             actions.append(.sendFrame(fin))
         case .data(let id, let data):
             self.streams[id]?.receivedData = true
-            guard var stream = self.streams[id], !stream.localGone else {
+            guard let stream = self.streams[id], !stream.localGone else {
                 // The local connection is gone: its data is dropped but counted as consumed, so the peer's
                 // window stays open until its FIN comes. Otherwise a peer still sending (a target echoing a
                 // killed transfer) stalls for ever and its connection never closes.
@@ -26,11 +26,9 @@ extension StreamTable {
                 return
             }
             if stream.attached {
-                self.streams[id] = stream
                 self.deliver(data, to: id, stream.serial, into: &actions)
             } else {
-                self.holdEarly(data, in: &stream)
-                self.streams[id] = stream
+                self.holdEarly(data, on: id)
             }
         case .remoteClosed(let id, let fullyClosed):
             let refusal = self.refusals.finReceived(for: id, streamGotData: self.streams[id]?.receivedData ?? false)
@@ -56,18 +54,16 @@ extension StreamTable {
 
     /// Basic mode: the peer's bytes for the one connection.
     public mutating func basicDataReceived(_ data: ByteBuffer, into actions: inout [Action]) {
-        if var stream = self.streams[Self.basicStreamID], !stream.localGone {
+        if let stream = self.streams[Self.basicStreamID], !stream.localGone {
             if stream.attached {
                 self.deliver(data, to: Self.basicStreamID, stream.serial, into: &actions)
             } else {
-                self.holdEarly(data, in: &stream)  // the agent's dial is still in progress
-                self.streams[Self.basicStreamID] = stream
+                self.holdEarly(data, on: Self.basicStreamID)  // the agent's dial is still in progress
             }
         } else if self.isAgent {
             // Agent: the target connection ended earlier; new data dials it again.
-            var stream = Stream(serial: self.newSerial())
-            self.holdEarly(data, in: &stream)
-            self.streams[Self.basicStreamID] = stream
+            self.streams[Self.basicStreamID] = Stream(serial: self.newSerial())
+            self.holdEarly(data, on: Self.basicStreamID)
             actions.append(.dial(Self.basicStreamID))
         }
         // A client without a connection withheld the acknowledgement for this; it comes again.
@@ -123,9 +119,10 @@ extension StreamTable {
     }
 
     /// Data for a stream whose connection is still being dialled: held, and counted in the bound.
-    mutating func holdEarly(_ data: ByteBuffer, in stream: inout Stream) {
-        stream.early.append(data)
-        stream.earlyBytes += data.readableBytes
+    /// Appended in place: a copy of the stream would copy its list at every frame.
+    mutating func holdEarly(_ data: ByteBuffer, on id: SmuxStreamID) {
+        self.streams[id]!.early.append(data)
+        self.streams[id]!.earlyBytes += data.readableBytes
         self.receiveBound.queued(data.readableBytes)
     }
 
