@@ -132,12 +132,16 @@ public final class PortForwarder: Sendable {
                 self.state.withLockedValue { $0.session = NIOLoopBound(session, eventLoop: self.eventLoop) }
                 return session
             }
-        } catch let error as ClientError {
-            throw error
         } catch {
-            throw ClientError(
-                FailureText.reachingGateway(self.grant.streamURL, caFile: self.caFile, NetworkFailure(error))
-            )
+            let failure =
+                (error as? ClientError)
+                ?? ClientError(
+                    FailureText.reachingGateway(self.grant.streamURL, caFile: self.caFile, NetworkFailure(error))
+                )
+            // Whoever waits for the local port (`forward`'s readiness line, the status line) hears that it
+            // will not open, instead of waiting for ever.
+            self.ready.fail(failure)
+            throw failure
         }
         self.state.withLockedValue { $0.dataChannel = channel }
         return try await self.outcome.futureResult.get()
