@@ -37,6 +37,19 @@ struct StreamTableTests {
 
     static let stream3 = SmuxStreamID(3)
 
+    /// Sends every chunk stream `id` may send now, as a session's send loop does; returns the stream bytes.
+    @discardableResult
+    static func sendAll(_ table: inout StreamTable, on id: SmuxStreamID) -> Int {
+        var sent = 0
+        while let chunk = table.nextChunk(on: id) {
+            var payload = ByteBuffer()
+            table.writeChunk(chunk, into: &payload)
+            #expect(payload.readableBytes == chunk.payloadLength)
+            sent += chunk.first + chunk.second
+        }
+        return sent
+    }
+
     func frame(
         _ command: SmuxCommand,
         _ id: SmuxStreamID = Self.stream3,
@@ -94,12 +107,7 @@ struct StreamTableTests {
         var actions: [Action] = []
         let (id, connection) = try requireOpened(table.open(into: &actions))
         table.localRead(id, connection, Self.bytes(300_000))
-        var sent = 0
-        while let chunk = table.nextChunk(on: id) {
-            var payload = ByteBuffer()
-            table.writeChunk(chunk, into: &payload)
-            sent += chunk.first + chunk.second
-        }
+        let sent = Self.sendAll(&table, on: id)
         #expect(sent == 262_144)  // smux's initial peer window
         actions.removeAll()
         table.pumped(id, into: &actions)
@@ -206,10 +214,7 @@ struct StreamTableTests {
         var actions: [Action] = []
         let (id, connection) = try requireOpened(table.open(into: &actions))
         table.localRead(id, connection, Self.bytes(300_000))
-        while let chunk = table.nextChunk(on: id) {
-            var payload = ByteBuffer()
-            table.writeChunk(chunk, into: &payload)
-        }
+        Self.sendAll(&table, on: id)
         actions.removeAll()
         let closed = table.localClosed(id, connection, into: &actions)
         #expect(closed && actions.isEmpty)
@@ -221,12 +226,7 @@ struct StreamTableTests {
         try table.frameReceived(update, into: &actions)
         #expect(actions == [.pump(id)])
         actions.removeAll()
-        var rest = 0
-        while let chunk = table.nextChunk(on: id) {
-            var payload = ByteBuffer()
-            table.writeChunk(chunk, into: &payload)
-            rest += chunk.first + chunk.second
-        }
+        let rest = Self.sendAll(&table, on: id)
         #expect(rest == 37_856)
         table.pumped(id, into: &actions)
         #expect(actions == [.sendFrame(self.frame(.fin, id))])

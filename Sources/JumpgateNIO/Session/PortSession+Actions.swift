@@ -85,8 +85,7 @@ extension PortSession {
         } else {
             channel.write(data, promise: nil)
             if let update = self.table.localWritten(id, connection, count: count, socketWritable: channel.isWritable) {
-                self.sendMuxFrame(update)
-                if !self.reading { self.flushDataChannel() }
+                self.sendWindowUpdate(update)
             }
         }
         if self.reading {

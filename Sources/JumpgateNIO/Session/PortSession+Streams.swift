@@ -106,6 +106,11 @@ extension PortSession {
     /// A local connection became writable again: what it took meanwhile counts as consumed now.
     func tcpWritable(_ id: SmuxStreamID, _ connection: StreamTable.ConnectionID) {
         guard let update = self.table.localWritable(id, connection) else { return }
+        self.sendWindowUpdate(update)
+    }
+
+    /// Sends a window update now; inside a data-channel read it goes out with the burst's acks.
+    func sendWindowUpdate(_ update: SmuxFrame) {
         self.sendMuxFrame(update)
         if !self.reading { self.flushDataChannel() }
     }
