@@ -26,51 +26,25 @@ extension PortSession {
         isControl: Bool,
         writePayload: (inout ByteBuffer) -> Void
     ) {
-        guard !self.ended else { return }
-        let frame = self.writer.streamMessage(
-            sequenceNumber: self.reliability.nextSequenceNumber,
-            createdDate: WallClock.nowMilliseconds(),
+        let result = self.machine.sendStreamMessage(
             payloadType: payloadType,
             payloadLength: payloadLength,
+            isControl: isControl,
+            now: self.now,
             writePayload: writePayload
         )
-        do {
-            if case .write(let bytes) = try self.reliability.send(frame, now: self.now, isControl: isControl) {
-                self.context?.write(self.wrapOutboundOut(.binary(bytes)), promise: nil)
-                // Only a message that became the head can move the resend deadline earlier; an older head's
-                // deadline is already set (and re-armed at channelReadComplete when acks change the RTO).
-                if self.reliability.unacknowledgedCount == 1 { self.armTimer() }
-            }
-        } catch {
+        switch result {
+        case .write(let bytes, let headChanged):
+            self.context?.write(self.wrapOutboundOut(.binary(bytes)), promise: nil)
+            // Only a message that became the head can move the resend deadline earlier; an older head's
+            // deadline is already set (and re-armed at channelReadComplete when acks change the RTO).
+            if headChanged { self.armTimer() }
+        case .held, .dropped:
+            break
+        case .overflow(let reason):
             // Data is sent only when canSend; the control reserve is exhausted only by a peer that opened
             // thousands of streams and acknowledged nothing.
-            self.end(
-                reason:
-                    "the peer acknowledged nothing while \(self.reliability.unacknowledgedCount) messages waited: \(error)",
-                byPeer: false
-            )
+            self.end(reason: reason, byPeer: false)
         }
-    }
-
-    func sendAcknowledgement(_ ack: ReliableDeliveryStateMachine.Acknowledgement) {
-        guard let context = self.context,
-            let frame = self.writer.acknowledgement(ack, createdDate: WallClock.nowMilliseconds())
-        else { return }
-        context.write(self.wrapOutboundOut(.binary(frame)), promise: nil)
-    }
-
-    func sendAgentSessionState() {
-        guard let context = self.context else { return }
-        let frame = SessionMessageWriter.agentSessionState(
-            sessionID: self.sessionID,
-            createdDate: WallClock.nowMilliseconds()
-        )
-        context.write(self.wrapOutboundOut(.binary(frame)), promise: nil)
-    }
-
-    func writeFrames(_ frames: [ByteBuffer]) {
-        guard let context = self.context, !frames.isEmpty else { return }
-        for frame in frames { context.write(self.wrapOutboundOut(.binary(frame)), promise: nil) }
-        context.flush()
     }
 }

@@ -3,27 +3,23 @@ import Logging
 import NIOCore
 import NIOPosix
 
-/// One end of a port-forwarding session, on the WebSocket channel's event loop: sequencing and acks
-/// (``ReliableDeliveryStateMachine``), the handshake, and smux streams glued to TCP channels on the same
-/// loop. The handler only carries out what the state machines decide.
+/// One end of a port-forwarding session, on the WebSocket channel's event loop. Two pure state machines
+/// decide everything: ``SessionStateMachine`` (the handshake, reliable delivery, resume, deadlines, the
+/// end) and ``StreamTable`` (the streams and their local connections). This handler carries out their
+/// actions: it writes to the data channel and to local connections, runs one timer at the earliest
+/// deadline, and tells its owner (``PortSessionDelegate``).
 public final class PortSession: ChannelInboundHandler {
     public typealias InboundIn = WebSocketMessage
     public typealias OutboundOut = WebSocketMessage
-
-    public enum Role: Sendable {
-        case agent(AgentHandshakeStateMachine.Configuration)
-        case client(ClientHandshakeStateMachine.Configuration)
-    }
-
-    enum Handshake {
-        case agent(AgentHandshakeStateMachine)
-        case client(ClientHandshakeStateMachine)
-    }
+    public typealias Role = SessionStateMachine.Role
 
     public let sessionID: String
-    var handshake: Handshake
-    var reliability = ReliableDeliveryStateMachine()
-    var negotiated: NegotiatedSession?
+    /// The session level: every decision about messages, acknowledgements and resume is the machine's.
+    var machine: SessionStateMachine
+    /// The action list `withSession` reuses.
+    var spareSessionActions: [SessionStateMachine.Action] = []
+    /// Whether the session's end was carried out (the machine's `.ended`); later actions are ignored.
+    var finished = false
     /// The streams and their local connections' state: every decision about them is the table's.
     var table: StreamTable
     /// The sockets the table's connection ids name.
@@ -35,7 +31,7 @@ public final class PortSession: ChannelInboundHandler {
     /// The session's event loop, kept while no data channel is attached: its clock is the session's (an
     /// EmbeddedEventLoop's virtual time in tests). A resumed session stays on the same loop.
     var loop: (any EventLoop)?
-    /// One timer at the earliest deadline the state machines return (acknowledgement interval, resend,
+    /// One timer at the earliest deadline the state machine returns (acknowledgement interval, resend,
     /// handshake timeout); none while there is nothing to wait for.
     var timer: Scheduled<Void>?
     /// The deadline the timer is set for (nil: no timer; an idle session has none).
@@ -45,11 +41,6 @@ public final class PortSession: ChannelInboundHandler {
     var timerGeneration: UInt64 = 0
     /// How often the timer fired (tests: an idle session's never does).
     var timerFirings = 0
-    var ended = false
-    /// Whether a data channel was ever attached (the second attachment is a resume).
-    var attachedOnce = false
-    /// Encodes what this end sends, also while no data channel is attached (held for resend).
-    var writer: SessionMessageWriter
     /// Held strongly until the session ends (the agent keeps no other reference), then released.
     public var delegate: (any PortSessionDelegate)?
     /// Set by an owner that can reconnect the data channel. When the channel drops while the session is
@@ -61,20 +52,22 @@ public final class PortSession: ChannelInboundHandler {
 
     public init(sessionID: String, role: Role, logger: Logger) {
         self.sessionID = sessionID
-        switch role {
-        case .agent(let configuration):
-            self.handshake = .agent(AgentHandshakeStateMachine(configuration: configuration))
-            self.writer = SessionMessageWriter(role: .agent)
-            self.table = StreamTable(isAgent: true)
-        case .client(let configuration):
-            self.handshake = .client(ClientHandshakeStateMachine(configuration: configuration))
-            self.writer = SessionMessageWriter(role: .client)
-            self.table = StreamTable(isAgent: false)
-        }
+        self.machine = SessionStateMachine(
+            sessionID: sessionID,
+            role: role,
+            wallClockMilliseconds: WallClock.nowMilliseconds
+        )
+        self.table = StreamTable(isAgent: self.machine.isAgent)
         var logger = logger
         logger[metadataKey: "jumpgate.session_id"] = "\(sessionID)"
         self.logger = logger
     }
+
+    /// Reliable delivery's state (the send window; tests read its bounds).
+    var reliability: ReliableDeliveryStateMachine { self.machine.reliability }
+    var negotiated: NegotiatedSession? { self.machine.negotiated }
+    var ended: Bool { self.machine.isEnded }
+    var isAgent: Bool { self.machine.isAgent }
 
     /// The session's local traffic so far. Read on the session's event loop.
     public var traffic: PortSessionTraffic {
@@ -94,25 +87,10 @@ public final class PortSession: ChannelInboundHandler {
     public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         self.loop = context.eventLoop
-        defer { self.armTimer() }
-        if self.attachedOnce {
-            if self.table.receiveBound.isPaused { Self.setReading(context.channel, false) }
-            // A resumed data channel: everything the peer has not acknowledged goes again, oldest first
-            // (the peer drops and re-acknowledges what it already has).
-            let frames = self.reliability.connectionRestored(now: self.now)
-            self.logger.info("data channel resumed", metadata: ["resent": "\(frames.count)"])
-            if self.isAgent { self.sendAgentSessionState() }
-            self.writeFrames(frames)
-            self.resumeBlockedStreams()
-            return
-        }
-        self.attachedOnce = true
-        if case .agent(var machine) = self.handshake {
-            let action = machine.start(now: self.now)
-            self.handshake = .agent(machine)
-            self.sendAgentSessionState()
-            self.runAgent(action)
-        }
+        // A resumed data channel stays unread while the local connections are slow (the receive bound).
+        if self.table.receiveBound.isPaused { Self.setReading(context.channel, false) }
+        self.withSession { machine, actions in machine.dataChannelAttached(now: self.now, into: &actions) }
+        self.armTimer()
     }
 
     public func handlerRemoved(context: ChannelHandlerContext) {
@@ -132,21 +110,9 @@ public final class PortSession: ChannelInboundHandler {
         self.unflushed.removeAll()
         self.cancelTimer()
         self.context = nil
-        guard !self.ended else { return }
-        if self.negotiated == nil, let refusal = self.refusal {
-            // Refused before the session started (a spent or wrong token): resuming cannot help.
-            self.end(reason: "The gateway refused the data channel: \(refusal).", byPeer: false)
-            return
-        }
-        if let onDisconnect = self.onDisconnect {
-            self.reliability.connectionLost()
-            self.logger.info(
-                "data channel lost; holding streams while it is resumed",
-                metadata: ["unacknowledged": "\(self.reliability.unacknowledgedCount)"]
-            )
-            onDisconnect(self)
-        } else {
-            self.end(reason: reason, byPeer: true)
+        let canResume = self.onDisconnect != nil
+        self.withSession { machine, actions in
+            machine.dataChannelLost(reason: reason, canResume: canResume, into: &actions)
         }
     }
 
@@ -159,13 +125,10 @@ public final class PortSession: ChannelInboundHandler {
                 "data channel closed by WebSocket",
                 metadata: ["code": "\(closed.code)", "reason": "\(closed.reason)"]
             )
-            if closed.code == 1008 { self.refusal = closed.reason }
+            if closed.code == 1008 { self.machine.dataChannelRefused(reason: closed.reason) }
         }
         context.fireUserInboundEventTriggered(event)
     }
-
-    /// The gateway's reason when it refused this data channel (WebSocket close 1008, e.g. a spent token).
-    var refusal: String?
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if self.onDisconnect == nil {
@@ -181,43 +144,11 @@ public final class PortSession: ChannelInboundHandler {
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case .binary(let frame) = self.unwrapInboundIn(data) else { return }
         self.reading = true
-        let message: SSMMessage
-        do {
-            message = try SSMMessage(decoding: frame)
-            try message.validate(self.validationProfile)
-        } catch {
-            self.refused(.invalidMessage, "\(error)")
-            return
+        let withholdsOutput = self.table.withholdsBasicOutput
+        self.withSession { machine, actions in
+            machine.frameReceived(frame, withholdsOutput: withholdsOutput, now: self.now, into: &actions)
         }
-        switch message.messageType {
-        case .outputStreamData, .inputStreamData:
-            self.streamMessageReceived(message)
-        case .acknowledge:
-            self.acknowledgementReceived(message)
-        case .channelClosed:
-            let output = (try? ChannelClosedPayload(payload: message.payload))?.output ?? ""
-            self.end(reason: output, byPeer: true)
-        case .pausePublication:
-            self.logger.info("the gateway paused publication: the other side is away and its buffer is full")
-            self.reliability.publicationPaused()
-        case .startPublication:
-            let frames = self.reliability.publicationResumed(now: self.now)
-            self.logger.info("the gateway resumed publication", metadata: ["resent": "\(frames.count)"])
-            self.writeFrames(frames)
-        case .jumpgateAgentStatus:
-            guard !self.isAgent else { return self.refused(.unexpectedMessage, "\(message.messageType)") }
-            guard let status = try? AgentStatusPayload(payload: message.payload) else {
-                return self.refused(.invalidPayload, "\(message.messageType)")
-            }
-            self.delegate?.agentStatusChanged(self, status: status)
-        default:
-            self.refused(.unexpectedMessage, "\(message.messageType)")
-        }
-    }
-
-    /// A stream message whose payload type this end never takes (or not in this role or mode).
-    func unexpected(_ message: SSMMessage) {
-        self.refused(.unexpectedMessage, "\(message.payloadType)")
+        // Acknowledgements, window updates and target writes go out together at channelReadComplete.
     }
 
     /// Something from the peer was refused: dropped (or, for a smux violation, the session ended), logged
@@ -225,181 +156,6 @@ public final class PortSession: ChannelInboundHandler {
     func refused(_ refusal: SessionRefusal, _ detail: String) {
         self.logger.debug("refused a message", metadata: ["refusal": "\(refusal.rawValue)", "detail": "\(detail)"])
         self.delegate?.messageRefused(self, refusal)
-    }
-
-    var validationProfile: SSMValidationProfile {
-        if self.negotiated?.extensions.contains(.digestFree) == true { return .digestFree }
-        if case .agent = self.handshake { return .agent }
-        return .client
-    }
-
-    func streamMessageReceived(_ message: SSMMessage) {
-        guard message.sequenceNumber >= 0 else {
-            return self.refused(.invalidMessage, "sequence number \(message.sequenceNumber)")
-        }
-        self.logger.trace(
-            "stream message",
-            metadata: [
-                "seq": "\(message.sequenceNumber)", "type": "\(message.payloadType)",
-                "bytes": "\(message.payload.readableBytes)",
-            ]
-        )
-        var ready =
-            self.negotiated != nil || message.payloadType.isHandshake || message.payloadType == .handshakeResponse
-        if message.payloadType == .output, self.table.withholdsBasicOutput {
-            // Basic mode, no local connection yet: withhold the ack (the agent resends), as the plugin does.
-            ready = false
-        }
-        switch self.reliability.streamMessageReceived(message, isReady: ready) {
-        case .deliver(let ack):
-            self.sendAcknowledgement(ack)
-            self.process(message)
-            while let (next, ack) = self.reliability.nextBufferedMessage() {
-                self.sendAcknowledgement(ack)
-                self.process(next)
-            }
-        case .buffered(let ack), .duplicate(let ack):
-            self.sendAcknowledgement(ack)
-        case .dropped:
-            break
-        }
-        // Acknowledgements, window updates and target writes go out together at channelReadComplete.
-    }
-
-    func process(_ message: SSMMessage) {
-        switch message.payloadType {
-        case .handshakeRequest:
-            guard case .client(var machine) = self.handshake else { return self.unexpected(message) }
-            guard let request = try? HandshakeRequestPayload(payload: message.payload) else {
-                return self.refused(.invalidPayload, "\(message.payloadType)")
-            }
-            let action = machine.requestReceived(request)
-            self.handshake = .client(machine)
-            if case .sendHandshakeResponse(let response) = action {
-                self.sendStreamMessage(payloadType: .handshakeResponse, payload: response.encoded())
-            }
-        case .handshakeResponse:
-            guard case .agent(var machine) = self.handshake else { return self.unexpected(message) }
-            guard let response = try? HandshakeResponsePayload(payload: message.payload) else {
-                return self.refused(.invalidPayload, "\(message.payloadType)")
-            }
-            let action = machine.responseReceived(response, now: self.now)
-            self.handshake = .agent(machine)
-            self.runAgent(action)
-        case .handshakeComplete:
-            guard case .client(var machine) = self.handshake else { return self.unexpected(message) }
-            guard let complete = try? HandshakeCompletePayload(payload: message.payload) else {
-                return self.refused(.invalidPayload, "\(message.payloadType)")
-            }
-            let action = machine.completeReceived(complete)
-            self.handshake = .client(machine)
-            switch action {
-            case .established(let negotiated, let customerMessage):
-                self.establish(negotiated)
-                self.delegate?.sessionEstablished(self, negotiated: negotiated, customerMessage: customerMessage)
-            case .fail(let reason):
-                self.end(reason: reason, byPeer: false)
-            default:
-                break
-            }
-        case .flag:
-            guard let flag = try? FlagPayload(payload: message.payload) else {
-                return self.refused(.invalidPayload, "\(message.payloadType)")
-            }
-            switch flag {
-            case .terminateSession:
-                self.end(reason: "the client terminated the session", byPeer: true)
-            case .connectToPortError:
-                // The official agent sends this before the FIN of the failed stream; the FIN names it.
-                self.table.connectToPortErrorReceived()
-            case .disconnectToPort:
-                // Basic mode: the client's connection ended; close the target's (dialled again on new data).
-                self.withStreams { table, actions in table.peerDisconnected(into: &actions) }
-            default:
-                break
-            }
-        case .jumpgateConnectError:
-            guard !self.isAgent, self.negotiated?.extensions.contains(.connectErrors) == true else {
-                return self.unexpected(message)
-            }
-            guard let error = try? ConnectErrorPayload(payload: message.payload) else {
-                return self.refused(.invalidPayload, "\(message.payloadType)")
-            }
-            _ = self.table.connectErrorReceived(error)
-        case .output:
-            if self.table.isBasic {
-                self.withStreams { table, actions in table.basicDataReceived(message.payload, into: &actions) }
-            } else {
-                self.muxBytesReceived(message.payload)
-            }
-        default:
-            self.unexpected(message)
-        }
-    }
-
-    func runAgent(_ action: AgentHandshakeStateMachine.Action) {
-        switch action {
-        case .sendHandshakeRequest(let request):
-            self.sendStreamMessage(payloadType: .handshakeRequest, payload: request.encoded())
-        case .sendHandshakeComplete(let complete, let negotiated):
-            self.sendStreamMessage(payloadType: .handshakeComplete, payload: complete.encoded())
-            self.establish(negotiated)
-            self.delegate?.sessionEstablished(self, negotiated: negotiated, customerMessage: "")
-        case .fail(let reason):
-            self.end(reason: reason, byPeer: false)
-        case .none:
-            break
-        }
-        self.context?.flush()
-    }
-
-    func establish(_ negotiated: NegotiatedSession) {
-        self.negotiated = negotiated
-        self.writer.digestFree = negotiated.extensions.contains(.digestFree)
-        // Keep what was already sent (the handshake) and continue with the negotiated settings.
-        var configuration = ReliableDeliveryConfiguration.negotiated(negotiated.extensions)
-        if negotiated.mode == .basic {
-            // A basic-mode client withholds acks until it has a local connection: keep resending.
-            configuration.retransmitWhileConnected = true
-        }
-        self.reliability.reconfigure(configuration)
-        if case .mux(let version, _) = negotiated.mode {
-            self.muxParser = NIOSingleStepByteToMessageProcessor(SmuxFrameDecoder(version: version))
-        }
-        // Basic mode: the agent dials the destination right after the handshake (spec §7.5).
-        self.withStreams { table, actions in table.establish(negotiated, into: &actions) }
-    }
-
-    var isAgent: Bool {
-        if case .agent = self.handshake { return true }
-        return false
-    }
-
-    func acknowledgementReceived(_ message: SSMMessage) {
-        let result: ReliableDeliveryStateMachine.AcknowledgementResult
-        if message.payloadType == .jumpgateCumulativeAck, let ack = try? CumulativeAckPayload(payload: message.payload)
-        {
-            guard ack.highestContiguousSequenceNumber < self.reliability.nextSequenceNumber else {
-                return self.refused(.unexpectedMessage, "an acknowledgement of messages never sent")
-            }
-            result = self.reliability.cumulativeAcknowledgementReceived(
-                upTo: ack.highestContiguousSequenceNumber,
-                now: self.now
-            )
-        } else if let ack = try? AcknowledgeContent(payload: message.payload) {
-            guard (0..<self.reliability.nextSequenceNumber).contains(ack.acknowledgedSequenceNumber) else {
-                return self.refused(.unexpectedMessage, "an acknowledgement of a message never sent")
-            }
-            result = self.reliability.acknowledgementReceived(
-                sequenceNumber: ack.acknowledgedSequenceNumber,
-                now: self.now
-            )
-        } else {
-            return self.refused(.invalidPayload, "\(message.messageType)")
-        }
-        if case .acknowledged(windowOpened: true) = result {
-            self.resumeBlockedStreams()
-        }
     }
 
     /// Whether a data-channel read is being processed, and the TCP connections written to meanwhile.
@@ -451,12 +207,17 @@ public final class PortSession: ChannelInboundHandler {
     // MARK: ending
 
     func end(reason: String, byPeer: Bool) {
-        guard !self.ended else { return }
-        self.ended = true
+        self.withSession { machine, actions in machine.end(reason: reason, byPeer: byPeer, into: &actions) }
+    }
+
+    /// Carries out the machine's `.ended`: the session is over with these connections still open, so what
+    /// their remote end sent last may be lost: they are reset (RST), never ended with a FIN that would
+    /// look like a complete answer.
+    func finish(reason: String, byPeer: Bool) {
+        guard !self.finished else { return }
+        self.finished = true
         self.onDisconnect = nil
         self.cancelTimer()
-        // The session is over with these connections still open: what their remote end sent last may be
-        // lost, so they are reset (RST), never ended with a FIN that would look like a complete answer.
         self.withStreams { table, actions in table.endAll(into: &actions) }
         for channel in self.basicWaiting { channel.close(promise: nil) }
         self.basicWaiting.removeAll()
