@@ -172,9 +172,15 @@ public final class PortSession: ChannelInboundHandler {
 
     public func channelReadComplete(context: ChannelHandlerContext) {
         self.reading = false
-        let channels = self.unflushed
+        // By index, not over a copy: a copy would make removeAll allocate a new list at every read burst.
+        // A connection written to while these are flushed is appended and flushed in this loop too.
+        var index = 0
+        while index < self.unflushed.count {
+            let channel = self.unflushed[index]
+            index += 1
+            channel.flush()
+        }
         self.unflushed.removeAll(keepingCapacity: true)
-        for channel in channels { channel.flush() }
         context.flush()
         self.armTimer()
         context.fireChannelReadComplete()

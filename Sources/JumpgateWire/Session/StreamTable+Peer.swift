@@ -17,7 +17,9 @@ extension StreamTable {
         case .refuse(let fin):
             actions.append(.sendFrame(fin))
         case .data(let id, let data):
-            self.streams[id]?.receivedData = true
+            // Written once per stream, not per frame: Dictionary's optional-chained modify allocates its
+            // coroutine frame on every call (HandlerBenchmarks' SessionLocalToTarget1MiB counts it).
+            if self.streams[id]?.receivedData == false { self.streams[id]!.receivedData = true }
             guard let stream = self.streams[id], !stream.localGone else {
                 // The local connection is gone: its data is dropped but counted as consumed, so the peer's
                 // window stays open until its FIN comes. Otherwise a peer still sending (a target echoing a
@@ -148,7 +150,7 @@ extension StreamTable {
     /// A local connection became writable again: what it took meanwhile counts as consumed now.
     public mutating func localWritable(_ id: SmuxStreamID, _ connection: ConnectionID) -> SmuxFrame? {
         guard self.owns(id, connection), let count = self.streams[id]?.unconsumed, count > 0 else { return nil }
-        self.streams[id]?.unconsumed = 0
+        self.streams[id]!.unconsumed = 0
         return self.consumed(count, on: id)
     }
 
