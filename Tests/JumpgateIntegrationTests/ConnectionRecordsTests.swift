@@ -6,6 +6,8 @@ import NIOCore
 import NIOPosix
 import Testing
 
+@testable import JumpgateAgent
+
 /// An echo target that keeps its connections, so the test can close them from the target's side.
 final class HoldingTarget: Sendable {
     let channels = NIOLockedValueBox<[any Channel]>([])
@@ -227,6 +229,48 @@ struct ConnectionRecordsTests {
         // The journal is empty once the gateway has everything.
         try await Self.eventually("the journal to empty") {
             (try? String(contentsOfFile: journal, encoding: .utf8))?.isEmpty ?? true
+        }
+    }
+
+    @Test("connections opened one after another for 3 s: the agent gathers their records, about one upload a second")
+    func uploadsAreGathered() async throws {
+        try await EndToEndTests.withLab { lab, echoPort in
+            let (client, localPort, sessionID) = try EndToEndTests().startSession(
+                lab,
+                host: "127.0.0.1",
+                port: echoPort
+            )
+            defer { client.stop() }
+            // Bounded in count and time: until 3 s have passed or 2,000 connections were made.
+            let start = ContinuousClock.now
+            var connections = 0
+            while connections < 2000, ContinuousClock.now - start < .seconds(3) {
+                try await Self.roundTrip(port: localPort, count: 16, reset: false)
+                connections += 1
+            }
+            try await Self.eventually("the records of all \(connections) connections") {
+                let answer = try await lab.ssm.call(
+                    "ListAuditEvents",
+                    ["SessionId": .string(sessionID), "MaxResults": 10000],
+                    api: "JumpgateAdmin"
+                )
+                let closed = (answer["Events"]?.arrayValue ?? []).filter {
+                    $0["eventName"]?.stringValue == "ConnectionClosed"
+                }
+                return closed.count == connections
+            }
+            let seconds = Int((ContinuousClock.now - start).components.seconds) + 1
+            let metrics = try await GatewayLimitsTests.metrics(lab)
+            let uploads = Int(GatewayLimitsTests.sample(metrics, "jumpgate_connection_record_uploads_total") ?? 0)
+            print("connection records: \(uploads) uploads for \(connections) connections in \(seconds) s")
+            // One gathered upload a second, one when the agent connected, and one more for each full batch
+            // (two records per connection, at most 500 a request); never one per few connections, as when
+            // each upload went on while records kept coming (404 uploads for 1,150 connections in 4 s).
+            let fullBatches = 2 * connections / AgentRunner.recordsPerRequest
+            #expect(
+                uploads >= 1 && uploads <= seconds + 2 + fullBatches,
+                "\(uploads) uploads for \(connections) connections in \(seconds) s"
+            )
         }
     }
 }

@@ -86,6 +86,47 @@ struct JSONValueTests {
         }
     }
 
+    @Test("property: escapes are the scalar-by-scalar reference's, for text dense in what needs escaping")
+    func escapesMatchReference() async {
+        // Escaped ASCII, control characters, U+2028/9 and their UTF-8 neighbours (E2 80 xx, E2 82 AC).
+        let alphabet: [Unicode.Scalar] = [
+            "a", "\"", "\\", "<", ">", "&", "\n", "\r", "\t", "\u{0}", "\u{1f}", " ", "\u{7f}", "é", "\u{2028}",
+            "\u{2029}", "\u{2026}", "\u{2027}", "\u{202a}", "€", "😀",
+        ]
+        await propertyCheck(count: 500, input: Gen.int(in: 0...(alphabet.count - 1)).array(of: 0...40)) { picks in
+            let text = String(String.UnicodeScalarView(picks.map { alphabet[$0] }))
+            let serialized = JSONValue.string(text).serialized()
+            #expect(serialized == Self.referenceEscape(text))
+            let parsed = try JSONValue(parsing: serialized)
+            #expect(parsed == .string(text))
+        }
+    }
+
+    /// Go's escaping, one scalar at a time (the serializer's former implementation, kept as the oracle).
+    static func referenceEscape(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case "<", ">", "&", "\u{2028}", "\u{2029}":
+                out +=
+                    "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
+                    + String(scalar.value, radix: 16)
+            default:
+                if scalar.value < 0x20 {
+                    out += "\\u00" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out + "\""
+    }
+
     @Test("random bytes never crash the parser")
     func garbage() {
         var rng = SystemRandomNumberGenerator()

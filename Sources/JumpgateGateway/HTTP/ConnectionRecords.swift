@@ -1,3 +1,4 @@
+import CoreMetrics
 import JumpgateAccess
 import JumpgateWire
 import Logging
@@ -139,6 +140,7 @@ extension GatewayHTTPHandler {
             source: self.source,
             records: records
         )
+        self.state.metrics.connectionRecordUploads.increment()
         let answer: JSONValue = ["Accepted": .integer(Int64(accepted)), "Refused": .integer(Int64(refused))]
         let drained = self.state.audit?.drained(on: context.eventLoop) ?? context.eventLoop.makeSucceededVoidFuture()
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
