@@ -173,7 +173,8 @@ public final class PortSession: ChannelInboundHandler {
     public func channelReadComplete(context: ChannelHandlerContext) {
         self.reading = false
         // By index, not over a copy: a copy would make removeAll allocate a new list at every read burst.
-        // A connection written to while these are flushed is appended and flushed in this loop too.
+        // `reading` is already false, so nothing is appended meanwhile; a list emptied by a re-entrant
+        // close (handlerRemoved) ends the loop.
         var index = 0
         while index < self.unflushed.count {
             let channel = self.unflushed[index]

@@ -1,6 +1,7 @@
 extension JSONValue {
     /// Compact JSON, as Go's `json.Marshal` writes it: no spaces, keys in order, and `<`, `>`, `&`,
-    /// U+2028 and U+2029 escaped as `\u003c`-style sequences.
+    /// U+2028 and U+2029 escaped as `\u003c`-style sequences. Backspace and form feed are written as
+    /// `\u0008` and `\u000c`, as Go before 1.22 did (1.22 writes `\b` and `\f`; both parse the same).
     public func serialized() -> String {
         var out: [UInt8] = []
         out.reserveCapacity(128)
