@@ -80,11 +80,14 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // posix_openpt and friends, which need _GNU_SOURCE (not set for Swift's Glibc module).
+        .target(name: "CJumpgatePTY"),
         .target(
             name: "JumpgateAgent",
             dependencies: [
                 "JumpgateWire",
                 "JumpgateNIO",
+                "CJumpgatePTY",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

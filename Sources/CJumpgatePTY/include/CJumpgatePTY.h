@@ -1,0 +1,18 @@
+#ifndef C_JUMPGATE_PTY_H
+#define C_JUMPGATE_PTY_H
+
+#include <spawn.h>
+#include <stddef.h>
+
+/// Opens a pseudo-terminal's master side (read-write, not the caller's controlling terminal, close-on-exec),
+/// grants and unlocks it, and writes its terminal's path into `name`. Returns the descriptor, or -errno.
+/// (posix_openpt, grantpt, unlockpt and ptsname_r need _GNU_SOURCE, which Swift's Glibc module lacks.)
+int cjumpgate_open_pty(char *name, size_t length);
+
+/// posix_spawn_file_actions_addchdir_np (glibc 2.29).
+int cjumpgate_spawn_file_actions_addchdir(posix_spawn_file_actions_t *actions, const char *path);
+
+/// POSIX_SPAWN_SETSID (glibc 2.26): the child calls setsid() before its file actions.
+short cjumpgate_posix_spawn_setsid(void);
+
+#endif
