@@ -80,7 +80,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // posix_openpt and friends, which need _GNU_SOURCE (not set for Swift's Glibc module).
+        // posix_openpt and friends, and POSIX_SPAWN_SETSID, which need _GNU_SOURCE (not set for Swift's Glibc
+        // module).
         .target(name: "CJumpgatePTY"),
         .target(
             name: "JumpgateAgent",
@@ -112,6 +113,7 @@ let package = Package(
         .executableTarget(
             name: "Jumpgate",
             dependencies: [
+                "CJumpgatePTY",
                 "JumpgateWire",
                 "JumpgateAccess",
                 "JumpgateGateway",

@@ -75,6 +75,16 @@ struct ShellPayloadTests {
         #expect(boundary.heldCount == 0 && boundary.finish().readableBytes == 0)
     }
 
+    /// `bytes` as successive reads of the lengths `cuts` gives, cycling through them.
+    static func pieces(_ bytes: [UInt8], cuts: [Int]) -> [ByteBuffer] {
+        var input = ByteBuffer(bytes: bytes)
+        var pieces: [ByteBuffer] = []
+        while input.readableBytes > 0 {
+            pieces.append(input.readSlice(length: min(cuts[pieces.count % cuts.count], input.readableBytes))!)
+        }
+        return pieces
+    }
+
     @Test("property: text cut anywhere comes out whole, in characters, and nothing is lost")
     func boundaryProperty() async {
         // One-, two-, three- and four-byte characters, U+FFFD among them.
@@ -87,13 +97,9 @@ struct ShellPayloadTests {
             Gen.int(in: 1...9).array(of: 1...40)
         ) { picks, cuts in
             let text = String(String.UnicodeScalarView(picks.map { alphabet[$0] }))
-            var input = ByteBuffer(string: text)
             var boundary = UTF8Boundary()
             var output: [UInt8] = []
-            var cut = 0
-            while input.readableBytes > 0 {
-                let piece = input.readSlice(length: min(cuts[cut % cuts.count], input.readableBytes))!
-                cut += 1
+            for piece in Self.pieces(Array(text.utf8), cuts: cuts) {
                 let sent = boundary.next(piece)
                 // Every message holds whole characters.
                 #expect(String(validating: sent.readableBytesView, as: UTF8.self) != nil)
@@ -110,13 +116,9 @@ struct ShellPayloadTests {
         await propertyCheck(count: 300, input: Gen.uint8().array(of: 0...80), Gen.int(in: 1...7).array(of: 1...20)) {
             bytes,
             cuts in
-            var input = ByteBuffer(bytes: bytes)
             var boundary = UTF8Boundary()
             var output: [UInt8] = []
-            var cut = 0
-            while input.readableBytes > 0 {
-                let piece = input.readSlice(length: min(cuts[cut % cuts.count], input.readableBytes))!
-                cut += 1
+            for piece in Self.pieces(bytes, cuts: cuts) {
                 output += boundary.next(piece).readableBytesView
                 #expect(boundary.heldCount <= 3)
             }

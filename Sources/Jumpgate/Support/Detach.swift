@@ -1,3 +1,4 @@
+import CJumpgatePTY
 import Foundation
 
 #if canImport(Glibc)
@@ -10,9 +11,6 @@ import Glibc
 /// process is ready; fails, with the log's last lines, when it exits first or is not ready in time.
 /// It blocks its thread while it waits (poll), which is fine: it is all this process does.
 enum Detach {
-    /// glibc's POSIX_SPAWN_SETSID (since 2.26; not imported into Swift): the child calls setsid().
-    static let spawnSetSID: Int16 = 0x80
-
     /// The variable naming the descriptor a detached gateway writes its ready line to, then closes.
     static let readyVariable = "JUMPGATE_READY_FD"
 
@@ -77,7 +75,7 @@ enum Detach {
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
         // A session of its own: Ctrl+C in this terminal, or the terminal closing, does not stop it.
-        posix_spawnattr_setflags(&attributes, Self.spawnSetSID)
+        posix_spawnattr_setflags(&attributes, cjumpgate_posix_spawn_setsid())
 
         let executable = "/proc/self/exe"
         let arguments = [CommandLine.arguments[0]] + CommandLine.arguments.dropFirst().filter { $0 != "--detach" }

@@ -17,11 +17,14 @@ public struct UTF8Boundary: Sendable {
     /// What may be sent after a read of `bytes`: the bytes held before, then `bytes`, without an unfinished
     /// character at the end (held instead). Empty when everything is held.
     public mutating func next(_ bytes: ByteBuffer) -> ByteBuffer {
-        var output = ByteBuffer()
-        output.reserveCapacity(self.held.count + bytes.readableBytes)
-        output.writeBytes(self.held)
-        self.held.removeAll(keepingCapacity: true)
-        output.writeImmutableBuffer(bytes)
+        var output = bytes  // nothing held (the usual case): the read itself, not a copy
+        if !self.held.isEmpty {
+            output = ByteBuffer()
+            output.reserveCapacity(self.held.count + bytes.readableBytes)
+            output.writeBytes(self.held)
+            self.held.removeAll(keepingCapacity: true)
+            output.writeImmutableBuffer(bytes)
+        }
         let unfinished = Self.unfinishedSuffix(output.readableBytesView)
         if unfinished > 0 {
             self.held.append(contentsOf: output.readableBytesView.suffix(unfinished))
