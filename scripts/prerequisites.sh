@@ -18,6 +18,7 @@ install_prerequisites() {
     command -v openssl >/dev/null 2>&1 || apt_packages+=(openssl)
     # The README's walkthrough and the client tests fetch through the forwarded ports with curl.
     command -v curl >/dev/null 2>&1 || apt_packages+=(curl)
+    command -v tmux >/dev/null 2>&1 || apt_packages+=(tmux)  # the shell-session tests drive a terminal
     if [ ${#apt_packages[@]} -gt 0 ]; then
         say "Installing Debian packages: ${apt_packages[*]}"
         as_root apt-get update -qq

@@ -136,7 +136,8 @@ struct AgentRegisterCommand: AsyncParsableCommand {
 struct AgentRunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Keep the control channel to the gateway up and serve port-forwarding sessions."
+        abstract:
+            "Keep the control channel to the gateway up and serve port-forwarding sessions (and shells, with --allow-shell)."
     )
 
     @Option(name: .long, help: "The state directory written by 'agent register'.") var stateDir: String
@@ -156,6 +157,20 @@ struct AgentRunCommand: AsyncParsableCommand {
             "Seconds between log summaries of what a session's client sent that the agent refused (one line per session)."
     )
     var refusalSummaryInterval: Int = 60
+    @Flag(
+        name: .long,
+        help:
+            "Serve shell sessions (a login shell on this host for users the gateway's policies allow). Off by default: without it a compromised gateway gets no shell here."
+    )
+    var allowShell = false
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The account shells run as (default: \(ShellAccounts.defaultUser), created on first use, when the agent runs as root; else the agent's own; root only if named here).",
+            valueName: "user"
+        )
+    )
+    var shellUser: String?
     @Option(name: .long, help: LogLevel.help) var logLevel: LogLevel?
     @Flag(
         name: .long,
@@ -165,6 +180,16 @@ struct AgentRunCommand: AsyncParsableCommand {
     var detach = false
 
     func validate() throws {
+        if let user = self.shellUser {
+            guard self.allowShell else { throw ValidationError("--shell-user needs --allow-shell.") }
+            if case .failure(let refusal) = ShellAccounts.choose(
+                configured: user,
+                agentIsRoot: geteuid() == 0,
+                agentUser: ShellAccounts.current()?.name ?? "uid \(geteuid())"
+            ) {
+                throw ValidationError("\(refusal)")
+            }
+        }
         guard (1...86_400).contains(self.refusalSummaryInterval) else {
             throw ValidationError("--refusal-summary-interval must be between 1 and 86400 seconds.")
         }
@@ -188,6 +213,8 @@ struct AgentRunCommand: AsyncParsableCommand {
         options.dialTimeout = .seconds(Int64(self.dialTimeout))
         options.offerExtensions = !self.noExtensions
         options.refusalSummarySeconds = Int64(self.refusalSummaryInterval)
+        options.allowShell = self.allowShell
+        options.shellUser = self.shellUser
         if let version = self.compatVersion { options.reportedVersion = version }
         let runner: AgentRunner
         do {

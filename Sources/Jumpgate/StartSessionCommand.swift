@@ -9,18 +9,19 @@ import NIOPosix
 struct StartSessionCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "start-session",
-        abstract: "Start a session, as 'aws ssm start-session' does, and forward a local port through it."
+        abstract:
+            "Start a session, as 'aws ssm start-session' does: a shell on the target (no --document-name), or a forwarded local port."
     )
 
     @Option(name: .long, help: ArgumentHelp("The managed instance (mi-...).", valueName: "target")) var target: String
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "AWS-StartPortForwardingSession or AWS-StartPortForwardingSessionToRemoteHost.",
+            "AWS-StartPortForwardingSession or AWS-StartPortForwardingSessionToRemoteHost; none (the default) opens a shell, as the AWS CLI does.",
             valueName: "document"
         )
     )
-    var documentName: String = "AWS-StartPortForwardingSession"
+    var documentName: String?
     @Option(
         name: .long,
         help: ArgumentHelp(
@@ -65,10 +66,13 @@ struct StartSessionCommand: AsyncParsableCommand {
         let resumeTimeout = try Jumpgate.resumeTimeout(self.resumeTimeout)
         let parameters = try SessionParameters.parse(self.parameters ?? "")
         let client = try self.gateway.client()
-        var request: [(key: String, value: JSONValue)] = [
-            ("Target", .string(self.target)), ("DocumentName", .string(self.documentName)),
-            ("Parameters", .object(parameters.map { (key: $0.key, value: .array($0.value.map { .string($0) })) })),
-        ]
+        var request: [(key: String, value: JSONValue)] = [("Target", .string(self.target))]
+        if let document = self.documentName { request.append(("DocumentName", .string(document))) }
+        if !parameters.isEmpty {
+            request.append(
+                ("Parameters", .object(parameters.map { (key: $0.key, value: .array($0.value.map { .string($0) })) }))
+            )
+        }
         if let reason = self.reason { request.append(("Reason", .string(reason))) }
         let grant = try SessionGrant(json: try await self.gateway.call("StartSession", .object(request)))
         let value = { (key: String) in parameters.first { $0.key == key }?.value.first }

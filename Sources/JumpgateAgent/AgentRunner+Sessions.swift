@@ -11,15 +11,48 @@ import NIOPosix
 extension AgentRunner {
     func startSession(_ task: AgentTaskPayload) {
         let sessionID = task.sessionID
+        let sessionType = task.documentContent["sessionType"]?.stringValue ?? "Port"
         var properties: [(key: String, value: String)] = []
-        for (key, value) in task.documentContent["properties"]?.objectValue ?? [] {
-            if let s = value.stringValue { properties.append((key, s)) }
+        let makeDelegate: @Sendable (any EventLoop) -> any PortSessionDelegate
+        if NegotiatedSession.terminalSessionTypes.contains(sessionType) {
+            // A shell: served only with --allow-shell; otherwise refused with what to do, and logged as the
+            // security event it is (the gateway records the refusal with the session).
+            guard self.options.allowShell else {
+                self.logger.warning(
+                    "shell session refused: this agent runs without --allow-shell",
+                    metadata: ["jumpgate.session_id": "\(sessionID)", "owner": "\(task.sessionOwner)"]
+                )
+                return self.refuseSession(
+                    sessionID,
+                    reason:
+                        // Short: it reaches a client that connects late in a WebSocket close reason (123 bytes).
+                        "Shell sessions are off on this agent: start it with 'jumpgate agent run --allow-shell'."
+                )
+            }
+            makeDelegate = { loop in ShellSessionDelegate(runner: self, sessionID: sessionID, eventLoop: loop) }
+        } else if sessionType == "Port" {
+            for (key, value) in task.documentContent["properties"]?.objectValue ?? [] {
+                if let s = value.stringValue { properties.append((key, s)) }
+            }
+            if properties.isEmpty { properties = task.parameters + [("type", "LocalPortForwarding")] }
+            makeDelegate = { [properties] loop in
+                AgentSessionDelegate(runner: self, sessionID: sessionID, properties: properties, eventLoop: loop)
+            }
+        } else {
+            return self.refuseSession(
+                sessionID,
+                reason: "This agent does not serve \(sessionType) sessions (only Port and Standard_Stream)."
+            )
         }
-        if properties.isEmpty { properties = task.parameters + [("type", "LocalPortForwarding")] }
         let logger = self.logger
-        Task {
+        Task { [properties] in
             do {
-                try await self.openDataChannel(sessionID: sessionID, properties: properties)
+                try await self.openDataChannel(
+                    sessionID: sessionID,
+                    sessionType: sessionType,
+                    properties: properties,
+                    makeDelegate: makeDelegate
+                )
             } catch {
                 // The reason becomes the session's: its client prints it, and `sessions show` keeps it.
                 let reason = "The agent could not open the session's data channel: " + self.explain(error)
@@ -32,23 +65,30 @@ extension AgentRunner {
         }
     }
 
-    func openDataChannel(sessionID: String, properties: [(key: String, value: String)]) async throws {
+    /// A session this agent will not serve: it ends as Failed with `reason`, which its client prints.
+    func refuseSession(_ sessionID: String, reason: String) {
+        self.reportComplete(sessionID: sessionID, status: "Failed", output: reason)
+    }
+
+    /// Opens a session's data channel with a new session handler whose delegate `makeDelegate` creates on the
+    /// session's event loop.
+    func openDataChannel(
+        sessionID: String,
+        sessionType: String,
+        properties: [(key: String, value: String)],
+        makeDelegate: @escaping @Sendable (any EventLoop) -> any PortSessionDelegate
+    ) async throws {
         let eventLoop = self.group.next()
         let configuration = AgentHandshakeStateMachine.Configuration(
             agentVersion: self.options.reportedVersion,
+            sessionType: sessionType,
             properties: properties,
             offeredExtensions: self.options.offerExtensions ? .all : []
-        )
-        let delegate = AgentSessionDelegate(
-            runner: self,
-            sessionID: sessionID,
-            properties: properties,
-            eventLoop: eventLoop
         )
         let logger = self.logger
         let session = try await eventLoop.submit {
             let session = PortSession(sessionID: sessionID, role: .agent(configuration), logger: logger)
-            session.delegate = delegate
+            session.delegate = makeDelegate(eventLoop)
             session.onDisconnect = { [weak self] session in
                 self?.dataChannelLost(session, sessionID: sessionID, eventLoop: eventLoop)
             }
@@ -157,8 +197,13 @@ extension AgentRunner {
         entry.eventLoop.execute { entry.session.value.closedByGateway(reason: reason) }
     }
 
-    func sessionFinished(_ sessionID: String) {
+    /// A session ended (either kind): forgotten here, logged, and reported to the gateway (retried until
+    /// acknowledged). Ended by the peer (or, for a shell, by its program) is a success.
+    func sessionDidEnd(_ sessionID: String, reason: String, byPeer: Bool) {
         _ = self.live.withLockedValue { $0.removeValue(forKey: sessionID) }
+        self.logger.info("session ended", metadata: ["jumpgate.session_id": "\(sessionID)", "reason": "\(reason)"])
+        let status = byPeer ? "Success" : (self.draining.withLockedValue { $0 } ? "Cancelled" : "Failed")
+        self.reportComplete(sessionID: sessionID, status: status, output: byPeer ? "" : reason)
     }
 
     /// `agent_task_complete` on the control channel, retried 3 times 1 s apart until the gateway's

@@ -26,6 +26,12 @@ public final class AgentRunner: Sendable {
         /// The local address to reach the gateway from (nil: the system chooses); `jumpgate debug load`
         /// gives each simulated agent its own, as agents on many hosts would have.
         public var sourceAddress: String?
+        /// Serve shell sessions (`--allow-shell`); without it they are refused: a compromised gateway must
+        /// not get a shell on this host by default.
+        public var allowShell = false
+        /// The account shells run as (`--shell-user`); nil: ``ShellAccounts/defaultUser`` when the agent
+        /// runs as root (created on first use), else the agent's own.
+        public var shellUser: String?
         public init() {}
     }
 

@@ -126,12 +126,6 @@ final class AgentSessionDelegate: PortSessionDelegate, Sendable {
     }
 
     func sessionEnded(_ session: PortSession, reason: String, byPeer: Bool) {
-        self.runner.sessionFinished(self.sessionID)
-        self.runner.logger.info(
-            "session ended",
-            metadata: ["jumpgate.session_id": "\(self.sessionID)", "reason": "\(reason)"]
-        )
-        let status = byPeer ? "Success" : (self.runner.draining.withLockedValue { $0 } ? "Cancelled" : "Failed")
-        self.runner.reportComplete(sessionID: self.sessionID, status: status, output: byPeer ? "" : reason)
+        self.runner.sessionDidEnd(self.sessionID, reason: reason, byPeer: byPeer)
     }
 }

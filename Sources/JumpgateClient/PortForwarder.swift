@@ -18,6 +18,8 @@ public final class PortForwarder: Sendable {
         case ended(reason: String)
         /// Could not start, or ended here because something broke (resuming gave up, a protocol error).
         case failed(String)
+        /// A shell session's program ended with this status (a Jumpgate agent sends it: `exit-code`).
+        case exited(Int32)
 
         /// The exit status of `jumpgate forward`, `jumpgate start-session` and the plugin (docs/CLIENT.md).
         public var exitStatus: Int32 {
@@ -25,6 +27,7 @@ public final class PortForwarder: Sendable {
             case .endedByUser: return 0
             case .failed: return 1
             case .ended: return 2
+            case .exited(let status): return status
             }
         }
     }
@@ -67,6 +70,10 @@ public final class PortForwarder: Sendable {
         var outageStart: NIODeadline?
         var lastResumed: NIODeadline?
         var resumes = 0
+        /// A shell session's exit status, once the agent sent it.
+        var exitStatus: Int32?
+        /// A shell session: the task that sends the terminal's new sizes.
+        var resizes: Task<Void, Never>?
     }
 
     let outcome: EventLoopPromise<Outcome>
@@ -358,10 +365,45 @@ extension PortForwarder: PortSessionDelegate {
             ]
         )
         self.state.withLockedValue { $0.basicMode = negotiated.mode == .basic }
-        self.startListening(session: session)
+        // A shell's stream is the user's terminal (``streamRequested(_:id:)``), not a local port.
+        if !negotiated.isTerminal { self.startListening(session: session) }
     }
 
-    public func streamRequested(_ session: PortSession, id: SmuxStreamID) {}
+    /// A shell session started: the terminal goes into raw mode, standard input and output become the
+    /// session's stream, and the terminal's size is sent now and after each change.
+    public func streamRequested(_ session: PortSession, id: SmuxStreamID) {
+        UserTerminal.enterRawMode()
+        let bound = NIOLoopBound(session, eventLoop: self.eventLoop)
+        UserTerminal.openChannel(on: self.eventLoop).whenComplete { result in
+            let session = bound.value
+            switch result {
+            case .success(let channel):
+                do {
+                    try session.attach(channel, to: id)
+                } catch {
+                    channel.close(promise: nil)
+                    return
+                }
+                session.sendTerminalSize(UserTerminal.currentSize())
+                guard UserTerminal.isInteractive else { return }
+                let loop = self.eventLoop
+                let resizes = UserTerminal.watchResizes { size in
+                    loop.execute { bound.value.sendTerminalSize(size) }
+                }
+                self.state.withLockedValue { $0.resizes = resizes }
+            case .failure(let error):
+                session.refuse(id, reason: (error as? ClientError)?.description ?? "\(error)")
+            }
+        }
+    }
+
+    public func standardErrorReceived(_ session: PortSession, _ text: ByteBuffer) {
+        FileHandle.standardError.write(Data(text.readableBytesView))
+    }
+
+    public func exitCodeReceived(_ session: PortSession, _ code: Int32) {
+        self.state.withLockedValue { $0.exitStatus = code }
+    }
 
     public func agentStatusChanged(_ session: PortSession, status: AgentStatusPayload) {
         self.logger.warning(
@@ -383,8 +425,17 @@ extension PortForwarder: PortSessionDelegate {
     }
 
     public func sessionEnded(_ session: PortSession, reason: String, byPeer: Bool) {
-        let (listener, started) = self.state.withLockedValue { ($0.listener, $0.basicMode || $0.listener != nil) }
+        let (listener, started, exitStatus, resizes) = self.state.withLockedValue {
+            ($0.listener, $0.basicMode || $0.listener != nil, $0.exitStatus, $0.resizes)
+        }
         listener?.close()
+        resizes?.cancel()
+        // A shell's terminal is itself again before anything more is printed.
+        if session.negotiatedSession?.isTerminal == true { UserTerminal.restore() }
+        if byPeer, let exitStatus {
+            self.outcome.succeed(.exited(exitStatus))
+            return
+        }
         self.ready.fail(ClientError(reason.isEmpty ? "The session ended before the port opened." : reason))
         if session.negotiatedSession == nil, !started {
             // It never started (refused token, handshake failure): an error, not an ordinary end.

@@ -46,9 +46,10 @@ public enum SessionRunner {
             outcome = .failed((error as? ClientError)?.description ?? "\(error)")
         }
         // Unlike the official plugin (which exits 0 whatever happened), the status tells a script how the
-        // session ended: 0 by the user, 1 failed here, 2 ended by the other side (docs/CLIENT.md).
+        // session ended: 0 by the user, 1 failed here, 2 ended by the other side, a shell's own status when
+        // it exited (docs/CLIENT.md).
         switch outcome {
-        case .endedByUser:
+        case .endedByUser, .exited:
             console.write("\n\nExiting session with sessionId: \(grant.sessionID).\n\n")
         case .ended(let reason):
             console.write("\n\nSessionId: \(grant.sessionID) : \(reason)\n\n")

@@ -192,15 +192,21 @@ struct EndToEndTests {
         }
     }
 
-    /// `aws ssm start-session` to 127.0.0.1:`port` with Jumpgate's plugin on PATH (trusting the lab's CA
-    /// through AWS_CA_BUNDLE, as a user sets it up); returns the CLI, the local port and the session id.
-    static func awsStartSession(_ lab: Lab, port: Int) throws -> (ChildProcess, Int, String) {
+    /// The lab's environment for the AWS CLI: Jumpgate's binaries first on PATH (so it finds Jumpgate's
+    /// session-manager-plugin), the lab's CA in AWS_CA_BUNDLE (as a user sets it up), and a region.
+    static func awsEnvironment(_ lab: Lab) -> [String: String] {
         var environment = lab.environment
         environment["PATH"] =
             ChildProcess.productsDirectory.path + ":"
             + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
         environment["AWS_CA_BUNDLE"] = lab.caFile
         environment["AWS_DEFAULT_REGION"] = "us-east-1"
+        return environment
+    }
+
+    /// `aws ssm start-session` to 127.0.0.1:`port` with Jumpgate's plugin on PATH (trusting the lab's CA
+    /// through AWS_CA_BUNDLE, as a user sets it up); returns the CLI, the local port and the session id.
+    static func awsStartSession(_ lab: Lab, port: Int) throws -> (ChildProcess, Int, String) {
         let aws = try ChildProcess(
             "aws ssm start-session",
             [
@@ -209,7 +215,7 @@ struct EndToEndTests {
                 "--parameters", "host=127.0.0.1,portNumber=\(port),localPortNumber=0", "--endpoint-url", lab.url,
             ],
             executable: "aws",
-            environment: environment
+            environment: Self.awsEnvironment(lab)
         )
         let line = try aws.waitForLine(timeout: 60) { $0.hasPrefix("Port ") && $0.contains(" opened for sessionId ") }
         let parts = line.split(separator: " ")

@@ -308,7 +308,7 @@ struct GatewayAPITests {
         try await EndToEndTests.withLab { lab, echoPort in
             let (request, response) = try await Self.startSession(lab, echoPort: echoPort)
             let sessionID = try #require(response["SessionId"]?.stringValue)
-            // The session ends before the plugin uses its token: the token is no longer good.
+            // The session ends before the plugin uses its token: the token opens nothing, and says why.
             _ = try await lab.ssm.call("TerminateSession", ["SessionId": .string(sessionID)])
             let plugin = try Self.plugin(lab, request: request, response: response)
             defer { plugin.stop() }
@@ -317,7 +317,7 @@ struct GatewayAPITests {
             let text = plugin.output.joined(separator: "\n")
             #expect(
                 text.contains(
-                    "Cannot perform start session: The gateway refused the data channel: invalid or expired token for this session."
+                    "Cannot perform start session: The gateway refused the data channel: the session has ended: Session terminated by jumpgate-admin."
                 ),
                 "\(text)"
             )

@@ -53,6 +53,20 @@ struct GatewayStateTests {
         ).encoded()
     }
 
+    @Test("a session that ended before its client connected: its own token hears why, no other token does")
+    func endReasonForALateClient() throws {
+        let control = EmbeddedChannel()
+        defer { _ = try? control.finish(acceptAlreadyClosed: true) }
+        let (state, target) = try Self.stateWithConnectedAgent(control: control)
+        let (session, token) = try Self.portSession(state, target: target)
+        #expect(state.endReason(sessionID: session.id, clientToken: token) == nil)  // not ended
+        state.setStatus(sessionID: session.id, .failed, reason: "Shell sessions are off on this agent")
+        #expect(!state.consumeClientToken(sessionID: session.id, token: token))  // it opens nothing
+        #expect(state.endReason(sessionID: session.id, clientToken: "not-the-token") == nil)
+        #expect(state.endReason(sessionID: "no-such-session", clientToken: token) == nil)
+        #expect(state.endReason(sessionID: session.id, clientToken: token) == "Shell sessions are off on this agent")
+    }
+
     @Test("the StartSession token works until the handshake completes; ResumeSession tokens work once")
     func tokenLifetime() throws {
         let control = EmbeddedChannel()

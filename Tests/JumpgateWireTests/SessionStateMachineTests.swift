@@ -5,7 +5,7 @@ import Testing
 
 /// Two session state machines back to back (no sockets, no event loop): what one writes is what the
 /// other reads, as through the gateway (which keeps the agent's session state message to itself).
-private struct MachinePair {
+struct MachinePair {
     var clock = ManualClock()
     var agent: SessionStateMachine
     var client: SessionStateMachine
@@ -16,11 +16,24 @@ private struct MachinePair {
     var toAgent: [ByteBuffer] = []
     var toClient: [ByteBuffer] = []
 
-    init(agentOffers: JumpgateExtensions = .all, clientSupports: JumpgateExtensions = .all) {
-        let properties: [(key: String, value: String)] = [("portNumber", "5432"), ("type", "LocalPortForwarding")]
+    /// `sessionType` other than Port: a shell's handshake (no properties).
+    init(
+        agentOffers: JumpgateExtensions = .all,
+        clientSupports: JumpgateExtensions = .all,
+        sessionType: String = "Port"
+    ) {
+        let properties: [(key: String, value: String)] =
+            sessionType == "Port" ? [("portNumber", "5432"), ("type", "LocalPortForwarding")] : []
         self.agent = SessionStateMachine(
             sessionID: "s-1",
-            role: .agent(.init(agentVersion: "3.3.0.0", properties: properties, offeredExtensions: agentOffers)),
+            role: .agent(
+                .init(
+                    agentVersion: "3.3.0.0",
+                    sessionType: sessionType,
+                    properties: properties,
+                    offeredExtensions: agentOffers
+                )
+            ),
             wallClockMilliseconds: { 1_700_000_000_000 }
         )
         self.client = SessionStateMachine(

@@ -34,6 +34,7 @@ enum SessionEvents {
         case .endedByUser: (by, reason) = ("user", "Ended here (Ctrl+C, SIGTERM or the end of --exec).")
         case .ended(let text): (by, reason) = ("remote", text)
         case .failed(let text): (by, reason) = ("failure", text)
+        case .exited(let status): (by, reason) = ("remote", "The shell exited with status \(status).")
         }
         if json {
             JSONEvents.emit(

@@ -103,7 +103,16 @@ final class DataChannelHandler: ChannelInboundHandler {
             accepted = self.state.consumeClientToken(sessionID: self.sessionID, token: input.tokenValue)
         }
         guard accepted, let relay = self.state.relay(sessionID: self.sessionID) else {
-            // The token itself is never logged.
+            // The token itself is never logged. Its own client hears why its session already ended.
+            if self.agentInstanceID == nil,
+                let reason = self.state.endReason(sessionID: self.sessionID, clientToken: input.tokenValue),
+                !reason.isEmpty
+            {
+                // The client ends the sentence with its own full stop.
+                let text = reason.hasSuffix(".") ? String(reason.dropLast()) : reason
+                self.refuse(context: context, "the session has ended: \(text)")
+                return
+            }
             self.refuse(context: context, "invalid or expired token for this session")
             return
         }

@@ -9,13 +9,32 @@ import NIOCore
 struct GatewayAPI: Sendable {
     let state: GatewayState
 
-    static let documents: [String: (parameters: [String], required: [String], defaults: [String: String])] = [
-        "AWS-StartPortForwardingSession": (
-            ["portNumber", "localPortNumber"], ["portNumber"], ["localPortNumber": "0"]
+    /// The built-in session documents: their session type and parameters.
+    struct SessionDocument: Sendable {
+        var sessionType: String
+        var parameters: [String] = []
+        var required: [String] = []
+        var defaults: [String: String] = [:]
+        var isPort: Bool { self.sessionType == "Port" }
+    }
+
+    /// The session document StartSession uses when it names none, as in SSM: a shell.
+    static let shellDocumentName = "SSM-SessionManagerRunShell"
+
+    static let documents: [String: SessionDocument] = [
+        "AWS-StartPortForwardingSession": SessionDocument(
+            sessionType: "Port",
+            parameters: ["portNumber", "localPortNumber"],
+            required: ["portNumber"],
+            defaults: ["localPortNumber": "0"]
         ),
-        "AWS-StartPortForwardingSessionToRemoteHost": (
-            ["host", "portNumber", "localPortNumber"], ["host", "portNumber"], ["localPortNumber": "0"]
+        "AWS-StartPortForwardingSessionToRemoteHost": SessionDocument(
+            sessionType: "Port",
+            parameters: ["host", "portNumber", "localPortNumber"],
+            required: ["host", "portNumber"],
+            defaults: ["localPortNumber": "0"]
         ),
+        shellDocumentName: SessionDocument(sessionType: "Standard_Stream"),
     ]
 
     /// An operation's answer: at once, or once what it reports is on disk (a revocation, an activation).
@@ -98,12 +117,12 @@ struct GatewayAPI: Sendable {
     func startSession(_ input: JSONValue, call: inout APICall) throws(APIError) -> JSONValue {
         let target = try Self.string(input, "Target", maxLength: 400)
         call.target = target
-        let documentName = input["DocumentName"]?.stringValue ?? "SSM-SessionManagerRunShell"
+        let documentName = input["DocumentName"]?.stringValue ?? Self.shellDocumentName
         guard let document = Self.documents[documentName] else {
             throw APIError(
                 400,
                 "InvalidDocument",
-                "Document \(documentName) is not supported; use AWS-StartPortForwardingSession or AWS-StartPortForwardingSessionToRemoteHost."
+                "Document \(documentName) is not supported; use AWS-StartPortForwardingSession, AWS-StartPortForwardingSessionToRemoteHost or \(Self.shellDocumentName) (a shell, the default)."
             )
         }
         var values: [String: String] = document.defaults
@@ -119,25 +138,28 @@ struct GatewayAPI: Sendable {
         for key in document.required where values[key] == nil {
             throw APIError(400, "InvalidParameters", "Parameter \(key) is required by \(documentName).")
         }
-        guard let port = values["portNumber"].flatMap(Int.init), (1...65535).contains(port) else {
-            throw APIError(400, "InvalidParameters", "portNumber must be a number from 1 to 65535.")
+        var context: [String: [String]] = ["ssm:SessionDocumentAccessCheck": ["true"]]
+        if document.isPort {
+            guard let port = values["portNumber"].flatMap(Int.init), (1...65535).contains(port) else {
+                throw APIError(400, "InvalidParameters", "portNumber must be a number from 1 to 65535.")
+            }
+            guard let local = values["localPortNumber"].flatMap(Int.init), (0...65535).contains(local) else {
+                throw APIError(400, "InvalidParameters", "localPortNumber must be a number from 0 to 65535.")
+            }
+            if let host = values["host"], !Self.isValidHost(host) {
+                throw APIError(400, "InvalidParameters", "host '\(host)' is not a valid DNS name or IP address.")
+            }
+            // The destination is context: a policy can name the hosts and ports a session may reach.
+            context["jumpgate:RemoteHost"] = [HostName.normalized(values["host"] ?? "localhost")]
+            context["jumpgate:RemotePort"] = ["\(port)"]
         }
-        guard let local = values["localPortNumber"].flatMap(Int.init), (0...65535).contains(local) else {
-            throw APIError(400, "InvalidParameters", "localPortNumber must be a number from 0 to 65535.")
-        }
-        if let host = values["host"], !Self.isValidHost(host) {
-            throw APIError(400, "InvalidParameters", "host '\(host)' is not a valid DNS name or IP address.")
-        }
-        // Authorised against the target and the document, with the destination as context: a policy can
-        // name the hosts and ports a session may reach.
+        // Authorised against the target and the document (a shell is its own document, so a policy that
+        // allows only the port-forwarding documents allows no shell).
         try self.authorize(
             &call,
             "ssm:StartSession",
             [self.instanceResource(target), RequestedResource(self.resources.document(documentName))],
-            context: [
-                "jumpgate:RemoteHost": [HostName.normalized(values["host"] ?? "localhost")],
-                "jumpgate:RemotePort": ["\(port)"], "ssm:SessionDocumentAccessCheck": ["true"],
-            ]
+            context: context
         )
         let reason = input["Reason"]?.stringValue ?? ""
         let parameters = document.parameters.compactMap { key in values[key].map { (key: key, value: $0) } }
@@ -177,13 +199,21 @@ struct GatewayAPI: Sendable {
             self.state.setStatus(sessionID: session.id, .failed, reason: "the target disconnected")
             throw APIError(400, "TargetNotConnected", "\(session.target) is not connected.")
         }
-        var properties: [(key: String, value: JSONValue)] = []
-        for (key, value) in session.parameters { properties.append((key, .string(value))) }
-        properties.append(("type", "LocalPortForwarding"))
-        let content: JSONValue = [
-            "schemaVersion": "1.0", "description": "Port forwarding through Jumpgate", "sessionType": "Port",
-            "properties": .object(properties),
-        ]
+        let content: JSONValue
+        if let document = Self.documents[session.documentName], !document.isPort {
+            content = [
+                "schemaVersion": "1.0", "description": "A shell through Jumpgate",
+                "sessionType": .string(document.sessionType), "inputs": [:], "properties": [:],
+            ]
+        } else {
+            var properties: [(key: String, value: JSONValue)] = []
+            for (key, value) in session.parameters { properties.append((key, .string(value))) }
+            properties.append(("type", "LocalPortForwarding"))
+            content = [
+                "schemaVersion": "1.0", "description": "Port forwarding through Jumpgate", "sessionType": "Port",
+                "properties": .object(properties),
+            ]
+        }
         let task = AgentTaskPayload(
             documentName: session.documentName,
             sessionID: session.id,

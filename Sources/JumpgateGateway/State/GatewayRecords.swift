@@ -62,6 +62,10 @@ public struct SessionRecord: Sendable {
     /// Hash of the client's data-channel token; valid until the session ends or is resumed (see the
     /// issue note: it should stop working once the first handshake completes).
     public var clientTokenHash: String?
+    /// The client's token hash as it was when the session ended (runtime only): its client, connecting
+    /// late, hears why the session ended (``GatewayState/endReason(sessionID:clientToken:)``); it opens
+    /// nothing.
+    public var endedClientTokenHash: String? = nil
     public var agentTokenHashes: [String: Int64]
     /// When the session last lost a data channel (runtime only): a session nobody resumes expires.
     public var disconnectedSince: Int64? = nil

@@ -95,6 +95,17 @@ extension GatewayState {
         }
     }
 
+    /// Why the session ended, for a client that presents its right token after the end (an agent that
+    /// refused the session before the client's data channel opened): nil for any other token or session.
+    public func endReason(sessionID: String, clientToken token: String) -> String? {
+        self.storage.withLockedValue { storage in
+            guard let session = storage.sessions[sessionID], session.status.isEnded,
+                let hash = session.endedClientTokenHash, SigV4.constantTimeEquals(hash, tokenHash(token))
+            else { return nil }
+            return session.closeReason
+        }
+    }
+
     /// The agent's handshake_complete went through the relay: the StartSession token stops working.
     func handshakeCompleted(sessionID: String) {
         self.storage.withLockedValue { storage in
@@ -150,6 +161,7 @@ extension GatewayState {
             session.closeReason = reason
             session.endEpoch = now
             session.disconnectedSince = nil
+            session.endedClientTokenHash = session.clientTokenHash
             session.clientTokenHash = nil
             session.agentTokenHashes = [:]
             storage.terminatingSessions.insert(sessionID)
@@ -188,6 +200,7 @@ extension GatewayState {
             if status.isEnded {
                 Counter(label: "jumpgate_sessions_ended_total", dimensions: [("status", status.rawValue)]).increment()
                 session.endEpoch = now
+                session.endedClientTokenHash = session.clientTokenHash
                 session.clientTokenHash = nil
                 session.agentTokenHashes = [:]
             }

@@ -56,6 +56,8 @@ extension PortSession {
                 self.setDataChannelReading(reading)
             case .endSession(let reason):
                 self.end(reason: reason, byPeer: false)
+            case .terminalEnded:
+                self.delegate?.terminalEnded(self)
             }
         }
         // Inside a data-channel read, what was sent goes out with the burst's acks (channelReadComplete).

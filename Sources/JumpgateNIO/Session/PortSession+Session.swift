@@ -47,6 +47,12 @@ extension PortSession {
                 _ = self.table.connectErrorReceived(error)
             case .agentStatus(let status):
                 self.delegate?.agentStatusChanged(self, status: status)
+            case .terminalSize(let size):
+                self.delegate?.terminalResized(self, to: size)
+            case .standardError(let text):
+                self.delegate?.standardErrorReceived(self, text)
+            case .exitCode(let code):
+                self.delegate?.exitCodeReceived(self, code)
             case .refused(let refusal, let detail):
                 self.refused(refusal, detail)
             case .sendWindowOpened:

@@ -19,12 +19,25 @@ public protocol PortSessionDelegate: AnyObject {
     /// Something from the peer was refused (dropped; a smux violation also ends the session). Called on
     /// the session's event loop, once per refusal: the owner counts and summarises.
     func messageRefused(_ session: PortSession, _ refusal: SessionRefusal)
+    /// Agent, terminal session: the client's terminal has a new size.
+    func terminalResized(_ session: PortSession, to size: TerminalSize)
+    /// Agent, terminal session: the program's terminal closed and its output is sent; find its exit status
+    /// and call ``PortSession/endTerminal(exitStatus:reason:)``.
+    func terminalEnded(_ session: PortSession)
+    /// Client, terminal session: text the agent sent for standard error.
+    func standardErrorReceived(_ session: PortSession, _ text: ByteBuffer)
+    /// Client, terminal session: the program's exit status (the session ends next).
+    func exitCodeReceived(_ session: PortSession, _ code: Int32)
 }
 
 extension PortSessionDelegate {
     public func basicConnectionActivated(_ session: PortSession, channel: any Channel) {}
     public func agentStatusChanged(_ session: PortSession, status: AgentStatusPayload) {}
     public func messageRefused(_ session: PortSession, _ refusal: SessionRefusal) {}
+    public func terminalResized(_ session: PortSession, to size: TerminalSize) {}
+    public func terminalEnded(_ session: PortSession) {}
+    public func standardErrorReceived(_ session: PortSession, _ text: ByteBuffer) {}
+    public func exitCodeReceived(_ session: PortSession, _ code: Int32) {}
 }
 
 /// What went through a port session's local connections (client: the laptop's; agent: the targets').

@@ -24,9 +24,14 @@ public struct JumpgateExtensions: OptionSet, Hashable, Sendable, CustomStringCon
     /// The agent says why a stream could not be connected (``PayloadType/jumpgateConnectError``) before
     /// the official ConnectToPortError flag, so the client can show the reason.
     public static let connectErrors = JumpgateExtensions(rawValue: 1 << 6)
+    /// Shell sessions: the agent sends the shell's exit status (``PayloadType/exitCode``) before the session
+    /// ends, and the client exits with it. The official plugin would print it as output, so only a client
+    /// that accepts this gets it.
+    public static let exitCodes = JumpgateExtensions(rawValue: 1 << 7)
 
     public static let all: JumpgateExtensions = [
         .largePayloads, .digestFree, .cumulativeAck, .noTimerRetransmit, .smuxV2, .halfClose, .connectErrors,
+        .exitCodes,
     ]
 
     /// The `Properties` key the agent advertises under.
@@ -41,7 +46,7 @@ public struct JumpgateExtensions: OptionSet, Hashable, Sendable, CustomStringCon
     private static let names: [(JumpgateExtensions, String)] = [
         (.largePayloads, "large-payloads"), (.digestFree, "digest-free"), (.cumulativeAck, "cumulative-ack"),
         (.noTimerRetransmit, "no-timer-retransmit"), (.smuxV2, "smux-v2"), (.halfClose, "half-close"),
-        (.connectErrors, "connect-errors"),
+        (.connectErrors, "connect-errors"), (.exitCodes, "exit-code"),
     ]
 
     /// The comma-separated wire form, e.g. `large-payloads,digest-free`.

@@ -53,6 +53,13 @@ public struct NegotiatedSession: Hashable, Sendable {
             ? JumpgateExtensions.largePayloadSize : JumpgateExtensions.officialPayloadSize
     }
 
+    /// The session types whose stream is a terminal (a shell, an interactive command): raw bytes both ways
+    /// in basic mode, the client's terminal size, and the session ending when the program does.
+    public static let terminalSessionTypes: Set<String> = ["Standard_Stream", "InteractiveCommands"]
+
+    /// Whether the stream is a terminal (see ``terminalSessionTypes``) rather than forwarded connections.
+    public var isTerminal: Bool { Self.terminalSessionTypes.contains(self.sessionType) }
+
     /// Whether `type` selects TCP listening (basic or mux) rather than standard-stream forwarding.
     public var isLocalPortForwarding: Bool { self.properties["type"] == "LocalPortForwarding" }
 }

@@ -26,6 +26,7 @@ extension SessionStateMachine {
             self.streamMessageReceived(message, withholdsOutput: withholdsOutput, now: now, into: &actions)
         case .acknowledge:
             self.acknowledgementReceived(message, now: now, into: &actions)
+            self.endIfDelivered(now: now, into: &actions)
         case .channelClosed:
             let output = (try? ChannelClosedPayload(payload: message.payload))?.output ?? ""
             self.end(reason: output, byPeer: true, into: &actions)
@@ -121,6 +122,29 @@ extension SessionStateMachine {
                 self.end(reason: "the client terminated the session", byPeer: true, into: &actions)
             } else if flag == .connectToPortError || flag == .disconnectToPort {
                 actions.append(.streamFlag(flag))
+            }
+        case .size:
+            guard self.isAgent, self.negotiated?.isTerminal == true else {
+                return self.unexpected(message, into: &actions)
+            }
+            do {
+                actions.append(.terminalSize(try TerminalSize(payload: message.payload)))
+            } catch {
+                actions.append(.refused(.invalidPayload, "\(error)"))
+            }
+        case .stdErr:
+            guard !self.isAgent, self.negotiated?.isTerminal == true else {
+                return self.unexpected(message, into: &actions)
+            }
+            actions.append(.standardError(message.payload))
+        case .exitCode:
+            guard !self.isAgent, self.negotiated?.extensions.contains(.exitCodes) == true else {
+                return self.unexpected(message, into: &actions)
+            }
+            do {
+                actions.append(.exitCode(try ExitCodePayload(payload: message.payload).code))
+            } catch {
+                actions.append(.refused(.invalidPayload, "\(error)"))
             }
         case .jumpgateConnectError:
             guard !self.isAgent, self.negotiated?.extensions.contains(.connectErrors) == true else {

@@ -35,6 +35,12 @@ public struct SessionStateMachine {
         case connectError(ConnectErrorPayload)
         /// Client: the gateway reports the agent away or back.
         case agentStatus(AgentStatusPayload)
+        /// Agent, terminal session: the client's terminal has this size now.
+        case terminalSize(TerminalSize)
+        /// Client, terminal session: text for standard error (the agent's start-up errors).
+        case standardError(ByteBuffer)
+        /// Client, terminal session (`exit-code`): the program's exit status; the session ends next.
+        case exitCode(Int32)
         /// Something from the peer was refused and dropped; the owner counts it.
         case refused(SessionRefusal, String)
         /// Acknowledgements reopened the send window: streams that wait for it may send.
@@ -76,6 +82,9 @@ public struct SessionStateMachine {
     public internal(set) var isEnded = false
     /// Whether a data channel was ever attached (a later attachment is a resume).
     var attachedOnce = false
+    /// Ending once everything sent is acknowledged (``endWhenDelivered(reason:byPeer:now:within:into:)``), or
+    /// at the deadline.
+    var closing: (reason: String, byPeer: Bool, deadline: NIODeadline)?
     /// The gateway's reason when it refused the data channel (WebSocket close 1008, e.g. a spent token).
     public internal(set) var refusal: String?
     var writer: SessionMessageWriter
@@ -154,6 +163,32 @@ public struct SessionStateMachine {
         actions.append(.ended(reason: reason, byPeer: byPeer))
     }
 
+    /// Ends the session once the peer has acknowledged everything sent so far (a shell's last output and
+    /// its exit code), or after `within` if it does not: the agent's end after its program exits. Messages
+    /// sent meanwhile are still delivered.
+    public mutating func endWhenDelivered(
+        reason: String,
+        byPeer: Bool,
+        now: NIODeadline,
+        within: TimeAmount,
+        into actions: inout [Action]
+    ) {
+        guard !self.isEnded, self.closing == nil else { return }
+        guard self.reliability.unacknowledgedCount > 0 else {
+            return self.end(reason: reason, byPeer: byPeer, into: &actions)
+        }
+        self.closing = (reason, byPeer, now + within)
+    }
+
+    /// A pending ``endWhenDelivered(reason:byPeer:now:within:into:)`` happens once nothing is unacknowledged
+    /// or its deadline passed.
+    mutating func endIfDelivered(now: NIODeadline, into actions: inout [Action]) {
+        guard let closing = self.closing else { return }
+        if self.reliability.unacknowledgedCount == 0 || now >= closing.deadline {
+            self.end(reason: closing.reason, byPeer: closing.byPeer, into: &actions)
+        }
+    }
+
     // MARK: deadlines
 
     /// The earliest deadline of the handshake and of reliable delivery; nil when nothing is awaited (an
@@ -165,6 +200,7 @@ public struct SessionStateMachine {
         if case .agent(let machine) = self.handshake, self.negotiated == nil { next = machine.deadline }
         if let deadline = self.reliability.acknowledgementDeadline { next = min(next ?? deadline, deadline) }
         if mayResend, let deadline = self.reliability.retransmitDeadline { next = min(next ?? deadline, deadline) }
+        if let closing = self.closing { next = min(next ?? closing.deadline, closing.deadline) }
         return next
     }
 
@@ -195,6 +231,7 @@ public struct SessionStateMachine {
         case .none:
             break
         }
+        self.endIfDelivered(now: now, into: &actions)
         actions.append(.flush)
     }
 

@@ -17,9 +17,18 @@ extension StreamTable {
     @discardableResult
     public mutating func localEOF(_ id: SmuxStreamID, _ connection: ConnectionID) -> Bool {
         guard self.owns(id, connection) else { return false }
+        if self.isTerminal, !self.isAgent {
+            // The user's input ended (stdin from a file or a pipe): the terminal's end-of-file key (Ctrl+D)
+            // goes to the shell, which exits at an empty line; its output still comes.
+            self.streams[id]!.backlog.append(ByteBuffer(bytes: [Self.endOfFileKey]))
+            return true
+        }
         self.streams[id]!.localEOF = true
         return true
     }
+
+    /// Ctrl+D, a terminal's end-of-file key (VEOF).
+    public static let endOfFileKey: UInt8 = 0x04
 
     /// `connection` closed. What it took but never confirmed goes back to the peer's window, as data
     /// arriving for a closed connection does, or a peer with a spent window would wait for ever. Then
@@ -149,6 +158,12 @@ extension StreamTable {
         guard let stream = self.streams[Self.basicStreamID], stream.serial == serial else { return }
         self.remove(Self.basicStreamID)
         if stream.attached { actions.append(.close(serial, .all)) }
+        if self.isTerminal {
+            // Agent: the program's terminal closed. Client: its terminal went away; the session goes on
+            // until the program ends or the user stops the client.
+            if self.isAgent { actions.append(.terminalEnded) }
+            return
+        }
         guard !self.isAgent else { return }
         actions.append(.sendFlag(.disconnectToPort))
         actions.append(.serveNextWaiting)

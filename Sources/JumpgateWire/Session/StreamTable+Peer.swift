@@ -62,8 +62,8 @@ extension StreamTable {
             } else {
                 self.holdEarly(data, on: Self.basicStreamID)  // the agent's dial is still in progress
             }
-        } else if self.isAgent {
-            // Agent: the target connection ended earlier; new data dials it again.
+        } else if self.isAgent, !self.isTerminal {
+            // Agent: the target connection ended earlier; new data dials it again (a terminal, never).
             self.streams[Self.basicStreamID] = Stream(serial: self.newSerial())
             self.holdEarly(data, on: Self.basicStreamID)
             actions.append(.dial(Self.basicStreamID))
@@ -75,13 +75,15 @@ extension StreamTable {
     /// Whether a basic-mode client must withhold the acknowledgement of an Output message: it has no local
     /// connection to deliver it to yet (the agent resends), as the official plugin does.
     public var withholdsBasicOutput: Bool {
-        self.isBasic && !self.isAgent && self.streams[Self.basicStreamID] == nil
+        self.isBasic && !self.isAgent && !self.isTerminal && self.streams[Self.basicStreamID] == nil
     }
 
     /// Agent, basic mode: the client's connection ended (DisconnectToPort): the target's closes too, and
     /// new data from the client dials it again.
     public mutating func peerDisconnected(into actions: inout [Action]) {
-        guard self.isAgent, self.isBasic, var stream = self.streams.removeValue(forKey: Self.basicStreamID) else {
+        guard self.isAgent, self.isBasic, !self.isTerminal,
+            var stream = self.streams.removeValue(forKey: Self.basicStreamID)
+        else {
             return
         }
         self.forgetEarlyData(of: &stream)

@@ -58,6 +58,9 @@ public struct StreamTable: Sendable {
         case readDataChannel(Bool)
         /// The session cannot go on.
         case endSession(reason: String)
+        /// Agent, terminal session: the terminal closed and its last output is sent; the session ends once
+        /// the program's exit status is known.
+        case terminalEnded
     }
 
     struct Stream: Sendable {
@@ -114,6 +117,9 @@ public struct StreamTable: Sendable {
     }
 
     public var isBasic: Bool { self.mode == .basic }
+    /// A terminal session (a shell): basic mode's one stream is a PTY on the agent and the user's terminal
+    /// on the client, both attached at the start, and the session ends with the program.
+    public private(set) var isTerminal = false
 
     /// Local connections attached now.
     public var openConnections: Int { self.streams.values.count(where: \.attached) }
@@ -141,10 +147,12 @@ public struct StreamTable: Sendable {
         self.halfClose = negotiated.extensions.contains(.halfClose)
         self.connectErrors = negotiated.extensions.contains(.connectErrors)
         self.maximumPayload = negotiated.maximumPayloadSize(sentByAgent: self.isAgent)
+        self.isTerminal = negotiated.isTerminal && negotiated.mode == .basic
         switch negotiated.mode {
         case .basic:
-            // The agent dials the destination right after the handshake (spec §7.5).
-            if self.isAgent {
+            // The agent dials the destination right after the handshake (spec §7.5); a terminal session's
+            // agent starts the program and its client opens the user's terminal (what arrives first waits).
+            if self.isAgent || self.isTerminal {
                 self.streams[Self.basicStreamID] = Stream(serial: self.newSerial())
                 actions.append(.dial(Self.basicStreamID))
             }
@@ -211,6 +219,10 @@ public struct StreamTable: Sendable {
     /// and the FIN; with `connect-errors` the reason first); in basic mode, which has no per-connection
     /// error, the session fails.
     public mutating func refuse(_ id: SmuxStreamID, reason: String, into actions: inout [Action]) {
+        if self.isTerminal {
+            actions.append(.endSession(reason: (self.isAgent ? "Unable to start the shell: " : "") + reason))
+            return
+        }
         if self.isBasic {
             actions.append(.endSession(reason: "Unable to connect to specified port: \(reason)"))
             return

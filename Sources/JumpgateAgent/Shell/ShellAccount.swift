@@ -1,0 +1,170 @@
+import Foundation
+import JumpgateWire
+
+/// The account a shell session runs as, from the password database.
+public struct ShellAccount: Hashable, Sendable {
+    public var name: String
+    public var uid: uid_t
+    public var gid: gid_t
+    public var home: String
+    /// The login shell (`/bin/sh` when the database names none).
+    public var shell: String
+
+    public init(name: String, uid: uid_t, gid: gid_t, home: String, shell: String) {
+        self.name = name
+        self.uid = uid
+        self.gid = gid
+        self.home = home
+        self.shell = shell
+    }
+}
+
+/// Which account runs a shell, and how it is started (docs/SESSIONS.md). The decisions are pure functions;
+/// the lookups and the account's creation are the system calls beside them.
+public enum ShellAccounts {
+    /// The unprivileged account a root agent runs shells as when no `--shell-user` is given, created on
+    /// first use (as SSM's agent creates ssm-user, but without sudo rights).
+    public static let defaultUser = "jumpgate-user"
+
+    /// What to do for a shell session: run as this account (creating it first if missing: only ever the
+    /// default one).
+    public struct Choice: Hashable, Sendable {
+        public var name: String
+        public var createIfMissing: Bool
+    }
+
+    /// Why no shell can be started for this session; the text reaches the user.
+    public struct Refusal: Error, Hashable, Sendable, CustomStringConvertible {
+        public let description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    /// Decides the account: an agent that is not root can only run shells as itself; a root agent runs them
+    /// as `configured` (root only when configured so) or as ``defaultUser``.
+    public static func choose(
+        configured: String?,
+        agentIsRoot: Bool,
+        agentUser: String
+    ) -> Result<Choice, Refusal> {
+        if let configured, !Self.isValidName(configured) {
+            return .failure(Refusal("--shell-user '\(configured)' is not a valid user name"))
+        }
+        guard agentIsRoot else {
+            if let configured, configured != agentUser {
+                return .failure(
+                    Refusal(
+                        "the agent runs as \(agentUser) and cannot start a shell as \(configured): run it as root to serve shells as another user, or drop --shell-user"
+                    )
+                )
+            }
+            return .success(Choice(name: agentUser, createIfMissing: false))
+        }
+        guard let configured else { return .success(Choice(name: Self.defaultUser, createIfMissing: true)) }
+        return .success(Choice(name: configured, createIfMissing: false))
+    }
+
+    /// A POSIX-portable user name (letters, digits, `.`, `_`, `-`; not starting with `-`; at most 32).
+    static func isValidName(_ name: String) -> Bool {
+        guard !name.isEmpty, name.utf8.count <= 32, name.first != "-" else { return false }
+        return name.utf8.allSatisfy { byte in
+            (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))
+                || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+                || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || byte == UInt8(ascii: ".")
+                || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
+        }
+    }
+
+    /// How the shell is started for `account`: its login shell (`-l`), in its home directory, with a clean
+    /// environment. A root agent switches to another account with setpriv (real and effective ids, its
+    /// groups); posix_spawn cannot change users itself.
+    public static func launch(
+        for account: ShellAccount,
+        agentIsRoot: Bool,
+        sessionID: String,
+        size: TerminalSize?,
+        homeExists: Bool
+    ) -> PseudoTerminalProcess.Launch {
+        let shell = account.shell.isEmpty ? "/bin/sh" : account.shell
+        let environment = [
+            "HOME": account.home, "USER": account.name, "LOGNAME": account.name, "SHELL": shell,
+            "PATH": account.uid == 0
+                ? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" : "/usr/local/bin:/usr/bin:/bin",
+            "TERM": "xterm-256color", "LANG": "C.UTF-8", "JUMPGATE_SESSION_ID": sessionID,
+        ]
+        let directory = homeExists ? account.home : "/"
+        guard agentIsRoot, account.uid != 0 else {
+            return .init(
+                executable: shell,
+                arguments: [shell, "-l"],
+                environment: environment,
+                workingDirectory: directory,
+                size: size
+            )
+        }
+        return .init(
+            executable: Self.setpriv,
+            arguments: [
+                "setpriv", "--reuid=\(account.uid)", "--regid=\(account.gid)", "--init-groups", "--", shell, "-l",
+            ],
+            environment: environment,
+            workingDirectory: directory,
+            size: size
+        )
+    }
+
+    static let setpriv = "/usr/bin/setpriv"
+
+    // MARK: the system
+
+    /// The account named `name`, or nil if there is none.
+    public static func lookup(_ name: String) -> ShellAccount? {
+        var entry = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 16_384)
+        guard getpwnam_r(name, &entry, &buffer, buffer.count, &result) == 0, result != nil else { return nil }
+        return ShellAccount(
+            name: name,
+            uid: entry.pw_uid,
+            gid: entry.pw_gid,
+            home: String(cString: entry.pw_dir),
+            shell: String(cString: entry.pw_shell)
+        )
+    }
+
+    /// The account this process runs as.
+    public static func current() -> ShellAccount? {
+        var entry = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 16_384)
+        guard getpwuid_r(geteuid(), &entry, &buffer, buffer.count, &result) == 0, result != nil else { return nil }
+        return Self.lookup(String(cString: entry.pw_name))
+    }
+
+    /// Resolves `choice` to an account, creating the default one with `useradd` if it is missing. Blocks
+    /// (useradd): call it off the event loops.
+    public static func resolve(_ choice: Choice) throws(Refusal) -> ShellAccount {
+        let name = choice.name
+        if let account = Self.lookup(name) { return account }
+        guard choice.createIfMissing else {
+            throw Refusal("the user \(name) does not exist on this host: create it, or give another with --shell-user")
+        }
+        let shell = FileManager.default.isExecutableFile(atPath: "/bin/bash") ? "/bin/bash" : "/bin/sh"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/useradd")
+        process.arguments = ["--create-home", "--user-group", "--shell", shell, "--comment", "Jumpgate shells", name]
+        let errors = Pipe()
+        process.standardError = errors
+        do {
+            try process.run()
+        } catch {
+            throw Refusal("could not create the user \(name): useradd: \(error)")
+        }
+        process.waitUntilExit()
+        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        // Another session may have created it meanwhile (useradd exits 9: the name is taken).
+        guard let account = Self.lookup(name) else {
+            throw Refusal("could not create the user \(name): useradd exited \(process.terminationStatus): \(message)")
+        }
+        return account
+    }
+}

@@ -1,0 +1,180 @@
+import Foundation
+import JumpgateNIO
+import JumpgateWire
+import Logging
+import NIOCore
+import NIOPosix
+
+/// The agent's end of a shell session: the session's one stream is a login shell on a pseudo-terminal of
+/// its own, under the run-as account (``ShellAccounts``). The client's size is applied to the terminal, and
+/// the session ends once the shell's terminal closes and its exit status is known. Lives on the session's
+/// event loop (created there; callbacks from elsewhere come back through `NIOLoopBound`).
+final class ShellSessionDelegate: PortSessionDelegate {
+    let runner: AgentRunner
+    let sessionID: String
+    let eventLoop: any EventLoop
+    var logger: Logger
+
+    /// The shell, once started.
+    var process: PseudoTerminalProcess?
+    /// The PTY's channel while it is open: the master descriptor is only used (resized) while it is.
+    var terminal: (any Channel)?
+    /// The latest size the client sent (applied at the start if it came before).
+    var size: TerminalSize?
+    /// Completed by the thread that waits for the shell (it reaps it).
+    var exit: EventLoopFuture<PseudoTerminalProcess.ExitStatus>?
+    /// Whether the shell is known to be gone (reaped): from then on its pid is never signalled.
+    var reaped = false
+    var ended = false
+
+    /// How long a shell has to exit after SIGHUP when its session ends, before SIGKILL.
+    static let hangupGrace = TimeAmount.seconds(5)
+
+    init(runner: AgentRunner, sessionID: String, eventLoop: any EventLoop) {
+        self.runner = runner
+        self.sessionID = sessionID
+        self.eventLoop = eventLoop
+        var logger = runner.logger
+        logger[metadataKey: "jumpgate.session_id"] = "\(sessionID)"
+        self.logger = logger
+    }
+
+    func sessionEstablished(_ session: PortSession, negotiated: NegotiatedSession, customerMessage: String) {
+        self.logger.info(
+            "handshake complete",
+            metadata: [
+                "session_type": "\(negotiated.sessionType)", "extensions": "\(negotiated.extensions)",
+                "client": "\(negotiated.clientVersion)",
+            ]
+        )
+    }
+
+    /// The handshake is done: the account is resolved (and the default one created) on a thread, then the
+    /// shell starts on the event loop and its terminal becomes the session's stream.
+    func streamRequested(_ session: PortSession, id: SmuxStreamID) {
+        let agentIsRoot = geteuid() == 0
+        let choice = ShellAccounts.choose(
+            configured: self.runner.options.shellUser,
+            agentIsRoot: agentIsRoot,
+            agentUser: ShellAccounts.current()?.name ?? "uid \(geteuid())"
+        )
+        let bound = NIOLoopBound((self, session), eventLoop: self.eventLoop)
+        NIOThreadPool.singleton.runIfActive(eventLoop: self.eventLoop) { () throws -> (ShellAccount, Bool) in
+            let account = try ShellAccounts.resolve(try choice.get())
+            var isDirectory: ObjCBool = false
+            let homeExists = FileManager.default.fileExists(atPath: account.home, isDirectory: &isDirectory)
+            return (account, homeExists && isDirectory.boolValue)
+        }.whenComplete { result in
+            let (delegate, session) = bound.value
+            switch result {
+            case .success(let (account, homeExists)):
+                delegate.start(session, id, account: account, agentIsRoot: agentIsRoot, homeExists: homeExists)
+            case .failure(let error):
+                delegate.refuse(session, id, reason: "\(error)")
+            }
+        }
+    }
+
+    func start(_ session: PortSession, _ id: SmuxStreamID, account: ShellAccount, agentIsRoot: Bool, homeExists: Bool) {
+        guard !self.ended else { return }
+        let launch = ShellAccounts.launch(
+            for: account,
+            agentIsRoot: agentIsRoot,
+            sessionID: self.sessionID,
+            size: self.size,
+            homeExists: homeExists
+        )
+        let process: PseudoTerminalProcess
+        do {
+            process = try PseudoTerminalProcess.spawn(launch)
+        } catch {
+            return self.refuse(session, id, reason: "\(error)")
+        }
+        self.process = process
+        self.logger.info("shell started", metadata: ["user": "\(account.name)", "pid": "\(process.pid)"])
+        // One thread per shell waits for it and reaps it (waitpid blocks).
+        let exited = self.eventLoop.makePromise(of: PseudoTerminalProcess.ExitStatus.self)
+        Thread.detachNewThread { exited.succeed(process.waitForExit()) }
+        self.exit = exited.futureResult
+        let bound = NIOLoopBound((self, session), eventLoop: self.eventLoop)
+        exited.futureResult.whenComplete { _ in bound.value.0.reaped = true }
+        NIOPipeBootstrap(group: self.eventLoop)
+            .channelOption(.autoRead, value: false)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(UTF8BoundaryHandler())
+                }
+            }
+            .takingOwnershipOfDescriptor(inputOutput: process.master)
+            .whenComplete { result in
+                let (delegate, session) = bound.value
+                switch result {
+                case .success(let channel):
+                    delegate.terminal = channel
+                    channel.closeFuture.whenComplete { _ in bound.value.0.terminal = nil }
+                    do {
+                        try session.attach(channel, to: id)
+                    } catch {
+                        channel.close(promise: nil)
+                    }
+                case .failure(let error):
+                    delegate.refuse(session, id, reason: "the terminal could not be read: \(error)")
+                }
+            }
+    }
+
+    func refuse(_ session: PortSession, _ id: SmuxStreamID, reason: String) {
+        self.logger.warning("shell could not start", metadata: ["reason": "\(reason)"])
+        session.refuse(id, reason: reason)
+    }
+
+    func terminalResized(_ session: PortSession, to size: TerminalSize) {
+        self.size = size
+        guard let process = self.process, self.terminal != nil else { return }
+        do {
+            try PseudoTerminalProcess.resize(master: process.master, to: size)
+        } catch {
+            self.logger.debug("resize failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The terminal closed (the shell and everything it started on it are gone): the session ends with the
+    /// shell's exit status.
+    func terminalEnded(_ session: PortSession) {
+        guard let exit = self.exit else {
+            return session.endTerminal(exitStatus: nil, reason: "The shell's terminal closed.")
+        }
+        exit.assumeIsolated().whenSuccess { status in
+            switch status {
+            case .exited(let code):
+                session.endTerminal(exitStatus: code, reason: "The shell exited with status \(code).")
+            case .signalled(let signal):
+                session.endTerminal(exitStatus: 128 + signal, reason: "The shell was killed by signal \(signal).")
+            }
+        }
+    }
+
+    /// However the session ended, the shell goes too: SIGHUP to its process group (as a terminal hanging up
+    /// does), then SIGKILL if it is still there after ``hangupGrace``.
+    func sessionEnded(_ session: PortSession, reason: String, byPeer: Bool) {
+        self.ended = true
+        self.runner.sessionDidEnd(self.sessionID, reason: reason, byPeer: byPeer)
+        guard let process = self.process, !self.reaped else { return }
+        kill(-process.pid, SIGHUP)
+        kill(process.pid, SIGHUP)
+        // The waiting thread reaps the shell just before `exit` completes (then `reaped` is set): a pid is
+        // never signalled once its process is known to be gone.
+        let bound = NIOLoopBound(self, eventLoop: self.eventLoop)
+        self.eventLoop.scheduleTask(in: Self.hangupGrace) {
+            guard !bound.value.reaped else { return }
+            kill(-process.pid, SIGKILL)
+            kill(process.pid, SIGKILL)
+        }
+    }
+
+    func streamFailed(_ session: PortSession, id: SmuxStreamID, reason: String?) {}
+
+    func messageRefused(_ session: PortSession, _ refusal: SessionRefusal) {
+        self.runner.messageRefused(refusal, sessionID: self.sessionID)
+    }
+}

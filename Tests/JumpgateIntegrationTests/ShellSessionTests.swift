@@ -1,0 +1,133 @@
+import Foundation
+import JumpgateAgent
+import JumpgateClient
+import JumpgateWire
+import Testing
+
+/// Shell sessions through real processes: a gateway, an agent run with `--allow-shell`, and clients typed
+/// into a real terminal (tmux). When the tests run as root (CI), the agent runs shells as its default
+/// account, which it creates on first use (useradd), so that path is exercised too.
+@Suite("Shell sessions: jumpgate start-session and the AWS CLI in a terminal", .serialized)
+struct ShellSessionTests {
+    /// The shell's account as `whoami` prints it.
+    static var expectedUser: String {
+        geteuid() == 0 ? ShellAccounts.defaultUser : (ShellAccounts.current()?.name ?? "")
+    }
+
+    /// A terminal whose shell has the lab's credentials, Jumpgate's binaries first on PATH (so the AWS CLI
+    /// finds Jumpgate's session-manager-plugin), and the lab's CA for the AWS CLI.
+    static func terminal(_ lab: EndToEndTests.Lab, columns: Int = 100, rows: Int = 30) throws -> Tmux {
+        var environment = EndToEndTests.awsEnvironment(lab)
+        environment["LANG"] = "C.UTF-8"
+        return try Tmux(columns: columns, rows: rows, environment: environment, directory: lab.directory)
+    }
+
+    /// The client command line, then its exit status as `EXIT<marker>=n` and whether the terminal's settings
+    /// are as before (`RESTORED<marker>` or `CHANGED<marker>`).
+    static func run(_ command: String, marker: String) -> String {
+        "stty -g > before\(marker); \(command); echo EXIT\(marker)=$?; stty -g > after\(marker); "
+            + "cmp -s before\(marker) after\(marker) && echo RESTORED\(marker) || echo CHANGED\(marker)"
+    }
+
+    static func startSession(_ lab: EndToEndTests.Lab) -> String {
+        "jumpgate start-session --target \(lab.instanceID) --endpoint-url \(lab.url) --ca-file \(lab.caFile)"
+    }
+
+    @Test(
+        "a shell in a terminal: the prompt, 6*7, stty size following a resize, Ctrl+C, UTF-8, exit 3 as the client's status, the terminal restored; then piped input and the AWS CLI"
+    )
+    func shellInATerminal() async throws {
+        try await EndToEndTests.withLab(agentArguments: ["--allow-shell"]) { lab, _ in
+            try Self.driveShells(lab)
+            // No shell outlives its session on the agent's host.
+            let sessions = try await lab.ssm.call("DescribeSessions", ["State": "Active"])
+            #expect(sessions["Sessions"]?.arrayValue?.isEmpty ?? true)
+            #expect(lab.agent.childPIDs().isEmpty)
+        }
+    }
+
+    /// The terminal part of ``shellInATerminal()``.
+    static func driveShells(_ lab: EndToEndTests.Lab) throws {
+        do {
+            let terminal = try Self.terminal(lab)
+            try terminal.type(Self.run(Self.startSession(lab), marker: "1"))
+            try terminal.waitForLine { $0.hasPrefix("Starting session with SessionId: ") }
+            // Typed at once: keys typed while the shell starts reach it.
+            try terminal.type("echo $((6*7))")
+            try terminal.waitForLine(timeout: 30) { $0 == "42" }
+            try terminal.type("whoami")
+            try terminal.waitForLine { $0 == Self.expectedUser }
+
+            try terminal.type("stty size")
+            try terminal.waitForLine { $0 == "30 100" }
+            try terminal.resize(columns: 90, rows: 25)
+            // The new size arrives after SIGWINCH; ask until the shell sees it.
+            var resized = false
+            for _ in 0..<40 {
+                try terminal.type("stty size")
+                if (try? terminal.waitForLine(timeout: 0.5) { $0 == "25 90" }) != nil {
+                    resized = true
+                    break
+                }
+            }
+            #expect(resized, "stty size never said 25 90")
+
+            // Ctrl+C interrupts the foreground job on the remote terminal, and the shell lives on.
+            try terminal.type("sleep 100")
+            try terminal.waitForLine { $0.hasSuffix("sleep 100") }
+            try terminal.press("C-c")
+            try terminal.type("echo alive-$((1+1))")
+            try terminal.waitForLine { $0 == "alive-2" }
+
+            // Multi-byte characters arrive whole.
+            try terminal.type("printf 'caf\\303\\251 \\342\\202\\254 \\360\\237\\230\\200\\n'")
+            try terminal.waitForLine { $0 == "café € 😀" }
+
+            try terminal.type("exit 3")
+            try terminal.waitForLine { $0 == "EXIT1=3" }
+            try terminal.waitForLine { $0 == "RESTORED1" }
+            #expect(try terminal.count { $0.hasPrefix("Exiting session with sessionId: ") } == 1)
+
+            // Input from a pipe: the commands run, then its end (Ctrl+D) ends the shell if nothing else did.
+            try terminal.type(
+                Self.run("printf 'echo piped-$((2*3))\\nexit 4\\n' | " + Self.startSession(lab), marker: "2")
+            )
+            try terminal.waitForLine(timeout: 30) { $0 == "piped-6" }
+            try terminal.waitForLine { $0 == "EXIT2=4" }
+            try terminal.waitForLine { $0 == "RESTORED2" }
+
+            // The AWS CLI with Jumpgate's plugin: no --document-name opens a shell.
+            try terminal.type(
+                Self.run("aws ssm start-session --target \(lab.instanceID) --endpoint-url \(lab.url)", marker: "3")
+            )
+            try terminal.waitForLine(timeout: 60) { $0.hasPrefix("Starting session with SessionId: ") }
+            try terminal.type("echo cli-$((6*7))")
+            try terminal.waitForLine(timeout: 30) { $0 == "cli-42" }
+            try terminal.type("exit")
+            try terminal.waitForLine { $0.hasPrefix("EXIT3=") }
+            try terminal.waitForLine { $0 == "RESTORED3" }
+            let screen = try terminal.lines()
+            #expect(
+                screen.count(where: { $0.hasPrefix("Exiting session with sessionId: ") }) == 3,
+                "\(screen.joined(separator: "\n"))"
+            )
+        }
+    }
+
+    @Test("an agent without --allow-shell refuses a shell, and the client says why and what to do")
+    func refusedWithoutAllowShell() async throws {
+        try await EndToEndTests.withLab { lab, _ in
+            let client = try ChildProcess(
+                "start-session",
+                ["start-session", "--target", lab.instanceID, "--endpoint-url", lab.url, "--ca-file", lab.caFile],
+                environment: lab.environment
+            )
+            defer { client.stop() }
+            #expect(try client.waitForExit() == 1)
+            let said = client.outputText + client.standardError
+            #expect(said.contains("Shell sessions are off on this agent"), "\(said)")
+            #expect(said.contains("jumpgate agent run --allow-shell"), "\(said)")
+            #expect(lab.agent.childPIDs().isEmpty)
+        }
+    }
+}
