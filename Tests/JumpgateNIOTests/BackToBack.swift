@@ -16,6 +16,12 @@ final class SessionEvents: PortSessionDelegate {
     /// What the session refused from its peer, by type (honest traffic: nothing).
     var refused: [SessionRefusal: Int] = [:]
     var answer: (PortSession, SmuxStreamID) -> Void = { _, _ in }
+    /// Terminal sessions: sizes the agent was given, exit codes the client was given, and what the agent
+    /// does when its terminal ends (`onTerminalEnded`).
+    var sizes: [TerminalSize] = []
+    var exitCodes: [Int32] = []
+    var terminalEnds = 0
+    var onTerminalEnded: (PortSession) -> Void = { _ in }
 
     func sessionEstablished(_ session: PortSession, negotiated: NegotiatedSession, customerMessage: String) {
         self.established = negotiated
@@ -35,6 +41,16 @@ final class SessionEvents: PortSessionDelegate {
     }
     func messageRefused(_ session: PortSession, _ refusal: SessionRefusal) {
         self.refused[refusal, default: 0] += 1
+    }
+    func terminalResized(_ session: PortSession, to size: TerminalSize) {
+        self.sizes.append(size)
+    }
+    func exitCodeReceived(_ session: PortSession, _ code: Int32) {
+        self.exitCodes.append(code)
+    }
+    func terminalEnded(_ session: PortSession) {
+        self.terminalEnds += 1
+        self.onTerminalEnded(session)
     }
 }
 
@@ -116,6 +132,7 @@ final class BackToBack {
         clientExtensions: JumpgateExtensions = .all,
         agentExtensions: JumpgateExtensions = .all,
         properties: [(key: String, value: String)] = BackToBack.forwarding,
+        sessionType: String = "Port",
         resumable: Bool = false
     ) throws {
         var logger = Logger(label: "back-to-back")
@@ -129,7 +146,14 @@ final class BackToBack {
         )
         self.agent = PortSession(
             sessionID: "s-1",
-            role: .agent(.init(agentVersion: "3.3.9999.0", properties: properties, offeredExtensions: agentExtensions)),
+            role: .agent(
+                .init(
+                    agentVersion: "3.3.9999.0",
+                    sessionType: sessionType,
+                    properties: properties,
+                    offeredExtensions: agentExtensions
+                )
+            ),
             logger: logger
         )
         self.client.delegate = self.clientEvents

@@ -79,6 +79,56 @@ struct PortSessionBackToBackTests {
         #expect(again.received == .pattern(900, seed: 5))
     }
 
+    @Test(
+        "a shell: both terminals open at the start, keys and output flow, the size reaches the agent, the end brings the exit code"
+    )
+    func terminalSession() throws {
+        for clientExtensions in [JumpgateExtensions.all, []] {
+            let pair = try BackToBack(
+                clientExtensions: clientExtensions,
+                properties: [],
+                sessionType: "Standard_Stream"
+            )
+            var userTerminal: FakeSocket?
+            pair.clientEvents.answer = { [unowned pair] session, id in
+                let terminal = try! pair.socket()
+                userTerminal = terminal
+                try! session.attach(terminal.channel, to: id)
+            }
+            pair.agentEvents.onTerminalEnded = { session in
+                session.endTerminal(exitStatus: 3, reason: "The shell exited with status 3.")
+            }
+            try pair.settle()
+            #expect(pair.clientEvents.established?.isTerminal == true && pair.agentEvents.established?.mode == .basic)
+            #expect(pair.agentEvents.requested == [StreamTable.basicStreamID])
+            #expect(pair.clientEvents.requested == [StreamTable.basicStreamID])
+            let user = try #require(userTerminal)
+            let shell = try #require(pair.targets[StreamTable.basicStreamID])
+
+            try shell.send(ByteBuffer(string: "$ "))
+            try user.send(ByteBuffer(string: "echo hi\r"))
+            pair.client.sendTerminalSize(TerminalSize(columns: 80, rows: 24))
+            try pair.settle()
+            try user.collect()
+            try shell.collect()
+            #expect(String(buffer: user.received) == "$ " && String(buffer: shell.received) == "echo hi\r")
+            #expect(pair.agentEvents.sizes == [TerminalSize(columns: 80, rows: 24)])
+
+            // The shell's last words, then its terminal closes: the exit code (to a Jumpgate client only),
+            // and the agent's end once the client has everything.
+            try shell.send(ByteBuffer(string: "logout\r\n"))
+            shell.channel.close(promise: nil)
+            try pair.settle()
+            try user.collect()
+            #expect(String(buffer: user.received) == "$ logout\r\n")
+            #expect(pair.agentEvents.terminalEnds == 1)
+            #expect(pair.clientEvents.exitCodes == (clientExtensions.contains(.exitCodes) ? [3] : []))
+            #expect(pair.agentEvents.ended?.reason == "The shell exited with status 3.")
+            #expect(pair.agentEvents.ended?.byPeer == true)
+            #expect(pair.clientEvents.refused.isEmpty && pair.agentEvents.refused.isEmpty)
+        }
+    }
+
     @Test("smux v2: a target that takes nothing stops the client at the stream's window, and all arrives later")
     func smuxV2Window() throws {
         let pair = try BackToBack()
