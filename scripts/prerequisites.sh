@@ -19,6 +19,9 @@ install_prerequisites() {
     # The README's walkthrough and the client tests fetch through the forwarded ports with curl.
     command -v curl >/dev/null 2>&1 || apt_packages+=(curl)
     command -v tmux >/dev/null 2>&1 || apt_packages+=(tmux)  # the shell-session tests drive a terminal
+    # SSH over a session (AWS-StartSSHSession): the tests start their own sshd on a loopback port.
+    command -v ssh >/dev/null 2>&1 || apt_packages+=(openssh-client)
+    [ -x /usr/sbin/sshd ] || apt_packages+=(openssh-server)
     if [ ${#apt_packages[@]} -gt 0 ]; then
         say "Installing Debian packages: ${apt_packages[*]}"
         as_root apt-get update -qq

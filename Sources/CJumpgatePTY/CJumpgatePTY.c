@@ -28,6 +28,10 @@ int cjumpgate_spawn_file_actions_addchdir(posix_spawn_file_actions_t *actions, c
     return posix_spawn_file_actions_addchdir_np(actions, path);
 }
 
+int cjumpgate_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int from) {
+    return posix_spawn_file_actions_addclosefrom_np(actions, from);
+}
+
 short cjumpgate_posix_spawn_setsid(void) {
     return POSIX_SPAWN_SETSID;
 }

@@ -189,6 +189,9 @@ struct AgentRunCommand: AsyncParsableCommand {
             ) {
                 throw ValidationError("\(refusal)")
             }
+            guard ShellAccounts.lookup(user) != nil else {
+                throw ValidationError("--shell-user \(user): there is no such user on this host; create it first.")
+            }
         }
         guard (1...86_400).contains(self.refusalSummaryInterval) else {
             throw ValidationError("--refusal-summary-interval must be between 1 and 86400 seconds.")

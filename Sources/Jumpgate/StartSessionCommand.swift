@@ -17,7 +17,7 @@ struct StartSessionCommand: AsyncParsableCommand {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "AWS-StartPortForwardingSession or AWS-StartPortForwardingSessionToRemoteHost; none (the default) opens a shell, as the AWS CLI does.",
+            "AWS-StartPortForwardingSession, AWS-StartPortForwardingSessionToRemoteHost or AWS-StartSSHSession (standard input and output, for ssh's ProxyCommand); none (the default) opens a shell, as the AWS CLI does.",
             valueName: "document"
         )
     )
@@ -79,14 +79,18 @@ struct StartSessionCommand: AsyncParsableCommand {
         let localPort = Int(value("localPortNumber") ?? "0") ?? 0
         let json = self.format == .json
         // On stderr: stdout carries the official plugin's lines, which tools parse.
-        if !json, let notice = grant.limitsNotice { FileHandle.standardError.write(Data((notice + "\n").utf8)) }
+        if !json, let notice = grant.limitsNotice, self.documentName != SessionDocuments.ssh {
+            FileHandle.standardError.write(Data((notice + "\n").utf8))
+        }
         let (target, host) = (self.target, value("host") ?? "localhost")
         let destinationPort = Int64(value("portNumber") ?? "") ?? 0
         let outcome = await SessionRunner.run(
             grant: grant,
             localPort: localPort,
             client: client,
-            console: json ? ForwardConsole(sessionID: grant.sessionID, json: true) : StandardOutputConsole(),
+            console: json
+                ? ForwardConsole(sessionID: grant.sessionID, json: true)
+                : StandardErrorConsole.forDocument(self.documentName),
             resumeTimeout: resumeTimeout,
             logger: logger,
             onReady: { port in

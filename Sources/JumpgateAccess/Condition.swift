@@ -89,7 +89,7 @@ public struct Condition: Hashable, Sendable {
         if lowered.hasPrefix("jumpgate:"), !Self.jumpgateKeys.contains(lowered) {
             // A misspelt key would make a Deny silently inert.
             throw PolicyError(
-                "unknown condition key '\(key)' (Jumpgate's are jumpgate:RemoteHost and jumpgate:RemotePort)"
+                "unknown condition key '\(key)' (Jumpgate's are jumpgate:RemoteHost, jumpgate:RemotePort and jumpgate:SessionType)"
             )
         }
         // Host names compare in one form (HostName), the policy's as the request's.
@@ -107,7 +107,7 @@ public struct Condition: Hashable, Sendable {
         }
     }
 
-    static let jumpgateKeys: Set<String> = ["jumpgate:remotehost", "jumpgate:remoteport"]
+    static let jumpgateKeys: Set<String> = ["jumpgate:remotehost", "jumpgate:remoteport", "jumpgate:sessiontype"]
 
     static func isValid(_ value: String, for kind: Kind) -> Bool {
         switch kind {

@@ -14,23 +14,10 @@ extension AgentRunner {
         let sessionType = task.documentContent["sessionType"]?.stringValue ?? "Port"
         var properties: [(key: String, value: String)] = []
         let makeDelegate: @Sendable (any EventLoop) -> any PortSessionDelegate
-        if NegotiatedSession.terminalSessionTypes.contains(sessionType) {
-            // A shell: served only with --allow-shell; otherwise refused with what to do, and logged as the
-            // security event it is (the gateway records the refusal with the session).
-            guard self.options.allowShell else {
-                self.logger.warning(
-                    "shell session refused: this agent runs without --allow-shell",
-                    metadata: ["jumpgate.session_id": "\(sessionID)", "owner": "\(task.sessionOwner)"]
-                )
-                return self.refuseSession(
-                    sessionID,
-                    reason:
-                        // Short: it reaches a client that connects late in a WebSocket close reason (123 bytes).
-                        "Shell sessions are off on this agent: start it with 'jumpgate agent run --allow-shell'."
-                )
-            }
+        switch SessionAdmission.decide(sessionType: sessionType, allowShell: self.options.allowShell) {
+        case .success(.shell):
             makeDelegate = { loop in ShellSessionDelegate(runner: self, sessionID: sessionID, eventLoop: loop) }
-        } else if sessionType == "Port" {
+        case .success(.port):
             for (key, value) in task.documentContent["properties"]?.objectValue ?? [] {
                 if let s = value.stringValue { properties.append((key, s)) }
             }
@@ -38,11 +25,17 @@ extension AgentRunner {
             makeDelegate = { [properties] loop in
                 AgentSessionDelegate(runner: self, sessionID: sessionID, properties: properties, eventLoop: loop)
             }
-        } else {
-            return self.refuseSession(
-                sessionID,
-                reason: "This agent does not serve \(sessionType) sessions (only Port and Standard_Stream)."
+        case .failure(let refusal):
+            // A security event (a shell asked of an agent that serves none): logged with who asked, and the
+            // session fails with the reason, which the gateway records and the client prints.
+            self.logger.warning(
+                "session refused",
+                metadata: [
+                    "jumpgate.session_id": "\(sessionID)", "owner": "\(task.sessionOwner)",
+                    "session_type": "\(sessionType)", "reason": "\(refusal)",
+                ]
             )
+            return self.refuseSession(sessionID, reason: refusal.description)
         }
         let logger = self.logger
         Task { [properties] in

@@ -42,3 +42,23 @@ public struct StandardOutputConsole: ForwarderConsole {
         FileHandle.standardOutput.write(Data(text.utf8))
     }
 }
+
+/// The same lines on standard error: for sessions whose standard output is the stream itself
+/// (AWS-StartSSHSession under ssh's ProxyCommand), so nothing but the stream reaches ssh.
+public struct StandardErrorConsole: ForwarderConsole {
+    public init() {}
+    public func write(_ text: String) {
+        FileHandle.standardError.write(Data(text.utf8))
+    }
+
+    /// The console for a session started with `documentName`.
+    public static func forDocument(_ documentName: String?) -> any ForwarderConsole {
+        documentName == SessionDocuments.ssh ? StandardErrorConsole() : StandardOutputConsole()
+    }
+}
+
+/// Session documents the client treats specially.
+public enum SessionDocuments {
+    /// SSH to the agent's own sshd; the client's standard input and output are the stream.
+    public static let ssh = "AWS-StartSSHSession"
+}

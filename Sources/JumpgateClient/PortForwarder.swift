@@ -72,8 +72,9 @@ public final class PortForwarder: Sendable {
         var resumes = 0
         /// A shell session's exit status, once the agent sent it.
         var exitStatus: Int32?
-        /// A shell session: the task that sends the terminal's new sizes.
+        /// A shell session: the task that sends the terminal's new sizes, and the terminal's channel.
         var resizes: Task<Void, Never>?
+        var terminal: (any Channel)?
     }
 
     let outcome: EventLoopPromise<Outcome>
@@ -365,8 +366,36 @@ extension PortForwarder: PortSessionDelegate {
             ]
         )
         self.state.withLockedValue { $0.basicMode = negotiated.mode == .basic }
-        // A shell's stream is the user's terminal (``streamRequested(_:id:)``), not a local port.
-        if !negotiated.isTerminal { self.startListening(session: session) }
+        // A shell's stream is the user's terminal (``streamRequested(_:id:)``); a port session without
+        // LocalPortForwarding (AWS-StartSSHSession) uses standard input and output, as the official plugin.
+        if negotiated.isTerminal { return }
+        if negotiated.isLocalPortForwarding {
+            self.startListening(session: session)
+        } else {
+            self.startStandardStream(session: session)
+        }
+    }
+
+    /// Standard input and output as the session's one connection (ssh's ProxyCommand): raw bytes, no
+    /// terminal mode. When the input ends (ssh closed its side), what is left is sent and the session ends,
+    /// as the official plugin does.
+    private func startStandardStream(session: PortSession) {
+        let bound = NIOLoopBound(session, eventLoop: self.eventLoop)
+        UserTerminal.openChannel(on: self.eventLoop).whenComplete { result in
+            switch result {
+            case .success(let channel):
+                do {
+                    _ = try bound.value.openStream(for: channel)
+                } catch {
+                    channel.close(promise: nil)
+                    self.outcome.succeed(.failed("standard input and output could not be used: \(error)"))
+                    return
+                }
+                channel.closeFuture.whenComplete { _ in self.terminate() }
+            case .failure(let error):
+                bound.value.shutdown(reason: (error as? ClientError)?.description ?? "\(error)")
+            }
+        }
     }
 
     /// A shell session started: the terminal goes into raw mode, standard input and output become the
@@ -384,10 +413,17 @@ extension PortForwarder: PortSessionDelegate {
                     channel.close(promise: nil)
                     return
                 }
-                session.sendTerminalSize(UserTerminal.currentSize())
+                self.state.withLockedValue { $0.terminal = channel }
+                // The terminal itself went away (not its input's end: standard output failed): nothing more
+                // can be shown, and in raw mode no key could stop the client; the session ends.
+                channel.closeFuture.whenComplete { _ in
+                    if !bound.value.isEnded { self.terminate() }
+                }
+                let size = UserTerminal.currentSize()
+                session.sendTerminalSize(size)
                 guard UserTerminal.isInteractive else { return }
                 let loop = self.eventLoop
-                let resizes = UserTerminal.watchResizes { size in
+                let resizes = UserTerminal.watchResizes(from: size) { size in
                     loop.execute { bound.value.sendTerminalSize(size) }
                 }
                 self.state.withLockedValue { $0.resizes = resizes }
@@ -425,13 +461,28 @@ extension PortForwarder: PortSessionDelegate {
     }
 
     public func sessionEnded(_ session: PortSession, reason: String, byPeer: Bool) {
-        let (listener, started, exitStatus, resizes) = self.state.withLockedValue {
-            ($0.listener, $0.basicMode || $0.listener != nil, $0.exitStatus, $0.resizes)
+        let (terminal, resizes) = self.state.withLockedValue { ($0.terminal, $0.resizes) }
+        resizes?.cancel()
+        guard let terminal else { return self.finish(session, reason: reason, byPeer: byPeer) }
+        // A shell: the end of its output is written out first (the session's end flushes, then closes the
+        // terminal's channel; 2 s at most for a reader that takes nothing), then the terminal is itself again
+        // before anything more is printed.
+        let loop = self.eventLoop
+        let bound = NIOLoopBound(session, eventLoop: loop)
+        let timeout = loop.scheduleTask(in: .seconds(2)) { terminal.close(promise: nil) }
+        terminal.closeFuture.whenComplete { _ in
+            timeout.cancel()
+            UserTerminal.restore()
+            self.finish(bound.value, reason: reason, byPeer: byPeer)
+        }
+    }
+
+    private func finish(_ session: PortSession, reason: String, byPeer: Bool) {
+        if session.negotiatedSession?.isTerminal == true { UserTerminal.restore() }
+        let (listener, started, exitStatus) = self.state.withLockedValue {
+            ($0.listener, $0.basicMode || $0.listener != nil, $0.exitStatus)
         }
         listener?.close()
-        resizes?.cancel()
-        // A shell's terminal is itself again before anything more is printed.
-        if session.negotiatedSession?.isTerminal == true { UserTerminal.restore() }
         if byPeer, let exitStatus {
             self.outcome.succeed(.exited(exitStatus))
             return

@@ -61,7 +61,8 @@ public enum SessionRunner {
     }
 }
 
-/// SIGINT, SIGTERM (and SIGQUIT, SIGTSTP, as the official plugin handles them) as one awaitable event.
+/// SIGINT, SIGTERM (and SIGQUIT, SIGTSTP, as the official plugin handles them, and SIGHUP: a closed terminal
+/// window, or ssh ending its ProxyCommand) as one awaitable event.
 public enum TerminationSignal {
     /// The signal sources, kept for the life of the process (a released source stops delivering).
     /// `nonisolated(unsafe)` because `any DispatchSourceSignal` is not Sendable (so no lock box can hold it);
@@ -72,7 +73,7 @@ public enum TerminationSignal {
     private static let sourcesLock = NIOLock()
 
     /// Waits for the first termination signal and returns its number.
-    public static func wait(_ signals: [Int32] = [SIGINT, SIGTERM, SIGQUIT, SIGTSTP]) async -> Int32 {
+    public static func wait(_ signals: [Int32] = [SIGINT, SIGTERM, SIGQUIT, SIGTSTP, SIGHUP]) async -> Int32 {
         await withCheckedContinuation { continuation in
             let once = NIOLockedValueBox<CheckedContinuation<Int32, Never>?>(continuation)
             for number in signals {

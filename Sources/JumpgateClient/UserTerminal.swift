@@ -88,11 +88,21 @@ public enum UserTerminal {
             }
     }
 
-    /// Calls `resized` with the new size after each SIGWINCH, until the task is cancelled.
-    public static func watchResizes(_ resized: @escaping @Sendable (TerminalSize) -> Void) -> Task<Void, Never> {
+    /// Calls `resized` with the new size after each SIGWINCH, until the task is cancelled. `sent`: the size
+    /// already sent; a change between it and the signal's trap being set is sent at once.
+    public static func watchResizes(
+        from sent: TerminalSize,
+        _ resized: @escaping @Sendable (TerminalSize) -> Void
+    ) -> Task<Void, Never> {
         Task {
-            var last = Self.currentSize()
-            for await _ in await UnixSignalsSequence(trapping: .sigwinch) {
+            var last = sent
+            let signals = await UnixSignalsSequence(trapping: .sigwinch)
+            let now = Self.currentSize()
+            if now != last {
+                last = now
+                resized(now)
+            }
+            for await _ in signals {
                 let size = Self.currentSize()
                 if size != last {
                     last = size

@@ -100,8 +100,12 @@ case .startSession(let response, let region, let operation, let profile, let par
         grant: grant,
         localPort: localPort,
         client: client,
+        console: StandardErrorConsole.forDocument(request["DocumentName"]?.stringValue),
         resumeTimeout: resumeTimeout,
         logger: Logger(label: "session-manager-plugin")
     )
+    // A shell's own status is not passed on here: the AWS CLI runs plugins with check_call, so a non-zero
+    // status would become its own failure (a Python traceback and exit 255). `jumpgate start-session` passes it.
+    if case .exited = outcome { exit(0) }
     exit(outcome.exitStatus)
 }

@@ -136,6 +136,7 @@ struct PolicyEdgeCaseTests {
                 "unknown condition key"
             ) == true
         )
+        #expect(Self.refused(condition(#"{"StringEquals": {"jumpgate:SessionType": "Port"}}"#)) == nil)
         #expect(Self.refused(condition(#"{"ForAnyValue:ForAllValues:StringEquals": {"k": "v"}}"#)) != nil)
         #expect(
             Self.refused(#"{"Statement": {"Sid": "Ünï", "Effect": "Allow", "Action": "*", "Resource": "*"}}"#)?

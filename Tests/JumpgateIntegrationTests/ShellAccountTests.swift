@@ -23,6 +23,29 @@ struct ShellAccountTests {
         )
     }
 
+    @Test("refused: a default account with uid or gid 0; a named one is the operator's choice")
+    func privilegedDefault() throws {
+        let defaultChoice = ShellAccounts.Choice(name: ShellAccounts.defaultUser, createIfMissing: true)
+        for (uid, gid) in [(0, 1001), (1001, 0), (0, 0)] {
+            let account = ShellAccount(
+                name: ShellAccounts.defaultUser,
+                uid: uid_t(uid),
+                gid: gid_t(gid),
+                home: "/home/x",
+                shell: "/bin/sh"
+            )
+            guard case .failure(let refusal) = ShellAccounts.check(account, for: defaultChoice) else {
+                Issue.record("a privileged default account (\(uid):\(gid)) was accepted")
+                continue
+            }
+            #expect(refusal.description.contains("must not be privileged"))
+        }
+        let root = ShellAccount(name: "root", uid: 0, gid: 0, home: "/root", shell: "/bin/sh")
+        #expect(try ShellAccounts.check(root, for: .init(name: "root", createIfMissing: false)).get() == root)
+        let plain = ShellAccount(name: ShellAccounts.defaultUser, uid: 1001, gid: 1001, home: "/h", shell: "/bin/sh")
+        #expect(try ShellAccounts.check(plain, for: defaultChoice).get() == plain)
+    }
+
     @Test("an agent that is not root runs shells as itself, and refuses another account")
     func unprivilegedAgent() throws {
         #expect(
@@ -92,5 +115,36 @@ struct ShellAccountTests {
         )
         #expect(rootLaunch.executable == "/bin/sh" && rootLaunch.arguments == ["/bin/sh", "-l"])
         #expect(rootLaunch.environment["PATH"]?.contains("/usr/sbin") == true)
+    }
+}
+
+/// Which sessions an agent serves: every refusal.
+@Suite("Session admission on the agent")
+struct SessionAdmissionTests {
+    @Test("port sessions always; shells only with --allow-shell")
+    func served() throws {
+        #expect(try SessionAdmission.decide(sessionType: "Port", allowShell: false).get() == .port)
+        #expect(try SessionAdmission.decide(sessionType: "Port", allowShell: true).get() == .port)
+        #expect(try SessionAdmission.decide(sessionType: "Standard_Stream", allowShell: true).get() == .shell)
+    }
+
+    @Test(
+        "refused: a shell without --allow-shell, commands (not yet), anything else",
+        arguments: [
+            ("Standard_Stream", false, SessionAdmission.shellsOff),
+            ("InteractiveCommands", true, "This agent does not serve InteractiveCommands sessions yet."),
+            ("NonInteractiveCommands", true, "This agent does not serve NonInteractiveCommands sessions yet."),
+            ("Shell", true, "Unknown session type 'Shell'."),
+            ("", true, "Unknown session type ''."),
+        ]
+    )
+    func refused(_ sessionType: String, _ allowShell: Bool, _ reason: String) {
+        guard case .failure(let refusal) = SessionAdmission.decide(sessionType: sessionType, allowShell: allowShell)
+        else {
+            Issue.record("\(sessionType) was admitted")
+            return
+        }
+        #expect(refusal.description == reason)
+        #expect(refusal.description.utf8.count + "the session has ended: ".utf8.count <= 123)
     }
 }

@@ -51,8 +51,17 @@ struct ShellSessionTests {
         do {
             let terminal = try Self.terminal(lab)
             try terminal.type(Self.run(Self.startSession(lab), marker: "1"))
-            try terminal.waitForLine { $0.hasPrefix("Starting session with SessionId: ") }
-            // Typed at once: keys typed while the shell starts reach it.
+            let started = try terminal.waitForLine { $0.hasPrefix("Starting session with SessionId: ") }
+            let sessionID = String(started.dropFirst("Starting session with SessionId: ".count))
+            // Typed at once: keys typed while the shell starts reach it. The first answer is one only the
+            // remote shell can give (the local one has no JUMPGATE_SESSION_ID).
+            try terminal.type("echo remote-$JUMPGATE_SESSION_ID")
+            try terminal.waitForLine(timeout: 30) { $0 == "remote-\(sessionID)" }
+            // The shell holds nothing of the agent's: only its terminal (0, 1, 2) and what ls opens (3).
+            try terminal.type("echo fds: $(ls /proc/self/fd | tr '\\n' ' ')")
+            try terminal.waitForLine { $0.hasPrefix("fds: ") }
+            let fds = try terminal.lines().filter { $0.hasPrefix("fds: ") }
+            #expect(fds == ["fds: 0 1 2 3"], "\(fds)")
             try terminal.type("echo $((6*7))")
             try terminal.waitForLine(timeout: 30) { $0 == "42" }
             try terminal.type("whoami")
@@ -83,7 +92,8 @@ struct ShellSessionTests {
             try terminal.type("printf 'caf\\303\\251 \\342\\202\\254 \\360\\237\\230\\200\\n'")
             try terminal.waitForLine { $0 == "café € 😀" }
 
-            try terminal.type("exit 3")
+            // The session ends when the shell exits, even with a job left in the background on its terminal.
+            try terminal.type("sleep 20 & exit 3")
             try terminal.waitForLine { $0 == "EXIT1=3" }
             try terminal.waitForLine { $0 == "RESTORED1" }
             #expect(try terminal.count { $0.hasPrefix("Exiting session with sessionId: ") } == 1)
@@ -103,8 +113,9 @@ struct ShellSessionTests {
             try terminal.waitForLine(timeout: 60) { $0.hasPrefix("Starting session with SessionId: ") }
             try terminal.type("echo cli-$((6*7))")
             try terminal.waitForLine(timeout: 30) { $0 == "cli-42" }
-            try terminal.type("exit")
-            try terminal.waitForLine { $0.hasPrefix("EXIT3=") }
+            // A non-zero status is not passed through the AWS CLI (it would fail with a traceback): 0.
+            try terminal.type("false; exit")
+            try terminal.waitForLine { $0 == "EXIT3=0" }
             try terminal.waitForLine { $0 == "RESTORED3" }
             let screen = try terminal.lines()
             #expect(

@@ -17,9 +17,20 @@ final class Tmux {
                 "env", "-i",
             ] + variables + ["bash", "--norc", "--noprofile"]
         )
+        let pid = try self.tmux(["display-message", "-p", "#{pid}"])
+        self.serverPID = pid_t(pid.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
     }
 
-    deinit { _ = try? self.tmux(["kill-server"]) }
+    /// The tmux server's pid: it is stopped by pid (kill-server alone was seen to leave servers behind).
+    var serverPID: pid_t = 0
+
+    deinit {
+        _ = try? self.tmux(["kill-server"])
+        if self.serverPID > 0 {
+            kill(self.serverPID, SIGTERM)
+            kill(self.serverPID, SIGKILL)
+        }
+    }
 
     /// Runs tmux with this test's socket; fails with what it printed. Started with posix_spawn and waited
     /// for with waitpid, its output through a file: the tmux server that `new-session` starts keeps the

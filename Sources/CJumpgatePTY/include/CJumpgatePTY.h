@@ -12,6 +12,10 @@ int cjumpgate_open_pty(char *name, size_t length);
 /// posix_spawn_file_actions_addchdir_np (glibc 2.29).
 int cjumpgate_spawn_file_actions_addchdir(posix_spawn_file_actions_t *actions, const char *path);
 
+/// posix_spawn_file_actions_addclosefrom_np (glibc 2.34): every descriptor from `from` up is closed in the
+/// child, whatever its close-on-exec flag (NIO's sockets and epoll descriptor have none).
+int cjumpgate_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int from);
+
 /// POSIX_SPAWN_SETSID (glibc 2.26): the child calls setsid() before its file actions.
 short cjumpgate_posix_spawn_setsid(void);
 

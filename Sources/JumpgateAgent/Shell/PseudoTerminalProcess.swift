@@ -65,6 +65,9 @@ public struct PseudoTerminalProcess: Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, name, O_RDWR, 0)
         posix_spawn_file_actions_adddup2(&actions, 0, 1)
         posix_spawn_file_actions_adddup2(&actions, 0, 2)
+        // Nothing else of the agent's reaches the program: not its sockets (the gateway's channels, other
+        // sessions' targets), not other shells' terminals. NIO opens descriptors without close-on-exec.
+        cjumpgate_spawn_file_actions_addclosefrom(&actions, 3)
         if let directory = launch.workingDirectory {
             cjumpgate_spawn_file_actions_addchdir(&actions, directory)
         }
@@ -105,6 +108,14 @@ public struct PseudoTerminalProcess: Sendable {
         var status: Int32 = 0
         while waitpid(self.pid, &status, 0) < 0, errno == EINTR {}
         return Self.decode(status)
+    }
+
+    /// Waits until the program has ended, without reaping it (waitid with WNOWAIT): its pid stays taken until
+    /// ``exitStatusIfEnded()`` reaps it, so whoever reaps decides when it may no longer be signalled. Blocks:
+    /// call it off the event loops.
+    public func waitUntilEnded() {
+        var info = siginfo_t()
+        while waitid(P_PID, id_t(self.pid), &info, WEXITED | WNOWAIT) < 0, errno == EINTR {}
     }
 
     /// How the program ended, or nil while it runs (does not block). Once it returned a status, the

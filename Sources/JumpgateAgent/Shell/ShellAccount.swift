@@ -1,5 +1,6 @@
 import Foundation
 import JumpgateWire
+import NIOConcurrencyHelpers
 
 /// The account a shell session runs as, from the password database.
 public struct ShellAccount: Hashable, Sendable {
@@ -62,6 +63,23 @@ public enum ShellAccounts {
         guard let configured else { return .success(Choice(name: Self.defaultUser, createIfMissing: true)) }
         return .success(Choice(name: configured, createIfMissing: false))
     }
+
+    /// The account found for `choice`, checked: the default account must not be privileged (an existing
+    /// `jumpgate-user` with uid or gid 0 would give root shells nobody configured); a named account is the
+    /// operator's choice.
+    public static func check(_ account: ShellAccount, for choice: Choice) -> Result<ShellAccount, Refusal> {
+        if choice.createIfMissing, account.uid == 0 || account.gid == 0 {
+            return .failure(
+                Refusal(
+                    "the account \(account.name) has uid \(account.uid) and gid \(account.gid): the default shell account must not be privileged; fix it, or name an account with --shell-user"
+                )
+            )
+        }
+        return .success(account)
+    }
+
+    /// One account creation at a time (concurrent useradd runs fail on the password file's lock).
+    private static let creation = NIOLock()
 
     /// A POSIX-portable user name (letters, digits, `.`, `_`, `-`; not starting with `-`; at most 32).
     static func isValidName(_ name: String) -> Bool {
@@ -143,6 +161,12 @@ public enum ShellAccounts {
     /// Resolves `choice` to an account, creating the default one with `useradd` if it is missing. Blocks
     /// (useradd): call it off the event loops.
     public static func resolve(_ choice: Choice) throws(Refusal) -> ShellAccount {
+        Self.creation.lock()
+        defer { Self.creation.unlock() }
+        return try Self.check(try Self.findOrCreate(choice), for: choice).get()
+    }
+
+    static func findOrCreate(_ choice: Choice) throws(Refusal) -> ShellAccount {
         let name = choice.name
         if let account = Self.lookup(name) { return account }
         guard choice.createIfMissing else {

@@ -23,12 +23,16 @@ final class ShellSessionDelegate: PortSessionDelegate {
     var size: TerminalSize?
     /// Completed by the thread that waits for the shell (it reaps it).
     var exit: EventLoopFuture<PseudoTerminalProcess.ExitStatus>?
-    /// Whether the shell is known to be gone (reaped): from then on its pid is never signalled.
+    /// Whether the shell is reaped (on the event loop): from then on its pid is never signalled.
     var reaped = false
+    /// Whether the PTY's master descriptor is open (from the spawn until its channel closes).
+    var masterOpen = false
     var ended = false
 
     /// How long a shell has to exit after SIGHUP when its session ends, before SIGKILL.
     static let hangupGrace = TimeAmount.seconds(5)
+    /// How long the terminal is still read after the shell exited, before it is hung up.
+    static let exitDrainTime = TimeAmount.milliseconds(200)
 
     init(runner: AgentRunner, sessionID: String, eventLoop: any EventLoop) {
         self.runner = runner
@@ -53,13 +57,15 @@ final class ShellSessionDelegate: PortSessionDelegate {
     /// shell starts on the event loop and its terminal becomes the session's stream.
     func streamRequested(_ session: PortSession, id: SmuxStreamID) {
         let agentIsRoot = geteuid() == 0
-        let choice = ShellAccounts.choose(
-            configured: self.runner.options.shellUser,
-            agentIsRoot: agentIsRoot,
-            agentUser: ShellAccounts.current()?.name ?? "uid \(geteuid())"
-        )
+        let configured = self.runner.options.shellUser
         let bound = NIOLoopBound((self, session), eventLoop: self.eventLoop)
+        // The password database (and useradd) off the event loop.
         NIOThreadPool.singleton.runIfActive(eventLoop: self.eventLoop) { () throws -> (ShellAccount, Bool) in
+            let choice = ShellAccounts.choose(
+                configured: configured,
+                agentIsRoot: agentIsRoot,
+                agentUser: ShellAccounts.current()?.name ?? "uid \(geteuid())"
+            )
             let account = try ShellAccounts.resolve(try choice.get())
             var isDirectory: ObjCBool = false
             let homeExists = FileManager.default.fileExists(atPath: account.home, isDirectory: &isDirectory)
@@ -92,12 +98,28 @@ final class ShellSessionDelegate: PortSessionDelegate {
         }
         self.process = process
         self.logger.info("shell started", metadata: ["user": "\(account.name)", "pid": "\(process.pid)"])
-        // One thread per shell waits for it and reaps it (waitpid blocks).
-        let exited = self.eventLoop.makePromise(of: PseudoTerminalProcess.ExitStatus.self)
-        Thread.detachNewThread { exited.succeed(process.waitForExit()) }
-        self.exit = exited.futureResult
+        self.masterOpen = true
+        // One thread per shell waits for it to end without reaping it; the event loop reaps it, and from
+        // then on never signals its pid (which may be reused).
+        let ended = self.eventLoop.makePromise(of: Void.self)
+        Thread.detachNewThread {
+            process.waitUntilEnded()
+            ended.succeed(())
+        }
         let bound = NIOLoopBound((self, session), eventLoop: self.eventLoop)
-        exited.futureResult.whenComplete { _ in bound.value.0.reaped = true }
+        let exit = ended.futureResult.map { () -> PseudoTerminalProcess.ExitStatus in
+            let status = process.exitStatusIfEnded() ?? .exited(-1)
+            bound.value.0.reaped = true
+            return status
+        }
+        self.exit = exit
+        // The shell exited: the session ends with it, even if a job it left in the background still holds
+        // the terminal. Its last output is read for a moment, then the terminal is hung up.
+        exit.whenSuccess { _ in
+            bound.value.0.eventLoop.scheduleTask(in: Self.exitDrainTime) { bound.value.0.terminal?.close(promise: nil) }
+        }
+        // The second descriptor NIO needs, close-on-exec like the master.
+        let output = fcntl(process.master, F_DUPFD_CLOEXEC, 0)
         NIOPipeBootstrap(group: self.eventLoop)
             .channelOption(.autoRead, value: false)
             .channelInitializer { channel in
@@ -105,19 +127,27 @@ final class ShellSessionDelegate: PortSessionDelegate {
                     try channel.pipeline.syncOperations.addHandler(UTF8BoundaryHandler())
                 }
             }
-            .takingOwnershipOfDescriptor(inputOutput: process.master)
+            .takingOwnershipOfDescriptors(input: process.master, output: output)
             .whenComplete { result in
                 let (delegate, session) = bound.value
                 switch result {
                 case .success(let channel):
                     delegate.terminal = channel
-                    channel.closeFuture.whenComplete { _ in bound.value.0.terminal = nil }
+                    channel.closeFuture.whenComplete { _ in
+                        bound.value.0.terminal = nil
+                        bound.value.0.masterOpen = false
+                    }
+                    // A size that came while the terminal was being set up.
+                    if let size = delegate.size { try? PseudoTerminalProcess.resize(master: process.master, to: size) }
                     do {
                         try session.attach(channel, to: id)
                     } catch {
                         channel.close(promise: nil)
                     }
                 case .failure(let error):
+                    close(process.master)
+                    if output >= 0 { close(output) }
+                    delegate.masterOpen = false
                     delegate.refuse(session, id, reason: "the terminal could not be read: \(error)")
                 }
             }
@@ -130,7 +160,7 @@ final class ShellSessionDelegate: PortSessionDelegate {
 
     func terminalResized(_ session: PortSession, to size: TerminalSize) {
         self.size = size
-        guard let process = self.process, self.terminal != nil else { return }
+        guard let process = self.process, self.masterOpen else { return }
         do {
             try PseudoTerminalProcess.resize(master: process.master, to: size)
         } catch {
@@ -162,8 +192,8 @@ final class ShellSessionDelegate: PortSessionDelegate {
         guard let process = self.process, !self.reaped else { return }
         kill(-process.pid, SIGHUP)
         kill(process.pid, SIGHUP)
-        // The waiting thread reaps the shell just before `exit` completes (then `reaped` is set): a pid is
-        // never signalled once its process is known to be gone.
+        // The shell is reaped on this event loop, which sets `reaped` at once: a pid is never signalled
+        // once its process is gone.
         let bound = NIOLoopBound(self, eventLoop: self.eventLoop)
         self.eventLoop.scheduleTask(in: Self.hangupGrace) {
             guard !bound.value.reaped else { return }

@@ -15,6 +15,9 @@ struct GatewayAPI: Sendable {
         var parameters: [String] = []
         var required: [String] = []
         var defaults: [String: String] = [:]
+        /// Port documents: the client listens on a local port (`type` LocalPortForwarding); without it the
+        /// client's standard input and output are the stream (AWS-StartSSHSession, for ssh's ProxyCommand).
+        var listensLocally = true
         var isPort: Bool { self.sessionType == "Port" }
     }
 
@@ -33,6 +36,13 @@ struct GatewayAPI: Sendable {
             parameters: ["host", "portNumber", "localPortNumber"],
             required: ["host", "portNumber"],
             defaults: ["localPortNumber": "0"]
+        ),
+        // The agent's own sshd (localhost; the agent's allow-list must permit it): ssh's ProxyCommand.
+        "AWS-StartSSHSession": SessionDocument(
+            sessionType: "Port",
+            parameters: ["portNumber"],
+            defaults: ["portNumber": "22"],
+            listensLocally: false
         ),
         shellDocumentName: SessionDocument(sessionType: "Standard_Stream"),
     ]
@@ -138,12 +148,15 @@ struct GatewayAPI: Sendable {
         for key in document.required where values[key] == nil {
             throw APIError(400, "InvalidParameters", "Parameter \(key) is required by \(documentName).")
         }
-        var context: [String: [String]] = ["ssm:SessionDocumentAccessCheck": ["true"]]
+        var context: [String: [String]] = [
+            "ssm:SessionDocumentAccessCheck": ["true"], "jumpgate:SessionType": [document.sessionType],
+        ]
         if document.isPort {
             guard let port = values["portNumber"].flatMap(Int.init), (1...65535).contains(port) else {
                 throw APIError(400, "InvalidParameters", "portNumber must be a number from 1 to 65535.")
             }
-            guard let local = values["localPortNumber"].flatMap(Int.init), (0...65535).contains(local) else {
+            guard let local = Int(values["localPortNumber", default: "0"]), (0...65535).contains(local)
+            else {
                 throw APIError(400, "InvalidParameters", "localPortNumber must be a number from 0 to 65535.")
             }
             if let host = values["host"], !Self.isValidHost(host) {
@@ -208,7 +221,9 @@ struct GatewayAPI: Sendable {
         } else {
             var properties: [(key: String, value: JSONValue)] = []
             for (key, value) in session.parameters { properties.append((key, .string(value))) }
-            properties.append(("type", "LocalPortForwarding"))
+            if Self.documents[session.documentName]?.listensLocally ?? true {
+                properties.append(("type", "LocalPortForwarding"))
+            }
             content = [
                 "schemaVersion": "1.0", "description": "Port forwarding through Jumpgate", "sessionType": "Port",
                 "properties": .object(properties),

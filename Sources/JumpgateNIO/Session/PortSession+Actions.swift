@@ -144,10 +144,11 @@ extension PortSession {
         }
     }
 
-    /// Closes a connection with RST (SO_LINGER 0).
+    /// Closes a connection with RST (SO_LINGER 0). A channel that is not a socket (a terminal: the user's, or
+    /// a shell's PTY) has no RST: what was written to it is flushed, then it closes.
     static func reset(_ channel: any Channel) {
         guard let provider = channel as? any SocketOptionProvider else {
-            channel.close(promise: nil)
+            Self.close(channel, mode: .all)
             return
         }
         provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
