@@ -52,6 +52,11 @@ struct StartSessionCommand: AsyncParsableCommand {
 
     func validate() throws {
         _ = try Jumpgate.resumeTimeout(self.resumeTimeout)
+        if self.documentName == SessionDocuments.ssh, self.format == .json {
+            throw ValidationError(
+                "--format json cannot be used with AWS-StartSSHSession: standard output is the SSH connection."
+            )
+        }
         do {
             _ = try SessionParameters.parse(self.parameters ?? "")
         } catch let error as ClientError {

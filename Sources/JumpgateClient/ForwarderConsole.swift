@@ -26,11 +26,13 @@ extension ForwarderConsole {
     public func resumeChanged(_ change: ResumeProgress) {
         switch change {
         case .resuming:
-            FileHandle.standardError.write(Data("Connection to the gateway lost; resuming the session...\n".utf8))
+            try? FileHandle.standardError.write(
+                contentsOf: Data("Connection to the gateway lost; resuming the session...\n".utf8)
+            )
         case .resumed(let attempts, let seconds):
             let tries = attempts == 1 ? "1 attempt" : "\(attempts) attempts"
-            FileHandle.standardError.write(
-                Data("Session resumed after \(String(format: "%.1f", seconds)) s (\(tries)).\n".utf8)
+            try? FileHandle.standardError.write(
+                contentsOf: Data("Session resumed after \(String(format: "%.1f", seconds)) s (\(tries)).\n".utf8)
             )
         }
     }
@@ -38,8 +40,9 @@ extension ForwarderConsole {
 
 public struct StandardOutputConsole: ForwarderConsole {
     public init() {}
+    /// A line that cannot be written (a terminal that hung up, a closed pipe) is dropped, not fatal.
     public func write(_ text: String) {
-        FileHandle.standardOutput.write(Data(text.utf8))
+        try? FileHandle.standardOutput.write(contentsOf: Data(text.utf8))
     }
 }
 
@@ -48,7 +51,7 @@ public struct StandardOutputConsole: ForwarderConsole {
 public struct StandardErrorConsole: ForwarderConsole {
     public init() {}
     public func write(_ text: String) {
-        FileHandle.standardError.write(Data(text.utf8))
+        try? FileHandle.standardError.write(contentsOf: Data(text.utf8))
     }
 
     /// The console for a session started with `documentName`.

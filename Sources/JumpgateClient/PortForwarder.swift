@@ -434,7 +434,7 @@ extension PortForwarder: PortSessionDelegate {
     }
 
     public func standardErrorReceived(_ session: PortSession, _ text: ByteBuffer) {
-        FileHandle.standardError.write(Data(text.readableBytesView))
+        try? FileHandle.standardError.write(contentsOf: Data(text.readableBytesView))
     }
 
     public func exitCodeReceived(_ session: PortSession, _ code: Int32) {

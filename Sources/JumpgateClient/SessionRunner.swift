@@ -33,8 +33,9 @@ public enum SessionRunner {
         )
         let interrupt = Task {
             _ = await TerminationSignal.wait()
-            console.write("Terminate signal received, exiting.\n")
+            // The session first: after SIGHUP the terminal may be gone, and the line may not be written.
             forwarder.terminate()
+            console.write("Terminate signal received, exiting.\n")
             _ = try? await client.call("TerminateSession", ["SessionId": .string(grant.sessionID)])
         }
         defer { interrupt.cancel() }
@@ -77,7 +78,9 @@ public enum TerminationSignal {
         await withCheckedContinuation { continuation in
             let once = NIOLockedValueBox<CheckedContinuation<Int32, Never>?>(continuation)
             for number in signals {
-                signal(number, SIG_IGN)
+                // A SIGHUP already ignored (nohup) stays ignored: the session outlives the terminal, as asked.
+                let previous = signal(number, SIG_IGN)
+                if number == SIGHUP, let previous, unsafeBitCast(previous, to: Int.self) == 1 { continue }
                 let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
                 source.setEventHandler {
                     let pending = once.withLockedValue { value -> CheckedContinuation<Int32, Never>? in

@@ -101,7 +101,7 @@ struct SSHSessionTests {
             let destination = "\(user)@\(lab.instanceID)"
             // Until sshd listens (bounded: 40 tries).
             try terminal.type(
-                "for i in $(seq 40); do ssh \(ssh) -p \(port) \(destination) 'echo ssh-$((6*7))' && break; sleep 0.25; done; echo SSH=$?"
+                "ok=1; for i in $(seq 40); do ssh \(ssh) -p \(port) \(destination) 'echo ssh-$((6*7))' && { ok=0; break; }; sleep 0.25; done; echo SSH=$ok"
             )
             try terminal.waitForLine(timeout: 60) { $0 == "ssh-42" }
             try terminal.waitForLine { $0 == "SSH=0" }

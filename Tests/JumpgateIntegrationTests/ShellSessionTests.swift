@@ -94,7 +94,7 @@ struct ShellSessionTests {
 
             // The session ends when the shell exits, even with a job left in the background on its terminal.
             try terminal.type("sleep 20 & exit 3")
-            try terminal.waitForLine { $0 == "EXIT1=3" }
+            try terminal.waitForLine(timeout: 10) { $0 == "EXIT1=3" }
             try terminal.waitForLine { $0 == "RESTORED1" }
             #expect(try terminal.count { $0.hasPrefix("Exiting session with sessionId: ") } == 1)
 

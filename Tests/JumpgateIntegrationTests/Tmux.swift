@@ -26,7 +26,9 @@ final class Tmux {
 
     deinit {
         _ = try? self.tmux(["kill-server"])
-        if self.serverPID > 0 {
+        // Only while that pid is still a tmux server (it may have exited and the pid been reused).
+        let name = (try? String(contentsOfFile: "/proc/\(self.serverPID)/comm", encoding: .utf8)) ?? ""
+        if self.serverPID > 0, name.hasPrefix("tmux") {
             kill(self.serverPID, SIGTERM)
             kill(self.serverPID, SIGKILL)
         }

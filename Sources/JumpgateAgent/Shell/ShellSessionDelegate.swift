@@ -27,12 +27,16 @@ final class ShellSessionDelegate: PortSessionDelegate {
     var reaped = false
     /// Whether the PTY's master descriptor is open (from the spawn until its channel closes).
     var masterOpen = false
+    /// The PTY channel's first handler, which counts the reads (the drain after the shell's exit).
+    var boundary: UTF8BoundaryHandler?
     var ended = false
 
     /// How long a shell has to exit after SIGHUP when its session ends, before SIGKILL.
     static let hangupGrace = TimeAmount.seconds(5)
-    /// How long the terminal is still read after the shell exited, before it is hung up.
+    /// After the shell exited, the terminal is hung up once it gave no output for this long while the
+    /// session could send, or after this many such ticks of steady output (a background job writing on).
     static let exitDrainTime = TimeAmount.milliseconds(200)
+    static let exitDrainLimit = 50
 
     init(runner: AgentRunner, sessionID: String, eventLoop: any EventLoop) {
         self.runner = runner
@@ -108,23 +112,40 @@ final class ShellSessionDelegate: PortSessionDelegate {
         }
         let bound = NIOLoopBound((self, session), eventLoop: self.eventLoop)
         let exit = ended.futureResult.map { () -> PseudoTerminalProcess.ExitStatus in
-            let status = process.exitStatusIfEnded() ?? .exited(-1)
+            guard let status = process.exitStatusIfEnded() else {
+                // waitid said it ended but waitpid found nothing to reap: it is not known to be gone, so its
+                // pid may still be signalled (reaped stays false).
+                bound.value.0.logger.warning("the shell's exit status could not be read")
+                return .exited(-1)
+            }
             bound.value.0.reaped = true
             return status
         }
         self.exit = exit
         // The shell exited: the session ends with it, even if a job it left in the background still holds
-        // the terminal. Its last output is read for a moment, then the terminal is hung up.
-        exit.whenSuccess { _ in
-            bound.value.0.eventLoop.scheduleTask(in: Self.exitDrainTime) { bound.value.0.terminal?.close(promise: nil) }
-        }
+        // the terminal. What it wrote is read first: the terminal is hung up once no output came for
+        // ``exitDrainTime`` while the session could send (or after ``exitDrainLimit`` of steady output).
+        exit.whenSuccess { _ in bound.value.0.hangUpWhenDrained(bound.value.1, reads: -1, ticks: 0) }
         // The second descriptor NIO needs, close-on-exec like the master.
         let output = fcntl(process.master, F_DUPFD_CLOEXEC, 0)
+        guard output >= 0 else {
+            close(process.master)
+            self.masterOpen = false
+            return self.refuse(
+                session,
+                id,
+                reason: "no descriptor for the terminal: \(String(cString: strerror(errno)))"
+            )
+        }
+        let boundary = UTF8BoundaryHandler()
+        self.boundary = boundary
+        // The channel is made on this event loop (the bootstrap's group is it), where the handler lives.
+        let boundaryOnLoop = NIOLoopBound(boundary, eventLoop: self.eventLoop)
         NIOPipeBootstrap(group: self.eventLoop)
             .channelOption(.autoRead, value: false)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(UTF8BoundaryHandler())
+                    try channel.pipeline.syncOperations.addHandler(boundaryOnLoop.value)
                 }
             }
             .takingOwnershipOfDescriptors(input: process.master, output: output)
@@ -145,12 +166,28 @@ final class ShellSessionDelegate: PortSessionDelegate {
                         channel.close(promise: nil)
                     }
                 case .failure(let error):
-                    close(process.master)
-                    if output >= 0 { close(output) }
+                    // NIO closes both descriptors when it fails once it took them; closing them again here
+                    // could close another session's reused descriptor.
                     delegate.masterOpen = false
                     delegate.refuse(session, id, reason: "the terminal could not be read: \(error)")
                 }
             }
+    }
+
+    /// After the shell exited: hangs the terminal up once it has been quiet for a tick while the session
+    /// could send its output (`reads`: the count at the last tick).
+    func hangUpWhenDrained(_ session: PortSession, reads: Int, ticks: Int) {
+        guard let terminal = self.terminal else { return }
+        let now = self.boundary?.reads ?? 0
+        let waiting = session.terminalOutputWaits
+        if (now == reads && !waiting) || ticks >= Self.exitDrainLimit {
+            terminal.close(promise: nil)
+            return
+        }
+        let bound = NIOLoopBound((self, session), eventLoop: self.eventLoop)
+        self.eventLoop.scheduleTask(in: Self.exitDrainTime) {
+            bound.value.0.hangUpWhenDrained(bound.value.1, reads: now, ticks: waiting ? ticks : ticks + 1)
+        }
     }
 
     func refuse(_ session: PortSession, _ id: SmuxStreamID, reason: String) {
@@ -160,7 +197,8 @@ final class ShellSessionDelegate: PortSessionDelegate {
 
     func terminalResized(_ session: PortSession, to size: TerminalSize) {
         self.size = size
-        guard let process = self.process, self.masterOpen else { return }
+        // Not once the channel closed its descriptor (its number may be reused before closeFuture runs).
+        guard let process = self.process, self.masterOpen, self.terminal?.isActive ?? true else { return }
         do {
             try PseudoTerminalProcess.resize(master: process.master, to: size)
         } catch {

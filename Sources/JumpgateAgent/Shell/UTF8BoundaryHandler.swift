@@ -9,8 +9,11 @@ final class UTF8BoundaryHandler: ChannelInboundHandler {
     typealias InboundOut = ByteBuffer
 
     private var boundary = UTF8Boundary()
+    /// Reads so far (the agent waits for them to stop before hanging up a shell that exited).
+    private(set) var reads = 0
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.reads += 1
         let output = self.boundary.next(self.unwrapInboundIn(data))
         if output.readableBytes > 0 { context.fireChannelRead(self.wrapInboundOut(output)) }
     }

@@ -132,7 +132,7 @@ struct GatewayAPI: Sendable {
             throw APIError(
                 400,
                 "InvalidDocument",
-                "Document \(documentName) is not supported; use AWS-StartPortForwardingSession, AWS-StartPortForwardingSessionToRemoteHost or \(Self.shellDocumentName) (a shell, the default)."
+                "Document \(documentName) is not supported; use AWS-StartPortForwardingSession, AWS-StartPortForwardingSessionToRemoteHost, AWS-StartSSHSession or \(Self.shellDocumentName) (a shell, the default)."
             )
         }
         var values: [String: String] = document.defaults

@@ -15,6 +15,12 @@ extension PortSession {
         self.flushDataChannel()
     }
 
+    /// Whether the terminal's output waits for the session (the send window is full, or the data channel is
+    /// being resumed): reading the terminal is paused meanwhile.
+    public var terminalOutputWaits: Bool {
+        self.table.isReadPaused(StreamTable.basicStreamID) || !self.reliability.canSend || self.context == nil
+    }
+
     /// Agent: the program on the terminal ended. Its exit status goes to a client that accepts it
     /// (`exit-code`), then the session ends once the client has everything, or after
     /// ``terminalDrainTime``. A normal end: reported as ended by the peer (the agent's status is Success).
