@@ -35,3 +35,7 @@ int cjumpgate_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *action
 short cjumpgate_posix_spawn_setsid(void) {
     return POSIX_SPAWN_SETSID;
 }
+
+int cjumpgate_pipe_cloexec(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC) == 0 ? 0 : -errno;
+}

@@ -160,13 +160,13 @@ struct AgentRunCommand: AsyncParsableCommand {
     @Flag(
         name: .long,
         help:
-            "Serve shell sessions (a login shell on this host for users the gateway's policies allow). Off by default: without it a compromised gateway gets no shell here."
+            "Serve shell and command sessions (a login shell, or a command, on this host for users the gateway's policies allow). Off by default: without it a compromised gateway gets no shell here."
     )
     var allowShell = false
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "The account shells run as (default: \(ShellAccounts.defaultUser), created on first use, when the agent runs as root; else the agent's own; root only if named here).",
+            "The account shells and commands run as (default: \(ShellAccounts.defaultUser), created on first use, when the agent runs as root; else the agent's own; root only if named here).",
             valueName: "user"
         )
     )

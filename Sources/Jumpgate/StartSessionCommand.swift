@@ -52,9 +52,9 @@ struct StartSessionCommand: AsyncParsableCommand {
 
     func validate() throws {
         _ = try Jumpgate.resumeTimeout(self.resumeTimeout)
-        if self.documentName == SessionDocuments.ssh, self.format == .json {
+        if SessionDocuments.outputIsTheStream(self.documentName), self.format == .json {
             throw ValidationError(
-                "--format json cannot be used with AWS-StartSSHSession: standard output is the SSH connection."
+                "--format json cannot be used with \(self.documentName ?? ""): standard output is the session's."
             )
         }
         do {
@@ -84,7 +84,7 @@ struct StartSessionCommand: AsyncParsableCommand {
         let localPort = Int(value("localPortNumber") ?? "0") ?? 0
         let json = self.format == .json
         // On stderr: stdout carries the official plugin's lines, which tools parse.
-        if !json, let notice = grant.limitsNotice, self.documentName != SessionDocuments.ssh {
+        if !json, let notice = grant.limitsNotice, !SessionDocuments.outputIsTheStream(self.documentName) {
             FileHandle.standardError.write(Data((notice + "\n").utf8))
         }
         let (target, host) = (self.target, value("host") ?? "localhost")

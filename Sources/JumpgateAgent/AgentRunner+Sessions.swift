@@ -14,9 +14,23 @@ extension AgentRunner {
         let sessionType = task.documentContent["sessionType"]?.stringValue ?? "Port"
         var properties: [(key: String, value: String)] = []
         let makeDelegate: @Sendable (any EventLoop) -> any PortSessionDelegate
-        switch SessionAdmission.decide(sessionType: sessionType, allowShell: self.options.allowShell) {
+        switch SessionAdmission.decide(
+            sessionType: sessionType,
+            allowShell: self.options.allowShell,
+            document: task.documentContent
+        ) {
         case .success(.shell):
             makeDelegate = { loop in ShellSessionDelegate(runner: self, sessionID: sessionID, eventLoop: loop) }
+        case .success(.command(let command, let interactive)):
+            makeDelegate = { loop in
+                ShellSessionDelegate(
+                    runner: self,
+                    sessionID: sessionID,
+                    eventLoop: loop,
+                    command: command,
+                    interactive: interactive
+                )
+            }
         case .success(.port):
             for (key, value) in task.documentContent["properties"]?.objectValue ?? [] {
                 if let s = value.stringValue { properties.append((key, s)) }

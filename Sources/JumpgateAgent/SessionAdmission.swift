@@ -1,9 +1,14 @@
+import JumpgateWire
+
 /// Whether this agent serves a session the gateway asks it to start: a pure decision (the refusal's text
 /// reaches the user through the gateway, so it is short: a WebSocket close reason carries 123 bytes).
 public enum SessionAdmission {
     public enum Kind: Hashable, Sendable {
         case port
         case shell
+        /// A command run by the account's shell (`-c`): on a terminal of its own (InteractiveCommands), or
+        /// with its standard output and error streamed apart and its exit code sent (NonInteractiveCommands).
+        case command(String, interactive: Bool)
     }
 
     public struct Refusal: Error, Hashable, Sendable, CustomStringConvertible {
@@ -12,19 +17,56 @@ public enum SessionAdmission {
 
     public static let shellsOff =
         "Shell sessions are off on this agent: start it with 'jumpgate agent run --allow-shell'."
+    public static let commandsOff =
+        "Command sessions are off on this agent: start it with 'jumpgate agent run --allow-shell'."
+    /// A command longer than this is refused (the argument limit of one exec is far above it; a command
+    /// document is a command line, not a script to upload).
+    public static let maximumCommandLength = 16_384
 
-    /// Port sessions always (their destinations are the allow-list's to refuse, per connection); shells only
-    /// with `--allow-shell`; commands not yet; anything else never.
-    public static func decide(sessionType: String, allowShell: Bool) -> Result<Kind, Refusal> {
+    /// Port sessions always (their destinations are the allow-list's to refuse, per connection); shells and
+    /// commands only with `--allow-shell` (a command is as powerful as a shell); anything else never.
+    /// `document`: the session document's content, whose `properties.linux.commands` holds a command.
+    public static func decide(
+        sessionType: String,
+        allowShell: Bool,
+        document: JSONValue = [:]
+    ) -> Result<
+        Kind, Refusal
+    > {
         switch sessionType {
         case "Port":
             return .success(.port)
         case "Standard_Stream":
             return allowShell ? .success(.shell) : .failure(Refusal(description: Self.shellsOff))
         case "InteractiveCommands", "NonInteractiveCommands":
-            return .failure(Refusal(description: "This agent does not serve \(sessionType) sessions yet."))
+            guard allowShell else { return .failure(Refusal(description: Self.commandsOff)) }
+            return Self.command(in: document).map { .command($0, interactive: sessionType == "InteractiveCommands") }
         default:
             return .failure(Refusal(description: "Unknown session type '\(sessionType.prefix(40))'."))
         }
+    }
+
+    /// The command a command document gives (`properties.linux.commands`: a string, or a list of lines as
+    /// SSM documents also write it), checked.
+    static func command(in document: JSONValue) -> Result<String, Refusal> {
+        let value = document["properties"]?["linux"]?["commands"]
+        let command: String
+        if let text = value?.stringValue {
+            command = text
+        } else if let lines = value?.arrayValue, lines.allSatisfy({ $0.stringValue != nil }) {
+            command = lines.compactMap(\.stringValue).joined(separator: "\n")
+        } else {
+            return .failure(Refusal(description: "The session document gives no command to run."))
+        }
+        guard !command.allSatisfy(\.isWhitespace) else {
+            return .failure(Refusal(description: "The command to run is empty."))
+        }
+        guard command.utf8.count <= Self.maximumCommandLength else {
+            return .failure(Refusal(description: "The command is longer than \(Self.maximumCommandLength) bytes."))
+        }
+        guard !command.utf8.contains(0) else {
+            return .failure(Refusal(description: "The command contains a NUL byte."))
+        }
+        return .success(command)
     }
 }

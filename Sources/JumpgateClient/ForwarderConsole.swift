@@ -56,7 +56,7 @@ public struct StandardErrorConsole: ForwarderConsole {
 
     /// The console for a session started with `documentName`.
     public static func forDocument(_ documentName: String?) -> any ForwarderConsole {
-        documentName == SessionDocuments.ssh ? StandardErrorConsole() : StandardOutputConsole()
+        SessionDocuments.outputIsTheStream(documentName) ? StandardErrorConsole() : StandardOutputConsole()
     }
 }
 
@@ -64,4 +64,12 @@ public struct StandardErrorConsole: ForwarderConsole {
 public enum SessionDocuments {
     /// SSH to the agent's own sshd; the client's standard input and output are the stream.
     public static let ssh = "AWS-StartSSHSession"
+    /// A command whose standard output is the client's, byte for byte.
+    public static let nonInteractiveCommand = "AWS-StartNonInteractiveCommand"
+
+    /// Whether the client's standard output carries the session's stream and nothing else: the client's own
+    /// lines go to standard error.
+    public static func outputIsTheStream(_ documentName: String?) -> Bool {
+        documentName == Self.ssh || documentName == Self.nonInteractiveCommand
+    }
 }

@@ -32,27 +32,37 @@ extension PortForwarder {
         }
     }
 
-    /// A shell session started: the terminal goes into raw mode, standard input and output become the
-    /// session's stream, and the terminal's size is sent now and after each change.
+    /// A shell session (or an interactive command) started: the terminal goes into raw mode, standard input
+    /// and output become the session's stream, and the terminal's size is sent now and after each change.
+    /// A non-interactive command's output goes to standard output as it is (no terminal mode, no input).
     public func streamRequested(_ session: PortSession, id: SmuxStreamID) {
-        UserTerminal.enterRawMode()
+        let needsTerminal = session.negotiatedSession?.needsTerminal ?? true
+        UserTerminal.enterRawMode(raw: needsTerminal)
         let bound = NIOLoopBound(session, eventLoop: self.eventLoop)
-        UserTerminal.openChannel(on: self.eventLoop).whenComplete { result in
+        let opening =
+            needsTerminal
+            ? UserTerminal.openChannel(on: self.eventLoop).map { ($0, $0.closeFuture) }
+            : UserTerminal.openOutputChannel(on: self.eventLoop)
+        opening.whenComplete { result in
             let session = bound.value
             switch result {
-            case .success(let channel):
+            case .success(let (channel, written)):
                 do {
                     try session.attach(channel, to: id)
                 } catch {
                     channel.close(promise: nil)
                     return
                 }
-                self.state.withLockedValue { $0.terminal = channel }
+                self.state.withLockedValue {
+                    $0.terminal = channel
+                    $0.terminalWritten = written
+                }
                 // The terminal itself went away (not its input's end: standard output failed): nothing more
                 // can be shown, and in raw mode no key could stop the client; the session ends.
                 channel.closeFuture.whenComplete { _ in
                     if !bound.value.isEnded { self.terminate() }
                 }
+                guard needsTerminal else { return }
                 let size = UserTerminal.currentSize()
                 session.sendTerminalSize(size)
                 guard UserTerminal.isInteractive else { return }

@@ -75,6 +75,9 @@ public final class PortForwarder: Sendable {
         /// A shell session: the task that sends the terminal's new sizes, and the terminal's channel.
         var resizes: Task<Void, Never>?
         var terminal: (any Channel)?
+        /// Succeeds once what the terminal's channel wrote is out (a file behind standard output is written by
+        /// a thread of its own).
+        var terminalWritten: EventLoopFuture<Void>?
     }
 
     let outcome: EventLoopPromise<Outcome>
@@ -396,19 +399,24 @@ extension PortForwarder: PortSessionDelegate {
     }
 
     public func sessionEnded(_ session: PortSession, reason: String, byPeer: Bool) {
-        let (terminal, resizes) = self.state.withLockedValue { ($0.terminal, $0.resizes) }
+        let (terminal, written, resizes) = self.state.withLockedValue { ($0.terminal, $0.terminalWritten, $0.resizes) }
         resizes?.cancel()
         guard let terminal else { return self.finish(session, reason: reason, byPeer: byPeer) }
         // A shell: the end of its output is written out first (the session's end flushes, then closes the
         // terminal's channel; 2 s at most for a reader that takes nothing), then the terminal is itself again
-        // before anything more is printed.
+        // before anything more is printed. A command's output is all written, however slow its reader (one
+        // that goes away closes the channel).
         let loop = self.eventLoop
         let bound = NIOLoopBound(session, eventLoop: loop)
-        let timeout = loop.scheduleTask(in: .seconds(2)) { terminal.close(promise: nil) }
+        let timeout =
+            session.negotiatedSession?.needsTerminal == false
+            ? nil : loop.scheduleTask(in: .seconds(2)) { terminal.close(promise: nil) }
         terminal.closeFuture.whenComplete { _ in
-            timeout.cancel()
-            UserTerminal.restore()
-            self.finish(bound.value, reason: reason, byPeer: byPeer)
+            timeout?.cancel()
+            (written ?? loop.makeSucceededVoidFuture()).whenComplete { _ in
+                UserTerminal.restore()
+                self.finish(bound.value, reason: reason, byPeer: byPeer)
+            }
         }
     }
 

@@ -25,14 +25,15 @@ public enum UserTerminal {
     /// Saves the terminal's state and, if standard input is a terminal, enters raw mode, as ssh does:
     /// no echo, no line editing, no signals from keys, no CR/LF translation. TCSADRAIN, not TCSAFLUSH: keys
     /// typed while the session started are not thrown away; they reach the shell.
-    public static func enterRawMode() {
+    /// `raw` false: only the descriptors' flags are saved (a command's output: no terminal mode).
+    public static func enterRawMode(raw: Bool = true) {
         var state = Saved(
             settings: nil,
             inputFlags: fcntl(STDIN_FILENO, F_GETFL),
             outputFlags: fcntl(STDOUT_FILENO, F_GETFL)
         )
         var settings = termios()
-        if Self.isInteractive, tcgetattr(STDIN_FILENO, &settings) == 0 {
+        if raw, Self.isInteractive, tcgetattr(STDIN_FILENO, &settings) == 0 {
             state.settings = settings
             var raw = settings
             cfmakeraw(&raw)
@@ -86,6 +87,72 @@ public enum UserTerminal {
                     "standard input and output must be a terminal or pipes (not files) for a shell session: \(error)"
                 )
             }
+    }
+
+    /// Standard output alone as a channel (a non-interactive command's output; standard input is not read),
+    /// and a future that succeeds once everything written to the channel is in standard output. A regular
+    /// file (`> out.txt`), which NIO cannot watch, gets what the channel writes through a pipe and a thread
+    /// that copies it with blocking writes.
+    public static func openOutputChannel(
+        on eventLoop: any EventLoop
+    ) -> EventLoopFuture<(channel: any Channel, written: EventLoopFuture<Void>)> {
+        var status = stat()
+        guard fstat(STDOUT_FILENO, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG else {
+            let output = dup(STDOUT_FILENO)
+            guard output >= 0 else { return eventLoop.makeFailedFuture(ClientError("standard output is closed")) }
+            return Self.outputChannel(output, on: eventLoop).map { channel in
+                (channel, channel.closeFuture.flatMapError { _ in eventLoop.makeSucceededVoidFuture() })
+            }
+        }
+        var ends: [CInt] = [-1, -1]
+        guard pipe(&ends) == 0 else {
+            return eventLoop.makeFailedFuture(
+                ClientError("no pipe for standard output: \(String(cString: strerror(errno)))")
+            )
+        }
+        _ = fcntl(ends[0], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(ends[1], F_SETFD, FD_CLOEXEC)
+        let written = eventLoop.makePromise(of: Void.self)
+        let reader = ends[0]
+        Thread.detachNewThread {
+            Self.copyToStandardOutput(from: reader)
+            close(reader)
+            written.succeed(())
+        }
+        return Self.outputChannel(ends[1], on: eventLoop).map { ($0, written.futureResult) }
+    }
+
+    private static func outputChannel(_ output: CInt, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
+        NIOPipeBootstrap(group: eventLoop)
+            .channelOption(.autoRead, value: false)
+            .takingOwnershipOfDescriptor(output: output)
+            .flatMapErrorThrowing { error in
+                throw ClientError("standard output cannot take a command's output: \(error)")
+            }
+    }
+
+    /// Copies until the pipe's end (blocking; on a thread of its own). A failed write (a full disk) ends the
+    /// copy with a message; the rest is read and dropped so the session is not held up.
+    private static func copyToStandardOutput(from reader: CInt) {
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        var failed = false
+        while true {
+            let count = read(reader, &buffer, buffer.count)
+            if count < 0, errno == EINTR { continue }
+            guard count > 0 else { return }
+            var offset = 0
+            while !failed, offset < count {
+                let done = buffer[offset..<count].withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
+                if done < 0, errno == EINTR { continue }
+                guard done > 0 else {
+                    failed = true
+                    let message = "Error: cannot write the command's output: \(String(cString: strerror(errno)))\n"
+                    try? FileHandle.standardError.write(contentsOf: Data(message.utf8))
+                    break
+                }
+                offset += done
+            }
+        }
     }
 
     /// Calls `resized` with the new size after each SIGWINCH, until the task is cancelled. `sent`: the size

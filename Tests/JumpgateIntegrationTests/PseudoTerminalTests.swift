@@ -32,11 +32,11 @@ struct PseudoTerminalTests {
     /// fails never leaves a process behind or waits for ever.
     static func exitStatus(_ process: PseudoTerminalProcess) -> PseudoTerminalProcess.ExitStatus {
         for _ in 0..<1000 {
-            if let status = process.exitStatusIfEnded() { return status }
+            if let status = process.process.exitStatusIfEnded() { return status }
             usleep(10_000)
         }
         kill(process.pid, SIGKILL)
-        return process.waitForExit()
+        return process.process.waitForExit()
     }
 
     static func write(_ master: CInt, _ text: String) {

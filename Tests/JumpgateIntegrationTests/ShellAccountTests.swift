@@ -116,35 +116,108 @@ struct ShellAccountTests {
         #expect(rootLaunch.executable == "/bin/sh" && rootLaunch.arguments == ["/bin/sh", "-l"])
         #expect(rootLaunch.environment["PATH"]?.contains("/usr/sbin") == true)
     }
+
+    @Test("a command: the account's shell runs it with -c (not a login shell), switched by setpriv as a shell is")
+    func commandLaunch() {
+        let user = ShellAccount(name: "deploy", uid: 1001, gid: 1001, home: "/home/deploy", shell: "/bin/bash")
+        let switched = ShellAccounts.launch(
+            for: user,
+            agentIsRoot: true,
+            sessionID: "s-1",
+            size: nil,
+            homeExists: true,
+            command: "ls | wc -l"
+        )
+        #expect(
+            switched.arguments == [
+                "setpriv", "--reuid=1001", "--regid=1001", "--init-groups", "--", "/bin/bash", "-c", "ls | wc -l",
+            ]
+        )
+        let own = ShellAccounts.launch(
+            for: user,
+            agentIsRoot: false,
+            sessionID: "s-1",
+            size: nil,
+            homeExists: true,
+            command: "exit 3"
+        )
+        #expect(own.executable == "/bin/bash" && own.arguments == ["/bin/bash", "-c", "exit 3"])
+    }
 }
 
 /// Which sessions an agent serves: every refusal.
 @Suite("Session admission on the agent")
 struct SessionAdmissionTests {
-    @Test("port sessions always; shells only with --allow-shell")
+    @Test("port sessions always; shells and commands only with --allow-shell")
     func served() throws {
         #expect(try SessionAdmission.decide(sessionType: "Port", allowShell: false).get() == .port)
         #expect(try SessionAdmission.decide(sessionType: "Port", allowShell: true).get() == .port)
         #expect(try SessionAdmission.decide(sessionType: "Standard_Stream", allowShell: true).get() == .shell)
+        let document: JSONValue = ["properties": ["linux": ["commands": "ls -l | wc -l", "runAsElevated": false]]]
+        #expect(
+            try SessionAdmission.decide(sessionType: "InteractiveCommands", allowShell: true, document: document).get()
+                == .command("ls -l | wc -l", interactive: true)
+        )
+        #expect(
+            try SessionAdmission.decide(sessionType: "NonInteractiveCommands", allowShell: true, document: document)
+                .get() == .command("ls -l | wc -l", interactive: false)
+        )
+        // SSM documents may give commands as a list of lines.
+        let lines: JSONValue = ["properties": ["linux": ["commands": ["cd /tmp", "pwd"]]]]
+        #expect(
+            try SessionAdmission.decide(sessionType: "NonInteractiveCommands", allowShell: true, document: lines).get()
+                == .command("cd /tmp\npwd", interactive: false)
+        )
+    }
+
+    static func document(_ commands: JSONValue?) -> JSONValue {
+        guard let commands else { return ["properties": [:]] }
+        return ["properties": ["linux": ["commands": commands]]]
     }
 
     @Test(
-        "refused: a shell without --allow-shell, commands (not yet), anything else",
+        "refused: a shell or a command without --allow-shell, a command document without a usable command, anything else",
         arguments: [
-            ("Standard_Stream", false, SessionAdmission.shellsOff),
-            ("InteractiveCommands", true, "This agent does not serve InteractiveCommands sessions yet."),
-            ("NonInteractiveCommands", true, "This agent does not serve NonInteractiveCommands sessions yet."),
-            ("Shell", true, "Unknown session type 'Shell'."),
-            ("", true, "Unknown session type ''."),
-        ]
+            ("Standard_Stream", false, nil, SessionAdmission.shellsOff),
+            ("InteractiveCommands", false, "ls", SessionAdmission.commandsOff),
+            ("NonInteractiveCommands", false, "ls", SessionAdmission.commandsOff),
+            ("NonInteractiveCommands", true, nil, "The session document gives no command to run."),
+            ("InteractiveCommands", true, "  \n ", "The command to run is empty."),
+            (
+                "NonInteractiveCommands", true,
+                String(repeating: "x", count: SessionAdmission.maximumCommandLength + 1),
+                "The command is longer than 16384 bytes."
+            ),
+            ("NonInteractiveCommands", true, "echo a\u{0}b", "The command contains a NUL byte."),
+            ("Shell", true, nil, "Unknown session type 'Shell'."),
+            ("", true, nil, "Unknown session type ''."),
+        ] as [(String, Bool, String?, String)]
     )
-    func refused(_ sessionType: String, _ allowShell: Bool, _ reason: String) {
-        guard case .failure(let refusal) = SessionAdmission.decide(sessionType: sessionType, allowShell: allowShell)
+    func refused(_ sessionType: String, _ allowShell: Bool, _ command: String?, _ reason: String) {
+        let document = Self.document(command.map { .string($0) })
+        guard
+            case .failure(let refusal) = SessionAdmission.decide(
+                sessionType: sessionType,
+                allowShell: allowShell,
+                document: document
+            )
         else {
             Issue.record("\(sessionType) was admitted")
             return
         }
         #expect(refusal.description == reason)
         #expect(refusal.description.utf8.count + "the session has ended: ".utf8.count <= 123)
+    }
+
+    @Test("a command document whose commands are not text is refused")
+    func commandsNotText() {
+        for commands: JSONValue in [42, ["ls", 1], ["a": "b"]] {
+            let result = SessionAdmission.decide(
+                sessionType: "NonInteractiveCommands",
+                allowShell: true,
+                document: Self.document(commands)
+            )
+            #expect(result == .failure(.init(description: "The session document gives no command to run.")))
+        }
     }
 }

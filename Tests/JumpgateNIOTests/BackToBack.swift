@@ -20,6 +20,8 @@ final class SessionEvents: PortSessionDelegate {
     /// does when its terminal ends (`onTerminalEnded`).
     var sizes: [TerminalSize] = []
     var exitCodes: [Int32] = []
+    /// Standard error text as it arrived (a non-interactive command's).
+    var standardError = ""
     var terminalEnds = 0
     var onTerminalEnded: (PortSession) -> Void = { _ in }
 
@@ -45,6 +47,10 @@ final class SessionEvents: PortSessionDelegate {
     func terminalResized(_ session: PortSession, to size: TerminalSize) {
         self.sizes.append(size)
     }
+    func standardErrorReceived(_ session: PortSession, _ text: ByteBuffer) {
+        self.standardError += String(buffer: text)
+    }
+
     func exitCodeReceived(_ session: PortSession, _ code: Int32) {
         self.exitCodes.append(code)
     }

@@ -79,30 +79,48 @@ struct PortSessionBackToBackTests {
         #expect(again.received == .pattern(900, seed: 5))
     }
 
+    /// Holds the client's end of a program session once the session opens it.
+    final class Opened {
+        var value: FakeSocket?
+    }
+
+    /// A shell or command session, settled: the client's end (the user's terminal or output) is a fake
+    /// socket, and the agent ends the session with `exitStatus` when the program's end closes.
+    static func programSession(
+        _ sessionType: String,
+        _ clientExtensions: JumpgateExtensions,
+        exitStatus: Int32,
+        reason: String
+    ) throws -> (BackToBack, Opened) {
+        let pair = try BackToBack(clientExtensions: clientExtensions, properties: [], sessionType: sessionType)
+        let opened = Opened()
+        pair.clientEvents.answer = { [unowned pair] session, id in
+            let socket = try! pair.socket()
+            opened.value = socket
+            try! session.attach(socket.channel, to: id)
+        }
+        pair.agentEvents.onTerminalEnded = { session in
+            session.endTerminal(exitStatus: exitStatus, reason: reason)
+        }
+        try pair.settle()
+        return (pair, opened)
+    }
+
     @Test(
         "a shell: both terminals open at the start, keys and output flow, the size reaches the agent, the end brings the exit code"
     )
     func terminalSession() throws {
         for clientExtensions in [JumpgateExtensions.all, []] {
-            let pair = try BackToBack(
-                clientExtensions: clientExtensions,
-                properties: [],
-                sessionType: "Standard_Stream"
+            let (pair, userTerminal) = try Self.programSession(
+                "Standard_Stream",
+                clientExtensions,
+                exitStatus: 3,
+                reason: "The shell exited with status 3."
             )
-            var userTerminal: FakeSocket?
-            pair.clientEvents.answer = { [unowned pair] session, id in
-                let terminal = try! pair.socket()
-                userTerminal = terminal
-                try! session.attach(terminal.channel, to: id)
-            }
-            pair.agentEvents.onTerminalEnded = { session in
-                session.endTerminal(exitStatus: 3, reason: "The shell exited with status 3.")
-            }
-            try pair.settle()
             #expect(pair.clientEvents.established?.isTerminal == true && pair.agentEvents.established?.mode == .basic)
             #expect(pair.agentEvents.requested == [StreamTable.basicStreamID])
             #expect(pair.clientEvents.requested == [StreamTable.basicStreamID])
-            let user = try #require(userTerminal)
+            let user = try #require(userTerminal.value)
             let shell = try #require(pair.targets[StreamTable.basicStreamID])
 
             try shell.send(ByteBuffer(string: "$ "))
@@ -124,6 +142,40 @@ struct PortSessionBackToBackTests {
             #expect(pair.agentEvents.terminalEnds == 1)
             #expect(pair.clientEvents.exitCodes == (clientExtensions.contains(.exitCodes) ? [3] : []))
             #expect(pair.agentEvents.ended?.reason == "The shell exited with status 3.")
+            #expect(pair.agentEvents.ended?.byPeer == true)
+            #expect(pair.clientEvents.refused.isEmpty && pair.agentEvents.refused.isEmpty)
+        }
+    }
+
+    @Test(
+        "a non-interactive command: its output and its standard error (cut into payloads) arrive apart, then its exit code"
+    )
+    func nonInteractiveCommand() throws {
+        for clientExtensions in [JumpgateExtensions.all, []] {
+            let (pair, userOutput) = try Self.programSession(
+                "NonInteractiveCommands",
+                clientExtensions,
+                exitStatus: 7,
+                reason: "The command exited with status 7."
+            )
+            #expect(pair.clientEvents.established?.isTerminal == true)
+            #expect(pair.clientEvents.established?.needsTerminal == false)
+            let user = try #require(userOutput.value)
+            let command = try #require(pair.targets[StreamTable.basicStreamID])
+
+            // More standard error than one payload holds (it is cut), between two pieces of output.
+            try command.send(ByteBuffer(string: "first\n"))
+            try pair.settle()
+            let errors = String(repeating: "e", count: 70_000) + "\n"
+            pair.agent.sendStandardError(ByteBuffer(string: errors))
+            #expect(!pair.agent.standardErrorWaits)
+            try command.send(ByteBuffer(string: "second\n"))
+            command.channel.close(promise: nil)
+            try pair.settle()
+            try user.collect()
+            #expect(String(buffer: user.received) == "first\nsecond\n")
+            #expect(pair.clientEvents.standardError == errors)
+            #expect(pair.clientEvents.exitCodes == (clientExtensions.contains(.exitCodes) ? [7] : []))
             #expect(pair.agentEvents.ended?.byPeer == true)
             #expect(pair.clientEvents.refused.isEmpty && pair.agentEvents.refused.isEmpty)
         }

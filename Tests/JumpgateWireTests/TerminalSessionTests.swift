@@ -241,6 +241,17 @@ struct TerminalStreamTableTests {
         #expect(!actions.contains(.sendFlag(.disconnectToPort)) && !actions.contains(.terminalEnded))
     }
 
+    @Test("the session's end closes a terminal stream after what was written to it (a reset would drop it)")
+    func endClosesTerminals() throws {
+        for agent in [true, false] {
+            var (table, actions) = Self.table(agent: agent)
+            let connection = try #require(table.attach(StreamTable.basicStreamID, into: &actions))
+            actions = []
+            table.endAll(into: &actions)
+            #expect(actions == [.close(connection, .all)])
+        }
+    }
+
     @Test("a shell that cannot start ends the session with the reason")
     func refusal() {
         var (agent, _) = Self.table(agent: true)

@@ -19,4 +19,7 @@ int cjumpgate_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *action
 /// POSIX_SPAWN_SETSID (glibc 2.26): the child calls setsid() before its file actions.
 short cjumpgate_posix_spawn_setsid(void);
 
+/// pipe2(fds, O_CLOEXEC): both ends close-on-exec. Returns 0, or -errno.
+int cjumpgate_pipe_cloexec(int fds[2]);
+
 #endif

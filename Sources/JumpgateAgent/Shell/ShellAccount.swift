@@ -92,7 +92,8 @@ public enum ShellAccounts {
         }
     }
 
-    /// How the shell is started for `account`: its login shell (`-l`), in its home directory, with a clean
+    /// How the shell is started for `account`: its login shell (`-l`), or that shell running `command` (`-c`,
+    /// not a login shell, as SSM's agent runs commands with `sh -c`), in its home directory, with a clean
     /// environment. A root agent switches to another account with setpriv (real and effective ids, its
     /// groups); posix_spawn cannot change users itself.
     public static func launch(
@@ -100,9 +101,11 @@ public enum ShellAccounts {
         agentIsRoot: Bool,
         sessionID: String,
         size: TerminalSize?,
-        homeExists: Bool
-    ) -> PseudoTerminalProcess.Launch {
+        homeExists: Bool,
+        command: String? = nil
+    ) -> SpawnedProcess.Launch {
         let shell = account.shell.isEmpty ? "/bin/sh" : account.shell
+        let shellArguments = command.map { [shell, "-c", $0] } ?? [shell, "-l"]
         let environment = [
             "HOME": account.home, "USER": account.name, "LOGNAME": account.name, "SHELL": shell,
             "PATH": account.uid == 0
@@ -113,7 +116,7 @@ public enum ShellAccounts {
         guard agentIsRoot, account.uid != 0 else {
             return .init(
                 executable: shell,
-                arguments: [shell, "-l"],
+                arguments: shellArguments,
                 environment: environment,
                 workingDirectory: directory,
                 size: size
@@ -122,8 +125,8 @@ public enum ShellAccounts {
         return .init(
             executable: Self.setpriv,
             arguments: [
-                "setpriv", "--reuid=\(account.uid)", "--regid=\(account.gid)", "--init-groups", "--", shell, "-l",
-            ],
+                "setpriv", "--reuid=\(account.uid)", "--regid=\(account.gid)", "--init-groups", "--",
+            ] + shellArguments,
             environment: environment,
             workingDirectory: directory,
             size: size

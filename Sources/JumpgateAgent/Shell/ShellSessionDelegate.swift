@@ -5,24 +5,39 @@ import Logging
 import NIOCore
 import NIOPosix
 
-/// The agent's end of a shell session: the session's one stream is a login shell on a pseudo-terminal of
-/// its own, under the run-as account (``ShellAccounts``). The client's size is applied to the terminal, and
-/// the session ends once the shell's terminal closes and its exit status is known. Lives on the session's
-/// event loop (created there; callbacks from elsewhere come back through `NIOLoopBound`).
+/// The agent's end of a shell or command session: the session's one stream is a login shell on a
+/// pseudo-terminal of its own, under the run-as account (``ShellAccounts``), or a command run by that
+/// account's shell: on a terminal (interactive) or with pipes (non-interactive, in
+/// `ShellSessionDelegate+Pipes.swift`). The client's size is applied to the terminal, and the session ends
+/// once the program's output has ended and its exit status is known. Lives on the session's event loop
+/// (created there; callbacks from elsewhere come back through `NIOLoopBound`).
 final class ShellSessionDelegate: PortSessionDelegate {
     let runner: AgentRunner
     let sessionID: String
     let eventLoop: any EventLoop
     var logger: Logger
+    /// What runs: the login shell (nil), or this command.
+    let command: String?
+    /// Whether the program has a terminal (a shell, an interactive command) rather than pipes.
+    let interactive: Bool
 
-    /// The shell, once started.
-    var process: PseudoTerminalProcess?
-    /// The PTY's channel while it is open: the master descriptor is only used (resized) while it is.
+    /// The program, once started.
+    var process: SpawnedProcess?
+    /// The PTY's master side (a program on a terminal).
+    var master: CInt?
+    /// The channel of the program's output (the PTY, or its standard output's pipe) while it is open: the
+    /// master descriptor is only used (resized) while it is.
     var terminal: (any Channel)?
+    /// A non-interactive command's standard error, while it is open, and what reads it.
+    var errors: (any Channel)?
+    var errorReader: StandardErrorReader?
+    /// Succeeded once a non-interactive command's standard error has been read to its end (or could not be
+    /// read at all): its exit code is sent only after.
+    var errorsEnded: EventLoopFuture<Void>?
     /// The latest size the client sent (applied at the start if it came before).
     var size: TerminalSize?
     /// Completed by the thread that waits for the shell (it reaps it).
-    var exit: EventLoopFuture<PseudoTerminalProcess.ExitStatus>?
+    var exit: EventLoopFuture<SpawnedProcess.ExitStatus>?
     /// Whether the shell is reaped (on the event loop): from then on its pid is never signalled.
     var reaped = false
     /// Whether the PTY's master descriptor is open (from the spawn until its channel closes).
@@ -38,10 +53,18 @@ final class ShellSessionDelegate: PortSessionDelegate {
     static let exitDrainTime = TimeAmount.milliseconds(200)
     static let exitDrainLimit = 50
 
-    init(runner: AgentRunner, sessionID: String, eventLoop: any EventLoop) {
+    init(
+        runner: AgentRunner,
+        sessionID: String,
+        eventLoop: any EventLoop,
+        command: String? = nil,
+        interactive: Bool = true
+    ) {
         self.runner = runner
         self.sessionID = sessionID
         self.eventLoop = eventLoop
+        self.command = command
+        self.interactive = interactive || command == nil
         var logger = runner.logger
         logger[metadataKey: "jumpgate.session_id"] = "\(sessionID)"
         self.logger = logger
@@ -92,44 +115,23 @@ final class ShellSessionDelegate: PortSessionDelegate {
             agentIsRoot: agentIsRoot,
             sessionID: self.sessionID,
             size: self.size,
-            homeExists: homeExists
+            homeExists: homeExists,
+            command: self.command
         )
-        let process: PseudoTerminalProcess
+        guard self.interactive else { return self.startPiped(session, id, launch, account: account) }
+        let program: PseudoTerminalProcess
         do {
-            process = try PseudoTerminalProcess.spawn(launch)
+            program = try PseudoTerminalProcess.spawn(launch)
         } catch {
             return self.refuse(session, id, reason: "\(error)")
         }
-        self.process = process
-        self.logger.info("shell started", metadata: ["user": "\(account.name)", "pid": "\(process.pid)"])
+        self.started(program.process, session, account: account)
+        self.master = program.master
         self.masterOpen = true
-        // One thread per shell waits for it to end without reaping it; the event loop reaps it, and from
-        // then on never signals its pid (which may be reused).
-        let ended = self.eventLoop.makePromise(of: Void.self)
-        Thread.detachNewThread {
-            process.waitUntilEnded()
-            ended.succeed(())
-        }
-        let bound = NIOLoopBound((self, session), eventLoop: self.eventLoop)
-        let exit = ended.futureResult.map { () -> PseudoTerminalProcess.ExitStatus in
-            guard let status = process.exitStatusIfEnded() else {
-                // waitid said it ended but waitpid found nothing to reap: it is not known to be gone, so its
-                // pid may still be signalled (reaped stays false).
-                bound.value.0.logger.warning("the shell's exit status could not be read")
-                return .exited(-1)
-            }
-            bound.value.0.reaped = true
-            return status
-        }
-        self.exit = exit
-        // The shell exited: the session ends with it, even if a job it left in the background still holds
-        // the terminal. What it wrote is read first: the terminal is hung up once no output came for
-        // ``exitDrainTime`` while the session could send (or after ``exitDrainLimit`` of steady output).
-        exit.whenSuccess { _ in bound.value.0.hangUpWhenDrained(bound.value.1, reads: -1, ticks: 0) }
         // The second descriptor NIO needs, close-on-exec like the master.
-        let output = fcntl(process.master, F_DUPFD_CLOEXEC, 0)
+        let output = fcntl(program.master, F_DUPFD_CLOEXEC, 0)
         guard output >= 0 else {
-            close(process.master)
+            close(program.master)
             self.masterOpen = false
             return self.refuse(
                 session,
@@ -137,51 +139,106 @@ final class ShellSessionDelegate: PortSessionDelegate {
                 reason: "no descriptor for the terminal: \(String(cString: strerror(errno)))"
             )
         }
+        let bound = NIOLoopBound(self, eventLoop: self.eventLoop)
+        self.openOutput(session, id, discardingInput: false) {
+            $0.takingOwnershipOfDescriptors(input: program.master, output: output)
+        } opened: {
+            // A size that came while the terminal was being set up.
+            if let size = bound.value.size { try? PseudoTerminalProcess.resize(master: program.master, to: size) }
+        }
+    }
+
+    /// The program started: logged, and one thread waits for it to end without reaping it; the event loop
+    /// reaps it, and from then on never signals its pid (which may be reused). Once it has exited, its output
+    /// is read to the end (``hangUpWhenDrained(_:reads:ticks:)``).
+    func started(_ process: SpawnedProcess, _ session: PortSession, account: ShellAccount) {
+        self.process = process
+        self.logger.info(
+            self.command == nil ? "shell started" : "command started",
+            metadata: [
+                "user": "\(account.name)", "pid": "\(process.pid)", "interactive": "\(self.interactive)",
+                "command": "\(self.command.map { String($0.prefix(500)) } ?? "(login shell)")",
+            ]
+        )
+        let ended = self.eventLoop.makePromise(of: Void.self)
+        Thread.detachNewThread {
+            process.waitUntilEnded()
+            ended.succeed(())
+        }
+        let bound = NIOLoopBound((self, session), eventLoop: self.eventLoop)
+        let exit = ended.futureResult.map { () -> SpawnedProcess.ExitStatus in
+            guard let status = process.exitStatusIfEnded() else {
+                // waitid said it ended but waitpid found nothing to reap: it is not known to be gone, so its
+                // pid may still be signalled (reaped stays false).
+                bound.value.0.logger.warning("the program's exit status could not be read")
+                return .exited(-1)
+            }
+            bound.value.0.reaped = true
+            return status
+        }
+        self.exit = exit
+        // The program exited: the session ends with it, even if a job it left in the background still holds
+        // its terminal or pipes. What it wrote is read first: the output is closed once none came for
+        // ``exitDrainTime`` while the session could send (or after ``exitDrainLimit`` of steady output).
+        exit.whenSuccess { _ in bound.value.0.hangUpWhenDrained(bound.value.1, reads: -1, ticks: 0) }
+    }
+
+    /// Opens the channel of the program's output (the PTY, or its standard output's pipe, whose input
+    /// the command never reads: `discardingInput`) behind a ``UTF8BoundaryHandler`` and makes it the
+    /// session's stream; `opened` runs once it is.
+    func openOutput(
+        _ session: PortSession,
+        _ id: SmuxStreamID,
+        discardingInput: Bool,
+        descriptors: (NIOPipeBootstrap) -> EventLoopFuture<any Channel>,
+        opened: @escaping @Sendable () -> Void = {}
+    ) {
         let boundary = UTF8BoundaryHandler()
         self.boundary = boundary
-        // The channel is made on this event loop (the bootstrap's group is it), where the handler lives.
+        let bound = NIOLoopBound((self, session), eventLoop: self.eventLoop)
+        // The channel is made on this event loop (the bootstrap's group is it), where the handlers live.
         let boundaryOnLoop = NIOLoopBound(boundary, eventLoop: self.eventLoop)
-        NIOPipeBootstrap(group: self.eventLoop)
+        let bootstrap = NIOPipeBootstrap(group: self.eventLoop)
             .channelOption(.autoRead, value: false)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(boundaryOnLoop.value)
+                    if discardingInput { try channel.pipeline.syncOperations.addHandler(DiscardedInput()) }
                 }
             }
-            .takingOwnershipOfDescriptors(input: process.master, output: output)
-            .whenComplete { result in
-                let (delegate, session) = bound.value
-                switch result {
-                case .success(let channel):
-                    delegate.terminal = channel
-                    channel.closeFuture.whenComplete { _ in
-                        bound.value.0.terminal = nil
-                        bound.value.0.masterOpen = false
-                    }
-                    // A size that came while the terminal was being set up.
-                    if let size = delegate.size { try? PseudoTerminalProcess.resize(master: process.master, to: size) }
-                    do {
-                        try session.attach(channel, to: id)
-                    } catch {
-                        channel.close(promise: nil)
-                    }
-                case .failure(let error):
-                    // NIO closes both descriptors when it fails once it took them; closing them again here
-                    // could close another session's reused descriptor.
-                    delegate.masterOpen = false
-                    delegate.refuse(session, id, reason: "the terminal could not be read: \(error)")
+        descriptors(bootstrap).whenComplete { result in
+            let (delegate, session) = bound.value
+            switch result {
+            case .success(let channel):
+                delegate.terminal = channel
+                channel.closeFuture.whenComplete { _ in
+                    bound.value.0.terminal = nil
+                    bound.value.0.masterOpen = false
                 }
+                opened()
+                do {
+                    try session.attach(channel, to: id)
+                } catch {
+                    channel.close(promise: nil)
+                }
+            case .failure(let error):
+                // NIO closes the descriptors when it fails once it took them; closing them again here could
+                // close another session's reused descriptor.
+                delegate.masterOpen = false
+                delegate.refuse(session, id, reason: "the program's output could not be read: \(error)")
             }
+        }
     }
 
-    /// After the shell exited: hangs the terminal up once it has been quiet for a tick while the session
-    /// could send its output (`reads`: the count at the last tick).
+    /// After the program exited: closes its output (the terminal, or the pipes) once it has been quiet for a
+    /// tick while the session could send it (`reads`: the count at the last tick).
     func hangUpWhenDrained(_ session: PortSession, reads: Int, ticks: Int) {
-        guard let terminal = self.terminal else { return }
-        let now = self.boundary?.reads ?? 0
-        let waiting = session.terminalOutputWaits
+        guard self.terminal != nil || self.errors != nil else { return }
+        let now = (self.boundary?.reads ?? 0) + (self.errorReader?.reads ?? 0)
+        let waiting = session.terminalOutputWaits || (self.errors != nil && session.standardErrorWaits)
         if (now == reads && !waiting) || ticks >= Self.exitDrainLimit {
-            terminal.close(promise: nil)
+            self.terminal?.close(promise: nil)
+            self.errors?.close(promise: nil)
             return
         }
         let bound = NIOLoopBound((self, session), eventLoop: self.eventLoop)
@@ -198,26 +255,34 @@ final class ShellSessionDelegate: PortSessionDelegate {
     func terminalResized(_ session: PortSession, to size: TerminalSize) {
         self.size = size
         // Not once the channel closed its descriptor (its number may be reused before closeFuture runs).
-        guard let process = self.process, self.masterOpen, self.terminal?.isActive ?? true else { return }
+        guard let master = self.master, self.masterOpen, self.terminal?.isActive ?? true else { return }
         do {
-            try PseudoTerminalProcess.resize(master: process.master, to: size)
+            try PseudoTerminalProcess.resize(master: master, to: size)
         } catch {
             self.logger.debug("resize failed", metadata: ["error": "\(error)"])
         }
     }
 
-    /// The terminal closed (the shell and everything it started on it are gone): the session ends with the
-    /// shell's exit status.
+    /// The program's output ended (its terminal closed: the shell and everything it started on it are gone;
+    /// or its standard output's pipe did, and its standard error follows): the session ends with the
+    /// program's exit status.
     func terminalEnded(_ session: PortSession) {
         guard let exit = self.exit else {
-            return session.endTerminal(exitStatus: nil, reason: "The shell's terminal closed.")
+            return session.endTerminal(exitStatus: nil, reason: "The program's output closed.")
         }
-        exit.assumeIsolated().whenSuccess { status in
+        let what = self.command == nil ? "The shell" : "The command"
+        let within = self.interactive ? PortSession.terminalDrainTime : PortSession.commandOutputDrainTime
+        let errorsEnded = self.errorsEnded ?? self.eventLoop.makeSucceededVoidFuture()
+        exit.and(errorsEnded).assumeIsolated().whenSuccess { status, _ in
             switch status {
             case .exited(let code):
-                session.endTerminal(exitStatus: code, reason: "The shell exited with status \(code).")
+                session.endTerminal(exitStatus: code, reason: "\(what) exited with status \(code).", within: within)
             case .signalled(let signal):
-                session.endTerminal(exitStatus: 128 + signal, reason: "The shell was killed by signal \(signal).")
+                session.endTerminal(
+                    exitStatus: 128 + signal,
+                    reason: "\(what) was killed by signal \(signal).",
+                    within: within
+                )
             }
         }
     }

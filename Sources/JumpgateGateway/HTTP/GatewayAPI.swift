@@ -45,6 +45,18 @@ struct GatewayAPI: Sendable {
             listensLocally: false
         ),
         shellDocumentName: SessionDocument(sessionType: "Standard_Stream"),
+        // A command run by the account's shell on the agent's host: on a terminal, or with its standard
+        // output, standard error and exit code delivered apart.
+        "AWS-StartInteractiveCommand": SessionDocument(
+            sessionType: "InteractiveCommands",
+            parameters: ["command"],
+            required: ["command"]
+        ),
+        "AWS-StartNonInteractiveCommand": SessionDocument(
+            sessionType: "NonInteractiveCommands",
+            parameters: ["command"],
+            required: ["command"]
+        ),
     ]
 
     /// An operation's answer: at once, or once what it reports is on disk (a revocation, an activation).
@@ -132,7 +144,7 @@ struct GatewayAPI: Sendable {
             throw APIError(
                 400,
                 "InvalidDocument",
-                "Document \(documentName) is not supported; use AWS-StartPortForwardingSession, AWS-StartPortForwardingSessionToRemoteHost, AWS-StartSSHSession or \(Self.shellDocumentName) (a shell, the default)."
+                "Document \(documentName) is not supported; use AWS-StartPortForwardingSession, AWS-StartPortForwardingSessionToRemoteHost, AWS-StartSSHSession, AWS-StartInteractiveCommand, AWS-StartNonInteractiveCommand or \(Self.shellDocumentName) (a shell, the default)."
             )
         }
         var values: [String: String] = document.defaults
@@ -151,6 +163,15 @@ struct GatewayAPI: Sendable {
         var context: [String: [String]] = [
             "ssm:SessionDocumentAccessCheck": ["true"], "jumpgate:SessionType": [document.sessionType],
         ]
+        if let command = values["command"] {
+            guard !command.allSatisfy(\.isWhitespace), command.utf8.count <= 16_384, !command.utf8.contains(0) else {
+                throw APIError(
+                    400,
+                    "InvalidParameters",
+                    "command must be a non-empty command line of at most 16384 bytes without NUL characters."
+                )
+            }
+        }
         if document.isPort {
             guard let port = values["portNumber"].flatMap(Int.init), (1...65535).contains(port) else {
                 throw APIError(400, "InvalidParameters", "portNumber must be a number from 1 to 65535.")
@@ -214,9 +235,15 @@ struct GatewayAPI: Sendable {
         }
         let content: JSONValue
         if let document = Self.documents[session.documentName], !document.isPort {
+            // A command document's properties name the command, as SSM's do (`{{ command }}` resolved).
+            var properties: JSONValue = [:]
+            if let command = session.parameters.first(where: { $0.key == "command" })?.value {
+                properties = ["linux": ["commands": .string(command), "runAsElevated": false]]
+            }
             content = [
-                "schemaVersion": "1.0", "description": "A shell through Jumpgate",
-                "sessionType": .string(document.sessionType), "inputs": [:], "properties": [:],
+                "schemaVersion": "1.0",
+                "description": properties == [:] ? "A shell through Jumpgate" : "A command through Jumpgate",
+                "sessionType": .string(document.sessionType), "inputs": [:], "properties": properties,
             ]
         } else {
             var properties: [(key: String, value: JSONValue)] = []

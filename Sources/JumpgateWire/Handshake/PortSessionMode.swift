@@ -53,12 +53,19 @@ public struct NegotiatedSession: Hashable, Sendable {
             ? JumpgateExtensions.largePayloadSize : JumpgateExtensions.officialPayloadSize
     }
 
-    /// The session types whose stream is a terminal (a shell, an interactive command): raw bytes both ways
-    /// in basic mode, the client's terminal size, and the session ending when the program does.
-    public static let terminalSessionTypes: Set<String> = ["Standard_Stream", "InteractiveCommands"]
+    /// The session types whose stream is a program's (a shell, an interactive command, a non-interactive
+    /// command): raw bytes both ways in basic mode, standard error and the exit code to the client, and the
+    /// session ending when the program does.
+    public static let terminalSessionTypes: Set<String> = [
+        "Standard_Stream", "InteractiveCommands", "NonInteractiveCommands",
+    ]
 
-    /// Whether the stream is a terminal (see ``terminalSessionTypes``) rather than forwarded connections.
+    /// Whether the stream is a program's (see ``terminalSessionTypes``) rather than forwarded connections.
     public var isTerminal: Bool { Self.terminalSessionTypes.contains(self.sessionType) }
+
+    /// Whether the program runs on a terminal (a shell, an interactive command): the client's terminal goes
+    /// into raw mode and sends its size. A non-interactive command's output is read through pipes instead.
+    public var needsTerminal: Bool { self.isTerminal && self.sessionType != "NonInteractiveCommands" }
 
     /// Whether `type` selects TCP listening (basic or mux) rather than standard-stream forwarding.
     public var isLocalPortForwarding: Bool { self.properties["type"] == "LocalPortForwarding" }

@@ -236,10 +236,13 @@ public struct StreamTable: Sendable {
         self.evaluateReceiveBound(into: &actions)
     }
 
-    /// The session is over: every attached connection is reset and every stream forgotten.
+    /// The session is over: every attached connection is reset and every stream forgotten. A terminal
+    /// session's stream (the user's terminal or a command's output, the program's terminal or pipes) is not
+    /// a connection whose end could look complete: it is closed once what was written to it is out, so the
+    /// end of a program's output that the client has received is never dropped.
     public mutating func endAll(into actions: inout [Action]) {
         for stream in self.streams.values where stream.attached {
-            actions.append(.reset(stream.serial))
+            actions.append(self.isTerminal ? .close(stream.serial, .all) : .reset(stream.serial))
         }
         self.streams.removeAll()
     }
