@@ -236,3 +236,29 @@ struct StoreConformanceTests {
         }
     }
 }
+
+extension StoreConformanceTests {
+    @Test(
+        "session documents: versions, the default version and deletions survive a reopen",
+        arguments: StoreBackend.all
+    )
+    func documents(_ backend: StoreBackend) async throws {
+        try await Self.withStore(backend) { reopen in
+            let store = try await reopen()
+            let one = StoredDocumentVersion(name: "tunnel", version: 1, content: "{\"a\": 1}", createdEpoch: 5)
+            let two = StoredDocumentVersion(name: "tunnel", version: 2, content: "{\"a\": 2}", createdEpoch: 6)
+            let gone = StoredDocumentVersion(name: "gone", version: 1, content: "{}", createdEpoch: 7)
+            store.submit(.documentVersion(one, isDefault: true))
+            store.submit(.documentVersion(two, isDefault: false))
+            store.submit(.documentDefault(name: "tunnel", version: 2))
+            store.submit(.documentVersion(gone, isDefault: true))
+            store.submit(.documentDeleted(name: "gone"))
+            try await store.flush().get()
+            try await store.close()
+
+            let snapshot = try await reopen().load()
+            #expect(Set(snapshot.documentVersions) == [one, two])
+            #expect(snapshot.documentDefaults == ["tunnel": 2])
+        }
+    }
+}

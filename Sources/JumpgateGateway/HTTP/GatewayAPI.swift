@@ -9,55 +9,8 @@ import NIOCore
 struct GatewayAPI: Sendable {
     let state: GatewayState
 
-    /// The built-in session documents: their session type and parameters.
-    struct SessionDocument: Sendable {
-        var sessionType: String
-        var parameters: [String] = []
-        var required: [String] = []
-        var defaults: [String: String] = [:]
-        /// Port documents: the client listens on a local port (`type` LocalPortForwarding); without it the
-        /// client's standard input and output are the stream (AWS-StartSSHSession, for ssh's ProxyCommand).
-        var listensLocally = true
-        var isPort: Bool { self.sessionType == "Port" }
-    }
-
     /// The session document StartSession uses when it names none, as in SSM: a shell.
-    static let shellDocumentName = "SSM-SessionManagerRunShell"
-
-    static let documents: [String: SessionDocument] = [
-        "AWS-StartPortForwardingSession": SessionDocument(
-            sessionType: "Port",
-            parameters: ["portNumber", "localPortNumber"],
-            required: ["portNumber"],
-            defaults: ["localPortNumber": "0"]
-        ),
-        "AWS-StartPortForwardingSessionToRemoteHost": SessionDocument(
-            sessionType: "Port",
-            parameters: ["host", "portNumber", "localPortNumber"],
-            required: ["host", "portNumber"],
-            defaults: ["localPortNumber": "0"]
-        ),
-        // The agent's own sshd (localhost; the agent's allow-list must permit it): ssh's ProxyCommand.
-        "AWS-StartSSHSession": SessionDocument(
-            sessionType: "Port",
-            parameters: ["portNumber"],
-            defaults: ["portNumber": "22"],
-            listensLocally: false
-        ),
-        shellDocumentName: SessionDocument(sessionType: "Standard_Stream"),
-        // A command run by the account's shell on the agent's host: on a terminal, or with its standard
-        // output, standard error and exit code delivered apart.
-        "AWS-StartInteractiveCommand": SessionDocument(
-            sessionType: "InteractiveCommands",
-            parameters: ["command"],
-            required: ["command"]
-        ),
-        "AWS-StartNonInteractiveCommand": SessionDocument(
-            sessionType: "NonInteractiveCommands",
-            parameters: ["command"],
-            required: ["command"]
-        ),
-    ]
+    static let shellDocumentName = BuiltInDocuments.shell
 
     /// An operation's answer: at once, or once what it reports is on disk (a revocation, an activation).
     enum Answer {
@@ -113,6 +66,8 @@ struct GatewayAPI: Sendable {
             return .later(try self.deregister(id, user: call.user, on: eventLoop))
         case "AddTagsToResource", "RemoveTagsFromResource", "ListTagsForResource":
             return try self.tags(operation: operation, input, call: &call)
+        case _ where Self.documentOperations.contains(operation):
+            return try self.handleDocuments(operation: operation, input: input, call: &call)
         default:
             throw APIError(400, "UnknownOperationException", "Unknown operation \(operation).")
         }
@@ -140,30 +95,48 @@ struct GatewayAPI: Sendable {
         let target = try Self.string(input, "Target", maxLength: 400)
         call.target = target
         let documentName = input["DocumentName"]?.stringValue ?? Self.shellDocumentName
-        guard let document = Self.documents[documentName] else {
+        let document: DocumentCatalog.Found
+        do {
+            document = try self.state.document(documentName)
+        } catch {
             throw APIError(
                 400,
                 "InvalidDocument",
-                "Document \(documentName) is not supported; use AWS-StartPortForwardingSession, AWS-StartPortForwardingSessionToRemoteHost, AWS-StartSSHSession, AWS-StartInteractiveCommand, AWS-StartNonInteractiveCommand or \(Self.shellDocumentName) (a shell, the default)."
+                "Document \(documentName.prefix(128)) does not exist; the built-in ones are \(BuiltInDocuments.contents.keys.sorted().joined(separator: ", ")) (\(Self.shellDocumentName), a shell, is the default), and aws ssm list-documents lists the others."
             )
         }
-        var values: [String: String] = document.defaults
-        for (key, value) in input["Parameters"]?.objectValue ?? [] {
-            guard document.parameters.contains(key) else {
-                throw APIError(400, "InvalidParameters", "Parameter \(key) is not defined in \(documentName).")
-            }
-            guard let list = value.arrayValue, list.count == 1, let text = list[0].stringValue else {
-                throw APIError(400, "InvalidParameters", "Parameter \(key) must be a list with one string.")
-            }
-            values[key] = text
+        let resolved: SessionDocumentContent.Resolved
+        do {
+            resolved = try document.parsed.resolve(input["Parameters"]?.objectValue ?? [], documentName: documentName)
+        } catch {
+            throw APIError(400, error.type, error.message)
         }
-        for key in document.required where values[key] == nil {
-            throw APIError(400, "InvalidParameters", "Parameter \(key) is required by \(documentName).")
-        }
+        let sessionType = document.parsed.sessionType
+        let properties = resolved.properties
         var context: [String: [String]] = [
-            "ssm:SessionDocumentAccessCheck": ["true"], "jumpgate:SessionType": [document.sessionType],
+            "ssm:SessionDocumentAccessCheck": ["true"], "jumpgate:SessionType": [sessionType],
         ]
-        if let command = values["command"] {
+        switch sessionType {
+        case "Port":
+            guard let port = properties["portNumber"]?.stringValue.flatMap(Int.init), (1...65535).contains(port) else {
+                throw APIError(400, "InvalidParameters", "portNumber must be a number from 1 to 65535.")
+            }
+            if let text = properties["localPortNumber"]?.stringValue {
+                guard let local = Int(text), (0...65535).contains(local) else {
+                    throw APIError(400, "InvalidParameters", "localPortNumber must be a number from 0 to 65535.")
+                }
+            }
+            let host = properties["host"]?.stringValue
+            if let host, !Self.isValidHost(host) {
+                throw APIError(400, "InvalidParameters", "host '\(host)' is not a valid DNS name or IP address.")
+            }
+            // The destination is context: a policy can name the hosts and ports a session may reach.
+            context["jumpgate:RemoteHost"] = [HostName.normalized(host ?? "localhost")]
+            context["jumpgate:RemotePort"] = ["\(port)"]
+        case "InteractiveCommands", "NonInteractiveCommands":
+            let commands = properties["linux"]?["commands"]
+            let command =
+                commands?.stringValue ?? commands?.arrayValue?.compactMap(\.stringValue).joined(separator: "\n") ?? ""
             guard !command.allSatisfy(\.isWhitespace), command.utf8.count <= 16_384, !command.utf8.contains(0) else {
                 throw APIError(
                     400,
@@ -171,21 +144,8 @@ struct GatewayAPI: Sendable {
                     "command must be a non-empty command line of at most 16384 bytes without NUL characters."
                 )
             }
-        }
-        if document.isPort {
-            guard let port = values["portNumber"].flatMap(Int.init), (1...65535).contains(port) else {
-                throw APIError(400, "InvalidParameters", "portNumber must be a number from 1 to 65535.")
-            }
-            guard let local = Int(values["localPortNumber", default: "0"]), (0...65535).contains(local)
-            else {
-                throw APIError(400, "InvalidParameters", "localPortNumber must be a number from 0 to 65535.")
-            }
-            if let host = values["host"], !Self.isValidHost(host) {
-                throw APIError(400, "InvalidParameters", "host '\(host)' is not a valid DNS name or IP address.")
-            }
-            // The destination is context: a policy can name the hosts and ports a session may reach.
-            context["jumpgate:RemoteHost"] = [HostName.normalized(values["host"] ?? "localhost")]
-            context["jumpgate:RemotePort"] = ["\(port)"]
+        default:
+            break
         }
         // Authorised against the target and the document (a shell is its own document, so a policy that
         // allows only the port-forwarding documents allows no shell).
@@ -196,26 +156,34 @@ struct GatewayAPI: Sendable {
             context: context
         )
         let reason = input["Reason"]?.stringValue ?? ""
-        let parameters = document.parameters.compactMap { key in values[key].map { (key: key, value: $0) } }
         let (session, token) = try self.state.createSession(
             owner: call.user,
             target: target,
             documentName: documentName,
-            parameters: parameters,
-            reason: reason
+            parameters: resolved.values,
+            reason: reason,
+            documentLimits: self.state.documentCatalog.limits(for: document.parsed)
         )
         call.sessionID = session.id
-        try self.pushStart(session)
+        try self.pushStart(
+            session,
+            sessionType: sessionType,
+            properties: properties,
+            description: document.parsed.description
+        )
         var response: JSONValue = [
             "SessionId": .string(session.id), "TokenValue": .string(token),
             "StreamUrl": .string(self.streamURL(session.id)),
         ]
         // Jumpgate's own clients print these at start (AWS's CLI drops fields it does not know).
         if case .object(var members) = response {
-            if self.state.limits.idleTimeoutSeconds < .max {
-                members.append(("JumpgateIdleTimeoutSeconds", .integer(self.state.limits.idleTimeoutSeconds)))
-            }
-            if let maximum = self.state.limits.maximumDurationSeconds {
+            let limits = GatewayState.limits(
+                of: session,
+                idle: self.state.limits.idleTimeoutSeconds,
+                maximumDuration: self.state.limits.maximumDurationSeconds
+            )
+            if limits.idle < .max { members.append(("JumpgateIdleTimeoutSeconds", .integer(limits.idle))) }
+            if let maximum = limits.maximum {
                 members.append(("JumpgateMaxSessionDurationSeconds", .integer(maximum)))
             }
             response = .object(members)
@@ -227,35 +195,22 @@ struct GatewayAPI: Sendable {
         "\(self.state.streamBase)/v1/data-channel/\(sessionID)?role=publish_subscribe"
     }
 
-    /// Sends `interactive_shell` with the resolved document to the target's control channel.
-    func pushStart(_ session: SessionRecord) throws(APIError) {
+    /// Sends `interactive_shell` with the resolved document to the target's control channel: its session type
+    /// and its properties with the session's values in place of their placeholders.
+    func pushStart(
+        _ session: SessionRecord,
+        sessionType: String,
+        properties: JSONValue,
+        description: String
+    ) throws(APIError) {
         guard let channel = self.state.controlChannel(instanceID: session.target) else {
             self.state.setStatus(sessionID: session.id, .failed, reason: "the target disconnected")
             throw APIError(400, "TargetNotConnected", "\(session.target) is not connected.")
         }
-        let content: JSONValue
-        if let document = Self.documents[session.documentName], !document.isPort {
-            // A command document's properties name the command, as SSM's do (`{{ command }}` resolved).
-            var properties: JSONValue = [:]
-            if let command = session.parameters.first(where: { $0.key == "command" })?.value {
-                properties = ["linux": ["commands": .string(command), "runAsElevated": false]]
-            }
-            content = [
-                "schemaVersion": "1.0",
-                "description": properties == [:] ? "A shell through Jumpgate" : "A command through Jumpgate",
-                "sessionType": .string(document.sessionType), "inputs": [:], "properties": properties,
-            ]
-        } else {
-            var properties: [(key: String, value: JSONValue)] = []
-            for (key, value) in session.parameters { properties.append((key, .string(value))) }
-            if Self.documents[session.documentName]?.listensLocally ?? true {
-                properties.append(("type", "LocalPortForwarding"))
-            }
-            content = [
-                "schemaVersion": "1.0", "description": "Port forwarding through Jumpgate", "sessionType": "Port",
-                "properties": .object(properties),
-            ]
-        }
+        let content: JSONValue = [
+            "schemaVersion": "1.0", "description": .string(description), "sessionType": .string(sessionType),
+            "inputs": [:], "properties": properties,
+        ]
         let task = AgentTaskPayload(
             documentName: session.documentName,
             sessionID: session.id,

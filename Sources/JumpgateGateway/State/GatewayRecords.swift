@@ -67,6 +67,10 @@ public struct SessionRecord: Sendable {
     /// nothing.
     public var endedClientTokenHash: String? = nil
     public var agentTokenHashes: [String: Int64]
+    /// The session document's idle timeout and maximum duration (seconds), if it sets them: they apply
+    /// within the gateway's own, which are caps.
+    public var documentIdleTimeout: Int64? = nil
+    public var documentMaximumDuration: Int64? = nil
     /// When the session last lost a data channel (runtime only): a session nobody resumes expires.
     public var disconnectedSince: Int64? = nil
     /// Order of creation among sessions that started in the same second (runtime only; after a restart,

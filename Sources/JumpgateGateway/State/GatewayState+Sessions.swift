@@ -13,7 +13,8 @@ extension GatewayState {
         target: String,
         documentName: String,
         parameters: [(key: String, value: String)],
-        reason: String
+        reason: String,
+        documentLimits: (idle: Int64?, maximum: Int64?) = (nil, nil)
     ) throws(APIError) -> (SessionRecord, token: String) {
         let token = Random.token()
         let now = self.clock()
@@ -37,7 +38,9 @@ extension GatewayState {
                 endEpoch: nil,
                 closeReason: "",
                 clientTokenHash: tokenHash(token),
-                agentTokenHashes: [:]
+                agentTokenHashes: [:],
+                documentIdleTimeout: documentLimits.idle,
+                documentMaximumDuration: documentLimits.maximum
             )
             session.creationIndex = storage.sessionsCreated
             storage.sessions[session.id] = session

@@ -64,6 +64,8 @@ public final class GatewayState: Sendable {
     struct Storage {
         /// Users, groups, access keys and policies.
         var directory = IdentityDirectory()
+        /// Session documents: the built-in ones and custom ones with their versions.
+        var documents = DocumentCatalog()
         var activations: [String: Activation] = [:]
         var instances: [String: ManagedInstance] = [:]
         var sessions: [String: SessionRecord] = [:]
@@ -202,6 +204,7 @@ public final class GatewayState: Sendable {
                 keys: snapshot.accessKeys,
                 policies: snapshot.policies
             )
+            storage.documents.restore(versions: snapshot.documentVersions, defaults: snapshot.documentDefaults)
             for activation in snapshot.activations { storage.activations[activation.id] = activation }
             for instance in snapshot.instances { storage.instances[instance.id] = instance }
             for var session in snapshot.sessions {
@@ -236,25 +239,41 @@ public final class GatewayState: Sendable {
         }
         var result: [(SessionRecord, reason: String)] = []
         for (session, relay) in candidates {
-            if let maximumDuration, now - session.startEpoch >= maximumDuration {
+            // The session document's limits apply within the gateway's, which are caps.
+            let limits = Self.limits(of: session, idle: idle, maximumDuration: maximumDuration)
+            if let maximum = limits.maximum, now - session.startEpoch >= maximum {
                 result.append(
                     (
                         session,
-                        "The session reached the gateway's maximum session duration "
-                            + "(\(Self.describe(seconds: maximumDuration))); start a new session to continue."
+                        "The session reached \(limits.maximumIsDocument ? "its session document's" : "the gateway's") "
+                            + "maximum session duration (\(Self.describe(seconds: maximum))); start a new session to continue."
                     )
                 )
-            } else if let relay, now - relay.lastActivity(now: now) >= idle {
+            } else if let relay, now - relay.lastActivity(now: now) >= limits.idle {
                 result.append(
                     (
                         session,
-                        "The session was idle for \(Self.describe(seconds: idle)) (no bytes on any connection) "
-                            + "and was ended by the gateway's idle timeout; start a new session to continue."
+                        "The session was idle for \(Self.describe(seconds: limits.idle)) (no bytes on any connection) "
+                            + "and was ended by \(limits.idleIsDocument ? "its session document's" : "the gateway's") "
+                            + "idle timeout; start a new session to continue."
                     )
                 )
             }
         }
         return result
+    }
+
+    /// The limits that apply to `session`: the lower of its document's and the gateway's, and whose each is.
+    static func limits(
+        of session: SessionRecord,
+        idle: Int64,
+        maximumDuration: Int64?
+    ) -> (idle: Int64, idleIsDocument: Bool, maximum: Int64?, maximumIsDocument: Bool) {
+        let documentIdle = session.documentIdleTimeout.flatMap { $0 < idle ? $0 : nil }
+        let documentMaximum = session.documentMaximumDuration.flatMap { value in
+            maximumDuration.map { value < $0 } ?? true ? value : nil
+        }
+        return (documentIdle ?? idle, documentIdle != nil, documentMaximum ?? maximumDuration, documentMaximum != nil)
     }
 
     static func describe(seconds: Int64) -> String {

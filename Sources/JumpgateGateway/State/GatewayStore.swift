@@ -25,6 +25,11 @@ public enum StoreChange: Sendable {
     case instance(ManagedInstance)
     case instanceDeleted(id: String)
     case session(SessionRecord)
+    /// A custom session document's version (the default one when `isDefault`), its new default version,
+    /// or its deletion (every version).
+    case documentVersion(StoredDocumentVersion, isDefault: Bool)
+    case documentDefault(name: String, version: Int)
+    case documentDeleted(name: String)
 }
 
 /// What the store holds, loaded once at start.
@@ -36,6 +41,8 @@ public struct StoreSnapshot: Sendable {
     public var activations: [Activation] = []
     public var instances: [ManagedInstance] = []
     public var sessions: [SessionRecord] = []
+    public var documentVersions: [StoredDocumentVersion] = []
+    public var documentDefaults: [String: Int] = [:]
 }
 
 public struct StoreError: Error, CustomStringConvertible, Sendable {
@@ -51,7 +58,7 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
 /// while it holds its lock, so the database sees changes in the order memory did, and `flush()` (a barrier
 /// behind every earlier change) makes an API answer wait until what it reports is on disk.
 public final class GatewayStore: Sendable {
-    public static let schemaVersion = 4
+    public static let schemaVersion = 5
 
     /// Versioned migrations; each runs once, in its own transaction, recorded in `schema_migrations`.
     static let migrations: [(version: Int, statements: [String])] = [
@@ -94,6 +101,7 @@ public final class GatewayStore: Sendable {
         ),
         (3, GatewayStore.directoryMigration),
         (4, GatewayStore.writeProbeMigration),
+        (5, GatewayStore.documentsMigration),
     ]
 
     let connection: SQLiteConnection
@@ -206,6 +214,7 @@ public final class GatewayStore: Sendable {
     public func load() async throws -> StoreSnapshot {
         var snapshot = StoreSnapshot()
         try await self.loadDirectory(into: &snapshot)
+        try await self.loadDocuments(into: &snapshot)
         for row in try await self.rows("SELECT * FROM activations") {
             snapshot.activations.append(
                 Activation(
@@ -267,7 +276,9 @@ public final class GatewayStore: Sendable {
                     bytesToAgent: row.int("bytes_to_agent"),
                     bytesToClient: row.int("bytes_to_client"),
                     clientTokenHash: nil,
-                    agentTokenHashes: [:]
+                    agentTokenHashes: [:],
+                    documentIdleTimeout: row.column("document_idle_timeout")?.integer.map(Int64.init),
+                    documentMaximumDuration: row.column("document_max_duration")?.integer.map(Int64.init)
                 )
             )
         }
@@ -317,6 +328,8 @@ public final class GatewayStore: Sendable {
         switch change {
         case .accessKey, .accessKeyDeleted, .user, .userDeleted, .group, .groupDeleted, .policy, .policyDeleted, .audit:
             (sql, binds) = self.directoryStatement(for: change)
+        case .documentVersion, .documentDefault, .documentDeleted:
+            (sql, binds) = self.documentStatement(for: change)
         case .activation(let a):
             sql = """
                 INSERT OR REPLACE INTO activations (id, code_hash, iam_role, description, default_instance_name,
@@ -350,14 +363,16 @@ public final class GatewayStore: Sendable {
             let parameters = JSONValue.object(s.parameters.map { ($0.key, .string($0.value)) })
             sql = """
                 INSERT OR REPLACE INTO sessions (id, owner, target, document_name, parameters_json, reason, status,
-                    started_at, ended_at, close_reason, bytes_to_agent, bytes_to_client)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    started_at, ended_at, close_reason, bytes_to_agent, bytes_to_client, document_idle_timeout,
+                    document_max_duration)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """
             binds = [
                 .text(s.id), .text(s.owner), .text(s.target), .text(s.documentName), .text(parameters.serialized()),
                 .text(s.reason), .text(s.status.rawValue), .integer(Int(s.startEpoch)),
                 s.endEpoch.map { .integer(Int($0)) } ?? .null, .text(s.closeReason), .integer(Int(s.bytesToAgent)),
-                .integer(Int(s.bytesToClient)),
+                .integer(Int(s.bytesToClient)), s.documentIdleTimeout.map { .integer(Int($0)) } ?? .null,
+                s.documentMaximumDuration.map { .integer(Int($0)) } ?? .null,
             ]
         }
         return (sql, binds)

@@ -1,0 +1,292 @@
+import Foundation
+import JumpgateWire
+
+/// Why a document or a session's parameters are refused: AWS's error type and a message that says what to
+/// fix.
+public struct DocumentError: Error, Hashable, Sendable, CustomStringConvertible {
+    public var type: String
+    public var message: String
+    public var description: String { "\(self.type): \(self.message)" }
+
+    init(_ type: String, _ message: String) {
+        self.type = type
+        self.message = message
+    }
+
+    static func content(_ message: String) -> DocumentError { DocumentError("InvalidDocumentContent", message) }
+    static func parameters(_ message: String) -> DocumentError { DocumentError("InvalidParameters", message) }
+}
+
+/// A Session document (schema 1.0) as SSM defines it: its session type, its parameters with their rules, and
+/// the properties the agent is given once `{{ name }}` placeholders take the session's values. Parsing and
+/// resolving are pure (docs/SESSIONS.md, "Session documents").
+public struct SessionDocumentContent: Hashable, Sendable {
+    public static let sessionTypes: Set<String> = [
+        "Standard_Stream", "InteractiveCommands", "NonInteractiveCommands", "Port",
+    ]
+    /// AWS's limit on a document's content.
+    public static let maximumSize = 65_536
+    /// The longest value a session may give a parameter.
+    public static let maximumValueLength = 4_096
+
+    public struct Parameter: Hashable, Sendable {
+        public var name: String
+        public var description: String
+        public var defaultValue: String?
+        public var allowedValues: [String]?
+        /// A regular expression the whole value must match (as if anchored at both ends).
+        public var allowedPattern: String?
+    }
+
+    public var json: JSONValue
+    public var sessionType: String
+    public var description: String
+    public var parameters: [Parameter]
+    /// A Standard_Stream document's `inputs`: the idle timeout and maximum duration it sets (seconds).
+    public var idleTimeoutSeconds: Int64? = nil
+    public var maximumDurationSeconds: Int64? = nil
+
+    /// Parses and checks `text`: JSON (YAML is not read), schema 1.0, a known session type, parameters of
+    /// type String whose defaults obey their own rules, placeholders that name parameters, and what each
+    /// session type needs in `properties`.
+    public static func parse(_ text: String) throws(DocumentError) -> SessionDocumentContent {
+        guard text.utf8.count <= Self.maximumSize else {
+            throw DocumentError("MaxDocumentSizeExceeded", "The content is larger than \(Self.maximumSize) bytes.")
+        }
+        guard let json = try? JSONValue(parsing: text), json.objectValue != nil else {
+            throw .content("The content is not a JSON object (Jumpgate reads JSON documents; convert YAML to JSON).")
+        }
+        guard json["schemaVersion"]?.stringValue == "1.0" else {
+            throw .content("Session documents have schemaVersion \"1.0\".")
+        }
+        guard let sessionType = json["sessionType"]?.stringValue, Self.sessionTypes.contains(sessionType) else {
+            throw .content(
+                "sessionType must be one of \(Self.sessionTypes.sorted().joined(separator: ", "))."
+            )
+        }
+        var parameters: [Parameter] = []
+        if let definitions = json["parameters"] {
+            guard let members = definitions.objectValue else { throw .content("parameters must be an object.") }
+            for (name, definition) in members {
+                parameters.append(try Self.parameter(name, definition))
+            }
+        }
+        let properties = json["properties"] ?? [:]
+        guard properties.objectValue != nil else { throw .content("properties must be an object.") }
+        let names = Set(parameters.map(\.name))
+        for placeholder in Self.placeholders(in: properties) where !names.contains(placeholder) {
+            throw .content("The placeholder {{ \(placeholder) }} names no parameter of the document.")
+        }
+        switch sessionType {
+        case "Port":
+            guard properties["portNumber"]?.stringValue != nil else {
+                throw .content("A Port document's properties give portNumber (a number or a {{ placeholder }}).")
+            }
+        case "InteractiveCommands", "NonInteractiveCommands":
+            let commands = properties["linux"]?["commands"]
+            guard commands?.stringValue != nil || commands?.arrayValue?.allSatisfy({ $0.stringValue != nil }) == true
+            else {
+                throw .content("A command document's properties give linux.commands (a string or a list of lines).")
+            }
+        default:
+            break
+        }
+        var document = SessionDocumentContent(
+            json: json,
+            sessionType: sessionType,
+            description: json["description"]?.stringValue ?? "",
+            parameters: parameters
+        )
+        if let inputs = json["inputs"], sessionType == "Standard_Stream" {
+            guard inputs.objectValue != nil else { throw .content("inputs must be an object.") }
+            try document.readInputs(inputs)
+        }
+        return document
+    }
+
+    /// The preferences Jumpgate applies (idleSessionTimeout, 1 to 60 minutes; maxSessionDuration, 1 to 1,440
+    /// minutes); the ones it does not apply yet are refused when set, so no document looks obeyed that is not.
+    mutating func readInputs(_ inputs: JSONValue) throws(DocumentError) {
+        func minutes(_ key: String, _ range: ClosedRange<Int64>) throws(DocumentError) -> Int64? {
+            guard let value = inputs[key], value != "" else { return nil }
+            guard let text = value.stringValue, let number = Int64(text), range.contains(number) else {
+                throw .content(
+                    "inputs.\(key) must be a number of minutes from \(range.lowerBound) to \(range.upperBound), as a string."
+                )
+            }
+            return number * 60
+        }
+        self.idleTimeoutSeconds = try minutes("idleSessionTimeout", 1...60)
+        self.maximumDurationSeconds = try minutes("maxSessionDuration", 1...1440)
+        let unsupported: [(key: String, isSet: Bool)] = [
+            ("runAsEnabled", inputs["runAsEnabled"]?.boolValue == true),
+            ("runAsDefaultUser", (inputs["runAsDefaultUser"]?.stringValue ?? "") != ""),
+            ("shellProfile", Self.hasText(inputs["shellProfile"])),
+            ("kmsKeyId", (inputs["kmsKeyId"]?.stringValue ?? "") != ""),
+            ("s3BucketName", (inputs["s3BucketName"]?.stringValue ?? "") != ""),
+            ("cloudWatchLogGroupName", (inputs["cloudWatchLogGroupName"]?.stringValue ?? "") != ""),
+        ]
+        if let set = unsupported.first(where: \.isSet) {
+            throw .content(
+                "inputs.\(set.key) is not applied by Jumpgate yet (the agent's --shell-user sets the run-as account); leave it empty."
+            )
+        }
+    }
+
+    static func hasText(_ value: JSONValue?) -> Bool {
+        switch value {
+        case .string(let text)?: return !text.isEmpty
+        case .object(let members)?: return members.contains { Self.hasText($0.value) }
+        default: return false
+        }
+    }
+
+    static func parameter(_ name: String, _ definition: JSONValue) throws(DocumentError) -> Parameter {
+        guard !name.isEmpty, name.utf8.count <= 128,
+            name.unicodeScalars.allSatisfy({
+                $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_")
+            })
+        else {
+            throw .content("Parameter name '\(name.prefix(130))' must be letters, digits and underscores.")
+        }
+        guard definition.objectValue != nil else { throw .content("Parameter \(name) must be an object.") }
+        let type = definition["type"]?.stringValue ?? ""
+        guard type == "String" else {
+            throw .content("Parameter \(name) has type '\(type)': Jumpgate's session documents take String parameters.")
+        }
+        var parameter = Parameter(
+            name: name,
+            description: definition["description"]?.stringValue ?? "",
+            defaultValue: definition["default"]?.stringValue,
+            allowedValues: nil,
+            allowedPattern: definition["allowedPattern"]?.stringValue
+        )
+        if let values = definition["allowedValues"] {
+            guard let list = values.arrayValue?.compactMap(\.stringValue), list.count == values.arrayValue?.count,
+                !list.isEmpty
+            else { throw .content("Parameter \(name): allowedValues must be a non-empty list of strings.") }
+            parameter.allowedValues = list
+        }
+        if let pattern = parameter.allowedPattern, (try? NSRegularExpression(pattern: pattern)) == nil {
+            throw .content("Parameter \(name): allowedPattern is not a valid regular expression.")
+        }
+        if let value = parameter.defaultValue {
+            do {
+                try Self.check(value, against: parameter)
+            } catch {
+                throw .content("Parameter \(name): its default does not obey its own rules (\(error.message))")
+            }
+        }
+        return parameter
+    }
+
+    /// Whether `value` obeys `parameter`'s allowedValues and allowedPattern.
+    static func check(_ value: String, against parameter: Parameter) throws(DocumentError) {
+        if let allowed = parameter.allowedValues, !allowed.contains(value) {
+            throw .parameters(
+                "Parameter \(parameter.name) value '\(value.prefix(100))' is not one of its allowed values: \(allowed.joined(separator: ", "))."
+            )
+        }
+        if let pattern = parameter.allowedPattern {
+            let anchored = "^(?:" + pattern + ")$"
+            let matches =
+                (try? NSRegularExpression(pattern: anchored)).map {
+                    $0.firstMatch(in: value, range: NSRange(value.startIndex..., in: value)) != nil
+                } ?? false
+            guard matches else {
+                throw .parameters(
+                    "Parameter \(parameter.name) value '\(value.prefix(100))' does not match its allowed pattern \(pattern)."
+                )
+            }
+        }
+    }
+
+    /// A session's parameters resolved against this document: every value checked, defaults filled in, and
+    /// the properties with their placeholders replaced.
+    public struct Resolved: Hashable, Sendable {
+        public var values: [(key: String, value: String)]
+        public var properties: JSONValue
+
+        public static func == (a: Resolved, b: Resolved) -> Bool {
+            a.properties == b.properties && a.values.map(\.key) == b.values.map(\.key)
+                && a.values.map(\.value) == b.values.map(\.value)
+        }
+
+        public func hash(into hasher: inout Hasher) { hasher.combine(self.properties) }
+    }
+
+    /// Resolves a StartSession's `Parameters` (each a list of one string, as the AWS CLI sends them).
+    public func resolve(
+        _ given: [(key: String, value: JSONValue)],
+        documentName: String
+    ) throws(DocumentError)
+        -> Resolved
+    {
+        var values: [String: String] = [:]
+        for (key, value) in given {
+            guard let parameter = self.parameters.first(where: { $0.name == key }) else {
+                throw .parameters("Parameter \(key) is not defined in \(documentName).")
+            }
+            guard let list = value.arrayValue, list.count == 1, let text = list[0].stringValue else {
+                throw .parameters("Parameter \(key) must be a list with one string.")
+            }
+            guard text.utf8.count <= Self.maximumValueLength else {
+                throw .parameters("Parameter \(key) is longer than \(Self.maximumValueLength) bytes.")
+            }
+            try Self.check(text, against: parameter)
+            values[key] = text
+        }
+        var resolved: [(key: String, value: String)] = []
+        for parameter in self.parameters {
+            guard let value = values[parameter.name] ?? parameter.defaultValue else {
+                throw .parameters("Parameter \(parameter.name) is required by \(documentName).")
+            }
+            resolved.append((parameter.name, value))
+        }
+        let lookup = Dictionary(resolved, uniquingKeysWith: { first, _ in first })
+        return Resolved(values: resolved, properties: Self.substitute(self.json["properties"] ?? [:], lookup))
+    }
+
+    // MARK: placeholders
+
+    /// `{{ name }}` in every string of `value` (spaces inside the braces optional).
+    static func placeholders(in value: JSONValue) -> [String] {
+        switch value {
+        case .string(let text): return Self.split(text).compactMap(\.placeholder)
+        case .array(let items): return items.flatMap { Self.placeholders(in: $0) }
+        case .object(let members): return members.flatMap { Self.placeholders(in: $0.value) }
+        default: return []
+        }
+    }
+
+    static func substitute(_ value: JSONValue, _ values: [String: String]) -> JSONValue {
+        switch value {
+        case .string(let text):
+            return .string(Self.split(text).map { $0.placeholder.flatMap { values[$0] } ?? $0.text }.joined())
+        case .array(let items): return .array(items.map { Self.substitute($0, values) })
+        case .object(let members): return .object(members.map { ($0.key, Self.substitute($0.value, values)) })
+        default: return value
+        }
+    }
+
+    /// `text` cut into literal runs and `{{ name }}` placeholders.
+    static func split(_ text: String) -> [(text: String, placeholder: String?)] {
+        var pieces: [(text: String, placeholder: String?)] = []
+        var rest = Substring(text)
+        while let open = rest.range(of: "{{"), let close = rest[open.upperBound...].range(of: "}}") {
+            let name = rest[open.upperBound..<close.lowerBound].trimmingCharacters(in: .whitespaces)
+            let literal = String(rest[..<open.lowerBound])
+            if !literal.isEmpty { pieces.append((literal, nil)) }
+            let whole = String(rest[open.lowerBound..<close.upperBound])
+            let isName =
+                !name.isEmpty
+                && name.unicodeScalars.allSatisfy {
+                    $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_")
+                }
+            pieces.append((whole, isName ? name : nil))
+            rest = rest[close.upperBound...]
+        }
+        if !rest.isEmpty { pieces.append((String(rest), nil)) }
+        return pieces
+    }
+}
