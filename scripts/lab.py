@@ -19,8 +19,10 @@ stack outputs. docs/LAB.md explains the topology.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import random
 import secrets
 import select
 import shlex
@@ -891,6 +893,85 @@ def mysql_continuity(bin_dir: Path | None = None, outage: float = 10) -> dict:
         if shell:
             shell.process.kill()
         result["forward_exit"] = tunnel.interrupt()
+    return result
+
+
+def ssh_over_session(bin_dir: Path | None = None, size: int = 64 << 20, seed: int = 20261204) -> dict:
+    """AWS-StartSSHSession in the lab: an sshd on the jump server's loopback only (no port open to the VPC
+    or the outside), the agent's allow-list extended to 127.0.0.1:22 for the run, then `ssh` with the AWS
+    CLI as its ProxyCommand runs a command and `scp` copies `size` seeded bytes there and back. As the
+    administrator (the engineer's policy names the database and the queue only). Returns the observations."""
+    paths = lab_dir()
+    if not healthy(paths):
+        raise LabError("the lab is not up: run `scripts/lab.py up` first")
+    bin_dir = bin_dir or jumpgate_bin_dir()
+    values = read_env(paths)
+    url, instance = values["JUMPGATE_ENDPOINT"], values["JUMP_SERVER_INSTANCE_ID"]
+    env = aws_env(paths)
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    work = paths.base / "ssh"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    for key in ("host", "client"):
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(work / key)])
+    (work / "sshd_config").write_text(
+        "Port 22\nListenAddress 127.0.0.1\n"
+        f"HostKey {work}/host\nPidFile none\nAuthorizedKeysFile {work}/client.pub\nStrictModes no\nUsePAM no\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
+        "AllowUsers root\nSubsystem sftp internal-sftp\nLogLevel ERROR\n")
+    Path("/run/sshd").mkdir(exist_ok=True)
+    jumpgate = str(bin_dir / "jumpgate")
+    lists = ["--allow", f"{VPC_CIDR}:3306", "--allow", f"{VPC_CIDR}:443"]
+    result: dict = {"seed": seed}
+    log("==> An sshd on the jump server's loopback (127.0.0.1:22), and 127.0.0.1:22 on the agent's allow-list")
+    sshd_cmd = in_ns(NS_JUMP, ["/usr/sbin/sshd", "-D", "-e", "-f", str(work / "sshd_config")])
+    show(sshd_cmd)
+    sshd_log = open(paths.logs / "sshd.log", "ab")
+    sshd = subprocess.Popen(sshd_cmd, stdout=subprocess.DEVNULL, stderr=sshd_log, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        wait_for("sshd", lambda: ns_tcp_connects(NS_JUMP, "127.0.0.1", 22), 15, paths.logs / "sshd.log", sshd)
+        allow = [jumpgate, "agent", "allow-list", "--state-dir", str(paths.agent), *lists, "--allow", "127.0.0.1:22"]
+        show(["jumpgate", *allow[1:]])
+        run(allow)
+        result["listening"] = run(in_ns(NS_JUMP, ["ss", "-Htln"]), check=False).stdout.strip().splitlines()
+        result["reachable_from_vpc"] = ns_tcp_connects(NS_SQS, JUMP_IP, 22)
+        result["reachable_from_outside"] = tcp_connects(JUMP_IP, 22)
+        result["reachable_on_loopback"] = ns_tcp_connects(NS_JUMP, "127.0.0.1", 22)  # positive control
+        proxy = (f"aws ssm start-session --target %h --document-name AWS-StartSSHSession --parameters portNumber=%p "
+                 f"--endpoint-url {url}")
+        options = ["-F", "/dev/null", "-i", str(work / "client"), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+                   "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+                   "-o", f"ProxyCommand={proxy}"]
+        log("==> ssh with the AWS CLI as ProxyCommand runs a command on the jump server")
+        command = ["ssh", *options, f"root@{instance}", "echo ssh-$((6*7)) on $(cat /proc/sys/kernel/hostname)"]
+        show(command)
+        answer = run(command, env=env, check=False, timeout=60)
+        print(answer.stdout.strip(), answer.stderr.strip()[-400:], flush=True)
+        result["ssh_exit"] = answer.returncode
+        result["ssh_output"] = answer.stdout.strip()
+        log(f"==> scp copies {size >> 20} MiB of seeded bytes (seed {seed}) to the jump server and back")
+        payload = random.Random(seed).randbytes(size)
+        (work / "payload").write_bytes(payload)
+        there = ["scp", *options, str(work / "payload"), f"root@{instance}:{work}/copied"]
+        back = ["scp", *options, f"root@{instance}:{work}/copied", str(work / "back")]
+        started = time.time()
+        codes = []
+        for step in (there, back):
+            show(step)
+            codes.append(run(step, env=env, check=False, timeout=300).returncode)
+        result["scp_seconds"] = round(time.time() - started, 2)
+        result["scp_exits"] = codes
+        digest = hashlib.sha256(payload).hexdigest()
+        result["copied_intact"] = (work / "copied").exists() and hashlib.sha256((work / "copied").read_bytes()).hexdigest() == digest
+        result["back_intact"] = (work / "back").exists() and hashlib.sha256((work / "back").read_bytes()).hexdigest() == digest
+        log(f"scp: exits {codes}, {result['scp_seconds']} s, byte-exact there {result['copied_intact']} and back {result['back_intact']}")
+    finally:
+        stop_pid(sshd.pid)
+        sshd.wait(timeout=10)
+        sshd_log.close()
+        run([jumpgate, "agent", "allow-list", "--state-dir", str(paths.agent), *lists], check=False)
+        shutil.rmtree(work, ignore_errors=True)
     return result
 
 

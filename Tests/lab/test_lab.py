@@ -130,6 +130,20 @@ class SeedScenario(unittest.TestCase):
         self.assertEqual(continuity["forward_exit"], 0)
         self.assertTrue(lab.healthy(lab.lab_dir()))  # the restarted gateway is the lab's gateway now
 
+    def test_n_ssh_and_scp_through_an_sshd_on_the_jump_servers_loopback(self):
+        ssh = lab.ssh_over_session()
+        print(f"ssh over a session: seed {ssh['seed']}, scp {ssh['scp_seconds']} s", flush=True)
+        # sshd listens on the jump server's loopback only: nothing in the VPC or outside reaches it.
+        self.assertEqual([line.split()[3] for line in ssh["listening"]], ["127.0.0.1:22"])
+        self.assertFalse(ssh["reachable_from_vpc"])
+        self.assertFalse(ssh["reachable_from_outside"])
+        self.assertTrue(ssh["reachable_on_loopback"])  # positive control
+        self.assertEqual(ssh["ssh_exit"], 0)
+        self.assertEqual(ssh["ssh_output"], f"ssh-42 on {os.uname().nodename}")
+        self.assertEqual(ssh["scp_exits"], [0, 0])
+        self.assertTrue(ssh["copied_intact"])
+        self.assertTrue(ssh["back_intact"])
+
     def test_j_second_up_is_harmless(self):
         again = lab.up()
         self.assertEqual(again["JUMP_SERVER_INSTANCE_ID"], self.values["JUMP_SERVER_INSTANCE_ID"])
