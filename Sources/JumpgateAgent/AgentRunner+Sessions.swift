@@ -206,11 +206,12 @@ extension AgentRunner {
 
     /// A session ended (either kind): forgotten here, logged, and reported to the gateway (retried until
     /// acknowledged). Ended by the peer (or, for a shell, by its program) is a success.
-    func sessionDidEnd(_ sessionID: String, reason: String, byPeer: Bool) {
+    /// `report`: the text reported with a successful end (a program's exit status); none by default.
+    func sessionDidEnd(_ sessionID: String, reason: String, byPeer: Bool, report: String? = nil) {
         _ = self.live.withLockedValue { $0.removeValue(forKey: sessionID) }
         self.logger.info("session ended", metadata: ["jumpgate.session_id": "\(sessionID)", "reason": "\(reason)"])
         let status = byPeer ? "Success" : (self.draining.withLockedValue { $0 } ? "Cancelled" : "Failed")
-        self.reportComplete(sessionID: sessionID, status: status, output: byPeer ? "" : reason)
+        self.reportComplete(sessionID: sessionID, status: status, output: byPeer ? report ?? "" : reason)
     }
 
     /// `agent_task_complete` on the control channel, retried 3 times 1 s apart until the gateway's

@@ -91,13 +91,15 @@ public enum UserTerminal {
 
     /// Standard output alone as a channel (a non-interactive command's output; standard input is not read),
     /// and a future that succeeds once everything written to the channel is in standard output. A regular
-    /// file (`> out.txt`), which NIO cannot watch, gets what the channel writes through a pipe and a thread
-    /// that copies it with blocking writes.
+    /// file (`> out.txt`) or a device such as /dev/null, which NIO cannot watch, gets what the channel writes
+    /// through a pipe and a thread that copies it with blocking writes.
     public static func openOutputChannel(
         on eventLoop: any EventLoop
     ) -> EventLoopFuture<(channel: any Channel, written: EventLoopFuture<Void>)> {
         var status = stat()
-        guard fstat(STDOUT_FILENO, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG else {
+        let kind = fstat(STDOUT_FILENO, &status) == 0 ? status.st_mode & S_IFMT : 0
+        // NIO watches pipes, sockets and terminals; anything else (a file, /dev/null) is written by a thread.
+        guard kind != S_IFIFO, kind != S_IFSOCK, isatty(STDOUT_FILENO) == 0 else {
             let output = dup(STDOUT_FILENO)
             guard output >= 0 else { return eventLoop.makeFailedFuture(ClientError("standard output is closed")) }
             return Self.outputChannel(output, on: eventLoop).map { channel in

@@ -71,6 +71,12 @@ struct CommandSessionTests {
             #expect(pipedOutput == (1...100_000).map { "\($0)\n" }.joined(), "\(pipedOutput.utf8.count) bytes; \(err5)")
             #expect(try Self.status(lab, "5") == "3")
 
+            // Into /dev/null (a device NIO cannot watch): run for the status alone.
+            let discarded = try Self.runCommand(lab, "seq 1 50000; exit 5", name: "6")
+                .replacingOccurrences(of: "> out6", with: "> /dev/null")
+            #expect(try Self.shell(lab, discarded) == 0)
+            #expect(try Self.status(lab, "6") == "5")
+
             // Status 0, and a command that writes nothing.
             #expect(try Self.shell(lab, Self.runCommand(lab, "true", name: "2")) == 0)
             #expect(try Self.read(lab, "out2").isEmpty)

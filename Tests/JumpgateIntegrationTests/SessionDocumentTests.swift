@@ -60,6 +60,10 @@ struct SessionDocumentTests {
             ([("portNumber", "5432"), ("host", "evil")], "Parameter host is not defined in tunnel."),
             ([], "Parameter portNumber is required by tunnel."),
             ([("portNumber", String(repeating: "5", count: 5000))], "is longer than 4096 bytes"),
+            // The whole value: not a line of it (ICU's $ matches before a final line break).
+            ([("portNumber", "5432\n")], "does not match its allowed pattern"),
+            ([("portNumber", "5432"), ("stage", "dev\n")], "is not one of its allowed values"),
+            ([("portNumber", String(repeating: "5", count: 2000))], "the most a value with an allowed pattern may be"),
         ]
     )
     func refusedParameters(_ pairs: [(String, String)], _ message: String) throws {
@@ -111,6 +115,28 @@ struct SessionDocumentTests {
             (
                 #"{"schemaVersion": "1.0", "sessionType": "Port", "parameters": {"a-b": {"type": "String"}}, "properties": {"portNumber": "1"}}"#,
                 "must be letters, digits and underscores"
+            ),
+            // The same key twice, or in two cases: the policy check and the agent could read different ones.
+            (
+                #"{"schemaVersion": "1.0", "sessionType": "Port", "properties": {"host": "a.internal", "portNumber": "5432", "host": "b.internal"}}"#,
+                "The key host is given more than once"
+            ),
+            (
+                #"{"schemaVersion": "1.0", "sessionType": "Port", "properties": {"Host": "a.internal", "host": "b", "portNumber": "1"}}"#,
+                "is given more than once"
+            ),
+            // Patterns that could make the gateway's event loop backtrack for ever.
+            (
+                #"{"schemaVersion": "1.0", "sessionType": "Port", "parameters": {"p": {"type": "String", "allowedPattern": "([a-z0-9]+\\.?)+"}}, "properties": {"portNumber": "{{p}}"}}"#,
+                "repeats a group"
+            ),
+            (
+                #"{"schemaVersion": "1.0", "sessionType": "Port", "parameters": {"p": {"type": "String", "allowedPattern": "\\d*\\d*\\d*x"}}, "properties": {"portNumber": "{{p}}"}}"#,
+                "more than two unbounded repetitions"
+            ),
+            (
+                #"{"schemaVersion": "1.0", "sessionType": "Port", "parameters": {"p": {"type": "String", "allowedPattern": "(a)\\1"}}, "properties": {"portNumber": "{{p}}"}}"#,
+                "backreference"
             ),
         ]
     )

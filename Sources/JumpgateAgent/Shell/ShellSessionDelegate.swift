@@ -45,6 +45,8 @@ final class ShellSessionDelegate: PortSessionDelegate {
     /// The PTY channel's first handler, which counts the reads (the drain after the shell's exit).
     var boundary: UTF8BoundaryHandler?
     var ended = false
+    /// Whether the session ends because the program's output ended (its normal end).
+    var programEnded = false
 
     /// How long a shell has to exit after SIGHUP when its session ends, before SIGKILL.
     static let hangupGrace = TimeAmount.seconds(5)
@@ -233,7 +235,7 @@ final class ShellSessionDelegate: PortSessionDelegate {
     /// After the program exited: closes its output (the terminal, or the pipes) once it has been quiet for a
     /// tick while the session could send it (`reads`: the count at the last tick).
     func hangUpWhenDrained(_ session: PortSession, reads: Int, ticks: Int) {
-        guard self.terminal != nil || self.errors != nil else { return }
+        guard self.terminal != nil || self.errors != nil, !self.ended else { return }
         let now = (self.boundary?.reads ?? 0) + (self.errorReader?.reads ?? 0)
         let waiting = session.terminalOutputWaits || (self.errors != nil && session.standardErrorWaits)
         if (now == reads && !waiting) || ticks >= Self.exitDrainLimit {
@@ -267,6 +269,7 @@ final class ShellSessionDelegate: PortSessionDelegate {
     /// or its standard output's pipe did, and its standard error follows): the session ends with the
     /// program's exit status.
     func terminalEnded(_ session: PortSession) {
+        self.programEnded = true
         guard let exit = self.exit else {
             return session.endTerminal(exitStatus: nil, reason: "The program's output closed.")
         }
@@ -291,7 +294,16 @@ final class ShellSessionDelegate: PortSessionDelegate {
     /// does), then SIGKILL if it is still there after ``hangupGrace``.
     func sessionEnded(_ session: PortSession, reason: String, byPeer: Bool) {
         self.ended = true
-        self.runner.sessionDidEnd(self.sessionID, reason: reason, byPeer: byPeer)
+        // A normal end the program brought is reported with its reason (the shell's exit status): the
+        // gateway records it, and tells the client nothing more than that the session ended.
+        self.runner.sessionDidEnd(
+            self.sessionID,
+            reason: reason,
+            byPeer: byPeer,
+            report: self.programEnded && byPeer ? reason : nil
+        )
+        // Whatever still holds the program's output (a job it left behind): the session no longer reads it.
+        self.errors?.close(promise: nil)
         guard let process = self.process, !self.reaped else { return }
         kill(-process.pid, SIGHUP)
         kill(process.pid, SIGHUP)

@@ -248,13 +248,16 @@ public struct DocumentCatalog: Sendable {
     }
 
     /// The idle timeout and maximum duration that apply to a session of `document`: a Standard_Stream
-    /// document's own inputs, else the account's preferences (SSM-SessionManagerRunShell's default version),
-    /// which apply to every session as in SSM.
+    /// document's own inputs where it sets them, else the account's preferences (SSM-SessionManagerRunShell's
+    /// default version), which apply to every session as in SSM.
     public func limits(for document: SessionDocumentContent) -> (idle: Int64?, maximum: Int64?) {
-        if document.sessionType == "Standard_Stream" {
-            return (document.idleTimeoutSeconds, document.maximumDurationSeconds)
-        }
-        guard let preferences = try? self.find(BuiltInDocuments.shell).parsed else { return (nil, nil) }
-        return (preferences.idleTimeoutSeconds, preferences.maximumDurationSeconds)
+        let preferences = try? self.find(BuiltInDocuments.shell).parsed
+        let own = document.sessionType == "Standard_Stream" ? document : nil
+        // Each limit from the document when it sets one, else from the preferences: a custom document
+        // cannot lift the account's limits by leaving them out.
+        return (
+            own?.idleTimeoutSeconds ?? preferences?.idleTimeoutSeconds,
+            own?.maximumDurationSeconds ?? preferences?.maximumDurationSeconds
+        )
     }
 }

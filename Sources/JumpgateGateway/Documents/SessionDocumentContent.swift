@@ -56,6 +56,11 @@ public struct SessionDocumentContent: Hashable, Sendable {
         guard let json = try? JSONValue(parsing: text), json.objectValue != nil else {
             throw .content("The content is not a JSON object (Jumpgate reads JSON documents; convert YAML to JSON).")
         }
+        // Keys are looked up as Go does (exact, then case-insensitive) here and on the agent: a key given
+        // twice, or in two cases, could mean one thing to the policy check and another to the agent.
+        if let duplicate = Self.duplicateKey(in: json) {
+            throw .content("The key \(duplicate.prefix(64)) is given more than once (keys differ in more than case).")
+        }
         guard json["schemaVersion"]?.stringValue == "1.0" else {
             throw .content("Session documents have schemaVersion \"1.0\".")
         }
@@ -167,8 +172,13 @@ public struct SessionDocumentContent: Hashable, Sendable {
             else { throw .content("Parameter \(name): allowedValues must be a non-empty list of strings.") }
             parameter.allowedValues = list
         }
-        if let pattern = parameter.allowedPattern, (try? NSRegularExpression(pattern: pattern)) == nil {
-            throw .content("Parameter \(name): allowedPattern is not a valid regular expression.")
+        if let pattern = parameter.allowedPattern {
+            guard (try? NSRegularExpression(pattern: pattern)) != nil else {
+                throw .content("Parameter \(name): allowedPattern is not a valid regular expression.")
+            }
+            if let problem = Self.patternProblem(pattern) {
+                throw .content("Parameter \(name): allowedPattern \(problem)")
+            }
         }
         if let value = parameter.defaultValue {
             do {
@@ -188,7 +198,13 @@ public struct SessionDocumentContent: Hashable, Sendable {
             )
         }
         if let pattern = parameter.allowedPattern {
-            let anchored = "^(?:" + pattern + ")$"
+            guard value.utf8.count <= Self.maximumPatternedValueLength else {
+                throw .parameters(
+                    "Parameter \(parameter.name) is longer than \(Self.maximumPatternedValueLength) bytes, the most a value with an allowed pattern may be."
+                )
+            }
+            // \A and \z: the whole value (ICU's $ also matches before a final line break).
+            let anchored = "\\A(?:" + pattern + ")\\z"
             let matches =
                 (try? NSRegularExpression(pattern: anchored)).map {
                     $0.firstMatch(in: value, range: NSRange(value.startIndex..., in: value)) != nil
@@ -245,6 +261,78 @@ public struct SessionDocumentContent: Hashable, Sendable {
         }
         let lookup = Dictionary(resolved, uniquingKeysWith: { first, _ in first })
         return Resolved(values: resolved, properties: Self.substitute(self.json["properties"] ?? [:], lookup))
+    }
+
+    // MARK: safety
+
+    /// The longest value checked against an allowed pattern.
+    public static let maximumPatternedValueLength = 1_024
+
+    /// Why `pattern` could make matching slow (ICU backtracks, with no time limit, on the gateway's event
+    /// loop), or nil: no quantifier on a group, no backreference or lookaround, and at most two unbounded
+    /// quantifiers, so that a match costs at most about the square of the value's length.
+    static func patternProblem(_ pattern: String) -> String? {
+        let characters = Array(pattern)
+        var unbounded = 0
+        var index = 0
+        var inClass = false
+        while index < characters.count {
+            let character = characters[index]
+            if character == "\\" {
+                let next = index + 1 < characters.count ? characters[index + 1] : " "
+                if next.isNumber || next == "k" { return "uses a backreference, which Jumpgate does not allow." }
+                index += 2
+                continue
+            }
+            if inClass {
+                if character == "]" { inClass = false }
+                index += 1
+                continue
+            }
+            switch character {
+            case "[":
+                inClass = true
+            case "(":
+                if index + 2 < characters.count, characters[index + 1] == "?", "=!<".contains(characters[index + 2]) {
+                    return "uses a lookaround, which Jumpgate does not allow."
+                }
+            case ")":
+                if index + 1 < characters.count, "*+?{".contains(characters[index + 1]) {
+                    return
+                        "repeats a group ((...)+, (...)*, (...){n}), which can make matching take exponential time; repeat character classes instead."
+                }
+            case "*", "+":
+                unbounded += 1
+            case "{":
+                if let close = characters[index...].firstIndex(of: "}"), characters[index..<close].contains(","),
+                    characters[close - 1] == ","
+                {
+                    unbounded += 1
+                }
+            default:
+                break
+            }
+            index += 1
+        }
+        return unbounded > 2
+            ? "has more than two unbounded repetitions (*, +, {n,}), which can make matching slow." : nil
+    }
+
+    /// A key that appears twice in one object (compared without case), anywhere in `value`.
+    static func duplicateKey(in value: JSONValue) -> String? {
+        switch value {
+        case .object(let members):
+            var seen: Set<String> = []
+            for (key, member) in members {
+                guard seen.insert(key.lowercased()).inserted else { return key }
+                if let inner = Self.duplicateKey(in: member) { return inner }
+            }
+            return nil
+        case .array(let items):
+            return items.lazy.compactMap { Self.duplicateKey(in: $0) }.first
+        default:
+            return nil
+        }
     }
 
     // MARK: placeholders

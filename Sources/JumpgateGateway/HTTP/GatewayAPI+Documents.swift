@@ -47,7 +47,7 @@ extension GatewayAPI {
                 "CreatedDate": .integer(found.createdEpoch),
             ])
         case "DeleteDocument":
-            if let version, version != "$LATEST" {
+            if version != nil {
                 throw APIError(
                     400,
                     "InvalidDocumentOperation",

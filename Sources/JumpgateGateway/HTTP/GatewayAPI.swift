@@ -113,6 +113,8 @@ struct GatewayAPI: Sendable {
         }
         let sessionType = document.parsed.sessionType
         let properties = resolved.properties
+        // What the agent gets is rebuilt from exactly what was checked and authorised below.
+        var agentProperties: JSONValue = [:]
         var context: [String: [String]] = [
             "ssm:SessionDocumentAccessCheck": ["true"], "jumpgate:SessionType": [sessionType],
         ]
@@ -133,6 +135,13 @@ struct GatewayAPI: Sendable {
             // The destination is context: a policy can name the hosts and ports a session may reach.
             context["jumpgate:RemoteHost"] = [HostName.normalized(host ?? "localhost")]
             context["jumpgate:RemotePort"] = ["\(port)"]
+            var members: [(key: String, value: JSONValue)] = [("portNumber", .string("\(port)"))]
+            if let host { members.append(("host", .string(host))) }
+            if let type = properties["type"]?.stringValue { members.append(("type", .string(type))) }
+            if let local = properties["localPortNumber"]?.stringValue {
+                members.append(("localPortNumber", .string(local)))
+            }
+            agentProperties = .object(members)
         case "InteractiveCommands", "NonInteractiveCommands":
             let commands = properties["linux"]?["commands"]
             let command =
@@ -144,6 +153,7 @@ struct GatewayAPI: Sendable {
                     "command must be a non-empty command line of at most 16384 bytes without NUL characters."
                 )
             }
+            agentProperties = ["linux": ["commands": .string(command), "runAsElevated": false]]
         default:
             break
         }
@@ -168,7 +178,7 @@ struct GatewayAPI: Sendable {
         try self.pushStart(
             session,
             sessionType: sessionType,
-            properties: properties,
+            properties: agentProperties,
             description: document.parsed.description
         )
         var response: JSONValue = [

@@ -151,6 +151,13 @@ extension PortSession {
             Self.close(channel, mode: .all)
             return
         }
-        provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
+        provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { result in
+            switch result {
+            case .success: channel.close(promise: nil)
+            // Not a socket after all (a pipe: the client's standard input and output for
+            // AWS-StartSSHSession): no RST there; what was written is flushed first.
+            case .failure: Self.close(channel, mode: .all)
+            }
+        }
     }
 }
