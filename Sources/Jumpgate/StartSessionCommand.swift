@@ -81,21 +81,31 @@ struct StartSessionCommand: AsyncParsableCommand {
         if let reason = self.reason { request.append(("Reason", .string(reason))) }
         let grant = try SessionGrant(json: try await self.gateway.call("StartSession", .object(request)))
         let value = { (key: String) in parameters.first { $0.key == key }?.value.first }
-        let localPort = Int(value("localPortNumber") ?? "0") ?? 0
         let json = self.format == .json
+        // Whether stdout is the session's own: what the gateway resolved the document to, else the name.
+        let outputIsTheStream = grant.outputIsTheStream ?? SessionDocuments.outputIsTheStream(self.documentName)
+        if json, outputIsTheStream {
+            _ = try? await self.gateway.call("TerminateSession", ["SessionId": .string(grant.sessionID)])
+            throw CommandFailure(
+                "--format json cannot be used with \(self.documentName ?? "this document"): standard output is the session's. The session was terminated."
+            )
+        }
         // On stderr: stdout carries the official plugin's lines, which tools parse.
-        if !json, let notice = grant.limitsNotice, !SessionDocuments.outputIsTheStream(self.documentName) {
+        if !json, let notice = grant.limitsNotice, !outputIsTheStream {
             FileHandle.standardError.write(Data((notice + "\n").utf8))
         }
-        let (target, host) = (self.target, value("host") ?? "localhost")
-        let destinationPort = Int64(value("portNumber") ?? "") ?? 0
+        // The destination and local port as the gateway resolved them (a document may fix them).
+        let resolved = { (key: String) in grant.properties[key] ?? value(key) }
+        let localPort = Int(resolved("localPortNumber") ?? "0") ?? 0
+        let (target, host) = (self.target, resolved("host") ?? "localhost")
+        let destinationPort = Int64(resolved("portNumber") ?? "") ?? 0
         let outcome = await SessionRunner.run(
             grant: grant,
             localPort: localPort,
             client: client,
             console: json
                 ? ForwardConsole(sessionID: grant.sessionID, json: true)
-                : StandardErrorConsole.forDocument(self.documentName),
+                : (outputIsTheStream ? StandardErrorConsole() as any ForwarderConsole : StandardOutputConsole()),
             resumeTimeout: resumeTimeout,
             logger: logger,
             onReady: { port in

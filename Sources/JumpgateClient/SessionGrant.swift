@@ -8,6 +8,23 @@ public struct SessionGrant: Sendable {
     /// Jumpgate gateways say when they end sessions by themselves (absent from AWS's responses).
     public var idleTimeoutSeconds: Int64?
     public var maximumDurationSeconds: Int64?
+    /// Jumpgate gateways also say what the session document resolved to: its session type and the
+    /// properties the agent got (host, portNumber, localPortNumber, type), so the client does not guess
+    /// from the document's name.
+    public var sessionType: String?
+    public var properties: [String: String] = [:]
+
+    /// Whether the client's standard output carries the session's stream and nothing else (a
+    /// non-interactive command, or a Port document without LocalPortForwarding): its own lines go to
+    /// standard error. Nil when the gateway did not say.
+    public var outputIsTheStream: Bool? {
+        guard let type = self.sessionType else { return nil }
+        switch type {
+        case "NonInteractiveCommands": return true
+        case "Port": return self.properties["type"] != "LocalPortForwarding"
+        default: return false
+        }
+    }
 
     public init(sessionID: String, tokenValue: String, streamURL: String) {
         self.sessionID = sessionID
@@ -43,5 +60,9 @@ public struct SessionGrant: Sendable {
         self.init(sessionID: id, tokenValue: token, streamURL: url)
         self.idleTimeoutSeconds = json["JumpgateIdleTimeoutSeconds"]?.int64Value
         self.maximumDurationSeconds = json["JumpgateMaxSessionDurationSeconds"]?.int64Value
+        self.sessionType = json["JumpgateSessionType"]?.stringValue
+        for (key, value) in json["JumpgateProperties"]?.objectValue ?? [] {
+            if let text = value.stringValue { self.properties[key] = text }
+        }
     }
 }

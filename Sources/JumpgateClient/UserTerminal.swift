@@ -124,6 +124,26 @@ public enum UserTerminal {
         return Self.outputChannel(ends[1], on: eventLoop).map { ($0, written.futureResult) }
     }
 
+    /// Writes all of `bytes` to `descriptor`, waiting (poll) while a non-blocking descriptor is full; stops
+    /// at an error other than EAGAIN and EINTR (a reader that went away).
+    static func writeWhole<Bytes: Collection<UInt8>>(_ bytes: Bytes, to descriptor: CInt) {
+        let array = Array(bytes)
+        var offset = 0
+        while offset < array.count {
+            let done = array[offset...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+            if done > 0 {
+                offset += done
+            } else if done < 0, errno == EAGAIN || errno == EWOULDBLOCK {
+                var ready = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
+                _ = poll(&ready, 1, 1000)
+            } else if done < 0, errno == EINTR {
+                continue
+            } else {
+                return
+            }
+        }
+    }
+
     private static func outputChannel(_ output: CInt, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
         NIOPipeBootstrap(group: eventLoop)
             .channelOption(.autoRead, value: false)

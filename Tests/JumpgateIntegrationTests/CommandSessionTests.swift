@@ -71,6 +71,16 @@ struct CommandSessionTests {
             #expect(pipedOutput == (1...100_000).map { "\($0)\n" }.joined(), "\(pipedOutput.utf8.count) bytes; \(err5)")
             #expect(try Self.status(lab, "5") == "3")
 
+            // Standard error into the same slow pipe as standard output (2>&1: one file description, which
+            // NIO made non-blocking): every line arrives, none dropped when the pipe is full.
+            let merged = try Self.runCommand(lab, "seq 1 100000 >&2; echo done", name: "7")
+                .replacingOccurrences(of: "> out7 2> err7; echo $? > status7", with: "2>&1; echo $? > status7")
+            #expect(try Self.shell(lab, "{ \(merged); } | { sleep 1; cat > out7; }") == 0)
+            let mergedLines = String(decoding: try Self.read(lab, "out7"), as: UTF8.self).split(separator: "\n")
+            #expect(mergedLines.compactMap { Int($0) } == Array(1...100_000))
+            #expect(mergedLines.contains("done"))
+            #expect(try Self.status(lab, "7") == "0")
+
             // Into /dev/null (a device NIO cannot watch): run for the status alone.
             let discarded = try Self.runCommand(lab, "seq 1 50000; exit 5", name: "6")
                 .replacingOccurrences(of: "> out6", with: "> /dev/null")

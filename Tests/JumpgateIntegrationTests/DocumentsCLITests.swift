@@ -248,4 +248,36 @@ struct DocumentsCLITests {
             _ = try await lab.ssm.call("TerminateSession", ["SessionId": started["SessionId"] ?? ""])
         }
     }
+
+    @Test(
+        "a custom command document: the client learns from the gateway that standard output is the command's, so it holds the command's bytes only; --format json is refused and the session ended"
+    )
+    func customCommandDocument() async throws {
+        try await EndToEndTests.withLab(agentArguments: ["--allow-shell"]) { lab, _ in
+            let content: JSONValue = [
+                "schemaVersion": "1.0", "description": "The date, and nothing else",
+                "sessionType": "NonInteractiveCommands",
+                "properties": ["linux": ["commands": "echo custom-$((6*7))"]],
+            ]
+            _ = try await lab.ssm.call(
+                "CreateDocument",
+                ["Name": "lab-custom", "DocumentType": "Session", "Content": .string(content.serialized())]
+            )
+            let start =
+                "jumpgate start-session --target \(lab.instanceID) --endpoint-url \(lab.url) --ca-file \(lab.caFile) "
+                + "--document-name lab-custom"
+            #expect(try CommandSessionTests.shell(lab, start + " > out1 2> err1; echo $? > status1") == 0)
+            #expect(String(decoding: try CommandSessionTests.read(lab, "out1"), as: UTF8.self) == "custom-42\n")
+            #expect(try CommandSessionTests.status(lab, "1") == "0")
+            let errors = String(decoding: try CommandSessionTests.read(lab, "err1"), as: UTF8.self)
+            #expect(errors.contains("Starting session with SessionId: "), "\(errors)")
+
+            #expect(try CommandSessionTests.shell(lab, start + " --format json > out2 2> err2; echo $? > status2") == 0)
+            #expect(try CommandSessionTests.status(lab, "2") == "1")
+            let refused = String(decoding: try CommandSessionTests.read(lab, "err2"), as: UTF8.self)
+            #expect(refused.contains("--format json cannot be used with lab-custom"), "\(refused)")
+            let active = try await lab.ssm.call("DescribeSessions", ["State": "Active"])
+            #expect(active["Sessions"]?.arrayValue?.isEmpty ?? true)
+        }
+    }
 }

@@ -193,6 +193,9 @@ struct GatewayAPI: Sendable {
                 maximumDuration: self.state.limits.maximumDurationSeconds
             )
             if limits.idle < .max { members.append(("JumpgateIdleTimeoutSeconds", .integer(limits.idle))) }
+            // What the document resolved to: the client decides from it, not from the document's name.
+            members.append(("JumpgateSessionType", .string(sessionType)))
+            if sessionType == "Port" { members.append(("JumpgateProperties", agentProperties)) }
             if let maximum = limits.maximum {
                 members.append(("JumpgateMaxSessionDurationSeconds", .integer(maximum)))
             }
