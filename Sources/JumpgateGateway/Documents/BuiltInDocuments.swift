@@ -43,6 +43,16 @@ enum BuiltInDocuments {
         )
     }
 
+    /// The local port of both port-forwarding documents.
+    static let localPortParameter: (key: String, value: JSONValue) = (
+        "localPortNumber",
+        Self.parameter(
+            "Port number on the local machine (0: any free port)",
+            pattern: Self.localPortPattern,
+            default: "0"
+        )
+    )
+
     /// Each built-in document's content, by name.
     static let contents: [String: String] = [
         "AWS-StartPortForwardingSession": Self.document(
@@ -50,14 +60,7 @@ enum BuiltInDocuments {
             "Port",
             parameters: [
                 ("portNumber", Self.parameter("Port number of the server on the instance", pattern: Self.portPattern)),
-                (
-                    "localPortNumber",
-                    Self.parameter(
-                        "Port number on the local machine (0: any free port)",
-                        pattern: Self.localPortPattern,
-                        default: "0"
-                    )
-                ),
+                Self.localPortParameter,
             ],
             properties: [
                 "portNumber": "{{ portNumber }}", "type": "LocalPortForwarding",
@@ -70,14 +73,7 @@ enum BuiltInDocuments {
             parameters: [
                 ("host", Self.parameter("The host to forward to (a DNS name or an IP address)")),
                 ("portNumber", Self.parameter("Port number of the remote host", pattern: Self.portPattern)),
-                (
-                    "localPortNumber",
-                    Self.parameter(
-                        "Port number on the local machine (0: any free port)",
-                        pattern: Self.localPortPattern,
-                        default: "0"
-                    )
-                ),
+                Self.localPortParameter,
             ],
             properties: [
                 "host": "{{ host }}", "portNumber": "{{ portNumber }}", "type": "LocalPortForwarding",

@@ -138,6 +138,14 @@ public struct SessionDocumentContent: Hashable, Sendable {
         }
     }
 
+    /// A parameter's name, as parameters and placeholders write it: ASCII letters, digits and underscores.
+    static func isIdentifier(_ name: String) -> Bool {
+        !name.isEmpty
+            && name.unicodeScalars.allSatisfy {
+                $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_")
+            }
+    }
+
     static func hasText(_ value: JSONValue?) -> Bool {
         switch value {
         case .string(let text)?: return !text.isEmpty
@@ -147,11 +155,7 @@ public struct SessionDocumentContent: Hashable, Sendable {
     }
 
     static func parameter(_ name: String, _ definition: JSONValue) throws(DocumentError) -> Parameter {
-        guard !name.isEmpty, name.utf8.count <= 128,
-            name.unicodeScalars.allSatisfy({
-                $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_")
-            })
-        else {
+        guard name.utf8.count <= 128, Self.isIdentifier(name) else {
             throw .content("Parameter name '\(name.prefix(130))' must be letters, digits and underscores.")
         }
         guard definition.objectValue != nil else { throw .content("Parameter \(name) must be an object.") }
@@ -219,16 +223,9 @@ public struct SessionDocumentContent: Hashable, Sendable {
 
     /// A session's parameters resolved against this document: every value checked, defaults filled in, and
     /// the properties with their placeholders replaced.
-    public struct Resolved: Hashable, Sendable {
+    public struct Resolved: Sendable {
         public var values: [(key: String, value: String)]
         public var properties: JSONValue
-
-        public static func == (a: Resolved, b: Resolved) -> Bool {
-            a.properties == b.properties && a.values.map(\.key) == b.values.map(\.key)
-                && a.values.map(\.value) == b.values.map(\.value)
-        }
-
-        public func hash(into hasher: inout Hasher) { hasher.combine(self.properties) }
     }
 
     /// Resolves a StartSession's `Parameters` (each a list of one string, as the AWS CLI sends them).
@@ -366,12 +363,7 @@ public struct SessionDocumentContent: Hashable, Sendable {
             let literal = String(rest[..<open.lowerBound])
             if !literal.isEmpty { pieces.append((literal, nil)) }
             let whole = String(rest[open.lowerBound..<close.upperBound])
-            let isName =
-                !name.isEmpty
-                && name.unicodeScalars.allSatisfy {
-                    $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_")
-                }
-            pieces.append((whole, isName ? name : nil))
+            pieces.append((whole, Self.isIdentifier(name) ? name : nil))
             rest = rest[close.upperBound...]
         }
         if !rest.isEmpty { pieces.append((String(rest), nil)) }

@@ -219,7 +219,9 @@ public final class PortSession: ChannelInboundHandler {
 
     /// Carries out the machine's `.ended`: the session is over with these connections still open, so what
     /// their remote end sent last may be lost: they are reset (RST), never ended with a FIN that would
-    /// look like a complete answer.
+    /// look like a complete answer. A terminal session's stream (a program's terminal or pipes, the
+    /// user's terminal or standard output) has no such end: it is closed once what was written is out
+    /// (`StreamTable.endAll`).
     func finish(reason: String, byPeer: Bool) {
         guard !self.finished else { return }
         self.finished = true
