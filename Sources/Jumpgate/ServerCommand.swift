@@ -56,6 +56,18 @@ struct ServerCommand: AsyncParsableCommand {
 
     @Option(
         name: .long,
+        help: "Record shell and command sessions (on, the default, or off); their agents deliver the recordings."
+    )
+    var recordings: String = "on"
+
+    @Option(name: .long, help: "The most a session's recording may hold, in MiB; the rest is not recorded.")
+    var recordingMaxMib: Int = 64
+
+    @Option(name: .long, help: "Delete recordings of sessions that ended longer ago (90d, 30d ...; 0: keep for ever).")
+    var recordingRetention: String = "90d"
+
+    @Option(
+        name: .long,
         help: OutputFormat.help(
             "the ready line as {\"url\", \"port\", \"caFile\", \"credentialsFile\", \"configFile\", \"profile\", \"pid\"}."
         )
@@ -157,6 +169,17 @@ struct ServerCommand: AsyncParsableCommand {
         guard !self.region.isEmpty, self.region.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else {
             throw ValidationError("--region '\(self.region)' is not a region name such as us-east-1.")
         }
+        guard ["on", "off"].contains(self.recordings) else {
+            throw ValidationError("--recordings is on or off, not '\(self.recordings)'.")
+        }
+        guard (1...1024).contains(self.recordingMaxMib) else {
+            throw ValidationError("--recording-max-mib must be from 1 to 1024.")
+        }
+        guard DurationText.seconds(self.recordingRetention) != nil else {
+            throw ValidationError(
+                "--recording-retention '\(self.recordingRetention)' is not a duration such as 90d (0: for ever)."
+            )
+        }
         guard DurationText.seconds(self.auditRetention) != nil else {
             throw ValidationError(
                 "--audit-retention '\(self.auditRetention)' is not a duration such as 365d (0: for ever)."
@@ -214,6 +237,10 @@ struct ServerCommand: AsyncParsableCommand {
         configuration.auditLogPath = self.auditLog
         let retention = DurationText.seconds(self.auditRetention) ?? 0
         configuration.auditRetentionSeconds = retention == 0 ? nil : retention
+        configuration.recordings.enabled = self.recordings == "on"
+        configuration.recordings.maximumBytes = Int64(self.recordingMaxMib) << 20
+        let keep = DurationText.seconds(self.recordingRetention) ?? 0
+        configuration.recordings.retentionSeconds = keep == 0 ? nil : keep
         if !self.noMetrics {
             let registry = PrometheusCollectorRegistry()
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))

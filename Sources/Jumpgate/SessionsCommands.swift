@@ -7,8 +7,11 @@ import JumpgateWire
 struct SessionsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sessions",
-        abstract: "List, show or terminate sessions.",
-        subcommands: [SessionsListCommand.self, SessionsShowCommand.self, SessionsTerminateCommand.self]
+        abstract: "List, show or terminate sessions; read and replay their recordings.",
+        subcommands: [
+            SessionsListCommand.self, SessionsShowCommand.self, SessionsTerminateCommand.self,
+            SessionsGetRecordingCommand.self, SessionsReplayCommand.self,
+        ]
     )
 }
 
@@ -144,6 +147,17 @@ struct SessionsShowCommand: AsyncParsableCommand {
                 ("Wire down", SessionListing.bytes(s, "JumpgateBytesFromTarget")),
             ]
             if let details = s["Details"]?.stringValue { rows.append(("Ended because", details)) }
+            if let recording = s["JumpgateRecording"] {
+                let state =
+                    recording["Truncated"]?.boolValue == true
+                    ? "cut at its size limit" : recording["Complete"]?.boolValue == true ? "complete" : "in progress"
+                rows.append(
+                    (
+                        "Recording",
+                        "\(ByteCount.text(recording["Bytes"]?.int64Value ?? 0)), \(state) (jumpgate sessions replay \(s["SessionId"]?.stringValue ?? ""))"
+                    )
+                )
+            }
             emit(
                 rows.map { "\($0.0 + ":")".padding(toLength: 15, withPad: " ", startingAt: 0) + $0.1 }.joined(
                     separator: "\n"

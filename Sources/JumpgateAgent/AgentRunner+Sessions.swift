@@ -20,15 +20,20 @@ extension AgentRunner {
             document: task.documentContent
         ) {
         case .success(.shell):
-            makeDelegate = { loop in ShellSessionDelegate(runner: self, sessionID: sessionID, eventLoop: loop) }
+            let recording = RecordingRequest(document: task.documentContent)
+            makeDelegate = { loop in
+                ShellSessionDelegate(runner: self, sessionID: sessionID, eventLoop: loop, recording: recording)
+            }
         case .success(.command(let command, let interactive)):
+            let recording = RecordingRequest(document: task.documentContent)
             makeDelegate = { loop in
                 ShellSessionDelegate(
                     runner: self,
                     sessionID: sessionID,
                     eventLoop: loop,
                     command: command,
-                    interactive: interactive
+                    interactive: interactive,
+                    recording: recording
                 )
             }
         case .success(.port):
@@ -195,6 +200,7 @@ extension AgentRunner {
         // What sessions refused goes to the log now, not at the end of its interval, and to the gateway.
         self.flushRefusals(all: true, report: false)
         await self.uploadBeforeExit()
+        await self.uploadRecordingsBeforeExit()
         try? await self.control.withLockedValue({ $0 })?.close()
     }
 

@@ -57,9 +57,11 @@ public final class AgentRunner: Sendable {
     let unacknowledgedCompletions = NIOLockedValueBox<[String: AgentTaskCompletePayload]>([:])
     /// Every connection's record until the gateway has it (``ConnectionJournal``), and the upload's state.
     let journal: ConnectionJournal
-    let reporting = NIOLockedValueBox<(inFlight: Bool, again: Bool, scheduled: Bool)>((false, false, false))
+    let reporting = NIOLockedValueBox(UploadSlot())
     /// What sessions refused from their clients, until it is logged and reported (``AgentRefusals``).
     let refusals: NIOLockedValueBox<AgentRefusals>
+    /// The recordings' upload (``RecordingUploads``).
+    let recordingUploads = NIOLockedValueBox(RecordingUploads())
 
     /// A live session: `NIOLoopBound` checks at every access that it is touched on its own event loop.
     struct LiveSession: Sendable {
@@ -111,6 +113,7 @@ public final class AgentRunner: Sendable {
 
     /// Runs until the task is cancelled.
     public func run() async {
+        self.closeRecordingsOfEarlierRun()
         var failures = 0
         while !Task.isCancelled {
             var problem: String
@@ -124,6 +127,7 @@ public final class AgentRunner: Sendable {
                 }
                 // Records journalled while the gateway was away.
                 self.reportConnections()
+                self.uploadRecordings()
                 try await channel.closeFuture.get()
                 if Task.isCancelled {
                     self.logger.info("control channel closed; stopping")
@@ -196,17 +200,17 @@ public final class AgentRunner: Sendable {
     }
 
     /// A JSON POST to the gateway signed by this instance (service `ssmmessages`).
-    func signedPost(path: String, body: [UInt8]) async throws -> HTTPSResponse {
+    func signedPost(path: String, query: String = "", body: [UInt8]) async throws -> HTTPSResponse {
         var headers: [(name: String, value: String)] = [
             ("Host", self.gateway.hostHeader), ("Content-Type", "application/json"),
         ]
         headers += self.signer.signatureHeaders(
-            for: SigV4Request(method: "POST", path: path, headers: headers, body: body),
+            for: SigV4Request(method: "POST", path: path, query: query, headers: headers, body: body),
             epochSeconds: WallClock.nowSeconds()
         )
         return try await self.gateway.request(
             method: "POST",
-            path: path,
+            path: query.isEmpty ? path : path + "?" + query,
             headers: headers,
             body: ByteBuffer(bytes: body)
         )

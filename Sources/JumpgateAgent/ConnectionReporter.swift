@@ -16,30 +16,17 @@ extension AgentRunner {
 
     /// A record was journalled: send it (with whatever else comes) within a second.
     func scheduleReport() {
-        let first = self.reporting.withLockedValue { state -> Bool in
-            defer { state.scheduled = true }
-            return !state.scheduled
-        }
-        guard first else { return }
+        guard self.reporting.withLockedValue({ $0.schedule() }) else { return }
         Task {
             try? await Task.sleep(nanoseconds: Self.gatherNanoseconds)
-            self.reporting.withLockedValue { $0.scheduled = false }
+            self.reporting.withLockedValue { $0.gathered() }
             self.reportConnections()
         }
     }
 
     /// Starts an upload unless one is running (which then runs once more).
     func reportConnections() {
-        let start = self.reporting.withLockedValue { state -> Bool in
-            if state.inFlight {
-                state.again = true
-                return false
-            }
-            state.inFlight = true
-            state.again = false
-            return true
-        }
-        guard start else { return }
+        guard self.reporting.withLockedValue({ $0.begin() }) else { return }
         Task { await self.uploadConnectionRecords() }
     }
 
@@ -68,11 +55,7 @@ extension AgentRunner {
                 failure = self.explain(error)
             }
         }
-        let again = self.reporting.withLockedValue { state -> Bool in
-            state.inFlight = false
-            defer { state.again = false }
-            return state.again
-        }
+        let again = self.reporting.withLockedValue { $0.end() }
         if let failure {
             self.logger.debug(
                 "connection records kept in the journal until the gateway takes them",
@@ -95,13 +78,7 @@ extension AgentRunner {
             // Take the upload slot once the running upload (if any) is over; never upload beside it (both
             // would send, and acknowledge, the same journal batch).
             for _ in 0..<100 {
-                let mine = self.reporting.withLockedValue { state -> Bool in
-                    guard !state.inFlight else { return false }
-                    state.inFlight = true
-                    state.again = false
-                    return true
-                }
-                if mine {
+                if self.reporting.withLockedValue({ $0.take() }) {
                     await self.uploadConnectionRecords(drain: true)
                     break
                 }

@@ -13,6 +13,8 @@ public struct SessionGrant: Sendable {
     /// from the document's name.
     public var sessionType: String?
     public var properties: [String: String] = [:]
+    /// What of the session its agent records ("output", "output and input"); nil: not recorded.
+    public var recorded: String?
 
     /// Whether the client's standard output carries the session's stream and nothing else (a
     /// non-interactive command, or a Port document without LocalPortForwarding): its own lines go to
@@ -44,6 +46,7 @@ public struct SessionGrant: Sendable {
         if let maximum = self.maximumDurationSeconds {
             parts.append("sessions last at most \(Self.duration(maximum))")
         }
+        if let recorded = self.recorded { parts.append("this session is recorded (its \(recorded))") }
         return parts.isEmpty ? nil : "Note: " + parts.joined(separator: "; ") + "."
     }
 
@@ -61,6 +64,7 @@ public struct SessionGrant: Sendable {
         self.idleTimeoutSeconds = json["JumpgateIdleTimeoutSeconds"]?.int64Value
         self.maximumDurationSeconds = json["JumpgateMaxSessionDurationSeconds"]?.int64Value
         self.sessionType = json["JumpgateSessionType"]?.stringValue
+        self.recorded = json["JumpgateRecorded"]?.stringValue
         for (key, value) in json["JumpgateProperties"]?.objectValue ?? [] {
             if let text = value.stringValue { self.properties[key] = text }
         }

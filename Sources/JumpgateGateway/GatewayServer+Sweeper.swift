@@ -29,6 +29,9 @@ extension GatewayServer {
             if tick % 3600 == 0, let retention {
                 Task { await Self.pruneAudit(state: state, olderThan: retention, logger: logger) }
             }
+            if tick % 3600 == 1, let keep = state.recordingSettings.retentionSeconds {
+                Self.pruneRecordings(state: state, olderThan: keep, logger: logger)
+            }
             state.audit?.retry()
             for session in state.expireDisconnected(after: grace) {
                 logger.info(
@@ -67,5 +70,15 @@ extension GatewayServer {
                 GatewayAPI.terminate(session, state: state, reason: reason)
             }
         }
+    }
+
+    /// Deletes recordings past the retention (hourly, and at start), with a log line saying how many.
+    static func pruneRecordings(state: GatewayState, olderThan retention: Int64, logger: Logger) {
+        let deleted = state.pruneRecordings(olderThan: retention)
+        guard !deleted.isEmpty else { return }
+        logger.info(
+            "recordings past their retention deleted",
+            metadata: ["count": "\(deleted.count)", "retention_seconds": "\(retention)"]
+        )
     }
 }

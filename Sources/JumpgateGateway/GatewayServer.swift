@@ -41,6 +41,9 @@ public struct GatewayConfiguration: Sendable {
     public var auditLogPath: String?
     /// Audit records older than this are pruned (leaving a checkpoint); nil: kept for ever.
     public var auditRetentionSeconds: Int64? = 365 * 86400
+    /// Recordings of shell and command sessions (`--recordings`, `--recording-max-size`,
+    /// `--recording-retention`).
+    public var recordings = RecordingSettings()
 
     public init(dataDirectory: String, listenHost: String, listenPort: Int, publicURL: String? = nil) {
         self.dataDirectory = dataDirectory
@@ -277,6 +280,7 @@ public final class GatewayServer: Sendable {
                 limits.maximumDurationSeconds = configuration.maximumSessionDurationSeconds
                 return limits
             }(),
+            recordings: configuration.recordings,
             connections: connections,
             resources: configuration.resources,
             audit: audit

@@ -235,6 +235,44 @@ struct StoreConformanceTests {
             try await reopened.close()
         }
     }
+
+    @Test(
+        "recordings: chunks in order survive a reopen sealed; the row's updates keep the chunks; deletion takes all",
+        arguments: StoreBackend.all
+    )
+    func recordings(_ backend: StoreBackend) async throws {
+        try await Self.withStore(backend) { reopen in
+            let store = try await reopen()
+            var record = RecordingRecord(sessionID: "dev-1", maximumBytes: 1 << 20, startedEpoch: 100)
+            store.submit(.recording(record))
+            let text = Array("{\"version\": 2}\n[0.1, \"o\", \"secret-output\"]\n".utf8)
+            store.submit(.recordingChunk(sessionID: "dev-1", offset: 0, bytes: Array(text.prefix(10))))
+            store.submit(.recordingChunk(sessionID: "dev-1", offset: 10, bytes: Array(text.dropFirst(10))))
+            // A resent chunk (after a lost answer) changes nothing.
+            store.submit(.recordingChunk(sessionID: "dev-1", offset: 10, bytes: Array(text.dropFirst(10))))
+            record.complete = true
+            record.completedEpoch = 200
+            record.sha256 = "ab"
+            store.submit(.recording(record))
+            store.submit(.recording(RecordingRecord(sessionID: "dev-2", maximumBytes: 2048, startedEpoch: 150)))
+            try await store.flush().get()
+            try await store.close()
+
+            let reopened = try await reopen()
+            let snapshot = try await reopened.load()
+            var expected = record
+            expected.length = Int64(text.count)
+            #expect(snapshot.recordings.first { $0.sessionID == "dev-1" } == expected)
+            #expect(snapshot.recordings.first { $0.sessionID == "dev-2" }?.length == 0)
+            #expect(try await reopened.recordingContent(sessionID: "dev-1") == text)
+            #expect(try await reopened.recordingContent(sessionID: "none").isEmpty)
+            reopened.submit(.recordingDeleted(sessionID: "dev-1"))
+            try await reopened.flush().get()
+            #expect(try await reopened.recordingContent(sessionID: "dev-1").isEmpty)
+            #expect(try await reopened.load().recordings.map(\.sessionID) == ["dev-2"])
+            try await reopened.close()
+        }
+    }
 }
 
 extension StoreConformanceTests {

@@ -86,6 +86,26 @@ final class Tmux {
             .map { line in String(line.reversed().drop(while: { $0 == " " }).reversed()) }
     }
 
+    /// The visible screen only (no scrollback), one string per row, trailing spaces trimmed.
+    func screen() throws -> [String] {
+        try self.tmux(["capture-pane", "-p", "-t", self.target])
+            .split(separator: "\n", omittingEmptySubsequences: false)
+            .map { line in String(line.reversed().drop(while: { $0 == " " }).reversed()) }
+    }
+
+    /// The visible screen once it stopped changing (the same for 300 ms; at most `timeout` seconds).
+    func stableScreen(timeout: Double = 10) throws -> [String] {
+        let deadline = Date().addingTimeInterval(timeout)
+        var last = try self.screen()
+        while true {
+            usleep(300_000)
+            let now = try self.screen()
+            if now == last { return now }
+            last = now
+            guard Date() < deadline else { throw HarnessError("the screen kept changing for \(timeout) s") }
+        }
+    }
+
     /// Waits until a line satisfies `predicate` (polling the screen every 50 ms, at most `timeout` seconds)
     /// and returns it; fails with the screen.
     @discardableResult

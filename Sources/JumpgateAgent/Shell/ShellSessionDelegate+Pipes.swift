@@ -23,12 +23,18 @@ extension ShellSessionDelegate {
         let reader = StandardErrorReader(session: session)
         self.errorReader = reader
         let bound = NIOLoopBound(self, eventLoop: self.eventLoop)
-        let handlers = NIOLoopBound((UTF8BoundaryHandler(), reader), eventLoop: self.eventLoop)
+        let handlers = NIOLoopBound((UTF8BoundaryHandler(), reader, self.recorder), eventLoop: self.eventLoop)
         NIOPipeBootstrap(group: self.eventLoop)
             .channelOption(.autoRead, value: false)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers(handlers.value.0, handlers.value.1)
+                    let (boundary, reader, recorder) = handlers.value
+                    try channel.pipeline.syncOperations.addHandler(boundary)
+                    // Standard error is recorded as output: a terminal would show it beside standard output.
+                    if let recorder {
+                        try channel.pipeline.syncOperations.addHandler(RecordingHandler(recorder: recorder))
+                    }
+                    try channel.pipeline.syncOperations.addHandler(reader)
                 }
             }
             .takingOwnershipOfDescriptor(input: program.standardError)

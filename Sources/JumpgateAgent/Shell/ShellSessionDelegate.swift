@@ -47,6 +47,9 @@ final class ShellSessionDelegate: PortSessionDelegate {
     var ended = false
     /// Whether the session ends because the program's output ended (its normal end).
     var programEnded = false
+    /// What the gateway asked to record (nil: nothing), and the recording once the program started.
+    let recording: RecordingRequest?
+    var recorder: SessionRecorder?
 
     /// How long a shell has to exit after SIGHUP when its session ends, before SIGKILL.
     static let hangupGrace = TimeAmount.seconds(5)
@@ -60,8 +63,10 @@ final class ShellSessionDelegate: PortSessionDelegate {
         sessionID: String,
         eventLoop: any EventLoop,
         command: String? = nil,
-        interactive: Bool = true
+        interactive: Bool = true,
+        recording: RecordingRequest? = nil
     ) {
+        self.recording = recording
         self.runner = runner
         self.sessionID = sessionID
         self.eventLoop = eventLoop
@@ -120,6 +125,13 @@ final class ShellSessionDelegate: PortSessionDelegate {
             homeExists: homeExists,
             command: self.command
         )
+        self.recorder = self.runner.makeRecorder(
+            sessionID: self.sessionID,
+            request: self.recording,
+            environment: [("SHELL", account.shell), ("TERM", "xterm-256color"), ("USER", account.name)],
+            logger: self.logger
+        )
+        if let size = self.size { self.recorder?.resized(size) }
         guard self.interactive else { return self.startPiped(session, id, launch, account: account) }
         let program: PseudoTerminalProcess
         do {
@@ -199,12 +211,16 @@ final class ShellSessionDelegate: PortSessionDelegate {
         self.boundary = boundary
         let bound = NIOLoopBound((self, session), eventLoop: self.eventLoop)
         // The channel is made on this event loop (the bootstrap's group is it), where the handlers live.
-        let boundaryOnLoop = NIOLoopBound(boundary, eventLoop: self.eventLoop)
+        let boundaryOnLoop = NIOLoopBound((boundary, self.recorder), eventLoop: self.eventLoop)
         let bootstrap = NIOPipeBootstrap(group: self.eventLoop)
             .channelOption(.autoRead, value: false)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(boundaryOnLoop.value)
+                    let (boundary, recorder) = boundaryOnLoop.value
+                    try channel.pipeline.syncOperations.addHandler(boundary)
+                    if let recorder {
+                        try channel.pipeline.syncOperations.addHandler(RecordingHandler(recorder: recorder))
+                    }
                     if discardingInput { try channel.pipeline.syncOperations.addHandler(DiscardedInput()) }
                 }
             }
@@ -256,6 +272,7 @@ final class ShellSessionDelegate: PortSessionDelegate {
 
     func terminalResized(_ session: PortSession, to size: TerminalSize) {
         self.size = size
+        self.recorder?.resized(size)
         // Not once the channel closed its descriptor (its number may be reused before closeFuture runs).
         guard let master = self.master, self.masterOpen, self.terminal?.isActive ?? true else { return }
         do {
@@ -294,6 +311,10 @@ final class ShellSessionDelegate: PortSessionDelegate {
     /// does), then SIGKILL if it is still there after ``hangupGrace``.
     func sessionEnded(_ session: PortSession, reason: String, byPeer: Bool) {
         self.ended = true
+        if let recorder = self.recorder {
+            recorder.finish(reason: reason)
+            self.runner.recordingEnded(sessionID: self.sessionID)
+        }
         // A normal end the program brought is reported with its reason (the shell's exit status): the
         // gateway records it, and tells the client nothing more than that the session ended.
         self.runner.sessionDidEnd(

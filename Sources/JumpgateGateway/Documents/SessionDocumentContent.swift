@@ -45,6 +45,8 @@ public struct SessionDocumentContent: Hashable, Sendable {
     /// A Standard_Stream document's `inputs`: the idle timeout and maximum duration it sets (seconds).
     public var idleTimeoutSeconds: Int64? = nil
     public var maximumDurationSeconds: Int64? = nil
+    /// Whether what the client types is recorded too (`inputs.recordInput`), if the document says.
+    public var recordInput: Bool? = nil
 
     /// Parses and checks `text`: JSON (YAML is not read), schema 1.0, a known session type, parameters of
     /// type String whose defaults obey their own rules, placeholders that name parameters, and what each
@@ -123,6 +125,13 @@ public struct SessionDocumentContent: Hashable, Sendable {
         }
         self.idleTimeoutSeconds = try minutes("idleSessionTimeout", 1...60)
         self.maximumDurationSeconds = try minutes("maxSessionDuration", 1...1440)
+        switch inputs["recordInput"] {
+        case .none, .some(.null), .some(.string("")): break
+        case .some(.bool(let value)): self.recordInput = value
+        case .some(.string("true")): self.recordInput = true
+        case .some(.string("false")): self.recordInput = false
+        default: throw .content("inputs.recordInput must be true or false.")
+        }
         let unsupported: [(key: String, isSet: Bool)] = [
             ("runAsEnabled", inputs["runAsEnabled"]?.boolValue == true),
             ("runAsDefaultUser", (inputs["runAsDefaultUser"]?.stringValue ?? "") != ""),

@@ -100,6 +100,20 @@ extension GatewayState {
 }
 
 extension GatewayHTTPHandler {
+    /// Checks that the request is signed by the instance `instanceID` (an agent reporting for itself).
+    func verifyInstance(
+        _ instanceID: String,
+        head: HTTPRequestHead,
+        path: String,
+        query: String,
+        body: [UInt8]
+    ) throws(APIError) {
+        let identity = try self.verify(head: head, path: path, query: query, service: "ssmmessages", body: body)
+        guard identity.accessKeyID == instanceID else {
+            throw APIError(403, "AccessDeniedException", "\(identity.accessKeyID) cannot report for \(instanceID).")
+        }
+    }
+
     /// POST /v1/connection-records/<instance-id>: `{"Records": [...]}` signed by that instance.
     func connectionRecords(
         context: ChannelHandlerContext,
@@ -108,11 +122,8 @@ extension GatewayHTTPHandler {
         query: String
     ) throws(APIError) {
         let body = Array(self.body.readableBytesView)
-        let identity = try self.verify(head: head, path: path, query: query, service: "ssmmessages", body: body)
         let instanceID = String(path.dropFirst("/v1/connection-records/".count))
-        guard identity.accessKeyID == instanceID else {
-            throw APIError(403, "AccessDeniedException", "\(identity.accessKeyID) cannot report for \(instanceID).")
-        }
+        try self.verifyInstance(instanceID, head: head, path: path, query: query, body: body)
         guard let parsed = try? JSONValue(parsing: body), let records = parsed["Records"]?.arrayValue,
             records.count <= 1000
         else {

@@ -78,6 +78,9 @@ extension GatewayAPI {
                         let (toAgent, toClient) = self.state.relayedBytes(of: session)
                         members.append(("JumpgateBytesToTarget", .integer(toAgent)))
                         members.append(("JumpgateBytesFromTarget", .integer(toClient)))
+                        if let recording = self.recordingJSON(session.id) {
+                            members.append(("JumpgateRecording", recording))
+                        }
                         // AWS reserves Details; Jumpgate puts why the session ended there.
                         if !session.closeReason.isEmpty { members.append(("Details", .string(session.closeReason))) }
                         return .object(members)

@@ -175,11 +175,21 @@ struct GatewayAPI: Sendable {
             documentLimits: self.state.documentCatalog.limits(for: document.parsed)
         )
         call.sessionID = session.id
+        // Shells and commands are recorded by their agent (docs/SESSIONS.md, "Recordings").
+        var recording: JSONValue?
+        if sessionType != "Port", self.state.recordingSettings.enabled, self.state.store != nil {
+            let record = self.state.startRecording(sessionID: session.id)
+            recording = [
+                "recordInput": .bool(self.state.documentCatalog.recordsInput(for: document.parsed)),
+                "maxBytes": .integer(record.maximumBytes),
+            ]
+        }
         try self.pushStart(
             session,
             sessionType: sessionType,
             properties: agentProperties,
-            description: document.parsed.description
+            description: document.parsed.description,
+            recording: recording
         )
         var response: JSONValue = [
             "SessionId": .string(session.id), "TokenValue": .string(token),
@@ -196,6 +206,10 @@ struct GatewayAPI: Sendable {
             // What the document resolved to: the client decides from it, not from the document's name.
             members.append(("JumpgateSessionType", .string(sessionType)))
             if sessionType == "Port" { members.append(("JumpgateProperties", agentProperties)) }
+            if let recording {
+                let what = recording["recordInput"]?.boolValue == true ? "output and input" : "output"
+                members.append(("JumpgateRecorded", .string(what)))
+            }
             if let maximum = limits.maximum {
                 members.append(("JumpgateMaxSessionDurationSeconds", .integer(maximum)))
             }
@@ -214,7 +228,8 @@ struct GatewayAPI: Sendable {
         _ session: SessionRecord,
         sessionType: String,
         properties: JSONValue,
-        description: String
+        description: String,
+        recording: JSONValue? = nil
     ) throws(APIError) {
         guard let channel = self.state.controlChannel(instanceID: session.target) else {
             self.state.setStatus(sessionID: session.id, .failed, reason: "the target disconnected")
@@ -222,7 +237,7 @@ struct GatewayAPI: Sendable {
         }
         let content: JSONValue = [
             "schemaVersion": "1.0", "description": .string(description), "sessionType": .string(sessionType),
-            "inputs": [:], "properties": properties,
+            "inputs": recording.map { ["jumpgateRecording": $0] } ?? [:], "properties": properties,
         ]
         let task = AgentTaskPayload(
             documentName: session.documentName,

@@ -62,6 +62,8 @@ extension GatewayAPI {
         case "ListAuditEvents":
             try self.authorize(&call, action, [RequestedResource(["*"])])
             return .later(try self.listAudit(input, on: eventLoop))
+        case "GetSessionRecording":
+            return .later(try self.getSessionRecording(input, call: &call, on: eventLoop))
         case "VerifyAudit":
             try self.authorize(&call, action, [RequestedResource(["*"])])
             return .later(self.verifyAudit(on: eventLoop))

@@ -13,7 +13,7 @@ extension GatewayAPI {
     static let readOnlyOperations: Set<String> = [
         "ListUsers", "ListGroups", "ListAccessKeys", "ListPolicies", "GetPolicy", "SimulatePolicy",
         "ListAuditEvents", "VerifyAudit", "DescribeSessions", "DescribeInstanceInformation", "DescribeActivations",
-        "ListTagsForResource",
+        "ListTagsForResource", "GetSessionRecording",
     ]
 
     func handleAdmin(

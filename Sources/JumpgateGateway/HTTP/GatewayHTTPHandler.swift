@@ -240,6 +240,8 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                 )
             case (.POST, _) where path.hasPrefix("/v1/connection-records/"):
                 try self.connectionRecords(context: context, head: head, path: path, query: query)
+            case (.POST, _) where path.hasPrefix("/v1/recordings/"):
+                try self.recordingUpload(context: context, head: head, path: path, query: query)
             case (.GET, _) where path.hasPrefix("/v1/control-channel/") || path.hasPrefix("/v1/data-channel/"):
                 do {
                     try self.upgrade(context: context, head: head, path: path, query: query)

@@ -23,6 +23,8 @@ public struct GatewayMetrics: Sendable {
     /// Agents' connection-record uploads taken (each one request, one audit batch): about one a second
     /// per busy agent, however many connections it serves.
     let connectionRecordUploads = Counter(label: "jumpgate_connection_record_uploads_total")
+    /// Bytes of shell and command recordings agents delivered.
+    let recordingBytes = Counter(label: "jumpgate_recording_bytes_total")
     /// 1 while the store's last write succeeded, 0 while it cannot write (/healthz then answers 503).
     let storeWritable = Gauge(label: "jumpgate_store_writable")
     /// The process's open file descriptors and resident memory, sampled at each scrape (Prometheus's

@@ -80,3 +80,37 @@ public struct SessionRecord: Sendable {
     /// token is spent and every ResumeSession token works once.
     public var handshakeCompleted = false
 }
+
+/// A shell or command session's recording, as the gateway holds it: the bytes the agent delivered so far
+/// (sealed in the store, `GatewayStore+Recordings.swift`), whether the agent said it is complete, and its
+/// digest once it is (which the audit trail records, linking the session to its recording).
+public struct RecordingRecord: Sendable, Equatable {
+    public var sessionID: String
+    /// Bytes stored (the agent's next upload starts there).
+    public var length: Int64
+    public var maximumBytes: Int64
+    public var complete = false
+    /// The agent offered more than ``maximumBytes``: what was past it is not stored.
+    public var truncated = false
+    public var startedEpoch: Int64
+    public var completedEpoch: Int64? = nil
+    /// SHA-256 of the whole recording (hex), once complete and read back from the store.
+    public var sha256 = ""
+
+    public init(sessionID: String, maximumBytes: Int64, startedEpoch: Int64, length: Int64 = 0) {
+        self.sessionID = sessionID
+        self.maximumBytes = maximumBytes
+        self.startedEpoch = startedEpoch
+        self.length = length
+    }
+}
+
+/// Whether and how the gateway records shell and command sessions (`jumpgate server --recordings`,
+/// `--recording-max-size`, `--recording-retention`).
+public struct RecordingSettings: Sendable {
+    public var enabled = true
+    public var maximumBytes: Int64 = 64 << 20
+    /// Recordings of sessions that ended longer ago are deleted (nil: kept for ever).
+    public var retentionSeconds: Int64? = 90 * 86400
+    public init() {}
+}

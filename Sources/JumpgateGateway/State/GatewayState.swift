@@ -69,6 +69,8 @@ public final class GatewayState: Sendable {
         var activations: [String: Activation] = [:]
         var instances: [String: ManagedInstance] = [:]
         var sessions: [String: SessionRecord] = [:]
+        /// Recordings of shell and command sessions, by session id (their bytes are in the store).
+        var recordings: [String: RecordingRecord] = [:]
         var sessionsCreated: Int64 = 0
         var controlChannels: [String: any Channel] = [:]
         /// Each agent's process run id, from its control channel's opening frame (runtime only).
@@ -126,6 +128,8 @@ public final class GatewayState: Sendable {
     /// The registry GET /metrics serves (nil: no endpoint).
     public let metricsRegistry: PrometheusCollectorRegistry?
     public let limits: SessionLimits
+    /// Whether shell and command sessions are recorded, their size limit and retention.
+    public let recordingSettings: RecordingSettings
     /// The connections' admission, deadlines and shared buffer budget (nil: unlimited, for tests of the
     /// state alone).
     public let connections: GatewayConnections?
@@ -146,6 +150,7 @@ public final class GatewayState: Sendable {
         store: (any GatewayStorage)? = nil,
         metricsRegistry: PrometheusCollectorRegistry? = nil,
         limits: SessionLimits = SessionLimits(),
+        recordings: RecordingSettings = RecordingSettings(),
         connections: GatewayConnections? = nil,
         resources: ResourceNames = ResourceNames(),
         audit: AuditTrail? = nil
@@ -157,6 +162,7 @@ public final class GatewayState: Sendable {
         self.store = store
         self.metricsRegistry = metricsRegistry
         self.limits = limits
+        self.recordingSettings = recordings
     }
 
     /// Brings the sampled gauges up to date (sessions, agents, each session's buffered bytes).
@@ -207,6 +213,7 @@ public final class GatewayState: Sendable {
             storage.documents.restore(versions: snapshot.documentVersions, defaults: snapshot.documentDefaults)
             for activation in snapshot.activations { storage.activations[activation.id] = activation }
             for instance in snapshot.instances { storage.instances[instance.id] = instance }
+            for recording in snapshot.recordings { storage.recordings[recording.sessionID] = recording }
             for var session in snapshot.sessions {
                 storage.sessionsCreated += 1
                 session.creationIndex = storage.sessionsCreated

@@ -30,6 +30,11 @@ public enum StoreChange: Sendable {
     case documentVersion(StoredDocumentVersion, isDefault: Bool)
     case documentDefault(name: String, version: Int)
     case documentDeleted(name: String)
+    /// A recording's row (created with its session; complete, truncated, digest), one chunk of its bytes, or
+    /// its deletion with every chunk.
+    case recording(RecordingRecord)
+    case recordingChunk(sessionID: String, offset: Int64, bytes: [UInt8])
+    case recordingDeleted(sessionID: String)
 }
 
 /// What the store holds, loaded once at start.
@@ -43,6 +48,7 @@ public struct StoreSnapshot: Sendable {
     public var sessions: [SessionRecord] = []
     public var documentVersions: [StoredDocumentVersion] = []
     public var documentDefaults: [String: Int] = [:]
+    public var recordings: [RecordingRecord] = []
 }
 
 public struct StoreError: Error, CustomStringConvertible, Sendable {
@@ -58,7 +64,7 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
 /// while it holds its lock, so the database sees changes in the order memory did, and `flush()` (a barrier
 /// behind every earlier change) makes an API answer wait until what it reports is on disk.
 public final class GatewayStore: Sendable {
-    public static let schemaVersion = 5
+    public static let schemaVersion = 6
 
     /// Versioned migrations; each runs once, in its own transaction, recorded in `schema_migrations`.
     static let migrations: [(version: Int, statements: [String])] = [
@@ -102,6 +108,7 @@ public final class GatewayStore: Sendable {
         (3, GatewayStore.directoryMigration),
         (4, GatewayStore.writeProbeMigration),
         (5, GatewayStore.documentsMigration),
+        (6, GatewayStore.recordingsMigration),
     ]
 
     let connection: SQLiteConnection
@@ -215,6 +222,7 @@ public final class GatewayStore: Sendable {
         var snapshot = StoreSnapshot()
         try await self.loadDirectory(into: &snapshot)
         try await self.loadDocuments(into: &snapshot)
+        try await self.loadRecordings(into: &snapshot)
         for row in try await self.rows("SELECT * FROM activations") {
             snapshot.activations.append(
                 Activation(
@@ -330,6 +338,8 @@ public final class GatewayStore: Sendable {
             (sql, binds) = self.directoryStatement(for: change)
         case .documentVersion, .documentDefault, .documentDeleted:
             (sql, binds) = self.documentStatement(for: change)
+        case .recording, .recordingChunk, .recordingDeleted:
+            (sql, binds) = self.recordingStatement(for: change)
         case .activation(let a):
             sql = """
                 INSERT OR REPLACE INTO activations (id, code_hash, iam_role, description, default_instance_name,

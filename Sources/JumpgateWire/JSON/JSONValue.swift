@@ -78,6 +78,15 @@ extension JSONValue {
         }
     }
 
+    /// A number as a Double (an integer converted).
+    public var doubleValue: Double? {
+        switch self {
+        case .integer(let i): return Double(i)
+        case .double(let d): return d
+        default: return nil
+        }
+    }
+
     public var boolValue: Bool? {
         if case .bool(let b) = self { return b }
         return nil

@@ -1,0 +1,233 @@
+import Foundation
+import JumpgateNIO
+import JumpgateWire
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// What the uploader knows: which recordings are still being written, how much of each the gateway has,
+/// and whether an upload runs.
+struct RecordingUploads: Sendable {
+    /// Sessions whose recording is open (a file not in this set is complete: its session ended, here or
+    /// in an agent process before this one).
+    var active: Set<String> = []
+    /// The length the gateway said it holds, by session (unknown until the first answer).
+    var stored: [String: Int] = [:]
+    var slot = UploadSlot()
+}
+
+/// Sends recordings to the gateway: `POST /v1/recordings/<instance-id>/<session-id>?offset=N[&final=true]`
+/// (signed by the instance), up to ``chunkBytes`` of the file from the offset the gateway holds. A second
+/// after new lines (gathering what comes meanwhile), when the control channel connects, and every 5 s while
+/// the gateway cannot be reached. A file leaves the disk only once the gateway answered that it has all of
+/// it (or that it will never take it: the session is unknown there, or not recorded).
+extension AgentRunner {
+    static let recordingChunkBytes = 512 * 1024
+    /// Chunks sent per recording per upload at most (the rest goes with the next one).
+    static let recordingChunksPerUpload = 64
+
+    var recordingsDirectory: String { self.state.path + "/" + SessionRecorder.directoryName }
+
+    /// The recorder for a session, if the gateway asked for one; a recorder that cannot be opened is
+    /// logged and the session goes on unrecorded.
+    func makeRecorder(
+        sessionID: String,
+        request: RecordingRequest?,
+        environment: [(key: String, value: String)],
+        logger: Logger
+    ) -> SessionRecorder? {
+        guard let request else { return nil }
+        mkdir(self.recordingsDirectory, 0o700)
+        do {
+            let recorder = try SessionRecorder(
+                directory: self.recordingsDirectory,
+                sessionID: sessionID,
+                request: request,
+                environment: environment,
+                wrote: { [weak self] in self?.scheduleRecordingUpload() },
+                failed: { problem in logger.error("recording stopped", metadata: ["problem": "\(problem)"]) }
+            )
+            self.recordingUploads.withLockedValue { _ = $0.active.insert(sessionID) }
+            logger.info("session recorded", metadata: ["recording": "\(recorder.path)"])
+            return recorder
+        } catch {
+            logger.error("session not recorded", metadata: ["problem": "\(error)"])
+            return nil
+        }
+    }
+
+    /// A recording is complete (its session ended): uploaded with `final` from now on.
+    func recordingEnded(sessionID: String) {
+        self.recordingUploads.withLockedValue { _ = $0.active.remove(sessionID) }
+        self.scheduleRecordingUpload()
+    }
+
+    /// New lines were written: sent (with whatever else comes) within a second.
+    func scheduleRecordingUpload() {
+        guard self.recordingUploads.withLockedValue({ $0.slot.schedule() }) else { return }
+        Task {
+            try? await Task.sleep(nanoseconds: Self.gatherNanoseconds)
+            self.recordingUploads.withLockedValue { $0.slot.gathered() }
+            self.uploadRecordings()
+        }
+    }
+
+    /// Starts an upload unless one is running (which then runs once more).
+    func uploadRecordings() {
+        guard self.recordingUploads.withLockedValue({ $0.slot.begin() }) else { return }
+        Task { await self.uploadRecordingFiles() }
+    }
+
+    /// One pass over the recordings directory; on a failure, another in 5 s.
+    func uploadRecordingFiles() async {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: self.recordingsDirectory)) ?? []
+        var failure: String?
+        for name in names.sorted() where name.hasSuffix(".cast") && failure == nil {
+            let sessionID = String(name.dropLast(".cast".count))
+            do {
+                try await self.uploadRecording(sessionID: sessionID)
+            } catch {
+                failure = self.explain(error)
+            }
+        }
+        let again = self.recordingUploads.withLockedValue { $0.slot.end() }
+        if let failure {
+            self.logger.debug(
+                "recordings kept until the gateway takes them",
+                metadata: ["problem": "\(failure)", "directory": "\(self.recordingsDirectory)"]
+            )
+            Task {
+                try? await Task.sleep(nanoseconds: 5_000_000_000)
+                self.uploadRecordings()
+            }
+        } else if again {
+            self.uploadRecordings()
+        }
+    }
+
+    /// At start: every recording left in the directory belongs to a session of an earlier agent process,
+    /// which ended with it (its shell lost its terminal). Each is closed: a line cut by the crash is dropped,
+    /// and a marker says why the recording ends there. Then they are uploaded like any other.
+    func closeRecordingsOfEarlierRun() {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: self.recordingsDirectory)) ?? []
+        for name in names where name.hasSuffix(".cast") {
+            let path = self.recordingsDirectory + "/" + name
+            guard let data = FileManager.default.contents(atPath: path) else { continue }
+            let bytes = [UInt8](data)
+            let whole = (bytes.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 }) ?? 0
+            if whole < bytes.count { truncate(path, off_t(whole)) }
+            // The marker's time: from the header's start (whole seconds) to now.
+            let header = bytes.firstIndex(of: UInt8(ascii: "\n")).flatMap {
+                try? JSONValue(parsing: Array(bytes[..<$0]))
+            }
+            guard let start = header?["timestamp"]?.int64Value else { continue }
+            let elapsed = max(0, SessionRecorder.now() - start * 1_000_000)
+            let marker: JSONValue = [
+                .double(Double(elapsed) / 1e6), "m",
+                "The agent stopped before the session ended (it was killed or crashed); the recording ends here.",
+            ]
+            let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
+            guard fd >= 0 else { continue }
+            ConnectionJournal.write(marker.serialized() + "\n", to: fd)
+            close(fd)
+            self.logger.info(
+                "recording of an earlier agent run closed",
+                metadata: ["jumpgate.session_id": "\(name.dropLast(".cast".count))"]
+            )
+        }
+    }
+
+    /// SIGTERM: the recordings the drained sessions just closed go now, within `timeout`; what cannot is
+    /// sent when the agent starts again.
+    func uploadRecordingsBeforeExit(timeout: Duration = .seconds(2)) async {
+        self.uploadRecordings()
+        let deadline = ContinuousClock.now + timeout
+        while self.recordingUploads.withLockedValue({ $0.slot.inFlight }), ContinuousClock.now < deadline {
+            try? await Task.sleep(nanoseconds: 20_000_000)
+        }
+    }
+
+    /// Sends what the gateway lacks of one recording; deletes the file once the gateway has all of it.
+    func uploadRecording(sessionID: String) async throws {
+        let path = self.recordingsDirectory + "/" + sessionID + ".cast"
+        let before = self.recordingUploads.withLockedValue { $0.stored[sessionID] }
+        for _ in 0..<Self.recordingChunksPerUpload {
+            let (active, stored) = self.recordingUploads.withLockedValue {
+                ($0.active.contains(sessionID), $0.stored[sessionID])
+            }
+            guard let size = Self.fileSize(path) else { return }
+            // The gateway's length, even past this file's end (it then has all of it: only the end is sent).
+            let offset = stored ?? 0
+            let count = offset < size ? min(Self.recordingChunkBytes, size - offset) : 0
+            let final = !active && offset + count >= size
+            // Nothing new while the session goes on; a complete file whose length the gateway does not know
+            // yet is sent from its start (the answer says what the gateway holds).
+            if count == 0, !final { return }
+            let chunk = try Self.read(path, offset: offset, count: count)
+            let response = try await self.signedPost(
+                path: "/v1/recordings/\(self.state.instanceID)/\(sessionID)",
+                query: "final=\(final)&offset=\(offset)",
+                body: chunk
+            )
+            let answer = try? JSONValue(parsing: response.body.readableBytesView)
+            let length = answer?["Length"]?.int64Value.map(Int.init)
+            switch response.status {
+            case 200, 409:
+                guard let length else {
+                    throw AgentError("the gateway's answer gives no Length: HTTP \(response.status)")
+                }
+                // 409: the gateway holds another length (this agent restarted, or an answer was lost).
+                self.recordingUploads.withLockedValue { $0.stored[sessionID] = length }
+                if answer?["Complete"]?.boolValue == true {
+                    return self.forgetRecording(sessionID, path: path, reason: nil)
+                }
+            case 404, 410, 413:
+                // The gateway will never take it: no such session there, not recorded, past its size limit.
+                return self.forgetRecording(sessionID, path: path, reason: String(buffer: response.body))
+            default:
+                throw AgentError(
+                    "the gateway refused the recording of \(sessionID): HTTP \(response.status) \(String(buffer: response.body))"
+                )
+            }
+        }
+        // More to send: another pass, if this one moved (a gateway that keeps answering the same length
+        // must not be asked in a loop).
+        if self.recordingUploads.withLockedValue({ $0.stored[sessionID] }) != before { self.uploadRecordings() }
+    }
+
+    func forgetRecording(_ sessionID: String, path: String, reason: String?) {
+        unlink(path)
+        self.recordingUploads.withLockedValue { _ = $0.stored.removeValue(forKey: sessionID) }
+        if let reason {
+            self.logger.warning(
+                "recording dropped: the gateway does not take it",
+                metadata: ["jumpgate.session_id": "\(sessionID)", "answer": "\(reason.prefix(300))"]
+            )
+        } else {
+            self.logger.info("recording delivered", metadata: ["jumpgate.session_id": "\(sessionID)"])
+        }
+    }
+
+    static func fileSize(_ path: String) -> Int? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return Int(info.st_size)
+    }
+
+    static func read(_ path: String, offset: Int, count: Int) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw AgentError("cannot open \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let got = bytes[done...].withUnsafeMutableBytes {
+                pread(fd, $0.baseAddress, $0.count, off_t(offset + done))
+            }
+            if got < 0, errno == EINTR { continue }
+            guard got > 0 else { throw AgentError("cannot read \(path): \(String(cString: strerror(errno)))") }
+            done += got
+        }
+        return bytes
+    }
+}

@@ -1,0 +1,77 @@
+import CoreMetrics
+import JumpgateWire
+import NIOCore
+import NIOHTTP1
+
+/// `POST /v1/recordings/<instance-id>/<session-id>?offset=N&final=true|false`, signed by the instance: a
+/// piece of a session's recording from its agent (the body: the recording's bytes from `offset`). Answered
+/// once the piece is in the store (`{"Length": n, "Complete": b}`), so the agent may forget it; 409 with
+/// the length held when the offset is not where the recording ends.
+extension GatewayHTTPHandler {
+    func recordingUpload(
+        context: ChannelHandlerContext,
+        head: HTTPRequestHead,
+        path: String,
+        query: String
+    ) throws(APIError) {
+        let body = Array(self.body.readableBytesView)
+        let parts = path.dropFirst("/v1/recordings/".count).split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, (1...96).contains(parts[1].count) else {
+            throw APIError(404, "NotFound", "No such endpoint: POST \(path.prefix(200)).")
+        }
+        let (instanceID, sessionID) = (String(parts[0]), String(parts[1]))
+        try self.verifyInstance(instanceID, head: head, path: path, query: query, body: body)
+        var (offset, final): (Int64?, Bool?) = (nil, nil)
+        for pair in query.split(separator: "&") {
+            let field = pair.split(separator: "=", maxSplits: 1).map(String.init)
+            guard field.count == 2 else { continue }
+            switch field[0] {
+            case "offset": offset = Int64(field[1]).flatMap { $0 >= 0 ? $0 : nil }
+            case "final": final = field[1] == "true" ? true : field[1] == "false" ? false : nil
+            default: break
+            }
+        }
+        guard let offset, let final else {
+            throw APIError(400, "ValidationException", "Give offset (a byte count) and final (true or false).")
+        }
+        let record: RecordingRecord
+        let completed: Bool
+        do {
+            (record, completed) = try self.state.appendRecording(
+                instanceID: instanceID,
+                sessionID: sessionID,
+                offset: offset,
+                bytes: body,
+                final: final
+            )
+        } catch {
+            if let length = error.length {
+                return self.sendJSON(
+                    context: context,
+                    head: head,
+                    status: error.status,
+                    ["__type": .string(error.type), "message": .string(error.message), "Length": .integer(length)]
+                )
+            }
+            throw APIError(error.status, error.type, error.message)
+        }
+        self.state.metrics.recordingBytes.increment(by: body.count)
+        let (state, source) = (self.state, self.source)
+        let answer: JSONValue = ["Length": .integer(record.length), "Complete": .bool(record.complete)]
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        self.state.flush(on: context.eventLoop).whenComplete { result in
+            let (handler, context) = bound.value
+            switch result {
+            case .success:
+                handler.sendJSON(context: context, head: head, status: 200, answer)
+                if completed { Task { await state.sealRecording(sessionID: sessionID, source: source) } }
+            case .failure:
+                handler.sendError(
+                    context: context,
+                    head: head,
+                    APIError(503, "ServiceUnavailable", "The recording cannot be stored now; keep it and retry.")
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,121 @@
+import Crypto
+import Foundation
+import NIOCore
+import SQLiteNIO
+
+/// The store's schema 6: session recordings. One row per recording; its bytes in chunks as the agent
+/// delivered them, each sealed with the store key (AES-GCM, bound to its session and offset, so a chunk
+/// cannot be moved to another recording or place). A recording's length is what its chunks hold, so a
+/// crash between a chunk and its recording's row loses nothing.
+extension GatewayStore {
+    static let recordingsMigration = [
+        """
+        CREATE TABLE recordings (
+            session_id TEXT PRIMARY KEY, maximum_bytes INTEGER NOT NULL, complete INTEGER NOT NULL,
+            truncated INTEGER NOT NULL, started_at INTEGER NOT NULL, completed_at INTEGER,
+            sha256 TEXT NOT NULL)
+        """,
+        """
+        CREATE TABLE recording_chunks (
+            session_id TEXT NOT NULL REFERENCES recordings (session_id) ON DELETE CASCADE,
+            offset INTEGER NOT NULL, length INTEGER NOT NULL, sealed BLOB NOT NULL,
+            PRIMARY KEY (session_id, offset))
+        """,
+    ]
+
+    static func chunkContext(_ sessionID: String, offset: Int64) -> String { "recording:\(sessionID):\(offset)" }
+
+    func recordingStatement(for change: StoreChange) -> (String, [SQLiteData]) {
+        switch change {
+        case .recording(let r):
+            // An upsert, never REPLACE: replacing the row would delete its chunks (ON DELETE CASCADE).
+            return (
+                """
+                INSERT INTO recordings (session_id, maximum_bytes, complete, truncated, started_at, completed_at,
+                    sha256) VALUES (?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (session_id) DO UPDATE SET complete = excluded.complete,
+                    truncated = excluded.truncated, completed_at = excluded.completed_at, sha256 = excluded.sha256
+                """,
+                [
+                    .text(r.sessionID), .integer(Int(r.maximumBytes)), .integer(r.complete ? 1 : 0),
+                    .integer(r.truncated ? 1 : 0), .integer(Int(r.startedEpoch)),
+                    r.completedEpoch.map { .integer(Int($0)) } ?? .null, .text(r.sha256),
+                ]
+            )
+        case .recordingChunk(let sessionID, let offset, let bytes):
+            let sealed = self.sealer.seal(bytes: bytes, context: Self.chunkContext(sessionID, offset: offset))
+            return (
+                "INSERT OR IGNORE INTO recording_chunks (session_id, offset, length, sealed) VALUES (?, ?, ?, ?)",
+                [.text(sessionID), .integer(Int(offset)), .integer(bytes.count), .blob(ByteBuffer(bytes: sealed))]
+            )
+        case .recordingDeleted(let sessionID):
+            return ("DELETE FROM recordings WHERE session_id = ?", [.text(sessionID)])
+        default:
+            preconditionFailure("not a recording change")
+        }
+    }
+
+    func loadRecordings(into snapshot: inout StoreSnapshot) async throws {
+        let rows = try await self.rows(
+            """
+            SELECT r.*, COALESCE((SELECT MAX(c.offset + c.length) FROM recording_chunks c
+                WHERE c.session_id = r.session_id), 0) AS stored FROM recordings r
+            """
+        )
+        for row in rows {
+            var record = RecordingRecord(
+                sessionID: row.text("session_id"),
+                maximumBytes: row.int("maximum_bytes"),
+                startedEpoch: row.int("started_at"),
+                length: row.int("stored")
+            )
+            record.complete = row.int("complete") != 0
+            record.truncated = row.int("truncated") != 0
+            record.completedEpoch = row.column("completed_at")?.integer.map(Int64.init)
+            record.sha256 = row.text("sha256")
+            snapshot.recordings.append(record)
+        }
+    }
+
+    /// A recording's bytes, unsealed, in order; an error if a chunk does not open or one is missing.
+    public func recordingContent(sessionID: String) async throws -> [UInt8] {
+        let rows = try await self.rows(
+            "SELECT offset, length, sealed FROM recording_chunks WHERE session_id = ? ORDER BY offset",
+            [.text(sessionID)]
+        )
+        var content: [UInt8] = []
+        for row in rows {
+            let offset = row.int("offset")
+            guard offset == content.count, case .blob(let sealed)? = row.column("sealed") else {
+                throw StoreError("the recording of \(sessionID) is damaged: bytes missing before offset \(offset)")
+            }
+            let plain = try self.sealer.open(
+                bytes: Array(sealed.readableBytesView),
+                context: Self.chunkContext(sessionID, offset: offset)
+            )
+            guard plain.count == row.int("length") else {
+                throw StoreError("the recording of \(sessionID) is damaged at offset \(offset)")
+            }
+            content += plain
+        }
+        return content
+    }
+}
+
+extension SecretSealer {
+    /// `bytes` sealed (nonce, ciphertext, tag), bound to `context`.
+    func seal(bytes: [UInt8], context: String) -> [UInt8] {
+        // AES-GCM with a random nonce cannot fail for these sizes.
+        let box = try! AES.GCM.seal(bytes, using: self.key, authenticating: Data(context.utf8))
+        return Array(box.combined!)
+    }
+
+    func open(bytes: [UInt8], context: String) throws -> [UInt8] {
+        guard let box = try? AES.GCM.SealedBox(combined: bytes),
+            let plain = try? AES.GCM.open(box, using: self.key, authenticating: Data(context.utf8))
+        else {
+            throw StoreError("sealed data (\(context)) does not open with the store key: wrong key file, or damaged")
+        }
+        return Array(plain)
+    }
+}

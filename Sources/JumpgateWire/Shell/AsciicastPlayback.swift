@@ -1,0 +1,91 @@
+/// Reads an asciicast v2 recording and plans its playback: what to write to the terminal, and how long to
+/// wait before each write. Pure; `jumpgate sessions replay` carries the plan out.
+public struct AsciicastPlayback: Sendable {
+    public struct Header: Sendable, Equatable {
+        public var width: Int
+        public var height: Int
+        public var timestamp: Int64
+        public var title: String
+
+        public init(width: Int, height: Int, timestamp: Int64, title: String) {
+            self.width = width
+            self.height = height
+            self.timestamp = timestamp
+            self.title = title
+        }
+    }
+
+    /// One write: wait `delayMicroseconds` after the previous one, then write `text`.
+    public struct Step: Sendable, Equatable {
+        public var delayMicroseconds: Int64
+        public var text: String
+    }
+
+    public struct Problem: Error, CustomStringConvertible, Equatable {
+        public var description: String
+    }
+
+    public let header: Header
+    /// The output events (`"o"`), in order, with their times in microseconds.
+    public let output: [(microseconds: Int64, text: String)]
+    /// How many markers (`"m"`) the recording holds, and the last one's text (why it ended or was cut).
+    public let markers: [String]
+
+    /// Parses `text`: a v2 header, then event lines; blank lines are skipped, anything else is refused
+    /// with the line's number.
+    public init(parsing text: String) throws(Problem) {
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: true).makeIterator()
+        guard let first = lines.next(), let json = try? JSONValue(parsing: String(first)),
+            json["version"]?.int64Value == 2, let width = json["width"]?.int64Value,
+            let height = json["height"]?.int64Value
+        else {
+            throw Problem(description: "not an asciicast v2 recording: its first line is not a version 2 header")
+        }
+        self.header = Header(
+            width: Int(width),
+            height: Int(height),
+            timestamp: json["timestamp"]?.int64Value ?? 0,
+            title: json["title"]?.stringValue ?? ""
+        )
+        var output: [(Int64, String)] = []
+        var markers: [String] = []
+        var number = 1
+        var last: Int64 = 0
+        while let line = lines.next() {
+            number += 1
+            guard let event = (try? JSONValue(parsing: String(line)))?.arrayValue, event.count == 3,
+                let time = event[0].doubleValue, time >= 0,
+                let code = event[1].stringValue, let data = event[2].stringValue
+            else { throw Problem(description: "line \(number) of the recording is not an event") }
+            // Times never go back: a recording's clock step is played as no wait.
+            let microseconds = max(last, Int64((time * 1_000_000).rounded()))
+            last = microseconds
+            switch code {
+            case "o": output.append((microseconds, data))
+            case "m": markers.append(data)
+            default: break  // input, resizes: not played
+            }
+        }
+        self.output = output
+        self.markers = markers
+    }
+
+    /// The writes at `speed` times real time, each wait at most `idleLimit` seconds (nil: as recorded).
+    public func steps(speed: Double, idleLimitMicroseconds: Int64?) -> [Step] {
+        var steps: [Step] = []
+        steps.reserveCapacity(self.output.count)
+        var previous: Int64 = 0
+        for (time, text) in self.output {
+            var delay = time - previous
+            previous = time
+            if let limit = idleLimitMicroseconds { delay = min(delay, limit) }
+            steps.append(Step(delayMicroseconds: Int64((Double(delay) / max(speed, 0.000_001)).rounded()), text: text))
+        }
+        return steps
+    }
+
+    /// How long playback takes at `speed` with `idleLimitMicroseconds`.
+    public func durationMicroseconds(speed: Double, idleLimitMicroseconds: Int64?) -> Int64 {
+        self.steps(speed: speed, idleLimitMicroseconds: idleLimitMicroseconds).reduce(0) { $0 + $1.delayMicroseconds }
+    }
+}
