@@ -7,9 +7,12 @@ import JumpgateWire
 /// gateway stores it (asciicast v2). Reading one is its own action (`jumpgate:GetSessionRecording`), and
 /// the gateway audits every read.
 enum SessionRecordings {
-    /// The recording and what the gateway says of it.
-    static func fetch(_ gateway: GatewayOptions, _ sessionID: String) async throws -> JSONValue {
-        try await gateway.admin("GetSessionRecording", ["SessionId": .string(sessionID)])
+    /// The recording's bytes and what the gateway says of it.
+    static func fetch(
+        _ gateway: GatewayOptions,
+        _ sessionID: String
+    ) async throws -> (bytes: [UInt8], answer: JSONValue) {
+        try await gateway.client().sessionRecording(sessionID)
     }
 
     /// What a user should know about a recording that is not whole.
@@ -42,20 +45,19 @@ struct SessionsGetRecordingCommand: AsyncParsableCommand {
         if path != "-", !self.force, FileManager.default.fileExists(atPath: path) {
             throw CommandFailure("\(path) exists; give --force to replace it, or --output another file.")
         }
-        let answer = try await SessionRecordings.fetch(self.gateway, self.sessionID)
-        let text = answer["Recording"]?.stringValue ?? ""
+        let (bytes, answer) = try await SessionRecordings.fetch(self.gateway, self.sessionID)
         if path == "-" {
-            FileHandle.standardOutput.write(Data(text.utf8))
+            FileHandle.standardOutput.write(Data(bytes))
         } else {
             guard
                 FileManager.default.createFile(
                     atPath: path,
-                    contents: Data(text.utf8),
+                    contents: Data(bytes),
                     attributes: [.posixPermissions: 0o600]
                 )
             else { throw CommandFailure("\(path) cannot be written.") }
         }
-        var note = path == "-" ? "" : "Wrote \(ByteCount.text(Int64(text.utf8.count))) to \(path)."
+        var note = path == "-" ? "" : "Wrote \(ByteCount.text(Int64(bytes.count))) to \(path)."
         if let caveat = SessionRecordings.caveat(answer) { note += (note.isEmpty ? "" : " ") + caveat }
         if !note.isEmpty { FileHandle.standardError.write(Data((note + "\n").utf8)) }
     }
@@ -82,8 +84,8 @@ struct SessionsReplayCommand: AsyncParsableCommand {
             throw ValidationError("Give a session id or --file, one of them.")
         }
         guard self.speed > 0, self.speed <= 1_000_000 else { throw ValidationError("--speed must be above 0.") }
-        if let limit = self.idleLimit, !(limit >= 0) {
-            throw ValidationError("--idle-limit must be 0 or more seconds.")
+        if let limit = self.idleLimit, !(0...86_400).contains(limit) {
+            throw ValidationError("--idle-limit must be from 0 to 86400 seconds.")
         }
     }
 
@@ -96,8 +98,8 @@ struct SessionsReplayCommand: AsyncParsableCommand {
             }
             text = String(decoding: data, as: UTF8.self)
         } else {
-            let answer = try await SessionRecordings.fetch(self.gateway, self.sessionID ?? "")
-            text = answer["Recording"]?.stringValue ?? ""
+            let (bytes, answer) = try await SessionRecordings.fetch(self.gateway, self.sessionID ?? "")
+            text = String(decoding: bytes, as: UTF8.self)
             caveat = SessionRecordings.caveat(answer)
         }
         let playback: AsciicastPlayback
@@ -107,8 +109,12 @@ struct SessionsReplayCommand: AsyncParsableCommand {
             throw CommandFailure("The recording cannot be played: \(error)")
         }
         let limit = self.idleLimit.map { Int64($0 * 1_000_000) }
+        // Each write at its time from the start, so a long replay does not fall behind by the writes' time.
+        let clock = ContinuousClock()
+        var due = clock.now
         for step in playback.steps(speed: self.speed, idleLimitMicroseconds: limit) {
-            if step.delayMicroseconds > 0 { try await Task.sleep(nanoseconds: UInt64(step.delayMicroseconds) * 1000) }
+            due = due.advanced(by: .microseconds(step.delayMicroseconds))
+            if due > clock.now { try await clock.sleep(until: due) }
             FileHandle.standardOutput.write(Data(step.text.utf8))
         }
         if let caveat { FileHandle.standardError.write(Data(("\r\n" + caveat + "\r\n").utf8)) }

@@ -41,7 +41,7 @@ public struct GatewayConfiguration: Sendable {
     public var auditLogPath: String?
     /// Audit records older than this are pruned (leaving a checkpoint); nil: kept for ever.
     public var auditRetentionSeconds: Int64? = 365 * 86400
-    /// Recordings of shell and command sessions (`--recordings`, `--recording-max-size`,
+    /// Recordings of shell and command sessions (`--recordings`, `--recording-max-mib`,
     /// `--recording-retention`).
     public var recordings = RecordingSettings()
 
@@ -292,6 +292,10 @@ public final class GatewayServer: Sendable {
             throw error
         }
         state.ensureBootstrapAdministrator(accessKeyID: directory.adminAccessKeyID, secret: directory.adminSecret)
+        // Recordings completed just before a stop whose digest was not audited yet.
+        for sessionID in state.unsealedRecordings() {
+            Task { await state.sealRecording(sessionID: sessionID, source: "jumpgate") }
+        }
         let retention = configuration.auditRetentionSeconds
         if let retention { await Self.pruneAudit(state: state, olderThan: retention, logger: logger) }
         let sweeper = Self.startSweeper(

@@ -1,7 +1,9 @@
 import Foundation
 import JumpgateWire
 import NIOConcurrencyHelpers
+import NIOCore
 import NIOEmbedded
+import NIOPosix
 import Testing
 
 @testable import JumpgateGateway
@@ -10,8 +12,43 @@ import Testing
 /// and why, completion, the size limit, and retention.
 @Suite("Gateway state: recordings")
 struct RecordingStateTests {
+    static func append(
+        _ state: GatewayState,
+        _ target: String,
+        _ sessionID: String,
+        offset: Int64,
+        _ bytes: [UInt8],
+        final: Bool = false,
+        truncated: Bool = false
+    ) async throws -> (RecordingRecord, completed: Bool) {
+        try await state.appendRecording(
+            instanceID: target,
+            sessionID: sessionID,
+            offset: offset,
+            bytes: bytes,
+            final: final,
+            truncated: truncated,
+            on: MultiThreadedEventLoopGroup.singleton.next()
+        ).get()
+    }
+
+    static func refusal(
+        _ state: GatewayState,
+        _ target: String,
+        _ sessionID: String,
+        offset: Int64,
+        _ bytes: [UInt8]
+    ) async -> GatewayState.RecordingRefusal? {
+        do {
+            _ = try await Self.append(state, target, sessionID, offset: offset, bytes)
+            return nil
+        } catch {
+            return error as? GatewayState.RecordingRefusal
+        }
+    }
+
     @Test("uploads must start where the recording ends; resends of a complete one are taken; others are refused")
-    func uploads() throws {
+    func uploads() async throws {
         let control = EmbeddedChannel()
         defer { _ = try? control.finish() }
         let (state, target) = try GatewayStateTests.stateWithConnectedAgent(control: control)
@@ -19,90 +56,71 @@ struct RecordingStateTests {
         let (other, _) = try GatewayStateTests.portSession(state, target: target)
 
         // Not recorded: refused as unknown, so the agent drops it.
-        #expect(
-            Self.refusal {
-                try state.appendRecording(instanceID: target, sessionID: other.id, offset: 0, bytes: [1], final: false)
-            }?.status == 404
-        )
+        #expect(await Self.refusal(state, target, other.id, offset: 0, [1])?.status == 404)
         _ = state.startRecording(sessionID: session.id)
         // Another instance cannot write it.
-        #expect(
-            Self.refusal {
-                try state.appendRecording(
-                    instanceID: "mi-0000000000000000f",
-                    sessionID: session.id,
-                    offset: 0,
-                    bytes: [1],
-                    final: false
-                )
-            }?.status == 404
-        )
-        let (first, completedFirst) = try state.appendRecording(
-            instanceID: target,
-            sessionID: session.id,
+        #expect(await Self.refusal(state, "mi-0000000000000000f", session.id, offset: 0, [1])?.status == 404)
+        let (first, completedFirst) = try await Self.append(
+            state,
+            target,
+            session.id,
             offset: 0,
-            bytes: Array(repeating: 7, count: 100),
-            final: false
+            Array(repeating: 7, count: 100)
         )
         #expect(first.length == 100 && !first.complete && !completedFirst)
         // An offset that is not the end: 409 with the length held (the agent resumes from there).
         for offset: Int64 in [0, 50, 101] {
-            let refusal = Self.refusal {
-                try state.appendRecording(
-                    instanceID: target,
-                    sessionID: session.id,
-                    offset: offset,
-                    bytes: [1],
-                    final: false
-                )
-            }
+            let refusal = await Self.refusal(state, target, session.id, offset: offset, [1])
             #expect(refusal?.status == 409 && refusal?.length == 100)
         }
-        let (last, completed) = try state.appendRecording(
-            instanceID: target,
-            sessionID: session.id,
+        let (last, completed) = try await Self.append(
+            state,
+            target,
+            session.id,
             offset: 100,
-            bytes: [1, 2],
-            final: true
+            [1, 2],
+            final: true,
+            truncated: true
         )
-        #expect(last.length == 102 && last.complete && completed && last.completedEpoch == 1_700_000_000)
+        #expect(
+            last.length == 102 && last.complete && completed && last.truncated && last.completedEpoch == 1_700_000_000
+        )
         // The same final upload again (its answer was lost): taken, nothing changes, not completed twice.
-        let (again, completedAgain) = try state.appendRecording(
-            instanceID: target,
-            sessionID: session.id,
+        let (again, completedAgain) = try await Self.append(
+            state,
+            target,
+            session.id,
             offset: 100,
-            bytes: [1, 2],
+            [1, 2],
             final: true
         )
         #expect(again == last && !completedAgain)
+        #expect(state.unsealedRecordings() == [session.id])
     }
 
-    @Test("past its size limit a recording ends as it is, marked truncated")
-    func sizeLimit() throws {
+    @Test("past its size limit (and the slack for a crash marker) a recording ends as it is, marked truncated")
+    func sizeLimit() async throws {
         let control = EmbeddedChannel()
         defer { _ = try? control.finish() }
         let (state, target) = try GatewayStateTests.stateWithConnectedAgent(control: control)
         let (session, _) = try GatewayStateTests.portSession(state, target: target)
         let limit = state.startRecording(sessionID: session.id).maximumBytes
-        _ = try state.appendRecording(
-            instanceID: target,
-            sessionID: session.id,
-            offset: 0,
-            bytes: Array(repeating: 0, count: Int(limit) - 1),
-            final: false
+        _ = try await Self.append(state, target, session.id, offset: 0, Array(repeating: 0, count: Int(limit)))
+        // The marker an agent adds after a crash fits in the slack.
+        _ = try await Self.append(state, target, session.id, offset: limit, Array(repeating: 0, count: 150))
+        let refusal = await Self.refusal(
+            state,
+            target,
+            session.id,
+            offset: limit + 150,
+            Array(repeating: 0, count: 4096)
         )
-        let refusal = Self.refusal {
-            try state.appendRecording(
-                instanceID: target,
-                sessionID: session.id,
-                offset: limit - 1,
-                bytes: [1, 2],
-                final: false
-            )
-        }
         #expect(refusal?.status == 413)
         let record = try #require(state.recording(sessionID: session.id))
-        #expect(record.truncated && record.complete && record.length == limit - 1)
+        #expect(record.truncated && record.complete && record.length == limit + 150)
+        // Complete: the agent's resend is answered as such, and nothing more is stored.
+        let (after, _) = try await Self.append(state, target, session.id, offset: limit + 150, [1])
+        #expect(after.length == limit + 150)
     }
 
     @Test("retention: recordings of sessions ended long enough ago go; open and recent ones stay")
@@ -143,12 +161,4 @@ struct RecordingStateTests {
         )
     }
 
-    static func refusal(_ body: () throws -> Any) -> GatewayState.RecordingRefusal? {
-        do {
-            _ = try body()
-            return nil
-        } catch {
-            return error as? GatewayState.RecordingRefusal
-        }
-    }
 }

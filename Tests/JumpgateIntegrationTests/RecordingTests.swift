@@ -44,6 +44,21 @@ struct RecordingTests {
         return nil
     }
 
+    /// Sets the account's preferences (SSM-SessionManagerRunShell) to record what clients type.
+    static func recordInput(_ lab: EndToEndTests.Lab) async throws {
+        let content =
+            #"{"schemaVersion": "1.0", "description": "Preferences", "sessionType": "Standard_Stream", "inputs": {"recordInput": true}}"#
+        let updated = try await lab.ssm.call(
+            "UpdateDocument",
+            ["Name": "SSM-SessionManagerRunShell", "Content": .string(content), "DocumentVersion": "$LATEST"]
+        )
+        let version = try #require(updated["DocumentDescription"]?["DocumentVersion"]?.stringValue)
+        _ = try await lab.ssm.call(
+            "UpdateDocumentDefaultVersion",
+            ["Name": "SSM-SessionManagerRunShell", "DocumentVersion": .string(version)]
+        )
+    }
+
     /// A recording piece posted to the gateway as the agent does, signed with `credentials`.
     static func upload(
         _ lab: EndToEndTests.Lab,
@@ -90,8 +105,8 @@ struct RecordingTests {
             #expect(resent.status == 409 && resent.answer["Length"]?.int64Value == Int64(piece.count))
             let end = try await Self.upload(lab, instance, sessionID: sessionID, offset: piece.count, final: true, [])
             #expect(end.status == 200 && end.answer["Complete"]?.boolValue == true, "\(end)")
-            let read = try await AccessControlTests.admin(lab, "GetSessionRecording", ["SessionId": .string(sessionID)])
-            #expect(read["Recording"]?.stringValue == String(decoding: piece, as: UTF8.self))
+            let (read, _) = try await lab.ssm.sessionRecording(sessionID)
+            #expect(read == piece)
             // Neither a user's key nor a session id that is not the instance's.
             let admin = try GatewayAPITests.adminCredentials(lab)
             let user = try await Self.upload(lab, admin, sessionID: sessionID, offset: piece.count, final: true, [])
@@ -199,13 +214,8 @@ struct RecordingTests {
                 "AttachPolicy",
                 ["UserName": "viewer", "PolicyName": "recordings"]
             )
-            let read = try await client.call(
-                "GetSessionRecording",
-                ["SessionId": .string(sessionID)],
-                api: "JumpgateAdmin"
-            )
-            let readBack = Data((read["Recording"]?.stringValue ?? "").utf8)
-            #expect(readBack == cast)
+            let (readBack, _) = try await client.sessionRecording(sessionID)
+            #expect(Data(readBack) == cast)
             try await AccessControlTests.expectAudited(
                 lab,
                 user: "viewer",
@@ -231,12 +241,22 @@ struct RecordingTests {
     )
     func survivesGatewayKill() async throws {
         try await EndToEndTests.withLab(agentArguments: ["--allow-shell"]) { lab, _ in
+            // The account's preferences ask for input too.
+            try await Self.recordInput(lab)
             let terminal = try ShellSessionTests.terminal(lab)
             try terminal.type(ShellSessionTests.run(ShellSessionTests.startSession(lab), marker: "1"))
             let started = try terminal.waitForLine { $0.hasPrefix("Starting session with SessionId: ") }
             let sessionID = String(started.dropFirst("Starting session with SessionId: ".count))
             try terminal.type("echo before-$((1+1))")
             try terminal.waitForLine(timeout: 30) { $0 == "before-2" }
+            // Some of the recording is in the store before the kill (bounded wait: 10 s).
+            var delivered: Int64 = 0
+            for _ in 0..<100 where delivered == 0 {
+                let sessions = try await lab.ssm.call("DescribeSessions", ["State": "Active"])
+                delivered = sessions["Sessions"]?.arrayValue?.first?["JumpgateRecording"]?["Bytes"]?.int64Value ?? 0
+                if delivered == 0 { try await Task.sleep(nanoseconds: 100_000_000) }
+            }
+            #expect(delivered > 0)
             lab.gateway.signal(SIGKILL)
             _ = try lab.gateway.waitForExit()
             let gateway = try GatewayRestartTests.restartGateway(lab, name: "gateway-restarted")
@@ -252,13 +272,11 @@ struct RecordingTests {
                 "the recording never completed"
             )
             #expect(recording["Truncated"]?.boolValue == false)
-            let answer = try await AccessControlTests.admin(
-                lab,
-                "GetSessionRecording",
-                ["SessionId": .string(sessionID)]
-            )
+            let (bytes, answer) = try await lab.ssm.sessionRecording(sessionID)
             #expect(answer["Complete"]?.boolValue == true)
-            let playback = try AsciicastPlayback(parsing: answer["Recording"]?.stringValue ?? "")
+            let playback = try AsciicastPlayback(parsing: String(decoding: bytes, as: UTF8.self))
+            // The preferences asked for input too: what was typed is there.
+            #expect(playback.input.contains("echo after-$((2+2))"), "\(playback.input)")
             let text = playback.output.map(\.text).joined()
             let (befores, afters) = (
                 text.components(separatedBy: "before-2").count, text.components(separatedBy: "after-4").count
@@ -297,14 +315,11 @@ struct RecordingTests {
                 "the recording never completed"
             )
             #expect(recording["Truncated"]?.boolValue == false)
-            let answer = try await AccessControlTests.admin(
-                lab,
-                "GetSessionRecording",
-                ["SessionId": .string(sessionID)]
-            )
-            let playback = try AsciicastPlayback(parsing: answer["Recording"]?.stringValue ?? "")
+            let (bytes, _) = try await lab.ssm.sessionRecording(sessionID)
+            let playback = try AsciicastPlayback(parsing: String(decoding: bytes, as: UTF8.self))
             let text = playback.output.map(\.text).joined()
             #expect(text.contains("kept-9"), "\(text)")
+            #expect(playback.input.isEmpty, "input is recorded only when a document asks")
             let ending = playback.markers.last ?? ""
             #expect(ending.contains("agent stopped before the session ended"), "\(playback.markers)")
         }

@@ -255,6 +255,9 @@ struct StoreConformanceTests {
             record.sha256 = "ab"
             store.submit(.recording(record))
             store.submit(.recording(RecordingRecord(sessionID: "dev-2", maximumBytes: 2048, startedEpoch: 150)))
+            // A piece after a gap (a write that failed before it): the length stops at the gap.
+            store.submit(.recordingChunk(sessionID: "dev-2", offset: 0, bytes: [1, 2, 3]))
+            store.submit(.recordingChunk(sessionID: "dev-2", offset: 10, bytes: [4]))
             try await store.flush().get()
             try await store.close()
 
@@ -263,12 +266,21 @@ struct StoreConformanceTests {
             var expected = record
             expected.length = Int64(text.count)
             #expect(snapshot.recordings.first { $0.sessionID == "dev-1" } == expected)
-            #expect(snapshot.recordings.first { $0.sessionID == "dev-2" }?.length == 0)
-            #expect(try await reopened.recordingContent(sessionID: "dev-1") == text)
-            #expect(try await reopened.recordingContent(sessionID: "none").isEmpty)
+            #expect(snapshot.recordings.first { $0.sessionID == "dev-2" }?.length == 3)
+            #expect(try await reopened.recordingContent(sessionID: "dev-1", from: 0, maxBytes: 1 << 20) == text)
+            // Any range, across pieces and inside one.
+            let middle = try await reopened.recordingContent(sessionID: "dev-1", from: 5, maxBytes: 10)
+            #expect(middle == Array(text[5..<15]))
+            let tail = try await reopened.recordingContent(sessionID: "dev-1", from: 12, maxBytes: 1 << 20)
+            #expect(tail == Array(text.dropFirst(12)))
+            #expect(try await reopened.recordingContent(sessionID: "none", from: 0, maxBytes: 100).isEmpty)
+            // A range that reaches the gap is refused as damaged, never returned with a hole.
+            await #expect(throws: (any Error).self) {
+                try await reopened.recordingContent(sessionID: "dev-2", from: 0, maxBytes: 100)
+            }
             reopened.submit(.recordingDeleted(sessionID: "dev-1"))
             try await reopened.flush().get()
-            #expect(try await reopened.recordingContent(sessionID: "dev-1").isEmpty)
+            #expect(try await reopened.recordingContent(sessionID: "dev-1", from: 0, maxBytes: 100).isEmpty)
             #expect(try await reopened.load().recordings.map(\.sessionID) == ["dev-2"])
             try await reopened.close()
         }

@@ -116,14 +116,18 @@ struct AsciicastTests {
     }
 
     @Test(
-        "what is not an asciicast v2 recording is refused, with the line that is wrong",
+        "what is not an asciicast v2 recording is refused, with the line that is wrong (blank lines count)",
         arguments: [
             ("", "first line"), ("{\"version\": 1, \"width\": 80, \"height\": 24}", "first line"),
             ("[0.1, \"o\", \"a\"]", "first line"),
-            ("{\"version\": 2, \"width\": 80, \"height\": 24}\n[0.1, \"o\"]", "line 2"),
-            ("{\"version\": 2, \"width\": 80, \"height\": 24}\n[0.1, \"o\", \"a\"]\n[-1, \"o\", \"a\"]", "line 3"),
-            ("{\"version\": 2, \"width\": 80, \"height\": 24}\n[\"0.1\", \"o\", \"a\"]", "line 2"),
-            ("{\"version\": 2, \"width\": 80, \"height\": 24}\nnot json", "line 2"),
+            ("{\"version\": 2, \"width\": 80, \"height\": 24}\n[0.1, \"o\"]\n[1, \"o\", \"z\"]", "line 2"),
+            (
+                "{\"version\": 2, \"width\": 80, \"height\": 24}\n[0.1, \"o\", \"a\"]\n\n[-1, \"o\", \"a\"]\n[1, \"o\", \"z\"]",
+                "line 4"
+            ),
+            ("{\"version\": 2, \"width\": 80, \"height\": 24}\n[\"0.1\", \"o\", \"a\"]\n[1, \"o\", \"z\"]", "line 2"),
+            ("{\"version\": 2, \"width\": 80, \"height\": 24}\n[1e300, \"o\", \"a\"]\n[1, \"o\", \"z\"]", "line 2"),
+            ("{\"version\": 2, \"width\": 80, \"height\": 24}\nnot json\n[1, \"o\", \"z\"]", "line 2"),
         ]
     )
     func refused(_ text: String, _ problem: String) {
@@ -133,5 +137,14 @@ struct AsciicastTests {
         } catch {
             #expect(error.description.contains(problem), "\(error)")
         }
+    }
+
+    @Test("a last line cut short (an agent that died mid-write) ends the recording; input is kept apart")
+    func brokenLastLine() throws {
+        let cast =
+            "{\"version\": 2, \"width\": 80, \"height\": 24}\n[0.1, \"o\", \"a\"]\n[0.2, \"i\", \"ls\\r\"]\n[0.3, \"o\", \"b"
+        let playback = try AsciicastPlayback(parsing: cast)
+        #expect(playback.output.map(\.text) == ["a"])
+        #expect(playback.input == "ls\r")
     }
 }

@@ -5,22 +5,19 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// What the uploader knows: which recordings are still being written, how much of each the gateway has,
-/// and whether an upload runs.
+/// What the uploader knows: how much of each recording the gateway holds, and whether an upload runs.
 struct RecordingUploads: Sendable {
-    /// Sessions whose recording is open (a file not in this set is complete: its session ended, here or
-    /// in an agent process before this one).
-    var active: Set<String> = []
     /// The length the gateway said it holds, by session (unknown until the first answer).
     var stored: [String: Int] = [:]
     var slot = UploadSlot()
 }
 
-/// Sends recordings to the gateway: `POST /v1/recordings/<instance-id>/<session-id>?offset=N[&final=true]`
-/// (signed by the instance), up to ``chunkBytes`` of the file from the offset the gateway holds. A second
-/// after new lines (gathering what comes meanwhile), when the control channel connects, and every 5 s while
-/// the gateway cannot be reached. A file leaves the disk only once the gateway answered that it has all of
-/// it (or that it will never take it: the session is unknown there, or not recorded).
+/// Sends recordings to the gateway: `POST /v1/recordings/<instance-id>/<session-id>?final=B&offset=N
+/// [&truncated=true]` (signed by the instance; docs/PROTOCOL.md §9), from the offset the gateway holds,
+/// up to ``recordingChunkBytes`` at a time: an open recording's whole lines only, a finished one to its
+/// end. A second after new lines (gathering what comes meanwhile), when the control channel connects, and
+/// every 5 s while the gateway cannot be reached. A file leaves the disk only once the gateway answered
+/// that it has all of it (or that it will never take it: the session is unknown there, or not recorded).
 extension AgentRunner {
     static let recordingChunkBytes = 512 * 1024
     /// Chunks sent per recording per upload at most (the rest goes with the next one).
@@ -47,7 +44,6 @@ extension AgentRunner {
                 wrote: { [weak self] in self?.scheduleRecordingUpload() },
                 failed: { problem in logger.error("recording stopped", metadata: ["problem": "\(problem)"]) }
             )
-            self.recordingUploads.withLockedValue { _ = $0.active.insert(sessionID) }
             logger.info("session recorded", metadata: ["recording": "\(recorder.path)"])
             return recorder
         } catch {
@@ -56,13 +52,7 @@ extension AgentRunner {
         }
     }
 
-    /// A recording is complete (its session ended): uploaded with `final` from now on.
-    func recordingEnded(sessionID: String) {
-        self.recordingUploads.withLockedValue { _ = $0.active.remove(sessionID) }
-        self.scheduleRecordingUpload()
-    }
-
-    /// New lines were written: sent (with whatever else comes) within a second.
+    /// New lines were written, or a recording finished: sent (with whatever else comes) within a second.
     func scheduleRecordingUpload() {
         guard self.recordingUploads.withLockedValue({ $0.slot.schedule() }) else { return }
         Task {
@@ -82,10 +72,14 @@ extension AgentRunner {
     func uploadRecordingFiles() async {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: self.recordingsDirectory)) ?? []
         var failure: String?
-        for name in names.sorted() where name.hasSuffix(".cast") && failure == nil {
-            let sessionID = String(name.dropLast(".cast".count))
+        for name in names.sorted() where failure == nil {
+            guard let (sessionID, state) = SessionRecorder.FileState.parse(name) else { continue }
             do {
-                try await self.uploadRecording(sessionID: sessionID)
+                try await self.uploadRecording(
+                    sessionID: sessionID,
+                    state: state,
+                    path: self.recordingsDirectory + "/" + name
+                )
             } catch {
                 failure = self.explain(error)
             }
@@ -105,38 +99,6 @@ extension AgentRunner {
         }
     }
 
-    /// At start: every recording left in the directory belongs to a session of an earlier agent process,
-    /// which ended with it (its shell lost its terminal). Each is closed: a line cut by the crash is dropped,
-    /// and a marker says why the recording ends there. Then they are uploaded like any other.
-    func closeRecordingsOfEarlierRun() {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: self.recordingsDirectory)) ?? []
-        for name in names where name.hasSuffix(".cast") {
-            let path = self.recordingsDirectory + "/" + name
-            guard let data = FileManager.default.contents(atPath: path) else { continue }
-            let bytes = [UInt8](data)
-            let whole = (bytes.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 }) ?? 0
-            if whole < bytes.count { truncate(path, off_t(whole)) }
-            // The marker's time: from the header's start (whole seconds) to now.
-            let header = bytes.firstIndex(of: UInt8(ascii: "\n")).flatMap {
-                try? JSONValue(parsing: Array(bytes[..<$0]))
-            }
-            guard let start = header?["timestamp"]?.int64Value else { continue }
-            let elapsed = max(0, SessionRecorder.now() - start * 1_000_000)
-            let marker: JSONValue = [
-                .double(Double(elapsed) / 1e6), "m",
-                "The agent stopped before the session ended (it was killed or crashed); the recording ends here.",
-            ]
-            let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
-            guard fd >= 0 else { continue }
-            ConnectionJournal.write(marker.serialized() + "\n", to: fd)
-            close(fd)
-            self.logger.info(
-                "recording of an earlier agent run closed",
-                metadata: ["jumpgate.session_id": "\(name.dropLast(".cast".count))"]
-            )
-        }
-    }
-
     /// SIGTERM: the recordings the drained sessions just closed go now, within `timeout`; what cannot is
     /// sent when the agent starts again.
     func uploadRecordingsBeforeExit(timeout: Duration = .seconds(2)) async {
@@ -148,25 +110,33 @@ extension AgentRunner {
     }
 
     /// Sends what the gateway lacks of one recording; deletes the file once the gateway has all of it.
-    func uploadRecording(sessionID: String) async throws {
-        let path = self.recordingsDirectory + "/" + sessionID + ".cast"
+    func uploadRecording(sessionID: String, state: SessionRecorder.FileState, path: String) async throws {
         let before = self.recordingUploads.withLockedValue { $0.stored[sessionID] }
         for _ in 0..<Self.recordingChunksPerUpload {
-            let (active, stored) = self.recordingUploads.withLockedValue {
-                ($0.active.contains(sessionID), $0.stored[sessionID])
-            }
+            let stored = self.recordingUploads.withLockedValue { $0.stored[sessionID] }
             guard let size = Self.fileSize(path) else { return }
             // The gateway's length, even past this file's end (it then has all of it: only the end is sent).
             let offset = stored ?? 0
-            let count = offset < size ? min(Self.recordingChunkBytes, size - offset) : 0
-            let final = !active && offset + count >= size
-            // Nothing new while the session goes on; a complete file whose length the gateway does not know
+            var chunk =
+                offset < size
+                ? try Self.read(path, offset: offset, count: min(Self.recordingChunkBytes, size - offset)) : []
+            let finished = state != .open
+            var final = finished && offset + chunk.count >= size
+            if !final, let lastLine = chunk.lastIndex(of: UInt8(ascii: "\n")) {
+                // Whole lines only while the file may still grow (the recorder may be writing the next one).
+                chunk.removeSubrange((lastLine + 1)...)
+            } else if !final, state == .open {
+                chunk = []  // no whole line yet
+            }
+            final = finished && offset + chunk.count >= size
+            // Nothing new while the session goes on; a finished file whose length the gateway does not know
             // yet is sent from its start (the answer says what the gateway holds).
-            if count == 0, !final { return }
-            let chunk = try Self.read(path, offset: offset, count: count)
+            if chunk.isEmpty, !final { return }
+            var query = "final=\(final)&offset=\(offset)"
+            if final, state == .cut { query += "&truncated=true" }
             let response = try await self.signedPost(
                 path: "/v1/recordings/\(self.state.instanceID)/\(sessionID)",
-                query: "final=\(final)&offset=\(offset)",
+                query: query,
                 body: chunk
             )
             let answer = try? JSONValue(parsing: response.body.readableBytesView)
@@ -218,6 +188,10 @@ extension AgentRunner {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw AgentError("cannot open \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
+        return try Self.read(fd, path: path, offset: offset, count: count)
+    }
+
+    static func read(_ fd: Int32, path: String, offset: Int, count: Int) throws -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
         var done = 0
         while done < count {
@@ -225,9 +199,10 @@ extension AgentRunner {
                 pread(fd, $0.baseAddress, $0.count, off_t(offset + done))
             }
             if got < 0, errno == EINTR { continue }
-            guard got > 0 else { throw AgentError("cannot read \(path): \(String(cString: strerror(errno)))") }
+            guard got >= 0 else { throw AgentError("cannot read \(path): \(String(cString: strerror(errno)))") }
+            if got == 0 { break }  // the file is shorter than it was
             done += got
         }
-        return bytes
+        return Array(bytes.prefix(done))
     }
 }

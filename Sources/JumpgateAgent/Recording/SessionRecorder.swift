@@ -27,26 +27,62 @@ struct RecordingRequest: Sendable, Equatable {
 
 /// A shell or command session's recording on the agent: asciicast lines (``AsciicastWriter``) appended to
 /// STATE_DIR/recordings/<session-id>.cast (0600) as the session goes, one write(2) per event, so what
-/// was written survives the agent being killed; the uploader sends the file to the gateway
-/// (`RecordingUploader.swift`) and deletes it once the gateway has all of it.
+/// was written survives the agent being killed. When the session ends the file is renamed
+/// <session-id>.done (or .cut, if it stopped at its size limit): the uploader (`RecordingUploader.swift`)
+/// sends an open file's whole lines, a finished file to its end, and deletes it once the gateway has all
+/// of it.
 ///
 /// Lives on the session's event loop (its channels and the shell's delegate are there). A recording past
-/// its size limit stops with a marker saying so; a write that fails stops it with a log line (the session
-/// goes on: a full disk must not cut a user's shell).
+/// its size limit stops with a marker saying so; a write that fails stops it with a log line, the file cut
+/// back to its last whole line (the session goes on: a full disk must not cut a user's shell).
 final class SessionRecorder {
-    let path: String
+    /// A recording file's state, from its name's suffix.
+    enum FileState: String, CaseIterable {
+        case open = ".cast"
+        case done = ".done"
+        /// Finished, cut at the size limit.
+        case cut = ".cut"
+
+        /// The session id and state a file name in the directory gives, if it is a recording's.
+        static func parse(_ name: String) -> (sessionID: String, state: FileState)? {
+            for state in Self.allCases where name.hasSuffix(state.rawValue) {
+                let id = String(name.dropLast(state.rawValue.count))
+                return SessionRecorder.isSafeName(id) ? (id, state) : nil
+            }
+            return nil
+        }
+    }
+
+    let directory: String
+    let sessionID: String
     let request: RecordingRequest
     private var writer: AsciicastWriter
     private var descriptor: Int32
     private(set) var bytesWritten = 0
     private(set) var stopped = false
+    /// Whether the recording stopped at its size limit.
+    private(set) var cut = false
     /// Called after lines were written (the uploader gathers them), and once at the end.
     private let wrote: () -> Void
     private let failed: (String) -> Void
 
     static let directoryName = "recordings"
+    /// Bytes kept free below the limit for the marker that says the recording was cut.
+    static let markerRoom = 256
 
-    /// Opens the file (failing if it cannot be created).
+    var path: String { self.directory + "/" + self.sessionID + FileState.open.rawValue }
+
+    /// Whether `name` may name a file: the gateway's session ids are letters, digits, `-`, `_` and `.`;
+    /// anything else (a path, `..`) from a gateway is refused, never used.
+    static func isSafeName(_ name: String) -> Bool {
+        (1...128).contains(name.utf8.count) && !name.hasPrefix(".")
+            && name.unicodeScalars.allSatisfy {
+                $0.isASCII
+                    && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0))
+            }
+    }
+
+    /// Opens the file (failing if the session id cannot name one or the file cannot be created).
     init(
         directory: String,
         sessionID: String,
@@ -55,19 +91,24 @@ final class SessionRecorder {
         wrote: @escaping () -> Void,
         failed: @escaping (String) -> Void
     ) throws {
-        self.path = directory + "/" + sessionID + ".cast"
+        guard Self.isSafeName(sessionID) else {
+            throw AgentError("the session id \(sessionID.prefix(140)) cannot name a recording file")
+        }
+        self.directory = directory
+        self.sessionID = sessionID
         self.request = request
         self.writer = AsciicastWriter(
             startMicroseconds: Self.now(),
             title: sessionID,
             environment: environment
         )
-        self.descriptor = open(self.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        self.descriptor = -1
+        self.wrote = wrote
+        self.failed = failed
+        self.descriptor = open(self.path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard self.descriptor >= 0 else {
             throw AgentError("the recording \(self.path) cannot be created: \(String(cString: strerror(errno)))")
         }
-        self.wrote = wrote
-        self.failed = failed
     }
 
     deinit {
@@ -92,33 +133,40 @@ final class SessionRecorder {
         self.append(self.writer.resize(size, now: Self.now()))
     }
 
-    /// The session ended: the last lines (`reason` as a marker), and the file is closed.
+    /// The session ended: the last lines (`reason` as a marker), the file closed and renamed finished.
     func finish(reason: String) {
+        guard self.descriptor >= 0 || !self.stopped else { return }
         if !self.stopped { self.append(self.writer.finish(marker: reason, now: Self.now())) }
         self.stopped = true
         if self.descriptor >= 0 { close(self.descriptor) }
         self.descriptor = -1
+        let finished = self.directory + "/" + self.sessionID + (self.cut ? FileState.cut : FileState.done).rawValue
+        if rename(self.path, finished) != 0 {
+            self.failed("the recording \(self.path) could not be marked finished: \(String(cString: strerror(errno)))")
+        }
         self.wrote()
     }
 
     private func append(_ lines: String) {
         guard !lines.isEmpty, self.descriptor >= 0 else { return }
         var text = lines
-        if self.bytesWritten + text.utf8.count > self.request.maximumBytes {
-            // Cut at the limit: a marker says so (it fits: the limit is at least 1 KiB, and the lines
-            // before it left room for it or are dropped whole).
+        if self.bytesWritten + text.utf8.count + Self.markerRoom > self.request.maximumBytes {
+            // Cut before the limit, leaving room for the marker that says so (the limit is at least 1 KiB;
+            // the marker's line is under 200 bytes).
             let note = self.writer.marker(
                 "The recording reached its size limit of \(self.request.maximumBytes) bytes; the rest of the session is not recorded.",
                 now: Self.now()
             )
             text = self.bytesWritten + note.utf8.count <= self.request.maximumBytes ? note : ""
             self.stopped = true
+            self.cut = true
         }
         guard ConnectionJournal.write(text, to: self.descriptor) else {
+            let problem = String(cString: strerror(errno))
+            // A line written in part is taken back: the file holds whole lines only.
+            _ = ftruncate(self.descriptor, off_t(self.bytesWritten))
             self.stopped = true
-            close(self.descriptor)
-            self.descriptor = -1
-            return self.failed("the recording \(self.path) could not be written: \(String(cString: strerror(errno)))")
+            return self.failed("the recording \(self.path) could not be written: \(problem)")
         }
         self.bytesWritten += text.utf8.count
         self.wrote()

@@ -311,10 +311,7 @@ final class ShellSessionDelegate: PortSessionDelegate {
     /// does), then SIGKILL if it is still there after ``hangupGrace``.
     func sessionEnded(_ session: PortSession, reason: String, byPeer: Bool) {
         self.ended = true
-        if let recorder = self.recorder {
-            recorder.finish(reason: reason)
-            self.runner.recordingEnded(sessionID: self.sessionID)
-        }
+        self.recorder?.finish(reason: reason)
         // A normal end the program brought is reported with its reason (the shell's exit status): the
         // gateway records it, and tells the client nothing more than that the session ended.
         self.runner.sessionDidEnd(

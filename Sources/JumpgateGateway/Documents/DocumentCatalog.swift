@@ -247,9 +247,6 @@ public struct DocumentCatalog: Sendable {
         BuiltInDocuments.contents.keys.sorted() + self.custom.keys.filter { !Self.isBuiltIn($0) }.sorted()
     }
 
-    /// The idle timeout and maximum duration that apply to a session of `document`: a Standard_Stream
-    /// document's own inputs where it sets them, else the account's preferences (SSM-SessionManagerRunShell's
-    /// default version), which apply to every session as in SSM.
     /// Whether a session of `document` records what its client types: the document's own
     /// `inputs.recordInput` where it sets it, else the account's preferences; no by default.
     public func recordsInput(for document: SessionDocumentContent) -> Bool {
@@ -257,6 +254,9 @@ public struct DocumentCatalog: Sendable {
         return own ?? (try? self.find(BuiltInDocuments.shell).parsed.recordInput) ?? false
     }
 
+    /// The idle timeout and maximum duration that apply to a session of `document`: a Standard_Stream
+    /// document's own inputs where it sets them, else the account's preferences (SSM-SessionManagerRunShell's
+    /// default version), which apply to every session as in SSM.
     public func limits(for document: SessionDocumentContent) -> (idle: Int64?, maximum: Int64?) {
         let preferences = try? self.find(BuiltInDocuments.shell).parsed
         let own = document.sessionType == "Standard_Stream" ? document : nil

@@ -1,12 +1,20 @@
+import Foundation
 import JumpgateAccess
 import JumpgateWire
 import NIOCore
 
 /// `GetSessionRecording` (`JumpgateAdmin.GetSessionRecording`, the action `jumpgate:GetSessionRecording` on
-/// the session's ARN): a shell or command session's recording, for `jumpgate sessions get-recording` and
-/// `sessions replay`. Reading a recording is an action of its own, never implied by owning the session or
-/// by DescribeSessions, and every call is audited (allowed or refused).
+/// the session's ARN): a page of a shell or command session's recording, for `jumpgate sessions
+/// get-recording` and `sessions replay`. Reading a recording is an action of its own, never implied by
+/// owning the session or by DescribeSessions, and every call is audited (allowed or refused).
+///
+/// Input: `SessionId`, `Offset` (default 0). Output: `Content` (base64 of up to ``recordingPageBytes``
+/// from the offset: the recording's exact bytes, so a file made of the pages has the audited SHA-256),
+/// `Offset`, `NextOffset` (absent on the last page), `Bytes` (the length stored), `Complete`, `Truncated`,
+/// `Sha256`.
 extension GatewayAPI {
+    static let recordingPageBytes = 2 << 20
+
     func getSessionRecording(
         _ input: JSONValue,
         call: inout APICall,
@@ -16,6 +24,7 @@ extension GatewayAPI {
         call.sessionID = id
         call.target = self.state.session(id: id)?.target ?? ""
         try self.authorize(&call, "jumpgate:GetSessionRecording", [RequestedResource([self.resources.session(id)])])
+        let offset = input["Offset"]?.int64Value ?? 0
         guard let record = self.state.recording(sessionID: id) else {
             throw APIError(
                 400,
@@ -24,16 +33,36 @@ extension GatewayAPI {
                     + "records (jumpgate server --recordings), and recordings are deleted after --recording-retention."
             )
         }
+        guard record.length > 0 else {
+            throw APIError(
+                400,
+                "DoesNotExistException",
+                "The agent of session \(id) has delivered none of its recording"
+                    + (record.complete
+                        ? ": the session recorded nothing."
+                        : " yet: the session was refused before its program started, or its agent has not reconnected since.")
+            )
+        }
+        guard (0..<record.length).contains(offset) else {
+            throw APIError(400, "ValidationException", "Offset must be from 0 to \(record.length - 1).")
+        }
         let state = self.state
-        return eventLoop.makeFutureWithTask {
-            let content = try await state.recordingContent(sessionID: id)
-            return [
-                "SessionId": .string(id), "Complete": .bool(record.complete), "Truncated": .bool(record.truncated),
-                "Bytes": .integer(Int64(content.count)), "Sha256": .string(record.sha256),
-                "Recording": .string(String(decoding: content, as: UTF8.self)),
+        return eventLoop.makeFutureWithTask { () async throws(APIError) -> JSONValue in
+            let page: [UInt8]
+            do {
+                page = try await state.recordingContent(sessionID: id, from: offset, maxBytes: Self.recordingPageBytes)
+            } catch {
+                throw APIError(500, "InternalServerError", "The recording of \(id) cannot be read: \(error)")
+            }
+            var members: [(key: String, value: JSONValue)] = [
+                ("SessionId", .string(id)), ("Offset", .integer(offset)),
+                ("Content", .string(Data(page).base64EncodedString())), ("Bytes", .integer(record.length)),
+                ("Complete", .bool(record.complete)), ("Truncated", .bool(record.truncated)),
+                ("Sha256", .string(record.sha256)),
             ]
-        }.flatMapErrorThrowing { error in
-            throw APIError(500, "InternalServerError", "The recording of \(id) cannot be read: \(error)")
+            let next = offset + Int64(page.count)
+            if next < record.length, !page.isEmpty { members.append(("NextOffset", .integer(next))) }
+            return .object(members)
         }
     }
 

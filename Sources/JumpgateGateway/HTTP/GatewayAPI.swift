@@ -218,44 +218,6 @@ struct GatewayAPI: Sendable {
         return response
     }
 
-    func streamURL(_ sessionID: String) -> String {
-        "\(self.state.streamBase)/v1/data-channel/\(sessionID)?role=publish_subscribe"
-    }
-
-    /// Sends `interactive_shell` with the resolved document to the target's control channel: its session type
-    /// and its properties with the session's values in place of their placeholders.
-    func pushStart(
-        _ session: SessionRecord,
-        sessionType: String,
-        properties: JSONValue,
-        description: String,
-        recording: JSONValue? = nil
-    ) throws(APIError) {
-        guard let channel = self.state.controlChannel(instanceID: session.target) else {
-            self.state.setStatus(sessionID: session.id, .failed, reason: "the target disconnected")
-            throw APIError(400, "TargetNotConnected", "\(session.target) is not connected.")
-        }
-        let content: JSONValue = [
-            "schemaVersion": "1.0", "description": .string(description), "sessionType": .string(sessionType),
-            "inputs": recording.map { ["jumpgateRecording": $0] } ?? [:], "properties": properties,
-        ]
-        let task = AgentTaskPayload(
-            documentName: session.documentName,
-            sessionID: session.id,
-            documentContent: content,
-            parameters: session.parameters,
-            sessionOwner: session.owner
-        )
-        let payload = MGSPayload(content: task.json.serialized(), taskID: session.id, topic: "aws.ssm.StartSession")
-        let message = SSMMessage(
-            messageType: .interactiveShell,
-            createdDate: SessionRelay.nowMilliseconds(),
-            payload: payload.encoded()
-        )
-        let frame = message.encoded()
-        channel.writeAndFlush(WebSocketMessage.binary(frame), promise: nil)
-    }
-
     func terminateSession(
         _ id: String,
         user: String,

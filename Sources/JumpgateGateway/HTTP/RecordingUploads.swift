@@ -21,50 +21,57 @@ extension GatewayHTTPHandler {
         }
         let (instanceID, sessionID) = (String(parts[0]), String(parts[1]))
         try self.verifyInstance(instanceID, head: head, path: path, query: query, body: body)
-        var (offset, final): (Int64?, Bool?) = (nil, nil)
+        var (offset, final, truncated): (Int64?, Bool?, Bool) = (nil, nil, false)
         for pair in query.split(separator: "&") {
             let field = pair.split(separator: "=", maxSplits: 1).map(String.init)
             guard field.count == 2 else { continue }
             switch field[0] {
             case "offset": offset = Int64(field[1]).flatMap { $0 >= 0 ? $0 : nil }
             case "final": final = field[1] == "true" ? true : field[1] == "false" ? false : nil
+            case "truncated": truncated = field[1] == "true"
             default: break
             }
         }
         guard let offset, let final else {
             throw APIError(400, "ValidationException", "Give offset (a byte count) and final (true or false).")
         }
-        let record: RecordingRecord
-        let completed: Bool
-        do {
-            (record, completed) = try self.state.appendRecording(
-                instanceID: instanceID,
-                sessionID: sessionID,
-                offset: offset,
-                bytes: body,
-                final: final
-            )
-        } catch {
-            if let length = error.length {
-                return self.sendJSON(
-                    context: context,
-                    head: head,
-                    status: error.status,
-                    ["__type": .string(error.type), "message": .string(error.message), "Length": .integer(length)]
-                )
-            }
-            throw APIError(error.status, error.type, error.message)
-        }
-        self.state.metrics.recordingBytes.increment(by: body.count)
         let (state, source) = (self.state, self.source)
-        let answer: JSONValue = ["Length": .integer(record.length), "Complete": .bool(record.complete)]
+        let (count, eventLoop) = (body.count, context.eventLoop)
+        let stored = state.appendRecording(
+            instanceID: instanceID,
+            sessionID: sessionID,
+            offset: offset,
+            bytes: body,
+            final: final,
+            truncated: truncated,
+            on: context.eventLoop
+        ).flatMap { record, completed in
+            // The recording's row (complete, truncated) is on disk before the agent may forget its file.
+            state.flush(on: eventLoop).map { (record, completed) }
+        }
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        self.state.flush(on: context.eventLoop).whenComplete { result in
+        stored.whenComplete { result in
             let (handler, context) = bound.value
             switch result {
-            case .success:
-                handler.sendJSON(context: context, head: head, status: 200, answer)
+            case .success(let (record, completed)):
+                state.metrics.recordingBytes.increment(by: count)
+                handler.sendJSON(
+                    context: context,
+                    head: head,
+                    status: 200,
+                    ["Length": .integer(record.length), "Complete": .bool(record.complete)]
+                )
                 if completed { Task { await state.sealRecording(sessionID: sessionID, source: source) } }
+            case .failure(let refusal as GatewayState.RecordingRefusal):
+                var answer: [(key: String, value: JSONValue)] = [
+                    ("__type", .string(refusal.type)), ("message", .string(refusal.message)),
+                ]
+                if let length = refusal.length { answer.append(("Length", .integer(length))) }
+                if refusal.status != 409 {
+                    state.auditRecordingRefusal(refusal, sessionID: sessionID, instanceID: instanceID, source: source)
+                }
+                if refusal.status == 413 { Task { await state.sealRecording(sessionID: sessionID, source: source) } }
+                handler.sendJSON(context: context, head: head, status: refusal.status, .object(answer))
             case .failure:
                 handler.sendError(
                     context: context,

@@ -106,7 +106,7 @@ public struct RecordingRecord: Sendable, Equatable {
 }
 
 /// Whether and how the gateway records shell and command sessions (`jumpgate server --recordings`,
-/// `--recording-max-size`, `--recording-retention`).
+/// `--recording-max-mib`, `--recording-retention`).
 public struct RecordingSettings: Sendable {
     public var enabled = true
     public var maximumBytes: Int64 = 64 << 20

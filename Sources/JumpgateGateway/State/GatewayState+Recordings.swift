@@ -18,6 +18,10 @@ extension GatewayState {
         public var length: Int64?
     }
 
+    /// How far past its limit a recording may go: the marker an agent adds when it finds the recording of
+    /// a session it lost in a crash.
+    static let recordingLimitSlack: Int64 = 4096
+
     /// A new session is recorded (its row is written after the session's, in order).
     func startRecording(sessionID: String) -> RecordingRecord {
         let record = RecordingRecord(
@@ -36,110 +40,150 @@ extension GatewayState {
         self.storage.withLockedValue { $0.recordings[sessionID] }
     }
 
-    /// Takes `bytes` at `offset` of a session's recording from its agent, `final` if they end it. Pure
-    /// bookkeeping under the lock, with the chunk submitted to the store in order; the caller answers once
-    /// the store has flushed. Returns the record, and whether this upload completed it.
+    /// Complete recordings whose digest is not recorded yet (the gateway stopped before it was).
+    func unsealedRecordings() -> [String] {
+        self.storage.withLockedValue { storage in
+            storage.recordings.values.filter { $0.complete && $0.sha256.isEmpty }.map(\.sessionID)
+        }
+    }
+
+    /// Takes `bytes` at `offset` of a session's recording from its agent, `final` if they end it
+    /// (`truncated`: the agent cut it at its size limit). The length moves on only once the piece is in the
+    /// store, and one piece per recording is written at a time, so a failed write leaves no gap: the agent
+    /// sends it again. Succeeds with the record and whether this upload completed it; fails with a
+    /// ``RecordingRefusal``.
     func appendRecording(
         instanceID: String,
         sessionID: String,
         offset: Int64,
         bytes: [UInt8],
-        final: Bool
-    ) throws(RecordingRefusal) -> (RecordingRecord, completed: Bool) {
+        final: Bool,
+        truncated: Bool,
+        on eventLoop: any EventLoop
+    ) -> EventLoopFuture<(RecordingRecord, completed: Bool)> {
         let now = self.clock()
-        let result = self.storage.withLockedValue { storage -> Result<(RecordingRecord, Bool), RecordingRefusal> in
+        let checked = self.storage.withLockedValue { storage -> Result<RecordingRecord, RecordingRefusal> in
             do throws(RecordingRefusal) {
-                return .success(try self.append(&storage, sessionID, instanceID, offset, bytes, final, now: now))
+                return .success(try Self.admit(&storage, sessionID, instanceID, offset, Int64(bytes.count), now: now))
             } catch {
+                if error.status == 413, let record = storage.recordings[sessionID] {
+                    self.store?.submit(.recording(record))
+                }
                 return .failure(error)
             }
         }
-        return try result.get()
+        let record: RecordingRecord
+        switch checked {
+        case .failure(let refusal): return eventLoop.makeFailedFuture(refusal)
+        case .success(let admitted): record = admitted
+        }
+        if record.complete { return eventLoop.makeSucceededFuture((record, false)) }
+        let written: EventLoopFuture<Void> =
+            bytes.isEmpty
+            ? eventLoop.makeSucceededVoidFuture()
+            : self.store?.commit(.recordingChunk(sessionID: sessionID, offset: offset, bytes: bytes)).hop(to: eventLoop)
+                ?? eventLoop.makeSucceededVoidFuture()
+        return written.flatMapErrorThrowing { _ in
+            self.storage.withLockedValue { _ = $0.recordingWrites.remove(sessionID) }
+            throw RecordingRefusal(
+                status: 503,
+                type: "ServiceUnavailable",
+                message: "The recording cannot be stored now (see the gateway's log); keep it and retry."
+            )
+        }.map {
+            self.storage.withLockedValue { storage -> (RecordingRecord, Bool) in
+                storage.recordingWrites.remove(sessionID)
+                guard var current = storage.recordings[sessionID] else { return (record, false) }
+                current.length += Int64(bytes.count)
+                if final {
+                    current.complete = true
+                    current.truncated = current.truncated || truncated
+                    current.completedEpoch = now
+                    self.store?.submit(.recording(current))
+                }
+                storage.recordings[sessionID] = current
+                return (current, final)
+            }
+        }
     }
 
-    private func append(
+    /// Whether a piece may be written now (pure bookkeeping under the lock): the instance's own recorded
+    /// session, no other piece of it being written, at the recording's end, within its limit. A complete
+    /// recording takes any resend (its answer was lost). Past the limit the recording ends as it is.
+    private static func admit(
         _ storage: inout Storage,
         _ sessionID: String,
         _ instanceID: String,
         _ offset: Int64,
-        _ bytes: [UInt8],
-        _ final: Bool,
+        _ count: Int64,
         now: Int64
-    ) throws(RecordingRefusal) -> (RecordingRecord, Bool) {
-        do {
-            guard let session = storage.sessions[sessionID], session.target == instanceID else {
-                throw RecordingRefusal(
-                    status: 404,
-                    type: "DoesNotExistException",
-                    message: "Session \(sessionID) is not a session of \(instanceID)."
-                )
-            }
-            guard var record = storage.recordings[sessionID] else {
-                throw RecordingRefusal(
-                    status: 404,
-                    type: "DoesNotExistException",
-                    message: "Session \(sessionID) is not recorded."
-                )
-            }
-            // Already complete: the agent's resend after a lost answer (it may forget the file).
-            if record.complete { return (record, false) }
-            guard offset == record.length else {
-                throw RecordingRefusal(
-                    status: 409,
-                    type: "ConflictException",
-                    message: "The gateway holds \(record.length) bytes of this recording: send from there.",
-                    length: record.length
-                )
-            }
-            guard record.length + Int64(bytes.count) <= record.maximumBytes else {
-                // The agent cuts a recording at the limit itself; past it the gateway stores nothing more,
-                // and the recording ends as it is.
-                record.truncated = true
-                record.complete = true
-                record.completedEpoch = now
-                storage.recordings[sessionID] = record
-                self.store?.submit(.recording(record))
-                throw RecordingRefusal(
-                    status: 413,
-                    type: "RecordingTooLarge",
-                    message: "The recording would pass its limit of \(record.maximumBytes) bytes; it ends here."
-                )
-            }
-            if !bytes.isEmpty {
-                self.store?.submit(.recordingChunk(sessionID: sessionID, offset: offset, bytes: bytes))
-                record.length += Int64(bytes.count)
-            }
-            if final {
-                record.complete = true
-                record.completedEpoch = now
-                self.store?.submit(.recording(record))
-            }
+    ) throws(RecordingRefusal) -> RecordingRecord {
+        guard let session = storage.sessions[sessionID], session.target == instanceID else {
+            throw RecordingRefusal(
+                status: 404,
+                type: "DoesNotExistException",
+                message: "Session \(sessionID) is not a session of \(instanceID)."
+            )
+        }
+        guard var record = storage.recordings[sessionID] else {
+            throw RecordingRefusal(
+                status: 404,
+                type: "DoesNotExistException",
+                message: "Session \(sessionID) is not recorded."
+            )
+        }
+        if record.complete { return record }
+        guard !storage.recordingWrites.contains(sessionID), offset == record.length else {
+            throw RecordingRefusal(
+                status: 409,
+                type: "ConflictException",
+                message: "The gateway holds \(record.length) bytes of this recording: send from there.",
+                length: record.length
+            )
+        }
+        guard record.length + count <= record.maximumBytes + Self.recordingLimitSlack else {
+            record.truncated = true
+            record.complete = true
+            record.completedEpoch = now
             storage.recordings[sessionID] = record
-            return (record, final)
+            throw RecordingRefusal(
+                status: 413,
+                type: "RecordingTooLarge",
+                message: "The recording would pass its limit of \(record.maximumBytes) bytes; it ends as stored."
+            )
         }
+        storage.recordingWrites.insert(sessionID)
+        return record
     }
 
-    /// A recording's bytes from the store.
-    public func recordingContent(sessionID: String) async throws -> [UInt8] {
+    /// Up to `maxBytes` of a recording from `offset`, from the store.
+    public func recordingContent(sessionID: String, from offset: Int64 = 0, maxBytes: Int) async throws -> [UInt8] {
         guard let store = self.store else { throw StoreError("this gateway keeps no store, so no recordings") }
-        return try await store.recordingContent(sessionID: sessionID)
+        return try await store.recordingContent(sessionID: sessionID, from: offset, maxBytes: maxBytes)
     }
 
-    /// A recording is complete: it is read back from the store and its SHA-256 kept with it, and the audit
-    /// trail gets a `SessionRecordingStored` record on the session (its size and digest), which links the
-    /// session to its recording. A recording that does not read back is audited as damaged.
+    /// A recording is complete: it is read back from the store (a page at a time) and its SHA-256 kept with
+    /// it, and the audit trail gets a `SessionRecordingStored` record on the session (its size and digest),
+    /// which links the session to its recording. A recording that does not read back is audited as damaged.
     func sealRecording(sessionID: String, source: String) async {
-        guard let record = self.recording(sessionID: sessionID), let session = self.session(id: sessionID) else {
-            return
-        }
+        guard let record = self.recording(sessionID: sessionID) else { return }
         var details: [(key: String, value: JSONValue)] = [
             ("sessionId", .string(sessionID)), ("bytes", .integer(record.length)),
             ("truncated", .bool(record.truncated)),
         ]
         var failure: (type: String, message: String)?
         do {
-            let content = try await self.recordingContent(sessionID: sessionID)
-            let digest = SHA256.hash(data: content).map { String(format: "%02x", $0) }.joined()
+            var hasher = SHA256()
+            var offset: Int64 = 0
+            while offset < record.length {
+                let page = try await self.recordingContent(sessionID: sessionID, from: offset, maxBytes: 4 << 20)
+                guard !page.isEmpty else {
+                    throw StoreError("the recording ends at \(offset) of \(record.length) bytes")
+                }
+                hasher.update(data: page)
+                offset += Int64(page.count)
+            }
+            let digest = hasher.finalize().map { String(format: "%02x", $0) }.joined()
             details.append(("sha256", .string(digest)))
             self.storage.withLockedValue { storage in
                 guard var current = storage.recordings[sessionID] else { return }
@@ -150,18 +194,40 @@ extension GatewayState {
         } catch {
             failure = ("RecordingDamaged", "\(error)")
         }
+        self.auditRecording("SessionRecordingStored", sessionID: sessionID, source: source, details, error: failure)
+    }
+
+    /// A refused upload (not a 409, which is the protocol's way to say where to go on) on the session's trail.
+    func auditRecordingRefusal(_ refusal: RecordingRefusal, sessionID: String, instanceID: String, source: String) {
+        self.auditRecording(
+            "SessionRecordingRefused",
+            sessionID: sessionID,
+            source: source,
+            [("sessionId", .string(sessionID)), ("instanceId", .string(instanceID))],
+            error: (refusal.type, refusal.message)
+        )
+    }
+
+    private func auditRecording(
+        _ name: String,
+        sessionID: String,
+        source: String,
+        _ details: [(key: String, value: JSONValue)],
+        error: (type: String, message: String)?
+    ) {
         guard let audit = self.audit else { return }
+        let session = self.session(id: sessionID)
         let time = self.clock()
         let (entry, index) = AuditRecords.serviceEvent(
-            name: "SessionRecordingStored",
+            name: name,
             time: time,
-            user: self.storage.withLockedValue { $0.directory.users[session.owner] },
+            user: session.flatMap { owner in self.storage.withLockedValue { $0.directory.users[owner.owner] } },
             sourceIP: source,
             details: .object(details),
             resources: self.resources,
-            error: failure,
-            target: session.target,
-            sessionID: sessionID
+            error: error,
+            target: session?.target ?? "",
+            sessionID: session == nil ? "" : sessionID
         )
         audit.append(entry, time: time, index: index)
     }

@@ -30,8 +30,8 @@ public protocol GatewayStorage: Sendable {
     /// probes with a real write when the last outcome is old: at most once a second while writes fail,
     /// so readiness returns once the cause is gone, and every 30 s while they succeed.
     func writeProblem() -> EventLoopFuture<String?>
-    /// A recording's bytes, in order (every chunk opened and checked).
-    func recordingContent(sessionID: String) async throws -> [UInt8]
+    /// Up to `maxBytes` of a recording from `offset` (whole chunks opened and checked, then cut).
+    func recordingContent(sessionID: String, from offset: Int64, maxBytes: Int) async throws -> [UInt8]
     func close() async throws
 }
 

@@ -56,18 +56,21 @@ extension GatewayStore {
     }
 
     func loadRecordings(into snapshot: inout StoreSnapshot) async throws {
-        let rows = try await self.rows(
-            """
-            SELECT r.*, COALESCE((SELECT MAX(c.offset + c.length) FROM recording_chunks c
-                WHERE c.session_id = r.session_id), 0) AS stored FROM recordings r
-            """
-        )
-        for row in rows {
+        // A recording's length is its unbroken run of pieces from the start.
+        var lengths: [String: Int64] = [:]
+        for row in try await self.rows(
+            "SELECT session_id, offset, length FROM recording_chunks ORDER BY session_id, offset"
+        ) {
+            let id = row.text("session_id")
+            if row.int("offset") == lengths[id, default: 0] { lengths[id, default: 0] += row.int("length") }
+        }
+        for row in try await self.rows("SELECT * FROM recordings") {
+            let id = row.text("session_id")
             var record = RecordingRecord(
-                sessionID: row.text("session_id"),
+                sessionID: id,
                 maximumBytes: row.int("maximum_bytes"),
                 startedEpoch: row.int("started_at"),
-                length: row.int("stored")
+                length: lengths[id] ?? 0
             )
             record.complete = row.int("complete") != 0
             record.truncated = row.int("truncated") != 0
@@ -77,26 +80,38 @@ extension GatewayStore {
         }
     }
 
-    /// A recording's bytes, unsealed, in order; an error if a chunk does not open or one is missing.
-    public func recordingContent(sessionID: String) async throws -> [UInt8] {
+    /// Up to `maxBytes` of a recording from `offset`: the pieces that hold them, each opened and checked
+    /// (in order, none missing), then cut to the range.
+    public func recordingContent(sessionID: String, from offset: Int64, maxBytes: Int) async throws -> [UInt8] {
+        let end = offset + Int64(maxBytes)
         let rows = try await self.rows(
-            "SELECT offset, length, sealed FROM recording_chunks WHERE session_id = ? ORDER BY offset",
-            [.text(sessionID)]
+            "SELECT offset, length, sealed FROM recording_chunks WHERE session_id = ? AND offset < ? "
+                + "AND offset + length > ? ORDER BY offset",
+            [.text(sessionID), .integer(Int(end)), .integer(Int(offset))]
         )
         var content: [UInt8] = []
+        var next: Int64? = nil
         for row in rows {
-            let offset = row.int("offset")
-            guard offset == content.count, case .blob(let sealed)? = row.column("sealed") else {
-                throw StoreError("the recording of \(sessionID) is damaged: bytes missing before offset \(offset)")
+            let start = row.int("offset")
+            guard next == nil || start == next, case .blob(let sealed)? = row.column("sealed") else {
+                throw StoreError("the recording of \(sessionID) is damaged: bytes missing before offset \(start)")
             }
             let plain = try self.sealer.open(
                 bytes: Array(sealed.readableBytesView),
-                context: Self.chunkContext(sessionID, offset: offset)
+                context: Self.chunkContext(sessionID, offset: start)
             )
             guard plain.count == row.int("length") else {
-                throw StoreError("the recording of \(sessionID) is damaged at offset \(offset)")
+                throw StoreError("the recording of \(sessionID) is damaged at offset \(start)")
             }
-            content += plain
+            next = start + Int64(plain.count)
+            let from = Int(max(0, offset - start))
+            let to = Int(min(Int64(plain.count), end - start))
+            content += plain[from..<to]
+        }
+        if let first = rows.first, first.int("offset") > offset {
+            throw StoreError(
+                "the recording of \(sessionID) is damaged: bytes missing before offset \(first.int("offset"))"
+            )
         }
         return content
     }

@@ -30,12 +30,17 @@ public struct AsciicastPlayback: Sendable {
     public let output: [(microseconds: Int64, text: String)]
     /// How many markers (`"m"`) the recording holds, and the last one's text (why it ended or was cut).
     public let markers: [String]
+    /// What the client typed (`"i"` events), joined.
+    public let input: String
+
+    /// Event times beyond this (about 31 years) are refused.
+    static let maximumSeconds = 1e9
 
     /// Parses `text`: a v2 header, then event lines; blank lines are skipped, anything else is refused
     /// with the line's number.
     public init(parsing text: String) throws(Problem) {
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: true).makeIterator()
-        guard let first = lines.next(), let json = try? JSONValue(parsing: String(first)),
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        guard let first = lines.first, let json = try? JSONValue(parsing: String(first)),
             json["version"]?.int64Value == 2, let width = json["width"]?.int64Value,
             let height = json["height"]?.int64Value
         else {
@@ -49,25 +54,31 @@ public struct AsciicastPlayback: Sendable {
         )
         var output: [(Int64, String)] = []
         var markers: [String] = []
-        var number = 1
+        var input = ""
         var last: Int64 = 0
-        while let line = lines.next() {
-            number += 1
+        for (index, line) in lines.enumerated().dropFirst() where !line.isEmpty {
             guard let event = (try? JSONValue(parsing: String(line)))?.arrayValue, event.count == 3,
-                let time = event[0].doubleValue, time >= 0,
+                let time = event[0].doubleValue, (0...Self.maximumSeconds).contains(time),
                 let code = event[1].stringValue, let data = event[2].stringValue
-            else { throw Problem(description: "line \(number) of the recording is not an event") }
+            else {
+                // A last line cut short (an agent that died mid-write) ends the recording; anything else
+                // wrong is refused.
+                if index == lines.count - 1 { break }
+                throw Problem(description: "line \(index + 1) of the recording is not an event")
+            }
             // Times never go back: a recording's clock step is played as no wait.
             let microseconds = max(last, Int64((time * 1_000_000).rounded()))
             last = microseconds
             switch code {
             case "o": output.append((microseconds, data))
             case "m": markers.append(data)
-            default: break  // input, resizes: not played
+            case "i": input += data
+            default: break  // resizes: not played
             }
         }
         self.output = output
         self.markers = markers
+        self.input = input
     }
 
     /// The writes at `speed` times real time, each wait at most `idleLimit` seconds (nil: as recorded).
