@@ -22,6 +22,7 @@ install_prerequisites() {
     # SSH over a session (AWS-StartSSHSession): the tests start their own sshd on a loopback port.
     command -v ssh >/dev/null 2>&1 || apt_packages+=(openssh-client)
     [ -x /usr/sbin/sshd ] || apt_packages+=(openssh-server)
+    command -v rsync >/dev/null 2>&1 || apt_packages+=(rsync)  # rsync -e ssh through a session
     if [ ${#apt_packages[@]} -gt 0 ]; then
         say "Installing Debian packages: ${apt_packages[*]}"
         as_root apt-get update -qq

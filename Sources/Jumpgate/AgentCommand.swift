@@ -171,6 +171,15 @@ struct AgentRunCommand: AsyncParsableCommand {
         )
     )
     var shellUser: String?
+    @Option(
+        name: .long,
+        parsing: .upToNextOption,
+        help: ArgumentHelp(
+            "Accounts the gateway's session documents may ask shells to run as (runAsDefaultUser; none by default, never root): without this, a compromised gateway cannot choose an account such as one with sudo rights.",
+            valueName: "user"
+        )
+    )
+    var allowRunAs: [String] = []
     @Option(name: .long, help: LogLevel.help) var logLevel: LogLevel?
     @Flag(
         name: .long,
@@ -191,6 +200,16 @@ struct AgentRunCommand: AsyncParsableCommand {
             }
             guard ShellAccounts.lookup(user) != nil else {
                 throw ValidationError("--shell-user \(user): there is no such user on this host; create it first.")
+            }
+        }
+        if !self.allowRunAs.isEmpty {
+            guard self.allowShell else { throw ValidationError("--allow-run-as needs --allow-shell.") }
+            for user in self.allowRunAs {
+                guard ShellAccounts.isValidName(user), user != "root" else {
+                    throw ValidationError(
+                        "--allow-run-as \(user): give user names, never root (only --shell-user root runs root shells)."
+                    )
+                }
             }
         }
         guard (1...86_400).contains(self.refusalSummaryInterval) else {
@@ -218,6 +237,7 @@ struct AgentRunCommand: AsyncParsableCommand {
         options.refusalSummarySeconds = Int64(self.refusalSummaryInterval)
         options.allowShell = self.allowShell
         options.shellUser = self.shellUser
+        options.allowedRunAs = Set(self.allowRunAs)
         if let version = self.compatVersion { options.reportedVersion = version }
         let runner: AgentRunner
         do {

@@ -21,8 +21,16 @@ extension AgentRunner {
         ) {
         case .success(.shell):
             let recording = RecordingRequest(document: task.documentContent)
+            let (runAs, profile) = Self.shellInputs(task.documentContent)
             makeDelegate = { loop in
-                ShellSessionDelegate(runner: self, sessionID: sessionID, eventLoop: loop, recording: recording)
+                ShellSessionDelegate(
+                    runner: self,
+                    sessionID: sessionID,
+                    eventLoop: loop,
+                    recording: recording,
+                    runAs: runAs,
+                    profile: profile
+                )
             }
         case .success(.command(let command, let interactive)):
             let recording = RecordingRequest(document: task.documentContent)
@@ -33,7 +41,8 @@ extension AgentRunner {
                     eventLoop: loop,
                     command: command,
                     interactive: interactive,
-                    recording: recording
+                    recording: recording,
+                    runAs: Self.shellInputs(task.documentContent).runAs
                 )
             }
         case .success(.port):
@@ -75,6 +84,16 @@ extension AgentRunner {
                 self.reportComplete(sessionID: sessionID, status: "Failed", output: reason)
             }
         }
+    }
+
+    /// The account a start's document asks shells to run as (`inputs.runAsEnabled` with
+    /// `runAsDefaultUser`), and its shell profile (`inputs.shellProfile.linux`), as SSM's agent reads them.
+    static func shellInputs(_ document: JSONValue) -> (runAs: String?, profile: String?) {
+        let inputs = document["inputs"]
+        let enabled = inputs?["runAsEnabled"]?.boolValue == true || inputs?["runAsEnabled"]?.stringValue == "true"
+        let user = inputs?["runAsDefaultUser"]?.stringValue ?? ""
+        let profile = inputs?["shellProfile"]?["linux"]?.stringValue ?? ""
+        return (enabled && !user.isEmpty ? user : nil, profile.allSatisfy(\.isWhitespace) ? nil : profile)
     }
 
     /// A session this agent will not serve: it ends as Failed with `reason`, which its client prints.

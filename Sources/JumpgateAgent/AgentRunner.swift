@@ -32,6 +32,8 @@ public final class AgentRunner: Sendable {
         /// The account shells run as (`--shell-user`); nil: ``ShellAccounts/defaultUser`` when the agent
         /// runs as root (created on first use), else the agent's own.
         public var shellUser: String?
+        /// Accounts the gateway's session documents may ask shells to run as (`--allow-run-as`).
+        public var allowedRunAs: Set<String> = []
         public init() {}
     }
 

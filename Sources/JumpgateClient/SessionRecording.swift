@@ -18,7 +18,14 @@ extension SSMClient {
                 throw ClientError("The gateway's answer holds no recording content.")
             }
             bytes += page
-            guard let next = answer["NextOffset"]?.int64Value else { return (bytes, answer) }
+            guard let next = answer["NextOffset"]?.int64Value else {
+                if let total = answer["Bytes"]?.int64Value, Int64(bytes.count) != total {
+                    throw ClientError(
+                        "The gateway's pages hold \(bytes.count) bytes of the recording's \(total): retry; if it persists, the store is damaged (see the gateway's log)."
+                    )
+                }
+                return (bytes, answer)
+            }
             guard next > offset else { throw ClientError("The gateway's recording pages do not move on.") }
             offset = next
         }

@@ -77,6 +77,19 @@ struct AgentRecordingTests {
         #expect(SessionRecorder.FileState.parse(id + ".cast") == nil)
     }
 
+    @Test("a file left by a killed agent after its size limit stays cut")
+    func closeLeftCutFile() throws {
+        let directory = try Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let recorder = try Self.recorder(directory, "carol-1", limit: 1024)
+        for index in 0..<100 { recorder.output(ByteBuffer(string: "line \(index)\r\n")) }
+        // Killed here: never finished, so the file is still .cast.
+        #expect(try AgentRunner.closeRecording(at: directory + "/carol-1.cast", now: SessionRecorder.now()))
+        let fresh = try Self.recorder(directory, "carol-2", limit: 1 << 20)
+        fresh.output(ByteBuffer(string: "short\r\n"))
+        #expect(try !AgentRunner.closeRecording(at: directory + "/carol-2.cast", now: SessionRecorder.now()))
+    }
+
     @Test("a file left by a killed agent: the cut line dropped, a marker added; without a header, nothing added")
     func closeLeftFile() throws {
         let directory = try Self.directory()

@@ -46,17 +46,7 @@ struct RecordingTests {
 
     /// Sets the account's preferences (SSM-SessionManagerRunShell) to record what clients type.
     static func recordInput(_ lab: EndToEndTests.Lab) async throws {
-        let content =
-            #"{"schemaVersion": "1.0", "description": "Preferences", "sessionType": "Standard_Stream", "inputs": {"recordInput": true}}"#
-        let updated = try await lab.ssm.call(
-            "UpdateDocument",
-            ["Name": "SSM-SessionManagerRunShell", "Content": .string(content), "DocumentVersion": "$LATEST"]
-        )
-        let version = try #require(updated["DocumentDescription"]?["DocumentVersion"]?.stringValue)
-        _ = try await lab.ssm.call(
-            "UpdateDocumentDefaultVersion",
-            ["Name": "SSM-SessionManagerRunShell", "DocumentVersion": .string(version)]
-        )
+        try await ShellSessionTests.setPreferences(lab, #"{"recordInput": true}"#)
     }
 
     /// A recording piece posted to the gateway as the agent does, signed with `credentials`.

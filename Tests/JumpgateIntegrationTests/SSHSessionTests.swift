@@ -114,6 +114,17 @@ struct SSHSessionTests {
             #expect(try terminal.count { $0 == "SCP=0" } == 1)
             #expect(try Data(contentsOf: URL(fileURLWithPath: "\(directory)/copied")) == payload)
             #expect(try Data(contentsOf: URL(fileURLWithPath: "\(directory)/back")) == payload)
+            // rsync with ssh as its transport, the same way.
+            if FileManager.default.isExecutableFile(atPath: "/usr/bin/rsync") {
+                try terminal.type(
+                    "rsync -e \"ssh \(ssh) -p \(port)\" payload \(destination):\(directory)/rsynced; echo RSYNC=$?"
+                )
+                try terminal.waitForLine(timeout: 120) { $0.hasPrefix("RSYNC=") }
+                #expect(try terminal.count { $0 == "RSYNC=0" } == 1)
+                #expect(try Data(contentsOf: URL(fileURLWithPath: "\(directory)/rsynced")) == payload)
+            } else {
+                print("SSHSessionTests: rsync part skipped: no /usr/bin/rsync (./scripts/test installs it)")
+            }
 
             // The AWS CLI with Jumpgate's plugin as the ProxyCommand.
             let aws =

@@ -253,9 +253,24 @@ struct SessionDocumentTests {
         #expect(set.idleTimeoutSeconds == 1200 && set.maximumDurationSeconds == 5400)
         let empty = try SessionDocumentContent.parse(Self.preferences(#"{"idleSessionTimeout": ""}"#))
         #expect(empty.idleTimeoutSeconds == nil && empty.maximumDurationSeconds == nil)
+        // The run-as account and the shell profile, as SSM writes them.
+        let shell = try SessionDocumentContent.parse(
+            Self.preferences(
+                #"{"runAsEnabled": true, "runAsDefaultUser": "deploy", "shellProfile": {"linux": "cd /srv\nexport A=1", "windows": ""}}"#
+            )
+        )
+        #expect(shell.runAsUser == "deploy" && shell.shellProfile == "cd /srv\nexport A=1")
+        let off = try SessionDocumentContent.parse(
+            Self.preferences(#"{"runAsEnabled": false, "runAsDefaultUser": "deploy"}"#)
+        )
+        #expect(off.runAsUser == nil && off.shellProfile == nil)
         for inputs in [
             #"{"idleSessionTimeout": "0"}"#, #"{"idleSessionTimeout": "61"}"#, #"{"maxSessionDuration": "1441"}"#,
-            #"{"idleSessionTimeout": 20}"#, #"{"runAsEnabled": true}"#, #"{"shellProfile": {"linux": "cd /srv"}}"#,
+            #"{"idleSessionTimeout": 20}"#, #"{"runAsEnabled": true}"#,
+            #"{"runAsEnabled": true, "runAsDefaultUser": "a b"}"#,
+            #"{"runAsEnabled": "yes"}"#, #"{"runAsDefaultUser": 3}"#, #"{"shellProfile": "cd /srv"}"#,
+            #"{"shellProfile": {"linux": 3}}"#,
+            "{\"shellProfile\": {\"linux\": \"" + String(repeating: "x", count: 4097) + "\"}}",
             #"{"kmsKeyId": "k"}"#,
         ] {
             let error = #expect(throws: DocumentError.self) {

@@ -65,6 +65,58 @@ struct ShellAccountTests {
         #expect(refusal.description.contains("cannot start a shell as root"))
     }
 
+    @Test("the document's runAsDefaultUser: a root agent without --shell-user takes it (never root); others must match")
+    func requestedAccount() throws {
+        #expect(
+            try ShellAccounts.choose(
+                configured: nil,
+                requested: "deploy",
+                allowed: ["deploy"],
+                agentIsRoot: true,
+                agentUser: "root"
+            ).get() == .init(name: "deploy", createIfMissing: false, requested: true)
+        )
+        #expect(
+            try ShellAccounts.choose(configured: "deploy", requested: "deploy", agentIsRoot: true, agentUser: "root")
+                .get() == .init(name: "deploy", createIfMissing: false)
+        )
+        #expect(
+            try ShellAccounts.choose(configured: nil, requested: "jump", agentIsRoot: false, agentUser: "jump").get()
+                == .init(name: "jump", createIfMissing: false)
+        )
+        let refusals: [(String?, String, Bool, String)] = [
+            (nil, "root", true, "only the agent's operator can allow"),
+            (nil, "ubuntu", true, "has not allowed (jumpgate agent run --allow-run-as ubuntu)"),
+            ("deploy", "other", true, "runs them only as deploy"),
+            (nil, "other", false, "runs them only as jump"),
+            (nil, "a b", true, "is not a valid user name"),
+            ("root", "deploy", true, "runs them only as root"),
+        ]
+        for (configured, requested, root, expected) in refusals {
+            let result = ShellAccounts.choose(
+                configured: configured,
+                requested: requested,
+                agentIsRoot: root,
+                agentUser: root ? "root" : "jump"
+            )
+            guard case .failure(let refusal) = result else {
+                Issue.record("\(requested) was accepted (configured \(configured ?? "none"), root \(root))")
+                continue
+            }
+            #expect(refusal.description.contains(expected), "\(refusal)")
+        }
+        // An account the document names must not be privileged, whatever its name.
+        let requested = ShellAccounts.Choice(name: "toor", createIfMissing: false, requested: true)
+        for (uid, gid) in [(0, 0), (0, 1001), (1001, 0)] {
+            let toor = ShellAccount(name: "toor", uid: uid_t(uid), gid: gid_t(gid), home: "/root", shell: "/bin/sh")
+            guard case .failure(let refusal) = ShellAccounts.check(toor, for: requested) else {
+                Issue.record("a privileged account (\(uid):\(gid)) named by a document was accepted")
+                continue
+            }
+            #expect(refusal.description.contains("cannot ask for a privileged shell"))
+        }
+    }
+
     @Test(
         "refused: names that are not user names",
         arguments: ["", "-rf", "a b", "x;id", "../etc", String(repeating: "a", count: 33)]

@@ -125,6 +125,79 @@ struct ShellSessionTests {
         }
     }
 
+    /// Sets the account's preferences (SSM-SessionManagerRunShell's `inputs`, as JSON) as a new default version.
+    static func setPreferences(_ lab: EndToEndTests.Lab, _ inputs: String) async throws {
+        let content =
+            #"{"schemaVersion": "1.0", "description": "Preferences", "sessionType": "Standard_Stream", "inputs": "#
+            + inputs + "}"
+        let updated = try await lab.ssm.call(
+            "UpdateDocument",
+            ["Name": "SSM-SessionManagerRunShell", "Content": .string(content), "DocumentVersion": "$LATEST"]
+        )
+        let version = try #require(updated["DocumentDescription"]?["DocumentVersion"]?.stringValue)
+        _ = try await lab.ssm.call(
+            "UpdateDocumentDefaultVersion",
+            ["Name": "SSM-SessionManagerRunShell", "DocumentVersion": .string(version)]
+        )
+    }
+
+    @Test(
+        "the account's preferences: shells run as runAsDefaultUser after the shell profile's commands; root is refused"
+    )
+    func preferencesRunAsAndProfile() async throws {
+        // As root (CI): a second account, made here; otherwise the agent's own, the only one it can run.
+        let user = geteuid() == 0 ? "jumpgate-runas" : (ShellAccounts.current()?.name ?? "")
+        let created = geteuid() == 0 && ShellAccounts.lookup(user) == nil
+        if created {
+            try Self.runTool("/usr/sbin/useradd", ["--create-home", "--user-group", "--shell", "/bin/bash", user])
+        }
+        // The account made here goes again (its shells ended with the session).
+        defer { if created { try? Self.runTool("/usr/sbin/userdel", ["--remove", user]) } }
+        try await EndToEndTests.withLab(agentArguments: ["--allow-shell", "--allow-run-as", user]) { lab, _ in
+            try await Self.setPreferences(
+                lab,
+                #"{"runAsEnabled": true, "runAsDefaultUser": ""# + user
+                    + #"", "shellProfile": {"linux": "export JG_PROFILE=loaded-$((40+2))"}}"#
+            )
+            let terminal = try Self.terminal(lab)
+            try terminal.type(Self.run(Self.startSession(lab), marker: "1"))
+            try terminal.waitForLine { $0.hasPrefix("Starting session with SessionId: ") }
+            try terminal.type("echo who-$(whoami) $JG_PROFILE")
+            try terminal.waitForLine(timeout: 30) { $0 == "who-\(user) loaded-42" }
+            try terminal.type("exit")
+            try terminal.waitForLine { $0 == "EXIT1=0" }
+            // A document cannot ask for root: the session fails with why.
+            try await Self.setPreferences(lab, #"{"runAsEnabled": true, "runAsDefaultUser": "root"}"#)
+            try terminal.type(Self.run(Self.startSession(lab), marker: "2"))
+            try terminal.waitForLine(timeout: 30) { $0.contains("the session document asks for") }
+            try terminal.waitForLine { $0 == "EXIT2=2" }  // ended by the agent, with its reason
+        }
+    }
+
+    static func runTool(_ path: String, _ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        try process.run()
+        process.waitUntilExit()
+    }
+
+    @Test("a shell nobody types into ends at the gateway's idle timeout, and the client says so (exit 2)")
+    func idleShell() async throws {
+        try await EndToEndTests.withLab(gatewayArguments: ["--idle-timeout", "3s"], agentArguments: ["--allow-shell"]) {
+            lab,
+            _ in
+            let terminal = try Self.terminal(lab)
+            try terminal.type(Self.run(Self.startSession(lab), marker: "1"))
+            try terminal.waitForLine { $0.hasPrefix("Starting session with SessionId: ") }
+            try terminal.type("echo busy-$((2*2))")
+            try terminal.waitForLine(timeout: 30) { $0 == "busy-4" }
+            try terminal.waitForLine(timeout: 30) { $0.contains("was idle for 3 seconds") }
+            try terminal.waitForLine { $0 == "EXIT1=2" }
+            try terminal.waitForLine { $0 == "RESTORED1" }
+        }
+    }
+
     @Test("an agent without --allow-shell refuses a shell, and the client says why and what to do")
     func refusedWithoutAllowShell() async throws {
         try await EndToEndTests.withLab { lab, _ in

@@ -248,7 +248,7 @@ struct StoreConformanceTests {
             let text = Array("{\"version\": 2}\n[0.1, \"o\", \"secret-output\"]\n".utf8)
             store.submit(.recordingChunk(sessionID: "dev-1", offset: 0, bytes: Array(text.prefix(10))))
             store.submit(.recordingChunk(sessionID: "dev-1", offset: 10, bytes: Array(text.dropFirst(10))))
-            // A resent chunk (after a lost answer) changes nothing.
+            // A piece written again at its offset replaces it (the same bytes here: nothing changes).
             store.submit(.recordingChunk(sessionID: "dev-1", offset: 10, bytes: Array(text.dropFirst(10))))
             record.complete = true
             record.completedEpoch = 200

@@ -16,8 +16,9 @@ extension AgentRunner {
             guard let (sessionID, state) = SessionRecorder.FileState.parse(name), state == .open else { continue }
             let path = self.recordingsDirectory + "/" + name
             do {
-                try Self.closeRecording(at: path, now: SessionRecorder.now())
-                rename(path, self.recordingsDirectory + "/" + sessionID + SessionRecorder.FileState.done.rawValue)
+                let cut = try Self.closeRecording(at: path, now: SessionRecorder.now())
+                let finished: SessionRecorder.FileState = cut ? .cut : .done
+                rename(path, self.recordingsDirectory + "/" + sessionID + finished.rawValue)
                 self.logger.info(
                     "recording of an earlier agent run closed",
                     metadata: ["jumpgate.session_id": "\(sessionID)"]
@@ -31,20 +32,25 @@ extension AgentRunner {
         }
     }
 
-    /// Cuts the file at its last whole line and appends the marker, timed from the header's start.
-    static func closeRecording(at path: String, now: Int64) throws {
+    /// Cuts the file at its last whole line and appends the marker, timed from the header's start. True if
+    /// the recording had already stopped at its size limit (its last line is that marker): it stays cut.
+    @discardableResult
+    static func closeRecording(at path: String, now: Int64) throws -> Bool {
         let fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { throw AgentError("cannot open \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        guard let size = Self.fileSize(path) else { return }
+        guard let size = Self.fileSize(path) else { return false }
         // The last newline, reading back from the end 64 KiB at a time.
         var whole = 0
         var end = size
+        var lastLine: [UInt8] = []
         while end > 0 {
             let start = max(0, end - 65536)
             let block = try Self.read(fd, path: path, offset: start, count: end - start)
             if let index = block.lastIndex(of: UInt8(ascii: "\n")) {
                 whole = start + index + 1
+                let before = block[..<index].lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0
+                lastLine = Array(block[before..<index])
                 break
             }
             end = start
@@ -54,12 +60,14 @@ extension AgentRunner {
         }
         let head = try Self.read(fd, path: path, offset: 0, count: min(whole, 4096))
         let header = head.firstIndex(of: UInt8(ascii: "\n")).flatMap { try? JSONValue(parsing: Array(head[..<$0])) }
-        guard let start = header?["timestamp"]?.int64Value else { return }  // no event was ever written
+        guard let start = header?["timestamp"]?.int64Value else { return false }  // no event was ever written
+        if String(decoding: lastLine, as: UTF8.self).contains(SessionRecorder.limitMarker) { return true }
         let elapsed = max(0, now - start * 1_000_000)
         let marker: JSONValue = [.double(Double(elapsed) / 1e6), "m", .string(Self.stoppedMarker)]
         guard ConnectionJournal.write(marker.serialized() + "\n", to: fd) else {
             _ = ftruncate(fd, off_t(whole))
             throw AgentError("cannot write \(path): \(String(cString: strerror(errno)))")
         }
+        return false
     }
 }

@@ -48,6 +48,17 @@ extension AgentRunner {
             return recorder
         } catch {
             logger.error("session not recorded", metadata: ["problem": "\(error)"])
+            // The gateway told the user the session is recorded: it hears that nothing will come (once; an
+            // answer that does not come leaves the recording open there, empty).
+            if SessionRecorder.isSafeName(sessionID) {
+                Task {
+                    _ = try? await self.signedPost(
+                        path: "/v1/recordings/\(self.state.instanceID)/\(sessionID)",
+                        query: "final=true&offset=0&truncated=true",
+                        body: []
+                    )
+                }
+            }
             return nil
         }
     }
@@ -151,8 +162,12 @@ extension AgentRunner {
                 if answer?["Complete"]?.boolValue == true {
                     return self.forgetRecording(sessionID, path: path, reason: nil)
                 }
-            case 404, 410, 413:
+            case 404,
+                413
+            where ["DoesNotExistException", "RecordingTooLarge"].contains(answer?["__type"]?.stringValue ?? ""):
                 // The gateway will never take it: no such session there, not recorded, past its size limit.
+                // (A 404 or 413 from anything else, a proxy say, is a failure to retry, never a reason to
+                // delete the file.)
                 return self.forgetRecording(sessionID, path: path, reason: String(buffer: response.body))
             default:
                 throw AgentError(

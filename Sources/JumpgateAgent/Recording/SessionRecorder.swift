@@ -60,13 +60,15 @@ final class SessionRecorder {
     private var descriptor: Int32
     private(set) var bytesWritten = 0
     private(set) var stopped = false
-    /// Whether the recording stopped at its size limit.
+    /// Whether the recording stopped before its session ended (its size limit, or a write that failed).
     private(set) var cut = false
     /// Called after lines were written (the uploader gathers them), and once at the end.
     private let wrote: () -> Void
     private let failed: (String) -> Void
 
     static let directoryName = "recordings"
+    /// The start of the marker a recording cut at its size limit ends with.
+    static let limitMarker = "The recording reached its size limit"
     /// Bytes kept free below the limit for the marker that says the recording was cut.
     static let markerRoom = 256
 
@@ -154,7 +156,7 @@ final class SessionRecorder {
             // Cut before the limit, leaving room for the marker that says so (the limit is at least 1 KiB;
             // the marker's line is under 200 bytes).
             let note = self.writer.marker(
-                "The recording reached its size limit of \(self.request.maximumBytes) bytes; the rest of the session is not recorded.",
+                "\(Self.limitMarker) of \(self.request.maximumBytes) bytes; the rest of the session is not recorded.",
                 now: Self.now()
             )
             text = self.bytesWritten + note.utf8.count <= self.request.maximumBytes ? note : ""
@@ -166,6 +168,7 @@ final class SessionRecorder {
             // A line written in part is taken back: the file holds whole lines only.
             _ = ftruncate(self.descriptor, off_t(self.bytesWritten))
             self.stopped = true
+            self.cut = true  // the rest of the session is missing: the gateway is told
             return self.failed("the recording \(self.path) could not be written: \(problem)")
         }
         self.bytesWritten += text.utf8.count

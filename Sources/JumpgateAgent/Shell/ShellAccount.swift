@@ -32,6 +32,9 @@ public enum ShellAccounts {
     public struct Choice: Hashable, Sendable {
         public var name: String
         public var createIfMissing: Bool
+        /// Named by the session's document (runAsDefaultUser), not by the agent's operator: such an
+        /// account must not be privileged.
+        public var requested = false
     }
 
     /// Why no shell can be started for this session; the text reaches the user.
@@ -41,14 +44,53 @@ public enum ShellAccounts {
     }
 
     /// Decides the account: an agent that is not root can only run shells as itself; a root agent runs them
-    /// as `configured` (root only when configured so) or as ``defaultUser``.
+    /// as `configured` (root only when configured so) or as ``defaultUser``. `requested` is the session
+    /// document's runAsDefaultUser (the account's preferences): a root agent without `--shell-user` runs the
+    /// shell as that account if its operator allowed it (`allowed`, `--allow-run-as`; never root, never one
+    /// that must be created), so a compromised gateway cannot choose an account with sudo rights; an agent
+    /// whose operator named an account, or that is not root, serves only sessions that ask for that account
+    /// or for none.
     public static func choose(
         configured: String?,
+        requested: String? = nil,
+        allowed: Set<String> = [],
         agentIsRoot: Bool,
         agentUser: String
     ) -> Result<Choice, Refusal> {
         if let configured, !Self.isValidName(configured) {
             return .failure(Refusal("--shell-user '\(configured)' is not a valid user name"))
+        }
+        if let requested {
+            guard Self.isValidName(requested) else {
+                return .failure(
+                    Refusal("the session document's runAsDefaultUser '\(requested)' is not a valid user name")
+                )
+            }
+            let serves = configured ?? (agentIsRoot ? nil : agentUser)
+            if let serves, serves != requested {
+                return .failure(
+                    Refusal(
+                        "the session document asks for shells as \(requested), but this agent runs them only as \(serves) (its --shell-user, or the account it runs as): change the preferences' runAsDefaultUser, or the agent's --shell-user"
+                    )
+                )
+            }
+            if serves == nil {
+                guard requested != "root" else {
+                    return .failure(
+                        Refusal(
+                            "the session document asks for root shells, which only the agent's operator can allow (jumpgate agent run --shell-user root)"
+                        )
+                    )
+                }
+                guard allowed.contains(requested) else {
+                    return .failure(
+                        Refusal(
+                            "the session document asks for shells as \(requested), which this agent's operator has not allowed (jumpgate agent run --allow-run-as \(requested))"
+                        )
+                    )
+                }
+                return .success(Choice(name: requested, createIfMissing: false, requested: true))
+            }
         }
         guard agentIsRoot else {
             if let configured, configured != agentUser {
@@ -68,6 +110,13 @@ public enum ShellAccounts {
     /// `jumpgate-user` with uid or gid 0 would give root shells nobody configured); a named account is the
     /// operator's choice.
     public static func check(_ account: ShellAccount, for choice: Choice) -> Result<ShellAccount, Refusal> {
+        if choice.requested, account.uid == 0 || account.gid == 0 {
+            return .failure(
+                Refusal(
+                    "the account \(account.name) has uid \(account.uid) and gid \(account.gid): a session document cannot ask for a privileged shell; only the agent's --shell-user can"
+                )
+            )
+        }
         if choice.createIfMissing, account.uid == 0 || account.gid == 0 {
             return .failure(
                 Refusal(
@@ -82,7 +131,7 @@ public enum ShellAccounts {
     private static let creation = NIOLock()
 
     /// A POSIX-portable user name (letters, digits, `.`, `_`, `-`; not starting with `-`; at most 32).
-    static func isValidName(_ name: String) -> Bool {
+    public static func isValidName(_ name: String) -> Bool {
         guard !name.isEmpty, name.utf8.count <= 32, name.first != "-" else { return false }
         return name.utf8.allSatisfy { byte in
             (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))
@@ -173,7 +222,11 @@ public enum ShellAccounts {
         let name = choice.name
         if let account = Self.lookup(name) { return account }
         guard choice.createIfMissing else {
-            throw Refusal("the user \(name) does not exist on this host: create it, or give another with --shell-user")
+            throw Refusal(
+                choice.requested
+                    ? "the user \(name) (the session document's runAsDefaultUser) does not exist on this host: create it, or change the preferences"
+                    : "the user \(name) does not exist on this host: create it, or give another with --shell-user"
+            )
         }
         let shell = FileManager.default.isExecutableFile(atPath: "/bin/bash") ? "/bin/bash" : "/bin/sh"
         let process = Process()

@@ -49,6 +49,10 @@ final class ShellSessionDelegate: PortSessionDelegate {
     var programEnded = false
     /// What the gateway asked to record (nil: nothing), and the recording once the program started.
     let recording: RecordingRequest?
+    /// The account the session's document asks for (runAsDefaultUser), and the commands a shell starts
+    /// with (shellProfile), written to its terminal first.
+    let runAs: String?
+    let profile: String?
     var recorder: SessionRecorder?
 
     /// How long a shell has to exit after SIGHUP when its session ends, before SIGKILL.
@@ -64,9 +68,13 @@ final class ShellSessionDelegate: PortSessionDelegate {
         eventLoop: any EventLoop,
         command: String? = nil,
         interactive: Bool = true,
-        recording: RecordingRequest? = nil
+        recording: RecordingRequest? = nil,
+        runAs: String? = nil,
+        profile: String? = nil
     ) {
         self.recording = recording
+        self.runAs = runAs
+        self.profile = command == nil ? profile : nil
         self.runner = runner
         self.sessionID = sessionID
         self.eventLoop = eventLoop
@@ -91,12 +99,16 @@ final class ShellSessionDelegate: PortSessionDelegate {
     /// shell starts on the event loop and its terminal becomes the session's stream.
     func streamRequested(_ session: PortSession, id: SmuxStreamID) {
         let agentIsRoot = geteuid() == 0
-        let configured = self.runner.options.shellUser
+        let (configured, requested, allowed) = (
+            self.runner.options.shellUser, self.runAs, self.runner.options.allowedRunAs
+        )
         let bound = NIOLoopBound((self, session), eventLoop: self.eventLoop)
         // The password database (and useradd) off the event loop.
         NIOThreadPool.singleton.runIfActive(eventLoop: self.eventLoop) { () throws -> (ShellAccount, Bool) in
             let choice = ShellAccounts.choose(
                 configured: configured,
+                requested: requested,
+                allowed: allowed,
                 agentIsRoot: agentIsRoot,
                 agentUser: ShellAccounts.current()?.name ?? "uid \(geteuid())"
             )
@@ -159,6 +171,10 @@ final class ShellSessionDelegate: PortSessionDelegate {
         } opened: {
             // A size that came while the terminal was being set up.
             if let size = bound.value.size { try? PseudoTerminalProcess.resize(master: program.master, to: size) }
+            // The shell profile's commands, typed first (as SSM's agent does): before anything the client sends.
+            if let profile = bound.value.profile, let terminal = bound.value.terminal {
+                terminal.writeAndFlush(ByteBuffer(string: profile + "\n"), promise: nil)
+            }
         }
     }
 

@@ -247,6 +247,14 @@ public struct DocumentCatalog: Sendable {
         BuiltInDocuments.contents.keys.sorted() + self.custom.keys.filter { !Self.isBuiltIn($0) }.sorted()
     }
 
+    /// The account shells and commands run as, and the commands a shell starts with: a Standard_Stream
+    /// document's own inputs where it sets them, else the account's preferences.
+    public func shellSettings(for document: SessionDocumentContent) -> (runAs: String?, profile: String?) {
+        let preferences = try? self.find(BuiltInDocuments.shell).parsed
+        let own = document.sessionType == "Standard_Stream" ? document : nil
+        return (own?.runAsUser ?? preferences?.runAsUser, own?.shellProfile ?? preferences?.shellProfile)
+    }
+
     /// Whether a session of `document` records what its client types: the document's own
     /// `inputs.recordInput` where it sets it, else the account's preferences; no by default.
     public func recordsInput(for document: SessionDocumentContent) -> Bool {

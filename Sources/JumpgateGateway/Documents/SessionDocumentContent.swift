@@ -47,6 +47,10 @@ public struct SessionDocumentContent: Hashable, Sendable {
     public var maximumDurationSeconds: Int64? = nil
     /// Whether what the client types is recorded too (`inputs.recordInput`), if the document says.
     public var recordInput: Bool? = nil
+    /// The account shells run as (`inputs.runAsEnabled` with `runAsDefaultUser`), if the document says.
+    public var runAsUser: String? = nil
+    /// Commands a shell runs when it starts (`inputs.shellProfile.linux`), if the document gives some.
+    public var shellProfile: String? = nil
 
     /// Parses and checks `text`: JSON (YAML is not read), schema 1.0, a known session type, parameters of
     /// type String whose defaults obey their own rules, placeholders that name parameters, and what each
@@ -132,19 +136,60 @@ public struct SessionDocumentContent: Hashable, Sendable {
         case .some(.string("false")): self.recordInput = false
         default: throw .content("inputs.recordInput must be true or false.")
         }
+        try self.readShellInputs(inputs)
         let unsupported: [(key: String, isSet: Bool)] = [
-            ("runAsEnabled", inputs["runAsEnabled"]?.boolValue == true),
-            ("runAsDefaultUser", (inputs["runAsDefaultUser"]?.stringValue ?? "") != ""),
-            ("shellProfile", Self.hasText(inputs["shellProfile"])),
             ("kmsKeyId", (inputs["kmsKeyId"]?.stringValue ?? "") != ""),
             ("s3BucketName", (inputs["s3BucketName"]?.stringValue ?? "") != ""),
             ("cloudWatchLogGroupName", (inputs["cloudWatchLogGroupName"]?.stringValue ?? "") != ""),
         ]
         if let set = unsupported.first(where: \.isSet) {
             throw .content(
-                "inputs.\(set.key) is not applied by Jumpgate yet (the agent's --shell-user sets the run-as account); leave it empty."
+                "inputs.\(set.key) is not applied by Jumpgate yet (recordings are kept by the gateway: docs/SESSIONS.md); leave it empty."
             )
         }
+    }
+
+    /// `runAsEnabled` with `runAsDefaultUser` (a user name; Jumpgate has no per-user SSMSessionRunAs tags, so
+    /// runAsEnabled needs it), and `shellProfile.linux` (at most 4 KiB, no NUL).
+    mutating func readShellInputs(_ inputs: JSONValue) throws(DocumentError) {
+        let enabled: Bool
+        switch inputs["runAsEnabled"] {
+        case .none, .some(.null), .some(.string("")), .some(.bool(false)), .some(.string("false")): enabled = false
+        case .some(.bool(true)), .some(.string("true")): enabled = true
+        default: throw .content("inputs.runAsEnabled must be true or false.")
+        }
+        let user = inputs["runAsDefaultUser"]?.stringValue ?? ""
+        if inputs["runAsDefaultUser"].map({ $0.stringValue == nil && !$0.isNull }) == true {
+            throw .content("inputs.runAsDefaultUser must be a user name (a string).")
+        }
+        if enabled {
+            guard Self.isUserName(user) else {
+                throw .content(
+                    "inputs.runAsEnabled needs inputs.runAsDefaultUser: an account on the instance (letters, digits, '.', '_', '-'; at most 32)."
+                )
+            }
+            self.runAsUser = user
+        }
+        if let profile = inputs["shellProfile"] {
+            guard profile.objectValue != nil, profile["linux"].map({ $0.stringValue != nil || $0.isNull }) ?? true
+            else {
+                throw .content("inputs.shellProfile must be {\"linux\": \"commands\"}.")
+            }
+            let commands = profile["linux"]?.stringValue ?? ""
+            guard commands.utf8.count <= 4096, !commands.utf8.contains(0) else {
+                throw .content("inputs.shellProfile.linux must be at most 4096 bytes, without NUL characters.")
+            }
+            if !commands.allSatisfy(\.isWhitespace) { self.shellProfile = commands }
+        }
+    }
+
+    /// A user name an agent can look up: letters, digits, `.`, `_`, `-`, not starting with `-`, at most 32.
+    static func isUserName(_ name: String) -> Bool {
+        (1...32).contains(name.utf8.count) && !name.hasPrefix("-")
+            && name.unicodeScalars.allSatisfy {
+                $0.isASCII
+                    && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "._-".unicodeScalars.contains($0))
+            }
     }
 
     /// A parameter's name, as parameters and placeholders write it: ASCII letters, digits and underscores.

@@ -16,7 +16,7 @@ extension GatewayAPI {
         sessionType: String,
         properties: JSONValue,
         description: String,
-        recording: JSONValue? = nil
+        inputs: JSONValue = [:]
     ) throws(APIError) {
         guard let channel = self.state.controlChannel(instanceID: session.target) else {
             self.state.setStatus(sessionID: session.id, .failed, reason: "the target disconnected")
@@ -24,7 +24,7 @@ extension GatewayAPI {
         }
         let content: JSONValue = [
             "schemaVersion": "1.0", "description": .string(description), "sessionType": .string(sessionType),
-            "inputs": recording.map { ["jumpgateRecording": $0] } ?? [:], "properties": properties,
+            "inputs": inputs, "properties": properties,
         ]
         let task = AgentTaskPayload(
             documentName: session.documentName,

@@ -184,13 +184,28 @@ struct GatewayAPI: Sendable {
                 "maxBytes": .integer(record.maximumBytes),
             ]
         }
-        try self.pushStart(
-            session,
-            sessionType: sessionType,
-            properties: agentProperties,
-            description: document.parsed.description,
-            recording: recording
-        )
+        // What the account's preferences (or the document's own inputs) say of shells, as SSM sends it.
+        var inputs: [(key: String, value: JSONValue)] = []
+        if sessionType != "Port" {
+            let (runAs, profile) = self.state.documentCatalog.shellSettings(for: document.parsed)
+            if let runAs { inputs += [("runAsEnabled", true), ("runAsDefaultUser", .string(runAs))] }
+            if let profile, sessionType == "Standard_Stream" {
+                inputs.append(("shellProfile", ["linux": .string(profile)]))
+            }
+        }
+        if let recording { inputs.append(("jumpgateRecording", recording)) }
+        do {
+            try self.pushStart(
+                session,
+                sessionType: sessionType,
+                properties: agentProperties,
+                description: document.parsed.description,
+                inputs: .object(inputs)
+            )
+        } catch {
+            self.state.dropRecording(sessionID: session.id)
+            throw error
+        }
         var response: JSONValue = [
             "SessionId": .string(session.id), "TokenValue": .string(token),
             "StreamUrl": .string(self.streamURL(session.id)),

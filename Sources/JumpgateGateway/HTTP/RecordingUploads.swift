@@ -47,7 +47,11 @@ extension GatewayHTTPHandler {
             on: context.eventLoop
         ).flatMap { record, completed in
             // The recording's row (complete, truncated) is on disk before the agent may forget its file.
-            state.flush(on: eventLoop).map { (record, completed) }
+            // The pieces themselves were committed; a final one's row is on disk before the agent may forget
+            // its file.
+            final
+                ? state.flush(on: eventLoop).map { (record, completed) }
+                : eventLoop.makeSucceededFuture((record, completed))
         }
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         stored.whenComplete { result in
@@ -67,7 +71,8 @@ extension GatewayHTTPHandler {
                     ("__type", .string(refusal.type)), ("message", .string(refusal.message)),
                 ]
                 if let length = refusal.length { answer.append(("Length", .integer(length))) }
-                if refusal.status != 409 {
+                // The refusals that mean something (not "go on from there", not "busy"), once each.
+                if refusal.status == 404 || refusal.status == 413 {
                     state.auditRecordingRefusal(refusal, sessionID: sessionID, instanceID: instanceID, source: source)
                 }
                 if refusal.status == 413 { Task { await state.sealRecording(sessionID: sessionID, source: source) } }

@@ -77,7 +77,12 @@ extension GatewayState {
         case .failure(let refusal): return eventLoop.makeFailedFuture(refusal)
         case .success(let admitted): record = admitted
         }
-        if record.complete { return eventLoop.makeSucceededFuture((record, false)) }
+        // Complete: a resend after a lost or failed answer. Its row goes to the store again (the write that
+        // failed may have been it), and one without its digest is sealed (the seal may not have run).
+        if record.complete {
+            self.store?.submit(.recording(record))
+            return eventLoop.makeSucceededFuture((record, record.sha256.isEmpty))
+        }
         let written: EventLoopFuture<Void> =
             bytes.isEmpty
             ? eventLoop.makeSucceededVoidFuture()
@@ -133,7 +138,14 @@ extension GatewayState {
             )
         }
         if record.complete { return record }
-        guard !storage.recordingWrites.contains(sessionID), offset == record.length else {
+        guard !storage.recordingWrites.contains(sessionID) else {
+            throw RecordingRefusal(
+                status: 503,
+                type: "ServiceUnavailable",
+                message: "Another piece of this recording is being stored; retry."
+            )
+        }
+        guard offset == record.length else {
             throw RecordingRefusal(
                 status: 409,
                 type: "ConflictException",
@@ -166,7 +178,15 @@ extension GatewayState {
     /// it, and the audit trail gets a `SessionRecordingStored` record on the session (its size and digest),
     /// which links the session to its recording. A recording that does not read back is audited as damaged.
     func sealRecording(sessionID: String, source: String) async {
-        guard let record = self.recording(sessionID: sessionID) else { return }
+        // One seal per recording at a time, and none once it is sealed.
+        let claimed = self.storage.withLockedValue { storage -> RecordingRecord? in
+            guard let record = storage.recordings[sessionID], record.complete, record.sha256.isEmpty,
+                storage.recordingSeals.insert(sessionID).inserted
+            else { return nil }
+            return record
+        }
+        guard let record = claimed else { return }
+        defer { self.storage.withLockedValue { _ = $0.recordingSeals.remove(sessionID) } }
         var details: [(key: String, value: JSONValue)] = [
             ("sessionId", .string(sessionID)), ("bytes", .integer(record.length)),
             ("truncated", .bool(record.truncated)),
@@ -230,6 +250,14 @@ extension GatewayState {
             sessionID: session == nil ? "" : sessionID
         )
         audit.append(entry, time: time, index: index)
+    }
+
+    /// Forgets a recording whose session never reached its agent (StartSession failed after creating it).
+    func dropRecording(sessionID: String) {
+        self.storage.withLockedValue { storage in
+            guard storage.recordings.removeValue(forKey: sessionID) != nil else { return }
+            self.store?.submit(.recordingDeleted(sessionID: sessionID))
+        }
     }
 
     /// Deletes the recordings of sessions that ended more than `retention` seconds ago (a recording that

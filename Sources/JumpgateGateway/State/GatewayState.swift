@@ -73,6 +73,8 @@ public final class GatewayState: Sendable {
         var recordings: [String: RecordingRecord] = [:]
         /// Recordings with a piece being written (one at a time each).
         var recordingWrites: Set<String> = []
+        /// Recordings whose digest is being computed.
+        var recordingSeals: Set<String> = []
         var sessionsCreated: Int64 = 0
         var controlChannels: [String: any Channel] = [:]
         /// Each agent's process run id, from its control channel's opening frame (runtime only).

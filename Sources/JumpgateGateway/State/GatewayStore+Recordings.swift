@@ -45,7 +45,9 @@ extension GatewayStore {
         case .recordingChunk(let sessionID, let offset, let bytes):
             let sealed = self.sealer.seal(bytes: bytes, context: Self.chunkContext(sessionID, offset: offset))
             return (
-                "INSERT OR IGNORE INTO recording_chunks (session_id, offset, length, sealed) VALUES (?, ?, ?, ?)",
+                // A piece at an offset already stored (a write that reported failure but landed) is replaced:
+                // the stored bytes always are the last piece the length counted.
+                "INSERT OR REPLACE INTO recording_chunks (session_id, offset, length, sealed) VALUES (?, ?, ?, ?)",
                 [.text(sessionID), .integer(Int(offset)), .integer(bytes.count), .blob(ByteBuffer(bytes: sealed))]
             )
         case .recordingDeleted(let sessionID):
