@@ -204,6 +204,11 @@ struct AgentRunCommand: AsyncParsableCommand {
         }
         if !self.allowRunAs.isEmpty {
             guard self.allowShell else { throw ValidationError("--allow-run-as needs --allow-shell.") }
+            guard self.shellUser == nil, geteuid() == 0 else {
+                throw ValidationError(
+                    "--allow-run-as works for an agent that runs as root without --shell-user: otherwise shells run only as one account."
+                )
+            }
             for user in self.allowRunAs {
                 guard ShellAccounts.isValidName(user), user != "root" else {
                     throw ValidationError(

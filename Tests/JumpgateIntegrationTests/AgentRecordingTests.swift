@@ -77,6 +77,15 @@ struct AgentRecordingTests {
         #expect(SessionRecorder.FileState.parse(id + ".cast") == nil)
     }
 
+    @Test("the agent deletes a recording only on the gateway's own refusals, never on a proxy's 404 or 413")
+    func refusalsForGood() {
+        #expect(AgentRunner.gatewayRefusesForGood(status: 404, type: "DoesNotExistException"))
+        #expect(AgentRunner.gatewayRefusesForGood(status: 413, type: "RecordingTooLarge"))
+        for (status, type) in [(404, "NotFound"), (404, nil), (413, nil), (413, "DoesNotExistException"), (500, nil)] {
+            #expect(!AgentRunner.gatewayRefusesForGood(status: status, type: type), "\(status) \(type ?? "none")")
+        }
+    }
+
     @Test("a file left by a killed agent after its size limit stays cut")
     func closeLeftCutFile() throws {
         let directory = try Self.directory()

@@ -107,10 +107,17 @@ struct ShellAccountTests {
         }
         // An account the document names must not be privileged, whatever its name.
         let requested = ShellAccounts.Choice(name: "toor", createIfMissing: false, requested: true)
-        for (uid, gid) in [(0, 0), (0, 1001), (1001, 0)] {
-            let toor = ShellAccount(name: "toor", uid: uid_t(uid), gid: gid_t(gid), home: "/root", shell: "/bin/sh")
+        for (uid, gid, groups) in [(0, 0, [0]), (0, 1001, [1001]), (1001, 0, [0]), (1001, 1001, [1001, 27, 0])] {
+            let toor = ShellAccount(
+                name: "toor",
+                uid: uid_t(uid),
+                gid: gid_t(gid),
+                home: "/root",
+                shell: "/bin/sh",
+                groups: groups.map { gid_t($0) }
+            )
             guard case .failure(let refusal) = ShellAccounts.check(toor, for: requested) else {
-                Issue.record("a privileged account (\(uid):\(gid)) named by a document was accepted")
+                Issue.record("a privileged account (\(uid):\(gid) \(groups)) named by a document was accepted")
                 continue
             }
             #expect(refusal.description.contains("cannot ask for a privileged shell"))
@@ -144,7 +151,7 @@ struct ShellAccountTests {
         #expect(switched.executable == "/usr/bin/setpriv")
         #expect(
             switched.arguments == [
-                "setpriv", "--reuid=1001", "--regid=1001", "--init-groups", "--", "/bin/bash", "-l",
+                "setpriv", "--reuid=1001", "--regid=1001", "--groups=1001", "--", "/bin/bash", "-l",
             ]
         )
         #expect(switched.workingDirectory == "/home/deploy" && switched.size == size)
@@ -182,7 +189,7 @@ struct ShellAccountTests {
         )
         #expect(
             switched.arguments == [
-                "setpriv", "--reuid=1001", "--regid=1001", "--init-groups", "--", "/bin/bash", "-c", "ls | wc -l",
+                "setpriv", "--reuid=1001", "--regid=1001", "--groups=1001", "--", "/bin/bash", "-c", "ls | wc -l",
             ]
         )
         let own = ShellAccounts.launch(

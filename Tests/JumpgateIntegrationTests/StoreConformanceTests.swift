@@ -248,7 +248,8 @@ struct StoreConformanceTests {
             let text = Array("{\"version\": 2}\n[0.1, \"o\", \"secret-output\"]\n".utf8)
             store.submit(.recordingChunk(sessionID: "dev-1", offset: 0, bytes: Array(text.prefix(10))))
             store.submit(.recordingChunk(sessionID: "dev-1", offset: 10, bytes: Array(text.dropFirst(10))))
-            // A piece written again at its offset replaces it (the same bytes here: nothing changes).
+            // A piece written again at its offset replaces it: the stored bytes are always the last piece.
+            store.submit(.recordingChunk(sessionID: "dev-1", offset: 10, bytes: Array(repeating: 0x21, count: 5)))
             store.submit(.recordingChunk(sessionID: "dev-1", offset: 10, bytes: Array(text.dropFirst(10))))
             record.complete = true
             record.completedEpoch = 200

@@ -61,7 +61,12 @@ extension AgentRunner {
         let head = try Self.read(fd, path: path, offset: 0, count: min(whole, 4096))
         let header = head.firstIndex(of: UInt8(ascii: "\n")).flatMap { try? JSONValue(parsing: Array(head[..<$0])) }
         guard let start = header?["timestamp"]?.int64Value else { return false }  // no event was ever written
-        if String(decoding: lastLine, as: UTF8.self).contains(SessionRecorder.limitMarker) { return true }
+        // Already cut at its limit: its last event is that marker (an "m" event, not output that says so).
+        if let event = (try? JSONValue(parsing: lastLine))?.arrayValue, event.count == 3, event[1] == "m",
+            event[2].stringValue?.hasPrefix(SessionRecorder.limitMarker) == true
+        {
+            return true
+        }
         let elapsed = max(0, now - start * 1_000_000)
         let marker: JSONValue = [.double(Double(elapsed) / 1e6), "m", .string(Self.stoppedMarker)]
         guard ConnectionJournal.write(marker.serialized() + "\n", to: fd) else {

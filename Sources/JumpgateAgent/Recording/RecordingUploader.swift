@@ -162,12 +162,7 @@ extension AgentRunner {
                 if answer?["Complete"]?.boolValue == true {
                     return self.forgetRecording(sessionID, path: path, reason: nil)
                 }
-            case 404,
-                413
-            where ["DoesNotExistException", "RecordingTooLarge"].contains(answer?["__type"]?.stringValue ?? ""):
-                // The gateway will never take it: no such session there, not recorded, past its size limit.
-                // (A 404 or 413 from anything else, a proxy say, is a failure to retry, never a reason to
-                // delete the file.)
+            case _ where Self.gatewayRefusesForGood(status: response.status, type: answer?["__type"]?.stringValue):
                 return self.forgetRecording(sessionID, path: path, reason: String(buffer: response.body))
             default:
                 throw AgentError(
@@ -178,6 +173,14 @@ extension AgentRunner {
         // More to send: another pass, if this one moved (a gateway that keeps answering the same length
         // must not be asked in a loop).
         if self.recordingUploads.withLockedValue({ $0.stored[sessionID] }) != before { self.uploadRecordings() }
+    }
+
+    /// Whether an answer means the gateway will never take the recording (no such session there, not
+    /// recorded, past its size limit): only the gateway's own refusals, by their type. A 404 or 413 from
+    /// anything else (a proxy, an older gateway without the endpoint) is a failure to retry, never a reason to
+    /// delete the file.
+    static func gatewayRefusesForGood(status: Int, type: String?) -> Bool {
+        (status == 404 && type == "DoesNotExistException") || (status == 413 && type == "RecordingTooLarge")
     }
 
     func forgetRecording(_ sessionID: String, path: String, reason: String?) {

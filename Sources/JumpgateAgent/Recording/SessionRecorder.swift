@@ -137,10 +137,14 @@ final class SessionRecorder {
 
     /// The session ended: the last lines (`reason` as a marker), the file closed and renamed finished.
     func finish(reason: String) {
-        guard self.descriptor >= 0 || !self.stopped else { return }
+        guard self.descriptor >= 0 else {
+            if self.cut { self.wrote() }  // cut by a failed write: already renamed
+            return
+        }
         if !self.stopped { self.append(self.writer.finish(marker: reason, now: Self.now())) }
         self.stopped = true
-        if self.descriptor >= 0 { close(self.descriptor) }
+        guard self.descriptor >= 0 else { return self.wrote() }  // the last lines failed: renamed .cut
+        close(self.descriptor)
         self.descriptor = -1
         let finished = self.directory + "/" + self.sessionID + (self.cut ? FileState.cut : FileState.done).rawValue
         if rename(self.path, finished) != 0 {
@@ -168,7 +172,12 @@ final class SessionRecorder {
             // A line written in part is taken back: the file holds whole lines only.
             _ = ftruncate(self.descriptor, off_t(self.bytesWritten))
             self.stopped = true
-            self.cut = true  // the rest of the session is missing: the gateway is told
+            // The rest of the session is missing: marked cut at once, so an agent killed before the session
+            // ends reports it so too.
+            self.cut = true
+            close(self.descriptor)
+            self.descriptor = -1
+            rename(self.path, self.directory + "/" + self.sessionID + FileState.cut.rawValue)
             return self.failed("the recording \(self.path) could not be written: \(problem)")
         }
         self.bytesWritten += text.utf8.count

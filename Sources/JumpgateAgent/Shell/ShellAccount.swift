@@ -10,13 +10,17 @@ public struct ShellAccount: Hashable, Sendable {
     public var home: String
     /// The login shell (`/bin/sh` when the database names none).
     public var shell: String
+    /// Every group the account is in (its primary one and the others in the group database), as the
+    /// shell gets them: given to setpriv as they are, so the groups checked are the groups used.
+    public var groups: [gid_t]
 
-    public init(name: String, uid: uid_t, gid: gid_t, home: String, shell: String) {
+    public init(name: String, uid: uid_t, gid: gid_t, home: String, shell: String, groups: [gid_t]? = nil) {
         self.name = name
         self.uid = uid
         self.gid = gid
         self.home = home
         self.shell = shell
+        self.groups = groups ?? [gid]
     }
 }
 
@@ -110,14 +114,14 @@ public enum ShellAccounts {
     /// `jumpgate-user` with uid or gid 0 would give root shells nobody configured); a named account is the
     /// operator's choice.
     public static func check(_ account: ShellAccount, for choice: Choice) -> Result<ShellAccount, Refusal> {
-        if choice.requested, account.uid == 0 || account.gid == 0 {
+        if choice.requested, account.uid == 0 || account.gid == 0 || account.groups.contains(0) {
             return .failure(
                 Refusal(
-                    "the account \(account.name) has uid \(account.uid) and gid \(account.gid): a session document cannot ask for a privileged shell; only the agent's --shell-user can"
+                    "the account \(account.name) has uid \(account.uid), gid \(account.gid) and groups \(account.groups.map(String.init).joined(separator: ",")): a session document cannot ask for a privileged shell (root's uid or group); only the agent's --shell-user can"
                 )
             )
         }
-        if choice.createIfMissing, account.uid == 0 || account.gid == 0 {
+        if choice.createIfMissing, account.uid == 0 || account.gid == 0 || account.groups.contains(0) {
             return .failure(
                 Refusal(
                     "the account \(account.name) has uid \(account.uid) and gid \(account.gid): the default shell account must not be privileged; fix it, or name an account with --shell-user"
@@ -174,7 +178,8 @@ public enum ShellAccounts {
         return .init(
             executable: Self.setpriv,
             arguments: [
-                "setpriv", "--reuid=\(account.uid)", "--regid=\(account.gid)", "--init-groups", "--",
+                "setpriv", "--reuid=\(account.uid)", "--regid=\(account.gid)",
+                "--groups=" + account.groups.map(String.init).joined(separator: ","), "--",
             ] + shellArguments,
             environment: environment,
             workingDirectory: directory,
@@ -185,6 +190,15 @@ public enum ShellAccounts {
     static let setpriv = "/usr/bin/setpriv"
 
     // MARK: the system
+
+    /// The groups `name` is in, its primary group first (getgrouplist; at most 1,024).
+    static func groups(of name: String, primary: gid_t) -> [gid_t] {
+        var count: Int32 = 1024
+        var groups = [gid_t](repeating: 0, count: Int(count))
+        guard getgrouplist(name, primary, &groups, &count) >= 0 else { return [primary] }
+        let found = Array(groups.prefix(Int(count)))
+        return [primary] + found.filter { $0 != primary }
+    }
 
     /// The account named `name`, or nil if there is none.
     public static func lookup(_ name: String) -> ShellAccount? {
@@ -197,7 +211,8 @@ public enum ShellAccounts {
             uid: entry.pw_uid,
             gid: entry.pw_gid,
             home: String(cString: entry.pw_dir),
-            shell: String(cString: entry.pw_shell)
+            shell: String(cString: entry.pw_shell),
+            groups: Self.groups(of: name, primary: entry.pw_gid)
         )
     }
 

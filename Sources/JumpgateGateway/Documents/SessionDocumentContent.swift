@@ -170,7 +170,8 @@ public struct SessionDocumentContent: Hashable, Sendable {
             }
             self.runAsUser = user
         }
-        if let profile = inputs["shellProfile"] {
+        // An empty string or null (as stored preferences may hold) is no profile.
+        if let profile = inputs["shellProfile"], profile != "", !profile.isNull {
             guard profile.objectValue != nil, profile["linux"].map({ $0.stringValue != nil || $0.isNull }) ?? true
             else {
                 throw .content("inputs.shellProfile must be {\"linux\": \"commands\"}.")

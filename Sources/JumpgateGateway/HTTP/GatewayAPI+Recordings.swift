@@ -50,7 +50,9 @@ extension GatewayAPI {
         return eventLoop.makeFutureWithTask { () async throws(APIError) -> JSONValue in
             let page: [UInt8]
             do {
-                page = try await state.recordingContent(sessionID: id, from: offset, maxBytes: Self.recordingPageBytes)
+                // Never past the length this answer reports (a piece may be landing meanwhile).
+                let wanted = Int(min(Int64(Self.recordingPageBytes), record.length - offset))
+                page = try await state.recordingContent(sessionID: id, from: offset, maxBytes: wanted)
             } catch {
                 throw APIError(500, "InternalServerError", "The recording of \(id) cannot be read: \(error)")
             }

@@ -46,12 +46,16 @@ extension GatewayHTTPHandler {
             truncated: truncated,
             on: context.eventLoop
         ).flatMap { record, completed in
-            // The recording's row (complete, truncated) is on disk before the agent may forget its file.
-            // The pieces themselves were committed; a final one's row is on disk before the agent may forget
-            // its file.
+            // The pieces themselves were committed; the recording's row (complete, truncated) is on disk before
+            // the agent may forget its file: after a final piece, and before a 413.
             final
                 ? state.flush(on: eventLoop).map { (record, completed) }
                 : eventLoop.makeSucceededFuture((record, completed))
+        }.flatMapError { error in
+            guard let refusal = error as? GatewayState.RecordingRefusal, refusal.status == 413 else {
+                return eventLoop.makeFailedFuture(error)
+            }
+            return state.flush(on: eventLoop).flatMapThrowing { throw refusal }
         }
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         stored.whenComplete { result in

@@ -196,7 +196,8 @@ extension GatewayState {
             var hasher = SHA256()
             var offset: Int64 = 0
             while offset < record.length {
-                let page = try await self.recordingContent(sessionID: sessionID, from: offset, maxBytes: 4 << 20)
+                let wanted = Int(min(Int64(4 << 20), record.length - offset))
+                let page = try await self.recordingContent(sessionID: sessionID, from: offset, maxBytes: wanted)
                 guard !page.isEmpty else {
                     throw StoreError("the recording ends at \(offset) of \(record.length) bytes")
                 }
