@@ -292,6 +292,16 @@ public final class GatewayServer: Sendable {
             throw error
         }
         state.ensureBootstrapAdministrator(accessKeyID: directory.adminAccessKeyID, secret: directory.adminSecret)
+        // Preferences stored by an earlier Jumpgate that this one no longer reads would apply nothing,
+        // silently: said at start, with what to do.
+        do {
+            _ = try state.documentCatalog.find(BuiltInDocuments.shell)
+        } catch {
+            logger.error(
+                "the account's preferences (SSM-SessionManagerRunShell's default version) do not parse: their idle timeout, maximum duration, run-as account, shell profile and recordInput do not apply; update the document",
+                metadata: ["problem": "\(error)"]
+            )
+        }
         // Recordings completed just before a stop whose digest was not audited yet.
         for sessionID in state.unsealedRecordings() {
             Task { await state.sealRecording(sessionID: sessionID, source: "jumpgate") }
