@@ -132,14 +132,14 @@ extension AgentRunner {
                 offset < size
                 ? try Self.read(path, offset: offset, count: min(Self.recordingChunkBytes, size - offset)) : []
             let finished = state != .open
-            var final = finished && offset + chunk.count >= size
+            // Final: a finished file's last piece. Any other piece ends at a whole line (the recorder may be
+            // writing the next one); an open file with no whole line yet sends nothing.
+            let final = finished && offset + chunk.count >= size
             if !final, let lastLine = chunk.lastIndex(of: UInt8(ascii: "\n")) {
-                // Whole lines only while the file may still grow (the recorder may be writing the next one).
                 chunk.removeSubrange((lastLine + 1)...)
             } else if !final, state == .open {
-                chunk = []  // no whole line yet
+                chunk = []
             }
-            final = finished && offset + chunk.count >= size
             // Nothing new while the session goes on; a finished file whose length the gateway does not know
             // yet is sent from its start (the answer says what the gateway holds).
             if chunk.isEmpty, !final { return }

@@ -22,13 +22,11 @@ extension GatewayHTTPHandler {
         let (instanceID, sessionID) = (String(parts[0]), String(parts[1]))
         try self.verifyInstance(instanceID, head: head, path: path, query: query, body: body)
         var (offset, final, truncated): (Int64?, Bool?, Bool) = (nil, nil, false)
-        for pair in query.split(separator: "&") {
-            let field = pair.split(separator: "=", maxSplits: 1).map(String.init)
-            guard field.count == 2 else { continue }
-            switch field[0] {
-            case "offset": offset = Int64(field[1]).flatMap { $0 >= 0 ? $0 : nil }
-            case "final": final = field[1] == "true" ? true : field[1] == "false" ? false : nil
-            case "truncated": truncated = field[1] == "true"
+        for (name, value) in SigV4.queryItems(query) {
+            switch name {
+            case "offset": offset = Int64(value).flatMap { $0 >= 0 ? $0 : nil }
+            case "final": final = value == "true" ? true : value == "false" ? false : nil
+            case "truncated": truncated = value == "true"
             default: break
             }
         }

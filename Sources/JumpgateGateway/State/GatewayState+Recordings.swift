@@ -204,7 +204,7 @@ extension GatewayState {
                 hasher.update(data: page)
                 offset += Int64(page.count)
             }
-            let digest = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+            let digest = Hex.encode(hasher.finalize())
             details.append(("sha256", .string(digest)))
             self.storage.withLockedValue { storage in
                 guard var current = storage.recordings[sessionID] else { return }

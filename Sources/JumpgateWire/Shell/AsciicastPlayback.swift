@@ -94,9 +94,4 @@ public struct AsciicastPlayback: Sendable {
         }
         return steps
     }
-
-    /// How long playback takes at `speed` with `idleLimitMicroseconds`.
-    public func durationMicroseconds(speed: Double, idleLimitMicroseconds: Int64?) -> Int64 {
-        self.steps(speed: speed, idleLimitMicroseconds: idleLimitMicroseconds).reduce(0) { $0 + $1.delayMicroseconds }
-    }
 }
