@@ -12,6 +12,28 @@ struct HeapTrimmerTests {
         return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
     }
 
+    @Test("a check trims after 16 MiB of growth since the last trim, and every 15th check regardless")
+    func policy() {
+        let mib = 1 << 20
+        var policy = HeapTrimmer.Policy(resident: 40 * mib)
+        var decisions: [Bool] = []
+        for resident in [50, 56] { decisions.append(policy.check(resident: resident * mib)) }
+        #expect(decisions == [false, true], "16 MiB above the resident size at start")
+        // Growth counts from the size after the trim.
+        policy.trimmed(resident: 45 * mib)
+        decisions = [60, 61].map { policy.check(resident: $0 * mib) }
+        #expect(decisions == [false, true])
+        // A trim that gave nothing back (the memory is in use) does not make every later check trim.
+        policy.trimmed(resident: 61 * mib)
+        // Memory that went back by itself lowers the baseline: growth from there counts.
+        decisions = [61, 30, 46].map { policy.check(resident: $0 * mib) }
+        #expect(decisions == [false, false, true])
+        // Nothing grows: the 15th check since the last trim trims anyway.
+        policy.trimmed(resident: 30 * mib)
+        decisions = (1...15).map { _ in policy.check(resident: 30 * mib) }
+        #expect(decisions == Array(repeating: false, count: 14) + [true])
+    }
+
     @Test(
         "freed heap pages below a live block are returned to the system by a trim",
         .enabled(

@@ -19,8 +19,15 @@ public struct SmuxSession: Sendable {
     public struct Configuration: Sendable, Hashable {
         public var version: UInt8
         public var role: Role
-        /// The receive window advertised per stream (version 2).
+        /// The receive window a stream starts with (version 2).
         public var streamReceiveWindow: UInt32
+        /// A stream whose data is being consumed doubles its window at each update, up to this (version 2):
+        /// the bytes in flight on a tunnel of three TCP hops and two relays are more than a 2 MiB window
+        /// covers at a few Gbit/s (docs/PERFORMANCE.md, "Stream windows that grow").
+        public var maximumStreamReceiveWindow: UInt32
+        /// What all of a session's streams together may grow beyond ``streamReceiveWindow``: what one end
+        /// may have to hold for readers that stop, past the starting windows.
+        public var windowGrowthBudget: UInt32
         /// The window assumed for the peer until its first UPD (smux's initialPeerWindow).
         public var initialPeerWindow: UInt32
         public var maximumFrameSize: Int
@@ -31,6 +38,8 @@ public struct SmuxSession: Sendable {
             version: UInt8,
             role: Role,
             streamReceiveWindow: UInt32 = 2 << 20,
+            maximumStreamReceiveWindow: UInt32 = 16 << 20,
+            windowGrowthBudget: UInt32 = 32 << 20,
             initialPeerWindow: UInt32 = 262_144,
             maximumFrameSize: Int = SmuxFrame.maximumDataSize,
             maximumStreams: Int = 4096
@@ -38,6 +47,8 @@ public struct SmuxSession: Sendable {
             self.version = version
             self.role = role
             self.streamReceiveWindow = streamReceiveWindow
+            self.maximumStreamReceiveWindow = max(streamReceiveWindow, maximumStreamReceiveWindow)
+            self.windowGrowthBudget = windowGrowthBudget
             self.initialPeerWindow = initialPeerWindow
             self.maximumFrameSize = maximumFrameSize
             self.maximumStreams = maximumStreams
@@ -54,11 +65,15 @@ public struct SmuxSession: Sendable {
         var received: UInt32 = 0
         var consumed: UInt32 = 0
         var consumedSinceUpdate: UInt32 = 0
+        /// The receive window this side advertises for the stream; it only grows.
+        var window: UInt32
     }
 
     public let configuration: Configuration
     private var streams: [SmuxStreamID: Stream] = [:]
     private var lastOpenedID: UInt32
+    /// The sum over open streams of what each window grew beyond the starting one.
+    public private(set) var grownWindowBytes: UInt32 = 0
 
     public init(configuration: Configuration) {
         self.configuration = configuration
@@ -84,8 +99,21 @@ public struct SmuxSession: Sendable {
         }
         self.lastOpenedID &+= 2
         let id = SmuxStreamID(self.lastOpenedID)
-        self.streams[id] = Stream(peerWindow: self.configuration.initialPeerWindow)
+        self.streams[id] = self.newStream()
         return (id, [self.frame(.syn, id)] + [self.initialWindowUpdate(id)].compactMap { $0 })
+    }
+
+    private func newStream() -> Stream {
+        Stream(peerWindow: self.configuration.initialPeerWindow, window: self.configuration.streamReceiveWindow)
+    }
+
+    /// The receive window this side currently advertises for `id` (version 2), nil for no such stream.
+    public func receiveWindow(of id: SmuxStreamID) -> UInt32? { self.streams[id]?.window }
+
+    /// Forgets `id`, giving back what its window grew to the session's budget.
+    private mutating func remove(_ id: SmuxStreamID) {
+        guard let stream = self.streams.removeValue(forKey: id) else { return }
+        self.grownWindowBytes -= stream.window - self.configuration.streamReceiveWindow
     }
 
     /// Version 2: the window this side advertises for a new stream.
@@ -122,19 +150,29 @@ public struct SmuxSession: Sendable {
     }
 
     /// The local side consumed `count` bytes of `id` (written them to the TCP connection). In version 2
-    /// returns a UPD to send once half a window has been consumed.
+    /// returns a UPD to send once a quarter of the window has been consumed. Each update also doubles the
+    /// stream's window, up to ``Configuration/maximumStreamReceiveWindow`` and while the session's
+    /// ``Configuration/windowGrowthBudget`` lasts: only a stream whose reader keeps taking data grows
+    /// (a stopped reader consumes nothing, so it sends no update), and what a session may be made to hold
+    /// stays bounded however many streams it has.
     public mutating func dataConsumed(on id: SmuxStreamID, count: Int) -> SmuxFrame? {
         guard self.configuration.version == 2, var stream = self.streams[id] else { return nil }
         stream.consumed &+= UInt32(count)
         stream.consumedSinceUpdate &+= UInt32(count)
         var update: SmuxFrame?
-        if stream.consumedSinceUpdate >= self.configuration.streamReceiveWindow / 2 {
+        if stream.consumedSinceUpdate >= stream.window / 4 {
             stream.consumedSinceUpdate = 0
-            update = .windowUpdate(
-                version: 2,
-                streamID: id,
-                .init(consumed: stream.consumed, window: self.configuration.streamReceiveWindow)
+            let grown = min(
+                stream.window.multipliedReportingOverflow(by: 2).partialValue,
+                self.configuration.maximumStreamReceiveWindow
             )
+            if grown > stream.window,
+                grown - stream.window <= self.configuration.windowGrowthBudget - self.grownWindowBytes
+            {
+                self.grownWindowBytes += grown - stream.window
+                stream.window = grown
+            }
+            update = .windowUpdate(version: 2, streamID: id, .init(consumed: stream.consumed, window: stream.window))
         }
         self.streams[id] = stream
         return update
@@ -145,7 +183,7 @@ public struct SmuxSession: Sendable {
         guard var stream = self.streams[id], !stream.localClosed else { return nil }
         stream.localClosed = true
         if stream.remoteClosed {
-            self.streams[id] = nil
+            self.remove(id)
         } else {
             self.streams[id] = stream
         }
@@ -155,7 +193,8 @@ public struct SmuxSession: Sendable {
     /// Forget a stream entirely (its TCP connection was reset or the dial failed), returning the FIN to
     /// send if one was not sent yet.
     public mutating func abortStream(_ id: SmuxStreamID) -> SmuxFrame? {
-        guard let stream = self.streams.removeValue(forKey: id) else { return nil }
+        guard let stream = self.streams[id] else { return nil }
+        self.remove(id)
         return stream.localClosed ? nil : self.frame(.fin, id)
     }
 
@@ -192,13 +231,13 @@ public struct SmuxSession: Sendable {
             guard self.streams.count < self.configuration.maximumStreams else {
                 return .refuse(self.frame(.fin, id))
             }
-            self.streams[id] = Stream(peerWindow: self.configuration.initialPeerWindow)
+            self.streams[id] = self.newStream()
             return .streamOpened(id, windowUpdate: self.initialWindowUpdate(id))
         case .fin:
             guard var stream = self.streams[id] else { return .none }
             stream.remoteClosed = true
             if stream.localClosed {
-                self.streams[id] = nil
+                self.remove(id)
                 return .remoteClosed(id, fullyClosed: true)
             }
             self.streams[id] = stream
@@ -208,10 +247,10 @@ public struct SmuxSession: Sendable {
             guard var stream = self.streams[id], !stream.remoteClosed else { return .none }
             if self.configuration.version == 2 {
                 let buffered = (stream.received &+ UInt32(frame.data.readableBytes)) &- stream.consumed
-                guard buffered <= self.configuration.streamReceiveWindow else {
+                guard buffered <= stream.window else {
                     throw WireError(
                         .smuxProtocolViolation,
-                        "stream \(id): peer sent past the \(self.configuration.streamReceiveWindow)-byte window"
+                        "stream \(id): peer sent past the \(stream.window)-byte window"
                     )
                 }
                 stream.received &+= UInt32(frame.data.readableBytes)
