@@ -49,6 +49,7 @@ let package = Package(
             name: "JumpgateNIO",
             dependencies: [
                 "JumpgateWire",
+                "CJumpgateHeap",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -84,6 +85,7 @@ let package = Package(
         // posix_openpt and friends, and POSIX_SPAWN_SETSID, which need _GNU_SOURCE (not set for Swift's Glibc
         // module).
         .target(name: "CJumpgatePTY"),
+        .target(name: "CJumpgateHeap"),
         .target(
             name: "JumpgateAgent",
             dependencies: [

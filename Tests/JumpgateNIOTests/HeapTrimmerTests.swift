@@ -12,26 +12,29 @@ struct HeapTrimmerTests {
         return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
     }
 
-    @Test("a check trims after 16 MiB of growth since the last trim, and every 15th check regardless")
+    @Test("a check trims when 16 MiB lie free, backs off while that lasts, and trims every 15th check anyway")
     func policy() {
         let mib = 1 << 20
-        var policy = HeapTrimmer.Policy(resident: 40 * mib)
-        var decisions: [Bool] = []
-        for resident in [50, 56] { decisions.append(policy.check(resident: resident * mib)) }
-        #expect(decisions == [false, true], "16 MiB above the resident size at start")
-        // Growth counts from the size after the trim.
-        policy.trimmed(resident: 45 * mib)
-        decisions = [60, 61].map { policy.check(resident: $0 * mib) }
-        #expect(decisions == [false, true])
-        // A trim that gave nothing back (the memory is in use) does not make every later check trim.
-        policy.trimmed(resident: 61 * mib)
-        // Memory that went back by itself lowers the baseline: growth from there counts.
-        decisions = [61, 30, 46].map { policy.check(resident: $0 * mib) }
-        #expect(decisions == [false, false, true])
-        // Nothing grows: the 15th check since the last trim trims anyway.
-        policy.trimmed(resident: 30 * mib)
-        decisions = (1...15).map { _ in policy.check(resident: 30 * mib) }
-        #expect(decisions == Array(repeating: false, count: 14) + [true])
+        var policy = HeapTrimmer.Policy()
+        func run(_ free: [Int]) -> [Bool] {
+            free.map { free in
+                let trim = policy.check(freeBytes: free * mib)
+                if trim { policy.trimmed() }
+                return trim
+            }
+        }
+        // A burst ends: 40 MiB lie free, the first check trims, the next finds the heap quiet.
+        #expect(run([2, 40, 1, 3]) == [false, true, false, false])
+        // A long transfer keeps 20 MiB free at every check: trims back off (1, 2, 4 checks skipped)...
+        #expect(
+            run(Array(repeating: 20, count: 12))
+                == [true, false, true, false, false, true, false, false, false, false, true, false]
+        )
+        // ...and a quiet check resets the back-off: the next burst is trimmed at once.
+        #expect(run([1, 30, 1]) == [false, true, false])
+        // Nothing is ever free: the 15th check since the start (or the last trim) trims anyway.
+        policy = HeapTrimmer.Policy()
+        #expect(run(Array(repeating: 0, count: 15)) == Array(repeating: false, count: 14) + [true])
     }
 
     @Test(
@@ -51,6 +54,8 @@ struct HeapTrimmerTests {
         pinned.initializeMemory(as: UInt8.self, repeating: 2, count: 64 * 1024)
         defer { pinned.deallocate() }
         for block in blocks { block.deallocate() }
+        let freeBefore = HeapTrimmer.freeBytes()
+        #expect(freeBefore >= 32 << 20, "the allocator reports \(freeBefore >> 20) MiB free of the 32 MiB freed")
         let before = try Self.residentBytes()
         HeapTrimmer.trim()
         let after = try Self.residentBytes()

@@ -24,7 +24,9 @@ extension StreamTable {
                 // The local connection is gone: its data is dropped but counted as consumed, so the peer's
                 // window stays open until its FIN comes. Otherwise a peer still sending (a target echoing a
                 // killed transfer) stalls for ever and its connection never closes.
-                self.consumed(data.readableBytes, on: id, into: &actions)
+                if let update = self.mux?.dataConsumed(on: id, count: data.readableBytes, grow: false) {
+                    actions.append(.sendFrame(update))
+                }
                 return
             }
             if stream.attached {

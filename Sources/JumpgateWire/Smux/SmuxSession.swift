@@ -7,7 +7,8 @@ import NIOCore
 /// Version 1 (the official peers) has no per-stream flow control: a receiver can only stop reading the
 /// whole session. Version 2 follows xtaci/smux: the sender may have at most `peerWindow` bytes in flight
 /// per stream (written minus what the peer reported consumed), and the receiver reports consumption
-/// with UPD frames once half a window has been consumed.
+/// with UPD frames once a quarter of its window has been consumed; Jumpgate's receiver grows a stream's
+/// window at each report (``dataConsumed(on:count:grow:)``).
 public struct SmuxSession: Sendable {
     public enum Role: Sendable, Hashable {
         /// Opens streams (3, 5, 7, ...): the laptop side.
@@ -152,10 +153,15 @@ public struct SmuxSession: Sendable {
     /// The local side consumed `count` bytes of `id` (written them to the TCP connection). In version 2
     /// returns a UPD to send once a quarter of the window has been consumed. Each update also doubles the
     /// stream's window, up to ``Configuration/maximumStreamReceiveWindow`` and while the session's
-    /// ``Configuration/windowGrowthBudget`` lasts: only a stream whose reader keeps taking data grows
-    /// (a stopped reader consumes nothing, so it sends no update), and what a session may be made to hold
-    /// stays bounded however many streams it has.
-    public mutating func dataConsumed(on id: SmuxStreamID, count: Int) -> SmuxFrame? {
+    /// ``Configuration/windowGrowthBudget`` lasts: only a stream whose reader takes data grows (a stopped
+    /// reader stops consuming once its socket buffers are full, so it sends no more updates), a stream the
+    /// peer has finished does not, and what a session may be made to hold stays bounded however many
+    /// streams it has.
+    ///
+    /// `grow` false credits the window without growing it: data dropped because its local connection is
+    /// gone is counted as consumed (so the peer is not stalled until its FIN), but it says nothing about a
+    /// reader keeping up.
+    public mutating func dataConsumed(on id: SmuxStreamID, count: Int, grow: Bool = true) -> SmuxFrame? {
         guard self.configuration.version == 2, var stream = self.streams[id] else { return nil }
         stream.consumed &+= UInt32(count)
         stream.consumedSinceUpdate &+= UInt32(count)
@@ -166,7 +172,7 @@ public struct SmuxSession: Sendable {
                 stream.window.multipliedReportingOverflow(by: 2).partialValue,
                 self.configuration.maximumStreamReceiveWindow
             )
-            if grown > stream.window,
+            if grow, !stream.remoteClosed, grown > stream.window,
                 grown - stream.window <= self.configuration.windowGrowthBudget - self.grownWindowBytes
             {
                 self.grownWindowBytes += grown - stream.window
