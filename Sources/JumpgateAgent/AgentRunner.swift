@@ -47,6 +47,9 @@ public final class AgentRunner: Sendable {
     var allowList: AllowList { self.allowListBox.withLockedValue { $0 } }
     let options: Options
     let gateway: HTTPSEndpoint
+    /// The signed requests' connection (tokens, connection records, refusal reports, recordings), kept open
+    /// between them: one TLS handshake instead of one a second while connections come and go.
+    let requests: HTTPSKeptConnection
     let group: any EventLoopGroup
     let logger: Logger
     let control = NIOLockedValueBox<(any Channel)?>(nil)
@@ -99,6 +102,7 @@ public final class AgentRunner: Sendable {
         )
         gateway.sourceAddress = options.sourceAddress
         self.gateway = gateway
+        self.requests = HTTPSKeptConnection(endpoint: gateway, group: group)
         self.group = group
         var logger = logger
         logger[metadataKey: "jumpgate.instance_id"] = "\(state.instanceID)"
@@ -210,7 +214,7 @@ public final class AgentRunner: Sendable {
             for: SigV4Request(method: "POST", path: path, query: query, headers: headers, body: body),
             epochSeconds: WallClock.nowSeconds()
         )
-        return try await self.gateway.request(
+        return try await self.requests.request(
             method: "POST",
             path: query.isEmpty ? path : path + "?" + query,
             headers: headers,

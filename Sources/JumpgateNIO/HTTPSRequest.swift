@@ -63,54 +63,112 @@ public struct HTTPSResponse: Sendable {
     public var body: ByteBuffer
 }
 
-private final class ResponseCollector: ChannelInboundHandler {
+/// Collects one response at a time on an HTTP/1.1 connection: ``arm(_:)`` before each request. With
+/// `closeAfterResponse` it closes the connection once a response is complete (one request per connection);
+/// otherwise the connection stays open for the next request unless the server said `Connection: close`.
+final class ResponseCollector: ChannelInboundHandler {
     typealias InboundIn = HTTPClientResponsePart
-    private let promise: EventLoopPromise<HTTPSResponse>
+    private var promise: EventLoopPromise<HTTPSResponse>?
     private var head: HTTPResponseHead?
     private var body = ByteBuffer()
     private let limit: Int
+    private let closeAfterResponse: Bool
+    /// Whether any part of the current response arrived (a connection that closes before that, when it
+    /// was kept from an earlier request, may be retried on a new one: the server never saw the request).
+    private(set) var receivedAny = false
+    /// Whether the connection may carry another request.
+    private(set) var reusable = false
 
-    init(promise: EventLoopPromise<HTTPSResponse>, limit: Int) {
-        self.promise = promise
+    init(limit: Int, closeAfterResponse: Bool) {
         self.limit = limit
+        self.closeAfterResponse = closeAfterResponse
+    }
+
+    /// The first error seen while no request waited (a TLS handshake that failed right after connecting):
+    /// the next request fails with it.
+    private(set) var failure: (any Error)?
+
+    func arm(_ promise: EventLoopPromise<HTTPSResponse>) {
+        if let failure = self.failure {
+            promise.fail(ClosedBeforeResponse(underlying: failure))
+            return
+        }
+        self.promise = promise
+        self.head = nil
+        self.body.clear()
+        self.receivedAny = false
+        self.reusable = false
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.receivedAny = true
         switch self.unwrapInboundIn(data) {
         case .head(let head):
             self.head = head
         case .body(var part):
             guard self.body.readableBytes + part.readableBytes <= self.limit else {
-                self.promise.fail(WireError(.payloadTooLarge, "the response body is larger than \(self.limit) bytes"))
+                self.promise?.fail(WireError(.payloadTooLarge, "the response body is larger than \(self.limit) bytes"))
+                self.promise = nil
                 context.close(promise: nil)
                 return
             }
             self.body.writeBuffer(&part)
         case .end:
-            guard let head = self.head else { return }
-            self.promise.succeed(
+            guard let head = self.head, let promise = self.promise else { return }
+            self.promise = nil
+            self.reusable = !self.closeAfterResponse && head.isKeepAlive
+            promise.succeed(
                 HTTPSResponse(
                     status: Int(head.status.code),
                     headers: head.headers.map { ($0.name, $0.value) },
                     body: self.body
                 )
             )
-            context.close(promise: nil)
+            if !self.reusable { context.close(promise: nil) }
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.promise.fail(WireError(.truncatedMessage, "the connection closed before the response was complete"))
+        self.reusable = false
+        self.promise?.fail(
+            self.receivedAny
+                ? WireError(.truncatedMessage, "the connection closed before the response was complete")
+                : ClosedBeforeResponse(underlying: nil)
+        )
+        self.promise = nil
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        self.promise.fail(error)
+        self.reusable = false
+        if let promise = self.promise {
+            promise.fail(self.receivedAny ? error : ClosedBeforeResponse(underlying: error))
+        } else if self.failure == nil {
+            self.failure = error
+        }
+        self.promise = nil
         context.close(promise: nil)
     }
 }
 
+/// The connection closed or failed before any byte of the response. On a connection kept from an earlier
+/// request (which the server may close when it has been idle) the request can go again on a new one;
+/// otherwise ``error`` is what the caller gets.
+struct ClosedBeforeResponse: Error {
+    var underlying: (any Error)?
+
+    var error: any Error {
+        self.underlying ?? WireError(.truncatedMessage, "the connection closed before the response began")
+    }
+}
+
+/// An open HTTPS connection and its response collector (which belongs to the channel's event loop).
+struct HTTPSConnection: Sendable {
+    let channel: any Channel
+    let collector: NIOLoopBound<ResponseCollector>
+}
+
 extension HTTPSEndpoint {
-    /// Sends one request and returns the response.
+    /// Sends one request on its own connection and returns the response; the connection is closed after it.
     public func request(
         method: String,
         path: String,
@@ -120,10 +178,27 @@ extension HTTPSEndpoint {
         timeout: TimeAmount = .seconds(30),
         maximumBodySize: Int = 4 << 20
     ) async throws -> HTTPSResponse {
+        let connection = try await self.connect(group: group, maximumBodySize: maximumBodySize, keepAlive: false)
+        do {
+            return try await self.exchange(
+                on: connection,
+                method: method,
+                path: path,
+                headers: headers,
+                body: body,
+                timeout: timeout,
+                keepAlive: false
+            ).response
+        } catch let closed as ClosedBeforeResponse {
+            throw closed.error
+        }
+    }
+
+    /// Opens a connection with TLS and HTTP/1.1 handlers.
+    func connect(group: any EventLoopGroup, maximumBodySize: Int, keepAlive: Bool) async throws -> HTTPSConnection {
         let sslContext = self.sslContext
         let serverHostname = self.serverHostname
         let eventLoop = group.next()
-        let promise = eventLoop.makePromise(of: HTTPSResponse.self)
         var bootstrap = ClientBootstrap(group: eventLoop)
         if let source = self.sourceAddress {
             bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0))
@@ -136,34 +211,58 @@ extension HTTPSEndpoint {
                     let tls = try NIOSSLClientHandler(context: sslContext, serverHostname: serverHostname)
                     try channel.pipeline.syncOperations.addHandler(tls)
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(
-                        ResponseCollector(promise: promise, limit: maximumBodySize)
-                    )
                 }
             }
             .connect(host: self.host, port: self.port)
             .get()
+        return try await eventLoop.submit {
+            let collector = ResponseCollector(limit: maximumBodySize, closeAfterResponse: !keepAlive)
+            try channel.pipeline.syncOperations.addHandler(collector)
+            return HTTPSConnection(channel: channel, collector: NIOLoopBound(collector, eventLoop: eventLoop))
+        }.get()
+    }
+
+    /// One request and its response on `connection`; `reusable` says whether it may carry another.
+    func exchange(
+        on connection: HTTPSConnection,
+        method: String,
+        path: String,
+        headers: [(name: String, value: String)],
+        body: ByteBuffer,
+        timeout: TimeAmount,
+        keepAlive: Bool
+    ) async throws -> (response: HTTPSResponse, reusable: Bool) {
+        let channel = connection.channel
+        let eventLoop = channel.eventLoop
+        let promise = eventLoop.makePromise(of: HTTPSResponse.self)
         var head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: method), uri: path)
         head.headers.add(name: "Host", value: self.hostHeader)
         for header in headers where header.name.lowercased() != "host" {
             head.headers.add(name: header.name, value: header.value)
         }
         head.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
-        head.headers.replaceOrAdd(name: "Connection", value: "close")
-        channel.write(HTTPClientRequestPart.head(head), promise: nil)
-        channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
-        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+        if !keepAlive { head.headers.replaceOrAdd(name: "Connection", value: "close") }
+        let (hostHeader, requestHead) = (self.hostHeader, head)
+        try await eventLoop.submit {
+            guard channel.isActive else { throw ClosedBeforeResponse(underlying: connection.collector.value.failure) }
+            connection.collector.value.arm(promise)
+            channel.write(HTTPClientRequestPart.head(requestHead), promise: nil)
+            channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
+            channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+        }.get()
         let timeoutTask = eventLoop.scheduleTask(in: timeout) {
             promise.fail(
                 WireError(
                     .truncatedMessage,
-                    "no response from \(self.hostHeader) within \(timeout.nanoseconds / 1_000_000_000) s"
+                    "no response from \(hostHeader) within \(timeout.nanoseconds / 1_000_000_000) s"
                 )
             )
             channel.close(promise: nil)
         }
         defer { timeoutTask.cancel() }
-        return try await promise.futureResult.get()
+        let response = try await promise.futureResult.get()
+        let reusable = try await eventLoop.submit { connection.collector.value.reusable && channel.isActive }.get()
+        return (response, reusable)
     }
 }
 
