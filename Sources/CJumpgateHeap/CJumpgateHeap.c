@@ -11,7 +11,9 @@ size_t jumpgate_heap_free_bytes(void) {
     struct mallinfo2 info = mallinfo2();
     return info.fordblks;
 #else
-    return 0;
+    // Older glibc: mallinfo's int fields, exact below 2 GiB free (what matters for the trimmer's threshold).
+    struct mallinfo info = mallinfo();
+    return (size_t)(unsigned int)info.fordblks;
 #endif
 }
 

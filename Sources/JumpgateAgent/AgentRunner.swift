@@ -235,6 +235,9 @@ public final class AgentRunner: Sendable {
 
     func connectControlChannel() async throws -> any Channel {
         let path = "/v1/control-channel/\(self.state.instanceID)"
+        // A (re)connect starts on a new HTTPS connection: after a network loss the kept one may be dead
+        // without knowing it, and its request would wait for the whole timeout.
+        await self.requests.close()
         let token = try await self.channelToken(path: path)
         let query = "role=subscribe&stream=input"
         let opening: JSONValue = [

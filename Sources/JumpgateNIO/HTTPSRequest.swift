@@ -4,8 +4,9 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 
-/// One HTTP/1.1 request over TLS on its own connection: enough for the few control-plane calls the
-/// agent and client make (registration, StartSession, tokens). The response body is bounded.
+/// A gateway's HTTPS address: ``request(method:path:headers:body:group:timeout:maximumBodySize:)`` sends one
+/// HTTP/1.1 request on its own connection (registration, StartSession, the client's tokens);
+/// ``HTTPSKeptConnection`` keeps one open between requests (the agent's). The response body is bounded.
 public struct HTTPSEndpoint: Sendable {
     public var host: String
     public var port: Int
@@ -88,16 +89,19 @@ final class ResponseCollector: ChannelInboundHandler {
     /// the next request fails with it.
     private(set) var failure: (any Error)?
 
-    func arm(_ promise: EventLoopPromise<HTTPSResponse>) {
+    /// Arms the collector for the next response; false (with `promise` failed) if the connection already
+    /// failed, in which case the request must not be sent.
+    func arm(_ promise: EventLoopPromise<HTTPSResponse>) -> Bool {
         if let failure = self.failure {
             promise.fail(ClosedBeforeResponse(underlying: failure))
-            return
+            return false
         }
         self.promise = promise
         self.head = nil
         self.body.clear()
         self.receivedAny = false
         self.reusable = false
+        return true
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -194,32 +198,31 @@ extension HTTPSEndpoint {
         }
     }
 
-    /// Opens a connection with TLS and HTTP/1.1 handlers.
+    /// Opens a connection with TLS and HTTP/1.1 handlers. The response collector is in the pipeline from
+    /// the start, so a TLS handshake that fails right after the connect reaches the first request as itself.
     func connect(group: any EventLoopGroup, maximumBodySize: Int, keepAlive: Bool) async throws -> HTTPSConnection {
         let sslContext = self.sslContext
         let serverHostname = self.serverHostname
-        let eventLoop = group.next()
-        var bootstrap = ClientBootstrap(group: eventLoop)
+        var bootstrap = ClientBootstrap(group: group.next())
         if let source = self.sourceAddress {
             bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0))
         }
-        let channel =
+        return
             try await bootstrap
             .connectTimeout(.seconds(10))
-            .channelInitializer { channel in
+            .connect(host: self.host, port: self.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let tls = try NIOSSLClientHandler(context: sslContext, serverHostname: serverHostname)
                     try channel.pipeline.syncOperations.addHandler(tls)
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    let collector = ResponseCollector(limit: maximumBodySize, closeAfterResponse: !keepAlive)
+                    try channel.pipeline.syncOperations.addHandler(collector)
+                    return HTTPSConnection(
+                        channel: channel,
+                        collector: NIOLoopBound(collector, eventLoop: channel.eventLoop)
+                    )
                 }
             }
-            .connect(host: self.host, port: self.port)
-            .get()
-        return try await eventLoop.submit {
-            let collector = ResponseCollector(limit: maximumBodySize, closeAfterResponse: !keepAlive)
-            try channel.pipeline.syncOperations.addHandler(collector)
-            return HTTPSConnection(channel: channel, collector: NIOLoopBound(collector, eventLoop: eventLoop))
-        }.get()
     }
 
     /// One request and its response on `connection`; `reusable` says whether it may carry another.
@@ -245,7 +248,7 @@ extension HTTPSEndpoint {
         let (hostHeader, requestHead) = (self.hostHeader, head)
         try await eventLoop.submit {
             guard channel.isActive else { throw ClosedBeforeResponse(underlying: connection.collector.value.failure) }
-            connection.collector.value.arm(promise)
+            guard connection.collector.value.arm(promise) else { return }
             channel.write(HTTPClientRequestPart.head(requestHead), promise: nil)
             channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
             channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)

@@ -7,18 +7,21 @@ import NIOPosix
 /// of the heap is trimmed on its own), so after a bulk transfer a process kept well over 100 MiB resident
 /// while idle (docs/PERFORMANCE.md); `malloc_trim(0)` releases every free page. A trim costs a few
 /// milliseconds for a large heap and takes the allocator's locks, so it runs when the allocator holds
-/// ``Policy/freeThreshold`` free (checked every 2 s: a burst's memory goes back within seconds), backing off
-/// while a transfer keeps freeing and reusing that much, and every 30 s regardless. Elsewhere than glibc it
-/// does nothing.
+/// ``Policy/freeThreshold`` more free than after the last trim (checked every 2 s: a burst's memory goes
+/// back within seconds), backing off while a transfer keeps freeing and reusing that much, and every 30 s
+/// regardless. Elsewhere than glibc it does nothing.
 public enum HeapTrimmer {
     /// When to trim, as a pure decision over what the allocator holds free at each check.
     public struct Policy: Sendable, Equatable {
-        /// Free heap at a check that makes it trim.
+        /// Free heap, beyond what was free after the last trim, that makes a check trim.
         public static let freeThreshold = 16 << 20
         /// Checks between trims made whatever the heap holds (every 30 s with 2 s checks); also the longest
         /// back-off.
         public static let checksPerPeriodicTrim = 15
 
+        /// What was free right after the last trim (or the least seen since): a trim gives free pages
+        /// back but leaves them free in the allocator's lists, so only what was freed since counts.
+        public private(set) var baseline = 0
         public private(set) var checksSinceTrim = 0
         /// Checks still skipped after a trim made on the threshold, and the next back-off: a busy transfer
         /// frees and reuses more than the threshold all the time, and trimming at each check would only hand
@@ -31,12 +34,13 @@ public enum HeapTrimmer {
         /// A check found `freeBytes` free in the allocator: whether to trim now.
         public mutating func check(freeBytes: Int) -> Bool {
             self.checksSinceTrim += 1
+            self.baseline = min(self.baseline, freeBytes)
             if self.checksSinceTrim >= Self.checksPerPeriodicTrim {
                 self.skip = 0
                 return true
             }
-            guard freeBytes >= Self.freeThreshold else {
-                // Quiet: the next time the heap holds that much, trim at once.
+            guard freeBytes - self.baseline >= Self.freeThreshold else {
+                // Quiet: the next time that much is freed, trim at once.
                 self.skip = 0
                 self.backoff = 1
                 return false
@@ -50,8 +54,9 @@ public enum HeapTrimmer {
             return true
         }
 
-        /// A trim ran.
-        public mutating func trimmed() {
+        /// A trim ran; `freeBytes` is what the allocator holds free after it.
+        public mutating func trimmed(freeBytes: Int) {
+            self.baseline = freeBytes
             self.checksSinceTrim = 0
         }
     }
@@ -69,7 +74,7 @@ public enum HeapTrimmer {
                 policy.withLockedValue { policy in
                     guard policy.check(freeBytes: Self.freeBytes()) else { return }
                     Self.trim()
-                    policy.trimmed()
+                    policy.trimmed(freeBytes: Self.freeBytes())
                 }
             }
         }
