@@ -188,11 +188,14 @@ public final class AgentRunner: Sendable {
     }
 
     /// A signed POST to a token endpoint; returns the token from the 201 XML reply.
-    func channelToken(path: String) async throws -> String {
+    /// A channel's token. `kept` false sends the request on a connection of its own: the control channel's
+    /// token, once per (re)connect, would otherwise leave every agent an idle connection for 30 s after a
+    /// gateway restart.
+    func channelToken(path: String, kept: Bool = true) async throws -> String {
         let body: JSONValue = [
             "MessageSchemaVersion": "1.0", "RequestId": .string(MessageID.random().description), "ClientId": "",
         ]
-        let response = try await self.signedPost(path: path, body: body.serializedBytes())
+        let response = try await self.signedPost(path: path, body: body.serializedBytes(), kept: kept)
         let text = String(buffer: response.body)
         guard response.status == 201, let token = ChannelTokenResponse.token(fromXML: text) else {
             // As the official agent: "Session is already terminated" is not retried; nor is a refusal to
@@ -206,7 +209,8 @@ public final class AgentRunner: Sendable {
     }
 
     /// A JSON POST to the gateway signed by this instance (service `ssmmessages`).
-    func signedPost(path: String, query: String = "", body: [UInt8]) async throws -> HTTPSResponse {
+    /// A POST signed by the instance, on the kept connection (``requests``) unless `kept` is false.
+    func signedPost(path: String, query: String = "", body: [UInt8], kept: Bool = true) async throws -> HTTPSResponse {
         var headers: [(name: String, value: String)] = [
             ("Host", self.gateway.hostHeader), ("Content-Type", "application/json"),
         ]
@@ -214,9 +218,19 @@ public final class AgentRunner: Sendable {
             for: SigV4Request(method: "POST", path: path, query: query, headers: headers, body: body),
             epochSeconds: WallClock.nowSeconds()
         )
+        let target = query.isEmpty ? path : path + "?" + query
+        guard kept else {
+            return try await self.gateway.request(
+                method: "POST",
+                path: target,
+                headers: headers,
+                body: ByteBuffer(bytes: body),
+                group: self.group
+            )
+        }
         return try await self.requests.request(
             method: "POST",
-            path: query.isEmpty ? path : path + "?" + query,
+            path: target,
             headers: headers,
             body: ByteBuffer(bytes: body)
         )
@@ -238,7 +252,7 @@ public final class AgentRunner: Sendable {
         // A (re)connect starts on a new HTTPS connection: after a network loss the kept one may be dead
         // without knowing it, and its request would wait for the whole timeout.
         await self.requests.close()
-        let token = try await self.channelToken(path: path)
+        let token = try await self.channelToken(path: path, kept: false)
         let query = "role=subscribe&stream=input"
         let opening: JSONValue = [
             "Cookie": nil, "MessageSchemaVersion": "1.0", "RequestId": .string(MessageID.random().description),
