@@ -106,8 +106,7 @@ public actor HTTPSKeptConnection {
                 path: path,
                 headers: headers,
                 body: body,
-                timeout: timeout,
-                keepAlive: true
+                timeout: timeout
             )
         } catch {
             connection.channel.close(promise: nil)

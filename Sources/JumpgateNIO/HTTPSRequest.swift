@@ -74,8 +74,8 @@ final class ResponseCollector: ChannelInboundHandler {
     private var body = ByteBuffer()
     private let limit: Int
     private let closeAfterResponse: Bool
-    /// Whether any part of the current response arrived (a connection that closes before that, when it
-    /// was kept from an earlier request, may be retried on a new one: the server never saw the request).
+    /// Whether any part of the current response arrived (a kept connection that closes or fails before
+    /// that may have its request sent again on a new one: see ``HTTPSKeptConnection``).
     private(set) var receivedAny = false
     /// Whether the connection may carry another request.
     private(set) var reusable = false
@@ -165,10 +165,12 @@ struct ClosedBeforeResponse: Error {
     }
 }
 
-/// An open HTTPS connection and its response collector (which belongs to the channel's event loop).
+/// An open HTTPS connection and its response collector (which belongs to the channel's event loop);
+/// `keepAlive` false: one request, with `Connection: close`.
 struct HTTPSConnection: Sendable {
     let channel: any Channel
     let collector: NIOLoopBound<ResponseCollector>
+    let keepAlive: Bool
 }
 
 extension HTTPSEndpoint {
@@ -190,8 +192,7 @@ extension HTTPSEndpoint {
                 path: path,
                 headers: headers,
                 body: body,
-                timeout: timeout,
-                keepAlive: false
+                timeout: timeout
             ).response
         } catch let closed as ClosedBeforeResponse {
             throw closed.error
@@ -219,7 +220,8 @@ extension HTTPSEndpoint {
                     try channel.pipeline.syncOperations.addHandler(collector)
                     return HTTPSConnection(
                         channel: channel,
-                        collector: NIOLoopBound(collector, eventLoop: channel.eventLoop)
+                        collector: NIOLoopBound(collector, eventLoop: channel.eventLoop),
+                        keepAlive: keepAlive
                     )
                 }
             }
@@ -232,8 +234,7 @@ extension HTTPSEndpoint {
         path: String,
         headers: [(name: String, value: String)],
         body: ByteBuffer,
-        timeout: TimeAmount,
-        keepAlive: Bool
+        timeout: TimeAmount
     ) async throws -> (response: HTTPSResponse, reusable: Bool) {
         let channel = connection.channel
         let eventLoop = channel.eventLoop
@@ -244,7 +245,7 @@ extension HTTPSEndpoint {
             head.headers.add(name: header.name, value: header.value)
         }
         head.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
-        if !keepAlive { head.headers.replaceOrAdd(name: "Connection", value: "close") }
+        if !connection.keepAlive { head.headers.replaceOrAdd(name: "Connection", value: "close") }
         let (hostHeader, requestHead) = (self.hostHeader, head)
         try await eventLoop.submit {
             guard channel.isActive else { throw ClosedBeforeResponse(underlying: connection.collector.value.failure) }

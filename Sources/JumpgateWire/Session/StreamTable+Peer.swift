@@ -24,9 +24,7 @@ extension StreamTable {
                 // The local connection is gone: its data is dropped but counted as consumed, so the peer's
                 // window stays open until its FIN comes. Otherwise a peer still sending (a target echoing a
                 // killed transfer) stalls for ever and its connection never closes.
-                if let update = self.mux?.dataConsumed(on: id, count: data.readableBytes, grow: false) {
-                    actions.append(.sendFrame(update))
-                }
+                self.consumed(data.readableBytes, on: id, grow: false, into: &actions)
                 return
             }
             if stream.attached {
@@ -171,8 +169,9 @@ extension StreamTable {
         self.evaluateReceiveBound(into: &actions)
     }
 
-    mutating func consumed(_ count: Int, on id: SmuxStreamID, into actions: inout [Action]) {
-        if let update = self.consumed(count, on: id) { actions.append(.sendFrame(update)) }
+    /// `grow` false: counted as consumed without growing the window (``SmuxSession/dataConsumed(on:count:grow:)``).
+    mutating func consumed(_ count: Int, on id: SmuxStreamID, grow: Bool = true, into actions: inout [Action]) {
+        if let update = self.mux?.dataConsumed(on: id, count: count, grow: grow) { actions.append(.sendFrame(update)) }
     }
 
     mutating func consumed(_ count: Int, on id: SmuxStreamID) -> SmuxFrame? {
