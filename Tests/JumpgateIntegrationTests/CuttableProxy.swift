@@ -18,6 +18,9 @@ final class CuttableProxy: Sendable {
 
     var port: Int { self.channel.localAddress?.port ?? 0 }
 
+    /// Connections open through the proxy now (one leaves this count when its client side closes).
+    var openConnections: Int { self.links.withLockedValue { $0.count } }
+
     /// Listens on a free port; each connection is forwarded to 127.0.0.1:`upstreamPort()` (asked at
     /// connect time, so the proxy can exist before its upstream runs).
     init(upstreamPort: @escaping @Sendable () -> Int) async throws {

@@ -27,4 +27,31 @@ struct KeptConnectionTests {
             await kept.close()
         }
     }
+
+    @Test("an idle kept connection is closed after its idle limit, and close() closes it at once")
+    func idleExpiryAndClose() async throws {
+        try await EndToEndTests.withLab { lab, _ in
+            let proxy = try await CuttableProxy(upstreamPort: { lab.gatewayPort })
+            defer { proxy.close() }
+            var endpoint = try GatewayAPITests.endpoint(lab)
+            endpoint.port = proxy.port
+            // The idle limit: the agent's is 30 s, under the gateway's 60 s keep-alive deadline, which
+            // therefore cannot be what closes the connection here.
+            let kept = HTTPSKeptConnection(endpoint: endpoint, idleLimit: .milliseconds(300))
+            let first = try await kept.request(method: "GET", path: "/healthz", headers: [], body: ByteBuffer())
+            #expect(first.status == 200 && proxy.openConnections == 1)
+            try await ConnectionRecordsTests.eventually("the idle connection to close") { proxy.openConnections == 0 }
+            let second = try await kept.request(method: "GET", path: "/healthz", headers: [], body: ByteBuffer())
+            #expect(second.status == 200)
+            #expect(await kept.connectionsOpened == 2, "the expired connection was not reused")
+            // close() does not wait for the idle limit (the agent calls it when its control channel
+            // reconnects: after a network loss the kept connection may be dead without knowing it).
+            let patient = HTTPSKeptConnection(endpoint: endpoint, idleLimit: .seconds(3600))
+            _ = try await patient.request(method: "GET", path: "/healthz", headers: [], body: ByteBuffer())
+            try await ConnectionRecordsTests.eventually("the expired connection to go") { proxy.openConnections == 1 }
+            await patient.close()
+            try await ConnectionRecordsTests.eventually("close() to close it") { proxy.openConnections == 0 }
+            #expect(await patient.connectionsOpened == 1)
+        }
+    }
 }
