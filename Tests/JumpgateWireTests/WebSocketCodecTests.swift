@@ -12,12 +12,12 @@ struct WebSocketCodecTests {
         return bytes.enumerated().map { $0.element ^ k[($0.offset + offset) % 4] }
     }
 
-    @Test("vector masking equals byte-at-a-time masking for every length and offset")
+    @Test("word-at-a-time masking equals byte-at-a-time masking for every length and offset")
     func maskingMatchesNaive() {
         let seed = UInt64.random(in: 0...UInt64.max)
         print("maskingMatchesNaive seed \(seed)")
         var rng = SplitMix64(seed: seed)
-        // Past two 64-byte vector steps, so that vector steps, 8-byte words and the byte tail all meet.
+        // Many 8-byte words and every tail length, at every key offset.
         for length in 0..<200 {
             for offset in 0..<4 {
                 let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }

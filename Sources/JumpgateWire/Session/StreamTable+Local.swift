@@ -46,8 +46,10 @@ extension StreamTable {
         self.streams[id]!.localGone = true
         let unconsumed = self.streams[id]!.unconsumed
         if unconsumed > 0 {
+            // Returned so that the peer's window stays open, but not grown for: they waited because the
+            // reader was slow, and the socket may have dropped them as it closed.
             self.streams[id]!.unconsumed = 0
-            self.consumed(unconsumed, on: id, into: &actions)
+            self.consumed(unconsumed, on: id, grow: false, into: &actions)
         }
         return true
     }
