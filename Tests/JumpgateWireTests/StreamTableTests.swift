@@ -171,7 +171,7 @@ struct StreamTableTests {
         }
     }
 
-    @Test("a closed connection returns what it held back to the peer's window, then its stream is aborted")
+    @Test("a closed connection returns what it held back to the peer's window without growing it")
     func localCloseReturnsWindow() throws {
         var (table, _) = Self.table(agent: false)
         var actions: [Action] = []
@@ -192,8 +192,10 @@ struct StreamTableTests {
         }
         // They come back without growing the window: they waited because the reader was slow, and the
         // closing socket may have dropped them.
-        let window = try requireValue(update.windowUpdate).window
-        #expect(window == 2 << 20)
+        let returned = try requireValue(update.windowUpdate)
+        #expect(returned.window == 2 << 20)
+        #expect(returned.consumed == UInt32(48 * 32_768))
+        let window = returned.window
         actions.removeAll()
         table.pumped(id, into: &actions)
         #expect(actions == [.sendFrame(self.frame(.fin, id))])  // EOF with nothing waiting
@@ -212,6 +214,45 @@ struct StreamTableTests {
         }
         #expect(windows.count == 4)  // 2 MiB dropped, an update every quarter of the 2 MiB window
         #expect(windows.allSatisfy { $0 == window }, "dropped data grew the window: \(windows)")
+    }
+
+    @Test("a connection that sent EOF and then closes: the peer's half stays open, its data dropped but credited")
+    func eofThenCloseKeepsPeerHalf() throws {
+        var (table, _) = Self.table(agent: true)
+        var actions: [Action] = []
+        try table.frameReceived(self.frame(.syn, Self.stream3), into: &actions)
+        let connection = try requireValue(table.attach(Self.stream3, into: &actions))
+        let id = Self.stream3
+        table.localRead(id, connection, Self.bytes(100))
+        Self.sendAll(&table, on: id)
+        let eof = table.localEOF(id, connection)
+        #expect(eof)
+        actions.removeAll()
+        table.pumped(id, into: &actions)
+        #expect(actions == [.sendFrame(self.frame(.fin, id))])  // half-close: the peer may still send
+        actions.removeAll()
+        // The connection closes (the target closed it entirely) while the peer is still sending.
+        let closed = table.localClosed(id, connection, into: &actions)
+        #expect(closed)
+        table.pumped(id, into: &actions)
+        table.localClosedAfterSending(id, connection, into: &actions)
+        #expect(actions.isEmpty)  // no second FIN
+        #expect(table.isMuxStreamOpen(id) && table.openConnections == 0)
+        // What the peer sends now is dropped, yet credited: updates keep its window open.
+        var consumed: [UInt32] = []
+        for _ in 0..<64 {
+            actions.removeAll()
+            try table.frameReceived(self.frame(.psh, id, data: Self.bytes(32_768)), into: &actions)
+            #expect(!actions.contains { if case .write = $0 { true } else { false } })
+            for case .sendFrame(let update) in actions {
+                consumed.append(try requireValue(update.windowUpdate).consumed)
+            }
+        }
+        #expect(consumed.count == 4 && consumed.last == 64 * 32_768, "updates: \(consumed)")
+        // The peer's FIN ends the stream in smux too.
+        actions.removeAll()
+        try table.frameReceived(self.frame(.fin, id), into: &actions)
+        #expect(!table.isMuxStreamOpen(id))
     }
 
     @Test("a connection that closes while its last bytes wait for the window: they go first, then the FIN")

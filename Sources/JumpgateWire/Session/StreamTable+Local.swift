@@ -30,8 +30,9 @@ extension StreamTable {
     /// Ctrl+D, a terminal's end-of-file key (VEOF).
     public static let endOfFileKey: UInt8 = 0x04
 
-    /// `connection` closed. What it took but never confirmed goes back to the peer's window, as data
-    /// arriving for a closed connection does, or a peer with a spent window would wait for ever. Then
+    /// `connection` closed. What it took but never confirmed goes back to the peer's window (without
+    /// growing it), as data arriving for a closed connection does, or a peer with a spent window would
+    /// wait for ever. Then
     /// send what waits (``nextChunk(on:)``) and call ``localClosedAfterSending(_:_:into:)``. False when
     /// the connection is no longer its stream's.
     @discardableResult
@@ -55,7 +56,9 @@ extension StreamTable {
     }
 
     /// After a closed connection's stream was pumped: once its last bytes are sent (they may wait for the
-    /// window: then the FIN follows them, from ``pumped(_:into:)``), the stream is aborted and forgotten.
+    /// window: then the FIN follows them, from ``pumped(_:into:)``), the stream is forgotten here. smux
+    /// keeps it while the peer's half is open, as ``pumped(_:into:)`` does, so that what the peer still
+    /// sends is dropped but credited to its window until its FIN.
     public mutating func localClosedAfterSending(
         _ id: SmuxStreamID,
         _ connection: ConnectionID,
@@ -63,8 +66,11 @@ extension StreamTable {
     ) {
         // Gone already (the pump sent its FIN), or another connection's now (basic mode).
         guard let stream = self.streams[id], stream.serial == connection, stream.backlog.isEmpty else { return }
-        if let fin = self.mux?.abortStream(id) { actions.append(.sendFrame(fin)) }
-        self.remove(id)
+        // Still here: its FIN went before it closed (EOF, then the close, with half-close). Aborting the
+        // smux stream would drop the peer's data uncredited, and a peer still sending would stall once its
+        // window was spent.
+        if let fin = self.mux?.closeStream(id) { actions.append(.sendFrame(fin)) }
+        if self.isMuxStreamOpen(id) { self.remove(id) } else { self.drop(id) }
     }
 
     // MARK: sending stream data

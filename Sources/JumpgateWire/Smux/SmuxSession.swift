@@ -159,8 +159,8 @@ public struct SmuxSession: Sendable {
     /// streams it has.
     ///
     /// `grow` false credits the window without growing it: data dropped because its local connection is
-    /// gone is counted as consumed (so the peer is not stalled until its FIN), but it says nothing about a
-    /// reader keeping up.
+    /// gone, and what a closed connection had taken but not confirmed, is counted as consumed (so the peer
+    /// is not stalled until its FIN), but it says nothing about a reader keeping up.
     public mutating func dataConsumed(on id: SmuxStreamID, count: Int, grow: Bool = true) -> SmuxFrame? {
         guard self.configuration.version == 2, var stream = self.streams[id] else { return nil }
         stream.consumed &+= UInt32(count)
