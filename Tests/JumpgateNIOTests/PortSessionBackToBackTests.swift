@@ -319,6 +319,26 @@ struct PortSessionBackToBackTests {
         pair.agentEvents.answer = BackToBack.attachAnswer(pair)
         try Self.roundTrip(pair, bytes: 1000)
     }
+    @Test("early data for a target that closed as it was attached goes back to the client's window")
+    func earlyDataOfAClosedTarget() throws {
+        let pair = try BackToBack()
+        pair.agentEvents.answer = { _, _ in }  // the target is still being dialled
+        try pair.settle()
+        let (local, id) = try pair.connect()
+        // More than the agent's 2 MiB window: the client is held to it while the agent holds the early data.
+        for _ in 0..<40 { try local.send(.pattern(65_536)) }
+        try pair.settle()
+        #expect(pair.client.table.blockedStreams.contains(id), "the window is spent")
+        // The target's connection closed before the agent glued it: its early data is written nowhere.
+        let target = try pair.socket()
+        try target.channel.close().wait()
+        pair.loop.run()  // the closed pipeline lets its handlers go
+        #expect(throws: (any Error).self) { try pair.agent.attach(target.channel, to: id) }
+        try pair.settle()
+        // It was credited all the same: the client's waiting bytes went (and were dropped by the agent).
+        #expect(pair.client.table.blockedStreams.isEmpty, "the client still waits for its window")
+    }
+
     @Test("without connect-errors, a refusal fails its own stream only; a later half-close stays a half-close")
     func refusalWithoutReasonThenHalfClose() throws {
         let pair = try BackToBack(agentExtensions: JumpgateExtensions.all.subtracting(.connectErrors))

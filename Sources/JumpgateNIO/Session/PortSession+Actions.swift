@@ -69,9 +69,13 @@ extension PortSession {
     func writeToLocal(_ connection: StreamTable.ConnectionID, _ id: SmuxStreamID, _ data: ByteBuffer, confirm: Bool) {
         let count = data.readableBytes
         guard let channel = self.connections[connection] else {
-            if confirm {
-                self.withStreams { table, actions in
+            // Gone before the bytes could be written (a target's early data, when it closed as it was
+            // attached): the peer's window gets them back all the same, or a peer that spent it would stall.
+            self.withStreams { table, actions in
+                if confirm {
                     table.localWriteCompleted(id, count: count, success: false, into: &actions)
+                } else {
+                    table.localWriteDropped(id, count: count, into: &actions)
                 }
             }
             return

@@ -169,6 +169,12 @@ extension StreamTable {
         self.evaluateReceiveBound(into: &actions)
     }
 
+    /// Bytes for a local connection that was gone before they could be written (an attaching target's early
+    /// data, when it closed at once): dropped, but credited to the peer's window without growing it.
+    public mutating func localWriteDropped(_ id: SmuxStreamID, count: Int, into actions: inout [Action]) {
+        self.consumed(count, on: id, grow: false, into: &actions)
+    }
+
     /// `grow` false: counted as consumed without growing the window (``SmuxSession/dataConsumed(on:count:grow:)``).
     mutating func consumed(_ count: Int, on id: SmuxStreamID, grow: Bool = true, into actions: inout [Action]) {
         if let update = self.mux?.dataConsumed(on: id, count: count, grow: grow) { actions.append(.sendFrame(update)) }
