@@ -95,24 +95,36 @@ final class AgentSessionDelegate: PortSessionDelegate, Sendable {
         runner: AgentRunner
     ) {
         do {
-            try channel.pipeline.syncOperations.addHandler(
-                ConnectionRecorder(facts: facts, journal: runner.journal) { runner.scheduleReport() },
-                position: .first
-            )
-            runner.journal.append(facts.record("ConnectionOpened"))
-            // Closed before the recorder was in place: its close is recorded here.
-            if !channel.isActive {
-                runner.journal.append(
-                    facts.record(
-                        "ConnectionClosed",
-                        [
-                            ("bytesToTarget", 0), ("bytesFromTarget", 0), ("durationMs", 0),
-                            ("reason", "closed by the target at once"),
-                        ]
+            try session.attach(channel, to: id) { channel in
+                do {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ConnectionRecorder(facts: facts, journal: runner.journal) { runner.scheduleReport() },
+                        position: .first
                     )
-                )
+                } catch {
+                    // The pipeline is gone already: the session refuses the stream (PortSession.attach).
+                    runner.journal.append(
+                        facts.record(
+                            "ConnectionRefused",
+                            [("refusedBy", "destination"), ("reason", "the connection ended as it opened")]
+                        )
+                    )
+                    throw error
+                }
+                runner.journal.append(facts.record("ConnectionOpened"))
+                // Closed before the recorder was in place: its close is recorded here.
+                if !channel.isActive {
+                    runner.journal.append(
+                        facts.record(
+                            "ConnectionClosed",
+                            [
+                                ("bytesToTarget", 0), ("bytesFromTarget", 0), ("durationMs", 0),
+                                ("reason", "closed by the target at once"),
+                            ]
+                        )
+                    )
+                }
             }
-            try session.attach(channel, to: id)
         } catch {
             channel.close(promise: nil)
         }

@@ -335,8 +335,33 @@ struct PortSessionBackToBackTests {
         pair.loop.run()  // the closed pipeline lets its handlers go
         #expect(throws: (any Error).self) { try pair.agent.attach(target.channel, to: id) }
         try pair.settle()
-        // It was credited all the same: the client's waiting bytes went (and were dropped by the agent).
+        // It was credited all the same: the client's waiting bytes went (and were dropped by the agent),
+        // and not more than once (a peer sent past its window would end the session).
         #expect(pair.client.table.blockedStreams.isEmpty, "the client still waits for its window")
+        #expect(pair.agentEvents.ended == nil && pair.clientEvents.ended == nil)
+        #expect(pair.agentEvents.refused.isEmpty && pair.clientEvents.refused.isEmpty)
+    }
+
+    @Test("a target whose pipeline is gone before the agent takes it: the stream is refused, not left dialling")
+    func attachPreparationFails() throws {
+        struct PipelineGone: Error {}
+        let pair = try BackToBack()
+        pair.agentEvents.answer = { _, _ in }  // the target is still being dialled
+        try pair.settle()
+        let (local, id) = try pair.connect()
+        try local.send(.pattern(1000))
+        try pair.settle()
+        let target = try pair.socket()
+        #expect(throws: PipelineGone.self) {
+            try pair.agent.attach(target.channel, to: id) { _ in throw PipelineGone() }
+        }
+        try pair.settle()
+        #expect(pair.clientEvents.failed.map(\.id) == [id])
+        #expect(!local.channel.isActive && !target.channel.isActive)
+        #expect(pair.agentEvents.ended == nil && pair.clientEvents.ended == nil)
+        // The session goes on: the next stream works.
+        pair.agentEvents.answer = BackToBack.attachAnswer(pair)
+        try Self.roundTrip(pair, bytes: 1000)
     }
 
     @Test("without connect-errors, a refusal fails its own stream only; a later half-close stays a half-close")

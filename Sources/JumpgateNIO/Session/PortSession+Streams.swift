@@ -24,8 +24,22 @@ extension PortSession {
         return id
     }
 
-    /// Agent: the target connection for stream `id` is up.
-    public func attach(_ channel: any Channel, to id: SmuxStreamID) throws {
+    /// Agent: the target connection for stream `id` is up. `prepare` runs first (the agent puts its
+    /// connection recorder in the pipeline); if it throws (the pipeline is gone: the target closed as it
+    /// opened), the connection is closed and the stream refused, as a failed dial is, and the error
+    /// rethrown. Otherwise the stream would wait for a dial that is over, with the client's early data.
+    public func attach(
+        _ channel: any Channel,
+        to id: SmuxStreamID,
+        prepare: (any Channel) throws -> Void = { _ in }
+    ) throws {
+        do {
+            try prepare(channel)
+        } catch {
+            channel.close(promise: nil)
+            self.refuse(id, reason: "the connection to the destination ended as it opened")
+            throw error
+        }
         var actions: [StreamTable.Action] = []
         guard let connection = self.table.attach(id, into: &actions) else {
             channel.close(promise: nil)

@@ -66,7 +66,7 @@ extension StreamTable {
     ) {
         // Gone already (the pump sent its FIN), or another connection's now (basic mode).
         guard let stream = self.streams[id], stream.serial == connection, stream.backlog.isEmpty else { return }
-        // Still here: its FIN went before it closed (EOF, then the close, with half-close). Aborting the
+        // Still here: its FIN went before it closed (EOF, then the close). Aborting the
         // smux stream would drop the peer's data uncredited, and a peer still sending would stall once its
         // window was spent.
         if let fin = self.mux?.closeStream(id) { actions.append(.sendFrame(fin)) }
