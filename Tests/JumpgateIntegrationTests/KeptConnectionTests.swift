@@ -6,13 +6,20 @@ import Testing
 /// gateway behind a proxy that can cut connections.
 @Suite("Kept HTTPS connections", .serialized)
 struct KeptConnectionTests {
-    @Test("requests share one kept connection, and one the network lost is replaced without a failed request")
-    func reuseAndReplace() async throws {
+    /// A lab gateway behind a ``CuttableProxy``, and the endpoint that reaches it through the proxy.
+    static func withProxiedGateway(_ body: (CuttableProxy, HTTPSEndpoint) async throws -> Void) async throws {
         try await EndToEndTests.withLab { lab, _ in
             let proxy = try await CuttableProxy(upstreamPort: { lab.gatewayPort })
             defer { proxy.close() }
             var endpoint = try GatewayAPITests.endpoint(lab)
             endpoint.port = proxy.port
+            try await body(proxy, endpoint)
+        }
+    }
+
+    @Test("requests share one kept connection, and one the network lost is replaced without a failed request")
+    func reuseAndReplace() async throws {
+        try await Self.withProxiedGateway { proxy, endpoint in
             let kept = HTTPSKeptConnection(endpoint: endpoint)
             for _ in 0..<3 {
                 let response = try await kept.request(method: "GET", path: "/healthz", headers: [], body: ByteBuffer())
@@ -30,11 +37,7 @@ struct KeptConnectionTests {
 
     @Test("an idle kept connection is closed after its idle limit, and close() closes it at once")
     func idleExpiryAndClose() async throws {
-        try await EndToEndTests.withLab { lab, _ in
-            let proxy = try await CuttableProxy(upstreamPort: { lab.gatewayPort })
-            defer { proxy.close() }
-            var endpoint = try GatewayAPITests.endpoint(lab)
-            endpoint.port = proxy.port
+        try await Self.withProxiedGateway { proxy, endpoint in
             // The gateway's keep-alive deadline is 60 s, past every wait here (20 s at most): only the
             // client's idle limit can close the connection in this test.
             let kept = HTTPSKeptConnection(endpoint: endpoint, idleLimit: .seconds(2))

@@ -70,7 +70,7 @@ extension StreamTable {
         // smux stream would drop the peer's data uncredited, and a peer still sending would stall once its
         // window was spent.
         if let fin = self.mux?.closeStream(id) { actions.append(.sendFrame(fin)) }
-        if self.isMuxStreamOpen(id) { self.remove(id) } else { self.drop(id) }
+        self.remove(id)  // smux forgot it already unless the peer's half is open
     }
 
     // MARK: sending stream data
@@ -153,11 +153,8 @@ extension StreamTable {
         // Nothing more can be delivered to a closed socket: the stream is done here. If the peer still
         // sends, smux keeps the stream until its FIN, so what arrives is discarded but counted as consumed
         // (its window stays open and its end can finish and close).
-        if stream.localGone {
-            if self.isMuxStreamOpen(id) { self.remove(id) } else { self.drop(id) }
-        } else if !self.isMuxStreamOpen(id) {
-            self.drop(id)
-        }
+        // (smux forgets a stream by itself once both halves are closed.)
+        if stream.localGone || !self.isMuxStreamOpen(id) { self.remove(id) }
     }
 
     /// Basic mode: the connection's last bytes are sent. Client: DisconnectToPort, then the next waiting
