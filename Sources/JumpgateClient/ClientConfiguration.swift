@@ -237,8 +237,13 @@ public struct SSMClient: Sendable {
     }
 
     /// Calls an operation of the SSM API (`AmazonSSM`) or of Jumpgate's administrative API
-    /// (`JumpgateAdmin`), signed as service `ssm`.
-    public func call(_ operation: String, _ input: JSONValue, api: String = "AmazonSSM") async throws -> JSONValue {
+    /// (`JumpgateAdmin`), signed as service `ssm`; `timeout` bounds the connection and the answer alike.
+    public func call(
+        _ operation: String,
+        _ input: JSONValue,
+        api: String = "AmazonSSM",
+        timeout: TimeAmount = .seconds(30)
+    ) async throws -> JSONValue {
         let body = input.serializedBytes()
         var headers: [(name: String, value: String)] = [
             ("Host", self.endpoint.hostHeader), ("Content-Type", "application/x-amz-json-1.1"),
@@ -259,7 +264,8 @@ public struct SSMClient: Sendable {
                 method: "POST",
                 path: "/",
                 headers: headers,
-                body: ByteBuffer(bytes: body)
+                body: ByteBuffer(bytes: body),
+                timeout: timeout
             )
         } catch {
             throw ClientError(

@@ -31,12 +31,14 @@ public enum SessionRunner {
             resume: client.resumeSession,
             resumeTimeout: resumeTimeout
         )
+        // The signal only ends the session; what follows it (the line, TerminateSession) is done below,
+        // before run returns, so the process cannot exit before the user is told (or before the gateway is).
+        let interrupted = NIOLockedValueBox(false)
         let interrupt = Task {
             _ = await TerminationSignal.wait()
+            interrupted.withLockedValue { $0 = true }
             // The session first: after SIGHUP the terminal may be gone, and the line may not be written.
             forwarder.terminate()
-            console.write("Terminate signal received, exiting.\n")
-            _ = try? await client.call("TerminateSession", ["SessionId": .string(grant.sessionID)])
         }
         defer { interrupt.cancel() }
         if let onReady { forwarder.readyPort.whenSuccess(onReady) }
@@ -46,9 +48,12 @@ public enum SessionRunner {
         } catch {
             outcome = .failed((error as? ClientError)?.description ?? "\(error)")
         }
+        let byUser = interrupted.withLockedValue { $0 }
+        if byUser { console.write("Terminate signal received, exiting.\n") }
         // Unlike the official plugin (which exits 0 whatever happened), the status tells a script how the
         // session ended: 0 by the user, 1 failed here, 2 ended by the other side, a shell's own status when
         // it exited (docs/CLIENT.md).
+        var terminate = byUser
         switch outcome {
         case .endedByUser, .exited:
             console.write("\n\nExiting session with sessionId: \(grant.sessionID).\n\n")
@@ -56,7 +61,15 @@ public enum SessionRunner {
             console.write("\n\nSessionId: \(grant.sessionID) : \(reason)\n\n")
         case .failed(let message):
             console.write("Cannot perform start session: \(message)\n")
-            _ = try? await client.call("TerminateSession", ["SessionId": .string(grant.sessionID)])
+            terminate = true
+        }
+        if terminate {
+            // Bounded: a gateway that is gone must not hold the user's Ctrl+C for long.
+            _ = try? await client.call(
+                "TerminateSession",
+                ["SessionId": .string(grant.sessionID)],
+                timeout: .seconds(5)
+            )
         }
         return outcome
     }

@@ -184,7 +184,12 @@ extension HTTPSEndpoint {
         timeout: TimeAmount = .seconds(30),
         maximumBodySize: Int = 4 << 20
     ) async throws -> HTTPSResponse {
-        let connection = try await self.connect(group: group, maximumBodySize: maximumBodySize, keepAlive: false)
+        let connection = try await self.connect(
+            group: group,
+            maximumBodySize: maximumBodySize,
+            keepAlive: false,
+            connectTimeout: min(timeout, .seconds(10))
+        )
         do {
             return try await self.exchange(
                 on: connection,
@@ -201,7 +206,12 @@ extension HTTPSEndpoint {
 
     /// Opens a connection with TLS and HTTP/1.1 handlers. The response collector is in the pipeline from
     /// the start, so a TLS handshake that fails right after the connect reaches the first request as itself.
-    func connect(group: any EventLoopGroup, maximumBodySize: Int, keepAlive: Bool) async throws -> HTTPSConnection {
+    func connect(
+        group: any EventLoopGroup,
+        maximumBodySize: Int,
+        keepAlive: Bool,
+        connectTimeout: TimeAmount = .seconds(10)
+    ) async throws -> HTTPSConnection {
         let sslContext = self.sslContext
         let serverHostname = self.serverHostname
         var bootstrap = ClientBootstrap(group: group.next())
@@ -210,7 +220,7 @@ extension HTTPSEndpoint {
         }
         return
             try await bootstrap
-            .connectTimeout(.seconds(10))
+            .connectTimeout(connectTimeout)
             .connect(host: self.host, port: self.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let tls = try NIOSSLClientHandler(context: sslContext, serverHostname: serverHostname)
