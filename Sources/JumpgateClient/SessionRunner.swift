@@ -9,6 +9,9 @@ import NIOCore
 /// the `session-manager-plugin` executable: the official console lines, Ctrl+C sends TerminateSession
 /// (flag and API), and unlike the official plugin a failure is reported clearly and exits non-zero.
 public enum SessionRunner {
+    /// How long the TerminateSession call at the end may take, its connection included.
+    static let terminateTimeout: TimeAmount = .seconds(5)
+
     /// Returns how the session ended (its `exitStatus` is the process's). `onReady` is called with the
     /// local port once it listens.
     public static func run(
@@ -31,29 +34,40 @@ public enum SessionRunner {
             resume: client.resumeSession,
             resumeTimeout: resumeTimeout
         )
-        // The signal only ends the session; what follows it (the line, TerminateSession) is done below,
-        // before run returns, so the process cannot exit before the user is told (or before the gateway is).
+        // At a signal: end the session, tell the user at once, and tell the gateway (TerminateSession,
+        // bounded: a gone gateway must not hold the user's Ctrl+C for long). Once `run` returns, this is
+        // awaited, so the process never exits before the line is written or the call is answered.
         let interrupted = NIOLockedValueBox(false)
         let interrupt = Task {
             _ = await TerminationSignal.wait()
             interrupted.withLockedValue { $0 = true }
-            // The session first: after SIGHUP the terminal may be gone, and the line may not be written.
+            // The session first: after SIGHUP the terminal may be gone, and writing may fail.
             forwarder.terminate()
+            console.write("Terminate signal received, exiting.\n")
+            _ = try? await client.call(
+                "TerminateSession",
+                ["SessionId": .string(grant.sessionID)],
+                timeout: Self.terminateTimeout
+            )
         }
-        defer { interrupt.cancel() }
         if let onReady { forwarder.readyPort.whenSuccess(onReady) }
-        let outcome: PortForwarder.Outcome
+        var outcome: PortForwarder.Outcome
         do {
             outcome = try await forwarder.run()
         } catch {
             outcome = .failed((error as? ClientError)?.description ?? "\(error)")
         }
         let byUser = interrupted.withLockedValue { $0 }
-        if byUser { console.write("Terminate signal received, exiting.\n") }
+        if byUser {
+            await interrupt.value
+            // Stopped by the user while it was still connecting: the user's end, not a failure.
+            if case .failed = outcome { outcome = .endedByUser }
+        } else {
+            interrupt.cancel()
+        }
         // Unlike the official plugin (which exits 0 whatever happened), the status tells a script how the
         // session ended: 0 by the user, 1 failed here, 2 ended by the other side, a shell's own status when
         // it exited (docs/CLIENT.md).
-        var terminate = byUser
         switch outcome {
         case .endedByUser, .exited:
             console.write("\n\nExiting session with sessionId: \(grant.sessionID).\n\n")
@@ -61,14 +75,10 @@ public enum SessionRunner {
             console.write("\n\nSessionId: \(grant.sessionID) : \(reason)\n\n")
         case .failed(let message):
             console.write("Cannot perform start session: \(message)\n")
-            terminate = true
-        }
-        if terminate {
-            // Bounded: a gateway that is gone must not hold the user's Ctrl+C for long.
             _ = try? await client.call(
                 "TerminateSession",
                 ["SessionId": .string(grant.sessionID)],
-                timeout: .seconds(5)
+                timeout: Self.terminateTimeout
             )
         }
         return outcome

@@ -175,6 +175,7 @@ struct HTTPSConnection: Sendable {
 
 extension HTTPSEndpoint {
     /// Sends one request on its own connection and returns the response; the connection is closed after it.
+    /// `timeout` bounds the whole request: connecting, the TLS handshake and the answer.
     public func request(
         method: String,
         path: String,
@@ -184,6 +185,8 @@ extension HTTPSEndpoint {
         timeout: TimeAmount = .seconds(30),
         maximumBodySize: Int = 4 << 20
     ) async throws -> HTTPSResponse {
+        // One deadline for the whole request: the connection (TCP and TLS) and the answer.
+        let deadline = NIODeadline.now() + timeout
         let connection = try await self.connect(
             group: group,
             maximumBodySize: maximumBodySize,
@@ -197,7 +200,8 @@ extension HTTPSEndpoint {
                 path: path,
                 headers: headers,
                 body: body,
-                timeout: timeout
+                timeout: max(deadline - NIODeadline.now(), .zero),
+                statedTimeout: timeout
             ).response
         } catch let closed as ClosedBeforeResponse {
             throw closed.error
@@ -244,7 +248,8 @@ extension HTTPSEndpoint {
         path: String,
         headers: [(name: String, value: String)],
         body: ByteBuffer,
-        timeout: TimeAmount
+        timeout: TimeAmount,
+        statedTimeout: TimeAmount? = nil
     ) async throws -> (response: HTTPSResponse, reusable: Bool) {
         let channel = connection.channel
         let eventLoop = channel.eventLoop
@@ -264,11 +269,12 @@ extension HTTPSEndpoint {
             channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
             channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
         }.get()
+        let stated = statedTimeout ?? timeout
         let timeoutTask = eventLoop.scheduleTask(in: timeout) {
             promise.fail(
                 WireError(
                     .truncatedMessage,
-                    "no response from \(hostHeader) within \(timeout.nanoseconds / 1_000_000_000) s"
+                    "no response from \(hostHeader) within \(stated.nanoseconds / 1_000_000_000) s"
                 )
             )
             channel.close(promise: nil)

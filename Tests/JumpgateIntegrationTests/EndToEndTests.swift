@@ -185,8 +185,7 @@ struct EndToEndTests {
 
             client.signal(SIGINT)
             #expect(try client.waitForExit() == 0)
-            #expect(client.output.contains("Terminate signal received, exiting."))
-            #expect(client.output.contains("Exiting session with sessionId: \(sessionID)."))
+            Self.expectTerminatedByUser(client.output, sessionID)
             #expect(try await Self.historyStatus(lab, sessionID, waitingFor: "Terminated") == "Terminated")
             try await Self.expectNoAgentRefusals(lab)
         }
@@ -238,10 +237,23 @@ struct EndToEndTests {
             #expect(plugins.count == 1)
             for pid in plugins { kill(pid, SIGINT) }
             #expect(try aws.waitForExit() == 0)
-            #expect(aws.output.contains("Terminate signal received, exiting."))
+            Self.expectTerminatedByUser(aws.output, sessionID)
             #expect(try await Self.historyStatus(lab, sessionID, waitingFor: "Terminated") == "Terminated")
             try await Self.expectNoAgentRefusals(lab)
         }
+    }
+
+    /// A client stopped by a signal says so before its last line, as the official plugin does: the line is
+    /// written before the process may exit (it once raced the exit and was missing).
+    static func expectTerminatedByUser(
+        _ output: [String],
+        _ sessionID: String,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        let signalled = output.firstIndex(of: "Terminate signal received, exiting.")
+        let exiting = output.firstIndex(of: "Exiting session with sessionId: \(sessionID).")
+        #expect(signalled != nil && exiting != nil, "\(output)", sourceLocation: sourceLocation)
+        if let signalled, let exiting { #expect(signalled < exiting, "\(output)", sourceLocation: sourceLocation) }
     }
 
     /// An honest session makes the agent refuse nothing. The agent is stopped first: at SIGTERM it sends

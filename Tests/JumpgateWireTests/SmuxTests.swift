@@ -113,7 +113,7 @@ struct SmuxTests {
         let fin = try #require(finFrame)
         #expect(client.closeStream(a) == nil)
         #expect(client.sendableBytes(on: a) == 0)
-        #expect(try server.frameReceived(fin) == .remoteClosed(a, fullyClosed: false))
+        #expect(try server.frameReceived(fin) == .remoteClosed(a, fullyClosed: false, receivedData: true))
         // Data after the peer's FIN is dropped, as smux does.
         #expect(
             try server.frameReceived(SmuxFrame(version: 1, command: .psh, streamID: a, data: ByteBuffer(string: "x")))
@@ -122,7 +122,7 @@ struct SmuxTests {
         let serverFinFrame = server.closeStream(a)
         let serverFin = try #require(serverFinFrame)
         #expect(!server.isOpen(a))
-        #expect(try client.frameReceived(serverFin) == .remoteClosed(a, fullyClosed: true))
+        #expect(try client.frameReceived(serverFin) == .remoteClosed(a, fullyClosed: true, receivedData: false))
         #expect(!client.isOpen(a))
         #expect(try client.frameReceived(SmuxFrame(version: 1, command: .nop, streamID: SmuxStreamID(0))) == .none)
         #expect(throws: WireError.self) {

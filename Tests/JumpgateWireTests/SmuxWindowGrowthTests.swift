@@ -139,4 +139,34 @@ struct SmuxWindowGrowthTests {
         #expect(!windows.isEmpty && windows.allSatisfy { $0 == 1 << 20 })
         #expect(server.grownWindowBytes == 0)
     }
+
+    @Test("v2: a stream kept for the peer's FIN after its reader left gives its growth back, and grows no more")
+    func v2ReaderGoneReturnsGrowth() throws {
+        // 7 MiB of growth: B can reach the 8 MiB maximum only if A's 1 MiB comes back.
+        var (client, server) = Self.growingPair(budget: 7 << 20)
+        let a = try Self.openV2(&client, &server)
+        let b = try Self.openV2(&client, &server)
+        _ = try Self.move(256 << 10, on: a, &client, &server)
+        #expect(server.receiveWindow(of: a) == 2 << 20)
+        #expect(server.grownWindowBytes == 1 << 20)
+        // A's reader (its local connection) is gone; its FIN went, the peer's half is still open.
+        _ = server.closeStream(a)
+        #expect(server.isOpen(a))
+        server.readerGone(a)
+        #expect(server.grownWindowBytes == 0)
+        // The window the peer was told stays (it may still send that much, dropped and credited), and
+        // consuming never grows it again, even when growth is asked for.
+        #expect(server.receiveWindow(of: a) == 2 << 20)
+        for _ in 0..<8 { _ = server.dataConsumed(on: a, count: 512 << 10) }
+        #expect(server.receiveWindow(of: a) == 2 << 20)
+        #expect(server.grownWindowBytes == 0)
+        _ = try Self.move(16 << 20, on: b, &client, &server)
+        #expect(server.receiveWindow(of: b) == 8 << 20)
+        #expect(server.grownWindowBytes == 7 << 20)
+        // A's end gives back nothing a second time.
+        let finFrame = client.closeStream(a)
+        _ = try server.frameReceived(try #require(finFrame))
+        #expect(!server.isOpen(a))
+        #expect(server.grownWindowBytes == 7 << 20)
+    }
 }

@@ -412,6 +412,72 @@ struct StreamTableTests {
         #expect(actions.contains { if case .close(_, .all) = $0 { true } else { false } })
     }
 
+    @Test(
+        "smux v1, official agent: a refusal's flag is not taken by the FIN of a stream that got data and whose connection closed first"
+    )
+    func refusalFlagAfterForgottenStream() throws {
+        // The official agent sends a refused stream's flag and its FIN from different goroutines, so another
+        // stream's FIN can come between them; that stream's connection had closed, so the table forgot it.
+        let mode = PortSessionMode.mux(smuxVersion: 1, keepAlive: false)
+        var (table, _) = Self.table(agent: false, mode, [])
+        var actions: [Action] = []
+        let (answered, connection) = try requireOpened(table.open(into: &actions))
+        let (refused, _) = try requireOpened(table.open(into: &actions))
+        try table.frameReceived(self.frame(.psh, answered, version: 1, data: Self.bytes(10)), into: &actions)
+        // The user's connection ends: its FIN goes, the table forgets the stream, smux keeps it for the agent's FIN.
+        let eof = table.localEOF(answered, connection)
+        let closed = table.localClosed(answered, connection, into: &actions)
+        #expect(eof && closed)
+        table.pumped(answered, into: &actions)
+        table.localClosedAfterSending(answered, connection, into: &actions)
+        #expect(table.isMuxStreamOpen(answered) && table.openConnections == 1)
+        table.connectToPortErrorReceived()
+        actions.removeAll()
+        try table.frameReceived(self.frame(.fin, answered, version: 1), into: &actions)
+        #expect(!actions.contains { if case .streamFailed = $0 { true } else { false } })
+        #expect(!table.isMuxStreamOpen(answered))
+        actions.removeAll()
+        try table.frameReceived(self.frame(.fin, refused, version: 1), into: &actions)
+        #expect(actions.first == .streamFailed(refused, reason: nil))
+    }
+
+    @Test("a stream forgotten while smux keeps it for the peer's FIN gives its window's growth back to the session")
+    func forgottenStreamReturnsGrowth() throws {
+        var (table, _) = Self.table(agent: true)
+        var actions: [Action] = []
+        let id = Self.stream3
+        try table.frameReceived(self.frame(.syn, id), into: &actions)
+        let connection = try requireValue(table.attach(id, into: &actions))
+        // The target takes 512 KiB at once: a quarter of the 2 MiB window, so it doubles.
+        var windows: [UInt32] = []
+        for _ in 0..<16 {
+            try table.frameReceived(self.frame(.psh, id, data: Self.bytes(32_768)), into: &actions)
+            if let update = table.localWritten(id, connection, count: 32_768, socketWritable: true) {
+                windows.append(try requireValue(update.windowUpdate).window)
+            }
+        }
+        #expect(windows == [4 << 20])
+        #expect(table.grownWindowBytes == 2 << 20)
+        // The target sends its last bytes and closes while the client is still sending.
+        let eof = table.localEOF(id, connection)
+        let closed = table.localClosed(id, connection, into: &actions)
+        #expect(eof && closed)
+        table.pumped(id, into: &actions)
+        table.localClosedAfterSending(id, connection, into: &actions)
+        #expect(table.isMuxStreamOpen(id))
+        #expect(table.grownWindowBytes == 0)
+        // What the client still sends is dropped and credited, and grows nothing.
+        actions.removeAll()
+        for _ in 0..<64 {
+            try table.frameReceived(self.frame(.psh, id, data: Self.bytes(32_768)), into: &actions)
+        }
+        let updates = actions.compactMap { action -> SmuxFrame.WindowUpdate? in
+            if case .sendFrame(let frame) = action { frame.windowUpdate } else { nil }
+        }
+        #expect(updates.count == 2 && updates.allSatisfy { $0.window == 4 << 20 }, "\(updates)")
+        #expect(table.grownWindowBytes == 0)
+    }
+
     @Test("agent: connect-errors from the client side is unexpected")
     func connectErrorOnlyOnClient() {
         var (table, _) = Self.table(agent: true)

@@ -17,9 +17,6 @@ extension StreamTable {
         case .refuse(let fin):
             actions.append(.sendFrame(fin))
         case .data(let id, let data):
-            // Written once per stream, not per frame: Dictionary's optional-chained modify allocates its
-            // coroutine frame on every call (HandlerBenchmarks' SessionLocalToTarget1MiB counts it).
-            if self.streams[id]?.receivedData == false { self.streams[id]!.receivedData = true }
             guard let stream = self.streams[id], !stream.localGone else {
                 // The local connection is gone: its data is dropped but counted as consumed, so the peer's
                 // window stays open until its FIN comes. Otherwise a peer still sending (a target echoing a
@@ -32,8 +29,10 @@ extension StreamTable {
             } else {
                 self.holdEarly(data, on: id)
             }
-        case .remoteClosed(let id, let fullyClosed):
-            let refusal = self.refusals.finReceived(for: id, streamGotData: self.streams[id]?.receivedData ?? false)
+        case .remoteClosed(let id, let fullyClosed, let receivedData):
+            // smux knows whether data came, also for a stream this table forgot (its connection closed
+            // first): the official agent's flag and FIN for a refused stream can come after such a FIN.
+            let refusal = self.refusals.finReceived(for: id, streamGotData: receivedData)
             if let refusal { actions.append(.streamFailed(id, reason: refusal.reason)) }
             guard var stream = self.streams[id] else { break }
             guard stream.attached else {

@@ -82,8 +82,6 @@ public struct StreamTable: Sendable {
         /// smux v2: bytes written to the connection while it was not writable, not yet given back to the
         /// peer's window.
         var unconsumed = 0
-        /// Data arrived from the peer on this stream (a refused stream never gets any).
-        var receivedData = false
 
         init(serial: ConnectionID) { self.serial = serial }
     }
@@ -123,6 +121,10 @@ public struct StreamTable: Sendable {
 
     /// Local connections attached now.
     public var openConnections: Int { self.streams.values.count(where: \.attached) }
+
+    /// What this end's smux v2 stream windows grew beyond their starting size, all together: what it may
+    /// have to hold for readers that stop, past the starting windows (bounded by the growth budget).
+    public var grownWindowBytes: UInt32 { self.mux?.grownWindowBytes ?? 0 }
 
     /// Whether reading stream `id`'s local connection waits for the window or the send buffer.
     public func isReadPaused(_ id: SmuxStreamID) -> Bool { self.streams[id]?.readPaused ?? false }
@@ -263,10 +265,12 @@ public struct StreamTable: Sendable {
         self.remove(id)
     }
 
-    /// Forgets stream `id` here only (smux may keep it for the peer's FIN).
+    /// Forgets stream `id` here only (smux may keep it for the peer's FIN; it then holds nothing for it, so
+    /// its window's growth goes back to the session's budget).
     mutating func remove(_ id: SmuxStreamID) {
         guard var stream = self.streams.removeValue(forKey: id) else { return }
         self.forgetEarlyData(of: &stream)
+        self.mux?.readerGone(id)
     }
 
     mutating func forgetEarlyData(of stream: inout Stream) {

@@ -26,8 +26,9 @@ public struct SmuxSession: Sendable {
         /// the bytes in flight on a tunnel of three TCP hops and two relays are more than a 2 MiB window
         /// covers at a few Gbit/s (docs/PERFORMANCE.md, "Stream windows that grow").
         public var maximumStreamReceiveWindow: UInt32
-        /// What all of a session's streams together may grow beyond ``streamReceiveWindow``: what one end
-        /// may have to hold for readers that stop, past the starting windows.
+        /// What all of a session's streams with a reader together may grow beyond ``streamReceiveWindow``:
+        /// what one end may have to hold for readers that stop, past the starting windows (a stream whose
+        /// reader is gone holds nothing: what arrives for it is dropped, ``readerGone(_:)``).
         public var windowGrowthBudget: UInt32
         /// The window assumed for the peer until its first UPD (smux's initialPeerWindow).
         public var initialPeerWindow: UInt32
@@ -59,6 +60,11 @@ public struct SmuxSession: Sendable {
     struct Stream: Sendable {
         var localClosed = false
         var remoteClosed = false
+        /// The peer sent data on it (a stream the agent refused never gets any: ``StreamRefusals``). Kept here,
+        /// not in the stream table, because smux keeps a stream until the peer's FIN after the table forgot it.
+        var receivedData = false
+        /// Its local reader is gone (``readerGone(_:)``): its window no longer grows.
+        var readerGone = false
         // Version 2 accounting; counters wrap as smux's uint32 counters do.
         var written: UInt32 = 0
         var peerConsumed: UInt32 = 0
@@ -68,12 +74,14 @@ public struct SmuxSession: Sendable {
         var consumedSinceUpdate: UInt32 = 0
         /// The receive window this side advertises for the stream; it only grows.
         var window: UInt32
+        /// What of ``window``'s growth counts against the session's ``Configuration/windowGrowthBudget``.
+        var charged: UInt32 = 0
     }
 
     public let configuration: Configuration
     private var streams: [SmuxStreamID: Stream] = [:]
     private var lastOpenedID: UInt32
-    /// The sum over open streams of what each window grew beyond the starting one.
+    /// The sum over open streams with a reader of what each window grew beyond the starting one.
     public private(set) var grownWindowBytes: UInt32 = 0
 
     public init(configuration: Configuration) {
@@ -114,7 +122,18 @@ public struct SmuxSession: Sendable {
     /// Forgets `id`, giving back what its window grew to the session's budget.
     private mutating func remove(_ id: SmuxStreamID) {
         guard let stream = self.streams.removeValue(forKey: id) else { return }
-        self.grownWindowBytes -= stream.window - self.configuration.streamReceiveWindow
+        self.grownWindowBytes -= stream.charged
+    }
+
+    /// Stream `id`'s local connection is gone while smux keeps the stream for the peer's FIN: whatever still
+    /// arrives is dropped as it comes (and credited without growth), so nothing is held for it and what its
+    /// window grew goes back to the session's budget at once, for the streams that still have readers.
+    public mutating func readerGone(_ id: SmuxStreamID) {
+        guard var stream = self.streams[id], !stream.readerGone else { return }
+        self.grownWindowBytes -= stream.charged
+        stream.charged = 0
+        stream.readerGone = true
+        self.streams[id] = stream
     }
 
     /// Version 2: the window this side advertises for a new stream.
@@ -172,10 +191,11 @@ public struct SmuxSession: Sendable {
                 stream.window.multipliedReportingOverflow(by: 2).partialValue,
                 self.configuration.maximumStreamReceiveWindow
             )
-            if grow, !stream.remoteClosed, grown > stream.window,
+            if grow, !stream.remoteClosed, !stream.readerGone, grown > stream.window,
                 grown - stream.window <= self.configuration.windowGrowthBudget - self.grownWindowBytes
             {
                 self.grownWindowBytes += grown - stream.window
+                stream.charged += grown - stream.window
                 stream.window = grown
             }
             update = .windowUpdate(version: 2, streamID: id, .init(consumed: stream.consumed, window: stream.window))
@@ -215,8 +235,9 @@ public struct SmuxSession: Sendable {
         case refuse(SmuxFrame)
         /// Data for the stream's local TCP connection.
         case data(SmuxStreamID, ByteBuffer)
-        /// The peer will send no more on this stream (half-close); `fullyClosed` when both halves are done.
-        case remoteClosed(SmuxStreamID, fullyClosed: Bool)
+        /// The peer will send no more on this stream (half-close); `fullyClosed` when both halves are done,
+        /// `receivedData` when the peer sent data on it first.
+        case remoteClosed(SmuxStreamID, fullyClosed: Bool, receivedData: Bool)
         /// Version 2: the peer consumed data, the stream may send again.
         case writable(SmuxStreamID)
     }
@@ -244,10 +265,10 @@ public struct SmuxSession: Sendable {
             stream.remoteClosed = true
             if stream.localClosed {
                 self.remove(id)
-                return .remoteClosed(id, fullyClosed: true)
+                return .remoteClosed(id, fullyClosed: true, receivedData: stream.receivedData)
             }
             self.streams[id] = stream
-            return .remoteClosed(id, fullyClosed: false)
+            return .remoteClosed(id, fullyClosed: false, receivedData: stream.receivedData)
         case .psh:
             // smux drops data for streams it does not know (already closed locally).
             guard var stream = self.streams[id], !stream.remoteClosed else { return .none }
@@ -260,6 +281,11 @@ public struct SmuxSession: Sendable {
                     )
                 }
                 stream.received &+= UInt32(frame.data.readableBytes)
+                stream.receivedData = true
+                self.streams[id] = stream
+            } else if !stream.receivedData {
+                // Written once per stream in version 1 (which keeps no counters), not at every frame.
+                stream.receivedData = true
                 self.streams[id] = stream
             }
             return .data(id, frame.data)
