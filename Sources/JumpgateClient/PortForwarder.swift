@@ -128,21 +128,24 @@ public final class PortForwarder: Sendable {
     public func run() async throws -> Outcome {
         self.console.write("\nStarting session with SessionId: \(self.grant.sessionID)\n")
         let (sessionID, logger) = (self.grant.sessionID, self.logger)
-        let channel: any Channel
+        let connected: (any Channel)?
         do {
-            channel = try await self.connect(grant: self.grant) {
-                let session = PortSession(
-                    sessionID: sessionID,
-                    role: .client(.init(clientVersion: JumpgateVersion.clientProtocolVersion)),
-                    logger: logger
-                )
-                session.delegate = self
-                if self.resume != nil {
-                    session.onDisconnect = { [weak self] session in self?.dataChannelLost(session) }
+            let connecting = self.eventLoop.makeFutureWithTask {
+                try await self.connect(grant: self.grant) {
+                    let session = PortSession(
+                        sessionID: sessionID,
+                        role: .client(.init(clientVersion: JumpgateVersion.clientProtocolVersion)),
+                        logger: logger
+                    )
+                    session.delegate = self
+                    if self.resume != nil {
+                        session.onDisconnect = { [weak self] session in self?.dataChannelLost(session) }
+                    }
+                    self.state.withLockedValue { $0.session = NIOLoopBound(session, eventLoop: self.eventLoop) }
+                    return session
                 }
-                self.state.withLockedValue { $0.session = NIOLoopBound(session, eventLoop: self.eventLoop) }
-                return session
             }
+            connected = try await self.unlessEnded(connecting)
         } catch {
             let failure =
                 (error as? ClientError)
@@ -154,8 +157,38 @@ public final class PortForwarder: Sendable {
             self.ready.fail(failure)
             throw failure
         }
+        guard let channel = connected else {
+            // Ctrl+C while connecting: the user's end at once, not after the connect's own timeouts.
+            self.ready.fail(ClientError("The session ended before its data channel was connected."))
+            return try await self.outcome.futureResult.get()
+        }
         self.state.withLockedValue { $0.dataChannel = channel }
         return try await self.outcome.futureResult.get()
+    }
+
+    /// The data channel once `connecting` gives it, or nil as soon as the session's outcome is known first
+    /// (``terminate()``); a channel that connects after that is closed. Both callbacks run on this
+    /// forwarder's event loop, which owns the box that says which came first.
+    private func unlessEnded(_ connecting: EventLoopFuture<any Channel>) async throws -> (any Channel)? {
+        let first = self.eventLoop.makePromise(of: (any Channel)?.self)
+        let decided = NIOLoopBoundBox.makeEmptyBox(valueType: Bool.self, eventLoop: self.eventLoop)
+        self.outcome.futureResult.whenComplete { _ in
+            guard decided.value == nil else { return }
+            decided.value = true
+            first.succeed(nil)
+        }
+        connecting.hop(to: self.eventLoop).whenComplete { result in
+            guard decided.value == nil else {
+                guard case .success(let channel) = result else { return }
+                // Ended already: no resume for this channel's close.
+                self.state.withLockedValue { $0.session }?.value.onDisconnect = nil
+                channel.close(promise: nil)
+                return
+            }
+            decided.value = true
+            first.completeWith(result.map { Optional($0) })
+        }
+        return try await first.futureResult.get()
     }
 
     /// Opens a data channel for `grant` on this forwarder's event loop, with the opening frame and the

@@ -55,4 +55,30 @@ struct PortForwarderReadyTests {
             }
         }
     }
+
+    @Test("Ctrl+C while the data channel is still connecting ends run() at once, as the user's end")
+    func terminateWhileConnecting() async throws {
+        // A gateway that accepts the TCP connection and never answers its TLS handshake.
+        let accepted = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Void.self)
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { _ in
+                accepted.succeed()
+                return MultiThreadedEventLoopGroup.singleton.next().makeSucceededVoidFuture()
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { server.close(promise: nil) }
+        let port = try #require(server.localAddress?.port)
+        let forwarder = self.forwarder(streamURL: "wss://127.0.0.1:\(port)/v1/data-channel/s-0123456789abcdef0")
+        let running = Task { try await forwarder.run() }
+        try await accepted.futureResult.get()
+        forwarder.terminate()
+        // Without the fix run() waits out the upgrade's 30 s and then throws.
+        let outcome = try await running.value
+        guard case .endedByUser = outcome else {
+            Issue.record("run() ended with \(outcome)")
+            return
+        }
+        // Whoever waits for the local port hears that it will not open.
+        await #expect(throws: ClientError.self) { try await forwarder.readyPort.get() }
+    }
 }
