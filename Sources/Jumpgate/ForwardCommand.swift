@@ -191,9 +191,18 @@ struct ForwardCommand: AsyncParsableCommand {
                     return !value
                 })
             else { return }
-            for (forwarder, grant) in zip(forwarders, sessions) {
-                forwarder.terminate()
-                _ = try? await client.call("TerminateSession", ["SessionId": .string(grant.sessionID)])
+            // Every session first (the flag, the local ports), then the gateway, all at once and bounded.
+            for forwarder in forwarders { forwarder.terminate() }
+            await withTaskGroup(of: Void.self) { group in
+                for grant in sessions {
+                    group.addTask {
+                        _ = try? await client.call(
+                            "TerminateSession",
+                            ["SessionId": .string(grant.sessionID)],
+                            timeout: SessionRunner.terminateTimeout
+                        )
+                    }
+                }
             }
         }
         // On a terminal, one line shows the connections and the bytes each way, summed over the forwards.
@@ -253,7 +262,11 @@ struct ForwardCommand: AsyncParsableCommand {
                 }
             }
             group.addTask {
-                for forwarder in forwarders { _ = try? await forwarder.readyPort.get() }
+                for forwarder in forwarders {
+                    // A port that will not open (its session failed or was ended first) is reported by its
+                    // own child: nothing is announced as ready, and --exec does not run.
+                    guard (try? await forwarder.readyPort.get()) != nil else { return nil }
+                }
                 for (index, spec) in specs.enumerated() {
                     let listener = bound[index]
                     let grant = sessions[index]

@@ -62,6 +62,8 @@ public final class PortForwarder: Sendable {
     /// box hands the rest between tasks.
     struct State: Sendable {
         var session: NIOLoopBound<PortSession>?
+        /// ``terminate()`` ran (on the event loop): nothing resumes from now on.
+        var terminated = false
         var listener: LocalListener?
         var dataChannel: (any Channel)?
         var printedFirstAccept = false
@@ -138,7 +140,8 @@ public final class PortForwarder: Sendable {
                         logger: logger
                     )
                     session.delegate = self
-                    if self.resume != nil {
+                    // On the event loop, as terminate()'s work: a session connected after Ctrl+C never resumes.
+                    if self.resume != nil, !self.state.withLockedValue({ $0.terminated }) {
                         session.onDisconnect = { [weak self] session in self?.dataChannelLost(session) }
                     }
                     self.state.withLockedValue { $0.session = NIOLoopBound(session, eventLoop: self.eventLoop) }
@@ -155,6 +158,7 @@ public final class PortForwarder: Sendable {
             // Whoever waits for the local port (`forward`'s readiness line, the status line) hears that it
             // will not open, instead of waiting for ever.
             self.ready.fail(failure)
+            self.outcome.fail(failure)
             throw failure
         }
         guard let channel = connected else {
@@ -193,7 +197,7 @@ public final class PortForwarder: Sendable {
 
     /// Opens a data channel for `grant` on this forwarder's event loop, with the opening frame and the
     /// session handler `session()` returns (a new one, or the same one on resume).
-    private func connect(
+    func connect(
         grant: SessionGrant,
         session: @escaping @Sendable () -> PortSession
     ) async throws -> any Channel {
@@ -242,86 +246,6 @@ public final class PortForwarder: Sendable {
         return (String(pathAndQuery[..<mark]), String(pathAndQuery[pathAndQuery.index(after: mark)...]))
     }
 
-    /// The data channel dropped while the session is open (on the event loop): local connections stay
-    /// open while ResumeSession and a new data channel are tried, with backoff, until `resumeTimeout`.
-    private func dataChannelLost(_ session: PortSession) {
-        guard let resume = self.resume else { return }
-        let now = NIODeadline.now()
-        let start = self.state.withLockedValue { state -> NIODeadline in
-            // A channel that dropped again right after a resume is the same outage.
-            if let lastResumed = state.lastResumed, now - lastResumed < .seconds(10), let outage = state.outageStart {
-                return outage
-            }
-            state.outageStart = now
-            return now
-        }
-        let deadline = start + self.resumeTimeout
-        let (sessionID, logger, loop) = (self.grant.sessionID, self.logger, self.eventLoop)
-        let (grantURL, caFile) = (self.grant.streamURL, self.caFile)
-        logger.info(
-            "connection to the gateway lost; resuming the session",
-            metadata: ["jumpgate.session_id": "\(sessionID)"]
-        )
-        self.console.resumeChanged(.resuming)
-        let bound = NIOLoopBound(session, eventLoop: loop)
-        Task {
-            var delay = 0.2
-            var attempt = 0
-            while NIODeadline.now() < deadline {
-                attempt += 1
-                do {
-                    let grant = try await resume(sessionID)
-                    let channel = try await self.connect(grant: grant) { bound.value }
-                    self.state.withLockedValue { state in
-                        state.dataChannel = channel
-                        state.lastResumed = .now()
-                        state.resumes += 1
-                    }
-                    logger.info(
-                        "session resumed",
-                        metadata: ["jumpgate.session_id": "\(sessionID)", "attempt": "\(attempt)"]
-                    )
-                    let outage = Double((NIODeadline.now() - now).nanoseconds) / 1e9
-                    self.console.resumeChanged(.resumed(attempts: attempt, seconds: outage))
-                    return
-                } catch {
-                    if (try? await loop.submit({ bound.value.isEnded }).get()) ?? true { return }
-                    logger.info(
-                        "resume attempt failed",
-                        metadata: [
-                            "attempt": "\(attempt)",
-                            "error":
-                                "\((error as? ClientError)?.description ?? FailureText.reachingGateway(grantURL, caFile: caFile, NetworkFailure(error)))",
-                        ]
-                    )
-                    // The gateway says the session is over (or not ours): retrying cannot help.
-                    if let type = (error as? ClientError)?.awsErrorType, Self.finalResumeErrors.contains(type) {
-                        loop.execute {
-                            bound.value.shutdown(reason: "The session could not be resumed: \(error)")
-                        }
-                        return
-                    }
-                }
-                // Exponential backoff with jitter, capped at 10 s, never past the deadline.
-                let jittered = delay * Double.random(in: 0.5...1.0)
-                try? await Task.sleep(nanoseconds: UInt64(jittered * 1e9))
-                delay = min(delay * 2, 10)
-            }
-            let limit = SessionGrant.duration(self.resumeTimeout.nanoseconds / 1_000_000_000)
-            loop.execute {
-                bound.value.shutdown(
-                    reason: "The connection to the gateway was lost and could not be resumed within \(limit); "
-                        + "check the network and that the gateway is running, then start a new session."
-                )
-            }
-        }
-    }
-
-    /// ResumeSession refusals that no retry can change.
-    static let finalResumeErrors: Set<String> = [
-        "DoesNotExistException", "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
-    ]
-
     /// The local connections' traffic so far (zero before the session is up).
     public func traffic() async -> PortSessionTraffic {
         let loop = self.eventLoop
@@ -332,12 +256,17 @@ public final class PortForwarder: Sendable {
     /// How many times the data channel was resumed.
     public var resumeCount: Int { self.state.withLockedValue { $0.resumes } }
 
-    /// Ctrl+C: tell the agent (TerminateSession flag) and stop.
+    /// Ctrl+C: tell the agent (TerminateSession flag, once a session is connected) and stop: the local port
+    /// closes (or is never opened: whoever waits for it hears so), and nothing resumes.
     public func terminate() {
         self.eventLoop.execute {
-            let (session, listener) = self.state.withLockedValue { ($0.session, $0.listener) }
+            let (session, listener) = self.state.withLockedValue { state in
+                state.terminated = true
+                return (state.session, state.listener)
+            }
             session?.value.terminate()
-            listener?.close()
+            (listener ?? self.prebound)?.close()
+            self.ready.fail(ClientError("The session ended before its local port opened."))
             self.outcome.succeed(.endedByUser)
         }
     }

@@ -10,7 +10,7 @@ import NIOCore
 /// (flag and API), and unlike the official plugin a failure is reported clearly and exits non-zero.
 public enum SessionRunner {
     /// How long the TerminateSession call at the end may take, its connection included.
-    static let terminateTimeout: TimeAmount = .seconds(5)
+    public static let terminateTimeout: TimeAmount = .seconds(5)
 
     /// Returns how the session ended (its `exitStatus` is the process's). `onReady` is called with the
     /// local port once it listens.
@@ -51,7 +51,7 @@ public enum SessionRunner {
             )
         }
         if let onReady { forwarder.readyPort.whenSuccess(onReady) }
-        var outcome: PortForwarder.Outcome
+        let outcome: PortForwarder.Outcome
         do {
             outcome = try await forwarder.run()
         } catch {
@@ -60,8 +60,6 @@ public enum SessionRunner {
         let byUser = interrupted.withLockedValue { $0 }
         if byUser {
             await interrupt.value
-            // Stopped by the user while it was still connecting: the user's end, not a failure.
-            if case .failed = outcome { outcome = .endedByUser }
         } else {
             interrupt.cancel()
         }

@@ -56,7 +56,10 @@ struct PortForwarderReadyTests {
         }
     }
 
-    @Test("Ctrl+C while the data channel is still connecting ends run() at once, as the user's end")
+    @Test(
+        "Ctrl+C while the data channel is still connecting ends run() at once, as the user's end, and closes the port",
+        .timeLimit(.minutes(1))
+    )
     func terminateWhileConnecting() async throws {
         // A gateway that accepts the TCP connection and never answers its TLS handshake.
         let accepted = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Void.self)
@@ -68,7 +71,24 @@ struct PortForwarderReadyTests {
             .bind(host: "127.0.0.1", port: 0).get()
         defer { server.close(promise: nil) }
         let port = try #require(server.localAddress?.port)
-        let forwarder = self.forwarder(streamURL: "wss://127.0.0.1:\(port)/v1/data-channel/s-0123456789abcdef0")
+        // `jumpgate forward` binds its ports before it connects.
+        let listener = try await LocalListener.bind(
+            host: "127.0.0.1",
+            port: 0,
+            eventLoop: MultiThreadedEventLoopGroup.singleton.next()
+        )
+        let forwarder = PortForwarder(
+            grant: SessionGrant(
+                sessionID: "s-0123456789abcdef0",
+                tokenValue: "t",
+                streamURL: "wss://127.0.0.1:\(port)/v1/data-channel/s-0123456789abcdef0"
+            ),
+            localPort: 0,
+            caFile: nil,
+            console: Silent(),
+            logger: Logger(label: "test"),
+            listener: listener
+        )
         let running = Task { try await forwarder.run() }
         try await accepted.futureResult.get()
         forwarder.terminate()
@@ -80,5 +100,7 @@ struct PortForwarderReadyTests {
         }
         // Whoever waits for the local port hears that it will not open.
         await #expect(throws: ClientError.self) { try await forwarder.readyPort.get() }
+        // And the port bound for it is closed, not left accepting connections nobody reads.
+        try await listener.channel.closeFuture.get()
     }
 }

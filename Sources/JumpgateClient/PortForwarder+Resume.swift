@@ -1,0 +1,96 @@
+import Foundation
+import JumpgateNIO
+import JumpgateWire
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// Resuming a session whose data channel dropped: ResumeSession and a new data channel, with backoff, while
+/// the local connections stay open.
+extension PortForwarder {
+    /// The data channel dropped while the session is open (on the event loop): local connections stay
+    /// open while ResumeSession and a new data channel are tried, with backoff, until `resumeTimeout`.
+    func dataChannelLost(_ session: PortSession) {
+        guard let resume = self.resume, !self.state.withLockedValue({ $0.terminated }) else { return }
+        let now = NIODeadline.now()
+        let start = self.state.withLockedValue { state -> NIODeadline in
+            // A channel that dropped again right after a resume is the same outage.
+            if let lastResumed = state.lastResumed, now - lastResumed < .seconds(10), let outage = state.outageStart {
+                return outage
+            }
+            state.outageStart = now
+            return now
+        }
+        let deadline = start + self.resumeTimeout
+        let (sessionID, logger, loop) = (self.grant.sessionID, self.logger, self.eventLoop)
+        let (grantURL, caFile) = (self.grant.streamURL, self.caFile)
+        logger.info(
+            "connection to the gateway lost; resuming the session",
+            metadata: ["jumpgate.session_id": "\(sessionID)"]
+        )
+        self.console.resumeChanged(.resuming)
+        let bound = NIOLoopBound(session, eventLoop: loop)
+        Task {
+            var delay = 0.2
+            var attempt = 0
+            while NIODeadline.now() < deadline {
+                // Ctrl+C during the outage ends the attempts (the process is about to exit; `forward` may not).
+                if self.state.withLockedValue({ $0.terminated }) { return }
+                attempt += 1
+                do {
+                    let grant = try await resume(sessionID)
+                    let channel = try await self.connect(grant: grant) { bound.value }
+                    if self.state.withLockedValue({ $0.terminated }) {
+                        channel.close(promise: nil)
+                        return
+                    }
+                    self.state.withLockedValue { state in
+                        state.dataChannel = channel
+                        state.lastResumed = .now()
+                        state.resumes += 1
+                    }
+                    logger.info(
+                        "session resumed",
+                        metadata: ["jumpgate.session_id": "\(sessionID)", "attempt": "\(attempt)"]
+                    )
+                    let outage = Double((NIODeadline.now() - now).nanoseconds) / 1e9
+                    self.console.resumeChanged(.resumed(attempts: attempt, seconds: outage))
+                    return
+                } catch {
+                    if (try? await loop.submit({ bound.value.isEnded }).get()) ?? true { return }
+                    logger.info(
+                        "resume attempt failed",
+                        metadata: [
+                            "attempt": "\(attempt)",
+                            "error":
+                                "\((error as? ClientError)?.description ?? FailureText.reachingGateway(grantURL, caFile: caFile, NetworkFailure(error)))",
+                        ]
+                    )
+                    // The gateway says the session is over (or not ours): retrying cannot help.
+                    if let type = (error as? ClientError)?.awsErrorType, Self.finalResumeErrors.contains(type) {
+                        loop.execute {
+                            bound.value.shutdown(reason: "The session could not be resumed: \(error)")
+                        }
+                        return
+                    }
+                }
+                // Exponential backoff with jitter, capped at 10 s, never past the deadline.
+                let jittered = delay * Double.random(in: 0.5...1.0)
+                try? await Task.sleep(nanoseconds: UInt64(jittered * 1e9))
+                delay = min(delay * 2, 10)
+            }
+            let limit = SessionGrant.duration(self.resumeTimeout.nanoseconds / 1_000_000_000)
+            loop.execute {
+                bound.value.shutdown(
+                    reason: "The connection to the gateway was lost and could not be resumed within \(limit); "
+                        + "check the network and that the gateway is running, then start a new session."
+                )
+            }
+        }
+    }
+
+    /// ResumeSession refusals that no retry can change.
+    static let finalResumeErrors: Set<String> = [
+        "DoesNotExistException", "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
+    ]
+}
