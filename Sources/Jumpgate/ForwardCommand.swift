@@ -181,29 +181,33 @@ struct ForwardCommand: AsyncParsableCommand {
         let forwarders = made
         let sessions = grants
         let bound = listeners
-        let ended = NIOLockedValueBox(false)
         // Why they end: the user (a signal, the end of --exec) or the session that ended first.
         let cause = NIOLockedValueBox<EndCause?>(nil)
+        // Ending runs once; whoever asks again waits for it, so the process never exits before the gateway
+        // has heard (or the bound has passed).
+        let ending = NIOLockedValueBox<Task<Void, Never>?>(nil)
         let endAll: @Sendable () async -> Void = {
-            guard
-                ended.withLockedValue({ value in
-                    defer { value = true }
-                    return !value
-                })
-            else { return }
-            // Every session first (the flag, the local ports), then the gateway, all at once and bounded.
-            for forwarder in forwarders { forwarder.terminate() }
-            await withTaskGroup(of: Void.self) { group in
-                for grant in sessions {
-                    group.addTask {
-                        _ = try? await client.call(
-                            "TerminateSession",
-                            ["SessionId": .string(grant.sessionID)],
-                            timeout: SessionRunner.terminateTimeout
-                        )
+            let task = ending.withLockedValue { task -> Task<Void, Never> in
+                if let task { return task }
+                let started = Task {
+                    // Every session first (the flag, the local ports), then the gateway, all at once and bounded.
+                    for forwarder in forwarders { forwarder.terminate() }
+                    await withTaskGroup(of: Void.self) { group in
+                        for grant in sessions {
+                            group.addTask {
+                                _ = try? await client.call(
+                                    "TerminateSession",
+                                    ["SessionId": .string(grant.sessionID)],
+                                    timeout: SessionRunner.terminateTimeout
+                                )
+                            }
+                        }
                     }
                 }
+                task = started
+                return started
             }
+            await task.value
         }
         // On a terminal, one line shows the connections and the bytes each way, summed over the forwards.
         let statusLine: Task<Void, Never>? =

@@ -84,7 +84,15 @@ public final class LocalListener: Sendable {
         }
     }
 
+    /// Stops accepting, and closes the connections that were waiting to be served.
     public func close() {
         self.channel.close(promise: nil)
+        self.eventLoop.execute {
+            let waiting = self.state.withLockedValue { state -> [any Channel] in
+                defer { state.pending = [] }
+                return state.pending
+            }
+            for child in waiting { child.close(promise: nil) }
+        }
     }
 }

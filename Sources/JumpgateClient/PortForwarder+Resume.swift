@@ -34,14 +34,18 @@ extension PortForwarder {
             var delay = 0.2
             var attempt = 0
             while NIODeadline.now() < deadline {
-                // Ctrl+C during the outage ends the attempts (the process is about to exit; `forward` may not).
-                if self.state.withLockedValue({ $0.terminated }) { return }
+                // Ctrl+C during the outage ends the attempts, and the session with them.
+                if self.state.withLockedValue({ $0.terminated }) {
+                    loop.execute { bound.value.shutdown(reason: "The session was ended by the user.") }
+                    return
+                }
                 attempt += 1
                 do {
                     let grant = try await resume(sessionID)
                     let channel = try await self.connect(grant: grant) { bound.value }
                     if self.state.withLockedValue({ $0.terminated }) {
                         channel.close(promise: nil)
+                        loop.execute { bound.value.shutdown(reason: "The session was ended by the user.") }
                         return
                     }
                     self.state.withLockedValue { state in

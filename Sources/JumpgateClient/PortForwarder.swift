@@ -264,7 +264,11 @@ public final class PortForwarder: Sendable {
                 state.terminated = true
                 return (state.session, state.listener)
             }
-            session?.value.terminate()
+            if let session = session?.value {
+                session.terminate()
+                // A data channel that drops from now on ends the session instead of waiting for a resume.
+                session.onDisconnect = nil
+            }
             (listener ?? self.prebound)?.close()
             self.ready.fail(ClientError("The session ended before its local port opened."))
             self.outcome.succeed(.endedByUser)
@@ -285,6 +289,11 @@ public final class PortForwarder: Sendable {
         listening.whenComplete { result in
             switch result {
             case .success(let listener):
+                // Ended while the port was being bound: it never opens.
+                guard !self.state.withLockedValue({ $0.terminated }) else {
+                    listener.close()
+                    return
+                }
                 self.state.withLockedValue { $0.listener = listener }
                 self.console.write("Port \(listener.port) opened for sessionId \(self.grant.sessionID).")
                 self.console.write("\nWaiting for connections...\n")

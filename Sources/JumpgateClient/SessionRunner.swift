@@ -73,6 +73,7 @@ public enum SessionRunner {
             console.write("\n\nSessionId: \(grant.sessionID) : \(reason)\n\n")
         case .failed(let message):
             console.write("Cannot perform start session: \(message)\n")
+            guard !byUser else { break }  // the signal's task called it already
             _ = try? await client.call(
                 "TerminateSession",
                 ["SessionId": .string(grant.sessionID)],

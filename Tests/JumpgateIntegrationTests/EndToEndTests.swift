@@ -353,6 +353,21 @@ struct EndToEndTests {
                 let sessionID = try #require(object["sessionId"]?.stringValue)
                 #expect(try await Self.historyStatus(lab, sessionID, waitingFor: "Terminated") == "Terminated")
             }
+            // forward waits for its TerminateSession calls before it exits: each session's is on record.
+            let (auditStatus, auditText, _) = try runJumpgate(
+                ["audit", "list", "--event", "TerminateSession", "--format", "json"] + gatewayFlags,
+                environment: lab.environment
+            )
+            #expect(auditStatus == 0)
+            let terminated = Set(
+                (try JSONValue(parsing: auditText).arrayValue ?? []).compactMap {
+                    $0["requestParameters"]?["SessionId"]?.stringValue
+                }
+            )
+            for object in ready {
+                let sessionID = try #require(object["sessionId"]?.stringValue)
+                #expect(terminated.contains(sessionID), "\(terminated)")
+            }
 
             // --exec runs once both are ready, with the ports in its environment; its exit ends the sessions.
             let (execStatus, _, _) = try runJumpgate(
