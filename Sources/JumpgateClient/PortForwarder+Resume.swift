@@ -30,23 +30,20 @@ extension PortForwarder {
         )
         self.console.resumeChanged(.resuming)
         let bound = NIOLoopBound(session, eventLoop: loop)
+        let endedByUser = { loop.execute { bound.value.shutdown(reason: "The session was ended by the user.") } }
         Task {
             var delay = 0.2
             var attempt = 0
             while NIODeadline.now() < deadline {
                 // Ctrl+C during the outage ends the attempts, and the session with them.
-                if self.state.withLockedValue({ $0.terminated }) {
-                    loop.execute { bound.value.shutdown(reason: "The session was ended by the user.") }
-                    return
-                }
+                if self.state.withLockedValue({ $0.terminated }) { return endedByUser() }
                 attempt += 1
                 do {
                     let grant = try await resume(sessionID)
                     let channel = try await self.connect(grant: grant) { bound.value }
                     if self.state.withLockedValue({ $0.terminated }) {
                         channel.close(promise: nil)
-                        loop.execute { bound.value.shutdown(reason: "The session was ended by the user.") }
-                        return
+                        return endedByUser()
                     }
                     self.state.withLockedValue { state in
                         state.dataChannel = channel

@@ -63,7 +63,8 @@ public struct SmuxSession: Sendable {
         /// The peer sent data on it (a stream the agent refused never gets any: ``StreamRefusals``). Kept here,
         /// not in the stream table, because smux keeps a stream until the peer's FIN after the table forgot it.
         var receivedData = false
-        /// Its local reader is gone (``readerGone(_:)``): its window no longer grows.
+        /// Its local reader is gone (``readerGone(_:)``): its window no longer grows, and its growth no
+        /// longer counts against the session's budget.
         var readerGone = false
         // Version 2 accounting; counters wrap as smux's uint32 counters do.
         var written: UInt32 = 0
@@ -74,8 +75,6 @@ public struct SmuxSession: Sendable {
         var consumedSinceUpdate: UInt32 = 0
         /// The receive window this side advertises for the stream; it only grows.
         var window: UInt32
-        /// What of ``window``'s growth counts against the session's ``Configuration/windowGrowthBudget``.
-        var charged: UInt32 = 0
     }
 
     public let configuration: Configuration
@@ -119,10 +118,15 @@ public struct SmuxSession: Sendable {
     /// The receive window this side currently advertises for `id` (version 2), nil for no such stream.
     public func receiveWindow(of id: SmuxStreamID) -> UInt32? { self.streams[id]?.window }
 
+    /// What of `stream`'s window counts against the session's ``Configuration/windowGrowthBudget``.
+    private func charged(_ stream: Stream) -> UInt32 {
+        stream.readerGone ? 0 : stream.window - self.configuration.streamReceiveWindow
+    }
+
     /// Forgets `id`, giving back what its window grew to the session's budget.
     private mutating func remove(_ id: SmuxStreamID) {
         guard let stream = self.streams.removeValue(forKey: id) else { return }
-        self.grownWindowBytes -= stream.charged
+        self.grownWindowBytes -= self.charged(stream)
     }
 
     /// Stream `id`'s local connection is gone while smux keeps the stream for the peer's FIN: whatever still
@@ -130,8 +134,7 @@ public struct SmuxSession: Sendable {
     /// window grew goes back to the session's budget at once, for the streams that still have readers.
     public mutating func readerGone(_ id: SmuxStreamID) {
         guard var stream = self.streams[id], !stream.readerGone else { return }
-        self.grownWindowBytes -= stream.charged
-        stream.charged = 0
+        self.grownWindowBytes -= self.charged(stream)
         stream.readerGone = true
         self.streams[id] = stream
     }
@@ -195,7 +198,6 @@ public struct SmuxSession: Sendable {
                 grown - stream.window <= self.configuration.windowGrowthBudget - self.grownWindowBytes
             {
                 self.grownWindowBytes += grown - stream.window
-                stream.charged += grown - stream.window
                 stream.window = grown
             }
             update = .windowUpdate(version: 2, streamID: id, .init(consumed: stream.consumed, window: stream.window))
