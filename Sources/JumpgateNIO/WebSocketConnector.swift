@@ -17,6 +17,12 @@ extension HTTPSEndpoint {
         let serverHostname = self.serverHostname
         let upgraded = eventLoop.makePromise(of: Void.self)
         let hostHeader = self.hostHeader
+        // The connection is TLS (below), so large frames may skip the masking copy (see the setting).
+        let configuration = {
+            var configuration = configuration
+            configuration.zeroMaskForLargeFrames = true
+            return configuration
+        }()
         var bootstrap = ClientBootstrap(group: eventLoop)
         if let source = self.sourceAddress {
             bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0))

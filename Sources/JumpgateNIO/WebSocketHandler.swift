@@ -56,6 +56,15 @@ public final class WebSocketHandler: ChannelDuplexHandler {
         /// A smaller limit for the first data message (a server's unauthenticated peer sends only its
         /// opening frame first); nil: none.
         public var firstMessageMaximumSize: Int?
+        /// Client: data frames of at least ``WebSocketHandler/zeroCopyThreshold`` bytes go out with the
+        /// all-zero masking key, written as they are behind their header, where every other frame is
+        /// copied, masked with a fresh random key, into the batch buffer. That copy was a tenth of a
+        /// sending client's or agent's CPU (docs/PERFORMANCE.md). Only for a connection inside TLS, which
+        /// is what ``HTTPSEndpoint/connectWebSocket(pathAndQuery:headers:eventLoop:configuration:makeHandlers:)``
+        /// opens: RFC 6455's masking (section 10.3) keeps script-chosen bytes from reading as HTTP to an
+        /// intermediary that does not know WebSocket, and inside TLS no intermediary reads them. It departs
+        /// from the RFC's "unpredictable" key all the same; a server cannot tell the key was not drawn.
+        public var zeroMaskForLargeFrames = false
         public init() {}
     }
 
@@ -253,9 +262,10 @@ public final class WebSocketHandler: ChannelDuplexHandler {
         return WebSocketMaskingKey(networkWord: UInt32(truncatingIfNeeded: bits))
     }
 
-    /// Unmasked payloads at least this large are written as they are, behind their header, instead of
-    /// copied into the batch buffer: a 64 KiB payload makes four full TLS records either way, and the copy
-    /// was a fifth of the relay's work (docs/PERFORMANCE.md).
+    /// Unmasked payloads at least this large (and, with ``Configuration/zeroMaskForLargeFrames``, a
+    /// client's) are written as they are, behind their header, instead of copied into the batch buffer: a
+    /// 64 KiB payload makes four full TLS records either way, and the copy was a fifth of the relay's work
+    /// (docs/PERFORMANCE.md).
     static let zeroCopyThreshold = 16 * 1024
 
     private func enqueueFrame(
@@ -264,18 +274,20 @@ public final class WebSocketHandler: ChannelDuplexHandler {
         payload: ByteBuffer,
         promise: EventLoopPromise<Void>?
     ) {
-        let key = self.role == .client ? self.nextMaskingKey() : nil
         let length = payload.readableBytes
-        let headerSize = WebSocketFrame.headerSize(payloadLength: length, masked: key != nil)
-        if key == nil, !opcode.isControl, length >= Self.zeroCopyThreshold {
+        let zeroCopy = !opcode.isControl && length >= Self.zeroCopyThreshold
+        if zeroCopy, self.role == .server || self.configuration.zeroMaskForLargeFrames {
+            let key: WebSocketMaskingKey? = self.role == .client ? .zero : nil
+            let headerSize = WebSocketFrame.headerSize(payloadLength: length, masked: key != nil)
             // The header joins the batch if it fits, or goes in a buffer of its own size.
             self.reservePending(context: context, size: headerSize, newCapacity: headerSize)
-            self.pending!.writeWebSocketFrameHeader(opcode: opcode, payloadLength: length, maskingKey: nil)
+            self.pending!.writeWebSocketFrameHeader(opcode: opcode, payloadLength: length, maskingKey: key)
             self.writePending(context: context)
             context.write(self.wrapOutboundOut(payload), promise: promise)
             return
         }
-        let size = headerSize + length
+        let key = self.role == .client ? self.nextMaskingKey() : nil
+        let size = WebSocketFrame.headerSize(payloadLength: length, masked: key != nil) + length
         self.reservePending(context: context, size: size, newCapacity: self.batchCapacity(opcode: opcode, size: size))
         self.pending!.writeWebSocketFrame(opcode: opcode, payload: payload, maskingKey: key)
         if let promise {

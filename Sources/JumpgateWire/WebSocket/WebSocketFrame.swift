@@ -36,6 +36,9 @@ public struct WebSocketMaskingKey: Hashable, Sendable {
         (self.b0, self.b1, self.b2, self.b3) = (b0, b1, b2, b3)
     }
 
+    /// The all-zero key: masking with it leaves the payload as it is.
+    public static let zero = WebSocketMaskingKey(0, 0, 0, 0)
+
     /// The key from a big-endian word as read off the wire.
     public init(networkWord: UInt32) {
         self.init(
@@ -120,6 +123,8 @@ extension ByteBuffer {
     ) -> Int {
         let count = source.readableBytes
         guard count > 0 else { return 0 }
+        // The zero key (a Jumpgate client's large frames) leaves the bytes as they are: a plain copy.
+        if maskingKey == .zero { return self.writeImmutableBuffer(source) }
         return self.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { destination in
             source.withUnsafeReadableBytes { input in
                 Self.mask(input, into: destination, key: maskingKey, keyOffset: keyOffset)
