@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateClient
 import JumpgateNIO
 import JumpgateWire
@@ -61,8 +62,8 @@ struct CreateActivationCommand: AsyncParsableCommand {
         let epoch: Int64
         if let seconds = DurationText.seconds(text), seconds > 0 {
             epoch = now + seconds
-        } else if let date = Self.parseISO8601(text) {
-            epoch = Int64(date.timeIntervalSince1970)
+        } else if let seconds = WallClock.parseISO8601(text) {
+            epoch = seconds
         } else {
             throw ValidationError(
                 "--expiration-date '\(text)' is neither an ISO 8601 time (2026-12-31T18:00:00Z) nor a duration (2h, 7d)."
@@ -77,15 +78,6 @@ struct CreateActivationCommand: AsyncParsableCommand {
             throw ValidationError("--expiration-date may be at most 30 days from now.")
         }
         return epoch
-    }
-
-    static func parseISO8601(_ text: String) -> Date? {
-        let formatter = ISO8601DateFormatter()
-        if let date = formatter.date(from: text) { return date }
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let date = formatter.date(from: text) { return date }
-        formatter.formatOptions = [.withFullDate]
-        return formatter.date(from: text)
     }
 
     func run() async throws {

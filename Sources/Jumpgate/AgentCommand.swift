@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateAgent
 import JumpgateClient
 import JumpgateNIO
@@ -95,11 +96,8 @@ struct AgentRegisterCommand: AsyncParsableCommand {
         }
         if self.allow.isEmpty {
             StatusLine.withLineCleared {
-                FileHandle.standardError.write(
-                    Data(
-                        "Warning: no --allow given, so this agent will refuse every destination. Add patterns later with 'jumpgate agent run --allow HOST:PORTS', or register again with --allow and --force.\n"
-                            .utf8
-                    )
+                StandardStream.error.write(
+                    "Warning: no --allow given, so this agent will refuse every destination. Add patterns later with 'jumpgate agent run --allow HOST:PORTS', or register again with --allow and --force.\n"
                 )
             }
         }

@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateAccess
 import JumpgateClient
 import JumpgateGateway
@@ -47,7 +48,7 @@ struct AuditCommand: AsyncParsableCommand {
 
         static func time(_ text: String, now: Int64) -> Int64? {
             if let seconds = DurationText.seconds(text) { return now - seconds }
-            return CreateActivationCommand.parseISO8601(text).map { Int64($0.timeIntervalSince1970) }
+            return WallClock.parseISO8601(text)
         }
 
         func run() async throws {

@@ -1,5 +1,7 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
+import JumpgateAgent
 import JumpgateClient
 import JumpgateNIO
 import JumpgateWire
@@ -339,40 +341,50 @@ struct ForwardCommand: AsyncParsableCommand {
             } else {
                 let why = reason ?? "the agent gave no reason; see its log"
                 StatusLine.withLineCleared {
-                    FileHandle.standardError.write(
-                        Data("Connection from port \(localPort) to \(destination) failed: \(why)\n".utf8)
-                    )
+                    StandardStream.error.write("Connection from port \(localPort) to \(destination) failed: \(why)\n")
                 }
             }
         }
     }
 
     static func runExec(_ command: String, ports: [Int]) async -> Int32 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", command]
         var environment = ProcessInfo.processInfo.environment
         for (index, port) in ports.enumerated() { environment["JUMPGATE_PORT_\(index + 1)"] = String(port) }
         environment["JUMPGATE_PORTS"] = ports.map(String.init).joined(separator: ",")
-        process.environment = environment
+        // In this process's session and group, on its terminal: the command is the user's (psql, a test run).
+        var launch = SpawnedProcess.Launch(
+            executable: "/bin/sh",
+            arguments: ["sh", "-c", command],
+            environment: environment
+        )
+        launch.newSession = false
+        let process: SpawnedProcess
         do {
-            try process.run()
+            process = try SpawnedProcess.spawn(launch, what: "/bin/sh") { _ in }
         } catch {
             StatusLine.withLineCleared {
-                FileHandle.standardError.write(Data("Error: cannot run /bin/sh for --exec '\(command)'.\n".utf8))
+                StandardStream.error.write("Error: cannot run /bin/sh for --exec '\(command)': \(error).\n")
             }
             return 127
         }
+        // Reaped under the lock, so a cancellation never signals a pid that was reaped (and maybe reused).
+        let reaped = NIOLockedValueBox(false)
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
-                DispatchQueue.global().async {
-                    process.waitUntilExit()
-                    continuation.resume(returning: process.terminationStatus)
+                DetachedThread.start {
+                    process.waitUntilEnded()
+                    let status = reaped.withLockedValue { reaped in
+                        reaped = true
+                        return process.exitStatusIfEnded()
+                    }
+                    continuation.resume(returning: status?.shellCode ?? 1)
                 }
             }
         } onCancel: {
             // A session ended first: the command loses its tunnel, so it is stopped too.
-            if process.isRunning { process.terminate() }
+            reaped.withLockedValue { reaped in
+                if !reaped { kill(process.pid, SIGTERM) }
+            }
         }
     }
 }

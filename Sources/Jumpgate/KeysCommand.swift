@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateNIO
 import JumpgateWire
 
@@ -137,5 +138,5 @@ struct KeysCommand: AsyncParsableCommand {
 
 /// A note on stderr (stdout stays machine-readable).
 func note(_ text: String) {
-    FileHandle.standardError.write(Data(text.utf8))
+    StandardStream.error.write(text)
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateNIO
 import JumpgateWire
 
@@ -24,7 +25,7 @@ struct PoliciesCommand: AsyncParsableCommand {
         func run() async throws {
             let data: Data?
             if self.document == "-" {
-                data = FileHandle.standardInput.readDataToEndOfFile()
+                data = Data(StandardStream.readInputToEnd())
             } else {
                 data = FileManager.default.contents(atPath: self.document)
             }

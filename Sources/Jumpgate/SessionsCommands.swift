@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateClient
 import JumpgateNIO
 import JumpgateWire
@@ -32,8 +33,8 @@ enum SessionListing {
     static func duration(_ session: JSONValue) -> String {
         guard let start = session["StartDate"]?.int64Value, let end = session["EndDate"]?.int64Value else { return "" }
         let seconds = max(0, end - start)
-        if seconds >= 3600 { return "\(seconds / 3600)h \(String(format: "%02d", (seconds % 3600) / 60))m" }
-        if seconds >= 60 { return "\(seconds / 60)m \(String(format: "%02d", seconds % 60))s" }
+        if seconds >= 3600 { return "\(seconds / 3600)h \(DecimalText.zeroPadded((seconds % 3600) / 60, width: 2))m" }
+        if seconds >= 60 { return "\(seconds / 60)m \(DecimalText.zeroPadded(seconds % 60, width: 2))s" }
         return "\(seconds)s"
     }
 
@@ -159,7 +160,7 @@ struct SessionsShowCommand: AsyncParsableCommand {
                 )
             }
             emit(
-                rows.map { "\($0.0 + ":")".padding(toLength: 15, withPad: " ", startingAt: 0) + $0.1 }.joined(
+                rows.map { "\($0.0 + ":")".padded(toLength: 15) + $0.1 }.joined(
                     separator: "\n"
                 ) + "\n"
             )

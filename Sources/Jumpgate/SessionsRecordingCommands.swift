@@ -1,6 +1,8 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateClient
+import JumpgateNIO
 import JumpgateWire
 
 /// `jumpgate sessions get-recording` and `sessions replay`: a shell or command session's recording, as the
@@ -47,7 +49,7 @@ struct SessionsGetRecordingCommand: AsyncParsableCommand {
         }
         let (bytes, answer) = try await SessionRecordings.fetch(self.gateway, self.sessionID)
         if path == "-" {
-            FileHandle.standardOutput.write(Data(bytes))
+            StandardStream.output.write(bytes: Array(bytes))
         } else {
             guard
                 FileManager.default.createFile(
@@ -59,7 +61,7 @@ struct SessionsGetRecordingCommand: AsyncParsableCommand {
         }
         var note = path == "-" ? "" : "Wrote \(ByteCount.text(Int64(bytes.count))) to \(path)."
         if let caveat = SessionRecordings.caveat(answer) { note += (note.isEmpty ? "" : " ") + caveat }
-        if !note.isEmpty { FileHandle.standardError.write(Data((note + "\n").utf8)) }
+        if !note.isEmpty { StandardStream.error.write((note + "\n")) }
     }
 }
 
@@ -115,8 +117,8 @@ struct SessionsReplayCommand: AsyncParsableCommand {
         for step in playback.steps(speed: self.speed, idleLimitMicroseconds: limit) {
             due = due.advanced(by: .microseconds(step.delayMicroseconds))
             if due > clock.now { try await clock.sleep(until: due) }
-            FileHandle.standardOutput.write(Data(step.text.utf8))
+            StandardStream.output.write(step.text)
         }
-        if let caveat { FileHandle.standardError.write(Data(("\r\n" + caveat + "\r\n").utf8)) }
+        if let caveat { StandardStream.error.write(("\r\n" + caveat + "\r\n")) }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateClient
 import JumpgateNIO
 import JumpgateWire
@@ -92,7 +93,7 @@ struct StartSessionCommand: AsyncParsableCommand {
         }
         // On stderr: stdout carries the official plugin's lines, which tools parse.
         if !json, let notice = grant.limitsNotice, !outputIsTheStream {
-            FileHandle.standardError.write(Data((notice + "\n").utf8))
+            StandardStream.error.write((notice + "\n"))
         }
         // The destination and local port as the gateway resolved them (a document may fix them).
         let resolved = { (key: String) in grant.properties[key] ?? value(key) }
@@ -129,7 +130,7 @@ struct StartSessionCommand: AsyncParsableCommand {
 /// `--parameters` in the AWS CLI's two forms: `k=v,k=v` (shorthand) or JSON `{"k":["v"]}`.
 enum SessionParameters {
     static func parse(_ text: String) throws -> [(key: String, value: [String])] {
-        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        let trimmed = text.trimmingWhitespace()
         if trimmed.isEmpty { return [] }
         if trimmed.hasPrefix("{") {
             guard let json = try? JSONValue(parsing: trimmed), let members = json.objectValue else {

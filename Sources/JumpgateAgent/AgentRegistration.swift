@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateNIO
 import JumpgateWire
 import NIOCore
@@ -108,7 +109,8 @@ enum AgentPlatform {
     static func osRelease(_ key: String) -> String? {
         guard let text = try? String(contentsOfFile: "/etc/os-release", encoding: .utf8) else { return nil }
         for line in text.split(separator: "\n") where line.hasPrefix(key + "=") {
-            return String(line.dropFirst(key.count + 1)).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+            let value = line.dropFirst(key.count + 1)
+            return String(value.drop { $0 == "\"" }.reversed().drop { $0 == "\"" }.reversed())
         }
         return nil
     }

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateNIO
 import JumpgateWire
 
@@ -40,7 +41,7 @@ public struct AgentStateDirectory: Sendable {
             path: path,
             endpoint: endpoint,
             instanceID: instanceID,
-            secret: String(decoding: secretData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines),
+            secret: String(decoding: secretData, as: UTF8.self).trimmingWhitespace(),
             name: json["name"]?.stringValue ?? "",
             allow: (json["allow"]?.arrayValue ?? []).compactMap(\.stringValue),
             deny: (json["deny"]?.arrayValue ?? []).compactMap(\.stringValue)

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateNIO
 import JumpgateWire
 import NIOCore
@@ -24,12 +25,23 @@ struct TargetDialer: Sendable {
         else { return nil }
         let bytes: [UInt8]
         switch address {
-        case .v4(let v4): bytes = withUnsafeBytes(of: v4.address.sin_addr) { Array($0) }
-        case .v6(let v6): bytes = withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) }
+        case .v4(let v4): bytes = Self.addressBytes(of: v4.address)
+        case .v6(let v6): bytes = Self.addressBytes(of: v6.address)
         case .unixDomainSocket: return nil
         }
         // Check the bytes that will be dialled; both parsers must agree on them.
         return bytes == parsed ? Candidate(bytes: bytes, address: address) : nil
+    }
+
+    /// The address bytes of a socket address, by their offsets in Linux's structures (family and port
+    /// first, then for IPv6 the flow label): `sin_addr` itself is declared in a module of NIO's that
+    /// this one may not import.
+    static func addressBytes(of address: sockaddr_in) -> [UInt8] {
+        withUnsafeBytes(of: address) { Array($0[4..<8]) }
+    }
+
+    static func addressBytes(of address: sockaddr_in6) -> [UInt8] {
+        withUnsafeBytes(of: address) { Array($0[8..<24]) }
     }
 
     /// All addresses of a name: blocking getaddrinfo, so it runs on the thread pool.
@@ -51,11 +63,11 @@ struct TargetDialer: Sendable {
             switch Int32(info.ai_family) {
             case AF_INET:
                 let v4 = sockaddr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee }
-                let bytes = withUnsafeBytes(of: v4.sin_addr) { Array($0) }
+                let bytes = Self.addressBytes(of: v4)
                 candidates.append(Candidate(bytes: bytes, address: SocketAddress(v4, host: host)))
             case AF_INET6:
                 let v6 = sockaddr.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee }
-                let bytes = withUnsafeBytes(of: v6.sin6_addr) { Array($0) }
+                let bytes = Self.addressBytes(of: v6)
                 candidates.append(Candidate(bytes: bytes, address: SocketAddress(v6, host: host)))
             default:
                 continue

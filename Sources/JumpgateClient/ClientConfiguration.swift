@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateNIO
 import JumpgateWire
 import NIOCore
@@ -41,7 +42,7 @@ public struct GatewayLocation: Sendable {
     ) throws -> GatewayLocation {
         // A variable set to nothing counts as unset, as for the AWS tools.
         let environment = environment.filter { !$0.value.isEmpty }
-        let home = environment["HOME"] ?? NSHomeDirectory()
+        let home = FilePathText.homeDirectory(environment: environment)
         let profileName = profile ?? environment["AWS_PROFILE"] ?? "default"
         let configFile = environment["AWS_CONFIG_FILE"] ?? home + "/.aws/config"
         let configSection =
@@ -194,13 +195,13 @@ enum INIFile {
         var sections: [String: [String: String]] = [:]
         var current = ""
         for rawLine in text.split(whereSeparator: \.isNewline) {
-            let line = rawLine.trimmingCharacters(in: .whitespaces)
+            let line = rawLine.trimmingWhitespace()
             if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") { continue }
             if line.hasPrefix("["), line.hasSuffix("]") {
-                current = String(line.dropFirst().dropLast()).trimmingCharacters(in: .whitespaces)
+                current = String(line.dropFirst().dropLast()).trimmingWhitespace()
                 continue
             }
-            let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingWhitespace() }
             if parts.count == 2 { sections[current, default: [:]][parts[0]] = parts[1] }
         }
         return sections

@@ -1,4 +1,6 @@
-import Foundation
+import FoundationEssentials
+import Glibc
+import JumpgateNIO
 import JumpgateWire
 
 /// Where a forwarder writes the lines a person (or a tool waiting on a pipe) reads. Every line is
@@ -26,14 +28,10 @@ extension ForwarderConsole {
     public func resumeChanged(_ change: ResumeProgress) {
         switch change {
         case .resuming:
-            try? FileHandle.standardError.write(
-                contentsOf: Data("Connection to the gateway lost; resuming the session...\n".utf8)
-            )
+            StandardStream.error.write("Connection to the gateway lost; resuming the session...\n")
         case .resumed(let attempts, let seconds):
             let tries = attempts == 1 ? "1 attempt" : "\(attempts) attempts"
-            try? FileHandle.standardError.write(
-                contentsOf: Data("Session resumed after \(String(format: "%.1f", seconds)) s (\(tries)).\n".utf8)
-            )
+            StandardStream.error.write("Session resumed after \(DecimalText.fixed(seconds, 1)) s (\(tries)).\n")
         }
     }
 }
@@ -42,7 +40,7 @@ public struct StandardOutputConsole: ForwarderConsole {
     public init() {}
     /// A line that cannot be written (a terminal that hung up, a closed pipe) is dropped, not fatal.
     public func write(_ text: String) {
-        try? FileHandle.standardOutput.write(contentsOf: Data(text.utf8))
+        StandardStream.output.write(text)
     }
 }
 
@@ -51,7 +49,7 @@ public struct StandardOutputConsole: ForwarderConsole {
 public struct StandardErrorConsole: ForwarderConsole {
     public init() {}
     public func write(_ text: String) {
-        try? FileHandle.standardError.write(contentsOf: Data(text.utf8))
+        StandardStream.error.write(text)
     }
 
     /// The console for a session started with `documentName`.

@@ -1,3 +1,5 @@
+import JumpgateWire
+
 /// Byte counts for people: `0 B`, `812 B`, `1.5 KiB`, `24.0 MiB`, `3.21 GiB`.
 public enum ByteCount {
     public static func text(_ bytes: Int64) -> String {
@@ -14,16 +16,7 @@ public enum ByteCount {
     }
 
     /// `value` with `digits` decimals, without Foundation's locale-dependent formatting.
-    static func fixed(_ value: Double, _ digits: Int) -> String {
-        var scale = 1.0
-        for _ in 0..<digits { scale *= 10 }
-        let scaled = Int64((value * scale).rounded())
-        guard digits > 0 else { return "\(scaled)" }
-        let whole = scaled / Int64(scale)
-        var fraction = String(scaled % Int64(scale))
-        while fraction.count < digits { fraction = "0" + fraction }
-        return "\(whole).\(fraction)"
-    }
+    static func fixed(_ value: Double, _ digits: Int) -> String { DecimalText.fixed(value, digits) }
 }
 
 /// Durations as people type them: `90s`, `20m`, `8h`, or plain seconds.

@@ -1,4 +1,6 @@
-import Foundation
+import FoundationEssentials
+import Glibc
+import JumpgateNIO
 import JumpgateWire
 import NIOConcurrencyHelpers
 import NIOCore
@@ -116,7 +118,7 @@ public enum UserTerminal {
         _ = fcntl(ends[1], F_SETFD, FD_CLOEXEC)
         let written = eventLoop.makePromise(of: Void.self)
         let reader = ends[0]
-        Thread.detachNewThread {
+        DetachedThread.start {
             Self.copyToStandardOutput(from: reader)
             close(reader)
             written.succeed(())
@@ -169,7 +171,7 @@ public enum UserTerminal {
                 guard done > 0 else {
                     failed = true
                     let message = "Error: cannot write the command's output: \(String(cString: strerror(errno)))\n"
-                    try? FileHandle.standardError.write(contentsOf: Data(message.utf8))
+                    StandardStream.error.write(message)
                     break
                 }
                 offset += done

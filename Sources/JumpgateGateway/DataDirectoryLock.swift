@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateNIO
 
 #if canImport(Glibc)
@@ -29,20 +30,20 @@ final class DataDirectoryLock: Sendable {
     /// Takes the lock on `directory` (creating it, mode 0700, if needed), or throws naming the holder.
     static func acquire(directory: String) throws -> DataDirectoryLock {
         let fm = FileManager.default
-        var isDirectory: ObjCBool = false
-        let existed = fm.fileExists(atPath: directory, isDirectory: &isDirectory)
+        let isDirectory = FilePathText.isDirectory(directory)
+        let existed = isDirectory != nil
         // The outermost directory this start creates (parents included): removed again if it fails.
         var created: String? = nil
         if !existed {
-            var candidate = (directory as NSString).standardizingPath
-            while !fm.fileExists(atPath: (candidate as NSString).deletingLastPathComponent),
-                (candidate as NSString).deletingLastPathComponent != candidate
+            var candidate = FilePathText.absolute(directory)
+            while !fm.fileExists(atPath: FilePathText.parent(of: candidate)),
+                FilePathText.parent(of: candidate) != candidate
             {
-                candidate = (candidate as NSString).deletingLastPathComponent
+                candidate = FilePathText.parent(of: candidate)
             }
             created = candidate
         }
-        if existed, !isDirectory.boolValue {
+        if isDirectory == false {
             throw GatewayStartError("the data directory \(directory) is a file; give a directory with --data-dir")
         }
         if !existed {

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateNIO
 import JumpgateWire
 
@@ -21,8 +22,7 @@ struct GatewayDataDirectory {
         // mkdir and chmod directly: their errno says what is wrong (Foundation's errors do not, in words).
         for directory in [root, root + "/tls"] {
             if mkdir(directory, 0o700) != 0, errno != EEXIST { throw Self.writeFailure(directory, errno) }
-            var isDirectory: ObjCBool = false
-            guard fm.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            guard FilePathText.isDirectory(directory) == true else {
                 throw GatewayStartError(
                     "\(directory) is not a directory; move that file away, or give another --data-dir"
                 )
@@ -58,7 +58,7 @@ struct GatewayDataDirectory {
         var secret = ""
         if let text = try? String(contentsOfFile: credentialsFile, encoding: .utf8) {
             for line in text.split(separator: "\n") {
-                let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingWhitespace() }
                 guard parts.count == 2 else { continue }
                 if parts[0] == "aws_access_key_id" { keyID = parts[1] }
                 if parts[0] == "aws_secret_access_key" { secret = parts[1] }

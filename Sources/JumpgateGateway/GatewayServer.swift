@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateAccess
 import JumpgateNIO
 import JumpgateWire
@@ -63,7 +64,7 @@ public final class GatewayServer: Sendable {
     public let credentialsFile: String
     /// DATA_DIR/aws.config: the administrator's profile with region, endpoint_url and ca_bundle, for
     /// AWS_CONFIG_FILE (the AWS CLI reads a region only from a config file, never the credentials file).
-    public var configFile: String { (self.credentialsFile as NSString).deletingLastPathComponent + "/aws.config" }
+    public var configFile: String { FilePathText.parent(of: self.credentialsFile) + "/aws.config" }
     let store: GatewayStore
     let sweeper: RepeatedTask
     let lock: DataDirectoryLock

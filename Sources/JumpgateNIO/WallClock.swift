@@ -1,3 +1,4 @@
+import FoundationEssentials
 import JumpgateWire
 
 enum SigV4Timestamp {
@@ -22,6 +23,22 @@ public enum WallClock {
     /// Seconds since the Unix epoch.
     public static func nowSeconds() -> Int64 {
         Int64(nowMilliseconds() / 1000)
+    }
+
+    /// The epoch second of an ISO 8601 time as people and AWS write it: `2026-12-31T18:00:00Z` (or with an
+    /// offset, `+02:00`), with fractional seconds (`2026-12-31T18:00:00.250Z`, the second it falls in), or a
+    /// date alone (`2026-12-31`, midnight UTC). Nil for anything else.
+    public static func parseISO8601(_ text: String) -> Int64? {
+        let date =
+            (try? Date.ISO8601FormatStyle().parse(text))
+            ?? (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text))
+            ?? (try? Date.ISO8601FormatStyle().year().month().day().parse(text))
+        return date.map { Int64(($0.timeIntervalSince1970).rounded(.down)) }
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SSZ` with milliseconds (`.250`) for events and logs, now.
+    public static func iso8601Now() -> String {
+        Date.ISO8601FormatStyle(includingFractionalSeconds: true).format(Date())
     }
 
     /// `YYYY-MM-DDTHH:MM:SSZ`.

@@ -1,5 +1,7 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
+import JumpgateNIO
 import JumpgateWire
 import NIOCore
 
@@ -13,11 +15,11 @@ struct DebugCommand: ParsableCommand {
 
 /// Reads all of standard input.
 func readStandardInput() -> [UInt8] {
-    [UInt8](FileHandle.standardInput.readDataToEndOfFile())
+    StandardStream.readInputToEnd()
 }
 
 func writeStandardError(_ text: String) {
-    FileHandle.standardError.write(Data((text + "\n").utf8))
+    StandardStream.error.write((text + "\n"))
 }
 
 struct DecodeFrameCommand: ParsableCommand {
@@ -91,7 +93,7 @@ struct EncodeFrameCommand: ParsableCommand {
         if self.hex {
             print(Hex.encode(frame.readableBytesView))
         } else {
-            FileHandle.standardOutput.write(Data(frame.readableBytesView))
+            StandardStream.output.write(bytes: Array(frame.readableBytesView))
         }
     }
 }

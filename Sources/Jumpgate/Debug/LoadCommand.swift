@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateAgent
 import JumpgateClient
 import JumpgateNIO
@@ -33,7 +34,7 @@ struct LoadCommand: ParsableCommand {
 
     /// One line of JSON on standard output, at once (the driver waits for it).
     static func report(_ fields: JSONValue) {
-        FileHandle.standardOutput.write(Data((fields.serialized() + "\n").utf8))
+        StandardStream.output.write((fields.serialized() + "\n"))
     }
 
     /// The value at quantile `q` of `values` in milliseconds, rounded to 0.1 ms.

@@ -1,5 +1,6 @@
 import CJumpgatePTY
-import Foundation
+import FoundationEssentials
+import Glibc
 
 #if canImport(Glibc)
 import Glibc

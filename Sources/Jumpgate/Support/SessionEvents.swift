@@ -1,5 +1,7 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateClient
+import JumpgateNIO
 import JumpgateWire
 
 /// What `forward` and `start-session` say about a session as it runs and ends: lines for people, or the
@@ -17,7 +19,7 @@ enum SessionEvents {
                 JSONEvents.emit(status.status == .lost ? "agent-lost" : "agent-back", event)
             } else {
                 StatusLine.withLineCleared {
-                    FileHandle.standardError.write(Data("Session \(sessionID): \(status.reason)\n".utf8))
+                    StandardStream.error.write("Session \(sessionID): \(status.reason)\n")
                 }
             }
         }
@@ -47,7 +49,7 @@ enum SessionEvents {
         }
         switch outcome {
         case .failed(let message):
-            StatusLine.withLineCleared { FileHandle.standardError.write(Data("Error: \(message)\n".utf8)) }
+            StatusLine.withLineCleared { StandardStream.error.write("Error: \(message)\n") }
         case .ended(let reason) where !json:
             emit("Session \(sessionID) ended: \(reason)\n")
         default:
@@ -76,8 +78,8 @@ struct ForwardConsole: ForwarderConsole {
                 JSONEvents.emit("resuming", [("sessionId", .string(self.sessionID))])
             } else {
                 StatusLine.withLineCleared {
-                    FileHandle.standardError.write(
-                        Data("Session \(self.sessionID): connection to the gateway lost; resuming...\n".utf8)
+                    StandardStream.error.write(
+                        "Session \(self.sessionID): connection to the gateway lost; resuming...\n"
                     )
                 }
             }
@@ -92,11 +94,8 @@ struct ForwardConsole: ForwarderConsole {
                 )
             } else {
                 StatusLine.withLineCleared {
-                    FileHandle.standardError.write(
-                        Data(
-                            "Session \(self.sessionID): resumed after \(String(format: "%.1f", seconds)) s (\(attempts) attempt\(attempts == 1 ? "" : "s")).\n"
-                                .utf8
-                        )
+                    StandardStream.error.write(
+                        "Session \(self.sessionID): resumed after \(DecimalText.fixed(seconds, 1)) s (\(attempts) attempt\(attempts == 1 ? "" : "s")).\n"
                     )
                 }
             }

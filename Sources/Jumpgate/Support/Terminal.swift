@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateClient
 import JumpgateNIO
 import JumpgateWire
@@ -10,7 +11,7 @@ import NIOCore
 /// Writes a line to standard output at once (tools wait for lines on a pipe), clearing the terminal
 /// status line first if one is shown.
 func emit(_ text: String) {
-    StatusLine.withLineCleared { FileHandle.standardOutput.write(Data(text.utf8)) }
+    StatusLine.withLineCleared { StandardStream.output.write(text) }
 }
 
 /// One status line on a terminal (standard error), redrawn in place; nothing when stderr is not a terminal.
@@ -24,7 +25,7 @@ enum StatusLine {
     /// Replaces the line with `text` (kept short enough not to wrap on an 80-column terminal).
     static func draw(_ text: String) {
         self.shown.withLockedValue { shown in
-            FileHandle.standardError.write(Data(("\r\u{1B}[K" + String(text.prefix(79))).utf8))
+            StandardStream.error.write(("\r\u{1B}[K" + String(text.prefix(79))))
             shown = true
         }
     }
@@ -37,7 +38,7 @@ enum StatusLine {
     static func withLineCleared(_ body: () -> Void) {
         self.shown.withLockedValue { shown in
             if shown {
-                FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+                StandardStream.error.write("\r\u{1B}[K")
                 shown = false
             }
             body()
@@ -70,9 +71,7 @@ enum JSONEvents {
     }
 
     static func now() -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: Date())
+        WallClock.iso8601Now()
     }
 }
 
@@ -115,7 +114,7 @@ enum Table {
         let widths = header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
         return all.map { row in
             row.enumerated().map { column, cell in
-                column == row.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+                column == row.count - 1 ? cell : cell.padded(toLength: widths[column])
             }.joined(separator: "  ")
         }.joined(separator: "\n") + "\n"
     }

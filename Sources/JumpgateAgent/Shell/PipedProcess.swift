@@ -1,5 +1,6 @@
 import CJumpgatePTY
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A program whose output is read through pipes, as a non-interactive command runs (docs/SESSIONS.md):
 /// standard input is /dev/null (as in SSM), standard output and standard error are two pipes whose read

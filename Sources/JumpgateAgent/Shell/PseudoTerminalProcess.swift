@@ -1,5 +1,6 @@
 import CJumpgatePTY
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateWire
 
 /// A program on a pseudo-terminal of its own, as a shell session runs one (docs/PROTOCOL.md §8): a new

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateWire
 import NIOConcurrencyHelpers
 
@@ -244,21 +245,34 @@ public enum ShellAccounts {
             )
         }
         let shell = FileManager.default.isExecutableFile(atPath: "/bin/bash") ? "/bin/bash" : "/bin/sh"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/useradd")
-        process.arguments = ["--create-home", "--user-group", "--shell", shell, "--comment", "Jumpgate shells", name]
-        let errors = Pipe()
-        process.standardError = errors
-        do {
-            try process.run()
-        } catch {
-            throw Refusal("could not create the user \(name): useradd: \(error)")
+        var errors: [Int32] = [-1, -1]
+        guard pipe(&errors) == 0 else {
+            throw Refusal("could not create the user \(name): no pipe for useradd: \(String(cString: strerror(errno)))")
         }
-        process.waitUntilExit()
-        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let launch = SpawnedProcess.Launch(
+            executable: "/usr/sbin/useradd",
+            arguments: [
+                "useradd", "--create-home", "--user-group", "--shell", shell, "--comment", "Jumpgate shells", name,
+            ],
+            environment: ProcessInfo.processInfo.environment
+        )
+        let process: SpawnedProcess
+        do {
+            process = try SpawnedProcess.spawn(launch, what: "useradd") { actions in
+                posix_spawn_file_actions_adddup2(&actions, errors[1], 2)
+            }
+        } catch {
+            close(errors[0])
+            close(errors[1])
+            throw Refusal("could not create the user \(name): \(error)")
+        }
+        close(errors[1])
+        let message = String(decoding: SpawnedProcess.readToEnd(errors[0]), as: UTF8.self)
+        close(errors[0])
+        let status = process.waitForExit()
         // Another session may have created it meanwhile (useradd exits 9: the name is taken).
         guard let account = Self.lookup(name) else {
-            throw Refusal("could not create the user \(name): useradd exited \(process.terminationStatus): \(message)")
+            throw Refusal("could not create the user \(name): useradd \(status): \(message)")
         }
         return account
     }

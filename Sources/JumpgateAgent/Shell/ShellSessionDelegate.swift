@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateNIO
 import JumpgateWire
 import Logging
@@ -113,9 +114,7 @@ final class ShellSessionDelegate: PortSessionDelegate {
                 agentUser: ShellAccounts.current()?.name ?? "uid \(geteuid())"
             )
             let account = try ShellAccounts.resolve(try choice.get())
-            var isDirectory: ObjCBool = false
-            let homeExists = FileManager.default.fileExists(atPath: account.home, isDirectory: &isDirectory)
-            return (account, homeExists && isDirectory.boolValue)
+            return (account, FilePathText.isDirectory(account.home) == true)
         }.whenComplete { result in
             let (delegate, session) = bound.value
             switch result {
@@ -191,7 +190,7 @@ final class ShellSessionDelegate: PortSessionDelegate {
             ]
         )
         let ended = self.eventLoop.makePromise(of: Void.self)
-        Thread.detachNewThread {
+        DetachedThread.start {
             process.waitUntilEnded()
             ended.succeed(())
         }

@@ -1,5 +1,6 @@
 import CJumpgatePTY
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateWire
 
 /// A program the agent started for a session (a shell, a command), and how it is started: `posix_spawn`
@@ -19,6 +20,9 @@ public struct SpawnedProcess: Sendable, Hashable {
         public var workingDirectory: String?
         /// The terminal's size (programs on a pseudo-terminal only).
         public var size: TerminalSize?
+        /// Whether the program starts a session of its own (the agent's programs), or stays in this
+        /// process's session and process group, on its terminal (`jumpgate forward --exec`).
+        public var newSession = true
 
         public init(
             executable: String,
@@ -36,9 +40,36 @@ public struct SpawnedProcess: Sendable, Hashable {
     }
 
     /// How the program ended.
-    public enum ExitStatus: Hashable, Sendable {
+    public enum ExitStatus: Hashable, Sendable, CustomStringConvertible {
         case exited(Int32)
         case signalled(Int32)
+
+        public var description: String {
+            switch self {
+            case .exited(let code): "exited \(code)"
+            case .signalled(let signal): "was killed by signal \(signal)"
+            }
+        }
+
+        /// The status as a shell reports it: the exit code, or 128 plus the signal.
+        public var shellCode: Int32 {
+            switch self {
+            case .exited(let code): code
+            case .signalled(let signal): 128 + signal
+            }
+        }
+    }
+
+    /// Everything `descriptor` yields until its end (blocking).
+    static func readToEnd(_ descriptor: Int32) -> [UInt8] {
+        var result: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if count < 0, errno == EINTR { continue }
+            guard count > 0 else { return result }
+            result.append(contentsOf: chunk[0..<count])
+        }
     }
 
     public struct Failure: Error, CustomStringConvertible {
@@ -50,7 +81,7 @@ public struct SpawnedProcess: Sendable, Hashable {
 
     /// Starts `launch.executable` in a new session. `fileActions` gives the program its descriptors 0, 1
     /// and 2; everything from 3 up is closed after them (NIO opens descriptors without close-on-exec).
-    static func spawn(
+    public static func spawn(
         _ launch: Launch,
         what: String,
         fileActions: (inout posix_spawn_file_actions_t) -> Void
@@ -77,7 +108,8 @@ public struct SpawnedProcess: Sendable, Hashable {
         posix_spawnattr_setsigdefault(&attributes, &all)
         posix_spawnattr_setflags(
             &attributes,
-            cjumpgate_posix_spawn_setsid() | Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
+            (launch.newSession ? cjumpgate_posix_spawn_setsid() : 0)
+                | Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
         )
 
         var argv: [UnsafeMutablePointer<CChar>?] = launch.arguments.map { strdup($0) } + [nil]

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateAccess
 import JumpgateWire
 import NIOConcurrencyHelpers
@@ -17,7 +18,7 @@ public final class AuditLogFile: Sendable {
     }
 
     static func open(_ path: String) throws -> Int32 {
-        let fd = Foundation.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             let reason = String(cString: strerror(errno))
             throw GatewayStartError(
@@ -67,12 +68,12 @@ public final class AuditLogFile: Sendable {
             defer { fd = fresh }
             return fd
         }
-        Foundation.close(old)
+        Glibc.close(old)
     }
 
     public func close() {
         self.descriptor.withLockedValue { fd in
-            if fd >= 0 { Foundation.close(fd) }
+            if fd >= 0 { Glibc.close(fd) }
             fd = -1
         }
     }

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateWire
 
 /// One stored version of a custom session document.

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateWire
 
 /// Why a document or a session's parameters are refused: AWS's error type and a message that says what to
@@ -232,7 +233,7 @@ public struct SessionDocumentContent: Hashable, Sendable {
             parameter.allowedValues = list
         }
         if let pattern = parameter.allowedPattern {
-            guard (try? NSRegularExpression(pattern: pattern)) != nil else {
+            guard (try? Regex(pattern)) != nil else {
                 throw .content("Parameter \(name): allowedPattern is not a valid regular expression.")
             }
             if let problem = Self.patternProblem(pattern) {
@@ -265,9 +266,7 @@ public struct SessionDocumentContent: Hashable, Sendable {
             // \A and \z: the whole value (ICU's $ also matches before a final line break).
             let anchored = "\\A(?:" + pattern + ")\\z"
             let matches =
-                (try? NSRegularExpression(pattern: anchored)).map {
-                    $0.firstMatch(in: value, range: NSRange(value.startIndex..., in: value)) != nil
-                } ?? false
+                (try? Regex(anchored)).map { value.firstMatch(of: $0) != nil } ?? false
             guard matches else {
                 throw .parameters(
                     "Parameter \(parameter.name) value '\(value.prefix(100))' does not match its allowed pattern \(pattern)."
@@ -413,8 +412,8 @@ public struct SessionDocumentContent: Hashable, Sendable {
     static func split(_ text: String) -> [(text: String, placeholder: String?)] {
         var pieces: [(text: String, placeholder: String?)] = []
         var rest = Substring(text)
-        while let open = rest.range(of: "{{"), let close = rest[open.upperBound...].range(of: "}}") {
-            let name = rest[open.upperBound..<close.lowerBound].trimmingCharacters(in: .whitespaces)
+        while let open = rest.firstRange(of: "{{"), let close = rest[open.upperBound...].firstRange(of: "}}") {
+            let name = rest[open.upperBound..<close.lowerBound].trimmingWhitespace()
             let literal = String(rest[..<open.lowerBound])
             if !literal.isEmpty { pieces.append((literal, nil)) }
             let whole = String(rest[open.lowerBound..<close.upperBound])

@@ -1,5 +1,6 @@
 import CoreMetrics
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateAccess
 import JumpgateNIO
 import JumpgateWire
@@ -19,14 +20,13 @@ extension GatewayAPI {
             }
             switch key {
             case "InvokedAfter", "InvokedBefore":
-                guard let date = ISO8601DateFormatter().date(from: value) else {
+                guard let epoch = WallClock.parseISO8601(value) else {
                     throw APIError(
                         400,
                         "InvalidFilterValue",
                         "\(key) must be an ISO 8601 date such as 2026-11-29T00:00:00Z."
                     )
                 }
-                let epoch = Int64(date.timeIntervalSince1970)
                 predicates.append(key == "InvokedAfter" ? { $0.startEpoch >= epoch } : { $0.startEpoch <= epoch })
             case "Target": predicates.append { $0.target == value }
             case "Owner": predicates.append { $0.owner == value }

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateAccess
 import JumpgateWire
 import NIOHTTP1
@@ -25,10 +26,10 @@ struct GatewayAuthenticator {
     static func claimedAccessKeyID(head: HTTPRequestHead, query: String) -> String? {
         var credential: Substring?
         if let authorization = head.headers.first(name: "Authorization"),
-            let range = authorization.range(of: "Credential=")
+            let range = authorization.firstRange(of: "Credential=")
         {
             credential = authorization[range.upperBound...]
-        } else if let range = query.range(of: "X-Amz-Credential=") {
+        } else if let range = query.firstRange(of: "X-Amz-Credential=") {
             credential = query[range.upperBound...]
         }
         guard let credential else { return nil }

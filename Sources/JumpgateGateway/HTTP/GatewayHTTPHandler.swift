@@ -1,5 +1,6 @@
 import CoreMetrics
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateAccess
 import JumpgateNIO
 import JumpgateWire

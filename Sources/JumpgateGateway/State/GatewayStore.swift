@@ -1,5 +1,6 @@
 import Crypto
-import Foundation
+import FoundationEssentials
+import Glibc
 import JumpgateAccess
 import JumpgateWire
 import Logging

@@ -1,5 +1,6 @@
 import Crypto
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Seals secrets with AES-256-GCM. The key lives in a file of its own (0600), created with the store;
 /// each sealed value is bound to its row ("instance:mi-...") so a sealed secret cannot be moved to another.
@@ -21,7 +22,7 @@ struct SecretSealer: Sendable {
         }
         let key = SymmetricKey(size: .bits256)
         let bytes = key.withUnsafeBytes { Array($0) }
-        let fd = Foundation.open(keyPath, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        let fd = Glibc.open(keyPath, O_WRONLY | O_CREAT | O_EXCL, 0o600)
         guard fd >= 0 else { throw StoreError("cannot create the store key \(keyPath): errno \(errno)") }
         defer { close(fd) }
         let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
