@@ -351,13 +351,14 @@ struct ForwardCommand: AsyncParsableCommand {
         var environment = ProcessInfo.processInfo.environment
         for (index, port) in ports.enumerated() { environment["JUMPGATE_PORT_\(index + 1)"] = String(port) }
         environment["JUMPGATE_PORTS"] = ports.map(String.init).joined(separator: ",")
-        // In this process's session and group, on its terminal: the command is the user's (psql, a test run).
+        // In a process group of its own, as before (Foundation's Process did so): the terminal's Ctrl+C
+        // reaches forward, which ends the sessions and then stops the command's whole group.
         var launch = SpawnedProcess.Launch(
             executable: "/bin/sh",
             arguments: ["sh", "-c", command],
             environment: environment
         )
-        launch.newSession = false
+        launch.grouping = .newProcessGroup
         let process: SpawnedProcess
         do {
             process = try SpawnedProcess.spawn(launch, what: "/bin/sh") { _ in }
@@ -367,7 +368,8 @@ struct ForwardCommand: AsyncParsableCommand {
             }
             return 127
         }
-        // Reaped under the lock, so a cancellation never signals a pid that was reaped (and maybe reused).
+        // Reaped under the lock, so a cancellation never signals a group whose leader was reaped (its pid
+        // maybe reused).
         let reaped = NIOLockedValueBox(false)
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
@@ -381,9 +383,10 @@ struct ForwardCommand: AsyncParsableCommand {
                 }
             }
         } onCancel: {
-            // A session ended first: the command loses its tunnel, so it is stopped too.
+            // A session ended first, or Ctrl+C: the command loses its tunnel, so it is stopped too, with
+            // everything it started (its process group).
             reaped.withLockedValue { reaped in
-                if !reaped { kill(process.pid, SIGTERM) }
+                if !reaped { kill(-process.pid, SIGTERM) }
             }
         }
     }

@@ -1,10 +1,15 @@
 import FoundationEssentials
-import Glibc
 import JumpgateNIO
 import JumpgateWire
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Resuming a session whose data channel dropped: ResumeSession and a new data channel, with backoff, while
 /// the local connections stay open.

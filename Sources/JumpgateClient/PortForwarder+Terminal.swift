@@ -1,9 +1,14 @@
 import FoundationEssentials
-import Glibc
 import JumpgateNIO
 import JumpgateWire
 import NIOConcurrencyHelpers
 import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Sessions whose stream is the client's own standard input and output rather than a local port: a shell
 /// (the user's terminal, in raw mode, with its size) and AWS-StartSSHSession (raw bytes for ssh's

@@ -1,6 +1,11 @@
 import FoundationEssentials
-import Glibc
 import JumpgateWire
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 extension SSMClient {
     /// A session's whole recording, page by page (`GetSessionRecording`, docs/SESSIONS.md): its exact

@@ -1,10 +1,15 @@
 import Dispatch
 import FoundationEssentials
-import Glibc
 import JumpgateWire
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Runs a granted port session the way the official plugin does, for both `jumpgate start-session` and
 /// the `session-manager-plugin` executable: the official console lines, Ctrl+C sends TerminateSession

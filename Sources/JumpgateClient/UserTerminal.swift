@@ -1,11 +1,16 @@
 import FoundationEssentials
-import Glibc
 import JumpgateNIO
 import JumpgateWire
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import UnixSignals
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The user's terminal as a shell session's stream: standard input and output as one NIO channel, the
 /// terminal in raw mode meanwhile (every key, Ctrl+C included, goes to the remote shell as a byte), its size

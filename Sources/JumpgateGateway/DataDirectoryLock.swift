@@ -34,8 +34,8 @@ final class DataDirectoryLock: Sendable {
         let existed = isDirectory != nil
         // The outermost directory this start creates (parents included): removed again if it fails.
         var created: String? = nil
-        if !existed {
-            var candidate = FilePathText.absolute(directory)
+        // Only for a path the working directory resolves: otherwise nothing is removed on a failed start.
+        if !existed, var candidate = FilePathText.absolute(directory) {
             while !fm.fileExists(atPath: FilePathText.parent(of: candidate)),
                 FilePathText.parent(of: candidate) != candidate
             {

@@ -1,4 +1,8 @@
+#if canImport(Glibc)
 import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// A thread of its own for blocking work that must not wait for a pool (a terminal's input, a program's
 /// exit), started with pthreads: Foundation's `Thread` would load Foundation into the process.

@@ -1,4 +1,8 @@
+#if canImport(Glibc)
 import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Path operations on plain strings, as `NSString`'s path methods did them, without Foundation.
 public enum FilePathText {
@@ -14,27 +18,17 @@ public enum FilePathText {
         return String(parent)
     }
 
-    /// `path` made absolute (against the working directory), with "." and ".." components and repeated
-    /// slashes resolved as text (symbolic links are not followed).
-    public static func absolute(_ path: String) -> String {
+    /// `path` made absolute against the working directory, with repeated slashes and "." components
+    /// removed; ".." stays, for the kernel to resolve (as text it would skip a symbolic link). Nil when
+    /// the working directory cannot be read (deleted, or too deep).
+    public static func absolute(_ path: String) -> String? {
         var full = path
         if !path.hasPrefix("/") {
             var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-            if getcwd(&buffer, buffer.count) != nil {
-                full =
-                    String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) + "/"
-                    + path
-            }
+            guard getcwd(&buffer, buffer.count) != nil else { return nil }
+            full = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) + "/" + path
         }
-        var components: [Substring] = []
-        for component in full.split(separator: "/") {
-            switch component {
-            case ".": continue
-            case "..": _ = components.popLast()
-            default: components.append(component)
-            }
-        }
-        return "/" + components.joined(separator: "/")
+        return "/" + full.split(separator: "/").filter { $0 != "." }.joined(separator: "/")
     }
 
     /// Whether `path` names a directory (following symbolic links); nil when nothing is there.

@@ -1,4 +1,8 @@
+#if canImport(Glibc)
 import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The process's standard output and error, written with `write(2)` (no Foundation `FileHandle`), and its
 /// standard input read to the end.
@@ -8,7 +12,8 @@ public enum StandardStream: Sendable {
 
     var descriptor: Int32 { self == .output ? 1 : 2 }
 
-    /// Writes all of `text`; a closed or broken stream drops what is left (as `FileHandle.write` did).
+    /// Writes all of `text`; a closed or broken stream drops what is left (a program whose output went
+    /// away keeps running; Foundation's `FileHandle.write` trapped there).
     public func write(_ text: String) {
         self.write(bytes: Array(text.utf8))
     }
@@ -20,7 +25,7 @@ public enum StandardStream: Sendable {
         bytes.withUnsafeBytes { raw in
             var offset = 0
             while offset < raw.count {
-                let written = Glibc.write(self.descriptor, raw.baseAddress! + offset, raw.count - offset)
+                let written = systemWrite(self.descriptor, raw.baseAddress! + offset, raw.count - offset)
                 if written < 0 {
                     if errno == EINTR { continue }
                     return false
@@ -42,4 +47,9 @@ public enum StandardStream: Sendable {
             result.append(contentsOf: chunk[0..<count])
         }
     }
+}
+
+/// `write(2)`, named apart from ``StandardStream/write(_:)``.
+private func systemWrite(_ descriptor: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Int {
+    write(descriptor, bytes, count)
 }

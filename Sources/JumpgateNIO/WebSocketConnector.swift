@@ -1,3 +1,4 @@
+import FoundationEssentials
 import JumpgateWire
 import NIOCore
 import NIOPosix
@@ -17,10 +18,13 @@ extension HTTPSEndpoint {
         let serverHostname = self.serverHostname
         let upgraded = eventLoop.makePromise(of: Void.self)
         let hostHeader = self.hostHeader
-        // The connection is TLS (below), so large frames may skip the masking copy (see the setting).
+        // The connection is TLS (below): large frames skip the masking copy (see the setting), unless the
+        // environment asks for a random key on every frame.
         let configuration = {
             var configuration = configuration
-            configuration.zeroMaskForLargeFrames = true
+            configuration.zeroMaskForLargeFrames = Self.zeroMaskAllowed(
+                environment: ProcessInfo.processInfo.environment
+            )
             return configuration
         }()
         var bootstrap = ClientBootstrap(group: eventLoop)
@@ -62,6 +66,12 @@ extension HTTPSEndpoint {
         try await upgraded.futureResult.get()
         return channel
     }
+
+    /// Whether large frames may go with the zero key: yes, unless `JUMPGATE_WEBSOCKET_MASK=random` (for a
+    /// path through something that inspects WebSocket frames and insists on RFC 6455's random keys).
+    static func zeroMaskAllowed(environment: [String: String]) -> Bool {
+        environment["JUMPGATE_WEBSOCKET_MASK"] != "random"
+    }
 }
 
 /// Writes one text frame as soon as it is added: the `Open…ChannelInput` a channel must start with.
@@ -87,4 +97,5 @@ public enum ChannelTokenResponse {
         else { return nil }
         return String(body[start.upperBound..<end.lowerBound])
     }
+
 }

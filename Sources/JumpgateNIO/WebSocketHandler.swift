@@ -59,11 +59,14 @@ public final class WebSocketHandler: ChannelDuplexHandler {
         /// Client: data frames of at least ``WebSocketHandler/zeroCopyThreshold`` bytes go out with the
         /// all-zero masking key, written as they are behind their header, where every other frame is
         /// copied, masked with a fresh random key, into the batch buffer. That copy was a tenth of a
-        /// sending client's or agent's CPU (docs/PERFORMANCE.md). Only for a connection inside TLS, which
-        /// is what ``HTTPSEndpoint/connectWebSocket(pathAndQuery:headers:eventLoop:configuration:makeHandlers:)``
-        /// opens: RFC 6455's masking (section 10.3) keeps script-chosen bytes from reading as HTTP to an
-        /// intermediary that does not know WebSocket, and inside TLS no intermediary reads them. It departs
-        /// from the RFC's "unpredictable" key all the same; a server cannot tell the key was not drawn.
+        /// sending client's or agent's CPU (docs/PERFORMANCE.md). It departs from RFC 6455, which asks for
+        /// an unpredictable key on every frame (section 10.3: so that bytes a script chose cannot pass for
+        /// HTTP to an intermediary that does not know WebSocket; the key is on the wire, so anyone in the
+        /// path sees it is zero). Jumpgate's frames carry SSM messages, which begin with their fixed binary
+        /// header, never with bytes from a local connection, and travel inside TLS to the gateway or to a
+        /// load balancer that ends TLS and forwards the upgraded connection as a WebSocket. Set by
+        /// ``HTTPSEndpoint/connectWebSocket(pathAndQuery:headers:eventLoop:configuration:makeHandlers:)``
+        /// unless `JUMPGATE_WEBSOCKET_MASK=random` is in the environment.
         public var zeroMaskForLargeFrames = false
         public init() {}
     }

@@ -1,4 +1,5 @@
 import JumpgateWire
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOEmbedded
 import Testing
@@ -109,5 +110,33 @@ import Testing
         #expect(frames.map(\.maskingKey) == [nil, nil])
         #expect(buffers.contains { self.baseAddress($0) == self.baseAddress(large) })
         #expect(frames.first?.payload == large)
+    }
+
+    @Test func framesAndPromisesKeepTheirOrderAroundAZeroKeyFrame() throws {
+        let channel = try self.client(zeroMask: true)
+        defer { _ = try? channel.finish() }
+        let completed = NIOLockedValueBox<[String]>([])
+        let small = channel.eventLoop.makePromise(of: Void.self)
+        let large = channel.eventLoop.makePromise(of: Void.self)
+        let after = channel.eventLoop.makePromise(of: Void.self)
+        small.futureResult.whenSuccess { completed.withLockedValue { $0.append("small") } }
+        large.futureResult.whenSuccess { completed.withLockedValue { $0.append("large") } }
+        after.futureResult.whenSuccess { completed.withLockedValue { $0.append("after") } }
+        let payloads = [self.payload(100), self.payload(64 * 1024), self.payload(200)]
+        channel.write(WebSocketMessage.binary(payloads[0]), promise: small)
+        channel.write(WebSocketMessage.binary(payloads[1]), promise: large)
+        channel.write(WebSocketMessage.binary(payloads[2]), promise: after)
+        channel.flush()
+        let (buffers, frames) = try self.written(channel)
+        // The small frame and the large one's header in one batch, the large payload itself, then the rest.
+        #expect(buffers.count == 3)
+        #expect(frames.map { $0.unmaskedPayload() } == payloads)
+        #expect(completed.withLockedValue { $0 } == ["small", "large", "after"])
+    }
+
+    @Test func theEnvironmentCanAskForRandomKeysEverywhere() {
+        #expect(HTTPSEndpoint.zeroMaskAllowed(environment: [:]))
+        #expect(HTTPSEndpoint.zeroMaskAllowed(environment: ["JUMPGATE_WEBSOCKET_MASK": "zero"]))
+        #expect(!HTTPSEndpoint.zeroMaskAllowed(environment: ["JUMPGATE_WEBSOCKET_MASK": "random"]))
     }
 }

@@ -20,9 +20,10 @@ public struct SpawnedProcess: Sendable, Hashable {
         public var workingDirectory: String?
         /// The terminal's size (programs on a pseudo-terminal only).
         public var size: TerminalSize?
-        /// Whether the program starts a session of its own (the agent's programs), or stays in this
-        /// process's session and process group, on its terminal (`jumpgate forward --exec`).
-        public var newSession = true
+        /// Where the program runs: in a session of its own (the agent's programs), or in a process group
+        /// of its own inside this process's session (`jumpgate forward --exec`'s command: the terminal's
+        /// Ctrl+C reaches `forward`, which ends the sessions and then stops the command's whole group).
+        public var grouping = Grouping.newSession
 
         public init(
             executable: String,
@@ -37,6 +38,11 @@ public struct SpawnedProcess: Sendable, Hashable {
             self.workingDirectory = workingDirectory
             self.size = size
         }
+    }
+
+    public enum Grouping: Sendable {
+        case newSession
+        case newProcessGroup
     }
 
     /// How the program ended.
@@ -106,11 +112,15 @@ public struct SpawnedProcess: Sendable, Hashable {
         sigfillset(&all)
         posix_spawnattr_setsigmask(&attributes, &none)
         posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setflags(
-            &attributes,
-            (launch.newSession ? cjumpgate_posix_spawn_setsid() : 0)
-                | Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
-        )
+        let grouping: Int16
+        switch launch.grouping {
+        case .newSession:
+            grouping = cjumpgate_posix_spawn_setsid()
+        case .newProcessGroup:
+            posix_spawnattr_setpgroup(&attributes, 0)
+            grouping = Int16(POSIX_SPAWN_SETPGROUP)
+        }
+        posix_spawnattr_setflags(&attributes, grouping | Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 
         var argv: [UnsafeMutablePointer<CChar>?] = launch.arguments.map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }

@@ -233,7 +233,7 @@ public struct SessionDocumentContent: Hashable, Sendable {
             parameter.allowedValues = list
         }
         if let pattern = parameter.allowedPattern {
-            guard (try? Regex(pattern)) != nil else {
+            guard AllowedPattern(pattern) != nil else {
                 throw .content("Parameter \(name): allowedPattern is not a valid regular expression.")
             }
             if let problem = Self.patternProblem(pattern) {
@@ -263,10 +263,8 @@ public struct SessionDocumentContent: Hashable, Sendable {
                     "Parameter \(parameter.name) is longer than \(Self.maximumPatternedValueLength) bytes, the most a value with an allowed pattern may be."
                 )
             }
-            // \A and \z: the whole value (ICU's $ also matches before a final line break).
-            let anchored = "\\A(?:" + pattern + ")\\z"
-            let matches =
-                (try? Regex(anchored)).map { value.firstMatch(of: $0) != nil } ?? false
+            // The whole value, code point by code point (AllowedPattern).
+            let matches = AllowedPattern(pattern)?.matches(value) ?? false
             guard matches else {
                 throw .parameters(
                     "Parameter \(parameter.name) value '\(value.prefix(100))' does not match its allowed pattern \(pattern)."

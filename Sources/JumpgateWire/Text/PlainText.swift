@@ -1,7 +1,8 @@
 /// Small text operations the modules need without Foundation's (which would load Foundation, ICU and
 /// their data into every process: about 9 MiB of the three processes' idle memory, docs/PERFORMANCE.md).
 extension StringProtocol {
-    /// The text without the whitespace (spaces, tabs, line breaks: `Character.isWhitespace`) at its ends.
+    /// The text without the whitespace at its ends: spaces, tabs and line breaks (`Character.isWhitespace`,
+    /// Foundation's `.whitespacesAndNewlines`; a `\r` left by a CRLF line goes too).
     public func trimmingWhitespace() -> String {
         guard let first = self.firstIndex(where: { !$0.isWhitespace }) else { return "" }
         let last = self.lastIndex(where: { !$0.isWhitespace })!
@@ -20,8 +21,9 @@ extension String {
 
 public enum DecimalText {
     /// `value` with `digits` decimals, as `String(format: "%.Nf")` writes it in the C locale, except that a
-    /// value exactly halfway rounds away from zero (`fixed(2.25, 1)` is "2.3"; printf rounds the binary
-    /// value to even).
+    /// value that looks halfway (`value` times 10^digits ends in .5 in floating point) rounds away from
+    /// zero: `fixed(2.25, 1)` and `fixed(0.15, 1)` are "2.3" and "0.2", where printf, which rounds the exact
+    /// binary value, says "2.2" and "0.1". For durations and sizes shown to people.
     public static func fixed(_ value: Double, _ digits: Int) -> String {
         guard value.isFinite else { return "\(value)" }
         var scale = 1.0
