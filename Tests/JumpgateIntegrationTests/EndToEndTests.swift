@@ -379,6 +379,39 @@ struct EndToEndTests {
             )
             #expect(execStatus == 7)
 
+            // Ctrl+C while --exec runs: forward ends its session, stops the command with everything it
+            // started (its process group: the background sleep too) and exits 0.
+            let pidFile = NSTemporaryDirectory() + "jumpgate-exec-sleeper-\(getpid())"
+            defer { try? FileManager.default.removeItem(atPath: pidFile) }
+            let execForward = try ChildProcess(
+                "forward --exec",
+                [
+                    "forward", lab.instanceID, "-L", "0:127.0.0.1:\(echoPort)",
+                    "--exec", "sleep 300 & echo $! > \(pidFile).tmp && mv \(pidFile).tmp \(pidFile); wait",
+                ] + gatewayFlags,
+                environment: lab.environment
+            )
+            defer { execForward.stop() }
+            var sleeper: pid_t?
+            try await ConnectionRecordsTests.eventually("the --exec command's pid file") {
+                sleeper = (try? String(contentsOfFile: pidFile, encoding: .utf8)).flatMap {
+                    pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines))
+                }
+                return sleeper != nil
+            }
+            let sleeperPID = try #require(sleeper)
+            #expect(kill(sleeperPID, 0) == 0)
+            execForward.signal(SIGINT)
+            #expect(try execForward.waitForExit() == 0)
+            // The sleep was the shell's child, not forward's: only the group's SIGTERM ends it.
+            try await ConnectionRecordsTests.eventually("the --exec command's child to be stopped") {
+                // Gone, or a zombie that whoever adopted it has not reaped yet.
+                guard let stat = try? String(contentsOfFile: "/proc/\(sleeperPID)/stat", encoding: .utf8) else {
+                    return true
+                }
+                return stat.split(separator: ")").last?.split(separator: " ").first == "Z"
+            }
+
             // A port that cannot be bound: non-zero exit, the reason, and no session started.
             let before = try await lab.ssm.call("DescribeSessions", ["State": "Active"])["Sessions"]?.arrayValue?.count
             let (busyStatus, _, busyError) = try runJumpgate(
