@@ -136,10 +136,8 @@ struct TargetDialer: Sendable {
         return ClientBootstrap(group: eventLoop)
             .connectTimeout(self.timeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelOption(
-                .recvAllocator,
-                value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: 256 * 1024)
-            )
+            .channelOption(.recvAllocator, value: StreamSocketReads.recvAllocator)
+            .channelOption(.maxMessagesPerRead, value: StreamSocketReads.maxMessagesPerRead)
             .channelOption(.autoRead, value: false)
             .channelOption(.allowRemoteHalfClosure, value: true)
             .connect(to: candidate.address)

@@ -42,10 +42,8 @@ public final class LocalListener: Sendable {
                 .serverChannelOption(.backlog, value: 256)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                .childChannelOption(
-                    .recvAllocator,
-                    value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: 256 * 1024)
-                )
+                .childChannelOption(.recvAllocator, value: StreamSocketReads.recvAllocator)
+                .childChannelOption(.maxMessagesPerRead, value: StreamSocketReads.maxMessagesPerRead)
                 .childChannelOption(.autoRead, value: false)
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
                 .childChannelInitializer { child in

@@ -1,0 +1,17 @@
+import NIOCore
+
+/// How the local connections (client) and the target connections (agent) read: at most 64 KiB per read and
+/// one read per wake-up. NIO keeps a connection's read buffers for reuse, up to `maxMessagesPerRead` of
+/// them, each as large as the largest read it made, for as long as the connection is open: with 256 KiB
+/// reads and four per wake-up, a connection that had moved a few MiB kept about 1 MiB across the client
+/// and the agent while idle (a database pool's connections after one large result, for instance). Now it
+/// keeps one buffer of 64 KiB at most on each end; a message carries 64 KiB anyway, and throughput did not
+/// change (docs/PERFORMANCE.md, "What an idle connection keeps").
+public enum StreamSocketReads {
+    public static let recvAllocator = AdaptiveRecvByteBufferAllocator(
+        minimum: 1024,
+        initial: 16384,
+        maximum: 64 * 1024
+    )
+    public static let maxMessagesPerRead: UInt = 1
+}
