@@ -231,7 +231,11 @@ struct ForwardCommand: AsyncParsableCommand {
             } : nil
         // Ctrl+C or SIGTERM ends every session (outside the group: a signal wait cannot be cancelled).
         Task {
-            _ = await TerminationSignal.wait([SIGINT, SIGTERM])
+            // With --exec, also a hangup (the terminal closed) and Ctrl+\: the command has a process group of
+            // its own, which neither reaches, so forward must stop it.
+            _ = await TerminationSignal.wait(
+                self.exec == nil ? [SIGINT, SIGTERM] : [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
+            )
             cause.withLockedValue { $0 = $0 ?? .user }
             await endAll()
         }
@@ -387,6 +391,13 @@ struct ForwardCommand: AsyncParsableCommand {
             // everything it started (its process group).
             reaped.withLockedValue { reaped in
                 if !reaped { kill(-process.pid, SIGTERM) }
+            }
+            // A command that ignores SIGTERM gets SIGKILL 5 s later, as the agent's programs do.
+            DetachedThread.start {
+                usleep(5_000_000)
+                reaped.withLockedValue { reaped in
+                    if !reaped { kill(-process.pid, SIGKILL) }
+                }
             }
         }
     }

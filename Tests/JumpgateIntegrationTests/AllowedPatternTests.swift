@@ -87,9 +87,24 @@ import Testing
 
     @Test func hyphensNextToClassEscapesAreLiteral() {
         #expect(AllowedPattern.icuHyphens("[\\w-.]") == "[\\w\\-.]")
-        #expect(AllowedPattern.icuHyphens("[-\\w.]") == "[\\-\\w.]")
-        #expect(AllowedPattern.icuHyphens("[.-\\w]") == "[.\\-\\w]")
+        #expect(AllowedPattern.icuHyphens("[-\\w.]") == "[-\\w.]")
         #expect(AllowedPattern.icuHyphens("[a-z]-\\w") == "[a-z]-\\w")
         #expect(AllowedPattern.icuHyphens("[\\p{L}-]") == "[\\p{L}\\-]")
+        // Left for the regex parser: set difference, subtraction, a hyphen before an escape, quoted text.
+        for pattern in ["[\\w--\\d]", "[\\p{L}-[a-z]]", "[.-\\w]", "\\Q[\\w-.\\E", "x\\"] {
+            #expect(AllowedPattern.icuHyphens(pattern) == pattern, "\(pattern)")
+        }
+    }
+
+    /// Patterns that mean something else than a literal hyphen: whatever they compile to, never more
+    /// permissive than ICU.
+    @Test func setOperationsAreNeverWidened() {
+        let values = ["--help", "abc", "ABC", "a1", "123", "-", "x-y", "[a]", "é"]
+        for pattern in ["^[\\w--\\d]+$", "^[\\p{L}-[a-z]]+$", "^[\\w&&[^\\d]]+$", "^\\Q[-\\E$"] {
+            guard let ours = AllowedPattern(pattern) else { continue }
+            for value in values where ours.matches(value) {
+                #expect(Self.icu(value, pattern) == true, "\(pattern) accepts \(value.debugDescription)")
+            }
+        }
     }
 }

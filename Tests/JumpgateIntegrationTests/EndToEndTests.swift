@@ -318,6 +318,47 @@ struct EndToEndTests {
         }
     }
 
+    /// Runs `forward --exec` with a command (`prefix`, then a background sleep whose pid it writes to a file),
+    /// sends forward `signal`, and waits (bounded) for forward to exit 0 and for the sleep to be gone.
+    static func execGroupStopped(
+        _ lab: Lab,
+        echoPort: Int,
+        name: String,
+        prefix: String,
+        by signal: Int32
+    ) async throws {
+        let pidFile = NSTemporaryDirectory() + "jumpgate-exec-\(name)-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: pidFile) }
+        let forward = try ChildProcess(
+            "forward --exec (\(name))",
+            [
+                "forward", lab.instanceID, "-L", "0:127.0.0.1:\(echoPort)", "--endpoint-url", lab.url, "--ca-file",
+                lab.caFile, "--exec",
+                prefix + "sleep 300 & echo $! > \(pidFile).tmp && mv \(pidFile).tmp \(pidFile); wait",
+            ],
+            environment: lab.environment
+        )
+        defer { forward.stop() }
+        var sleeper: pid_t?
+        try await ConnectionRecordsTests.eventually("the --exec command's pid file (\(name))") {
+            sleeper = (try? String(contentsOfFile: pidFile, encoding: .utf8)).flatMap {
+                pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines))
+            }
+            return sleeper != nil
+        }
+        let sleeperPID = try #require(sleeper)
+        #expect(kill(sleeperPID, 0) == 0)
+        forward.signal(signal)
+        #expect(try forward.waitForExit() == 0)
+        try await ConnectionRecordsTests.eventually("the --exec command's child to be stopped (\(name))") {
+            // Gone, or a zombie that whoever adopted it has not reaped yet.
+            guard let stat = try? String(contentsOfFile: "/proc/\(sleeperPID)/stat", encoding: .utf8) else {
+                return true
+            }
+            return stat.split(separator: ")").last?.split(separator: " ").first == "Z"
+        }
+    }
+
     @Test(
         "jumpgate forward: two forwards with JSON readiness, --bind 0.0.0.0, --exec, a busy port fails before any session"
     )
@@ -380,37 +421,17 @@ struct EndToEndTests {
             #expect(execStatus == 7)
 
             // Ctrl+C while --exec runs: forward ends its session, stops the command with everything it
-            // started (its process group: the background sleep too) and exits 0.
-            let pidFile = NSTemporaryDirectory() + "jumpgate-exec-sleeper-\(getpid())"
-            defer { try? FileManager.default.removeItem(atPath: pidFile) }
-            let execForward = try ChildProcess(
-                "forward --exec",
-                [
-                    "forward", lab.instanceID, "-L", "0:127.0.0.1:\(echoPort)",
-                    "--exec", "sleep 300 & echo $! > \(pidFile).tmp && mv \(pidFile).tmp \(pidFile); wait",
-                ] + gatewayFlags,
-                environment: lab.environment
+            // started (its process group: the background sleep, the shell's child, not forward's) and exits 0.
+            try await Self.execGroupStopped(lab, echoPort: echoPort, name: "sleeper", prefix: "", by: SIGINT)
+            // A hangup while --exec runs a command that ignores SIGTERM (the sleep inherits the shell's trap):
+            // forward ends its session, and SIGKILL reaches the command's group 5 s after the SIGTERM.
+            try await Self.execGroupStopped(
+                lab,
+                echoPort: echoPort,
+                name: "stubborn",
+                prefix: "trap '' TERM; ",
+                by: SIGHUP
             )
-            defer { execForward.stop() }
-            var sleeper: pid_t?
-            try await ConnectionRecordsTests.eventually("the --exec command's pid file") {
-                sleeper = (try? String(contentsOfFile: pidFile, encoding: .utf8)).flatMap {
-                    pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines))
-                }
-                return sleeper != nil
-            }
-            let sleeperPID = try #require(sleeper)
-            #expect(kill(sleeperPID, 0) == 0)
-            execForward.signal(SIGINT)
-            #expect(try execForward.waitForExit() == 0)
-            // The sleep was the shell's child, not forward's: only the group's SIGTERM ends it.
-            try await ConnectionRecordsTests.eventually("the --exec command's child to be stopped") {
-                // Gone, or a zombie that whoever adopted it has not reaped yet.
-                guard let stat = try? String(contentsOfFile: "/proc/\(sleeperPID)/stat", encoding: .utf8) else {
-                    return true
-                }
-                return stat.split(separator: ")").last?.split(separator: " ").first == "Z"
-            }
 
             // A port that cannot be bound: non-zero exit, the reason, and no session started.
             let before = try await lab.ssm.call("DescribeSessions", ["State": "Active"])["Sessions"]?.arrayValue?.count

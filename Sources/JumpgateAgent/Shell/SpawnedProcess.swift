@@ -3,8 +3,9 @@ import FoundationEssentials
 import Glibc
 import JumpgateWire
 
-/// A program the agent started for a session (a shell, a command), and how it is started: `posix_spawn`
-/// (never `fork` in the agent's multithreaded process), in a new session, every signal at its default and
+/// A program started for a session (the agent's shells and commands, `useradd`, `jumpgate forward --exec`'s
+/// command), and how it is started: `posix_spawn` (never `fork` in a multithreaded process), in a new
+/// session or a new process group (``Launch/grouping``), every signal at its default and
 /// unblocked whatever the agent ignores, and no descriptor of the agent's above 2. Waiting and reaping are
 /// separate, so that whoever reaps decides when its pid may no longer be signalled.
 public struct SpawnedProcess: Sendable, Hashable {
@@ -85,7 +86,7 @@ public struct SpawnedProcess: Sendable, Hashable {
         }
     }
 
-    /// Starts `launch.executable` in a new session. `fileActions` gives the program its descriptors 0, 1
+    /// Starts `launch.executable` in a new session or process group. `fileActions` gives the program its descriptors 0, 1
     /// and 2; everything from 3 up is closed after them (NIO opens descriptors without close-on-exec).
     public static func spawn(
         _ launch: Launch,

@@ -3,9 +3,11 @@
 /// - code points, not characters: `[^;]` must refuse a `;` followed by a combining mark or a joiner, and
 ///   `"\r\n"` is two code points (the value goes into a shell command: a class that refuses a character
 ///   has to refuse it in any company);
-/// - the whole value, with `\A` and `\z` (ICU's `$` also matches before a final line break);
-/// - ICU's reading of a `-` next to a class escape inside brackets (`[\w-.]`: a literal `-`), which Swift's
-///   parser rejects as a range.
+/// - the whole value (`wholeMatch`: ICU's `$` also matches before a final line break, which must not let
+///   one through);
+/// - ICU's reading of a `-` right after a class escape inside brackets (`[\w-.]`: a literal `-`), which
+///   Swift's parser rejects as a range. Nothing else is rewritten: `--` (set difference), `\p{..}-[...]`
+///   (subtraction), and a `-` before a class escape (an error in ICU) stay as they are.
 /// On ASCII values it agrees with ICU (`AllowedPatternTests`, on seeded values). Beyond ASCII it may refuse
 /// what ICU accepts, never the reverse: ICU's `\w` also takes combining marks and joiners, Swift's does not.
 struct AllowedPattern {
@@ -13,8 +15,7 @@ struct AllowedPattern {
 
     /// Nil when the pattern does not compile.
     init?(_ pattern: String) {
-        let anchored = "\\A(?:" + Self.icuHyphens(pattern) + ")\\z"
-        guard let regex = try? Regex(anchored) else { return nil }
+        guard let regex = try? Regex(Self.icuHyphens(pattern)) else { return nil }
         self.regex = regex.matchingSemantics(.unicodeScalar)
     }
 
@@ -22,46 +23,58 @@ struct AllowedPattern {
         (try? self.regex.wholeMatch(in: value)) != nil
     }
 
-    /// `pattern` with each `-` inside brackets that touches a class escape (`\w`, `\d`, `\s`, their
-    /// capitals, `\p{...}`, `\P{...}`) escaped, which is what ICU makes of it.
+    /// `pattern` with each `-` that follows a class escape (`\w`, `\d`, `\s`, their capitals, `\p{...}`,
+    /// `\P{...}`) inside brackets escaped, when what comes next is neither `-` nor `[`: the literal hyphen
+    /// ICU makes of it. Quoted text (`\Q...\E`) is copied as it is.
     static func icuHyphens(_ pattern: String) -> String {
-        let characters = Array(pattern)
-        var result = ""
+        let scalars = Array(pattern.unicodeScalars)
+        var result = String.UnicodeScalarView()
         var index = 0
-        var inClass = false
-        var previousWasClassEscape = false
-        while index < characters.count {
-            let character = characters[index]
-            if character == "\\", index + 1 < characters.count {
-                let next = characters[index + 1]
-                var escape = String([character, next])
-                index += 2
-                if next == "p" || next == "P", index < characters.count, characters[index] == "{",
-                    let close = characters[index...].firstIndex(of: "}")
-                {
-                    escape += String(characters[index...close])
-                    index = close + 1
+        var classDepth = 0
+        var afterClassEscape = false
+        while index < scalars.count {
+            let scalar = scalars[index]
+            if scalar == "\\", index + 1 < scalars.count {
+                let next = scalars[index + 1]
+                var end = index + 2
+                if next == "Q" {
+                    // Quoted: everything up to \E (or the end) is literal.
+                    end = scalars.count
+                    var search = index + 2
+                    while search + 1 < scalars.count {
+                        if scalars[search] == "\\", scalars[search + 1] == "E" {
+                            end = search + 2
+                            break
+                        }
+                        search += 1
+                    }
+                } else if next == "p" || next == "P", end < scalars.count, scalars[end] == "{" {
+                    while end < scalars.count, scalars[end] != "}" { end += 1 }
+                    end = min(end + 1, scalars.count)
                 }
-                result += escape
-                previousWasClassEscape = inClass && "wWdDsSpP".contains(next)
+                result.append(contentsOf: scalars[index..<end])
+                afterClassEscape = classDepth > 0 && "wWdDsSpP".unicodeScalars.contains(next)
+                index = end
                 continue
             }
-            if inClass, character == "-" {
-                let nextIsClassEscape =
-                    index + 2 < characters.count && characters[index + 1] == "\\"
-                    && "wWdDsSpP".contains(characters[index + 2])
-                result += previousWasClassEscape || nextIsClassEscape ? "\\-" : "-"
-            } else {
-                result.append(character)
-                if character == "[", !inClass {
-                    inClass = true
-                } else if character == "]", inClass {
-                    inClass = false
+            if classDepth > 0, scalar == "-", afterClassEscape {
+                let next = index + 1 < scalars.count ? scalars[index + 1] : nil
+                if next != "-", next != "[" {
+                    result.append(contentsOf: "\\-".unicodeScalars)
+                    afterClassEscape = false
+                    index += 1
+                    continue
                 }
             }
-            previousWasClassEscape = false
+            result.append(scalar)
+            if scalar == "[" {
+                classDepth += 1
+            } else if scalar == "]", classDepth > 0 {
+                classDepth -= 1
+            }
+            afterClassEscape = false
             index += 1
         }
-        return result
+        return String(result)
     }
 }

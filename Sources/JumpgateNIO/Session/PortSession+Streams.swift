@@ -89,7 +89,8 @@ extension PortSession {
 
     func tcpRead(_ id: SmuxStreamID, _ connection: StreamTable.ConnectionID, _ data: ByteBuffer) {
         guard self.table.localRead(id, connection, data) else { return }
-        // A read burst (several reads of one socket) goes out as one flush, at tcpReadComplete.
+        // What one wake-up read (one read on local and target connections: StreamSocketReads) goes out as one
+        // flush, at tcpReadComplete.
         self.inTCPReadBurst = true
         self.pumpStream(id)
     }
