@@ -1,6 +1,5 @@
 import ArgumentParser
 import FoundationEssentials
-import Glibc
 import JumpgateGateway
 import JumpgateWire
 import Logging

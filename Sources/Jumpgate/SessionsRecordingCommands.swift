@@ -1,6 +1,5 @@
 import ArgumentParser
 import FoundationEssentials
-import Glibc
 import JumpgateClient
 import JumpgateNIO
 import JumpgateWire
@@ -49,7 +48,7 @@ struct SessionsGetRecordingCommand: AsyncParsableCommand {
         }
         let (bytes, answer) = try await SessionRecordings.fetch(self.gateway, self.sessionID)
         if path == "-" {
-            StandardStream.output.write(bytes: Array(bytes))
+            StandardStream.output.write(bytes: bytes)
         } else {
             guard
                 FileManager.default.createFile(
@@ -61,7 +60,7 @@ struct SessionsGetRecordingCommand: AsyncParsableCommand {
         }
         var note = path == "-" ? "" : "Wrote \(ByteCount.text(Int64(bytes.count))) to \(path)."
         if let caveat = SessionRecordings.caveat(answer) { note += (note.isEmpty ? "" : " ") + caveat }
-        if !note.isEmpty { StandardStream.error.write((note + "\n")) }
+        if !note.isEmpty { StandardStream.error.write(note + "\n") }
     }
 }
 
@@ -119,6 +118,6 @@ struct SessionsReplayCommand: AsyncParsableCommand {
             if due > clock.now { try await clock.sleep(until: due) }
             StandardStream.output.write(step.text)
         }
-        if let caveat { StandardStream.error.write(("\r\n" + caveat + "\r\n")) }
+        if let caveat { StandardStream.error.write("\r\n" + caveat + "\r\n") }
     }
 }

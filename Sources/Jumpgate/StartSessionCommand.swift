@@ -1,6 +1,5 @@
 import ArgumentParser
 import FoundationEssentials
-import Glibc
 import JumpgateClient
 import JumpgateNIO
 import JumpgateWire
@@ -93,7 +92,7 @@ struct StartSessionCommand: AsyncParsableCommand {
         }
         // On stderr: stdout carries the official plugin's lines, which tools parse.
         if !json, let notice = grant.limitsNotice, !outputIsTheStream {
-            StandardStream.error.write((notice + "\n"))
+            StandardStream.error.write(notice + "\n")
         }
         // The destination and local port as the gateway resolved them (a document may fix them).
         let resolved = { (key: String) in grant.properties[key] ?? value(key) }

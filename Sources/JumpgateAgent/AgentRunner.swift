@@ -1,5 +1,4 @@
 import FoundationEssentials
-import Glibc
 import JumpgateNIO
 import JumpgateWire
 import Logging
@@ -152,7 +151,7 @@ public final class AgentRunner: Sendable {
             // One line per retry: what happened and when the next attempt is.
             self.logger.warning(
                 "control channel down; retrying",
-                metadata: ["problem": "\(problem)", "retry_in": "\((DecimalText.fixed(delay, 1) + "s"))"]
+                metadata: ["problem": "\(problem)", "retry_in": "\(DecimalText.fixed(delay, 1))s"]
             )
             try? await Task.sleep(nanoseconds: UInt64(delay * 1e9))
         }

@@ -4,12 +4,6 @@ import JumpgateWire
 import NIOCore
 import NIOSSL
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// An error for the person at the terminal: what happened and what to do.
 public struct ClientError: Error, CustomStringConvertible, Sendable {
     public var description: String

@@ -2,12 +2,6 @@ import FoundationEssentials
 import JumpgateNIO
 import JumpgateWire
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// Where a forwarder writes the lines a person (or a tool waiting on a pipe) reads. Every line is
 /// flushed as it is written.
 public protocol ForwarderConsole: Sendable {

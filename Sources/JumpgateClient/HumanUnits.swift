@@ -12,11 +12,8 @@ public enum ByteCount {
             unit += 1
         }
         let digits = value < 10 ? 2 : value < 100 ? 1 : 0
-        return Self.fixed(value, digits) + " " + units[unit]
+        return DecimalText.fixed(value, digits) + " " + units[unit]
     }
-
-    /// `value` with `digits` decimals, without Foundation's locale-dependent formatting.
-    static func fixed(_ value: Double, _ digits: Int) -> String { DecimalText.fixed(value, digits) }
 }
 
 /// Durations as people type them: `90s`, `20m`, `8h`, or plain seconds.

@@ -5,12 +5,6 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// Resuming a session whose data channel dropped: ResumeSession and a new data channel, with backoff, while
 /// the local connections stay open.
 extension PortForwarder {

@@ -86,7 +86,7 @@ extension PortForwarder {
     /// A command's standard error, written whole: standard error may share standard output's file
     /// description (`2>&1 | ...`), which NIO made non-blocking, so a full pipe is waited for, not dropped.
     public func standardErrorReceived(_ session: PortSession, _ text: ByteBuffer) {
-        UserTerminal.writeWhole(text.readableBytesView, to: STDERR_FILENO)
+        FileDescriptorIO.writeAll(text.readableBytesView, to: STDERR_FILENO)
     }
 
     public func exitCodeReceived(_ session: PortSession, _ code: Int32) {

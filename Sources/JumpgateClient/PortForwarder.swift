@@ -6,12 +6,6 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// The laptop side of one port-forwarding session: connects the data channel, runs the handshake,
 /// listens on the local port and opens a smux stream per accepted connection. Prints the official
 /// plugin's lines word for word.

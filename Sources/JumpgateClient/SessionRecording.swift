@@ -1,12 +1,6 @@
 import FoundationEssentials
 import JumpgateWire
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 extension SSMClient {
     /// A session's whole recording, page by page (`GetSessionRecording`, docs/SESSIONS.md): its exact
     /// bytes, and the last page's answer (`Complete`, `Truncated`, `Sha256`).

@@ -6,12 +6,6 @@ import NIOCore
 import NIOPosix
 import UnixSignals
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// The user's terminal as a shell session's stream: standard input and output as one NIO channel, the
 /// terminal in raw mode meanwhile (every key, Ctrl+C included, goes to the remote shell as a byte), its size
 /// and changes to it. Whatever way the session ends, ``restore()`` puts the terminal back as it was.
@@ -131,26 +125,6 @@ public enum UserTerminal {
         return Self.outputChannel(ends[1], on: eventLoop).map { ($0, written.futureResult) }
     }
 
-    /// Writes all of `bytes` to `descriptor`, waiting (poll) while a non-blocking descriptor is full; stops
-    /// at an error other than EAGAIN and EINTR (a reader that went away).
-    static func writeWhole<Bytes: Collection<UInt8>>(_ bytes: Bytes, to descriptor: CInt) {
-        let array = Array(bytes)
-        var offset = 0
-        while offset < array.count {
-            let done = array[offset...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-            if done > 0 {
-                offset += done
-            } else if done < 0, errno == EAGAIN || errno == EWOULDBLOCK {
-                var ready = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
-                _ = poll(&ready, 1, 1000)
-            } else if done < 0, errno == EINTR {
-                continue
-            } else {
-                return
-            }
-        }
-    }
-
     private static func outputChannel(_ output: CInt, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
         NIOPipeBootstrap(group: eventLoop)
             .channelOption(.autoRead, value: false)
@@ -169,17 +143,11 @@ public enum UserTerminal {
             let count = read(reader, &buffer, buffer.count)
             if count < 0, errno == EINTR { continue }
             guard count > 0 else { return }
-            var offset = 0
-            while !failed, offset < count {
-                let done = buffer[offset..<count].withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
-                if done < 0, errno == EINTR { continue }
-                guard done > 0 else {
-                    failed = true
-                    let message = "Error: cannot write the command's output: \(String(cString: strerror(errno)))\n"
-                    StandardStream.error.write(message)
-                    break
-                }
-                offset += done
+            if !failed, !FileDescriptorIO.writeAll(buffer[0..<count], to: STDOUT_FILENO) {
+                failed = true
+                StandardStream.error.write(
+                    "Error: cannot write the command's output: \(String(cString: strerror(errno)))\n"
+                )
             }
         }
     }

@@ -1,6 +1,5 @@
 import ArgumentParser
 import FoundationEssentials
-import Glibc
 import JumpgateNIO
 import JumpgateWire
 import NIOCore
@@ -19,7 +18,7 @@ func readStandardInput() -> [UInt8] {
 }
 
 func writeStandardError(_ text: String) {
-    StandardStream.error.write((text + "\n"))
+    StandardStream.error.write(text + "\n")
 }
 
 struct DecodeFrameCommand: ParsableCommand {
@@ -93,7 +92,7 @@ struct EncodeFrameCommand: ParsableCommand {
         if self.hex {
             print(Hex.encode(frame.readableBytesView))
         } else {
-            StandardStream.output.write(bytes: Array(frame.readableBytesView))
+            StandardStream.output.write(bytes: frame.readableBytesView)
         }
     }
 }

@@ -1,6 +1,5 @@
 import ArgumentParser
 import FoundationEssentials
-import Glibc
 import JumpgateAgent
 import JumpgateClient
 import JumpgateNIO
@@ -34,7 +33,7 @@ struct LoadCommand: ParsableCommand {
 
     /// One line of JSON on standard output, at once (the driver waits for it).
     static func report(_ fields: JSONValue) {
-        StandardStream.output.write((fields.serialized() + "\n"))
+        StandardStream.output.write(fields.serialized() + "\n")
     }
 
     /// The value at quantile `q` of `values` in milliseconds, rounded to 0.1 ms.

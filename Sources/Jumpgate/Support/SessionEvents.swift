@@ -1,5 +1,4 @@
 import FoundationEssentials
-import Glibc
 import JumpgateClient
 import JumpgateNIO
 import JumpgateWire

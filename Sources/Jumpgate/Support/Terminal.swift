@@ -25,7 +25,7 @@ enum StatusLine {
     /// Replaces the line with `text` (kept short enough not to wrap on an 80-column terminal).
     static func draw(_ text: String) {
         self.shown.withLockedValue { shown in
-            StandardStream.error.write(("\r\u{1B}[K" + String(text.prefix(79))))
+            StandardStream.error.write("\r\u{1B}[K" + String(text.prefix(79)))
             shown = true
         }
     }

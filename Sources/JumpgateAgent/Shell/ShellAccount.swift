@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import JumpgateNIO
 import JumpgateWire
 import NIOConcurrencyHelpers
 
@@ -267,7 +268,7 @@ public enum ShellAccounts {
             throw Refusal("could not create the user \(name): \(error)")
         }
         close(errors[1])
-        let message = String(decoding: SpawnedProcess.readToEnd(errors[0]), as: UTF8.self)
+        let message = String(decoding: FileDescriptorIO.readToEnd(errors[0]), as: UTF8.self)
         close(errors[0])
         let status = process.waitForExit()
         // Another session may have created it meanwhile (useradd exits 9: the name is taken).

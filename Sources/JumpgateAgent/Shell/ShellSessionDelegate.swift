@@ -1,5 +1,4 @@
 import FoundationEssentials
-import Glibc
 import JumpgateNIO
 import JumpgateWire
 import Logging

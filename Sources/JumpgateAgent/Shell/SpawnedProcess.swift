@@ -67,18 +67,6 @@ public struct SpawnedProcess: Sendable, Hashable {
         }
     }
 
-    /// Everything `descriptor` yields until its end (blocking).
-    static func readToEnd(_ descriptor: Int32) -> [UInt8] {
-        var result: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-            if count < 0, errno == EINTR { continue }
-            guard count > 0 else { return result }
-            result.append(contentsOf: chunk[0..<count])
-        }
-    }
-
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
         init(_ step: String, _ code: Int32, what: String = "a terminal") {

@@ -1,5 +1,4 @@
 import FoundationEssentials
-import Glibc
 import JumpgateWire
 
 /// One stored version of a custom session document.

@@ -1,5 +1,4 @@
 import FoundationEssentials
-import Glibc
 import JumpgateWire
 
 /// Why a document or a session's parameters are refused: AWS's error type and a message that says what to

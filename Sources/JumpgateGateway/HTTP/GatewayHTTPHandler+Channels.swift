@@ -1,6 +1,5 @@
 import CoreMetrics
 import FoundationEssentials
-import Glibc
 import JumpgateNIO
 import JumpgateWire
 import Logging

@@ -1,6 +1,5 @@
 import Crypto
 import FoundationEssentials
-import Glibc
 import JumpgateWire
 import SwiftASN1
 import X509
