@@ -32,6 +32,10 @@ int cjumpgate_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *action
     return posix_spawn_file_actions_addclosefrom_np(actions, from);
 }
 
+int cjumpgate_spawn_file_actions_addtcsetpgrp(posix_spawn_file_actions_t *actions, int fd) {
+    return posix_spawn_file_actions_addtcsetpgrp_np(actions, fd);
+}
+
 short cjumpgate_posix_spawn_setsid(void) {
     return POSIX_SPAWN_SETSID;
 }

@@ -78,7 +78,7 @@ struct ForwardCommand: AsyncParsableCommand {
     @Option(
         name: .long,
         help:
-            "Run this shell command once every forward is ready (ports in JUMPGATE_PORT_1.. and JUMPGATE_PORTS); end the sessions when it exits."
+            "Run this shell command once every forward is ready (ports in JUMPGATE_PORT_1.. and JUMPGATE_PORTS); end the sessions when it exits. On a terminal it gets the terminal (an interactive psql or mysql works)."
     )
     var exec: String?
     @Option(
@@ -210,9 +210,10 @@ struct ForwardCommand: AsyncParsableCommand {
             }
             await task.value
         }
-        // On a terminal, one line shows the connections and the bytes each way, summed over the forwards.
+        // On a terminal, one line shows the connections and the bytes each way, summed over the forwards;
+        // not with --exec, whose command has the terminal.
         let statusLine: Task<Void, Never>? =
-            self.format == .text && StatusLine.isAvailable
+            self.format == .text && self.exec == nil && StatusLine.isAvailable
             ? Task {
                 for forwarder in forwarders { _ = try? await forwarder.readyPort.get() }
                 while !Task.isCancelled {
@@ -231,7 +232,8 @@ struct ForwardCommand: AsyncParsableCommand {
         // Ctrl+C or SIGTERM ends every session (outside the group: a signal wait cannot be cancelled).
         Task {
             // With --exec, also a hangup (the terminal closed) and Ctrl+\: the command has a process group of
-            // its own, which neither reaches, so forward must stop it.
+            // its own, which neither reaches, so forward must stop it. (When the command holds the terminal,
+            // ForwardExec, the terminal's Ctrl+C and Ctrl+\ reach the command instead.)
             _ = await TerminationSignal.wait(
                 self.exec == nil ? [SIGINT, SIGTERM] : [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
             )
@@ -298,7 +300,7 @@ struct ForwardCommand: AsyncParsableCommand {
                     }
                 }
                 guard let command = self.exec else { return nil }
-                let status = await Self.runExec(command, ports: bound.map(\.port))
+                let status = await ForwardExec.run(command, ports: bound.map(\.port))
                 cause.withLockedValue { $0 = $0 ?? .user }
                 return status
             }
@@ -345,57 +347,6 @@ struct ForwardCommand: AsyncParsableCommand {
                 let why = reason ?? "the agent gave no reason; see its log"
                 StatusLine.withLineCleared {
                     StandardStream.error.write("Connection from port \(localPort) to \(destination) failed: \(why)\n")
-                }
-            }
-        }
-    }
-
-    static func runExec(_ command: String, ports: [Int]) async -> Int32 {
-        var environment = ProcessInfo.processInfo.environment
-        for (index, port) in ports.enumerated() { environment["JUMPGATE_PORT_\(index + 1)"] = String(port) }
-        environment["JUMPGATE_PORTS"] = ports.map(String.init).joined(separator: ",")
-        // In a process group of its own, as before (Foundation's Process did so): the terminal's Ctrl+C
-        // reaches forward, which ends the sessions and then stops the command's whole group.
-        var launch = SpawnedProcess.Launch(
-            executable: "/bin/sh",
-            arguments: ["sh", "-c", command],
-            environment: environment
-        )
-        launch.grouping = .newProcessGroup
-        let process: SpawnedProcess
-        do {
-            process = try SpawnedProcess.spawn(launch, what: "/bin/sh") { _ in }
-        } catch {
-            StatusLine.withLineCleared {
-                StandardStream.error.write("Error: cannot run /bin/sh for --exec '\(command)': \(error).\n")
-            }
-            return 127
-        }
-        // Reaped under the lock, so a cancellation never signals a group whose leader was reaped (its pid
-        // maybe reused).
-        let reaped = NIOLockedValueBox(false)
-        return await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
-                DetachedThread.start {
-                    process.waitUntilEnded()
-                    let status = reaped.withLockedValue { reaped in
-                        reaped = true
-                        return process.exitStatusIfEnded()
-                    }
-                    continuation.resume(returning: status?.shellCode ?? 1)
-                }
-            }
-        } onCancel: {
-            // A session ended first, or Ctrl+C: the command loses its tunnel, so it is stopped too, with
-            // everything it started (its process group).
-            reaped.withLockedValue { reaped in
-                if !reaped { kill(-process.pid, SIGTERM) }
-            }
-            // A command that ignores SIGTERM gets SIGKILL 5 s later, as the agent's programs do.
-            DetachedThread.start {
-                usleep(5_000_000)
-                reaped.withLockedValue { reaped in
-                    if !reaped { kill(-process.pid, SIGKILL) }
                 }
             }
         }
