@@ -69,7 +69,14 @@ import Testing
         }
         #expect(WallClock.parseISO8601("2026-12-31") == 1_798_675_200)
         #expect(WallClock.parseISO8601("2026-12-31T18:00:00+02:00") == 1_798_732_800)
-        for bad in ["", "2h", "yesterday", "2026-13-01", "1798675200"] {
+        #expect(WallClock.parseISO8601("2024-02-29T23:59:59Z") == 1_709_251_199)  // a leap day
+        // Fields out of range are refused, not rolled over (FoundationEssentials alone takes 25:00 as the next
+        // day's 01:00, as ISO8601DateFormatter did not).
+        for bad in [
+            "", "2h", "yesterday", "2026-13-01", "1798675200", "2026-12-31T25:00:00Z", "2026-12-31T24:00:00Z",
+            "2026-12-31T23:60:00Z", "2026-12-31T23:59:60Z", "2026-02-29", "2026-02-30T00:00:00Z", "2026-04-31",
+            "2026-00-10", "2026-12-00", "2026-12-31T18:00:00+25:00", "2026-12-31T18:00:00+02:61",
+        ] {
             #expect(WallClock.parseISO8601(bad) == nil, "\(bad)")
         }
         #expect(fractional.date(from: WallClock.iso8601Now()) != nil)
