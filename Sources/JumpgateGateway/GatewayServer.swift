@@ -188,10 +188,8 @@ public final class GatewayServer: Sendable {
                 .serverChannelOption(.autoRead, value: false)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 // Large reads make full TLS records and one relay write per burst (nio-data-path-measurements.md).
-                .childChannelOption(
-                    .recvAllocator,
-                    value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: 256 * 1024)
-                )
+                .childChannelOption(.recvAllocator, value: TLSSocketReads.recvAllocator)
+                .childChannelOption(.maxMessagesPerRead, value: TLSSocketReads.maxMessagesPerRead)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         guard let (sslContext, state) = pipeline.withLockedValue({ $0 }) else {

@@ -35,10 +35,8 @@ extension HTTPSEndpoint {
             try await bootstrap
             .connectTimeout(.seconds(10))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelOption(
-                .recvAllocator,
-                value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: 256 * 1024)
-            )
+            .channelOption(.recvAllocator, value: TLSSocketReads.recvAllocator)
+            .channelOption(.maxMessagesPerRead, value: TLSSocketReads.maxMessagesPerRead)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
