@@ -32,8 +32,12 @@ int cjumpgate_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *action
     return posix_spawn_file_actions_addclosefrom_np(actions, from);
 }
 
-int cjumpgate_spawn_file_actions_addtcsetpgrp(posix_spawn_file_actions_t *actions, int fd) {
-    return posix_spawn_file_actions_addtcsetpgrp_np(actions, fd);
+pid_t cjumpgate_siginfo_pid(const siginfo_t *info) {
+    return info->si_pid;
+}
+
+int cjumpgate_siginfo_status(const siginfo_t *info) {
+    return info->si_status;
 }
 
 short cjumpgate_posix_spawn_setsid(void) {

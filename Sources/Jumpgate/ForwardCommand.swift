@@ -232,8 +232,9 @@ struct ForwardCommand: AsyncParsableCommand {
         // Ctrl+C or SIGTERM ends every session (outside the group: a signal wait cannot be cancelled).
         Task {
             // With --exec, also a hangup (the terminal closed) and Ctrl+\: the command has a process group of
-            // its own, which neither reaches, so forward must stop it. (When the command holds the terminal,
-            // ForwardExec, the terminal's Ctrl+C and Ctrl+\ reach the command instead.)
+            // its own, which neither reaches off a terminal, so forward must stop it. (When the command holds
+            // the terminal, ForwardExec, the terminal's Ctrl+C, Ctrl+\ and hangup reach the command, and
+            // forward ends when it does.)
             _ = await TerminationSignal.wait(
                 self.exec == nil ? [SIGINT, SIGTERM] : [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
             )

@@ -8,10 +8,11 @@ import NIOConcurrencyHelpers
 /// `jumpgate forward --exec`'s command: `/bin/sh -c COMMAND` with the bound ports in its environment, in a
 /// process group of its own, so that `forward` can stop it with everything it started.
 ///
-/// On a terminal whose foreground `forward` holds, the command gets the terminal as a shell's job would
-/// (``ForegroundTerminal``): it can read it, and Ctrl+C, Ctrl+\ and Ctrl+Z reach the command, not `forward`.
-/// Anywhere else (a script, a pipe, the background), the terminal's signals reach `forward`, which ends the
-/// sessions and then stops the command.
+/// On a terminal whose foreground `forward` holds (run from an interactive shell, directly or from a script),
+/// the command gets the terminal as a shell's job would (``ForegroundTerminal``): it can read it, and Ctrl+C,
+/// Ctrl+\ and Ctrl+Z reach the command, not `forward`. Otherwise (standard input is not a terminal, or
+/// `forward` runs in the background), the terminal's signals reach `forward`, which ends the sessions and
+/// then stops the command.
 enum ForwardExec {
     /// Runs the command and returns its status as a shell gives it (128 + n for a signal n); 127 if `/bin/sh`
     /// cannot be started. Cancelling the task (a session ended, or the user ended `forward`) stops the
@@ -26,32 +27,37 @@ enum ForwardExec {
             environment: environment
         )
         launch.grouping = .newProcessGroup
-        let terminal = ForegroundTerminal.current()
+        var terminal = ForegroundTerminal.current()
         let process: SpawnedProcess
         do {
-            process = try SpawnedProcess.spawn(launch, what: "/bin/sh") { actions in
-                // The child takes the terminal before it runs anything (glibc does it with every signal
-                // blocked): no moment where the command reads the terminal from the background.
-                if let terminal { cjumpgate_spawn_file_actions_addtcsetpgrp(&actions, terminal.descriptor) }
-            }
+            process = try SpawnedProcess.spawn(launch, what: "/bin/sh") { _ in }
         } catch {
             StatusLine.withLineCleared {
                 StandardStream.error.write("Error: cannot run /bin/sh for --exec '\(command)': \(error).\n")
             }
             return 127
         }
+        // Lent from here rather than by the child before it runs (posix_spawn_file_actions_addtcsetpgrp_np
+        // needs glibc 2.35; Amazon Linux 2023 and RHEL 9 have 2.34). Whatever in the group read or set the
+        // terminal before this was stopped by SIGTTIN or SIGTTOU (or is about to be: SIGCONT also discards a
+        // pending stop signal), so the whole group is continued once it has the terminal.
+        terminal?.lend(to: process.pid)
+        if terminal?.lent == true { kill(-process.pid, SIGCONT) }
+        let lentTerminal = terminal
         // Reaped under the lock, so a cancellation never signals a group whose leader was reaped (its pid
         // maybe reused).
         let reaped = NIOLockedValueBox(false)
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 DetachedThread.start {
-                    Self.waitUntilEnded(process, terminal: terminal)
+                    var terminal = lentTerminal
+                    Self.waitUntilEnded(process, terminal: &terminal)
+                    // Before the reap, while the ended leader still holds its pid (and so its group's id).
+                    terminal?.takeBack()
                     let status = reaped.withLockedValue { reaped in
                         reaped = true
                         return process.exitStatusIfEnded()
                     }
-                    terminal?.takeBack(from: process.pid)
                     continuation.resume(returning: status?.shellCode ?? 1)
                 }
             }
@@ -74,10 +80,10 @@ enum ForwardExec {
         }
     }
 
-    /// Blocks until the command's shell has ended, without reaping it. With a terminal, a stop of the shell
-    /// (Ctrl+Z) suspends `forward` too, as a shell's job: ``ForegroundTerminal/suspend(command:)``.
-    private static func waitUntilEnded(_ process: SpawnedProcess, terminal: ForegroundTerminal?) {
-        guard let terminal else {
+    /// Blocks until the command's shell has ended, without reaping it. With a terminal, each stop of the
+    /// shell is handled as a shell handles its job's: ``ForegroundTerminal/commandStopped(_:by:)``.
+    private static func waitUntilEnded(_ process: SpawnedProcess, terminal: inout ForegroundTerminal?) {
+        guard terminal != nil else {
             process.waitUntilEnded()
             return
         }
@@ -88,10 +94,13 @@ enum ForwardExec {
                 return
             }
             guard info.si_code == CLD_STOPPED else { return }
-            // Consumes the stop (WNOWAIT left it), so the next wait reports what comes after it.
+            // Consumes the stop (WNOWAIT left it), so the next wait reports what comes after it. Nothing to
+            // consume means it is gone already (a SIGCONT from a session's end continued the command).
             var consumed = siginfo_t()
-            _ = waitid(P_PID, id_t(process.pid), &consumed, WSTOPPED | WNOHANG)
-            terminal.suspend(command: process.pid)
+            guard waitid(P_PID, id_t(process.pid), &consumed, WSTOPPED | WNOHANG) == 0,
+                cjumpgate_siginfo_pid(&consumed) == process.pid
+            else { continue }
+            terminal?.commandStopped(process.pid, by: cjumpgate_siginfo_status(&consumed))
         }
     }
 }

@@ -187,7 +187,8 @@ public final class GatewayServer: Sendable {
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .serverChannelOption(.autoRead, value: false)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                // Large reads make full TLS records and one relay write per burst (nio-data-path-measurements.md).
+                // Reads of up to 128 KiB, one per wake-up: full TLS records and one relay write per burst
+                // (nio-data-path-measurements.md), and NIOSSL's burst buffer bounded (TLSSocketReads).
                 .childChannelOption(.recvAllocator, value: TLSSocketReads.recvAllocator)
                 .childChannelOption(.maxMessagesPerRead, value: TLSSocketReads.maxMessagesPerRead)
                 .childChannelInitializer { channel in

@@ -32,7 +32,7 @@ struct ForwardExecTerminalTests {
         """
 
     @Test(
-        "an interactive command reads the terminal and uses the tunnel; Ctrl+Z stops forward as a job and fg resumes the command; Ctrl+C reaches the command, not forward; the terminal's modes come back after a command killed in raw mode"
+        "an interactive command reads the terminal and uses the tunnel; Ctrl+Z stops forward's job (run from a script), bg stops it again at the command's read, fg resumes the command; Ctrl+C reaches the command, not forward; the terminal's modes come back after a command killed in raw mode"
     )
     func interactiveCommand() async throws {
         try await EndToEndTests.withLab { lab, echoPort in
@@ -46,26 +46,38 @@ struct ForwardExecTerminalTests {
                 "jumpgate forward \(lab.instanceID) -L 0:127.0.0.1:\(echoPort) --endpoint-url \(lab.url) --ca-file \(lab.caFile) --exec"
 
             // Before, the command ran in a background group and the terminal stopped it (SIGTTIN) at its first
-            // read: "name?" was printed and nothing else ever was.
-            try terminal.type("stty -g > before1")
-            try terminal.type("\(forward) 'sh ./interactive.sh'")
+            // read: "name?" was printed and nothing else ever was. forward runs from a script, so its job's
+            // process group also holds the script's shell, which a Ctrl+Z must stop too.
+            try "\(forward) 'sh ./interactive.sh'; echo \"wrapped-exit=$?\"\n".write(
+                toFile: lab.directory + "/wrapper.sh",
+                atomically: true,
+                encoding: .utf8
+            )
+            // Job changes reported at once, not at the next prompt (the test waits for them).
+            try terminal.type("set -b; stty -g > before1")
+            try terminal.type("sh ./wrapper.sh")
             try terminal.waitForLine(timeout: 30) { $0.hasSuffix("name?") }
             try terminal.type("alice")
             try terminal.waitForLine { $0 == "echoed:alice" }
             try terminal.waitForLine { $0.hasSuffix("again?") }
 
-            // Ctrl+Z stops the command's group; forward takes the terminal back and stops itself, so bash
-            // reports its job stopped and has the terminal again.
+            // Ctrl+Z stops the command's group; forward takes the terminal back and stops its own group (the
+            // script's shell and itself), so bash reports the job stopped and has the terminal again.
+            let stopped = { (line: String) in line.contains("Stopped") && line.contains("sh ./wrapper.sh") }
             try terminal.press("C-z")
-            try terminal.waitForLine { $0.contains("Stopped") && $0.contains("jumpgate forward") }
+            try terminal.waitForLine(stopped)
             try terminal.type("echo shell-has-it")
             try terminal.waitForLine { $0 == "shell-has-it" }
-            // fg continues forward, which gives the terminal back to the command and continues it.
+            // bg: the command, continued in the background, reads the terminal and is stopped by it again
+            // (SIGTTIN), and forward with it: the job is reported stopped a second time.
+            try terminal.type("bg")
+            try Self.waitForCount(terminal, 2, of: stopped)
+            // fg continues forward in the foreground, which lends the terminal to the command again.
             try terminal.type("fg")
             try terminal.type("bob")
             try terminal.waitForLine { $0 == "second:bob" }
-            try terminal.type("echo EXIT1=$?; stty -g > after1; cmp -s before1 after1 && echo RESTORED1")
-            try terminal.waitForLine { $0 == "EXIT1=7" }
+            try terminal.waitForLine { $0 == "wrapped-exit=7" }
+            try terminal.type("stty -g > after1; cmp -s before1 after1 && echo RESTORED1")
             try terminal.waitForLine { $0 == "RESTORED1" }
 
             // Ctrl+C reaches the command (the shell dies of SIGINT: 130), not forward (which would exit 0).
@@ -89,5 +101,16 @@ struct ForwardExecTerminalTests {
             let screen = try terminal.lines()
             #expect(screen.contains("RESTORED3"), "\(screen.joined(separator: "\n"))")
         }
+    }
+
+    /// Waits (polling the screen, at most 20 s) until `count` lines satisfy `predicate`.
+    static func waitForCount(_ terminal: Tmux, _ count: Int, of predicate: (String) -> Bool) throws {
+        for _ in 0..<400 {
+            if try terminal.count(predicate) >= count { return }
+            usleep(50_000)
+        }
+        throw HarnessError(
+            "fewer than \(count) such lines after 20 s:\n" + (try terminal.lines()).joined(separator: "\n")
+        )
     }
 }

@@ -70,12 +70,23 @@ import Testing
         #expect(WallClock.parseISO8601("2026-12-31") == 1_798_675_200)
         #expect(WallClock.parseISO8601("2026-12-31T18:00:00+02:00") == 1_798_732_800)
         #expect(WallClock.parseISO8601("2024-02-29T23:59:59Z") == 1_709_251_199)  // a leap day
+        #expect(WallClock.parseISO8601("2000-02-29") == 951_782_400)  // divisible by 400: a leap year
+        #expect(WallClock.parseISO8601("1969-12-31T23:59:59Z") == -1)
+        for sameTime in ["2026-12-31T18:00:00+0200", "2026-12-31T18:00:00+02", "2026-12-31T14:00:00-02:00"] {
+            #expect(WallClock.parseISO8601(sameTime) == 1_798_732_800, "\(sameTime)")
+        }
+        #expect(WallClock.parseISO8601("2026-12-31T16:30:00-00:30") == 1_798_736_400)
         // Fields out of range are refused, not rolled over (FoundationEssentials alone takes 25:00 as the next
         // day's 01:00, as ISO8601DateFormatter did not).
         for bad in [
             "", "2h", "yesterday", "2026-13-01", "1798675200", "2026-12-31T25:00:00Z", "2026-12-31T24:00:00Z",
             "2026-12-31T23:60:00Z", "2026-12-31T23:59:60Z", "2026-02-29", "2026-02-30T00:00:00Z", "2026-04-31",
             "2026-00-10", "2026-12-00", "2026-12-31T18:00:00+25:00", "2026-12-31T18:00:00+02:61",
+            // Shapes FoundationEssentials took (one-digit fields, no zone or a space for the T: read as
+            // midnight), and broken zones and fractions.
+            "2026-2-30", "2026-4-31", "2026-12-31T18:00:00", "2026-12-31 18:00:00Z", "2026-12-31T18:00:00.Z",
+            "2026-12-31T18:00:00+2", "2026-12-31T18:00:00+02:0", "2026-12-31T18:00:00ZZ", "2026-12-31T18:00Z",
+            "2026-12-31t18:00:00z", "02026-12-31", "2026-12-31Z",
         ] {
             #expect(WallClock.parseISO8601(bad) == nil, "\(bad)")
         }

@@ -1,6 +1,7 @@
 #ifndef C_JUMPGATE_PTY_H
 #define C_JUMPGATE_PTY_H
 
+#include <signal.h>
 #include <spawn.h>
 #include <stddef.h>
 
@@ -16,10 +17,9 @@ int cjumpgate_spawn_file_actions_addchdir(posix_spawn_file_actions_t *actions, c
 /// child, whatever its close-on-exec flag (NIO's sockets and epoll descriptor have none).
 int cjumpgate_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int from);
 
-/// posix_spawn_file_actions_addtcsetpgrp_np (glibc 2.35): the child makes its process group the foreground
-/// group of the terminal on `fd` (with every signal blocked, so SIGTTOU does not stop it), as a shell does for
-/// a job it starts in the foreground.
-int cjumpgate_spawn_file_actions_addtcsetpgrp(posix_spawn_file_actions_t *actions, int fd);
+/// The pid and the status (exit code or signal) in a SIGCHLD `siginfo_t` (a union Swift does not name).
+pid_t cjumpgate_siginfo_pid(const siginfo_t *info);
+int cjumpgate_siginfo_status(const siginfo_t *info);
 
 /// POSIX_SPAWN_SETSID (glibc 2.26): the child calls setsid() before its file actions.
 short cjumpgate_posix_spawn_setsid(void);

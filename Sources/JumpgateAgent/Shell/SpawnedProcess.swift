@@ -22,8 +22,8 @@ public struct SpawnedProcess: Sendable, Hashable {
         /// The terminal's size (programs on a pseudo-terminal only).
         public var size: TerminalSize?
         /// Where the program runs: in a session of its own (the agent's programs), or in a process group
-        /// of its own inside this process's session (`jumpgate forward --exec`'s command: the terminal's
-        /// Ctrl+C reaches `forward`, which ends the sessions and then stops the command's whole group).
+        /// of its own inside this process's session (`jumpgate forward --exec`'s command, which `forward`
+        /// stops as a whole, and to which it lends the terminal as a shell lends it to a job).
         public var grouping = Grouping.newSession
 
         public init(
