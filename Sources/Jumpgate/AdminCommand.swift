@@ -65,7 +65,7 @@ struct CreateActivationCommand: AsyncParsableCommand {
             epoch = seconds
         } else {
             throw ValidationError(
-                "--expiration-date '\(text)' is neither an ISO 8601 time (2026-12-31T18:00:00Z) nor a duration (2h, 7d)."
+                "--expiration-date '\(text)' is neither an ISO 8601 time with its zone (2026-12-31T18:00:00Z, 2026-12-31T18:00+02:00) or a date (2026-12-31) nor a duration (2h, 7d)."
             )
         }
         guard epoch > now else {

@@ -40,7 +40,10 @@ struct AuditCommand: AsyncParsableCommand {
         func validate() throws {
             for (flag, value) in [("--since", self.since), ("--until", self.until)] {
                 if let value, Self.time(value, now: WallClock.nowSeconds()) == nil {
-                    throw ValidationError("\(flag) '\(value)' is neither an ISO 8601 time nor a duration such as 1h.")
+                    throw ValidationError(
+                        "\(flag) '\(value)' is neither an ISO 8601 time with its zone (2026-12-31T18:00:00Z), "
+                            + "a date (2026-12-31) nor a duration such as 1h."
+                    )
                 }
             }
         }

@@ -8,11 +8,10 @@ import NIOConcurrencyHelpers
 /// `jumpgate forward --exec`'s command: `/bin/sh -c COMMAND` with the bound ports in its environment, in a
 /// process group of its own, so that `forward` can stop it with everything it started.
 ///
-/// On a terminal whose foreground `forward` holds (run from an interactive shell, directly or from a script),
-/// the command gets the terminal as a shell's job would (``ForegroundTerminal``): it can read it, and Ctrl+C,
-/// Ctrl+\ and Ctrl+Z reach the command, not `forward`. Otherwise (standard input is not a terminal, or
-/// `forward` runs in the background), the terminal's signals reach `forward`, which ends the sessions and
-/// then stops the command.
+/// On the terminal `forward` was started from (directly or from a script), the command gets the terminal as a
+/// shell's job would (``ForegroundTerminal``): it can read it, and Ctrl+C, Ctrl+\ and Ctrl+Z reach the command,
+/// not `forward`. When standard input is not a terminal, the terminal's signals reach `forward`, which ends
+/// the sessions and then stops the command.
 enum ForwardExec {
     /// Runs the command and returns its status as a shell gives it (128 + n for a signal n); 127 if `/bin/sh`
     /// cannot be started. Cancelling the task (a session ended, or the user ended `forward`) stops the
@@ -38,11 +37,9 @@ enum ForwardExec {
             return 127
         }
         // Lent from here rather than by the child before it runs (posix_spawn_file_actions_addtcsetpgrp_np
-        // needs glibc 2.35; Amazon Linux 2023 and RHEL 9 have 2.34). Whatever in the group read or set the
-        // terminal before this was stopped by SIGTTIN or SIGTTOU (or is about to be: SIGCONT also discards a
-        // pending stop signal), so the whole group is continued once it has the terminal.
-        terminal?.lend(to: process.pid)
-        if terminal?.lent == true { kill(-process.pid, SIGCONT) }
+        // needs glibc 2.35; Amazon Linux 2023 and RHEL 9 have 2.34); whatever in the group touched the
+        // terminal before is continued once it has it.
+        terminal?.lendIfForeground(to: process.pid)
         let lentTerminal = terminal
         // Reaped under the lock, so a cancellation never signals a group whose leader was reaped (its pid
         // maybe reused).
@@ -52,7 +49,8 @@ enum ForwardExec {
                 DetachedThread.start {
                     var terminal = lentTerminal
                     Self.waitUntilEnded(process, terminal: &terminal)
-                    // Before the reap, while the ended leader still holds its pid (and so its group's id).
+                    // Before the reap, so that no new process can take the ended leader's pid (and its
+                    // group's id) while the terminal may still name that group.
                     terminal?.takeBack()
                     let status = reaped.withLockedValue { reaped in
                         reaped = true
@@ -81,7 +79,9 @@ enum ForwardExec {
     }
 
     /// Blocks until the command's shell has ended, without reaping it. With a terminal, each stop of the
-    /// shell is handled as a shell handles its job's: ``ForegroundTerminal/commandStopped(_:by:)``.
+    /// shell is handled as a shell handles its job's (``ForegroundTerminal/commandStopped(_:by:)``), and while
+    /// the terminal is not lent (`forward` in the background) the wait polls every 100 ms, to lend it as soon
+    /// as `fg` brings `forward` back to the foreground.
     private static func waitUntilEnded(_ process: SpawnedProcess, terminal: inout ForegroundTerminal?) {
         guard terminal != nil else {
             process.waitUntilEnded()
@@ -89,9 +89,17 @@ enum ForwardExec {
         }
         while true {
             var info = siginfo_t()
-            guard waitid(P_PID, id_t(process.pid), &info, WEXITED | WSTOPPED | WNOWAIT) == 0 else {
+            let polling = terminal?.lent == false
+            guard waitid(P_PID, id_t(process.pid), &info, WEXITED | WSTOPPED | WNOWAIT | (polling ? WNOHANG : 0)) == 0
+            else {
                 if errno == EINTR { continue }
                 return
+            }
+            if cjumpgate_siginfo_pid(&info) == 0 {
+                // Nothing happened (WNOHANG).
+                terminal?.lendIfForeground(to: process.pid)
+                if terminal?.lent == false { usleep(100_000) }
+                continue
             }
             guard info.si_code == CLD_STOPPED else { return }
             // Consumes the stop (WNOWAIT left it), so the next wait reports what comes after it. Nothing to

@@ -28,7 +28,9 @@ public enum IAMDate {
             month = m
             index = 7
             if character(7, "-") {
-                guard let d = digits(8..<10), (1...Self.length(month: m, year: year)).contains(d) else { return nil }
+                guard let d = digits(8..<10), (1...ISO8601Time.days(inMonth: m, of: year)).contains(d) else {
+                    return nil
+                }
                 day = d
                 index = 10
             }
@@ -72,11 +74,4 @@ public enum IAMDate {
         return zone[0] == "+" ? seconds - offset : seconds + offset
     }
 
-    static func length(month: Int, year: Int) -> Int {
-        switch month {
-        case 2: return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
-        case 4, 6, 9, 11: return 30
-        default: return 31
-        }
-    }
 }

@@ -32,7 +32,7 @@ struct ForwardExecTerminalTests {
         """
 
     @Test(
-        "an interactive command reads the terminal and uses the tunnel; Ctrl+Z stops forward's job (run from a script), bg stops it again at the command's read, fg resumes the command; Ctrl+C reaches the command, not forward; the terminal's modes come back after a command killed in raw mode"
+        "an interactive command reads the terminal and uses the tunnel; Ctrl+Z stops forward's job (run from a script), bg stops it again at the command's read, fg resumes the command; Ctrl+Z, bg and fg lend the terminal again without a read; Ctrl+C reaches the command, not forward; the terminal's modes come back after a command killed in raw mode"
     )
     func interactiveCommand() async throws {
         try await EndToEndTests.withLab { lab, echoPort in
@@ -80,11 +80,30 @@ struct ForwardExecTerminalTests {
             try terminal.type("stty -g > after1; cmp -s before1 after1 && echo RESTORED1")
             try terminal.waitForLine { $0 == "RESTORED1" }
 
-            // Ctrl+C reaches the command (the shell dies of SIGINT: 130), not forward (which would exit 0).
-            try terminal.type("\(forward) 'echo ready-for-ctrl-c; sleep 300'; echo EXIT2=$?")
+            // Ctrl+Z, bg and fg while the command never touches the terminal: fg alone must lend it back (forward
+            // notices it is in the foreground again). Then Ctrl+C reaches the command (sleep dies of SIGINT:
+            // 130), not forward (which would exit 0).
+            try terminal.type(
+                "\(forward) 'echo $$ > command.pid; echo ready-for-ctrl-c; exec sleep 300'"
+            )
             try terminal.waitForLine(timeout: 30) { $0 == "ready-for-ctrl-c" }
+            let command = try #require(
+                pid_t(
+                    try String(contentsOfFile: lab.directory + "/command.pid", encoding: .utf8)
+                        .trimmingCharacters(in: .whitespacesAndNewlines)
+                )
+            )
+            try Self.waitForForeground(group: command, of: command)
+            try terminal.press("C-z")
+            try terminal.waitForLine { $0.contains("Stopped") && $0.contains("command.pid") }
+            try terminal.type("bg")
+            try terminal.waitForLine { $0.contains("command.pid") && $0.hasSuffix("&") }
+            try terminal.type("fg")
+            try Self.waitForForeground(group: command, of: command)
             try terminal.press("C-c")
-            try terminal.waitForLine { $0.hasSuffix("EXIT2=130") }  // after the echoed ^C
+            // Typed after: bash would run the rest of a command line as soon as the job stopped.
+            try terminal.type("echo EXIT2=$?")
+            try terminal.waitForLine { $0 == "EXIT2=130" }
 
             // A command that leaves the terminal raw and is then stopped (forward is told to end: it ends the
             // session and sends the command SIGTERM): forward puts back the modes it started with. Typed into
@@ -101,6 +120,19 @@ struct ForwardExecTerminalTests {
             let screen = try terminal.lines()
             #expect(screen.contains("RESTORED3"), "\(screen.joined(separator: "\n"))")
         }
+    }
+
+    /// Waits (polling /proc, at most 20 s) until `group` is the foreground group of `pid`'s terminal (field
+    /// 8 of its stat, tpgid).
+    static func waitForForeground(group: pid_t, of pid: pid_t) throws {
+        var last = ""
+        for _ in 0..<400 {
+            last = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+            let fields = last.split(separator: ")").last?.split(separator: " ") ?? []
+            if fields.count > 5, pid_t(fields[5]) == group { return }
+            usleep(50_000)
+        }
+        throw HarnessError("\(group) never became the terminal's foreground group: \(last)")
     }
 
     /// Waits (polling the screen, at most 20 s) until `count` lines satisfy `predicate`.

@@ -76,17 +76,25 @@ import Testing
             #expect(WallClock.parseISO8601(sameTime) == 1_798_732_800, "\(sameTime)")
         }
         #expect(WallClock.parseISO8601("2026-12-31T16:30:00-00:30") == 1_798_736_400)
+        // RFC 3339's other spellings: a space or lower case, a comma before the fraction, no seconds.
+        for sameTime in [
+            "2026-12-31 16:00:00Z", "2026-12-31t16:00:00z", "2026-12-31T16:00:00,750Z", "2026-12-31T16:00Z",
+            "2026-12-31 18:00+02:00", "2027-01-01T01:00:00+09:00",
+        ] {
+            #expect(WallClock.parseISO8601(sameTime) == 1_798_732_800, "\(sameTime)")
+        }
+        #expect(WallClock.parseISO8601("1900-03-01") == -25_508 * 86_400)
         // Fields out of range are refused, not rolled over (FoundationEssentials alone takes 25:00 as the next
         // day's 01:00, as ISO8601DateFormatter did not).
         for bad in [
             "", "2h", "yesterday", "2026-13-01", "1798675200", "2026-12-31T25:00:00Z", "2026-12-31T24:00:00Z",
             "2026-12-31T23:60:00Z", "2026-12-31T23:59:60Z", "2026-02-29", "2026-02-30T00:00:00Z", "2026-04-31",
             "2026-00-10", "2026-12-00", "2026-12-31T18:00:00+25:00", "2026-12-31T18:00:00+02:61",
-            // Shapes FoundationEssentials took (one-digit fields, no zone or a space for the T: read as
-            // midnight), and broken zones and fractions.
-            "2026-2-30", "2026-4-31", "2026-12-31T18:00:00", "2026-12-31 18:00:00Z", "2026-12-31T18:00:00.Z",
-            "2026-12-31T18:00:00+2", "2026-12-31T18:00:00+02:0", "2026-12-31T18:00:00ZZ", "2026-12-31T18:00Z",
-            "2026-12-31t18:00:00z", "02026-12-31", "2026-12-31Z",
+            // Shapes FoundationEssentials took (one-digit fields; no zone, read as midnight), and broken
+            // zones, separators and fractions.
+            "2026-2-30", "2026-4-31", "2026-12-31T18:00:00", "2026-12-31T18:00", "2026-12-31T18:00:00.Z",
+            "2026-12-31T18:00:00+2", "2026-12-31T18:00:00+02:0", "2026-12-31T18:00:00ZZ", "2026-12-31T18Z",
+            "2026-12-31_18:00:00Z", "02026-12-31", "2026-12-31Z", "1900-02-29", "2026-12-31T18:00:.5Z",
         ] {
             #expect(WallClock.parseISO8601(bad) == nil, "\(bad)")
         }

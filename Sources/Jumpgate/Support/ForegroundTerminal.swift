@@ -2,14 +2,17 @@ import CJumpgatePTY
 import Glibc
 import JumpgateNIO
 
-/// The terminal `jumpgate forward` runs in the foreground of, lent to its `--exec` command as an
-/// interactive shell lends it to a job: the command's process group becomes the terminal's foreground group,
-/// so it can read the terminal (an interactive `psql` or `mysql`) and Ctrl+C, Ctrl+\ and Ctrl+Z reach it as
-/// if it ran alone. `forward` takes the terminal back, with the modes it had, when the command stops or ends.
+/// The terminal `jumpgate forward` was started from, lent to its `--exec` command as an interactive shell
+/// lends it to a job: while `forward`'s job is in the foreground, the command's process group is the
+/// terminal's foreground group, so it can read the terminal (an interactive `psql` or `mysql`) and Ctrl+C,
+/// Ctrl+\ and Ctrl+Z reach it as if it ran alone. When the command stops (Ctrl+Z, or it needs the terminal
+/// while the job is in the background), `forward` takes the terminal back, with the modes it had, and stops
+/// its whole job, so the user's shell reports it stopped; `fg` lends the terminal again. When the command
+/// ends, `forward` takes the terminal back.
 ///
-/// Only when standard input is a terminal whose foreground group is `forward`'s own (an interactive shell's
-/// job, alone or in a script or pipeline the shell runs); under a pipe on standard input or in the
-/// background the command runs as before, in a background process group of its own.
+/// Only when standard input is the controlling terminal of `forward`'s session (it was started from a shell
+/// on that terminal, directly or from a script); otherwise the command runs as before, in a background
+/// process group of its own.
 ///
 /// One thread uses it after the command started: the one that waits for the command.
 struct ForegroundTerminal: Sendable {
@@ -20,13 +23,13 @@ struct ForegroundTerminal: Sendable {
     /// in raw mode would leave the terminal unusable).
     let modes: termios
     /// Whether the command's side holds the terminal because `forward` lent it: not before the lending, nor
-    /// after a stop until `forward` is continued in the foreground (after `bg` the user's shell holds it).
+    /// after a stop until `forward` is in the foreground again.
     private(set) var lent = false
 
-    /// The terminal on standard input, if `forward` is in its foreground.
+    /// The terminal on standard input, if it is the controlling terminal of `forward`'s session.
     static func current() -> ForegroundTerminal? {
         let descriptor = STDIN_FILENO
-        guard isatty(descriptor) == 1, tcgetpgrp(descriptor) == getpgrp() else { return nil }
+        guard isatty(descriptor) == 1, tcgetsid(descriptor) == getsid(0) else { return nil }
         var modes = termios()
         guard tcgetattr(descriptor, &modes) == 0 else { return nil }
         // While the command has the terminal, `forward` is a background group: taking the terminal back,
@@ -39,66 +42,76 @@ struct ForegroundTerminal: Sendable {
     /// Whether `forward`'s group is the terminal's foreground group (it is not after the user's `bg`).
     var isForeground: Bool { tcgetpgrp(self.descriptor) == self.group }
 
-    /// Makes the command's group the terminal's foreground group, if `forward`'s group has the terminal.
-    mutating func lend(to command: pid_t) {
+    /// Makes the command's group the terminal's foreground group if `forward`'s group has the terminal, and
+    /// then continues the command's group: whatever in it read or set the terminal before was stopped by
+    /// SIGTTIN or SIGTTOU (or is about to be: SIGCONT also discards a pending stop signal).
+    mutating func lendIfForeground(to command: pid_t) {
         guard self.isForeground, tcsetpgrp(self.descriptor, command) == 0 else { return }
         self.lent = true
+        kill(-command, SIGCONT)
     }
 
     /// Takes the terminal back from the command's side (whichever of its groups holds it), with `forward`'s
-    /// modes, if it was lent.
+    /// modes, if it was lent; never from the user's shell (the group of one of `forward`'s ancestors), which
+    /// holds it if `forward` was stopped and continued in the background by someone else meanwhile.
     mutating func takeBack() {
         guard self.lent else { return }
         self.lent = false
-        tcsetpgrp(self.descriptor, self.group)
+        let holder = tcgetpgrp(self.descriptor)
+        if holder != self.group {
+            guard !ProcessTable.ancestorGroups().contains(holder) else { return }
+            tcsetpgrp(self.descriptor, self.group)
+        }
         var modes = self.modes
         tcsetattr(self.descriptor, TCSADRAIN, &modes)
     }
 
     /// The command's group leader stopped with `signal`.
     ///
-    /// SIGTTIN or SIGTTOU while the terminal is (or can be) the command's: it read or set the terminal just
-    /// before it was lent, or after `bg` and then `fg`; it gets the terminal and goes on. Anything else (Ctrl+Z,
-    /// or reading the terminal while the user's shell holds it after `bg`) stops `forward`'s job too:
-    /// ``suspend(command:)``.
+    /// SIGTTIN or SIGTTOU while `forward` is in the foreground (the command read the terminal before `fg`
+    /// lent it back): it gets the terminal and goes on. Anything else (Ctrl+Z, or reading the terminal while
+    /// the user's shell holds it) stops `forward`'s job too: ``suspend(command:with:)``.
     mutating func commandStopped(_ command: pid_t, by signal: CInt) {
-        if signal == SIGTTIN || signal == SIGTTOU {
-            self.lend(to: command)
-            if self.lent {
-                kill(-command, SIGCONT)
-                return
-            }
+        let needsTerminal = signal == SIGTTIN || signal == SIGTTOU
+        if needsTerminal {
+            self.lendIfForeground(to: command)
+            if self.lent, tcgetpgrp(self.descriptor) == command { return }
         }
-        self.suspend(command: command)
+        self.suspend(command: command, with: needsTerminal ? signal : SIGTSTP)
     }
 
-    /// `forward` takes the terminal back and stops its own process group, so the user's shell sees its job
-    /// stopped and gets the terminal. Returns once `forward` is continued (`fg` or `bg`), after lending the
-    /// terminal again if `forward` is in the foreground, and continuing the command. A `forward` whose
-    /// process group is orphaned (no shell could continue it) is not stopped: the kernel drops SIGTSTP, and
-    /// the command goes on at once.
+    /// `forward` takes the terminal back and stops its own process group with `signal` (SIGTSTP, or the
+    /// SIGTTIN or SIGTTOU the command got, so the shell says why), as the terminal would have: the user's
+    /// shell sees the job stopped and gets the terminal. Returns once `forward` is continued: in the
+    /// foreground (`fg`) it lends the terminal again and continues the command; in the background (`bg`) it
+    /// continues a command stopped by Ctrl+Z, and leaves one that needs the terminal stopped until `forward`
+    /// is in the foreground again (``lendIfForeground(to:)``, from the wait loop). A `forward` whose process
+    /// group is orphaned (no shell could continue it) is not stopped: the kernel drops the signal.
     ///
-    /// The other processes of the group (the script or pipeline `forward` runs in) get SIGTSTP first, as the
-    /// terminal would have sent it; `forward` itself stops through `raise`, so that it is stopped before the
-    /// call returns (a signal sent to the process may be taken by another thread a moment later, after the
-    /// command was already continued) and stops once (SIGCONT discards a stop signal still pending). The
-    /// calling thread may have SIGTSTP blocked (threads started from Swift's concurrency pool inherit
-    /// Dispatch's mask), so it is unblocked here first.
-    mutating func suspend(command: pid_t) {
+    /// `forward` sends the signal to its own thread while the thread blocks it, then to the group's other
+    /// processes (the script or pipeline it runs in), then unblocks it: the thread stops right there, before
+    /// anything after it runs, and a SIGCONT that comes first (the user's `fg` after seeing the script stop)
+    /// discards it instead of leaving `forward` stopped behind a running job. (The calling thread may have
+    /// had the signal blocked anyway: threads started from Swift's concurrency pool inherit Dispatch's mask.)
+    mutating func suspend(command: pid_t, with signal: CInt) {
         self.takeBack()
-        for member in Self.processes(inGroup: self.group) where member != getpid() {
-            kill(member, SIGTSTP)
-        }
         var stop = sigset_t()
         sigemptyset(&stop)
-        sigaddset(&stop, SIGTSTP)
+        sigaddset(&stop, signal)
+        pthread_sigmask(SIG_BLOCK, &stop, nil)
+        pthread_kill(pthread_self(), signal)
+        for member in ProcessTable.processes(inGroup: self.group) where member != getpid() {
+            kill(member, signal)
+        }
         pthread_sigmask(SIG_UNBLOCK, &stop, nil)
-        raise(SIGTSTP)
-        self.lend(to: command)
-        kill(-command, SIGCONT)
+        self.lendIfForeground(to: command)
+        if !self.lent, signal == SIGTSTP { kill(-command, SIGCONT) }
     }
+}
 
-    /// The processes whose process group is `group` (from /proc; field 5 of each `stat`).
+/// What `/proc` says about processes: their process groups and parents.
+enum ProcessTable {
+    /// The processes whose process group is `group`.
     static func processes(inGroup group: pid_t) -> [pid_t] {
         guard let directory = opendir("/proc") else { return [] }
         defer { closedir(directory) }
@@ -107,18 +120,35 @@ struct ForegroundTerminal: Sendable {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
             }
-            guard let pid = pid_t(name) else { continue }
-            let descriptor = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
-            guard descriptor >= 0 else { continue }
-            let stat = FileDescriptorIO.readToEnd(descriptor)
-            close(descriptor)
-            // After the command name in parentheses (which may hold spaces): state, ppid, pgrp.
-            guard let end = stat.lastIndex(of: UInt8(ascii: ")")) else { continue }
-            let fields = stat[(end + 1)...].split(separator: UInt8(ascii: " "))
-            if fields.count > 2, pid_t(String(decoding: fields[2], as: UTF8.self)) == group {
-                members.append(pid)
-            }
+            if let pid = pid_t(name), Self.parentAndGroup(of: pid)?.group == group { members.append(pid) }
         }
         return members
+    }
+
+    /// The process groups of this process's ancestors (its parent, the parent's parent, ... up to init).
+    static func ancestorGroups() -> Set<pid_t> {
+        var groups: Set<pid_t> = []
+        var pid = getppid()
+        for _ in 0..<64 where pid > 1 {
+            guard let (parent, group) = Self.parentAndGroup(of: pid) else { break }
+            groups.insert(group)
+            pid = parent
+        }
+        return groups
+    }
+
+    /// Fields 4 and 5 of `/proc/PID/stat`: after the command name in parentheses (which may hold spaces and
+    /// parentheses), the state, the parent and the process group.
+    static func parentAndGroup(of pid: pid_t) -> (parent: pid_t, group: pid_t)? {
+        let descriptor = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return nil }
+        let stat = FileDescriptorIO.readToEnd(descriptor)
+        close(descriptor)
+        guard let end = stat.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        let fields = stat[(end + 1)...].split(separator: UInt8(ascii: " "))
+        guard fields.count > 2, let parent = pid_t(String(decoding: fields[1], as: UTF8.self)),
+            let group = pid_t(String(decoding: fields[2], as: UTF8.self))
+        else { return nil }
+        return (parent, group)
     }
 }

@@ -23,7 +23,7 @@ extension GatewayAPI {
                     throw APIError(
                         400,
                         "InvalidFilterValue",
-                        "\(key) must be an ISO 8601 date such as 2026-11-29T00:00:00Z."
+                        "\(key) must be an ISO 8601 time with its zone, such as 2026-11-29T00:00:00Z, or a date (2026-11-29)."
                     )
                 }
                 predicates.append(key == "InvokedAfter" ? { $0.startEpoch >= epoch } : { $0.startEpoch <= epoch })
