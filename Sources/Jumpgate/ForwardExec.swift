@@ -8,10 +8,10 @@ import NIOConcurrencyHelpers
 /// `jumpgate forward --exec`'s command: `/bin/sh -c COMMAND` with the bound ports in its environment, in a
 /// process group of its own, so that `forward` can stop it with everything it started.
 ///
-/// On the terminal `forward` was started from (directly or from a script), the command gets the terminal as a
-/// shell's job would (``ForegroundTerminal``): it can read it, and Ctrl+C, Ctrl+\ and Ctrl+Z reach the command,
-/// not `forward`. When standard input is not a terminal, the terminal's signals reach `forward`, which ends
-/// the sessions and then stops the command.
+/// When `forward` starts in the foreground of the terminal on its standard input (directly or from a script,
+/// not in a pipeline), the command gets the terminal as a shell's job would (``ForegroundTerminal``): it can
+/// read it, and Ctrl+C, Ctrl+\ and Ctrl+Z reach the command, not `forward`. Otherwise the terminal's signals
+/// reach `forward`, which ends the sessions and then stops the command.
 enum ForwardExec {
     /// Runs the command and returns its status as a shell gives it (128 + n for a signal n); 127 if `/bin/sh`
     /// cannot be started. Cancelling the task (a session ended, or the user ended `forward`) stops the

@@ -98,6 +98,9 @@ struct ForwardExecTerminalTests {
             try terminal.waitForLine { $0.contains("Stopped") && $0.contains("command.pid") }
             try terminal.type("bg")
             try terminal.waitForLine { $0.contains("command.pid") && $0.hasSuffix("&") }
+            // forward continues the command once its own lend failed (bash prints the line above first):
+            // only then does fg test the wait loop's lending.
+            try Self.waitUntilRunning(command)
             try terminal.type("fg")
             try Self.waitForForeground(group: command, of: command)
             try terminal.press("C-c")
@@ -133,6 +136,17 @@ struct ForwardExecTerminalTests {
             usleep(50_000)
         }
         throw HarnessError("\(group) never became the terminal's foreground group: \(last)")
+    }
+
+    /// Waits (polling /proc, at most 20 s) until `pid` is not stopped (state T in its stat).
+    static func waitUntilRunning(_ pid: pid_t) throws {
+        var last = ""
+        for _ in 0..<400 {
+            last = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+            if let state = last.split(separator: ")").last?.split(separator: " ").first, state != "T" { return }
+            usleep(50_000)
+        }
+        throw HarnessError("\(pid) stayed stopped: \(last)")
     }
 
     /// Waits (polling the screen, at most 20 s) until `count` lines satisfy `predicate`.

@@ -10,8 +10,8 @@ import JumpgateNIO
 /// its whole job, so the user's shell reports it stopped; `fg` lends the terminal again. When the command
 /// ends, `forward` takes the terminal back.
 ///
-/// Only when standard input is the controlling terminal of `forward`'s session (it was started from a shell
-/// on that terminal, directly or from a script); otherwise the command runs as before, in a background
+/// Only when `forward` starts in the terminal's foreground, typed at a shell's prompt or from a script typed
+/// there, and not in a pipeline (``current()``); otherwise the command runs as before, in a background
 /// process group of its own.
 ///
 /// One thread uses it after the command started: the one that waits for the command.
@@ -26,10 +26,17 @@ struct ForegroundTerminal: Sendable {
     /// after a stop until `forward` is in the foreground again.
     private(set) var lent = false
 
-    /// The terminal on standard input, if it is the controlling terminal of `forward`'s session.
+    /// The terminal on standard input, if `forward`'s group is its foreground group (a shell watches the
+    /// job, so a stopped `forward` can be continued) and holds nothing but `forward` and its ancestors (a
+    /// wrapper script): a pipeline's other programs (`| less`) read the terminal too, and must keep it.
     static func current() -> ForegroundTerminal? {
         let descriptor = STDIN_FILENO
-        guard isatty(descriptor) == 1, tcgetsid(descriptor) == getsid(0) else { return nil }
+        guard isatty(descriptor) == 1, tcgetpgrp(descriptor) == getpgrp() else { return nil }
+        let ancestors = ProcessTable.ancestors()
+        let others = ProcessTable.processes(inGroup: getpgrp()).filter { member in
+            member != getpid() && !ancestors.contains { $0.pid == member }
+        }
+        guard others.isEmpty else { return nil }
         var modes = termios()
         guard tcgetattr(descriptor, &modes) == 0 else { return nil }
         // While the command has the terminal, `forward` is a background group: taking the terminal back,
@@ -75,7 +82,11 @@ struct ForegroundTerminal: Sendable {
         let needsTerminal = signal == SIGTTIN || signal == SIGTTOU
         if needsTerminal {
             self.lendIfForeground(to: command)
-            if self.lent, tcgetpgrp(self.descriptor) == command { return }
+            // Holding the terminal (lent just now, or a stop decided before it was lent): go on.
+            if tcgetpgrp(self.descriptor) == command {
+                kill(-command, SIGCONT)
+                return
+            }
         }
         self.suspend(command: command, with: needsTerminal ? signal : SIGTSTP)
     }
@@ -97,9 +108,10 @@ struct ForegroundTerminal: Sendable {
         self.takeBack()
         var stop = sigset_t()
         sigemptyset(&stop)
-        sigaddset(&stop, signal)
+        sigaddset(&stop, signal == SIGTTOU ? SIGTTIN : signal)
         pthread_sigmask(SIG_BLOCK, &stop, nil)
-        pthread_kill(pthread_self(), signal)
+        // SIGTTOU is ignored in `forward` (current()), so it stops itself with SIGTTIN for both.
+        pthread_kill(pthread_self(), signal == SIGTTOU ? SIGTTIN : signal)
         for member in ProcessTable.processes(inGroup: self.group) where member != getpid() {
             kill(member, signal)
         }
@@ -125,16 +137,21 @@ enum ProcessTable {
         return members
     }
 
-    /// The process groups of this process's ancestors (its parent, the parent's parent, ... up to init).
-    static func ancestorGroups() -> Set<pid_t> {
-        var groups: Set<pid_t> = []
+    /// This process's ancestors (its parent, the parent's parent, ... up to init) and their process groups.
+    static func ancestors() -> [(pid: pid_t, group: pid_t)] {
+        var found: [(pid: pid_t, group: pid_t)] = []
         var pid = getppid()
         for _ in 0..<64 where pid > 1 {
             guard let (parent, group) = Self.parentAndGroup(of: pid) else { break }
-            groups.insert(group)
+            found.append((pid, group))
             pid = parent
         }
-        return groups
+        return found
+    }
+
+    /// The process groups of this process's ancestors.
+    static func ancestorGroups() -> Set<pid_t> {
+        Set(Self.ancestors().map(\.group))
     }
 
     /// Fields 4 and 5 of `/proc/PID/stat`: after the command name in parentheses (which may hold spaces and
