@@ -106,12 +106,13 @@ struct ForegroundTerminal: Sendable {
     /// had the signal blocked anyway: threads started from Swift's concurrency pool inherit Dispatch's mask.)
     mutating func suspend(command: pid_t, with signal: CInt) {
         self.takeBack()
+        // SIGTTOU is ignored in `forward` (current()), so it stops itself with SIGTTIN for both.
+        let own = signal == SIGTTOU ? SIGTTIN : signal
         var stop = sigset_t()
         sigemptyset(&stop)
-        sigaddset(&stop, signal == SIGTTOU ? SIGTTIN : signal)
+        sigaddset(&stop, own)
         pthread_sigmask(SIG_BLOCK, &stop, nil)
-        // SIGTTOU is ignored in `forward` (current()), so it stops itself with SIGTTIN for both.
-        pthread_kill(pthread_self(), signal == SIGTTOU ? SIGTTIN : signal)
+        pthread_kill(pthread_self(), own)
         for member in ProcessTable.processes(inGroup: self.group) where member != getpid() {
             kill(member, signal)
         }
