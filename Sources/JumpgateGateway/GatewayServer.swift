@@ -91,13 +91,24 @@ public final class GatewayServer: Sendable {
         self.sweeper = sweeper
     }
 
-    /// Stops accepting connections, then closes the store once every change is written.
+    /// Stops accepting connections, closes the open ones (clients and agents reconnect to the next
+    /// gateway and resume their sessions), then closes the store once every change is written: what the
+    /// closing connections change (a session disconnected, an agent offline, a session an agent ended as
+    /// it stopped) is stored and audited before the store closes, never written to a closed store.
     public func shutdown() async {
         self.sweeper.cancel()
+        try? await self.channel.close()
+        if let connections = self.state.connections {
+            let open = connections.openConnections
+            let left = await connections.closeAll(within: Self.connectionCloseTimeout)
+            self.logger.info(
+                "shutting down: connections closed",
+                metadata: ["closed": "\(open - left)", "still_open": "\(left)"]
+            )
+        }
         let refusals = self.state.refusalSummaries(all: true)
         Self.logRefusals(refusals, logger: self.logger)
         self.state.auditRefusals(refusals)
-        try? await self.channel.close()
         self.state.checkpointTraffic()
         try? await self.state.audit?.drained(on: self.channel.eventLoop).get()
         self.state.audit?.logFile?.close()
@@ -105,6 +116,10 @@ public final class GatewayServer: Sendable {
         try? await self.store.close()
         self.lock.release()
     }
+
+    /// How long a graceful stop waits for its connections to close (a TLS peer that never answers
+    /// close_notify holds its connection until NIOSSL's own 5 s timeout).
+    static let connectionCloseTimeout = TimeAmount.seconds(3)
 
     /// One warning per source per minute for refused requests (never a secret: ids and counts only).
     static func logRefusals(_ lines: [RefusalSummary.Line], logger: Logger) {
@@ -410,7 +425,7 @@ public struct GatewayService: Service {
 
     public func run() async throws {
         try? await gracefulShutdown()
-        self.logger.info("shutting down: closing the listener and the store")
+        self.logger.info("shutting down: closing the listener, the open connections and the store")
         await self.server.shutdown()
     }
 }

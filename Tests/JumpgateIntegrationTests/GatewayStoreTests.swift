@@ -89,6 +89,27 @@ struct GatewayStoreTests {
         #expect(snapshot.accessKeys.first { $0.id == "AKJGTEST" }?.secret == Self.secret + "-user")
     }
 
+    @Test("a change after the store closed is refused with a clear error, and the file keeps what was stored")
+    func changeAfterClose() async throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try await Self.open(directory)
+        store.submit(.instance(Self.instance("mi-0000000000000000a")))
+        try await store.flush().get()
+        try await store.close()
+        // A late change (a connection that closed as the gateway stopped) reaches no closed SQLite handle.
+        store.submit(.instance(Self.instance("mi-0000000000000000b")))
+        await #expect {
+            try await store.commit(.instance(Self.instance("mi-0000000000000000c"))).get()
+        } throws: { error in
+            "\(error)" == "the store is closed: the gateway is stopping"
+        }
+        let reopened = try await Self.open(directory)
+        let snapshot = try await reopened.load()
+        try await reopened.close()
+        #expect(snapshot.instances.map(\.id) == ["mi-0000000000000000a"])
+    }
+
     @Test("sessions open at a restart come back Disconnected (resumable); unresumed ones expire as Failed")
     func openSessionsOnRestore() async throws {
         let directory = try Self.temporaryDirectory()

@@ -16,6 +16,8 @@ public final class GatewayConnections: Sendable {
     private let refused: [ConnectionRefusal: Counter]
     private let timedOut: [ConnectionTimeout: Counter]
     private let budgetRefusals = Counter(label: "jumpgate_buffer_budget_refusals_total")
+    /// The admitted connections not closed yet, for ``closeAll(within:)`` at shutdown.
+    private let openChannels = NIOLockedValueBox([ObjectIdentifier: any Channel]())
     let logger: Logger
 
     public init(limits: ConnectionLimits, logger: Logger) {
@@ -43,8 +45,30 @@ public final class GatewayConnections: Sendable {
             self.refused[refusal]?.increment()
             return false
         }
-        channel.closeFuture.whenComplete { _ in self.admission.withLockedValue { $0.release(source) } }
+        let key = ObjectIdentifier(channel)
+        self.openChannels.withLockedValue { $0[key] = channel }
+        channel.closeFuture.whenComplete { _ in
+            self.admission.withLockedValue { $0.release(source) }
+            self.openChannels.withLockedValue { $0[key] = nil }
+        }
         return true
+    }
+
+    /// Closes every admitted connection still open and returns once each has closed (its handlers have
+    /// seen it close and made their changes to the state), or when `timeout` has passed; the number still
+    /// open then. For a graceful stop: call it after the listener closed, so that nothing is admitted after.
+    func closeAll(within timeout: TimeAmount) async -> Int {
+        let channels = self.openChannels.withLockedValue { Array($0.values) }
+        guard !channels.isEmpty else { return 0 }
+        for channel in channels { channel.close(promise: nil) }
+        let eventLoop = channels[0].eventLoop
+        let all = EventLoopFuture.andAllComplete(channels.map(\.closeFuture), on: eventLoop)
+        let timer = eventLoop.makePromise(of: Void.self)
+        let scheduled = eventLoop.scheduleTask(in: timeout) { timer.succeed() }
+        all.cascade(to: timer)
+        try? await timer.futureResult.get()
+        scheduled.cancel()
+        return self.openChannels.withLockedValue { $0.count }
     }
 
     func acceptFailed(_ error: IOError) {

@@ -296,9 +296,14 @@ public final class GatewayStore: Sendable {
     /// Submits one change; statements run in submission order. Failures are logged (the change stays in
     /// memory) and surface at the next `flush()`.
     public func submit(_ change: StoreChange) {
-        let (sql, binds) = self.statement(for: change)
         let logger = self.logger
         let failed = self.failedWrites
+        guard !self.isClosed.withLockedValue({ $0 }) else {
+            logger.error("a change came after the store closed (the gateway is stopping); it is not stored")
+            failed.withLockedValue { $0 += 1 }
+            return
+        }
+        let (sql, binds) = self.statement(for: change)
         self.connection.query(sql, binds, logger: logger) { _ in }.whenComplete { result in
             switch result {
             case .success:
@@ -314,8 +319,14 @@ public final class GatewayStore: Sendable {
     /// Writes one change and reports whether it is on disk (in submission order with `submit`). For
     /// changes that must never be in memory without being on disk: the caller applies them on success.
     public func commit(_ change: StoreChange) -> EventLoopFuture<Void> {
-        let (sql, binds) = self.statement(for: change)
         let logger = self.logger
+        guard !self.isClosed.withLockedValue({ $0 }) else {
+            logger.error("a change came after the store closed (the gateway is stopping); nothing was changed")
+            return self.connection.eventLoop.makeFailedFuture(
+                StoreError("the store is closed: the gateway is stopping")
+            )
+        }
+        let (sql, binds) = self.statement(for: change)
         return self.connection.query(sql, binds, logger: logger) { _ in }.map { _ in
             self.noteWrite(failure: nil)
         }.flatMapErrorThrowing { error in
@@ -403,7 +414,12 @@ public final class GatewayStore: Sendable {
         }
     }
 
+    /// Set at ``close()``: a change submitted after it is refused with a clear error instead of reaching
+    /// a closed SQLite handle.
+    private let isClosed = NIOLockedValueBox(false)
+
     public func close() async throws {
+        self.isClosed.withLockedValue { $0 = true }
         try? await self.connection.close()
         try await self.threadPool.shutdownGracefully()
     }
