@@ -160,6 +160,17 @@ struct TargetDialer: Sendable {
             return "cannot connect to \(destination): \(text)"
         case .none:
             return "cannot connect to \(destination): no address answered"
+        case .closed, .closedEarly:
+            // The handshake completed and a reset followed at once: a server closing its listener (between
+            // runs, restarting) or dropping connections over its own limit.
+            return
+                "cannot connect to \(destination): it reset the connection as it opened (is it restarting or at its connection limit?)"
+        case .addressNotAvailable, .addressInUse:
+            return
+                "cannot connect to \(destination): the agent's host has no local port left for it (too many connections, or in TIME_WAIT)"
+        case .permissionDenied:
+            return
+                "cannot connect to \(destination): the agent's host does not permit it (a firewall rule, or a broadcast address)"
         default:
             return "cannot connect to \(destination): the connection failed"
         }

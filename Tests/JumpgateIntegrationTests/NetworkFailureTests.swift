@@ -6,9 +6,44 @@ import NIOCore
 import NIOPosix
 import Testing
 
+@testable import JumpgateAgent
+
 /// Errors sorted into what a person can act on, and the sentences built from them.
 @Suite("NetworkFailure and FailureText")
 struct NetworkFailureTests {
+    @Test("the agent's failed connects name their cause, each errno a sentence of its own")
+    func agentConnectFailures() {
+        func text(_ errno: Int32) -> String {
+            TargetDialer.connectFailure(
+                host: "db.internal",
+                port: 5432,
+                timeout: .seconds(10),
+                IOError(errnoCode: errno, reason: "connect")
+            )
+        }
+        #expect(text(ECONNREFUSED) == "cannot connect to db.internal:5432: nothing listens there (connection refused)")
+        #expect(text(ETIMEDOUT) == "cannot connect to db.internal:5432: timed out after 10 s without an answer")
+        #expect(text(EHOSTUNREACH) == "cannot connect to db.internal:5432: no route from the agent's host")
+        #expect(
+            text(ECONNRESET).hasSuffix(
+                "it reset the connection as it opened (is it restarting or at its connection limit?)"
+            )
+        )
+        #expect(
+            text(EADDRNOTAVAIL).hasSuffix(
+                "the agent's host has no local port left for it (too many connections, or in TIME_WAIT)"
+            )
+        )
+        #expect(text(EACCES).hasSuffix("the agent's host does not permit it (a firewall rule, or a broadcast address)"))
+        // Every errno the sorting names gets its own sentence: none falls back to the vague one.
+        for errno in [
+            ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH, ENETUNREACH, ECONNRESET, EPIPE, ECONNABORTED,
+            EADDRINUSE, EADDRNOTAVAIL, EACCES, EPERM, EMFILE,
+        ] {
+            #expect(!text(errno).hasSuffix("the connection failed"), "errno \(errno): \(text(errno))")
+        }
+    }
+
     @Test("errno values and NIO errors sort into the failures people can act on")
     func classification() {
         #expect(NetworkFailure(errno: ECONNREFUSED) == .refused)
