@@ -44,11 +44,13 @@ enum ForwardExec {
         // Reaped under the lock, so a cancellation never signals a group whose leader was reaped (its pid
         // maybe reused).
         let reaped = NIOLockedValueBox(false)
+        // Set when forward ends the command: a stop after that is not the user's to handle.
+        let ending = NIOLockedValueBox(false)
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 DetachedThread.start {
                     var terminal = lentTerminal
-                    Self.waitUntilEnded(process, terminal: &terminal)
+                    Self.waitUntilEnded(process, terminal: &terminal, ending: ending)
                     // Before the reap, so that no new process can take the ended leader's pid (and its
                     // group's id) while the terminal may still name that group.
                     terminal?.takeBack()
@@ -62,6 +64,7 @@ enum ForwardExec {
         } onCancel: {
             // A session ended first, or the user ended forward: the command loses its tunnel, so it is
             // stopped too, with everything it started (its process group); SIGCONT in case it is stopped.
+            ending.withLockedValue { $0 = true }
             reaped.withLockedValue { reaped in
                 if !reaped {
                     kill(-process.pid, SIGTERM)
@@ -82,7 +85,17 @@ enum ForwardExec {
     /// shell is handled as a shell handles its job's (``ForegroundTerminal/commandStopped(_:by:)``), and while
     /// the terminal is not lent (`forward` in the background) the wait polls every 100 ms, to lend it as soon
     /// as `fg` brings `forward` back to the foreground.
-    private static func waitUntilEnded(_ process: SpawnedProcess, terminal: inout ForegroundTerminal?) {
+    ///
+    /// Once `ending` (forward sent the command SIGTERM), a stop no longer stops `forward`'s job: a command
+    /// that reads the terminal in the background while it handles SIGTERM (a trap, a program asking "save?")
+    /// would otherwise leave `forward` stopped again after the user's `kill %1`, needing a second one. The
+    /// command is continued instead (a pending SIGTERM then acts), at most 20 times a second, until it ends
+    /// or SIGKILL ends it.
+    private static func waitUntilEnded(
+        _ process: SpawnedProcess,
+        terminal: inout ForegroundTerminal?,
+        ending: NIOLockedValueBox<Bool>
+    ) {
         guard terminal != nil else {
             process.waitUntilEnded()
             return
@@ -102,6 +115,11 @@ enum ForwardExec {
                 continue
             }
             guard info.si_code == CLD_STOPPED else { return }
+            if ending.withLockedValue({ $0 }) {
+                kill(-process.pid, SIGCONT)
+                usleep(50_000)
+                continue
+            }
             // Consumes the stop (WNOWAIT left it), so the next wait reports what comes after it. Nothing to
             // consume means it is gone already (a SIGCONT from a session's end continued the command).
             var consumed = siginfo_t()

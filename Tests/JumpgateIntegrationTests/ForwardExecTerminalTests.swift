@@ -87,13 +87,7 @@ struct ForwardExecTerminalTests {
                 "\(forward) 'echo $$ > command.pid; echo ready-for-ctrl-c; exec sleep 300'"
             )
             try terminal.waitForLine(timeout: 30) { $0 == "ready-for-ctrl-c" }
-            let command = try #require(
-                pid_t(
-                    try String(contentsOfFile: lab.directory + "/command.pid", encoding: .utf8)
-                        .trimmingCharacters(in: .whitespacesAndNewlines)
-                )
-            )
-            try Self.waitForForeground(group: command, of: command)
+            let command = try Self.commandInForeground(pidFile: lab.directory + "/command.pid")
             try terminal.press("C-z")
             try terminal.waitForLine { $0.contains("Stopped") && $0.contains("command.pid") }
             try terminal.type("bg")
@@ -123,6 +117,57 @@ struct ForwardExecTerminalTests {
             let screen = try terminal.lines()
             #expect(screen.contains("RESTORED3"), "\(screen.joined(separator: "\n"))")
         }
+    }
+
+    @Test(
+        "one kill %1 on a stopped forward ends it, also when its command, told to end, reads the terminal in the background (SIGKILL 5 s later)"
+    )
+    func killStoppedJob() async throws {
+        try await EndToEndTests.withLab { lab, echoPort in
+            let terminal = try ShellSessionTests.terminal(lab)
+            let forward =
+                "jumpgate forward \(lab.instanceID) -L 0:127.0.0.1:\(echoPort) --endpoint-url \(lab.url) --ca-file \(lab.caFile) --exec"
+            try terminal.type("set -b")
+            // At SIGTERM the command's trap reads the terminal: in the background, so the terminal stops it
+            // (SIGTTIN) after forward started ending it. That stop used to stop forward's job again, and bash
+            // reported it stopped a second time instead of done.
+            try terminal.type(
+                "\(forward) 'trap \"read answer; exit 0\" TERM; echo $$ > kill.pid; echo ready-for-kill; sleep 300 & wait'"
+            )
+            try terminal.waitForLine(timeout: 30) { $0 == "ready-for-kill" }
+            // Not `commandInForeground(pidFile:)`: calling it here crashes Swift 6.3.1's SendNonSendable pass.
+            let command = try #require(
+                pid_t(
+                    try String(contentsOfFile: lab.directory + "/kill.pid", encoding: .utf8)
+                        .trimmingCharacters(in: .whitespacesAndNewlines)
+                )
+            )
+            try Self.waitForForeground(group: command, of: command)
+            try terminal.press("C-z")
+            try terminal.waitForLine { $0.contains("kill.pid") && $0.contains("Stopped") }
+            try terminal.type("kill %1")
+            // forward ends its session and the command (SIGKILL 5 s after the SIGTERM its trap survives):
+            // bash reports the job done, once.
+            try terminal.waitForLine(timeout: 20) {
+                $0.contains("kill.pid") && ($0.contains("Done") || $0.contains("Exit"))
+            }
+            let screen = try terminal.lines()
+            #expect(
+                screen.filter { $0.contains("kill.pid") && $0.contains("Stopped") }.count == 1,
+                "\(screen.joined(separator: "\n"))"
+            )
+            let gone = kill(command, 0) != 0 && errno == ESRCH
+            #expect(gone, "the command's shell is gone")
+        }
+    }
+
+    /// The pid the command wrote to `pidFile`, once its group (it leads it) holds the terminal.
+    static func commandInForeground(pidFile: String) throws -> pid_t {
+        let command = try #require(
+            pid_t(try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))
+        )
+        try Self.waitForForeground(group: command, of: command)
+        return command
     }
 
     /// Waits (polling /proc, at most 20 s) until `group` is the foreground group of `pid`'s terminal (field
