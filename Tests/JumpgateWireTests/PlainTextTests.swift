@@ -41,6 +41,11 @@ import Testing
                 #expect(DecimalText.fixed(value, digits) == String(format: "%.\(digits)f", value), "\(value) \(digits)")
             }
         }
+        // Past Int64 once scaled: Swift's own form, never a trap.
+        #expect(DecimalText.fixed(1e300, 1) == "1e+300")
+        #expect(DecimalText.fixed(-Double.greatestFiniteMagnitude, 2) == "\(-Double.greatestFiniteMagnitude)")
+        #expect(DecimalText.fixed(8.9e17, 1) == "890000000000000000.0")
+        #expect(DecimalText.fixed(.nan, 1) == "nan")
         for value in [0, 5, 9, 10, 59, 123, -7] {
             #expect(DecimalText.zeroPadded(value, width: 2) == String(format: "%02d", value))
         }

@@ -25,9 +25,10 @@ public enum DecimalText {
     /// zero: `fixed(2.25, 1)` and `fixed(0.15, 1)` are "2.3" and "0.2", where printf, which rounds the exact
     /// binary value, says "2.2" and "0.1". For durations and sizes shown to people.
     public static func fixed(_ value: Double, _ digits: Int) -> String {
-        guard value.isFinite else { return "\(value)" }
         var scale = 1.0
         for _ in 0..<digits { scale *= 10 }
+        // Beyond Int64 (a duration of 10^18 s), or not finite: Swift's own form, rather than a trap.
+        guard value.isFinite, (abs(value) * scale).rounded() < 9.0e18 else { return "\(value)" }
         let scaled = Int64((abs(value) * scale).rounded())
         let sign = value < 0 ? "-" : ""
         guard digits > 0 else { return sign + "\(scaled)" }
