@@ -193,18 +193,30 @@ struct JSONOutputTests {
                     == false
             )
 
-            // The gateway refuses an expiry in the past, as AWS does (the CLI refuses it before sending).
-            for expiration in [Int64(1_000_000), WallClock.nowSeconds() + 31 * 86400] {
+            // The gateway refuses an expiry in the past, as AWS does (the CLI refuses it before sending), and
+            // a number past Int64's range (converting 1e300 trapped: one request stopped the gateway).
+            let expirations: [JSONValue] = [
+                .integer(1_000_000), .integer(WallClock.nowSeconds() + 31 * 86400), .double(1e300), .double(-1e300),
+            ]
+            for expiration in expirations {
                 do {
-                    _ = try await lab.ssm.call(
-                        "CreateActivation",
-                        ["IamRole": "R", "ExpirationDate": .integer(expiration)]
-                    )
+                    _ = try await lab.ssm.call("CreateActivation", ["IamRole": "R", "ExpirationDate": expiration])
                     Issue.record("the gateway accepted ExpirationDate \(expiration)")
                 } catch let error as ClientError {
                     #expect(error.awsErrorType == "ValidationException", "\(error)")
                 }
             }
+            for key in ["StartTime", "EndTime"] {
+                do {
+                    _ = try await lab.ssm.call("ListAuditEvents", [key: .double(9.3e18)], api: "JumpgateAdmin")
+                    Issue.record("the gateway accepted \(key) 9.3e18")
+                } catch let error as ClientError {
+                    #expect(error.awsErrorType == "ValidationException", "\(error)")
+                }
+            }
+            // A fractional timestamp in range is still one (the AWS CLI sends them so).
+            _ = try await lab.ssm.call("ListAuditEvents", ["StartTime": .double(1_700_000_000.5)], api: "JumpgateAdmin")
+            #expect(lab.gateway.process.isRunning)
             (status, output, errors) = try runJumpgate(
                 ["admin", "create-activation", "--expiration-date", "31d"] + flags,
                 environment: lab.environment

@@ -14,9 +14,11 @@ extension GatewayAPI {
         for (key, keyPath) in [("StartTime", \AuditFilter.since), ("EndTime", \AuditFilter.until)] {
             switch input[key] {
             case .none, .some(.null): break
-            case .some(.integer(let seconds)): filter[keyPath: keyPath] = seconds
-            case .some(.double(let seconds)): filter[keyPath: keyPath] = Int64(seconds)
-            default: throw APIError(400, "ValidationException", "\(key) must be a timestamp (seconds since 1970).")
+            case .some(let value):
+                guard let seconds = Self.epochSeconds(value) else {
+                    throw APIError(400, "ValidationException", "\(key) must be a timestamp (seconds since 1970).")
+                }
+                filter[keyPath: keyPath] = seconds
             }
         }
         let limit = input["MaxResults"]?.int64Value ?? 1000

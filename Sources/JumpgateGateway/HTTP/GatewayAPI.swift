@@ -73,6 +73,17 @@ struct GatewayAPI: Sendable {
         }
     }
 
+    /// A timestamp in seconds since 1970 as the AWS CLI sends one: an integer, or a number with a fraction
+    /// (dropped). Nil for anything else, and for a number past Int64's range (`Int64(1e300)` would trap and
+    /// take the gateway down with one request).
+    static func epochSeconds(_ value: JSONValue) -> Int64? {
+        switch value {
+        case .integer(let seconds): return seconds
+        case .double(let seconds): return Int64(exactly: seconds.rounded(.towardZero))
+        default: return nil
+        }
+    }
+
     static func string(_ input: JSONValue, _ key: String, maxLength: Int = 1024) throws(APIError) -> String {
         guard let value = input[key]?.stringValue, !value.isEmpty else {
             throw APIError(
@@ -309,9 +320,11 @@ struct GatewayAPI: Sendable {
         var expiration: Int64?
         switch input["ExpirationDate"] {
         case .none, .some(.null): break
-        case .some(.double(let seconds)): expiration = Int64(seconds)
-        case .some(.integer(let seconds)): expiration = seconds
-        default: throw APIError(400, "ValidationException", "ExpirationDate must be a timestamp.")
+        case .some(let value):
+            guard let seconds = Self.epochSeconds(value) else {
+                throw APIError(400, "ValidationException", "ExpirationDate must be a timestamp.")
+            }
+            expiration = seconds
         }
         // As AWS: an activation expires in the future, at most 30 days from now.
         if let expiration {
