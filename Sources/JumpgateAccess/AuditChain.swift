@@ -110,8 +110,11 @@ public enum AuditChain {
     /// covered by the hashes) must name that anchor, else the anchor was moved to hide the first records.
     static func checkAnchor(_ anchor: AuditAnchor, _ entries: [AuditEntry]) -> Problem? {
         guard anchor != .genesis else { return nil }
-        let checkpoint = entries.last {
-            $0.index.eventName == "AuditRecordsPruned" || $0.record.contains("\"AuditRecordsPruned\"")
+        // By the event's name (its column, or its record's for rows without one), never by the record's
+        // text: a user's StartSession reason "AuditRecordsPruned" must not pass for a checkpoint.
+        let checkpoint = entries.last { entry in
+            guard entry.index.eventName.isEmpty else { return entry.index.eventName == "AuditRecordsPruned" }
+            return (try? JSONValue(parsing: entry.record))?["eventName"]?.stringValue == "AuditRecordsPruned"
         }
         let details = checkpoint.flatMap { try? JSONValue(parsing: $0.record) }?["serviceEventDetails"]
         guard checkpoint != nil, details?["lastSequence"]?.int64Value == anchor.sequence,
@@ -140,7 +143,10 @@ public enum AuditChain {
         if !entry.index.userName.isEmpty || !user.isEmpty, user != entry.index.userName {
             return "its user column differs from the record"
         }
-        if let time = record["eventTime"]?.stringValue.flatMap(IAMDate.epochSeconds), Int64(time) != entry.eventTime {
+        // Int64(exactly:) rather than Int64(...): a tampered time past Int64's range must be reported, not trap.
+        if let time = record["eventTime"]?.stringValue.flatMap(IAMDate.epochSeconds),
+            Int64(exactly: time.rounded(.towardZero)) != entry.eventTime
+        {
             return "its time column differs from the record"
         }
         return nil

@@ -92,7 +92,9 @@ final class ConnectionRecorder: ChannelDuplexHandler {
         } else {
             reason = "connection lost"
         }
-        let duration = Int64(WallClock.nowMilliseconds() &- self.facts.openedMilliseconds)
+        // Wall-clock milliseconds: a clock stepped back while the connection was open makes the difference
+        // wrap, which bitPattern turns negative (counted as 0) where Int64(...) trapped.
+        let duration = Int64(bitPattern: WallClock.nowMilliseconds() &- self.facts.openedMilliseconds)
         self.journal.append(
             self.facts.record(
                 "ConnectionClosed",

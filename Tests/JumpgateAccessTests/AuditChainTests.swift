@@ -113,6 +113,20 @@ struct AuditChainTests {
         #expect(problem?.reason.contains("anchor") == true)
         // No checkpoint at all.
         #expect(AuditChain.verify(Array(Self.chain(10).dropFirst(4)), anchor: anchor) != nil)
+        // A later record that only quotes the name (a user's StartSession reason) is no checkpoint: the
+        // verification still finds the real one (it took the quoting record and reported tampering).
+        let quoting = AuditChain.link(
+            after: AuditAnchor(sequence: checkpoint.sequence, hash: checkpoint.hash),
+            eventID: "event-12",
+            eventTime: 2001,
+            record:
+                #"{"eventID":"event-12","eventName":"StartSession","requestParameters":{"reason":"AuditRecordsPruned"}}"#,
+            index: AuditIndex(eventName: "StartSession")
+        )
+        #expect(AuditChain.verify(Array((all + [quoting]).dropFirst(4)), anchor: anchor) == nil)
+        var unindexed = quoting
+        unindexed.index = AuditIndex(eventName: "")
+        #expect(AuditChain.verify(Array((all + [unindexed]).dropFirst(4)), anchor: anchor) == nil)
     }
 
     @Test("an index column that disagrees with its record is caught; two log lines for one number too")
@@ -124,6 +138,10 @@ struct AuditChainTests {
         timed[1].record = #"{"eventID":"event-2","eventTime":"2026-12-02T10:00:00Z"}"#
         timed = Self.relinked(timed)
         #expect(AuditChain.verify(timed, anchor: .genesis)?.reason.contains("time") == true)
+        // A time past Int64's range in seconds (tampered): reported, where converting it trapped.
+        timed[1].record = #"{"eventID":"event-2","eventTime":"99999999999999999999"}"#
+        timed = Self.relinked(timed)
+        #expect(AuditChain.verify(timed, anchor: .genesis)?.sequence == 2)
         let original = Self.chain(4)
         var reused = Self.log(original)
         reused.append(AuditLogLine(sequence: 3, eventID: "event-lost", hash: String(repeating: "a", count: 64)))

@@ -120,5 +120,17 @@ struct AgentRecordingTests {
         try "{\"version\": 2, \"wid".write(toFile: empty, atomically: false, encoding: .utf8)
         try AgentRunner.closeRecording(at: empty, now: 1_764_000_010_000_000)
         #expect(try Data(contentsOf: URL(fileURLWithPath: empty)).isEmpty)
+
+        // A header whose timestamp, in microseconds, passes Int64 (a file someone edited): the marker is
+        // added at 0 s, where the multiplication trapped and the agent stopped at every start.
+        let edited = directory + "/bob-3.cast"
+        try "{\"version\": 2, \"width\": 80, \"height\": 24, \"timestamp\": 9300000000000}\n[0.5, \"o\", \"x\"]\n"
+            .write(toFile: edited, atomically: false, encoding: .utf8)
+        try AgentRunner.closeRecording(at: edited, now: 1_764_000_010_000_000)
+        #expect(
+            try AsciicastPlayback(parsing: String(contentsOfFile: edited, encoding: .utf8)).markers == [
+                AgentRunner.stoppedMarker
+            ]
+        )
     }
 }

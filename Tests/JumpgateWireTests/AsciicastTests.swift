@@ -115,6 +115,16 @@ struct AsciicastTests {
         #expect(
             playback.steps(speed: 10, idleLimitMicroseconds: nil).reduce(0) { $0 + $1.delayMicroseconds } == 1_200_000
         )
+        // A pause of 10^9 s (the most a recording may hold) at the slowest speed: a year, where converting
+        // 10^21 us trapped.
+        let long = try AsciicastPlayback(
+            parsing: #"{"version": 2, "width": 80, "height": 24}"# + "\n[1000000000, \"o\", \"x\"]\n"
+        )
+        #expect(
+            long.steps(speed: 0.000_001, idleLimitMicroseconds: nil).map(\.delayMicroseconds) == [
+                365 * 86_400 * 1_000_000
+            ]
+        )
     }
 
     @Test(

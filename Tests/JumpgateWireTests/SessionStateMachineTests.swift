@@ -370,6 +370,26 @@ struct SessionStateMachineTests {
             return
         }
         #expect(received.status == .lost)
+
+        // A cumulative acknowledgement below -1 once the agent's oldest unacknowledged message is past 0:
+        // Int64.min overflowed the distance to it and stopped the agent (one crafted message through the
+        // gateway, from anyone who may start a session).
+        #expect(pair.agent.reliability.nextSequenceNumber > 1)
+        actions = []
+        for highest in [Int64.min, -2] {
+            let cumulative = SSMMessage(
+                messageType: .acknowledge,
+                createdDate: 1,
+                payloadType: .jumpgateCumulativeAck,
+                payload: CumulativeAckPayload(highestContiguousSequenceNumber: highest).encoded()
+            )
+            pair.agent.frameReceived(cumulative.encoded(), withholdsOutput: false, now: .now(), into: &actions)
+        }
+        #expect(actions.compactMap(\.refusal) == [.unexpectedMessage, .unexpectedMessage])
+        #expect(!pair.agent.isEnded)
+        // The state machine itself, past the session's check: no trap, nothing acknowledged.
+        var reliability = pair.agent.reliability
+        #expect(reliability.cumulativeAcknowledgementReceived(upTo: .min, now: .now()) == .unknown)
     }
 
     @Test("resends wait while the channel may not carry them; an acknowledgement reopens the send window")

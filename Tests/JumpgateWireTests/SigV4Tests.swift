@@ -224,6 +224,9 @@ struct SigV4Tests {
         #expect(SigV4.timestamp(epochSeconds: 1_700_000_000) == "20231114T221320Z")
         #expect(SigV4.timestamp(epochSeconds: 0) == "19700101T000000Z")
         #expect(SigV4.timestamp(epochSeconds: 951_782_400) == "20000229T000000Z")
+        // Past the four-digit years, at either end of Int64: the nearest end, not an overflow trap.
+        #expect(SigV4.timestamp(epochSeconds: .min) == "00000101T000000Z")
+        #expect(SigV4.timestamp(epochSeconds: .max) == "99991231T235959Z")
         for epoch in stride(from: Int64(0), to: 4_102_444_800, by: 86_399 * 37) {
             #expect(SigV4.epochSeconds(timestamp: SigV4.timestamp(epochSeconds: epoch)) == epoch)
         }

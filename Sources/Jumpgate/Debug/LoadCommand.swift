@@ -24,7 +24,7 @@ struct LoadCommand: ParsableCommand {
         guard let bytes = IPAddressBytes.parse(first), bytes.count == 4, bytes[0] == 127 else {
             throw ValidationError("'\(first)' is not an IPv4 loopback address (127.0.0.0/8): load stays on this host.")
         }
-        let value = bytes.reduce(UInt32(0)) { $0 << 8 | UInt32($1) } &+ UInt32(index)
+        let value = bytes.reduce(UInt32(0)) { $0 << 8 | UInt32($1) } &+ UInt32(truncatingIfNeeded: index)
         guard value >> 24 == 127 else {
             throw ValidationError("'\(first)' plus \(index) leaves 127.0.0.0/8: start lower or use fewer --sources.")
         }
@@ -183,6 +183,9 @@ struct LoadSessionsCommand: AsyncParsableCommand {
             String.init
         )
         guard !instances.isEmpty else { throw ValidationError("\(self.targets) lists no instance.") }
+        guard self.sessions > 0, self.connections >= 0, self.offset >= 0, self.sources > 0 else {
+            throw ValidationError("--sessions and --sources must be positive, --connections and --offset not negative.")
+        }
         guard let colon = self.destination.lastIndex(of: ":") else {
             throw ValidationError("--destination is HOST:PORT.")
         }

@@ -68,7 +68,9 @@ extension AgentRunner {
         {
             return true
         }
-        let elapsed = max(0, now - start * 1_000_000)
+        // The header's timestamp is the file's: one past what microseconds can hold must not trap.
+        let (startMicroseconds, overflow) = start.multipliedReportingOverflow(by: 1_000_000)
+        let elapsed = overflow ? 0 : max(0, now &- startMicroseconds)
         let marker: JSONValue = [.double(Double(elapsed) / 1e6), "m", .string(Self.stoppedMarker)]
         guard ConnectionJournal.write(marker.serialized() + "\n", to: fd) else {
             _ = ftruncate(fd, off_t(whole))

@@ -128,7 +128,7 @@ extension AgentRunner {
             let stored = self.recordingUploads.withLockedValue { $0.stored[sessionID] }
             guard let size = Self.fileSize(path) else { return }
             // The gateway's length, even past this file's end (it then has all of it: only the end is sent).
-            let offset = stored ?? 0
+            let offset = max(0, stored ?? 0)
             var chunk =
                 offset < size
                 ? try Self.read(path, offset: offset, count: min(Self.recordingChunkBytes, size - offset)) : []

@@ -57,7 +57,7 @@ extension AuditTrail {
     /// The answer (and `audit verify --data-dir`'s output): intact or the first problem.
     public static func verification(anchor: AuditAnchor, entries: [AuditEntry], log: [AuditLogLine]?) -> JSONValue {
         var members: [(key: String, value: JSONValue)] = [
-            ("Records", .integer(Int64(entries.count))), ("FirstSequence", .integer(anchor.sequence + 1)),
+            ("Records", .integer(Int64(entries.count))), ("FirstSequence", .integer(anchor.sequence &+ 1)),
             ("LastSequence", .integer(entries.last?.sequence ?? anchor.sequence)),
             ("Head", .string(entries.last?.hash ?? anchor.hash)), ("CheckedAgainstLogFile", .bool(log != nil)),
         ]

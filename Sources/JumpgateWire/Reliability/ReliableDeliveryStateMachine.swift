@@ -161,7 +161,10 @@ public struct ReliableDeliveryStateMachine: Sendable {
         upTo sequenceNumber: Int64,
         now: NIODeadline
     ) -> AcknowledgementResult {
-        let last = min(sequenceNumber - self.outgoingHeadSequence, Int64(self.outgoing.count) - 1)
+        // Overflow-checked: the number is the peer's (the session refuses what is out of range first).
+        let (distance, overflow) = sequenceNumber.subtractingReportingOverflow(self.outgoingHeadSequence)
+        guard !overflow else { return .unknown }
+        let last = min(distance, Int64(self.outgoing.count) - 1)
         guard last >= 0 else { return .unknown }
         let wasBlocked = !self.canSend
         var newest: OutgoingEntry?

@@ -201,7 +201,9 @@ extension SessionStateMachine {
         let result: ReliableDeliveryStateMachine.AcknowledgementResult
         if message.payloadType == .jumpgateCumulativeAck, let ack = try? CumulativeAckPayload(payload: message.payload)
         {
-            guard ack.highestContiguousSequenceNumber < self.reliability.nextSequenceNumber else {
+            // -1: nothing yet. Below that is no sequence number (Int64.min once overflowed the arithmetic
+            // below and stopped the process).
+            guard (-1..<self.reliability.nextSequenceNumber).contains(ack.highestContiguousSequenceNumber) else {
                 return actions.append(.refused(.unexpectedMessage, "an acknowledgement of messages never sent"))
             }
             result = self.reliability.cumulativeAcknowledgementReceived(

@@ -81,6 +81,9 @@ public struct AsciicastPlayback: Sendable {
         self.input = input
     }
 
+    /// The longest wait ``steps(speed:idleLimitMicroseconds:)`` gives: a year.
+    static let longestWaitMicroseconds = 365.0 * 86_400 * 1_000_000
+
     /// The writes at `speed` times real time, each wait at most `idleLimit` seconds (nil: as recorded).
     public func steps(speed: Double, idleLimitMicroseconds: Int64?) -> [Step] {
         var steps: [Step] = []
@@ -90,7 +93,9 @@ public struct AsciicastPlayback: Sendable {
             var delay = time - previous
             previous = time
             if let limit = idleLimitMicroseconds { delay = min(delay, limit) }
-            steps.append(Step(delayMicroseconds: Int64((Double(delay) / max(speed, 0.000_001)).rounded()), text: text))
+            // At most a year per wait: a very slow speed on a long pause would not fit Int64 (and trapped).
+            let scaled = min((Double(delay) / max(speed, 0.000_001)).rounded(), Self.longestWaitMicroseconds)
+            steps.append(Step(delayMicroseconds: Int64(scaled), text: text))
         }
         return steps
     }

@@ -203,6 +203,9 @@ public enum SigV4 {
 
     /// `YYYYMMDDTHHMMSSZ` for seconds since the epoch.
     public static func timestamp(epochSeconds: Int64) -> String {
+        // Years 0000 to 9999 (the format's four digits): a date from elsewhere (a gateway's answer) outside
+        // them is shown at the nearest end, where the arithmetic below would overflow near Int64's ends.
+        let epochSeconds = min(max(epochSeconds, -62_167_219_200), 253_402_300_799)
         let days = epochSeconds >= 0 ? epochSeconds / 86400 : (epochSeconds - 86399) / 86400
         let secondsOfDay = epochSeconds - days * 86400
         let (y, m, d) = civil(fromDays: days)
