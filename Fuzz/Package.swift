@@ -33,6 +33,7 @@ let package = Package(
         fuzzTarget("FuzzSSMMessage", [wire, nioCore]),
         fuzzTarget("FuzzPayloadJSON", [wire, nioCore]),
         fuzzTarget("FuzzHandshake", [wire, nioCore]),
+        fuzzTarget("FuzzSession", [wire, nioCore]),
         fuzzTarget("FuzzSmux", [wire, nioCore]),
         fuzzTarget("FuzzWebSocket", [wire, nioCore]),
         fuzzTarget(

@@ -239,6 +239,7 @@ struct ForwardCommand: AsyncParsableCommand {
                 self.exec == nil ? [SIGINT, SIGTERM] : [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
             )
             cause.withLockedValue { $0 = $0 ?? .user }
+            ForwardExec.ending.withLockedValue { $0 = true }
             await endAll()
         }
         // Each child returns an exit status when it is a reason to stop (a session ended, the --exec
@@ -313,6 +314,7 @@ struct ForwardCommand: AsyncParsableCommand {
                 }
             }
             // Started together, ended together.
+            ForwardExec.ending.withLockedValue { $0 = true }
             await endAll()
             group.cancelAll()
             return first

@@ -13,6 +13,11 @@ import NIOConcurrencyHelpers
 /// read it, and Ctrl+C, Ctrl+\ and Ctrl+Z reach the command, not `forward`. Otherwise the terminal's signals
 /// reach `forward`, which ends the sessions and then stops the command.
 enum ForwardExec {
+    /// Set when `forward` starts ending (its termination signal, ``ForwardCommand``, or a session that ended
+    /// first): from then on a stop of the command is not the user's job control, and a `kill %1` that
+    /// continues a stopped job leaves the command stopped until it is sent SIGTERM. One `forward` per process.
+    static let ending = NIOLockedValueBox(false)
+
     /// Runs the command and returns its status as a shell gives it (128 + n for a signal n); 127 if `/bin/sh`
     /// cannot be started. Cancelling the task (a session ended, or the user ended `forward`) stops the
     /// command's group: SIGTERM, then SIGKILL 5 s later.
@@ -44,13 +49,13 @@ enum ForwardExec {
         // Reaped under the lock, so a cancellation never signals a group whose leader was reaped (its pid
         // maybe reused).
         let reaped = NIOLockedValueBox(false)
-        // Set when forward ends the command: a stop after that is not the user's to handle.
-        let ending = NIOLockedValueBox(false)
+        // Set once the command was sent SIGTERM.
+        let terminated = NIOLockedValueBox(false)
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 DetachedThread.start {
                     var terminal = lentTerminal
-                    Self.waitUntilEnded(process, terminal: &terminal, ending: ending)
+                    Self.waitUntilEnded(process, terminal: &terminal, terminated: terminated)
                     // Before the reap, so that no new process can take the ended leader's pid (and its
                     // group's id) while the terminal may still name that group.
                     terminal?.takeBack()
@@ -64,13 +69,14 @@ enum ForwardExec {
         } onCancel: {
             // A session ended first, or the user ended forward: the command loses its tunnel, so it is
             // stopped too, with everything it started (its process group); SIGCONT in case it is stopped.
-            ending.withLockedValue { $0 = true }
+            Self.ending.withLockedValue { $0 = true }
             reaped.withLockedValue { reaped in
                 if !reaped {
                     kill(-process.pid, SIGTERM)
                     kill(-process.pid, SIGCONT)
                 }
             }
+            terminated.withLockedValue { $0 = true }
             // A command that ignores SIGTERM gets SIGKILL 5 s later, as the agent's programs do.
             DetachedThread.start {
                 usleep(5_000_000)
@@ -82,19 +88,20 @@ enum ForwardExec {
     }
 
     /// Blocks until the command's shell has ended, without reaping it. With a terminal, each stop of the
-    /// shell is handled as a shell handles its job's (``ForegroundTerminal/commandStopped(_:by:)``), and while
+    /// shell is handled as a shell handles its job's (``ForegroundTerminal/commandStopped(_:by:ending:)``), and while
     /// the terminal is not lent (`forward` in the background) the wait polls every 100 ms, to lend it as soon
     /// as `fg` brings `forward` back to the foreground.
     ///
-    /// Once `ending` (forward sent the command SIGTERM), a stop no longer stops `forward`'s job: a command
-    /// that reads the terminal in the background while it handles SIGTERM (a trap, a program asking "save?")
-    /// would otherwise leave `forward` stopped again after the user's `kill %1`, needing a second one. The
-    /// command is continued instead (a pending SIGTERM then acts), at most 20 times a second, until it ends
-    /// or SIGKILL ends it.
+    /// Once ``ending``, a stop no longer stops `forward`'s job: a command that touches the terminal in the
+    /// background as it is continued (psql resets its modes) or as it handles SIGTERM (a trap, a program
+    /// asking "save?") would otherwise leave `forward` stopped again after the user's `kill %1`, needing a
+    /// second one. The command waits stopped until it was sent SIGTERM (`terminated`), then is continued,
+    /// with the terminal if `forward` has it (so the signal acts), at most 20 times a second, until it
+    /// ends or SIGKILL ends it.
     private static func waitUntilEnded(
         _ process: SpawnedProcess,
         terminal: inout ForegroundTerminal?,
-        ending: NIOLockedValueBox<Bool>
+        terminated: NIOLockedValueBox<Bool>
     ) {
         guard terminal != nil else {
             process.waitUntilEnded()
@@ -115,8 +122,11 @@ enum ForwardExec {
                 continue
             }
             guard info.si_code == CLD_STOPPED else { return }
-            if ending.withLockedValue({ $0 }) {
-                kill(-process.pid, SIGCONT)
+            if Self.ending.withLockedValue({ $0 }) {
+                if terminated.withLockedValue({ $0 }) {
+                    terminal?.lendIfForeground(to: process.pid)
+                    kill(-process.pid, SIGCONT)
+                }
                 usleep(50_000)
                 continue
             }
@@ -126,7 +136,9 @@ enum ForwardExec {
             guard waitid(P_PID, id_t(process.pid), &consumed, WSTOPPED | WNOHANG) == 0,
                 cjumpgate_siginfo_pid(&consumed) == process.pid
             else { continue }
-            terminal?.commandStopped(process.pid, by: cjumpgate_siginfo_status(&consumed))
+            terminal?.commandStopped(process.pid, by: cjumpgate_siginfo_status(&consumed)) {
+                Self.ending.withLockedValue { $0 }
+            }
         }
     }
 }

@@ -164,7 +164,7 @@ struct TargetDialer: Sendable {
             // The handshake completed and a reset followed at once: a server closing its listener (between
             // runs, restarting) or dropping connections over its own limit.
             return
-                "cannot connect to \(destination): it reset the connection as it opened (is it restarting or at its connection limit?)"
+                "cannot connect to \(destination): the connection was reset or closed as it opened (a server restarting or at its connection limit, or this agent stopping)"
         case .addressNotAvailable, .addressInUse:
             return
                 "cannot connect to \(destination): the agent's host has no local port left for it (too many connections, or in TIME_WAIT)"

@@ -117,8 +117,8 @@ public final class GatewayServer: Sendable {
         self.lock.release()
     }
 
-    /// How long a graceful stop waits for its connections to close (a TLS peer that never answers
-    /// close_notify holds its connection until NIOSSL's own 5 s timeout).
+    /// How long a graceful stop waits for its connections to close: more than the 2 s a TLS close waits
+    /// for a peer's close_notify (`JumpgateTLS.serverContext`).
     static let connectionCloseTimeout = TimeAmount.seconds(3)
 
     /// One warning per source per minute for refused requests (never a secret: ids and counts only).

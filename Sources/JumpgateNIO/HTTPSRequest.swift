@@ -305,6 +305,10 @@ public enum JumpgateTLS {
             privateKey: .privateKey(key)
         )
         configuration.minimumTLSVersion = .tlsv12
+        // A close waits this long for the peer's close_notify (NIOSSL's default is 5 s): a gateway that stops
+        // closes every connection and waits 3 s for them (GatewayServer.shutdown), a peer that is not
+        // reading included.
+        configuration.shutdownTimeout = .seconds(2)
         return try NIOSSLContext(configuration: configuration)
     }
 

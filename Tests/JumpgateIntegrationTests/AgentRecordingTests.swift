@@ -121,16 +121,16 @@ struct AgentRecordingTests {
         try AgentRunner.closeRecording(at: empty, now: 1_764_000_010_000_000)
         #expect(try Data(contentsOf: URL(fileURLWithPath: empty)).isEmpty)
 
-        // A header whose timestamp, in microseconds, passes Int64 (a file someone edited): the marker is
-        // added at 0 s, where the multiplication trapped and the agent stopped at every start.
-        let edited = directory + "/bob-3.cast"
-        try "{\"version\": 2, \"width\": 80, \"height\": 24, \"timestamp\": 9300000000000}\n[0.5, \"o\", \"x\"]\n"
-            .write(toFile: edited, atomically: false, encoding: .utf8)
-        try AgentRunner.closeRecording(at: edited, now: 1_764_000_010_000_000)
-        #expect(
-            try AsciicastPlayback(parsing: String(contentsOfFile: edited, encoding: .utf8)).markers == [
-                AgentRunner.stoppedMarker
-            ]
-        )
+        // A header whose timestamp, in microseconds, passes Int64 (a file someone edited): the marker goes
+        // at 0 s, where the multiplication trapped and the agent stopped at every start. One from a clock at
+        // 1970: the marker at the latest time a recording may hold, so the file still plays.
+        for (index, timestamp) in ["9300000000000", "0"].enumerated() {
+            let path = directory + "/bob-\(index + 3).cast"
+            try "{\"version\": 2, \"width\": 80, \"height\": 24, \"timestamp\": \(timestamp)}\n[0.5, \"o\", \"x\"]\n"
+                .write(toFile: path, atomically: false, encoding: .utf8)
+            try AgentRunner.closeRecording(at: path, now: 1_764_000_010_000_000)
+            let playback = try AsciicastPlayback(parsing: String(contentsOfFile: path, encoding: .utf8))
+            #expect(playback.markers == [AgentRunner.stoppedMarker], "timestamp \(timestamp)")
+        }
     }
 }

@@ -119,8 +119,19 @@ struct ForwardExecTerminalTests {
         }
     }
 
+    /// Sets the terminal's modes each time it is continued (as psql does), then waits.
+    static let modesScript = """
+        import signal, termios, time
+        def again(*_):
+            termios.tcsetattr(0, termios.TCSADRAIN, termios.tcgetattr(0))
+        signal.signal(signal.SIGCONT, again)
+        print("modes-ready", flush=True)
+        time.sleep(300)
+
+        """
+
     @Test(
-        "one kill %1 on a stopped forward ends it, also when its command, told to end, reads the terminal in the background (SIGKILL 5 s later)"
+        "one kill %1 on a stopped forward ends it, also when its command sets the terminal's modes as it is continued (psql) or reads the terminal as it handles SIGTERM (SIGKILL 5 s later)"
     )
     func killStoppedJob() async throws {
         try await EndToEndTests.withLab { lab, echoPort in
@@ -128,37 +139,52 @@ struct ForwardExecTerminalTests {
             let forward =
                 "jumpgate forward \(lab.instanceID) -L 0:127.0.0.1:\(echoPort) --endpoint-url \(lab.url) --ca-file \(lab.caFile) --exec"
             try terminal.type("set -b")
+            // A command that sets the terminal's modes whenever it is continued, as psql does: continued in
+            // the background by the SIGCONT of `kill %1`, it was stopped at once by SIGTTOU, and forward's
+            // job with it.
+            try Self.modesScript.write(toFile: lab.directory + "/modes.py", atomically: true, encoding: .utf8)
+            try Self.killStopped(
+                terminal,
+                "\(forward) 'echo $$ > modes.pid; exec python3 ./modes.py'",
+                pidFile: lab.directory + "/modes.pid"
+            )
             // At SIGTERM the command's trap reads the terminal: in the background, so the terminal stops it
-            // (SIGTTIN) after forward started ending it. That stop used to stop forward's job again, and bash
-            // reported it stopped a second time instead of done.
-            try terminal.type(
-                "\(forward) 'trap \"read answer; exit 0\" TERM; echo $$ > kill.pid; echo ready-for-kill; sleep 300 & wait'"
+            // (SIGTTIN) after forward started ending it (SIGKILL 5 s after the SIGTERM its trap survives).
+            try Self.killStopped(
+                terminal,
+                "\(forward) 'trap \"read answer; exit 0\" TERM; echo $$ > kill.pid; sleep 300 & wait'",
+                pidFile: lab.directory + "/kill.pid"
             )
-            try terminal.waitForLine(timeout: 30) { $0 == "ready-for-kill" }
-            // Not `commandInForeground(pidFile:)`: calling it here crashes Swift 6.3.1's SendNonSendable pass.
-            let command = try #require(
-                pid_t(
-                    try String(contentsOfFile: lab.directory + "/kill.pid", encoding: .utf8)
-                        .trimmingCharacters(in: .whitespacesAndNewlines)
-                )
-            )
-            try Self.waitForForeground(group: command, of: command)
-            try terminal.press("C-z")
-            try terminal.waitForLine { $0.contains("kill.pid") && $0.contains("Stopped") }
-            try terminal.type("kill %1")
-            // forward ends its session and the command (SIGKILL 5 s after the SIGTERM its trap survives):
-            // bash reports the job done, once.
-            try terminal.waitForLine(timeout: 20) {
-                $0.contains("kill.pid") && ($0.contains("Done") || $0.contains("Exit"))
-            }
-            let screen = try terminal.lines()
-            #expect(
-                screen.filter { $0.contains("kill.pid") && $0.contains("Stopped") }.count == 1,
-                "\(screen.joined(separator: "\n"))"
-            )
-            let gone = kill(command, 0) != 0 && errno == ESRCH
-            #expect(gone, "the command's shell is gone")
         }
+    }
+
+    /// Types `line` (a forward --exec whose command writes its pid to `pidFile`), stops the job with Ctrl+Z
+    /// once the command holds the terminal, then `kill %1`: bash must report the job done, having reported
+    /// it stopped once, and the command must be gone. (Synchronous, out of the test's closure: there it
+    /// crashed Swift 6.3.1's SendNonSendable pass.)
+    static func killStopped(_ terminal: Tmux, _ line: String, pidFile: String) throws {
+        let name = String(pidFile.split(separator: "/").last ?? "")
+        try terminal.type(line)
+        var command: pid_t?
+        for _ in 0..<600 where command == nil {
+            command = (try? String(contentsOfFile: pidFile, encoding: .utf8)).flatMap {
+                pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines))
+            }
+            if command == nil { usleep(50_000) }
+        }
+        guard let command else { throw HarnessError("\(pidFile) was never written") }
+        try Self.waitForForeground(group: command, of: command)
+        try terminal.press("C-z")
+        try terminal.waitForLine { $0.contains(name) && $0.contains("Stopped") }
+        try terminal.type("kill %1")
+        try terminal.waitForLine(timeout: 20) { $0.contains(name) && ($0.contains("Done") || $0.contains("Exit")) }
+        let screen = try terminal.lines()
+        #expect(
+            screen.filter { $0.contains(name) && $0.contains("Stopped") }.count == 1,
+            "\(screen.joined(separator: "\n"))"
+        )
+        let gone = kill(command, 0) != 0 && errno == ESRCH
+        #expect(gone, "\(name): the command is gone")
     }
 
     /// The pid the command wrote to `pidFile`, once its group (it leads it) holds the terminal.

@@ -26,7 +26,7 @@ struct NetworkFailureTests {
         #expect(text(EHOSTUNREACH) == "cannot connect to db.internal:5432: no route from the agent's host")
         #expect(
             text(ECONNRESET).hasSuffix(
-                "it reset the connection as it opened (is it restarting or at its connection limit?)"
+                "the connection was reset or closed as it opened (a server restarting or at its connection limit, or this agent stopping)"
             )
         )
         #expect(

@@ -46,6 +46,7 @@ import Testing
         #expect(DecimalText.fixed(-Double.greatestFiniteMagnitude, 2) == "\(-Double.greatestFiniteMagnitude)")
         #expect(DecimalText.fixed(8.9e17, 1) == "890000000000000000.0")
         #expect(DecimalText.fixed(.nan, 1) == "nan")
+        #expect(DecimalText.fixed(1.5, -1) == "2")
         for value in [0, 5, 9, 10, 59, 123, -7] {
             #expect(DecimalText.zeroPadded(value, width: 2) == String(format: "%02d", value))
         }

@@ -77,8 +77,8 @@ struct ForegroundTerminal: Sendable {
     ///
     /// SIGTTIN or SIGTTOU while `forward` is in the foreground (the command read the terminal before `fg`
     /// lent it back): it gets the terminal and goes on. Anything else (Ctrl+Z, or reading the terminal while
-    /// the user's shell holds it) stops `forward`'s job too: ``suspend(command:with:)``.
-    mutating func commandStopped(_ command: pid_t, by signal: CInt) {
+    /// the user's shell holds it) stops `forward`'s job too: ``suspend(command:with:ending:)``.
+    mutating func commandStopped(_ command: pid_t, by signal: CInt, ending: () -> Bool) {
         let needsTerminal = signal == SIGTTIN || signal == SIGTTOU
         if needsTerminal {
             self.lendIfForeground(to: command)
@@ -88,7 +88,7 @@ struct ForegroundTerminal: Sendable {
                 return
             }
         }
-        self.suspend(command: command, with: needsTerminal ? signal : SIGTSTP)
+        self.suspend(command: command, with: needsTerminal ? signal : SIGTSTP, ending: ending)
     }
 
     /// `forward` takes the terminal back and stops its own process group with `signal` (SIGTSTP, or the
@@ -104,7 +104,12 @@ struct ForegroundTerminal: Sendable {
     /// anything after it runs, and a SIGCONT that comes first (the user's `fg` after seeing the script stop)
     /// discards it instead of leaving `forward` stopped behind a running job. (The calling thread may have
     /// had the signal blocked anyway: threads started from Swift's concurrency pool inherit Dispatch's mask.)
-    mutating func suspend(command: pid_t, with signal: CInt) {
+    ///
+    /// `kill %1` also continues a stopped job, right after its SIGTERM: `ending` (true once `forward`'s
+    /// handler has seen the signal, on another thread: up to 50 ms is allowed for it) keeps the command
+    /// stopped then, until `forward` ends it, rather than continuing it in the background, where a program
+    /// that resets the terminal (psql) is stopped by SIGTTOU at once.
+    mutating func suspend(command: pid_t, with signal: CInt, ending: () -> Bool) {
         self.takeBack()
         // SIGTTOU is ignored in `forward` (current()), so it stops itself with SIGTTIN for both.
         let own = signal == SIGTTOU ? SIGTTIN : signal
@@ -118,7 +123,9 @@ struct ForegroundTerminal: Sendable {
         }
         pthread_sigmask(SIG_UNBLOCK, &stop, nil)
         self.lendIfForeground(to: command)
-        if !self.lent, signal == SIGTSTP { kill(-command, SIGCONT) }
+        guard !self.lent, signal == SIGTSTP else { return }
+        for _ in 0..<5 where !ending() { usleep(10_000) }
+        if !ending() { kill(-command, SIGCONT) }
     }
 }
 

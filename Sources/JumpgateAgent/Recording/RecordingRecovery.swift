@@ -70,7 +70,9 @@ extension AgentRunner {
         }
         // The header's timestamp is the file's: one past what microseconds can hold must not trap.
         let (startMicroseconds, overflow) = start.multipliedReportingOverflow(by: 1_000_000)
-        let elapsed = overflow ? 0 : max(0, now &- startMicroseconds)
+        // At most what a recording may hold (a header from a clock at 1970 would give more, and the marker
+        // would then make the whole file unplayable).
+        let elapsed = overflow ? 0 : min(max(0, now &- startMicroseconds), AsciicastPlayback.maximumMicroseconds)
         let marker: JSONValue = [.double(Double(elapsed) / 1e6), "m", .string(Self.stoppedMarker)]
         guard ConnectionJournal.write(marker.serialized() + "\n", to: fd) else {
             _ = ftruncate(fd, off_t(whole))

@@ -16,8 +16,9 @@ public final class GatewayConnections: Sendable {
     private let refused: [ConnectionRefusal: Counter]
     private let timedOut: [ConnectionTimeout: Counter]
     private let budgetRefusals = Counter(label: "jumpgate_buffer_budget_refusals_total")
-    /// The admitted connections not closed yet, for ``closeAll(within:)`` at shutdown.
-    private let openChannels = NIOLockedValueBox([ObjectIdentifier: any Channel]())
+    /// The admitted connections not closed yet, for ``closeAll(within:)`` at shutdown; once `closing`,
+    /// nothing more is admitted (a connection accepted just before the listener closed is set up after).
+    private let openChannels = NIOLockedValueBox((channels: [ObjectIdentifier: any Channel](), closing: false))
     let logger: Logger
 
     public init(limits: ConnectionLimits, logger: Logger) {
@@ -40,16 +41,22 @@ public final class GatewayConnections: Sendable {
 
     /// Admits an accepted connection or refuses it (counted); an admitted one is released when it closes.
     func admit(_ channel: any Channel) -> Bool {
+        let key = ObjectIdentifier(channel)
+        let tracked = self.openChannels.withLockedValue { open in
+            guard !open.closing else { return false }
+            open.channels[key] = channel
+            return true
+        }
+        guard tracked else { return false }
         let source = channel.sourceAddress
         if let refusal = self.admission.withLockedValue({ $0.admit(source) }) {
             self.refused[refusal]?.increment()
+            self.openChannels.withLockedValue { _ = $0.channels.removeValue(forKey: key) }
             return false
         }
-        let key = ObjectIdentifier(channel)
-        self.openChannels.withLockedValue { $0[key] = channel }
         channel.closeFuture.whenComplete { _ in
             self.admission.withLockedValue { $0.release(source) }
-            self.openChannels.withLockedValue { $0[key] = nil }
+            self.openChannels.withLockedValue { _ = $0.channels.removeValue(forKey: key) }
         }
         return true
     }
@@ -58,7 +65,10 @@ public final class GatewayConnections: Sendable {
     /// seen it close and made their changes to the state), or when `timeout` has passed; the number still
     /// open then. For a graceful stop: call it after the listener closed, so that nothing is admitted after.
     func closeAll(within timeout: TimeAmount) async -> Int {
-        let channels = self.openChannels.withLockedValue { Array($0.values) }
+        let channels = self.openChannels.withLockedValue { open in
+            open.closing = true
+            return Array(open.channels.values)
+        }
         guard !channels.isEmpty else { return 0 }
         for channel in channels { channel.close(promise: nil) }
         let eventLoop = channels[0].eventLoop
@@ -68,7 +78,7 @@ public final class GatewayConnections: Sendable {
         all.cascade(to: timer)
         try? await timer.futureResult.get()
         scheduled.cancel()
-        return self.openChannels.withLockedValue { $0.count }
+        return self.openChannels.withLockedValue { $0.channels.count }
     }
 
     func acceptFailed(_ error: IOError) {

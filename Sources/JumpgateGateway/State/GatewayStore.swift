@@ -298,13 +298,17 @@ public final class GatewayStore: Sendable {
     public func submit(_ change: StoreChange) {
         let logger = self.logger
         let failed = self.failedWrites
-        guard !self.isClosed.withLockedValue({ $0 }) else {
+        let (sql, binds) = self.statement(for: change)
+        // Checked and queued under the lock ``close()`` takes: a write queued before the close runs before it.
+        let queued = self.isClosed.withLockedValue { closed in
+            closed ? nil : self.connection.query(sql, binds, logger: logger) { _ in }
+        }
+        guard let queued else {
             logger.error("a change came after the store closed (the gateway is stopping); it is not stored")
             failed.withLockedValue { $0 += 1 }
             return
         }
-        let (sql, binds) = self.statement(for: change)
-        self.connection.query(sql, binds, logger: logger) { _ in }.whenComplete { result in
+        queued.whenComplete { result in
             switch result {
             case .success:
                 self.noteWrite(failure: nil)
@@ -320,14 +324,17 @@ public final class GatewayStore: Sendable {
     /// changes that must never be in memory without being on disk: the caller applies them on success.
     public func commit(_ change: StoreChange) -> EventLoopFuture<Void> {
         let logger = self.logger
-        guard !self.isClosed.withLockedValue({ $0 }) else {
+        let (sql, binds) = self.statement(for: change)
+        let queued = self.isClosed.withLockedValue { closed in
+            closed ? nil : self.connection.query(sql, binds, logger: logger) { _ in }
+        }
+        guard let queued else {
             logger.error("a change came after the store closed (the gateway is stopping); nothing was changed")
             return self.connection.eventLoop.makeFailedFuture(
                 StoreError("the store is closed: the gateway is stopping")
             )
         }
-        let (sql, binds) = self.statement(for: change)
-        return self.connection.query(sql, binds, logger: logger) { _ in }.map { _ in
+        return queued.map { _ in
             self.noteWrite(failure: nil)
         }.flatMapErrorThrowing { error in
             logger.error("store write failed; nothing was changed", metadata: ["error": "\(error)"])
@@ -419,8 +426,12 @@ public final class GatewayStore: Sendable {
     private let isClosed = NIOLockedValueBox(false)
 
     public func close() async throws {
-        self.isClosed.withLockedValue { $0 = true }
-        try? await self.connection.close()
+        // Set, and the close queued behind every write already queued, under the lock writes take.
+        let closing = self.isClosed.withLockedValue { closed in
+            closed = true
+            return self.connection.close()
+        }
+        try? await closing.get()
         try await self.threadPool.shutdownGracefully()
     }
 }

@@ -25,6 +25,7 @@ public enum DecimalText {
     /// zero: `fixed(2.25, 1)` and `fixed(0.15, 1)` are "2.3" and "0.2", where printf, which rounds the exact
     /// binary value, says "2.2" and "0.1". For durations and sizes shown to people.
     public static func fixed(_ value: Double, _ digits: Int) -> String {
+        let digits = min(max(digits, 0), 18)
         var scale = 1.0
         for _ in 0..<digits { scale *= 10 }
         // Beyond Int64 (a duration of 10^18 s), or not finite: Swift's own form, rather than a trap.
