@@ -216,3 +216,33 @@ public struct PolicyDocument: Hashable, Sendable {
         return result
     }
 }
+
+extension PolicyDocument {
+    /// A policy variable that names no context key (`${}`, `${ , 'x'}`) in a Resource or a Condition value,
+    /// for a Version 2012-10-17 document: it never has a value, so its statement never applies, and a Deny
+    /// written with it silently denies nothing. Refused when the document is put; a stored one still loads
+    /// (and its statement still never applies), so an upgrade never stops a gateway on an earlier policy.
+    public var unnamedVariableProblem: String? {
+        guard self.version == "2012-10-17" else { return nil }
+        for statement in self.statements {
+            let texts =
+                statement.resources.map { (place: "Resource", text: $0) }
+                + statement.conditions.flatMap { condition in condition.values.map { (place: "Condition", text: $0) } }
+            for (place, text) in texts {
+                var rest = Substring(text)
+                while let dollar = PolicyEvaluator.variableStart(rest) {
+                    let open = rest.index(dollar, offsetBy: 2)
+                    guard let end = rest[open...].firstIndex(of: "}") else { break }
+                    let inside = rest[open..<end]
+                    rest = rest[rest.index(after: end)...]
+                    let key = inside.split(separator: ",", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+                    if key.trimmingCharacters(in: " ").isEmpty {
+                        return "\(statement.label).\(place): '\(text)' has a policy variable that names no key "
+                            + "(it never has a value, so the statement would never apply)"
+                    }
+                }
+            }
+        }
+        return nil
+    }
+}

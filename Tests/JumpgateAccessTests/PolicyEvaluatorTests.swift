@@ -167,6 +167,18 @@ struct PolicyEvaluatorTests {
             #expect(
                 Self.decide([condition], "ssm:StartSession", "*", ["aws:username": ["alice"]]).effect == .implicitDeny
             )
+            // Such a document still loads (a stored one must), but putting it is refused: a Deny written with
+            // it would deny nothing, silently.
+            #expect(allow.document.unnamedVariableProblem?.contains("names no key") == true, "\(variable)")
+            #expect(condition.document.unnamedVariableProblem?.hasPrefix("Statement[0].Condition") == true)
+        }
+        // Named variables, escapes, a default, and the 2008 version (no variables) are not refused.
+        for text in [
+            #"{"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "*", "Resource": "arn:aws:ssm:*:*:session/${aws:username}-${*}${?}${$}"}}"#,
+            #"{"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "*", "Resource": "arn:aws:ssm:*:*:session/${jumpgate:Tag, 'none'}"}}"#,
+            #"{"Version": "2008-10-17", "Statement": {"Effect": "Allow", "Action": "*", "Resource": "arn:aws:ssm:*:*:session/${}"}}"#,
+        ] {
+            #expect(try Self.policy("ok", text).document.unnamedVariableProblem == nil, "\(text)")
         }
     }
 

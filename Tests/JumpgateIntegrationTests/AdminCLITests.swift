@@ -209,6 +209,18 @@ struct AdminCLITests {
                 environment: lab.environment
             )
             #expect(status == 1 && errors.contains("MalformedPolicyDocument") && errors.contains("Effect"), "\(errors)")
+            // A Deny whose resource holds a variable with no name would deny nothing: refused when put.
+            try
+                #"{"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "arn:aws:ssm:*:*:session/${}-*"}]}"#
+                .write(toFile: broken, atomically: true, encoding: .utf8)
+            let (unnamedStatus, _, unnamedErrors) = try runJumpgate(
+                [
+                    "admin", "policies", "put", "broken", "--document", broken, "--endpoint-url", lab.url, "--ca-file",
+                    lab.caFile,
+                ],
+                environment: lab.environment
+            )
+            #expect(unnamedStatus == 1 && unnamedErrors.contains("names no key"), "\(unnamedErrors)")
             #expect(try Self.run(lab, ["admin", "policies", "get", "by-tag"]).contains("ssm:resourceTag/Finance"))
             _ = try Self.run(lab, ["admin", "policies", "delete", "by-tag"], status: 1)  // attached
             _ = try Self.run(lab, ["admin", "policies", "detach", "--user", "by-tag", "--policy", "by-tag"])
@@ -225,9 +237,9 @@ struct AdminCLITests {
                 parsing: try Self.run(lab, ["audit", "list", "--event", "PutPolicy", "--format", "json"])
             )
             let records = try #require(events.arrayValue)
-            #expect(records.count == 4)
+            #expect(records.count == 5)
             #expect(records.allSatisfy { $0["userIdentity"]?["userName"]?.stringValue == "jumpgate-admin" })
-            #expect(records.filter { $0["errorCode"]?.stringValue == "MalformedPolicyDocument" }.count == 1)
+            #expect(records.filter { $0["errorCode"]?.stringValue == "MalformedPolicyDocument" }.count == 2)
             #expect(records.filter { $0["errorCode"] == nil }.count == 3)
             for field in [
                 "eventVersion", "eventTime", "eventSource", "eventName", "awsRegion", "sourceIPAddress", "userAgent",

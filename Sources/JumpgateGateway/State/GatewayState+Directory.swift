@@ -167,6 +167,9 @@ extension GatewayState {
         } catch {
             throw APIError(400, "MalformedPolicyDocument", "The policy document is not valid: \(error.description).")
         }
+        if let problem = policy.document.unnamedVariableProblem {
+            throw APIError(400, "MalformedPolicyDocument", "The policy document is not valid: \(problem).")
+        }
         return try self.changeDirectory { directory throws(DirectoryError) in
             try directory.putPolicy(policy)
             let stored = try directory.policy(name)
