@@ -235,8 +235,7 @@ extension PolicyDocument {
                     guard let end = rest[open...].firstIndex(of: "}") else { break }
                     let inside = rest[open..<end]
                     rest = rest[rest.index(after: end)...]
-                    let key = inside.split(separator: ",", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-                    if key.trimmingCharacters(in: " ").isEmpty {
+                    if PolicyEvaluator.variableParts(inside).first?.isEmpty != false {
                         return "\(statement.label).\(place): '\(text)' has a policy variable that names no key "
                             + "(it never has a value, so the statement would never apply)"
                     }

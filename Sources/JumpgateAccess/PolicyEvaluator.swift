@@ -136,7 +136,7 @@ public enum PolicyEvaluator {
             case "*", "?", "$":
                 result.append((inside, true))
             default:
-                let parts = inside.split(separator: ",", maxSplits: 1).map { $0.trimmingCharacters(in: " ") }
+                let parts = Self.variableParts(inside)
                 // `${}` names no key, so it has no value (found by FuzzPolicy: it trapped on parts[0]).
                 guard let key = parts.first, !key.isEmpty else { return nil }
                 if let values = request[key], values.count == 1 {
@@ -154,6 +154,14 @@ public enum PolicyEvaluator {
 }
 
 extension PolicyEvaluator {
+    /// A variable's inside (between `${` and `}`) cut at its first comma, each part trimmed: the key, then
+    /// the default if there is one. An empty key names nothing (``PolicyDocument/unnamedVariableProblem``).
+    static func variableParts(_ inside: some StringProtocol) -> [String] {
+        inside.split(separator: ",", maxSplits: 1, omittingEmptySubsequences: false).map {
+            $0.trimmingCharacters(in: " ")
+        }
+    }
+
     /// Where the first `${` starts.
     static func variableStart(_ text: Substring) -> Substring.Index? {
         var index = text.startIndex

@@ -298,12 +298,7 @@ public final class GatewayStore: Sendable {
     public func submit(_ change: StoreChange) {
         let logger = self.logger
         let failed = self.failedWrites
-        let (sql, binds) = self.statement(for: change)
-        // Checked and queued under the lock ``close()`` takes: a write queued before the close runs before it.
-        let queued = self.isClosed.withLockedValue { closed in
-            closed ? nil : self.connection.query(sql, binds, logger: logger) { _ in }
-        }
-        guard let queued else {
+        guard let queued = self.queue(change) else {
             logger.error("a change came after the store closed (the gateway is stopping); it is not stored")
             failed.withLockedValue { $0 += 1 }
             return
@@ -324,11 +319,7 @@ public final class GatewayStore: Sendable {
     /// changes that must never be in memory without being on disk: the caller applies them on success.
     public func commit(_ change: StoreChange) -> EventLoopFuture<Void> {
         let logger = self.logger
-        let (sql, binds) = self.statement(for: change)
-        let queued = self.isClosed.withLockedValue { closed in
-            closed ? nil : self.connection.query(sql, binds, logger: logger) { _ in }
-        }
-        guard let queued else {
+        guard let queued = self.queue(change) else {
             logger.error("a change came after the store closed (the gateway is stopping); nothing was changed")
             return self.connection.eventLoop.makeFailedFuture(
                 StoreError("the store is closed: the gateway is stopping")
@@ -418,6 +409,15 @@ public final class GatewayStore: Sendable {
                 return count
             }
             if count > 0 { throw StoreError("\(count) store write(s) failed; see the gateway log") }
+        }
+    }
+
+    /// `change`'s statement queued on the connection, or nil once the store is closed: checked and queued under
+    /// the lock ``close()`` takes, so a write queued before the close runs before it.
+    private func queue(_ change: StoreChange) -> EventLoopFuture<Void>? {
+        let (sql, binds) = self.statement(for: change)
+        return self.isClosed.withLockedValue { closed in
+            closed ? nil : self.connection.query(sql, binds, logger: self.logger) { _ in }
         }
     }
 

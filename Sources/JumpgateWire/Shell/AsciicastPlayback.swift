@@ -36,7 +36,7 @@ public struct AsciicastPlayback: Sendable {
     /// Event times beyond this (about 31 years) are refused.
     static let maximumSeconds = 1e9
     /// ``maximumSeconds`` in microseconds, the latest time an event may carry.
-    public static let maximumMicroseconds: Int64 = 1_000_000_000 * 1_000_000
+    public static let maximumMicroseconds = Int64(maximumSeconds) * 1_000_000
 
     /// Parses `text`: a v2 header, then event lines; blank lines are skipped, anything else is refused
     /// with the line's number.
