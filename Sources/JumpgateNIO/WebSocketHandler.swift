@@ -68,6 +68,11 @@ public final class WebSocketHandler: ChannelDuplexHandler {
         /// ``HTTPSEndpoint/connectWebSocket(pathAndQuery:headers:eventLoop:configuration:makeHandlers:)``
         /// unless `JUMPGATE_WEBSOCKET_MASK=random` is in the environment.
         public var zeroMaskForLargeFrames = false
+        /// Hand out unmasked (and zero-key) payloads of frames complete in one read as slices of the TLS
+        /// handler's read buffer, without copying them (``WebSocketFrameReader``). Only for a consumer that
+        /// never keeps a payload past its `channelReadComplete` without copying it: the gateway's data
+        /// channels, whose relay writes each read burst into the partner's TLS before the read ends.
+        public var borrowsUnmaskedPayloads = false
         public init() {}
     }
 
@@ -92,7 +97,8 @@ public final class WebSocketHandler: ChannelDuplexHandler {
         self.reader = WebSocketFrameReader(
             role: role == .client ? .client : .server,
             maximumFrameSize: configuration.maximumFrameSize,
-            firstDataFrameMaximumSize: configuration.firstMessageMaximumSize
+            firstDataFrameMaximumSize: configuration.firstMessageMaximumSize,
+            borrowsUnmaskedPayloads: configuration.borrowsUnmaskedPayloads
         )
         self.machine = WebSocketConnectionStateMachine(maximumMessageSize: configuration.maximumFrameSize)
         self.machine.firstMessageMaximumSize = configuration.firstMessageMaximumSize
@@ -142,9 +148,9 @@ public final class WebSocketHandler: ChannelDuplexHandler {
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         self.readSinceTick = true
         do {
-            // Payloads come out copied (and unmasked): NIOSSL writes its next plaintext into the same
-            // buffer, and a slice kept past this read would make it copy the whole buffer (measured: a
-            // third of the agent's time).
+            // Payloads come out copied (and unmasked), or borrowed where the configuration allows it:
+            // NIOSSL writes its next plaintext into the same buffer, and a slice kept past this read would
+            // make it copy the whole buffer (measured: a third of the agent's time).
             try self.reader.read(self.unwrapInboundIn(data)) { frame in
                 self.frameReceived(frame, context: context)
             }

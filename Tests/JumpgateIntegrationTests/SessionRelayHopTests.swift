@@ -1,4 +1,5 @@
 import JumpgateNIO
+import JumpgateTestUtilities
 import JumpgateWire
 import NIOConcurrencyHelpers
 import NIOCore
@@ -81,12 +82,16 @@ struct SessionRelayHopTests {
         }
         let (first, second) = (burst(0), burst(frames / 2))
         let size = first.reduce(0) { $0 + $1.readableBytes }
-        let stillReading = try await clientLoop.submit {
+        // The bursts come as slices of one buffer, as the gateway's WebSocket handler hands them out of
+        // NIOSSL's read buffer: a hop must copy them, since that buffer is reused by the next read.
+        let (stillReading, unshared) = try await clientLoop.submit {
             try client.syncOptions!.setOption(.autoRead, value: false)
-            let a = relay.forward(first, from: .client)
-            let b = relay.forward(second, from: .client)
-            return (a, b)
+            var tls = ByteBufferAllocator().buffer(capacity: 2 * size)
+            for frame in first + second { tls.writeImmutableBuffer(frame) }
+            let results = Self.forwardSlices(of: tls, bursts: [first.count, second.count], relay: relay)
+            return ((results[0], results[1]), tls.reusedInPlace())
         }.get()
+        #expect(unshared, "a burst waiting in a hop is still a slice of the sender's TLS buffer")
         gate.lock()
         gate.unlock(withValue: 1)
         #expect(stillReading.0, "the first burst (0.6 MiB in the hop) stopped the sender")
@@ -106,5 +111,17 @@ struct SessionRelayHopTests {
         try await agent.close()
         try await server.close()
         try await group.shutdownGracefully()
+    }
+
+    /// Forwards `tls`, cut into frames of equal size, as bursts of the given frame counts from the client;
+    /// returns whether each left the sender reading. The slices are gone when it returns.
+    static func forwardSlices(of tls: ByteBuffer, bursts: [Int], relay: SessionRelay) -> [Bool] {
+        let size = tls.readableBytes / bursts.reduce(0, +)
+        var offset = 0
+        return bursts.map { count in
+            let frames = (0..<count).map { index in tls.getSlice(at: offset + index * size, length: size)! }
+            offset += count * size
+            return relay.forward(frames, from: .client)
+        }
     }
 }

@@ -113,6 +113,9 @@ extension GatewayHTTPHandler {
             // held) before it.
             var configuration = WebSocketHandler.Configuration()
             configuration.firstMessageMaximumSize = Self.unauthenticatedMessageSize
+            // A data channel's relay writes each read burst into the partner's TLS before the read ends
+            // (and copies what it holds longer), so its payloads need not be copied out of TLS's buffer.
+            if case .data = route { configuration.borrowsUnmaskedPayloads = true }
             let webSocket = WebSocketHandler(role: .server, configuration: configuration)
             try sync.addHandler(webSocket, position: .after(tls))
             try sync.addHandler(handler, position: .after(webSocket))

@@ -129,20 +129,40 @@ extension WebSocketFrameDecoder {
     }
 }
 
-/// Turns the byte stream of one connection into frames whose payloads it owns: unmasked, copied once
-/// (fused with the unmasking) out of the buffers handed in, which it never holds on to. TLS libraries
-/// reuse their read buffer (NIOSSL does), and a slice of it kept past the read would make the next read
-/// copy the whole buffer. A frame split across reads is kept in a buffer of its own until complete.
+/// Turns the byte stream of one connection into frames with unmasked payloads that never hold on to the
+/// buffers handed in past the call. TLS libraries reuse their read buffer (NIOSSL does), and a slice of it
+/// kept past the read would make the next read copy the whole buffer. So each payload is copied once
+/// (fused with the unmasking) into a buffer of the reader's own; a frame split across reads is gathered
+/// in a buffer of its own, unmasked there in place and handed out as it is (one copy, not two).
+///
+/// With `borrowsUnmaskedPayloads` (the gateway's relay, which writes every payload of a read into the
+/// partner's TLS before the read ends), an unmasked or zero-key payload of a data frame that is complete in
+/// the read is handed out as a slice of the buffer read, with no copy; the consumer must then not keep it
+/// past its `channelReadComplete`, or copy it first (``SessionRelay`` copies what it holds for an absent
+/// side or hands to another event loop).
 public struct WebSocketFrameReader {
     private var decoder: WebSocketFrameDecoder
     private var partial: ByteBuffer?
     private let allocator = ByteBufferAllocator()
-    /// Frames of the current read whose payloads are being copied (reused between reads).
-    private var pending: [(fin: Bool, opcode: WebSocketOpcode, offset: Int, length: Int)] = []
+    private let borrowsUnmaskedPayloads: Bool
+    private enum Entry {
+        /// A payload copied into the read's own buffer, at this offset.
+        case copied(fin: Bool, opcode: WebSocketOpcode, offset: Int, length: Int)
+        /// A frame ready as it is: gathered from several reads, or borrowed.
+        case ready(WebSocketFrame)
+    }
+    /// The frames of the current read, in order (reused between reads).
+    private var pending: [Entry] = []
 
-    public init(role: WebSocketFrameDecoder.Role, maximumFrameSize: Int, firstDataFrameMaximumSize: Int? = nil) {
+    public init(
+        role: WebSocketFrameDecoder.Role,
+        maximumFrameSize: Int,
+        firstDataFrameMaximumSize: Int? = nil,
+        borrowsUnmaskedPayloads: Bool = false
+    ) {
         self.decoder = WebSocketFrameDecoder(role: role, maximumFrameSize: maximumFrameSize)
         self.decoder.firstDataFrameMaximumSize = firstDataFrameMaximumSize
+        self.borrowsUnmaskedPayloads = borrowsUnmaskedPayloads
     }
 
     /// Bytes of an incomplete frame held for the next read.
@@ -154,45 +174,41 @@ public struct WebSocketFrameReader {
     /// the connection is then unusable.
     public mutating func read(_ input: ByteBuffer, _ body: (WebSocketFrame) throws -> Void) throws {
         var input = input
-        // Allocated at the first complete frame: a read that only extends an incomplete frame needs none.
+        // Allocated at the first copied payload: a read that only extends an incomplete frame, or whose
+        // payloads are all borrowed, needs none.
         var payloads: ByteBuffer?
-        let capacity = self.bufferedBytes + input.readableBytes
         self.pending.removeAll(keepingCapacity: true)
+        // Nothing of `input` is kept past this call, also when `body` throws.
+        defer { self.pending.removeAll(keepingCapacity: true) }
         var violation: (any Error)?
         do {
-            try self.decodeFrames(&input, into: &payloads, capacity: capacity)
+            try self.decodeFrames(&input, into: &payloads)
         } catch {
             violation = error
         }
-        // Slices only now that every payload is written: a slice taken earlier would make each later
-        // write copy the buffer.
-        if let payloads {
-            for entry in self.pending {
+        // Slices of the copies only now that every payload is written: a slice taken earlier would make
+        // each later write copy the buffer.
+        for entry in self.pending {
+            switch entry {
+            case .ready(let frame):
+                try body(frame)
+            case .copied(let fin, let opcode, let offset, let length):
                 try body(
-                    WebSocketFrame(
-                        fin: entry.fin,
-                        opcode: entry.opcode,
-                        payload: payloads.getSlice(at: entry.offset, length: entry.length)!
-                    )
+                    WebSocketFrame(fin: fin, opcode: opcode, payload: payloads!.getSlice(at: offset, length: length)!)
                 )
             }
-            self.pending.removeAll(keepingCapacity: true)
         }
         if let violation { throw violation }
     }
 
     /// The decoding half of ``read(_:_:)``: completes a held partial frame, then decodes what follows,
-    /// copying each frame's payload; keeps an incomplete tail for the next read.
-    private mutating func decodeFrames(
-        _ input: inout ByteBuffer,
-        into payloads: inout ByteBuffer?,
-        capacity: Int
-    ) throws {
+    /// copying or borrowing each frame's payload; keeps an incomplete tail for the next read.
+    private mutating func decodeFrames(_ input: inout ByteBuffer, into payloads: inout ByteBuffer?) throws {
         if var partial = self.partial {
             self.partial = nil
             while true {
-                if let frame = try self.decoder.decode(buffer: &partial) {
-                    self.copy(frame, into: &payloads, capacity: capacity)
+                if let frame = try Self.gathered(&self.decoder, &partial) {
+                    self.pending.append(.ready(frame))
                     break
                 }
                 guard input.readableBytes > 0 else {
@@ -207,7 +223,16 @@ public struct WebSocketFrameReader {
         }
         if self.partial == nil {
             while let frame = try self.decoder.decode(buffer: &input) {
-                self.copy(frame, into: &payloads, capacity: capacity)
+                // Control frames are copied: a pong may wait for a writable socket.
+                if self.borrowsUnmaskedPayloads, !frame.opcode.isControl,
+                    frame.maskingKey == nil || frame.maskingKey == .zero
+                {
+                    self.pending.append(
+                        .ready(WebSocketFrame(fin: frame.fin, opcode: frame.opcode, payload: frame.payload))
+                    )
+                } else {
+                    self.copy(frame, into: &payloads, remaining: input.readableBytes)
+                }
             }
             if input.readableBytes > 0 {
                 let needed = input.readableBytes + WebSocketFrameDecoder.bytesMissing(in: input)
@@ -219,16 +244,46 @@ public struct WebSocketFrameReader {
         }
     }
 
-    /// Copies `frame`'s payload (unmasked) to the end of `payloads`, which is allocated with `capacity`
-    /// (enough for every payload of the read) the first time.
-    private mutating func copy(_ frame: WebSocketFrame, into payloads: inout ByteBuffer?, capacity: Int) {
-        if payloads == nil { payloads = self.allocator.buffer(capacity: capacity) }
+    /// The frame completed in `partial` (the reader's own buffer), unmasked in place and handed out as a
+    /// slice of it, or nil while it is incomplete.
+    private static func gathered(
+        _ decoder: inout WebSocketFrameDecoder,
+        _ partial: inout ByteBuffer
+    ) throws -> WebSocketFrame? {
+        guard let (fin, opcode, key, length) = try Self.decodeInPlace(&decoder, &partial) else { return nil }
+        partial.moveReaderIndex(to: partial.readerIndex - length)
+        if let key, key != .zero {
+            // No slice of `partial` is alive here, so this writes in place rather than copying.
+            partial.withUnsafeMutableReadableBytes { bytes in
+                let payload = UnsafeMutableRawBufferPointer(rebasing: bytes[..<length])
+                ByteBuffer.mask(UnsafeRawBufferPointer(payload), into: payload, key: key, keyOffset: 0)
+            }
+        }
+        return WebSocketFrame(fin: fin, opcode: opcode, payload: partial.readSlice(length: length)!)
+    }
+
+    /// Decodes the frame at `buffer`'s reader index, leaving its payload just before the new reader
+    /// index, and returns what the frame is without a slice of `buffer` (which would outlive the call).
+    private static func decodeInPlace(
+        _ decoder: inout WebSocketFrameDecoder,
+        _ buffer: inout ByteBuffer
+    ) throws -> (fin: Bool, opcode: WebSocketOpcode, key: WebSocketMaskingKey?, length: Int)? {
+        guard let frame = try decoder.decode(buffer: &buffer) else { return nil }
+        return (frame.fin, frame.opcode, frame.maskingKey, frame.payload.readableBytes)
+    }
+
+    /// Copies `frame`'s payload (unmasked) to the end of `payloads`, which is allocated the first time
+    /// with room for this payload and the `remaining` bytes of the read (enough for every later copy).
+    private mutating func copy(_ frame: WebSocketFrame, into payloads: inout ByteBuffer?, remaining: Int) {
+        if payloads == nil { payloads = self.allocator.buffer(capacity: frame.payload.readableBytes + remaining) }
         let offset = payloads!.writerIndex
         if let key = frame.maskingKey {
             payloads!.writeMaskedBytes(frame.payload, maskingKey: key)
         } else {
             payloads!.writeImmutableBuffer(frame.payload)
         }
-        self.pending.append((frame.fin, frame.opcode, offset, frame.payload.readableBytes))
+        self.pending.append(
+            .copied(fin: frame.fin, opcode: frame.opcode, offset: offset, length: frame.payload.readableBytes)
+        )
     }
 }
