@@ -43,14 +43,14 @@ final class AgentSessionDelegate: PortSessionDelegate, Sendable {
             streamID: id.rawValue,
             destination: HostPort.text(host, port),
             address: "",
-            openedMilliseconds: WallClock.nowMilliseconds()
+            opened: .now()
         )
         dialer.dial(host: host, port: port, eventLoop: self.eventLoop).assumeIsolated().whenComplete { result in
             switch result {
             case .success(let channel):
                 facts.address =
                     channel.remoteAddress.map { HostPort.text($0.ipAddress ?? "", $0.port ?? 0) } ?? ""
-                facts.openedMilliseconds = WallClock.nowMilliseconds()
+                facts.opened = .now()
                 Self.attach(channel, to: id, of: session, facts: facts, runner: runner)
             case .failure(let refusal as DialRefusal):
                 runner.logger.warning(

@@ -9,7 +9,9 @@ struct ConnectionFacts: Sendable {
     /// `host:port` the session asked for, and the address the agent dialled.
     var destination: String
     var address: String
-    var openedMilliseconds: UInt64
+    /// When the connection opened, on the monotonic clock: its duration is not moved by a step of the
+    /// wall clock.
+    var opened: NIODeadline
 
     /// The common members of this connection's records.
     func record(_ event: String, _ extra: [(key: String, value: JSONValue)] = []) -> JSONValue {
@@ -92,9 +94,7 @@ final class ConnectionRecorder: ChannelDuplexHandler {
         } else {
             reason = "connection lost"
         }
-        // Wall-clock milliseconds: a clock stepped back while the connection was open makes the difference
-        // wrap, which bitPattern turns negative (counted as 0) where Int64(...) trapped.
-        let duration = Int64(bitPattern: WallClock.nowMilliseconds() &- self.facts.openedMilliseconds)
+        let duration = (NIODeadline.now() - self.facts.opened).nanoseconds / 1_000_000
         self.journal.append(
             self.facts.record(
                 "ConnectionClosed",

@@ -1,5 +1,7 @@
 import Foundation
 import JumpgateWire
+import NIOCore
+import NIOEmbedded
 import Testing
 
 @testable import JumpgateAgent
@@ -164,5 +166,34 @@ struct ConnectionJournalTests {
             #expect(Self.ids(journal.pending(limit: 10_000)) == model, "seed \(seed)")
         }
         #expect(Self.ids(ConnectionJournal(directory: directory).pending(limit: 10_000)) == model, "seed \(seed)")
+    }
+}
+
+/// The record a target connection leaves when it closes (`ConnectionRecorder`, in an EmbeddedChannel).
+@Suite("Connection recorder: the closing record")
+struct ConnectionRecorderTests {
+    @Test("the duration comes from the monotonic clock, and the bytes the socket took are counted")
+    func durationAndBytes() throws {
+        let directory = try ConnectionJournalTests.directory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let journal = ConnectionJournal(directory: directory)
+        // Opened 1.5 s ago on the monotonic clock. The wall clock plays no part: when it read the opening
+        // time, a step back while the connection was open gave 0 ms, and a step forward hours.
+        let facts = ConnectionFacts(
+            sessionID: "s",
+            streamID: 3,
+            destination: "db:5432",
+            address: "127.0.0.1:5432",
+            opened: .now() - .milliseconds(1500)
+        )
+        let channel = EmbeddedChannel(handler: ConnectionRecorder(facts: facts, journal: journal, onRecord: {}))
+        try channel.writeOutbound(ByteBuffer(repeating: 1, count: 100))
+        try channel.writeInbound(ByteBuffer(repeating: 2, count: 7))
+        _ = try channel.finish(acceptAlreadyClosed: true)
+        let records = journal.pending(limit: 10).compactMap { try? JSONValue(parsing: $0) }
+        let closed = try #require(records.first { $0["event"]?.stringValue == "ConnectionClosed" })
+        let duration = try #require(closed["durationMs"]?.int64Value)
+        #expect(duration >= 1500 && duration < 60_000, "durationMs \(duration)")
+        #expect(closed["bytesToTarget"]?.int64Value == 100 && closed["bytesFromTarget"]?.int64Value == 7)
     }
 }

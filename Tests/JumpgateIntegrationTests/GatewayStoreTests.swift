@@ -104,6 +104,20 @@ struct GatewayStoreTests {
         } throws: { error in
             "\(error)" == "the store is closed: the gateway is stopping"
         }
+        // Reads, the flush and the health probe say so too, not SQLite's "misuse" from a closed handle.
+        await #expect {
+            try await store.flush().get()
+        } throws: { error in
+            "\(error)" == "the store is closed: the gateway is stopping"
+        }
+        await #expect {
+            _ = try await store.rows("SELECT 1")
+        } throws: { error in
+            "\(error)" == "the store is closed: the gateway is stopping"
+        }
+        store.writeHealth.withLockedValue { $0 = StoreWriteHealth() }
+        let problem = try await store.writeProblem().get()
+        #expect(problem == "the store is closed: the gateway is stopping")
         let reopened = try await Self.open(directory)
         let snapshot = try await reopened.load()
         try await reopened.close()

@@ -49,12 +49,11 @@ extension GatewayStore {
             (health.problem, health.probeIsDue(now: .now()))
         }
         guard due else { return loop.makeSucceededFuture(problem) }
-        let connection = self.connection
-        return connection.query(
+        return self.query(
             "INSERT OR REPLACE INTO write_probe (id, at, filler) VALUES (1, ?, zeroblob(4096))",
             [.integer(Int(NIODeadline.now().uptimeNanoseconds / 1_000_000_000))]
-        ) { _ in }
-        .flatMap { connection.query("DELETE FROM write_probe", []) { _ in } }
+        )
+        .flatMap { self.query("DELETE FROM write_probe") }
         .map { _ -> String? in
             self.noteWrite(failure: nil)
             return nil

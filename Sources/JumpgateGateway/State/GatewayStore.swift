@@ -175,9 +175,28 @@ public final class GatewayStore: Sendable {
 
     func rows(_ sql: String, _ binds: [SQLiteData] = []) async throws -> [SQLiteRow] {
         let collected = NIOLockedValueBox<[SQLiteRow]>([])
-        try await self.connection.query(sql, binds) { row in collected.withLockedValue { $0.append(row) } }
+        try await self.query(sql, binds) { row in collected.withLockedValue { $0.append(row) } }.get()
         return collected.withLockedValue { $0 }
     }
+
+    /// `sql` queued on the connection, or failed with a clear error once the store is closed (not SQLite's
+    /// "misuse" from a closed handle): checked and queued under the lock ``close()`` takes, so a statement
+    /// queued before the close runs before it.
+    func query(
+        _ sql: String,
+        _ binds: [SQLiteData] = [],
+        onRow: @escaping @Sendable (SQLiteRow) -> Void = { _ in }
+    ) -> EventLoopFuture<Void> {
+        self.ifOpen { self.connection.query(sql, binds, logger: self.logger, onRow) }
+            ?? self.connection.eventLoop.makeFailedFuture(Self.closedError)
+    }
+
+    /// `body`'s statement, queued while the store is open (under the lock ``close()`` takes), or nil.
+    private func ifOpen(_ body: () -> EventLoopFuture<Void>) -> EventLoopFuture<Void>? {
+        self.isClosed.withLockedValue { closed in closed ? nil : body() }
+    }
+
+    static let closedError = StoreError("the store is closed: the gateway is stopping")
 
     func migrate() async throws {
         for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON"] {
@@ -321,9 +340,7 @@ public final class GatewayStore: Sendable {
         let logger = self.logger
         guard let queued = self.queue(change) else {
             logger.error("a change came after the store closed (the gateway is stopping); nothing was changed")
-            return self.connection.eventLoop.makeFailedFuture(
-                StoreError("the store is closed: the gateway is stopping")
-            )
+            return self.connection.eventLoop.makeFailedFuture(Self.closedError)
         }
         return queued.map { _ in
             self.noteWrite(failure: nil)
@@ -403,7 +420,7 @@ public final class GatewayStore: Sendable {
     /// Completes once every change submitted before it is on disk; fails if any write failed since the last flush.
     public func flush() -> EventLoopFuture<Void> {
         let failed = self.failedWrites
-        return self.connection.query("SELECT 1", [], logger: self.logger) { _ in }.flatMapThrowing {
+        return self.query("SELECT 1").flatMapThrowing {
             let count = failed.withLockedValue { count in
                 defer { count = 0 }
                 return count
@@ -412,13 +429,10 @@ public final class GatewayStore: Sendable {
         }
     }
 
-    /// `change`'s statement queued on the connection, or nil once the store is closed: checked and queued under
-    /// the lock ``close()`` takes, so a write queued before the close runs before it.
+    /// `change`'s statement queued on the connection (``query(_:_:onRow:)``), or nil once the store is closed.
     private func queue(_ change: StoreChange) -> EventLoopFuture<Void>? {
         let (sql, binds) = self.statement(for: change)
-        return self.isClosed.withLockedValue { closed in
-            closed ? nil : self.connection.query(sql, binds, logger: self.logger) { _ in }
-        }
+        return self.ifOpen { self.connection.query(sql, binds, logger: self.logger) { _ in } }
     }
 
     /// Set at ``close()``: a change submitted after it is refused with a clear error instead of reaching
