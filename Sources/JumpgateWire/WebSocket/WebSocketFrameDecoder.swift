@@ -272,10 +272,15 @@ public struct WebSocketFrameReader {
         return (frame.fin, frame.opcode, frame.maskingKey, frame.payload.readableBytes)
     }
 
-    /// Copies `frame`'s payload (unmasked) to the end of `payloads`, which is allocated the first time
-    /// with room for this payload and the `remaining` bytes of the read (enough for every later copy).
+    /// Copies `frame`'s payload (unmasked) to the end of `payloads`, which is allocated the first time with
+    /// room for this payload and the `remaining` bytes of the read (enough for every later copy). When
+    /// borrowing, most of what remains is not copied: room for 16 KiB more, and the buffer grows if need be
+    /// (safe: no slice of it is taken before the last copy).
     private mutating func copy(_ frame: WebSocketFrame, into payloads: inout ByteBuffer?, remaining: Int) {
-        if payloads == nil { payloads = self.allocator.buffer(capacity: frame.payload.readableBytes + remaining) }
+        if payloads == nil {
+            let more = self.borrowsUnmaskedPayloads ? min(remaining, 16 * 1024) : remaining
+            payloads = self.allocator.buffer(capacity: frame.payload.readableBytes + more)
+        }
         let offset = payloads!.writerIndex
         if let key = frame.maskingKey {
             payloads!.writeMaskedBytes(frame.payload, maskingKey: key)
