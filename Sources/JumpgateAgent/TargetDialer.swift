@@ -92,7 +92,7 @@ struct TargetDialer: Sendable {
         return resolved.flatMapThrowing { candidates in
             try self.allowed(candidates, host: host, port: port)
         }.flatMap { allowed in
-            self.connect(allowed[...], host: host, port: port, eventLoop: eventLoop, lastError: nil)
+            self.connect(allowed[...], host: host, port: port, eventLoop: eventLoop, failures: [])
         }
     }
 
@@ -120,16 +120,17 @@ struct TargetDialer: Sendable {
         return allowed
     }
 
-    /// Tries `candidates` in order until one takes the connection.
+    /// Tries `candidates` in order until one takes the connection; `failures` are the earlier addresses'
+    /// errors, in order.
     private func connect(
         _ candidates: ArraySlice<Candidate>,
         host: String,
         port: Int,
         eventLoop: any EventLoop,
-        lastError: (any Error)?
+        failures: [(address: String, error: any Error)]
     ) -> EventLoopFuture<any Channel> {
         guard let candidate = candidates.first else {
-            let reason = Self.connectFailure(host: host, port: port, timeout: self.timeout, lastError)
+            let reason = Self.connectFailure(host: host, port: port, timeout: self.timeout, failures: failures)
             return eventLoop.makeFailedFuture(AgentError(reason))
         }
         return ClientBootstrap(group: eventLoop)
@@ -141,38 +142,61 @@ struct TargetDialer: Sendable {
             .channelOption(.allowRemoteHalfClosure, value: true)
             .connect(to: candidate.address)
             .flatMapError { error in
-                self.connect(candidates.dropFirst(), host: host, port: port, eventLoop: eventLoop, lastError: error)
+                let address = HostPort.text(candidate.address.ipAddress ?? "", candidate.address.port ?? port)
+                return self.connect(
+                    candidates.dropFirst(),
+                    host: host,
+                    port: port,
+                    eventLoop: eventLoop,
+                    failures: failures + [(address, error)]
+                )
             }
     }
 
-    /// Why no allowed address of `host:port` took the connection, for the client and the agent's log.
-    static func connectFailure(host: String, port: Int, timeout: TimeAmount, _ error: (any Error)?) -> String {
+    /// Why no allowed address of `host:port` took the connection, for the client and the agent's log: one
+    /// reason when every address failed the same way, else each address with its own (an IPv6 address
+    /// with no route must not hide that the IPv4 one refused).
+    static func connectFailure(
+        host: String,
+        port: Int,
+        timeout: TimeAmount,
+        failures: [(address: String, error: any Error)]
+    ) -> String {
         let destination = HostPort.text(host, port)
-        switch error.map(NetworkFailure.init) {
+        let reasons = failures.map { Self.reason($0.error, timeout: timeout) }
+        guard let first = reasons.first else { return "cannot connect to \(destination): no address answered" }
+        if reasons.allSatisfy({ $0 == first }) { return "cannot connect to \(destination): \(first)" }
+        let each = zip(failures, reasons).map { "\($0.address): \($1)" }
+        return "cannot connect to \(destination) at any of its addresses: \(each.joined(separator: "; "))"
+    }
+
+    /// ``connectFailure(host:port:timeout:failures:)`` for one address's error.
+    static func connectFailure(host: String, port: Int, timeout: TimeAmount, _ error: any Error) -> String {
+        Self.connectFailure(host: host, port: port, timeout: timeout, failures: [("", error)])
+    }
+
+    /// What one connect error means, as the end of a sentence that begins "cannot connect to HOST:PORT: ".
+    static func reason(_ error: any Error, timeout: TimeAmount) -> String {
+        switch NetworkFailure(error) {
         case .refused:
-            return "cannot connect to \(destination): nothing listens there (connection refused)"
+            return "nothing listens there (connection refused)"
         case .timedOut:
-            return
-                "cannot connect to \(destination): timed out after \(timeout.nanoseconds / 1_000_000_000) s without an answer"
+            return "timed out after \(timeout.nanoseconds / 1_000_000_000) s without an answer"
         case .unreachable:
-            return "cannot connect to \(destination): no route from the agent's host"
+            return "no route from the agent's host"
         case .other(let text), .answered(let text):
-            return "cannot connect to \(destination): \(text)"
-        case .none:
-            return "cannot connect to \(destination): no address answered"
+            return text
         case .closed, .closedEarly:
             // The handshake completed and a reset followed at once: a server closing its listener (between
             // runs, restarting) or dropping connections over its own limit.
             return
-                "cannot connect to \(destination): the connection was reset or closed as it opened (a server restarting or at its connection limit, or this agent stopping)"
+                "the connection was reset or closed as it opened (a server restarting or at its connection limit, or this agent stopping)"
         case .addressNotAvailable, .addressInUse:
-            return
-                "cannot connect to \(destination): the agent's host has no local port left for it (too many connections, or in TIME_WAIT)"
+            return "the agent's host has no local port left for it (too many connections, or in TIME_WAIT)"
         case .permissionDenied:
-            return
-                "cannot connect to \(destination): the agent's host does not permit it (a firewall rule, or a broadcast address)"
+            return "the agent's host does not permit it (a firewall rule, or a broadcast address)"
         default:
-            return "cannot connect to \(destination): the connection failed"
+            return "the connection failed"
         }
     }
 }

@@ -44,6 +44,35 @@ struct NetworkFailureTests {
         }
     }
 
+    @Test("a destination whose addresses failed differently names each address with its reason")
+    func agentConnectFailuresPerAddress() {
+        func failure(_ address: String, _ errno: Int32) -> (address: String, error: any Error) {
+            (address, IOError(errnoCode: errno, reason: "connect"))
+        }
+        let mixed = TargetDialer.connectFailure(
+            host: "db.internal",
+            port: 5432,
+            timeout: .seconds(10),
+            failures: [failure("[2001:db8::5]:5432", ENETUNREACH), failure("10.0.0.5:5432", ECONNREFUSED)]
+        )
+        #expect(
+            mixed
+                == "cannot connect to db.internal:5432 at any of its addresses: [2001:db8::5]:5432: no route from the agent's host; 10.0.0.5:5432: nothing listens there (connection refused)"
+        )
+        // The same reason everywhere is said once, as for one address.
+        let same = TargetDialer.connectFailure(
+            host: "db.internal",
+            port: 5432,
+            timeout: .seconds(10),
+            failures: [failure("[::1]:5432", ECONNREFUSED), failure("127.0.0.1:5432", ECONNREFUSED)]
+        )
+        #expect(same == "cannot connect to db.internal:5432: nothing listens there (connection refused)")
+        #expect(
+            TargetDialer.connectFailure(host: "db.internal", port: 5432, timeout: .seconds(10), failures: [])
+                == "cannot connect to db.internal:5432: no address answered"
+        )
+    }
+
     @Test("errno values and NIO errors sort into the failures people can act on")
     func classification() {
         #expect(NetworkFailure(errno: ECONNREFUSED) == .refused)
