@@ -55,23 +55,17 @@ private final class BorrowWitness: ChannelInboundHandler {
 struct GatewayBorrowedPayloadTests {
     static let instance = "mi-0123456789abcdef0"
 
-    /// A data channel as the gateway builds it after the upgrade: TLS (its stand-in), the WebSocket
-    /// handler with borrowing on, the data-channel handler.
+    /// A data channel as the gateway builds it after the upgrade (`GatewayWebSocketHandlers.dataChannel`),
+    /// behind TLS's stand-in, with the witness between its WebSocket and data-channel handlers.
     static func dataChannel(_ state: GatewayState, sessionID: String, agent: Bool) throws -> EmbeddedChannel {
-        var configuration = WebSocketHandler.Configuration()
-        configuration.borrowsUnmaskedPayloads = true
+        let handlers = GatewayWebSocketHandlers.dataChannel(
+            sessionID: sessionID,
+            agentInstanceID: agent ? Self.instance : nil,
+            state: state,
+            logger: Logger(label: "test")
+        )
         let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandlers([
-            TLSAtFlush(),
-            WebSocketHandler(role: .server, configuration: configuration),
-            BorrowWitness(),
-            DataChannelHandler(
-                sessionID: sessionID,
-                agentInstanceID: agent ? Self.instance : nil,
-                state: state,
-                logger: Logger(label: "test")
-            ),
-        ])
+        try channel.pipeline.syncOperations.addHandlers([TLSAtFlush(), handlers[0], BorrowWitness(), handlers[1]])
         return channel
     }
 

@@ -65,14 +65,20 @@ final class DataChannelHandler: ChannelInboundHandler {
     }
 
     /// Frames of the read burst in progress: relayed together (one lock, one write burst, at most one
-    /// event-loop hop) when it ends.
+    /// event-loop hop) when it ends. The two lists take turns, so neither is allocated again per burst.
     private var burst: [ByteBuffer] = []
+    private var spareBurst: [ByteBuffer] = []
 
     func channelReadComplete(context: ChannelHandlerContext) {
         if let relay = self.relay, !self.burst.isEmpty {
-            var frames: [ByteBuffer] = []
+            // Swapped out first: a frame read re-entrantly while the burst is relayed joins the next one.
+            var frames = self.spareBurst
+            self.spareBurst = []
             swap(&frames, &self.burst)
-            if !relay.forward(frames, from: self.side) {
+            let reading = relay.forward(frames, from: self.side)
+            frames.removeAll(keepingCapacity: true)
+            self.spareBurst = frames
+            if !reading {
                 context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
             }
         }

@@ -84,12 +84,16 @@ extension GatewayHTTPHandler {
             promise: nil
         )
         context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
-        let handler: any ChannelHandler
+        let handlers: [any ChannelHandler]
         switch route {
         case .control(let instanceID):
-            handler = ControlChannelHandler(instanceID: instanceID, state: self.state, logger: self.logger)
+            handlers = GatewayWebSocketHandlers.controlChannel(
+                instanceID: instanceID,
+                state: self.state,
+                logger: self.logger
+            )
         case .data(let sessionID, let instanceID):
-            handler = DataChannelHandler(
+            handlers = GatewayWebSocketHandlers.dataChannel(
                 sessionID: sessionID,
                 agentInstanceID: instanceID,
                 state: self.state,
@@ -109,16 +113,7 @@ extension GatewayHTTPHandler {
             }
             // The HTTP deadlines end here: the WebSocket has its own idle timeout.
             if let deadlines = self.deadlines { sync.removeHandler(deadlines, promise: nil) }
-            // The first message is the unauthenticated opening frame: nothing larger may arrive (and so be
-            // held) before it.
-            var configuration = WebSocketHandler.Configuration()
-            configuration.firstMessageMaximumSize = Self.unauthenticatedMessageSize
-            // A data channel's relay writes each read burst into the partner's TLS before the read ends
-            // (and copies what it holds longer), so its payloads need not be copied out of TLS's buffer.
-            if case .data = route { configuration.borrowsUnmaskedPayloads = true }
-            let webSocket = WebSocketHandler(role: .server, configuration: configuration)
-            try sync.addHandler(webSocket, position: .after(tls))
-            try sync.addHandler(handler, position: .after(webSocket))
+            try sync.addHandlers(handlers, position: .after(tls))
             sync.removeHandler(context: context, promise: nil)
             let channel = context.channel
             channel.setOption(ChannelOptions.autoRead, value: true).whenSuccess { channel.read() }

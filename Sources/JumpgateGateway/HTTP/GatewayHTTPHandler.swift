@@ -281,10 +281,6 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                 && head.headers["Connection"].contains { $0.lowercased().contains("upgrade") }
     }
 
-    /// The largest WebSocket message an upgraded socket may send before it authenticates (the opening
-    /// frames are at most 16 KiB).
-    static let unauthenticatedMessageSize = 16 * 1024 + 64
-
     /// A client that does not read its responses (pipelining requests) stops being read: the responses
     /// wait in the gateway only as far as the socket's watermark.
     func channelWritabilityChanged(context: ChannelHandlerContext) {
