@@ -154,7 +154,7 @@ struct TargetDialer: Sendable {
     }
 
     /// Why no allowed address of `host:port` took the connection, for the client and the agent's log: one
-    /// reason when every address failed the same way, else each address with its own (an IPv6 address
+    /// reason when every address failed the same way, else each reason with its addresses (an IPv6 address
     /// with no route must not hide that the IPv4 one refused).
     static func connectFailure(
         host: String,
@@ -163,10 +163,20 @@ struct TargetDialer: Sendable {
         failures: [(address: String, error: any Error)]
     ) -> String {
         let destination = HostPort.text(host, port)
-        let reasons = failures.map { Self.reason($0.error, timeout: timeout) }
-        guard let first = reasons.first else { return "cannot connect to \(destination): no address answered" }
-        if reasons.allSatisfy({ $0 == first }) { return "cannot connect to \(destination): \(first)" }
-        let each = zip(failures, reasons).map { "\($0.address): \($1)" }
+        // Addresses grouped by reason, in the order the reasons first came: short enough for the client's
+        // connect-error line (512 characters) however many addresses a name has.
+        var groups: [(reason: String, addresses: [String])] = []
+        for failure in failures {
+            let reason = Self.reason(failure.error, timeout: timeout)
+            if let index = groups.firstIndex(where: { $0.reason == reason }) {
+                groups[index].addresses.append(failure.address)
+            } else {
+                groups.append((reason, [failure.address]))
+            }
+        }
+        guard let first = groups.first else { return "cannot connect to \(destination): no address answered" }
+        if groups.count == 1 { return "cannot connect to \(destination): \(first.reason)" }
+        let each = groups.map { "\($0.addresses.joined(separator: ", ")): \($0.reason)" }
         return "cannot connect to \(destination) at any of its addresses: \(each.joined(separator: "; "))"
     }
 

@@ -59,6 +59,20 @@ struct NetworkFailureTests {
             mixed
                 == "cannot connect to db.internal:5432 at any of its addresses: [2001:db8::5]:5432: no route from the agent's host; 10.0.0.5:5432: nothing listens there (connection refused)"
         )
+        // Addresses that failed alike are named together, in the order their reason first came.
+        let grouped = TargetDialer.connectFailure(
+            host: "db.internal",
+            port: 5432,
+            timeout: .seconds(10),
+            failures: [
+                failure("10.0.0.5:5432", ECONNREFUSED), failure("[2001:db8::5]:5432", ENETUNREACH),
+                failure("10.0.0.6:5432", ECONNREFUSED),
+            ]
+        )
+        #expect(
+            grouped
+                == "cannot connect to db.internal:5432 at any of its addresses: 10.0.0.5:5432, 10.0.0.6:5432: nothing listens there (connection refused); [2001:db8::5]:5432: no route from the agent's host"
+        )
         // The same reason everywhere is said once, as for one address.
         let same = TargetDialer.connectFailure(
             host: "db.internal",

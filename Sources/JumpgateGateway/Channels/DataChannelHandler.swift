@@ -68,6 +68,8 @@ final class DataChannelHandler: ChannelInboundHandler {
     /// event-loop hop) when it ends. The two lists take turns, so neither is allocated again per burst.
     private var burst: [ByteBuffer] = []
     private var spareBurst: [ByteBuffer] = []
+    /// Bulk bursts hold a few frames; a read of up to 128 KiB of tiny frames holds thousands.
+    static let keptBurstCapacity = 64
 
     func channelReadComplete(context: ChannelHandlerContext) {
         if let relay = self.relay, !self.burst.isEmpty {
@@ -76,7 +78,8 @@ final class DataChannelHandler: ChannelInboundHandler {
             self.spareBurst = []
             swap(&frames, &self.burst)
             let reading = relay.forward(frames, from: self.side)
-            frames.removeAll(keepingCapacity: true)
+            // A list grown by a burst of many tiny frames is not kept for the connection's life.
+            frames.removeAll(keepingCapacity: frames.capacity <= Self.keptBurstCapacity)
             self.spareBurst = frames
             if !reading {
                 context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }

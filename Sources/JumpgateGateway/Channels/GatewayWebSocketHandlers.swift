@@ -4,8 +4,8 @@ import NIOCore
 
 /// The handlers the gateway puts after TLS once a WebSocket upgrade is accepted, in pipeline order: the
 /// WebSocket handler configured for the channel's kind, then the channel's own handler. One place, so the
-/// tests and the handler benchmarks run exactly the pipeline the gateway builds.
-public enum GatewayWebSocketHandlers {
+/// tests run exactly the pipeline the gateway builds.
+enum GatewayWebSocketHandlers {
     /// The largest WebSocket message an upgraded socket may send before it authenticates (the opening
     /// frames are at most 16 KiB).
     static let unauthenticatedMessageSize = 16 * 1024 + 64
@@ -13,7 +13,7 @@ public enum GatewayWebSocketHandlers {
     /// A data channel's handlers (a client's when `agentInstanceID` is nil). Its WebSocket handler borrows
     /// whole unmasked and zero-key payloads from TLS's read buffer: the relay writes each read burst into
     /// the partner's TLS before the read ends, and copies what it keeps longer (``SessionRelay/owned(_:)``).
-    public static func dataChannel(
+    static func dataChannel(
         sessionID: String,
         agentInstanceID: String?,
         state: GatewayState,
