@@ -180,11 +180,6 @@ struct TargetDialer: Sendable {
         return "cannot connect to \(destination) at any of its addresses: \(each.joined(separator: "; "))"
     }
 
-    /// ``connectFailure(host:port:timeout:failures:)`` for one address's error.
-    static func connectFailure(host: String, port: Int, timeout: TimeAmount, _ error: any Error) -> String {
-        Self.connectFailure(host: host, port: port, timeout: timeout, failures: [("", error)])
-    }
-
     /// What one connect error means, as the end of a sentence that begins "cannot connect to HOST:PORT: ".
     static func reason(_ error: any Error, timeout: TimeAmount) -> String {
         switch NetworkFailure(error) {

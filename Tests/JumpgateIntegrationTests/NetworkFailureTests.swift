@@ -11,16 +11,19 @@ import Testing
 /// Errors sorted into what a person can act on, and the sentences built from them.
 @Suite("NetworkFailure and FailureText")
 struct NetworkFailureTests {
+    /// The agent's sentence for db.internal:5432 when these addresses failed with these errno values.
+    static func connectFailure(_ failures: [(address: String, errno: Int32)]) -> String {
+        TargetDialer.connectFailure(
+            host: "db.internal",
+            port: 5432,
+            timeout: .seconds(10),
+            failures: failures.map { ($0.address, IOError(errnoCode: $0.errno, reason: "connect")) }
+        )
+    }
+
     @Test("the agent's failed connects name their cause, each errno a sentence of its own")
     func agentConnectFailures() {
-        func text(_ errno: Int32) -> String {
-            TargetDialer.connectFailure(
-                host: "db.internal",
-                port: 5432,
-                timeout: .seconds(10),
-                IOError(errnoCode: errno, reason: "connect")
-            )
-        }
+        func text(_ errno: Int32) -> String { Self.connectFailure([("10.0.0.5:5432", errno)]) }
         #expect(text(ECONNREFUSED) == "cannot connect to db.internal:5432: nothing listens there (connection refused)")
         #expect(text(ETIMEDOUT) == "cannot connect to db.internal:5432: timed out after 10 s without an answer")
         #expect(text(EHOSTUNREACH) == "cannot connect to db.internal:5432: no route from the agent's host")
@@ -44,47 +47,25 @@ struct NetworkFailureTests {
         }
     }
 
-    @Test("a destination whose addresses failed differently names each address with its reason")
+    @Test("a destination whose addresses failed differently names each reason with its addresses")
     func agentConnectFailuresPerAddress() {
-        func failure(_ address: String, _ errno: Int32) -> (address: String, error: any Error) {
-            (address, IOError(errnoCode: errno, reason: "connect"))
-        }
-        let mixed = TargetDialer.connectFailure(
-            host: "db.internal",
-            port: 5432,
-            timeout: .seconds(10),
-            failures: [failure("[2001:db8::5]:5432", ENETUNREACH), failure("10.0.0.5:5432", ECONNREFUSED)]
-        )
         #expect(
-            mixed
+            Self.connectFailure([("[2001:db8::5]:5432", ENETUNREACH), ("10.0.0.5:5432", ECONNREFUSED)])
                 == "cannot connect to db.internal:5432 at any of its addresses: [2001:db8::5]:5432: no route from the agent's host; 10.0.0.5:5432: nothing listens there (connection refused)"
         )
         // Addresses that failed alike are named together, in the order their reason first came.
-        let grouped = TargetDialer.connectFailure(
-            host: "db.internal",
-            port: 5432,
-            timeout: .seconds(10),
-            failures: [
-                failure("10.0.0.5:5432", ECONNREFUSED), failure("[2001:db8::5]:5432", ENETUNREACH),
-                failure("10.0.0.6:5432", ECONNREFUSED),
-            ]
-        )
         #expect(
-            grouped
+            Self.connectFailure([
+                ("10.0.0.5:5432", ECONNREFUSED), ("[2001:db8::5]:5432", ENETUNREACH), ("10.0.0.6:5432", ECONNREFUSED),
+            ])
                 == "cannot connect to db.internal:5432 at any of its addresses: 10.0.0.5:5432, 10.0.0.6:5432: nothing listens there (connection refused); [2001:db8::5]:5432: no route from the agent's host"
         )
         // The same reason everywhere is said once, as for one address.
-        let same = TargetDialer.connectFailure(
-            host: "db.internal",
-            port: 5432,
-            timeout: .seconds(10),
-            failures: [failure("[::1]:5432", ECONNREFUSED), failure("127.0.0.1:5432", ECONNREFUSED)]
-        )
-        #expect(same == "cannot connect to db.internal:5432: nothing listens there (connection refused)")
         #expect(
-            TargetDialer.connectFailure(host: "db.internal", port: 5432, timeout: .seconds(10), failures: [])
-                == "cannot connect to db.internal:5432: no address answered"
+            Self.connectFailure([("[::1]:5432", ECONNREFUSED), ("127.0.0.1:5432", ECONNREFUSED)])
+                == "cannot connect to db.internal:5432: nothing listens there (connection refused)"
         )
+        #expect(Self.connectFailure([]) == "cannot connect to db.internal:5432: no address answered")
     }
 
     @Test("errno values and NIO errors sort into the failures people can act on")

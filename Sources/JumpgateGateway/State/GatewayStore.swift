@@ -187,13 +187,18 @@ public final class GatewayStore: Sendable {
         _ binds: [SQLiteData] = [],
         onRow: @escaping @Sendable (SQLiteRow) -> Void = { _ in }
     ) -> EventLoopFuture<Void> {
-        self.ifOpen { self.connection.query(sql, binds, logger: self.logger, onRow) }
-            ?? self.connection.eventLoop.makeFailedFuture(Self.closedError)
+        self.queueIfOpen(sql, binds, onRow: onRow) ?? self.connection.eventLoop.makeFailedFuture(Self.closedError)
     }
 
-    /// `body`'s statement, queued while the store is open (under the lock ``close()`` takes), or nil.
-    private func ifOpen(_ body: () -> EventLoopFuture<Void>) -> EventLoopFuture<Void>? {
-        self.isClosed.withLockedValue { closed in closed ? nil : body() }
+    /// `sql` queued on the connection while the store is open (under the lock ``close()`` takes), or nil.
+    private func queueIfOpen(
+        _ sql: String,
+        _ binds: [SQLiteData],
+        onRow: @escaping @Sendable (SQLiteRow) -> Void = { _ in }
+    ) -> EventLoopFuture<Void>? {
+        self.isClosed.withLockedValue { closed in
+            closed ? nil : self.connection.query(sql, binds, logger: self.logger, onRow)
+        }
     }
 
     static let closedError = StoreError("the store is closed: the gateway is stopping")
@@ -432,7 +437,7 @@ public final class GatewayStore: Sendable {
     /// `change`'s statement queued on the connection (``query(_:_:onRow:)``), or nil once the store is closed.
     private func queue(_ change: StoreChange) -> EventLoopFuture<Void>? {
         let (sql, binds) = self.statement(for: change)
-        return self.ifOpen { self.connection.query(sql, binds, logger: self.logger) { _ in } }
+        return self.queueIfOpen(sql, binds)
     }
 
     /// Set at ``close()``: a change submitted after it is refused with a clear error instead of reaching
