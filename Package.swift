@@ -86,6 +86,8 @@ let package = Package(
         // module).
         .target(name: "CJumpgatePTY"),
         .target(name: "CJumpgateHeap"),
+        // Termination signals caught by a handler that records them at once (TerminationSignal).
+        .target(name: "CJumpgateSignals"),
         .target(
             name: "JumpgateAgent",
             dependencies: [
@@ -103,6 +105,7 @@ let package = Package(
         .target(
             name: "JumpgateClient",
             dependencies: [
+                "CJumpgateSignals",
                 "JumpgateWire",
                 "JumpgateNIO",
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -236,7 +236,7 @@ struct ForwardCommand: AsyncParsableCommand {
             // the terminal, ForwardExec, the terminal's Ctrl+C, Ctrl+\ and hangup reach the command, and
             // forward ends when it does.)
             _ = await TerminationSignal.wait(
-                self.exec == nil ? [SIGINT, SIGTERM] : [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
+                self.exec == nil ? [SIGINT, SIGTERM] : ForwardExec.endingSignals
             )
             cause.withLockedValue { $0 = $0 ?? .user }
             ForwardExec.ending.withLockedValue { $0 = true }

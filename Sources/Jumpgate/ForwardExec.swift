@@ -2,6 +2,7 @@ import CJumpgatePTY
 import FoundationEssentials
 import Glibc
 import JumpgateAgent
+import JumpgateClient
 import JumpgateNIO
 import NIOConcurrencyHelpers
 
@@ -14,9 +15,20 @@ import NIOConcurrencyHelpers
 /// reach `forward`, which ends the sessions and then stops the command.
 enum ForwardExec {
     /// Set when `forward` starts ending (its termination signal, ``ForwardCommand``, or a session that ended
-    /// first): from then on a stop of the command is not the user's job control, and a `kill %1` that
-    /// continues a stopped job leaves the command stopped until it is sent SIGTERM. One `forward` per process.
+    /// first). One `forward` per process.
     static let ending = NIOLockedValueBox(false)
+
+    /// The signals that end `forward --exec` (``ForwardCommand``): also a hangup (the terminal closed) and
+    /// Ctrl+\, which do not reach the command's own process group off a terminal.
+    static let endingSignals: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
+
+    /// Whether `forward` is ending: ``ending`` is set, or one of ``endingSignals`` arrived and the task that
+    /// waits for it may not have run yet (a `kill %1` sends SIGTERM, then continues the stopped job: the
+    /// thread that waits for the command runs on at once). From then on a stop of the command is not the
+    /// user's job control: the command stays stopped until `forward` sends it SIGTERM.
+    static var isEnding: Bool {
+        Self.ending.withLockedValue { $0 } || TerminationSignal.hasArrived(Self.endingSignals)
+    }
 
     /// Runs the command and returns its status as a shell gives it (128 + n for a signal n); 127 if `/bin/sh`
     /// cannot be started. Cancelling the task (a session ended, or the user ended `forward`) stops the
@@ -122,7 +134,7 @@ enum ForwardExec {
                 continue
             }
             guard info.si_code == CLD_STOPPED else { return }
-            if Self.ending.withLockedValue({ $0 }) {
+            if Self.isEnding {
                 if terminated.withLockedValue({ $0 }) {
                     terminal?.lendIfForeground(to: process.pid)
                     kill(-process.pid, SIGCONT)
@@ -136,9 +148,7 @@ enum ForwardExec {
             guard waitid(P_PID, id_t(process.pid), &consumed, WSTOPPED | WNOHANG) == 0,
                 cjumpgate_siginfo_pid(&consumed) == process.pid
             else { continue }
-            terminal?.commandStopped(process.pid, by: cjumpgate_siginfo_status(&consumed)) {
-                Self.ending.withLockedValue { $0 }
-            }
+            terminal?.commandStopped(process.pid, by: cjumpgate_siginfo_status(&consumed)) { Self.isEnding }
         }
     }
 }

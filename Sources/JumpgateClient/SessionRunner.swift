@@ -89,37 +89,3 @@ public enum SessionRunner {
         return outcome
     }
 }
-
-/// SIGINT, SIGTERM (and SIGQUIT, SIGTSTP, as the official plugin handles them, and SIGHUP: a closed terminal
-/// window, or ssh ending its ProxyCommand) as one awaitable event.
-public enum TerminationSignal {
-    /// The signal sources, kept for the life of the process (a released source stops delivering).
-    /// `nonisolated(unsafe)` because `any DispatchSourceSignal` is not Sendable (so no lock box can hold it);
-    /// safe because the array is only ever touched inside `sourcesLock` (below, the one access), and the
-    /// sources themselves are thread-safe dispatch objects. Exercised by every test that stops a client
-    /// with a signal (EndToEndTests, AgentLossTests, the plugin's Ctrl+C).
-    nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
-    private static let sourcesLock = NIOLock()
-
-    /// Waits for the first termination signal and returns its number.
-    public static func wait(_ signals: [Int32] = [SIGINT, SIGTERM, SIGQUIT, SIGTSTP, SIGHUP]) async -> Int32 {
-        await withCheckedContinuation { continuation in
-            let once = NIOLockedValueBox<CheckedContinuation<Int32, Never>?>(continuation)
-            for number in signals {
-                // A SIGHUP already ignored (nohup) stays ignored: the session outlives the terminal, as asked.
-                let previous = signal(number, SIG_IGN)
-                if number == SIGHUP, let previous, unsafeBitCast(previous, to: Int.self) == 1 { continue }
-                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-                source.setEventHandler {
-                    let pending = once.withLockedValue { value -> CheckedContinuation<Int32, Never>? in
-                        defer { value = nil }
-                        return value
-                    }
-                    pending?.resume(returning: number)
-                }
-                source.resume()
-                Self.sourcesLock.withLock { Self.sources.append(source) }
-            }
-        }
-    }
-}

@@ -105,8 +105,8 @@ struct ForegroundTerminal: Sendable {
     /// discards it instead of leaving `forward` stopped behind a running job. (The calling thread may have
     /// had the signal blocked anyway: threads started from Swift's concurrency pool inherit Dispatch's mask.)
     ///
-    /// `kill %1` also continues a stopped job, right after its SIGTERM: `ending` (true once `forward`'s
-    /// handler has seen the signal, on another thread: up to 50 ms is allowed for it) keeps the command
+    /// `kill %1` also continues a stopped job, right after its SIGTERM: `ending` (true once that signal
+    /// arrived, ``ForwardExec/isEnding``, which is already so when `forward` runs again) keeps the command
     /// stopped then, until `forward` ends it, rather than continuing it in the background, where a program
     /// that resets the terminal (psql) is stopped by SIGTTOU at once.
     mutating func suspend(command: pid_t, with signal: CInt, ending: () -> Bool) {
@@ -124,7 +124,6 @@ struct ForegroundTerminal: Sendable {
         pthread_sigmask(SIG_UNBLOCK, &stop, nil)
         self.lendIfForeground(to: command)
         guard !self.lent, signal == SIGTSTP else { return }
-        for _ in 0..<5 where !ending() { usleep(10_000) }
         if !ending() { kill(-command, SIGCONT) }
     }
 }
