@@ -1,12 +1,20 @@
+#define _GNU_SOURCE
 #include "CJumpgateSignals.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
+// The handler may use only lock-free atomics.
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "atomic int must be lock-free");
+_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "atomic long long must be lock-free");
+
 static atomic_int notify_fd = -1;
 static atomic_ullong recorded = 0;
+static atomic_ullong caught = 0;
 
 // Async-signal-safe: lock-free atomics and write(2) only; errno is kept for the interrupted code.
 static void handle(int number) {
@@ -20,8 +28,19 @@ static void handle(int number) {
     }
 }
 
-void cjumpgate_signals_set_notify(int fd) {
-    atomic_store(&notify_fd, fd);
+int cjumpgate_signals_open(void) {
+    int ends[2];
+    if (pipe2(ends, O_CLOEXEC) != 0) {
+        return -errno;
+    }
+    if (fcntl(ends[1], F_SETFL, O_NONBLOCK) != 0) {
+        int error = errno;
+        close(ends[0]);
+        close(ends[1]);
+        return -error;
+    }
+    atomic_store(&notify_fd, ends[1]);
+    return ends[0];
 }
 
 int cjumpgate_signals_catch(int number) {
@@ -32,7 +51,11 @@ int cjumpgate_signals_catch(int number) {
     action.sa_handler = handle;
     sigemptyset(&action.sa_mask);
     action.sa_flags = SA_RESTART;
-    return sigaction(number, &action, NULL) == 0 ? 0 : -errno;
+    if (sigaction(number, &action, NULL) != 0) {
+        return -errno;
+    }
+    atomic_fetch_or(&caught, 1ULL << number);
+    return 0;
 }
 
 int cjumpgate_signals_is_ignored(int number) {
@@ -44,11 +67,19 @@ int cjumpgate_signals_is_ignored(int number) {
 }
 
 int cjumpgate_signals_arrived(int number) {
-    if (number < 1 || number > 63) {
+    if (number < 1 || number > 63 || (atomic_load(&caught) & (1ULL << number)) == 0) {
         return 0;
     }
-    sigset_t pending;
-    if (sigpending(&pending) == 0 && sigismember(&pending, number) == 1) {
+    sigset_t only, previous, pending;
+    sigemptyset(&only);
+    sigaddset(&only, number);
+    int pendingNow = 0;
+    if (pthread_sigmask(SIG_BLOCK, &only, &previous) == 0) {
+        pendingNow = sigpending(&pending) == 0 && sigismember(&pending, number) == 1;
+        // Unblocked again if it was: a signal pending for this thread is handled here, now.
+        pthread_sigmask(SIG_SETMASK, &previous, NULL);
+    }
+    if (pendingNow) {
         return 1;
     }
     return (atomic_load(&recorded) & (1ULL << number)) != 0 ? 1 : 0;

@@ -30,6 +30,18 @@ enum ForwardExec {
         Self.ending.withLockedValue { $0 } || TerminationSignal.hasArrived(Self.endingSignals)
     }
 
+    /// ``isEnding``, asked as `forward` runs again after its job was stopped: a `kill %1` sent SIGTERM
+    /// before the SIGCONT, so the signal is pending or recorded, unless the thread the kernel handed it to
+    /// was preempted before its handler ran. For that case a "no" is asked again for up to 20 ms (a `bg`
+    /// continues the command that much later).
+    static func isEndingOnceContinued() -> Bool {
+        for _ in 0..<20 {
+            if Self.isEnding { return true }
+            usleep(1_000)
+        }
+        return Self.isEnding
+    }
+
     /// Runs the command and returns its status as a shell gives it (128 + n for a signal n); 127 if `/bin/sh`
     /// cannot be started. Cancelling the task (a session ended, or the user ended `forward`) stops the
     /// command's group: SIGTERM, then SIGKILL 5 s later.
@@ -148,7 +160,9 @@ enum ForwardExec {
             guard waitid(P_PID, id_t(process.pid), &consumed, WSTOPPED | WNOHANG) == 0,
                 cjumpgate_siginfo_pid(&consumed) == process.pid
             else { continue }
-            terminal?.commandStopped(process.pid, by: cjumpgate_siginfo_status(&consumed)) { Self.isEnding }
+            terminal?.commandStopped(process.pid, by: cjumpgate_siginfo_status(&consumed)) {
+                Self.isEndingOnceContinued()
+            }
         }
     }
 }

@@ -13,9 +13,13 @@ import Darwin
 ///
 /// The signals are caught by a C handler (CJumpgateSignals) that records each one before anything else
 /// runs and writes its number to a pipe, which one thread reads and hands to the waiters. So besides waiting,
-/// any thread can ask whether a signal arrived (``hasArrived(_:)``) and get a definite answer: `jumpgate
-/// forward --exec`, continued by the shell's `kill %1` (SIGTERM, then SIGCONT), must know it is ending at
-/// once, before the waiters have heard of it.
+/// any thread can ask whether a signal arrived (``hasArrived(_:)``) without waiting for the waiters to hear
+/// of it: `jumpgate forward --exec`, continued by the shell's `kill %1` (SIGTERM, then SIGCONT), must know
+/// it is ending as soon as it runs again.
+///
+/// A signal caught here must not also be watched through Dispatch (`UnixSignalsSequence`) in the same
+/// process: whichever installs its handler last gets it. Today the agent watches SIGHUP through Dispatch and
+/// SIGINT and SIGTERM here; the clients SIGWINCH through Dispatch and the rest here.
 public enum TerminationSignal {
     private struct Waiter {
         let signals: [Int32]
@@ -52,24 +56,20 @@ public enum TerminationSignal {
     }
 
     /// Whether one of `signals` was sent to this process since ``wait(_:)`` started catching it: it is
-    /// pending, or the handler has run for it. A signal that another thread's handler is taking at this
-    /// very moment is counted only once the handler's first instruction ran (its record), a window of a few
-    /// instructions after the kernel hands it over.
+    /// pending, or the handler has run for it. A signal that the kernel has just handed to another thread
+    /// counts only once that thread runs its handler's first instruction (the record): a thread preempted in
+    /// between leaves a window, usually microseconds, up to a time slice on a busy machine.
     public static func hasArrived(_ signals: [Int32]) -> Bool {
         signals.contains { cjumpgate_signals_arrived($0) == 1 }
     }
 
-    /// Creates the pipe (the write end non-blocking, so the handler never blocks: a full pipe drops the
-    /// byte, not the record) and the thread that reads it and resumes the waiters for each signal. That
-    /// thread blocks no signal, so a caught signal is handled even in a process whose other threads all
-    /// block it (Dispatch's and NIO's threads do; only the main thread, parked by Dispatch, takes signals).
+    /// Creates the handler's pipe and the thread that reads it and resumes the waiters for each signal.
+    /// That thread blocks no signal, so a caught signal is handled even in a process whose other threads
+    /// all block it (Dispatch's and NIO's threads do; only the main thread, parked by Dispatch, takes
+    /// signals).
     private static func startReading() {
-        var ends: [Int32] = [-1, -1]
-        guard pipe(&ends) == 0 else { preconditionFailure("pipe() failed: \(errno)") }
-        for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
-        _ = fcntl(ends[1], F_SETFL, fcntl(ends[1], F_GETFL) | O_NONBLOCK)
-        cjumpgate_signals_set_notify(ends[1])
-        let readEnd = ends[0]
+        let readEnd = cjumpgate_signals_open()
+        precondition(readEnd >= 0, "cannot create the signal pipe: \(-readEnd)")
         DetachedThread.start {
             var none = sigset_t()
             sigemptyset(&none)

@@ -3,8 +3,10 @@ import JumpgateClient
 import Testing
 
 /// `TerminationSignal` with signals this test process can take (SIGUSR1, SIGUSR2: never SIGTERM, which
-/// must go on ending a test run that overran).
-@Suite("TerminationSignal", .serialized)
+/// must go on ending a test run that overran). Each signal is sent once per process: its record is never
+/// cleared. The pending case is pending for one thread (`pthread_kill`), which `hasArrived` reads through the
+/// same call (`sigpending`) as a signal pending for the whole process.
+@Suite("TerminationSignal", .serialized, .timeLimit(.minutes(1)))
 struct TerminationSignalTests {
     @Test("a waiter gets the signal it waits for, and the signal counts as arrived from then on")
     func waiterAndRecord() async throws {
@@ -14,6 +16,7 @@ struct TerminationSignalTests {
         kill(getpid(), SIGUSR2)
         #expect(await waiter.value == SIGUSR2)
         #expect(TerminationSignal.hasArrived([SIGUSR2]))
+        // Any of the signals asked about.
         #expect(TerminationSignal.hasArrived([SIGINT, SIGUSR2]))
     }
 
@@ -27,19 +30,45 @@ struct TerminationSignalTests {
         #expect(await waiter.value == SIGUSR1)
     }
 
+    @Test("a signal pending but never caught by TerminationSignal (nohup's SIGHUP, say) has not arrived")
+    func uncaughtPendingDoesNotCount() {
+        #expect(Self.pendingUncaught(SIGURG) == [true, false])
+    }
+
+    /// In one thread: `number` (not caught) sent to this thread while it blocks it: whether the thread sees
+    /// it pending, and whether `hasArrived` counts it. It is then taken with `sigwait`, never delivered.
+    static func pendingUncaught(_ number: Int32) -> [Bool] {
+        Self.sentWhileBlocked(number) { set in
+            var pending = sigset_t()
+            sigpending(&pending)
+            let answers = [sigismember(&pending, number) == 1, TerminationSignal.hasArrived([number])]
+            var taken: Int32 = 0
+            sigwait(&set, &taken)  // pending: returns at once
+            return answers
+        }
+    }
+
     /// In one thread, without suspending: whether `number` had arrived before it was sent, while it is
     /// sent to this thread and blocked (pending, not handled), and after unblocking it (handled here).
     static func pendingThenHandled(_ number: Int32) -> [Bool] {
-        var answers = [TerminationSignal.hasArrived([number])]
+        let before = TerminationSignal.hasArrived([number])
+        return Self.sentWhileBlocked(number) { set in
+            let pending = TerminationSignal.hasArrived([number])
+            pthread_sigmask(SIG_UNBLOCK, &set, nil)
+            return [before, pending, TerminationSignal.hasArrived([number])]
+        }
+    }
+
+    /// Blocks `number` in this thread, sends it to this thread (so it is pending here), runs `body` with
+    /// the one-signal set, then puts the thread's mask back.
+    static func sentWhileBlocked(_ number: Int32, _ body: (inout sigset_t) -> [Bool]) -> [Bool] {
         var set = sigset_t()
         sigemptyset(&set)
         sigaddset(&set, number)
         var previous = sigset_t()
         pthread_sigmask(SIG_BLOCK, &set, &previous)
         pthread_kill(pthread_self(), number)
-        answers.append(TerminationSignal.hasArrived([number]))
-        pthread_sigmask(SIG_UNBLOCK, &set, nil)
-        answers.append(TerminationSignal.hasArrived([number]))
+        let answers = body(&set)
         pthread_sigmask(SIG_SETMASK, &previous, nil)
         return answers
     }

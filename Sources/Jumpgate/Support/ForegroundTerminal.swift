@@ -106,9 +106,9 @@ struct ForegroundTerminal: Sendable {
     /// had the signal blocked anyway: threads started from Swift's concurrency pool inherit Dispatch's mask.)
     ///
     /// `kill %1` also continues a stopped job, right after its SIGTERM: `ending` (true once that signal
-    /// arrived, ``ForwardExec/isEnding``, which is already so when `forward` runs again) keeps the command
-    /// stopped then, until `forward` ends it, rather than continuing it in the background, where a program
-    /// that resets the terminal (psql) is stopped by SIGTTOU at once.
+    /// arrived, ``ForwardExec/isEndingOnceContinued()``) keeps the command stopped then, until `forward`
+    /// ends it, rather than continuing it in the background, where a program that resets the terminal
+    /// (psql) is stopped by SIGTTOU at once.
     mutating func suspend(command: pid_t, with signal: CInt, ending: () -> Bool) {
         self.takeBack()
         // SIGTTOU is ignored in `forward` (current()), so it stops itself with SIGTTIN for both.
