@@ -30,9 +30,18 @@ static void handle(int number) {
 
 int cjumpgate_signals_open(void) {
     int ends[2];
+#ifdef __linux__
     if (pipe2(ends, O_CLOEXEC) != 0) {
         return -errno;
     }
+#else
+    // Not atomic: a process spawned by another thread in between could inherit the pipe.
+    if (pipe(ends) != 0) {
+        return -errno;
+    }
+    fcntl(ends[0], F_SETFD, FD_CLOEXEC);
+    fcntl(ends[1], F_SETFD, FD_CLOEXEC);
+#endif
     if (fcntl(ends[1], F_SETFL, O_NONBLOCK) != 0) {
         int error = errno;
         close(ends[0]);
@@ -51,10 +60,16 @@ int cjumpgate_signals_catch(int number) {
     action.sa_handler = handle;
     sigemptyset(&action.sa_mask);
     action.sa_flags = SA_RESTART;
+    // Marked caught first: a signal the handler records as soon as it is installed counts at once.
+    unsigned long long bit = 1ULL << number;
+    unsigned long long before = atomic_fetch_or(&caught, bit);
     if (sigaction(number, &action, NULL) != 0) {
-        return -errno;
+        int error = errno;
+        if ((before & bit) == 0) {
+            atomic_fetch_and(&caught, ~bit);
+        }
+        return -error;
     }
-    atomic_fetch_or(&caught, 1ULL << number);
     return 0;
 }
 
