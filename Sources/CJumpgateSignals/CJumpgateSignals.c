@@ -81,21 +81,32 @@ int cjumpgate_signals_is_ignored(int number) {
     return current.sa_handler == SIG_IGN ? 1 : 0;
 }
 
-int cjumpgate_signals_arrived(int number) {
-    if (number < 1 || number > 63 || (atomic_load(&caught) & (1ULL << number)) == 0) {
+int cjumpgate_signals_arrived(unsigned long long signals) {
+    unsigned long long asked = signals & atomic_load(&caught);
+    if (asked == 0) {
         return 0;
     }
     sigset_t only, previous, pending;
     sigemptyset(&only);
-    sigaddset(&only, number);
+    for (int number = 1; number <= 63; number++) {
+        if (asked & (1ULL << number)) {
+            sigaddset(&only, number);
+        }
+    }
     int pendingNow = 0;
     if (pthread_sigmask(SIG_BLOCK, &only, &previous) == 0) {
-        pendingNow = sigpending(&pending) == 0 && sigismember(&pending, number) == 1;
-        // Unblocked again if it was: a signal pending for this thread is handled here, now.
+        if (sigpending(&pending) == 0) {
+            for (int number = 1; number <= 63; number++) {
+                if ((asked & (1ULL << number)) && sigismember(&pending, number) == 1) {
+                    pendingNow = 1;
+                }
+            }
+        }
+        // Unblocked again if they were: a signal pending for this thread is handled here, now.
         pthread_sigmask(SIG_SETMASK, &previous, NULL);
     }
     if (pendingNow) {
         return 1;
     }
-    return (atomic_load(&recorded) & (1ULL << number)) != 0 ? 1 : 0;
+    return (atomic_load(&recorded) & asked) != 0 ? 1 : 0;
 }

@@ -60,7 +60,8 @@ public enum TerminationSignal {
     /// counts only once that thread runs its handler's first instruction (the record): a thread preempted in
     /// between leaves a window, usually microseconds, up to a time slice on a busy machine.
     public static func hasArrived(_ signals: [Int32]) -> Bool {
-        signals.contains { cjumpgate_signals_arrived($0) == 1 }
+        let mask = signals.reduce(UInt64(0)) { (1...63).contains($1) ? $0 | 1 << UInt64($1) : $0 }
+        return cjumpgate_signals_arrived(mask) == 1
     }
 
     /// Creates the handler's pipe and the thread that reads it and resumes the waiters for each signal.

@@ -17,11 +17,11 @@ int cjumpgate_signals_catch(int number);
 /// 1 if `number`'s disposition is to be ignored (SIG_IGN, as `nohup` leaves SIGHUP), else 0.
 int cjumpgate_signals_is_ignored(int number);
 
-/// 1 if `number` is caught by the handler and has arrived: the handler recorded it, or it is pending
-/// (sent, not yet taken by any thread; read with `number` blocked in the calling thread for the moment,
-/// since the kernel reports only the signals a thread blocks). Else 0. The pending set is read first, so
-/// a signal taken in between is recorded by then, unless the thread that took it has not yet run its
-/// handler's first instruction.
-int cjumpgate_signals_arrived(int number);
+/// 1 if one of `signals` (bit n for signal n, 1-63) is caught by the handler and has arrived: the handler
+/// recorded it, or it is pending (sent, not yet taken by any thread; read with those signals blocked in the
+/// calling thread for the moment, since the kernel reports only the signals a thread blocks). Else 0. The
+/// pending set is read first, so a signal taken in between is recorded by then, unless the thread that
+/// took it has not yet run its handler's first instruction.
+int cjumpgate_signals_arrived(unsigned long long signals);
 
 #endif
