@@ -21,9 +21,12 @@ struct EndToEndTests {
     }
 
     /// Starts a gateway, registers and runs an agent allowed to reach `allow`, and waits until it is Online.
+    /// The gateway listens on a free port of 127.0.0.1 chosen when it binds; `gatewayPort` learns it
+    /// before the agent registers.
     static func startLab(
         allow: [String],
         gatewayArguments: [String] = [],
+        gatewayPort: GatewayPort? = nil,
         agentArguments: [String] = [],
         agentEndpoint: String? = nil
     ) async throws -> Lab {
@@ -35,6 +38,8 @@ struct EndToEndTests {
                 + gatewayArguments
         )
         let ready = try JSONValue(parsing: try gateway.waitForLine { $0.hasPrefix("{") })
+        let port = Int(try #require(ready["port"]?.int64Value))
+        gatewayPort?.value = port
         let url = try #require(ready["url"]?.stringValue)
         let caFile = try #require(ready["caFile"]?.stringValue)
         let environment = [
@@ -75,7 +80,7 @@ struct EndToEndTests {
             agent: agent,
             url: url,
             caFile: caFile,
-            gatewayPort: Int(try #require(ready["port"]?.int64Value)),
+            gatewayPort: port,
             instanceID: instanceID,
             environment: environment,
             ssm: ssm
@@ -87,6 +92,7 @@ struct EndToEndTests {
     static func withLab(
         allow: [String]? = nil,
         gatewayArguments: [String] = [],
+        gatewayPort: GatewayPort? = nil,
         agentArguments: [String] = [],
         agentEndpoint: String? = nil,
         _ body: (Lab, Int) async throws -> Void
@@ -97,6 +103,7 @@ struct EndToEndTests {
         let lab = try await Self.startLab(
             allow: allow ?? ["127.0.0.1:\(echoPort)"],
             gatewayArguments: gatewayArguments,
+            gatewayPort: gatewayPort,
             agentArguments: agentArguments,
             agentEndpoint: agentEndpoint
         )

@@ -24,6 +24,7 @@ struct FullSpeedFaultTests {
     static func transfer(
         size: Int = Self.size,
         gatewayArguments: [String] = [],
+        gatewayPort: GatewayPort? = nil,
         agentEndpoint: String? = nil,
         agentReconnects: Int = 0,
         clientResumes: Int = 0,
@@ -38,6 +39,7 @@ struct FullSpeedFaultTests {
         try await EndToEndTests.withLab(
             allow: ["127.0.0.1:\(targetPort)"],
             gatewayArguments: gatewayArguments,
+            gatewayPort: gatewayPort,
             agentEndpoint: agentEndpoint
         ) { lab, _ in
             let (client, localPort, _) = try EndToEndTests().startSession(
@@ -105,11 +107,11 @@ struct FullSpeedFaultTests {
 
     @Test("each way at full speed while the agent's link is down for 10 s")
     func agentLinkDown() async throws {
-        let (port, makeLink) = try await NetworkDropTests.gatewayPortAndLink()
+        let (port, makeLink) = NetworkDropTests.gatewayPortAndLink()
         let agentLink = try await makeLink()
         defer { agentLink.close() }
         try await Self.transfer(
-            gatewayArguments: ["--listen", "127.0.0.1:\(port)"],
+            gatewayPort: port,
             agentEndpoint: "https://127.0.0.1:\(agentLink.port)",
             agentReconnects: 1
         ) { _, progress in
@@ -123,13 +125,12 @@ struct FullSpeedFaultTests {
 
     @Test("each way at full speed while the client's connection to the gateway is cut twice")
     func clientLinkCutTwice() async throws {
-        let (port, makeLink) = try await NetworkDropTests.gatewayPortAndLink()
+        let (port, makeLink) = NetworkDropTests.gatewayPortAndLink()
         let clientLink = try await makeLink()
         defer { clientLink.close() }
         try await Self.transfer(
-            gatewayArguments: [
-                "--listen", "127.0.0.1:\(port)", "--public-url", "https://127.0.0.1:\(clientLink.port)",
-            ],
+            gatewayArguments: ["--public-url", "https://127.0.0.1:\(clientLink.port)"],
+            gatewayPort: port,
             clientResumes: 2
         ) { _, progress in
             for round in 1...2 {

@@ -9,30 +9,30 @@ import Testing
 /// must resend what the relay lost (the gateway's start_publication), or the transfer stalls forever.
 @Suite("Network drops on one side: the other side resends what was lost", .serialized)
 struct NetworkDropTests {
-    /// A free port for the gateway, known before it starts, and a flaky link that forwards to it.
-    static func gatewayPortAndLink() async throws -> (port: Int, link: @Sendable () async throws -> CuttableProxy) {
-        let probe = try await startServer { EchoHandler() }
-        let port = try #require(probe.localAddress?.port)
-        try await probe.close()
-        return (port, { try await CuttableProxy { port } })
+    /// The gateway's port, learnt once it listens (it binds 127.0.0.1:0), and a maker of flaky links that
+    /// forward to it. The links exist before the gateway (its --public-url names one); they ask for the
+    /// port at each connection, and nothing connects through them before the lab has set it. Picking a
+    /// free port first and handing it to the gateway raced with every other bind on the machine: the
+    /// links' own listeners could take it in between (CI saw "address already in use").
+    static func gatewayPortAndLink() -> (port: GatewayPort, link: @Sendable () async throws -> CuttableProxy) {
+        let port = GatewayPort()
+        return (port, { try await CuttableProxy { port.value } })
     }
 
     /// The gateway reached through two flaky links: the agent's (its control and data channels) and the
     /// client's data channel (the gateway's --public-url puts it into the StreamUrl). API calls go
     /// straight to the gateway.
     struct TwoLinks {
-        let port: Int
+        let port: GatewayPort
         let agent: CuttableProxy
         let client: CuttableProxy
 
         static func make() async throws -> TwoLinks {
-            let (port, makeLink) = try await NetworkDropTests.gatewayPortAndLink()
+            let (port, makeLink) = NetworkDropTests.gatewayPortAndLink()
             return TwoLinks(port: port, agent: try await makeLink(), client: try await makeLink())
         }
 
-        var gatewayArguments: [String] {
-            ["--listen", "127.0.0.1:\(self.port)", "--public-url", "https://127.0.0.1:\(self.client.port)"]
-        }
+        var gatewayArguments: [String] { ["--public-url", "https://127.0.0.1:\(self.client.port)"] }
         var agentEndpoint: String { "https://127.0.0.1:\(self.agent.port)" }
 
         func close() {
@@ -68,6 +68,7 @@ struct NetworkDropTests {
         defer { links.close() }
         try await EndToEndTests.withLab(
             gatewayArguments: links.gatewayArguments,
+            gatewayPort: links.port,
             agentEndpoint: links.agentEndpoint
         ) { lab, echoPort in
             let (client, localPort, _) = try EndToEndTests().startSession(
@@ -126,11 +127,11 @@ struct NetworkDropTests {
 
     @Test("a session terminated while the agent's link is down ends on the agent as soon as it is back")
     func terminatedWhileAgentAway() async throws {
-        let (port, makeLink) = try await Self.gatewayPortAndLink()
+        let (port, makeLink) = Self.gatewayPortAndLink()
         let agentLink = try await makeLink()
         defer { agentLink.close() }
         try await EndToEndTests.withLab(
-            gatewayArguments: ["--listen", "127.0.0.1:\(port)"],
+            gatewayPort: port,
             agentEndpoint: "https://127.0.0.1:\(agentLink.port)"
         ) { lab, echoPort in
             let (client, localPort, sessionID) = try EndToEndTests().startSession(

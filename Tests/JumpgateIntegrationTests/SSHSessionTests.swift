@@ -13,11 +13,34 @@ import Testing
 struct SSHSessionTests {
     static let sshd = "/usr/sbin/sshd"
 
-    static func freePort() throws -> Int {
-        let channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(host: "127.0.0.1", port: 0).wait()
-        defer { try? channel.close().wait() }
-        return try #require(channel.localAddress?.port)
+    /// A free port of 127.0.0.1 for sshd (which cannot bind port 0 and say which it got), held by a bound
+    /// socket until `release` runs just before sshd starts: released at once, the lab's own binds of port 0
+    /// (the gateway's, the echo target's) could take it meanwhile. The socket is close-on-exec, unlike
+    /// NIO's: the lab's processes, started while it is held, must not inherit it (they would keep the port).
+    static func reservePort() throws -> (port: Int, release: () -> Void) {
+        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        try #require(socket >= 0, "socket: errno \(errno)")
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0
+            }
+        }
+        guard bound else {
+            close(socket)
+            throw POSIXError(.init(rawValue: errno) ?? .EIO)
+        }
+        var open = true
+        return (
+            Int(UInt16(bigEndian: address.sin_port)),
+            {
+                if open { close(socket) }
+                open = false
+            }
+        )
     }
 
     /// sshd's configuration: the current user only, by the test's key, on 127.0.0.1:`port`.
@@ -73,7 +96,8 @@ struct SSHSessionTests {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let user = try #require(ShellAccounts.current()?.name)
-        let port = try Self.freePort()
+        let (port, releasePort) = try Self.reservePort()
+        defer { releasePort() }
         try Self.sshdConfiguration(directory: directory, port: port, user: user)
             .write(toFile: "\(directory)/sshd_config", atomically: true, encoding: .utf8)
         // sshd running as root needs its privilege separation directory.
@@ -88,6 +112,7 @@ struct SSHSessionTests {
         try await EndToEndTests.withLab(allow: ["127.0.0.1:\(port)", "[::1]:\(port)"]) { lab, _ in
             // Everything runs in a terminal's shell: sshd (stopped by its pid at the end), ssh and scp.
             let terminal = try ShellSessionTests.terminal(lab)
+            releasePort()
             try terminal.type(
                 "cd \(directory) && ssh-keygen -q -t ed25519 -N '' -f host && ssh-keygen -q -t ed25519 -N '' -f client "
                     + "&& { \(Self.sshd) -D -e -f \(directory)/sshd_config 2> sshd.log & } && echo SSHD=$!"

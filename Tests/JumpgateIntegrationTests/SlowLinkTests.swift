@@ -20,6 +20,7 @@ struct SlowLinkTests {
         try await FullSpeedFaultTests.transfer(
             size: size,
             gatewayArguments: links.gatewayArguments,
+            gatewayPort: links.port,
             agentEndpoint: links.agentEndpoint,
             agentReconnects: 1,
             clientResumes: 1

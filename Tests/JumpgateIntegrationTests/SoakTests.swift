@@ -60,6 +60,7 @@ struct SoakTests {
         defer { links.close() }
         try await EndToEndTests.withLab(
             gatewayArguments: links.gatewayArguments,
+            gatewayPort: links.port,
             agentEndpoint: links.agentEndpoint
         ) { lab, echoPort in
             let baseline = try await GatewayLimitsTests.metrics(lab)
