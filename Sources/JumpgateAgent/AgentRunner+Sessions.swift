@@ -147,7 +147,8 @@ extension AgentRunner {
         _ = try await self.gateway.connectWebSocket(
             pathAndQuery: "\(path)?\(query)",
             headers: self.signedUpgradeHeaders(path: path, query: query),
-            eventLoop: eventLoop
+            eventLoop: eventLoop,
+            configuration: .portSession
         ) { _ in
             [OpeningFrameWriter(json: opening), session.value]
         }

@@ -234,7 +234,8 @@ public final class PortForwarder: Sendable {
         return try await endpoint.connectWebSocket(
             pathAndQuery: pathAndQuery,
             headers: headers,
-            eventLoop: self.eventLoop
+            eventLoop: self.eventLoop,
+            configuration: .portSession
         ) { _ in
             [OpeningFrameWriter(json: opening), session()]
         }

@@ -71,9 +71,19 @@ public final class WebSocketHandler: ChannelDuplexHandler {
         /// Hand out unmasked (and zero-key) payloads of frames complete in one read as slices of the TLS
         /// handler's read buffer, without copying them (``WebSocketFrameReader``). Only for a consumer that
         /// never keeps a payload past its `channelReadComplete` without copying it: the gateway's data
-        /// channels, whose relay writes each read burst into the partner's TLS before the read ends.
+        /// channels, whose relay writes each read burst into the partner's TLS before the read ends, and
+        /// ``PortSession`` (``portSession``).
         public var borrowsUnmaskedPayloads = false
         public init() {}
+
+        /// A client's or an agent's data channel, read by ``PortSession``: it writes what a read carries to
+        /// local connections that had nothing queued and flushes them at `channelReadComplete`, and copies
+        /// whatever it keeps longer (``ByteBuffer/ownedCopy()``), so payloads are borrowed.
+        public static var portSession: Configuration {
+            var configuration = Configuration()
+            configuration.borrowsUnmaskedPayloads = true
+            return configuration
+        }
     }
 
     private let role: Role

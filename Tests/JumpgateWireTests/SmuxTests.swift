@@ -241,13 +241,13 @@ struct SmuxInPayloadTests {
         let message = try SSMMessage(decoding: GoldenVectors.inputSmuxSYNPSH.buffer)
         #expect(message.payloadLength == 0x15)
         for split in 0...message.payload.readableBytes {
-            let processor = NIOSingleStepByteToMessageProcessor(SmuxFrameDecoder(version: 1))
+            var parser = SmuxFrameParser(version: 1)
             var frames: [SmuxFrame] = []
-            try processor.process(buffer: message.payload.getSlice(at: message.payload.readerIndex, length: split)!) {
+            try parser.parse(message.payload.getSlice(at: message.payload.readerIndex, length: split)!) {
                 frames.append($0)
             }
-            try processor.process(
-                buffer: message.payload.getSlice(
+            try parser.parse(
+                message.payload.getSlice(
                     at: message.payload.readerIndex + split,
                     length: message.payload.readableBytes - split
                 )!

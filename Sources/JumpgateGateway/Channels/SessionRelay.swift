@@ -314,7 +314,7 @@ public final class SessionRelay: Sendable {
     /// the flush, before the read ends) they need no copy, but a frame kept longer (for an absent side, or
     /// handed to another event loop) would make that next read copy the whole buffer.
     static func owned(_ frame: ByteBuffer) -> ByteBuffer {
-        ByteBufferAllocator().buffer(buffer: frame)
+        frame.ownedCopy()
     }
 
     private static func write(_ frames: [ByteBuffer], to channel: any Channel) {

@@ -67,6 +67,7 @@ extension PortSession {
     /// Writes stream data to its local connection. Inside a data-channel read the flush waits for
     /// channelReadComplete, so a read burst becomes one socket write per connection.
     func writeToLocal(_ connection: StreamTable.ConnectionID, _ id: SmuxStreamID, _ data: ByteBuffer, confirm: Bool) {
+        var data = data
         let count = data.readableBytes
         guard let channel = self.connections[connection] else {
             // Gone before the bytes could be written (a target's early data, when it closed as it was
@@ -80,6 +81,7 @@ extension PortSession {
             }
             return
         }
+        if self.reading, !self.lendsReadTo(channel) { data = data.ownedCopy() }
         if confirm {
             let bound = NIOLoopBound(self, eventLoop: channel.eventLoop)
             channel.write(data).whenComplete { result in
@@ -94,19 +96,35 @@ extension PortSession {
                 self.sendWindowUpdate(update)
             }
         }
-        if self.reading {
-            if !self.unflushed.contains(where: { $0 === channel }) { self.unflushed.append(channel) }
-        } else {
-            channel.flush()
-        }
+        if !self.reading { channel.flush() }
+    }
+
+    /// Inside a data-channel read: whether what the read carries for `channel` may be written as it is,
+    /// possibly a slice of TLS's read buffer (borrowed), rather than copied. It may when nothing was
+    /// queued on `channel` at the read's first write to it: the flush at channelReadComplete then puts it
+    /// all on the socket before TLS reads again (a socket that takes only part of it costs TLS's next
+    /// read a copy of its buffer, no more). A connection that still had bytes queued (a slow reader) would
+    /// keep them past the read, so it gets copies. Also notes the channel for that flush.
+    func lendsReadTo(_ channel: any Channel) -> Bool {
+        if let index = self.unflushed.firstIndex(where: { $0 === channel }) { return self.unflushedLent[index] }
+        let lends =
+            channel.isWritable && (try? channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes)) == 0
+        self.unflushed.append(channel)
+        self.unflushedLent.append(lends)
+        return lends
     }
 
     /// smux bytes from the peer: parsed into frames (they are not aligned with messages), each handed to
     /// the table. A smux violation ends the session.
     func muxBytesReceived(_ bytes: ByteBuffer) {
-        guard let parser = self.muxParser else { return }
+        // Taken out while its frames are handled, and put back after. Nothing handling a frame delivers
+        // more of the peer's output (data-channel reads are not re-entered), which would find no parser.
+        guard var parser = self.muxParser else { return }
+        self.muxParser = nil
+        defer { self.muxParser = parser }
         do {
-            try parser.process(buffer: bytes) { frame in
+            try parser.parse(bytes) { frame in
+                guard !self.finished else { return }  // a frame before it ended the session
                 self.logger.trace(
                     "smux frame",
                     metadata: [

@@ -75,7 +75,7 @@ extension PortSession {
     /// spec §7.5), and the owner hears of it.
     func established(_ negotiated: NegotiatedSession, customerMessage: String) {
         if case .mux(let version, _) = negotiated.mode {
-            self.muxParser = NIOSingleStepByteToMessageProcessor(SmuxFrameDecoder(version: version))
+            self.muxParser = SmuxFrameParser(version: version)
         }
         self.withStreams { table, actions in table.establish(negotiated, into: &actions) }
         self.delegate?.sessionEstablished(self, negotiated: negotiated, customerMessage: customerMessage)

@@ -26,7 +26,8 @@ public final class PortSession: ChannelInboundHandler {
     var connections: [StreamTable.ConnectionID: any Channel] = [:]
     /// The action list `withStreams` reuses.
     var spareActions: [StreamTable.Action] = []
-    var muxParser: NIOSingleStepByteToMessageProcessor<SmuxFrameDecoder>?
+    /// smux frames out of the peer's output messages (mux mode, once established).
+    var muxParser: SmuxFrameParser?
     var context: ChannelHandlerContext?
     /// The session's event loop, kept while no data channel is attached: its clock is the session's (an
     /// EmbeddedEventLoop's virtual time in tests). A resumed session stays on the same loop.
@@ -108,6 +109,7 @@ public final class PortSession: ChannelInboundHandler {
         self.reading = false
         for channel in self.unflushed { channel.flush() }
         self.unflushed.removeAll()
+        self.unflushedLent.removeAll()
         self.cancelTimer()
         self.context = nil
         let canResume = self.onDisconnect != nil
@@ -158,9 +160,11 @@ public final class PortSession: ChannelInboundHandler {
         self.delegate?.messageRefused(self, refusal)
     }
 
-    /// Whether a data-channel read is being processed, and the TCP connections written to meanwhile.
+    /// Whether a data-channel read is being processed, the local connections written to meanwhile, and
+    /// for each whether the read's payloads went to it as they are (``lendsReadTo(_:)``).
     var reading = false
     var unflushed: [any Channel] = []
+    var unflushedLent: [Bool] = []
 
     /// Whether a local connection's read burst is being handled (its messages are flushed at its end), and
     /// whether something waits for that flush.
@@ -182,6 +186,7 @@ public final class PortSession: ChannelInboundHandler {
             channel.flush()
         }
         self.unflushed.removeAll(keepingCapacity: true)
+        self.unflushedLent.removeAll(keepingCapacity: true)
         context.flush()
         self.armTimer()
         context.fireChannelReadComplete()

@@ -387,7 +387,10 @@ public struct ReliableDeliveryStateMachine: Sendable {
             guard self.outOfOrder.count < self.configuration.incomingLimit.messages,
                 self.outOfOrderBytes + message.payload.readableBytes <= self.configuration.incomingLimit.bytes
             else { return .dropped }
-            self.outOfOrder[sequenceNumber] = message
+            // Kept until the gap before it fills, so never a slice of the read it came in.
+            var kept = message
+            kept.payload = message.payload.ownedCopy()
+            self.outOfOrder[sequenceNumber] = kept
             self.outOfOrderBytes += message.payload.readableBytes
             switch self.configuration.acknowledgementMode {
             case .perMessage:

@@ -121,10 +121,11 @@ extension StreamTable {
         actions.append(.write(connection, id, data, confirm: confirm))
     }
 
-    /// Data for a stream whose connection is still being dialled: held, and counted in the bound.
-    /// Appended in place: a copy of the stream would copy its list at every frame.
+    /// Data for a stream whose connection is still being dialled: held (a copy: it outlives the read it
+    /// came in, which may have lent it), and counted in the bound. Appended in place: a copy of the stream
+    /// would copy its list at every frame.
     mutating func holdEarly(_ data: ByteBuffer, on id: SmuxStreamID) {
-        self.streams[id]!.early.append(data)
+        self.streams[id]!.early.append(data.ownedCopy())
         self.streams[id]!.earlyBytes += data.readableBytes
         self.receiveBound.queued(data.readableBytes)
     }

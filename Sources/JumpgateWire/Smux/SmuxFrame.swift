@@ -102,8 +102,9 @@ extension ByteBuffer {
     }
 }
 
-/// A streaming smux parser: smux bytes are not aligned with the SSM messages that carry them, so it
-/// keeps partial frames across calls (spec pitfall 16). Use with `NIOSingleStepByteToMessageProcessor`.
+/// One smux frame from the front of a buffer, or nil while the buffer holds less than a frame. smux bytes
+/// are not aligned with the SSM messages that carry them (spec pitfall 16): ``SmuxFrameParser`` keeps a
+/// frame cut between messages and uses this decoder on each piece.
 public struct SmuxFrameDecoder: NIOSingleStepByteToMessageDecoder {
     public typealias InboundOut = SmuxFrame
 

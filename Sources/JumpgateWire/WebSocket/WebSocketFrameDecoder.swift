@@ -136,10 +136,11 @@ extension WebSocketFrameDecoder {
 /// in a buffer of its own, unmasked there in place and handed out as it is (one copy, not two).
 ///
 /// With `borrowsUnmaskedPayloads` (the gateway's relay, which writes every payload of a read into the
-/// partner's TLS before the read ends), an unmasked or zero-key payload of a data frame that is complete in
-/// the read is handed out as a slice of the buffer read, with no copy; the consumer must then not keep it
-/// past its `channelReadComplete`, or copy it first (``SessionRelay`` copies what it holds for an absent
-/// side or hands to another event loop).
+/// partner's TLS before the read ends, and the client's and agent's `PortSession`, which writes them to
+/// local connections it flushes at the read's end), an unmasked or zero-key payload of a data frame that
+/// is complete in the read is handed out as a slice of the buffer read, with no copy; the consumer must
+/// then not keep it past its `channelReadComplete`, or copy it first (``ByteBuffer/ownedCopy()``: the relay
+/// copies what it holds for an absent side or hands to another event loop, the session what it keeps).
 public struct WebSocketFrameReader {
     private var decoder: WebSocketFrameDecoder
     private var partial: ByteBuffer?
