@@ -99,12 +99,12 @@ let benchmarks: @Sendable () -> Void = {
         configuration: .init(metrics: metrics + [.throughput], scalingFactor: .one)
     ) { benchmark in
         for _ in benchmark.scaledIterations {
-            var processor = NIOSingleStepByteToMessageProcessor(SmuxFrameDecoder(version: 1))
+            var parser = SmuxFrameParser(version: 1)
             var offset = 0
             var total = 0
             while offset < smuxStream.readableBytes {
                 let piece = smuxStream.getSlice(at: offset, length: min(1024, smuxStream.readableBytes - offset))!
-                try processor.process(buffer: piece) { frame in total += frame.data.readableBytes }
+                try parser.parse(piece) { frame in total += frame.data.readableBytes }
                 offset += 1024
             }
             blackHole(total)

@@ -81,7 +81,7 @@ extension PortSession {
             }
             return
         }
-        if self.reading, !self.lendsReadTo(channel) { data = data.ownedCopy() }
+        if self.reading, !self.lendsRead(count, to: channel) { data = data.ownedCopy() }
         if confirm {
             let bound = NIOLoopBound(self, eventLoop: channel.eventLoop)
             channel.write(data).whenComplete { result in
@@ -99,20 +99,34 @@ extension PortSession {
         if !self.reading { channel.flush() }
     }
 
-    /// Inside a data-channel read: whether what the read carries for `channel` may be written as it is,
-    /// possibly a slice of TLS's read buffer (borrowed), rather than copied. It may when nothing was
-    /// queued on `channel` at the read's first write to it: the flush at channelReadComplete then puts it
-    /// all on the socket before TLS reads again (a socket that takes only part of it costs TLS's next
-    /// read a copy of its buffer, no more). A connection that still had bytes queued (a slow reader) would
-    /// keep them past the read, so it gets copies. Also notes the channel for that flush.
-    func lendsReadTo(_ channel: any Channel) -> Bool {
-        if let index = self.unflushed.firstIndex(where: { $0 === channel }) { return self.unflushedLent[index] }
-        let lends =
-            channel.isWritable && (try? channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes)) == 0
-        self.unflushed.append(channel)
-        self.unflushedLent.append(lends)
+    /// Inside a data-channel read: whether `count` bytes the read carries for `channel` may be written as
+    /// they are, possibly a slice of TLS's read buffer (borrowed), rather than copied; also notes the
+    /// channel for the flush at channelReadComplete. They may when nothing was queued on `channel` before
+    /// this read: that flush then puts them on the socket before TLS reads again (a socket that takes only
+    /// part costs TLS's next read a copy of its buffer, no more). A connection that still had bytes queued
+    /// (a slow reader) would keep them past the read, so it gets copies. Below ``smallestLent`` bytes are
+    /// copied without asking: a copy of a few KiB costs less than the look-up (`bufferedWritableBytes`), which
+    /// is made once per read and connection.
+    func lendsRead(_ count: Int, to channel: any Channel) -> Bool {
+        let index: Int
+        if let found = self.unflushed.firstIndex(where: { $0.channel === channel }) {
+            index = found
+        } else {
+            index = self.unflushed.count
+            self.unflushed.append(UnflushedConnection(channel: channel))
+        }
+        defer { self.unflushed[index].written += count }
+        guard count >= Self.smallestLent else { return false }
+        if let lends = self.unflushed[index].lends { return lends }
+        // What this read wrote to it so far is queued, unflushed; anything beyond that was there before.
+        let queued = (try? channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes)) ?? nil
+        let lends = channel.isWritable && queued == self.unflushed[index].written
+        self.unflushed[index].lends = lends
         return lends
     }
+
+    /// Payloads below this size are copied rather than lent to a local connection (``lendsRead(_:to:)``).
+    static let smallestLent = 16 * 1024
 
     /// smux bytes from the peer: parsed into frames (they are not aligned with messages), each handed to
     /// the table. A smux violation ends the session.

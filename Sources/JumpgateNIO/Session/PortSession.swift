@@ -107,9 +107,8 @@ public final class PortSession: ChannelInboundHandler {
     func dataChannelLost(_ context: ChannelHandlerContext, reason: String) {
         guard self.context === context else { return }  // an old channel going away after a resume
         self.reading = false
-        for channel in self.unflushed { channel.flush() }
+        for connection in self.unflushed { connection.channel.flush() }
         self.unflushed.removeAll()
-        self.unflushedLent.removeAll()
         self.cancelTimer()
         self.context = nil
         let canResume = self.onDisconnect != nil
@@ -160,11 +159,9 @@ public final class PortSession: ChannelInboundHandler {
         self.delegate?.messageRefused(self, refusal)
     }
 
-    /// Whether a data-channel read is being processed, the local connections written to meanwhile, and
-    /// for each whether the read's payloads went to it as they are (``lendsReadTo(_:)``).
+    /// Whether a data-channel read is being processed, and the local connections written to meanwhile.
     var reading = false
-    var unflushed: [any Channel] = []
-    var unflushedLent: [Bool] = []
+    var unflushed: [UnflushedConnection] = []
 
     /// Whether a local connection's read burst is being handled (its messages are flushed at its end), and
     /// whether something waits for that flush.
@@ -181,12 +178,11 @@ public final class PortSession: ChannelInboundHandler {
         // close (handlerRemoved) ends the loop.
         var index = 0
         while index < self.unflushed.count {
-            let channel = self.unflushed[index]
+            let channel = self.unflushed[index].channel
             index += 1
             channel.flush()
         }
         self.unflushed.removeAll(keepingCapacity: true)
-        self.unflushedLent.removeAll(keepingCapacity: true)
         context.flush()
         self.armTimer()
         context.fireChannelReadComplete()
@@ -239,4 +235,13 @@ public final class PortSession: ChannelInboundHandler {
         self.delegate = nil
         self.context?.close(promise: nil)
     }
+}
+
+/// A local connection written to during a data-channel read, flushed at its end: what the read wrote to it,
+/// and whether the read's large payloads go to it as they are (``PortSession/lendsRead(_:to:)``; nil until the
+/// first one).
+struct UnflushedConnection {
+    let channel: any Channel
+    var written = 0
+    var lends: Bool?
 }
