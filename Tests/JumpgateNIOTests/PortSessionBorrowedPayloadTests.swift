@@ -10,9 +10,10 @@ import Testing
 /// buffer (`WebSocketHandler.Configuration.portSession`). NIOSSL writes its next read into that same buffer,
 /// so a slice of it alive then makes it copy the whole buffer: more work than the copy borrowing saves.
 /// These tests run the real handlers (WebSocket, session) over EmbeddedChannels: what a read carries goes
-/// to a target with nothing queued as slices of the read, and every path that keeps bytes past the read
-/// (a slow target, a message out of order, early data for a target still being dialled) keeps copies,
-/// checked by writing to the read buffer afterwards as NIOSSL does.
+/// to a target with nothing queued as slices of the read (payloads of 16 KiB and more; smaller ones are
+/// copied), and every path that keeps bytes past the read (a slow target, a smux frame cut between
+/// messages, a message out of order, early data for a target still being dialled) keeps copies, checked by
+/// writing to the read buffer afterwards as NIOSSL does.
 @Suite("Port sessions: payloads borrowed from TLS's read buffer, never kept")
 struct PortSessionBorrowedPayloadTests {
     /// A session with one stream open to a target; from here the agent's data channel reads bytes through a
@@ -101,6 +102,26 @@ struct PortSessionBorrowedPayloadTests {
         #expect(reused, "a slice of TLS's read buffer outlived the read")
     }
 
+    @Test("in one read, a small payload (copied) then a large one for the same idle target: the large one is lent")
+    func smallThenLargeInOneRead() throws {
+        let (pair, local, target) = try Self.pair()
+        let small = ByteBuffer.pattern(1000, seed: 10)
+        let large = ByteBuffer.pattern(50_000, seed: 11)  // two PSH frames, 32,768 and 17,232 bytes
+        try local.send(small)
+        var messages = try Self.clientMessages(pair)
+        try local.send(large)
+        messages += try Self.clientMessages(pair)
+        // What the read itself queued (the small copy) does not count as the target being slow.
+        var read = Self.tlsRead(messages)
+        let (lent, copied) = try Self.deliver(read, pair, to: target)
+        var both = small
+        both.writeImmutableBuffer(large)
+        #expect(target.received == both)
+        #expect(lent == 2 && copied == 1, "lent \(lent), copied \(copied)")
+        let reused = read.reusedInPlace()
+        #expect(reused)
+    }
+
     /// How a target is slow: its socket's buffer is full (not writable), or it still has bytes queued.
     enum Slowness: CaseIterable { case notWritable, bytesQueued }
 
@@ -171,8 +192,9 @@ struct PortSessionBorrowedPayloadTests {
     @Test("a message ahead of a gap is kept as a copy; the gap's message then delivers both in order")
     func outOfOrderKeptAsCopy() throws {
         let (pair, local, target) = try Self.pair()
-        let first = ByteBuffer.pattern(3000, seed: 6)
-        let second = ByteBuffer.pattern(3000, seed: 7)
+        // Large enough to be lent when in order (``PortSession/smallestLent``).
+        let first = ByteBuffer.pattern(20_000, seed: 6)
+        let second = ByteBuffer.pattern(20_000, seed: 7)
         try local.send(first)
         let firstMessages = try Self.clientMessages(pair)
         try local.send(second)
