@@ -12,7 +12,7 @@ enum GatewayWebSocketHandlers {
 
     /// A data channel's handlers (a client's when `agentInstanceID` is nil). Its WebSocket handler borrows
     /// whole unmasked and zero-key payloads from TLS's read buffer: the relay writes each read burst into
-    /// the partner's TLS before the read ends, and copies what it keeps longer (``SessionRelay/owned(_:)``).
+    /// the partner's TLS before the read ends, and copies what it keeps longer (``ByteBuffer/ownedCopy()``).
     static func dataChannel(
         sessionID: String,
         agentInstanceID: String?,

@@ -269,8 +269,9 @@ public final class SessionRelay: Sendable {
                     return (nil, true)
                 }
                 inner.pendingBytes += frame.readableBytes
-                // Held past the read: a copy, not a slice of the sender's TLS buffer (see below).
-                let held = Self.owned(frame)
+                // Held past the read: a copy, not a slice of the sender's TLS buffer, which the TLS
+                // handler reuses for its next read (frames written to the partner at once need no copy).
+                let held = frame.ownedCopy()
                 if side == .agent { inner.pendingToClient.append(held) } else { inner.pendingToAgent.append(held) }
             }
             return (nil, false)
@@ -292,7 +293,7 @@ public final class SessionRelay: Sendable {
         let queued = self.inner.withLockedValue { $0.hopQueued(toward: receiver, bytes) }
         let overLimit = queued > Self.hopLimit
         if overLimit { _ = self.inner.withLockedValue { $0.setHopPaused(side, true) } }
-        let frames = frames.map(Self.owned)
+        let frames = frames.map { $0.ownedCopy() }  // handed to another loop: past the read
         target.eventLoop.execute {
             Self.write(frames, to: target)
             let resumeSender = self.inner.withLockedValue { inner -> Bool in
@@ -306,15 +307,6 @@ public final class SessionRelay: Sendable {
             if resumeSender { self.resume(side) }
         }
         return !overLimit && target.isWritable
-    }
-
-    /// A copy of `frame` in a buffer of its own. The frames handed to ``forward(_:from:)`` may be slices of
-    /// the sender's TLS read buffer (``WebSocketHandler/Configuration/borrowsUnmaskedPayloads``), which
-    /// the TLS handler reuses for its next read: written to the partner at once (its TLS encrypts them at
-    /// the flush, before the read ends) they need no copy, but a frame kept longer (for an absent side, or
-    /// handed to another event loop) would make that next read copy the whole buffer.
-    static func owned(_ frame: ByteBuffer) -> ByteBuffer {
-        frame.ownedCopy()
     }
 
     private static func write(_ frames: [ByteBuffer], to channel: any Channel) {
