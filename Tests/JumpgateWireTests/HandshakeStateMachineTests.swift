@@ -54,8 +54,9 @@ struct HandshakeStateMachineTests {
         #expect(complete.handshakeTimeToComplete == 52_000_000)
         #expect(agentView.extensions == .all)
         #expect(agentView.mode == .mux(smuxVersion: 2, keepAlive: false))
-        #expect(agentView.maximumPayloadSize(sentByAgent: true) == 65536)
-        #expect(agentView.maximumPayloadSize(sentByAgent: false) == 65536)
+        // 64 KiB of bytes in two full smux frames, their headers on top.
+        #expect(agentView.maximumPayloadSize(sentByAgent: true) == 65536 + 16)
+        #expect(agentView.maximumPayloadSize(sentByAgent: false) == 65536 + 16)
         guard case .established(let clientView, let message) = client.completeReceived(complete) else {
             Issue.record("not established")
             return
@@ -91,7 +92,7 @@ struct HandshakeStateMachineTests {
         #expect(negotiated.mode == .mux(smuxVersion: 1, keepAlive: false))
         // With an official peer: the client's messages stay at 1 KiB; the agent's to the plugin are larger.
         #expect(negotiated.maximumPayloadSize(sentByAgent: false) == 1024)
-        #expect(negotiated.maximumPayloadSize(sentByAgent: true) == 65536)
+        #expect(negotiated.maximumPayloadSize(sentByAgent: true) == 65536 + 16)
     }
 
     @Test("agent version rules: old or non-4-part agents make the client choose basic mode")

@@ -80,18 +80,18 @@ struct StreamTableTests {
         let outcome1 = table.localRead(Self.stream3, opened.1, Self.bytes(70_000))
         #expect(outcome1)
         #expect(table.bytesIn == 70_000)
-        // A 64 KiB payload carries two PSH frames of at most 32 KiB.
+        // A message carries 64 KiB of the connection's bytes in two full PSH frames, their headers on top.
         let chunk = try requireValue(table.nextChunk(on: Self.stream3))
-        #expect(chunk.first == 32_768 && chunk.second == 65_536 - 16 - 32_768)
-        #expect(chunk.payloadLength == 65_536)
+        #expect(chunk.first == 32_768 && chunk.second == 32_768)
+        #expect(chunk.payloadLength == 65_536 + 16)
         var payload = ByteBuffer()
         table.writeChunk(chunk, into: &payload)
-        #expect(payload.readableBytes == 65_536)
+        #expect(payload.readableBytes == 65_536 + 16)
         #expect(payload.getBytes(at: 0, length: 8) == [2, 2, 0, 0x80, 3, 0, 0, 0])  // v2 PSH, 32768, stream 3
         #expect(payload.getBytes(at: 8, length: 4) == [0, 1, 2, 3])
         // The rest (the initial window is 256 KiB) goes as a smaller chunk; then nothing waits.
         let rest = try requireValue(table.nextChunk(on: Self.stream3))
-        #expect(rest.first + rest.second == 70_000 - 65_520)
+        #expect(rest.first + rest.second == 70_000 - 65_536)
         var second = ByteBuffer()
         table.writeChunk(rest, into: &second)
         let outcome2 = table.nextChunk(on: Self.stream3)
@@ -99,6 +99,32 @@ struct StreamTableTests {
         actions.removeAll()
         table.pumped(Self.stream3, into: &actions)
         #expect(actions.isEmpty)  // no EOF yet: no FIN
+    }
+
+    @Test(
+        "a full 64 KiB read is one message with the large-payloads extension (smux v1 and v2); 1 KiB, headers included, without",
+        arguments: [
+            (PortSessionMode.mux(smuxVersion: 2, keepAlive: false), JumpgateExtensions.all, [65_536 + 16]),
+            (PortSessionMode.mux(smuxVersion: 1, keepAlive: false), JumpgateExtensions.all, [65_536 + 16]),
+            (
+                PortSessionMode.mux(smuxVersion: 1, keepAlive: false), JumpgateExtensions(),
+                [Int](repeating: 1024, count: 64) + [64 * 8 + 8]
+            ),
+        ]
+    )
+    func fullReadIsOneMessage(mode: PortSessionMode, extensions: JumpgateExtensions, expected: [Int]) throws {
+        var (table, _) = Self.table(agent: false, mode, extensions)
+        var actions: [Action] = []
+        let (id, connection) = try requireOpened(table.open(into: &actions))
+        let queued = table.localRead(id, connection, Self.bytes(65_536))
+        #expect(queued)
+        var payloads: [Int] = []
+        while let chunk = table.nextChunk(on: id) {
+            var payload = ByteBuffer()
+            table.writeChunk(chunk, into: &payload)
+            payloads.append(payload.readableBytes)
+        }
+        #expect(payloads == expected)
     }
 
     @Test("a spent v2 window stops the chunks and pauses reading; the peer's UPD asks for a pump")
@@ -299,7 +325,7 @@ struct StreamTableTests {
         #expect(again == nil)
     }
 
-    @Test("official peers: a client sends 1 KiB payloads (one PSH frame); an agent 64 KiB (two)")
+    @Test("official peers: a client sends 1 KiB payloads (one PSH frame); an agent 64 KiB of bytes (two)")
     func officialChunkSizes() throws {
         var (client, _) = Self.table(agent: false, .mux(smuxVersion: 1, keepAlive: false), [])
         var actions: [Action] = []
@@ -313,10 +339,10 @@ struct StreamTableTests {
         let target = try requireValue(agent.attach(Self.stream3, into: &actions))
         agent.localRead(Self.stream3, target, Self.bytes(100_000))
         let large = try requireValue(agent.nextChunk(on: Self.stream3))
-        #expect(large.first == 32_768 && large.second == 32_752 && large.payloadLength == 65_536)
+        #expect(large.first == 32_768 && large.second == 32_768 && large.payloadLength == 65_552)
         var payload = ByteBuffer()
         agent.writeChunk(large, into: &payload)
-        #expect(payload.getBytes(at: 32_776, length: 4) == [1, 2, 0xF0, 0x7F])  // v1 PSH, 32752
+        #expect(payload.getBytes(at: 32_776, length: 4) == [1, 2, 0x00, 0x80])  // v1 PSH, 32768
     }
 
     @Test("a late event of a finished connection is ignored")

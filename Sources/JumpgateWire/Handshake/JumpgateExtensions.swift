@@ -38,7 +38,8 @@ public struct JumpgateExtensions: OptionSet, Hashable, Sendable, CustomStringCon
     public static let propertiesKey = "jumpgateExtensions"
     /// The `ActionResult` key the client accepts under.
     public static let actionResultKey = "JumpgateExtensions"
-    /// The largest stream payload on the fast path.
+    /// The most of a connection's bytes one fast-path message carries (smux headers come on top:
+    /// ``NegotiatedSession/maximumPayloadSize(sentByAgent:)``).
     public static let largePayloadSize = 64 * 1024
     /// The stream payload size the official peers use.
     public static let officialPayloadSize = 1024

@@ -42,15 +42,25 @@ public struct NegotiatedSession: Hashable, Sendable {
         self.extensions = extensions
     }
 
-    /// The largest stream payload a side may send: 64 KiB both ways with the large-payloads extension.
-    /// Without it (an official peer), a client sends 1024 bytes, as the official plugin does and as AWS's
-    /// relay expects of clients; an agent still sends up to 64 KiB, since the official plugin writes
-    /// whatever Output payload arrives into its connection (session-manager-plugin's mux and basic
-    /// `WriteStream`; it sets no WebSocket read limit), and a Jumpgate agent only ever talks to a Jumpgate
-    /// gateway. So downloads to the official plugin are not held to 1 KiB messages.
+    /// The largest stream payload a side may send: 64 KiB of a connection's bytes both ways with the
+    /// large-payloads extension, plus, in mux mode, the headers of the two smux frames that carry them
+    /// (65,552 bytes). A read of a local or target connection returns at most 64 KiB (`StreamSocketReads`),
+    /// so a full read is one message; with the headers counted inside 64 KiB it was a message of 65,520
+    /// bytes and another of 16, each sent, relayed, acknowledged and written on its own. Every receiver
+    /// takes payloads up to the SSM decoder's 1 MiB, older Jumpgate peers included.
+    ///
+    /// Without the extension (an official peer), a client sends 1024 bytes, headers included, as the
+    /// official plugin does and as AWS's relay expects of clients; an agent still sends the large
+    /// payloads, since the official plugin writes whatever Output payload arrives into its connection
+    /// (session-manager-plugin's mux and basic `WriteStream`; it sets no WebSocket read limit), and a
+    /// Jumpgate agent only ever talks to a Jumpgate gateway. So downloads to the official plugin are not
+    /// held to 1 KiB messages.
     public func maximumPayloadSize(sentByAgent: Bool) -> Int {
-        self.extensions.contains(.largePayloads) || sentByAgent
-            ? JumpgateExtensions.largePayloadSize : JumpgateExtensions.officialPayloadSize
+        guard self.extensions.contains(.largePayloads) || sentByAgent else {
+            return JumpgateExtensions.officialPayloadSize
+        }
+        guard case .mux = self.mode else { return JumpgateExtensions.largePayloadSize }
+        return JumpgateExtensions.largePayloadSize + 2 * SmuxFrame.headerSize
     }
 
     /// The session types whose stream is a program's (a shell, an interactive command, a non-interactive
