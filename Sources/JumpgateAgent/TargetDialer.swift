@@ -135,7 +135,7 @@ struct TargetDialer: Sendable {
         }
         return ClientBootstrap(group: eventLoop)
             .connectTimeout(self.timeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelOption(.recvAllocator, value: StreamSocketReads.recvAllocator)
             .channelOption(.maxMessagesPerRead, value: StreamSocketReads.maxMessagesPerRead)
             .channelOption(.autoRead, value: false)

@@ -41,7 +41,7 @@ public final class LocalListener: Sendable {
             channel = try await ServerBootstrap(group: eventLoop)
                 .serverChannelOption(.backlog, value: 256)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.recvAllocator, value: StreamSocketReads.recvAllocator)
                 .childChannelOption(.maxMessagesPerRead, value: StreamSocketReads.maxMessagesPerRead)
                 .childChannelOption(.autoRead, value: false)

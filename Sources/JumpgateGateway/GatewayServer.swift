@@ -201,7 +201,7 @@ public final class GatewayServer: Sendable {
                 .serverChannelOption(.backlog, value: 256)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .serverChannelOption(.autoRead, value: false)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 // Reads of up to 128 KiB, one per wake-up: full TLS records and one relay write per burst
                 // (nio-data-path-measurements.md), and NIOSSL's burst buffer bounded (TLSSocketReads).
                 .childChannelOption(.recvAllocator, value: TLSSocketReads.recvAllocator)

@@ -34,7 +34,7 @@ extension HTTPSEndpoint {
         let channel =
             try await bootstrap
             .connectTimeout(.seconds(10))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelOption(.recvAllocator, value: TLSSocketReads.recvAllocator)
             .channelOption(.maxMessagesPerRead, value: TLSSocketReads.maxMessagesPerRead)
             .channelInitializer { channel in

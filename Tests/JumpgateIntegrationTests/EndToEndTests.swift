@@ -18,21 +18,36 @@ struct EndToEndTests {
         var instanceID: String
         var environment: [String: String]
         var ssm: SSMClient
+        /// The account the lab's processes run as, when not this test's (root's).
+        var account: UnprivilegedAccount?
+
+        /// `jumpgate arguments` as the lab's processes run.
+        func jumpgate(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ChildProcess
+        {
+            try self.account?.process(name, arguments, environment: environment)
+                ?? ChildProcess(name, arguments, environment: environment)
+        }
     }
 
     /// Starts a gateway, registers and runs an agent allowed to reach `allow`, and waits until it is Online.
     /// The gateway listens on a free port of 127.0.0.1 chosen when it binds; `gatewayPort` learns it
-    /// before the agent registers.
+    /// before the agent registers. `unprivileged` runs the gateway and the agent as an account without
+    /// privileges (``UnprivilegedAccount``).
     static func startLab(
         allow: [String],
         gatewayArguments: [String] = [],
         gatewayPort: GatewayPort? = nil,
         agentArguments: [String] = [],
-        agentEndpoint: String? = nil
+        agentEndpoint: String? = nil,
+        unprivileged: Bool = false
     ) async throws -> Lab {
         let directory = NSTemporaryDirectory() + "jumpgate-e2e-" + MessageID.random().description
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let gateway = try ChildProcess(
+        let account = unprivileged ? try UnprivilegedAccount(owning: directory) : nil
+        func jumpgate(_ name: String, _ arguments: [String]) throws -> ChildProcess {
+            try account?.process(name, arguments) ?? ChildProcess(name, arguments)
+        }
+        let gateway = try jumpgate(
             "gateway",
             ["server", "--data-dir", directory + "/gw", "--listen", "127.0.0.1:0", "--format", "json"]
                 + gatewayArguments
@@ -63,12 +78,13 @@ struct EndToEndTests {
                 "--activation-id", try #require(activation["ActivationId"]?.stringValue),
                 "--activation-code", try #require(activation["ActivationCode"]?.stringValue),
                 "--state-dir", directory + "/agent", "--name", "e2e-jump",
-            ] + allow.flatMap { ["--allow", $0] }
+            ] + allow.flatMap { ["--allow", $0] },
+            account: account
         )
         #expect(status == 0, "\(errors)")
         let instanceID = output.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(instanceID.hasPrefix("mi-") && instanceID.count == 20)
-        let agent = try ChildProcess("agent", ["agent", "run", "--state-dir", directory + "/agent"] + agentArguments)
+        let agent = try jumpgate("agent", ["agent", "run", "--state-dir", directory + "/agent"] + agentArguments)
         for _ in 0..<100 {
             let info = try await ssm.call("DescribeInstanceInformation", [:])
             if info["InstanceInformationList"]?.arrayValue?.first?["PingStatus"]?.stringValue == "Online" { break }
@@ -83,7 +99,8 @@ struct EndToEndTests {
             gatewayPort: port,
             instanceID: instanceID,
             environment: environment,
-            ssm: ssm
+            ssm: ssm,
+            account: account
         )
     }
 
@@ -95,6 +112,7 @@ struct EndToEndTests {
         gatewayPort: GatewayPort? = nil,
         agentArguments: [String] = [],
         agentEndpoint: String? = nil,
+        unprivileged: Bool = false,
         _ body: (Lab, Int) async throws -> Void
     ) async throws {
         let echo = try await startEchoServer()
@@ -105,7 +123,8 @@ struct EndToEndTests {
             gatewayArguments: gatewayArguments,
             gatewayPort: gatewayPort,
             agentArguments: agentArguments,
-            agentEndpoint: agentEndpoint
+            agentEndpoint: agentEndpoint,
+            unprivileged: unprivileged
         )
         defer {
             lab.agent.stop()

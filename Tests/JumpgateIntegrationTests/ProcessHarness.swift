@@ -157,13 +157,17 @@ struct HarnessError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// Runs a jumpgate command to completion (bounded) and returns status and stdout.
+/// Runs a jumpgate command to completion (bounded), as `account` if given, and returns status and stdout.
 func runJumpgate(
     _ arguments: [String],
     environment: [String: String] = [:],
-    timeout: Double = 60
+    timeout: Double = 60,
+    account: UnprivilegedAccount? = nil
 ) throws -> (Int32, String, String) {
-    let child = try ChildProcess("jumpgate \(arguments.first ?? "")", arguments, environment: environment)
+    let name = "jumpgate \(arguments.first ?? "")"
+    let child =
+        try account?.process(name, arguments, environment: environment)
+        ?? ChildProcess(name, arguments, environment: environment)
     let status = try child.waitForExit(timeout: timeout)
     child.waitForOutputEnd()
     return (status, child.output.joined(separator: "\n"), child.standardError)

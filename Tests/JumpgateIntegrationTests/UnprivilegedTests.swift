@@ -1,0 +1,39 @@
+import Foundation
+import JumpgateClient
+import JumpgateWire
+import Testing
+
+/// The packaged systemd units run the gateway and the agent as a dynamic user, and `jumpgate forward` runs
+/// as whoever starts it: the product must work with no privilege at all. As root, the test runs every
+/// process as `nobody`; without root it is skipped, since then every other test already runs unprivileged.
+@Suite("Unprivileged: gateway, agent and jumpgate forward as an account without privileges", .serialized)
+struct UnprivilegedTests {
+    @Test(
+        "a tunnel works end to end, API calls and bulk included, with no process running as root",
+        .enabled(if: UnprivilegedAccount.available, "needs root to switch to another account")
+    )
+    func tunnelWithoutRoot() async throws {
+        try await EndToEndTests.withLab(unprivileged: true) { lab, echoPort in
+            // The gateway answered the lab's API calls (CreateActivation, DescribeInstanceInformation) and the
+            // agent came Online through it: its TLS connections were accepted and made without root.
+            let info = try await lab.ssm.call("DescribeInstanceInformation", [:])
+            #expect(info["InstanceInformationList"]?.arrayValue?.first?["PingStatus"]?.stringValue == "Online")
+            let forward = try lab.jumpgate(
+                "forward",
+                [
+                    "forward", lab.instanceID, "-L", "0:127.0.0.1:\(echoPort)", "--format", "json", "--endpoint-url",
+                    lab.url, "--ca-file", lab.caFile,
+                ],
+                environment: lab.environment
+            )
+            defer { forward.stop() }
+            let ready = try JSONValue(parsing: try forward.waitForLine { $0.contains("\"event\":\"ready\"") })
+            let port = Int(try #require(ready["localPort"]?.int64Value))
+            for process in [lab.gateway, lab.agent, forward] {
+                #expect(UnprivilegedAccount.realUID(of: process) == UnprivilegedAccount.uid, "\(process.name)")
+            }
+            // Accepted by the client, dialled by the agent, relayed by the gateway: small and 1 MiB echoes.
+            #expect(try await parallelEchoes(port: port, count: 4, baseSize: 1, step: 1 << 18) == 4)
+        }
+    }
+}
