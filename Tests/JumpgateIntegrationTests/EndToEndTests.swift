@@ -21,6 +21,25 @@ struct EndToEndTests {
         /// The account the lab's processes run as, when not this test's (root's).
         var account: UnprivilegedAccount?
 
+        /// `jumpgate forward` (`--format json`) from a free local port to 127.0.0.1:`port`, once it is ready;
+        /// returns it and its local port.
+        func forward(to port: Int) throws -> (ChildProcess, Int) {
+            let forward = try self.jumpgate(
+                "forward",
+                [
+                    "forward", self.instanceID, "-L", "0:127.0.0.1:\(port)", "--format", "json", "--endpoint-url",
+                    self.url, "--ca-file", self.caFile,
+                ],
+                environment: self.environment
+            )
+            let ready = try JSONValue(parsing: try forward.waitForLine { $0.contains("\"event\":\"ready\"") })
+            guard let localPort = ready["localPort"]?.int64Value else {
+                forward.stop()
+                throw HarnessError("forward's ready event has no localPort: \(ready)")
+            }
+            return (forward, Int(localPort))
+        }
+
         /// `jumpgate arguments` as the lab's processes run.
         func jumpgate(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ChildProcess
         {
@@ -311,17 +330,8 @@ struct EndToEndTests {
             #expect(client.process.isRunning)
             #expect(lab.agent.standardError.contains("not in this agent's allow-list"))
             // jumpgate forward reports it as an event (--format json).
-            let forward = try ChildProcess(
-                "forward",
-                [
-                    "forward", lab.instanceID, "-L", "0:127.0.0.1:\(echoPort)", "--format", "json", "--endpoint-url",
-                    lab.url, "--ca-file", lab.caFile,
-                ],
-                environment: lab.environment
-            )
+            let (forward, forwardPort) = try lab.forward(to: echoPort)
             defer { forward.stop() }
-            let ready = try JSONValue(parsing: try forward.waitForLine { $0.contains("\"event\":\"ready\"") })
-            let forwardPort = Int(try #require(ready["localPort"]?.int64Value))
             #expect(try await bytesBeforeRefusal(port: forwardPort, bytes: ByteBuffer(string: "hi")) == 0)
             let failed = try JSONValue(
                 parsing: try forward.waitForLine { $0.contains("\"event\":\"connect-failed\"") }

@@ -18,17 +18,8 @@ struct UnprivilegedTests {
             // agent came Online through it: its TLS connections were accepted and made without root.
             let info = try await lab.ssm.call("DescribeInstanceInformation", [:])
             #expect(info["InstanceInformationList"]?.arrayValue?.first?["PingStatus"]?.stringValue == "Online")
-            let forward = try lab.jumpgate(
-                "forward",
-                [
-                    "forward", lab.instanceID, "-L", "0:127.0.0.1:\(echoPort)", "--format", "json", "--endpoint-url",
-                    lab.url, "--ca-file", lab.caFile,
-                ],
-                environment: lab.environment
-            )
+            let (forward, port) = try lab.forward(to: echoPort)
             defer { forward.stop() }
-            let ready = try JSONValue(parsing: try forward.waitForLine { $0.contains("\"event\":\"ready\"") })
-            let port = Int(try #require(ready["localPort"]?.int64Value))
             for process in [lab.gateway, lab.agent, forward] {
                 #expect(UnprivilegedAccount.realUID(of: process) == UnprivilegedAccount.uid, "\(process.name)")
             }
