@@ -221,6 +221,49 @@ struct PortSessionBackToBackTests {
         try Self.roundTrip(pair, bytes: 300_000)
     }
 
+    @Test("a new stream's SYN and window update go in one message; gathered frames fill messages of at most 1 KiB")
+    func framesShareMessages() throws {
+        let pair = try BackToBack()
+        try pair.settle()
+        func frames(in payload: ByteBuffer) throws -> [SmuxFrame] {
+            var payload = payload
+            var decoder = SmuxFrameDecoder(version: 2)
+            var found: [SmuxFrame] = []
+            while let frame = try decoder.decode(buffer: &payload) { found.append(frame) }
+            #expect(payload.readableBytes == 0, "a payload ends with a whole frame")
+            return found
+        }
+        var sent: [[SmuxFrame]] = []
+        func watch(_ side: BackToBack.Side, _ frame: ByteBuffer) -> [ByteBuffer] {
+            if side == .client, let message = try? SSMMessage(decoding: frame), message.payloadType == .output,
+                let found = try? frames(in: message.payload)
+            {
+                sent.append(found)
+            }
+            return [frame]
+        }
+        let (local, id) = try pair.connect()
+        try pair.settle(watch)
+        #expect(sent.map { $0.map(\.command) } == [[.syn, .upd]], "the client's messages: \(sent)")
+        let target = try #require(pair.targets[id])
+        try local.send(ByteBuffer.pattern(1000, seed: 9))
+        try pair.settle()
+        try target.collect()
+        #expect(target.received == ByteBuffer.pattern(1000, seed: 9))
+
+        // 200 window updates of 16 bytes at once: 64 to a message (1,024 bytes), in order, all delivered.
+        let update = try #require(sent.first?.last)
+        sent.removeAll()
+        pair.client.perform(Array(repeating: .sendFrame(update), count: 200))
+        try pair.settle(watch)
+        #expect(sent.map(\.count) == [64, 64, 64, 8])
+        #expect(sent.joined().allSatisfy { $0 == update })
+        try target.send(ByteBuffer.pattern(1000, seed: 10))
+        try pair.settle()
+        try local.collect()
+        #expect(local.received == ByteBuffer.pattern(1000, seed: 10))
+    }
+
     @Test("each full 64 KiB read of a local or target connection goes as one message, not one and a 16-byte rest")
     func fullReadsAreOneMessageEach() throws {
         let pair = try BackToBack()

@@ -21,13 +21,33 @@ extension PortSession {
         return result
     }
 
+    /// Carries out `actions` in order. Consecutive smux frames (a new stream's SYN and window update, the
+    /// FINs of streams ended together) go in one message, up to ``framesPerMessage`` bytes: one message,
+    /// acknowledgement and relay instead of one each. smux is a byte stream over the messages, so any
+    /// receiver takes several frames in one payload, official peers too.
     func perform(_ actions: [StreamTable.Action]) {
         var sent = false
+        var frames = ByteBuffer()
         for action in actions {
-            switch action {
-            case .sendFrame(let frame):
-                self.sendMuxFrame(frame)
+            if case .sendFrame(let frame) = action {
+                if frames.readableBytes > 0,
+                    frames.readableBytes + SmuxFrame.headerSize + frame.data.readableBytes > Self.framesPerMessage
+                {
+                    self.sendStreamMessage(payloadType: .output, payload: frames)
+                    frames.clear()
+                }
+                frames.writeSmuxFrame(frame)
                 sent = true
+                continue
+            }
+            // Everything else keeps its place after the frames before it.
+            if frames.readableBytes > 0 {
+                self.sendStreamMessage(payloadType: .output, payload: frames)
+                frames.clear()
+            }
+            switch action {
+            case .sendFrame:
+                break  // gathered above
             case .sendFlag(let flag):
                 self.sendStreamMessage(payloadType: .flag, payload: flag.encoded())
                 sent = true
@@ -60,6 +80,7 @@ extension PortSession {
                 self.delegate?.terminalEnded(self)
             }
         }
+        if frames.readableBytes > 0 { self.sendStreamMessage(payloadType: .output, payload: frames) }
         // Inside a data-channel read, what was sent goes out with the burst's acks (channelReadComplete).
         if sent, !self.reading { self.flushDataChannel() }
     }
@@ -127,6 +148,9 @@ extension PortSession {
 
     /// Payloads below this size are copied rather than lent to a local connection (``lendsRead(_:to:)``).
     static let smallestLent = 16 * 1024
+    /// The most bytes of smux frames ``perform(_:)`` gathers into one message: the official payload size,
+    /// which every peer takes.
+    static let framesPerMessage = JumpgateExtensions.officialPayloadSize
 
     /// smux bytes from the peer: parsed into frames (they are not aligned with messages), each handed to
     /// the table. A smux violation ends the session.
