@@ -60,8 +60,13 @@ struct EndToEndTests {
         agentEndpoint: String? = nil,
         unprivileged: Bool = false
     ) async throws -> Lab {
-        let directory = NSTemporaryDirectory() + "jumpgate-e2e-" + MessageID.random().description
+        // An unprivileged lab lives in /tmp, which every account can reach (TMPDIR might not be).
+        let directory =
+            (unprivileged ? "/tmp/" : NSTemporaryDirectory()) + "jumpgate-e2e-" + MessageID.random().description
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        // A lab that fails to start leaves nothing behind (an unprivileged one holds a copy of the binary).
+        var started = false
+        defer { if !started { try? FileManager.default.removeItem(atPath: directory) } }
         let account = unprivileged ? try UnprivilegedAccount(owning: directory) : nil
         func jumpgate(_ name: String, _ arguments: [String]) throws -> ChildProcess {
             try account?.process(name, arguments) ?? ChildProcess(name, arguments)
@@ -109,6 +114,7 @@ struct EndToEndTests {
             if info["InstanceInformationList"]?.arrayValue?.first?["PingStatus"]?.stringValue == "Online" { break }
             try await Task.sleep(nanoseconds: 100_000_000)
         }
+        started = true
         return Lab(
             directory: directory,
             gateway: gateway,

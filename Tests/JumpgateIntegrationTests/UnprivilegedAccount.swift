@@ -11,7 +11,8 @@ struct UnprivilegedAccount {
     static let gid: gid_t = 65534
 
     /// Only root can switch to another account; a suite run without root runs every test unprivileged.
-    static var available: Bool { getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") }
+    static var available: Bool { getuid() == 0 && FileManager.default.isExecutableFile(atPath: Self.setpriv) }
+    static let setpriv = "/usr/bin/setpriv"
 
     /// A copy of the build's `jumpgate` inside `directory`, so that the account can reach it wherever the
     /// build lives (a home directory closed to others, for instance).
@@ -35,17 +36,23 @@ struct UnprivilegedAccount {
         try ChildProcess(
             name,
             ["--reuid=\(Self.uid)", "--regid=\(Self.gid)", "--clear-groups", "--", self.binary] + arguments,
-            executable: "setpriv",
+            executable: Self.setpriv,
             environment: environment
         )
     }
 
-    /// The real uid of `process` (from /proc), to check that it did not run as root.
-    static func realUID(of process: ChildProcess) -> uid_t? {
+    /// The real uid of `process` and its effective capabilities (from /proc), to check that it did not run
+    /// as root nor keep a privilege.
+    static func identity(of process: ChildProcess) -> (uid: uid_t, capabilities: UInt64)? {
         let pid = process.process.processIdentifier
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") })
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        func field(_ name: String) -> Substring? {
+            status.split(separator: "\n").first { $0.hasPrefix(name + ":") }?
+                .split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first
+        }
+        guard let uid = field("Uid").flatMap({ uid_t($0) }),
+            let capabilities = field("CapEff").flatMap({ UInt64($0, radix: 16) })
         else { return nil }
-        return line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first.flatMap { uid_t($0) }
+        return (uid, capabilities)
     }
 }

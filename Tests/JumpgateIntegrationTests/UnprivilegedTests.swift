@@ -21,9 +21,11 @@ struct UnprivilegedTests {
             let (forward, port) = try lab.forward(to: echoPort)
             defer { forward.stop() }
             for process in [lab.gateway, lab.agent, forward] {
-                #expect(UnprivilegedAccount.realUID(of: process) == UnprivilegedAccount.uid, "\(process.name)")
+                let identity = try #require(UnprivilegedAccount.identity(of: process), "\(process.name)")
+                #expect(identity.uid == UnprivilegedAccount.uid, "\(process.name)")
+                #expect(identity.capabilities == 0, "\(process.name)")
             }
-            // Accepted by the client, dialled by the agent, relayed by the gateway: small and 1 MiB echoes.
+            // Accepted by the client, dialled by the agent, relayed by the gateway: echoes of 1 byte to 768 KiB.
             #expect(try await parallelEchoes(port: port, count: 4, baseSize: 1, step: 1 << 18) == 4)
         }
     }

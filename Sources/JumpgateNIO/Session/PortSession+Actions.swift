@@ -21,10 +21,11 @@ extension PortSession {
         return result
     }
 
-    /// Carries out `actions` in order. Consecutive smux frames (a new stream's SYN and window update, the
-    /// FINs of streams ended together) go in one message, up to ``framesPerMessage`` bytes: one message,
-    /// acknowledgement and relay instead of one each. smux is a byte stream over the messages, so any
-    /// receiver takes several frames in one payload, official peers too.
+    /// Carries out `actions` in order. Consecutive smux frames go in one message, up to ``framesPerMessage``
+    /// bytes: one message, acknowledgement and relay instead of one each. Today that is a new stream's SYN
+    /// and window update (smux v2; a stream's FIN is always followed by its connection's close or reset, or
+    /// comes alone). smux is a byte stream over the messages, so any receiver takes several frames in one
+    /// payload.
     func perform(_ actions: [StreamTable.Action]) {
         var sent = false
         var frames = ByteBuffer()

@@ -46,7 +46,7 @@ public struct NegotiatedSession: Hashable, Sendable {
     /// large-payloads extension, plus, in mux mode, the headers of the two smux frames that carry them
     /// (65,552 bytes). A read of a local or target connection returns at most 64 KiB (`StreamSocketReads`),
     /// so a full read is one message; with the headers counted inside 64 KiB it was a message of 65,520
-    /// bytes and another of 16, each sent, relayed, acknowledged and written on its own. Every receiver
+    /// bytes and another of 16, each sent, relayed, acknowledged and written on its own. Every Jumpgate receiver
     /// takes payloads up to the SSM decoder's 1 MiB, older Jumpgate peers included.
     ///
     /// Without the extension (an official peer), a client sends 1024 bytes, headers included, as the
