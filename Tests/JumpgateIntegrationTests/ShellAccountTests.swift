@@ -46,6 +46,24 @@ struct ShellAccountTests {
         #expect(try ShellAccounts.check(plain, for: defaultChoice).get() == plain)
     }
 
+    @Test("refused, saying what to do: an account whose login shell refuses every session (nologin, false)")
+    func accountWithoutShell() throws {
+        let choice = ShellAccounts.Choice(name: "nobody", createIfMissing: false)
+        for shell in ["/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"] {
+            let account = ShellAccount(name: "nobody", uid: 65534, gid: 65534, home: "/nonexistent", shell: shell)
+            guard case .failure(let refusal) = ShellAccounts.check(account, for: choice) else {
+                Issue.record("an account with \(shell) as its shell was accepted")
+                continue
+            }
+            #expect(refusal.description.contains("has no login shell (\(shell) refuses every session)"))
+            #expect(refusal.description.contains("usermod -s /bin/bash nobody"))
+        }
+        for shell in ["/bin/sh", "/bin/bash", "/usr/bin/zsh", "/usr/local/bin/falsehood"] {
+            let account = ShellAccount(name: "u", uid: 1001, gid: 1001, home: "/home/u", shell: shell)
+            #expect(try ShellAccounts.check(account, for: choice).get() == account)
+        }
+    }
+
     @Test("an agent that is not root runs shells as itself, and refuses another account")
     func unprivilegedAgent() throws {
         #expect(

@@ -29,4 +29,22 @@ struct UnprivilegedTests {
             #expect(try await parallelEchoes(port: port, count: 4, baseSize: 1, step: 1 << 18) == 4)
         }
     }
+
+    @Test(
+        "an agent without root whose account has no login shell (nobody: nologin) refuses a command session and says what to do",
+        .enabled(if: UnprivilegedAccount.available, "needs root to switch to another account")
+    )
+    func commandWithoutLoginShell() async throws {
+        try await EndToEndTests.withLab(agentArguments: ["--allow-shell"], unprivileged: true) { lab, _ in
+            let script = try CommandSessionTests.runCommand(lab, "id -u; exit 5", name: "u")
+            #expect(try CommandSessionTests.shell(lab, script) == 0)
+            let output = String(decoding: try CommandSessionTests.read(lab, "outu"), as: UTF8.self)
+            let errors = String(decoding: try CommandSessionTests.read(lab, "erru"), as: UTF8.self)
+            #expect(output.isEmpty, "\(output)")
+            #expect(errors.contains("has no login shell"), "\(errors)")
+            #expect(errors.contains("usermod -s /bin/bash nobody"), "\(errors)")
+            #expect(try CommandSessionTests.status(lab, "u") != "0", "\(errors)")
+            #expect(lab.agent.standardError.contains("has no login shell"), "\(lab.agent.standardError)")
+        }
+    }
 }

@@ -114,8 +114,18 @@ public enum ShellAccounts {
 
     /// The account found for `choice`, checked: the default account must not be privileged (an existing
     /// `jumpgate-user` with uid or gid 0 would give root shells nobody configured); a named account is the
-    /// operator's choice.
+    /// operator's choice. An account whose login shell refuses every session (`nologin`, `false`: a system
+    /// or systemd dynamic account, as an agent without root runs as) is refused with what to do, instead of
+    /// the shell's own "This account is currently not available."
     public static func check(_ account: ShellAccount, for choice: Choice) -> Result<ShellAccount, Refusal> {
+        let shellName = account.shell.split(separator: "/").last.map(String.init) ?? account.shell
+        if Self.refusingShells.contains(shellName) {
+            return .failure(
+                Refusal(
+                    "the account \(account.name) has no login shell (\(account.shell) refuses every session): give it one (usermod -s /bin/bash \(account.name)), or run the agent as root to run shells as another account (--shell-user; packaging/jumpgate-agent-shell.service)"
+                )
+            )
+        }
         if choice.requested, account.uid == 0 || account.gid == 0 || account.groups.contains(0) {
             return .failure(
                 Refusal(
@@ -132,6 +142,9 @@ public enum ShellAccounts {
         }
         return .success(account)
     }
+
+    /// Login shells that refuse every session.
+    static let refusingShells: Set<String> = ["nologin", "false"]
 
     /// One account creation at a time (concurrent useradd runs fail on the password file's lock).
     private static let creation = NIOLock()
