@@ -58,16 +58,16 @@ struct EndToEndTests {
         gatewayPort: GatewayPort? = nil,
         agentArguments: [String] = [],
         agentEndpoint: String? = nil,
-        unprivileged: Bool = false
+        unprivileged: UnprivilegedAccount.User? = nil
     ) async throws -> Lab {
         // An unprivileged lab lives in /tmp, which every account can reach (TMPDIR might not be).
         let directory =
-            (unprivileged ? "/tmp/" : NSTemporaryDirectory()) + "jumpgate-e2e-" + MessageID.random().description
+            (unprivileged != nil ? "/tmp/" : NSTemporaryDirectory()) + "jumpgate-e2e-" + MessageID.random().description
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         // A lab that fails to start leaves nothing behind (an unprivileged one holds a copy of the binary).
         var started = false
         defer { if !started { try? FileManager.default.removeItem(atPath: directory) } }
-        let account = unprivileged ? try UnprivilegedAccount(owning: directory) : nil
+        let account = try unprivileged.map { try UnprivilegedAccount(owning: directory, as: $0) }
         func jumpgate(_ name: String, _ arguments: [String]) throws -> ChildProcess {
             try account?.process(name, arguments) ?? ChildProcess(name, arguments)
         }
@@ -137,7 +137,7 @@ struct EndToEndTests {
         gatewayPort: GatewayPort? = nil,
         agentArguments: [String] = [],
         agentEndpoint: String? = nil,
-        unprivileged: Bool = false,
+        unprivileged: UnprivilegedAccount.User? = nil,
         _ body: (Lab, Int) async throws -> Void
     ) async throws {
         let echo = try await startEchoServer()

@@ -46,8 +46,8 @@ struct ShellSessionTests {
         }
     }
 
-    /// The terminal part of ``shellInATerminal()``.
-    static func driveShells(_ lab: EndToEndTests.Lab) throws {
+    /// The terminal part of ``shellInATerminal()``; `user` is the account the shells run as.
+    static func driveShells(_ lab: EndToEndTests.Lab, user: String = Self.expectedUser) throws {
         do {
             let terminal = try Self.terminal(lab)
             try terminal.type(Self.run(Self.startSession(lab), marker: "1"))
@@ -65,7 +65,7 @@ struct ShellSessionTests {
             try terminal.type("echo $((6*7))")
             try terminal.waitForLine(timeout: 30) { $0 == "42" }
             try terminal.type("whoami")
-            try terminal.waitForLine { $0 == Self.expectedUser }
+            try terminal.waitForLine { $0 == user }
 
             try terminal.type("stty size")
             try terminal.waitForLine { $0 == "30 100" }

@@ -7,8 +7,35 @@ import Foundation
 /// `.socketOption(.tcp_nodelay)` is TCP_NODELAY's number, 1, at the socket level), which only root may
 /// set, so an unprivileged gateway refused every connection and an unprivileged agent reached nothing.
 struct UnprivilegedAccount {
-    static let uid: uid_t = 65534
-    static let gid: gid_t = 65534
+    /// A uid and gid without privileges.
+    struct User: Sendable, Equatable {
+        var uid: uid_t
+        var gid: gid_t
+    }
+
+    /// `nobody`: no login shell, like the dynamic user systemd gives the packaged units.
+    static let nobody = User(uid: 65534, gid: 65534)
+
+    /// Runs `body` with an account without privileges but with a login shell, made for it (`useradd`, as a
+    /// root agent makes `jumpgate-user`) and removed afterwards: an agent running as it serves shells as
+    /// itself.
+    static func withShellAccount(_ body: (String, User) async throws -> Void) async throws {
+        let name = "jumpgate-test-shell"
+        // bash where there is one, as for the agent's own jumpgate-user (the shell tests expect its echo).
+        let shell = FileManager.default.isExecutableFile(atPath: "/bin/bash") ? "/bin/bash" : "/bin/sh"
+        if getpwnam(name) == nil {
+            try ShellSessionTests.runTool(
+                "/usr/sbin/useradd",
+                ["--create-home", "--user-group", "--shell", shell, "--comment", "Jumpgate tests", name]
+            )
+        }
+        // --force: a job the shells left in the background (the shell tests leave a `sleep 20`) may still run.
+        defer { try? ShellSessionTests.runTool("/usr/sbin/userdel", ["--force", "--remove", name]) }
+        guard let entry = getpwnam(name) else { throw HarnessError("useradd \(name) made no account") }
+        try await body(name, User(uid: entry.pointee.pw_uid, gid: entry.pointee.pw_gid))
+    }
+
+    let user: User
 
     /// Only root can switch to another account; a suite run without root runs every test unprivileged.
     static var available: Bool { getuid() == 0 && FileManager.default.isExecutableFile(atPath: Self.setpriv) }
@@ -18,15 +45,16 @@ struct UnprivilegedAccount {
     /// build lives (a home directory closed to others, for instance).
     let binary: String
 
-    /// Hands `directory` (created by the caller) to the account and copies the binary into it.
-    init(owning directory: String) throws {
+    /// Hands `directory` (created by the caller) to `user` and copies the binary into it.
+    init(owning directory: String, as user: User) throws {
+        self.user = user
         self.binary = directory + "/jumpgate"
         try FileManager.default.copyItem(
             at: ChildProcess.productsDirectory.appendingPathComponent("jumpgate"),
             to: URL(fileURLWithPath: self.binary)
         )
-        guard chown(directory, Self.uid, Self.gid) == 0, chmod(self.binary, 0o755) == 0 else {
-            throw HarnessError("could not hand \(directory) to uid \(Self.uid): errno \(errno)")
+        guard chown(directory, user.uid, user.gid) == 0, chmod(self.binary, 0o755) == 0 else {
+            throw HarnessError("could not hand \(directory) to uid \(user.uid): errno \(errno)")
         }
     }
 
@@ -35,7 +63,7 @@ struct UnprivilegedAccount {
     func process(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ChildProcess {
         try ChildProcess(
             name,
-            ["--reuid=\(Self.uid)", "--regid=\(Self.gid)", "--clear-groups", "--", self.binary] + arguments,
+            ["--reuid=\(self.user.uid)", "--regid=\(self.user.gid)", "--clear-groups", "--", self.binary] + arguments,
             executable: Self.setpriv,
             environment: environment
         )

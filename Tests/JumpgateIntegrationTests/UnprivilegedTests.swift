@@ -13,7 +13,7 @@ struct UnprivilegedTests {
         .enabled(if: UnprivilegedAccount.available, "needs root to switch to another account")
     )
     func tunnelWithoutRoot() async throws {
-        try await EndToEndTests.withLab(unprivileged: true) { lab, echoPort in
+        try await EndToEndTests.withLab(unprivileged: UnprivilegedAccount.nobody) { lab, echoPort in
             // The gateway answered the lab's API calls (CreateActivation, DescribeInstanceInformation) and the
             // agent came Online through it: its TLS connections were accepted and made without root.
             let info = try await lab.ssm.call("DescribeInstanceInformation", [:])
@@ -22,7 +22,7 @@ struct UnprivilegedTests {
             defer { forward.stop() }
             for process in [lab.gateway, lab.agent, forward] {
                 let identity = try #require(UnprivilegedAccount.identity(of: process), "\(process.name)")
-                #expect(identity.uid == UnprivilegedAccount.uid, "\(process.name)")
+                #expect(identity.uid == UnprivilegedAccount.nobody.uid, "\(process.name)")
                 #expect(identity.capabilities == 0, "\(process.name)")
             }
             // Accepted by the client, dialled by the agent, relayed by the gateway: echoes of 1 byte to 768 KiB.
@@ -35,7 +35,9 @@ struct UnprivilegedTests {
         .enabled(if: UnprivilegedAccount.available, "needs root to switch to another account")
     )
     func commandWithoutLoginShell() async throws {
-        try await EndToEndTests.withLab(agentArguments: ["--allow-shell"], unprivileged: true) { lab, _ in
+        try await EndToEndTests.withLab(agentArguments: ["--allow-shell"], unprivileged: UnprivilegedAccount.nobody) {
+            lab,
+            _ in
             let script = try CommandSessionTests.runCommand(lab, "id -u; exit 5", name: "u")
             #expect(try CommandSessionTests.shell(lab, script) == 0)
             let output = String(decoding: try CommandSessionTests.read(lab, "outu"), as: UTF8.self)
@@ -45,6 +47,26 @@ struct UnprivilegedTests {
             #expect(errors.contains("usermod -s /bin/bash nobody"), "\(errors)")
             #expect(try CommandSessionTests.status(lab, "u") != "0", "\(errors)")
             #expect(lab.agent.standardError.contains("has no login shell"), "\(lab.agent.standardError)")
+        }
+    }
+
+    @Test(
+        "an agent without root serves shells and commands as its own account, which has a login shell",
+        .enabled(if: UnprivilegedAccount.available, "needs root to switch to another account")
+    )
+    func shellsAsTheAgentsAccount() async throws {
+        try await UnprivilegedAccount.withShellAccount { name, user in
+            try await EndToEndTests.withLab(agentArguments: ["--allow-shell"], unprivileged: user) { lab, _ in
+                let script = try CommandSessionTests.runCommand(lab, "id -u; id -g; echo err >&2; exit 5", name: "s")
+                #expect(try CommandSessionTests.shell(lab, script) == 0)
+                let output = String(decoding: try CommandSessionTests.read(lab, "outs"), as: UTF8.self)
+                let errors = String(decoding: try CommandSessionTests.read(lab, "errs"), as: UTF8.self)
+                #expect(output == "\(user.uid)\n\(user.gid)\n", "\(output); \(errors)")
+                #expect(errors.contains("err\n"), "\(errors)")
+                #expect(try CommandSessionTests.status(lab, "s") == "5", "\(errors)")
+                // A shell on a terminal (a PTY opened without root): prompt, resize, Ctrl+C, exit status.
+                try ShellSessionTests.driveShells(lab, user: name)
+            }
         }
     }
 }
