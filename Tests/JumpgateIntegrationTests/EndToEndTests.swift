@@ -43,8 +43,7 @@ struct EndToEndTests {
         /// `jumpgate arguments` as the lab's processes run.
         func jumpgate(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ChildProcess
         {
-            try self.account?.process(name, arguments, environment: environment)
-                ?? ChildProcess(name, arguments, environment: environment)
+            try launchJumpgate(name, arguments, environment: environment, as: self.account)
         }
     }
 
@@ -68,13 +67,11 @@ struct EndToEndTests {
         var started = false
         defer { if !started { try? FileManager.default.removeItem(atPath: directory) } }
         let account = try unprivileged.map { try UnprivilegedAccount(owning: directory, as: $0) }
-        func jumpgate(_ name: String, _ arguments: [String]) throws -> ChildProcess {
-            try account?.process(name, arguments) ?? ChildProcess(name, arguments)
-        }
-        let gateway = try jumpgate(
+        let gateway = try launchJumpgate(
             "gateway",
             ["server", "--data-dir", directory + "/gw", "--listen", "127.0.0.1:0", "--format", "json"]
-                + gatewayArguments
+                + gatewayArguments,
+            as: account
         )
         let ready = try JSONValue(parsing: try gateway.waitForLine { $0.hasPrefix("{") })
         let port = Int(try #require(ready["port"]?.int64Value))
@@ -108,7 +105,11 @@ struct EndToEndTests {
         #expect(status == 0, "\(errors)")
         let instanceID = output.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(instanceID.hasPrefix("mi-") && instanceID.count == 20)
-        let agent = try jumpgate("agent", ["agent", "run", "--state-dir", directory + "/agent"] + agentArguments)
+        let agent = try launchJumpgate(
+            "agent",
+            ["agent", "run", "--state-dir", directory + "/agent"] + agentArguments,
+            as: account
+        )
         for _ in 0..<100 {
             let info = try await ssm.call("DescribeInstanceInformation", [:])
             if info["InstanceInformationList"]?.arrayValue?.first?["PingStatus"]?.stringValue == "Online" { break }

@@ -157,6 +157,17 @@ struct HarnessError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
+/// Starts `jumpgate arguments`, as `account` if given (else as this test process's user).
+func launchJumpgate(
+    _ name: String,
+    _ arguments: [String],
+    environment: [String: String] = [:],
+    as account: UnprivilegedAccount?
+) throws -> ChildProcess {
+    try account?.process(name, arguments, environment: environment)
+        ?? ChildProcess(name, arguments, environment: environment)
+}
+
 /// Runs a jumpgate command to completion (bounded), as `account` if given, and returns status and stdout.
 func runJumpgate(
     _ arguments: [String],
@@ -164,10 +175,12 @@ func runJumpgate(
     timeout: Double = 60,
     account: UnprivilegedAccount? = nil
 ) throws -> (Int32, String, String) {
-    let name = "jumpgate \(arguments.first ?? "")"
-    let child =
-        try account?.process(name, arguments, environment: environment)
-        ?? ChildProcess(name, arguments, environment: environment)
+    let child = try launchJumpgate(
+        "jumpgate \(arguments.first ?? "")",
+        arguments,
+        environment: environment,
+        as: account
+    )
     let status = try child.waitForExit(timeout: timeout)
     child.waitForOutputEnd()
     return (status, child.output.joined(separator: "\n"), child.standardError)

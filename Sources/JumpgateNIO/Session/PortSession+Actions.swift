@@ -31,21 +31,15 @@ extension PortSession {
         var frames = ByteBuffer()
         for action in actions {
             if case .sendFrame(let frame) = action {
-                if frames.readableBytes > 0,
-                    frames.readableBytes + SmuxFrame.headerSize + frame.data.readableBytes > Self.framesPerMessage
-                {
-                    self.sendStreamMessage(payloadType: .output, payload: frames)
-                    frames.clear()
+                if frames.readableBytes + SmuxFrame.headerSize + frame.data.readableBytes > Self.framesPerMessage {
+                    self.sendGathered(&frames)
                 }
                 frames.writeSmuxFrame(frame)
                 sent = true
                 continue
             }
             // Everything else keeps its place after the frames before it.
-            if frames.readableBytes > 0 {
-                self.sendStreamMessage(payloadType: .output, payload: frames)
-                frames.clear()
-            }
+            self.sendGathered(&frames)
             switch action {
             case .sendFrame:
                 break  // gathered above
@@ -81,9 +75,16 @@ extension PortSession {
                 self.delegate?.terminalEnded(self)
             }
         }
-        if frames.readableBytes > 0 { self.sendStreamMessage(payloadType: .output, payload: frames) }
+        self.sendGathered(&frames)
         // Inside a data-channel read, what was sent goes out with the burst's acks (channelReadComplete).
         if sent, !self.reading { self.flushDataChannel() }
+    }
+
+    /// Sends the smux frames ``perform(_:)`` gathered, if any, as one message, and empties the buffer.
+    private func sendGathered(_ frames: inout ByteBuffer) {
+        guard frames.readableBytes > 0 else { return }
+        self.sendStreamMessage(payloadType: .output, payload: frames)
+        frames.clear()
     }
 
     /// Writes stream data to its local connection. Inside a data-channel read the flush waits for
