@@ -54,8 +54,9 @@ extension AgentRunner {
                 AgentSessionDelegate(runner: self, sessionID: sessionID, properties: properties, eventLoop: loop)
             }
         case .failure(let refusal):
-            // A security event (a shell asked of an agent that serves none): logged with who asked, and the
-            // session fails with the reason, which the gateway records and the client prints.
+            // A security event (a shell asked of an agent that serves none): logged with who asked, journalled
+            // for the audit trail (`SessionRefused`), and the session fails with the reason, which the gateway
+            // records and the client prints.
             self.logger.warning(
                 "session refused",
                 metadata: [
@@ -63,6 +64,7 @@ extension AgentRunner {
                     "session_type": "\(sessionType)", "reason": "\(refusal)",
                 ]
             )
+            self.journalSessionRefusal(sessionID, refusedBy: refusal.refusedBy, reason: refusal.description)
             return self.refuseSession(sessionID, reason: refusal.description)
         }
         let logger = self.logger

@@ -4,7 +4,8 @@ import JumpgateNIO
 import JumpgateWire
 import NIOConcurrencyHelpers
 
-/// The agent's record of every connection inside its port sessions (opened, refused, closed), kept in
+/// The agent's record of every connection inside its port sessions (opened, refused, closed), and of every
+/// session it refused (`SessionRefusalRecord.swift`), kept in
 /// STATE_DIR/connections.journal (JSON lines, 0600) until the gateway has them: an agent that is offline
 /// when a connection closes reports it when it reconnects, and a restart loses nothing.
 ///

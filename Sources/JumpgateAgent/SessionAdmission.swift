@@ -12,7 +12,16 @@ public enum SessionAdmission {
     }
 
     public struct Refusal: Error, Hashable, Sendable, CustomStringConvertible {
+        /// The rule that refused, as the audit trail names it (`SessionRefused`'s `refusedBy`):
+        /// `allow-shell` (the agent serves no shells or commands), `session-type` (none it knows), or
+        /// `document` (a command document without a usable command).
+        public let refusedBy: String
         public let description: String
+
+        init(_ refusedBy: String, _ description: String) {
+            self.refusedBy = refusedBy
+            self.description = description
+        }
     }
 
     public static let shellsOff =
@@ -37,12 +46,12 @@ public enum SessionAdmission {
         case "Port":
             return .success(.port)
         case "Standard_Stream":
-            return allowShell ? .success(.shell) : .failure(Refusal(description: Self.shellsOff))
+            return allowShell ? .success(.shell) : .failure(Refusal("allow-shell", Self.shellsOff))
         case "InteractiveCommands", "NonInteractiveCommands":
-            guard allowShell else { return .failure(Refusal(description: Self.commandsOff)) }
+            guard allowShell else { return .failure(Refusal("allow-shell", Self.commandsOff)) }
             return Self.command(in: document).map { .command($0, interactive: sessionType == "InteractiveCommands") }
         default:
-            return .failure(Refusal(description: "Unknown session type '\(sessionType.prefix(40))'."))
+            return .failure(Refusal("session-type", "Unknown session type '\(sessionType.prefix(40))'."))
         }
     }
 
@@ -56,16 +65,16 @@ public enum SessionAdmission {
         } else if let lines = value?.arrayValue, lines.allSatisfy({ $0.stringValue != nil }) {
             command = lines.compactMap(\.stringValue).joined(separator: "\n")
         } else {
-            return .failure(Refusal(description: "The session document gives no command to run."))
+            return .failure(Refusal("document", "The session document gives no command to run."))
         }
         guard !command.allSatisfy(\.isWhitespace) else {
-            return .failure(Refusal(description: "The command to run is empty."))
+            return .failure(Refusal("document", "The command to run is empty."))
         }
         guard command.utf8.count <= Self.maximumCommandLength else {
-            return .failure(Refusal(description: "The command is longer than \(Self.maximumCommandLength) bytes."))
+            return .failure(Refusal("document", "The command is longer than \(Self.maximumCommandLength) bytes."))
         }
         guard !command.utf8.contains(0) else {
-            return .failure(Refusal(description: "The command contains a NUL byte."))
+            return .failure(Refusal("document", "The command contains a NUL byte."))
         }
         return .success(command)
     }

@@ -149,6 +149,9 @@ struct CommandSessionTests {
             #expect(said.contains("Command sessions are off on this agent"), "\(said)")
             #expect(said.contains("jumpgate agent run --allow-shell"), "\(said)")
             #expect(lab.agent.childPIDs().isEmpty)
+            let refusal = try await ConnectionRecordsTests.sessionRefusal(lab)
+            #expect(refusal["refusedBy"]?.stringValue == "allow-shell")
+            #expect(refusal["reason"]?.stringValue == SessionAdmission.commandsOff)
         }
     }
 }

@@ -85,6 +85,35 @@ struct ConnectionRecordsTests {
         }
     }
 
+    /// The lab's `SessionRefused` audit records once there is one (bounded wait), each checked against its
+    /// session: under the session's owner, from the lab's agent, and the session itself ended as Failed.
+    static func sessionRefusal(_ lab: EndToEndTests.Lab) async throws -> JSONValue {
+        var events: [JSONValue] = []
+        try await Self.eventually("a SessionRefused record; agent: \(lab.agent.standardError.suffix(1500))") {
+            let answer = try await lab.ssm.call(
+                "ListAuditEvents",
+                ["EventName": "SessionRefused"],
+                api: "JumpgateAdmin"
+            )
+            events = answer["Events"]?.arrayValue ?? []
+            return !events.isEmpty
+        }
+        #expect(events.count == 1, "\(events.map { $0.serialized() })")
+        let details = try #require(events.first?["serviceEventDetails"])
+        #expect(details["instanceId"]?.stringValue == lab.instanceID)
+        #expect(events.first?["userIdentity"]?["userName"]?.stringValue?.isEmpty == false)
+        let sessionID = try #require(details["sessionId"]?.stringValue)
+        try await Self.eventually("the refused session's end") {
+            let answer = try await lab.ssm.call(
+                "ListAuditEvents",
+                ["SessionId": .string(sessionID), "EventName": "SessionEnded"],
+                api: "JumpgateAdmin"
+            )
+            return answer["Events"]?.arrayValue?.first?["serviceEventDetails"]?["status"]?.stringValue == "Failed"
+        }
+        return details
+    }
+
     static func setAllowList(_ lab: EndToEndTests.Lab, _ allow: String, reloads: Int) async throws {
         let (status, output, errors) = try runJumpgate(
             ["agent", "allow-list", "--state-dir", lab.directory + "/agent", "--allow", allow]

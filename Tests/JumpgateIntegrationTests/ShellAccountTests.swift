@@ -255,22 +255,22 @@ struct SessionAdmissionTests {
     @Test(
         "refused: a shell or a command without --allow-shell, a command document without a usable command, anything else",
         arguments: [
-            ("Standard_Stream", false, nil, SessionAdmission.shellsOff),
-            ("InteractiveCommands", false, "ls", SessionAdmission.commandsOff),
-            ("NonInteractiveCommands", false, "ls", SessionAdmission.commandsOff),
-            ("NonInteractiveCommands", true, nil, "The session document gives no command to run."),
-            ("InteractiveCommands", true, "  \n ", "The command to run is empty."),
+            ("Standard_Stream", false, nil, SessionAdmission.shellsOff, "allow-shell"),
+            ("InteractiveCommands", false, "ls", SessionAdmission.commandsOff, "allow-shell"),
+            ("NonInteractiveCommands", false, "ls", SessionAdmission.commandsOff, "allow-shell"),
+            ("NonInteractiveCommands", true, nil, "The session document gives no command to run.", "document"),
+            ("InteractiveCommands", true, "  \n ", "The command to run is empty.", "document"),
             (
                 "NonInteractiveCommands", true,
                 String(repeating: "x", count: SessionAdmission.maximumCommandLength + 1),
-                "The command is longer than 16384 bytes."
+                "The command is longer than 16384 bytes.", "document"
             ),
-            ("NonInteractiveCommands", true, "echo a\u{0}b", "The command contains a NUL byte."),
-            ("Shell", true, nil, "Unknown session type 'Shell'."),
-            ("", true, nil, "Unknown session type ''."),
-        ] as [(String, Bool, String?, String)]
+            ("NonInteractiveCommands", true, "echo a\u{0}b", "The command contains a NUL byte.", "document"),
+            ("Shell", true, nil, "Unknown session type 'Shell'.", "session-type"),
+            ("", true, nil, "Unknown session type ''.", "session-type"),
+        ] as [(String, Bool, String?, String, String)]
     )
-    func refused(_ sessionType: String, _ allowShell: Bool, _ command: String?, _ reason: String) {
+    func refused(_ sessionType: String, _ allowShell: Bool, _ command: String?, _ reason: String, _ rule: String) {
         let document = Self.document(command.map { .string($0) })
         guard
             case .failure(let refusal) = SessionAdmission.decide(
@@ -283,6 +283,7 @@ struct SessionAdmissionTests {
             return
         }
         #expect(refusal.description == reason)
+        #expect(refusal.refusedBy == rule)
         #expect(refusal.description.utf8.count + "the session has ended: ".utf8.count <= 123)
     }
 
@@ -294,7 +295,7 @@ struct SessionAdmissionTests {
                 allowShell: true,
                 document: Self.document(commands)
             )
-            #expect(result == .failure(.init(description: "The session document gives no command to run.")))
+            #expect(result == .failure(.init("document", "The session document gives no command to run.")))
         }
     }
 }

@@ -215,6 +215,10 @@ struct ShellSessionTests {
             #expect(said.contains("Shell sessions are off on this agent"), "\(said)")
             #expect(said.contains("jumpgate agent run --allow-shell"), "\(said)")
             #expect(lab.agent.childPIDs().isEmpty)
+            // Audited as a refusal of its own, with the rule that refused.
+            let refusal = try await ConnectionRecordsTests.sessionRefusal(lab)
+            #expect(refusal["refusedBy"]?.stringValue == "allow-shell")
+            #expect(refusal["reason"]?.stringValue == SessionAdmission.shellsOff)
         }
     }
 }

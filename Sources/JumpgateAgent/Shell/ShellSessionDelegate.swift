@@ -120,6 +120,12 @@ final class ShellSessionDelegate: PortSessionDelegate {
             case .success(let (account, homeExists)):
                 delegate.start(session, id, account: account, agentIsRoot: agentIsRoot, homeExists: homeExists)
             case .failure(let error):
+                // The account choice is a security decision: its refusal is audited (`SessionRefused`).
+                delegate.runner.journalSessionRefusal(
+                    delegate.sessionID,
+                    refusedBy: "shell-account",
+                    reason: "\(error)"
+                )
                 delegate.refuse(session, id, reason: "\(error)")
             }
         }

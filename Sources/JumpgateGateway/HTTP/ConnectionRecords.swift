@@ -6,13 +6,13 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 
-/// The connections inside port sessions, as their agents report them (`POST /v1/connection-records/
-/// <instance-id>`, signed by the instance): each becomes an audit record of its session, under the
-/// session's owner. The gateway never reads tunnel bytes for them. Answered once the records are in the
+/// The connections inside port sessions, and the sessions an agent refused, as their agents report them
+/// (`POST /v1/connection-records/<instance-id>`, signed by the instance): each becomes an audit record of
+/// its session, under the session's owner. The gateway never reads tunnel bytes for them. Answered once the records are in the
 /// store, so the agent may forget them.
 extension GatewayState {
     static let connectionEvents: Set<String> = [
-        "ConnectionOpened", "ConnectionRefused", "ConnectionClosed", "ConnectionRecordsDropped",
+        "ConnectionOpened", "ConnectionRefused", "ConnectionClosed", "ConnectionRecordsDropped", "SessionRefused",
     ]
     /// Record ids seen lately: a batch resent after a lost answer is not recorded twice.
     static let rememberedRecordIDs = 100_000
