@@ -101,16 +101,22 @@ struct ConnectionRecordsTests {
         #expect(events.count == 1, "\(events.map { $0.serialized() })")
         let details = try #require(events.first?["serviceEventDetails"])
         #expect(details["instanceId"]?.stringValue == lab.instanceID)
-        #expect(events.first?["userIdentity"]?["userName"]?.stringValue?.isEmpty == false)
         let sessionID = try #require(details["sessionId"]?.stringValue)
-        try await Self.eventually("the refused session's end") {
+        let session = { (name: String) async throws -> JSONValue? in
             let answer = try await lab.ssm.call(
                 "ListAuditEvents",
-                ["SessionId": .string(sessionID), "EventName": "SessionEnded"],
+                ["SessionId": .string(sessionID), "EventName": .string(name)],
                 api: "JumpgateAdmin"
             )
-            return answer["Events"]?.arrayValue?.first?["serviceEventDetails"]?["status"]?.stringValue == "Failed"
+            return answer["Events"]?.arrayValue?.first
         }
+        try await Self.eventually("the refused session's end") {
+            try await session("SessionEnded")?["serviceEventDetails"]?["status"]?.stringValue == "Failed"
+        }
+        // Under the session's owner: whoever called StartSession.
+        let owner = try #require(try await session("StartSession")?["userIdentity"]?["userName"]?.stringValue)
+        #expect(!owner.isEmpty)
+        #expect(events.first?["userIdentity"]?["userName"]?.stringValue == owner)
         return details
     }
 

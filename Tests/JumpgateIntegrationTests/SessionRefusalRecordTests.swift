@@ -13,13 +13,13 @@ struct SessionRefusalRecordTests {
     func record() throws {
         let record = AgentRunner.sessionRefusedRecord(
             sessionID: "s-1",
-            refusedBy: "shell-account",
+            refusedBy: "allow-shell",
             reason: SessionAdmission.shellsOff,
             time: 1_700_000_000_123
         )
         #expect(record["event"]?.stringValue == "SessionRefused")
         #expect(record["sessionId"]?.stringValue == "s-1")
-        #expect(record["refusedBy"]?.stringValue == "shell-account")
+        #expect(record["refusedBy"]?.stringValue == "allow-shell")
         #expect(record["reason"]?.stringValue == SessionAdmission.shellsOff)
         #expect(record["time"]?.int64Value == 1_700_000_000_123)
         #expect(record["id"]?.stringValue?.isEmpty == false)
@@ -48,5 +48,47 @@ struct SessionRefusalRecordTests {
         members.removeAll { $0.key == "reason" }
         members.append(("reason", .string(reason)))
         #expect(GatewayState.validConnectionRecord(.object(members)) == nil)
+    }
+
+    /// `record` with `member` set to `value`, or removed when its name starts with "-".
+    static func changed(_ record: JSONValue, _ member: String, _ value: JSONValue) -> JSONValue {
+        let key = member.hasPrefix("-") ? String(member.dropFirst()) : member
+        var members = (record.objectValue ?? []).filter { $0.key != key }
+        if !member.hasPrefix("-") { members.append((key, value)) }
+        return .object(members)
+    }
+
+    @Test(
+        "the gateway refuses a SessionRefused without a known rule, a reason or a session, or with a connection's members",
+        arguments: [
+            ("refusedBy", "because"), ("-refusedBy", .null), ("refusedBy", 1), ("-reason", .null),
+            ("-sessionId", .null), ("sessionId", ""), ("streamId", 1), ("destination", "127.0.0.1:22"),
+            ("bytesToTarget", 5), ("owner", "alice"), ("reason", .string(String(repeating: "x", count: 1_025))),
+        ] as [(String, JSONValue)]
+    )
+    func refusedByTheGateway(_ member: String, _ value: JSONValue) {
+        let record = AgentRunner.sessionRefusedRecord(sessionID: "s-1", refusedBy: "document", reason: "no", time: 1)
+        #expect(GatewayState.validConnectionRecord(record) != nil)
+        #expect(GatewayState.validConnectionRecord(Self.changed(record, member, value)) == nil)
+    }
+
+    @Test("every rule the agent refuses a session by is one the gateway takes")
+    func rulesAgree() {
+        let documents: [JSONValue] = [[:], ["properties": ["linux": ["commands": ""]]]]
+        var rules: Set<String> = ["shell-account"]
+        for type in ["Standard_Stream", "InteractiveCommands", "NonInteractiveCommands", "Shell"] {
+            for allowShell in [false, true] {
+                for document in documents {
+                    if case .failure(let refusal) = SessionAdmission.decide(
+                        sessionType: type,
+                        allowShell: allowShell,
+                        document: document
+                    ) {
+                        rules.insert(refusal.refusedBy)
+                    }
+                }
+            }
+        }
+        #expect(rules == GatewayState.sessionRefusalRules)
     }
 }

@@ -39,6 +39,7 @@ struct ShellAccountTests {
                 continue
             }
             #expect(refusal.description.contains("must not be privileged"))
+            #expect(refusal.isDecision, "a rule refused: audited as SessionRefused")
         }
         let root = ShellAccount(name: "root", uid: 0, gid: 0, home: "/root", shell: "/bin/sh")
         #expect(try ShellAccounts.check(root, for: .init(name: "root", createIfMissing: false)).get() == root)
@@ -56,7 +57,9 @@ struct ShellAccountTests {
                 continue
             }
             #expect(refusal.description.contains("has no login shell (\(shell) refuses every session)"))
+            #expect(refusal.isDecision, "a rule refused: audited as SessionRefused")
             #expect(refusal.description.contains("usermod -s /bin/bash nobody"))
+            #expect(refusal.isDecision, "a rule refused: audited as SessionRefused")
         }
         for shell in ["/bin/sh", "/bin/bash", "/usr/bin/zsh", "/usr/local/bin/falsehood"] {
             let account = ShellAccount(name: "u", uid: 1001, gid: 1001, home: "/home/u", shell: shell)
@@ -81,6 +84,7 @@ struct ShellAccountTests {
             return
         }
         #expect(refusal.description.contains("cannot start a shell as root"))
+        #expect(refusal.isDecision, "a rule refused: audited as SessionRefused")
     }
 
     @Test("the document's runAsDefaultUser: a root agent without --shell-user takes it (never root); others must match")
@@ -122,6 +126,7 @@ struct ShellAccountTests {
                 continue
             }
             #expect(refusal.description.contains(expected), "\(refusal)")
+            #expect(refusal.isDecision, "a rule refused: audited as SessionRefused")
         }
         // An account the document names must not be privileged, whatever its name.
         let requested = ShellAccounts.Choice(name: "toor", createIfMissing: false, requested: true)
@@ -139,6 +144,7 @@ struct ShellAccountTests {
                 continue
             }
             #expect(refusal.description.contains("cannot ask for a privileged shell"))
+            #expect(refusal.isDecision, "a rule refused: audited as SessionRefused")
         }
     }
 
@@ -153,6 +159,36 @@ struct ShellAccountTests {
             return
         }
         #expect(refusal.description.contains("is not a valid user name"))
+        #expect(refusal.isDecision, "a rule refused: audited as SessionRefused")
+    }
+
+    @Test("refused, as a decision: an account that does not exist and is not the default one to create")
+    func missingAccount() {
+        for choice in [
+            ShellAccounts.Choice(name: "jumpgate-no-such-user", createIfMissing: false),
+            ShellAccounts.Choice(name: "jumpgate-no-such-user", createIfMissing: false, requested: true),
+        ] {
+            do {
+                _ = try ShellAccounts.findOrCreate(choice)
+                Issue.record("a missing account was found")
+            } catch {
+                #expect(error.description.contains("does not exist on this host"), "\(error)")
+                #expect(error.isDecision)
+            }
+        }
+    }
+
+    @Test("a failure, not a decision: useradd cannot create the account (a name it rejects)")
+    func creationFails() {
+        // Never a valid name (choose refuses it before this point), so useradd refuses and creates nothing.
+        let choice = ShellAccounts.Choice(name: "jumpgate invalid", createIfMissing: true)
+        do {
+            _ = try ShellAccounts.findOrCreate(choice)
+            Issue.record("an account with a space in its name was created")
+        } catch {
+            #expect(error.description.hasPrefix("could not create the user jumpgate invalid"), "\(error)")
+            #expect(!error.isDecision, "useradd failing is not a rule's refusal")
+        }
     }
 
     @Test("the launch: a login shell in its home; a root agent switches users with setpriv, never for root")

@@ -46,7 +46,22 @@ public enum ShellAccounts {
     /// Why no shell can be started for this session; the text reaches the user.
     public struct Refusal: Error, Hashable, Sendable, CustomStringConvertible {
         public let description: String
-        init(_ description: String) { self.description = description }
+        /// Whether a rule refused (the account is not one this agent starts shells as: audited as
+        /// `SessionRefused` with `refusedBy` `shell-account`), rather than the host failing (useradd could not
+        /// create the default account).
+        public let isDecision: Bool
+
+        init(_ description: String) {
+            self.description = description
+            self.isDecision = true
+        }
+
+        private init(failure description: String) {
+            self.description = description
+            self.isDecision = false
+        }
+
+        static func failure(_ description: String) -> Refusal { Refusal(failure: description) }
     }
 
     /// Decides the account: an agent that is not root can only run shells as itself; a root agent runs them
@@ -261,7 +276,9 @@ public enum ShellAccounts {
         let shell = FileManager.default.isExecutableFile(atPath: "/bin/bash") ? "/bin/bash" : "/bin/sh"
         var errors: [Int32] = [-1, -1]
         guard pipe(&errors) == 0 else {
-            throw Refusal("could not create the user \(name): no pipe for useradd: \(String(cString: strerror(errno)))")
+            throw Refusal.failure(
+                "could not create the user \(name): no pipe for useradd: \(String(cString: strerror(errno)))"
+            )
         }
         let launch = SpawnedProcess.Launch(
             executable: "/usr/sbin/useradd",
@@ -278,7 +295,7 @@ public enum ShellAccounts {
         } catch {
             close(errors[0])
             close(errors[1])
-            throw Refusal("could not create the user \(name): \(error)")
+            throw Refusal.failure("could not create the user \(name): \(error)")
         }
         close(errors[1])
         let message = String(decoding: FileDescriptorIO.readToEnd(errors[0]), as: UTF8.self)
@@ -286,7 +303,7 @@ public enum ShellAccounts {
         let status = process.waitForExit()
         // Another session may have created it meanwhile (useradd exits 9: the name is taken).
         guard let account = Self.lookup(name) else {
-            throw Refusal("could not create the user \(name): useradd \(status): \(message)")
+            throw Refusal.failure("could not create the user \(name): useradd \(status): \(message)")
         }
         return account
     }

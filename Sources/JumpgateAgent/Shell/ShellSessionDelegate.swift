@@ -120,12 +120,15 @@ final class ShellSessionDelegate: PortSessionDelegate {
             case .success(let (account, homeExists)):
                 delegate.start(session, id, account: account, agentIsRoot: agentIsRoot, homeExists: homeExists)
             case .failure(let error):
-                // The account choice is a security decision: its refusal is audited (`SessionRefused`).
-                delegate.runner.journalSessionRefusal(
-                    delegate.sessionID,
-                    refusedBy: "shell-account",
-                    reason: "\(error)"
-                )
+                // The account choice is a security decision: a rule's refusal is audited (`SessionRefused`);
+                // a failure (useradd, the thread pool shutting down) only ends the session.
+                if let refusal = error as? ShellAccounts.Refusal, refusal.isDecision {
+                    delegate.runner.journalSessionRefusal(
+                        delegate.sessionID,
+                        refusedBy: "shell-account",
+                        reason: refusal.description
+                    )
+                }
                 delegate.refuse(session, id, reason: "\(error)")
             }
         }

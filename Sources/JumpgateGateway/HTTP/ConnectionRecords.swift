@@ -78,14 +78,29 @@ extension GatewayState {
         return (accepted, refused)
     }
 
-    /// The record if it is one an agent may send: known members only, strings bounded, counts numbers.
+    /// The rules an agent refuses a session by (`SessionRefused`'s `refusedBy`; the agent's
+    /// `SessionAdmission.Refusal.refusedBy`, and `shell-account` for its run-as rules).
+    static let sessionRefusalRules: Set<String> = ["allow-shell", "session-type", "document", "shell-account"]
+
+    /// The record if it is one an agent may send: known members only, strings bounded, counts numbers. A
+    /// `SessionRefused` has the members of a session's refusal only, and names a known rule and a reason.
     static func validConnectionRecord(_ record: JSONValue) -> JSONValue? {
         guard let members = record.objectValue, members.count <= 16,
             let event = record["event"]?.stringValue, Self.connectionEvents.contains(event),
             let id = record["id"]?.stringValue, (1...64).contains(id.count), record["time"]?.int64Value != nil
         else { return nil }
-        let strings: Set<String> = ["id", "event", "sessionId", "destination", "address", "reason", "refusedBy"]
-        let numbers: Set<String> = ["time", "streamId", "bytesToTarget", "bytesFromTarget", "durationMs", "count"]
+        let refusal = event == "SessionRefused"
+        if refusal {
+            guard let rule = record["refusedBy"]?.stringValue, Self.sessionRefusalRules.contains(rule),
+                record["reason"]?.stringValue != nil, record["sessionId"]?.stringValue?.isEmpty == false
+            else { return nil }
+        }
+        let strings: Set<String> =
+            refusal
+            ? ["id", "event", "sessionId", "reason", "refusedBy"]
+            : ["id", "event", "sessionId", "destination", "address", "reason", "refusedBy"]
+        let numbers: Set<String> =
+            refusal ? ["time"] : ["time", "streamId", "bytesToTarget", "bytesFromTarget", "durationMs", "count"]
         for (key, value) in members {
             if strings.contains(key) {
                 guard let text = value.stringValue, text.utf8.count <= 1024 else { return nil }
