@@ -462,6 +462,18 @@ struct EndToEndTests {
                 environment: lab.environment
             )
             #expect(execStatus == 7)
+            // The command holds nothing of forward's (its listeners and TLS connections are not close-on-exec
+            // in NIO): only 0, 1, 2 and the directory ls opens, 3.
+            let (fdStatus, fdOutput, fdErrors) = try runJumpgate(
+                [
+                    "forward", lab.instanceID, "-L", "0:127.0.0.1:\(echoPort)",
+                    "--exec", "echo fds: $(ls /proc/self/fd | tr '\\n' ' ')",
+                ] + gatewayFlags,
+                environment: lab.environment
+            )
+            #expect(fdStatus == 0, "\(fdErrors)")
+            let fdLine = fdOutput.split(separator: "\n").first { $0.hasPrefix("fds: ") }
+            #expect(fdLine?.dropFirst(5).split(separator: " ") == ["0", "1", "2", "3"], "\(fdOutput)")
 
             // Ctrl+C while --exec runs: forward ends its session, stops the command with everything it
             // started (its process group: the background sleep, the shell's child, not forward's) and exits 0.
