@@ -13,8 +13,11 @@ extension AgentRunner {
 
     /// The record: `refusedBy` names the rule (``SessionAdmission/Refusal/refusedBy``, or `shell-account`).
     static func sessionRefusedRecord(sessionID: String, refusedBy: String, reason: String, time: Int64) -> JSONValue {
-        var kept = Substring(reason)
-        while kept.utf8.count > Self.maximumRefusalReasonBytes { kept = kept.dropLast() }
+        var bytes = 0
+        let kept = reason.prefix {
+            bytes += $0.utf8.count
+            return bytes <= Self.maximumRefusalReasonBytes
+        }
         return .object([
             ("id", .string(MessageID.random().description)), ("event", "SessionRefused"), ("time", .integer(time)),
             ("sessionId", .string(sessionID)), ("refusedBy", .string(refusedBy)), ("reason", .string(String(kept))),

@@ -51,17 +51,10 @@ public enum ShellAccounts {
         /// create the default account).
         public let isDecision: Bool
 
-        init(_ description: String) {
+        init(_ description: String, isDecision: Bool = true) {
             self.description = description
-            self.isDecision = true
+            self.isDecision = isDecision
         }
-
-        private init(failure description: String) {
-            self.description = description
-            self.isDecision = false
-        }
-
-        static func failure(_ description: String) -> Refusal { Refusal(failure: description) }
     }
 
     /// Decides the account: an agent that is not root can only run shells as itself; a root agent runs them
@@ -276,8 +269,9 @@ public enum ShellAccounts {
         let shell = FileManager.default.isExecutableFile(atPath: "/bin/bash") ? "/bin/bash" : "/bin/sh"
         var errors: [Int32] = [-1, -1]
         guard pipe(&errors) == 0 else {
-            throw Refusal.failure(
-                "could not create the user \(name): no pipe for useradd: \(String(cString: strerror(errno)))"
+            throw Refusal(
+                "could not create the user \(name): no pipe for useradd: \(String(cString: strerror(errno)))",
+                isDecision: false
             )
         }
         let launch = SpawnedProcess.Launch(
@@ -295,7 +289,7 @@ public enum ShellAccounts {
         } catch {
             close(errors[0])
             close(errors[1])
-            throw Refusal.failure("could not create the user \(name): \(error)")
+            throw Refusal("could not create the user \(name): \(error)", isDecision: false)
         }
         close(errors[1])
         let message = String(decoding: FileDescriptorIO.readToEnd(errors[0]), as: UTF8.self)
@@ -303,7 +297,7 @@ public enum ShellAccounts {
         let status = process.waitForExit()
         // Another session may have created it meanwhile (useradd exits 9: the name is taken).
         guard let account = Self.lookup(name) else {
-            throw Refusal.failure("could not create the user \(name): useradd \(status): \(message)")
+            throw Refusal("could not create the user \(name): useradd \(status): \(message)", isDecision: false)
         }
         return account
     }

@@ -8,8 +8,8 @@ import NIOHTTP1
 
 /// The connections inside port sessions, and the sessions an agent refused, as their agents report them
 /// (`POST /v1/connection-records/<instance-id>`, signed by the instance): each becomes an audit record of
-/// its session, under the session's owner. The gateway never reads tunnel bytes for them. Answered once the records are in the
-/// store, so the agent may forget them.
+/// its session, under the session's owner. The gateway never reads tunnel bytes for them. Answered once the
+/// records are in the store, so the agent may forget them.
 extension GatewayState {
     static let connectionEvents: Set<String> = [
         "ConnectionOpened", "ConnectionRefused", "ConnectionClosed", "ConnectionRecordsDropped", "SessionRefused",
