@@ -9,6 +9,7 @@ let package = Package(
     dependencies: [
         .package(name: "jumpgate", path: "../"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
@@ -36,6 +37,16 @@ let package = Package(
             ],
             path: "Benchmarks/HandlerBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        // Not a package-benchmark suite: a forwarder for tunnelbench (scripts/bench-nio-chain).
+        .executableTarget(
+            name: "NIOChain",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            path: "NIOChain"
         ),
     ]
 )

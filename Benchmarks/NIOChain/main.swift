@@ -1,0 +1,194 @@
+// NIOChain: Jumpgate's shape in SwiftNIO with nothing of Jumpgate in it, for scripts/bench-nio-chain.
+//
+//     NIOChain client LISTEN UPSTREAM              plain TCP in, TLS out (like `jumpgate forward`)
+//     NIOChain relay  LISTEN UPSTREAM CERT KEY     TLS in, TLS out (like the gateway)
+//     NIOChain end    LISTEN TARGET   CERT KEY     TLS in, plain TCP out (like the agent)
+//
+// Each accepted connection gets its own outbound connection on the same event loop, and the two are glued
+// byte for byte: no framing, no acknowledgements, no multiplexing, no audit. The sockets are set up the way
+// Jumpgate's are (TCP_NODELAY, one read per wake-up, reads of at most 128 KiB on TLS connections and 64 KiB
+// on plain ones, MultiThreadedEventLoopGroup.singleton), and TLS is NIOSSL with its defaults (TLS 1.3,
+// AES-128-GCM on AES hardware). So the chain costs what NIO, NIOSSL and the kernel cost a byte and a
+// message in three processes and two TLS hops; Jumpgate beside it in one tunnelbench run shows what its own
+// protocol and session engine add (docs/PERFORMANCE.md). Not a model for setups: each connection here makes
+// two TLS handshakes, where Jumpgate opens a stream inside a session.
+import NIOCore
+import NIOPosix
+import NIOSSL
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Glues two channels: what one reads the other writes, flushed once per read burst. A channel reads only
+/// while its partner is writable (the partner's writability change lets it read again), and a channel that
+/// closes closes its partner.
+final class GlueHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private var partner: GlueHandler?
+    private var context: ChannelHandlerContext?
+    private var readPending = false
+
+    static func pair() -> (GlueHandler, GlueHandler) {
+        let first = GlueHandler()
+        let second = GlueHandler()
+        first.partner = second
+        second.partner = first
+        return (first, second)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        self.partner = nil
+    }
+
+    private var isWritable: Bool {
+        self.context?.channel.isActive == true && self.context?.channel.isWritable == true
+    }
+
+    private func partnerRead(_ data: NIOAny) {
+        self.context?.write(data, promise: nil)
+    }
+
+    private func partnerReadComplete() {
+        self.context?.flush()
+    }
+
+    private func partnerClosed() {
+        self.context?.close(promise: nil)
+    }
+
+    private func partnerBecameWritable() {
+        if self.readPending {
+            self.readPending = false
+            self.context?.read()
+        }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.partner?.partnerBecameWritable()
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.partner?.partnerRead(data)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.partner?.partnerReadComplete()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.partner?.partnerClosed()
+        context.fireChannelInactive()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            self.partner?.partnerBecameWritable()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if self.partner?.isWritable == true {
+            context.read()
+        } else {
+            self.readPending = true
+        }
+    }
+}
+
+enum Role: String {
+    case client, relay, end
+}
+
+struct Usage: Error, CustomStringConvertible {
+    var description: String {
+        "usage: NIOChain client LISTEN UPSTREAM | relay LISTEN UPSTREAM CERT KEY | end LISTEN TARGET CERT KEY"
+    }
+}
+
+func address(_ text: String) throws -> SocketAddress {
+    guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) else {
+        throw Usage()
+    }
+    return try SocketAddress(ipAddress: String(text[..<colon]), port: port)
+}
+
+/// NIO_CHAIN_READ_KIB sets one read maximum for every socket instead of Jumpgate's (to try the 256 KiB reads of
+/// ../shared/reference/nio-data-path-measurements.md).
+let readOverride = getenv("NIO_CHAIN_READ_KIB").flatMap { Int(String(cString: $0)) }.map { $0 * 1024 }
+let tlsReads = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: readOverride ?? 128 * 1024)
+let plainReads = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: readOverride ?? 64 * 1024)
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+guard let first = arguments.first, let role = Role(rawValue: first),
+    arguments.count == (role == .client ? 3 : 5)
+else {
+    let text = "\(Usage())\n"
+    _ = write(2, text, text.utf8.count)
+    exit(2)
+}
+let listen = try address(arguments[1])
+let upstream = try address(arguments[2])
+let serverContext: NIOSSLContext? =
+    role == .client
+    ? nil
+    : try NIOSSLContext(
+        configuration: .makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMFile(arguments[3]).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: arguments[4], format: .pem))
+        )
+    )
+var clientConfiguration = TLSConfiguration.makeClientConfiguration()
+clientConfiguration.certificateVerification = .none
+let clientContext: NIOSSLContext? = role == .end ? nil : try NIOSSLContext(configuration: clientConfiguration)
+
+let group = MultiThreadedEventLoopGroup.singleton
+let server = try await ServerBootstrap(group: group)
+    .serverChannelOption(.backlog, value: 4096)
+    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+    .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+    .childChannelOption(.recvAllocator, value: serverContext == nil ? plainReads : tlsReads)
+    .childChannelOption(.maxMessagesPerRead, value: 1)
+    .childChannelInitializer { inbound in
+        inbound.eventLoop.makeCompletedFuture {
+            let (inboundGlue, outboundGlue) = GlueHandler.pair()
+            if let serverContext {
+                try inbound.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: serverContext))
+            }
+            try inbound.pipeline.syncOperations.addHandler(inboundGlue)
+            let outboundHandler = NIOLoopBound(outboundGlue, eventLoop: inbound.eventLoop)
+            ClientBootstrap(group: inbound.eventLoop)
+                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+                .channelOption(.recvAllocator, value: clientContext == nil ? plainReads : tlsReads)
+                .channelOption(.maxMessagesPerRead, value: 1)
+                .channelInitializer { outbound in
+                    outbound.eventLoop.makeCompletedFuture {
+                        if let clientContext {
+                            try outbound.pipeline.syncOperations.addHandler(
+                                NIOSSLClientHandler(context: clientContext, serverHostname: nil)
+                            )
+                        }
+                        try outbound.pipeline.syncOperations.addHandler(outboundHandler.value)
+                    }
+                }
+                .connect(to: upstream)
+                .whenFailure { _ in inbound.close(promise: nil) }
+        }
+    }
+    .bind(to: listen)
+    .get()
+try await server.closeFuture.get()
