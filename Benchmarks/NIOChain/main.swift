@@ -9,9 +9,10 @@
 // Jumpgate's are (TCP_NODELAY, one read per wake-up, reads of at most 128 KiB on TLS connections and 64 KiB
 // on plain ones, MultiThreadedEventLoopGroup.singleton), and TLS is NIOSSL with its defaults (TLS 1.3,
 // AES-128-GCM on AES hardware). So the chain costs what NIO, NIOSSL and the kernel cost a byte and a
-// message in three processes and two TLS hops; Jumpgate beside it in one tunnelbench run shows what its own
-// protocol and session engine add (docs/PERFORMANCE.md). Not a model for setups: each connection here makes
-// two TLS handshakes, where Jumpgate opens a stream inside a session.
+// message in three processes and two TLS hops with Jumpgate's settings; Jumpgate beside it in one tunnelbench
+// run shows what its own protocol and session engine add (docs/PERFORMANCE.md). NIO_CHAIN_TUNED=1 takes the
+// tuned settings of ../shared/reference/nio-data-path-measurements.md instead (see `tuned` below). Not a model
+// for setups: each connection here makes two TLS handshakes, where Jumpgate opens a stream inside a session.
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -21,8 +22,8 @@ import Glibc
 #endif
 
 /// Glues two channels: what one reads the other writes, flushed once per read burst. A channel reads only
-/// while its partner is writable (the partner's writability change lets it read again), and a channel that
-/// closes closes its partner.
+/// while its partner is writable (the partner's writability change lets it read again); the end of one
+/// side's input closes the partner's output (half-close), and a channel that closes closes its partner.
 final class GlueHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -65,6 +66,12 @@ final class GlueHandler: ChannelDuplexHandler {
         self.context?.close(promise: nil)
     }
 
+    /// The partner's peer sent its last byte: pass the end of the stream on (TCP FIN, or TLS close_notify
+    /// then FIN), after what was already written.
+    private func partnerInputClosed() {
+        self.context?.close(mode: .output, promise: nil)
+    }
+
     private func partnerBecameWritable() {
         if self.readPending {
             self.readPending = false
@@ -88,6 +95,13 @@ final class GlueHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         self.partner?.partnerClosed()
         context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .some(.inputClosed) = event as? ChannelEvent {
+            self.partner?.partnerInputClosed()
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -127,11 +141,21 @@ func address(_ text: String) throws -> SocketAddress {
     return try SocketAddress(ipAddress: String(text[..<colon]), port: port)
 }
 
-/// NIO_CHAIN_READ_KIB sets one read maximum for every socket instead of Jumpgate's (to try the 256 KiB reads of
-/// ../shared/reference/nio-data-path-measurements.md).
-let readOverride = getenv("NIO_CHAIN_READ_KIB").flatMap { Int(String(cString: $0)) }.map { $0 * 1024 }
+/// Jumpgate's settings by default. NIO_CHAIN_TUNED=1 takes those of the tuned chain in
+/// ../shared/reference/nio-data-path-measurements.md instead: reads of up to 256 KiB, up to 16 reads per
+/// wake-up, write watermarks of 256 KiB and 1 MiB, one event-loop thread (scripts/bench-nio-chain adds its
+/// glibc malloc thresholds). NIO_CHAIN_READ_KIB sets the read maximum of every socket.
+let tuned = getenv("NIO_CHAIN_TUNED").map { String(cString: $0) == "1" } ?? false
+let readOverride =
+    getenv("NIO_CHAIN_READ_KIB").flatMap { Int(String(cString: $0)) }.map { $0 * 1024 }
+    ?? (tuned ? 256 * 1024 : nil)
 let tlsReads = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: readOverride ?? 128 * 1024)
 let plainReads = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: readOverride ?? 64 * 1024)
+let readsPerWakeUp: UInt = tuned ? 16 : 1
+let watermarks =
+    tuned
+    ? ChannelOptions.Types.WriteBufferWaterMark(low: 256 * 1024, high: 1024 * 1024)
+    : ChannelOptions.Types.WriteBufferWaterMark(low: 32 * 1024, high: 64 * 1024)
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 guard let first = arguments.first, let role = Role(rawValue: first),
@@ -156,13 +180,15 @@ var clientConfiguration = TLSConfiguration.makeClientConfiguration()
 clientConfiguration.certificateVerification = .none
 let clientContext: NIOSSLContext? = role == .end ? nil : try NIOSSLContext(configuration: clientConfiguration)
 
-let group = MultiThreadedEventLoopGroup.singleton
+let group: MultiThreadedEventLoopGroup = tuned ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : .singleton
 let server = try await ServerBootstrap(group: group)
     .serverChannelOption(.backlog, value: 4096)
     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
     .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+    .childChannelOption(.allowRemoteHalfClosure, value: true)
     .childChannelOption(.recvAllocator, value: serverContext == nil ? plainReads : tlsReads)
-    .childChannelOption(.maxMessagesPerRead, value: 1)
+    .childChannelOption(.maxMessagesPerRead, value: readsPerWakeUp)
+    .childChannelOption(.writeBufferWaterMark, value: watermarks)
     .childChannelInitializer { inbound in
         inbound.eventLoop.makeCompletedFuture {
             let (inboundGlue, outboundGlue) = GlueHandler.pair()
@@ -173,8 +199,10 @@ let server = try await ServerBootstrap(group: group)
             let outboundHandler = NIOLoopBound(outboundGlue, eventLoop: inbound.eventLoop)
             ClientBootstrap(group: inbound.eventLoop)
                 .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+                .channelOption(.allowRemoteHalfClosure, value: true)
                 .channelOption(.recvAllocator, value: clientContext == nil ? plainReads : tlsReads)
-                .channelOption(.maxMessagesPerRead, value: 1)
+                .channelOption(.maxMessagesPerRead, value: readsPerWakeUp)
+                .channelOption(.writeBufferWaterMark, value: watermarks)
                 .channelInitializer { outbound in
                     outbound.eventLoop.makeCompletedFuture {
                         if let clientContext {
@@ -186,7 +214,17 @@ let server = try await ServerBootstrap(group: group)
                     }
                 }
                 .connect(to: upstream)
-                .whenFailure { _ in inbound.close(promise: nil) }
+                .whenComplete { result in
+                    switch result {
+                    case .success(let outbound):
+                        // Closing with the inbound side, also when it closed while this one connected (its glue
+                        // handler then had no partner to close). Not `isActive`: a loopback connect can complete
+                        // before the inbound channel is registered.
+                        inbound.closeFuture.whenComplete { _ in outbound.close(promise: nil) }
+                    case .failure:
+                        inbound.close(promise: nil)
+                    }
+                }
         }
     }
     .bind(to: listen)
