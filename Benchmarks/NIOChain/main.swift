@@ -67,9 +67,15 @@ final class GlueHandler: ChannelDuplexHandler {
     }
 
     /// The partner's peer sent its last byte: pass the end of the stream on (TCP FIN, or TLS close_notify
-    /// then FIN), after what was already written.
+    /// then FIN) once everything written before it is out. Not at once: when this side's input has closed
+    /// too, closing the output closes the channel, and a close drops writes not yet on the socket. An empty
+    /// write completes after every write queued before it.
     private func partnerInputClosed() {
-        self.context?.close(mode: .output, promise: nil)
+        guard let context = self.context else { return }
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(self.wrapOutboundOut(ByteBuffer()), promise: promise)
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        promise.futureResult.whenComplete { _ in bound.value.close(mode: .output, promise: nil) }
     }
 
     private func partnerBecameWritable() {
