@@ -148,15 +148,12 @@ func address(_ text: String) throws -> SocketAddress {
 }
 
 /// Jumpgate's settings by default. NIO_CHAIN_TUNED=1 takes those of the tuned chain in
-/// ../shared/reference/nio-data-path-measurements.md instead: reads of up to 256 KiB, up to 16 reads per
-/// wake-up, write watermarks of 256 KiB and 1 MiB, one event-loop thread (scripts/bench-nio-chain adds its
-/// glibc malloc thresholds). NIO_CHAIN_READ_KIB sets the read maximum of every socket.
+/// ../shared/reference/nio-data-path-measurements.md instead: reads of up to 256 KiB on every socket, up to
+/// 16 reads per wake-up, write watermarks of 256 KiB and 1 MiB, one event-loop thread (scripts/bench-nio-chain
+/// adds its glibc malloc thresholds).
 let tuned = getenv("NIO_CHAIN_TUNED").map { String(cString: $0) == "1" } ?? false
-let readOverride =
-    getenv("NIO_CHAIN_READ_KIB").flatMap { Int(String(cString: $0)) }.map { $0 * 1024 }
-    ?? (tuned ? 256 * 1024 : nil)
-let tlsReads = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: readOverride ?? 128 * 1024)
-let plainReads = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: readOverride ?? 64 * 1024)
+let tlsReads = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: (tuned ? 256 : 128) * 1024)
+let plainReads = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: (tuned ? 256 : 64) * 1024)
 let readsPerWakeUp: UInt = tuned ? 16 : 1
 let watermarks =
     tuned
