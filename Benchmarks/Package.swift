@@ -48,5 +48,8 @@ let package = Package(
             ],
             path: "NIOChain"
         ),
+        // Not a package-benchmark suite either: a relay whose bytes stay in the kernel (eBPF sockmap), for
+        // scripts/bench-nio-chain with NIO_CHAIN_E2E=kernel.
+        .executableTarget(name: "KernelRelay", path: "KernelRelay"),
     ]
 )

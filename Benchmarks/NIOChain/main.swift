@@ -2,6 +2,8 @@
 //
 //     NIOChain client LISTEN UPSTREAM              plain TCP in, TLS out (like `jumpgate forward`)
 //     NIOChain relay  LISTEN UPSTREAM CERT KEY     TLS in, TLS out (like the gateway)
+//     NIOChain relay  LISTEN UPSTREAM              plain TCP in and out (a relay-blind gateway: the client's
+//                                                  TLS then ends at `end`, NIO_CHAIN_E2E=1 in the script)
 //     NIOChain end    LISTEN TARGET   CERT KEY     TLS in, plain TCP out (like the agent)
 //
 // Each accepted connection gets its own outbound connection on the same event loop, and the two are glued
@@ -136,7 +138,7 @@ enum Role: String {
 
 struct Usage: Error, CustomStringConvertible {
     var description: String {
-        "usage: NIOChain client LISTEN UPSTREAM | relay LISTEN UPSTREAM CERT KEY | end LISTEN TARGET CERT KEY"
+        "usage: NIOChain client LISTEN UPSTREAM | relay LISTEN UPSTREAM [CERT KEY] | end LISTEN TARGET CERT KEY"
     }
 }
 
@@ -162,7 +164,7 @@ let watermarks =
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 guard let first = arguments.first, let role = Role(rawValue: first),
-    arguments.count == (role == .client ? 3 : 5)
+    arguments.count == (role == .client ? 3 : 5) || (role == .relay && arguments.count == 3)
 else {
     let text = "\(Usage())\n"
     _ = write(2, text, text.utf8.count)
@@ -170,8 +172,10 @@ else {
 }
 let listen = try address(arguments[1])
 let upstream = try address(arguments[2])
+// A relay without a certificate is plain on both sides (relay-blind).
+let terminatesTLS = arguments.count == 5
 let serverContext: NIOSSLContext? =
-    role == .client
+    !terminatesTLS
     ? nil
     : try NIOSSLContext(
         configuration: .makeServerConfiguration(
@@ -181,7 +185,8 @@ let serverContext: NIOSSLContext? =
     )
 var clientConfiguration = TLSConfiguration.makeClientConfiguration()
 clientConfiguration.certificateVerification = .none
-let clientContext: NIOSSLContext? = role == .end ? nil : try NIOSSLContext(configuration: clientConfiguration)
+let clientContext: NIOSSLContext? =
+    role == .end || (role == .relay && !terminatesTLS) ? nil : try NIOSSLContext(configuration: clientConfiguration)
 
 let group: MultiThreadedEventLoopGroup = tuned ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : .singleton
 let server = try await ServerBootstrap(group: group)
