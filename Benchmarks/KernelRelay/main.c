@@ -7,15 +7,21 @@
 // to its partner's send queue), with TLS end to end between the two outer processes. Each accepted connection
 // gets its own upstream connection; both go into a SOCKHASH under the key their partner's segments carry
 // (remote port as the kernel presents it, local port), and one SK_SKB verdict program attached to the map
-// redirects every segment to the partner. The process wakes only to accept, and when one side ends.
+// redirects every segment to the partner. The process wakes only to accept, and to close a pair that ended.
 // Needs CAP_BPF and CAP_NET_ADMIN (root here) and a kernel with CONFIG_BPF_STREAM_PARSER.
 //
-// Known limits, fine for tunnelbench and wrong for a product:
-// - bytes that arrive before both sockets are in the map are moved by hand once, after the insert; a
-//   protocol that speaks first and then keeps talking could race that (TLS's client waits for the server);
-// - the end of one side closes both 100 ms later (the kernel's redirect queue has no completion to wait on),
-//   with no half-close;
-// - keys are ports only: fine on one loopback host, not with many peers.
+// Known limits, fine for tunnelbench's round trips and wrong for a product:
+// - no backpressure: the verdict program takes every segment off the receive queue at once, so the sender's
+//   TCP window never closes and the redirect queue grows without bound (about 1 GB of an upload was still
+//   queued when iperf3's sender finished, docs/PERFORMANCE.md); bulk figures through it are not valid;
+// - the end of one side closes both 100 ms later (the redirect queue has no completion to wait on): what is
+//   still queued then is lost, and there is no half-close;
+// - bytes that arrive before a socket is in the map stay in its own receive queue and are moved by hand once,
+//   after both inserts. Segments that reach the upstream socket between the two inserts would meet a missing
+//   key and be dropped, so the upstream side must stay silent until the client speaks (a TLS server does);
+// - a connection that fails while being paired is closed alone; connect() blocks the loop meanwhile;
+// - IPv4 loopback only, keys are ports only; the verdict-only attach needs Linux 5.13 or later.
+#ifdef __linux__
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -97,14 +103,15 @@ struct key {
     uint32_t local;   // host order
 };
 
-/// The key under which `fd`'s own segments look up their destination.
-static struct key key_of(int fd) {
+/// The key under which `fd`'s own segments look up their destination; false if `fd` is no longer connected.
+static int key_of(int fd, struct key *key) {
     struct sockaddr_in local, remote;
     socklen_t length = sizeof(local);
-    if (getsockname(fd, (struct sockaddr *)&local, &length) < 0) die("getsockname");
+    if (getsockname(fd, (struct sockaddr *)&local, &length) < 0) return 0;
     length = sizeof(remote);
-    if (getpeername(fd, (struct sockaddr *)&remote, &length) < 0) die("getpeername");
-    return (struct key){.remote = htonl(ntohs(remote.sin_port)), .local = ntohs(local.sin_port)};
+    if (getpeername(fd, (struct sockaddr *)&remote, &length) < 0) return 0;
+    *key = (struct key){.remote = htonl(ntohs(remote.sin_port)), .local = ntohs(local.sin_port)};
+    return 1;
 }
 
 static int map_update(int map, struct key key, int fd) {
@@ -189,11 +196,14 @@ int main(int argc, char **argv) {
         int n = 0;
         polled[n++] = (struct pollfd){.fd = listener, .events = POLLIN};
         for (int i = 0; i < count; i++) {
-            short events = pairs[i].closeAt == 0 ? POLLRDHUP : 0;
-            polled[n++] = (struct pollfd){.fd = pairs[i].fds[0], .events = events};
-            polled[n++] = (struct pollfd){.fd = pairs[i].fds[1], .events = events};
+            // A closing pair is left out (a negative fd is skipped): an RST keeps POLLERR set until it closes.
+            int open = pairs[i].closeAt == 0;
+            polled[n++] = (struct pollfd){.fd = open ? pairs[i].fds[0] : -1, .events = POLLRDHUP};
+            polled[n++] = (struct pollfd){.fd = open ? pairs[i].fds[1] : -1, .events = POLLRDHUP};
         }
-        if (poll(polled, n, 20) < 0 && errno != EINTR) die("poll");
+        int closing = 0;
+        for (int i = 0; i < count; i++) closing |= pairs[i].closeAt != 0;
+        if (poll(polled, n, closing ? 20 : -1) < 0 && errno != EINTR) die("poll");
         double t = now();
         for (int i = 0; i < count; i++) {
             struct pair *pair = &pairs[i];
@@ -221,12 +231,26 @@ int main(int argc, char **argv) {
         }
         setsockopt(inbound, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         setsockopt(outbound, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        // The destination first: a segment redirected to a key not yet in the map would be dropped.
-        if (map_update(map, key_of(inbound), outbound) < 0 || map_update(map, key_of(outbound), inbound) < 0) {
-            die("BPF_MAP_UPDATE_ELEM");
+        // The client's segments are redirected to `outbound` first: the upstream side, silent until the client
+        // speaks, gets its own redirect second (see the limits above). A connection that ended meanwhile (the
+        // map refuses a socket that is not established) is closed, and the relay goes on.
+        struct key inboundKey, outboundKey;
+        if (!key_of(inbound, &inboundKey) || !key_of(outbound, &outboundKey)
+            || map_update(map, inboundKey, outbound) < 0 || map_update(map, outboundKey, inbound) < 0) {
+            fprintf(stderr, "KernelRelay: a connection ended while it was paired: %s\n", strerror(errno));
+            close(inbound);
+            close(outbound);
+            continue;
         }
         move_early_bytes(inbound, outbound);
         move_early_bytes(outbound, inbound);
         pairs[count++] = (struct pair){.fds = {inbound, outbound}, .closeAt = 0};
     }
 }
+#else
+#include <stdio.h>
+int main(void) {
+    fprintf(stderr, "KernelRelay needs Linux (eBPF sockmap)\n");
+    return 1;
+}
+#endif

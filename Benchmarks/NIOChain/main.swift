@@ -3,7 +3,7 @@
 //     NIOChain client LISTEN UPSTREAM              plain TCP in, TLS out (like `jumpgate forward`)
 //     NIOChain relay  LISTEN UPSTREAM CERT KEY     TLS in, TLS out (like the gateway)
 //     NIOChain relay  LISTEN UPSTREAM              plain TCP in and out (a relay-blind gateway: the client's
-//                                                  TLS then ends at `end`, NIO_CHAIN_E2E=1 in the script)
+//                                                  TLS then ends at `end`: NIO_CHAIN_E2E=nio in the script)
 //     NIOChain end    LISTEN TARGET   CERT KEY     TLS in, plain TCP out (like the agent)
 //
 // Each accepted connection gets its own outbound connection on the same event loop, and the two are glued

@@ -30,7 +30,7 @@ extension PortSession {
             case .established(let negotiated, let customerMessage):
                 self.established(negotiated, customerMessage: customerMessage)
             case .streamData(let payload):
-                if self.table.isBasic {
+                if self.inTable({ table in table.isBasic }) {
                     self.withStreams { table, actions in table.basicDataReceived(payload, into: &actions) }
                 } else {
                     self.muxBytesReceived(payload)

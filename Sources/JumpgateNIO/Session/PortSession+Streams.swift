@@ -137,9 +137,11 @@ extension PortSession {
     /// Moves a stream's waiting bytes into SSM messages as far as the window and the outgoing buffer
     /// allow; reading its connection stops while bytes wait.
     func pumpStream(_ id: SmuxStreamID) {
-        guard self.negotiated != nil else { return }
+        guard self.inMachine({ machine in machine.negotiated != nil }) else { return }
         var sent = false
-        while !self.ended, self.reliability.canSend, let chunk = self.table.nextChunk(on: id) {
+        while !self.ended, self.inMachine({ machine in machine.reliability.canSend }),
+            let chunk = self.table.nextChunk(on: id)
+        {
             // One copy: the socket's bytes go straight into the frame behind the SSM and smux headers.
             self.sendStreamMessage(payloadType: .output, payloadLength: chunk.payloadLength, isControl: false) {
                 self.table.writeChunk(chunk, into: &$0)

@@ -14,7 +14,11 @@ extension PortSession {
     /// would only queue behind what the peer is not reading (backpressure, not loss), and acknowledgements
     /// wait unread in the socket; writability and the receive bound re-arm it.
     func armTimer() {
-        guard let context = self.context, let next = self.machine.deadline(mayResend: self.mayResend) else { return }
+        guard let context = self.context else { return }
+        let mayResend = self.mayResend
+        guard
+            let next = self.inMachine({ machine in machine.deadline(mayResend: mayResend) })
+        else { return }
         if let current = self.timerDeadline, current <= next { return }
         self.timer?.cancel()
         self.timerDeadline = next

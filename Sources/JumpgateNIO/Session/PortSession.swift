@@ -67,6 +67,18 @@ public final class PortSession: ChannelInboundHandler {
     /// Reliable delivery's state (the send window; tests read its bounds).
     var reliability: ReliableDeliveryStateMachine { self.machine.reliability }
     var negotiated: NegotiatedSession? { self.machine.negotiated }
+
+    /// Runs `body` on the session state machine where it is stored, for reads on the per-message path.
+    /// A method or computed property called on `self.machine` (or on a property that returns part of it)
+    /// runs on a copy: a read of a struct stored in a class copies it out, retaining and then releasing
+    /// every reference it holds. `perf` found that copy in ``armTimer()`` at every read burst (twelfth
+    /// session, docs/PERFORMANCE.md). Inout access is in place; `body` must not reach `self.machine` again.
+    @inline(__always)
+    func inMachine<Result>(_ body: (inout SessionStateMachine) -> Result) -> Result { body(&self.machine) }
+
+    /// The stream table's counterpart of ``inMachine(_:)``.
+    @inline(__always)
+    func inTable<Result>(_ body: (inout StreamTable) -> Result) -> Result { body(&self.table) }
     var ended: Bool { self.machine.isEnded }
     var isAgent: Bool { self.machine.isAgent }
 
@@ -145,7 +157,7 @@ public final class PortSession: ChannelInboundHandler {
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case .binary(let frame) = self.unwrapInboundIn(data) else { return }
         self.reading = true
-        let withholdsOutput = self.table.withholdsBasicOutput
+        let withholdsOutput = self.inTable { table in table.withholdsBasicOutput }
         self.withSession { machine, actions in
             machine.frameReceived(frame, withholdsOutput: withholdsOutput, now: self.now, into: &actions)
         }
