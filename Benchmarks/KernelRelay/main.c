@@ -12,8 +12,9 @@
 //
 // Known limits, fine for tunnelbench's round trips and wrong for a product:
 // - no backpressure: the verdict program takes every segment off the receive queue at once, so the sender's
-//   TCP window never closes and the redirect queue grows without bound (about 1 GB of an upload was still
-//   queued when iperf3's sender finished, docs/PERFORMANCE.md); bulk figures through it are not valid;
+//   TCP window never closes and the redirect queue grows without bound (about 1 GiB of an upload had not
+//   reached the receiver when iperf3's sender finished, and was lost at the close; docs/PERFORMANCE.md):
+//   bulk figures through it are not valid;
 // - the end of one side closes both 100 ms later (the redirect queue has no completion to wait on): what is
 //   still queued then is lost, and there is no half-close;
 // - bytes that arrive before a socket is in the map stay in its own receive queue and are moved by hand once,
@@ -137,8 +138,10 @@ static void move_early_bytes(int from, int to) {
     for (;;) {
         ssize_t got = recv(from, buffer, sizeof(buffer), MSG_DONTWAIT);
         if (got <= 0) return;
+        // Never blocks the loop: a few KiB into an empty send buffer. If it would, the rest is dropped (a
+        // known limit: a client that sends more than a socket buffer before it is paired).
         for (ssize_t sent = 0; sent < got;) {
-            ssize_t n = send(to, buffer + sent, got - sent, MSG_NOSIGNAL);
+            ssize_t n = send(to, buffer + sent, got - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
             if (n <= 0) return;
             sent += n;
         }
@@ -222,7 +225,11 @@ int main(int argc, char **argv) {
         }
         if (!(polled[0].revents & POLLIN)) continue;
         int inbound = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
-        if (inbound < 0) continue;
+        if (inbound < 0) {
+            // Out of descriptors (EMFILE) leaves the listener readable: wait instead of spinning on it.
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) usleep(100000);
+            continue;
+        }
         int outbound = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (count == MAX_PAIRS || connect(outbound, (struct sockaddr *)&upstream, sizeof(upstream)) < 0) {
             close(inbound);
@@ -231,9 +238,10 @@ int main(int argc, char **argv) {
         }
         setsockopt(inbound, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         setsockopt(outbound, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        // The client's segments are redirected to `outbound` first: the upstream side, silent until the client
-        // speaks, gets its own redirect second (see the limits above). A connection that ended meanwhile (the
-        // map refuses a socket that is not established) is closed, and the relay goes on.
+        // The first insert puts `outbound` in the map (under the inbound socket's key), so from then on the
+        // upstream's own segments are judged, and find no key until the second insert: the upstream must stay
+        // silent until the client speaks (see the limits above). A connection that ended meanwhile (the map
+        // refuses a socket that is not established) is closed, and the relay goes on.
         struct key inboundKey, outboundKey;
         if (!key_of(inbound, &inboundKey) || !key_of(outbound, &outboundKey)
             || map_update(map, inboundKey, outbound) < 0 || map_update(map, outboundKey, inbound) < 0) {

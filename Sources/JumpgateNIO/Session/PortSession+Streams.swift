@@ -9,7 +9,7 @@ extension PortSession {
     /// time; later ones wait (unread) until it ends, as with the official plugin.
     public func openStream(for channel: any Channel) throws -> SmuxStreamID {
         if !self.table.isBasic {
-            guard self.reliability.canSendControl else {
+            guard self.inMachine({ machine in machine.reliability.canSendControl }) else {
                 // The agent has acknowledged nothing for thousands of messages: refuse this connection only.
                 throw WireError(.bufferFull, "the session's send buffer is full")
             }

@@ -22,7 +22,8 @@ extension PortSession {
     /// Whether the terminal's output waits for the session (the send window is full, or the data channel is
     /// being resumed): reading the terminal is paused meanwhile.
     public var terminalOutputWaits: Bool {
-        self.table.isReadPaused(StreamTable.basicStreamID) || !self.reliability.canSend || self.context == nil
+        self.table.isReadPaused(StreamTable.basicStreamID)
+            || !self.inMachine({ machine in machine.reliability.canSend }) || self.context == nil
     }
 
     /// Agent: what a non-interactive command wrote to its standard error, sent as stderr payloads (type 11)
@@ -42,7 +43,9 @@ extension PortSession {
 
     /// Whether standard error's reading waits (the send window is full, or the data channel is being
     /// resumed).
-    public var standardErrorWaits: Bool { !self.reliability.canSend || self.context == nil }
+    public var standardErrorWaits: Bool {
+        !self.inMachine({ machine in machine.reliability.canSend }) || self.context == nil
+    }
 
     /// Agent: the program on the terminal ended. Its exit status goes to a client that accepts it
     /// (`exit-code`), then the session ends once the client has everything, or after `within`

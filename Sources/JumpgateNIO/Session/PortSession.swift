@@ -67,20 +67,22 @@ public final class PortSession: ChannelInboundHandler {
     /// Reliable delivery's state (the send window; tests read its bounds).
     var reliability: ReliableDeliveryStateMachine { self.machine.reliability }
     var negotiated: NegotiatedSession? { self.machine.negotiated }
+    var ended: Bool { self.machine.isEnded }
+    var isAgent: Bool { self.machine.isAgent }
 
     /// Runs `body` on the session state machine where it is stored, for reads on the per-message path.
-    /// A method or computed property called on `self.machine` (or on a property that returns part of it)
-    /// runs on a copy: a read of a struct stored in a class copies it out, retaining and then releasing
-    /// every reference it holds. `perf` found that copy in ``armTimer()`` at every read burst (twelfth
-    /// session, docs/PERFORMANCE.md). Inout access is in place; `body` must not reach `self.machine` again.
+    /// A method or computed property called on `self.machine` (or through an accessor such as ``reliability``
+    /// that returns part of it) runs on a copy: a read of a struct stored in a class copies it out, retaining
+    /// and then releasing every reference it holds. A stored property read directly is not copied whole.
+    /// `perf` found such copies in ``armTimer()`` at every read burst (twelfth session, docs/PERFORMANCE.md).
+    /// The access is a modify access, in place: `body` must not reach `self.machine` again, not even to read
+    /// it (through ``ended``, ``isAgent``, ``negotiated`` or ``reliability``), or the exclusivity check traps.
     @inline(__always)
     func inMachine<Result>(_ body: (inout SessionStateMachine) -> Result) -> Result { body(&self.machine) }
 
     /// The stream table's counterpart of ``inMachine(_:)``.
     @inline(__always)
     func inTable<Result>(_ body: (inout StreamTable) -> Result) -> Result { body(&self.table) }
-    var ended: Bool { self.machine.isEnded }
-    var isAgent: Bool { self.machine.isAgent }
 
     /// The session's local traffic so far. Read on the session's event loop.
     public var traffic: PortSessionTraffic {
