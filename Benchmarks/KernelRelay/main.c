@@ -196,16 +196,15 @@ int main(int argc, char **argv) {
     int count = 0;
     static struct pollfd polled[1 + 2 * MAX_PAIRS];
     for (;;) {
-        int n = 0;
+        int n = 0, closing = 0;
         polled[n++] = (struct pollfd){.fd = listener, .events = POLLIN};
         for (int i = 0; i < count; i++) {
             // A closing pair is left out (a negative fd is skipped): an RST keeps POLLERR set until it closes.
             int open = pairs[i].closeAt == 0;
+            closing |= !open;
             polled[n++] = (struct pollfd){.fd = open ? pairs[i].fds[0] : -1, .events = POLLRDHUP};
             polled[n++] = (struct pollfd){.fd = open ? pairs[i].fds[1] : -1, .events = POLLRDHUP};
         }
-        int closing = 0;
-        for (int i = 0; i < count; i++) closing |= pairs[i].closeAt != 0;
         if (poll(polled, n, closing ? 20 : -1) < 0 && errno != EINTR) die("poll");
         double t = now();
         for (int i = 0; i < count; i++) {
