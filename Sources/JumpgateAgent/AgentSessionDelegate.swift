@@ -86,7 +86,9 @@ final class AgentSessionDelegate: PortSessionDelegate, Sendable {
     }
 
     /// The target is connected: its recorder goes first in the pipeline (it sees every byte count and the
-    /// close), the opening is journalled, and the session takes the connection.
+    /// close), the session takes the connection and writes what the client sent meanwhile, and then the
+    /// opening is journalled: the journal's write is not on the path of a new connection's first bytes.
+    /// The recorder journals the opening before the close if the connection ends first.
     private static func attach(
         _ channel: any Channel,
         to id: SmuxStreamID,
@@ -94,13 +96,11 @@ final class AgentSessionDelegate: PortSessionDelegate, Sendable {
         facts: ConnectionFacts,
         runner: AgentRunner
     ) {
+        let recorder = ConnectionRecorder(facts: facts, journal: runner.journal) { runner.scheduleReport() }
         do {
             try session.attach(channel, to: id) { channel in
                 do {
-                    try channel.pipeline.syncOperations.addHandler(
-                        ConnectionRecorder(facts: facts, journal: runner.journal) { runner.scheduleReport() },
-                        position: .first
-                    )
+                    try channel.pipeline.syncOperations.addHandler(recorder, position: .first)
                 } catch {
                     // The pipeline is gone already: the session refuses the stream (PortSession.attach).
                     runner.journal.append(
@@ -111,9 +111,9 @@ final class AgentSessionDelegate: PortSessionDelegate, Sendable {
                     )
                     throw error
                 }
-                runner.journal.append(facts.record("ConnectionOpened"))
-                // Closed before the recorder was in place: its close is recorded here.
+                // Closed before the recorder was in place: its opening and close are recorded here.
                 if !channel.isActive {
+                    recorder.recordOpened()
                     runner.journal.append(
                         facts.record(
                             "ConnectionClosed",
@@ -125,6 +125,7 @@ final class AgentSessionDelegate: PortSessionDelegate, Sendable {
                     )
                 }
             }
+            recorder.recordOpened()
         } catch {
             channel.close(promise: nil)
         }

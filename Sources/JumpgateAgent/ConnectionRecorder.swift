@@ -25,9 +25,10 @@ struct ConnectionFacts: Sendable {
     }
 }
 
-/// First in a target connection's pipeline: counts the bytes each way (written: once the socket took
-/// them) and, when the connection closes, journals its record with the bytes, duration and why it closed.
-/// It reads nothing of the bytes themselves.
+/// First in a target connection's pipeline: journals the connection's opening (``recordOpened()``, once the
+/// session has written what waited for it), counts the bytes each way (written: once the socket took them)
+/// and, when the connection closes, journals its record with the bytes, duration and why it closed, after
+/// the opening's. It reads nothing of the bytes themselves.
 final class ConnectionRecorder: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -40,11 +41,19 @@ final class ConnectionRecorder: ChannelDuplexHandler {
     private var closedByClient = false
     private var targetClosedInput = false
     private var error: String?
+    private var openedRecorded = false
 
     init(facts: ConnectionFacts, journal: ConnectionJournal, onRecord: @escaping @Sendable () -> Void) {
         self.facts = facts
         self.journal = journal
         self.onRecord = onRecord
+    }
+
+    /// Journals the connection's opening, once.
+    func recordOpened() {
+        guard !self.openedRecorded else { return }
+        self.openedRecorded = true
+        self.journal.append(self.facts.record("ConnectionOpened"))
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -95,6 +104,7 @@ final class ConnectionRecorder: ChannelDuplexHandler {
             reason = "connection lost"
         }
         let duration = (NIODeadline.now() - self.facts.opened).nanoseconds / 1_000_000
+        self.recordOpened()  // a connection that ended while the session took it
         self.journal.append(
             self.facts.record(
                 "ConnectionClosed",

@@ -275,7 +275,11 @@ struct PortSessionBackToBackTests {
         for seed in 3..<6 { try target.send(ByteBuffer.pattern(65_536, seed: UInt8(seed))) }
         var payloads: [BackToBack.Side: [Int]] = [.client: [], .agent: []]
         try pair.settle { side, frame in
-            if let message = try? SSMMessage(decoding: frame), message.payloadType == .output {
+            // Data messages only: the agent's window update (the client's 192 KiB need it) goes alone.
+            if let message = try? SSMMessage(decoding: frame), message.payloadType == .output,
+                message.payload.getInteger(at: message.payload.readerIndex + 1, as: UInt8.self)
+                    != SmuxCommand.upd.rawValue
+            {
                 payloads[side, default: []].append(message.payload.readableBytes)
             }
             return [frame]

@@ -99,7 +99,7 @@ struct SmuxTests {
         #expect([a, b, c].map(\.rawValue) == [3, 5, 7])
         #expect(framesA == [SmuxFrame(version: 1, command: .syn, streamID: a)])  // v1: no window update
         let synA = framesA[0]
-        #expect(try server.frameReceived(synA) == .streamOpened(a, windowUpdate: nil))
+        #expect(try server.frameReceived(synA) == .streamOpened(a))
         #expect(try server.frameReceived(synA) == .none)  // duplicate SYN ignored
         #expect(client.sendableBytes(on: a) == 32768)  // v1: no per-stream window
         try client.dataWillBeSent(on: a, count: 5)
@@ -135,7 +135,7 @@ struct SmuxTests {
         var server = SmuxSession(configuration: .init(version: 1, role: .server, maximumStreams: 1))
         #expect(
             try server.frameReceived(SmuxFrame(version: 1, command: .syn, streamID: SmuxStreamID(3)))
-                == .streamOpened(SmuxStreamID(3), windowUpdate: nil)
+                == .streamOpened(SmuxStreamID(3))
         )
         #expect(
             try server.frameReceived(SmuxFrame(version: 1, command: .syn, streamID: SmuxStreamID(5)))
@@ -155,11 +155,8 @@ struct SmuxTests {
         )
         let (a, framesA) = try client.openStream()
         let (b, framesB) = try client.openStream()
-        for frame in framesA + framesB {
-            if case .streamOpened(_, let update?) = try server.frameReceived(frame) {
-                _ = try client.frameReceived(update)
-            }
-        }
+        // Both sides' windows are the initial one: the server's announcement would change nothing.
+        for frame in framesA + framesB { _ = try server.frameReceived(frame) }
         let chunk = ByteBuffer(repeating: 0xAB, count: 32768)
 
         // Stream A: the server's reader never consumes, so A's window fills and A stops.
@@ -269,12 +266,8 @@ struct SmuxV2DefaultsTests {
         var client = SmuxSession(configuration: .init(version: 2, role: .client))
         var server = SmuxSession(configuration: .init(version: 2, role: .server))
         let (id, opening) = try client.openStream()
-        for frame in opening {
-            switch try server.frameReceived(frame) {
-            case .streamOpened(_, let update?): _ = try client.frameReceived(update)
-            default: break
-            }
-        }
+        // The server never sends data back: its window must reach the client all the same.
+        for frame in opening { _ = try server.frameReceived(frame) }
         let chunk = ByteBuffer(repeating: 7, count: SmuxFrame.maximumDataSize)
         var moved = 0
         for _ in 0..<100_000 where moved < total {
@@ -296,19 +289,53 @@ struct SmuxV2DefaultsTests {
         #expect(try Self.transfer(total: 64 << 20) == 64 << 20)
     }
 
-    @Test("each side advertises its receive window as soon as a stream opens")
+    @Test("the opener advertises its window with its SYN; the accepting side with its first data")
     func initialAdvertisement() throws {
         var client = SmuxSession(configuration: .init(version: 2, role: .client, streamReceiveWindow: 4 << 20))
         let (id, frames) = try client.openStream()
         #expect(frames.count == 2)
         #expect(frames[1].windowUpdate == .init(consumed: 0, window: 4 << 20))
         var server = SmuxSession(configuration: .init(version: 2, role: .server, streamReceiveWindow: 3 << 20))
-        guard case .streamOpened(id, let update?) = try server.frameReceived(frames[0]) else {
-            Issue.record("the server must answer a SYN with its window")
-            return
-        }
-        #expect(update.windowUpdate == .init(consumed: 0, window: 3 << 20))
-        _ = try client.frameReceived(update)
+        // No message of its own for the window: a setup that answers carries it with the answer.
+        #expect(try server.frameReceived(frames[0]) == .streamOpened(id))
+        #expect(server.announcesWindow(on: id))
+        #expect(client.sendableBytes(on: id) == SmuxFrame.maximumDataSize)  // the initial 256 KiB meanwhile
+        let update = try requireValue(server.takeWindowAnnouncement(on: id))
+        #expect(update == .init(consumed: 0, window: 3 << 20))
+        let again = server.takeWindowAnnouncement(on: id)
+        #expect(!server.announcesWindow(on: id) && again == nil)
+        _ = try client.frameReceived(.windowUpdate(streamID: id, update))
         #expect(client.sendableBytes(on: id) == SmuxFrame.maximumDataSize)
+    }
+
+    @Test("an accepting side that sends nothing back tells its window once a quarter of the initial one is consumed")
+    func announcementWithoutData() throws {
+        var client = SmuxSession(configuration: .init(version: 2, role: .client))
+        var server = SmuxSession(configuration: .init(version: 2, role: .server, streamReceiveWindow: 3 << 20))
+        let (id, frames) = try client.openStream()
+        for frame in frames { _ = try server.frameReceived(frame) }
+        let quarter = Int(server.configuration.initialPeerWindow / 4)
+        let early = server.dataConsumed(on: id, count: quarter - 1)
+        #expect(early == nil)
+        let update = try requireValue(server.dataConsumed(on: id, count: 1))
+        #expect(update.windowUpdate == .init(consumed: UInt32(quarter), window: 3 << 20))
+        #expect(!server.announcesWindow(on: id))
+        // Then the usual rule: the next update after a quarter of the announced window.
+        let short = server.dataConsumed(on: id, count: (3 << 20) / 4 - 1)
+        let next = server.dataConsumed(on: id, count: 1)
+        #expect(short == nil && next != nil)
+    }
+
+    @Test("a stream the peer has finished is never announced")
+    func noAnnouncementAfterFIN() throws {
+        var client = SmuxSession(configuration: .init(version: 2, role: .client))
+        var server = SmuxSession(configuration: .init(version: 2, role: .server))
+        let (id, frames) = try client.openStream()
+        for frame in frames { _ = try server.frameReceived(frame) }
+        _ = try server.frameReceived(try requireValue(client.closeStream(id)))
+        #expect(!server.announcesWindow(on: id))
+        let consumed = server.dataConsumed(on: id, count: 1 << 16, grow: false)
+        let taken = server.takeWindowAnnouncement(on: id)
+        #expect(consumed == nil && taken == nil)
     }
 }

@@ -8,10 +8,10 @@ struct SmuxWindowGrowthTests {
     /// Opens a v2 stream from `client` to `server` and hands the server's window to the client.
     static func openV2(_ client: inout SmuxSession, _ server: inout SmuxSession) throws -> SmuxStreamID {
         let (id, frames) = try client.openStream()
-        for frame in frames {
-            if case .streamOpened(_, let update?) = try server.frameReceived(frame) {
-                _ = try client.frameReceived(update)
-            }
+        for frame in frames { _ = try server.frameReceived(frame) }
+        // The server's window, as its first data back on the stream would carry it.
+        if let update = server.takeWindowAnnouncement(on: id) {
+            _ = try client.frameReceived(.windowUpdate(streamID: id, update))
         }
         return id
     }

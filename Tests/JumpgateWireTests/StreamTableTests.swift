@@ -393,6 +393,39 @@ struct StreamTableTests {
         }
     }
 
+    @Test("agent: a stream's window goes back in its first data message, ahead of the data, and only there")
+    func agentAnnouncesWindowWithData() throws {
+        var (table, _) = Self.table(agent: true)
+        var actions: [Action] = []
+        try table.frameReceived(self.frame(.syn), into: &actions)
+        #expect(actions == [.dial(Self.stream3)])  // no UPD of its own
+        actions.removeAll()
+        let connection = try requireValue(table.attach(Self.stream3, into: &actions))
+        let maximum = Self.negotiated(.mux(smuxVersion: 2, keepAlive: false)).maximumPayloadSize(sentByAgent: true)
+        for round in 0..<2 {
+            let taken = table.localRead(Self.stream3, connection, Self.bytes(round == 0 ? 1000 : maximum))
+            #expect(taken)
+            let chunk = try requireValue(table.nextChunk(on: Self.stream3))
+            var payload = ByteBuffer()
+            table.writeChunk(chunk, into: &payload)
+            #expect(payload.readableBytes == chunk.payloadLength)
+            #expect(payload.readableBytes <= maximum)
+            var parser = SmuxStreamParser()
+            let frames = try parser.frames(payload)
+            if round == 0 {
+                #expect(frames.first?.command == .upd)
+                #expect(frames.first?.windowUpdate?.consumed == 0)
+                #expect(frames.dropFirst().allSatisfy { $0.command == .psh })
+            } else {
+                #expect(frames.allSatisfy { $0.command == .psh })
+            }
+            #expect(
+                frames.reduce(0) { $0 + ($1.command == .psh ? $1.data.readableBytes : 0) } == chunk.first + chunk.second
+            )
+            Self.sendAll(&table, on: Self.stream3)
+        }
+    }
+
     @Test("agent: a refused stream says why (connect-errors), flags it and ends it; basic mode ends the session")
     func agentRefuses() throws {
         for connectErrors in [true, false] {
@@ -474,6 +507,9 @@ struct StreamTableTests {
         let id = Self.stream3
         try table.frameReceived(self.frame(.syn, id), into: &actions)
         let connection = try requireValue(table.attach(id, into: &actions))
+        // The target answers first: its bytes carry the stream's 2 MiB window to the client.
+        let answered = table.localRead(id, connection, Self.bytes(10))
+        #expect(answered && Self.sendAll(&table, on: id) == 10)
         // The target takes 512 KiB at once: a quarter of the 2 MiB window, so it doubles.
         var windows: [UInt32] = []
         for _ in 0..<16 {

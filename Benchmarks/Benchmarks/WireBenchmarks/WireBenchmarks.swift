@@ -116,10 +116,10 @@ let benchmarks: @Sendable () -> Void = {
             var client = SmuxSession(configuration: .init(version: 2, role: .client))
             var server = SmuxSession(configuration: .init(version: 2, role: .server))
             let (id, opening) = try client.openStream()
-            for frame in opening {
-                if case .streamOpened(_, let update?) = try server.frameReceived(frame) {
-                    _ = try client.frameReceived(update)
-                }
+            for frame in opening { _ = try server.frameReceived(frame) }
+            // The server's window, as its first data back on the stream would carry it.
+            if let update = server.takeWindowAnnouncement(on: id) {
+                _ = try client.frameReceived(.windowUpdate(streamID: id, update))
             }
             let data = ByteBuffer(repeating: 1, count: 32768)
             var moved = 0

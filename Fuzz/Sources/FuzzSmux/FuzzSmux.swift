@@ -23,7 +23,7 @@ func fuzzOne(_ input: FuzzInput) {
                 guard let event = try? session.frameReceived(frame) else { break }
                 fuzzCheck(session.openStreamCount <= 8, "the stream table grew past its limit")
                 switch event {
-                case .streamOpened(_, let update?), .refuse(let update):
+                case .refuse(let update):
                     check(update, version: version)
                 case .data(let id, let data):
                     if let update = session.dataConsumed(on: id, count: data.readableBytes) {

@@ -85,11 +85,32 @@ extension StreamTable {
         public var second: Int
         /// The smux version, or nil in basic mode (no smux header).
         public var smuxVersion: UInt8?
+        /// smux v2, a stream the peer opened: this side's window, told to the peer in a UPD ahead of the
+        /// stream's first data (``SmuxSession/takeWindowAnnouncement(on:)``).
+        public var windowAnnouncement: SmuxFrame.WindowUpdate?
+
+        public init(
+            streamID: SmuxStreamID,
+            first: Int,
+            second: Int,
+            smuxVersion: UInt8?,
+            windowAnnouncement: SmuxFrame.WindowUpdate? = nil
+        ) {
+            self.streamID = streamID
+            self.first = first
+            self.second = second
+            self.smuxVersion = smuxVersion
+            self.windowAnnouncement = windowAnnouncement
+        }
+
+        /// What a UPD frame takes in a payload.
+        static let windowUpdateSize = SmuxFrame.headerSize + 8
 
         /// The message's payload length.
         public var payloadLength: Int {
             guard self.smuxVersion != nil else { return self.first }
-            return SmuxFrame.headerSize + self.first + (self.second > 0 ? SmuxFrame.headerSize + self.second : 0)
+            return (self.windowAnnouncement == nil ? 0 : Self.windowUpdateSize) + SmuxFrame.headerSize + self.first
+                + (self.second > 0 ? SmuxFrame.headerSize + self.second : 0)
         }
     }
 
@@ -109,12 +130,19 @@ extension StreamTable {
             let maximumData = min(SmuxFrame.maximumDataSize, self.maximumPayload - SmuxFrame.headerSize)
             let first = min(self.mux!.sendableBytes(on: id), backlog, maximumData)
             guard first > 0, (try? self.mux!.dataWillBeSent(on: id, count: first)) != nil else { return nil }
+            var chunk = Chunk(streamID: id, first: first, second: 0, smuxVersion: version)
             let room = self.maximumPayload - SmuxFrame.headerSize - first - SmuxFrame.headerSize
             let second = max(0, min(self.mux!.sendableBytes(on: id), backlog - first, maximumData, room))
-            guard second > 0, (try? self.mux!.dataWillBeSent(on: id, count: second)) != nil else {
-                return Chunk(streamID: id, first: first, second: 0, smuxVersion: version)
+            if second > 0, (try? self.mux!.dataWillBeSent(on: id, count: second)) != nil { chunk.second = second }
+            // The window's announcement rides along where it fits: a full message stays full (its rest would
+            // cost a message of its own), and the announcement then waits for a shorter one, or goes alone
+            // once the peer's data needs it (SmuxSession.dataConsumed).
+            if version == 2, chunk.payloadLength + Chunk.windowUpdateSize <= self.maximumPayload,
+                self.mux!.announcesWindow(on: id)
+            {
+                chunk.windowAnnouncement = self.mux!.takeWindowAnnouncement(on: id)
             }
-            return Chunk(streamID: id, first: first, second: second, smuxVersion: version)
+            return chunk
         }
     }
 
@@ -125,6 +153,10 @@ extension StreamTable {
         guard let version = chunk.smuxVersion else {
             self.streams[id]!.backlog.move(chunk.first, into: &payload)
             return
+        }
+        if let update = chunk.windowAnnouncement {
+            payload.writeSmuxHeader(version: version, command: .upd, length: 8, streamID: id)
+            payload.writeMultipleIntegers(update.consumed, update.window, endianness: .little)
         }
         payload.writeSmuxHeader(version: version, command: .psh, length: UInt16(chunk.first), streamID: id)
         self.streams[id]!.backlog.move(chunk.first, into: &payload)

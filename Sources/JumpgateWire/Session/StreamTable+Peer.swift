@@ -10,8 +10,7 @@ extension StreamTable {
         switch event {
         case .none:
             break
-        case .streamOpened(let id, let update):
-            if let update { actions.append(.sendFrame(update)) }
+        case .streamOpened(let id):
             self.streams[id] = Stream(serial: self.newSerial())
             actions.append(.dial(id))
         case .refuse(let fin):

@@ -75,6 +75,12 @@ public struct SmuxSession: Sendable {
         var consumedSinceUpdate: UInt32 = 0
         /// The receive window this side advertises for the stream; it only grows.
         var window: UInt32
+        /// Version 2: whether the peer has been told ``window`` (until then it assumes
+        /// ``Configuration/initialPeerWindow``). A stream this side opens announces it with its SYN; a stream
+        /// the peer opens announces it with its first frame of data back, or alone once a quarter of the
+        /// initial window has been consumed (``dataConsumed(on:count:grow:)``): a setup that answers
+        /// costs no message of its own for it.
+        var windowAnnounced: Bool
     }
 
     public let configuration: Configuration
@@ -107,12 +113,16 @@ public struct SmuxSession: Sendable {
         }
         self.lastOpenedID &+= 2
         let id = SmuxStreamID(self.lastOpenedID)
-        self.streams[id] = self.newStream()
+        self.streams[id] = self.newStream(windowAnnounced: true)
         return (id, [self.frame(.syn, id)] + [self.initialWindowUpdate(id)].compactMap { $0 })
     }
 
-    private func newStream() -> Stream {
-        Stream(peerWindow: self.configuration.initialPeerWindow, window: self.configuration.streamReceiveWindow)
+    private func newStream(windowAnnounced: Bool) -> Stream {
+        Stream(
+            peerWindow: self.configuration.initialPeerWindow,
+            window: self.configuration.streamReceiveWindow,
+            windowAnnounced: windowAnnounced || self.configuration.version != 2
+        )
     }
 
     /// The receive window this side currently advertises for `id` (version 2), nil for no such stream.
@@ -137,6 +147,25 @@ public struct SmuxSession: Sendable {
         self.grownWindowBytes -= self.charged(stream)
         stream.readerGone = true
         self.streams[id] = stream
+    }
+
+    /// Version 2: whether `id`'s window has yet to be told to the peer (a stream the peer opened, before
+    /// this side's first data on it), and the peer may still send.
+    public func announcesWindow(on id: SmuxStreamID) -> Bool {
+        guard let stream = self.streams[id] else { return false }
+        return !stream.windowAnnounced && !stream.remoteClosed
+    }
+
+    /// Version 2, a stream the peer opened: the UPD that tells the peer this side's window, if it has not
+    /// been sent yet (and the peer may still send); it is counted as sent. The caller puts it in the same
+    /// message as the stream's first data (``StreamTable/nextChunk(on:)``).
+    public mutating func takeWindowAnnouncement(on id: SmuxStreamID) -> SmuxFrame.WindowUpdate? {
+        guard var stream = self.streams[id], !stream.windowAnnounced else { return nil }
+        stream.windowAnnounced = true
+        stream.consumedSinceUpdate = 0
+        self.streams[id] = stream
+        guard !stream.remoteClosed else { return nil }
+        return .init(consumed: stream.consumed, window: stream.window)
     }
 
     /// Version 2: the window this side advertises for a new stream.
@@ -188,7 +217,22 @@ public struct SmuxSession: Sendable {
         stream.consumed &+= UInt32(count)
         stream.consumedSinceUpdate &+= UInt32(count)
         var update: SmuxFrame?
-        if stream.consumedSinceUpdate >= stream.window / 4 {
+        if !stream.windowAnnounced {
+            // Nothing went back on the stream yet: the peer still counts on the initial window. Tell it
+            // this side's window (without growing it) once a quarter of that is consumed, so that it is
+            // never stalled waiting for data this side would have to send first.
+            if stream.consumed >= self.configuration.initialPeerWindow / 4 {
+                stream.windowAnnounced = true
+                stream.consumedSinceUpdate = 0
+                if !stream.remoteClosed {
+                    update = .windowUpdate(
+                        version: 2,
+                        streamID: id,
+                        .init(consumed: stream.consumed, window: stream.window)
+                    )
+                }
+            }
+        } else if stream.consumedSinceUpdate >= stream.window / 4 {
             stream.consumedSinceUpdate = 0
             let grown = min(
                 stream.window.multipliedReportingOverflow(by: 2).partialValue,
@@ -230,9 +274,9 @@ public struct SmuxSession: Sendable {
 
     public enum Event: Sendable, Equatable {
         case none
-        /// The peer opened a stream (server role): dial the target for it, and send `windowUpdate`
-        /// (version 2) so the peer knows this side's receive window.
-        case streamOpened(SmuxStreamID, windowUpdate: SmuxFrame?)
+        /// The peer opened a stream (server role): dial the target for it. In version 2 this side's window
+        /// goes back with the stream's first data (``takeWindowAnnouncement(on:)``).
+        case streamOpened(SmuxStreamID)
         /// The peer refused or exceeded the stream limit: send this FIN.
         case refuse(SmuxFrame)
         /// Data for the stream's local TCP connection.
@@ -260,8 +304,9 @@ public struct SmuxSession: Sendable {
             guard self.streams.count < self.configuration.maximumStreams else {
                 return .refuse(self.frame(.fin, id))
             }
-            self.streams[id] = self.newStream()
-            return .streamOpened(id, windowUpdate: self.initialWindowUpdate(id))
+            // The window goes back with the stream's first data (``takeWindowAnnouncement(on:)``).
+            self.streams[id] = self.newStream(windowAnnounced: false)
+            return .streamOpened(id)
         case .fin:
             guard var stream = self.streams[id] else { return .none }
             stream.remoteClosed = true
