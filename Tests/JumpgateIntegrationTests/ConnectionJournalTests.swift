@@ -170,7 +170,7 @@ struct ConnectionJournalTests {
 }
 
 /// The record a target connection leaves when it closes (`ConnectionRecorder`, in an EmbeddedChannel).
-@Suite("Connection recorder: the closing record")
+@Suite("Connection recorder: the opening and closing records")
 struct ConnectionRecorderTests {
     @Test("the duration comes from the monotonic clock, and the bytes the socket took are counted")
     func durationAndBytes() throws {
@@ -195,5 +195,52 @@ struct ConnectionRecorderTests {
         let duration = try #require(closed["durationMs"]?.int64Value)
         #expect(duration >= 1500 && duration < 60_000, "durationMs \(duration)")
         #expect(closed["bytesToTarget"]?.int64Value == 100 && closed["bytesFromTarget"]?.int64Value == 7)
+    }
+
+    static func recorder(_ journal: ConnectionJournal) -> ConnectionRecorder {
+        let facts = ConnectionFacts(
+            sessionID: "s-1",
+            streamID: 3,
+            destination: "db:5432",
+            address: "127.0.0.1:5432",
+            opened: .now()
+        )
+        return ConnectionRecorder(facts: facts, journal: journal) {}
+    }
+
+    static func events(_ journal: ConnectionJournal) -> [String] {
+        journal.pending(limit: 100).compactMap { try? JSONValue(parsing: $0)["event"]?.stringValue }
+    }
+
+    @Test("the session's recordOpened after the early data, then the close: Opened once, then Closed")
+    func openedThenClosed() throws {
+        let directory = try ConnectionJournalTests.directory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let journal = ConnectionJournal(directory: directory)
+        let recorder = Self.recorder(journal)
+        let channel = EmbeddedChannel(handler: recorder)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 5432)).wait()
+        #expect(Self.events(journal).isEmpty)
+        recorder.recordOpened()
+        recorder.recordOpened()
+        #expect(Self.events(journal) == ["ConnectionOpened"])
+        try channel.writeOutbound(ByteBuffer(string: "hello"))
+        _ = try channel.finish()
+        #expect(Self.events(journal) == ["ConnectionOpened", "ConnectionClosed"])
+        let closed = try #require(journal.pending(limit: 100).last.flatMap { try? JSONValue(parsing: $0) })
+        #expect(closed["bytesToTarget"]?.int64Value == 5)
+    }
+
+    @Test("a connection that ends before the session took it still gets its opening first")
+    func closedBeforeOpenedWasRecorded() throws {
+        let directory = try ConnectionJournalTests.directory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let journal = ConnectionJournal(directory: directory)
+        let recorder = Self.recorder(journal)
+        let channel = EmbeddedChannel(handler: recorder)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 5432)).wait()
+        _ = try channel.finish()
+        recorder.recordOpened()  // what the session does after the attach: nothing more now
+        #expect(Self.events(journal) == ["ConnectionOpened", "ConnectionClosed"])
     }
 }
