@@ -135,11 +135,9 @@ struct TargetDialer: Sendable {
         }
         return ClientBootstrap(group: eventLoop)
             .connectTimeout(self.timeout)
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .channelOption(.recvAllocator, value: StreamSocketReads.recvAllocator)
-            .channelOption(.maxMessagesPerRead, value: StreamSocketReads.maxMessagesPerRead)
-            .channelOption(.autoRead, value: false)
-            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try StreamSocketReads.configure(channel) }
+            }
             .connect(to: candidate.address)
             .flatMapError { error in
                 let address = HostPort.text(candidate.address.ipAddress ?? "", candidate.address.port ?? port)

@@ -41,13 +41,9 @@ public final class LocalListener: Sendable {
             channel = try await ServerBootstrap(group: eventLoop)
                 .serverChannelOption(.backlog, value: 256)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-                .childChannelOption(.recvAllocator, value: StreamSocketReads.recvAllocator)
-                .childChannelOption(.maxMessagesPerRead, value: StreamSocketReads.maxMessagesPerRead)
-                .childChannelOption(.autoRead, value: false)
-                .childChannelOption(.allowRemoteHalfClosure, value: true)
                 .childChannelInitializer { child in
                     child.eventLoop.makeCompletedFuture {
+                        try StreamSocketReads.configure(child)
                         let handler = state.withLockedValue { state -> (@Sendable (any Channel) -> Void)? in
                             if state.handler == nil { state.pending.append(child) }
                             return state.handler

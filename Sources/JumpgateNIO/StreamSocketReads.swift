@@ -14,4 +14,18 @@ public enum StreamSocketReads {
         maximum: 64 * 1024
     )
     public static let maxMessagesPerRead: UInt = 1
+
+    /// Sets a local (client) or target (agent) connection's options in place, from its bootstrap's
+    /// initializer (before it is registered, so it never reads on its own): TCP_NODELAY, the reads above,
+    /// no automatic reads (the session reads when it can take the bytes) and half-closes kept. A
+    /// bootstrap's `channelOption` applies each option through futures of its own, several allocations per
+    /// option at every connection a setup makes.
+    public static func configure(_ channel: any Channel) throws {
+        guard let options = channel.syncOptions else { throw ChannelError.operationUnsupported }
+        try options.setOption(.tcpOption(.tcp_nodelay), value: 1)
+        try options.setOption(.recvAllocator, value: Self.recvAllocator)
+        try options.setOption(.maxMessagesPerRead, value: Self.maxMessagesPerRead)
+        try options.setOption(.autoRead, value: false)
+        try options.setOption(.allowRemoteHalfClosure, value: true)
+    }
 }
