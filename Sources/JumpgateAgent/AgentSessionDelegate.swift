@@ -86,9 +86,8 @@ final class AgentSessionDelegate: PortSessionDelegate, Sendable {
     }
 
     /// The target is connected: its recorder goes first in the pipeline (it sees every byte count and the
-    /// close), the session takes the connection and writes what the client sent meanwhile, and then the
-    /// opening is journalled: the journal's write is not on the path of a new connection's first bytes.
-    /// The recorder journals the opening before the close if the connection ends first.
+    /// close) and journals the opening as it joins, before the session takes the connection and writes what
+    /// the client sent meanwhile: no byte reaches a target before its record is in the journal.
     private static func attach(
         _ channel: any Channel,
         to id: SmuxStreamID,
@@ -96,11 +95,13 @@ final class AgentSessionDelegate: PortSessionDelegate, Sendable {
         facts: ConnectionFacts,
         runner: AgentRunner
     ) {
-        let recorder = ConnectionRecorder(facts: facts, journal: runner.journal) { runner.scheduleReport() }
         do {
             try session.attach(channel, to: id) { channel in
                 do {
-                    try channel.pipeline.syncOperations.addHandler(recorder, position: .first)
+                    try channel.pipeline.syncOperations.addHandler(
+                        ConnectionRecorder(facts: facts, journal: runner.journal) { runner.scheduleReport() },
+                        position: .first
+                    )
                 } catch {
                     // The pipeline is gone already: the session refuses the stream (PortSession.attach).
                     runner.journal.append(
@@ -111,9 +112,8 @@ final class AgentSessionDelegate: PortSessionDelegate, Sendable {
                     )
                     throw error
                 }
-                // Closed before the recorder was in place: its opening and close are recorded here.
+                // Closed before the recorder was in place: its close is recorded here.
                 if !channel.isActive {
-                    recorder.recordOpened()
                     runner.journal.append(
                         facts.record(
                             "ConnectionClosed",
@@ -125,7 +125,6 @@ final class AgentSessionDelegate: PortSessionDelegate, Sendable {
                     )
                 }
             }
-            recorder.recordOpened()
         } catch {
             channel.close(promise: nil)
         }

@@ -25,10 +25,10 @@ struct ConnectionFacts: Sendable {
     }
 }
 
-/// First in a target connection's pipeline: journals the connection's opening (``recordOpened()``, once the
-/// session has written what waited for it), counts the bytes each way (written: once the socket took them)
-/// and, when the connection closes, journals its record with the bytes, duration and why it closed, after
-/// the opening's. It reads nothing of the bytes themselves.
+/// First in a target connection's pipeline: journals the connection's opening as it joins the pipeline
+/// (before any byte can be written through it), counts the bytes each way (written: once the socket took
+/// them) and, when the connection closes, journals its record with the bytes, duration and why it closed.
+/// It reads nothing of the bytes themselves.
 final class ConnectionRecorder: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -49,8 +49,15 @@ final class ConnectionRecorder: ChannelDuplexHandler {
         self.onRecord = onRecord
     }
 
+    /// The opening is journalled here, so that nothing written to the target can precede its record (an
+    /// agent that stops between the two leaves a record of a connection that carried nothing, never bytes
+    /// without a record).
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.recordOpened()
+    }
+
     /// Journals the connection's opening, once.
-    func recordOpened() {
+    private func recordOpened() {
         guard !self.openedRecorded else { return }
         self.openedRecorded = true
         self.journal.append(self.facts.record("ConnectionOpened"))
@@ -104,7 +111,7 @@ final class ConnectionRecorder: ChannelDuplexHandler {
             reason = "connection lost"
         }
         let duration = (NIODeadline.now() - self.facts.opened).nanoseconds / 1_000_000
-        self.recordOpened()  // a connection that ended while the session took it
+        self.recordOpened()  // already, unless the recorder never joined a pipeline
         self.journal.append(
             self.facts.record(
                 "ConnectionClosed",

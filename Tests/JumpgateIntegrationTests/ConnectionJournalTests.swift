@@ -212,35 +212,23 @@ struct ConnectionRecorderTests {
         journal.pending(limit: 100).compactMap { try? JSONValue(parsing: $0)["event"]?.stringValue }
     }
 
-    @Test("the session's recordOpened after the early data, then the close: Opened once, then Closed")
-    func openedThenClosed() throws {
+    @Test("the opening is journalled as the recorder joins the pipeline, before any write, once; the close after it")
+    func openedBeforeAnyByte() throws {
         let directory = try ConnectionJournalTests.directory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let journal = ConnectionJournal(directory: directory)
-        let recorder = Self.recorder(journal)
-        let channel = EmbeddedChannel(handler: recorder)
+        let channel = EmbeddedChannel()
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 5432)).wait()
         #expect(Self.events(journal).isEmpty)
-        recorder.recordOpened()
-        recorder.recordOpened()
+        try channel.pipeline.syncOperations.addHandler(Self.recorder(journal), position: .first)
+        // In the journal before the session can write the client's early bytes through it.
         #expect(Self.events(journal) == ["ConnectionOpened"])
         try channel.writeOutbound(ByteBuffer(string: "hello"))
-        _ = try channel.finish()
+        try channel.writeInbound(ByteBuffer(string: "hi"))
+        #expect(Self.events(journal) == ["ConnectionOpened"])
+        _ = try channel.finish(acceptAlreadyClosed: true)
         #expect(Self.events(journal) == ["ConnectionOpened", "ConnectionClosed"])
         let closed = try #require(journal.pending(limit: 100).last.flatMap { try? JSONValue(parsing: $0) })
-        #expect(closed["bytesToTarget"]?.int64Value == 5)
-    }
-
-    @Test("a connection that ends before the session took it still gets its opening first")
-    func closedBeforeOpenedWasRecorded() throws {
-        let directory = try ConnectionJournalTests.directory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let journal = ConnectionJournal(directory: directory)
-        let recorder = Self.recorder(journal)
-        let channel = EmbeddedChannel(handler: recorder)
-        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 5432)).wait()
-        _ = try channel.finish()
-        recorder.recordOpened()  // what the session does after the attach: nothing more now
-        #expect(Self.events(journal) == ["ConnectionOpened", "ConnectionClosed"])
+        #expect(closed["bytesToTarget"]?.int64Value == 5 && closed["bytesFromTarget"]?.int64Value == 2)
     }
 }

@@ -221,7 +221,9 @@ struct PortSessionBackToBackTests {
         try Self.roundTrip(pair, bytes: 300_000)
     }
 
-    @Test("a new stream's SYN and window update go in one message; gathered frames fill messages of at most 1 KiB")
+    @Test(
+        "a new stream's SYN and window update go in one message; the agent's window goes ahead of its first data; gathered frames fill messages of at most 1 KiB"
+    )
     func framesShareMessages() throws {
         let pair = try BackToBack()
         try pair.settle()
@@ -234,17 +236,19 @@ struct PortSessionBackToBackTests {
             return found
         }
         var sent: [[SmuxFrame]] = []
+        var agentSent: [[SmuxFrame]] = []
         func watch(_ side: BackToBack.Side, _ frame: ByteBuffer) -> [ByteBuffer] {
-            if side == .client, let message = try? SSMMessage(decoding: frame), message.payloadType == .output,
+            if let message = try? SSMMessage(decoding: frame), message.payloadType == .output,
                 let found = try? frames(in: message.payload)
             {
-                sent.append(found)
+                if side == .client { sent.append(found) } else { agentSent.append(found) }
             }
             return [frame]
         }
         let (local, id) = try pair.connect()
         try pair.settle(watch)
         #expect(sent.map { $0.map(\.command) } == [[.syn, .upd]], "the client's messages: \(sent)")
+        #expect(agentSent.isEmpty, "the agent sends no message of its own for a new stream: \(agentSent)")
         let target = try #require(pair.targets[id])
         try local.send(ByteBuffer.pattern(1000, seed: 9))
         try pair.settle()
@@ -258,8 +262,12 @@ struct PortSessionBackToBackTests {
         try pair.settle(watch)
         #expect(sent.map(\.count) == [64, 64, 64, 8])
         #expect(sent.joined().allSatisfy { $0 == update })
+        #expect(agentSent.isEmpty, "\(agentSent)")
+        // The target's first bytes carry the stream's window to the client, ahead of them in their message.
         try target.send(ByteBuffer.pattern(1000, seed: 10))
-        try pair.settle()
+        try pair.settle(watch)
+        #expect(agentSent.map { $0.map(\.command) } == [[.upd, .psh]], "the agent's messages: \(agentSent)")
+        #expect(agentSent.first?.first?.windowUpdate == .init(consumed: 1000, window: 2 << 20))
         try local.collect()
         #expect(local.received == ByteBuffer.pattern(1000, seed: 10))
     }
@@ -275,11 +283,7 @@ struct PortSessionBackToBackTests {
         for seed in 3..<6 { try target.send(ByteBuffer.pattern(65_536, seed: UInt8(seed))) }
         var payloads: [BackToBack.Side: [Int]] = [.client: [], .agent: []]
         try pair.settle { side, frame in
-            // Data messages only: the agent's window update (the client's 192 KiB need it) goes alone.
-            if let message = try? SSMMessage(decoding: frame), message.payloadType == .output,
-                message.payload.getInteger(at: message.payload.readerIndex + 1, as: UInt8.self)
-                    != SmuxCommand.upd.rawValue
-            {
+            if let message = try? SSMMessage(decoding: frame), message.payloadType == .output {
                 payloads[side, default: []].append(message.payload.readableBytes)
             }
             return [frame]
@@ -294,7 +298,10 @@ struct PortSessionBackToBackTests {
         #expect(target.received == sent(0..<3))
         #expect(local.received == sent(3..<6))
         #expect(payloads[.client] == [65_552, 65_552, 65_552], "the client's payloads: \(payloads)")
-        #expect(payloads[.agent] == [65_552, 65_552, 65_552], "the agent's payloads: \(payloads)")
+        // The agent's messages stay full; its window update goes alone (16 bytes), once 64 KiB of the
+        // client's data is consumed, since none of its full messages has room for it.
+        #expect(payloads[.agent]?.filter { $0 != 16 } == [65_552, 65_552, 65_552], "the agent's payloads: \(payloads)")
+        #expect(payloads[.agent]?.filter { $0 == 16 }.count == 1, "the agent's payloads: \(payloads)")
     }
 
     @Test("with an official peer (no extensions) the client sends 1 KiB payloads and the agent 64 KiB of bytes")

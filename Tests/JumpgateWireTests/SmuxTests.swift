@@ -208,7 +208,9 @@ struct SmuxTests {
 
     @Test("v2: a peer that sends past the advertised window is a protocol violation")
     func v2WindowViolation() throws {
-        var server = SmuxSession(configuration: .init(version: 2, role: .server, streamReceiveWindow: 10))
+        var server = SmuxSession(
+            configuration: .init(version: 2, role: .server, streamReceiveWindow: 10, initialPeerWindow: 10)
+        )
         _ = try server.frameReceived(SmuxFrame(version: 2, command: .syn, streamID: SmuxStreamID(3)))
         #expect(throws: WireError.self) {
             try server.frameReceived(
@@ -299,13 +301,27 @@ struct SmuxV2DefaultsTests {
         // No message of its own for the window: a setup that answers carries it with the answer.
         #expect(try server.frameReceived(frames[0]) == .streamOpened(id))
         #expect(server.announcesWindow(on: id))
-        #expect(client.sendableBytes(on: id) == SmuxFrame.maximumDataSize)  // the initial 256 KiB meanwhile
+        // Meanwhile the client may have the initial 256 KiB in flight, and no more.
+        var inFlight = 0
+        for _ in 0..<100 {
+            let n = client.sendableBytes(on: id)
+            guard n > 0 else { break }
+            try client.dataWillBeSent(on: id, count: n)
+            inFlight += n
+        }
+        #expect(inFlight == 262_144)
         let update = try requireValue(server.takeWindowAnnouncement(on: id))
         #expect(update == .init(consumed: 0, window: 3 << 20))
         let again = server.takeWindowAnnouncement(on: id)
         #expect(!server.announcesWindow(on: id) && again == nil)
-        _ = try client.frameReceived(.windowUpdate(streamID: id, update))
+        #expect(try client.frameReceived(.windowUpdate(streamID: id, update)) == .writable(id))
         #expect(client.sendableBytes(on: id) == SmuxFrame.maximumDataSize)
+    }
+
+    @Test("a receive window below the initial one is raised to it (the peer may send that much unannounced)")
+    func windowAtLeastInitial() {
+        let configuration = SmuxSession.Configuration(version: 2, role: .server, streamReceiveWindow: 1024)
+        #expect(configuration.streamReceiveWindow == configuration.initialPeerWindow)
     }
 
     @Test("an accepting side that sends nothing back tells its window once a quarter of the initial one is consumed")

@@ -393,7 +393,7 @@ struct StreamTableTests {
         }
     }
 
-    @Test("agent: a stream's window goes back in its first data message, ahead of the data, and only there")
+    @Test("agent: a stream's window goes ahead of the data in its first data message with room for it, once")
     func agentAnnouncesWindowWithData() throws {
         var (table, _) = Self.table(agent: true)
         var actions: [Action] = []
@@ -402,28 +402,33 @@ struct StreamTableTests {
         actions.removeAll()
         let connection = try requireValue(table.attach(Self.stream3, into: &actions))
         let maximum = Self.negotiated(.mux(smuxVersion: 2, keepAlive: false)).maximumPayloadSize(sentByAgent: true)
-        for round in 0..<2 {
-            let taken = table.localRead(Self.stream3, connection, Self.bytes(round == 0 ? 1000 : maximum))
-            #expect(taken)
+        func nextMessage(_ table: inout StreamTable) throws -> (StreamTable.Chunk, [SmuxFrame]) {
             let chunk = try requireValue(table.nextChunk(on: Self.stream3))
             var payload = ByteBuffer()
             table.writeChunk(chunk, into: &payload)
-            #expect(payload.readableBytes == chunk.payloadLength)
-            #expect(payload.readableBytes <= maximum)
+            #expect(payload.readableBytes == chunk.payloadLength && payload.readableBytes <= maximum)
             var parser = SmuxStreamParser()
             let frames = try parser.frames(payload)
-            if round == 0 {
-                #expect(frames.first?.command == .upd)
-                #expect(frames.first?.windowUpdate?.consumed == 0)
-                #expect(frames.dropFirst().allSatisfy { $0.command == .psh })
-            } else {
-                #expect(frames.allSatisfy { $0.command == .psh })
-            }
-            #expect(
-                frames.reduce(0) { $0 + ($1.command == .psh ? $1.data.readableBytes : 0) } == chunk.first + chunk.second
-            )
-            Self.sendAll(&table, on: Self.stream3)
+            let data = frames.reduce(0) { $0 + ($1.command == .psh ? $1.data.readableBytes : 0) }
+            #expect(data == chunk.first + chunk.second)
+            return (chunk, frames)
         }
+        // A read that fills a message: the message stays full (its rest would cost a message of its own).
+        let read1 = table.localRead(Self.stream3, connection, Self.bytes(maximum))
+        #expect(read1)
+        let (full, fullFrames) = try nextMessage(&table)
+        #expect(full.payloadLength == maximum && full.windowAnnouncement == nil)
+        #expect(fullFrames.map(\.command) == [.psh, .psh])
+        // The rest has room: the window goes ahead of its data.
+        let (rest, restFrames) = try nextMessage(&table)
+        #expect(restFrames.map(\.command) == [.upd, .psh])
+        #expect(restFrames.first?.windowUpdate == .init(consumed: 0, window: 2 << 20))
+        #expect(rest.payloadLength == 16 + 8 + maximum - full.first - full.second)
+        // Once only.
+        let read2 = table.localRead(Self.stream3, connection, Self.bytes(1000))
+        #expect(read2)
+        let (_, laterFrames) = try nextMessage(&table)
+        #expect(laterFrames.map(\.command) == [.psh])
     }
 
     @Test("agent: a refused stream says why (connect-errors), flags it and ends it; basic mode ends the session")

@@ -25,6 +25,10 @@ func fuzzOne(_ input: FuzzInput) {
                 switch event {
                 case .refuse(let update):
                     check(update, version: version)
+                case .streamOpened(let id):
+                    if let update = session.takeWindowAnnouncement(on: id) {
+                        check(.windowUpdate(version: version, streamID: id, update), version: version)
+                    }
                 case .data(let id, let data):
                     if let update = session.dataConsumed(on: id, count: data.readableBytes) {
                         check(update, version: version)

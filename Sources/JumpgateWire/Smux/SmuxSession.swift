@@ -48,8 +48,10 @@ public struct SmuxSession: Sendable {
         ) {
             self.version = version
             self.role = role
-            self.streamReceiveWindow = streamReceiveWindow
-            self.maximumStreamReceiveWindow = max(streamReceiveWindow, maximumStreamReceiveWindow)
+            // A peer may send the initial window's worth before it hears of this side's window (in version 2
+            // it hears of it with this side's first data on the stream): no window is smaller.
+            self.streamReceiveWindow = max(streamReceiveWindow, initialPeerWindow)
+            self.maximumStreamReceiveWindow = max(self.streamReceiveWindow, maximumStreamReceiveWindow)
             self.windowGrowthBudget = windowGrowthBudget
             self.initialPeerWindow = initialPeerWindow
             self.maximumFrameSize = maximumFrameSize
@@ -76,10 +78,11 @@ public struct SmuxSession: Sendable {
         /// The receive window this side advertises for the stream; it only grows.
         var window: UInt32
         /// Version 2: whether the peer has been told ``window`` (until then it assumes
-        /// ``Configuration/initialPeerWindow``). A stream this side opens announces it with its SYN; a stream
-        /// the peer opens announces it with its first frame of data back, or alone once a quarter of the
-        /// initial window has been consumed (``dataConsumed(on:count:grow:)``): a setup that answers
-        /// costs no message of its own for it.
+        /// ``Configuration/initialPeerWindow``). A stream this side opens announces it with its SYN. A stream
+        /// the peer opens announces it in the first data message back that has room for the UPD (ahead of
+        /// that message's data), or alone once a quarter of the initial window has been consumed
+        /// (``dataConsumed(on:count:grow:)``), whichever comes first, and never once the peer has finished
+        /// the stream: a setup that answers costs no message of its own for it.
         var windowAnnounced: Bool
     }
 
@@ -157,8 +160,9 @@ public struct SmuxSession: Sendable {
     }
 
     /// Version 2, a stream the peer opened: the UPD that tells the peer this side's window, if it has not
-    /// been sent yet (and the peer may still send); it is counted as sent. The caller puts it in the same
-    /// message as the stream's first data (``StreamTable/nextChunk(on:)``).
+    /// been sent yet (and the peer may still send); it is counted as sent. The caller puts it in a data
+    /// message ahead of its data (``StreamTable/nextChunk(on:)``), which goes out at once (a message the
+    /// session holds back keeps its sequence number and goes later, in order).
     public mutating func takeWindowAnnouncement(on id: SmuxStreamID) -> SmuxFrame.WindowUpdate? {
         guard var stream = self.streams[id], !stream.windowAnnounced else { return nil }
         stream.windowAnnounced = true
