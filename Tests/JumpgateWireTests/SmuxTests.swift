@@ -300,7 +300,7 @@ struct SmuxV2DefaultsTests {
         var server = SmuxSession(configuration: .init(version: 2, role: .server, streamReceiveWindow: 3 << 20))
         // No message of its own for the window: a setup that answers carries it with the answer.
         #expect(try server.frameReceived(frames[0]) == .streamOpened(id))
-        #expect(server.announcesWindow(on: id))
+        #expect(server.announcesWindow(on: id) && server.hasPendingWindowAnnouncements)
         // Meanwhile the client may have the initial 256 KiB in flight, and no more.
         var inFlight = 0
         for _ in 0..<100 {
@@ -313,7 +313,7 @@ struct SmuxV2DefaultsTests {
         let update = try requireValue(server.takeWindowAnnouncement(on: id))
         #expect(update == .init(consumed: 0, window: 3 << 20))
         let again = server.takeWindowAnnouncement(on: id)
-        #expect(!server.announcesWindow(on: id) && again == nil)
+        #expect(!server.announcesWindow(on: id) && again == nil && !server.hasPendingWindowAnnouncements)
         #expect(try client.frameReceived(.windowUpdate(streamID: id, update)) == .writable(id))
         #expect(client.sendableBytes(on: id) == SmuxFrame.maximumDataSize)
     }
@@ -335,11 +335,30 @@ struct SmuxV2DefaultsTests {
         #expect(early == nil)
         let update = try requireValue(server.dataConsumed(on: id, count: 1))
         #expect(update.windowUpdate == .init(consumed: UInt32(quarter), window: 3 << 20))
-        #expect(!server.announcesWindow(on: id))
+        #expect(!server.announcesWindow(on: id) && !server.hasPendingWindowAnnouncements)
         // Then the usual rule: the next update after a quarter of the announced window.
         let short = server.dataConsumed(on: id, count: (3 << 20) / 4 - 1)
         let next = server.dataConsumed(on: id, count: 1)
         #expect(short == nil && next != nil)
+    }
+
+    @Test("streams closed or refused before their window went out leave nothing pending")
+    func pendingCountFollowsStreams() throws {
+        var client = SmuxSession(configuration: .init(version: 2, role: .client))
+        var server = SmuxSession(configuration: .init(version: 2, role: .server))
+        var ids: [SmuxStreamID] = []
+        for _ in 0..<3 {
+            let (id, frames) = try client.openStream()
+            for frame in frames { _ = try server.frameReceived(frame) }
+            ids.append(id)
+        }
+        #expect(server.hasPendingWindowAnnouncements)
+        _ = server.abortStream(ids[0])  // a dial that failed
+        _ = try server.frameReceived(try requireValue(client.closeStream(ids[1])))
+        _ = server.closeStream(ids[1])  // both halves done: forgotten
+        #expect(server.hasPendingWindowAnnouncements)  // the third still waits
+        _ = server.takeWindowAnnouncement(on: ids[2])
+        #expect(!server.hasPendingWindowAnnouncements)
     }
 
     @Test("a stream the peer has finished is never announced")

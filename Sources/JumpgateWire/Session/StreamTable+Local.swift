@@ -137,8 +137,8 @@ extension StreamTable {
             // The window's announcement rides along where it fits: a full message stays full (its rest would
             // cost a message of its own), and the announcement then waits for a shorter one, or goes alone
             // once the peer's data needs it (SmuxSession.dataConsumed).
-            if version == 2, chunk.payloadLength + Chunk.windowUpdateSize <= self.maximumPayload,
-                self.mux!.announcesWindow(on: id)
+            if version == 2, self.mux!.hasPendingWindowAnnouncements,
+                chunk.payloadLength + Chunk.windowUpdateSize <= self.maximumPayload, self.mux!.announcesWindow(on: id)
             {
                 chunk.windowAnnouncement = self.mux!.takeWindowAnnouncement(on: id)
             }

@@ -91,6 +91,9 @@ public struct SmuxSession: Sendable {
     private var lastOpenedID: UInt32
     /// The sum over open streams with a reader of what each window grew beyond the starting one.
     public private(set) var grownWindowBytes: UInt32 = 0
+    /// Open streams whose window is still to be announced: while there are none (the steady state), a
+    /// sender looks no stream up for it (``hasPendingWindowAnnouncements``).
+    private var unannouncedStreams = 0
 
     public init(configuration: Configuration) {
         self.configuration = configuration
@@ -139,6 +142,7 @@ public struct SmuxSession: Sendable {
     /// Forgets `id`, giving back what its window grew to the session's budget.
     private mutating func remove(_ id: SmuxStreamID) {
         guard let stream = self.streams.removeValue(forKey: id) else { return }
+        if !stream.windowAnnounced { self.unannouncedStreams -= 1 }
         self.grownWindowBytes -= self.charged(stream)
     }
 
@@ -154,6 +158,8 @@ public struct SmuxSession: Sendable {
 
     /// Version 2: whether `id`'s window has yet to be told to the peer (a stream the peer opened, before
     /// this side's first data on it), and the peer may still send.
+    public var hasPendingWindowAnnouncements: Bool { self.unannouncedStreams > 0 }
+
     public func announcesWindow(on id: SmuxStreamID) -> Bool {
         guard let stream = self.streams[id] else { return false }
         return !stream.windowAnnounced && !stream.remoteClosed
@@ -166,6 +172,7 @@ public struct SmuxSession: Sendable {
     public mutating func takeWindowAnnouncement(on id: SmuxStreamID) -> SmuxFrame.WindowUpdate? {
         guard var stream = self.streams[id], !stream.windowAnnounced else { return nil }
         stream.windowAnnounced = true
+        self.unannouncedStreams -= 1
         stream.consumedSinceUpdate = 0
         self.streams[id] = stream
         guard !stream.remoteClosed else { return nil }
@@ -227,6 +234,7 @@ public struct SmuxSession: Sendable {
             // never stalled waiting for data this side would have to send first.
             if stream.consumed >= self.configuration.initialPeerWindow / 4 {
                 stream.windowAnnounced = true
+                self.unannouncedStreams -= 1
                 stream.consumedSinceUpdate = 0
                 if !stream.remoteClosed {
                     update = .windowUpdate(
@@ -310,6 +318,7 @@ public struct SmuxSession: Sendable {
             }
             // The window goes back with the stream's first data (``takeWindowAnnouncement(on:)``).
             self.streams[id] = self.newStream(windowAnnounced: false)
+            if !self.streams[id]!.windowAnnounced { self.unannouncedStreams += 1 }
             return .streamOpened(id)
         case .fin:
             guard var stream = self.streams[id] else { return .none }
