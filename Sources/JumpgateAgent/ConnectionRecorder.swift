@@ -41,7 +41,6 @@ final class ConnectionRecorder: ChannelDuplexHandler {
     private var closedByClient = false
     private var targetClosedInput = false
     private var error: String?
-    private var openedRecorded = false
 
     init(facts: ConnectionFacts, journal: ConnectionJournal, onRecord: @escaping @Sendable () -> Void) {
         self.facts = facts
@@ -53,13 +52,6 @@ final class ConnectionRecorder: ChannelDuplexHandler {
     /// agent that stops between the two leaves a record of a connection that carried nothing, never bytes
     /// without a record).
     func handlerAdded(context: ChannelHandlerContext) {
-        self.recordOpened()
-    }
-
-    /// Journals the connection's opening, once.
-    private func recordOpened() {
-        guard !self.openedRecorded else { return }
-        self.openedRecorded = true
         self.journal.append(self.facts.record("ConnectionOpened"))
     }
 
@@ -111,7 +103,6 @@ final class ConnectionRecorder: ChannelDuplexHandler {
             reason = "connection lost"
         }
         let duration = (NIODeadline.now() - self.facts.opened).nanoseconds / 1_000_000
-        self.recordOpened()  // already, unless the recorder never joined a pipeline
         self.journal.append(
             self.facts.record(
                 "ConnectionClosed",

@@ -19,7 +19,8 @@ public enum StreamSocketReads {
     /// initializer (before it is registered, so it never reads on its own): TCP_NODELAY, the reads above,
     /// no automatic reads (the session reads when it can take the bytes) and half-closes kept. A
     /// bootstrap's `channelOption` applies each option through futures of its own, several allocations per
-    /// option at every connection a setup makes.
+    /// option at every connection a setup makes. (`ClientBootstrap` still applies its own default, TCP_NODELAY,
+    /// that way; setting it again here is a system call, and keeps the two ends' settings in one place.)
     public static func configure(_ channel: any Channel) throws {
         guard let options = channel.syncOptions else { throw ChannelError.operationUnsupported }
         try options.setOption(.tcpOption(.tcp_nodelay), value: 1)

@@ -342,16 +342,27 @@ struct SmuxV2DefaultsTests {
         #expect(short == nil && next != nil)
     }
 
-    @Test("streams closed or refused before their window went out leave nothing pending")
+    @Test("streams closed or aborted, announced or not, leave nothing pending; a refused SYN adds nothing")
     func pendingCountFollowsStreams() throws {
         var client = SmuxSession(configuration: .init(version: 2, role: .client))
-        var server = SmuxSession(configuration: .init(version: 2, role: .server))
+        var server = SmuxSession(configuration: .init(version: 2, role: .server, maximumStreams: 4))
+        // An announced stream that closes must not take the count down.
+        let (announced, opening) = try client.openStream()
+        for frame in opening { _ = try server.frameReceived(frame) }
+        _ = server.takeWindowAnnouncement(on: announced)
         var ids: [SmuxStreamID] = []
         for _ in 0..<3 {
             let (id, frames) = try client.openStream()
             for frame in frames { _ = try server.frameReceived(frame) }
             ids.append(id)
         }
+        #expect(server.hasPendingWindowAnnouncements)
+        // Over the limit: refused, and nothing to announce for it.
+        let (extra, extraOpening) = try client.openStream()
+        #expect(
+            try server.frameReceived(extraOpening[0]) == .refuse(SmuxFrame(version: 2, command: .fin, streamID: extra))
+        )
+        _ = server.abortStream(announced)
         #expect(server.hasPendingWindowAnnouncements)
         _ = server.abortStream(ids[0])  // a dial that failed
         _ = try server.frameReceived(try requireValue(client.closeStream(ids[1])))

@@ -119,6 +119,8 @@ public struct SmuxSession: Sendable {
         }
         self.lastOpenedID &+= 2
         let id = SmuxStreamID(self.lastOpenedID)
+        // A stream of the peer's own at this id (a peer that opened one with this side's parity) is replaced.
+        if let replaced = self.streams[id], !replaced.windowAnnounced { self.unannouncedStreams -= 1 }
         self.streams[id] = self.newStream(windowAnnounced: true)
         return (id, [self.frame(.syn, id)] + [self.initialWindowUpdate(id)].compactMap { $0 })
     }
