@@ -89,28 +89,11 @@ extension StreamTable {
         /// stream's first data (``SmuxSession/takeWindowAnnouncement(on:)``).
         public var windowAnnouncement: SmuxFrame.WindowUpdate?
 
-        public init(
-            streamID: SmuxStreamID,
-            first: Int,
-            second: Int,
-            smuxVersion: UInt8?,
-            windowAnnouncement: SmuxFrame.WindowUpdate? = nil
-        ) {
-            self.streamID = streamID
-            self.first = first
-            self.second = second
-            self.smuxVersion = smuxVersion
-            self.windowAnnouncement = windowAnnouncement
-        }
-
-        /// What a UPD frame takes in a payload.
-        static let windowUpdateSize = SmuxFrame.headerSize + 8
-
         /// The message's payload length.
         public var payloadLength: Int {
             guard self.smuxVersion != nil else { return self.first }
-            return (self.windowAnnouncement == nil ? 0 : Self.windowUpdateSize) + SmuxFrame.headerSize + self.first
-                + (self.second > 0 ? SmuxFrame.headerSize + self.second : 0)
+            return (self.windowAnnouncement == nil ? 0 : SmuxFrame.windowUpdateSize) + SmuxFrame.headerSize
+                + self.first + (self.second > 0 ? SmuxFrame.headerSize + self.second : 0)
         }
     }
 
@@ -138,7 +121,7 @@ extension StreamTable {
             // cost a message of its own), and the announcement then waits for a shorter one, or goes alone
             // once the peer's data needs it (SmuxSession.dataConsumed).
             if version == 2, self.mux!.hasPendingWindowAnnouncements,
-                chunk.payloadLength + Chunk.windowUpdateSize <= self.maximumPayload, self.mux!.announcesWindow(on: id)
+                chunk.payloadLength + SmuxFrame.windowUpdateSize <= self.maximumPayload
             {
                 chunk.windowAnnouncement = self.mux!.takeWindowAnnouncement(on: id)
             }
@@ -155,8 +138,7 @@ extension StreamTable {
             return
         }
         if let update = chunk.windowAnnouncement {
-            payload.writeSmuxHeader(version: version, command: .upd, length: 8, streamID: id)
-            payload.writeMultipleIntegers(update.consumed, update.window, endianness: .little)
+            payload.writeSmuxWindowUpdate(version: version, streamID: id, update)
         }
         payload.writeSmuxHeader(version: version, command: .psh, length: UInt16(chunk.first), streamID: id)
         self.streams[id]!.backlog.move(chunk.first, into: &payload)

@@ -35,6 +35,8 @@ public struct SmuxCommand: RawRepresentable, Hashable, Sendable, CustomStringCon
 /// One smux frame: an 8-byte little-endian header (version, cmd, length, stream id) and data.
 public struct SmuxFrame: Hashable, Sendable {
     public static let headerSize = 8
+    /// What a UPD frame takes: its header and two 32-bit counters.
+    public static let windowUpdateSize = headerSize + 8
     /// The largest PSH payload smux sends.
     public static let maximumDataSize = 32768
 
@@ -89,6 +91,17 @@ extension ByteBuffer {
             streamID: frame.streamID
         )
             + self.writeImmutableBuffer(frame.data)
+    }
+
+    /// A UPD frame, written in place (``SmuxFrame/windowUpdate(version:streamID:_:)`` builds one as a frame).
+    @discardableResult
+    public mutating func writeSmuxWindowUpdate(
+        version: UInt8,
+        streamID: SmuxStreamID,
+        _ update: SmuxFrame.WindowUpdate
+    ) -> Int {
+        self.writeSmuxHeader(version: version, command: .upd, length: 8, streamID: streamID)
+            + self.writeMultipleIntegers(update.consumed, update.window, endianness: .little)
     }
 
     @discardableResult

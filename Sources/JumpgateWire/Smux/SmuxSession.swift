@@ -158,10 +158,11 @@ public struct SmuxSession: Sendable {
         self.streams[id] = stream
     }
 
-    /// Version 2: whether `id`'s window has yet to be told to the peer (a stream the peer opened, before
-    /// this side's first data on it), and the peer may still send.
+    /// Version 2: whether any stream's window has yet to be told to the peer.
     public var hasPendingWindowAnnouncements: Bool { self.unannouncedStreams > 0 }
 
+    /// Version 2: whether `id`'s window has yet to be told to the peer (a stream the peer opened, before
+    /// this side's first data on it), and the peer may still send.
     public func announcesWindow(on id: SmuxStreamID) -> Bool {
         guard let stream = self.streams[id] else { return false }
         return !stream.windowAnnounced && !stream.remoteClosed
@@ -173,12 +174,18 @@ public struct SmuxSession: Sendable {
     /// session holds back keeps its sequence number and goes later, in order).
     public mutating func takeWindowAnnouncement(on id: SmuxStreamID) -> SmuxFrame.WindowUpdate? {
         guard var stream = self.streams[id], !stream.windowAnnounced else { return nil }
+        let update = self.announce(&stream)
+        self.streams[id] = stream
+        return update
+    }
+
+    /// Marks `stream`'s window told (the next regular update counts from here) and returns what to tell,
+    /// nil when the peer has finished the stream and will send nothing more.
+    private mutating func announce(_ stream: inout Stream) -> SmuxFrame.WindowUpdate? {
         stream.windowAnnounced = true
         self.unannouncedStreams -= 1
         stream.consumedSinceUpdate = 0
-        self.streams[id] = stream
-        guard !stream.remoteClosed else { return nil }
-        return .init(consumed: stream.consumed, window: stream.window)
+        return stream.remoteClosed ? nil : .init(consumed: stream.consumed, window: stream.window)
     }
 
     /// Version 2: the window this side advertises for a new stream.
@@ -234,17 +241,8 @@ public struct SmuxSession: Sendable {
             // Nothing went back on the stream yet: the peer still counts on the initial window. Tell it
             // this side's window (without growing it) once a quarter of that is consumed, so that it is
             // never stalled waiting for data this side would have to send first.
-            if stream.consumed >= self.configuration.initialPeerWindow / 4 {
-                stream.windowAnnounced = true
-                self.unannouncedStreams -= 1
-                stream.consumedSinceUpdate = 0
-                if !stream.remoteClosed {
-                    update = .windowUpdate(
-                        version: 2,
-                        streamID: id,
-                        .init(consumed: stream.consumed, window: stream.window)
-                    )
-                }
+            if stream.consumed >= self.configuration.initialPeerWindow / 4, let told = self.announce(&stream) {
+                update = .windowUpdate(version: 2, streamID: id, told)
             }
         } else if stream.consumedSinceUpdate >= stream.window / 4 {
             stream.consumedSinceUpdate = 0
@@ -319,8 +317,9 @@ public struct SmuxSession: Sendable {
                 return .refuse(self.frame(.fin, id))
             }
             // The window goes back with the stream's first data (``takeWindowAnnouncement(on:)``).
-            self.streams[id] = self.newStream(windowAnnounced: false)
-            if !self.streams[id]!.windowAnnounced { self.unannouncedStreams += 1 }
+            let stream = self.newStream(windowAnnounced: false)
+            self.streams[id] = stream
+            if !stream.windowAnnounced { self.unannouncedStreams += 1 }
             return .streamOpened(id)
         case .fin:
             guard var stream = self.streams[id] else { return .none }
