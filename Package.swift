@@ -6,6 +6,21 @@ let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
+// The executables carry the Swift runtime and the parts of Foundation they use (`-static-stdlib`), so that
+// `jumpgate` and `session-manager-plugin` run on a jump server or a laptop without a Swift toolchain: they
+// need only glibc, libm, libgcc_s and libstdc++ (LinkedLibrariesTests). It also makes each message cheaper:
+// calls into the runtime (retain, release, the exclusivity checks' thread-local access set) go straight to
+// it, not through the PLT and `__tls_get_addr` (docs/PERFORMANCE.md, "fourteenth session"). Only the link
+// changes, so the tests (swift-testing has no static library) build once with everything else. Modules
+// compiled for a dynamic runtime do not name the two libraries FoundationEssentials' static archive needs,
+// so they are named here (and Synchronization, for FoundationEssentials' locks). lld links: gold warns about the `mktemp` in that archive.
+let executableLinking: [LinkerSetting] = [
+    .unsafeFlags(["-static-stdlib", "-use-ld=lld"], .when(platforms: [.linux])),
+    .linkedLibrary("_FoundationCShims", .when(platforms: [.linux])),
+    .linkedLibrary("_FoundationCollections", .when(platforms: [.linux])),
+    .linkedLibrary("swiftSynchronization", .when(platforms: [.linux])),
+]
+
 let package = Package(
     name: "jumpgate",
     platforms: [.macOS(.v14)],
@@ -121,6 +136,7 @@ let package = Package(
             name: "Jumpgate",
             dependencies: [
                 "CJumpgatePTY",
+                "JumpgateStaticRuntime",
                 "JumpgateWire",
                 "JumpgateAccess",
                 "JumpgateGateway",
@@ -143,11 +159,18 @@ let package = Package(
             name: "SessionManagerPlugin",
             dependencies: [
                 "JumpgateClient",
+                "JumpgateStaticRuntime",
+                "JumpgateNIO",
                 "JumpgateWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "JumpgateStaticRuntime",
+            swiftSettings: swiftSettings,
+            linkerSettings: executableLinking
         ),
         .target(
             name: "JumpgateAccess",

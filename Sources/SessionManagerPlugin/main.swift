@@ -1,12 +1,18 @@
-import Foundation
+import FoundationEssentials
 import JumpgateClient
+import JumpgateNIO
 import JumpgateWire
 import Logging
 import NIOCore
 
-/// Writes at once: tools read the plugin's lines from a pipe as they appear.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Writes at once: tools read the plugin's lines from a pipe as they appear. An output that went away (the
+/// AWS CLI killed) drops the text, where Foundation's `FileHandle.write` trapped.
 func emit(_ text: String) {
-    FileHandle.standardOutput.write(Data(text.utf8))
+    StandardStream.output.write(text)
 }
 
 /// Fails the way the official plugin words it, but with a non-zero exit (it exits 0).
