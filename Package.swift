@@ -7,13 +7,15 @@ let swiftSettings: [SwiftSetting] = [
 ]
 
 // The executables carry the Swift runtime and the parts of Foundation they use (`-static-stdlib`), so that
-// `jumpgate` and `session-manager-plugin` run on a jump server or a laptop without a Swift toolchain: they
-// need only glibc, libm, libgcc_s and libstdc++ (LinkedLibrariesTests). It also makes each message cheaper:
-// calls into the runtime (retain, release, the exclusivity checks' thread-local access set) go straight to
-// it, not through the PLT and `__tls_get_addr` (docs/PERFORMANCE.md, "fourteenth session"). Only the link
-// changes, so the tests (swift-testing has no static library) build once with everything else. Modules
-// compiled for a dynamic runtime do not name the two libraries FoundationEssentials' static archive needs,
-// so they are named here (and Synchronization, for FoundationEssentials' locks). lld links: gold warns about the `mktemp` in that archive.
+// `jumpgate` and `session-manager-plugin` run on a Linux jump server or laptop without a Swift toolchain:
+// they need only glibc (2.35 or newer for a build on Debian 12), libm, libgcc_s and libstdc++ (GCC 11 or
+// newer) (LinkedLibrariesTests). It also makes each message cheaper: calls into the runtime (retain,
+// release, the exclusivity checks' thread-local access set) go straight to it, not through the PLT and
+// `__tls_get_addr` (docs/PERFORMANCE.md, "fourteenth session"). Only their link changes: the test bundle
+// keeps the shared runtime (swift-testing has no static library), so one build serves both. Modules
+// compiled for a shared runtime do not name the archives FoundationEssentials' static library needs, so
+// they are named here, as Swift 6.3.1 lays them out (a toolchain that renames one fails this link, loudly).
+// lld links because gold warns about the `mktemp` that archive references; either would link correctly.
 let executableLinking: [LinkerSetting] = [
     .unsafeFlags(["-static-stdlib", "-use-ld=lld"], .when(platforms: [.linux])),
     .linkedLibrary("_FoundationCShims", .when(platforms: [.linux])),

@@ -9,8 +9,9 @@ import NIOCore
 import Glibc
 #endif
 
-/// Writes at once: tools read the plugin's lines from a pipe as they appear. An output that went away (the
-/// AWS CLI killed) drops the text, where Foundation's `FileHandle.write` trapped.
+/// Writes at once: tools read the plugin's lines from a pipe as they appear. Once SIGPIPE is ignored (NIO
+/// ignores it when it opens the first socket), a write to an output that went away drops the text, where
+/// Foundation's `FileHandle.write` trapped; before that, SIGPIPE ends the plugin as it did.
 func emit(_ text: String) {
     StandardStream.output.write(text)
 }

@@ -5,10 +5,11 @@ import Testing
 ///
 /// They carry the Swift runtime and the parts of Foundation they use (Package.swift links them with
 /// `-static-stdlib`), so a jump server or a laptop without a Swift toolchain runs them: the dynamic loader is
-/// asked for glibc, libm, libgcc_s and libstdc++ only. And the Foundation they carry is FoundationEssentials:
-/// an `import Foundation` in any of their modules would bring in Foundation itself, its internationalization
-/// library and ICU with its data (about 9 MiB of the three processes' idle memory when they were loaded as
-/// shared libraries, and more of the binary now; docs/PERFORMANCE.md).
+/// asked for glibc, libm, libgcc_s and libstdc++ only. And the Foundation code they carry is
+/// FoundationEssentials': a module that uses Foundation itself (an `import Foundation` that reaches past
+/// what FoundationEssentials re-exports) would bring in Foundation, its internationalization library and
+/// ICU with its data (about 9 MiB of the three processes' idle memory when they were loaded as shared
+/// libraries, and more of the binary now; docs/PERFORMANCE.md).
 @Suite struct LinkedLibrariesTests {
     /// The libraries every Linux C++ program may need: nothing from the Swift toolchain.
     static let systemLibraries: Set<String> = [
@@ -47,6 +48,59 @@ import Testing
         #expect(foreign.isEmpty, "\(name) needs \(foreign) at run time: link it with -static-stdlib (Package.swift)")
     }
 
+    /// Whether this process may make a mount namespace: root, and not in a container that took the right away.
+    static let mountNamespaces: Bool = {
+        guard getuid() == 0 else { return false }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        process.arguments = ["--mount", "true"]
+        guard (try? process.run()) != nil else { return false }
+        process.waitUntilExit()
+        return process.terminationStatus == 0
+    }()
+
+    /// The directory the test bundle's own Swift runtime came from (it is linked to the shared one).
+    static func runtimeDirectory() throws -> String {
+        // Read to the end: /proc files have no size for a read by length.
+        let handle = try #require(FileHandle(forReadingAtPath: "/proc/self/maps"))
+        let maps = String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
+        let path = try #require(
+            maps.split(separator: "\n").compactMap { $0.split(separator: " ").last }.first {
+                $0.hasSuffix("/libswiftCore.so")
+            },
+            "the test bundle maps no libswiftCore.so"
+        )
+        return String(path.dropLast("/libswiftCore.so".count))
+    }
+
+    /// Run for real with the toolchain's runtime out of sight: in a mount namespace of their own, an empty
+    /// file system is mounted over the directory the shared Swift runtime lives in (checked empty first).
+    @Test(
+        .enabled(if: Self.mountNamespaces, "needs a mount namespace (root with CAP_SYS_ADMIN)"),
+        arguments: ["jumpgate", "session-manager-plugin"]
+    )
+    func runsWithTheToolchainHidden(_ name: String) throws {
+        let binary = BinaryRunner.productsDirectory.appendingPathComponent(name).path
+        let runtime = try Self.runtimeDirectory()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        process.arguments = [
+            "--mount", "sh", "-c",
+            #"mount -t tmpfs none "$1" && test ! -e "$1/libswiftCore.so" && exec "$2" --version"#,
+            "sh", runtime, binary,
+        ]
+        let output = Pipe()
+        let errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let problem = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(name) with \(runtime) hidden: \(problem)")
+        #expect(!text.isEmpty, "\(name) --version printed nothing")
+    }
+
     @Test(arguments: ["jumpgate", "session-manager-plugin"])
     func carriesFoundationEssentialsOnly(_ name: String) throws {
         let binary = BinaryRunner.productsDirectory.appendingPathComponent(name).path
@@ -54,7 +108,10 @@ import Testing
         // Mangled Swift names carry their module: `$s20FoundationEssentials...` is in, `$s10Foundation...`
         // (Foundation's own code) and `$s30FoundationInternationalization...` must not be.
         #expect(symbols.contains("$s20FoundationEssentials"), "no FoundationEssentials symbol: is the table stripped?")
-        #expect(!symbols.contains("$s10Foundation"), "\(name) carries Foundation: an `import Foundation` crept in")
+        #expect(
+            !symbols.contains("$s10Foundation"),
+            "\(name) carries Foundation's own code: a module uses Foundation beyond FoundationEssentials"
+        )
         #expect(
             !symbols.contains("$s30FoundationInternationalization"),
             "\(name) carries FoundationInternationalization"
