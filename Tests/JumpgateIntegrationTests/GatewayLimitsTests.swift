@@ -151,16 +151,18 @@ struct GatewayLimitsTests {
             let (client, localPort, _) = try EndToEndTests().startSession(lab, host: "127.0.0.1", port: echoPort)
             defer { client.stop() }
             // 24 connections at once: their windows together hold more in flight than the kernel's socket
-            // buffers take, so the rest waits in the gateway.
-            let transfer = Task { try await parallelEchoes(port: localPort, count: 24, baseSize: 4 << 20, step: 4099) }
-            // Stop the agent once the transfer is under way (bounded wait: 10 s).
-            for _ in 0..<100 {
+            // buffers take, so the rest waits in the gateway. 8 MiB each, 192 MiB in all: the stop below
+            // must land while most of it is still to go. (With 4 MiB each and a poll every 100 ms, a fast
+            // tunnel had sent everything before the agent stopped, and nothing was left to wait.)
+            let transfer = Task { try await parallelEchoes(port: localPort, count: 24, baseSize: 8 << 20, step: 4099) }
+            // Stop the agent once the transfer is under way: polled every 10 ms (bounded wait: 10 s).
+            for _ in 0..<1000 {
                 let flowing = Self.sample(
                     try await Self.metrics(lab),
                     "jumpgate_relay_bytes_total{direction=\"to_agent\"}"
                 )
                 if (flowing ?? 0) > 8_388_608 { break }
-                try await Task.sleep(nanoseconds: 100_000_000)
+                try await Task.sleep(nanoseconds: 10_000_000)
             }
             // The agent stops reading: the gateway's socket to it fills, so the gateway stops reading the
             // client instead of buffering what the client sends.
