@@ -16,12 +16,18 @@ let swiftSettings: [SwiftSetting] = [
 // compiled for a shared runtime do not name the archives FoundationEssentials' static library needs, so
 // they are named here, as Swift 6.3.1 lays them out (a toolchain that renames one fails this link, loudly).
 // lld links because gold warns about the `mktemp` that archive references; either would link correctly.
-let executableLinking: [LinkerSetting] = [
-    .unsafeFlags(["-static-stdlib", "-use-ld=lld"], .when(platforms: [.linux])),
-    .linkedLibrary("_FoundationCShims", .when(platforms: [.linux])),
-    .linkedLibrary("_FoundationCollections", .when(platforms: [.linux])),
-    .linkedLibrary("swiftSynchronization", .when(platforms: [.linux])),
-]
+// `scripts/sanitize` sets JUMPGATE_SHARED_RUNTIME: ThreadSanitizer dies as a binary that carries the
+// runtime exits (docs/RELIABILITY.md), so sanitized executables keep the shared one.
+let sharedRuntime = Context.environment["JUMPGATE_SHARED_RUNTIME"] != nil
+let executableLinking: [LinkerSetting] =
+    sharedRuntime
+    ? []
+    : [
+        .unsafeFlags(["-static-stdlib", "-use-ld=lld"], .when(platforms: [.linux])),
+        .linkedLibrary("_FoundationCShims", .when(platforms: [.linux])),
+        .linkedLibrary("_FoundationCollections", .when(platforms: [.linux])),
+        .linkedLibrary("swiftSynchronization", .when(platforms: [.linux])),
+    ]
 
 let package = Package(
     name: "jumpgate",

@@ -10,7 +10,13 @@ import Testing
 /// what FoundationEssentials re-exports) would bring in Foundation, its internationalization library and
 /// ICU with its data (about 9 MiB of the three processes' idle memory when they were loaded as shared
 /// libraries, and more of the binary now; docs/PERFORMANCE.md).
-@Suite struct LinkedLibrariesTests {
+@Suite(
+    .disabled(
+        if: ProcessInfo.processInfo.environment["JUMPGATE_SHARED_RUNTIME"] != nil,
+        "a sanitizer build (scripts/sanitize) keeps the shared runtime"
+    )
+)
+struct LinkedLibrariesTests {
     /// The libraries every Linux C++ program may need: nothing from the Swift toolchain.
     static let systemLibraries: Set<String> = [
         "libc.so.6", "libm.so.6", "libstdc++.so.6", "libgcc_s.so.1", "ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1",
