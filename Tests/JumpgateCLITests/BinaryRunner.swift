@@ -31,8 +31,23 @@ enum BinaryRunner {
         stdin: [UInt8] = [],
         environment: [String: String]? = nil
     ) throws -> Result {
+        try self.run(
+            executable: self.productsDirectory.appendingPathComponent(name),
+            arguments,
+            stdin: stdin,
+            environment: environment
+        )
+    }
+
+    /// Runs any program (`readelf`, `unshare`), as ``run(_:_:stdin:environment:)`` runs a product.
+    static func run(
+        executable: URL,
+        _ arguments: [String],
+        stdin: [UInt8] = [],
+        environment: [String: String]? = nil
+    ) throws -> Result {
         let process = Process()
-        process.executableURL = self.productsDirectory.appendingPathComponent(name)
+        process.executableURL = executable
         process.arguments = arguments
         if let environment { process.environment = environment }
         let input = Pipe()

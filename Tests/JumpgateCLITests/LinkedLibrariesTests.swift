@@ -24,16 +24,9 @@ struct LinkedLibrariesTests {
     ]
 
     static func readelf(_ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["readelf"] + arguments
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        try #require(process.terminationStatus == 0, "readelf \(arguments.joined(separator: " ")) failed")
-        return text
+        let result = try BinaryRunner.run(executable: URL(fileURLWithPath: "/usr/bin/env"), ["readelf"] + arguments)
+        try #require(result.status == 0, "readelf \(arguments.joined(separator: " ")) failed: \(result.stderr)")
+        return result.stdoutText
     }
 
     /// The `(NEEDED)` entries of a binary's dynamic section, by name.
@@ -55,15 +48,10 @@ struct LinkedLibrariesTests {
     }
 
     /// Whether this process may make a mount namespace: root, and not in a container that took the right away.
-    static let mountNamespaces: Bool = {
-        guard getuid() == 0 else { return false }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-        process.arguments = ["--mount", "true"]
-        guard (try? process.run()) != nil else { return false }
-        process.waitUntilExit()
-        return process.terminationStatus == 0
-    }()
+    static let mountNamespaces: Bool =
+        getuid() == 0
+        && (try? BinaryRunner.run(executable: URL(fileURLWithPath: "/usr/bin/unshare"), ["--mount", "true"]))?
+            .status == 0
 
     /// The directory the test bundle's own Swift runtime came from (it is linked to the shared one).
     static func runtimeDirectory() throws -> String {
@@ -88,23 +76,16 @@ struct LinkedLibrariesTests {
     func runsWithTheToolchainHidden(_ name: String) throws {
         let binary = BinaryRunner.productsDirectory.appendingPathComponent(name).path
         let runtime = try Self.runtimeDirectory()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-        process.arguments = [
-            "--mount", "sh", "-c",
-            #"mount -t tmpfs none "$1" && test ! -e "$1/libswiftCore.so" && exec "$2" --version"#,
-            "sh", runtime, binary,
-        ]
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let problem = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(name) with \(runtime) hidden: \(problem)")
-        #expect(!text.isEmpty, "\(name) --version printed nothing")
+        let result = try BinaryRunner.run(
+            executable: URL(fileURLWithPath: "/usr/bin/unshare"),
+            [
+                "--mount", "sh", "-c",
+                #"mount -t tmpfs none "$1" && test ! -e "$1/libswiftCore.so" && exec "$2" --version"#,
+                "sh", runtime, binary,
+            ]
+        )
+        #expect(result.status == 0, "\(name) with \(runtime) hidden: \(result.stderr)")
+        #expect(!result.stdout.isEmpty, "\(name) --version printed nothing")
     }
 
     @Test(arguments: ["jumpgate", "session-manager-plugin"])
