@@ -143,6 +143,12 @@ struct AgentRunCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Seconds to wait for a destination to accept a connection.") var dialTimeout: Int = 10
     @Flag(name: .long, help: "Offer none of the Jumpgate fast-path extensions (behave like the official agent).")
     var noExtensions = false
+    @Flag(
+        name: .long,
+        help:
+            "Serve no relay-blind path: every session's bytes then go through the gateway's TLS, as with the official agent (docs/BLIND-RELAY.md)."
+    )
+    var noBlindPath = false
     @Option(
         name: .long,
         help: "Report this AgentVersion instead (test mode: an old version makes the official plugin use basic mode)."
@@ -236,6 +242,7 @@ struct AgentRunCommand: AsyncParsableCommand {
         var options = AgentRunner.Options()
         options.dialTimeout = .seconds(Int64(self.dialTimeout))
         options.offerExtensions = !self.noExtensions
+        options.blindPath = !self.noBlindPath
         options.refusalSummarySeconds = Int64(self.refusalSummaryInterval)
         options.allowShell = self.allowShell
         options.shellUser = self.shellUser

@@ -89,6 +89,12 @@ struct ForwardCommand: AsyncParsableCommand {
         )
     )
     var resumeTimeout: String = "5m"
+    @Flag(
+        name: .long,
+        help:
+            "Do not ask for the relay-blind path (end-to-end encryption with the agent, the gateway passing bytes only): use the gateway's WebSocket path."
+    )
+    var noBlindPath = false
     @OptionGroup var gateway: GatewayOptions
     @Option(name: .long, help: LogLevel.help) var logLevel: LogLevel?
 
@@ -135,6 +141,7 @@ struct ForwardCommand: AsyncParsableCommand {
                         "host": [.string(spec.host)], "portNumber": [.string(String(spec.port))],
                         "localPortNumber": [.string(String(listener.port))],
                     ],
+                    "JumpgateBlindPath": .bool(!self.noBlindPath),
                 ]
                 grants.append(try SessionGrant(json: try await client.call("StartSession", request)))
             }

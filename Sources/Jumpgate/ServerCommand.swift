@@ -87,6 +87,14 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(name: .long, help: "The private key (PEM) for --tls-cert.")
     var tlsKey: String?
 
+    @Flag(
+        name: .customLong("blind-relay"),
+        inversion: .prefixedNo,
+        help:
+            "Carry relay-blind pairs on the listen port: jumpgate forward and the agent then encrypt end to end, and the gateway only passes bytes (turn off behind a proxy that lets only TLS through)."
+    )
+    var blindRelay = true
+
     @Option(name: .long, help: "End sessions with no bytes in either direction for this long: 20m, 90s, 1h; 0 never.")
     var idleTimeout: String = "20m"
 
@@ -228,6 +236,7 @@ struct ServerCommand: AsyncParsableCommand {
         )
         configuration.tlsCertificateFile = self.tlsCert
         configuration.tlsKeyFile = self.tlsKey
+        configuration.blindRelay = self.blindRelay
         configuration.idleTimeoutSeconds = idle == 0 ? .max : idle
         configuration.maximumSessionDurationSeconds = maximum
         configuration.agentLoss.timeoutSeconds = agentLoss

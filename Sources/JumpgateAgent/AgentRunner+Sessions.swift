@@ -68,12 +68,14 @@ extension AgentRunner {
             return self.refuseSession(sessionID, reason: refusal.description)
         }
         let logger = self.logger
+        let blind = self.blind?.ticket(document: task.documentContent)
         Task { [properties] in
             do {
                 try await self.openDataChannel(
                     sessionID: sessionID,
                     sessionType: sessionType,
                     properties: properties,
+                    blind: blind,
                     makeDelegate: makeDelegate
                 )
             } catch {
@@ -104,11 +106,13 @@ extension AgentRunner {
     }
 
     /// Opens a session's data channel with a new session handler whose delegate `makeDelegate` creates on the
-    /// session's event loop.
+    /// session's event loop: the relay-blind path first when the start offered it (`blind`), else, or when
+    /// it fails, the WebSocket path.
     func openDataChannel(
         sessionID: String,
         sessionType: String,
         properties: [(key: String, value: String)],
+        blind: BlindTicket? = nil,
         makeDelegate: @escaping @Sendable (any EventLoop) -> any PortSessionDelegate
     ) async throws {
         let eventLoop = self.group.next()
@@ -129,8 +133,37 @@ extension AgentRunner {
             self.live.withLockedValue { $0[sessionID] = LiveSession(session: bound) }
             return bound
         }.get()
+        if let blind, await self.connectBlind(blind, sessionID: sessionID, session: session, eventLoop: eventLoop) {
+            return
+        }
         try await self.connectDataChannel(sessionID: sessionID, session: session, eventLoop: eventLoop)
         self.logger.info("session started", metadata: ["jumpgate.session_id": "\(sessionID)"])
+    }
+
+    /// The session on its relay-blind path; false (logged) when that did not work out, and the caller
+    /// takes the WebSocket path. A wrong client secret is a security event: logged as a warning.
+    func connectBlind(
+        _ ticket: BlindTicket,
+        sessionID: String,
+        session: NIOLoopBound<PortSession>,
+        eventLoop: any EventLoop
+    ) async -> Bool {
+        do {
+            _ = try await self.gateway.connectBlind(ticket, eventLoop: eventLoop) { _ in [session.value] }
+            self.logger.info(
+                "session started on the relay-blind path",
+                metadata: ["jumpgate.session_id": "\(sessionID)"]
+            )
+            return true
+        } catch {
+            let level: Logger.Level = error is ClientSecretMismatch ? .warning : .info
+            self.logger.log(
+                level: level,
+                "relay-blind path not taken; using the WebSocket path",
+                metadata: ["jumpgate.session_id": "\(sessionID)", "reason": "\(error)"]
+            )
+            return false
+        }
     }
 
     /// Opens the session's data channel (a fresh token each time) with `session` as its handler.

@@ -34,6 +34,9 @@ public final class AgentRunner: Sendable {
         public var shellUser: String?
         /// Accounts the gateway's session documents may ask shells to run as (`--allow-run-as`).
         public var allowedRunAs: Set<String> = []
+        /// Serve the relay-blind path (`--no-blind-path` turns it off): sessions whose client asks for it
+        /// are encrypted end to end, and the gateway only passes their bytes (docs/BLIND-RELAY.md).
+        public var blindPath = true
         public init() {}
     }
 
@@ -67,6 +70,8 @@ public final class AgentRunner: Sendable {
     let refusals: NIOLockedValueBox<AgentRefusals>
     /// The recordings' upload (``RecordingUploads``).
     let recordingUploads = NIOLockedValueBox(RecordingUploads())
+    /// This process's relay-blind identity (nil: `--no-blind-path`).
+    let blind: BlindIdentity?
 
     /// A live session: `NIOLoopBound` checks at every access that it is touched on its own event loop.
     struct LiveSession: Sendable {
@@ -103,6 +108,7 @@ public final class AgentRunner: Sendable {
         gateway.sourceAddress = options.sourceAddress
         self.gateway = gateway
         self.requests = HTTPSKeptConnection(endpoint: gateway, group: group)
+        self.blind = options.blindPath ? try BlindIdentity.make() : nil
         self.group = group
         var logger = logger
         logger[metadataKey: "jumpgate.instance_id"] = "\(state.instanceID)"
@@ -263,6 +269,8 @@ public final class AgentRunner: Sendable {
             // Jumpgate's own: this process's run id, so the gateway can tell a reconnect (the same process,
             // whose sessions resume) from a restart (a new process: the old one's sessions are gone).
             "JumpgateRunId": .string(Self.runID),
+            // The relay-blind path's certificate, which clients pin (docs/BLIND-RELAY.md).
+            "JumpgateBlindCertificateSHA256": self.blind.map { .string($0.certificateSHA256) } ?? .null,
         ]
         let channel = try await self.gateway.connectWebSocket(
             pathAndQuery: "\(path)?\(query)",

@@ -231,6 +231,23 @@ public final class PortForwarder: Sendable {
                 epochSeconds: WallClock.nowSeconds()
             )
         }
+        if let offer = grant.blindPath {
+            let ticket = BlindTicket(
+                pairingToken: offer.pairingToken,
+                side: .client(agentCertificateSHA256: offer.agentCertificateSHA256, clientSecret: offer.clientSecret)
+            )
+            do {
+                let channel = try await endpoint.connectBlind(ticket, eventLoop: self.eventLoop) { _ in [session()] }
+                self.logger.info("data path: relay-blind, encrypted end to end with the agent")
+                return channel
+            } catch {
+                // The offer is used up either way; the WebSocket path below is always there.
+                self.logger.info(
+                    "relay-blind path not taken; using the WebSocket path",
+                    metadata: ["reason": "\(error)"]
+                )
+            }
+        }
         return try await endpoint.connectWebSocket(
             pathAndQuery: pathAndQuery,
             headers: headers,

@@ -15,6 +15,28 @@ public struct SessionGrant: Sendable {
     public var properties: [String: String] = [:]
     /// What of the session its agent records ("output", "output and input"); nil: not recorded.
     public var recorded: String?
+    /// The relay-blind path the gateway offered (StartSession's `JumpgateBlindPath`, asked for with the
+    /// request's `JumpgateBlindPath: true`; docs/BLIND-RELAY.md); nil: the WebSocket path only.
+    public var blindPath: BlindPathOffer?
+
+    /// What the client needs for the relay-blind path: its pairing token, the secret it shows the agent
+    /// inside TLS, and the agent certificate's hash it pins.
+    public struct BlindPathOffer: Sendable, Equatable {
+        public var pairingToken: String
+        public var clientSecret: String
+        public var agentCertificateSHA256: String
+
+        init?(json: JSONValue?) {
+            guard let token = json?["PairingToken"]?.stringValue, token.count == PairingLine.tokenLength,
+                let secret = json?["ClientSecret"]?.stringValue, secret.count == PairingLine.tokenLength,
+                let hash = json?["AgentCertificateSHA256"]?.stringValue, hash.count == 64,
+                hash.allSatisfy(\.isHexDigit)
+            else { return nil }
+            self.pairingToken = token
+            self.clientSecret = secret
+            self.agentCertificateSHA256 = hash.lowercased()
+        }
+    }
 
     /// Whether the client's standard output carries the session's stream and nothing else (a
     /// non-interactive command, or a Port document without LocalPortForwarding): its own lines go to
@@ -65,6 +87,7 @@ public struct SessionGrant: Sendable {
         self.maximumDurationSeconds = json["JumpgateMaxSessionDurationSeconds"]?.int64Value
         self.sessionType = json["JumpgateSessionType"]?.stringValue
         self.recorded = json["JumpgateRecorded"]?.stringValue
+        self.blindPath = BlindPathOffer(json: json["JumpgateBlindPath"])
         for (key, value) in json["JumpgateProperties"]?.objectValue ?? [] {
             if let text = value.stringValue { self.properties[key] = text }
         }

@@ -33,6 +33,7 @@ extension GatewayServer {
                 Self.pruneRecordings(state: state, olderThan: keep, logger: logger)
             }
             state.audit?.retry()
+            state.expirePairings()
             for session in state.expireDisconnected(after: grace) {
                 logger.info(
                     "session expired",

@@ -44,6 +44,9 @@ public struct GatewayConfiguration: Sendable {
     /// Recordings of shell and command sessions (`--recordings`, `--recording-max-mib`,
     /// `--recording-retention`).
     public var recordings = RecordingSettings()
+    /// Whether the port also takes relay-blind pairing connections (docs/BLIND-RELAY.md;
+    /// `--no-blind-relay` turns it off, for a port behind a proxy that only lets TLS through).
+    public var blindRelay = true
 
     public init(dataDirectory: String, listenHost: String, listenPort: Int, publicURL: String? = nil) {
         self.dataDirectory = dataDirectory
@@ -216,12 +219,26 @@ public final class GatewayServer: Sendable {
                             try channel.pipeline.syncOperations.addHandler(RefusedConnectionHandler())
                             return
                         }
-                        try Self.configurePipeline(
-                            channel: channel,
-                            sslContext: sslContext,
-                            state: state,
-                            logger: logger
-                        )
+                        guard state.blindRelay else {
+                            return try Self.configurePipeline(
+                                channel: channel,
+                                sslContext: sslContext,
+                                state: state,
+                                logger: logger
+                            )
+                        }
+                        // TLS, or a relay-blind pairing connection: the first byte says which.
+                        let sniffer = ProtocolSniffer(connections: state.connections) { channel in
+                            try Self.configurePipeline(
+                                channel: channel,
+                                sslContext: sslContext,
+                                state: state,
+                                logger: logger
+                            )
+                        } pairing: { channel in
+                            try channel.pipeline.syncOperations.addHandler(PairingHandler(state: state, logger: logger))
+                        }
+                        try channel.pipeline.syncOperations.addHandler(sniffer)
                     }
                 }
                 .bind(host: configuration.listenHost, port: configuration.listenPort)
@@ -297,7 +314,8 @@ public final class GatewayServer: Sendable {
             recordings: configuration.recordings,
             connections: connections,
             resources: configuration.resources,
-            audit: audit
+            audit: audit,
+            blindRelay: configuration.blindRelay
         )
         do {
             state.restore(try await store.load())

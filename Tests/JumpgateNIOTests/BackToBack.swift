@@ -1,3 +1,4 @@
+import JumpgateTestUtilities
 import JumpgateWire
 import Logging
 import NIOCore
@@ -128,6 +129,10 @@ final class BackToBack {
     /// Every channel the pair made, finished when the pair goes: a session handler and its channel hold
     /// each other until the channel closes, so an unfinished one leaks both (LeakSanitizer reported it).
     private var channels: [EmbeddedChannel] = []
+    /// The sessions talk through ``SSMStreamFramer`` on a plain byte stream (the relay-blind path), not
+    /// in WebSocket messages; ``pump(_:)`` then delivers the bytes in seeded random cuts.
+    let framed: Bool
+    var cuts = HostileFrames.Generator(state: 1)
 
     static let forwarding: [(key: String, value: String)] = [
         ("portNumber", "5432"), ("type", "LocalPortForwarding"), ("localPortNumber", "0"),
@@ -139,8 +144,10 @@ final class BackToBack {
         agentExtensions: JumpgateExtensions = .all,
         properties: [(key: String, value: String)] = BackToBack.forwarding,
         sessionType: String = "Port",
-        resumable: Bool = false
+        resumable: Bool = false,
+        framed: Bool = false
     ) throws {
+        self.framed = framed
         var logger = Logger(label: "back-to-back")
         logger.logLevel = .critical
         self.client = PortSession(
@@ -173,14 +180,20 @@ final class BackToBack {
         self.channels = [self.clientData, self.agentData]
         // The agent dials each requested stream at once unless a test says otherwise.
         self.agentEvents.answer = Self.attachAnswer(self)
-        try self.clientData.pipeline.syncOperations.addHandler(self.client)
-        try self.agentData.pipeline.syncOperations.addHandler(self.agent)
+        try self.attach(self.client, to: self.clientData)
+        try self.attach(self.agent, to: self.agentData)
+    }
+
+    private func attach(_ session: PortSession, to channel: EmbeddedChannel) throws {
+        if self.framed { try channel.pipeline.syncOperations.addHandler(SSMStreamFramer()) }
+        try channel.pipeline.syncOperations.addHandler(session)
     }
 
     /// Carries messages between the data channels, as the gateway does, until neither has more to send.
     /// `filter` sees each message and returns what to deliver instead (nothing: lost; twice: duplicated).
     @discardableResult
     func pump(_ filter: (Side, ByteBuffer) -> [ByteBuffer] = { [$1] }) throws -> Int {
+        if self.framed { return try self.pumpBytes(filter) }
         var moved = 0
         while true {
             var progress = false
@@ -200,6 +213,30 @@ final class BackToBack {
                 if SSMMessage.peekMessageType(frame) == .agentSessionState { continue }
                 for delivered in filter(.agent, frame) {
                     try self.clientData.writeInbound(WebSocketMessage.binary(delivered))
+                }
+            }
+            if !progress { return moved }
+        }
+    }
+
+    /// ``pump(_:)`` for framed sessions: each buffer a session writes is one whole message (the filter
+    /// sees it as such); what is delivered goes over as one byte stream, cut at random places. Nothing is
+    /// taken out: on this path no gateway reads the stream (the agent sends no session state here).
+    private func pumpBytes(_ filter: (Side, ByteBuffer) -> [ByteBuffer]) throws -> Int {
+        var moved = 0
+        while true {
+            var progress = false
+            for side in [Side.client, .agent] {
+                let (from, to) = side == .client ? (self.clientData, self.agentData) : (self.agentData, self.clientData)
+                var stream = ByteBuffer()
+                while let message = try from.readOutbound(as: ByteBuffer.self) {
+                    progress = true
+                    moved += 1
+                    for var delivered in filter(side, message) { stream.writeBuffer(&delivered) }
+                }
+                while stream.readableBytes > 0 {
+                    let cut = min(stream.readableBytes, 1 + Int(self.cuts.next() % 20_000))
+                    try to.writeInbound(stream.readSlice(length: cut)!)
                 }
             }
             if !progress { return moved }
@@ -243,7 +280,7 @@ final class BackToBack {
         _ = try? old.finish()
         let fresh = EmbeddedChannel(loop: self.loop)
         self.channels.append(fresh)
-        try fresh.pipeline.syncOperations.addHandler(side == .client ? self.client : self.agent)
+        try self.attach(side == .client ? self.client : self.agent, to: fresh)
         if side == .client { self.clientData = fresh } else { self.agentData = fresh }
     }
 }

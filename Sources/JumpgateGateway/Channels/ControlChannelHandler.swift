@@ -72,6 +72,10 @@ final class ControlChannelHandler: ChannelInboundHandler {
                 return
             }
             self.opened = true
+            self.state.setBlindCertificate(
+                instanceID: self.instanceID,
+                sha256: json["JumpgateBlindCertificateSHA256"]?.stringValue
+            )
             self.logger.info("agent online")
             // A new agent process: the sessions of the old one cannot continue (their connections died).
             let reason = AgentLoss.restartReason(instanceID: self.instanceID)

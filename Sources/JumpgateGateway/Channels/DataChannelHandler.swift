@@ -126,6 +126,8 @@ final class DataChannelHandler: ChannelInboundHandler {
             return
         }
         self.relay = relay
+        // A side on the WebSocket path: the session will not pair, and a side waiting to is told so.
+        self.state.withdrawBlindPath(sessionID: self.sessionID)
         let woken = relay.attach(
             self.side,
             channel: context.channel,

@@ -55,6 +55,8 @@ public final class SessionRelay: Sendable {
         var agentLossNotified = false
         /// The attached client asked for `jumpgate_agent_status` messages (a Jumpgate client).
         var clientWantsAgentStatus = false
+        /// The session's relay-blind pair, while one carries it (``BlindGlue``): client, then agent.
+        var pair: (client: any Channel, agent: any Channel)?
 
         func isPaused(_ side: Side) -> Bool { side == .client ? self.clientPaused : self.agentPaused }
 
@@ -90,10 +92,14 @@ public final class SessionRelay: Sendable {
     /// Held strongly: the state owns its relays and drops this one when the session ends
     /// (``GatewayState/removeRelay(sessionID:)``), which breaks the cycle.
     private let state: GatewayState
+    /// How long a terminated session's relay-blind pair may stay open for the agent to pass the end on.
+    static let pairEndGrace: TimeAmount = .seconds(2)
     /// At most this many bytes wait in event-loop hops toward one side before its sender stops reading.
     static let hopLimit = 1 << 20
     private let bytesToAgent: Counter
     private let bytesToClient: Counter
+    private let blindBytesToAgent: Counter
+    private let blindBytesToClient: Counter
 
     public init(
         sessionID: String,
@@ -113,6 +119,8 @@ public final class SessionRelay: Sendable {
         }
         self.bytesToAgent = state.metrics.bytesToAgent
         self.bytesToClient = state.metrics.bytesToClient
+        self.blindBytesToAgent = state.metrics.blindBytesToAgent
+        self.blindBytesToClient = state.metrics.blindBytesToClient
     }
 
     /// This session's buffered bytes: frames held for an absent side plus both sockets' outbound buffers.
@@ -200,6 +208,51 @@ public final class SessionRelay: Sendable {
         // What the other side sends now is held for this one (bounded, then paused): read it again.
         self.resume(side.other)
     }
+
+    /// A relay-blind pair now carries the session: both sides are present, the agent's handshake is
+    /// taken as done (a later resume on the WebSocket path asks each side to resend). False if the
+    /// session has ended.
+    func attachPair(client: any Channel, agent: any Channel) -> Bool {
+        let attached = self.inner.withLockedValue { inner -> Bool in
+            guard !inner.terminated else { return false }
+            inner.pair = (client, agent)
+            inner.agentAbsentSince = nil
+            inner.agentEverAttached = true
+            inner.handshakeSeen = true
+            inner.activity &+= 1
+            return true
+        }
+        return attached
+    }
+
+    /// The pair ended (either connection closed): the agent is absent until it comes back, and the
+    /// session is Disconnected until its client resumes, as when a client's data channel drops.
+    func detachPair(client: any Channel) {
+        let now = self.state.clock()
+        let detached = self.inner.withLockedValue { inner -> Bool in
+            guard let pair = inner.pair, pair.client === client else { return false }
+            inner.pair = nil
+            if inner.agent == nil { inner.agentAbsentSince = now }
+            return inner.client == nil
+        }
+        if detached, self.state.session(id: self.sessionID)?.status == .connected {
+            self.state.setStatus(sessionID: self.sessionID, .disconnected)
+        }
+    }
+
+    /// One read burst of `bytes` went through the pair toward `side` (TLS bytes: the pair's record says
+    /// so): the session's byte counts, the metrics and the idle timeout's activity.
+    func countBlind(_ bytes: Int, toward side: Side) {
+        self.inner.withLockedValue { inner in
+            inner.activity &+= 1
+            inner.countRelayed(bytes, toward: side)
+        }
+        (side == .agent ? self.bytesToAgent : self.bytesToClient).increment(by: bytes)
+        (side == .agent ? self.blindBytesToAgent : self.blindBytesToClient).increment(by: bytes)
+    }
+
+    /// Whether a relay-blind pair carries the session now.
+    var isPaired: Bool { self.inner.withLockedValue { $0.pair != nil } }
 
     /// How long no agent data channel has been attached, or nil while one is.
     func agentAbsence(now: Int64) -> AgentLoss.Absence? {
@@ -340,17 +393,29 @@ public final class SessionRelay: Sendable {
     /// Bytes waiting for an absent side: the per-session buffered-bytes figure.
     public var bufferedBytes: Int { self.inner.withLockedValue { $0.pendingBytes } }
 
-    /// Ends the session: `channel_closed` with the reason to both sides, then the sockets close.
+    /// Ends the session: `channel_closed` with the reason to both sides, then the sockets close. A
+    /// relay-blind pair is closed (the gateway cannot write into it): both sides then find the session
+    /// ended when they try to resume.
     func terminate(reason: String) {
+        var pair: (client: any Channel, agent: any Channel)?
         let channels = self.inner.withLockedValue { inner -> [(Side, any Channel)] in
             guard !inner.terminated else { return [] }
             inner.terminated = true
+            pair = inner.pair
             inner.pendingToAgent = []
             inner.pendingToClient = []
             self.state.connections?.release(inner.pendingBytes, http: false)
             inner.pendingBytes = 0
             return [(.client, inner.client), (.agent, inner.agent)].compactMap { side, channel in
                 channel.map { (side, $0) }
+            }
+        }
+        if let pair {
+            // The agent passes the end on inside the pair (it has channel_closed on its control channel,
+            // below in GatewayAPI.terminate) and closes it; the gateway closes it after a grace if not.
+            pair.client.eventLoop.scheduleTask(in: Self.pairEndGrace) {
+                pair.client.close(promise: nil)
+                pair.agent.close(promise: nil)
             }
         }
         for (_, channel) in channels {

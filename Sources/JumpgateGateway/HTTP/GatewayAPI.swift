@@ -205,6 +205,13 @@ struct GatewayAPI: Sendable {
             }
         }
         if let recording { inputs.append(("jumpgateRecording", recording)) }
+        // The relay-blind path, for a Jumpgate client that asks for it (docs/BLIND-RELAY.md): port sessions
+        // whose agent serves it, on a gateway that carries it.
+        var blind: BlindOffer?
+        if sessionType == "Port", input["JumpgateBlindPath"]?.boolValue == true {
+            blind = self.state.offerBlindPath(sessionID: session.id, instanceID: target)
+        }
+        if let blind { inputs.append(("jumpgateBlindPath", blind.agentJSON)) }
         do {
             try self.pushStart(
                 session,
@@ -215,6 +222,7 @@ struct GatewayAPI: Sendable {
             )
         } catch {
             self.state.dropRecording(sessionID: session.id)
+            self.state.withdrawBlindPath(sessionID: session.id)
             throw error
         }
         var response: JSONValue = [
@@ -231,6 +239,7 @@ struct GatewayAPI: Sendable {
             if limits.idle < .max { members.append(("JumpgateIdleTimeoutSeconds", .integer(limits.idle))) }
             // What the document resolved to: the client decides from it, not from the document's name.
             members.append(("JumpgateSessionType", .string(sessionType)))
+            if let blind { members.append(("JumpgateBlindPath", blind.clientJSON)) }
             if sessionType == "Port" { members.append(("JumpgateProperties", agentProperties)) }
             if let recording {
                 let what = recording["recordInput"]?.boolValue == true ? "output and input" : "output"
@@ -267,6 +276,7 @@ struct GatewayAPI: Sendable {
         status: SessionStatus = .terminated
     ) {
         state.setStatus(sessionID: session.id, status, reason: reason)
+        state.withdrawBlindPath(sessionID: session.id)
         state.relay(sessionID: session.id)?.terminate(reason: reason)
         if let control = state.controlChannel(instanceID: session.target) {
             let closed = ChannelClosedPayload(

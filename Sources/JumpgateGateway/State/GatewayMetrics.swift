@@ -6,6 +6,13 @@ import NIOCore
 /// registry and serves it at GET /metrics). Created once; the per-frame path only increments counters.
 public struct GatewayMetrics: Sendable {
     let sessionsStarted = Counter(label: "jumpgate_sessions_started_total")
+    /// Relay-blind pairs made (docs/BLIND-RELAY.md): each is a session, or a session's re-pairing, whose
+    /// bytes the gateway only passed on.
+    let blindPairs = Counter(label: "jumpgate_blind_pairs_total")
+    /// Bytes the relay-blind pairs carried (TLS records), toward each side; they count in
+    /// `jumpgate_relay_bytes_total` too.
+    let blindBytesToAgent = Counter(label: "jumpgate_blind_bytes_total", dimensions: [("direction", "to_agent")])
+    let blindBytesToClient = Counter(label: "jumpgate_blind_bytes_total", dimensions: [("direction", "to_client")])
     let sessionsActive = Gauge(label: "jumpgate_sessions_active")
     let agentsOnline = Gauge(label: "jumpgate_agents_online")
     let bytesToAgent = Counter(label: "jumpgate_relay_bytes_total", dimensions: [("direction", "to_agent")])
@@ -42,12 +49,15 @@ public struct GatewayMetrics: Sendable {
 
     /// The `type` label's values: the error types the gateway answers refusals with, and its own names
     /// for refusals that have no answer. Anything else counts as `other`, so no peer can create labels.
-    static let refusalTypes = [
-        "InvalidSignatureException", "UnrecognizedClientException", "MissingAuthenticationTokenException",
-        "InvalidActivation", "ThrottlingException", "DataChannelRefused", "ControlChannelRefused",
-        "WebSocketProtocolError", "OpeningFrameTimeout", "HTTPParseError", "DoesNotExistException",
-        "AccessDeniedException", "BadRequest", "other",
-    ]
+    static let refusalTypes =
+        [
+            "InvalidSignatureException", "UnrecognizedClientException", "MissingAuthenticationTokenException",
+            "InvalidActivation", "ThrottlingException", "DataChannelRefused", "ControlChannelRefused",
+            "WebSocketProtocolError", "OpeningFrameTimeout", "HTTPParseError", "DoesNotExistException",
+            "AccessDeniedException", "BadRequest",
+        ] + PairingLine.Refusal.allCases.map(\.rawValue) + PairingTable<Int>.Refusal.allCases.map(\.rawValue) + [
+            "PairingLineTimeout", "other",
+        ]
 
     /// What agents refused inside sessions (from their clients), as they report it with their connection
     /// records: a closed set of types (``SessionRefusal``).

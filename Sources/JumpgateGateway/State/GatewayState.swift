@@ -79,6 +79,9 @@ public final class GatewayState: Sendable {
         var controlChannels: [String: any Channel] = [:]
         /// Each agent's process run id, from its control channel's opening frame (runtime only).
         var agentRunIDs: [String: String] = [:]
+        /// The SHA-256 of each agent's relay-blind certificate, from its control channel's opening frame
+        /// (runtime only; a new process makes a new one).
+        var blindCertificates: [String: String] = [:]
         /// Instances whose deregistration, and sessions whose termination, is being written: nothing may
         /// write their rows meanwhile (a write-behind update landing after the deletion would bring a
         /// revoked row back), and an agent being deregistered cannot attach.
@@ -124,6 +127,11 @@ public final class GatewayState: Sendable {
     }
 
     let storage = NIOLockedValueBox(Storage())
+    /// The relay-blind pairings offered and waiting (GatewayState+Pairing), apart from the main lock: a
+    /// pairing line takes only this one.
+    let pairings = NIOLockedValueBox(PairingTable<PairingConnection>())
+    /// Whether the gateway carries relay-blind pairs (`--no-blind-relay` turns it off).
+    public let blindRelay: Bool
     public let clock: @Sendable () -> Int64
     /// Where durable changes go (nil: memory only, for tests of the state alone). Changes are submitted
     /// while the lock is held, so the store applies them in the order they happened here.
@@ -157,8 +165,10 @@ public final class GatewayState: Sendable {
         recordings: RecordingSettings = RecordingSettings(),
         connections: GatewayConnections? = nil,
         resources: ResourceNames = ResourceNames(),
-        audit: AuditTrail? = nil
+        audit: AuditTrail? = nil,
+        blindRelay: Bool = true
     ) {
+        self.blindRelay = blindRelay
         self.connections = connections
         self.resources = resources
         self.audit = audit

@@ -104,7 +104,14 @@ public final class PortSession: ChannelInboundHandler {
         self.loop = context.eventLoop
         // A resumed data channel stays unread while the local connections are slow (the receive bound).
         if self.table.receiveBound.isPaused { Self.setReading(context.channel, false) }
-        self.withSession { machine, actions in machine.dataChannelAttached(now: self.now, into: &actions) }
+        // On the relay-blind path (messages framed by SSMStreamFramer) no gateway takes the agent's session
+        // state out of the stream.
+        let blind = (try? context.pipeline.syncOperations.handler(type: SSMStreamFramer.self)) != nil
+        self.onBlindPath = blind
+        self.withSession { machine, actions in
+            machine.sendsSessionState = !blind
+            machine.dataChannelAttached(now: self.now, into: &actions)
+        }
         self.armTimer()
     }
 
@@ -173,6 +180,9 @@ public final class PortSession: ChannelInboundHandler {
         self.delegate?.messageRefused(self, refusal)
     }
 
+    /// Whether the attached data channel is the relay-blind path (``SSMStreamFramer``, no gateway reading).
+    var onBlindPath = false
+
     /// Whether a data-channel read is being processed, and the local connections written to meanwhile.
     var reading = false
     var unflushed: [UnflushedConnection] = []
@@ -215,8 +225,26 @@ public final class PortSession: ChannelInboundHandler {
     }
 
     /// The gateway ended the session (channel_closed outside the data channel, or a refused reconnect):
-    /// ends it as ended by the peer. Call on the session's event loop.
+    /// ends it as ended by the peer. Call on the session's event loop. On the relay-blind path the gateway
+    /// cannot put its channel_closed into the stream, so the agent passes it on to the client first: the
+    /// client ends with the gateway's reason, as on the WebSocket path, instead of finding the session gone
+    /// when it tries to resume.
     public func closedByGateway(reason: String) {
+        if self.isAgent, self.onBlindPath, !self.ended, let context = self.context {
+            let payload = ChannelClosedPayload(
+                createdDate: WallClock.iso8601(epochSeconds: WallClock.nowSeconds()),
+                destinationID: "",
+                sessionID: self.sessionID,
+                output: reason
+            )
+            let message = SSMMessage(
+                messageType: .channelClosed,
+                createdDate: WallClock.nowMilliseconds(),
+                flags: 0,
+                payload: payload.encoded()
+            )
+            context.writeAndFlush(self.wrapOutboundOut(.binary(message.encoded())), promise: nil)
+        }
         self.end(reason: reason, byPeer: true)
     }
 

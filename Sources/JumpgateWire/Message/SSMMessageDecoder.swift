@@ -13,22 +13,10 @@ public struct SSMMessageDecoder: NIOSingleStepByteToMessageDecoder {
     }
 
     public mutating func decode(buffer: inout ByteBuffer) throws -> SSMMessage? {
-        guard buffer.readableBytes >= SSMMessage.headerSize else { return nil }
-        let headerLength = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self)!
-        guard headerLength == SSMMessage.headerLength else {
-            throw WireError(
-                .invalidHeaderLength,
-                "HeaderLength is \(headerLength), expected \(SSMMessage.headerLength)"
-            )
-        }
-        let payloadLength = Int(buffer.getInteger(at: buffer.readerIndex + 116, as: UInt32.self)!)
-        guard payloadLength <= self.maximumPayloadLength else {
-            throw WireError(
-                .payloadTooLarge,
-                "PayloadLength \(payloadLength) exceeds the \(self.maximumPayloadLength)-byte limit"
-            )
-        }
-        guard buffer.readableBytes >= SSMMessage.headerSize + payloadLength else { return nil }
+        guard
+            let length = try SSMMessage.encodedLength(peeking: buffer, maximumPayloadLength: self.maximumPayloadLength),
+            buffer.readableBytes >= length
+        else { return nil }
         return try SSMMessage(consuming: &buffer, payloadLengthFraming: true)
     }
 

@@ -80,6 +80,10 @@ public struct SessionStateMachine {
     public internal(set) var reliability = ReliableDeliveryStateMachine()
     public internal(set) var negotiated: NegotiatedSession?
     public internal(set) var isEnded = false
+    /// Whether the agent sends its session state at each attach, for the gateway (which takes it out of
+    /// the stream). Not on the relay-blind path, where the gateway cannot read the stream and the client
+    /// would get it (``PortSession`` sets it per attach).
+    public var sendsSessionState = true
     /// Whether a data channel was ever attached (a later attachment is a resume).
     var attachedOnce = false
     /// Ending once everything sent is acknowledged (``endWhenDelivered(reason:byPeer:now:within:into:)``), or
@@ -124,7 +128,7 @@ public struct SessionStateMachine {
         if self.attachedOnce {
             let frames = self.reliability.connectionRestored(now: now)
             actions.append(.notice(.resumed(resent: frames.count)))
-            if self.isAgent { actions.append(.write(self.agentSessionState())) }
+            if self.isAgent, self.sendsSessionState { actions.append(.write(self.agentSessionState())) }
             for frame in frames { actions.append(.write(frame)) }
             actions.append(.sendWindowOpened)
             actions.append(.flush)
@@ -134,7 +138,7 @@ public struct SessionStateMachine {
         guard case .agent(var machine) = self.handshake else { return }
         let action = machine.start(now: now)
         self.handshake = .agent(machine)
-        actions.append(.write(self.agentSessionState()))
+        if self.sendsSessionState { actions.append(.write(self.agentSessionState())) }
         self.agentHandshake(action, now: now, into: &actions)
     }
 

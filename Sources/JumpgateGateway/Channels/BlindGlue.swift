@@ -1,0 +1,84 @@
+import JumpgateNIO
+import NIOCore
+
+/// The gateway's part of a relay-blind pair (docs/BLIND-RELAY.md): what one side sends goes to the other
+/// as it is, TLS records the gateway cannot read. A read burst is written to the partner in one go (one
+/// event-loop hop per burst when the partner lives on another loop) and counted once on the session's
+/// relay (its byte counts and idle timeout). While the partner cannot take more, this side stops reading;
+/// the partner's glue starts it again. When either connection closes, so does the other.
+final class BlindGlue: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let side: SessionRelay.Side
+    private let partner: any Channel
+    private let relay: SessionRelay
+    private var burst: [ByteBuffer] = []
+    private var burstBytes = 0
+
+    init(side: SessionRelay.Side, partner: any Channel, relay: SessionRelay) {
+        self.side = side
+        self.partner = partner
+        self.relay = relay
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let bytes = self.unwrapInboundIn(data)
+        self.burstBytes += bytes.readableBytes
+        self.burst.append(bytes)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        guard !self.burst.isEmpty else { return }
+        let frames = self.burst
+        self.burst.removeAll(keepingCapacity: true)
+        self.relay.countBlind(self.burstBytes, toward: self.side.other)
+        self.burstBytes = 0
+        let partner = self.partner
+        if partner.eventLoop.inEventLoop {
+            Self.write(frames, to: partner)
+        } else {
+            partner.eventLoop.execute { Self.write(frames, to: partner) }
+        }
+        guard !partner.isWritable else { return }
+        // Stop reading until the partner drains; it may have drained meanwhile (another loop): look again.
+        let channel = context.channel
+        channel.setOption(ChannelOptions.autoRead, value: false).whenSuccess {
+            if partner.isWritable { Self.resume(channel) }
+        }
+    }
+
+    private static func write(_ frames: [ByteBuffer], to channel: any Channel) {
+        for frame in frames { channel.write(frame, promise: nil) }
+        channel.flush()
+    }
+
+    static func resume(_ channel: any Channel) {
+        channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in channel.read() }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { Self.resume(self.partner) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        // The partner closes once what was written to it is out (the agent's channel_closed, its last
+        // bytes), or after a few seconds if it does not take them.
+        let partner = self.partner
+        let flushed = partner.eventLoop.makePromise(of: Void.self)
+        partner.writeAndFlush(ByteBuffer(), promise: flushed)
+        let deadline = partner.eventLoop.scheduleTask(in: .seconds(5)) { partner.close(promise: nil) }
+        flushed.futureResult.whenComplete { _ in
+            deadline.cancel()
+            partner.close(promise: nil)
+        }
+        self.relay.detachPair(client: self.side == .client ? context.channel : self.partner)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}

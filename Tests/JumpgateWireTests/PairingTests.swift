@@ -1,0 +1,154 @@
+import JumpgateWire
+import NIOCore
+import Testing
+
+/// The relay-blind path's routing (docs/BLIND-RELAY.md): the pairing line a connection opens with, and
+/// the gateway's table of offered pairings. Every refusal has its case.
+@Suite struct PairingTests {
+    static let token = String(repeating: "a", count: 21) + "-_" + String(repeating: "Z9", count: 10)
+
+    @Test("a line round-trips for both roles, and what follows it stays in the buffer")
+    func roundTrip() throws {
+        for role in PairingLine.Role.allCases {
+            var buffer = PairingLine(role: role, token: Self.token).encoded()
+            buffer.writeString("\u{16}\u{03}\u{01}")
+            #expect(try PairingLine.parse(&buffer) == PairingLine(role: role, token: Self.token))
+            #expect(buffer.readableBytes == 3)
+        }
+        #expect(PairingLine.canStart(with: UInt8(ascii: "J")) && !PairingLine.canStart(with: 0x16))
+    }
+
+    @Test("a line cut at every byte waits for the rest, then parses")
+    func dripFed() throws {
+        let bytes = Array(PairingLine(role: .agent, token: Self.token).encoded().readableBytesView)
+        for cut in 0..<bytes.count {
+            var buffer = ByteBuffer(bytes: bytes[..<cut])
+            #expect(try PairingLine.parse(&buffer) == nil, "cut at \(cut)")
+            #expect(buffer.readableBytes == cut)
+        }
+    }
+
+    @Test(
+        "refusals: not the protocol, another version, an unknown role, a malformed token, no newline in time",
+        arguments: [
+            ("GET / HTTP/1.1\r\n", PairingLine.Refusal.unknownProtocol),
+            ("JGPAIR/2 client \(PairingTests.token)\n", .unknownProtocol),
+            ("JGX", .unknownProtocol),
+            ("JGPAIR/1 gateway \(PairingTests.token)\n", .unknownRole),
+            ("JGPAIR/1 client short\n", .malformed),
+            ("JGPAIR/1 client \(PairingTests.token.dropLast())!\n", .malformed),
+            ("JGPAIR/1 client \(PairingTests.token) extra\n", .malformed),
+            ("JGPAIR/1  client \(PairingTests.token)\n", .malformed),
+            ("JGPAIR/1 client\n", .malformed),
+            ("JGPAIR/1 " + String(repeating: "x", count: 200), .tooLong),
+            ("JGPAIR/1 " + String(repeating: "x", count: 130) + "\n", .tooLong),
+        ]
+    )
+    func refusals(line: String, refusal: PairingLine.Refusal) {
+        var buffer = ByteBuffer(string: line)
+        #expect(throws: refusal) { try PairingLine.parse(&buffer) }
+    }
+
+    // MARK: the table
+
+    typealias Table = PairingTable<Int>
+    static let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
+
+    static func offered() -> Table {
+        var table = Table()
+        #expect(
+            table.offer(sessionID: "s-1", clientTokenHash: "c1", agentTokenHash: "a1", deadline: start + .seconds(5))
+                == nil
+        )
+        return table
+    }
+
+    @Test("either side first: the first waits, the second is paired with it, and the offer is over")
+    func pairsEitherOrder() {
+        for first in PairingLine.Role.allCases {
+            var table = Self.offered()
+            let hash = { (role: PairingLine.Role) in role == .client ? "c1" : "a1" }
+            #expect(
+                table.arrived(tokenHash: hash(first), role: first, connection: 1, now: Self.start)
+                    == .wait(sessionID: "s-1")
+            )
+            #expect(
+                table.arrived(tokenHash: hash(first.other), role: first.other, connection: 2, now: Self.start)
+                    == .paired(sessionID: "s-1", partner: 1)
+            )
+            #expect(table.count == 0 && table.nextDeadline == nil)
+        }
+    }
+
+    @Test("refused: an unknown token, a used one, the other side's, a late one; each token works once")
+    func refusesEachWay() {
+        var table = Self.offered()
+        #expect(
+            table.arrived(tokenHash: "nope", role: .client, connection: 1, now: Self.start) == .refused(.unknownToken)
+        )
+        // The agent's token presented as the client: refused, and used up.
+        #expect(table.arrived(tokenHash: "a1", role: .client, connection: 2, now: Self.start) == .refused(.wrongRole))
+        #expect(table.arrived(tokenHash: "a1", role: .agent, connection: 3, now: Self.start) == .refused(.unknownToken))
+        // The client's, late.
+        #expect(
+            table.arrived(tokenHash: "c1", role: .client, connection: 4, now: Self.start + .seconds(6))
+                == .refused(.expired)
+        )
+        #expect(
+            table.arrived(tokenHash: "c1", role: .client, connection: 5, now: Self.start) == .refused(.unknownToken)
+        )
+    }
+
+    @Test("a waiting side that leaves keeps its token used; its partner then waits alone until the deadline")
+    func departedSide() {
+        var table = Self.offered()
+        #expect(
+            table.arrived(tokenHash: "c1", role: .client, connection: 1, now: Self.start) == .wait(sessionID: "s-1")
+        )
+        table.departed(1, sessionID: "s-1")
+        #expect(
+            table.arrived(tokenHash: "c1", role: .client, connection: 2, now: Self.start) == .refused(.unknownToken)
+        )
+        #expect(table.arrived(tokenHash: "a1", role: .agent, connection: 3, now: Self.start) == .wait(sessionID: "s-1"))
+        #expect(table.expire(now: Self.start + .seconds(6)) == [.init(sessionID: "s-1", waiting: 3)])
+    }
+
+    @Test("expiry ends only offers past their deadline and names the side waiting in each")
+    func expiry() {
+        var table = Self.offered()
+        _ = table.offer(
+            sessionID: "s-2",
+            clientTokenHash: "c2",
+            agentTokenHash: "a2",
+            deadline: Self.start + .seconds(9)
+        )
+        _ = table.arrived(tokenHash: "a1", role: .agent, connection: 7, now: Self.start)
+        #expect(table.nextDeadline == Self.start + .seconds(5))
+        #expect(table.expire(now: Self.start + .seconds(5)).isEmpty, "an offer ended at its deadline, not after")
+        #expect(table.expire(now: Self.start + .seconds(6)) == [.init(sessionID: "s-1", waiting: 7)])
+        #expect(
+            table.arrived(tokenHash: "c1", role: .client, connection: 8, now: Self.start) == .refused(.unknownToken)
+        )
+        #expect(table.nextDeadline == Self.start + .seconds(9) && table.count == 1)
+    }
+
+    @Test("a new offer for a session replaces the old: its tokens die and its waiting side is handed back")
+    func reOffer() {
+        var table = Self.offered()
+        _ = table.arrived(tokenHash: "c1", role: .client, connection: 1, now: Self.start)
+        #expect(
+            table.offer(
+                sessionID: "s-1",
+                clientTokenHash: "c9",
+                agentTokenHash: "a9",
+                deadline: Self.start + .seconds(5)
+            ) == 1
+        )
+        #expect(table.arrived(tokenHash: "a1", role: .agent, connection: 2, now: Self.start) == .refused(.unknownToken))
+        #expect(table.arrived(tokenHash: "a9", role: .agent, connection: 3, now: Self.start) == .wait(sessionID: "s-1"))
+        #expect(table.withdraw(sessionID: "s-1") == 3)
+        #expect(
+            table.arrived(tokenHash: "c9", role: .client, connection: 4, now: Self.start) == .refused(.unknownToken)
+        )
+    }
+}
