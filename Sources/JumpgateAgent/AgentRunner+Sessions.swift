@@ -156,6 +156,9 @@ extension AgentRunner {
             )
             return true
         } catch {
+            // Someone paired as the client without its secret: counted and reported with the agent's other
+            // refusals (the gateway's metrics and audit trail, on the session).
+            if error is ClientSecretMismatch { self.messageRefused(.clientSecretMismatch, sessionID: sessionID) }
             let level: Logger.Level = error is ClientSecretMismatch ? .warning : .info
             self.logger.log(
                 level: level,

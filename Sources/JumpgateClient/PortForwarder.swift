@@ -241,8 +241,10 @@ public final class PortForwarder: Sendable {
                 self.logger.info("data path: relay-blind, encrypted end to end with the agent")
                 return channel
             } catch {
-                // The offer is used up either way; the WebSocket path below is always there.
-                self.logger.info(
+                // The offer is used up either way; the WebSocket path below is always there. A peer that
+                // answered with another certificate than the agent's is worth a warning.
+                self.logger.log(
+                    level: error is BlindPinMismatch ? .warning : .info,
                     "relay-blind path not taken; using the WebSocket path",
                     metadata: ["reason": "\(error)"]
                 )

@@ -228,12 +228,14 @@ public final class GatewayServer: Sendable {
                             )
                         }
                         // TLS, or a relay-blind pairing connection: the first byte says which.
+                        let acceptedAt = NIODeadline.now()
                         let sniffer = ProtocolSniffer(connections: state.connections) { channel in
                             try Self.configurePipeline(
                                 channel: channel,
                                 sslContext: sslContext,
                                 state: state,
-                                logger: logger
+                                logger: logger,
+                                acceptedAt: acceptedAt
                             )
                         } pairing: { channel in
                             try channel.pipeline.syncOperations.addHandler(PairingHandler(state: state, logger: logger))
@@ -416,11 +418,14 @@ public final class GatewayServer: Sendable {
         channel: any Channel,
         sslContext: NIOSSLContext,
         state: GatewayState,
-        logger: Logger
+        logger: Logger,
+        acceptedAt: NIODeadline = .now()
     ) throws {
         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
         if let connections = state.connections {
-            try channel.pipeline.syncOperations.addHandler(HTTPConnectionGuard(connections: connections))
+            try channel.pipeline.syncOperations.addHandler(
+                HTTPConnectionGuard(connections: connections, acceptedAt: acceptedAt)
+            )
         }
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
         try channel.pipeline.syncOperations.addHandler(

@@ -74,6 +74,18 @@ struct BlindPathTests {
             try await ConnectionRecordsTests.eventually("the session's connection records") {
                 try await ConnectionRecordsTests.records(lab, session: sessionID).count >= 9
             }
+            // The offer's secrets are not in the audit trail: whoever read it in time could pair.
+            let events = try await lab.ssm.call(
+                "ListAuditEvents",
+                ["SessionId": .string(sessionID)],
+                api: "JumpgateAdmin"
+            )
+            let start = try #require(
+                events["Events"]?.arrayValue?.first { $0["eventName"]?.stringValue == "StartSession" }
+            )
+            let offer = try #require(start["responseElements"]?["JumpgateBlindPath"], "\(start)")
+            #expect(offer["PairingToken"]?.stringValue == "HIDDEN_DUE_TO_SECURITY_REASONS", "\(offer)")
+            #expect(offer["ClientSecret"]?.stringValue == "HIDDEN_DUE_TO_SECURITY_REASONS", "\(offer)")
             forward.signal(SIGINT)
             #expect(try forward.waitForExit() == 0)
             #expect(try await EndToEndTests.historyStatus(lab, sessionID, waitingFor: "Terminated") == "Terminated")
@@ -90,7 +102,11 @@ struct BlindPathTests {
             let ready = try #require(forward.output.first { $0.contains("\"event\":\"ready\"") })
             let sessionID = try #require(try JSONValue(parsing: ready)["sessionId"]?.stringValue)
             _ = try await lab.ssm.call("TerminateSession", ["SessionId": .string(sessionID)])
-            #expect(try forward.waitForExit(timeout: 30) != 0, "forward did not end")
+            // Ended by the other side with the gateway's reason, passed on by the agent inside TLS (the
+            // gateway's own close of the pair comes 2 s later and would mean a failed resume instead).
+            #expect(try forward.waitForExit(timeout: 30) == 2, "\(forward.standardError)")
+            let ended = try #require(forward.output.first { $0.contains("\"event\":\"ended\"") })
+            #expect(ended.contains("\"by\":\"remote\""), "\(ended)")
             #expect(try await EndToEndTests.historyStatus(lab, sessionID, waitingFor: "Terminated") == "Terminated")
         }
     }
@@ -186,8 +202,13 @@ struct BlindPathTests {
             #expect(await GatewayAttackTests.closes(channel, within: 10), "the agent kept the connection")
             // Nothing after the gateway's OK: the agent said not a word (its handshake request names the target).
             #expect(collector.text == "OK\n", "the agent sent something: \(collector.text.count) bytes")
-            // The agent went to the WebSocket path: the session is Connected there, and the real client's
-            // WebSocket token still works.
+            // The agent counted it and reported it (the gateway's metrics, its audit trail on the session).
+            try await ConnectionRecordsTests.eventually("the agent's ClientSecretMismatch in /metrics") {
+                let text = try await GatewayLimitsTests.metrics(lab)
+                return GatewayLimitsTests.counter(text, "jumpgate_agent_refusals_total", type: "ClientSecretMismatch")
+                    == 1
+            }
+            // The agent went to the WebSocket path: the session is Connected there.
             try await ConnectionRecordsTests.eventually("the session Connected on the WebSocket path") {
                 let active = try await lab.ssm.call("DescribeSessions", ["State": "Active"])
                 let session = active["Sessions"]?.arrayValue?.first {

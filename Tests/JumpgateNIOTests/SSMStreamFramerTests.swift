@@ -124,8 +124,6 @@ import Testing
             #expect(sink.frames.count == 1)
             #expect((sink.errors.first as? WireError)?.code == code)
             #expect(!channel.isActive, "the connection was kept")
-            try channel.writeInbound(GoldenVectors.acknowledge.buffer)
-            #expect(sink.frames.count == 1, "bytes after the refusal were read")
         }
     }
 

@@ -10,6 +10,8 @@ public enum AuditRecords {
     static let hidden = "HIDDEN_DUE_TO_SECURITY_REASONS"
     static let secretKeys: Set<String> = [
         "secretaccesskey", "tokenvalue", "activationcode", "sessiontoken", "password", "secret",
+        // StartSession's relay-blind offer (docs/BLIND-RELAY.md): whoever read them in time could pair.
+        "pairingtoken", "clientsecret",
     ]
 
     /// `value` with every member that holds a secret replaced, at any depth.

@@ -89,20 +89,27 @@ final class PairingHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// Both sides are here: the waiting one (on its own loop, first, so its `OK` goes before any byte the
-    /// glue carries to it) and this one get a glue and `OK`.
+    /// glue carries to it) and this one get a glue and `OK`. A side that closed meanwhile ends the pair
+    /// before it began: the other is closed, and the relay forgets the pair (a glue that is in place
+    /// does that when its channel closes; one that could not be put in place does it here).
     private func pair(_ context: ChannelHandlerContext, sessionID: String, role: PairingLine.Role, partner: any Channel)
     {
         let channel = context.channel
         let (client, agent) = role == .client ? (channel, partner) : (partner, channel)
-        guard let relay = self.state.relay(sessionID: sessionID), relay.attachPair(client: client, agent: agent) else {
+        guard let relay = self.state.relay(sessionID: sessionID) else {
+            // The session ended between its offer and its pairing.
+            partner.close(promise: nil)
+            let refusal = PairingTable<Int>.Refusal.expired
+            return self.refuse(context, type: refusal.rawValue, reason: refusal.description)
+        }
+        guard partner.isActive, relay.attachPair(client: client, agent: agent) else {
             partner.close(promise: nil)
             return context.close(promise: nil)
         }
-        self.state.setStatus(sessionID: sessionID, .connected)
-        self.state.metrics.blindPairs.increment()
         let here: SessionRelay.Side = role == .client ? .client : .agent
         let install: @Sendable (any Channel, SessionRelay.Side, any Channel) -> Void = { channel, side, other in
             do {
+                guard channel.isActive else { throw ChannelError.ioOnClosedChannel }
                 let pipeline = channel.pipeline.syncOperations
                 let handler = try pipeline.handler(type: PairingHandler.self)
                 handler.phase = .done
@@ -110,9 +117,9 @@ final class PairingHandler: ChannelInboundHandler, RemovableChannelHandler {
                 pipeline.removeHandler(handler, promise: nil)
                 channel.writeAndFlush(ByteBuffer(string: "OK\n"), promise: nil)
             } catch {
-                // That side closed meanwhile: the pair is over before it began.
                 channel.close(promise: nil)
                 other.close(promise: nil)
+                relay.detachPair(client: client)
             }
         }
         if partner.eventLoop.inEventLoop {
@@ -121,6 +128,8 @@ final class PairingHandler: ChannelInboundHandler, RemovableChannelHandler {
             partner.eventLoop.execute { install(partner, here.other, channel) }
         }
         install(channel, here, partner)
+        self.state.setStatus(sessionID: sessionID, .connected)
+        self.state.metrics.blindPairs.increment()
         self.logger.info(
             "relay-blind pair attached",
             metadata: ["jumpgate.session_id": "\(sessionID)", "jumpgate.side": "\(here)"]

@@ -126,7 +126,7 @@ public final class SessionRelay: Sendable {
     /// This session's buffered bytes: frames held for an absent side plus both sockets' outbound buffers.
     func sampleBufferedBytes(on eventLoop: any EventLoop) -> EventLoopFuture<Int> {
         let (pending, channels) = self.inner.withLockedValue { inner in
-            (inner.pendingBytes, [inner.client, inner.agent].compactMap { $0 })
+            (inner.pendingBytes, [inner.client, inner.agent, inner.pair?.client, inner.pair?.agent].compactMap { $0 })
         }
         let outbound = channels.map { channel in
             channel.getOption(ChannelOptions.bufferedWritableBytes).recover { _ in 0 }.hop(to: eventLoop)
@@ -143,8 +143,13 @@ public final class SessionRelay: Sendable {
     @discardableResult
     public func attach(_ side: Side, channel: any Channel, wantsAgentStatus: Bool = false) -> [Side] {
         var agentBack: (any Channel)?
+        var stalePair: (client: any Channel, agent: any Channel)?
         let (previous, pending, wake) = self.inner.withLockedValue {
             inner -> ((any Channel)?, [ByteBuffer], [Side]) in
+            // A side back on the WebSocket path: a relay-blind pair still open is half dead (its other
+            // side may not know yet): closed, so that both sides resume here.
+            stalePair = inner.pair
+            inner.pair = nil
             let previous = inner.channel(side)
             var pending: [ByteBuffer] = []
             switch side {
@@ -176,6 +181,8 @@ public final class SessionRelay: Sendable {
             return (previous, pending, wake)
         }
         if let previous, previous !== channel { previous.close(promise: nil) }
+        stalePair?.client.close(promise: nil)
+        stalePair?.agent.close(promise: nil)
         // The other side may have stopped reading because the old channel on this side was not writable;
         // that channel is gone (NIO reports no writability change for a closed channel): read again.
         self.resume(side.other)

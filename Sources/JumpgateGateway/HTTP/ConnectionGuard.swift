@@ -144,13 +144,18 @@ final class HTTPConnectionGuard: ChannelInboundHandler, RemovableChannelHandler 
     private let connections: GatewayConnections
     private var timer: RepeatedTask?
 
-    init(connections: GatewayConnections) {
+    /// When the connection was accepted: the TLS handshake's deadline counts from there, also when a
+    /// handler before this one (``ProtocolSniffer``) waited for the first byte.
+    private let acceptedAt: NIODeadline
+
+    init(connections: GatewayConnections, acceptedAt: NIODeadline = .now()) {
         self.connections = connections
-        self.deadlines = HTTPConnectionDeadlines(limits: connections.limits, acceptedAt: .now())
+        self.acceptedAt = acceptedAt
+        self.deadlines = HTTPConnectionDeadlines(limits: connections.limits, acceptedAt: acceptedAt)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        self.deadlines = HTTPConnectionDeadlines(limits: self.connections.limits, acceptedAt: .now())
+        self.deadlines = HTTPConnectionDeadlines(limits: self.connections.limits, acceptedAt: self.acceptedAt)
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         // Checked twice a second: a deadline is met within half a second of its time.
         self.timer = context.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(500), delay: .milliseconds(500))

@@ -91,10 +91,10 @@ extension GatewayState {
     }
 
     /// Ends the offers past their window (the once-a-second sweep): each waiting side is closed.
-    func expirePairings() {
+    func expirePairings(now: NIODeadline = .now()) {
         let ended = self.pairings.withLockedValue { table -> [PairingTable<PairingConnection>.Ended] in
-            guard let next = table.nextDeadline, next < .now() else { return [] }
-            return table.expire(now: .now())
+            guard let next = table.nextDeadline, next < now else { return [] }
+            return table.expire(now: now)
         }
         for offer in ended { offer.waiting?.channel.close(promise: nil) }
     }

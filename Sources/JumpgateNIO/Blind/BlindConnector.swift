@@ -1,4 +1,5 @@
 import JumpgateWire
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -33,6 +34,54 @@ public struct BlindPathFailure: Error, CustomStringConvertible {
     public var description: String
 }
 
+/// The peer the gateway paired the client with did not present the pinned certificate: someone other
+/// than the agent the gateway announced answered. The session goes to the WebSocket path; a client says
+/// so as a warning.
+public struct BlindPinMismatch: Error, CustomStringConvertible {
+    public var description: String {
+        "the peer on the relay-blind path did not present the agent's announced certificate"
+    }
+}
+
+/// One pairing attempt's outcome, decided once, on its event loop: the deadline, a failure, or the
+/// session's handlers in place (``HTTPSEndpoint/connectBlind(_:eventLoop:timeout:makeHandlers:)``).
+/// Sendable as its mutable state is touched only on `eventLoop` (`NIOLoopBoundBox` checks it) or locked.
+final class BlindAttempt: Sendable {
+    let ready: EventLoopPromise<Void>
+    let eventLoop: any EventLoop
+    private let state: NIOLoopBoundBox<(decided: Bool, channel: (any Channel)?)>
+    /// Set by the certificate check (on NIOSSL's callback) when the pin did not match.
+    let pinFailed = NIOLockedValueBox(false)
+
+    init(ready: EventLoopPromise<Void>, eventLoop: any EventLoop) {
+        self.ready = ready
+        self.eventLoop = eventLoop
+        self.state = .makeBoxSendingValue((false, nil), eventLoop: eventLoop)
+    }
+
+    var decided: Bool { self.state.value.decided }
+    var channel: (any Channel)? {
+        get { self.state.value.channel }
+        set { self.state.value.channel = newValue }
+    }
+
+    /// Fails the attempt (on the loop) unless it was decided; the connection closes.
+    func fail(_ error: any Error) {
+        guard !self.state.value.decided else { return }
+        self.state.value.decided = true
+        self.ready.fail(error)
+        self.state.value.channel?.close(promise: nil)
+    }
+
+    /// Runs `install` and succeeds, unless the attempt was decided already (then nothing is installed).
+    func succeed(_ install: () throws -> Void) throws {
+        guard !self.state.value.decided else { return }
+        try install()
+        self.state.value.decided = true
+        self.ready.succeed()
+    }
+}
+
 extension HTTPSEndpoint {
     /// Opens this side's pairing connection to the gateway's port, pairs, and runs end-to-end TLS with the
     /// other side: the client pins the agent's certificate and sends the client secret, the agent checks
@@ -45,23 +94,60 @@ extension HTTPSEndpoint {
         timeout: TimeAmount = .seconds(10),
         makeHandlers: @escaping @Sendable (any Channel) throws -> [any ChannelHandler]
     ) async throws -> any Channel {
-        let ready = eventLoop.makePromise(of: Void.self)
+        // The whole attempt, connect included, has `timeout`. Every outcome is decided on the loop, once:
+        // the deadline, a failure, or the session's handlers in place. After the deadline nothing is
+        // added, so a handshake that completes late never attaches the session beside the WebSocket path.
+        let attempt = BlindAttempt(ready: eventLoop.makePromise(of: Void.self), eventLoop: eventLoop)
+        let deadline = NIODeadline.now() + timeout
+        let timer = eventLoop.scheduleTask(deadline: deadline) {
+            attempt.fail(BlindPathFailure(description: "the pairing did not complete within \(timeout.seconds) s"))
+        }
+        defer { timer.cancel() }
+        let channel: any Channel
+        do {
+            channel = try await self.connectPairing(
+                ticket,
+                attempt: attempt,
+                deadline: deadline,
+                makeHandlers: makeHandlers
+            )
+        } catch {
+            eventLoop.execute { attempt.fail(error) }
+            throw error
+        }
+        do {
+            try await attempt.ready.futureResult.get()
+        } catch {
+            channel.close(promise: nil)
+            if attempt.pinFailed.withLockedValue({ $0 }) { throw BlindPinMismatch() }
+            throw error
+        }
+        return channel
+    }
+
+    private func connectPairing(
+        _ ticket: BlindTicket,
+        attempt: BlindAttempt,
+        deadline: NIODeadline,
+        makeHandlers: @escaping @Sendable (any Channel) throws -> [any ChannelHandler]
+    ) async throws -> any Channel {
         let line = PairingLine(role: ticket.role, token: ticket.pairingToken)
         let side = ticket.side
         let clientContext = try JumpgateTLS.blindClientContext()
-        var bootstrap = ClientBootstrap(group: eventLoop)
+        var bootstrap = ClientBootstrap(group: attempt.eventLoop)
         if let source = self.sourceAddress {
             bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0))
         }
-        let channel =
+        return
             try await bootstrap
-            .connectTimeout(timeout)
+            .connectTimeout(max(.milliseconds(1), deadline - .now()))
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelOption(.recvAllocator, value: TLSSocketReads.recvAllocator)
             .channelOption(.maxMessagesPerRead, value: TLSSocketReads.maxMessagesPerRead)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try PairingKeepalive.apply(to: channel)
+                    attempt.channel = channel
                     let answer = PairingAnswerHandler(
                         line: line,
                         paired: { context in
@@ -69,28 +155,17 @@ extension HTTPSEndpoint {
                                 context,
                                 side: side,
                                 clientContext: clientContext,
-                                ready: ready,
+                                attempt: attempt,
                                 makeHandlers: makeHandlers
                             )
                         },
-                        failed: { ready.fail($0) }
+                        failed: { attempt.fail($0) }
                     )
                     try channel.pipeline.syncOperations.addHandler(answer)
                 }
             }
             .connect(host: self.host, port: self.port)
             .get()
-        let timer = eventLoop.scheduleTask(in: timeout) {
-            ready.fail(BlindPathFailure(description: "the pairing did not complete within \(timeout.seconds) s"))
-        }
-        defer { timer.cancel() }
-        do {
-            try await ready.futureResult.get()
-        } catch {
-            channel.close(promise: nil)
-            throw error
-        }
-        return channel
     }
 
     /// The gateway paired this connection: end-to-end TLS goes in behind the pairing handler.
@@ -98,9 +173,10 @@ extension HTTPSEndpoint {
         _ context: ChannelHandlerContext,
         side: BlindTicket.Side,
         clientContext: NIOSSLContext,
-        ready: EventLoopPromise<Void>,
+        attempt: BlindAttempt,
         makeHandlers: @escaping @Sendable (any Channel) throws -> [any ChannelHandler]
     ) throws {
+        guard !attempt.decided else { return }
         let channel = context.channel
         switch side {
         case .client(let pinned, let secret):
@@ -110,23 +186,22 @@ extension HTTPSEndpoint {
                 customVerificationCallback: { certificates, promise in
                     let der = (try? certificates.first?.toDERBytes()) ?? []
                     let matches = !der.isEmpty && SigV4.hexSHA256(der) == pinned.lowercased()
+                    if !matches { attempt.pinFailed.withLockedValue { $0 = true } }
                     promise.succeed(matches ? .certificateVerified : .failed)
                 }
             )
             let watcher = BlindHandshakeWatcher(secret: secret) { context in
-                try Self.add([SSMStreamFramer()] + (try makeHandlers(channel)), after: context)
-                ready.succeed()
+                try attempt.succeed { try Self.add([SSMStreamFramer()] + (try makeHandlers(channel)), after: context) }
             } failed: {
-                ready.fail($0)
+                attempt.fail($0)
             }
             try Self.add([tls, watcher], after: context)
         case .agent(let serverContext, let secretSHA256):
             let tls = NIOSSLServerHandler(context: serverContext)
             let check = ClientSecretCheck(expectedSHA256: secretSHA256) { context in
-                try Self.add([SSMStreamFramer()] + (try makeHandlers(channel)), after: context)
-                ready.succeed()
+                try attempt.succeed { try Self.add([SSMStreamFramer()] + (try makeHandlers(channel)), after: context) }
             } rejected: {
-                ready.fail($0)
+                attempt.fail($0)
             }
             try Self.add([tls, check], after: context)
         }
