@@ -2,8 +2,9 @@ import JumpgateNIO
 import NIOCore
 
 /// The gateway's part of a relay-blind pair (docs/BLIND-RELAY.md): what one side sends goes to the other
-/// as it is, TLS records the gateway cannot read. A read burst is written to the partner in one go (one
-/// event-loop hop per burst when the partner lives on another loop) and counted once on the session's
+/// as it is, TLS records the gateway cannot read. Each read is written to the partner as it comes and
+/// flushed once per read burst, with nothing kept between (one event-loop hop per burst when the partner
+/// lives on another loop, the burst's reads held until then), and the burst is counted once on the session's
 /// relay (its byte counts and idle timeout). While the partner cannot take more, this side stops reading;
 /// the partner's glue starts it again. When either connection closes, so does the other.
 final class BlindGlue: ChannelDuplexHandler {
@@ -14,6 +15,8 @@ final class BlindGlue: ChannelDuplexHandler {
     private let side: SessionRelay.Side
     private let partner: any Channel
     private let relay: SessionRelay
+    /// Reads of the burst in progress, held only when the partner lives on another event loop (they go
+    /// over in one hop); on the same loop each read is written to the partner at once.
     private var burst: [ByteBuffer] = []
     private var burstBytes = 0
 
@@ -26,19 +29,23 @@ final class BlindGlue: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let bytes = self.unwrapInboundIn(data)
         self.burstBytes += bytes.readableBytes
-        self.burst.append(bytes)
+        if self.partner.eventLoop.inEventLoop {
+            self.partner.write(bytes, promise: nil)
+        } else {
+            self.burst.append(bytes)
+        }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        guard !self.burst.isEmpty else { return }
-        let frames = self.burst
-        self.burst.removeAll(keepingCapacity: true)
+        guard self.burstBytes > 0 else { return }
         self.relay.countBlind(self.burstBytes, toward: self.side.other)
         self.burstBytes = 0
         let partner = self.partner
         if partner.eventLoop.inEventLoop {
-            Self.write(frames, to: partner)
+            partner.flush()
         } else {
+            let frames = self.burst
+            self.burst = []
             partner.eventLoop.execute { Self.write(frames, to: partner) }
         }
         guard !partner.isWritable else { return }
