@@ -181,7 +181,7 @@ struct ForwardCommand: AsyncParsableCommand {
                         json: json
                     ),
                     onAgentStatus: SessionEvents.agentStatus(sessionID: grant.sessionID, json: json),
-                    resume: client.resumeSession,
+                    resume: client.resumeSession(_:askingBlindPathWith:),
                     resumeTimeout: resumeTimeout
                 )
             )

@@ -151,7 +151,7 @@ extension AgentRunner {
         do {
             _ = try await self.gateway.connectBlind(ticket, eventLoop: eventLoop) { _ in [session.value] }
             self.logger.info(
-                "session started on the relay-blind path",
+                "data channel on the relay-blind path",
                 metadata: ["jumpgate.session_id": "\(sessionID)"]
             )
             return true
@@ -170,15 +170,24 @@ extension AgentRunner {
     }
 
     /// Opens the session's data channel (a fresh token each time) with `session` as its handler.
+    /// `askingBlind`: the session was on a relay-blind pair when it broke; the token request asks for the
+    /// path again, and when the answer offers it, it is tried first. Returns whether the channel is a pair.
+    @discardableResult
     func connectDataChannel(
         sessionID: String,
         session: NIOLoopBound<PortSession>,
-        eventLoop: any EventLoop
+        eventLoop: any EventLoop,
+        askingBlind: Bool = false
     )
-        async throws
+        async throws -> Bool
     {
         let path = "/v1/data-channel/\(sessionID)"
-        let token = try await self.channelToken(path: path)
+        let (token, reply) = try await self.channelTokenReply(path: path, askingBlind: askingBlind)
+        if askingBlind, let ticket = self.blind?.ticket(tokenReply: reply),
+            await self.connectBlind(ticket, sessionID: sessionID, session: session, eventLoop: eventLoop)
+        {
+            return true
+        }
         let query = "role=publish_subscribe"
         let opening = OpenDataChannelInput(tokenValue: token, clientInstanceID: self.state.instanceID, clientID: "")
             .json
@@ -190,6 +199,7 @@ extension AgentRunner {
         ) { _ in
             [OpeningFrameWriter(json: opening), session.value]
         }
+        return false
     }
 
     /// The data channel dropped (the gateway restarted, the network blinked): target connections stay
@@ -197,6 +207,8 @@ extension AgentRunner {
     func dataChannelLost(_ session: PortSession, sessionID: String, eventLoop: any EventLoop) {
         guard !self.draining.withLockedValue({ $0 }) else { return }
         let bound = NIOLoopBound(session, eventLoop: eventLoop)
+        // A session that was on a relay-blind pair asks for the path again (docs/BLIND-RELAY.md, "Breaks").
+        let askingBlind = session.isOnBlindPath && self.blind != nil
         let deadline = NIODeadline.now() + self.options.resumeTimeout
         let logger = self.logger
         logger.warning("data channel lost; reconnecting", metadata: ["jumpgate.session_id": "\(sessionID)"])
@@ -207,10 +219,18 @@ extension AgentRunner {
                 attempt += 1
                 if (try? await eventLoop.submit({ bound.value.isEnded }).get()) ?? true { return }
                 do {
-                    try await self.connectDataChannel(sessionID: sessionID, session: bound, eventLoop: eventLoop)
+                    let blind = try await self.connectDataChannel(
+                        sessionID: sessionID,
+                        session: bound,
+                        eventLoop: eventLoop,
+                        askingBlind: askingBlind
+                    )
                     logger.info(
                         "data channel reconnected",
-                        metadata: ["jumpgate.session_id": "\(sessionID)", "attempt": "\(attempt)"]
+                        metadata: [
+                            "jumpgate.session_id": "\(sessionID)", "attempt": "\(attempt)",
+                            "path": .string(blind ? "relay-blind" : "WebSocket"),
+                        ]
                     )
                     return
                 } catch let error as AgentError where error.isFinal {

@@ -198,9 +198,23 @@ public final class AgentRunner: Sendable {
     /// token, once per (re)connect, would otherwise leave every agent an idle connection for 30 s after a
     /// gateway restart.
     func channelToken(path: String, kept: Bool = true) async throws -> String {
-        let body: JSONValue = [
-            "MessageSchemaVersion": "1.0", "RequestId": .string(MessageID.random().description), "ClientId": "",
+        try await self.channelTokenReply(path: path, kept: kept).token
+    }
+
+    /// ``channelToken(path:kept:)`` with the reply's text. `askingBlind`: the request also asks for the
+    /// relay-blind path again (a session whose pair broke), with this agent's certificate hash.
+    func channelTokenReply(
+        path: String,
+        kept: Bool = true,
+        askingBlind: Bool = false
+    ) async throws -> (token: String, reply: String) {
+        var members: [(key: String, value: JSONValue)] = [
+            ("MessageSchemaVersion", "1.0"), ("RequestId", .string(MessageID.random().description)), ("ClientId", ""),
         ]
+        if askingBlind, let blind = self.blind {
+            members.append(("JumpgateBlindPath", ["AgentCertificateSHA256": .string(blind.certificateSHA256)]))
+        }
+        let body = JSONValue.object(members)
         let response = try await self.signedPost(path: path, body: body.serializedBytes(), kept: kept)
         let text = String(buffer: response.body)
         guard response.status == 201, let token = ChannelTokenResponse.token(fromXML: text) else {
@@ -211,7 +225,7 @@ public final class AgentRunner: Sendable {
                 isFinal: response.status == 403 || text.contains("Session is already terminated")
             )
         }
-        return token
+        return (token, text)
     }
 
     /// A JSON POST to the gateway signed by this instance (service `ssmmessages`).

@@ -51,9 +51,30 @@ struct BlindIdentity: Sendable {
     /// nil when it did not, or when what it sent is not a token and a hash.
     func ticket(document: JSONValue) -> BlindTicket? {
         let offer = document["inputs"]?["jumpgateBlindPath"]
-        guard let token = offer?["pairingToken"]?.stringValue, token.count == PairingLine.tokenLength,
-            let hash = offer?["clientSecretSHA256"]?.stringValue, hash.count == 64
+        guard let token = offer?["pairingToken"]?.stringValue, let hash = offer?["clientSecretSHA256"]?.stringValue
         else { return nil }
+        return self.ticket(pairingToken: token, clientSecretSHA256: hash)
+    }
+
+    /// This side's ticket for a session offered the blind path again after a break: the agent's half in
+    /// its data-channel token answer (`<JumpgateBlindPath>`), nil when the answer has none.
+    func ticket(tokenReply xml: String) -> BlindTicket? {
+        guard let token = Self.element("PairingToken", in: xml), let hash = Self.element("ClientSecretSHA256", in: xml)
+        else { return nil }
+        return self.ticket(pairingToken: token, clientSecretSHA256: hash)
+    }
+
+    private func ticket(pairingToken token: String, clientSecretSHA256 hash: String) -> BlindTicket? {
+        guard token.count == PairingLine.tokenLength, hash.count == 64, hash.allSatisfy(\.isHexDigit) else {
+            return nil
+        }
         return BlindTicket(pairingToken: token, side: .agent(tls: self.context, clientSecretSHA256: hash.lowercased()))
+    }
+
+    private static func element(_ name: String, in xml: String) -> String? {
+        guard let start = xml.firstRange(of: "<\(name)>"), let end = xml.firstRange(of: "</\(name)>"),
+            start.upperBound <= end.lowerBound
+        else { return nil }
+        return String(xml[start.upperBound..<end.lowerBound])
     }
 }

@@ -299,8 +299,18 @@ public struct SSMClient: Sendable {
         )
     }
 
-    /// ResumeSession: a new token and StreamUrl for a session whose data channel dropped.
-    @Sendable public func resumeSession(_ sessionID: String) async throws -> SessionGrant {
-        try SessionGrant(json: try await self.call("ResumeSession", ["SessionId": .string(sessionID)]))
+    /// ResumeSession: a new token and StreamUrl for a session whose data channel dropped. `pin`: the
+    /// session was on a relay-blind pair when it broke; ask for the path again, with the agent
+    /// certificate's hash pinned at the start (docs/BLIND-RELAY.md, "When it is not taken, and when it
+    /// breaks").
+    @Sendable public func resumeSession(
+        _ sessionID: String,
+        askingBlindPathWith pin: String?
+    ) async throws
+        -> SessionGrant
+    {
+        var input: [(key: String, value: JSONValue)] = [("SessionId", .string(sessionID))]
+        if let pin { input.append(("JumpgateBlindPath", ["AgentCertificateSHA256": .string(pin)])) }
+        return try SessionGrant(json: try await self.call("ResumeSession", .object(input)))
     }
 }

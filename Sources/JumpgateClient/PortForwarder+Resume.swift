@@ -24,6 +24,8 @@ extension PortForwarder {
         let deadline = start + self.resumeTimeout
         let (sessionID, logger, loop) = (self.grant.sessionID, self.logger, self.eventLoop)
         let (grantURL, caFile) = (self.grant.streamURL, self.caFile)
+        // A session that was on a relay-blind pair asks for the path again (docs/BLIND-RELAY.md, "Breaks").
+        let pin = session.isOnBlindPath ? self.grant.blindPath?.agentCertificateSHA256 : nil
         logger.info(
             "connection to the gateway lost; resuming the session",
             metadata: ["jumpgate.session_id": "\(sessionID)"]
@@ -39,7 +41,7 @@ extension PortForwarder {
                 if self.state.withLockedValue({ $0.terminated }) { return endedByUser() }
                 attempt += 1
                 do {
-                    let grant = try await resume(sessionID)
+                    let grant = self.checked(try await resume(sessionID, pin), pin: pin)
                     let channel = try await self.connect(grant: grant) { bound.value }
                     if self.state.withLockedValue({ $0.terminated }) {
                         channel.close(promise: nil)
@@ -50,9 +52,13 @@ extension PortForwarder {
                         state.lastResumed = .now()
                         state.resumes += 1
                     }
+                    let blind = (try? await loop.submit { bound.value.isOnBlindPath }.get()) == true
                     logger.info(
                         "session resumed",
-                        metadata: ["jumpgate.session_id": "\(sessionID)", "attempt": "\(attempt)"]
+                        metadata: [
+                            "jumpgate.session_id": "\(sessionID)", "attempt": "\(attempt)",
+                            "path": .string(blind ? "relay-blind" : "WebSocket"),
+                        ]
                     )
                     let outage = Double((NIODeadline.now() - now).nanoseconds) / 1e9
                     self.console.resumeChanged(.resumed(attempts: attempt, seconds: outage))
@@ -88,6 +94,25 @@ extension PortForwarder {
                 )
             }
         }
+    }
+
+    /// A resume's grant with its relay-blind offer kept only if asked for and for the certificate pinned at
+    /// the start: the agent's certificate cannot change within a session (an agent that restarts ends its
+    /// sessions), so an offer that names another one is refused, with a warning, for the WebSocket path.
+    func checked(_ grant: SessionGrant, pin: String?) -> SessionGrant {
+        guard let offer = grant.blindPath else { return grant }
+        var grant = grant
+        grant.blindPath = nil
+        guard let pin else { return grant }
+        guard offer.agentCertificateSHA256 == pin.lowercased() else {
+            self.logger.warning(
+                "the gateway offered the relay-blind path again for another agent certificate than the session's; using the WebSocket path",
+                metadata: ["jumpgate.session_id": "\(grant.sessionID)"]
+            )
+            return grant
+        }
+        grant.blindPath = offer
+        return grant
     }
 
     /// ResumeSession refusals that no retry can change.

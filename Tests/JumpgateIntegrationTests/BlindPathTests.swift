@@ -112,6 +112,67 @@ struct BlindPathTests {
     }
 
     @Test(
+        "kill -9 of the gateway under a paced transfer on the relay-blind path: both sides resume, pair again, byte-exact"
+    )
+    func gatewayKilledUnderTransfer() async throws {
+        try await EndToEndTests.withLab { lab, echoPort in
+            let (forward, localPort) = try lab.forward(to: echoPort)
+            defer { forward.stop() }
+            let payload = randomBuffer(12 << 20)
+            // About 2.5 MB/s: the transfer spans the kill and the restart.
+            let transfer = Task {
+                try await pacedEchoRoundTrip(
+                    port: localPort,
+                    bytes: payload,
+                    chunk: 64 << 10,
+                    interval: .milliseconds(25)
+                )
+            }
+            // The transfer is under way on the pair when the gateway dies.
+            try await ConnectionRecordsTests.eventually("2 MiB through the pair") {
+                try await Self.allBlind(lab, atLeast: Double(2 << 20))
+            }
+            lab.gateway.signal(SIGKILL)
+            _ = try lab.gateway.waitForExit()
+            let gateway = try GatewayRestartTests.restartGateway(lab, name: "gateway-after-kill")
+            defer { gateway.stop() }
+            let echoed = try await transfer.value
+            #expect(echoed == payload)
+            #expect(forward.process.isRunning, "\(forward.standardError.suffix(800))")
+            // Both sides asked for the path again as they resumed, and the new gateway carried the rest of the
+            // transfer through a new pair only (a side that fell back would have relayed on the WebSocket path).
+            #expect(try await Self.pairs(lab) == 1, "\(lab.agent.standardError.suffix(1500))")
+            let text = try await GatewayLimitsTests.metrics(lab)
+            #expect(try await Self.allBlind(lab, atLeast: Double(1 << 20)), "\(text)")
+            #expect(
+                lab.agent.standardError.contains("data channel reconnected"),
+                "\(lab.agent.standardError.suffix(1500))"
+            )
+            // New connections through the resumed session work too, on the pair.
+            #expect(try await parallelEchoes(port: localPort, count: 4, baseSize: 65536, step: 7) == 4)
+            #expect(try await Self.allBlind(lab, atLeast: Double(1 << 20)))
+            // The client's half came in ResumeSession's answer, whose audit record hides its secrets.
+            let ready = try #require(forward.output.first { $0.contains("\"event\":\"ready\"") })
+            let sessionID = try #require(try JSONValue(parsing: ready)["sessionId"]?.stringValue)
+            var offered: JSONValue?
+            try await ConnectionRecordsTests.eventually("ResumeSession's audit record with its offer") {
+                let events = try await lab.ssm.call(
+                    "ListAuditEvents",
+                    ["SessionId": .string(sessionID)],
+                    api: "JumpgateAdmin"
+                )
+                offered =
+                    events["Events"]?.arrayValue?.lazy
+                    .filter { $0["eventName"]?.stringValue == "ResumeSession" }
+                    .compactMap { $0["responseElements"]?["JumpgateBlindPath"] }.first
+                return offered != nil
+            }
+            #expect(offered?["PairingToken"]?.stringValue == "HIDDEN_DUE_TO_SECURITY_REASONS", "\(offered ?? .null)")
+            #expect(offered?["ClientSecret"]?.stringValue == "HIDDEN_DUE_TO_SECURITY_REASONS", "\(offered ?? .null)")
+        }
+    }
+
+    @Test(
         "declined: a gateway with --no-blind-relay, an agent with --no-blind-path, forward --no-blind-path",
         arguments: [
             (["--no-blind-relay"], [String](), [String]()), ([], ["--no-blind-path"], []),

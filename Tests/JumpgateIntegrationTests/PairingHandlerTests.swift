@@ -6,6 +6,7 @@ import NIOCore
 import NIOEmbedded
 import Testing
 
+@testable import JumpgateAgent
 @testable import JumpgateGateway
 
 /// The gateway's pairing handler and glue without sockets: two EmbeddedChannels on one loop arrive with
@@ -21,7 +22,10 @@ struct PairingHandlerTests {
         init() throws {
             self.relay = SessionRelay(sessionID: "s-1", state: self.state)
             let relay = self.relay
-            self.state.storage.withLockedValue { $0.relays["s-1"] = relay }
+            self.state.storage.withLockedValue {
+                $0.relays["s-1"] = relay
+                $0.sessions["s-1"] = PairingHandlerTests.session("s-1")
+            }
             self.state.setBlindCertificate(instanceID: "mi-1", sha256: String(repeating: "ab", count: 32))
             self.offer = try #require(self.state.offerBlindPath(sessionID: "s-1", instanceID: "mi-1"))
         }
@@ -115,5 +119,295 @@ struct PairingHandlerTests {
         #expect(agent.isActive)
         pairing.state.expirePairings(now: .now() + GatewayState.pairingWindow + .seconds(1))
         #expect(!agent.isActive)
+    }
+
+    static func session(_ id: String, document: String = "AWS-StartPortForwardingSessionToRemoteHost") -> SessionRecord
+    {
+        SessionRecord(
+            id: id,
+            owner: "o",
+            target: "mi-1",
+            documentName: document,
+            parameters: [],
+            reason: "",
+            status: .connected,
+            startEpoch: 1_700_000_000,
+            endEpoch: nil,
+            closeReason: "",
+            clientTokenHash: nil,
+            agentTokenHashes: [:]
+        )
+    }
+
+    /// The pair of `pairing` made with `offer`'s tokens: both sides answered OK.
+    static func pair(
+        _ pairing: Pairing,
+        _ offer: BlindOffer
+    ) throws -> (client: EmbeddedChannel, agent: EmbeddedChannel) {
+        try Self.pair(pairing, client: offer.half(.client), agent: offer.half(.agent))
+    }
+
+    static func pair(
+        _ pairing: Pairing,
+        client clientHalf: BlindHalf?,
+        agent agentHalf: BlindHalf?
+    ) throws -> (client: EmbeddedChannel, agent: EmbeddedChannel) {
+        guard case .client(let clientToken, _, _) = clientHalf, case .agent(let agentToken, _) = agentHalf else {
+            throw WireError(
+                .invalidPayload,
+                "not a client's and an agent's half: \(String(describing: clientHalf)), \(String(describing: agentHalf))"
+            )
+        }
+        let client = try pairing.channel()
+        let agent = try pairing.channel()
+        try client.writeInbound(PairingLine(role: .client, token: clientToken).encoded())
+        try agent.writeInbound(PairingLine(role: .agent, token: agentToken).encoded())
+        #expect(try Self.text(client) == "OK\n" && Self.text(agent) == "OK\n")
+        return (client, agent)
+    }
+
+    static let certificate = String(repeating: "ab", count: 32)
+    static let otherCertificate = String(repeating: "cd", count: 32)
+
+    @Test("after a break, either side first: a new offer to the first, its half to the second, and they pair again")
+    func reofferAfterBreak() throws {
+        for agentFirst in [false, true] {
+            let pairing = try Pairing()
+            let (client, agent) = try Self.pair(pairing, pairing.offer)
+            try client.close().wait()
+            #expect(!agent.isActive && !pairing.relay.isPaired)
+            let (first, second): (PairingLine.Role, PairingLine.Role) =
+                agentFirst ? (.agent, .client) : (.client, .agent)
+            let asked = pairing.state.reofferBlindPath(
+                sessionID: "s-1",
+                instanceID: "mi-1",
+                side: first,
+                certificateSHA256: first == .agent ? Self.certificate : nil
+            )
+            #expect(asked.decision == .offer)
+            let collected = pairing.state.reofferBlindPath(
+                sessionID: "s-1",
+                instanceID: "mi-1",
+                side: second,
+                certificateSHA256: second == .agent ? Self.certificate : nil
+            )
+            #expect(collected.decision == .collect)
+            let (clientHalf, agentHalf) = agentFirst ? (collected.half, asked.half) : (asked.half, collected.half)
+            // The client's half carries the certificate the gateway knows, the agent's the secret's hash.
+            guard case .client(_, let secret, let pinned) = clientHalf, case .agent(_, let hash) = agentHalf else {
+                Issue.record("halves: \(String(describing: clientHalf)), \(String(describing: agentHalf))")
+                continue
+            }
+            #expect(pinned == Self.certificate && hash == tokenHash(secret))
+            // The old tokens are spent; the new ones pair.
+            let (newClient, newAgent) = try Self.pair(pairing, client: clientHalf, agent: agentHalf)
+            #expect(pairing.relay.isPaired)
+            // Collected once: the same side asking again gets a new offer, not the old half, and the pair it
+            // asks while in (stale, as far as that side knows) is closed.
+            let third = pairing.state.reofferBlindPath(
+                sessionID: "s-1",
+                instanceID: "mi-1",
+                side: second,
+                certificateSHA256: nil
+            )
+            #expect(third.decision == .offer && third.half != collected.half)
+            #expect(!newClient.isActive && !newAgent.isActive && !pairing.relay.isPaired)
+        }
+    }
+
+    @Test("the certificate on record beats a claimed one, which is never recorded; a restarted gateway uses the claim")
+    func reofferCertificates() throws {
+        // On record (the agent's control channel): a client's stale pin and an agent's claim change nothing.
+        for side in [PairingLine.Role.client, .agent] {
+            let pairing = try Pairing()
+            let asked = pairing.state.reofferBlindPath(
+                sessionID: "s-1",
+                instanceID: "mi-1",
+                side: side,
+                certificateSHA256: Self.otherCertificate
+            )
+            #expect(asked.decision == .offer)
+            let clientHalf =
+                side == .client
+                ? asked.half
+                : pairing.state.reofferBlindPath(
+                    sessionID: "s-1",
+                    instanceID: "mi-1",
+                    side: .client,
+                    certificateSHA256: nil
+                ).half
+            guard case .client(_, _, let pinned) = clientHalf else {
+                Issue.record("no client half: \(String(describing: clientHalf))")
+                continue
+            }
+            #expect(pinned == Self.certificate)
+            #expect(pairing.state.storage.withLockedValue { $0.blindCertificates["mi-1"] } == Self.certificate)
+        }
+        // None on record (a restarted gateway): the asking side's hash serves this offer, and only it.
+        for side in [PairingLine.Role.client, .agent] {
+            let state = GatewayState(clock: { 1_700_000_000 })
+            let relay = SessionRelay(sessionID: "s-1", state: state)
+            state.storage.withLockedValue {
+                $0.relays["s-1"] = relay
+                $0.sessions["s-1"] = Self.session("s-1")
+            }
+            let none = state.reofferBlindPath(sessionID: "s-1", instanceID: "mi-1", side: side, certificateSHA256: nil)
+            #expect(none.decision == .decline(.noCertificate) && none.half == nil)
+            let bad = state.reofferBlindPath(sessionID: "s-1", instanceID: "mi-1", side: side, certificateSHA256: "zz")
+            #expect(bad.decision == .decline(.noCertificate))
+            let made = state.reofferBlindPath(
+                sessionID: "s-1",
+                instanceID: "mi-1",
+                side: side,
+                certificateSHA256: Self.certificate.uppercased()
+            )
+            #expect(made.decision == .offer)
+            let clientHalf =
+                side == .client
+                ? made.half
+                : state.reofferBlindPath(
+                    sessionID: "s-1",
+                    instanceID: "mi-1",
+                    side: .client,
+                    certificateSHA256: nil
+                ).half
+            #expect(clientHalf?.clientJSON?["AgentCertificateSHA256"]?.stringValue == Self.certificate)
+            #expect(state.storage.withLockedValue { $0.blindCertificates["mi-1"] } == nil)
+        }
+    }
+
+    @Test(
+        "after a break, declined: the partner back on the WebSocket path, the session ended, not a port session, the relay off"
+    )
+    func reofferDeclined() throws {
+        let pairing = try Pairing()
+        // The agent asked first; then the client came back on the WebSocket path: the agent's next request
+        // is declined, and the client's kept half is gone (the withdrawal as the client attached).
+        let asked = pairing.state.reofferBlindPath(
+            sessionID: "s-1",
+            instanceID: "mi-1",
+            side: .agent,
+            certificateSHA256: nil
+        )
+        #expect(asked.decision == .offer)
+        let webSocket = EmbeddedChannel(loop: pairing.loop)
+        pairing.relay.attach(.client, channel: webSocket)
+        #expect(
+            pairing.state.reofferBlindPath(sessionID: "s-1", instanceID: "mi-1", side: .agent, certificateSHA256: nil)
+                .decision == .decline(.partnerOnWebSocket)
+        )
+        #expect(
+            pairing.state.reofferBlindPath(sessionID: "s-1", instanceID: "mi-1", side: .client, certificateSHA256: nil)
+                .decision != .collect
+        )
+        #expect(
+            pairing.state.reofferBlindPath(sessionID: "s-2", instanceID: "mi-1", side: .client, certificateSHA256: nil)
+                .decision == .decline(.sessionEnded)
+        )
+        pairing.relay.terminate(reason: "over")
+        #expect(
+            pairing.state.reofferBlindPath(sessionID: "s-1", instanceID: "mi-1", side: .agent, certificateSHA256: nil)
+                .decision == .decline(.sessionEnded)
+        )
+        // A shell session (its document's type) is never offered the path.
+        let shell = GatewayState(clock: { 1_700_000_000 })
+        shell.storage.withLockedValue {
+            $0.relays["s-1"] = SessionRelay(sessionID: "s-1", state: shell)
+            $0.sessions["s-1"] = Self.session("s-1", document: "SSM-SessionManagerRunShell")
+        }
+        #expect(
+            shell.reofferBlindPath(
+                sessionID: "s-1",
+                instanceID: "mi-1",
+                side: .client,
+                certificateSHA256: Self.certificate
+            )
+            .decision == .decline(.notPort)
+        )
+        let off = GatewayState(clock: { 1_700_000_000 }, blindRelay: false)
+        off.storage.withLockedValue {
+            $0.relays["s-1"] = SessionRelay(sessionID: "s-1", state: off)
+            $0.sessions["s-1"] = Self.session("s-1")
+        }
+        #expect(
+            off.reofferBlindPath(
+                sessionID: "s-1",
+                instanceID: "mi-1",
+                side: .client,
+                certificateSHA256: Self.certificate
+            )
+            .decision == .decline(.relayOff)
+        )
+    }
+
+    @Test("a side that asks while its old pair looks open closes it; a kept half ends with the window or a withdrawal")
+    func reofferStalePairAndKeptHalves() throws {
+        let pairing = try Pairing()
+        let (client, agent) = try Self.pair(pairing, pairing.offer)
+        // The client lost its side, the gateway has not noticed: the pair is closed, so the agent asks too.
+        let asked = pairing.state.reofferBlindPath(
+            sessionID: "s-1",
+            instanceID: "mi-1",
+            side: .client,
+            certificateSHA256: nil
+        )
+        #expect(asked.decision == .offer)
+        #expect(!client.isActive && !agent.isActive && !pairing.relay.isPaired)
+        // The agent's half is kept for the window only.
+        pairing.state.expirePairings(now: .now() + GatewayState.pairingWindow + .seconds(1))
+        let late = pairing.state.reofferBlindPath(
+            sessionID: "s-1",
+            instanceID: "mi-1",
+            side: .agent,
+            certificateSHA256: nil
+        )
+        #expect(late.decision == .offer)
+        // The client's half, kept from that offer, ends when the session goes to the WebSocket path.
+        pairing.state.withdrawBlindPath(sessionID: "s-1")
+        let after = pairing.state.reofferBlindPath(
+            sessionID: "s-1",
+            instanceID: "mi-1",
+            side: .client,
+            certificateSHA256: nil
+        )
+        #expect(after.decision == .offer)
+    }
+
+    @Test("the token answer is AWS's shape byte for byte without a re-offer; the agent reads its half from it")
+    func tokenReplyXML() throws {
+        #expect(
+            GatewayHTTPHandler.tokenReplyXML(control: false, token: "T0k", half: nil)
+                == "<CreateDataChannelResponse><MessageSchemaVersion>1.0</MessageSchemaVersion><TokenValue>T0k</TokenValue></CreateDataChannelResponse>"
+        )
+        #expect(
+            GatewayHTTPHandler.tokenReplyXML(control: true, token: "T0k", half: nil)
+                == "<CreateControlChannelResponse><MessageSchemaVersion>1.0</MessageSchemaVersion><TokenValue>T0k</TokenValue></CreateControlChannelResponse>"
+        )
+        let pairing = try Pairing()
+        let xml = GatewayHTTPHandler.tokenReplyXML(control: false, token: "T0k", half: pairing.offer.half(.agent))
+        #expect(ChannelTokenResponse.token(fromXML: xml) == "T0k")
+        #expect(
+            xml.contains(
+                "<JumpgateBlindPath><PairingToken>\(pairing.offer.agentToken)</PairingToken><ClientSecretSHA256>\(tokenHash(pairing.offer.clientSecret))</ClientSecretSHA256></JumpgateBlindPath></CreateDataChannelResponse>"
+            )
+        )
+        // The agent's side: its ticket from the answer, none from AWS's shape or a malformed half.
+        let identity = try BlindIdentity.make()
+        let ticket = try #require(identity.ticket(tokenReply: xml))
+        #expect(ticket.pairingToken == pairing.offer.agentToken)
+        guard case .agent(_, let hash) = ticket.side else {
+            Issue.record("not the agent's ticket")
+            return
+        }
+        #expect(hash == tokenHash(pairing.offer.clientSecret))
+        #expect(
+            identity.ticket(tokenReply: GatewayHTTPHandler.tokenReplyXML(control: false, token: "T", half: nil)) == nil
+        )
+        let short = GatewayHTTPHandler.tokenReplyXML(
+            control: false,
+            token: "T",
+            half: .agent(token: "short", clientSecretSHA256: tokenHash("x"))
+        )
+        #expect(identity.ticket(tokenReply: short) == nil)
     }
 }

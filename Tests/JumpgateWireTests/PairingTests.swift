@@ -151,4 +151,58 @@ import Testing
             table.arrived(tokenHash: "c9", role: .client, connection: 4, now: Self.start) == .refused(.unknownToken)
         )
     }
+
+    static func reoffer(
+        relayOn: Bool = true,
+        sessionOpen: Bool = true,
+        portSession: Bool = true,
+        partnerOnWebSocket: Bool = false,
+        halfKept: Bool = false,
+        certificateKnown: Bool = true
+    ) -> BlindReoffer.Decision {
+        BlindReoffer.decide(
+            relayOn: relayOn,
+            sessionOpen: sessionOpen,
+            portSession: portSession,
+            partnerOnWebSocket: partnerOnWebSocket,
+            halfKept: halfKept,
+            certificateKnown: certificateKnown
+        )
+    }
+
+    @Test("after a break: the first side to ask gets a new offer, the second collects its kept half")
+    func reofferOrder() {
+        #expect(Self.reoffer() == .offer)
+        #expect(Self.reoffer(halfKept: true) == .collect)
+        // A kept half is collected even when the gateway has no certificate of its own (it is in the half).
+        #expect(Self.reoffer(halfKept: true, certificateKnown: false) == .collect)
+    }
+
+    @Test(
+        "after a break, declined: the relay off, the session over, not a port session, the partner back on the WebSocket path, no certificate",
+        arguments: BlindReoffer.Reason.allCases
+    )
+    func reofferDeclined(reason: BlindReoffer.Reason) {
+        let decision = Self.reoffer(
+            relayOn: reason != .relayOff,
+            sessionOpen: reason != .sessionEnded,
+            portSession: reason != .notPort,
+            partnerOnWebSocket: reason == .partnerOnWebSocket,
+            certificateKnown: reason != .noCertificate
+        )
+        #expect(decision == .decline(reason))
+        #expect(!reason.description.isEmpty)
+        // Each of these wins even over a kept half (a pairing would wait for nobody).
+        if reason != .noCertificate {
+            #expect(
+                Self.reoffer(
+                    relayOn: reason != .relayOff,
+                    sessionOpen: reason != .sessionEnded,
+                    portSession: reason != .notPort,
+                    partnerOnWebSocket: reason == .partnerOnWebSocket,
+                    halfKept: true
+                ) == .decline(reason)
+            )
+        }
+    }
 }

@@ -1,5 +1,5 @@
 import Benchmark
-import JumpgateGateway
+@_spi(Benchmarks) import JumpgateGateway
 import JumpgateNIO
 import JumpgateWire
 import Logging
@@ -10,7 +10,10 @@ import NIOEmbedded
 /// comes back fails `swift package benchmark thresholds check`):
 /// - a read burst of 16 data frames through the gateway's relay to the other side's channel;
 /// - 1 MiB written by a local connection through the client's session handler, delivered by the agent's
-///   session handler to its target (back to back over EmbeddedChannels, no sockets).
+///   session handler to its target (back to back over EmbeddedChannels, no sockets);
+/// - the relay-blind path (docs/BLIND-RELAY.md, the default for `jumpgate forward`): a read burst through
+///   the gateway's `BlindGlue` to the partner connection, and the same 1 MiB through the two session
+///   handlers with `SSMStreamFramer` in front of each, the byte stream delivered as TLS would hand it on.
 let benchmarks: @Sendable () -> Void = {
     let metrics: [BenchmarkMetric] = [.wallClock, .cpuTotal, .mallocCountTotal, .throughput]
     // Only allocation counts are checked (times flake on a shared machine): a few mallocs of slack, far
@@ -45,26 +48,49 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    Benchmark("BlindGlueBurst16Reads", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        let state = GatewayState(clock: { 1_700_000_000 })
+        let relay = SessionRelay(sessionID: "s", state: state)
+        let loop = EmbeddedEventLoop()
+        let client = EmbeddedChannel(loop: loop)
+        let agent = EmbeddedChannel(handler: DiscardingSink(), loop: loop)
+        try client.pipeline.syncOperations.addHandler(BlindGlue(side: .client, partner: agent, relay: relay))
+        // What one read of a busy socket brings (TLS records the gateway does not open).
+        let read = ByteBuffer(repeating: 1, count: 16 * 1024)
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            for _ in 0..<16 { client.pipeline.fireChannelRead(read) }
+            client.pipeline.fireChannelReadComplete()
+        }
+    }
+
+    Benchmark("FramedSessionLocalToTarget1MiB", configuration: .init(scalingFactor: .one)) { benchmark in
+        try benchmarkLocalToTarget(benchmark, pair: SessionPair(framed: true))
+    }
+
     Benchmark("SessionLocalToTarget1MiB", configuration: .init(scalingFactor: .one)) {
         benchmark in
-        let pair = try SessionPair()
-        let (local, id) = try pair.connect()
-        let target = try pair.target(id)
-        let chunk = ByteBuffer(repeating: 7, count: 64 * 1024)
-        func moveOneMiB() throws {
-            for _ in 0..<16 { try local.writeInbound(chunk) }
-            try pair.pump()
-            var received = 0
-            while let bytes = try target.readOutbound(as: ByteBuffer.self) { received += bytes.readableBytes }
-            blackHole(received)
-        }
-        // A stream's first MiB is not the per-frame path: the agent's window reaches the client only once
-        // 64 KiB were consumed (it goes with the agent's first data otherwise), so the 16 reads pushed at
-        // once wait, copied, for it. The benchmark measures the MiB after.
-        try moveOneMiB()
-        benchmark.startMeasurement()
-        for _ in benchmark.scaledIterations { try moveOneMiB() }
+        try benchmarkLocalToTarget(benchmark, pair: SessionPair())
     }
+}
+
+/// 1 MiB a time from a local connection on the client to the agent's target, after a first MiB that is not
+/// the per-frame path: the agent's window reaches the client only once 64 KiB were consumed (it goes with
+/// the agent's first data otherwise), so the 16 reads pushed at once wait, copied, for it.
+func benchmarkLocalToTarget(_ benchmark: Benchmark, pair: SessionPair) throws {
+    let (local, id) = try pair.connect()
+    let target = try pair.target(id)
+    let chunk = ByteBuffer(repeating: 7, count: 64 * 1024)
+    func moveOneMiB() throws {
+        for _ in 0..<16 { try local.writeInbound(chunk) }
+        try pair.pump()
+        var received = 0
+        while let bytes = try target.readOutbound(as: ByteBuffer.self) { received += bytes.readableBytes }
+        blackHole(received)
+    }
+    try moveOneMiB()
+    benchmark.startMeasurement()
+    for _ in benchmark.scaledIterations { try moveOneMiB() }
 }
 
 /// Swallows writes and flushes at the tail of a channel: what the benchmark measures is the handler in
@@ -96,7 +122,8 @@ final class Attacher: PortSessionDelegate {
     func sessionEnded(_ session: PortSession, reason: String, byPeer: Bool) {}
 }
 
-/// A client and an agent session back to back, the gateway's part played by ``pump()``.
+/// A client and an agent session back to back, the gateway's part played by ``pump()``. `framed`: the
+/// relay-blind path's shape, an `SSMStreamFramer` in front of each session and a byte stream between them.
 final class SessionPair {
     let loop = EmbeddedEventLoop()
     let clientData: EmbeddedChannel
@@ -105,8 +132,14 @@ final class SessionPair {
     let agent: PortSession
     let clientEvents: Attacher
     let agentEvents: Attacher
+    let framed: Bool
+    /// The framed path's byte streams, one buffer per direction reused for every delivery: each delivery
+    /// is one read of everything the other side wrote, as NIOSSL hands on what one socket read decrypted.
+    var toAgent = ByteBuffer()
+    var toClient = ByteBuffer()
 
-    init() throws {
+    init(framed: Bool = false) throws {
+        self.framed = framed
         var logger = Logger(label: "bench")
         logger.logLevel = .critical
         self.client = PortSession(
@@ -126,6 +159,12 @@ final class SessionPair {
         self.agent.delegate = self.agentEvents
         self.clientData = EmbeddedChannel(loop: self.loop)
         self.agentData = EmbeddedChannel(loop: self.loop)
+        if framed {
+            self.toAgent.reserveCapacity(4 << 20)
+            self.toClient.reserveCapacity(1 << 20)
+            try self.clientData.pipeline.syncOperations.addHandler(SSMStreamFramer())
+            try self.agentData.pipeline.syncOperations.addHandler(SSMStreamFramer())
+        }
         try self.clientData.pipeline.syncOperations.addHandler(self.client)
         try self.agentData.pipeline.syncOperations.addHandler(self.agent)
         try self.pump()
@@ -151,6 +190,12 @@ final class SessionPair {
             var progress = true
             while progress {
                 progress = false
+                if self.framed {
+                    progress = try self.deliver(from: self.clientData, to: self.agentData, through: &self.toAgent)
+                    progress =
+                        try self.deliver(from: self.agentData, to: self.clientData, through: &self.toClient) || progress
+                    continue
+                }
                 while let message = try self.clientData.readOutbound(as: WebSocketMessage.self) {
                     progress = true
                     try self.agentData.writeInbound(message)
@@ -165,5 +210,17 @@ final class SessionPair {
             }
             self.loop.advanceTime(by: .milliseconds(25))
         }
+    }
+
+    /// The framed path: what `from` wrote, delivered to `to` as one read. False when it wrote nothing.
+    private func deliver(from: EmbeddedChannel, to: EmbeddedChannel, through stream: inout ByteBuffer) throws -> Bool {
+        // Cleared only when there is something to deliver: a buffer a session still lends from would be
+        // copied by `clear()` (one allocation of the harness's, counted with the handlers').
+        guard var bytes = try from.readOutbound(as: ByteBuffer.self) else { return false }
+        stream.clear()
+        stream.writeBuffer(&bytes)
+        while var more = try from.readOutbound(as: ByteBuffer.self) { stream.writeBuffer(&more) }
+        try to.writeInbound(stream)
+        return true
     }
 }

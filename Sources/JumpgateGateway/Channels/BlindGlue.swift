@@ -7,10 +7,13 @@ import NIOCore
 /// lives on another loop, the burst's reads held until then), and the burst is counted once on the session's
 /// relay (its byte counts and idle timeout). While the partner cannot take more, this side stops reading;
 /// the partner's glue starts it again. When either connection closes, so does the other.
-final class BlindGlue: ChannelDuplexHandler {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
+///
+/// SPI for the benchmark package (`HandlerBenchmarks`, its allocation thresholds); the gateway puts it in
+/// place itself (`PairingHandler`).
+@_spi(Benchmarks) public final class BlindGlue: ChannelDuplexHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias OutboundIn = ByteBuffer
+    public typealias OutboundOut = ByteBuffer
 
     private let side: SessionRelay.Side
     private let partner: any Channel
@@ -20,13 +23,13 @@ final class BlindGlue: ChannelDuplexHandler {
     private var burst: [ByteBuffer] = []
     private var burstBytes = 0
 
-    init(side: SessionRelay.Side, partner: any Channel, relay: SessionRelay) {
+    public init(side: SessionRelay.Side, partner: any Channel, relay: SessionRelay) {
         self.side = side
         self.partner = partner
         self.relay = relay
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let bytes = self.unwrapInboundIn(data)
         self.burstBytes += bytes.readableBytes
         if self.partner.eventLoop.inEventLoop {
@@ -36,7 +39,7 @@ final class BlindGlue: ChannelDuplexHandler {
         }
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) {
+    public func channelReadComplete(context: ChannelHandlerContext) {
         guard self.burstBytes > 0 else { return }
         self.relay.countBlind(self.burstBytes, toward: self.side.other)
         self.burstBytes = 0
@@ -65,12 +68,12 @@ final class BlindGlue: ChannelDuplexHandler {
         channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in channel.read() }
     }
 
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
+    public func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable { Self.resume(self.partner) }
         context.fireChannelWritabilityChanged()
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    public func channelInactive(context: ChannelHandlerContext) {
         // The partner closes once what was written to it is out (the agent's channel_closed, its last
         // bytes), or after a few seconds if it does not take them.
         let partner = self.partner
@@ -85,7 +88,7 @@ final class BlindGlue: ChannelDuplexHandler {
         context.fireChannelInactive()
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
     }
 }

@@ -126,13 +126,14 @@ final class DataChannelHandler: ChannelInboundHandler {
             return
         }
         self.relay = relay
-        // A side on the WebSocket path: the session will not pair, and a side waiting to is told so.
-        self.state.withdrawBlindPath(sessionID: self.sessionID)
         let woken = relay.attach(
             self.side,
             channel: context.channel,
             wantsAgentStatus: input.wants(OpenDataChannelInput.agentStatusFeature)
         )
+        // A side on the WebSocket path: the session will not pair, and a side waiting to is told so. After
+        // the attach, so that a re-offer asked for in between sees this side here and is declined.
+        self.state.withdrawBlindPath(sessionID: self.sessionID)
         self.logger.info(
             "data channel attached",
             metadata: ["jumpgate.side": "\(self.side)", "resend_asked_of": "\(woken.map { "\($0)" })"]

@@ -235,16 +235,30 @@ public final class SessionRelay: Sendable {
     /// The pair ended (either connection closed): the agent is absent until it comes back, and the
     /// session is Disconnected until its client resumes, as when a client's data channel drops.
     func detachPair(client: any Channel) {
+        _ = self.endPair { $0.client === client }
+    }
+
+    /// The pair, whichever it is, taken off the session for the caller to close (a side left it and asked
+    /// for a new one), as ``detachPair(client:)`` ends it.
+    func takePair() -> (client: any Channel, agent: any Channel)? {
+        self.endPair { _ in true }
+    }
+
+    private func endPair(
+        _ matches: ((client: any Channel, agent: any Channel)) -> Bool
+    ) -> (client: any Channel, agent: any Channel)? {
         let now = self.state.clock()
-        let detached = self.inner.withLockedValue { inner -> Bool in
-            guard let pair = inner.pair, pair.client === client else { return false }
+        let (ended, disconnected) = self.inner.withLockedValue {
+            inner -> ((client: any Channel, agent: any Channel)?, Bool) in
+            guard let pair = inner.pair, matches(pair) else { return (nil, false) }
             inner.pair = nil
             if inner.agent == nil { inner.agentAbsentSince = now }
-            return inner.client == nil
+            return (pair, inner.client == nil)
         }
-        if detached, self.state.session(id: self.sessionID)?.status == .connected {
+        if disconnected, self.state.session(id: self.sessionID)?.status == .connected {
             self.state.setStatus(sessionID: self.sessionID, .disconnected)
         }
+        return ended
     }
 
     /// One read burst of `bytes` went through the pair toward `side` (TLS bytes: the pair's record says
@@ -260,6 +274,12 @@ public final class SessionRelay: Sendable {
 
     /// Whether a relay-blind pair carries the session now.
     var isPaired: Bool { self.inner.withLockedValue { $0.pair != nil } }
+
+    /// Whether the session has ended here (``terminate(reason:)``).
+    var isTerminated: Bool { self.inner.withLockedValue { $0.terminated } }
+
+    /// Whether `side` is attached on the WebSocket path.
+    func isOnWebSocket(_ side: Side) -> Bool { self.inner.withLockedValue { $0.channel(side) != nil } }
 
     /// How long no agent data channel has been attached, or nil while one is.
     func agentAbsence(now: Int64) -> AgentLoss.Absence? {

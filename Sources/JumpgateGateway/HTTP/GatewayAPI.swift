@@ -42,7 +42,7 @@ struct GatewayAPI: Sendable {
         case "ResumeSession":
             let id = try Self.string(input, "SessionId", maxLength: 96)
             try self.authorizeSession(&call, action, sessionID: id)
-            return .now(try self.resumeSession(id))
+            return .now(try self.resumeSession(id, blindPath: input["JumpgateBlindPath"]))
         case "DescribeSessions":
             try self.authorizeListing(&call, action)
             return .read(try self.describeSessions(input, call: call))
@@ -313,9 +313,26 @@ struct GatewayAPI: Sendable {
         }
     }
 
-    func resumeSession(_ id: String) throws(APIError) -> JSONValue {
+    /// ResumeSession. A Jumpgate client whose relay-blind pair broke asks for the path again
+    /// (`JumpgateBlindPath`: `true`, or an object with the `AgentCertificateSHA256` it pinned at the start);
+    /// the answer carries a new offer when the gateway makes or kept one (``BlindReoffer``).
+    func resumeSession(_ id: String, blindPath: JSONValue? = nil) throws(APIError) -> JSONValue {
         let token = try self.state.resumeSession(id: id)
-        return ["SessionId": .string(id), "TokenValue": .string(token), "StreamUrl": .string(self.streamURL(id))]
+        var members: [(key: String, value: JSONValue)] = [
+            ("SessionId", .string(id)), ("TokenValue", .string(token)), ("StreamUrl", .string(self.streamURL(id))),
+        ]
+        if let blindPath, blindPath.boolValue == true || blindPath.objectValue != nil,
+            let target = self.state.session(id: id)?.target
+        {
+            let (half, _) = self.state.reofferBlindPath(
+                sessionID: id,
+                instanceID: target,
+                side: .client,
+                certificateSHA256: blindPath["AgentCertificateSHA256"]?.stringValue
+            )
+            if let json = half?.clientJSON { members.append(("JumpgateBlindPath", json)) }
+        }
+        return .object(members)
     }
 
     func createActivation(

@@ -123,8 +123,50 @@ extension GatewayHTTPHandler {
         }
     }
 
-    /// POST /v1/control-channel/<instance-id> and /v1/data-channel/<session-id>: SigV4 by an instance.
+    /// POST /v1/control-channel/<instance-id> and /v1/data-channel/<session-id>: SigV4 by an instance. The
+    /// answer's XML: the token, and for a Jumpgate agent whose relay-blind pair broke (its request's JSON
+    /// has `JumpgateBlindPath` with its `AgentCertificateSHA256`) the agent's half of an offer, when the
+    /// gateway makes or kept one (``BlindReoffer``).
     func tokenRequest(head: HTTPRequestHead, path: String, query: String, body: [UInt8]) throws(APIError) -> String {
+        let (token, instanceID) = try self.issueToken(head: head, path: path, query: query, body: body)
+        var half: BlindHalf?
+        if path.hasPrefix("/v1/data-channel/"),
+            let asked = (try? JSONValue(parsing: String(decoding: body, as: UTF8.self)))?["JumpgateBlindPath"],
+            let certificate = asked["AgentCertificateSHA256"]?.stringValue
+        {
+            let sessionID = String(path.dropFirst("/v1/data-channel/".count))
+            let decision: BlindReoffer.Decision
+            (half, decision) = self.state.reofferBlindPath(
+                sessionID: sessionID,
+                instanceID: instanceID,
+                side: .agent,
+                certificateSHA256: certificate
+            )
+            if case .decline(let reason) = decision {
+                self.logger.info(
+                    "relay-blind path not offered again",
+                    metadata: ["jumpgate.session_id": "\(sessionID)", "reason": "\(reason)"]
+                )
+            }
+        }
+        return Self.tokenReplyXML(control: path.hasPrefix("/v1/control-channel/"), token: token, half: half)
+    }
+
+    /// The 201 answer to a token request: AWS's CreateControlChannel / CreateDataChannel shape, byte for
+    /// byte, with the agent's half of a relay-blind re-offer before the closing tag when there is one.
+    static func tokenReplyXML(control: Bool, token: String, half: BlindHalf?) -> String {
+        let root = control ? "CreateControlChannelResponse" : "CreateDataChannelResponse"
+        return "<\(root)><MessageSchemaVersion>1.0</MessageSchemaVersion><TokenValue>\(token)</TokenValue>"
+            + (half?.agentXML ?? "") + "</\(root)>"
+    }
+
+    /// The token, and the instance that asked (its signature checked).
+    private func issueToken(
+        head: HTTPRequestHead,
+        path: String,
+        query: String,
+        body: [UInt8]
+    ) throws(APIError) -> (token: String, instanceID: String) {
         let identity = try self.verify(head: head, path: path, query: query, service: "ssmmessages", body: body)
         let instanceID = identity.accessKeyID
         if path.hasPrefix("/v1/control-channel/") {
@@ -132,10 +174,10 @@ extension GatewayHTTPHandler {
             guard id == instanceID else {
                 throw APIError(403, "AccessDeniedException", "\(instanceID) cannot open the control channel of \(id).")
             }
-            return self.state.issueControlToken(instanceID: id)
+            return (self.state.issueControlToken(instanceID: id), instanceID)
         }
         let sessionID = String(path.dropFirst("/v1/data-channel/".count))
-        return try self.state.issueAgentToken(sessionID: sessionID, instanceID: instanceID)
+        return (try self.state.issueAgentToken(sessionID: sessionID, instanceID: instanceID), instanceID)
     }
 
     func verify(

@@ -220,17 +220,12 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                     }
                 }
             case (.POST, _) where path.hasPrefix("/v1/control-channel/") || path.hasPrefix("/v1/data-channel/"):
-                let token = try self.tokenRequest(
+                let xml = try self.tokenRequest(
                     head: head,
                     path: path,
                     query: query,
                     body: Array(self.body.readableBytesView)
                 )
-                let root =
-                    path.hasPrefix("/v1/control-channel/")
-                    ? "CreateControlChannelResponse" : "CreateDataChannelResponse"
-                let xml =
-                    "<\(root)><MessageSchemaVersion>1.0</MessageSchemaVersion><TokenValue>\(token)</TokenValue></\(root)>"
                 self.send(
                     context: context,
                     head: head,

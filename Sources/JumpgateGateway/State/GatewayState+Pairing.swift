@@ -18,17 +18,53 @@ struct BlindOffer: Sendable {
     var agentCertificateSHA256: String
 
     /// The client's part, in StartSession's answer (a Jumpgate field; AWS's CLI drops it).
-    var clientJSON: JSONValue {
-        [
-            "PairingToken": .string(self.clientToken), "ClientSecret": .string(self.clientSecret),
-            "AgentCertificateSHA256": .string(self.agentCertificateSHA256),
-        ]
-    }
+    var clientJSON: JSONValue { self.half(.client).clientJSON ?? [:] }
 
     /// The agent's part, in the session's start message (`inputs.jumpgateBlindPath`).
     var agentJSON: JSONValue {
         ["pairingToken": .string(self.agentToken), "clientSecretSHA256": .string(tokenHash(self.clientSecret))]
     }
+}
+
+/// What one side of an offer is told: the client its token, the secret and the agent's certificate hash;
+/// the agent its token and the secret's hash.
+enum BlindHalf: Sendable, Equatable {
+    case client(token: String, secret: String, certificateSHA256: String)
+    case agent(token: String, clientSecretSHA256: String)
+
+    /// The client's half, in ResumeSession's answer (as StartSession's `JumpgateBlindPath`).
+    var clientJSON: JSONValue? {
+        guard case .client(let token, let secret, let certificate) = self else { return nil }
+        return [
+            "PairingToken": .string(token), "ClientSecret": .string(secret),
+            "AgentCertificateSHA256": .string(certificate),
+        ]
+    }
+
+    /// The agent's half, in its data-channel token answer (tokens and hashes are base64url and hex: nothing
+    /// to escape).
+    var agentXML: String? {
+        guard case .agent(let token, let hash) = self else { return nil }
+        return "<JumpgateBlindPath><PairingToken>\(token)</PairingToken>"
+            + "<ClientSecretSHA256>\(hash)</ClientSecretSHA256></JumpgateBlindPath>"
+    }
+}
+
+extension BlindOffer {
+    func half(_ role: PairingLine.Role) -> BlindHalf {
+        switch role {
+        case .client:
+            .client(token: self.clientToken, secret: self.clientSecret, certificateSHA256: self.agentCertificateSHA256)
+        case .agent: .agent(token: self.agentToken, clientSecretSHA256: tokenHash(self.clientSecret))
+        }
+    }
+}
+
+/// The half of a re-offer kept for the side that has not asked yet, until its window ends.
+struct KeptHalf: Sendable {
+    var role: PairingLine.Role
+    var half: BlindHalf
+    var deadline: NIODeadline
 }
 
 /// The relay-blind path's state: which agents serve it (their certificate, from the control channel's
@@ -39,7 +75,7 @@ extension GatewayState {
 
     /// Notes the certificate hash an agent's control channel announced (nil: it serves no blind path).
     func setBlindCertificate(instanceID: String, sha256: String?) {
-        let valid = sha256.flatMap { $0.count == 64 && $0.allSatisfy(\.isHexDigit) ? $0.lowercased() : nil }
+        let valid = sha256.flatMap(Self.validCertificateHash)
         self.storage.withLockedValue { $0.blindCertificates[instanceID] = valid }
     }
 
@@ -67,6 +103,84 @@ extension GatewayState {
         return offer
     }
 
+    /// After a break: the blind path again for `side` of `sessionID`, which was on a pair and asks as it
+    /// resumes (the client in ResumeSession, the agent in its data-channel token request). The first side
+    /// to ask gets a new offer, and the other side's half is kept for it for the pairing window; the
+    /// second collects it (``BlindReoffer``). Returns the asking side's half, if any.
+    ///
+    /// `certificateSHA256` is the agent's certificate hash as the asking side knows it (the agent's own,
+    /// its request signed by the instance; or the pin the client kept from the start). It is used for
+    /// this offer only, when the gateway knows none (a restarted gateway, before the agent's control
+    /// channel is back), and never recorded. A pair still open when a new offer is made is stale (the
+    /// asking side left it) and is closed, so that the other side resumes and asks too.
+    ///
+    /// Locks: `keptHalves`, then inside it `pairings` and the relay's (nothing takes them the other way).
+    func reofferBlindPath(
+        sessionID: String,
+        instanceID: String,
+        side: PairingLine.Role,
+        certificateSHA256: String?
+    ) -> (half: BlindHalf?, decision: BlindReoffer.Decision) {
+        let known = self.storage.withLockedValue { $0.blindCertificates[instanceID] }
+        let certificate = known ?? certificateSHA256.flatMap(Self.validCertificateHash)
+        let relay = self.relay(sessionID: sessionID)
+        let open = relay.map { !$0.isTerminated } ?? false
+        let port = self.session(id: sessionID).map {
+            (try? self.document($0.documentName))?.parsed.sessionType == "Port"
+        }
+        let now = NIODeadline.now()
+        // Made before the lock; used only if the decision is a new offer.
+        let candidate = certificate.map {
+            BlindOffer(
+                clientToken: Random.token(),
+                agentToken: Random.token(),
+                clientSecret: Random.token(),
+                agentCertificateSHA256: $0
+            )
+        }
+        var closing: [any Channel] = []
+        let outcome = self.keptHalves.withLockedValue { kept -> (BlindHalf?, BlindReoffer.Decision) in
+            let half = kept[sessionID].flatMap { $0.role == side && $0.deadline >= now ? $0.half : nil }
+            let decision = BlindReoffer.decide(
+                relayOn: self.blindRelay,
+                sessionOpen: open,
+                portSession: port == true,
+                partnerOnWebSocket: relay?.isOnWebSocket(side == .client ? .agent : .client) ?? false,
+                halfKept: half != nil,
+                certificateKnown: candidate != nil
+            )
+            switch decision {
+            case .collect:
+                kept[sessionID] = nil
+                return (half, decision)
+            case .offer:
+                guard let offer = candidate else { return (nil, .decline(.noCertificate)) }
+                let replaced = self.pairings.withLockedValue {
+                    $0.offer(
+                        sessionID: sessionID,
+                        clientTokenHash: tokenHash(offer.clientToken),
+                        agentTokenHash: tokenHash(offer.agentToken),
+                        deadline: now + Self.pairingWindow
+                    )
+                }
+                if let replaced { closing.append(replaced.channel) }
+                if let stale = relay?.takePair() { closing += [stale.client, stale.agent] }
+                let other: PairingLine.Role = side == .client ? .agent : .client
+                kept[sessionID] = KeptHalf(role: other, half: offer.half(other), deadline: now + Self.pairingWindow)
+                return (offer.half(side), decision)
+            case .decline:
+                kept[sessionID] = nil
+                return (nil, decision)
+            }
+        }
+        for channel in closing { channel.close(promise: nil) }
+        return outcome
+    }
+
+    static func validCertificateHash(_ text: String) -> String? {
+        text.count == 64 && text.allSatisfy(\.isHexDigit) ? text.lowercased() : nil
+    }
+
     /// A pairing line arrived on `channel`.
     func pairingArrived(_ line: PairingLine, on channel: any Channel) -> PairingTable<PairingConnection>.Arrival {
         self.pairings.withLockedValue {
@@ -87,11 +201,16 @@ extension GatewayState {
     /// The session will not pair (a side took the WebSocket path, or it ended): the side that waits is
     /// closed, and goes to the WebSocket path too.
     func withdrawBlindPath(sessionID: String) {
+        self.keptHalves.withLockedValue { $0[sessionID] = nil }
         self.pairings.withLockedValue { $0.withdraw(sessionID: sessionID) }?.channel.close(promise: nil)
     }
 
     /// Ends the offers past their window (the once-a-second sweep): each waiting side is closed.
     func expirePairings(now: NIODeadline = .now()) {
+        self.keptHalves.withLockedValue { kept in
+            guard !kept.isEmpty else { return }
+            kept = kept.filter { $0.value.deadline >= now }
+        }
         let ended = self.pairings.withLockedValue { table -> [PairingTable<PairingConnection>.Ended] in
             guard let next = table.nextDeadline, next < now else { return [] }
             return table.expire(now: now)

@@ -130,6 +130,8 @@ public final class GatewayState: Sendable {
     /// The relay-blind pairings offered and waiting (GatewayState+Pairing), apart from the main lock: a
     /// pairing line takes only this one.
     let pairings = NIOLockedValueBox(PairingTable<PairingConnection>())
+    /// Halves of re-offers after a break, kept for the side that has not asked yet (GatewayState+Pairing).
+    let keptHalves = NIOLockedValueBox([String: KeptHalf]())
     /// Whether the gateway carries relay-blind pairs (`--no-blind-relay` turns it off).
     public let blindRelay: Bool
     public let clock: @Sendable () -> Int64

@@ -182,6 +182,8 @@ public final class PortSession: ChannelInboundHandler {
 
     /// Whether the attached data channel is the relay-blind path (``SSMStreamFramer``, no gateway reading).
     var onBlindPath = false
+    /// Whether the session's data channel is (or, once lost, was) a relay-blind pair.
+    public var isOnBlindPath: Bool { self.onBlindPath }
 
     /// Whether a data-channel read is being processed, and the local connections written to meanwhile.
     var reading = false
