@@ -132,10 +132,16 @@ struct BlindPathTests {
             try await ConnectionRecordsTests.eventually("2 MiB through the pair") {
                 try await Self.allBlind(lab, atLeast: Double(2 << 20))
             }
+            // The client resumes once the agent is back (a client is offered a re-pairing only while the
+            // agent's control channel is connected; otherwise it resumes on the WebSocket path, as it would
+            // with the agent gone): held meanwhile, as a laptop that was asleep.
+            forward.signal(SIGSTOP)
             lab.gateway.signal(SIGKILL)
             _ = try lab.gateway.waitForExit()
             let gateway = try GatewayRestartTests.restartGateway(lab, name: "gateway-after-kill")
             defer { gateway.stop() }
+            #expect(try await GatewayRestartTests.pingStatus(lab, waitingFor: "Online") == "Online")
+            forward.signal(SIGCONT)
             let echoed = try await transfer.value
             #expect(echoed == payload)
             #expect(forward.process.isRunning, "\(forward.standardError.suffix(800))")

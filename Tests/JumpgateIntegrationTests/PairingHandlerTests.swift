@@ -22,9 +22,12 @@ struct PairingHandlerTests {
         init() throws {
             self.relay = SessionRelay(sessionID: "s-1", state: self.state)
             let relay = self.relay
+            let control = EmbeddedChannel(loop: self.loop)
             self.state.storage.withLockedValue {
                 $0.relays["s-1"] = relay
                 $0.sessions["s-1"] = PairingHandlerTests.session("s-1")
+                // The agent's control channel is connected (a client is offered a re-pairing only then).
+                $0.controlChannels["mi-1"] = control
             }
             self.state.setBlindCertificate(instanceID: "mi-1", sha256: String(repeating: "ab", count: 32))
             self.offer = try #require(self.state.offerBlindPath(sessionID: "s-1", instanceID: "mi-1"))
@@ -243,13 +246,15 @@ struct PairingHandlerTests {
             #expect(pinned == Self.certificate)
             #expect(pairing.state.storage.withLockedValue { $0.blindCertificates["mi-1"] } == Self.certificate)
         }
-        // None on record (a restarted gateway): the asking side's hash serves this offer, and only it.
+        // None on record (a restarted gateway, the agent's control channel back without announcing one):
+        // the asking side's hash serves this offer, and only it.
         for side in [PairingLine.Role.client, .agent] {
             let state = GatewayState(clock: { 1_700_000_000 })
             let relay = SessionRelay(sessionID: "s-1", state: state)
             state.storage.withLockedValue {
                 $0.relays["s-1"] = relay
                 $0.sessions["s-1"] = Self.session("s-1")
+                $0.controlChannels["mi-1"] = EmbeddedChannel()
             }
             let none = state.reofferBlindPath(sessionID: "s-1", instanceID: "mi-1", side: side, certificateSHA256: nil)
             #expect(none.decision == .decline(.noCertificate) && none.half == nil)
@@ -274,6 +279,31 @@ struct PairingHandlerTests {
             #expect(clientHalf?.clientJSON?["AgentCertificateSHA256"]?.stringValue == Self.certificate)
             #expect(state.storage.withLockedValue { $0.blindCertificates["mi-1"] } == nil)
         }
+    }
+
+    @Test(
+        "a client is not offered a re-pairing while the agent is not connected; one the agent asked first for, it collects"
+    )
+    func reofferAgentUnreachable() throws {
+        let pairing = try Pairing()
+        pairing.state.storage.withLockedValue { $0.controlChannels["mi-1"] = nil }
+        // The agent was killed: the client resumes on the WebSocket path, where it hears of the loss.
+        let unreachable = pairing.state.reofferBlindPath(
+            sessionID: "s-1",
+            instanceID: "mi-1",
+            side: .client,
+            certificateSHA256: Self.certificate
+        )
+        #expect(unreachable.decision == .decline(.agentUnreachable) && unreachable.half == nil)
+        // The agent asked first (its data channel back before its control channel): the client collects.
+        #expect(
+            pairing.state.reofferBlindPath(sessionID: "s-1", instanceID: "mi-1", side: .agent, certificateSHA256: nil)
+                .decision == .offer
+        )
+        #expect(
+            pairing.state.reofferBlindPath(sessionID: "s-1", instanceID: "mi-1", side: .client, certificateSHA256: nil)
+                .decision == .collect
+        )
     }
 
     @Test(
@@ -314,6 +344,7 @@ struct PairingHandlerTests {
         shell.storage.withLockedValue {
             $0.relays["s-1"] = SessionRelay(sessionID: "s-1", state: shell)
             $0.sessions["s-1"] = Self.session("s-1", document: "SSM-SessionManagerRunShell")
+            $0.controlChannels["mi-1"] = EmbeddedChannel()
         }
         #expect(
             shell.reofferBlindPath(

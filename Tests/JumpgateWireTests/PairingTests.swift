@@ -158,6 +158,7 @@ import Testing
         portSession: Bool = true,
         partnerOnWebSocket: Bool = false,
         halfKept: Bool = false,
+        agentReachable: Bool = true,
         certificateKnown: Bool = true
     ) -> BlindReoffer.Decision {
         BlindReoffer.decide(
@@ -166,6 +167,7 @@ import Testing
             portSession: portSession,
             partnerOnWebSocket: partnerOnWebSocket,
             halfKept: halfKept,
+            agentReachable: agentReachable,
             certificateKnown: certificateKnown
         )
     }
@@ -174,12 +176,13 @@ import Testing
     func reofferOrder() {
         #expect(Self.reoffer() == .offer)
         #expect(Self.reoffer(halfKept: true) == .collect)
-        // A kept half is collected even when the gateway has no certificate of its own (it is in the half).
-        #expect(Self.reoffer(halfKept: true, certificateKnown: false) == .collect)
+        // A kept half is collected even when the gateway has no certificate of its own (it is in the half),
+        // and by the client whatever the agent's control channel does (the agent asked: it is there).
+        #expect(Self.reoffer(halfKept: true, agentReachable: false, certificateKnown: false) == .collect)
     }
 
     @Test(
-        "after a break, declined: the relay off, the session over, not a port session, the partner back on the WebSocket path, no certificate",
+        "after a break, declined: the relay off, the session over, not a port session, the partner back on the WebSocket path, the agent unreachable, no certificate",
         arguments: BlindReoffer.Reason.allCases
     )
     func reofferDeclined(reason: BlindReoffer.Reason) {
@@ -188,12 +191,13 @@ import Testing
             sessionOpen: reason != .sessionEnded,
             portSession: reason != .notPort,
             partnerOnWebSocket: reason == .partnerOnWebSocket,
+            agentReachable: reason != .agentUnreachable,
             certificateKnown: reason != .noCertificate
         )
         #expect(decision == .decline(reason))
         #expect(!reason.description.isEmpty)
         // Each of these wins even over a kept half (a pairing would wait for nobody).
-        if reason != .noCertificate {
+        if reason != .noCertificate && reason != .agentUnreachable {
             #expect(
                 Self.reoffer(
                     relayOn: reason != .relayOff,

@@ -106,7 +106,8 @@ extension GatewayState {
     /// After a break: the blind path again for `side` of `sessionID`, which was on a pair and asks as it
     /// resumes (the client in ResumeSession, the agent in its data-channel token request). The first side
     /// to ask gets a new offer, and the other side's half is kept for it for the pairing window; the
-    /// second collects it (``BlindReoffer``). Returns the asking side's half, if any.
+    /// second collects it (``BlindReoffer``). A client is offered it only while the agent's control channel
+    /// is connected (or the agent asked first). Returns the asking side's half, if any.
     ///
     /// `certificateSHA256` is the agent's certificate hash as the asking side knows it (the agent's own,
     /// its request signed by the instance; or the pin the client kept from the start). It is used for
@@ -147,6 +148,7 @@ extension GatewayState {
                 portSession: port == true,
                 partnerOnWebSocket: relay?.isOnWebSocket(side == .client ? .agent : .client) ?? false,
                 halfKept: half != nil,
+                agentReachable: side == .agent || self.controlChannel(instanceID: instanceID) != nil,
                 certificateKnown: candidate != nil
             )
             switch decision {

@@ -19,6 +19,7 @@ public enum BlindReoffer {
         case sessionEnded
         case notPort
         case partnerOnWebSocket
+        case agentUnreachable
         case noCertificate
 
         public var description: String {
@@ -27,6 +28,8 @@ public enum BlindReoffer {
             case .sessionEnded: "the session has ended"
             case .notPort: "the session is not a port session"
             case .partnerOnWebSocket: "the other side is already back, on the WebSocket path"
+            case .agentUnreachable:
+                "the agent is not connected to the gateway (its client hears of it, and of the session's end, on the WebSocket path)"
             case .noCertificate: "the agent's certificate is not known to the gateway"
             }
         }
@@ -39,6 +42,10 @@ public enum BlindReoffer {
     ///   - partnerOnWebSocket: the other side is attached on the WebSocket path (a pairing would wait for
     ///     nobody, a kept half included).
     ///   - halfKept: the other side asked first and this side's half is still in its window.
+    ///   - agentReachable: the asking side is the agent, or the agent's control channel is connected. A
+    ///     client that asks while the agent is gone would wait in its pairing, where it hears nothing:
+    ///     neither that the agent is lost nor, at the loss timeout, that the session ended. On the
+    ///     WebSocket path it hears both.
     ///   - certificateKnown: the agent's certificate hash is known (from its control channel, its own
     ///     request, or the pin the client kept from the session's start).
     public static func decide(
@@ -47,6 +54,7 @@ public enum BlindReoffer {
         portSession: Bool,
         partnerOnWebSocket: Bool,
         halfKept: Bool,
+        agentReachable: Bool,
         certificateKnown: Bool
     ) -> Decision {
         guard relayOn else { return .decline(.relayOff) }
@@ -54,6 +62,7 @@ public enum BlindReoffer {
         guard portSession else { return .decline(.notPort) }
         guard !partnerOnWebSocket else { return .decline(.partnerOnWebSocket) }
         if halfKept { return .collect }
+        guard agentReachable else { return .decline(.agentUnreachable) }
         guard certificateKnown else { return .decline(.noCertificate) }
         return .offer
     }
