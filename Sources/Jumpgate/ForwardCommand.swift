@@ -181,7 +181,7 @@ struct ForwardCommand: AsyncParsableCommand {
                         json: json
                     ),
                     onAgentStatus: SessionEvents.agentStatus(sessionID: grant.sessionID, json: json),
-                    resume: client.resumeSession(_:askingBlindPathWith:),
+                    resume: client.resumeSession(_:askingBlindPath:),
                     resumeTimeout: resumeTimeout
                 )
             )

@@ -299,18 +299,12 @@ public struct SSMClient: Sendable {
         )
     }
 
-    /// ResumeSession: a new token and StreamUrl for a session whose data channel dropped. `pin`: the
-    /// session was on a relay-blind pair when it broke; ask for the path again, with the agent
-    /// certificate's hash pinned at the start (docs/BLIND-RELAY.md, "When it is not taken, and when it
-    /// breaks").
-    @Sendable public func resumeSession(
-        _ sessionID: String,
-        askingBlindPathWith pin: String?
-    ) async throws
-        -> SessionGrant
-    {
+    /// ResumeSession: a new token and StreamUrl for a session whose data channel dropped.
+    /// `askingBlindPath`: the session was on a relay-blind pair when it broke; ask for the path again
+    /// (docs/BLIND-RELAY.md, "When it is not taken, and when it breaks").
+    @Sendable public func resumeSession(_ sessionID: String, askingBlindPath: Bool) async throws -> SessionGrant {
         var input: [(key: String, value: JSONValue)] = [("SessionId", .string(sessionID))]
-        if let pin { input.append(("JumpgateBlindPath", ["AgentCertificateSHA256": .string(pin)])) }
+        if askingBlindPath { input.append(("JumpgateBlindPath", true)) }
         return try SessionGrant(json: try await self.call("ResumeSession", .object(input)))
     }
 }

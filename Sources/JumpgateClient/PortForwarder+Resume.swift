@@ -24,7 +24,8 @@ extension PortForwarder {
         let deadline = start + self.resumeTimeout
         let (sessionID, logger, loop) = (self.grant.sessionID, self.logger, self.eventLoop)
         let (grantURL, caFile) = (self.grant.streamURL, self.caFile)
-        // A session that was on a relay-blind pair asks for the path again (docs/BLIND-RELAY.md, "Breaks").
+        // A session that was on a relay-blind pair asks for the path again, for the agent certificate it
+        // pinned at the start (docs/BLIND-RELAY.md, "When it is not taken, and when it breaks").
         let pin = session.isOnBlindPath ? self.grant.blindPath?.agentCertificateSHA256 : nil
         logger.info(
             "connection to the gateway lost; resuming the session",
@@ -41,7 +42,7 @@ extension PortForwarder {
                 if self.state.withLockedValue({ $0.terminated }) { return endedByUser() }
                 attempt += 1
                 do {
-                    let grant = self.checked(try await resume(sessionID, pin), pin: pin)
+                    let grant = self.checked(try await resume(sessionID, pin != nil), pin: pin)
                     let channel = try await self.connect(grant: grant) { bound.value }
                     if self.state.withLockedValue({ $0.terminated }) {
                         channel.close(promise: nil)

@@ -53,8 +53,8 @@ public final class PortForwarder: Sendable {
     /// Called when the gateway says the session's agent went away or came back (see AgentStatusPayload).
     let onAgentStatus: (@Sendable (AgentStatusPayload) -> Void)?
     /// ResumeSession for this session (a new token and StreamUrl); nil: a dropped data channel ends it.
-    /// ResumeSession: the session id, and the agent's certificate hash when asking for the relay-blind path again.
-    let resume: (@Sendable (String, String?) async throws -> SessionGrant)?
+    /// ResumeSession: the session id, and whether to ask for the relay-blind path again.
+    let resume: (@Sendable (String, Bool) async throws -> SessionGrant)?
     /// How long to keep trying to resume after the data channel drops.
     let resumeTimeout: TimeAmount
     let state = NIOLockedValueBox(State())
@@ -98,7 +98,7 @@ public final class PortForwarder: Sendable {
         onAccept: (@Sendable (any Channel) -> Void)? = nil,
         onConnectFailure: (@Sendable (String?) -> Void)? = nil,
         onAgentStatus: (@Sendable (AgentStatusPayload) -> Void)? = nil,
-        resume: (@Sendable (String, String?) async throws -> SessionGrant)? = nil,
+        resume: (@Sendable (String, Bool) async throws -> SessionGrant)? = nil,
         resumeTimeout: TimeAmount = .minutes(5),
         sourceAddress: String? = nil,
         eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()

@@ -36,7 +36,7 @@ public enum SessionRunner {
             console: console,
             logger: logger,
             onAgentStatus: { status in console.agentStatusChanged(status) },
-            resume: client.resumeSession(_:askingBlindPathWith:),
+            resume: client.resumeSession(_:askingBlindPath:),
             resumeTimeout: resumeTimeout
         )
         // At a signal: end the session, tell the user at once, and tell the gateway (TerminateSession,

@@ -218,7 +218,9 @@ struct PairingHandlerTests {
         }
     }
 
-    @Test("the certificate on record beats a claimed one, which is never recorded; a restarted gateway uses the claim")
+    @Test(
+        "the certificate on record beats a claimed one, which is never recorded; a restarted gateway uses the agent's own claim"
+    )
     func reofferCertificates() throws {
         // On record (the agent's control channel): a client's stale pin and an agent's claim change nothing.
         for side in [PairingLine.Role.client, .agent] {
@@ -246,39 +248,42 @@ struct PairingHandlerTests {
             #expect(pinned == Self.certificate)
             #expect(pairing.state.storage.withLockedValue { $0.blindCertificates["mi-1"] } == Self.certificate)
         }
-        // None on record (a restarted gateway, the agent's control channel back without announcing one):
-        // the asking side's hash serves this offer, and only it.
-        for side in [PairingLine.Role.client, .agent] {
-            let state = GatewayState(clock: { 1_700_000_000 })
-            let relay = SessionRelay(sessionID: "s-1", state: state)
-            state.storage.withLockedValue {
-                $0.relays["s-1"] = relay
-                $0.sessions["s-1"] = Self.session("s-1")
-                $0.controlChannels["mi-1"] = EmbeddedChannel()
-            }
-            let none = state.reofferBlindPath(sessionID: "s-1", instanceID: "mi-1", side: side, certificateSHA256: nil)
-            #expect(none.decision == .decline(.noCertificate) && none.half == nil)
-            let bad = state.reofferBlindPath(sessionID: "s-1", instanceID: "mi-1", side: side, certificateSHA256: "zz")
-            #expect(bad.decision == .decline(.noCertificate))
-            let made = state.reofferBlindPath(
-                sessionID: "s-1",
-                instanceID: "mi-1",
-                side: side,
-                certificateSHA256: Self.certificate.uppercased()
-            )
-            #expect(made.decision == .offer)
-            let clientHalf =
-                side == .client
-                ? made.half
-                : state.reofferBlindPath(
-                    sessionID: "s-1",
-                    instanceID: "mi-1",
-                    side: .client,
-                    certificateSHA256: nil
-                ).half
-            #expect(clientHalf?.clientJSON?["AgentCertificateSHA256"]?.stringValue == Self.certificate)
-            #expect(state.storage.withLockedValue { $0.blindCertificates["mi-1"] } == nil)
+        // None on record (a restarted gateway, before the agent's control channel is back): the agent's own
+        // hash serves this offer, and only it; a client's claim serves nothing.
+        let state = GatewayState(clock: { 1_700_000_000 })
+        let relay = SessionRelay(sessionID: "s-1", state: state)
+        state.storage.withLockedValue {
+            $0.relays["s-1"] = relay
+            $0.sessions["s-1"] = Self.session("s-1")
+            $0.controlChannels["mi-1"] = EmbeddedChannel()
         }
+        let client = state.reofferBlindPath(
+            sessionID: "s-1",
+            instanceID: "mi-1",
+            side: .client,
+            certificateSHA256: Self.certificate
+        )
+        #expect(client.decision == .decline(.noCertificate) && client.half == nil)
+        let none = state.reofferBlindPath(sessionID: "s-1", instanceID: "mi-1", side: .agent, certificateSHA256: nil)
+        #expect(none.decision == .decline(.noCertificate) && none.half == nil)
+        let bad = state.reofferBlindPath(sessionID: "s-1", instanceID: "mi-1", side: .agent, certificateSHA256: "zz")
+        #expect(bad.decision == .decline(.noCertificate))
+        let made = state.reofferBlindPath(
+            sessionID: "s-1",
+            instanceID: "mi-1",
+            side: .agent,
+            certificateSHA256: Self.certificate.uppercased()
+        )
+        #expect(made.decision == .offer)
+        let clientHalf = state.reofferBlindPath(
+            sessionID: "s-1",
+            instanceID: "mi-1",
+            side: .client,
+            certificateSHA256: nil
+        )
+        #expect(clientHalf.decision == .collect)
+        #expect(clientHalf.half?.clientJSON?["AgentCertificateSHA256"]?.stringValue == Self.certificate)
+        #expect(state.storage.withLockedValue { $0.blindCertificates["mi-1"] } == nil)
     }
 
     @Test(

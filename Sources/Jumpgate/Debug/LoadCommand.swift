@@ -216,7 +216,7 @@ struct LoadSessionsCommand: AsyncParsableCommand {
                     upgradeSigner: client.upgradeSigner,
                     console: SilentConsole(),
                     logger: Logger(label: "jumpgate.load.session"),
-                    resume: client.resumeSession(_:askingBlindPathWith:),
+                    resume: client.resumeSession(_:askingBlindPath:),
                     sourceAddress: try LoadCommand.address(self.firstSource, plus: (self.offset + index) % self.sources)
                 )
                 do {

@@ -314,21 +314,19 @@ struct GatewayAPI: Sendable {
     }
 
     /// ResumeSession. A Jumpgate client whose relay-blind pair broke asks for the path again
-    /// (`JumpgateBlindPath`: `true`, or an object with the `AgentCertificateSHA256` it pinned at the start);
-    /// the answer carries a new offer when the gateway makes or kept one (``BlindReoffer``).
+    /// (`JumpgateBlindPath: true`); the answer carries a new offer when the gateway makes or kept one
+    /// (``BlindReoffer``).
     func resumeSession(_ id: String, blindPath: JSONValue? = nil) throws(APIError) -> JSONValue {
         let token = try self.state.resumeSession(id: id)
         var members: [(key: String, value: JSONValue)] = [
             ("SessionId", .string(id)), ("TokenValue", .string(token)), ("StreamUrl", .string(self.streamURL(id))),
         ]
-        if let blindPath, blindPath.boolValue == true || blindPath.objectValue != nil,
-            let target = self.state.session(id: id)?.target
-        {
+        if blindPath?.boolValue == true, let target = self.state.session(id: id)?.target {
             let (half, _) = self.state.reofferBlindPath(
                 sessionID: id,
                 instanceID: target,
                 side: .client,
-                certificateSHA256: blindPath["AgentCertificateSHA256"]?.stringValue
+                certificateSHA256: nil
             )
             if let json = half?.clientJSON { members.append(("JumpgateBlindPath", json)) }
         }

@@ -17,6 +17,14 @@ struct BlindOffer: Sendable {
     var clientSecret: String
     var agentCertificateSHA256: String
 
+    /// A new offer: two pairing tokens and a client secret, 256-bit each.
+    init(certificateSHA256: String) {
+        self.clientToken = Random.token()
+        self.agentToken = Random.token()
+        self.clientSecret = Random.token()
+        self.agentCertificateSHA256 = certificateSHA256
+    }
+
     /// The client's part, in StartSession's answer (a Jumpgate field; AWS's CLI drops it).
     var clientJSON: JSONValue { self.half(.client).clientJSON ?? [:] }
 
@@ -85,22 +93,22 @@ extension GatewayState {
         guard self.blindRelay,
             let certificate = self.storage.withLockedValue({ $0.blindCertificates[instanceID] })
         else { return nil }
-        let offer = BlindOffer(
-            clientToken: Random.token(),
-            agentToken: Random.token(),
-            clientSecret: Random.token(),
-            agentCertificateSHA256: certificate
-        )
-        let replaced = self.pairings.withLockedValue {
+        let offer = BlindOffer(certificateSHA256: certificate)
+        self.register(offer, sessionID: sessionID, deadline: .now() + Self.pairingWindow)?.close(promise: nil)
+        return offer
+    }
+
+    /// Puts `offer`'s token hashes in the pairing table until `deadline`; returns the side an earlier offer
+    /// for the session kept waiting, for the caller to close.
+    private func register(_ offer: BlindOffer, sessionID: String, deadline: NIODeadline) -> (any Channel)? {
+        self.pairings.withLockedValue {
             $0.offer(
                 sessionID: sessionID,
                 clientTokenHash: tokenHash(offer.clientToken),
                 agentTokenHash: tokenHash(offer.agentToken),
-                deadline: .now() + Self.pairingWindow
+                deadline: deadline
             )
-        }
-        replaced?.channel.close(promise: nil)
-        return offer
+        }?.channel
     }
 
     /// After a break: the blind path again for `side` of `sessionID`, which was on a pair and asks as it
@@ -109,11 +117,11 @@ extension GatewayState {
     /// second collects it (``BlindReoffer``). A client is offered it only while the agent's control channel
     /// is connected (or the agent asked first). Returns the asking side's half, if any.
     ///
-    /// `certificateSHA256` is the agent's certificate hash as the asking side knows it (the agent's own,
-    /// its request signed by the instance; or the pin the client kept from the start). It is used for
-    /// this offer only, when the gateway knows none (a restarted gateway, before the agent's control
-    /// channel is back), and never recorded. A pair still open when a new offer is made is stale (the
-    /// asking side left it) and is closed, so that the other side resumes and asks too.
+    /// `certificateSHA256` is the agent's own certificate hash, from its request (signed by the instance);
+    /// ignored from a client. It is used for this offer only, when the gateway knows none (a restarted
+    /// gateway, before the agent's control channel is back), and never recorded. A pair still open when a
+    /// new offer is made is stale (the asking side left it) and is closed, so that the other side resumes
+    /// and asks too.
     ///
     /// Locks: `keptHalves`, then inside it `pairings` and the relay's (nothing takes them the other way).
     func reofferBlindPath(
@@ -123,7 +131,8 @@ extension GatewayState {
         certificateSHA256: String?
     ) -> (half: BlindHalf?, decision: BlindReoffer.Decision) {
         let known = self.storage.withLockedValue { $0.blindCertificates[instanceID] }
-        let certificate = known ?? certificateSHA256.flatMap(Self.validCertificateHash)
+        let claimed = side == .agent ? certificateSHA256.flatMap(Self.validCertificateHash) : nil
+        let certificate = known ?? claimed
         let relay = self.relay(sessionID: sessionID)
         let open = relay.map { !$0.isTerminated } ?? false
         let port = self.session(id: sessionID).map {
@@ -131,14 +140,7 @@ extension GatewayState {
         }
         let now = NIODeadline.now()
         // Made before the lock; used only if the decision is a new offer.
-        let candidate = certificate.map {
-            BlindOffer(
-                clientToken: Random.token(),
-                agentToken: Random.token(),
-                clientSecret: Random.token(),
-                agentCertificateSHA256: $0
-            )
-        }
+        let candidate = certificate.map { BlindOffer(certificateSHA256: $0) }
         var closing: [any Channel] = []
         let outcome = self.keptHalves.withLockedValue { kept -> (BlindHalf?, BlindReoffer.Decision) in
             let half = kept[sessionID].flatMap { $0.role == side && $0.deadline >= now ? $0.half : nil }
@@ -157,15 +159,9 @@ extension GatewayState {
                 return (half, decision)
             case .offer:
                 guard let offer = candidate else { return (nil, .decline(.noCertificate)) }
-                let replaced = self.pairings.withLockedValue {
-                    $0.offer(
-                        sessionID: sessionID,
-                        clientTokenHash: tokenHash(offer.clientToken),
-                        agentTokenHash: tokenHash(offer.agentToken),
-                        deadline: now + Self.pairingWindow
-                    )
+                if let replaced = self.register(offer, sessionID: sessionID, deadline: now + Self.pairingWindow) {
+                    closing.append(replaced)
                 }
-                if let replaced { closing.append(replaced.channel) }
                 if let stale = relay?.takePair() { closing += [stale.client, stale.agent] }
                 let other: PairingLine.Role = side == .client ? .agent : .client
                 kept[sessionID] = KeptHalf(role: other, half: offer.half(other), deadline: now + Self.pairingWindow)
