@@ -9,9 +9,12 @@ public struct ClientError: Error, CustomStringConvertible, Sendable {
     public var description: String
     /// The AWS error type when the gateway refused a call (`DoesNotExistException`, ...), else nil.
     public var awsErrorType: String?
-    public init(_ description: String, awsErrorType: String? = nil) {
+    /// The gateway's message with that error, else nil.
+    public var awsErrorMessage: String?
+    public init(_ description: String, awsErrorType: String? = nil, awsErrorMessage: String? = nil) {
         self.description = description
         self.awsErrorType = awsErrorType
+        self.awsErrorMessage = awsErrorMessage
     }
 }
 
@@ -284,7 +287,8 @@ public struct SSMClient: Sendable {
                 json?["message"]?.stringValue ?? json?["Message"]?.stringValue ?? String(buffer: response.body)
             throw ClientError(
                 "An error occurred (\(type)) when calling the \(operation) operation: \(message)",
-                awsErrorType: type
+                awsErrorType: type,
+                awsErrorMessage: message
             )
         }
         return json

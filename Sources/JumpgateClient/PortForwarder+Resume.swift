@@ -75,9 +75,19 @@ extension PortForwarder {
                         ]
                     )
                     // The gateway says the session is over (or not ours): retrying cannot help.
-                    if let type = (error as? ClientError)?.awsErrorType, Self.finalResumeErrors.contains(type) {
+                    if let refusal = error as? ClientError, let type = refusal.awsErrorType,
+                        Self.finalResumeErrors.contains(type)
+                    {
+                        // A session the gateway ended meanwhile ends with the gateway's reason (exit status 2).
+                        let ended =
+                            type == "DoesNotExistException"
+                            ? refusal.awsErrorMessage.flatMap(SessionEndedNotice.reason(in:)) : nil
                         loop.execute {
-                            bound.value.shutdown(reason: "The session could not be resumed: \(error)")
+                            if let ended {
+                                bound.value.closedByGateway(reason: ended)
+                            } else {
+                                bound.value.shutdown(reason: "The session could not be resumed: \(error)")
+                            }
                         }
                         return
                     }

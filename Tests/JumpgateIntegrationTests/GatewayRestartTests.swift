@@ -156,6 +156,33 @@ struct GatewayRestartTests {
         }
     }
 
+    @Test(
+        "a session terminated while its client was away (the gateway restarted meanwhile): the client's resume ends it with the gateway's reason, exit 2"
+    )
+    func terminatedWhileAway() async throws {
+        try await EndToEndTests.withLab { lab, echoPort in
+            let (client, localPort, sessionID) = try EndToEndTests().startSession(
+                lab,
+                host: "127.0.0.1",
+                port: echoPort
+            )
+            defer { client.stop() }
+            #expect(try await parallelEchoes(port: localPort, count: 1, baseSize: 1000, step: 1) == 1)
+            // The client cannot notice anything until the session has ended on the restarted gateway.
+            client.signal(SIGSTOP)
+            lab.gateway.signal(SIGKILL)
+            _ = try lab.gateway.waitForExit()
+            let gateway = try Self.restartGateway(lab, name: "gateway-2")
+            defer { gateway.stop() }
+            _ = try await lab.ssm.call("TerminateSession", ["SessionId": .string(sessionID)])
+            client.signal(SIGCONT)
+            #expect(try client.waitForExit(timeout: 30) == 2, "ended by the other side: exit status 2")
+            try await Task.sleep(nanoseconds: 100_000_000)  // let the output readers drain
+            #expect(client.output.contains { $0.contains("Session terminated by") }, "\(client.output)")
+            #expect(!client.output.contains { $0.contains("could not be resumed") }, "\(client.output)")
+        }
+    }
+
     @Test("with the gateway gone for good, the client gives up after --resume-timeout: a clear line, exit 1")
     func resumeGivesUp() async throws {
         try await EndToEndTests.withLab { lab, echoPort in

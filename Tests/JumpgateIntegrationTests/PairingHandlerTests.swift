@@ -409,6 +409,71 @@ struct PairingHandlerTests {
         #expect(after.decision == .offer)
     }
 
+    /// After a break of `pairing`'s first pair, the agent asks first and waits in the re-pairing: its
+    /// waiting connection and the offer's other half (kept for the client).
+    static func agentWaitingInReoffer(_ pairing: Pairing) throws -> EmbeddedChannel {
+        let (client, _) = try Self.pair(pairing, pairing.offer)
+        try client.close().wait()
+        let asked = pairing.state.reofferBlindPath(
+            sessionID: "s-1",
+            instanceID: "mi-1",
+            side: .agent,
+            certificateSHA256: Self.certificate
+        )
+        guard asked.decision == .offer, case .agent(let token, _) = asked.half else {
+            throw WireError(.invalidPayload, "no offer for the agent: \(asked)")
+        }
+        let waiting = try pairing.channel()
+        try waiting.writeInbound(PairingLine(role: .agent, token: token).encoded())
+        #expect(try waiting.isActive && Self.text(waiting).isEmpty, "the agent waits for its partner")
+        return waiting
+    }
+
+    @Test(
+        "an agent that leaves while it waits in a re-pairing takes the client's kept half with it; a client that already holds it is refused at once"
+    )
+    func reofferPartnerLeft() throws {
+        // Before the client asks: its half is dropped, so it is not sent to wait for nobody. With the agent's
+        // control channel still up (the agent's pairing failed, the agent lives) it gets a new offer; with
+        // the control channel gone too (the agent died) it is declined and hears of the loss on the
+        // WebSocket path.
+        for agentDied in [false, true] {
+            let pairing = try Pairing()
+            let waiting = try Self.agentWaitingInReoffer(pairing)
+            if agentDied { pairing.state.storage.withLockedValue { $0.controlChannels["mi-1"] = nil } }
+            try waiting.close().wait()
+            let asked = pairing.state.reofferBlindPath(
+                sessionID: "s-1",
+                instanceID: "mi-1",
+                side: .client,
+                certificateSHA256: nil
+            )
+            #expect(asked.decision == (agentDied ? .decline(.agentUnreachable) : .offer), "agent died: \(agentDied)")
+            #expect((asked.half == nil) == agentDied)
+        }
+
+        // After the client collected its half: it arrives and is told at once that its partner left.
+        let pairing = try Pairing()
+        let waiting = try Self.agentWaitingInReoffer(pairing)
+        let collected = pairing.state.reofferBlindPath(
+            sessionID: "s-1",
+            instanceID: "mi-1",
+            side: .client,
+            certificateSHA256: nil
+        )
+        guard collected.decision == .collect, case .client(let token, _, _) = collected.half else {
+            Issue.record("not collected: \(collected)")
+            return
+        }
+        try waiting.close().wait()
+        let client = try pairing.channel()
+        try client.writeInbound(PairingLine(role: .client, token: token).encoded())
+        #expect(try Self.text(client) == "NO \(PairingTable<Int>.Refusal.partnerLeft.description)\n")
+        #expect(!client.isActive && !pairing.relay.isPaired)
+        let types = pairing.state.refusalSummaries(all: true).flatMap { $0.types.keys }
+        #expect(types.contains("PairingPartnerLeft"))
+    }
+
     @Test("the token answer is AWS's shape byte for byte without a re-offer; the agent reads its half from it")
     func tokenReplyXML() throws {
         #expect(

@@ -99,18 +99,48 @@ import Testing
         )
     }
 
-    @Test("a waiting side that leaves keeps its token used; its partner then waits alone until the deadline")
+    @Test("a waiting side that leaves keeps its token used; its partner is then refused at once, not left waiting")
     func departedSide() {
+        for (first, second) in [(PairingLine.Role.client, PairingLine.Role.agent), (.agent, .client)] {
+            var table = Self.offered()
+            let hash: (PairingLine.Role) -> String = { $0 == .client ? "c1" : "a1" }
+            #expect(
+                table.arrived(tokenHash: hash(first), role: first, connection: 1, now: Self.start)
+                    == .wait(sessionID: "s-1")
+            )
+            // Only the waiting connection counts, and only for its own session.
+            let stranger = table.departed(9, sessionID: "s-1")
+            let otherSession = table.departed(1, sessionID: "s-2")
+            let waiting = table.departed(1, sessionID: "s-1")
+            let again = table.departed(1, sessionID: "s-1")
+            #expect(!stranger && !otherSession && waiting && !again, "only the waiting side, once")
+            #expect(
+                table.arrived(tokenHash: hash(first), role: first, connection: 2, now: Self.start)
+                    == .refused(.unknownToken)
+            )
+            #expect(
+                table.arrived(tokenHash: hash(second), role: second, connection: 3, now: Self.start)
+                    == .refused(.partnerLeft)
+            )
+            #expect(table.count == 0, "the offer ended with the refusal")
+            #expect(table.expire(now: Self.start + .seconds(6)).isEmpty)
+        }
+    }
+
+    @Test("a partner that left does not beat a wrong role or an expired offer")
+    func departedSideOrder() {
         var table = Self.offered()
-        #expect(
-            table.arrived(tokenHash: "c1", role: .client, connection: 1, now: Self.start) == .wait(sessionID: "s-1")
-        )
+        _ = table.arrived(tokenHash: "c1", role: .client, connection: 1, now: Self.start)
         table.departed(1, sessionID: "s-1")
+        #expect(table.arrived(tokenHash: "a1", role: .client, connection: 2, now: Self.start) == .refused(.wrongRole))
+
+        var late = Self.offered()
+        _ = late.arrived(tokenHash: "c1", role: .client, connection: 1, now: Self.start)
+        late.departed(1, sessionID: "s-1")
         #expect(
-            table.arrived(tokenHash: "c1", role: .client, connection: 2, now: Self.start) == .refused(.unknownToken)
+            late.arrived(tokenHash: "a1", role: .agent, connection: 2, now: Self.start + .seconds(6))
+                == .refused(.expired)
         )
-        #expect(table.arrived(tokenHash: "a1", role: .agent, connection: 3, now: Self.start) == .wait(sessionID: "s-1"))
-        #expect(table.expire(now: Self.start + .seconds(6)) == [.init(sessionID: "s-1", waiting: 3)])
     }
 
     @Test("expiry ends only offers past their deadline and names the side waiting in each")

@@ -262,6 +262,57 @@ struct SessionStateMachineTests {
         #expect(!reason.1, "the refusal is this side's end, not the peer's")
     }
 
+    @Test(
+        "after the handshake, a data channel refused because the session ended ends it with the gateway's reason; any other refusal resumes"
+    )
+    func refusedAfterHandshake() throws {
+        var pair = MachinePair()
+        pair.establish()
+        var actions: [SessionStateMachine.Action] = []
+        pair.client.dataChannelRefused(reason: SessionEndedNotice.refusal(reason: "Session terminated by alice."))
+        pair.client.dataChannelLost(reason: "the data channel closed", canResume: true, into: &actions)
+        let reason = try #require(actions.compactMap(\.endReason).first)
+        #expect(reason.0 == "Session terminated by alice.")
+        #expect(reason.1, "the gateway's end, as its channel_closed would have been (exit status 2)")
+
+        var other = MachinePair()
+        other.establish()
+        for refusal in ["invalid or expired token for this session", nil] {
+            if let refusal { other.client.dataChannelRefused(reason: refusal) }
+            actions = []
+            other.client.dataChannelLost(reason: "the data channel closed", canResume: true, into: &actions)
+            #expect(actions.compactMap(\.endReason).isEmpty, "\(String(describing: refusal))")
+            guard case .awaitResume = actions.first else {
+                Issue.record("no resume after \(String(describing: refusal)): \(actions)")
+                continue
+            }
+            other.client.dataChannelAttached(now: other.clock.now, into: &actions)
+        }
+        #expect(other.client.refusal == nil, "a refusal applies to its own channel only")
+    }
+
+    @Test(
+        "the session-ended notice: the reason back from the refusal and ResumeSession's message, nothing from other text"
+    )
+    func sessionEndedNotice() {
+        for reason in ["Session terminated by alice.", "Session terminated by alice", "The agent on mi-1 was lost."] {
+            let sentence = reason.hasSuffix(".") ? reason : reason + "."
+            #expect(SessionEndedNotice.reason(in: SessionEndedNotice.refusal(reason: reason)) == sentence)
+            let message = SessionEndedNotice.resumeMessage(sessionID: "s-1", reason: reason)
+            #expect(message == "Session s-1 has ended: \(sentence)")
+            #expect(SessionEndedNotice.reason(in: message) == sentence)
+        }
+        #expect(
+            SessionEndedNotice.refusal(reason: "Idle for 20 minutes.") == "the session has ended: Idle for 20 minutes"
+        )
+        for text in [
+            "invalid or expired token for this session", "Session s-1 is already terminated.", "has ended: ",
+            "has ended: .",
+        ] {
+            #expect(SessionEndedNotice.reason(in: text) == nil, "\(text)")
+        }
+    }
+
     @Test("channel_closed and TerminateSession end the session as the peer's doing; later input is ignored")
     func endedByPeer() throws {
         var pair = MachinePair()

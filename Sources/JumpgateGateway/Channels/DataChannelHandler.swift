@@ -117,9 +117,7 @@ final class DataChannelHandler: ChannelInboundHandler {
                 let reason = self.state.endReason(sessionID: self.sessionID, clientToken: input.tokenValue),
                 !reason.isEmpty
             {
-                // The client ends the sentence with its own full stop.
-                let text = reason.hasSuffix(".") ? String(reason.dropLast()) : reason
-                self.refuse(context: context, "the session has ended: \(text)")
+                self.refuse(context: context, SessionEndedNotice.refusal(reason: reason))
                 return
             }
             self.refuse(context: context, "invalid or expired token for this session")

@@ -191,9 +191,19 @@ extension GatewayState {
         }
     }
 
-    /// A side waiting for its partner closed.
+    /// A side waiting for its partner closed (an agent that died while it waited, say): the offer can no
+    /// longer pair, so the half kept for the other side is dropped with it, and that side, if it already
+    /// holds its half, is refused at once when it arrives. Either way it takes the WebSocket path, where it
+    /// hears what happened to the session.
+    ///
+    /// Locks: `keptHalves`, then inside it `pairings`, as ``reofferBlindPath(sessionID:instanceID:side:certificateSHA256:)``.
     func pairingDeparted(_ channel: any Channel, sessionID: String) {
-        self.pairings.withLockedValue { $0.departed(PairingConnection(channel: channel), sessionID: sessionID) }
+        self.keptHalves.withLockedValue { kept in
+            let left = self.pairings.withLockedValue {
+                $0.departed(PairingConnection(channel: channel), sessionID: sessionID)
+            }
+            if left { kept[sessionID] = nil }
+        }
     }
 
     /// The session will not pair (a side took the WebSocket path, or it ended): the side that waits is

@@ -73,7 +73,12 @@ extension GatewayState {
                 throw APIError(400, "DoesNotExistException", "Session \(id) does not exist.")
             }
             guard !session.status.isEnded else {
-                throw APIError(400, "DoesNotExistException", "Session \(id) is already terminated.")
+                // Its own client hears why, as it would have from the gateway's channel_closed.
+                let message =
+                    session.closeReason.isEmpty
+                    ? "Session \(id) is already terminated."
+                    : SessionEndedNotice.resumeMessage(sessionID: id, reason: session.closeReason)
+                throw APIError(400, "DoesNotExistException", message)
             }
             session.clientTokenHash = tokenHash(token)
             storage.sessions[id] = session

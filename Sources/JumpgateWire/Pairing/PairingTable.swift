@@ -19,12 +19,16 @@ public struct PairingTable<Connection: Hashable & Sendable>: Sendable {
         case wrongRole = "PairingWrongRole"
         /// The offer's deadline passed (the sides go to the WebSocket path).
         case expired = "PairingExpired"
+        /// The other side arrived first and closed its connection before this one came: nobody is left to
+        /// pair with (the sides go to the WebSocket path).
+        case partnerLeft = "PairingPartnerLeft"
 
         public var description: String {
             switch self {
             case .unknownToken: "the pairing token is not valid (never issued, already used, or its offer ended)"
             case .wrongRole: "the pairing token belongs to the session's other side"
             case .expired: "the pairing offer expired before both sides arrived"
+            case .partnerLeft: "the other side of the pairing left before this one arrived"
             }
         }
     }
@@ -52,6 +56,8 @@ public struct PairingTable<Connection: Hashable & Sendable>: Sendable {
         var tokens: [Role: String]
         var deadline: NIODeadline
         var waiting: (role: Role, connection: Connection)?
+        /// The side whose waiting connection closed: the offer can no longer pair.
+        var left: Role?
     }
 
     private var offers: [String: Offer] = [:]
@@ -91,6 +97,10 @@ public struct PairingTable<Connection: Hashable & Sendable>: Sendable {
         self.offers[sessionID] = offer
         guard tokenRole == role else { return .refused(.wrongRole) }
         guard now <= offer.deadline else { return .refused(.expired) }
+        if offer.left == role.other {
+            self.end(sessionID)
+            return .refused(.partnerLeft)
+        }
         if let waiting = offer.waiting, waiting.role == role.other {
             self.end(sessionID)
             return .paired(sessionID: sessionID, partner: waiting.connection)
@@ -100,12 +110,18 @@ public struct PairingTable<Connection: Hashable & Sendable>: Sendable {
         return .wait(sessionID: sessionID)
     }
 
-    /// The waiting side's connection closed before its partner came. Its token stays used; the other
-    /// side's is still good until the deadline (it will find nobody, and the offer expires).
-    public mutating func departed(_ connection: Connection, sessionID: String) {
-        guard var offer = self.offers[sessionID], offer.waiting?.connection == connection else { return }
+    /// The waiting side's connection closed before its partner came: the offer can no longer pair. Its
+    /// token stays used; the other side's stays known until the deadline, so that the other side, when it
+    /// arrives, is told at once that its partner left (``Refusal/partnerLeft``) instead of waiting for
+    /// nobody. Returns whether `connection` was the offer's waiting side.
+    @discardableResult
+    public mutating func departed(_ connection: Connection, sessionID: String) -> Bool {
+        guard var offer = self.offers[sessionID], let waiting = offer.waiting, waiting.connection == connection
+        else { return false }
         offer.waiting = nil
+        offer.left = waiting.role
         self.offers[sessionID] = offer
+        return true
     }
 
     /// Ends the offers whose deadline passed.
