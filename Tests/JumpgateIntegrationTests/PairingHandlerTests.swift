@@ -15,11 +15,15 @@ import Testing
 struct PairingHandlerTests {
     struct Pairing {
         let loop = EmbeddedEventLoop()
-        let state = GatewayState(clock: { 1_700_000_000 })
+        /// The gateway's clock, in seconds: moved by hand.
+        let time = NIOLockedValueBox<Int64>(1_700_000_000)
+        let state: GatewayState
         let relay: SessionRelay
         let offer: BlindOffer
 
         init() throws {
+            let time = self.time
+            self.state = GatewayState(clock: { time.withLockedValue { $0 } })
             self.relay = SessionRelay(sessionID: "s-1", state: self.state)
             let relay = self.relay
             let control = EmbeddedChannel(loop: self.loop)
@@ -472,6 +476,35 @@ struct PairingHandlerTests {
         #expect(!client.isActive && !pairing.relay.isPaired)
         let types = pairing.state.refusalSummaries(all: true).flatMap { $0.types.keys }
         #expect(types.contains("PairingPartnerLeft"))
+    }
+
+    @Test(
+        "an agent waiting in a pairing is present: a short agent-loss timeout does not end its session meanwhile"
+    )
+    func agentWaitingIsPresent() throws {
+        let pairing = try Pairing()
+        var policy = AgentLoss.Policy()
+        policy.timeoutSeconds = 4
+        // A new session: no agent data channel yet, so absent from the start.
+        pairing.time.withLockedValue { $0 += 1 }
+        #expect(pairing.state.agentLossSweep(policy: policy).first?.2.seconds == 1)
+        // The agent waits in the pairing for longer than the timeout: present at every sweep.
+        let agent = try pairing.channel()
+        try agent.writeInbound(pairing.line(.agent))
+        for _ in 0..<8 {
+            pairing.time.withLockedValue { $0 += 1 }
+            #expect(pairing.state.agentLossSweep(policy: policy).isEmpty, "present while it waits")
+        }
+        // It stops waiting (the offer withdrawn): its absence counts from the last sweep that saw it.
+        pairing.state.withdrawBlindPath(sessionID: "s-1")
+        #expect(!agent.isActive)
+        pairing.time.withLockedValue { $0 += 3 }
+        let absence = try #require(pairing.state.agentLossSweep(policy: policy).first?.2)
+        #expect(absence.seconds == 3 && !absence.everAttached)
+        #expect(AgentLoss.decide(absence, policy: policy) == .none)
+        pairing.time.withLockedValue { $0 += 1 }
+        let due = try #require(pairing.state.agentLossSweep(policy: policy).first?.2)
+        #expect(AgentLoss.decide(due, policy: policy) == .end, "then the timeout applies as before")
     }
 
     @Test("the token answer is AWS's shape byte for byte without a re-offer; the agent reads its half from it")

@@ -127,6 +127,24 @@ import Testing
         }
     }
 
+    @Test("which sessions have a side waiting, by role")
+    func sessionsWaiting() {
+        var table = Self.offered()
+        _ = table.offer(
+            sessionID: "s-2",
+            clientTokenHash: "c2",
+            agentTokenHash: "a2",
+            deadline: Self.start + .seconds(5)
+        )
+        #expect(table.sessionsWaiting(.agent).isEmpty && table.sessionsWaiting(.client).isEmpty)
+        _ = table.arrived(tokenHash: "a1", role: .agent, connection: 1, now: Self.start)
+        _ = table.arrived(tokenHash: "c2", role: .client, connection: 2, now: Self.start)
+        #expect(table.sessionsWaiting(.agent) == ["s-1"] && table.sessionsWaiting(.client) == ["s-2"])
+        _ = table.arrived(tokenHash: "c1", role: .client, connection: 3, now: Self.start)
+        table.departed(2, sessionID: "s-2")
+        #expect(table.sessionsWaiting(.agent).isEmpty && table.sessionsWaiting(.client).isEmpty, "paired, and left")
+    }
+
     @Test("a partner that left does not beat a wrong role or an expired offer")
     func departedSideOrder() {
         var table = Self.offered()

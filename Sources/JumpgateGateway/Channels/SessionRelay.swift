@@ -293,6 +293,14 @@ public final class SessionRelay: Sendable {
         }
     }
 
+    /// The agent has no data channel but is known to be alive and connected (it waits in a relay-blind
+    /// pairing for this session): its absence, if it is absent, counts from `now`.
+    func agentStillPresent(now: Int64) {
+        self.inner.withLockedValue { inner in
+            if inner.agentAbsentSince != nil { inner.agentAbsentSince = now }
+        }
+    }
+
     /// Tells a Jumpgate client that the agent is gone (once per absence); official clients are not told.
     func notifyAgentLost(reason: String, waitSeconds: Int64) {
         let client = self.inner.withLockedValue { inner -> (any Channel)? in

@@ -355,14 +355,21 @@ public final class GatewayState: Sendable {
         return attached.stale
     }
 
-    /// Open sessions whose agent data channel is absent, with what ``AgentLoss`` decides for each.
+    /// Open sessions whose agent data channel is absent, with what ``AgentLoss`` decides for each. An agent
+    /// that waits in a relay-blind pairing for its session is present (its process is alive and connected
+    /// to this gateway): its absence starts again when it stops waiting, so a pairing that takes its whole
+    /// window never counts towards a short `--agent-loss-timeout`.
     public func agentLossSweep(policy: AgentLoss.Policy) -> [(SessionRecord, SessionRelay, AgentLoss.Absence)] {
         let now = self.clock()
+        let pairing = self.pairings.withLockedValue { $0.sessionsWaiting(.agent) }
         return self.storage.withLockedValue { storage in
             storage.sessions.values.compactMap { session in
-                guard !session.status.isEnded,
-                    let relay = storage.relays[session.id], let absence = relay.agentAbsence(now: now)
-                else { return nil }
+                guard !session.status.isEnded, let relay = storage.relays[session.id] else { return nil }
+                if pairing.contains(session.id) {
+                    relay.agentStillPresent(now: now)
+                    return nil
+                }
+                guard let absence = relay.agentAbsence(now: now) else { return nil }
                 return (session, relay, absence)
             }
         }

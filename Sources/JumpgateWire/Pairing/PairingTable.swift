@@ -139,6 +139,11 @@ public struct PairingTable<Connection: Hashable & Sendable>: Sendable {
         return waiting
     }
 
+    /// The sessions whose `role` side is waiting for its partner now.
+    public func sessionsWaiting(_ role: Role) -> Set<String> {
+        Set(self.offers.compactMap { $0.value.waiting?.role == role ? $0.key : nil })
+    }
+
     /// The earliest deadline of an open offer: when ``expire(now:)`` has something to do.
     public var nextDeadline: NIODeadline? { self.offers.values.map(\.deadline).min() }
 
