@@ -42,7 +42,7 @@ extension PortForwarder {
                 if self.state.withLockedValue({ $0.terminated }) { return endedByUser() }
                 attempt += 1
                 do {
-                    let grant = self.checked(try await resume(sessionID, pin != nil), pin: pin)
+                    let grant = Self.checked(try await resume(sessionID, pin != nil), pin: pin, logger: logger)
                     let channel = try await self.connect(grant: grant) { bound.value }
                     if self.state.withLockedValue({ $0.terminated }) {
                         channel.close(promise: nil)
@@ -110,13 +110,13 @@ extension PortForwarder {
     /// A resume's grant with its relay-blind offer kept only if asked for and for the certificate pinned at
     /// the start: the agent's certificate cannot change within a session (an agent that restarts ends its
     /// sessions), so an offer that names another one is refused, with a warning, for the WebSocket path.
-    func checked(_ grant: SessionGrant, pin: String?) -> SessionGrant {
+    static func checked(_ grant: SessionGrant, pin: String?, logger: Logger) -> SessionGrant {
         guard let offer = grant.blindPath else { return grant }
         var grant = grant
         grant.blindPath = nil
         guard let pin else { return grant }
         guard offer.agentCertificateSHA256 == pin.lowercased() else {
-            self.logger.warning(
+            logger.warning(
                 "the gateway offered the relay-blind path again for another agent certificate than the session's; using the WebSocket path",
                 metadata: ["jumpgate.session_id": "\(grant.sessionID)"]
             )
