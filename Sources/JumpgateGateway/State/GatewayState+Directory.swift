@@ -247,8 +247,6 @@ extension GatewayState {
 extension Random {
     /// Upper-case letters and digits, as AWS's key and user ids.
     static func upperAlphanumeric(_ count: Int) -> String {
-        var rng = SystemRandomNumberGenerator()
-        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
-        return String((0..<count).map { _ in alphabet.randomElement(using: &rng)! })
+        SystemRandom.string(count, from: Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"))
     }
 }

@@ -25,23 +25,16 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
 /// Random identifiers and secrets.
 enum Random {
     static func hex(_ count: Int) -> String {
-        var rng = SystemRandomNumberGenerator()
-        return String((0..<count).map { _ in "0123456789abcdef".randomElement(using: &rng)! })
+        SystemRandom.string(count, from: Array("0123456789abcdef"))
     }
 
     static func token(bytes: Int = 32) -> String {
-        var rng = SystemRandomNumberGenerator()
-        let raw = (0..<bytes).map { _ in UInt8.random(in: 0...255, using: &rng) }
-        return Base64.encode(raw).replacingOccurrences("+", "-").replacingOccurrences("/", "_").replacingOccurrences(
-            "=",
-            ""
-        )
+        Base64.encode(SystemRandom.bytes(bytes)).replacingOccurrences("+", "-").replacingOccurrences("/", "_")
+            .replacingOccurrences("=", "")
     }
 
     static func alphanumeric(_ count: Int) -> String {
-        var rng = SystemRandomNumberGenerator()
-        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
-        return String((0..<count).map { _ in alphabet.randomElement(using: &rng)! })
+        SystemRandom.string(count, from: Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"))
     }
 }
 

@@ -13,10 +13,9 @@ public struct MessageID: Hashable, Sendable, CustomStringConvertible {
         self.low = low
     }
 
-    /// A random version 4 UUID.
+    /// A random version 4 UUID, from the process's shared pool (``SystemRandom/id()``): unique, not secret.
     public static func random() -> MessageID {
-        var rng = SystemRandomNumberGenerator()
-        return .random(using: &rng)
+        SystemRandom.id()
     }
 
     public static func random<R: RandomNumberGenerator>(using rng: inout R) -> MessageID {

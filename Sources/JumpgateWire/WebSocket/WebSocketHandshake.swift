@@ -8,8 +8,7 @@ public enum WebSocketHandshake {
 
     /// A random 16-byte key, base64-encoded.
     public static func randomKey() -> String {
-        var rng = SystemRandomNumberGenerator()
-        return Base64.encode((0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) })
+        Base64.encode(SystemRandom.bytes(16))
     }
 
     /// The `Sec-WebSocket-Accept` value a server returns for `key`.
