@@ -136,7 +136,8 @@ struct TargetDialer: Sendable {
         return ClientBootstrap(group: eventLoop)
             .connectTimeout(self.timeout)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try StreamSocketReads.configure(channel) }
+                // ClientBootstrap sets TCP_NODELAY by default (TargetDialerTests checks it).
+                channel.eventLoop.makeCompletedFuture { try StreamSocketReads.configure(channel, noDelaySet: true) }
             }
             .connect(to: candidate.address)
             .flatMapError { error in

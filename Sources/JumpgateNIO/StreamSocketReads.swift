@@ -19,11 +19,12 @@ public enum StreamSocketReads {
     /// initializer (before it is registered, so it never reads on its own): TCP_NODELAY, the reads above,
     /// no automatic reads (the session reads when it can take the bytes) and half-closes kept. A
     /// bootstrap's `channelOption` applies each option through futures of its own, several allocations per
-    /// option at every connection a setup makes. (`ClientBootstrap` still applies its own default, TCP_NODELAY,
-    /// that way; setting it again here is a system call, and keeps the two ends' settings in one place.)
-    public static func configure(_ channel: any Channel) throws {
+    /// option at every connection a setup makes. `ClientBootstrap` sets TCP_NODELAY itself (its default), so
+    /// a connection it makes passes `noDelaySet: true`: setting it again costs two system calls per setup
+    /// (NIO looks up the socket's address first). The agent's tests check the option on a dialled socket.
+    public static func configure(_ channel: any Channel, noDelaySet: Bool = false) throws {
         guard let options = channel.syncOptions else { throw ChannelError.operationUnsupported }
-        try options.setOption(.tcpOption(.tcp_nodelay), value: 1)
+        if !noDelaySet { try options.setOption(.tcpOption(.tcp_nodelay), value: 1) }
         try options.setOption(.recvAllocator, value: Self.recvAllocator)
         try options.setOption(.maxMessagesPerRead, value: Self.maxMessagesPerRead)
         try options.setOption(.autoRead, value: false)
