@@ -13,7 +13,7 @@ struct AgentRefusals: Sendable {
     /// What the next upload carries.
     struct Report: Sendable, Equatable {
         /// Sent with every attempt of this report, so the gateway counts and audits it once.
-        var id = MessageID.random().description
+        var id = SystemRandom.id().description
         var counts: [SessionRefusal: Int] = [:]
         var lines: [RefusalSummary.Line] = []
         var isEmpty: Bool { self.counts.isEmpty && self.lines.isEmpty }

@@ -41,7 +41,7 @@ public final class AgentRunner: Sendable {
     }
 
     /// Identifies this agent process for its whole life (see docs/PROTOCOL.md §3).
-    static let runID = MessageID.random().description
+    static let runID = SystemRandom.id().description
 
     let state: AgentStateDirectory
     /// The allow-list in force: from the state directory (reloaded on SIGHUP), or the command line's.
@@ -209,7 +209,7 @@ public final class AgentRunner: Sendable {
         askingBlind: Bool = false
     ) async throws -> (token: String, reply: String) {
         var members: [(key: String, value: JSONValue)] = [
-            ("MessageSchemaVersion", "1.0"), ("RequestId", .string(MessageID.random().description)), ("ClientId", ""),
+            ("MessageSchemaVersion", "1.0"), ("RequestId", .string(SystemRandom.id().description)), ("ClientId", ""),
         ]
         if askingBlind, let blind = self.blind {
             members.append(("JumpgateBlindPath", ["AgentCertificateSHA256": .string(blind.certificateSHA256)]))
@@ -275,7 +275,7 @@ public final class AgentRunner: Sendable {
         let token = try await self.channelToken(path: path, kept: false)
         let query = "role=subscribe&stream=input"
         let opening: JSONValue = [
-            "Cookie": nil, "MessageSchemaVersion": "1.0", "RequestId": .string(MessageID.random().description),
+            "Cookie": nil, "MessageSchemaVersion": "1.0", "RequestId": .string(SystemRandom.id().description),
             "TokenValue": .string(token), "AgentVersion": .string(self.options.reportedVersion),
             "PlatformType": "linux",
             "PlatformName": .string(AgentPlatform.name), "IPAddress": .string(AgentPlatform.primaryAddress()),

@@ -101,7 +101,7 @@ public final class ConnectionJournal: Sendable {
             var lines = [record.serialized()]
             if state.dropped > 0, state.bytes + lines[0].utf8.count < self.maximumBytes / 2 {
                 let note: JSONValue = [
-                    "id": .string(MessageID.random().description), "event": "ConnectionRecordsDropped",
+                    "id": .string(SystemRandom.id().description), "event": "ConnectionRecordsDropped",
                     "time": .integer(Int64(WallClock.nowMilliseconds())), "count": .integer(Int64(state.dropped)),
                 ]
                 lines.insert(note.serialized(), at: 0)

@@ -16,7 +16,7 @@ struct ConnectionFacts: Sendable {
     /// The common members of this connection's records.
     func record(_ event: String, _ extra: [(key: String, value: JSONValue)] = []) -> JSONValue {
         var members: [(key: String, value: JSONValue)] = [
-            ("id", .string(MessageID.random().description)), ("event", .string(event)),
+            ("id", .string(SystemRandom.id().description)), ("event", .string(event)),
             ("time", .integer(Int64(WallClock.nowMilliseconds()))), ("sessionId", .string(self.sessionID)),
             ("streamId", .integer(Int64(self.streamID))), ("destination", .string(self.destination)),
         ]

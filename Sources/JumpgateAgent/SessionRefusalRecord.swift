@@ -19,7 +19,7 @@ extension AgentRunner {
             return bytes <= Self.maximumRefusalReasonBytes
         }
         return .object([
-            ("id", .string(MessageID.random().description)), ("event", "SessionRefused"), ("time", .integer(time)),
+            ("id", .string(SystemRandom.id().description)), ("event", "SessionRefused"), ("time", .integer(time)),
             ("sessionId", .string(sessionID)), ("refusedBy", .string(refusedBy)), ("reason", .string(String(kept))),
         ])
     }

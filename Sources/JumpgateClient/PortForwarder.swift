@@ -214,7 +214,7 @@ public final class PortForwarder: Sendable {
         endpoint.sourceAddress = self.sourceAddress
         let opening = OpenDataChannelInput(
             tokenValue: grant.tokenValue,
-            clientID: MessageID.random().description,
+            clientID: SystemRandom.id().description,
             clientVersion: JumpgateVersion.clientProtocolVersion,
             jumpgateFeatures: OpenDataChannelInput.agentStatusFeature
         ).json

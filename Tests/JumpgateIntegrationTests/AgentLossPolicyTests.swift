@@ -24,6 +24,16 @@ struct AgentLossPolicyTests {
         #expect(AgentLoss.decide(Self.absence(10, attached: false), policy: policy) == .end)
     }
 
+    @Test(
+        "an agent waiting in a pairing is present: its absence counts from the end of the wait; an attached one is never absent"
+    )
+    func waitingInPairing() {
+        #expect(AgentLoss.absentSince(100, waitingInPairing: true, now: 130) == 130)
+        #expect(AgentLoss.absentSince(100, waitingInPairing: false, now: 130) == 100)
+        #expect(AgentLoss.absentSince(nil, waitingInPairing: true, now: 130) == nil)
+        #expect(AgentLoss.absentSince(nil, waitingInPairing: false, now: 130) == nil)
+    }
+
     @Test("only a known run id that changed is a restart (official agents and a restarted gateway know none)")
     func restart() {
         #expect(AgentLoss.isRestart(previousRunID: "a", newRunID: "b"))

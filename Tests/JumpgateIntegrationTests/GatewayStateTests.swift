@@ -67,6 +67,30 @@ struct GatewayStateTests {
         #expect(state.endReason(sessionID: session.id, clientToken: token) == "Shell sessions are off on this agent")
     }
 
+    @Test(
+        "ResumeSession after the end names the reason when the gateway, the API or a failure ended it, not when its program did"
+    )
+    func resumeAfterTheEnd() throws {
+        let control = EmbeddedChannel()
+        defer { _ = try? control.finish(acceptAlreadyClosed: true) }
+        let (state, target) = try Self.stateWithConnectedAgent(control: control)
+        for (reason, hears) in [("Session terminated by alice.", true), ("Shell exited with status 3.", false)] {
+            let (session, token) = try Self.portSession(state, target: target)
+            state.setStatus(sessionID: session.id, .terminated, reason: reason, clientHearsReason: hears)
+            do {
+                _ = try state.resumeSession(id: session.id)
+                Issue.record("an ended session resumed")
+            } catch {
+                #expect(error.type == "DoesNotExistException")
+                let named = SessionEndedNotice.reason(in: error.message)
+                #expect(named == (hears ? reason : nil), "\(error.message)")
+                if !hears { #expect(error.message == "Session \(session.id) is already terminated.") }
+            }
+            // The late client's data-channel refusal follows the same rule.
+            #expect(state.endReason(sessionID: session.id, clientToken: token) == (hears ? reason : nil))
+        }
+    }
+
     @Test("the StartSession token works until the handshake completes; ResumeSession tokens work once")
     func tokenLifetime() throws {
         let control = EmbeddedChannel()

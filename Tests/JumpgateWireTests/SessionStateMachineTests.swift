@@ -263,32 +263,27 @@ struct SessionStateMachineTests {
     }
 
     @Test(
-        "after the handshake, a data channel refused because the session ended ends it with the gateway's reason; any other refusal resumes"
+        "after the handshake, any refused data channel resumes, one refused because the session ended too (ResumeSession then gives the whole reason)"
     )
     func refusedAfterHandshake() throws {
+        // A WebSocket close reason is cut to 123 bytes, too short for most end reasons, so the client does not
+        // end with it: its resume's ResumeSession answers DoesNotExistException with the whole reason.
+        let long =
+            "The agent on mi-0123456789abcdef0 was lost: it did not reconnect within 300 seconds "
+            + "(its process or host may have stopped, or its network is down), so the session's connections are gone."
         var pair = MachinePair()
         pair.establish()
-        var actions: [SessionStateMachine.Action] = []
-        pair.client.dataChannelRefused(reason: SessionEndedNotice.refusal(reason: "Session terminated by alice."))
-        pair.client.dataChannelLost(reason: "the data channel closed", canResume: true, into: &actions)
-        let reason = try #require(actions.compactMap(\.endReason).first)
-        #expect(reason.0 == "Session terminated by alice.")
-        #expect(reason.1, "the gateway's end, as its channel_closed would have been (exit status 2)")
-
-        var other = MachinePair()
-        other.establish()
-        for refusal in ["invalid or expired token for this session", nil] {
-            if let refusal { other.client.dataChannelRefused(reason: refusal) }
-            actions = []
-            other.client.dataChannelLost(reason: "the data channel closed", canResume: true, into: &actions)
+        for refusal in [SessionEndedNotice.refusal(reason: long), "invalid or expired token for this session", nil] {
+            var actions: [SessionStateMachine.Action] = []
+            if let refusal { pair.client.dataChannelRefused(reason: refusal) }
+            pair.client.dataChannelLost(reason: "the data channel closed", canResume: true, into: &actions)
             #expect(actions.compactMap(\.endReason).isEmpty, "\(String(describing: refusal))")
             guard case .awaitResume = actions.first else {
                 Issue.record("no resume after \(String(describing: refusal)): \(actions)")
                 continue
             }
-            other.client.dataChannelAttached(now: other.clock.now, into: &actions)
+            pair.client.dataChannelAttached(now: pair.clock.now, into: &actions)
         }
-        #expect(other.client.refusal == nil, "a refusal applies to its own channel only")
     }
 
     @Test(

@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import JumpgateAccess
+import JumpgateNIO
 import JumpgateWire
 
 /// CloudTrail-shaped records for what the gateway audits: API calls (allowed or refused), sessions'
@@ -42,7 +43,7 @@ public enum AuditRecords {
 
     /// A random version-4 UUID, lowercase. (Foundation's `UUID()` opened, read and closed /dev/urandom
     /// for each one: three system calls per audit record, four records per forwarded connection.)
-    static func eventID() -> String { MessageID.random().description }
+    static func eventID() -> String { SystemRandom.id().description }
 
     /// Who made a call, as CloudTrail's `userIdentity`.
     static func identity(user: User?, accessKeyID: String?, resources: ResourceNames) -> JSONValue {

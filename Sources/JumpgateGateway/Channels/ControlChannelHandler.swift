@@ -116,10 +116,16 @@ final class ControlChannelHandler: ChannelInboundHandler {
         let reason =
             !complete.output.isEmpty
             ? complete.output : failed ? "The agent reported a failure." : "Ended by the client."
-        self.state.setStatus(sessionID: session.id, failed ? .failed : .terminated, reason: reason)
+        let success = complete.finalTaskStatus == "Success"
+        self.state.setStatus(
+            sessionID: session.id,
+            failed ? .failed : .terminated,
+            reason: reason,
+            clientHearsReason: !success
+        )
         // A normal end (a shell that exited) is recorded with the agent's words; the client is told only
         // that the session ended (an official plugin then prints "Exiting session with sessionId ...").
-        self.state.relay(sessionID: session.id)?.terminate(reason: complete.finalTaskStatus == "Success" ? "" : reason)
+        self.state.relay(sessionID: session.id)?.terminate(reason: success ? "" : reason)
         self.logger.info(
             "session ended",
             metadata: [

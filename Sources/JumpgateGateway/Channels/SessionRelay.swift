@@ -293,11 +293,10 @@ public final class SessionRelay: Sendable {
         }
     }
 
-    /// The agent has no data channel but is known to be alive and connected (it waits in a relay-blind
-    /// pairing for this session): its absence, if it is absent, counts from `now`.
-    func agentStillPresent(now: Int64) {
+    /// The agent waits in a relay-blind pairing for this session: present (``AgentLoss/absentSince(_:waitingInPairing:now:)``).
+    func agentWaitingInPairing(now: Int64) {
         self.inner.withLockedValue { inner in
-            if inner.agentAbsentSince != nil { inner.agentAbsentSince = now }
+            inner.agentAbsentSince = AgentLoss.absentSince(inner.agentAbsentSince, waitingInPairing: true, now: now)
         }
     }
 

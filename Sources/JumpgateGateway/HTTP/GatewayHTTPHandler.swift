@@ -63,7 +63,7 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .head(let head):
             self.deadlines?.headerCompleted()
             self.head = head
-            self.requestID = MessageID.random().description
+            self.requestID = SystemRandom.id().description
             self.releaseBody()
             self.tooLarge = false
             self.overBudget = false
@@ -328,7 +328,7 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         headers.add(name: "Content-Length", value: String(body.readableBytes))
         headers.add(
             name: "x-amzn-RequestId",
-            value: self.requestID.isEmpty ? MessageID.random().description : self.requestID
+            value: self.requestID.isEmpty ? SystemRandom.id().description : self.requestID
         )
         // A refused upgrade ends the connection: what the client sends after it is not HTTP.
         let keepAlive = head.isKeepAlive && status != 413 && status != 503 && !Self.isUpgradeRequest(head)

@@ -2,7 +2,8 @@
 /// resumes on its own; a dead agent process cannot, since its target connections died with it. So:
 /// - an agent that reconnects as a new process (another run id on its control channel) ends its earlier
 ///   sessions at once, Failed (``restartReason(instanceID:)``);
-/// - a session with no agent data channel for ``Policy/timeoutSeconds`` ends Failed;
+/// - a session with no agent data channel for ``Policy/timeoutSeconds`` ends Failed (time its agent spends
+///   waiting in a relay-blind pairing for it does not count: ``absentSince(_:waitingInPairing:now:)``);
 /// - meanwhile, after ``Policy/noticeSeconds``, a Jumpgate client is told the agent is unreachable.
 /// Pure decisions; GatewayServer's sweeper and the control channel carry them out.
 public enum AgentLoss {
@@ -28,6 +29,14 @@ public enum AgentLoss {
         case none
         case notifyClient
         case end
+    }
+
+    /// When the agent's absence started, as far as the timeout is concerned: an agent waiting in a
+    /// relay-blind pairing for the session is alive and connected to the gateway, so it counts as present,
+    /// and an absence that goes on after the wait counts from `now`. Nil while the agent is attached.
+    public static func absentSince(_ since: Int64?, waitingInPairing: Bool, now: Int64) -> Int64? {
+        guard let since else { return nil }
+        return waitingInPairing ? now : since
     }
 
     public static func decide(_ absence: Absence, policy: Policy) -> Action {

@@ -66,6 +66,10 @@ public struct SessionRecord: Sendable {
     /// late, hears why the session ended (``GatewayState/endReason(sessionID:clientToken:)``); it opens
     /// nothing.
     public var endedClientTokenHash: String? = nil
+    /// Whether the client may be told `closeReason` when it comes back after the end (runtime only): the
+    /// gateway or the API ended the session, or the agent reported a failure. Not when the session's own
+    /// program ended it (the agent's Success, recorded with its words, which its client is not sent).
+    public var endReasonForClient = false
     public var agentTokenHashes: [String: Int64]
     /// The session document's idle timeout and maximum duration (seconds), if it sets them: they apply
     /// within the gateway's own, which are caps.

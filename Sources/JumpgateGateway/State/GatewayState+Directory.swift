@@ -1,4 +1,5 @@
 import JumpgateAccess
+import JumpgateNIO
 import JumpgateWire
 import NIOConcurrencyHelpers
 

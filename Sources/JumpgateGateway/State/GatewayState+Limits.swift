@@ -69,6 +69,7 @@ extension GatewayState {
                 session.status = .failed
                 session.endEpoch = now
                 session.closeReason = "The session's client did not reconnect within \(seconds) seconds."
+                session.endReasonForClient = true
                 session.clientTokenHash = nil
                 session.agentTokenHashes = [:]
                 storage.sessions[id] = session

@@ -123,7 +123,9 @@ extension GatewayState {
     /// new offer is made is stale (the asking side left it) and is closed, so that the other side resumes
     /// and asks too.
     ///
-    /// Locks: `keptHalves`, then inside it `pairings` and the relay's (nothing takes them the other way).
+    /// Locks: `keptHalves`, then inside it `pairings`, `storage` (the control channel's look-up) and the
+    /// relay's; nothing takes them the other way (``agentLossSweep(policy:)`` reads `pairings` before it
+    /// takes `storage`).
     func reofferBlindPath(
         sessionID: String,
         instanceID: String,
@@ -193,10 +195,12 @@ extension GatewayState {
 
     /// A side waiting for its partner closed (an agent that died while it waited, say): the offer can no
     /// longer pair, so the half kept for the other side is dropped with it, and that side, if it already
-    /// holds its half, is refused at once when it arrives. Either way it takes the WebSocket path, where it
-    /// hears what happened to the session.
+    /// holds its half, is refused at once when it arrives (and takes the WebSocket path). A side that had
+    /// not collected its half asks afresh: declined while the agent's control channel is down (it then
+    /// hears on the WebSocket path what became of the agent), or a new offer while it is up.
     ///
-    /// Locks: `keptHalves`, then inside it `pairings`, as ``reofferBlindPath(sessionID:instanceID:side:certificateSHA256:)``.
+    /// Locks: `keptHalves`, then inside it `pairings`, as ``reofferBlindPath(sessionID:instanceID:side:certificateSHA256:)``;
+    /// neither is taken while `storage` is held.
     func pairingDeparted(_ channel: any Channel, sessionID: String) {
         self.keptHalves.withLockedValue { kept in
             let left = self.pairings.withLockedValue {

@@ -1,5 +1,6 @@
 import CoreMetrics
 import Crypto
+import JumpgateNIO
 import JumpgateWire
 import NIOConcurrencyHelpers
 import NIOCore
@@ -35,7 +36,7 @@ extension GatewayState {
         tags: [String: String] = [:],
         on eventLoop: any EventLoop
     ) -> EventLoopFuture<(id: String, code: String)> {
-        let id = MessageID.random().description
+        let id = SystemRandom.id().description
         let code = Random.alphanumeric(20)
         let now = self.clock()
         let activation = Activation(

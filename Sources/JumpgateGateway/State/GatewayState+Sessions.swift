@@ -75,9 +75,9 @@ extension GatewayState {
             guard !session.status.isEnded else {
                 // Its own client hears why, as it would have from the gateway's channel_closed.
                 let message =
-                    session.closeReason.isEmpty
-                    ? "Session \(id) is already terminated."
-                    : SessionEndedNotice.resumeMessage(sessionID: id, reason: session.closeReason)
+                    session.endReasonForClient && !session.closeReason.isEmpty
+                    ? SessionEndedNotice.resumeMessage(sessionID: id, reason: session.closeReason)
+                    : "Session \(id) is already terminated."
                 throw APIError(400, "DoesNotExistException", message)
             }
             session.clientTokenHash = tokenHash(token)
@@ -107,7 +107,7 @@ extension GatewayState {
     /// refused the session before the client's data channel opened): nil for any other token or session.
     public func endReason(sessionID: String, clientToken token: String) -> String? {
         self.storage.withLockedValue { storage in
-            guard let session = storage.sessions[sessionID], session.status.isEnded,
+            guard let session = storage.sessions[sessionID], session.status.isEnded, session.endReasonForClient,
                 let hash = session.endedClientTokenHash, SigV4.constantTimeEquals(hash, tokenHash(token))
             else { return nil }
             return session.closeReason
@@ -170,6 +170,7 @@ extension GatewayState {
             session.endEpoch = now
             session.disconnectedSince = nil
             session.endedClientTokenHash = session.clientTokenHash
+            session.endReasonForClient = true
             session.clientTokenHash = nil
             session.agentTokenHashes = [:]
             storage.terminatingSessions.insert(sessionID)
@@ -191,7 +192,14 @@ extension GatewayState {
         )
     }
 
-    public func setStatus(sessionID: String, _ status: SessionStatus, reason: String? = nil) {
+    /// Sets a session's status; an end records `reason`, which its client hears if it comes back later
+    /// unless `clientHearsReason` is false (the session's own program ended it).
+    public func setStatus(
+        sessionID: String,
+        _ status: SessionStatus,
+        reason: String? = nil,
+        clientHearsReason: Bool = true
+    ) {
         let now = self.clock()
         self.storage.withLockedValue { storage in
             guard var session = storage.sessions[sessionID], !storage.terminatingSessions.contains(sessionID) else {
@@ -209,6 +217,7 @@ extension GatewayState {
                 Counter(label: "jumpgate_sessions_ended_total", dimensions: [("status", status.rawValue)]).increment()
                 session.endEpoch = now
                 session.endedClientTokenHash = session.clientTokenHash
+                session.endReasonForClient = clientHearsReason
                 session.clientTokenHash = nil
                 session.agentTokenHashes = [:]
             }

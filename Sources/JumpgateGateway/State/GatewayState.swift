@@ -359,7 +359,7 @@ public final class GatewayState: Sendable {
             storage.sessions.values.compactMap { session in
                 guard !session.status.isEnded, let relay = storage.relays[session.id] else { return nil }
                 if pairing.contains(session.id) {
-                    relay.agentStillPresent(now: now)
+                    relay.agentWaitingInPairing(now: now)
                     return nil
                 }
                 guard let absence = relay.agentAbsence(now: now) else { return nil }

@@ -13,9 +13,11 @@ public struct MessageID: Hashable, Sendable, CustomStringConvertible {
         self.low = low
     }
 
-    /// A random version 4 UUID, from the process's shared pool (``SystemRandom/id()``): unique, not secret.
+    /// A random version 4 UUID, from the system generator (two system calls; code outside the wire library
+    /// takes ids from a shared pool, `SystemRandom.id()` in JumpgateNIO).
     public static func random() -> MessageID {
-        SystemRandom.id()
+        var rng = SystemRandomNumberGenerator()
+        return .random(using: &rng)
     }
 
     public static func random<R: RandomNumberGenerator>(using rng: inout R) -> MessageID {

@@ -1,11 +1,11 @@
 import Crypto
 
-/// A cryptographically strong random number generator that makes one system call, for its 32-byte key
-/// (``SystemRandom/bytes(_:)``), instead of one per 8 bytes of output: ChaCha20 keystream (ChaChaPoly over
-/// zeros, a fresh nonce for each 4 KiB block) under a key drawn from the system generator. Message ids and WebSocket masking keys
+/// A cryptographically strong random number generator that makes one system call per 32 bytes of seed
+/// instead of one per 8 bytes of output: ChaCha20 keystream (ChaChaPoly over zeros, a fresh nonce for
+/// each 4 KiB block) under a key drawn from the system generator. Message ids and WebSocket masking keys
 /// take 16 and 4 bytes per message; with the system generator that was a `getrandom` call or two for
 /// every 32 KiB relayed. Not thread-safe: one per connection or session, used on its event loop.
-public struct RandomBytePool: RandomNumberGenerator {
+public struct RandomBytePool: RandomNumberGenerator, Sendable {
     private let key: SymmetricKey
     private var counter: UInt64 = 0
     private var pool: [UInt8] = []
@@ -14,7 +14,17 @@ public struct RandomBytePool: RandomNumberGenerator {
     private static let zeros = [UInt8](repeating: 0, count: blockSize)
 
     public init() {
-        self.key = SymmetricKey(data: SystemRandom.bytes(32))
+        var system = SystemRandomNumberGenerator()
+        var seed = [UInt8]()
+        seed.reserveCapacity(32)
+        for _ in 0..<4 {
+            var word = system.next() as UInt64
+            for _ in 0..<8 {
+                seed.append(UInt8(truncatingIfNeeded: word))
+                word >>= 8
+            }
+        }
+        self.key = SymmetricKey(data: seed)
     }
 
     public mutating func next() -> UInt64 {

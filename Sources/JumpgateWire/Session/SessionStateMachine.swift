@@ -147,20 +147,8 @@ public struct SessionStateMachine {
     /// session started (a spent or wrong token: resuming cannot help), the session ends.
     public mutating func dataChannelLost(reason: String, canResume: Bool, into actions: inout [Action]) {
         guard !self.isEnded else { return }
-        if let refusal = self.refusal {
-            self.refusal = nil
-            if self.negotiated == nil {
-                return self.end(
-                    reason: "The gateway refused the data channel: \(refusal).",
-                    byPeer: false,
-                    into: &actions
-                )
-            }
-            // A resume that found the session ended meanwhile (for example while this side waited in a
-            // relay-blind re-pairing): the gateway's reason, as its channel_closed would have given it.
-            if let reason = SessionEndedNotice.reason(in: refusal) {
-                return self.end(reason: reason, byPeer: true, into: &actions)
-            }
+        if self.negotiated == nil, let refusal = self.refusal {
+            return self.end(reason: "The gateway refused the data channel: \(refusal).", byPeer: false, into: &actions)
         }
         guard canResume else { return self.end(reason: reason, byPeer: true, into: &actions) }
         self.reliability.connectionLost()

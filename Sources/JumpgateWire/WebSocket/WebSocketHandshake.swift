@@ -8,7 +8,10 @@ public enum WebSocketHandshake {
 
     /// A random 16-byte key, base64-encoded.
     public static func randomKey() -> String {
-        Base64.encode(SystemRandom.bytes(16))
+        // Two calls to the system generator (8 bytes each), not one per byte as `UInt8.random(in:)` makes.
+        var rng = SystemRandomNumberGenerator()
+        let words = [rng.next() as UInt64, rng.next() as UInt64]
+        return Base64.encode(words.flatMap { word in (0..<8).map { UInt8(truncatingIfNeeded: word >> ($0 * 8)) } })
     }
 
     /// The `Sec-WebSocket-Accept` value a server returns for `key`.

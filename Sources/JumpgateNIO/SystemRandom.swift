@@ -1,7 +1,10 @@
-import Synchronization
+import JumpgateWire
+import NIOConcurrencyHelpers
 
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Darwin)
+import Darwin
 #endif
 
 /// Random bytes in bulk from the kernel, and ids from one shared pool.
@@ -11,25 +14,33 @@ import Glibc
 /// UUID) two. `bytes(_:)` takes the same kernel randomness 256 bytes per call (`getentropy`), for secrets;
 /// `id()` takes ids from one process-wide ``RandomBytePool`` (ChaCha20 under a key from the kernel, one
 /// refill per 4 KiB), for ids that must be unique but are not secret: request and event ids, record ids.
+/// (In the wire library, which makes no system calls of its own, `MessageID.random()` still takes the
+/// system generator's two calls.)
 public enum SystemRandom {
-    /// `count` bytes from the kernel's generator, in as few calls as it allows.
+    /// `count` bytes from the kernel's generator, in as few calls as it allows. If `getentropy` fails (a
+    /// sandbox that blocks it), the rest comes from Swift's generator, which has its own fallbacks and traps
+    /// only when none works.
     public static func bytes(_ count: Int) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
-        #if canImport(Glibc)
+        var offset = 0
+        #if canImport(Glibc) || canImport(Darwin)
         bytes.withUnsafeMutableBytes { buffer in
-            var offset = 0
             while offset < buffer.count {
                 let length = min(256, buffer.count - offset)  // getentropy's most per call
-                guard getentropy(buffer.baseAddress! + offset, length) == 0 else {
-                    fatalError("getentropy failed: \(errno)")  // as Swift's own generator does
-                }
+                guard getentropy(buffer.baseAddress! + offset, length) == 0 else { break }
                 offset += length
             }
         }
-        #else
-        var generator = SystemRandomNumberGenerator()
-        for index in bytes.indices { bytes[index] = UInt8(truncatingIfNeeded: generator.next() as UInt64) }
         #endif
+        var generator = SystemRandomNumberGenerator()
+        while offset < count {
+            var word = generator.next() as UInt64
+            for _ in 0..<min(8, count - offset) {
+                bytes[offset] = UInt8(truncatingIfNeeded: word)
+                word >>= 8
+                offset += 1
+            }
+        }
         return bytes
     }
 
@@ -49,10 +60,10 @@ public enum SystemRandom {
         return text
     }
 
-    private static let ids = Mutex(RandomBytePool())
+    private static let ids = NIOLockedValueBox(RandomBytePool())
 
     /// A random version 4 UUID from the shared pool: unique, not secret.
     public static func id() -> MessageID {
-        self.ids.withLock { MessageID.random(using: &$0) }
+        self.ids.withLockedValue { MessageID.random(using: &$0) }
     }
 }
