@@ -1,7 +1,8 @@
 /// How the gateway tells a client whose session ended while the client was away what ended it: the data
-/// channel refused with WebSocket close 1008 and "the session has ended: <reason>", or ResumeSession's
-/// DoesNotExistException with "Session <id> has ended: <reason>". A client that was already in its session
-/// ends with that reason, as if the gateway's channel_closed had reached it (exit status 2), instead of
+/// channel refused with WebSocket close 1008 and "the session has ended: <reason>" (cut to the 123 bytes a
+/// close reason holds), or ResumeSession's DoesNotExistException with the whole reason, "Session <id> has
+/// ended: <reason>". A client already in its session resumes after the refusal and ends with the reason
+/// ResumeSession gives, as if the gateway's channel_closed had reached it (exit status 2), instead of
 /// reporting that the session "could not be resumed".
 public enum SessionEndedNotice {
     static let marker = "has ended: "
