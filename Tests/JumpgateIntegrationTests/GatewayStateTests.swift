@@ -89,6 +89,19 @@ struct GatewayStateTests {
             // The late client's data-channel refusal follows the same rule.
             #expect(state.endReason(sessionID: session.id, clientToken: token) == (hears ? reason : nil))
         }
+        // A session nobody resumed, expired by the gateway: its client, coming back, hears why.
+        let (expiring, _) = try Self.portSession(state, target: target)
+        state.setStatus(sessionID: expiring.id, .disconnected)
+        _ = state.expireDisconnected(after: 0)
+        do {
+            _ = try state.resumeSession(id: expiring.id)
+            Issue.record("an expired session resumed")
+        } catch {
+            #expect(
+                SessionEndedNotice.reason(in: error.message)?.contains("did not reconnect") == true,
+                "\(error.message)"
+            )
+        }
     }
 
     @Test("the StartSession token works until the handshake completes; ResumeSession tokens work once")

@@ -263,7 +263,7 @@ struct SessionStateMachineTests {
     }
 
     @Test(
-        "after the handshake, any refused data channel resumes, one refused because the session ended too (ResumeSession then gives the whole reason)"
+        "after the handshake, any refused data channel resumes, one refused because the session ended too"
     )
     func refusedAfterHandshake() throws {
         // A WebSocket close reason is cut to 123 bytes, too short for most end reasons, so the client does not

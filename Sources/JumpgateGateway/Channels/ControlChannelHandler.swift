@@ -117,11 +117,13 @@ final class ControlChannelHandler: ChannelInboundHandler {
             !complete.output.isEmpty
             ? complete.output : failed ? "The agent reported a failure." : "Ended by the client."
         let success = complete.finalTaskStatus == "Success"
+        // A returning client hears the agent's failure, or another end the agent explained; not its program's
+        // own end (Success), nor the "Ended by the client." guessed for an end it did not explain.
         self.state.setStatus(
             sessionID: session.id,
             failed ? .failed : .terminated,
             reason: reason,
-            clientHearsReason: !success
+            clientHearsReason: failed || (!success && !complete.output.isEmpty)
         )
         // A normal end (a shell that exited) is recorded with the agent's words; the client is told only
         // that the session ended (an official plugin then prints "Exiting session with sessionId ...").

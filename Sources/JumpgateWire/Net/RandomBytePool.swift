@@ -1,7 +1,7 @@
 import Crypto
 
-/// A cryptographically strong random number generator that makes one system call per 32 bytes of seed
-/// instead of one per 8 bytes of output: ChaCha20 keystream (ChaChaPoly over zeros, a fresh nonce for
+/// A cryptographically strong random number generator that makes four system calls for its 32-byte seed
+/// (Swift's generator takes 8 bytes per call) instead of one per 8 bytes of output: ChaCha20 keystream (ChaChaPoly over zeros, a fresh nonce for
 /// each 4 KiB block) under a key drawn from the system generator. Message ids and WebSocket masking keys
 /// take 16 and 4 bytes per message; with the system generator that was a `getrandom` call or two for
 /// every 32 KiB relayed. Not thread-safe: one per connection or session, used on its event loop.
