@@ -120,7 +120,10 @@ struct AgentTests {
             _ = try client.waitForLine { $0.contains("Connection to destination port failed, check SSM Agent logs.") }
             let why = try client.waitForLine { $0.hasPrefix("The agent says: ") }
             #expect(why.lowercased().contains("refused"), "\(why)")
-            #expect(lab.agent.standardError.contains("connection to the destination failed"))
+            #expect(
+                lab.agent.waitForStandardError(containing: "connection to the destination failed"),
+                "\(lab.agent.standardError.suffix(1500))"
+            )
             let echo = try await startServer(port: port) { EchoHandler() }
             defer { echo.close(promise: nil) }
             let payload = randomBuffer(10_000)
@@ -161,8 +164,8 @@ struct AgentTests {
             #expect(elapsed >= 1.5 && elapsed < 15, "\(elapsed) s")
             _ = try client.waitForLine { $0.contains("Connection to destination port failed") }
             #expect(
-                lab.agent.standardError.lowercased().contains("timed out")
-                    || lab.agent.standardError.contains("timeout")
+                lab.agent.waitForStandardError { $0.lowercased().contains("timed out") || $0.contains("timeout") },
+                "\(lab.agent.standardError.suffix(1500))"
             )
             #expect(client.process.isRunning)
         }

@@ -151,7 +151,7 @@ struct BlindPathTests {
             let text = try await GatewayLimitsTests.metrics(lab)
             #expect(try await Self.allBlind(lab, atLeast: Double(1 << 20)), "\(text)")
             #expect(
-                lab.agent.standardError.contains("data channel reconnected"),
+                lab.agent.waitForStandardError(containing: "data channel reconnected"),
                 "\(lab.agent.standardError.suffix(1500))"
             )
             // New connections through the resumed session work too, on the pair.

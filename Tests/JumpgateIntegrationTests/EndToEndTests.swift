@@ -335,7 +335,7 @@ struct EndToEndTests {
             let why = try client.waitForLine { $0.hasPrefix("The agent says: ") }
             #expect(why.contains("127.0.0.1:\(echoPort)") && why.contains("not in this agent's allow-list"), "\(why)")
             #expect(client.process.isRunning)
-            #expect(lab.agent.standardError.contains("not in this agent's allow-list"))
+            #expect(lab.agent.waitForStandardError(containing: "not in this agent's allow-list"))
             // jumpgate forward reports it as an event (--format json).
             let (forward, forwardPort) = try lab.forward(to: echoPort)
             defer { forward.stop() }

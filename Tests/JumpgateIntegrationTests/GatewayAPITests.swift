@@ -213,10 +213,7 @@ struct GatewayAPITests {
             ])
             #expect(none["Sessions"]?.arrayValue?.isEmpty == true)
             // The agent's agent_task_complete for the session was acknowledged by the gateway.
-            for _ in 0..<30 where !lab.agent.standardError.contains("agent_task_complete acknowledged") {
-                try await Task.sleep(nanoseconds: 100_000_000)
-            }
-            #expect(lab.agent.standardError.contains("agent_task_complete acknowledged"))
+            #expect(lab.agent.waitForStandardError(containing: "agent_task_complete acknowledged"))
             #expect(!lab.agent.standardError.contains("not acknowledged; sending again"))
         }
     }

@@ -44,7 +44,9 @@ struct GatewayLimitsTests {
                 port: echoPort
             )
             defer { client.stop() }
-            #expect(client.standardError.contains("the gateway ends this session after 3 seconds without traffic"))
+            #expect(
+                client.waitForStandardError(containing: "the gateway ends this session after 3 seconds without traffic")
+            )
             #expect(try await parallelEchoes(port: localPort, count: 1, baseSize: 1000, step: 1) == 1)
             #expect(try client.waitForExit(timeout: 20) == 2, "the idle timeout: exit status 2")
             #expect(
@@ -155,13 +157,17 @@ struct GatewayLimitsTests {
             // must land while most of it is still to go. (With 4 MiB each and a poll every 100 ms, a fast
             // tunnel had sent everything before the agent stopped, and nothing was left to wait.)
             let transfer = Task { try await parallelEchoes(port: localPort, count: 24, baseSize: 8 << 20, step: 4099) }
-            // Stop the agent once the transfer is under way: polled every 10 ms (bounded wait: 10 s).
-            for _ in 0..<1000 {
+            // Stop the agent once the transfer is under way and the streams' windows have grown: 32 MiB of
+            // 192 through (8 MiB was too early on a slow machine: with the windows still small, all that was in
+            // flight fitted in the kernel's socket buffers and nothing waited in the gateway). Polled every
+            // 10 ms, bounded by 30 s.
+            let deadline = Date().addingTimeInterval(30)
+            while Date() < deadline {
                 let flowing = Self.sample(
                     try await Self.metrics(lab),
                     "jumpgate_relay_bytes_total{direction=\"to_agent\"}"
                 )
-                if (flowing ?? 0) > 8_388_608 { break }
+                if (flowing ?? 0) > Double(32 << 20) { break }
                 try await Task.sleep(nanoseconds: 10_000_000)
             }
             // The agent stops reading: the gateway's socket to it fills, so the gateway stops reading the

@@ -114,10 +114,10 @@ struct NetworkDropTests {
             }
             #expect(client.process.isRunning)
             #expect(
-                lab.agent.standardError.contains("data channel reconnected"),
+                lab.agent.waitForStandardError(containing: "data channel reconnected"),
                 "\(lab.agent.standardError.suffix(1500))"
             )
-            #expect(client.standardError.contains("session resumed"), "\(client.standardError.suffix(1500))")
+            #expect(client.waitForStandardError(containing: "session resumed"), "\(client.standardError.suffix(1500))")
             #expect(lab.gateway.process.isRunning)
             // Resends after both resumes (duplicates, acknowledgements of what was already acknowledged):
             // nothing refused.

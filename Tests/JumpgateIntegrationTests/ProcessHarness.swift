@@ -114,6 +114,23 @@ final class ChildProcess: @unchecked Sendable {
         )
     }
 
+    /// Waits (bounded) until standard error satisfies `predicate` (or holds `text`), and says whether it
+    /// did. A process logs an event after it acts on it (the agent answers the client, then logs why): a
+    /// test that reads the log right after seeing the answer must wait for the line, not take what has been
+    /// read so far.
+    func waitForStandardError(timeout: Double = 10, _ predicate: (String) -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while !predicate(self.standardError) {
+            guard Date() < deadline else { return false }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        return true
+    }
+
+    func waitForStandardError(containing text: String, timeout: Double = 10) -> Bool {
+        self.waitForStandardError(timeout: timeout) { $0.contains(text) }
+    }
+
     func signal(_ number: Int32) {
         if self.process.isRunning { kill(self.process.processIdentifier, number) }
     }

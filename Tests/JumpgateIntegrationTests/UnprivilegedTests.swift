@@ -46,7 +46,7 @@ struct UnprivilegedTests {
             #expect(errors.contains("has no login shell"), "\(errors)")
             #expect(errors.contains("usermod -s /bin/bash nobody"), "\(errors)")
             #expect(try CommandSessionTests.status(lab, "u") != "0", "\(errors)")
-            #expect(lab.agent.standardError.contains("has no login shell"), "\(lab.agent.standardError)")
+            #expect(lab.agent.waitForStandardError(containing: "has no login shell"), "\(lab.agent.standardError)")
             let refusal = try await ConnectionRecordsTests.sessionRefusal(lab)
             #expect(refusal["refusedBy"]?.stringValue == "shell-account")
             #expect(refusal["reason"]?.stringValue?.contains("usermod -s /bin/bash nobody") == true)
