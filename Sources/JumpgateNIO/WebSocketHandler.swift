@@ -96,7 +96,9 @@ public final class WebSocketHandler: ChannelDuplexHandler {
     private var lastRead: NIODeadline = .now()
     private var readSinceTick = false
     private var timer: RepeatedTask?
-    private var rng = RandomBytePool()
+    /// Masking keys, for the client role only: made at the first key, so that a server-side handler (every
+    /// data and control channel the gateway accepts) makes no `getrandom` calls for a seed it never uses.
+    private lazy var rng = RandomBytePool()
     private var spareKey: UInt32?
     /// The latest ping's payload while the socket is not writable (answered once it is).
     private var deferredPong: ByteBuffer?

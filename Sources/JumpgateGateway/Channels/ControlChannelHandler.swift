@@ -110,29 +110,19 @@ final class ControlChannelHandler: ChannelInboundHandler {
         let frame = message.encoded()
         context.writeAndFlush(self.wrapOutboundOut(.binary(frame)), promise: nil)
         guard let session = self.state.session(id: complete.taskID), session.target == self.instanceID else { return }
-        let failed = complete.finalTaskStatus == "Failed"
-        // An agent reports no text when the other side ended the session: ended here (the API) was recorded
-        // already, so it was the client (Ctrl+C, SIGTERM, the end of --exec).
-        let reason =
-            !complete.output.isEmpty
-            ? complete.output : failed ? "The agent reported a failure." : "Ended by the client."
-        let success = complete.finalTaskStatus == "Success"
-        // A returning client hears the agent's failure, or another end the agent explained; not its program's
-        // own end (Success), nor the "Ended by the client." guessed for an end it did not explain.
+        let outcome = AgentTaskOutcome(finalTaskStatus: complete.finalTaskStatus, output: complete.output)
         self.state.setStatus(
             sessionID: session.id,
-            failed ? .failed : .terminated,
-            reason: reason,
-            clientHearsReason: failed || (!success && !complete.output.isEmpty)
+            outcome.status,
+            reason: outcome.reason,
+            clientHearsReason: outcome.clientHearsReason
         )
-        // A normal end (a shell that exited) is recorded with the agent's words; the client is told only
-        // that the session ended (an official plugin then prints "Exiting session with sessionId ...").
-        self.state.relay(sessionID: session.id)?.terminate(reason: success ? "" : reason)
+        self.state.relay(sessionID: session.id)?.terminate(reason: outcome.closeReason)
         self.logger.info(
             "session ended",
             metadata: [
                 "jumpgate.session_id": "\(session.id)", "status": "\(complete.finalTaskStatus)",
-                "reason": "\(session.status.isEnded ? session.closeReason : reason)",
+                "reason": "\(session.status.isEnded ? session.closeReason : outcome.reason)",
             ]
         )
     }
