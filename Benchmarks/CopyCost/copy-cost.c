@@ -1,9 +1,9 @@
 // What one message's copy costs when its destination is cold: a 65,676-byte memcpy (one 64 KiB read behind
 // its SSM and smux headers) from one hot source into a ring of N destination buffers. With N = 1 the
 // destination stays in cache; with rings larger than the L2 each copy writes to lines evicted since the
-// ring came round, as a sender's copy into a fresh message does while the messages it keeps for a resume
-// (the stream window's worth, 8 MiB) push them out. The last line is the sender's pattern: free the
-// acknowledged message, allocate the next, copy into it. Not part of any build; docs/PERFORMANCE.md,
+// ring came round, as a sender's copy into a fresh message would while the messages it keeps for a resume
+// (up to a stream window's worth: 2 MiB at first, growing to 16 MiB) push them out. The last line is the
+// sender's pattern: free the acknowledged message, allocate the next, copy into it. Not part of any build; docs/PERFORMANCE.md,
 // "2026-12-07, eighteenth session".
 //   clang -O2 -o /tmp/copy-cost Benchmarks/CopyCost/copy-cost.c && /tmp/copy-cost
 #include <stdio.h>
@@ -36,7 +36,7 @@ int main(void) {
         for (int i = 0; i < ring; i++) free(destinations[i]);
         free(destinations);
     }
-    const int kept = 128;  // 8 MiB of messages waiting for their acknowledgement
+    const int kept = 256;  // 16 MiB of messages waiting for their acknowledgement
     char **messages = calloc(kept, sizeof(char *));
     double start = now();
     for (int i = 0; i < copies; i++) {

@@ -74,7 +74,9 @@ struct AgentTaskOutcomeTests {
                 Issue.record("no acknowledgement")
                 continue
             }
-            #expect(try SSMMessage(decoding: frame).messageType == .agentTaskAcknowledge)
+            let acknowledgement = try SSMMessage(decoding: frame)
+            #expect(acknowledgement.messageType == .agentTaskAcknowledge)
+            #expect(try AgentTaskAcknowledgePayload(payload: acknowledgement.payload).taskID == session.id)
             #expect(state.session(id: session.id)?.status == (status == "Failed" ? .failed : .terminated))
             #expect(state.session(id: session.id)?.closeReason == output)
             do {
