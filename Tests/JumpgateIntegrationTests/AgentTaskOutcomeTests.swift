@@ -13,34 +13,27 @@ import Testing
 struct AgentTaskOutcomeTests {
     @Test("the program's own end is recorded but not told; failures and explained ends are told")
     func rule() {
+        let (exited, limit, guessed) = (
+            "Shell exited with status 3.", "Duration limit reached.", "Ended by the client."
+        )
+        let failure = "The agent reported a failure."
         let cases: [(status: String, output: String, expected: AgentTaskOutcome)] = [
+            ("Success", exited, .init(status: .terminated, reason: exited, clientHearsReason: false, closeReason: "")),
+            ("Success", "", .init(status: .terminated, reason: guessed, clientHearsReason: false, closeReason: "")),
             (
-                "Success", "Shell exited with status 3.",
-                Self.outcome(.terminated, "Shell exited with status 3.", false, "")
+                "Failed", "no shell",
+                .init(status: .failed, reason: "no shell", clientHearsReason: true, closeReason: "no shell")
             ),
-            ("Success", "", Self.outcome(.terminated, "Ended by the client.", false, "")),
-            ("Failed", "the shell could not start", Self.outcome(.failed, "the shell could not start", true, nil)),
-            ("Failed", "", Self.outcome(.failed, "The agent reported a failure.", true, nil)),
+            ("Failed", "", .init(status: .failed, reason: failure, clientHearsReason: true, closeReason: failure)),
+            ("TimedOut", limit, .init(status: .terminated, reason: limit, clientHearsReason: true, closeReason: limit)),
             (
-                "TimedOut", "Session duration limit reached.",
-                Self.outcome(.terminated, "Session duration limit reached.", true, nil)
+                "TimedOut", "",
+                .init(status: .terminated, reason: guessed, clientHearsReason: false, closeReason: guessed)
             ),
-            ("TimedOut", "", Self.outcome(.terminated, "Ended by the client.", false, nil)),
         ]
         for (status, output, expected) in cases {
             #expect(AgentTaskOutcome(finalTaskStatus: status, output: output) == expected, "\(status), \(output)")
         }
-    }
-
-    /// An outcome whose close reason is `close`, or the recorded reason when nil.
-    static func outcome(_ status: SessionStatus, _ reason: String, _ hears: Bool, _ close: String?) -> AgentTaskOutcome
-    {
-        var outcome = AgentTaskOutcome(finalTaskStatus: "", output: "")
-        outcome.status = status
-        outcome.reason = reason
-        outcome.clientHearsReason = hears
-        outcome.closeReason = close ?? reason
-        return outcome
     }
 
     @Test(
@@ -51,10 +44,7 @@ struct AgentTaskOutcomeTests {
             ("Success", "Shell exited with status 3.", false), ("Failed", "The shell could not start.", true),
             ("Cancelled", "The agent on the instance is shutting down.", true),
         ] {
-            let state = GatewayState(clock: { 1_700_000_000 })
-            let target = "mi-0123456789abcdef0"
-            state.restore(StoreSnapshot(instances: [GatewayStoreTests.instance(target)]))
-            let token = state.issueControlToken(instanceID: target)
+            let (state, target, token) = GatewayStateTests.stateWithInstance()
             let control = EmbeddedChannel(
                 handler: ControlChannelHandler(instanceID: target, state: state, logger: Logger(label: "test"))
             )

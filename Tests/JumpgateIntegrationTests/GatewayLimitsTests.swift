@@ -162,11 +162,12 @@ struct GatewayLimitsTests {
             // the transfer further under way, and 160 MiB still to go. Polled every 10 ms, bounded by 30 s.
             let deadline = Date().addingTimeInterval(30)
             var flowed = 0.0
-            while Date() < deadline, flowed <= Double(32 << 20) {
+            while Date() < deadline {
                 flowed =
                     Self.sample(try await Self.metrics(lab), "jumpgate_relay_bytes_total{direction=\"to_agent\"}")
                     ?? 0
-                if flowed <= Double(32 << 20) { try await Task.sleep(nanoseconds: 10_000_000) }
+                if flowed > Double(32 << 20) { break }
+                try await Task.sleep(nanoseconds: 10_000_000)
             }
             #expect(flowed > Double(32 << 20), "only \(flowed) bytes reached the agent in 30 s")
             // The agent stops reading: the gateway's socket to it fills, so the gateway stops reading the

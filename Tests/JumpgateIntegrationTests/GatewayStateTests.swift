@@ -13,11 +13,16 @@ struct GatewayStateTests {
     /// A state whose agent's control channel is `control` (close it at the end, as a real one ends: the
     /// state and an open channel hold each other).
     static func stateWithConnectedAgent(control: EmbeddedChannel) throws -> (GatewayState, String) {
+        let (state, target, token) = Self.stateWithInstance()
+        #expect(Self.attach(state, target, token: token, channel: control))
+        return (state, target)
+    }
+
+    /// A state that knows one registered instance, and a control-channel token issued for it.
+    static func stateWithInstance() -> (GatewayState, target: String, token: String) {
         let state = GatewayState(clock: { 1_700_000_000 })
         state.restore(StoreSnapshot(instances: [GatewayStoreTests.instance("mi-0123456789abcdef0")]))
-        let token = state.issueControlToken(instanceID: "mi-0123456789abcdef0")
-        #expect(Self.attach(state, "mi-0123456789abcdef0", token: token, channel: control))
-        return (state, "mi-0123456789abcdef0")
+        return (state, "mi-0123456789abcdef0", state.issueControlToken(instanceID: "mi-0123456789abcdef0"))
     }
 
     /// A port-forwarding session of alice's to `target`, and its StartSession token.

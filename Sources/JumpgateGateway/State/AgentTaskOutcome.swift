@@ -9,7 +9,10 @@ struct AgentTaskOutcome: Equatable {
     /// Empty for the session's own normal end (a shell that exited): the client is told only that the
     /// session ended, and an official plugin prints "Exiting session with sessionId ...".
     var closeReason: String
+}
 
+// In an extension, so that the memberwise initializer stays (the tests spell outcomes with it).
+extension AgentTaskOutcome {
     init(finalTaskStatus: String, output: String) {
         let failed = finalTaskStatus == "Failed"
         let success = finalTaskStatus == "Success"
