@@ -18,6 +18,7 @@ int main(void) {
     for (int round = 0; round < 9; round++) {
         volatile char *p = mmap(0, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED) return 1;
+        madvise((void *)p, size, MADV_NOHUGEPAGE);  // 4 KiB pages even where transparent huge pages are always on
         double start = now();
         for (size_t i = 0; i < size; i += page) p[i] = 1;
         double first = now() - start;
