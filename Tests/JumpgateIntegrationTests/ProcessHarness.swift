@@ -210,3 +210,11 @@ func runJumpgate(
 enum MemoryBound {
     static let applies = ProcessInfo.processInfo.environment["JUMPGATE_SANITIZER"] == nil
 }
+
+/// The whole of a file under /proc. `String(contentsOfFile:)` stops after about 4 KiB of one (such files
+/// report a size of 0), which cuts `/proc/net/tcp` and `/proc/cpuinfo` short.
+func procFileText(_ path: String) -> String? {
+    guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+    defer { try? handle.close() }
+    return String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
+}

@@ -77,7 +77,7 @@ struct TLSCipherTests {
 /// What this machine's CPU offers, from /proc/cpuinfo.
 enum CPUFeatures {
     static var hasAES: Bool {
-        let text = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        let text = procFileText("/proc/cpuinfo") ?? ""
         return text.split(separator: "\n").contains {
             $0.hasPrefix("flags") && $0.split(separator: " ").contains("aes")
         }
