@@ -51,5 +51,7 @@ let package = Package(
         // Not a package-benchmark suite either: a relay whose bytes stay in the kernel (eBPF sockmap), for
         // scripts/bench-nio-chain with NIO_CHAIN_E2E=kernel.
         .executableTarget(name: "KernelRelay", path: "KernelRelay"),
+        // A relay whose bytes go socket -> pipe -> socket with splice(2), for NIO_CHAIN_E2E=splice.
+        .executableTarget(name: "SpliceRelay", path: "SpliceRelay"),
     ]
 )
