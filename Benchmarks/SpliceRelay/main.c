@@ -36,6 +36,7 @@
 struct direction {
     int from, to;
     int pipe[2];
+    size_t capacity;   // the pipe's (PIPE_BYTES, or the default where F_SETPIPE_SZ is refused) or the buffer's
     size_t queued;     // bytes in the pipe (or the buffer, SPLICE_RELAY_COPY=1)
     size_t sent;       // of the buffer, already written (SPLICE_RELAY_COPY=1)
     char *buffer;      // SPLICE_RELAY_COPY=1 only
@@ -48,6 +49,8 @@ struct pair {
     struct direction way[2];  // 0: inbound -> upstream, 1: upstream -> inbound
     int fd[2];                // 0: inbound, 1: upstream
     unsigned interest[2];
+    int registered[2];        // in the epoll set (a socket waiting for nothing is taken out: EPOLLHUP and
+                              // EPOLLERR would wake a level-triggered loop for it whatever it asked)
 };
 
 struct side {
@@ -68,8 +71,8 @@ static void die(const char *what) {
 static void closePair(struct pair *pair, struct side *sides) {
     for (int i = 0; i < 2; i++) {
         close(pair->fd[i]);
-        close(pair->way[i].pipe[0]);
-        close(pair->way[i].pipe[1]);
+        if (pair->way[i].pipe[0] >= 0) close(pair->way[i].pipe[0]);
+        if (pair->way[i].pipe[1] >= 0) close(pair->way[i].pipe[1]);
         free(pair->way[i].buffer);
     }
     free(sides);
@@ -82,13 +85,14 @@ static void updateInterest(struct pair *pair, struct side *sides) {
     for (int i = 0; i < 2; i++) {
         struct direction *out = &pair->way[i], *in = &pair->way[1 - i];
         unsigned events = 0;
-        if (!out->ended && !out->full && (copyMode ? out->queued == 0 : out->queued < PIPE_BYTES)) events |= EPOLLIN;
+        if (!out->ended && !out->full && (copyMode ? out->queued == 0 : out->queued < out->capacity)) events |= EPOLLIN;
         if (in->queued > 0) events |= EPOLLOUT;
-        if (events != pair->interest[i]) {
-            struct epoll_event event = {.events = events, .data.ptr = &sides[i]};
-            if (epoll_ctl(epollFD, EPOLL_CTL_MOD, pair->fd[i], &event) < 0) die("epoll_ctl");
-            pair->interest[i] = events;
-        }
+        if (events == pair->interest[i] && pair->registered[i] == (events != 0)) continue;
+        struct epoll_event event = {.events = events, .data.ptr = &sides[i]};
+        int operation = events == 0 ? EPOLL_CTL_DEL : pair->registered[i] ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+        if (epoll_ctl(epollFD, operation, pair->fd[i], &event) < 0) die("epoll_ctl");
+        pair->interest[i] = events;
+        pair->registered[i] = events != 0;
     }
 }
 
@@ -111,7 +115,7 @@ static int pumpCopy(struct direction *way) {
         }
         way->sent = 0;
         if (way->ended) break;
-        ssize_t n = read(way->from, way->buffer, PIPE_BYTES);
+        ssize_t n = read(way->from, way->buffer, way->capacity);
         if (n > 0) {
             way->queued = (size_t)n;
         } else if (n == 0) {
@@ -132,8 +136,8 @@ static int pumpCopy(struct direction *way) {
 // Moves what it can one way; returns -1 when the pair must close.
 static int pump(struct direction *way) {
     if (copyMode) return pumpCopy(way);
-    while (!way->ended && way->queued < PIPE_BYTES) {
-        ssize_t n = splice(way->from, NULL, way->pipe[1], NULL, PIPE_BYTES - way->queued,
+    while (!way->ended && way->queued < way->capacity) {
+        ssize_t n = splice(way->from, NULL, way->pipe[1], NULL, way->capacity - way->queued,
                            SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (n > 0) {
             way->queued += (size_t)n;
@@ -188,11 +192,22 @@ static void accepted(int inbound, const struct sockaddr_in *upstreamAddress) {
         struct direction *way = &pair->way[i];
         way->from = pair->fd[i];
         way->to = pair->fd[1 - i];
-        if (pipe2(way->pipe, O_CLOEXEC | O_NONBLOCK) < 0) die("pipe2");
-        if (fcntl(way->pipe[1], F_SETPIPE_SZ, PIPE_BYTES) < 0) die("F_SETPIPE_SZ");
-        if (copyMode && (way->buffer = malloc(PIPE_BYTES)) == NULL) die("malloc");
+        way->pipe[0] = way->pipe[1] = -1;
+        way->capacity = PIPE_BYTES;
+        if (copyMode) {
+            if ((way->buffer = malloc(PIPE_BYTES)) == NULL) die("malloc");
+        } else {
+            if (pipe2(way->pipe, O_CLOEXEC | O_NONBLOCK) < 0) die("pipe2");
+            // An unprivileged user past fs.pipe-user-pages-soft gets the default size instead.
+            if (fcntl(way->pipe[1], F_SETPIPE_SZ, PIPE_BYTES) < 0) {
+                int size = fcntl(way->pipe[1], F_GETPIPE_SZ);
+                if (size <= 0) die("F_GETPIPE_SZ");
+                way->capacity = (size_t)size;
+            }
+        }
         sides[i] = (struct side){.pair = pair, .index = i};
         pair->interest[i] = EPOLLIN;
+        pair->registered[i] = 1;
         struct epoll_event event = {.events = EPOLLIN, .data.ptr = &sides[i]};
         if (epoll_ctl(epollFD, EPOLL_CTL_ADD, pair->fd[i], &event) < 0) die("epoll_ctl");
     }
@@ -226,6 +241,8 @@ int main(int argc, char **argv) {
             if (side == NULL) {
                 int inbound;
                 while ((inbound = accept4(listener, NULL, NULL, SOCK_CLOEXEC)) >= 0) accepted(inbound, &upstream);
+                // Out of descriptors: the listener stays readable; wait rather than spin on it.
+                if (errno == EMFILE || errno == ENFILE) usleep(100000);
                 continue;
             }
             struct pair *pair = side->pair;
