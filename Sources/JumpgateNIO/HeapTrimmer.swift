@@ -3,13 +3,19 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Gives memory freed after a burst back to the system. glibc keeps freed heap pages mapped (only the top
 /// of the heap is trimmed on its own), so after a bulk transfer a process kept well over 100 MiB resident
 /// while idle (docs/PERFORMANCE.md); `malloc_trim(0)` releases every free page. A trim costs a few
 /// milliseconds for a large heap and takes the allocator's locks, so it runs when the allocator holds
 /// ``Policy/freeThreshold`` more free than after the last trim (checked every 2 s: a burst's memory goes
-/// back within seconds), backing off while a transfer keeps freeing and reusing that much, and every 30 s
-/// regardless. Elsewhere than glibc it does nothing.
+/// back within seconds), backing off while a transfer keeps freeing and reusing that much; once at the first
+/// check that finds the process quiet after it worked (under ``Policy/quietShare`` of a core since the last
+/// check) with that much free, whatever the last trim left; and every 30 s regardless. Elsewhere than glibc
+/// it does nothing.
 public enum HeapTrimmer {
     /// When to trim, as a pure decision over what the allocator holds free at each check.
     public struct Policy: Sendable, Equatable {
@@ -18,6 +24,10 @@ public enum HeapTrimmer {
         /// Checks between trims made whatever the heap holds (every 30 s with 2 s checks); also the longest
         /// back-off.
         public static let checksPerPeriodicTrim = 15
+        /// A process that used less than this share of a core since the last check is quiet: what it holds
+        /// free is not about to be reused, so the first quiet check after it worked ends a back-off and gives
+        /// the free memory back.
+        public static let quietShare = 0.05
 
         /// What was free right after the last trim (or the least seen since): a trim gives free pages
         /// back but leaves them free in the allocator's lists, so only what was freed since counts.
@@ -28,19 +38,36 @@ public enum HeapTrimmer {
         /// pages back for it to fault in again.
         public private(set) var skip = 0
         public private(set) var backoff = 1
+        /// A check has found the process quiet since it last worked (see ``quietShare``).
+        public private(set) var quietSinceWork = false
 
         public init() {}
 
-        /// A check found `freeBytes` free in the allocator: whether to trim now.
-        public mutating func check(freeBytes: Int) -> Bool {
+        /// A check found `freeBytes` free in the allocator, the process `quiet` since the last check (see
+        /// ``quietShare``): whether to trim now.
+        public mutating func check(freeBytes: Int, quiet: Bool = false) -> Bool {
             self.checksSinceTrim += 1
             self.baseline = min(self.baseline, freeBytes)
             if self.checksSinceTrim >= Self.checksPerPeriodicTrim {
                 self.skip = 0
                 return true
             }
+            if quiet {
+                // The first quiet check since the process worked gives back whatever lies free, once: the
+                // baseline cannot tell chunks whose pages went back at a trim from the same chunks faulted in
+                // again by the transfer since. It ends a back-off too.
+                let first = !self.quietSinceWork
+                self.quietSinceWork = true
+                if first, freeBytes >= Self.freeThreshold {
+                    self.skip = 0
+                    self.backoff = 1
+                    return true
+                }
+            } else {
+                self.quietSinceWork = false
+            }
             guard freeBytes - self.baseline >= Self.freeThreshold else {
-                // Quiet: the next time that much is freed, trim at once.
+                // Nothing new freed: the next time that much is, trim at once.
                 self.skip = 0
                 self.backoff = 1
                 return false
@@ -68,16 +95,29 @@ public enum HeapTrimmer {
     public static func start(on eventLoop: any EventLoop, every interval: TimeAmount = .seconds(2)) -> RepeatedTask {
         // Only the thread pool's jobs touch the policy, one every interval; the lock keeps that safe if
         // one ran late enough to overlap the next.
-        let policy = NIOLockedValueBox(Policy())
+        let state = NIOLockedValueBox((policy: Policy(), cpuSeconds: Self.processCPUSeconds()))
+        let quietSeconds = Policy.quietShare * Double(interval.nanoseconds) / 1e9
         return eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
             NIOThreadPool.singleton.submit { _ in
-                policy.withLockedValue { policy in
-                    guard policy.check(freeBytes: Self.freeBytes()) else { return }
+                state.withLockedValue { state in
+                    let cpuSeconds = Self.processCPUSeconds()
+                    let quiet = cpuSeconds - state.cpuSeconds < quietSeconds
+                    state.cpuSeconds = cpuSeconds
+                    guard state.policy.check(freeBytes: Self.freeBytes(), quiet: quiet) else { return }
                     Self.trim()
-                    policy.trimmed(freeBytes: Self.freeBytes())
+                    state.policy.trimmed(freeBytes: Self.freeBytes())
+                    // The trim's own CPU is not the process's traffic.
+                    state.cpuSeconds = Self.processCPUSeconds()
                 }
             }
         }
+    }
+
+    /// CPU time this process has used, all threads (0 where it cannot be read).
+    static func processCPUSeconds() -> Double {
+        var time = timespec()
+        guard clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &time) == 0 else { return 0 }
+        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
     }
 
     /// What the allocator holds free (0 where it cannot be known).

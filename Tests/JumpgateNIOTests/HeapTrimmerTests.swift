@@ -45,6 +45,38 @@ struct HeapTrimmerTests {
     }
 
     @Test(
+        "the first check that finds the process quiet after it worked trims 16 MiB or more lying free, once, whatever the last trim left"
+    )
+    func quietAfterWork() {
+        let mib = 1 << 20
+        var policy = HeapTrimmer.Policy()
+        func run(_ checks: [(free: Int, quiet: Bool)], left: Int = 0) -> [Bool] {
+            checks.map { check in
+                let trim = policy.check(freeBytes: check.free * mib, quiet: check.quiet)
+                if trim { policy.trimmed(freeBytes: left * mib) }
+                return trim
+            }
+        }
+        // A busy transfer keeps 20 MiB free: trims back off (1, then 2 checks skipped)...
+        #expect(run(Array(repeating: (20, false), count: 5)) == [true, false, true, false, false])
+        // ...it ends, 35 MiB lie free, the process goes quiet: trimmed at the first quiet check, where the
+        // back-off would have skipped two more checks (4 s); not again while it stays quiet.
+        #expect(run([(35, true), (0, true)]) == [true, false])
+        // The back-off was reset: the next busy burst is trimmed at once.
+        #expect(run([(30, false), (30, false), (30, false)]) == [true, false, true])
+        // Trims leave 24 MiB listed free (their pages went back; a transfer faults them in again). The
+        // baseline sees no new 16 MiB, so only going quiet gives them back: once per quiet spell.
+        policy = HeapTrimmer.Policy()
+        #expect(
+            run([(40, false), (30, false), (30, true), (30, true), (30, false), (30, true)], left: 24)
+                == [true, false, true, false, false, true]
+        )
+        // Quiet with less than 16 MiB free: nothing to give back.
+        policy = HeapTrimmer.Policy()
+        #expect(run([(2, false), (10, true), (15, true)]) == [false, false, false])
+    }
+
+    @Test(
         "freed heap pages below a live block are returned to the system by a trim",
         .enabled(
             if: ProcessInfo.processInfo.environment["JUMPGATE_SANITIZER"] == nil,
