@@ -3,10 +3,6 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Gives memory freed after a burst back to the system. glibc keeps freed heap pages mapped (only the top
 /// of the heap is trimmed on its own), so after a bulk transfer a process kept well over 100 MiB resident
 /// while idle (docs/PERFORMANCE.md); `malloc_trim(0)` releases every free page. A trim costs a few
@@ -48,23 +44,19 @@ public enum HeapTrimmer {
         public mutating func check(freeBytes: Int, quiet: Bool = false) -> Bool {
             self.checksSinceTrim += 1
             self.baseline = min(self.baseline, freeBytes)
+            let firstQuiet = quiet && !self.quietSinceWork
+            self.quietSinceWork = quiet
             if self.checksSinceTrim >= Self.checksPerPeriodicTrim {
                 self.skip = 0
                 return true
             }
-            if quiet {
+            if firstQuiet, freeBytes >= Self.freeThreshold {
                 // The first quiet check since the process worked gives back whatever lies free, once: the
                 // baseline cannot tell chunks whose pages went back at a trim from the same chunks faulted in
                 // again by the transfer since. It ends a back-off too.
-                let first = !self.quietSinceWork
-                self.quietSinceWork = true
-                if first, freeBytes >= Self.freeThreshold {
-                    self.skip = 0
-                    self.backoff = 1
-                    return true
-                }
-            } else {
-                self.quietSinceWork = false
+                self.skip = 0
+                self.backoff = 1
+                return true
             }
             guard freeBytes - self.baseline >= Self.freeThreshold else {
                 // Nothing new freed: the next time that much is, trim at once.
@@ -95,19 +87,24 @@ public enum HeapTrimmer {
     public static func start(on eventLoop: any EventLoop, every interval: TimeAmount = .seconds(2)) -> RepeatedTask {
         // Only the thread pool's jobs touch the policy, one every interval; the lock keeps that safe if
         // one ran late enough to overlap the next.
-        let state = NIOLockedValueBox((policy: Policy(), cpuSeconds: Self.processCPUSeconds()))
-        let quietSeconds = Policy.quietShare * Double(interval.nanoseconds) / 1e9
+        // The CPU time is compared with the time that really passed since the last check, not `interval`:
+        // the thread pool also runs blocking work (name look-ups), and jobs that waited behind it run back to
+        // back, seeing almost no CPU between them.
+        let state = NIOLockedValueBox(
+            (policy: Policy(), cpuSeconds: Self.processCPUSeconds(), checkedAt: NIODeadline.now())
+        )
         return eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
             NIOThreadPool.singleton.submit { _ in
                 state.withLockedValue { state in
-                    let cpuSeconds = Self.processCPUSeconds()
-                    let quiet = cpuSeconds - state.cpuSeconds < quietSeconds
-                    state.cpuSeconds = cpuSeconds
+                    let (cpuSeconds, now) = (Self.processCPUSeconds(), NIODeadline.now())
+                    let elapsed = Double((now - state.checkedAt).nanoseconds) / 1e9
+                    let quiet = cpuSeconds - state.cpuSeconds < Policy.quietShare * elapsed
+                    (state.cpuSeconds, state.checkedAt) = (cpuSeconds, now)
                     guard state.policy.check(freeBytes: Self.freeBytes(), quiet: quiet) else { return }
                     Self.trim()
                     state.policy.trimmed(freeBytes: Self.freeBytes())
                     // The trim's own CPU is not the process's traffic.
-                    state.cpuSeconds = Self.processCPUSeconds()
+                    (state.cpuSeconds, state.checkedAt) = (Self.processCPUSeconds(), NIODeadline.now())
                 }
             }
         }

@@ -57,12 +57,13 @@ struct HeapTrimmerTests {
                 return trim
             }
         }
-        // A busy transfer keeps 20 MiB free: trims back off (1, then 2 checks skipped)...
-        #expect(run(Array(repeating: (20, false), count: 5)) == [true, false, true, false, false])
-        // ...it ends, 35 MiB lie free, the process goes quiet: trimmed at the first quiet check, where the
-        // back-off would have skipped two more checks (4 s); not again while it stays quiet.
-        #expect(run([(35, true), (0, true)]) == [true, false])
-        // The back-off was reset: the next busy burst is trimmed at once.
+        // A busy transfer keeps 20 MiB free: trims back off (1 check skipped, then 2 to come)...
+        #expect(run(Array(repeating: (20, false), count: 3)) == [true, false, true])
+        // ...it ends, 35 MiB lie free, the process goes quiet: trimmed at the first quiet check, which the
+        // back-off would have skipped.
+        #expect(run([(35, true)]) == [true])
+        // The quiet trim reset the back-off: the next busy burst is trimmed at once, then skips one check
+        // (not four).
         #expect(run([(30, false), (30, false), (30, false)]) == [true, false, true])
         // Trims leave 24 MiB listed free (their pages went back; a transfer faults them in again). The
         // baseline sees no new 16 MiB, so only going quiet gives them back: once per quiet spell.
@@ -74,6 +75,15 @@ struct HeapTrimmerTests {
         // Quiet with less than 16 MiB free: nothing to give back.
         policy = HeapTrimmer.Policy()
         #expect(run([(2, false), (10, true), (15, true)]) == [false, false, false])
+        // A periodic trim (the 15th check) that lands on the first quiet check counts as that check's trim:
+        // no second one at the next quiet check. One that lands on a busy check after a quiet spell leaves the
+        // next quiet check the first. (Each trim leaves the 20 MiB listed free: only going quiet trims again.)
+        policy = HeapTrimmer.Policy()
+        let quietAtPeriodic = run(Array(repeating: (0, false), count: 14) + [(20, true), (20, true)], left: 20)
+        #expect(quietAtPeriodic.suffix(2) == [true, false])
+        policy = HeapTrimmer.Policy()
+        let busyAtPeriodic = run(Array(repeating: (0, true), count: 14) + [(0, false), (20, true)], left: 20)
+        #expect(busyAtPeriodic.suffix(2) == [true, true])
     }
 
     @Test(
