@@ -395,10 +395,8 @@ struct EndToEndTests {
         #expect(try forward.waitForExit() == 0)
         try await ConnectionRecordsTests.eventually("the --exec command's child to be stopped (\(name))") {
             // Gone, or a zombie that whoever adopted it has not reaped yet.
-            guard let stat = try? String(contentsOfFile: "/proc/\(sleeperPID)/stat", encoding: .utf8) else {
-                return true
-            }
-            return stat.split(separator: ")").last?.split(separator: " ").first == "Z"
+            guard let state = processState(sleeperPID) else { return true }
+            return state == "Z"
         }
     }
 

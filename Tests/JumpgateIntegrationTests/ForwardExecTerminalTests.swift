@@ -240,8 +240,8 @@ struct ForwardExecTerminalTests {
     static func waitUntilRunning(_ pid: pid_t) throws {
         var last = ""
         for _ in 0..<400 {
-            last = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
-            if let state = last.split(separator: ")").last?.split(separator: " ").first, state != "T" { return }
+            last = processState(pid).map(String.init) ?? ""
+            if !last.isEmpty, last != "T" { return }
             usleep(50_000)
         }
         throw HarnessError("\(pid) stayed stopped: \(last)")

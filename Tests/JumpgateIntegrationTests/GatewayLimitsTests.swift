@@ -170,6 +170,7 @@ struct GatewayLimitsTests {
             #expect(flowed > Double(32 << 20), "only \(flowed) bytes reached the agent in 30 s")
             // The agent stops reading: the gateway's socket to it fills, so the gateway stops reading the
             // client instead of buffering what the client sends.
+            let agentPID = lab.agent.process.processIdentifier
             lab.agent.signal(SIGSTOP)
             // More connections now: each new stream may carry smux's initial window (256 KiB) before the agent
             // answers, 24 MiB in all, so the client has that much to send (within its 32 MiB of unacknowledged
@@ -187,22 +188,15 @@ struct GatewayLimitsTests {
                 let text = try await Self.metrics(lab)
                 let buffered = try #require(Self.sample(text, "jumpgate_session_buffered_bytes_max"))
                 largest = max(largest, buffered)
-                let unsent = Self.largestSendQueue(
-                    localPort: lab.gatewayPort,
-                    toProcess: lab.agent.process.processIdentifier
-                )
+                let unsent = Self.largestSendQueue(localPort: lab.gatewayPort, toProcess: agentPID)
                 if buffered > 0 || unsent > 0, waitingSince == nil { waitingSince = samples }
                 samples += 1
                 try await Task.sleep(nanoseconds: 100_000_000)
             }
             // Still there a second on (so not bytes the agent's kernel was about to take):
-            let stuck = Self.largestSendQueue(
-                localPort: lab.gatewayPort,
-                toProcess: lab.agent.process.processIdentifier
-            )
+            let stuck = Self.largestSendQueue(localPort: lab.gatewayPort, toProcess: agentPID)
             // The agent was stopped all along (state T), so nothing it did moved those bytes.
-            let state = procFileText("/proc/\(lab.agent.process.processIdentifier)/stat")?
-                .split(separator: ")").last?.split(separator: " ").first
+            let state = processState(agentPID)
             lab.agent.signal(SIGCONT)
             #expect(state == "T", "the agent's state while stopped: \(state ?? "unknown")")
             print(

@@ -9,10 +9,8 @@ import Testing
 struct PluginLifetimeTests {
     /// Alive and not a zombie (an orphan's new parent may be slow to reap it, or never do).
     static func isRunning(_ pid: Int32) -> Bool {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
-        else { return false }
-        return stat[stat.index(after: close)...].split(separator: " ").first != "Z"
+        guard let state = processState(pid) else { return false }
+        return state != "Z"
     }
 
     @Test("kill -9 the AWS CLI: the plugin terminates the session and exits")

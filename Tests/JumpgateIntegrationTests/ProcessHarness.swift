@@ -211,6 +211,12 @@ enum MemoryBound {
     static let applies = ProcessInfo.processInfo.environment["JUMPGATE_SANITIZER"] == nil
 }
 
+/// The state letter of process `pid` (`R`, `S`, `T` stopped, `Z` zombie, ...): the first field after the
+/// command name in /proc/PID/stat; nil when there is no such process.
+func processState(_ pid: Int32) -> Substring? {
+    procFileText("/proc/\(pid)/stat").flatMap { $0.split(separator: ")").last?.split(separator: " ").first }
+}
+
 /// The whole of a file under /proc. `String(contentsOfFile:)` stops after about 4 KiB of one (such files
 /// report a size of 0), which cuts `/proc/net/tcp` and `/proc/cpuinfo` short.
 func procFileText(_ path: String) -> String? {
