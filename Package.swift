@@ -16,6 +16,16 @@ let swiftSettings: [SwiftSetting] = [
 // compiled for a shared runtime do not name the archives FoundationEssentials' static library needs, so
 // they are named here, as Swift 6.3.1 lays them out (a toolchain that renames one fails this link, loudly).
 // lld links because gold warns about the `mktemp` that archive references; either would link correctly.
+// lld also lays the binary's code out by Linker/jumpgate.order (scripts/symbol-order): the functions the
+// gateway, the agent and `jumpgate forward` run come first, so each process maps less of the binary; names
+// the binary no longer has are skipped, silently (session-manager-plugin gets the same order: the code it
+// shares with them comes first; not measured). And it exports no symbols: the toolchain's static-stdlib
+// link passes `-export-dynamic`, which put 53,000 of them (5 MB of symbol tables the dynamic loader reads
+// at every start) in the binary. Nothing here looks its own symbols up; what would now find nothing:
+// `dlsym` on the executable (NIO's `unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor`
+// would return false; unused) and `dladdr` names in the runtime's in-process backtraces (the crash
+// backtracer reads the binary's own symbol table instead). Together about 10 MiB less idle PSS for the three
+// processes (docs/PERFORMANCE.md, "twenty-first session"; CodeLayoutTests).
 // `scripts/sanitize` sets JUMPGATE_SHARED_RUNTIME: ThreadSanitizer dies as a binary that carries the
 // runtime exits (docs/RELIABILITY.md), so sanitized executables keep the shared one.
 let sharedRuntime = Context.environment["JUMPGATE_SHARED_RUNTIME"] != nil
@@ -24,6 +34,13 @@ let executableLinking: [LinkerSetting] =
     ? []
     : [
         .unsafeFlags(["-static-stdlib", "-use-ld=lld"], .when(platforms: [.linux])),
+        .unsafeFlags(
+            [
+                "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Linker/jumpgate.order",
+                "-Xlinker", "--no-warn-symbol-ordering", "-Xlinker", "--no-export-dynamic",
+            ],
+            .when(platforms: [.linux])
+        ),
         .linkedLibrary("_FoundationCShims", .when(platforms: [.linux])),
         .linkedLibrary("_FoundationCollections", .when(platforms: [.linux])),
         .linkedLibrary("swiftSynchronization", .when(platforms: [.linux])),
