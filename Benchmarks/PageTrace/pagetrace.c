@@ -22,7 +22,8 @@
 // tracing, this library also ignores any later sigaction() for them (interposed; glibc's signal() calls its
 // internal sigaction directly and is not covered). A fault it did not cause is a real crash: the default
 // action is restored and the signal raised again. Measurement only, x86-64 Linux only; the process runs at
-// normal speed once each function or page has been seen.
+// normal speed once each function or page has been seen. (In pages mode a system call that reads a page still
+// without permissions fails with EFAULT instead of faulting; code pages are rarely read that way.)
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -48,8 +49,9 @@ static int tracing;  // set once a handler is installed: only then are later ins
 static uintptr_t *entries;
 static unsigned char *saved;
 static size_t entry_count;
-// Pages mode: the pages already given back (a second fault on one is not ours).
-static unsigned char *given_back;
+// Pages mode, per page: 0 still without permissions, 1 being given back by a handler, 2 given back (a fault
+// on a page in state 2 is not ours: a write into code, say).
+static unsigned char *page_state;
 
 static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
 
@@ -99,12 +101,14 @@ static void on_fault(int sig, siginfo_t *info, void *context) {
         return;
     }
     size_t page = (address - code_start) / page_size;
-    if (given_back[page]) {  // a write into code, or any other fault this library did not cause
-        crash(sig);
+    unsigned char expected = 0;
+    if (!__atomic_compare_exchange_n(&page_state[page], &expected, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        // 1: another thread's handler is giving this page back; the access runs again once it has.
+        if (expected == 2) crash(sig);  // a write into code, or any other fault this library did not cause
         return;
     }
-    given_back[page] = 1;
     mprotect((void *)(code_start + page * page_size), page_size, PROT_READ | PROT_EXEC);
+    __atomic_store_n(&page_state[page], 2, __ATOMIC_RELEASE);
     record(page * page_size);
 }
 
@@ -173,8 +177,8 @@ static int trace_functions(const char *entry_file) {
 }
 
 static int trace_pages(void) {
-    given_back = calloc((code_end - code_start) / page_size + 1, 1);
-    if (!given_back) return 0;
+    page_state = calloc((code_end - code_start) / page_size + 1, 1);
+    if (!page_state) return 0;
     install(SIGSEGV, on_fault);
     return mprotect((void *)code_start, code_end - code_start, PROT_NONE) == 0;
 }

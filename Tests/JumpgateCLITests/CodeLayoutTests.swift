@@ -6,7 +6,7 @@ import Testing
 /// together at the front, the three processes map about 7 MiB less of the binary's code between them while idle
 /// (docs/PERFORMANCE.md, "2026-12-07, twenty-first session"): the kernel maps 64 KiB of code around every page a
 /// process touches. And the executables export no symbols (the toolchain's static-stdlib link asks for all of
-/// them), which keeps 5 MB of symbol tables, about 4 MiB of the three processes' idle PSS, out of memory.
+/// them), which keeps 5 MB of symbol tables, about 3.5 MiB of the three processes' idle PSS, out of memory.
 @Suite(
     .disabled(
         if: ProcessInfo.processInfo.environment["JUMPGATE_SHARED_RUNTIME"] != nil,
