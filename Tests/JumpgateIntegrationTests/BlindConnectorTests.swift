@@ -1,11 +1,12 @@
 import JumpgateGateway
-import JumpgateNIO
 import JumpgateWire
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
 import Testing
+
+@testable import JumpgateNIO
 
 /// The client's side of the relay-blind path against a stand-in gateway on 127.0.0.1 that answers `OK`
 /// and then plays the agent (or not): the session's client secret is sent only inside a TLS session with
@@ -120,5 +121,15 @@ struct BlindConnectorTests {
         try await ConnectionRecordsTests.eventually("the secret inside TLS") {
             standIn.bytes == Array((line + secret).utf8)
         }
+    }
+
+    /// The pin is the whole check (`pinnedCertificate` above completes with it): a CA store would only be
+    /// parsed from the system's bundle at every connect and kept for the session, about 1 MiB.
+    @Test("the client's end-to-end TLS trusts no CA: the pinned hash is its only check")
+    func trustsNoCertificateAuthority() {
+        let configuration = JumpgateTLS.blindClientConfiguration
+        #expect(configuration.trustRoots == .certificates([]))
+        #expect(configuration.additionalTrustRoots.isEmpty)
+        #expect(configuration.minimumTLSVersion == .tlsv13)
     }
 }

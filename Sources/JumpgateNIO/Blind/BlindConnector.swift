@@ -276,12 +276,20 @@ final class BlindHandshakeWatcher: ChannelInboundHandler, RemovableChannelHandle
 
 extension JumpgateTLS {
     /// The client's end-to-end TLS on the blind path: TLS 1.3 only; the peer is checked by the pinned
-    /// certificate hash (the connector's callback), not by a CA or a name.
+    /// certificate hash (the connector's callback, which replaces BoringSSL's chain check), not by a CA or
+    /// a name. So it trusts no CA: with the default trust roots, each context parsed the system's whole CA
+    /// bundle (about 140 certificates) at every connect and resume, and kept about 1 MiB of them for as long
+    /// as the session ran (docs/PERFORMANCE.md, twenty-second session).
     public static func blindClientContext() throws -> NIOSSLContext {
+        try NIOSSLContext(configuration: Self.blindClientConfiguration)
+    }
+
+    static var blindClientConfiguration: TLSConfiguration {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.minimumTLSVersion = .tlsv13
         configuration.certificateVerification = .noHostnameVerification
-        return try NIOSSLContext(configuration: configuration)
+        configuration.trustRoots = .certificates([])
+        return configuration
     }
 
     /// The agent's end-to-end TLS on the blind path: its own per-process certificate, TLS 1.3 only.
