@@ -31,3 +31,30 @@ public enum StreamSocketReads {
         try options.setOption(.allowRemoteHalfClosure, value: true)
     }
 }
+
+extension StreamSocketReads {
+    /// The start of Linux's `struct tcp_info` (linux/tcp.h) up to `tcpi_bytes_received`, the 17th 64-bit
+    /// word (offset 128, Linux 4.1 and newer), which glibc's declaration stops short of. An older kernel
+    /// copies less, and NIO zeroes the buffer first: the count then reads 0.
+    struct TCPInfoPrefix: Sendable {
+        var words: InlineArray<17, UInt64>
+        var bytesReceived: UInt64 { self.words[16] }
+    }
+
+    /// Whether bytes have arrived on an accepted connection that has read nothing yet (the application
+    /// spoke as it connected): TCP_INFO's `tcpi_bytes_received`, one `getsockopt`. False when it cannot be
+    /// known (not on the channel's event loop, not a TCP socket, another system), which only costs a
+    /// message (the stream's SYN goes alone, as for an application that waits for the server).
+    public static func bytesWaiting(on channel: any Channel) -> Bool {
+        #if os(Linux)
+        guard channel.eventLoop.inEventLoop, let provider = channel as? any SocketOptionProvider else { return false }
+        var waiting = false
+        // On the channel's event loop the future is completed before it returns, and its callback runs at once.
+        let info: EventLoopFuture<TCPInfoPrefix> = provider.unsafeGetSocketOption(level: .tcp, name: .tcp_info)
+        info.assumeIsolated().whenSuccess { waiting = $0.bytesReceived > 0 }
+        return waiting
+        #else
+        return false
+        #endif
+    }
+}

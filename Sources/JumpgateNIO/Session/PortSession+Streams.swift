@@ -14,7 +14,12 @@ extension PortSession {
                 throw WireError(.bufferFull, "the session's send buffer is full")
             }
         }
-        guard let opened = try self.withStreams({ table, actions in try table.open(into: &actions) }) else {
+        let dataWaiting = !self.table.isBasic && StreamSocketReads.bytesWaiting(on: channel)
+        guard
+            let opened = try self.withStreams({ table, actions in
+                try table.open(into: &actions, dataWaiting: dataWaiting)
+            })
+        else {
             self.basicWaiting.append(channel)
             return StreamTable.basicStreamID
         }

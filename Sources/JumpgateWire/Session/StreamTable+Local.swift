@@ -66,6 +66,7 @@ extension StreamTable {
     ) {
         // Gone already (the pump sent its FIN), or another connection's now (basic mode).
         guard let stream = self.streams[id], stream.serial == connection, stream.backlog.isEmpty else { return }
+        self.sendOpening(id, into: &actions)
         // Still here: its FIN went before it closed (EOF, then the close). Aborting the
         // smux stream would drop the peer's data uncredited, and a peer still sending would stall once its
         // window was spent.
@@ -88,12 +89,15 @@ extension StreamTable {
         /// smux v2, a stream the peer opened: this side's window, told to the peer in a UPD ahead of the
         /// stream's first data (``SmuxSession/takeWindowAnnouncement(on:)``).
         public var windowAnnouncement: SmuxFrame.WindowUpdate?
+        /// Client: bytes of the stream's opening frames (SYN, UPD) that go ahead of its first data
+        /// (``StreamTable/open(into:dataWaiting:)``); 0 for every other message.
+        public var openingLength = 0
 
         /// The message's payload length.
         public var payloadLength: Int {
             guard self.smuxVersion != nil else { return self.first }
-            return (self.windowAnnouncement == nil ? 0 : SmuxFrame.windowUpdateSize) + SmuxFrame.headerSize
-                + self.first + (self.second > 0 ? SmuxFrame.headerSize + self.second : 0)
+            return self.openingLength + (self.windowAnnouncement == nil ? 0 : SmuxFrame.windowUpdateSize)
+                + SmuxFrame.headerSize + self.first + (self.second > 0 ? SmuxFrame.headerSize + self.second : 0)
         }
     }
 
@@ -110,11 +114,18 @@ extension StreamTable {
         case .mux(let version, _):
             // smux's sendable bytes are capped at one frame (32 KiB): the second frame asks again.
             guard self.mux != nil else { return nil }
-            let maximumData = min(SmuxFrame.maximumDataSize, self.maximumPayload - SmuxFrame.headerSize)
+            let openingLength = self.streams[id]!.opening.reduce(0) {
+                $0 + SmuxFrame.headerSize + $1.data.readableBytes
+            }
+            let maximumData = min(
+                SmuxFrame.maximumDataSize,
+                self.maximumPayload - openingLength - SmuxFrame.headerSize
+            )
             let first = min(self.mux!.sendableBytes(on: id), backlog, maximumData)
             guard first > 0, (try? self.mux!.dataWillBeSent(on: id, count: first)) != nil else { return nil }
             var chunk = Chunk(streamID: id, first: first, second: 0, smuxVersion: version)
-            let room = self.maximumPayload - SmuxFrame.headerSize - first - SmuxFrame.headerSize
+            chunk.openingLength = openingLength
+            let room = self.maximumPayload - openingLength - SmuxFrame.headerSize - first - SmuxFrame.headerSize
             let second = max(0, min(self.mux!.sendableBytes(on: id), backlog - first, maximumData, room))
             if second > 0, (try? self.mux!.dataWillBeSent(on: id, count: second)) != nil { chunk.second = second }
             // The window's announcement rides along where it fits: a full message stays full (its rest would
@@ -136,6 +147,10 @@ extension StreamTable {
         guard let version = chunk.smuxVersion else {
             self.streams[id]!.backlog.move(chunk.first, into: &payload)
             return
+        }
+        if chunk.openingLength > 0 {
+            for frame in self.streams[id]!.opening { payload.writeSmuxFrame(frame) }
+            self.streams[id]!.opening = []
         }
         if let update = chunk.windowAnnouncement {
             payload.writeSmuxWindowUpdate(version: version, streamID: id, update)
@@ -162,6 +177,7 @@ extension StreamTable {
             self.basicConnectionFinished(stream.serial, into: &actions)
             return
         }
+        self.sendOpening(id, into: &actions)  // a connection that ended before its first bytes were read
         guard let fin = self.mux?.closeStream(id) else { return }
         actions.append(.sendFrame(fin))
         // Nothing more can be delivered to a closed socket: the stream is done here. If the peer still

@@ -82,6 +82,10 @@ public struct StreamTable: Sendable {
         /// smux v2: bytes written to the connection while it was not writable, not yet given back to the
         /// peer's window.
         var unconsumed = 0
+        /// Client: the stream's opening frames (SYN, and in smux v2 its window), held to go ahead of its
+        /// first data in one message, because the connection's first bytes were already waiting when it
+        /// was accepted (``open(into:dataWaiting:)``). Empty once sent.
+        var opening: [SmuxFrame] = []
 
         init(serial: ConnectionID) { self.serial = serial }
     }
@@ -176,7 +180,17 @@ public struct StreamTable: Sendable {
     /// Client: a local connection was accepted. Returns its stream and connection id, or nil in basic
     /// mode while another connection is served (it waits, unread, as with the official plugin; serve it
     /// at ``Action/serveNextWaiting``). Throws when the session is not in a mode that takes connections.
-    public mutating func open(into actions: inout [Action]) throws(WireError) -> (SmuxStreamID, ConnectionID)? {
+    ///
+    /// `dataWaiting`: the connection's first bytes had arrived when it was accepted (an application that
+    /// speaks first: HTTP, TLS, PostgreSQL). Its SYN then goes in one message with them, at the first
+    /// ``nextChunk(on:)``, instead of a message of its own: one message fewer per connection through the
+    /// gateway and the agent. The read that takes them is the next one, so the SYN waits no longer than
+    /// that; if the connection ends first, the SYN goes ahead of its FIN. An application that waits for
+    /// the server (MySQL, SSH) has sent nothing, and its SYN goes at once, so the dial is never held.
+    public mutating func open(
+        into actions: inout [Action],
+        dataWaiting: Bool = false
+    ) throws(WireError) -> (SmuxStreamID, ConnectionID)? {
         if self.isBasic {
             guard self.streams[Self.basicStreamID] == nil else { return nil }
             var stream = Stream(serial: self.newSerial())
@@ -190,9 +204,13 @@ public struct StreamTable: Sendable {
         let (id, frames) = try self.mux!.openStream()
         var stream = Stream(serial: self.newSerial())
         stream.attached = true
+        if dataWaiting {
+            stream.opening = frames
+        } else {
+            for frame in frames { actions.append(.sendFrame(frame)) }
+        }
         self.streams[id] = stream
         self.totalConnections += 1
-        for frame in frames { actions.append(.sendFrame(frame)) }
         return (id, stream.serial)
     }
 
@@ -254,9 +272,18 @@ public struct StreamTable: Sendable {
     /// Sends stream `id`'s FIN (if not sent yet), closes its connection and forgets it.
     mutating func closeStream(_ id: SmuxStreamID, into actions: inout [Action]) {
         guard let stream = self.streams[id] else { return }
+        self.sendOpening(id, into: &actions)
         if let fin = self.mux?.closeStream(id) { actions.append(.sendFrame(fin)) }
         if stream.attached { actions.append(.close(stream.serial, .all)) }
         self.drop(id)
+    }
+
+    /// Client: stream `id`'s opening frames, held for its first data, go now (alone): a FIN must not
+    /// precede the SYN.
+    mutating func sendOpening(_ id: SmuxStreamID, into actions: inout [Action]) {
+        guard let opening = self.streams[id]?.opening, !opening.isEmpty else { return }
+        self.streams[id]!.opening = []
+        for frame in opening { actions.append(.sendFrame(frame)) }
     }
 
     /// Forgets stream `id` here and in smux (no FIN).
