@@ -33,6 +33,7 @@ public enum StreamSocketReads {
 }
 
 extension StreamSocketReads {
+    #if os(Linux)
     /// The start of Linux's `struct tcp_info` (linux/tcp.h) up to `tcpi_bytes_received`, the 17th 64-bit
     /// word (offset 128, Linux 4.1 and newer), which glibc's declaration stops short of. An older kernel
     /// copies less, and NIO zeroes the buffer first: the count then reads 0.
@@ -40,11 +41,13 @@ extension StreamSocketReads {
         var words: InlineArray<17, UInt64>
         var bytesReceived: UInt64 { self.words[16] }
     }
+    #endif
 
     /// Whether bytes have arrived on an accepted connection that has read nothing yet (the application
-    /// spoke as it connected): TCP_INFO's `tcpi_bytes_received`, one `getsockopt`. False when it cannot be
-    /// known (not on the channel's event loop, not a TCP socket, another system), which only costs a
-    /// message (the stream's SYN goes alone, as for an application that waits for the server).
+    /// spoke as it connected), or its end has (the kernel counts a FIN in the same sequence space): TCP_INFO's
+    /// `tcpi_bytes_received`, one `getsockopt`. False when it cannot be known (not on the channel's event
+    /// loop, not a TCP socket, another system), which only costs a message (the stream's SYN goes alone, as
+    /// for an application that waits for the server).
     public static func bytesWaiting(on channel: any Channel) -> Bool {
         #if os(Linux)
         guard channel.eventLoop.inEventLoop, let provider = channel as? any SocketOptionProvider else { return false }

@@ -267,9 +267,11 @@ final class BackToBack {
     }
 
     /// Client: a new local connection, opened as a stream.
-    func connect() throws -> (FakeSocket, SmuxStreamID) {
+    /// `speaksFirst`: its first bytes count as already waiting when it was accepted (the client asks a real
+    /// socket; a stand-in one has none).
+    func connect(speaksFirst: Bool = false) throws -> (FakeSocket, SmuxStreamID) {
         let socket = try self.socket()
-        let id = try self.client.openStream(for: socket.channel)
+        let id = try self.client.openStream(for: socket.channel, bytesWaiting: speaksFirst)
         return (socket, id)
     }
 

@@ -106,6 +106,37 @@ struct StreamTableOpeningTests {
         #expect(Self.frameCommands(actions) == [.syn, .upd, .fin])
     }
 
+    @Test("first bytes that cannot go yet (send buffer or window full): the opening goes alone, the bytes after")
+    func blockedFirstData() throws {
+        var (table, _) = StreamTableTests.table(agent: false)
+        var actions: [Action] = []
+        let (id, connection) = try requireOpened(table.open(into: &actions, dataWaiting: true))
+        table.localRead(id, connection, ByteBuffer(string: "hello"))
+        // The session could not send data (no nextChunk), and pumped the stream.
+        table.pumped(id, into: &actions)
+        #expect(Self.frameCommands(actions) == [.syn, .upd])
+        #expect(table.isReadPaused(id))
+        let frames = try Self.frames(of: try Self.nextMessage(&table, on: id), version: 2)
+        #expect(frames.map(\.command) == [.psh])
+        #expect(frames.first?.data == ByteBuffer(string: "hello"))
+    }
+
+    @Test("a FIN from the peer for a stream whose opening is held (a confused peer): the SYN still goes first")
+    func peerFinishesHeldStream() throws {
+        // Without half-close the peer's FIN closes the stream at once (StreamTable.closeStream); with it, the
+        // local connection's output closes and the SYN goes at its end (endedBeforeFirstRead).
+        var extensions = JumpgateExtensions.all
+        extensions.remove(.halfClose)
+        var (table, _) = StreamTableTests.table(agent: false, .mux(smuxVersion: 2, keepAlive: false), extensions)
+        var actions: [Action] = []
+        let (id, _) = try requireOpened(table.open(into: &actions, dataWaiting: true))
+        try table.frameReceived(SmuxFrame(version: 2, command: .fin, streamID: id, data: ByteBuffer()), into: &actions)
+        let commands = Self.frameCommands(actions)
+        #expect(commands.first == .syn)
+        #expect(commands.contains(.fin))
+        #expect(commands.firstIndex(of: .syn)! < commands.firstIndex(of: .fin)!)
+    }
+
     @Test("no bytes waiting (the server speaks first): the SYN goes at the open, as before")
     func serverSpeaksFirst() throws {
         var (table, _) = StreamTableTests.table(agent: false)

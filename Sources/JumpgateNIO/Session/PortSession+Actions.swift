@@ -23,9 +23,10 @@ extension PortSession {
 
     /// Carries out `actions` in order. Consecutive smux frames go in one message, up to ``framesPerMessage``
     /// bytes: one message, acknowledgement and relay instead of one each. Today that is a new stream's SYN
-    /// and window update (smux v2; a stream's FIN is always followed by its connection's close or reset, or
-    /// comes alone). smux is a byte stream over the messages, so any receiver takes several frames in one
-    /// payload.
+    /// and window update (smux v2), and the client's SYN, window update and FIN of a connection that ended
+    /// before its first bytes were read (``StreamTable/open(into:dataWaiting:)``); another FIN is always
+    /// followed by its connection's close or reset, or comes alone. smux is a byte stream over the messages,
+    /// so any receiver takes several frames in one payload.
     func perform(_ actions: [StreamTable.Action]) {
         var sent = false
         var frames = ByteBuffer()

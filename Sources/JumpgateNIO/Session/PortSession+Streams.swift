@@ -6,15 +6,18 @@ extension PortSession {
     // MARK: streams: opening, attaching, refusing (the decisions are StreamTable's)
 
     /// Client: open a stream for an accepted local connection. In basic mode one connection is served at a
-    /// time; later ones wait (unread) until it ends, as with the official plugin.
-    public func openStream(for channel: any Channel) throws -> SmuxStreamID {
+    /// time; later ones wait (unread) until it ends, as with the official plugin. Whether the connection's
+    /// first bytes are waiting (its SYN then rides with them: ``StreamTable/open(into:dataWaiting:)``) is
+    /// asked of its socket (``StreamSocketReads/bytesWaiting(on:)``) unless `bytesWaiting` says (tests, whose
+    /// connections are not sockets).
+    public func openStream(for channel: any Channel, bytesWaiting: Bool? = nil) throws -> SmuxStreamID {
         if !self.table.isBasic {
             guard self.inMachine({ machine in machine.reliability.canSendControl }) else {
                 // The agent has acknowledged nothing for thousands of messages: refuse this connection only.
                 throw WireError(.bufferFull, "the session's send buffer is full")
             }
         }
-        let dataWaiting = !self.table.isBasic && StreamSocketReads.bytesWaiting(on: channel)
+        let dataWaiting = !self.table.isBasic && (bytesWaiting ?? StreamSocketReads.bytesWaiting(on: channel))
         guard
             let opened = try self.withStreams({ table, actions in
                 try table.open(into: &actions, dataWaiting: dataWaiting)

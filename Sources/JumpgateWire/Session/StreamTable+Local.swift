@@ -168,6 +168,9 @@ extension StreamTable {
     public mutating func pumped(_ id: SmuxStreamID, into actions: inout [Action]) {
         guard let stream = self.streams[id] else { return }
         let blocked = !stream.backlog.isEmpty
+        // The first data could not go (the window or the send buffer is full): the opening goes alone, as a
+        // control message may, so that the agent dials now rather than once the session can send data.
+        if blocked { self.sendOpening(id, into: &actions) }
         if blocked != stream.readPaused {
             self.streams[id]!.readPaused = blocked
             if !blocked, stream.attached { actions.append(.resumeReading(stream.serial)) }

@@ -185,8 +185,10 @@ public struct StreamTable: Sendable {
     /// speaks first: HTTP, TLS, PostgreSQL). Its SYN then goes in one message with them, at the first
     /// ``nextChunk(on:)``, instead of a message of its own: one message fewer per connection through the
     /// gateway and the agent. The read that takes them is the next one, so the SYN waits no longer than
-    /// that; if the connection ends first, the SYN goes ahead of its FIN. An application that waits for
-    /// the server (MySQL, SSH) has sent nothing, and its SYN goes at once, so the dial is never held.
+    /// that: if the connection ends first, the SYN goes ahead of its FIN, and if the data cannot go (the
+    /// window or the send buffer is full), it goes alone at ``pumped(_:into:)``. An application that waits
+    /// for the server (MySQL, SMTP, FTP) has sent nothing, and its SYN goes at once, so the dial is never
+    /// held.
     public mutating func open(
         into actions: inout [Action],
         dataWaiting: Bool = false
