@@ -66,7 +66,6 @@ extension StreamTable {
     ) {
         // Gone already (the pump sent its FIN), or another connection's now (basic mode).
         guard let stream = self.streams[id], stream.serial == connection, stream.backlog.isEmpty else { return }
-        self.sendOpening(id, into: &actions)
         // Still here: its FIN went before it closed (EOF, then the close). Aborting the
         // smux stream would drop the peer's data uncredited, and a peer still sending would stall once its
         // window was spent.
@@ -168,9 +167,10 @@ extension StreamTable {
     public mutating func pumped(_ id: SmuxStreamID, into actions: inout [Action]) {
         guard let stream = self.streams[id] else { return }
         let blocked = !stream.backlog.isEmpty
-        // The first data could not go (the window or the send buffer is full): the opening goes alone, as a
-        // control message may, so that the agent dials now rather than once the session can send data.
-        if blocked { self.sendOpening(id, into: &actions) }
+        // A held opening (StreamTable.open(into:dataWaiting:)) goes alone, as a control message may, when the
+        // first data could not go (the window or the send buffer is full: the agent dials now, not once the
+        // session can send data), or ahead of the FIN of a connection that ended before its bytes were read.
+        if !stream.opening.isEmpty, blocked || stream.localEOF { self.sendOpening(id, into: &actions) }
         if blocked != stream.readPaused {
             self.streams[id]!.readPaused = blocked
             if !blocked, stream.attached { actions.append(.resumeReading(stream.serial)) }
@@ -180,7 +180,6 @@ extension StreamTable {
             self.basicConnectionFinished(stream.serial, into: &actions)
             return
         }
-        self.sendOpening(id, into: &actions)  // a connection that ended before its first bytes were read
         guard let fin = self.mux?.closeStream(id) else { return }
         actions.append(.sendFrame(fin))
         // Nothing more can be delivered to a closed socket: the stream is done here. If the peer still
