@@ -127,7 +127,7 @@ extension SessionStateMachine.Action {
 
 extension SessionStateMachine.SendResult {
     var frame: ByteBuffer? {
-        if case .write(let frame, _) = self { return frame }
+        if case .write(let frame, _, _) = self { return frame }
         return nil
     }
 }

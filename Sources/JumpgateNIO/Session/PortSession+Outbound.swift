@@ -34,7 +34,9 @@ extension PortSession {
             writePayload: writePayload
         )
         switch result {
-        case .write(let bytes, let headChanged):
+        case .write(let bytes, let headChanged, let acknowledgement):
+            // A cumulative acknowledgement that was due rides in the same flush: no write of its own.
+            if let acknowledgement { self.context?.write(self.wrapOutboundOut(.binary(acknowledgement)), promise: nil) }
             self.context?.write(self.wrapOutboundOut(.binary(bytes)), promise: nil)
             // Only a message that became the head can move the resend deadline earlier; an older head's
             // deadline is already set (and re-armed at channelReadComplete when acks change the RTO).

@@ -454,8 +454,26 @@ public struct ReliableDeliveryStateMachine: Sendable {
         }
     }
 
+    /// What may ride ahead of a message this end is about to send (cumulative mode only): a cumulative
+    /// acknowledgement when half of `everyMessages` deliveries wait for one, or any delivery does and half
+    /// the interval passed since the last. Riding with a message costs no write, wake-up or relay of its
+    /// own; a request-reply exchange (a database query, a ping) then never sends one alone, and its timer
+    /// deadline moves on. Bulk transfers still get theirs alone at `everyMessages`, as before.
+    public mutating func acknowledgementToSendAhead(now: NIODeadline) -> Acknowledgement {
+        guard case .cumulative(let every, let interval) = self.configuration.acknowledgementMode,
+            self.unacknowledgedDeliveries > 0
+        else { return .none }
+        let countDue = self.unacknowledgedDeliveries >= max(1, every / 2)
+        let timeDue =
+            self.lastCumulativeAcknowledgement.map { now - $0 >= .nanoseconds(interval.nanoseconds / 2) } ?? true
+        guard countDue || timeDue else { return .none }
+        self.lastCumulativeAcknowledgement = now
+        self.unacknowledgedDeliveries = 0
+        return .cumulative(upTo: self.expectedSequenceNumber - 1)
+    }
+
     /// The cumulative-acknowledgement timer: returns an acknowledgement if deliveries are waiting for one
-    /// and the interval has passed since the last.
+    /// and the interval has passed since the last one the timer or a sent message carried.
     public mutating func acknowledgementTimerFired(now: NIODeadline) -> Acknowledgement {
         guard case .cumulative(_, let interval) = self.configuration.acknowledgementMode,
             self.unacknowledgedDeliveries > 0

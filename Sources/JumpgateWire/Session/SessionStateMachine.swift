@@ -65,8 +65,9 @@ public struct SessionStateMachine {
 
     /// What became of a message the streams asked to send.
     public enum SendResult {
-        /// Write it; `headChanged`: it is the only unacknowledged message, so the resend deadline moved.
-        case write(ByteBuffer, headChanged: Bool)
+        /// Write it, after `acknowledgement` if there is one (a cumulative acknowledgement that rides with
+        /// it); `headChanged`: it is the only unacknowledged message, so the resend deadline moved.
+        case write(ByteBuffer, headChanged: Bool, acknowledgement: ByteBuffer?)
         /// Held for later (no data channel, or the peer paused publication); it goes on resume.
         case held
         /// The session is over: nothing is sent.
@@ -264,7 +265,16 @@ public struct SessionStateMachine {
             guard case .write(let bytes) = try self.reliability.send(frame, now: now, isControl: isControl) else {
                 return .held
             }
-            return .write(bytes, headChanged: self.reliability.unacknowledgedCount == 1)
+            var acknowledgement: ByteBuffer?
+            let ahead = self.reliability.acknowledgementToSendAhead(now: now)
+            if ahead != .none {
+                acknowledgement = self.writer.acknowledgement(ahead, createdDate: self.wallClockMilliseconds())
+            }
+            return .write(
+                bytes,
+                headChanged: self.reliability.unacknowledgedCount == 1,
+                acknowledgement: acknowledgement
+            )
         } catch {
             return .overflow(
                 reason:
@@ -307,7 +317,8 @@ public struct SessionStateMachine {
         into actions: inout [Action]
     ) {
         switch self.sendControl(payloadType, payload, now: now) {
-        case .write(let bytes, _):
+        case .write(let bytes, _, let acknowledgement):
+            if let acknowledgement { actions.append(.write(acknowledgement)) }
             actions.append(.write(bytes))
         case .held, .dropped:
             break
