@@ -72,7 +72,7 @@ struct HandshakeStateMachineTests {
     @Test("an official plugin's response (ActionResult null) gets no extensions and smux v1 without keepalive")
     func officialPluginResponse() throws {
         var agent = self.agent()
-        _ = agent.start(now: .uptimeNanoseconds(0))
+        _ = agent.start(now: anyTime)
         let official = try HandshakeResponsePayload(
             payload: ByteBuffer(
                 string:
@@ -100,7 +100,7 @@ struct HandshakeStateMachineTests {
         func mode(agentVersion: String, offered: JumpgateExtensions = []) -> PortSessionMode? {
             var client = ClientHandshakeStateMachine(configuration: .init(clientVersion: "1.2.707.0"))
             var agent = self.agent(offering: offered, version: agentVersion)
-            guard case .sendHandshakeRequest(let request) = agent.start(now: .uptimeNanoseconds(0)) else { return nil }
+            guard case .sendHandshakeRequest(let request) = agent.start(now: anyTime) else { return nil }
             _ = client.requestReceived(request)
             guard
                 case .established(let negotiated, _) = client.completeReceived(
@@ -126,7 +126,7 @@ struct HandshakeStateMachineTests {
             -> PortSessionMode?
         {
             var agent = self.agent(offering: [], version: agentVersion)
-            _ = agent.start(now: .uptimeNanoseconds(0))
+            _ = agent.start(now: anyTime)
             let response = HandshakeResponsePayload(
                 clientVersion: clientVersion,
                 processedClientActions: [ProcessedClientAction(actionType: "SessionType", actionStatus: .success)]
@@ -166,7 +166,7 @@ struct HandshakeStateMachineTests {
     @Test("a failed or missing SessionType action fails the session with the client's reason")
     func failedAction() {
         var agent = self.agent()
-        _ = agent.start(now: .uptimeNanoseconds(0))
+        _ = agent.start(now: anyTime)
         let response = HandshakeResponsePayload(
             clientVersion: "1.2.707.0",
             processedClientActions: [
@@ -182,7 +182,7 @@ struct HandshakeStateMachineTests {
                 == .fail(reason: "The client failed the SessionType action: Unsupported session type Foo")
         )
         var other = self.agent()
-        _ = other.start(now: .uptimeNanoseconds(0))
+        _ = other.start(now: anyTime)
         #expect(
             other.responseReceived(
                 HandshakeResponsePayload(clientVersion: "1.2.707.0", processedClientActions: []),
@@ -228,7 +228,7 @@ struct HandshakeStateMachineTests {
             configuration: .init(clientVersion: "1.2.707.0", supportedExtensions: [])
         )
         var agent = self.agent()
-        guard case .sendHandshakeRequest(let request) = agent.start(now: .uptimeNanoseconds(0)),
+        guard case .sendHandshakeRequest(let request) = agent.start(now: anyTime),
             case .sendHandshakeResponse(let response) = client.requestReceived(request)
         else {
             Issue.record("handshake broke")
@@ -243,7 +243,7 @@ struct HandshakeStateMachineTests {
         else { return }
         #expect(negotiated.extensions.isEmpty)
         var plain = self.agent(offering: [])
-        guard case .sendHandshakeRequest(let plainRequest) = plain.start(now: .uptimeNanoseconds(0)) else { return }
+        guard case .sendHandshakeRequest(let plainRequest) = plain.start(now: anyTime) else { return }
         #expect(
             plainRequest.requestedClientActions[0].actionParameters["Properties"]?[JumpgateExtensions.propertiesKey]
                 == nil

@@ -77,30 +77,39 @@ struct ReliableDeliveryDeadlineTests {
     }
 
     @Test(
-        "the acknowledgement deadline: none per message; cumulative, at once after the first delivery, then an interval after the last timer ack"
+        "the acknowledgement deadline: none per message; cumulative, half the interval after the first waiting delivery and at least the interval after the last ack"
     )
     func acknowledgementDeadline() throws {
         var clock = ManualClock()
         var perMessage = ReliableDeliveryStateMachine()
-        _ = perMessage.streamMessageReceived(streamMessage(0), isReady: true)
+        _ = perMessage.streamMessageReceived(streamMessage(0), isReady: true, now: clock.now)
         #expect(perMessage.acknowledgementDeadline == nil, "per-message acknowledgements go at once, not on a timer")
 
         var configuration = ReliableDeliveryConfiguration()
         configuration.acknowledgementMode = .cumulative(everyMessages: 3, interval: .milliseconds(20))
         var sm = ReliableDeliveryStateMachine(configuration: configuration)
         #expect(sm.acknowledgementDeadline == nil, "nothing delivered")
-        _ = sm.streamMessageReceived(streamMessage(0), isReady: true)
-        let first = try #require(sm.acknowledgementDeadline)
-        #expect(first <= clock.now, "the first acknowledgement is due at once")
+        _ = sm.streamMessageReceived(streamMessage(0), isReady: true, now: clock.now)
+        #expect(sm.acknowledgementDeadline == clock.now + .milliseconds(10), "time for a reply to carry it")
+        #expect(sm.acknowledgementTimerFired(now: clock.now + .milliseconds(9)) == .none)
+        clock.advance(by: .milliseconds(10))
         #expect(sm.acknowledgementTimerFired(now: clock.now) == .cumulative(upTo: 0))
         #expect(sm.acknowledgementDeadline == nil)
-        _ = sm.streamMessageReceived(streamMessage(1), isReady: true)
-        #expect(sm.acknowledgementDeadline == clock.now + .milliseconds(20))
-        #expect(sm.acknowledgementTimerFired(now: clock.now + .milliseconds(19)) == .none)
-        clock.advance(by: .milliseconds(20))
+        // Soon after an acknowledgement: the interval after it.
+        clock.advance(by: .milliseconds(2))
+        _ = sm.streamMessageReceived(streamMessage(1), isReady: true, now: clock.now)
+        #expect(sm.acknowledgementDeadline == clock.now + .milliseconds(18))
+        #expect(sm.acknowledgementTimerFired(now: clock.now + .milliseconds(17)) == .none)
+        clock.advance(by: .milliseconds(18))
         #expect(sm.acknowledgementTimerFired(now: clock.now) == .cumulative(upTo: 1))
+        // After a pause: not due at once (the reply may carry it), half the interval after the delivery.
+        clock.advance(by: .seconds(1))
+        _ = sm.streamMessageReceived(streamMessage(2), isReady: true, now: clock.now)
+        #expect(sm.acknowledgementDeadline == clock.now + .milliseconds(10))
+        #expect(sm.acknowledgementToSendAhead(now: clock.now + .milliseconds(1)) == .cumulative(upTo: 2))
+        #expect(sm.acknowledgementDeadline == nil, "the reply took it")
         // Three deliveries acknowledge themselves: nothing is left for the timer.
-        for seq in 2...4 { _ = sm.streamMessageReceived(streamMessage(Int64(seq)), isReady: true) }
+        for seq in 3...5 { _ = sm.streamMessageReceived(streamMessage(Int64(seq)), isReady: true, now: clock.now) }
         #expect(sm.acknowledgementDeadline == nil)
     }
 }

@@ -4,6 +4,9 @@ import NIOCore
 import Testing
 
 /// Builds stream messages whose frames are recognisable by sequence number.
+/// The receive time for tests where the acknowledgement timer plays no part.
+let anyTime = NIODeadline.uptimeNanoseconds(0)
+
 func streamMessage(_ sequence: Int64, payloadType: PayloadType = .output, bytes: Int = 10) -> SSMMessage {
     SSMMessage(
         messageType: .outputStreamData,
@@ -254,18 +257,36 @@ struct ReliableDeliveryStateMachineTests {
         func ack(_ m: SSMMessage) -> ReliableDeliveryStateMachine.Acknowledgement {
             .acknowledge(m.messageType, m.messageID, sequenceNumber: m.sequenceNumber)
         }
-        #expect(sm.streamMessageReceived(m0, isReady: true) == .deliver(acknowledgement: ack(m0)))
-        #expect(sm.nextBufferedMessage() == nil)
-        #expect(sm.streamMessageReceived(m2, isReady: true) == .buffered(acknowledgement: ack(m2)))
-        #expect(sm.streamMessageReceived(m3, isReady: true) == .buffered(acknowledgement: ack(m3)))
-        #expect(sm.streamMessageReceived(m3, isReady: true) == .buffered(acknowledgement: ack(m3)))  // lost ack, resent
+        #expect(
+            sm.streamMessageReceived(m0, isReady: true, now: anyTime)
+                == .deliver(acknowledgement: ack(m0))
+        )
+        #expect(sm.nextBufferedMessage(now: anyTime) == nil)
+        #expect(
+            sm.streamMessageReceived(m2, isReady: true, now: anyTime)
+                == .buffered(acknowledgement: ack(m2))
+        )
+        #expect(
+            sm.streamMessageReceived(m3, isReady: true, now: anyTime)
+                == .buffered(acknowledgement: ack(m3))
+        )
+        #expect(
+            sm.streamMessageReceived(m3, isReady: true, now: anyTime)
+                == .buffered(acknowledgement: ack(m3))
+        )  // lost ack, resent
         #expect(sm.bufferedIncomingCount == 2)
-        #expect(sm.streamMessageReceived(m1, isReady: true) == .deliver(acknowledgement: ack(m1)))
-        #expect(sm.nextBufferedMessage()?.0 == m2)
-        #expect(sm.nextBufferedMessage()?.0 == m3)
-        #expect(sm.nextBufferedMessage() == nil)
+        #expect(
+            sm.streamMessageReceived(m1, isReady: true, now: anyTime)
+                == .deliver(acknowledgement: ack(m1))
+        )
+        #expect(sm.nextBufferedMessage(now: anyTime)?.0 == m2)
+        #expect(sm.nextBufferedMessage(now: anyTime)?.0 == m3)
+        #expect(sm.nextBufferedMessage(now: anyTime) == nil)
         #expect(sm.expectedSequenceNumber == 4)
-        #expect(sm.streamMessageReceived(m1, isReady: true) == .duplicate(acknowledgement: ack(m1)))
+        #expect(
+            sm.streamMessageReceived(m1, isReady: true, now: anyTime)
+                == .duplicate(acknowledgement: ack(m1))
+        )
     }
 
     @Test("receiver like the official plugin: duplicates are not re-acknowledged")
@@ -273,8 +294,11 @@ struct ReliableDeliveryStateMachineTests {
         var configuration = ReliableDeliveryConfiguration()
         configuration.reacknowledgeDuplicates = false
         var sm = ReliableDeliveryStateMachine(configuration: configuration)
-        _ = sm.streamMessageReceived(streamMessage(0), isReady: true)
-        #expect(sm.streamMessageReceived(streamMessage(0), isReady: true) == .duplicate(acknowledgement: .none))
+        _ = sm.streamMessageReceived(streamMessage(0), isReady: true, now: anyTime)
+        #expect(
+            sm.streamMessageReceived(streamMessage(0), isReady: true, now: anyTime)
+                == .duplicate(acknowledgement: .none)
+        )
     }
 
     @Test("a receiver that is not ready withholds the ack (backpressure), except for handshake messages")
@@ -282,12 +306,12 @@ struct ReliableDeliveryStateMachineTests {
         var sm = ReliableDeliveryStateMachine()
         let handshake = streamMessage(0, payloadType: .handshakeRequest)
         #expect(
-            sm.streamMessageReceived(handshake, isReady: false)
+            sm.streamMessageReceived(handshake, isReady: false, now: anyTime)
                 == .deliver(
                     acknowledgement: .acknowledge(handshake.messageType, handshake.messageID, sequenceNumber: 0)
                 )
         )
-        #expect(sm.streamMessageReceived(streamMessage(1), isReady: false) == .dropped)
+        #expect(sm.streamMessageReceived(streamMessage(1), isReady: false, now: anyTime) == .dropped)
         #expect(sm.expectedSequenceNumber == 1)
     }
 
@@ -296,12 +320,18 @@ struct ReliableDeliveryStateMachineTests {
         var configuration = ReliableDeliveryConfiguration()
         configuration.incomingLimit = MessageBufferLimit(messages: 2, bytes: 25)
         var sm = ReliableDeliveryStateMachine(configuration: configuration)
-        #expect(sm.streamMessageReceived(streamMessage(5), isReady: true) != .dropped)
-        #expect(sm.streamMessageReceived(streamMessage(6), isReady: true) != .dropped)
-        #expect(sm.streamMessageReceived(streamMessage(7), isReady: true) == .dropped)  // count
+        #expect(sm.streamMessageReceived(streamMessage(5), isReady: true, now: anyTime) != .dropped)
+        #expect(sm.streamMessageReceived(streamMessage(6), isReady: true, now: anyTime) != .dropped)
+        #expect(sm.streamMessageReceived(streamMessage(7), isReady: true, now: anyTime) == .dropped)  // count
         var bytes = ReliableDeliveryStateMachine(configuration: configuration)
-        #expect(bytes.streamMessageReceived(streamMessage(5, bytes: 20), isReady: true) != .dropped)
-        #expect(bytes.streamMessageReceived(streamMessage(6, bytes: 20), isReady: true) == .dropped)  // bytes
+        #expect(
+            bytes.streamMessageReceived(streamMessage(5, bytes: 20), isReady: true, now: anyTime)
+                != .dropped
+        )
+        #expect(
+            bytes.streamMessageReceived(streamMessage(6, bytes: 20), isReady: true, now: anyTime)
+                == .dropped
+        )  // bytes
     }
 
     @Test("cumulative acknowledgement every N messages or on the timer")
@@ -310,31 +340,31 @@ struct ReliableDeliveryStateMachineTests {
         configuration.acknowledgementMode = .cumulative(everyMessages: 3, interval: .milliseconds(20))
         var clock = ManualClock()
         var sm = ReliableDeliveryStateMachine(configuration: configuration)
-        #expect(sm.streamMessageReceived(streamMessage(0), isReady: true) == .deliver(acknowledgement: .none))
-        #expect(sm.streamMessageReceived(streamMessage(1), isReady: true) == .deliver(acknowledgement: .none))
-        #expect(
-            sm.streamMessageReceived(streamMessage(2), isReady: true) == .deliver(acknowledgement: .cumulative(upTo: 2))
-        )
-        #expect(sm.streamMessageReceived(streamMessage(3), isReady: true) == .deliver(acknowledgement: .none))
+        func receive(_ sequence: Int64) -> ReliableDeliveryStateMachine.IncomingAction {
+            sm.streamMessageReceived(streamMessage(sequence), isReady: true, now: clock.now)
+        }
+        #expect(receive(0) == .deliver(acknowledgement: .none))
+        #expect(receive(1) == .deliver(acknowledgement: .none))
+        #expect(receive(2) == .deliver(acknowledgement: .cumulative(upTo: 2)))
+        #expect(receive(3) == .deliver(acknowledgement: .none))
+        // The count's acknowledgement moved the timer on: the interval after it.
+        clock.advance(by: .milliseconds(19))
+        #expect(sm.acknowledgementTimerFired(now: clock.now) == .none)
+        clock.advance(by: .milliseconds(1))
         #expect(sm.acknowledgementTimerFired(now: clock.now) == .cumulative(upTo: 3))
         #expect(sm.acknowledgementTimerFired(now: clock.now) == .none)
-        #expect(sm.streamMessageReceived(streamMessage(5), isReady: true) == .buffered(acknowledgement: .none))
-        #expect(sm.streamMessageReceived(streamMessage(4), isReady: true) == .deliver(acknowledgement: .none))
+        #expect(receive(5) == .buffered(acknowledgement: .none))
+        #expect(receive(4) == .deliver(acknowledgement: .none))
         // Only 4 and 5 were delivered since the timer's acknowledgement.
-        #expect(sm.nextBufferedMessage()?.1 == ReliableDeliveryStateMachine.Acknowledgement.none)
-        #expect(
-            sm.streamMessageReceived(streamMessage(6), isReady: true) == .deliver(acknowledgement: .cumulative(upTo: 6))
-        )
+        #expect(sm.nextBufferedMessage(now: clock.now)?.1 == ReliableDeliveryStateMachine.Acknowledgement.none)
+        #expect(receive(6) == .deliver(acknowledgement: .cumulative(upTo: 6)))
         clock.advance(by: .milliseconds(5))
-        #expect(sm.streamMessageReceived(streamMessage(7), isReady: true) == .deliver(acknowledgement: .none))
+        #expect(receive(7) == .deliver(acknowledgement: .none))
         #expect(sm.acknowledgementTimerFired(now: clock.now) == .none)  // less than the interval since the last
         clock.advance(by: .milliseconds(20))
         #expect(sm.acknowledgementTimerFired(now: clock.now) == .cumulative(upTo: 7))
         // A duplicate after a reconnect is answered with the current cumulative position.
-        #expect(
-            sm.streamMessageReceived(streamMessage(2), isReady: true)
-                == .duplicate(acknowledgement: .cumulative(upTo: 7))
-        )
+        #expect(receive(2) == .duplicate(acknowledgement: .cumulative(upTo: 7)))
     }
 
     @Test("cumulative acknowledgement on the sender removes everything up to it")
@@ -383,11 +413,13 @@ struct ReliableDeliveryStateMachineTests {
             for (_, f) in due.shuffled(using: &rng) {
                 let message = try SSMMessage(decoding: f)
                 var acks: [ReliableDeliveryStateMachine.Acknowledgement] = []
-                switch receiver.streamMessageReceived(message, isReady: true) {
+                switch receiver.streamMessageReceived(message, isReady: true, now: anyTime) {
                 case .deliver(let a):
                     delivered.append(message.sequenceNumber)
                     acks.append(a)
-                    while let (next, _) = receiver.nextBufferedMessage() { delivered.append(next.sequenceNumber) }
+                    while let (next, _) = receiver.nextBufferedMessage(now: anyTime) {
+                        delivered.append(next.sequenceNumber)
+                    }
                 case .buffered(let a), .duplicate(let a): acks.append(a)
                 case .dropped: break
                 }

@@ -126,9 +126,12 @@ extension SessionStateMachine.Action {
 }
 
 extension SessionStateMachine.SendResult {
+    /// The message written; a test that takes only it must not have an acknowledgement riding with it,
+    /// which would be lost (the sender counts it as sent).
     var frame: ByteBuffer? {
-        if case .write(let frame, _, _) = self { return frame }
-        return nil
+        guard case .write(let frame, _, let acknowledgement) = self else { return nil }
+        if acknowledgement != nil { Issue.record("an acknowledgement rode with this message and was dropped") }
+        return frame
     }
 }
 

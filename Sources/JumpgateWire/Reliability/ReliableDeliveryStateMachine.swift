@@ -53,7 +53,10 @@ public struct ReliableDeliveryStateMachine: Sendable {
     /// Payload bytes held out of order, waiting for a gap to fill (bounded by `incomingLimit`).
     public var outOfOrderByteCount: Int { self.outOfOrderBytes }
     public var outOfOrderMessageCount: Int { self.outOfOrder.count }
+    /// Cumulative mode: deliveries since the last acknowledgement sent, when the first of them arrived, and
+    /// when the last acknowledgement went (by count, by the timer or ahead of a sent message).
     private var unacknowledgedDeliveries = 0
+    private var firstUnacknowledgedDelivery: NIODeadline?
     private var lastCumulativeAcknowledgement: NIODeadline?
 
     public init(configuration: ReliableDeliveryConfiguration = .init()) {
@@ -373,12 +376,13 @@ public struct ReliableDeliveryStateMachine: Sendable {
 
     /// A stream message arrived. `isReady` false means the local side cannot take data now; then only
     /// handshake messages are accepted, everything else is left unacknowledged so the sender retries.
-    public mutating func streamMessageReceived(_ message: SSMMessage, isReady: Bool) -> IncomingAction {
+    public mutating func streamMessageReceived(_ message: SSMMessage, isReady: Bool, now: NIODeadline) -> IncomingAction
+    {
         let sequenceNumber = message.sequenceNumber
         if sequenceNumber == self.expectedSequenceNumber {
             guard isReady || message.payloadType.isHandshake else { return .dropped }
             self.expectedSequenceNumber += 1
-            return .deliver(acknowledgement: self.acknowledgementForNewMessage(message))
+            return .deliver(acknowledgement: self.acknowledgementForNewMessage(message, now: now))
         }
         if sequenceNumber > self.expectedSequenceNumber {
             if self.outOfOrder[sequenceNumber] != nil {
@@ -410,7 +414,7 @@ public struct ReliableDeliveryStateMachine: Sendable {
 
     /// The next message that became in order after a delivery, already acknowledged when it was stored
     /// (per-message mode) or counted towards the next cumulative acknowledgement.
-    public mutating func nextBufferedMessage() -> (SSMMessage, Acknowledgement)? {
+    public mutating func nextBufferedMessage(now: NIODeadline) -> (SSMMessage, Acknowledgement)? {
         guard !self.outOfOrder.isEmpty, let message = self.outOfOrder.removeValue(forKey: self.expectedSequenceNumber)
         else {
             return nil
@@ -421,27 +425,33 @@ public struct ReliableDeliveryStateMachine: Sendable {
         case .perMessage:
             return (message, .none)
         case .cumulative:
-            return (message, self.countCumulative())
+            return (message, self.countCumulative(now: now))
         }
     }
 
-    private mutating func acknowledgementForNewMessage(_ message: SSMMessage) -> Acknowledgement {
+    private mutating func acknowledgementForNewMessage(_ message: SSMMessage, now: NIODeadline) -> Acknowledgement {
         switch self.configuration.acknowledgementMode {
         case .perMessage:
             return .acknowledge(message.messageType, message.messageID, sequenceNumber: message.sequenceNumber)
         case .cumulative:
-            return self.countCumulative()
+            return self.countCumulative(now: now)
         }
     }
 
-    private mutating func countCumulative() -> Acknowledgement {
+    private mutating func countCumulative(now: NIODeadline) -> Acknowledgement {
         guard case .cumulative(let every, _) = self.configuration.acknowledgementMode else { return .none }
+        if self.unacknowledgedDeliveries == 0 { self.firstUnacknowledgedDelivery = now }
         self.unacknowledgedDeliveries += 1
-        if self.unacknowledgedDeliveries >= every {
-            self.unacknowledgedDeliveries = 0
-            return .cumulative(upTo: self.expectedSequenceNumber - 1)
-        }
-        return .none
+        guard self.unacknowledgedDeliveries >= every else { return .none }
+        return self.takeCumulative(now: now)
+    }
+
+    /// The cumulative acknowledgement of everything delivered; nothing waits for one after it.
+    private mutating func takeCumulative(now: NIODeadline) -> Acknowledgement {
+        self.unacknowledgedDeliveries = 0
+        self.firstUnacknowledgedDelivery = nil
+        self.lastCumulativeAcknowledgement = now
+        return .cumulative(upTo: self.expectedSequenceNumber - 1)
     }
 
     private func reacknowledgement(_ message: SSMMessage) -> Acknowledgement {
@@ -456,43 +466,41 @@ public struct ReliableDeliveryStateMachine: Sendable {
 
     /// What may ride ahead of a message this end is about to send (cumulative mode only): a cumulative
     /// acknowledgement when half of `everyMessages` deliveries wait for one, or any delivery does and half
-    /// the interval passed since the last. Riding with a message costs no write, wake-up or relay of its
-    /// own; a request-reply exchange (a database query, a ping) then never sends one alone, and its timer
-    /// deadline moves on. Bulk transfers still get theirs alone at `everyMessages`, as before.
+    /// the interval passed since the last acknowledgement. Riding with a message costs no write, wake-up or
+    /// relay of its own. The side of a request-reply exchange that answers (a database, an echo) then
+    /// never sends one alone; the side that asks sends one alone (on the timer) only when its next request
+    /// is more than half the interval away. A one-way bulk transfer still gets one alone at `everyMessages`.
     public mutating func acknowledgementToSendAhead(now: NIODeadline) -> Acknowledgement {
         guard case .cumulative(let every, let interval) = self.configuration.acknowledgementMode,
             self.unacknowledgedDeliveries > 0
         else { return .none }
         let countDue = self.unacknowledgedDeliveries >= max(1, every / 2)
-        let timeDue =
-            self.lastCumulativeAcknowledgement.map { now - $0 >= .nanoseconds(interval.nanoseconds / 2) } ?? true
+        let timeDue = self.lastCumulativeAcknowledgement.map { now - $0 >= Self.half(interval) } ?? true
         guard countDue || timeDue else { return .none }
-        self.lastCumulativeAcknowledgement = now
-        self.unacknowledgedDeliveries = 0
-        return .cumulative(upTo: self.expectedSequenceNumber - 1)
+        return self.takeCumulative(now: now)
     }
 
-    /// The cumulative-acknowledgement timer: returns an acknowledgement if deliveries are waiting for one
-    /// and the interval has passed since the last one the timer or a sent message carried.
+    /// The cumulative-acknowledgement timer: the acknowledgement if ``acknowledgementDeadline`` has come.
     public mutating func acknowledgementTimerFired(now: NIODeadline) -> Acknowledgement {
-        guard case .cumulative(_, let interval) = self.configuration.acknowledgementMode,
-            self.unacknowledgedDeliveries > 0
-        else { return .none }
-        if let last = self.lastCumulativeAcknowledgement, now - last < interval { return .none }
-        self.lastCumulativeAcknowledgement = now
-        self.unacknowledgedDeliveries = 0
-        return .cumulative(upTo: self.expectedSequenceNumber - 1)
+        guard let deadline = self.acknowledgementDeadline, now >= deadline else { return .none }
+        return self.takeCumulative(now: now)
     }
 
-    /// When ``acknowledgementTimerFired(now:)`` next has something to send (a past deadline means at
-    /// once), or nil while no delivery waits for a cumulative acknowledgement.
+    /// When ``acknowledgementTimerFired(now:)`` next has something to send, or nil while no delivery waits
+    /// for a cumulative acknowledgement: half the interval after the first waiting delivery (time for a
+    /// reply to carry it, ``acknowledgementToSendAhead(now:)``), and at least the interval after the last
+    /// acknowledgement. So a delivery waits at most the interval, and a pause does not make the next
+    /// delivery's acknowledgement due at once, before the reply it could ride with.
     public var acknowledgementDeadline: NIODeadline? {
         guard case .cumulative(_, let interval) = self.configuration.acknowledgementMode,
-            self.unacknowledgedDeliveries > 0
+            self.unacknowledgedDeliveries > 0, let first = self.firstUnacknowledgedDelivery
         else { return nil }
-        guard let last = self.lastCumulativeAcknowledgement else { return .uptimeNanoseconds(0) }
-        return last + interval
+        let settled = first + Self.half(interval)
+        guard let last = self.lastCumulativeAcknowledgement else { return settled }
+        return max(last + interval, settled)
     }
+
+    private static func half(_ interval: TimeAmount) -> TimeAmount { .nanoseconds(interval.nanoseconds / 2) }
 
     /// Messages waiting in the out-of-order buffer.
     public var bufferedIncomingCount: Int { self.outOfOrder.count }

@@ -61,11 +61,11 @@ extension SessionStateMachine {
         var ready =
             self.negotiated != nil || message.payloadType.isHandshake || message.payloadType == .handshakeResponse
         if message.payloadType == .output, withholdsOutput { ready = false }
-        switch self.reliability.streamMessageReceived(message, isReady: ready) {
+        switch self.reliability.streamMessageReceived(message, isReady: ready, now: now) {
         case .deliver(let acknowledgement):
             self.acknowledge(acknowledgement, into: &actions)
             self.process(message, now: now, into: &actions)
-            while !self.isEnded, let (next, acknowledgement) = self.reliability.nextBufferedMessage() {
+            while !self.isEnded, let (next, acknowledgement) = self.reliability.nextBufferedMessage(now: now) {
                 self.acknowledge(acknowledgement, into: &actions)
                 self.process(next, now: now, into: &actions)
             }

@@ -254,9 +254,10 @@ public struct SessionStateMachine {
         writePayload: (inout ByteBuffer) -> Void
     ) -> SendResult {
         guard !self.isEnded else { return .dropped }
+        let createdDate = self.wallClockMilliseconds()
         let frame = self.writer.streamMessage(
             sequenceNumber: self.reliability.nextSequenceNumber,
-            createdDate: self.wallClockMilliseconds(),
+            createdDate: createdDate,
             payloadType: payloadType,
             payloadLength: payloadLength,
             writePayload: writePayload
@@ -268,7 +269,7 @@ public struct SessionStateMachine {
             var acknowledgement: ByteBuffer?
             let ahead = self.reliability.acknowledgementToSendAhead(now: now)
             if ahead != .none {
-                acknowledgement = self.writer.acknowledgement(ahead, createdDate: self.wallClockMilliseconds())
+                acknowledgement = self.writer.acknowledgement(ahead, createdDate: createdDate)
             }
             return .write(
                 bytes,
@@ -318,6 +319,8 @@ public struct SessionStateMachine {
     ) {
         switch self.sendControl(payloadType, payload, now: now) {
         case .write(let bytes, _, let acknowledgement):
+            // Handshake messages go before the cumulative mode is negotiated, so none rides today; one that
+            // did would still be written rather than dropped.
             if let acknowledgement { actions.append(.write(acknowledgement)) }
             actions.append(.write(bytes))
         case .held, .dropped:
