@@ -18,29 +18,45 @@ struct AcknowledgementAheadTests {
         var clock = ManualClock()
         var perMessage = ReliableDeliveryStateMachine()
         _ = perMessage.streamMessageReceived(streamMessage(0), isReady: true, now: clock.now)
-        #expect(perMessage.acknowledgementToSendAhead(now: clock.now) == .none, "official peers: one ack each, at once")
+        #expect(
+            perMessage.acknowledgementToSendAhead(now: clock.now, withData: true) == .none,
+            "official peers: one ack each, at once"
+        )
 
         var sm = Self.cumulative(every: 4)
-        #expect(sm.acknowledgementToSendAhead(now: clock.now) == .none, "nothing delivered")
+        #expect(sm.acknowledgementToSendAhead(now: clock.now, withData: true) == .none, "nothing delivered")
         _ = sm.streamMessageReceived(streamMessage(0), isReady: true, now: clock.now)
         #expect(
-            sm.acknowledgementToSendAhead(now: clock.now) == .cumulative(upTo: 0),
+            sm.acknowledgementToSendAhead(now: clock.now, withData: true) == .cumulative(upTo: 0),
             "the first, with no ack before it"
         )
-        #expect(sm.acknowledgementToSendAhead(now: clock.now) == .none, "taken: nothing waits")
+        #expect(sm.acknowledgementToSendAhead(now: clock.now, withData: true) == .none, "taken: nothing waits")
         #expect(sm.acknowledgementDeadline == nil)
 
         _ = sm.streamMessageReceived(streamMessage(1), isReady: true, now: clock.now)
-        #expect(sm.acknowledgementToSendAhead(now: clock.now) == .none, "one of four, and no time passed")
+        #expect(
+            sm.acknowledgementToSendAhead(now: clock.now, withData: true) == .none,
+            "one of four, and no time passed"
+        )
         #expect(sm.acknowledgementDeadline == clock.now + .milliseconds(20), "the timer counts from the ack that rode")
         _ = sm.streamMessageReceived(streamMessage(2), isReady: true, now: clock.now)
-        #expect(sm.acknowledgementToSendAhead(now: clock.now) == .cumulative(upTo: 2), "two of four: half the count")
+        #expect(
+            sm.acknowledgementToSendAhead(now: clock.now, withData: false) == .none,
+            "a control message (a window update) does not take it at half the count"
+        )
+        #expect(
+            sm.acknowledgementToSendAhead(now: clock.now, withData: true) == .cumulative(upTo: 2),
+            "two of four: half the count"
+        )
 
         _ = sm.streamMessageReceived(streamMessage(3), isReady: true, now: clock.now)
         clock.advance(by: .milliseconds(9))
-        #expect(sm.acknowledgementToSendAhead(now: clock.now) == .none)
+        #expect(sm.acknowledgementToSendAhead(now: clock.now, withData: true) == .none)
         clock.advance(by: .milliseconds(1))
-        #expect(sm.acknowledgementToSendAhead(now: clock.now) == .cumulative(upTo: 3), "half the interval")
+        #expect(
+            sm.acknowledgementToSendAhead(now: clock.now, withData: false) == .cumulative(upTo: 3),
+            "half the interval: on any message"
+        )
 
         // The count still acknowledges on its own when nothing is sent (a bulk transfer one way).
         var deliveries: [ReliableDeliveryStateMachine.IncomingAction] = []
@@ -48,7 +64,7 @@ struct AcknowledgementAheadTests {
             deliveries.append(sm.streamMessageReceived(streamMessage(Int64(sequence)), isReady: true, now: clock.now))
         }
         #expect(deliveries.last == .deliver(acknowledgement: .cumulative(upTo: 7)))
-        #expect(sm.acknowledgementToSendAhead(now: clock.now) == .none)
+        #expect(sm.acknowledgementToSendAhead(now: clock.now, withData: true) == .none)
     }
 
     /// A pair of session machines whose timers fire when due, as on an event loop, counting the
@@ -103,10 +119,16 @@ struct AcknowledgementAheadTests {
         /// One message from a side, with the acknowledgement that rides ahead of it.
         mutating func send(_ text: String, fromClient: Bool) {
             let now = self.pair.clock.now
-            let result =
-                fromClient
-                ? self.pair.client.sendControl(.output, ByteBuffer(string: text), now: now)
-                : self.pair.agent.sendControl(.output, ByteBuffer(string: text), now: now)
+            let payload = ByteBuffer(string: text)
+            func send(_ machine: inout SessionStateMachine) -> SessionStateMachine.SendResult {
+                machine.sendStreamMessage(
+                    payloadType: .output,
+                    payloadLength: payload.readableBytes,
+                    isControl: false,
+                    now: now
+                ) { $0.writeImmutableBuffer(payload) }
+            }
+            let result = fromClient ? send(&self.pair.client) : send(&self.pair.agent)
             guard case .write(let frame, _, let acknowledgement) = result else {
                 Issue.record("not written: \(result)")
                 return

@@ -106,7 +106,9 @@ struct ReliableDeliveryDeadlineTests {
         clock.advance(by: .seconds(1))
         _ = sm.streamMessageReceived(streamMessage(2), isReady: true, now: clock.now)
         #expect(sm.acknowledgementDeadline == clock.now + .milliseconds(10))
-        #expect(sm.acknowledgementToSendAhead(now: clock.now + .milliseconds(1)) == .cumulative(upTo: 2))
+        #expect(
+            sm.acknowledgementToSendAhead(now: clock.now + .milliseconds(1), withData: true) == .cumulative(upTo: 2)
+        )
         #expect(sm.acknowledgementDeadline == nil, "the reply took it")
         // Three deliveries acknowledge themselves: nothing is left for the timer.
         for seq in 3...5 { _ = sm.streamMessageReceived(streamMessage(Int64(seq)), isReady: true, now: clock.now) }

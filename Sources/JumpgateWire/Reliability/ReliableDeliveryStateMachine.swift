@@ -465,16 +465,18 @@ public struct ReliableDeliveryStateMachine: Sendable {
     }
 
     /// What may ride ahead of a message this end is about to send (cumulative mode only): a cumulative
-    /// acknowledgement when half of `everyMessages` deliveries wait for one, or any delivery does and half
-    /// the interval passed since the last acknowledgement. Riding with a message costs no write, wake-up or
-    /// relay of its own. The side of a request-reply exchange that answers (a database, an echo) then
-    /// never sends one alone; the side that asks sends one alone (on the timer) only when its next request
-    /// is more than half the interval away. A one-way bulk transfer still gets one alone at `everyMessages`.
-    public mutating func acknowledgementToSendAhead(now: NIODeadline) -> Acknowledgement {
+    /// acknowledgement when half of `everyMessages` deliveries wait for one and the message carries data
+    /// (`withData`), or any delivery waits and half the interval passed since the last acknowledgement.
+    /// Riding with a message costs no write, wake-up or relay of its own. The side of a request-reply
+    /// exchange that answers (a database, an echo) then never sends one alone; the side that asks sends one
+    /// alone (on the timer) only when its next request is more than half the interval away. A one-way bulk
+    /// transfer, whose receiver sends only window updates (control messages), gets one alone at
+    /// `everyMessages`, as before: riding those at half the count would double its acknowledgements.
+    public mutating func acknowledgementToSendAhead(now: NIODeadline, withData: Bool) -> Acknowledgement {
         guard case .cumulative(let every, let interval) = self.configuration.acknowledgementMode,
             self.unacknowledgedDeliveries > 0
         else { return .none }
-        let countDue = self.unacknowledgedDeliveries >= max(1, every / 2)
+        let countDue = withData && self.unacknowledgedDeliveries >= max(1, every / 2)
         let timeDue = self.lastCumulativeAcknowledgement.map { now - $0 >= Self.half(interval) } ?? true
         guard countDue || timeDue else { return .none }
         return self.takeCumulative(now: now)
@@ -488,7 +490,7 @@ public struct ReliableDeliveryStateMachine: Sendable {
 
     /// When ``acknowledgementTimerFired(now:)`` next has something to send, or nil while no delivery waits
     /// for a cumulative acknowledgement: half the interval after the first waiting delivery (time for a
-    /// reply to carry it, ``acknowledgementToSendAhead(now:)``), and at least the interval after the last
+    /// reply to carry it, ``acknowledgementToSendAhead(now:withData:)``), and at least the interval after the last
     /// acknowledgement. So a delivery waits at most the interval, and a pause does not make the next
     /// delivery's acknowledgement due at once, before the reply it could ride with.
     public var acknowledgementDeadline: NIODeadline? {

@@ -267,7 +267,7 @@ public struct SessionStateMachine {
                 return .held
             }
             var acknowledgement: ByteBuffer?
-            let ahead = self.reliability.acknowledgementToSendAhead(now: now)
+            let ahead = self.reliability.acknowledgementToSendAhead(now: now, withData: !isControl)
             if ahead != .none {
                 acknowledgement = self.writer.acknowledgement(ahead, createdDate: createdDate)
             }
