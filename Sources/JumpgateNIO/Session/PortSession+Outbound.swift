@@ -35,7 +35,7 @@ extension PortSession {
         )
         switch result {
         case .write(let bytes, let headChanged, let acknowledgement):
-            // A cumulative acknowledgement that was due rides in the same flush: no write of its own.
+            // A cumulative acknowledgement that was due goes just ahead, a message of its own in the same flush.
             if let acknowledgement { self.context?.write(self.wrapOutboundOut(.binary(acknowledgement)), promise: nil) }
             self.context?.write(self.wrapOutboundOut(.binary(bytes)), promise: nil)
             // Only a message that became the head can move the resend deadline earlier; an older head's

@@ -12,7 +12,8 @@ public struct JumpgateExtensions: OptionSet, Hashable, Sendable, CustomStringCon
     public static let largePayloads = JumpgateExtensions(rawValue: 1 << 0)
     /// An all-zero PayloadDigest that the receiver does not check (TLS protects each hop).
     public static let digestFree = JumpgateExtensions(rawValue: 1 << 1)
-    /// One cumulative acknowledgement (highest contiguous sequence number) every N messages or M ms.
+    /// One cumulative acknowledgement (highest contiguous sequence number) every N messages or M ms, or
+    /// sooner ahead of a message the receiver sends (docs/PROTOCOL.md).
     public static let cumulativeAck = JumpgateExtensions(rawValue: 1 << 2)
     /// No timer-driven retransmission while the WebSocket is up; unacknowledged messages are resent
     /// only after a reconnect.

@@ -16,8 +16,10 @@ public struct MessageBufferLimit: Hashable, Sendable {
 public enum AcknowledgementMode: Hashable, Sendable {
     /// One JSON `acknowledge` per message, as the official peers do.
     case perMessage
-    /// Jumpgate fast path: the highest contiguous sequence number, after `everyMessages` new messages
-    /// or `interval`, whichever comes first.
+    /// Jumpgate fast path: the highest contiguous sequence number, alone after `everyMessages` new messages
+    /// or on a timer (half `interval` after the first waiting delivery, at least `interval` after the last
+    /// acknowledgement), or ahead of a message this end sends once half of either is reached
+    /// (``ReliableDeliveryStateMachine/acknowledgementToSendAhead(now:withData:)``).
     case cumulative(everyMessages: Int, interval: TimeAmount)
 }
 
