@@ -84,20 +84,26 @@ final class FakeSocket {
     /// Everything the session wrote to it so far.
     var received = ByteBuffer()
 
+    let loop: EmbeddedEventLoop
+
     init(loop: EmbeddedEventLoop) throws {
+        self.loop = loop
         self.channel = EmbeddedChannel(loop: loop)
         try self.channel.pipeline.syncOperations.addHandler(self.end)
         try self.channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9)).wait()
     }
 
-    /// Bytes arriving from the socket's far end.
+    /// Bytes arriving from the socket's far end, read in one event-loop wake-up: the tasks it queued (the
+    /// session's flush of the data channel) run at its end, as NIO runs them after a wake-up's I/O.
     func send(_ bytes: ByteBuffer) throws {
         try self.channel.writeInbound(bytes)
+        self.loop.run()
     }
 
     /// The far end closed its output (TCP FIN).
     func sendEOF() {
         self.channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        self.loop.run()
     }
 
     /// Collects what the session wrote; returns the new bytes' count.

@@ -107,8 +107,21 @@ extension PortSession {
         self.inTCPReadBurst = false
         if self.flushAfterTCPReadBurst {
             self.flushAfterTCPReadBurst = false
-            self.context?.flush()
+            self.flushAfterLoopTick()
         }
+    }
+
+    /// Flushes the data channel once the event loop has handled every socket that was ready in this
+    /// wake-up: NIO runs tasks queued meanwhile after the wake-up's I/O, so the messages of several local
+    /// connections read in one wake-up (four database connections of one application, say) leave in one
+    /// write instead of one each, and the gateway and the peer read them together. One connection's message
+    /// leaves after its own read, as before, with the other sockets' events of that wake-up handled first.
+    func flushAfterLoopTick() {
+        guard !self.loopTickFlushQueued else { return }
+        guard let loop = self.loop else { return self.context?.flush() ?? () }
+        self.loopTickFlushQueued = true
+        // The same closure every time: NIO's loop queues it as it is, with no allocation.
+        loop.assumeIsolated().execute(self.loopTickFlush)
     }
 
     func tcpEOF(_ id: SmuxStreamID, _ connection: StreamTable.ConnectionID) {
@@ -123,7 +136,7 @@ extension PortSession {
         guard self.withStreams({ table, actions in table.localClosed(id, connection, into: &actions) }) else { return }
         self.pumpStream(id)
         self.withStreams { table, actions in table.localClosedAfterSending(id, connection, into: &actions) }
-        self.context?.flush()
+        self.flushAfterLoopTick()
     }
 
     /// A local connection became writable again: what it took meanwhile counts as consumed now.

@@ -193,6 +193,15 @@ public final class PortSession: ChannelInboundHandler {
     /// whether something waits for that flush.
     var inTCPReadBurst = false
     var flushAfterTCPReadBurst = false
+    /// A flush of the data channel waits for the end of this event-loop wake-up (``flushAfterLoopTick()``).
+    var loopTickFlushQueued = false
+    /// The task that flushes at the wake-up's end, made once per session. Weak: a task still queued when the
+    /// session goes must not keep it, nor find it gone.
+    lazy var loopTickFlush: () -> Void = { [weak self] in
+        guard let self else { return }
+        self.loopTickFlushQueued = false
+        self.context?.flush()
+    }
 
     /// Client: local connections accepted while another one is being served.
     var basicWaiting: [any Channel] = []
