@@ -1,6 +1,6 @@
 """What the measuring scripts share: scripts/bench-forwarder (gateway, agent and `jumpgate forward`, default flags,
 audit on) started in front of an echo server on 127.0.0.1, its three processes found, and stopped again.
-Imported by scripts/memory-idle, scripts/symbol-order and scripts/memory-after-transfer (a script's own
+Imported by scripts/memory-idle, scripts/symbol-order, scripts/memory-after-transfer and scripts/bench-concurrent (a script's own
 directory is on Python's path)."""
 import os
 import signal

@@ -97,8 +97,9 @@ extension PortSession {
 
     func tcpRead(_ id: SmuxStreamID, _ connection: StreamTable.ConnectionID, _ data: ByteBuffer) {
         guard self.table.localRead(id, connection, data) else { return }
-        // What one wake-up read (one read on local and target connections: StreamSocketReads) goes out as one
-        // flush, at tcpReadComplete.
+        // What one wake-up read (one read on local and target connections: StreamSocketReads), on this and
+        // every other connection of the session, goes out as one flush at the wake-up's end (tcpReadComplete
+        // queues it: flushAfterLoopTick).
         self.inTCPReadBurst = true
         self.pumpStream(id)
     }
