@@ -68,6 +68,21 @@ struct PortSessionFlushTests {
         }
     }
 
+    @Test(
+        "a session that ends in the wake-up that read a connection flushes its message before the close",
+        arguments: [false, true]
+    )
+    func endedInTheSameWakeUp(framed: Bool) throws {
+        let (pair, locals, _, counter) = try Self.twoStreams(framed: framed, counting: .client)
+        try locals[0].channel.writeInbound(ByteBuffer.pattern(500, seed: 5))
+        #expect(counter.flushes == 0)
+        pair.client.shutdown(reason: "test: ended in the same wake-up")
+        #expect(counter.flushes == 1, "the wake-up's message was not flushed before the close")
+        #expect(try !Self.nothingOut(pair.clientData, framed: framed))
+        pair.loop.run()  // the queued flush finds the session ended and does nothing
+        #expect(counter.flushes == 1)
+    }
+
     @Test("one connection's read leaves at its wake-up's end, not held for a later one")
     func aLoneReadIsNotHeld() throws {
         let (pair, locals, targets, counter) = try Self.twoStreams(framed: false, counting: .client)

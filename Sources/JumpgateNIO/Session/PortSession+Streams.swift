@@ -115,8 +115,9 @@ extension PortSession {
     /// Flushes the data channel once the event loop has handled every socket that was ready in this
     /// wake-up: NIO runs tasks queued meanwhile after the wake-up's I/O, so the messages of several local
     /// connections read in one wake-up (four database connections of one application, say) leave in one
-    /// write instead of one each, and the gateway and the peer read them together. One connection's message
-    /// leaves after its own read, as before, with the other sockets' events of that wake-up handled first.
+    /// write instead of one each, and the gateway and the peer read them together. A lone connection's message
+    /// leaves at the end of the wake-up that read it, after that wake-up's other events (a data-channel read,
+    /// say); a session that ends first flushes it before its close.
     func flushAfterLoopTick() {
         guard !self.loopTickFlushQueued else { return }
         guard let loop = self.loop else { return self.context?.flush() ?? () }
@@ -178,7 +179,8 @@ extension PortSession {
         for id in self.table.blockedStreams { self.pumpStream(id) }
     }
 
-    /// Flushes the data channel now, or at the end of the local read burst being handled.
+    /// Flushes the data channel now or, while a local read burst is handled, at the end of the event-loop
+    /// wake-up (``flushAfterLoopTick()``).
     func flushDataChannel() {
         if self.inTCPReadBurst {
             self.flushAfterTCPReadBurst = true

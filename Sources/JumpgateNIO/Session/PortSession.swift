@@ -189,16 +189,17 @@ public final class PortSession: ChannelInboundHandler {
     var reading = false
     var unflushed: [UnflushedConnection] = []
 
-    /// Whether a local connection's read burst is being handled (its messages are flushed at its end), and
-    /// whether something waits for that flush.
+    /// Whether a local connection's read burst is being handled (its messages are flushed at the end of the
+    /// event-loop wake-up: ``flushAfterLoopTick()``), and whether something waits for that flush.
     var inTCPReadBurst = false
     var flushAfterTCPReadBurst = false
     /// A flush of the data channel waits for the end of this event-loop wake-up (``flushAfterLoopTick()``).
     var loopTickFlushQueued = false
     /// The task that flushes at the wake-up's end, made once per session. Weak: a task still queued when the
-    /// session goes must not keep it, nor find it gone.
+    /// session goes must not keep it, nor find it gone. A session that ended meanwhile flushed already
+    /// (``finish(reason:byPeer:)``).
     lazy var loopTickFlush: () -> Void = { [weak self] in
-        guard let self else { return }
+        guard let self, self.loopTickFlushQueued else { return }
         self.loopTickFlushQueued = false
         self.context?.flush()
     }
@@ -286,6 +287,12 @@ public final class PortSession: ChannelInboundHandler {
         self.basicWaiting.removeAll()
         self.delegate?.sessionEnded(self, reason: reason, byPeer: byPeer)
         self.delegate = nil
+        // What this wake-up's local reads sent leaves before the close (TLS's close does not flush), as it did
+        // when each read flushed at its end; the queued flush then finds nothing to do.
+        if self.loopTickFlushQueued {
+            self.loopTickFlushQueued = false
+            self.context?.flush()
+        }
         self.context?.close(promise: nil)
     }
 }
