@@ -98,7 +98,7 @@ extension PortSession {
     func tcpRead(_ id: SmuxStreamID, _ connection: StreamTable.ConnectionID, _ data: ByteBuffer) {
         guard self.table.localRead(id, connection, data) else { return }
         // What one wake-up read (one read on local and target connections: StreamSocketReads), on this and
-        // every other connection of the session, goes out as one flush at the wake-up's end (tcpReadComplete
+        // every other connection of the session, goes out as one flush at the wake-up's end (flushDataChannel
         // queues it: flushAfterLoopTick).
         self.inTCPReadBurst = true
         self.pumpStream(id)
@@ -106,10 +106,6 @@ extension PortSession {
 
     func tcpReadComplete() {
         self.inTCPReadBurst = false
-        if self.flushAfterTCPReadBurst {
-            self.flushAfterTCPReadBurst = false
-            self.flushAfterLoopTick()
-        }
     }
 
     /// Flushes the data channel once the event loop has handled every socket that was ready in this
@@ -183,7 +179,7 @@ extension PortSession {
     /// wake-up (``flushAfterLoopTick()``).
     func flushDataChannel() {
         if self.inTCPReadBurst {
-            self.flushAfterTCPReadBurst = true
+            self.flushAfterLoopTick()
         } else {
             self.context?.flush()
         }

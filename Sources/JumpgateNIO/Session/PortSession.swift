@@ -190,9 +190,8 @@ public final class PortSession: ChannelInboundHandler {
     var unflushed: [UnflushedConnection] = []
 
     /// Whether a local connection's read burst is being handled (its messages are flushed at the end of the
-    /// event-loop wake-up: ``flushAfterLoopTick()``), and whether something waits for that flush.
+    /// event-loop wake-up: ``flushAfterLoopTick()``).
     var inTCPReadBurst = false
-    var flushAfterTCPReadBurst = false
     /// A flush of the data channel waits for the end of this event-loop wake-up (``flushAfterLoopTick()``).
     var loopTickFlushQueued = false
     /// The task that flushes at the wake-up's end, made once per session. Weak: a task still queued when the

@@ -148,8 +148,9 @@ extension ReliableDeliveryStateMachine {
     /// acknowledgement. So a delivery waits at most the interval, and a pause does not make the next
     /// delivery's acknowledgement due at once, before the reply it could ride with.
     public var acknowledgementDeadline: NIODeadline? {
+        // The first waiting delivery's time is set exactly while deliveries wait (countCumulative, takeCumulative).
         guard case .cumulative(_, let interval) = self.configuration.acknowledgementMode,
-            self.unacknowledgedDeliveries > 0, let first = self.firstUnacknowledgedDelivery
+            let first = self.firstUnacknowledgedDelivery
         else { return nil }
         let settled = first + Self.half(interval)
         guard let last = self.lastCumulativeAcknowledgement else { return settled }
